@@ -1,0 +1,14 @@
+//! Gregor: a Kafka-compatible event-streaming broker.
+//!
+//! Map of the crate, top-down (dependencies point down):
+//! - [`tools`]: Kafka-familiar CLI tools, clients of any broker, built on [`client`].
+//! - [`server`]: TCP listener, connections, per-API handlers.
+//! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
+//! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
+//! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
+//! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
+//! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
+
+pub mod client;
+pub mod log;
+pub mod tools;
