@@ -1,6 +1,7 @@
 //! Gregor: a Kafka-compatible event-streaming broker.
 //!
 //! Map of the crate, top-down (dependencies point down):
+//! - [`node`]: a running node — storage check, listeners, background tasks, shutdown.
 //! - [`tools`]: Kafka-familiar CLI tools, clients of any broker, built on [`client`].
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
@@ -10,5 +11,13 @@
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
 
 pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod group;
 pub mod log;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod server;
+pub mod storage;
 pub mod tools;

@@ -1,0 +1,571 @@
+//! Topics and partitions this node serves, and the metadata that defines them.
+//!
+//! Every change goes through the metadata log first ([`metadata::MetadataLog`]) and is then
+//! applied to the in-memory image (`topics`). Admin operations run on a blocking thread holding
+//! the metadata lock, so check-then-act (does the topic exist?) is atomic and the async reactor
+//! never waits on a disk write.
+
+pub mod metadata;
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
+use metadata::{MetadataError, MetadataLog, MetadataRecord};
+
+/// Name of the internal topic holding committed offsets.
+pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+
+/// How many producer ids one metadata record reserves.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Why an admin operation failed; each variant maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// INVALID_TOPIC_EXCEPTION.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// INVALID_PARTITIONS.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_CONFIG.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// TOPIC_DELETION_DISABLED.
+    #[error("topic deletion is disabled (delete.topic.enable=false)")]
+    DeletionDisabled,
+    /// KAFKA_STORAGE_ERROR: the metadata log or a partition log could not be written.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl From<MetadataError> for AdminError {
+    fn from(e: MetadataError) -> Self {
+        AdminError::Storage(error_chain(&e))
+    }
+}
+
+impl From<LogError> for AdminError {
+    fn from(e: LogError) -> Self {
+        AdminError::Storage(error_chain(&e))
+    }
+}
+
+/// An error and its sources, one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// One partition of a topic, led by this node.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub index: i32,
+    /// The log. A plain mutex: it is only locked on blocking threads, never across an await.
+    pub log: Mutex<PartitionLog>,
+    /// Records below this offset are visible to consumers. On one node every append is
+    /// committed as soon as it is written, so this follows the log end.
+    high_watermark: AtomicI64,
+    /// Mirrors the log's start offset so readers need not take the log lock.
+    log_start: AtomicI64,
+    /// Messages appended since the last fsync, for `flush.messages`.
+    unflushed: AtomicU64,
+}
+
+impl Partition {
+    /// Offset below which records are committed and readable by consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// The leader epoch this node stamps (constant on a single node).
+    pub fn leader_epoch(&self) -> i32 {
+        0
+    }
+
+    fn refresh(&self, log: &PartitionLog) {
+        self.log_start.store(log.log_start_offset(), Ordering::Release);
+        self.high_watermark
+            .store(log.log_end_offset(), Ordering::Release);
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub struct Topic {
+    /// Topic name.
+    pub name: String,
+    /// Topic id.
+    pub id: uuid::Uuid,
+    /// Replication factor asked for at creation.
+    pub replication_factor: i16,
+    /// Config overrides.
+    pub configs: RwLock<BTreeMap<String, String>>,
+    /// Partitions by index. Only grows (CreatePartitions).
+    pub partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    /// Whether this is an internal topic.
+    pub fn is_internal(&self) -> bool {
+        self.name == CONSUMER_OFFSETS
+    }
+
+    /// The partition with this index.
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.read().get(i).cloned())
+    }
+
+    /// Partition count.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().len() as i32
+    }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Partitions, or -1 for `num.partitions`.
+    pub partitions: i32,
+    /// Replication factor, or -1 for `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// State guarded by the metadata lock.
+#[derive(Debug)]
+struct MetaState {
+    log: MetadataLog,
+    /// Next producer id to hand out, and the end of the reserved block.
+    next_producer_id: i64,
+    producer_id_block_end: i64,
+}
+
+/// All topics on this node and the metadata log behind them.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Broker configuration.
+    pub config: Arc<Config>,
+    /// The cluster id from meta.properties.
+    pub cluster_id: String,
+    meta: Mutex<MetaState>,
+    /// The metadata image: topics by name. Read on every request; written by admin ops.
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Bumped after every append so long-polling fetches wake up.
+    data_arrived: tokio::sync::watch::Sender<u64>,
+}
+
+impl Cluster {
+    /// Opens the metadata log and every partition log it names (blocking).
+    pub fn open(config: Arc<Config>, cluster_id: String) -> Result<Cluster, AdminError> {
+        let (log, records) = MetadataLog::open(&config.metadata_log_dir)?;
+        let mut image: BTreeMap<String, (uuid::Uuid, i32, i16, BTreeMap<String, String>)> =
+            BTreeMap::new();
+        let mut next_pid = 0;
+        for r in records {
+            match r {
+                MetadataRecord::Topic {
+                    name,
+                    id,
+                    partitions,
+                    replication_factor,
+                    configs,
+                } => {
+                    image.insert(name, (id, partitions, replication_factor, configs));
+                }
+                MetadataRecord::Partitions { name, count } => {
+                    if let Some(t) = image.get_mut(&name) {
+                        t.1 = count;
+                    }
+                }
+                MetadataRecord::Configs { name, configs } => {
+                    if let Some(t) = image.get_mut(&name) {
+                        t.3 = configs;
+                    }
+                }
+                MetadataRecord::RemoveTopic { name } => {
+                    image.remove(&name);
+                }
+                MetadataRecord::ProducerIds { next } => next_pid = next_pid.max(next),
+            }
+        }
+        let (tx, _) = tokio::sync::watch::channel(0);
+        let cluster = Cluster {
+            config,
+            cluster_id,
+            meta: Mutex::new(MetaState {
+                log,
+                next_producer_id: next_pid,
+                // Ids of the last block are never reused after a restart: start a new block.
+                producer_id_block_end: next_pid,
+            }),
+            topics: RwLock::new(BTreeMap::new()),
+            data_arrived: tx,
+        };
+        for (name, (id, count, rf, configs)) in image {
+            let topic = cluster.open_topic(&name, id, count, rf, configs)?;
+            cluster.topics.write().insert(name, topic);
+        }
+        Ok(cluster)
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        count: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, AdminError> {
+        let log_config = topic_config::resolve_log_config(&self.config, &configs)
+            .map_err(AdminError::InvalidConfig)?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            replication_factor,
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(Vec::new()),
+        });
+        self.add_partitions(&topic, count, &log_config)?;
+        Ok(topic)
+    }
+
+    fn add_partitions(
+        &self,
+        topic: &Topic,
+        count: i32,
+        log_config: &LogConfig,
+    ) -> Result<(), AdminError> {
+        let current = topic.partition_count();
+        for index in current..count {
+            let dir = self.partition_dir(&topic.name, index);
+            let log = PartitionLog::open(&dir, log_config.clone())?;
+            let p = Partition {
+                topic: topic.name.clone(),
+                index,
+                high_watermark: AtomicI64::new(log.log_end_offset()),
+                log_start: AtomicI64::new(log.log_start_offset()),
+                log: Mutex::new(log),
+                unflushed: AtomicU64::new(0),
+            };
+            topic.partitions.write().push(Arc::new(p));
+        }
+        Ok(())
+    }
+
+    /// Where a partition's directory is: an existing one in any log dir, else the log dir
+    /// holding the fewest partitions.
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        let name = format!("{topic}-{index}");
+        let dirs = &self.config.log_dirs;
+        if let Some(existing) = dirs.iter().map(|d| d.join(&name)).find(|p| p.is_dir()) {
+            return existing;
+        }
+        let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+        dirs.iter()
+            .min_by_key(|d| count(d))
+            .map(|d| d.join(&name))
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().values().find(|t| t.id == id).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// A partition by topic and index.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic).and_then(|t| t.partition(index))
+    }
+
+    /// Creates a topic (blocking). `validate_only` checks without creating.
+    pub fn create_topic(&self, t: NewTopic, validate_only: bool) -> Result<Arc<Topic>, AdminError> {
+        topic_config::validate_topic_name(&t.name).map_err(AdminError::InvalidTopic)?;
+        let partitions = match t.partitions {
+            -1 => self.config.num_partitions,
+            n if n >= 1 => n,
+            n => {
+                return Err(AdminError::InvalidPartitions(format!(
+                    "number of partitions must be at least 1, got {n}"
+                )))
+            }
+        };
+        if partitions > 100_000 {
+            return Err(AdminError::InvalidPartitions(format!(
+                "{partitions} partitions is more than this broker allows (100000)"
+            )));
+        }
+        let replication_factor = match t.replication_factor {
+            -1 => self.config.default_replication_factor,
+            n if n >= 1 => n,
+            n => {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "replication factor must be at least 1, got {n}"
+                )))
+            }
+        };
+        if replication_factor > 1 {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is larger than the 1 available broker"
+            )));
+        }
+        topic_config::resolve_log_config(&self.config, &t.configs)
+            .map_err(AdminError::InvalidConfig)?;
+        let mut meta = self.meta.lock();
+        if self.topics.read().contains_key(&t.name) {
+            return Err(AdminError::TopicExists(t.name));
+        }
+        let colliding = self
+            .topics
+            .read()
+            .keys()
+            .find(|k| k.replace('.', "_") == t.name.replace('.', "_"))
+            .cloned();
+        if let Some(other) = colliding {
+            return Err(AdminError::InvalidTopic(format!(
+                "topic {} collides with existing topic {other} ('.' and '_' are the same in metric names)",
+                t.name
+            )));
+        }
+        let id = uuid::Uuid::new_v4();
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: t.name,
+                id,
+                replication_factor,
+                configs: RwLock::new(t.configs),
+                partitions: RwLock::new(Vec::new()),
+            }));
+        }
+        meta.log.append(&[MetadataRecord::Topic {
+            name: t.name.clone(),
+            id,
+            partitions,
+            replication_factor,
+            configs: t.configs.clone(),
+        }])?;
+        let topic = self.open_topic(&t.name, id, partitions, replication_factor, t.configs)?;
+        self.topics.write().insert(t.name.clone(), topic.clone());
+        tracing::info!(topic = %t.name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data (blocking).
+    pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, AdminError> {
+        if !self.config.delete_topic_enable {
+            return Err(AdminError::DeletionDisabled);
+        }
+        let mut meta = self.meta.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        if topic.is_internal() {
+            return Err(AdminError::InvalidTopic(format!(
+                "internal topic {name} cannot be deleted"
+            )));
+        }
+        meta.log.append(&[MetadataRecord::RemoveTopic {
+            name: name.to_string(),
+        }])?;
+        self.topics.write().remove(name);
+        for p in topic.partitions.read().iter() {
+            let dir = p.log.lock().dir().to_path_buf();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove deleted partition");
+            }
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Grows a topic to `count` partitions (blocking).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let mut meta = self.meta.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let current = topic.partition_count();
+        if count <= current {
+            return Err(AdminError::InvalidPartitions(format!(
+                "topic {name} currently has {current} partitions, {count} would not be an increase"
+            )));
+        }
+        if count > 100_000 {
+            return Err(AdminError::InvalidPartitions(format!(
+                "{count} partitions is more than this broker allows (100000)"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        meta.log.append(&[MetadataRecord::Partitions {
+            name: name.to_string(),
+            count,
+        }])?;
+        let log_config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
+            .map_err(AdminError::InvalidConfig)?;
+        self.add_partitions(&topic, count, &log_config)
+    }
+
+    /// Replaces a topic's config overrides (blocking).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let mut meta = self.meta.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let log_config = topic_config::resolve_log_config(&self.config, &configs)
+            .map_err(AdminError::InvalidConfig)?;
+        if validate_only {
+            return Ok(());
+        }
+        meta.log.append(&[MetadataRecord::Configs {
+            name: name.to_string(),
+            configs: configs.clone(),
+        }])?;
+        *topic.configs.write() = configs;
+        for p in topic.partitions.read().iter() {
+            p.log.lock().set_config(log_config.clone());
+        }
+        Ok(())
+    }
+
+    /// Hands out a new producer id (blocking: a new block is recorded in the metadata log).
+    pub fn allocate_producer_id(&self) -> Result<i64, AdminError> {
+        let mut meta = self.meta.lock();
+        if meta.next_producer_id >= meta.producer_id_block_end {
+            let end = meta.next_producer_id + PRODUCER_ID_BLOCK;
+            meta.log.append(&[MetadataRecord::ProducerIds { next: end }])?;
+            meta.producer_id_block_end = end;
+        }
+        let id = meta.next_producer_id;
+        meta.next_producer_id += 1;
+        Ok(id)
+    }
+
+    /// Appends records to a partition (blocking) and wakes waiting fetches.
+    pub fn append(&self, p: &Partition, records: Bytes) -> Result<AppendOutcome, LogError> {
+        let now = now_ms();
+        let mut log = p.log.lock();
+        let outcome = log.append(records, p.leader_epoch(), now)?;
+        if let AppendOutcome::Appended(info) = &outcome {
+            let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
+            let pending = p.unflushed.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(every) = self.config.log_flush_interval_messages {
+                if pending >= every {
+                    log.flush()?;
+                    p.unflushed.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        p.refresh(&log);
+        drop(log);
+        self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(outcome)
+    }
+
+    /// A receiver that changes whenever any partition is appended to.
+    pub fn subscribe_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.data_arrived.subscribe()
+    }
+
+    /// Applies retention and compaction to every partition (blocking).
+    pub fn maintain_logs(&self) {
+        let now = now_ms();
+        for t in self.topics() {
+            for p in t.partitions.read().iter() {
+                let mut log = p.log.lock();
+                match log.maintain(now) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "log maintenance"),
+                    Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "log maintenance failed"),
+                }
+                p.refresh(&log);
+            }
+        }
+    }
+
+    /// fsyncs every partition with unflushed messages (blocking).
+    pub fn flush_all(&self) {
+        for t in self.topics() {
+            for p in t.partitions.read().iter() {
+                if p.unflushed.swap(0, Ordering::Relaxed) > 0 {
+                    if let Err(e) = p.log.lock().flush() {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of partitions on this node.
+    pub fn partition_count(&self) -> usize {
+        self.topics
+            .read()
+            .values()
+            .map(|t| t.partitions.read().len())
+            .sum()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,698 @@
+//! `server.properties`: Apache Kafka's own configuration vocabulary, parsed once into a
+//! validated [`Config`]. Unknown keys are kept (for DescribeConfigs) and logged; a malformed
+//! value fails start-up naming the key. This is the only module that reads the environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::log::{CleanupPolicy, LogConfig};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The properties file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key's value does not parse or is out of range.
+    #[error("invalid value {value:?} for config key {key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A required key is missing.
+    #[error("missing required config key {0}")]
+    Missing(String),
+    /// An `--override` argument is not `key=value`.
+    #[error("override {0:?} is not of the form key=value")]
+    BadOverride(String),
+}
+
+/// Roles in `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves clients and stores partitions.
+    Broker,
+    /// Votes in the metadata quorum.
+    Controller,
+}
+
+/// One `listeners` entry: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name, e.g. PLAINTEXT or CONTROLLER.
+    pub name: String,
+    /// Host; empty means all interfaces.
+    pub host: String,
+    /// TCP port; 0 picks a free one (tests).
+    pub port: u16,
+}
+
+/// One `controller.quorum.voters` entry: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// Node id of the voter.
+    pub id: i32,
+    /// Host of its controller listener.
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+/// The validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `process.roles`.
+    pub process_roles: Vec<Role>,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` (defaults to `listeners` minus the controller listeners).
+    pub advertised_listeners: Vec<Listener>,
+    /// `controller.listener.names`.
+    pub controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`.
+    pub inter_broker_listener_name: String,
+    /// `controller.quorum.voters`.
+    pub controller_quorum_voters: Vec<Voter>,
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `metadata.log.dir` (defaults to the first log dir).
+    pub metadata_log_dir: PathBuf,
+    /// `num.partitions` for auto-created topics and CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// Broker-wide log defaults (`log.segment.bytes`, `log.retention.*`, ...).
+    pub log: LogConfig,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.interval.messages`: fsync after this many messages; `None` leaves it to the OS.
+    pub log_flush_interval_messages: Option<u64>,
+    /// `log.flush.interval.ms`: fsync dirty logs at least this often; `None` leaves it to the OS.
+    pub log_flush_interval_ms: Option<u64>,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `socket.request.max.bytes`: frames larger than this close the connection.
+    pub socket_request_max_bytes: usize,
+    /// `message.max.bytes`: the largest record batch accepted (topic `max.message.bytes`).
+    pub message_max_bytes: u32,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `max.connections`: further connections are closed at accept.
+    pub max_connections: usize,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// `metrics.listener`: `HOST:PORT` of the Prometheus endpoint, if any.
+    pub metrics_listener: Option<String>,
+    /// Every key as given (after overrides), for DescribeConfigs.
+    pub raw: BTreeMap<String, String>,
+}
+
+/// Keys Gregor reads (or accepts as meaningful defaults). Anything else is logged and ignored.
+const KNOWN_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "log.dirs",
+    "log.dir",
+    "metadata.log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "auto.create.topics.enable",
+    "delete.topic.enable",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "offsets.retention.minutes",
+    "socket.request.max.bytes",
+    "message.max.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "max.connections",
+    "broker.rack",
+    "metrics.listener",
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "num.recovery.threads.per.data.dir",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+];
+
+/// Parses Java `.properties` text: `key=value` / `key: value` / `key value`, `#`/`!` comments,
+/// backslash line continuations and escapes.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if logical.is_empty() && (trimmed.starts_with('#') || trimmed.starts_with('!')) {
+            continue;
+        }
+        let trailing_backslashes = trimmed.chars().rev().take_while(|c| *c == '\\').count();
+        if trailing_backslashes % 2 == 1 {
+            logical.push_str(&trimmed[..trimmed.len() - 1]);
+            continue;
+        }
+        logical.push_str(trimmed);
+        let entry = std::mem::take(&mut logical);
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let sep = entry
+            .char_indices()
+            .find(|(_, c)| *c == '=' || *c == ':' || c.is_whitespace())
+            .map(|(i, _)| i);
+        let (key, value) = match sep {
+            Some(i) => {
+                let rest = entry[i..].trim_start();
+                let rest = rest
+                    .strip_prefix('=')
+                    .or_else(|| rest.strip_prefix(':'))
+                    .unwrap_or(rest);
+                (&entry[..i], rest.trim())
+            }
+            None => (entry.as_str(), ""),
+        };
+        out.insert(unescape(key), unescape(value));
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Applies `--override key=value` arguments on top of `props`.
+pub fn apply_overrides(
+    props: &mut BTreeMap<String, String>,
+    overrides: &[String],
+) -> Result<(), ConfigError> {
+    for o in overrides {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+        if k.trim().is_empty() {
+            return Err(ConfigError::BadOverride(o.clone()));
+        }
+        props.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(())
+}
+
+/// Reads a properties file.
+pub fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse_properties(&text))
+}
+
+/// The default data directory of `gregor dev`: `$XDG_DATA_HOME/gregor/dev` (or the platform
+/// equivalent), falling back to the temp dir.
+pub fn default_dev_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("gregor")
+        .join("dev")
+}
+
+/// The log filter from `RUST_LOG`, defaulting to `info`.
+pub fn log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string())
+}
+
+struct Props<'a> {
+    map: &'a BTreeMap<String, String>,
+}
+
+impl Props<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(|s| s.trim())
+    }
+
+    fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn num<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+        &self,
+        key: &str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                let n: T = v
+                    .parse()
+                    .map_err(|_| Self::invalid(key, v, "not a number"))?;
+                if n < min {
+                    return Err(Self::invalid(key, v, format!("must be at least {min}")));
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn opt_num(&self, key: &str) -> Result<Option<i64>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| Self::invalid(key, v, "not a number")),
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Self::invalid(key, v, "expected true or false")),
+            },
+        }
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Parses `NAME://host:port` (IPv6 hosts in brackets).
+pub fn parse_listener(key: &str, s: &str) -> Result<Listener, ConfigError> {
+    let bad = |reason: &str| Props::invalid(key, s, reason);
+    let (name, rest) = s
+        .split_once("://")
+        .ok_or_else(|| bad("expected NAME://host:port"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected NAME://host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad("port is not a number"))?;
+    if name.is_empty() {
+        return Err(bad("listener name is empty"));
+    }
+    Ok(Listener {
+        name: name.to_ascii_uppercase(),
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_voter(key: &str, s: &str) -> Result<Voter, ConfigError> {
+    let bad = |reason: &str| Props::invalid(key, s, reason);
+    let (id, addr) = s.split_once('@').ok_or_else(|| bad("expected id@host:port"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected id@host:port"))?;
+    Ok(Voter {
+        id: id.parse().map_err(|_| bad("voter id is not a number"))?,
+        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port: port.parse().map_err(|_| bad("port is not a number"))?,
+    })
+}
+
+fn hours_to_ms(h: i64) -> i64 {
+    h.saturating_mul(3_600_000)
+}
+
+impl Config {
+    /// Validates a property map into a [`Config`], logging keys Gregor does not use.
+    pub fn from_properties(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let p = Props { map: &map };
+        for key in map.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) && !key.starts_with("ssl.") {
+                tracing::warn!(key = %key, "ignoring config key Gregor does not support");
+            }
+        }
+        let node_id_key = if p.get("node.id").is_some() {
+            "node.id"
+        } else {
+            "broker.id"
+        };
+        let node_id: i32 = match p.get(node_id_key) {
+            Some(_) => p.num(node_id_key, 0, 0)?,
+            None => return Err(ConfigError::Missing("node.id".into())),
+        };
+        let mut process_roles = Vec::new();
+        for r in p.list("process.roles") {
+            process_roles.push(match r.as_str() {
+                "broker" => Role::Broker,
+                "controller" => Role::Controller,
+                _ => {
+                    return Err(Props::invalid(
+                        "process.roles",
+                        &r,
+                        "expected broker and/or controller",
+                    ))
+                }
+            });
+        }
+        if process_roles.is_empty() {
+            process_roles = vec![Role::Broker, Role::Controller];
+        }
+        let mut listeners = Vec::new();
+        for l in p.list("listeners") {
+            listeners.push(parse_listener("listeners", &l)?);
+        }
+        if listeners.is_empty() {
+            listeners.push(Listener {
+                name: "PLAINTEXT".into(),
+                host: String::new(),
+                port: 9092,
+            });
+        }
+        let controller_listener_names: Vec<String> = p
+            .list("controller.listener.names")
+            .into_iter()
+            .map(|s| s.to_ascii_uppercase())
+            .collect();
+        let protocol_map = p.list("listener.security.protocol.map");
+        for l in &listeners {
+            let proto = protocol_map
+                .iter()
+                .find_map(|e| {
+                    e.split_once(':')
+                        .filter(|(n, _)| n.eq_ignore_ascii_case(&l.name))
+                        .map(|(_, v)| v.to_ascii_uppercase())
+                })
+                .unwrap_or_else(|| {
+                    if l.name == "PLAINTEXT" || controller_listener_names.contains(&l.name) {
+                        "PLAINTEXT".into()
+                    } else {
+                        l.name.clone()
+                    }
+                });
+            if proto != "PLAINTEXT" {
+                return Err(Props::invalid(
+                    "listener.security.protocol.map",
+                    &proto,
+                    format!("listener {} uses {proto}; only PLAINTEXT is supported", l.name),
+                ));
+            }
+        }
+        let mut advertised_listeners = Vec::new();
+        for l in p.list("advertised.listeners") {
+            advertised_listeners.push(parse_listener("advertised.listeners", &l)?);
+        }
+        if advertised_listeners.is_empty() {
+            advertised_listeners = listeners
+                .iter()
+                .filter(|l| !controller_listener_names.contains(&l.name))
+                .cloned()
+                .collect();
+        }
+        let inter_broker_listener_name = p
+            .get("inter.broker.listener.name")
+            .map(|s| s.to_ascii_uppercase())
+            .unwrap_or_else(|| "PLAINTEXT".into());
+        let mut controller_quorum_voters = Vec::new();
+        for v in p.list("controller.quorum.voters") {
+            controller_quorum_voters.push(parse_voter("controller.quorum.voters", &v)?);
+        }
+        let mut log_dirs: Vec<PathBuf> = p.list("log.dirs").into_iter().map(PathBuf::from).collect();
+        if log_dirs.is_empty() {
+            log_dirs = p.list("log.dir").into_iter().map(PathBuf::from).collect();
+        }
+        if log_dirs.is_empty() {
+            log_dirs.push(std::env::temp_dir().join("kraft-combined-logs"));
+        }
+        let metadata_log_dir = p
+            .get("metadata.log.dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| log_dirs[0].clone());
+
+        let defaults = LogConfig::default();
+        let retention_ms = match (
+            p.opt_num("log.retention.ms")?,
+            p.opt_num("log.retention.minutes")?,
+            p.opt_num("log.retention.hours")?,
+        ) {
+            (Some(ms), _, _) => ms,
+            (None, Some(m), _) => m.saturating_mul(60_000),
+            (None, None, Some(h)) => hours_to_ms(h),
+            (None, None, None) => hours_to_ms(168),
+        };
+        let segment_ms = match (p.opt_num("log.roll.ms")?, p.opt_num("log.roll.hours")?) {
+            (Some(ms), _) => ms,
+            (None, Some(h)) => hours_to_ms(h),
+            (None, None) => defaults.segment_ms,
+        };
+        if segment_ms <= 0 {
+            return Err(Props::invalid("log.roll.ms", &segment_ms.to_string(), "must be positive"));
+        }
+        let retention_bytes = p.num::<i64>("log.retention.bytes", -1, -1)?;
+        let message_max_bytes = p.num::<u32>("message.max.bytes", 1_048_588, 0)?;
+        let cleanup_policy = match p.get("log.cleanup.policy") {
+            None => CleanupPolicy::Delete,
+            Some(v) => parse_cleanup_policy(v)
+                .ok_or_else(|| Props::invalid("log.cleanup.policy", v, "expected delete, compact or both"))?,
+        };
+        let log = LogConfig {
+            segment_bytes: p.num::<u64>("log.segment.bytes", defaults.segment_bytes, 14)?,
+            segment_ms,
+            retention_ms: (retention_ms >= 0).then_some(retention_ms),
+            retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+            index_interval_bytes: p.num::<u32>("log.index.interval.bytes", 4096, 0)?,
+            cleanup_policy,
+            delete_retention_ms: p.num::<i64>(
+                "log.cleaner.delete.retention.ms",
+                defaults.delete_retention_ms,
+                0,
+            )?,
+            max_message_bytes: message_max_bytes,
+        };
+        let flush_msgs = p.opt_num("log.flush.interval.messages")?;
+        let flush_ms = p.opt_num("log.flush.interval.ms")?;
+        let default_replication_factor = p.num::<i16>("default.replication.factor", 1, 1)?;
+        let config = Config {
+            node_id,
+            process_roles,
+            listeners,
+            advertised_listeners,
+            controller_listener_names,
+            inter_broker_listener_name,
+            controller_quorum_voters,
+            log_dirs,
+            metadata_log_dir,
+            num_partitions: p.num("num.partitions", 1, 1)?,
+            default_replication_factor,
+            min_insync_replicas: p.num("min.insync.replicas", 1, 1)?,
+            auto_create_topics_enable: p.bool("auto.create.topics.enable", true)?,
+            delete_topic_enable: p.bool("delete.topic.enable", true)?,
+            log,
+            log_retention_check_interval_ms: p.num("log.retention.check.interval.ms", 300_000, 1)?,
+            log_flush_interval_messages: flush_msgs
+                .filter(|n| *n > 0 && *n < i64::MAX)
+                .map(|n| n as u64),
+            log_flush_interval_ms: flush_ms.filter(|n| *n > 0 && *n < i64::MAX).map(|n| n as u64),
+            offsets_topic_num_partitions: p.num("offsets.topic.num.partitions", 50, 1)?,
+            offsets_topic_replication_factor: p.num("offsets.topic.replication.factor", 3, 1)?,
+            offsets_retention_ms: p
+                .num::<i64>("offsets.retention.minutes", 10_080, 1)?
+                .saturating_mul(60_000),
+            socket_request_max_bytes: p.num("socket.request.max.bytes", 104_857_600, 1024)?,
+            message_max_bytes,
+            group_initial_rebalance_delay_ms: p.num("group.initial.rebalance.delay.ms", 3000, 0)?,
+            group_min_session_timeout_ms: p.num("group.min.session.timeout.ms", 6000, 0)?,
+            group_max_session_timeout_ms: p.num("group.max.session.timeout.ms", 1_800_000, 0)?,
+            max_connections: p.num("max.connections", 10_000, 1)?,
+            broker_rack: p.get("broker.rack").map(str::to_string),
+            metrics_listener: p.get("metrics.listener").map(str::to_string),
+            raw: map.clone(),
+        };
+        Ok(config)
+    }
+
+    /// The listeners clients connect to (all but the controller listeners).
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
+    }
+
+    /// The advertised address of the inter-broker (or first) listener, as (host, port).
+    pub fn advertised_address(&self) -> (String, u16) {
+        let l = self
+            .advertised_listeners
+            .iter()
+            .find(|l| l.name == self.inter_broker_listener_name)
+            .or_else(|| self.advertised_listeners.first());
+        match l {
+            Some(l) if !l.host.is_empty() => (l.host.clone(), l.port),
+            Some(l) => ("localhost".to_string(), l.port),
+            None => ("localhost".to_string(), 9092),
+        }
+    }
+}
+
+/// Parses a `cleanup.policy` value.
+pub fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
+    let mut parts: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    match parts.as_slice() {
+        ["delete"] => Some(CleanupPolicy::Delete),
+        ["compact"] => Some(CleanupPolicy::Compact),
+        ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(s: &str) -> BTreeMap<String, String> {
+        parse_properties(s)
+    }
+
+    #[test]
+    fn properties_parse_comments_separators_and_continuations() {
+        let m = props("# c\n! c\na=1\nb : 2\nc 3\nd=x\\\n   y\ne=\n");
+        assert_eq!(m["a"], "1");
+        assert_eq!(m["b"], "2");
+        assert_eq!(m["c"], "3");
+        assert_eq!(m["d"], "xy");
+        assert_eq!(m["e"], "");
+    }
+
+    #[test]
+    fn kafka_quickstart_config_validates() {
+        let m = props(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@localhost:9093\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             advertised.listeners=PLAINTEXT://localhost:9092\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs=/tmp/kraft-combined-logs\nnum.partitions=3\nlog.retention.hours=168\n\
+             some.unknown.key=1\n",
+        );
+        let c = Config::from_properties(m).expect("valid");
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.client_listeners().count(), 1);
+        assert_eq!(c.controller_quorum_voters[0].port, 9093);
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log.retention_ms, Some(168 * 3_600_000));
+        assert_eq!(c.advertised_address(), ("localhost".into(), 9092));
+    }
+
+    #[test]
+    fn malformed_value_names_the_key() {
+        let err = Config::from_properties(props("node.id=1\nnum.partitions=lots\n"))
+            .expect_err("invalid");
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn missing_node_id_is_an_error() {
+        let err = Config::from_properties(props("num.partitions=1\n")).expect_err("invalid");
+        assert!(err.to_string().contains("node.id"), "{err}");
+    }
+
+    #[test]
+    fn ssl_listener_is_refused_clearly() {
+        let err = Config::from_properties(props(
+            "node.id=1\nlisteners=SSL://:9093\nlistener.security.protocol.map=SSL:SSL\n",
+        ))
+        .expect_err("invalid");
+        assert!(err.to_string().contains("only PLAINTEXT"), "{err}");
+    }
+
+    #[test]
+    fn overrides_replace_keys_and_reject_garbage() {
+        let mut m = props("a=1\n");
+        apply_overrides(&mut m, &["a=2".into(), "b=x=y".into()]).expect("ok");
+        assert_eq!(m["a"], "2");
+        assert_eq!(m["b"], "x=y");
+        assert!(apply_overrides(&mut m, &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_accepts_both_orders() {
+        assert_eq!(parse_cleanup_policy("delete,compact"), Some(CleanupPolicy::CompactDelete));
+        assert_eq!(parse_cleanup_policy("compact"), Some(CleanupPolicy::Compact));
+        assert_eq!(parse_cleanup_policy("zap"), None);
+    }
+}

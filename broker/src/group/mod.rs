@@ -1,0 +1,867 @@
+//! The classic consumer-group coordinator: Join/Sync/Heartbeat/Leave drive each group through
+//! Empty → PreparingRebalance → CompletingRebalance → Stable; assignment is computed by the
+//! group leader (client side). Committed offsets are appended to `__consumer_offsets` before
+//! they are acknowledged, and reloaded from it at start-up.
+//!
+//! All groups share one mutex: every operation is a short in-memory state change, never held
+//! across an await. Joins and syncs that must wait park a oneshot sender in the member.
+
+pub mod offsets_log;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::cluster::{now_ms, Cluster, NewTopic, CONSUMER_OFFSETS};
+use offsets_log::{OffsetKey, OffsetValue, OffsetsRecord};
+
+/// Group states, named as Kafka reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Waiting for members to (re)join.
+    PreparingRebalance,
+    /// Waiting for the leader's assignment.
+    CompletingRebalance,
+    /// Assignment distributed.
+    Stable,
+}
+
+impl GroupState {
+    /// The name Kafka uses in DescribeGroups/ListGroups.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// What a JoinGroup answers.
+#[derive(Debug, Clone)]
+pub struct JoinResult {
+    /// Error, if any.
+    pub error: Option<ResponseError>,
+    /// Generation.
+    pub generation_id: i32,
+    /// Protocol type (e.g. "consumer").
+    pub protocol_type: Option<String>,
+    /// Chosen protocol (assignor).
+    pub protocol_name: Option<String>,
+    /// Leader's member id.
+    pub leader: String,
+    /// This member's id.
+    pub member_id: String,
+    /// For the leader: every member and its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResult {
+    fn error(e: ResponseError, member_id: String) -> JoinResult {
+        JoinResult {
+            error: Some(e),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// What a SyncGroup answers: error, or this member's assignment.
+pub type SyncResult = Result<Bytes, ResponseError>;
+
+/// A JoinGroup request, protocol-neutral.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// Group id.
+    pub group_id: String,
+    /// Member id ("" on first join).
+    pub member_id: String,
+    /// Static membership id (treated as dynamic for now).
+    pub group_instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// (name, metadata) in preference order.
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+ must first get a member id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    client_id: String,
+    client_host: String,
+    group_instance_id: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResult>>,
+    sync_waiter: Option<oneshot::Sender<SyncResult>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined, with when.
+    pending: HashMap<String, Instant>,
+    /// When the current rebalance must complete regardless of stragglers.
+    rebalance_deadline: Option<Instant>,
+    /// A new group waits `group.initial.rebalance.delay.ms` for more members.
+    initial_delay_until: Option<Instant>,
+    offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    fn member_metadata(&self, protocol: &str) -> Vec<(String, Option<String>, Bytes)> {
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                let meta = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| n == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                (id.clone(), m.group_instance_id.clone(), meta)
+            })
+            .collect()
+    }
+
+    fn join_result_for(&self, member_id: &str) -> JoinResult {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let leader = self.leader.clone().unwrap_or_default();
+        JoinResult {
+            error: None,
+            generation_id: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            members: if leader == member_id {
+                self.member_metadata(&protocol)
+            } else {
+                Vec::new()
+            },
+            leader,
+            member_id: member_id.to_string(),
+        }
+    }
+
+    /// Starts (or continues) a rebalance.
+    fn prepare_rebalance(&mut self) {
+        if self.state != GroupState::PreparingRebalance {
+            // Members waiting on a sync of the old generation must rejoin.
+            for m in self.members.values_mut() {
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(Err(ResponseError::RebalanceInProgress));
+                }
+            }
+            self.state = GroupState::PreparingRebalance;
+            let timeout = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(60));
+            self.rebalance_deadline = Some(Instant::now() + timeout);
+        }
+    }
+
+    /// Completes the join phase if every member has rejoined (or the deadline passed).
+    fn maybe_complete_join(&mut self, now: Instant) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        if self.initial_delay_until.is_some_and(|t| now < t) {
+            return;
+        }
+        let all_joined = self.members.values().all(|m| m.join_waiter.is_some());
+        let deadline_passed = self.rebalance_deadline.is_some_and(|d| now >= d);
+        if !all_joined && !deadline_passed {
+            return;
+        }
+        // Members that did not rejoin in time are dropped.
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.initial_delay_until = None;
+        self.rebalance_deadline = None;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return;
+        }
+        self.protocol = self.select_protocol();
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|l| !self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let result = self.join_result_for(&id);
+            if let Some(m) = self.members.get_mut(&id) {
+                m.last_heartbeat = now;
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(result);
+                }
+            }
+        }
+    }
+
+    /// The protocol every member supports with the most first-choice votes.
+    fn select_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let candidates: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
+            })
+            .collect();
+        let mut best: Option<(&String, usize)> = None;
+        for c in candidates {
+            let votes = self
+                .members
+                .values()
+                .filter(|m| {
+                    m.protocols
+                        .iter()
+                        .find(|(p, _)| candidates_contains(&self.members, p))
+                        .is_some_and(|(p, _)| p == c)
+                })
+                .count();
+            if best.is_none_or(|(_, v)| votes > v) {
+                best = Some((c, votes));
+            }
+        }
+        best.map(|(c, _)| c.clone())
+    }
+
+    fn remove_member(&mut self, id: &str) {
+        if let Some(mut m) = self.members.remove(id) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id.to_string()));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(Err(ResponseError::UnknownMemberId));
+            }
+        }
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(),
+            GroupState::PreparingRebalance | GroupState::Empty => {}
+        }
+        if self.members.is_empty() && self.state == GroupState::PreparingRebalance {
+            self.maybe_complete_join(Instant::now());
+        }
+    }
+}
+
+fn candidates_contains(members: &BTreeMap<String, Member>, p: &str) -> bool {
+    members
+        .values()
+        .all(|m| m.protocols.iter().any(|(q, _)| q == p))
+}
+
+/// A member as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Static id.
+    pub group_instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Subscription metadata for the chosen protocol.
+    pub metadata: Bytes,
+    /// Assignment.
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    /// State name.
+    pub state: GroupState,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Chosen protocol.
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
+}
+
+/// The coordinator of every group on this node.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    cluster: Arc<Cluster>,
+    groups: Mutex<HashMap<String, Group>>,
+    /// Serializes offset commits so the order in `__consumer_offsets` is the order applied.
+    commit_order: Mutex<()>,
+}
+
+impl GroupCoordinator {
+    /// A coordinator over `cluster`; call [`GroupCoordinator::load`] before serving.
+    pub fn new(cluster: Arc<Cluster>) -> GroupCoordinator {
+        GroupCoordinator {
+            cluster,
+            groups: Mutex::new(HashMap::new()),
+            commit_order: Mutex::new(()),
+        }
+    }
+
+    /// Ensures `__consumer_offsets` exists (blocking); returns its partition count.
+    pub fn ensure_offsets_topic(&self) -> Result<i32, crate::cluster::AdminError> {
+        if let Some(t) = self.cluster.topic(CONSUMER_OFFSETS) {
+            return Ok(t.partition_count());
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        let r = self.cluster.create_topic(
+            NewTopic {
+                name: CONSUMER_OFFSETS.to_string(),
+                partitions: self.cluster.config.offsets_topic_num_partitions,
+                // One node: the factor is capped by the brokers there are, as Kafka does for
+                // the offsets topic when offsets.topic.replication.factor cannot be met yet.
+                replication_factor: 1,
+                configs,
+            },
+            false,
+        );
+        match r {
+            Ok(t) => Ok(t.partition_count()),
+            Err(crate::cluster::AdminError::TopicExists(_)) => Ok(self
+                .cluster
+                .topic(CONSUMER_OFFSETS)
+                .map(|t| t.partition_count())
+                .unwrap_or(1)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reloads committed offsets from `__consumer_offsets` (blocking).
+    pub fn load(&self) -> Result<usize, crate::log::LogError> {
+        let Some(topic) = self.cluster.topic(CONSUMER_OFFSETS) else {
+            return Ok(0);
+        };
+        let mut loaded = 0;
+        let partitions = topic.partitions.read().clone();
+        for p in partitions {
+            let log = p.log.lock();
+            let mut offset = log.log_start_offset();
+            let end = log.log_end_offset();
+            while offset < end {
+                let mut bytes = log.read(offset, 1 << 20, end)?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let records: Vec<Record> = match RecordBatchDecoder::decode_all(&mut bytes) {
+                    Ok(sets) => sets.into_iter().flat_map(|s| s.records).collect(),
+                    Err(e) => {
+                        tracing::warn!(partition = p.index, offset, error = %e, "skipping undecodable __consumer_offsets data");
+                        break;
+                    }
+                };
+                let Some(last) = records.last() else { break };
+                let next = last.offset + 1;
+                let mut groups = self.groups.lock();
+                for r in records {
+                    if r.offset < offset {
+                        continue;
+                    }
+                    match offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                        Some(OffsetsRecord::Offset(k, Some(v))) => {
+                            groups
+                                .entry(k.group)
+                                .or_insert_with(Group::new)
+                                .offsets
+                                .insert((k.topic, k.partition), v);
+                            loaded += 1;
+                        }
+                        Some(OffsetsRecord::Offset(k, None)) => {
+                            if let Some(g) = groups.get_mut(&k.group) {
+                                g.offsets.remove(&(k.topic, k.partition));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                groups.retain(|_, g| !g.offsets.is_empty() || !g.members.is_empty());
+                offset = next.max(offset + 1);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// JoinGroup: returns at once or a receiver that resolves when the rebalance completes.
+    pub fn join(&self, req: JoinRequest) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
+        let cfg = &self.cluster.config;
+        if req.group_id.is_empty() {
+            return Ok(JoinResult::error(ResponseError::InvalidGroupId, req.member_id));
+        }
+        if req.session_timeout_ms < cfg.group_min_session_timeout_ms
+            || req.session_timeout_ms > cfg.group_max_session_timeout_ms
+        {
+            return Ok(JoinResult::error(
+                ResponseError::InvalidSessionTimeout,
+                req.member_id,
+            ));
+        }
+        if req.protocols.is_empty() || req.protocol_type.is_empty() {
+            return Ok(JoinResult::error(
+                ResponseError::InconsistentGroupProtocol,
+                req.member_id,
+            ));
+        }
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        let group = groups.entry(req.group_id.clone()).or_insert_with(Group::new);
+        if group.state != GroupState::Empty
+            && (group.protocol_type.as_deref() != Some(req.protocol_type.as_str())
+                || !req.protocols.iter().any(|(n, _)| {
+                    candidates_contains(&group.members, n) || group.members.is_empty()
+                }))
+        {
+            return Ok(JoinResult::error(
+                ResponseError::InconsistentGroupProtocol,
+                req.member_id,
+            ));
+        }
+        let mut member_id = req.member_id.clone();
+        if member_id.is_empty() {
+            member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+            if req.require_known_member_id {
+                group.pending.insert(member_id.clone(), now);
+                return Ok(JoinResult::error(ResponseError::MemberIdRequired, member_id));
+            }
+        } else if !group.members.contains_key(&member_id)
+            && group.pending.remove(&member_id).is_none()
+        {
+            return Ok(JoinResult::error(ResponseError::UnknownMemberId, member_id));
+        }
+        let (tx, rx) = oneshot::channel();
+        let existing = group.members.get(&member_id).map(|m| m.protocols.clone());
+        let changed = existing.as_ref() != Some(&req.protocols);
+        // A known member re-sending the same metadata while nothing changed gets the
+        // current generation back without a rebalance (Kafka's behaviour for followers).
+        if !changed
+            && group.leader.as_deref() != Some(member_id.as_str())
+            && matches!(
+                group.state,
+                GroupState::Stable | GroupState::CompletingRebalance
+            )
+        {
+            if let Some(m) = group.members.get_mut(&member_id) {
+                m.last_heartbeat = now;
+            }
+            return Ok(group.join_result_for(&member_id));
+        }
+        let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+            group_instance_id: req.group_instance_id.clone(),
+            session_timeout: Duration::from_millis(req.session_timeout_ms as u64),
+            rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_heartbeat: now,
+            join_waiter: None,
+            sync_waiter: None,
+        });
+        member.protocols = req.protocols;
+        member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
+        member.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+        member.last_heartbeat = now;
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, member_id.clone()));
+        }
+        if group.state == GroupState::Empty {
+            group.protocol_type = Some(req.protocol_type);
+            let delay = cfg.group_initial_rebalance_delay_ms;
+            if delay > 0 {
+                group.initial_delay_until = Some(now + Duration::from_millis(delay));
+            }
+        }
+        group.prepare_rebalance();
+        group.maybe_complete_join(now);
+        Err(rx)
+    }
+
+    /// SyncGroup: returns at once or a receiver resolved by the leader's sync.
+    pub fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<SyncResult, oneshot::Receiver<SyncResult>> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Ok(Err(ResponseError::UnknownMemberId));
+        };
+        if !group.members.contains_key(member_id) {
+            return Ok(Err(ResponseError::UnknownMemberId));
+        }
+        if generation != group.generation {
+            return Ok(Err(ResponseError::IllegalGeneration));
+        }
+        match group.state {
+            GroupState::Empty => Ok(Err(ResponseError::UnknownMemberId)),
+            GroupState::PreparingRebalance => Ok(Err(ResponseError::RebalanceInProgress)),
+            GroupState::Stable => Ok(Ok(group
+                .members
+                .get(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default())),
+            GroupState::CompletingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(m) = group.members.get_mut(member_id) {
+                    m.sync_waiter = Some(tx);
+                    m.last_heartbeat = Instant::now();
+                }
+                if group.leader.as_deref() == Some(member_id) {
+                    let mut by_member: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    group.state = GroupState::Stable;
+                    for (id, m) in group.members.iter_mut() {
+                        m.assignment = by_member.remove(id).unwrap_or_default();
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(Ok(m.assignment.clone()));
+                        }
+                    }
+                }
+                Err(rx)
+            }
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Option<ResponseError> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Some(ResponseError::UnknownMemberId);
+        };
+        let state = group.state;
+        let current = group.generation;
+        let Some(m) = group.members.get_mut(member_id) else {
+            return Some(ResponseError::UnknownMemberId);
+        };
+        m.last_heartbeat = Instant::now();
+        if state == GroupState::PreparingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        if generation != current {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        None
+    }
+
+    /// LeaveGroup for each member id; returns a per-member error.
+    pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Option<ResponseError>> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return member_ids
+                .iter()
+                .map(|_| Some(ResponseError::UnknownMemberId))
+                .collect();
+        };
+        member_ids
+            .iter()
+            .map(|id| {
+                if group.members.contains_key(id) {
+                    group.remove_member(id);
+                    None
+                } else {
+                    Some(ResponseError::UnknownMemberId)
+                }
+            })
+            .collect()
+    }
+
+    /// Expires silent members and completes rebalances whose deadline passed; call periodically.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        for group in groups.values_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && m.sync_waiter.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(member = %id, "group member session expired");
+                group.remove_member(&id);
+            }
+            group
+                .pending
+                .retain(|_, since| now.duration_since(*since) < Duration::from_secs(300));
+            group.maybe_complete_join(now);
+        }
+    }
+
+    /// Checks an offset commit against group membership; `None` means it may proceed.
+    pub fn validate_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Option<ResponseError> {
+        let groups = self.groups.lock();
+        let Some(group) = groups.get(group_id) else {
+            return (generation >= 0).then_some(ResponseError::IllegalGeneration);
+        };
+        if generation < 0 && member_id.is_empty() {
+            // A "simple" consumer committing outside a group generation.
+            return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+        }
+        if !group.members.contains_key(member_id) {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        if generation != group.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        if group.state == GroupState::PreparingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        None
+    }
+
+    /// Persists and applies committed offsets (blocking).
+    pub fn commit(
+        &self,
+        group_id: &str,
+        offsets: Vec<((String, i32), OffsetValue)>,
+    ) -> Result<(), crate::cluster::AdminError> {
+        let partitions = self.ensure_offsets_topic()?;
+        let pidx = offsets_log::partition_for(group_id, partitions);
+        let partition = self
+            .cluster
+            .partition(CONSUMER_OFFSETS, pidx)
+            .ok_or_else(|| crate::cluster::AdminError::UnknownTopic(CONSUMER_OFFSETS.into()))?;
+        let records: Vec<(Bytes, Option<Bytes>)> = offsets
+            .iter()
+            .map(|((topic, p), v)| {
+                let k = OffsetKey {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition: *p,
+                };
+                (offsets_log::encode_key(&k), Some(offsets_log::encode_value(v)))
+            })
+            .collect();
+        let _order = self.commit_order.lock();
+        self.append_offsets_records(&partition, records)?;
+        let mut groups = self.groups.lock();
+        let g = groups.entry(group_id.to_string()).or_insert_with(Group::new);
+        for (k, v) in offsets {
+            g.offsets.insert(k, v);
+        }
+        Ok(())
+    }
+
+    fn append_offsets_records(
+        &self,
+        partition: &crate::cluster::Partition,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), crate::cluster::AdminError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let recs: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(key),
+                value,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| crate::cluster::AdminError::Storage(e.to_string()))?;
+        self.cluster.append(partition, buf.freeze())?;
+        Ok(())
+    }
+
+    /// Committed offsets of a group: all, or the given partitions (-1 when none).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<((String, i32), Option<OffsetValue>)> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id);
+        match partitions {
+            Some(ps) => ps
+                .into_iter()
+                .map(|k| {
+                    let v = g.and_then(|g| g.offsets.get(&k).cloned());
+                    (k, v)
+                })
+                .collect(),
+            None => g
+                .map(|g| {
+                    g.offsets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every group: (id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let groups = self.groups.lock();
+        let mut v: Vec<_> = groups
+            .iter()
+            .map(|(id, g)| {
+                (
+                    id.clone(),
+                    g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                    g.state,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Describes a group; `None` if unknown.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| MemberDescription {
+                    member_id: id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+            protocol,
+        })
+    }
+
+    /// Deletes an empty group and its offsets (blocking).
+    pub fn delete_group(&self, group_id: &str) -> Option<ResponseError> {
+        let offsets: Vec<(String, i32)> = {
+            let groups = self.groups.lock();
+            match groups.get(group_id) {
+                None => return Some(ResponseError::GroupIdNotFound),
+                Some(g) if !g.members.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(g) => g.offsets.keys().cloned().collect(),
+            }
+        };
+        let partitions = match self.ensure_offsets_topic() {
+            Ok(n) => n,
+            Err(_) => return Some(ResponseError::CoordinatorNotAvailable),
+        };
+        let pidx = offsets_log::partition_for(group_id, partitions);
+        if let Some(p) = self.cluster.partition(CONSUMER_OFFSETS, pidx) {
+            let tombstones = offsets
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let k = OffsetKey {
+                        group: group_id.to_string(),
+                        topic,
+                        partition,
+                    };
+                    (offsets_log::encode_key(&k), None)
+                })
+                .collect();
+            let _order = self.commit_order.lock();
+            if self.append_offsets_records(&p, tombstones).is_err() {
+                return Some(ResponseError::KafkaStorageError);
+            }
+        }
+        self.groups.lock().remove(group_id);
+        None
+    }
+
+    /// Number of groups known.
+    pub fn group_count(&self) -> usize {
+        self.groups.lock().len()
+    }
+}

@@ -1,0 +1,239 @@
+//! A running node: opens storage, binds listeners, starts the server, the metrics endpoint and
+//! the background tasks (group session expiry, retention, flush), and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::{error_chain, Cluster};
+use crate::config::Config;
+use crate::group::GroupCoordinator;
+use crate::metrics::Metrics;
+use crate::server::{self, Broker};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage not formatted or mismatched.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// Could not open topics or the metadata log.
+    #[error("cannot open the cluster state: {0}")]
+    Cluster(String),
+    /// Could not bind a listener.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A started node: its bound addresses and a handle to stop it.
+#[derive(Debug)]
+pub struct Node {
+    /// Addresses the client listeners are bound to.
+    pub addrs: Vec<SocketAddr>,
+    /// Address of the metrics endpoint, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    cluster: Arc<Cluster>,
+}
+
+async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> {
+    // "localhost" binds both loopbacks so IPv4 and IPv6 clients reach it; "" binds everything.
+    let hosts: Vec<String> = match host {
+        "localhost" => vec!["127.0.0.1".into(), "::1".into()],
+        "" | "0.0.0.0" => vec!["0.0.0.0".into()],
+        h => vec![h.to_string()],
+    };
+    let mut out = Vec::new();
+    let mut chosen_port = port;
+    for (i, h) in hosts.iter().enumerate() {
+        let addr = if h.contains(':') {
+            format!("[{h}]:{chosen_port}")
+        } else {
+            format!("{h}:{chosen_port}")
+        };
+        match TcpListener::bind(&addr).await {
+            Ok(l) => {
+                if let Ok(a) = l.local_addr() {
+                    chosen_port = a.port();
+                }
+                out.push(l);
+            }
+            // A second loopback family missing (no IPv6) is not fatal.
+            Err(e) if i > 0 => tracing::warn!(%addr, error = %e, "skipping listener address"),
+            Err(source) => return Err(NodeError::Bind { addr, source }),
+        }
+    }
+    Ok(out)
+}
+
+impl Node {
+    /// Starts a node from a validated config, after checking `meta.properties`.
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        let config = Arc::new(config);
+        let mut dirs = config.log_dirs.clone();
+        if !dirs.contains(&config.metadata_log_dir) {
+            dirs.push(config.metadata_log_dir.clone());
+        }
+        let cluster_id = crate::storage::check(&dirs, config.node_id)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let c = Arc::clone(&config);
+        let cid = cluster_id.clone();
+        let cluster = tokio::task::spawn_blocking(move || Cluster::open(c, cid))
+            .await
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        let cluster = Arc::new(cluster);
+        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
+        let g = Arc::clone(&groups);
+        let loaded = tokio::task::spawn_blocking(move || g.load())
+            .await
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
+
+        let mut listeners = Vec::new();
+        for l in config.client_listeners() {
+            listeners.extend(bind_all(&l.host, l.port).await?);
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let (mut adv_host, mut adv_port) = config.advertised_address();
+        if adv_port == 0 {
+            adv_port = addrs.first().map(|a| a.port()).unwrap_or(9092);
+        }
+        if adv_host.is_empty() {
+            adv_host = "localhost".into();
+        }
+        let broker = Arc::new(Broker::new(
+            Arc::clone(&cluster),
+            Arc::clone(&groups),
+            Arc::clone(&metrics),
+            (adv_host, adv_port),
+        ));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let metrics_addr = match &config.metrics_listener {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await.map_err(|source| NodeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+                let a = l.local_addr().ok();
+                let cl = Arc::clone(&cluster);
+                let gr = Arc::clone(&groups);
+                let m = Arc::clone(&metrics);
+                let refresh: crate::metrics::Refresh = Arc::new(move || {
+                    m.partitions.set(cl.partition_count() as i64);
+                    m.groups.set(gr.group_count() as i64);
+                    let (mut size, mut leo) = (0i64, 0i64);
+                    for t in cl.topics() {
+                        for p in t.partitions.read().iter() {
+                            leo += p.high_watermark();
+                            if let Some(log) = p.log.try_lock() {
+                                size += log.size_bytes() as i64;
+                            }
+                        }
+                    }
+                    m.log_size_bytes.set(size);
+                    m.log_end_offset_sum.set(leo);
+                });
+                tracker.spawn(crate::metrics::serve(l, Arc::clone(&metrics), refresh, shutdown.clone()));
+                a
+            }
+            None => None,
+        };
+
+        tracker.spawn(server::run(Arc::clone(&broker), listeners, shutdown.clone()));
+        // Group sessions and rebalance deadlines.
+        let (g, s) = (Arc::clone(&groups), shutdown.clone());
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => g.tick(),
+                }
+            }
+        });
+        // Retention and compaction.
+        let (c, s) = (Arc::clone(&cluster), shutdown.clone());
+        let every = Duration::from_millis(config.log_retention_check_interval_ms);
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => {
+                        let c = Arc::clone(&c);
+                        let _ = tokio::task::spawn_blocking(move || c.maintain_logs()).await;
+                    }
+                }
+            }
+        });
+        // Time-based fsync policy (log.flush.interval.ms).
+        if let Some(ms) = config.log_flush_interval_ms {
+            let (c, s) = (Arc::clone(&cluster), shutdown.clone());
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(ms));
+                loop {
+                    tokio::select! {
+                        _ = s.cancelled() => break,
+                        _ = tick.tick() => {
+                            let c = Arc::clone(&c);
+                            let _ = tokio::task::spawn_blocking(move || c.flush_all()).await;
+                        }
+                    }
+                }
+            });
+        }
+        metrics.ready.store(true, Ordering::Release);
+        tracing::info!(?addrs, ?metrics_addr, "gregor is serving");
+        Ok(Node {
+            addrs,
+            metrics_addr,
+            shutdown,
+            tracker,
+            cluster,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, fsyncs every log.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within 10s");
+        }
+        let c = self.cluster;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in c.topics() {
+                for p in t.partitions.read().iter() {
+                    if let Err(e) = p.log.lock().flush() {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush at shutdown failed");
+                    }
+                }
+            }
+        })
+        .await;
+        tracing::info!("gregor stopped");
+    }
+}

@@ -1,0 +1,174 @@
+//! CreateTopics, DeleteTopics and CreatePartitions. Each topic's change runs on a blocking
+//! thread through the metadata log; errors are per topic, with messages naming the problem.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::*;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::{admin_error_code, blocking};
+use crate::cluster::topic_config::effective_topic_configs;
+use crate::cluster::{AdminError, NewTopic};
+use crate::server::dispatch::{sb, Ctx};
+
+/// CreateTopics.
+pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut configs = BTreeMap::new();
+        let mut bad_config = None;
+        for c in &t.configs {
+            match &c.value {
+                Some(v) => {
+                    configs.insert(c.name.to_string(), v.to_string());
+                }
+                None => bad_config = Some(format!("config {} has no value", c.name.as_str())),
+            }
+        }
+        let assigned = !t.assignments.is_empty();
+        let (partitions, rf) = if assigned {
+            if t.num_partitions != -1 || t.replication_factor != -1 {
+                bad_config = bad_config.or(Some(
+                    "both replica assignments and partitions/replication factor were given".into(),
+                ));
+            }
+            let rf = t.assignments[0].broker_ids.len() as i16;
+            let node = ctx.broker.node_id();
+            if let Some(a) = t
+                .assignments
+                .iter()
+                .find(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty())
+            {
+                bad_config = bad_config.or(Some(format!(
+                    "replica assignment of partition {} names brokers that do not exist",
+                    a.partition_index
+                )));
+            }
+            (t.assignments.len() as i32, rf)
+        } else {
+            (t.num_partitions, t.replication_factor)
+        };
+        let result = match bad_config {
+            Some(msg) => Err(if assigned {
+                AdminError::InvalidReplicationFactor(msg)
+            } else {
+                AdminError::InvalidConfig(msg)
+            }),
+            None => {
+                let cluster = Arc::clone(&ctx.broker.cluster);
+                let new = NewTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor: rf,
+                    configs: configs.clone(),
+                };
+                let validate_only = req.validate_only;
+                blocking(move || cluster.create_topic(new, validate_only))
+                    .await
+                    .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
+            }
+        };
+        let r = CreatableTopicResult::default().with_name(t.name);
+        results.push(match result {
+            Ok(topic) => {
+                let cfg = effective_topic_configs(&ctx.broker.cluster.config, &configs)
+                    .into_iter()
+                    .map(|(k, v, default)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(sb(k))
+                            .with_value(Some(sb(v)))
+                            .with_config_source(if default { 5 } else { 1 })
+                    })
+                    .collect();
+                r.with_topic_id(topic.id)
+                    .with_num_partitions(if req.validate_only {
+                        if partitions == -1 {
+                            ctx.broker.cluster.config.num_partitions
+                        } else {
+                            partitions
+                        }
+                    } else {
+                        topic.partition_count()
+                    })
+                    .with_replication_factor(topic.replication_factor)
+                    .with_configs(Some(cfg))
+            }
+            Err(e) => r
+                .with_error_code(admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string())))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
+    }
+    Some(CreateTopicsResponse::default().with_topics(results))
+}
+
+/// DeleteTopics (by name, or by id from v6).
+pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+    let cluster = &ctx.broker.cluster;
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
+    for t in &req.topics {
+        targets.push((t.name.as_ref().map(|n| n.0.to_string()), t.topic_id));
+    }
+    let mut results = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let resolved = match &name {
+            Some(n) => Some(n.clone()),
+            None => cluster.topic_by_id(id).map(|t| t.name.clone()),
+        };
+        let r = DeletableTopicResult::default()
+            .with_name(name.clone().map(|n| TopicName(sb(n))))
+            .with_topic_id(id);
+        let Some(resolved) = resolved else {
+            results.push(r.with_error_code(ResponseError::UnknownTopicId.code()));
+            continue;
+        };
+        let c = Arc::clone(cluster);
+        let n = resolved.clone();
+        let outcome = blocking(move || c.delete_topic(&n))
+            .await
+            .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
+        results.push(match outcome {
+            Ok(topic_id) => r
+                .with_name(Some(TopicName(sb(resolved))))
+                .with_topic_id(topic_id),
+            Err(e) => r
+                .with_error_code(admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string()))),
+        });
+    }
+    Some(DeleteTopicsResponse::default().with_responses(results))
+}
+
+/// CreatePartitions.
+pub async fn create_partitions(
+    ctx: &Ctx<'_>,
+    req: CreatePartitionsRequest,
+) -> Option<CreatePartitionsResponse> {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let c = Arc::clone(&ctx.broker.cluster);
+        let name = t.name.0.to_string();
+        let (count, validate_only) = (t.count, req.validate_only);
+        let outcome = blocking(move || c.create_partitions(&name, count, validate_only))
+            .await
+            .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
+        let r = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match outcome {
+            Ok(()) => r,
+            Err(e) => r
+                .with_error_code(admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string()))),
+        });
+    }
+    Some(CreatePartitionsResponse::default().with_results(results))
+}

@@ -1,0 +1,229 @@
+//! Fetch (with long-poll), ListOffsets and OffsetForLeaderEpoch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::*;
+use kafka_protocol::messages::list_offsets_response::*;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::{blocking, log_error_code};
+use crate::cluster::{Cluster, Partition};
+use crate::server::dispatch::Ctx;
+
+struct Want {
+    topic: usize,
+    index: i32,
+    partition: Option<Arc<Partition>>,
+    offset: i64,
+    max_bytes: usize,
+}
+
+fn read_all(cluster: &Cluster, wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+    let _ = cluster;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(wants.len());
+    for w in wants {
+        let Some(p) = &w.partition else {
+            out.push(
+                PartitionData::default()
+                    .with_partition_index(w.index)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_high_watermark(-1),
+            );
+            continue;
+        };
+        let hw = p.high_watermark();
+        let log_start = p.log_start_offset();
+        let base = PartitionData::default()
+            .with_partition_index(w.index)
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(log_start)
+            .with_aborted_transactions(None);
+        // Kafka returns at least one batch for the first partition with data even past
+        // max_bytes, so a consumer never stalls on a large batch.
+        let budget = if total == 0 {
+            w.max_bytes
+        } else {
+            w.max_bytes.min(max_bytes.saturating_sub(total))
+        };
+        if budget == 0 {
+            out.push(base.with_records(Some(Bytes::new())));
+            continue;
+        }
+        let result = p.log.lock().read(w.offset, budget, hw);
+        match result {
+            Ok(records) => {
+                total += records.len();
+                out.push(base.with_records(Some(records)));
+            }
+            Err(e) => out.push(
+                base.with_error_code(log_error_code(&e).code())
+                    .with_records(Some(Bytes::new())),
+            ),
+        }
+    }
+    (out, total)
+}
+
+/// Fetch.
+pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
+    let cluster = Arc::clone(&ctx.broker.cluster);
+    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut wants = Vec::new();
+    for (ti, ft) in req.topics.iter().enumerate() {
+        let topic = cluster.topic(&ft.topic.0);
+        topics.push(ft.topic.clone());
+        for fp in &ft.partitions {
+            wants.push(Want {
+                topic: ti,
+                index: fp.partition,
+                partition: topic.as_ref().and_then(|t| t.partition(fp.partition)),
+                offset: fp.fetch_offset,
+                max_bytes: fp.partition_max_bytes.max(0) as usize,
+            });
+        }
+    }
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appends = cluster.subscribe_appends();
+    let wants = Arc::new(wants);
+    let (data, _) = loop {
+        appends.borrow_and_update();
+        let (c, w) = (Arc::clone(&cluster), Arc::clone(&wants));
+        let (data, total) = blocking(move || read_all(&c, &w, max_bytes)).await?;
+        let has_error = data.iter().any(|d| d.error_code != 0);
+        if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+            break (data, total);
+        }
+        tokio::select! {
+            changed = appends.changed() => if changed.is_err() { break (data, total) },
+            _ = tokio::time::sleep_until(deadline) => {},
+        }
+    };
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .zip(req.topics.iter())
+        .map(|(name, ft)| {
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(ft.topic_id)
+        })
+        .collect();
+    let mut sent = 0u64;
+    for (w, d) in wants.iter().zip(data) {
+        if let Some(r) = &d.records {
+            sent += r.len() as u64;
+        }
+        responses[w.topic].partitions.push(d);
+    }
+    ctx.broker.metrics.fetch_bytes.inc_by(sent);
+    Some(FetchResponse::default().with_responses(responses))
+}
+
+/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
+pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+    let cluster = Arc::clone(&ctx.broker.cluster);
+    let work = move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = cluster.topic(&t.name.0);
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|lp| {
+                        let base = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(lp.partition_index);
+                        let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
+                        else {
+                            return base
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        };
+                        let (offset, ts) = match lp.timestamp {
+                            -2 => (p.log_start_offset(), -1),
+                            -1 => (p.high_watermark(), -1),
+                            -3 => p.log.lock().max_timestamp().map(|(o, t)| (o, t)).unwrap_or((-1, -1)),
+                            ts => match p.log.lock().offset_for_timestamp(ts) {
+                                Ok(Some((o, t))) => (o, t),
+                                Ok(None) => (-1, -1),
+                                Err(e) => {
+                                    return base
+                                        .with_error_code(log_error_code(&e).code())
+                                        .with_offset(-1)
+                                        .with_timestamp(-1)
+                                }
+                            },
+                        };
+                        base.with_offset(offset)
+                            .with_timestamp(ts)
+                            .with_leader_epoch(p.leader_epoch())
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect::<Vec<_>>()
+    };
+    let topics = blocking(work).await?;
+    Some(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// OffsetForLeaderEpoch: one leader epoch (0) per partition on a single node, ending at the
+/// log end.
+pub async fn offset_for_leader_epoch(
+    ctx: &Ctx<'_>,
+    req: OffsetForLeaderEpochRequest,
+) -> Option<OffsetForLeaderEpochResponse> {
+    let cluster = &ctx.broker.cluster;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = cluster.topic(&t.topic.0);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|op| {
+                    let base = EpochEndOffset::default().with_partition(op.partition);
+                    match topic.as_ref().and_then(|t| t.partition(op.partition)) {
+                        None => base
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                        Some(p) if op.current_leader_epoch > p.leader_epoch() => base
+                            .with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                        Some(p) if op.leader_epoch < 0 => {
+                            let _ = p;
+                            base.with_leader_epoch(-1).with_end_offset(-1)
+                        }
+                        Some(p) => base
+                            .with_leader_epoch(p.leader_epoch())
+                            .with_end_offset(p.high_watermark()),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Some(OffsetForLeaderEpochResponse::default().with_topics(topics))
+}

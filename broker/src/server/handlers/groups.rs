@@ -1,0 +1,253 @@
+//! FindCoordinator and the classic group APIs, translating between the wire and
+//! [`crate::group::GroupCoordinator`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::*;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::blocking;
+use crate::group::{JoinRequest, JoinResult};
+use crate::server::dispatch::{sb, Ctx};
+
+fn code(e: Option<ResponseError>) -> i16 {
+    e.map(|e| e.code()).unwrap_or(0)
+}
+
+/// FindCoordinator: this node coordinates every group (key type 0); transactions (1) are not
+/// supported.
+pub async fn find_coordinator(
+    ctx: &Ctx<'_>,
+    req: FindCoordinatorRequest,
+) -> Option<FindCoordinatorResponse> {
+    let groups = Arc::clone(&ctx.broker.groups);
+    let ready = blocking(move || groups.ensure_offsets_topic())
+        .await
+        .is_some_and(|r| r.is_ok());
+    let (host, port) = ctx.broker.advertised.clone();
+    let node = BrokerId(ctx.broker.node_id());
+    let error = if !ready {
+        Some(ResponseError::CoordinatorNotAvailable)
+    } else if req.key_type != 0 {
+        Some(ResponseError::InvalidRequest)
+    } else {
+        None
+    };
+    if ctx.version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|k| {
+                Coordinator::default()
+                    .with_key(k)
+                    .with_node_id(if error.is_some() { BrokerId(-1) } else { node })
+                    .with_host(sb(if error.is_some() { String::new() } else { host.clone() }))
+                    .with_port(if error.is_some() { -1 } else { i32::from(port) })
+                    .with_error_code(code(error))
+            })
+            .collect();
+        return Some(FindCoordinatorResponse::default().with_coordinators(coordinators));
+    }
+    Some(match error {
+        Some(e) => FindCoordinatorResponse::default()
+            .with_error_code(e.code())
+            .with_node_id(BrokerId(-1))
+            .with_host(sb(""))
+            .with_port(-1),
+        None => FindCoordinatorResponse::default()
+            .with_node_id(node)
+            .with_host(sb(host))
+            .with_port(i32::from(port)),
+    })
+}
+
+fn join_response(r: JoinResult) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(code(r.error))
+        .with_generation_id(r.generation_id)
+        .with_protocol_type(r.protocol_type.map(sb))
+        .with_protocol_name(r.protocol_name.map(sb))
+        .with_leader(sb(r.leader))
+        .with_member_id(sb(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|(id, instance, meta)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(sb(id))
+                        .with_group_instance_id(instance.map(sb))
+                        .with_metadata(meta)
+                })
+                .collect(),
+        )
+}
+
+/// JoinGroup (waits for the rebalance to complete).
+pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGroupResponse> {
+    let jr = JoinRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|s| s.to_string()),
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if ctx.version == 0 {
+            req.session_timeout_ms
+        } else {
+            req.rebalance_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: ctx.version >= 4,
+    };
+    let result = match ctx.broker.groups.join(jr) {
+        Ok(r) => r,
+        Err(rx) => rx.await.unwrap_or_else(|_| JoinResult {
+            error: Some(ResponseError::RebalanceInProgress),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: String::new(),
+            members: Vec::new(),
+        }),
+    };
+    Some(join_response(result))
+}
+
+/// SyncGroup (followers wait for the leader's assignment).
+pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGroupResponse> {
+    let assignments: Vec<(String, Bytes)> = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let outcome = match ctx.broker.groups.sync(
+        &req.group_id.0,
+        &req.member_id,
+        req.generation_id,
+        assignments,
+    ) {
+        Ok(r) => r,
+        Err(rx) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
+    };
+    Some(match outcome {
+        Ok(assignment) => SyncGroupResponse::default()
+            .with_protocol_type(req.protocol_type)
+            .with_protocol_name(req.protocol_name)
+            .with_assignment(assignment),
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code()),
+    })
+}
+
+/// Heartbeat.
+pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<HeartbeatResponse> {
+    let e = ctx
+        .broker
+        .groups
+        .heartbeat(&req.group_id.0, &req.member_id, req.generation_id);
+    Some(HeartbeatResponse::default().with_error_code(code(e)))
+}
+
+/// LeaveGroup (v0–2 one member, v3+ a batch).
+pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveGroupResponse> {
+    if ctx.version < 3 {
+        let e = ctx
+            .broker
+            .groups
+            .leave(&req.group_id.0, &[req.member_id.to_string()]);
+        return Some(LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())));
+    }
+    let ids: Vec<String> = req.members.iter().map(|m| m.member_id.to_string()).collect();
+    let errors = ctx.broker.groups.leave(&req.group_id.0, &ids);
+    let members = req
+        .members
+        .into_iter()
+        .zip(errors)
+        .map(|(m, e)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(code(e))
+        })
+        .collect();
+    Some(LeaveGroupResponse::default().with_members(members))
+}
+
+/// DescribeGroups.
+pub async fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> Option<DescribeGroupsResponse> {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let base = DescribedGroup::default().with_group_id(g.clone());
+            match ctx.broker.groups.describe(&g.0) {
+                None => base.with_group_state(sb("Dead")),
+                Some(d) => base
+                    .with_group_state(sb(d.state.as_str()))
+                    .with_protocol_type(sb(d.protocol_type))
+                    .with_protocol_data(sb(d.protocol))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(sb(m.member_id))
+                                    .with_group_instance_id(m.group_instance_id.map(sb))
+                                    .with_client_id(sb(m.client_id))
+                                    .with_client_host(sb(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    Some(DescribeGroupsResponse::default().with_groups(groups))
+}
+
+/// ListGroups (with the v4 state filter).
+pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGroupsResponse> {
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let groups = ctx
+        .broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, s)| states.is_empty() || states.contains(&s.as_str().to_ascii_lowercase()))
+        .map(|(id, ptype, state)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(sb(id)))
+                .with_protocol_type(sb(ptype))
+                .with_group_state(sb(state.as_str()))
+                .with_group_type(sb("classic"))
+        })
+        .collect();
+    Some(ListGroupsResponse::default().with_groups(groups))
+}
+
+/// DeleteGroups.
+pub async fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> Option<DeleteGroupsResponse> {
+    let mut results = Vec::new();
+    for g in req.groups_names {
+        let coordinator = Arc::clone(&ctx.broker.groups);
+        let id = g.0.to_string();
+        let e = blocking(move || coordinator.delete_group(&id))
+            .await
+            .unwrap_or(Some(ResponseError::KafkaStorageError));
+        results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code(e)));
+    }
+    Some(DeleteGroupsResponse::default().with_results(results))
+}

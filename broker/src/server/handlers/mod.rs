@@ -1,0 +1,53 @@
+//! One module per family of APIs. Handlers take decoded requests and return responses; errors
+//! become Kafka error codes per topic/partition, as Kafka reports them.
+
+pub mod admin;
+pub mod configs;
+pub mod fetch;
+pub mod groups;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+
+use kafka_protocol::ResponseError;
+
+use crate::cluster::AdminError;
+use crate::log::LogError;
+
+/// Runs blocking work (file I/O, fsync) off the reactor.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking task failed");
+            None
+        }
+    }
+}
+
+/// The Kafka error code for an admin failure.
+pub fn admin_error_code(e: &AdminError) -> ResponseError {
+    match e {
+        AdminError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        AdminError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        AdminError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        AdminError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        AdminError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
+        AdminError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a log failure.
+pub fn log_error_code(e: &LogError) -> ResponseError {
+    match e {
+        LogError::Io { .. } => ResponseError::KafkaStorageError,
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+    }
+}

@@ -1,0 +1,154 @@
+//! OffsetCommit and OffsetFetch (v8 batches several groups in one request).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::*;
+use kafka_protocol::messages::offset_fetch_response::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::blocking;
+use crate::cluster::now_ms;
+use crate::group::offsets_log::OffsetValue;
+use crate::server::dispatch::{sb, Ctx};
+
+/// OffsetCommit.
+pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> Option<OffsetCommitResponse> {
+    let group = req.group_id.0.to_string();
+    let cluster = &ctx.broker.cluster;
+    let mut error = ctx.broker.groups.validate_commit(
+        &group,
+        &req.member_id,
+        req.generation_id_or_member_epoch,
+    );
+    if group.is_empty() {
+        error = Some(ResponseError::InvalidGroupId);
+    }
+    let now = now_ms();
+    let mut accepted = Vec::new();
+    let mut per_partition: Vec<(usize, i32, Option<ResponseError>)> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let topic = cluster.topic(&t.name.0);
+        for p in &t.partitions {
+            let e = if error.is_some() {
+                error
+            } else if topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                accepted.push((
+                    (t.name.0.to_string(), p.partition_index),
+                    OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                ));
+                None
+            };
+            per_partition.push((ti, p.partition_index, e));
+        }
+    }
+    if !accepted.is_empty() {
+        let coordinator = Arc::clone(&ctx.broker.groups);
+        let g = group.clone();
+        let stored = blocking(move || coordinator.commit(&g, accepted)).await;
+        if !matches!(stored, Some(Ok(()))) {
+            if let Some(Err(e)) = &stored {
+                tracing::warn!(group = %group, error = %e, "offset commit failed");
+            }
+            for pp in per_partition.iter_mut() {
+                if pp.2.is_none() {
+                    pp.2 = Some(ResponseError::CoordinatorNotAvailable);
+                }
+            }
+        }
+    }
+    let mut topics: Vec<OffsetCommitResponseTopic> = req
+        .topics
+        .iter()
+        .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
+        .collect();
+    for (ti, idx, e) in per_partition {
+        topics[ti].partitions.push(
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(idx)
+                .with_error_code(e.map(|e| e.code()).unwrap_or(0)),
+        );
+    }
+    Some(OffsetCommitResponse::default().with_topics(topics))
+}
+
+type Committed = Vec<((String, i32), Option<OffsetValue>)>;
+
+fn fetch_group(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Committed {
+    ctx.broker.groups.fetch_offsets(group, wanted)
+}
+
+fn partition_fields(v: &Option<OffsetValue>) -> (i64, i32, String) {
+    match v {
+        Some(v) => (v.offset, v.leader_epoch, v.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// OffsetFetch.
+pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<OffsetFetchResponse> {
+    if ctx.version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+                        .collect()
+                });
+                let committed = fetch_group(ctx, &g.group_id.0, wanted);
+                let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+                for ((topic, p), v) in committed {
+                    if topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
+                        topics.push(OffsetFetchResponseTopics::default().with_name(TopicName(sb(topic))));
+                    }
+                    let (o, e, m) = partition_fields(&v);
+                    if let Some(t) = topics.last_mut() {
+                        t.partitions.push(
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(e)
+                                .with_metadata(Some(sb(m))),
+                        );
+                    }
+                }
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return Some(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let wanted = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+            .collect()
+    });
+    let committed = fetch_group(ctx, &req.group_id.0, wanted);
+    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+    for ((topic, p), v) in committed {
+        if topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
+            topics.push(OffsetFetchResponseTopic::default().with_name(TopicName(sb(topic))));
+        }
+        let (o, e, m) = partition_fields(&v);
+        if let Some(t) = topics.last_mut() {
+            t.partitions.push(
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(o)
+                    .with_committed_leader_epoch(e)
+                    .with_metadata(Some(sb(m))),
+            );
+        }
+    }
+    Some(OffsetFetchResponse::default().with_topics(topics))
+}

@@ -1,0 +1,138 @@
+//! Produce and InitProducerId. A produce request's appends run in one blocking task; on a
+//! single node an append is committed (high watermark advanced) as soon as it is written, so
+//! acks=1 and acks=all answer at the same point. acks=0 gets no response at all, as in Kafka.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::{blocking, log_error_code};
+use crate::cluster::Cluster;
+use crate::log::AppendOutcome;
+use crate::server::dispatch::{sb, Ctx};
+
+fn partition_error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_error_message(message.map(sb))
+}
+
+/// Produce.
+pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let cluster = Arc::clone(&ctx.broker.cluster);
+    let metrics = Arc::clone(&ctx.broker.metrics);
+    let bad_acks = !matches!(acks, -1..=1);
+    let transactional = req.transactional_id.is_some();
+    let work = move || {
+        let mut responses = Vec::with_capacity(req.topic_data.len());
+        for td in req.topic_data {
+            let name = td.name.0.to_string();
+            let topic = cluster.topic(&name);
+            let min_isr = topic.as_ref().map(|t| {
+                t.configs
+                    .read()
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(cluster.config.min_insync_replicas)
+            });
+            let mut parts = Vec::with_capacity(td.partition_data.len());
+            for pd in td.partition_data {
+                let idx = pd.index;
+                let resp = if bad_acks {
+                    partition_error(idx, ResponseError::InvalidRequiredAcks, None)
+                } else if transactional {
+                    partition_error(
+                        idx,
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        Some("transactions are not supported yet".into()),
+                    )
+                } else if topic.as_ref().is_some_and(|t| t.is_internal()) {
+                    partition_error(idx, ResponseError::InvalidTopicException, None)
+                } else if let Some(p) = topic.as_ref().and_then(|t| t.partition(idx)) {
+                    if acks == -1 && min_isr.unwrap_or(1) > 1 {
+                        partition_error(
+                            idx,
+                            ResponseError::NotEnoughReplicas,
+                            Some("the in-sync replicas are fewer than min.insync.replicas".into()),
+                        )
+                    } else {
+                        match pd.records {
+                            None => partition_error(idx, ResponseError::CorruptMessage, None),
+                            Some(records) => {
+                                let bytes = records.len() as u64;
+                                match cluster.append(&p, records) {
+                                    Ok(AppendOutcome::Appended(info)) => {
+                                        metrics.messages_in.inc_by((info.last_offset - info.base_offset + 1).max(0) as u64);
+                                        metrics.produce_bytes.inc_by(bytes);
+                                        PartitionProduceResponse::default()
+                                            .with_index(idx)
+                                            .with_base_offset(info.base_offset)
+                                            .with_log_append_time_ms(info.log_append_time)
+                                            .with_log_start_offset(info.log_start_offset)
+                                    }
+                                    Ok(AppendOutcome::Duplicate(info)) => PartitionProduceResponse::default()
+                                        .with_index(idx)
+                                        .with_base_offset(info.base_offset)
+                                        .with_log_append_time_ms(info.log_append_time)
+                                        .with_log_start_offset(info.log_start_offset),
+                                    Err(e) => {
+                                        tracing::debug!(topic = %name, partition = idx, error = %e, "append refused");
+                                        partition_error(idx, log_error_code(&e), Some(e.to_string()))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    partition_error(idx, ResponseError::UnknownTopicOrPartition, None)
+                };
+                parts.push(resp);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(td.name)
+                    .with_partition_responses(parts),
+            );
+        }
+        responses
+    };
+    let responses = blocking(work).await.unwrap_or_default();
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// InitProducerId: a fresh producer id for idempotent producers (transactions are refused).
+pub async fn init_producer_id(
+    ctx: &Ctx<'_>,
+    req: InitProducerIdRequest,
+) -> Option<InitProducerIdResponse> {
+    if req.transactional_id.is_some() {
+        return Some(
+            InitProducerIdResponse::default()
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+    }
+    let cluster: Arc<Cluster> = Arc::clone(&ctx.broker.cluster);
+    match blocking(move || cluster.allocate_producer_id()).await {
+        Some(Ok(id)) => Some(
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+        ),
+        _ => Some(
+            InitProducerIdResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
+    }
+}
