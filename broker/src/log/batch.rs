@@ -236,6 +236,14 @@ pub fn stamp_leader_epoch(batch: &mut [u8], epoch: i32) {
     }
 }
 
+/// Recomputes the CRC of a whole batch after its attributes..end bytes were changed.
+pub fn recompute_crc(batch: &mut [u8]) {
+    if batch.len() >= HEADER_LEN {
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -169,6 +169,8 @@ pub struct PartitionLog {
     log_start: i64,
     /// Idempotent-producer state, rebuilt from batch headers on open.
     producers: ProducerStates,
+    /// Active segment base and clock of the last compaction, to skip needless rescans.
+    last_compaction: Option<(i64, i64)>,
 }
 
 impl PartitionLog {
@@ -218,6 +220,7 @@ impl PartitionLog {
             segments,
             log_start: 0,
             producers,
+            last_compaction: None,
         };
         log.active_mut()?.activate(dir)?;
         let first_base = log.first_base();

@@ -382,6 +382,20 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `f` with the position, header and bytes of every batch, in order.
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let mut position = 0;
+        while let Some(header) = self.header_at(position)? {
+            let bytes = self.read_bytes(position, header.total_len())?;
+            f(position, &header, &bytes)?;
+            position += header.total_len() as u64;
+        }
+        Ok(())
+    }
+
     /// Whole batches from `position`: as many as fit in `budget` bytes (or the first alone,
     /// whatever its size, when `at_least_one`), stopping before any batch with a record at or
     /// past `upper_bound`. Returns the bytes and whether the read ran to the end of the segment.
