@@ -65,12 +65,15 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: a corrupt header read from disk must not overflow.
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Whole batch size in bytes.
     pub fn total_len(&self) -> usize {
-        self.batch_length as usize + 12
+        // A negative length (only in a header not yet checked) counts as header-only.
+        usize::try_from(self.batch_length).unwrap_or(0) + 12
     }
 }
 

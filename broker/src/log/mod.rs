@@ -506,6 +506,7 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        let offset = offset.max(0);
         if offset < self.log_start {
             while let Some((_, segment)) = self.segments.pop_first() {
                 segment.delete_files(&self.dir)?;

@@ -282,6 +282,57 @@ fn several_batches_in_one_request_get_consecutive_offsets() {
 }
 
 #[test]
+fn a_log_append_time_batch_reports_the_broker_clock_and_keeps_its_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let mut bytes = batch_of(2, 5).to_vec();
+    bytes[22] |= 0x08;
+    batch::recompute_crc(&mut bytes);
+    let info = appended(
+        log.append(Bytes::from(bytes.clone()), 0, 777)
+            .expect("append"),
+    );
+    assert_eq!(info.log_append_time, 777);
+    let stored = log.read(0, usize::MAX, 2).expect("read");
+    assert_eq!(
+        &stored[16..],
+        &bytes[16..],
+        "only offset and epoch are stamped"
+    );
+    let info = appended(log.append(batch_of(1, 5), 0, 778).expect("append"));
+    assert_eq!(info.log_append_time, -1);
+}
+
+#[test]
+fn batches_of_one_producer_in_one_request_are_checked_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    appended(
+        log.append(idempotent_batch(4, 0, 0, 1), 0, 0)
+            .expect("first"),
+    );
+    let mut request = idempotent_batch(4, 0, 1, 2).to_vec();
+    request.extend_from_slice(&idempotent_batch(4, 0, 3, 2));
+    let info = appended(log.append(Bytes::from(request), 0, 0).expect("in order"));
+    assert_eq!((info.base_offset, info.last_offset), (1, 4));
+    let mut request = idempotent_batch(4, 0, 5, 1).to_vec();
+    request.extend_from_slice(&idempotent_batch(4, 0, 9, 1));
+    assert!(matches!(
+        log.append(Bytes::from(request), 0, 0),
+        Err(LogError::OutOfOrderSequence {
+            expected: 6,
+            got: 9,
+            ..
+        })
+    ));
+    assert_eq!(log.log_end_offset(), 5);
+    appended(
+        log.append(idempotent_batch(4, 0, 5, 1), 0, 0)
+            .expect("state untouched"),
+    );
+}
+
+#[test]
 fn segments_roll_when_segment_ms_has_passed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = LogConfig {
