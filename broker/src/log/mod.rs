@@ -9,13 +9,25 @@
 //!
 //! Everything here is blocking file I/O: callers run it off the async reactor.
 
-// SKELETON: the API the rest of the broker codes against; bodies are filled in by the log work.
-
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub mod batch;
+mod compaction;
+mod index;
+mod producer_state;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use index::io_err;
+use producer_state::{ProducerStates, SequenceCheck};
+use segment::{Recovery, Segment, MAX_SEGMENT_BYTES};
+
+/// File holding a log start offset moved past the first segment's base (DeleteRecords).
+const LOG_START_FILE: &str = "log-start-offset";
 
 /// Per-partition log settings, resolved from broker defaults and topic overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,16 +159,75 @@ pub struct AppendInfo {
 /// One partition's log on disk.
 #[derive(Debug)]
 pub struct PartitionLog {
+    /// The partition directory.
     dir: PathBuf,
+    /// Current settings; topic config changes replace it.
+    config: LogConfig,
+    /// Segments by base offset; never empty, the last one is active (appended to).
+    segments: BTreeMap<i64, Segment>,
+    /// First offset readable; at or above the first segment's base.
+    log_start: i64,
+    /// Idempotent-producer state, rebuilt from batch headers on open.
+    producers: ProducerStates,
+    /// Active segment base and clock of the last compaction, to skip needless rescans.
+    last_compaction: Option<(i64, i64)>,
 }
 
 impl PartitionLog {
     /// Opens (creating if missing) and recovers the log in `dir`.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
-        let _ = config;
-        Ok(PartitionLog {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(compaction::TEMP_SUFFIX) {
+                // A compaction that did not finish; the original segment is intact.
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+            } else if let Some(stem) = name.strip_suffix(".log") {
+                if stem.len() == 20 {
+                    if let Ok(base) = stem.parse::<i64>() {
+                        bases.push(base);
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        let persisted_start = read_log_start(dir)?;
+        let mut producers = ProducerStates::default();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let recovery = if i + 1 == bases.len() {
+                Recovery::Verify
+            } else {
+                Recovery::Trust
+            };
+            let segment =
+                Segment::open(dir, base, recovery, config.index_interval_bytes, &mut |h| {
+                    producers.record(h)
+                })?;
+            segments.insert(base, segment);
+        }
+        if segments.is_empty() {
+            let base = persisted_start.unwrap_or(0).max(0);
+            segments.insert(base, Segment::create(dir, base)?);
+        }
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
-        })
+            config,
+            segments,
+            log_start: 0,
+            producers,
+            last_compaction: None,
+        };
+        log.active_mut()?.activate(dir)?;
+        let first_base = log.first_base();
+        log.log_start = persisted_start
+            .unwrap_or(first_base)
+            .clamp(first_base, log.log_end_offset().max(first_base));
+        Ok(log)
     }
 
     /// The partition directory.
@@ -166,7 +237,7 @@ impl PartitionLog {
 
     /// Replaces the config (topic config altered).
     pub fn set_config(&mut self, config: LogConfig) {
-        let _ = config;
+        self.config = config;
     }
 
     /// Appends one produce request's record set (one or more v2 batches as received),
@@ -179,8 +250,74 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
-        let _ = (records, leader_epoch, now_ms);
-        todo!("log append")
+        let headers = batch::validate_record_set(&records, self.config.max_message_bytes)?;
+        let mut next = self.log_end_offset();
+        let mut stamped = Vec::with_capacity(headers.len());
+        for mut header in headers {
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.last_offset() + 1;
+            stamped.push(header);
+        }
+        // Checked on a copy of the producers involved, so a rejected request changes nothing
+        // and later batches of the request see the earlier ones.
+        let mut staged = self.producers.subset(stamped.iter().map(|h| h.producer_id));
+        for header in &stamped {
+            if header.is_idempotent() {
+                if let SequenceCheck::Duplicate(meta) = staged.check(header)? {
+                    return Ok(AppendOutcome::Duplicate(AppendInfo {
+                        base_offset: meta.base_offset,
+                        last_offset: meta.last_offset,
+                        log_append_time: -1,
+                        log_start_offset: self.log_start,
+                    }));
+                }
+            }
+            staged.record(header);
+        }
+        let (Some(first), Some(last)) = (stamped.first(), stamped.last()) else {
+            return Err(LogError::CorruptBatch("empty record set".into()));
+        };
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        let log_append_time = if first.is_log_append_time() {
+            now_ms
+        } else {
+            -1
+        };
+        let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let active = self.active()?;
+        if active.size() > 0
+            && (active.size() + records.len() as u64 > limit
+                || active.is_due_for_roll(now_ms, self.config.segment_ms)
+                || last_offset - active.base_offset > i64::from(u32::MAX))
+        {
+            self.roll()?;
+        }
+        let active_base = self.active()?.base_offset;
+        if last_offset - active_base > i64::from(u32::MAX) {
+            return Err(LogError::CorruptBatch(format!(
+                "last offset delta {} is too large",
+                last_offset - base_offset
+            )));
+        }
+        let mut data = BytesMut::from(&records[..]);
+        let mut position = 0;
+        for header in &stamped {
+            let batch = &mut data[position..position + header.total_len()];
+            batch::stamp_base_offset(batch, header.base_offset);
+            batch::stamp_leader_epoch(batch, leader_epoch);
+            position += header.total_len();
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut()?
+            .append(&data, &stamped, interval, now_ms)?;
+        self.producers.merge(staged);
+        Ok(AppendOutcome::Appended(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time,
+            log_start_offset: self.log_start,
+        }))
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
@@ -188,65 +325,288 @@ impl PartitionLog {
     /// batches at or past `upper_bound` (the high watermark for consumers, the log end for
     /// replicas). An offset equal to `upper_bound`, or to the log end, returns empty bytes.
     pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<Bytes, LogError> {
-        let _ = (offset, max_bytes, upper_bound);
-        todo!("log read")
+        let end = self.log_end_offset();
+        if offset < self.log_start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start,
+                end,
+            });
+        }
+        if offset == end || offset >= upper_bound {
+            return Ok(Bytes::new());
+        }
+        let first = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.first_base(), |(&base, _)| base);
+        let mut out = Vec::new();
+        let mut looking = true;
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            let position = if looking {
+                match segment.find(offset)? {
+                    Some((position, _)) => position,
+                    // Compaction left nothing at or after `offset` here; the next segment has it.
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            looking = false;
+            let budget = max_bytes.saturating_sub(out.len());
+            let (bytes, at_end) =
+                segment.read_batches(position, budget, upper_bound, out.is_empty())?;
+            out.extend_from_slice(&bytes);
+            if !at_end || out.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
     }
 
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        0
+        self.log_start
     }
 
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
-        0
+        self.segments
+            .last_key_value()
+            .map_or(self.log_start, |(_, s)| s.next_offset())
     }
 
     /// Total bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
-        0
+        self.segments.values().map(Segment::size).sum()
     }
 
-    /// The earliest record whose timestamp is >= `timestamp`: (offset, timestamp), or `None`.
+    /// The earliest record whose timestamp is >= `timestamp`, as (offset, timestamp), or `None`.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let _ = timestamp;
-        todo!("time index lookup")
+        for segment in self.segments.values() {
+            if segment
+                .max_timestamp()
+                .is_none_or(|(max, _)| max < timestamp)
+            {
+                continue;
+            }
+            let Some((position, header)) = segment.find_by_time(timestamp, self.log_start)? else {
+                continue;
+            };
+            let bytes = segment.read_bytes(position, header.total_len())?;
+            let exact = compaction::decode(&bytes).ok().and_then(|set| {
+                set.records
+                    .iter()
+                    .find(|r| r.offset >= self.log_start && r.timestamp >= timestamp)
+                    .map(|r| (r.offset, r.timestamp))
+            });
+            let fallback = (header.base_offset.max(self.log_start), header.max_timestamp);
+            return Ok(Some(if header.is_log_append_time() {
+                fallback
+            } else {
+                exact.unwrap_or(fallback)
+            }));
+        }
+        Ok(None)
     }
 
-    /// The largest timestamp in the log and its offset (ListOffsets -3), or `None` when empty.
+    /// The largest timestamp in the log and its offset, as (timestamp, offset) — the last
+    /// offset of the first batch carrying it (ListOffsets -3) — or `None` when empty.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        None
+        self.segments
+            .values()
+            .filter_map(Segment::max_timestamp)
+            .fold(None, |best: Option<(i64, i64)>, candidate| match best {
+                Some(b) if b.0 >= candidate.0 => Some(b),
+                _ => Some(candidate),
+            })
     }
 
     /// Applies time and size retention (whole segments, never the active one) and, for
     /// compacted topics, compaction. Returns the number of segments removed or rewritten.
     pub fn maintain(&mut self, now_ms: i64) -> Result<usize, LogError> {
-        let _ = now_ms;
-        Ok(0)
+        let mut changed = 0;
+        let policy = self.config.cleanup_policy;
+        if matches!(policy, CleanupPolicy::Delete | CleanupPolicy::CompactDelete) {
+            if let Some(ms) = self.config.retention_ms.filter(|&ms| ms >= 0) {
+                let cutoff = now_ms.saturating_sub(ms);
+                changed += self.delete_oldest_while(|segment, _| {
+                    segment.max_timestamp().is_none_or(|(ts, _)| ts < cutoff)
+                })?;
+            }
+            if let Some(limit) = self.config.retention_bytes {
+                // Like Kafka: a segment goes only if the log stays at or above the limit.
+                changed += self.delete_oldest_while(|segment, total| {
+                    total.saturating_sub(segment.size()) >= limit
+                })?;
+            }
+        }
+        if matches!(
+            policy,
+            CleanupPolicy::Compact | CleanupPolicy::CompactDelete
+        ) {
+            changed += self.compact(now_ms)?;
+        }
+        Ok(changed)
+    }
+
+    /// Deletes the oldest non-active segments while `doomed(segment, log size)` holds.
+    fn delete_oldest_while(
+        &mut self,
+        doomed: impl Fn(&Segment, u64) -> bool,
+    ) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        let mut total = self.size_bytes();
+        while self.segments.len() > 1 {
+            let Some(entry) = self.segments.first_entry() else {
+                break;
+            };
+            if !doomed(entry.get(), total) {
+                break;
+            }
+            let segment = entry.remove();
+            total -= segment.size();
+            segment.delete_files(&self.dir)?;
+            deleted += 1;
+        }
+        self.log_start = self.log_start.max(self.first_base());
+        Ok(deleted)
     }
 
     /// Moves the log start offset forward (DeleteRecords); whole segments below it go.
     pub fn advance_log_start(&mut self, offset: i64) -> Result<(), LogError> {
-        let _ = offset;
-        Ok(())
+        if offset <= self.log_start {
+            return Ok(());
+        }
+        let end = self.log_end_offset();
+        if offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start,
+                end,
+            });
+        }
+        self.log_start = offset;
+        while self.segments.len() > 1 {
+            let second = self.segments.keys().nth(1).copied().unwrap_or(i64::MAX);
+            if second > offset {
+                break;
+            }
+            if let Some((_, segment)) = self.segments.pop_first() {
+                segment.delete_files(&self.dir)?;
+            }
+        }
+        self.persist_log_start()
     }
 
-    /// Drops every record at or after `offset` (replica truncation).
+    /// Drops every record at or after `offset` (replica truncation). A batch straddling
+    /// `offset` goes whole, as in Kafka, so the log end may land below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        let _ = offset;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(0);
+        if offset < self.log_start {
+            while let Some((_, segment)) = self.segments.pop_first() {
+                segment.delete_files(&self.dir)?;
+            }
+            self.segments
+                .insert(offset, Segment::create(&self.dir, offset)?);
+            self.log_start = offset;
+            self.producers = ProducerStates::default();
+            return self.persist_log_start();
+        }
+        while self.segments.len() > 1 && self.segments.keys().next_back() >= Some(&offset) {
+            if let Some((_, segment)) = self.segments.pop_last() {
+                segment.delete_files(&self.dir)?;
+            }
+        }
+        let dir = self.dir.clone();
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut()?;
+        active.activate(&dir)?;
+        if let Some((position, _)) = active.find(offset)? {
+            active.truncate_at(position, interval)?;
+        }
+        let end = self.log_end_offset();
+        self.producers.truncate(end);
+        if self.log_start > end {
+            self.log_start = end;
+            self.persist_log_start()?;
+        }
         Ok(())
     }
 
     /// fsyncs the active segment and its indexes.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        Ok(())
+        self.active()?.sync()
     }
 
     /// Closes the log and removes its directory (topic deleted).
     pub fn delete(self) -> Result<(), LogError> {
-        std::fs::remove_dir_all(&self.dir).map_err(|source| LogError::Io {
-            path: self.dir.clone(),
-            source,
-        })
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))
+    }
+
+    /// Base offset of the oldest segment.
+    fn first_base(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    /// The active segment.
+    fn active(&self) -> Result<&Segment, LogError> {
+        self.segments
+            .values()
+            .next_back()
+            .ok_or_else(|| LogError::CorruptBatch("log has no segments".into()))
+    }
+
+    /// The active segment, mutably.
+    fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| LogError::CorruptBatch("log has no segments".into()))
+    }
+
+    /// Starts a new active segment at the log end, syncing and closing the old one's indexes.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let base = self.log_end_offset();
+        self.active_mut()?.deactivate()?;
+        let segment = Segment::create(&self.dir, base)?;
+        self.segments.insert(base, segment);
+        Ok(())
+    }
+
+    /// Writes the log start offset (temp file, fsync, rename) when it is past the first
+    /// segment's base, and removes a stale file otherwise.
+    fn persist_log_start(&self) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_START_FILE);
+        if self.log_start <= self.first_base() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                _ => Ok(()),
+            };
+        }
+        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut &file, self.log_start.to_string().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(io_err(&path))
+    }
+}
+
+/// The persisted log start offset, if the file exists and holds a number.
+fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
     }
 }
