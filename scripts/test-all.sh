@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The project's single test command: formatting, lints, unit tests, release build, then the
+# end-to-end pytest suite (tests/python) against the freshly built target/release/gregor.
+#
+# Env: CARGO_TARGET_DIR (default ./target), GREGOR_PYTHON (default the venv made by .ci/run,
+# ~/.cache/gregor/venv, else python3), GREGOR_TEST_BROKER / KAFKA_BOOTSTRAP (see
+# tests/python/conftest.py), PYTEST_ARGS (extra pytest arguments, e.g. "-x -k seed").
+# Args: --e2e-only skips the cargo steps but the release build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+e2e_only=0
+[[ "${1:-}" == "--e2e-only" ]] && e2e_only=1
+
+py="${GREGOR_PYTHON:-$HOME/.cache/gregor/venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+
+t0=$(date +%s)
+step() { echo; echo "==> [$(( $(date +%s) - t0 ))s] $*"; }
+
+if [[ $e2e_only == 0 ]]; then
+  step "cargo fmt --all --check"
+  cargo fmt --all --check
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+  step "cargo test --workspace"
+  cargo test --workspace
+fi
+step "cargo build --release -p gregor"
+cargo build --release -p gregor
+
+step "pytest tests/python"
+export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"
+# shellcheck disable=SC2086
+"$py" -m pytest tests/python ${PYTEST_ARGS:-}

@@ -1,0 +1,279 @@
+"""Fixtures for the Gregor end-to-end suite.
+
+By default the suite starts the `gregor` binary itself (env GREGOR_BIN, else
+target/release/gregor, else target/debug/gregor under the repo root) on free loopback ports
+and a temporary data dir, waits until its Kafka port accepts and /readyz answers 200, and
+stops it at the end of the session.
+
+Other brokers, to check the tests themselves against the real thing:
+  KAFKA_BOOTSTRAP=host:port   use an already running broker (restart/kill tests are skipped)
+  GREGOR_TEST_BROKER=kafka    start a single-node Apache Kafka (scripts/kafka-single-node.sh),
+                              which supports restart and kill -9 like Gregor does
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO_ROOT / "scripts"
+READY_TIMEOUT = float(os.environ.get("GREGOR_READY_TIMEOUT", "60"))
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last_exc = e
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Broker:
+    """A broker the tests talk to. `bootstrap` is host:port."""
+
+    name = "broker"
+    can_restart = False
+    bootstrap: str
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def kill(self):
+        """SIGKILL the broker process (no clean shutdown)."""
+        raise NotImplementedError
+
+    def restart(self, hard: bool = False):
+        """Stop (SIGKILL when hard) and start again on the same data dir and ports."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
+
+    def log_tail(self) -> str:
+        return ""
+
+
+class ExternalBroker(Broker):
+    name = "external"
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+
+class GregorBroker(Broker):
+    name = "gregor"
+    can_restart = True
+
+    def __init__(self, binary: Path, workdir: Path):
+        self.binary = binary
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "gregor.log"
+        self.port, self.metrics_port = free_ports(2)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        listener = f"PLAINTEXT://127.0.0.1:{self.port}"
+        return [
+            str(self.binary), "dev",
+            "--data-dir", str(self.data_dir),
+            "--override", f"listeners={listener}",
+            "--override", f"advertised.listeners={listener}",
+            "--override", f"metrics.listener=127.0.0.1:{self.metrics_port}",
+        ]
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None, "gregor already running"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        log.write(f"\n=== starting: {' '.join(self.command())}\n".encode())
+        log.flush()
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        log.close()
+        try:
+            wait_for(self._ready, READY_TIMEOUT, f"gregor on {self.bootstrap} to be ready")
+        except Exception as e:
+            self.kill()
+            raise RuntimeError(f"{e}\n--- {self.log_path} ---\n{self.log_tail()}") from None
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gregor exited with code {self.proc.returncode}\n"
+                               f"--- {self.log_path} ---\n{self.log_tail()}")
+        if not port_accepts(self.port):
+            return False
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _signal_and_wait(self, sig, timeout):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self):
+        self._signal_and_wait(signal.SIGTERM, 30)
+
+    def kill(self):
+        self._signal_and_wait(signal.SIGKILL, 30)
+
+    def log_tail(self) -> str:
+        return tail(self.log_path)
+
+
+class KafkaBroker(Broker):
+    """Apache Kafka in KRaft single-node mode via scripts/kafka-single-node.sh."""
+
+    name = "kafka"
+    can_restart = True
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "kafka"
+        self.script = str(SCRIPTS / "kafka-single-node.sh")
+        self.bootstrap = ""
+
+    def start(self):
+        out = subprocess.run([self.script, "start", str(self.dir)], check=True,
+                             stdout=subprocess.PIPE, text=True, timeout=300)
+        self.bootstrap = out.stdout.strip().splitlines()[-1]
+
+    def stop(self):
+        subprocess.run([self.script, "stop", str(self.dir)], check=True, timeout=120)
+
+    def kill(self):
+        subprocess.run([self.script, "kill", str(self.dir)], check=True, timeout=120)
+
+    def log_tail(self) -> str:
+        return tail(self.dir / "server.log")
+
+
+def gregor_binary() -> Path:
+    env = os.environ.get("GREGOR_BIN")
+    if env:
+        p = Path(env)
+        return p if p.is_absolute() else REPO_ROOT / p
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+    if not target.is_absolute():
+        target = REPO_ROOT / target
+    for profile in ("release", "debug"):
+        p = target / profile / "gregor"
+        if p.exists():
+            return p
+    return target / "release" / "gregor"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> Broker:
+    """The broker under test (session-wide). Tests that restart it leave it running."""
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    kind = os.environ.get("GREGOR_TEST_BROKER", "gregor")
+    workdir = tmp_path_factory.mktemp("broker")
+    if external:
+        b: Broker = ExternalBroker(external)
+    elif kind == "kafka":
+        b = KafkaBroker(workdir)
+    elif kind == "gregor":
+        binary = gregor_binary()
+        if not binary.exists():
+            pytest.fail(f"gregor binary not found at {binary}: build it "
+                        "(cargo build --release -p gregor) or set GREGOR_BIN")
+        b = GregorBroker(binary, workdir)
+    else:
+        raise ValueError(f"GREGOR_TEST_BROKER={kind!r}: expected gregor or kafka")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def restartable_broker(broker) -> Broker:
+    if not broker.can_restart:
+        pytest.skip(f"{broker.name} broker cannot be restarted by the tests")
+    return broker
+
+
+@pytest.fixture
+def bootstrap(broker) -> str:
+    """host:port of the broker under test."""
+    return broker.bootstrap
+
+
+@pytest.fixture
+def topic_name(request) -> str:
+    """A fresh topic name for this test."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of the broker's log to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "broker" in item.fixturenames:
+        b = item.funcargs.get("broker")
+        if b is not None and b.log_tail():
+            report.sections.append(("broker log (tail)", b.log_tail()))

@@ -1,0 +1,75 @@
+"""Apache Kafka's own Java CLI tools (kafka-topics, console producer/consumer, consumer
+groups, perf tests) against the broker under test, via scripts/kafka.sh."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import SCRIPTS
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
+    reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off")
+
+
+def kafka(*args: str, input: str | None = None, timeout: float = 120) -> str:
+    """Run `scripts/kafka.sh ARGS...`; return stdout, fail with stderr on a non-zero exit."""
+    proc = subprocess.run([str(SCRIPTS / "kafka.sh"), *args], input=input, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"kafka.sh {' '.join(args)} exited {proc.returncode}\n"
+                    f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}")
+    return proc.stdout
+
+
+def test_cli_topics(bootstrap, topic_name):
+    out = kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic_name,
+                "--partitions", "3", "--replication-factor", "1")
+    assert f"Created topic {topic_name}" in out
+    assert topic_name in kafka("topics", "--bootstrap-server", bootstrap, "--list").split()
+    desc = kafka("topics", "--bootstrap-server", bootstrap, "--describe", "--topic", topic_name)
+    assert "PartitionCount: 3" in desc, desc
+    assert len(re.findall(r"Partition: \d+\s+Leader: \d+", desc)) == 3, desc
+
+
+def test_cli_console_producer_consumer_and_groups(bootstrap, topic_name):
+    kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic_name,
+          "--partitions", "2")
+    lines = [f"k{i % 5}:value-{i}" for i in range(50)]
+    kafka("console-producer", "--bootstrap-server", bootstrap, "--topic", topic_name,
+          "--reader-property", "parse.key=true", "--reader-property", "key.separator=:",
+          input="\n".join(lines) + "\n")
+    group = f"cli-{uuid.uuid4().hex[:8]}"
+    out = kafka("console-consumer", "--bootstrap-server", bootstrap, "--topic", topic_name,
+                "--group", group, "--from-beginning", "--max-messages", "50",
+                "--timeout-ms", "60000", "--formatter-property", "print.key=true",
+                "--formatter-property", "key.separator=:")
+    assert sorted(out.splitlines()) == sorted(lines)
+
+    desc = kafka("consumer-groups", "--bootstrap-server", bootstrap, "--describe",
+                 "--group", group)
+    rows = [r.split() for r in desc.splitlines() if r.startswith(group)]
+    assert len(rows) == 2, desc
+    # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+    assert sum(int(r[3]) for r in rows) == 50, desc
+    assert all(r[5] == "0" for r in rows), desc
+    assert group in kafka("consumer-groups", "--bootstrap-server", bootstrap, "--list").split()
+
+
+def test_cli_perf_tools(bootstrap, topic_name):
+    n = 20000
+    out = kafka("producer-perf-test", "--topic", topic_name, "--num-records", str(n),
+                "--record-size", "200", "--throughput", "-1",
+                "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all")
+    assert f"{n} records sent" in out, out
+    out = kafka("consumer-perf-test", "--bootstrap-server", bootstrap, "--topic", topic_name,
+                "--messages", str(n), "--timeout", "60000")
+    row = out.strip().splitlines()[-1].split(", ")
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, ...
+    assert int(row[4]) >= n, out
