@@ -380,13 +380,18 @@ pub fn parse_listener(key: &str, s: &str) -> Result<Listener, ConfigError> {
 
 fn parse_voter(key: &str, s: &str) -> Result<Voter, ConfigError> {
     let bad = |reason: &str| Props::invalid(key, s, reason);
-    let (id, addr) = s.split_once('@').ok_or_else(|| bad("expected id@host:port"))?;
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| bad("expected id@host:port"))?;
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| bad("expected id@host:port"))?;
     Ok(Voter {
         id: id.parse().map_err(|_| bad("voter id is not a number"))?,
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port: port.parse().map_err(|_| bad("port is not a number"))?,
     })
 }
@@ -466,7 +471,10 @@ impl Config {
                 return Err(Props::invalid(
                     "listener.security.protocol.map",
                     &proto,
-                    format!("listener {} uses {proto}; only PLAINTEXT is supported", l.name),
+                    format!(
+                        "listener {} uses {proto}; only PLAINTEXT is supported",
+                        l.name
+                    ),
                 ));
             }
         }
@@ -489,7 +497,8 @@ impl Config {
         for v in p.list("controller.quorum.voters") {
             controller_quorum_voters.push(parse_voter("controller.quorum.voters", &v)?);
         }
-        let mut log_dirs: Vec<PathBuf> = p.list("log.dirs").into_iter().map(PathBuf::from).collect();
+        let mut log_dirs: Vec<PathBuf> =
+            p.list("log.dirs").into_iter().map(PathBuf::from).collect();
         if log_dirs.is_empty() {
             log_dirs = p.list("log.dir").into_iter().map(PathBuf::from).collect();
         }
@@ -518,14 +527,19 @@ impl Config {
             (None, None) => defaults.segment_ms,
         };
         if segment_ms <= 0 {
-            return Err(Props::invalid("log.roll.ms", &segment_ms.to_string(), "must be positive"));
+            return Err(Props::invalid(
+                "log.roll.ms",
+                &segment_ms.to_string(),
+                "must be positive",
+            ));
         }
         let retention_bytes = p.num::<i64>("log.retention.bytes", -1, -1)?;
         let message_max_bytes = p.num::<u32>("message.max.bytes", 1_048_588, 0)?;
         let cleanup_policy = match p.get("log.cleanup.policy") {
             None => CleanupPolicy::Delete,
-            Some(v) => parse_cleanup_policy(v)
-                .ok_or_else(|| Props::invalid("log.cleanup.policy", v, "expected delete, compact or both"))?,
+            Some(v) => parse_cleanup_policy(v).ok_or_else(|| {
+                Props::invalid("log.cleanup.policy", v, "expected delete, compact or both")
+            })?,
         };
         let log = LogConfig {
             segment_bytes: p.num::<u64>("log.segment.bytes", defaults.segment_bytes, 14)?,
@@ -560,11 +574,17 @@ impl Config {
             auto_create_topics_enable: p.bool("auto.create.topics.enable", true)?,
             delete_topic_enable: p.bool("delete.topic.enable", true)?,
             log,
-            log_retention_check_interval_ms: p.num("log.retention.check.interval.ms", 300_000, 1)?,
+            log_retention_check_interval_ms: p.num(
+                "log.retention.check.interval.ms",
+                300_000,
+                1,
+            )?,
             log_flush_interval_messages: flush_msgs
                 .filter(|n| *n > 0 && *n < i64::MAX)
                 .map(|n| n as u64),
-            log_flush_interval_ms: flush_ms.filter(|n| *n > 0 && *n < i64::MAX).map(|n| n as u64),
+            log_flush_interval_ms: flush_ms
+                .filter(|n| *n > 0 && *n < i64::MAX)
+                .map(|n| n as u64),
             offsets_topic_num_partitions: p.num("offsets.topic.num.partitions", 50, 1)?,
             offsets_topic_replication_factor: p.num("offsets.topic.replication.factor", 3, 1)?,
             offsets_retention_ms: p
@@ -607,7 +627,11 @@ impl Config {
 
 /// Parses a `cleanup.policy` value.
 pub fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
-    let mut parts: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let mut parts: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     parts.sort_unstable();
     parts.dedup();
     match parts.as_slice() {
@@ -691,8 +715,14 @@ mod tests {
 
     #[test]
     fn cleanup_policy_accepts_both_orders() {
-        assert_eq!(parse_cleanup_policy("delete,compact"), Some(CleanupPolicy::CompactDelete));
-        assert_eq!(parse_cleanup_policy("compact"), Some(CleanupPolicy::Compact));
+        assert_eq!(
+            parse_cleanup_policy("delete,compact"),
+            Some(CleanupPolicy::CompactDelete)
+        );
+        assert_eq!(
+            parse_cleanup_policy("compact"),
+            Some(CleanupPolicy::Compact)
+        );
         assert_eq!(parse_cleanup_policy("zap"), None);
     }
 }

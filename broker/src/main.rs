@@ -13,7 +13,11 @@ use gregor::storage;
 use gregor::tools;
 
 #[derive(Debug, Parser)]
-#[command(name = "gregor", version, about = "A Kafka-compatible event-streaming broker")]
+#[command(
+    name = "gregor",
+    version,
+    about = "A Kafka-compatible event-streaming broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,7 +81,7 @@ enum StorageCommand {
     },
 }
 
-fn load_config(path: &PathBuf, overrides: &[String]) -> anyhow::Result<Config> {
+fn load_config(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Config> {
     let mut props = config::read_properties(path)?;
     config::apply_overrides(&mut props, overrides)?;
     Ok(Config::from_properties(props)?)
@@ -156,7 +160,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 {
                     match outcome {
                         storage::FormatOutcome::Formatted => {
-                            println!("Formatting {} with metadata.version 4.0-IV3.", dir.display())
+                            println!(
+                                "Formatting {} with metadata.version 4.0-IV3.",
+                                dir.display()
+                            )
                         }
                         storage::FormatOutcome::AlreadyFormatted => {
                             println!("{} is already formatted. Skipping.", dir.display())
@@ -182,13 +189,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_server = matches!(cli.command, Command::ServerStart { .. } | Command::Dev { .. });
-    let default_level = if is_server { config::log_filter() } else { "warn".into() };
+    let is_server = matches!(
+        cli.command,
+        Command::ServerStart { .. } | Command::Dev { .. }
+    );
+    let default_level = if is_server {
+        config::log_filter()
+    } else {
+        "warn".into()
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(default_level))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

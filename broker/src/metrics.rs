@@ -11,8 +11,8 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,8 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("gregor".into()), None)?;
-        let requests = IntCounterVec::new(Opts::new("requests_total", "Requests by API"), &["api"])?;
+        let requests =
+            IntCounterVec::new(Opts::new("requests_total", "Requests by API"), &["api"])?;
         let request_latency = HistogramVec::new(
             HistogramOpts::new("request_duration_seconds", "Request latency by API").buckets(vec![
                 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
@@ -63,7 +64,10 @@ impl Metrics {
             &["api"],
         )?;
         let request_errors = IntCounterVec::new(
-            Opts::new("request_errors_total", "Requests refused or connections closed, by category"),
+            Opts::new(
+                "request_errors_total",
+                "Requests refused or connections closed, by category",
+            ),
             &["category"],
         )?;
         let counter = |n: &str, h: &str| IntCounter::new(n, h);
@@ -81,17 +85,32 @@ impl Metrics {
             partitions: gauge("partitions", "Partitions on this node")?,
             groups: gauge("consumer_groups", "Consumer groups known")?,
             log_size_bytes: gauge("log_size_bytes", "Total bytes of all partition logs")?,
-            log_end_offset_sum: gauge("log_end_offset_sum", "Sum of log end offsets over partitions")?,
+            log_end_offset_sum: gauge(
+                "log_end_offset_sum",
+                "Sum of log end offsets over partitions",
+            )?,
             ready: AtomicBool::new(false),
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.request_latency.clone()))?;
         m.registry.register(Box::new(m.request_errors.clone()))?;
-        for c in [&m.bytes_in, &m.bytes_out, &m.produce_bytes, &m.fetch_bytes, &m.messages_in] {
+        for c in [
+            &m.bytes_in,
+            &m.bytes_out,
+            &m.produce_bytes,
+            &m.fetch_bytes,
+            &m.messages_in,
+        ] {
             m.registry.register(Box::new(c.clone()))?;
         }
-        for g in [&m.connections, &m.partitions, &m.groups, &m.log_size_bytes, &m.log_end_offset_sum] {
+        for g in [
+            &m.connections,
+            &m.partitions,
+            &m.groups,
+            &m.log_size_bytes,
+            &m.log_end_offset_sum,
+        ] {
             m.registry.register(Box::new(g.clone()))?;
         }
         Ok(m)
@@ -117,7 +136,12 @@ fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// Serves the metrics endpoint until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, refresh: Refresh, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    refresh: Refresh,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -110,7 +110,10 @@ impl Node {
         for l in config.client_listeners() {
             listeners.extend(bind_all(&l.host, l.port).await?);
         }
-        let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
         let (mut adv_host, mut adv_port) = config.advertised_address();
         if adv_port == 0 {
             adv_port = addrs.first().map(|a| a.port()).unwrap_or(9092);
@@ -129,10 +132,12 @@ impl Node {
 
         let metrics_addr = match &config.metrics_listener {
             Some(addr) => {
-                let l = TcpListener::bind(addr).await.map_err(|source| NodeError::Bind {
-                    addr: addr.clone(),
-                    source,
-                })?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 let a = l.local_addr().ok();
                 let cl = Arc::clone(&cluster);
                 let gr = Arc::clone(&groups);
@@ -152,13 +157,22 @@ impl Node {
                     m.log_size_bytes.set(size);
                     m.log_end_offset_sum.set(leo);
                 });
-                tracker.spawn(crate::metrics::serve(l, Arc::clone(&metrics), refresh, shutdown.clone()));
+                tracker.spawn(crate::metrics::serve(
+                    l,
+                    Arc::clone(&metrics),
+                    refresh,
+                    shutdown.clone(),
+                ));
                 a
             }
             None => None,
         };
 
-        tracker.spawn(server::run(Arc::clone(&broker), listeners, shutdown.clone()));
+        tracker.spawn(server::run(
+            Arc::clone(&broker),
+            listeners,
+            shutdown.clone(),
+        ));
         // Group sessions and rebalance deadlines.
         let (g, s) = (Arc::clone(&groups), shutdown.clone());
         tracker.spawn(async move {

@@ -238,7 +238,8 @@ pub fn format(
 pub fn check(dirs: &[PathBuf], node_id: i32) -> Result<String, StorageError> {
     let mut cluster: Option<String> = None;
     for dir in dirs {
-        let m = MetaProperties::read(dir)?.ok_or_else(|| StorageError::NotFormatted(dir.clone()))?;
+        let m =
+            MetaProperties::read(dir)?.ok_or_else(|| StorageError::NotFormatted(dir.clone()))?;
         if m.node_id != node_id {
             return Err(StorageError::NodeIdMismatch {
                 dir: dir.clone(),
@@ -284,9 +285,13 @@ mod tests {
             Err(StorageError::AlreadyFormatted { .. })
         ));
         let again = format(&dirs, &id, 1, true).expect("ignore formatted");
-        assert!(again.iter().all(|(_, o)| *o == FormatOutcome::AlreadyFormatted));
+        assert!(again
+            .iter()
+            .all(|(_, o)| *o == FormatOutcome::AlreadyFormatted));
         assert_eq!(check(&dirs, 1).expect("check"), id);
-        let m = MetaProperties::read(&dirs[0]).expect("read").expect("formatted");
+        let m = MetaProperties::read(&dirs[0])
+            .expect("read")
+            .expect("formatted");
         assert_eq!(m.node_id, 1);
         assert_eq!(m.directory_id.len(), 22);
     }

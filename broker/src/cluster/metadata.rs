@@ -130,7 +130,9 @@ impl MetadataLog {
     pub fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
         let mut text = String::new();
         for r in records {
-            text.push_str(&serde_json::to_string(r).map_err(|e| MetadataError::Encode(e.to_string()))?);
+            text.push_str(
+                &serde_json::to_string(r).map_err(|e| MetadataError::Encode(e.to_string()))?,
+            );
             text.push('\n');
         }
         let io = |source| MetadataError::Io {
@@ -159,7 +161,10 @@ mod tests {
             .expect("append");
         drop(log);
         let path = d.path().join("__cluster_metadata-0/gregor-metadata.jsonl");
-        let mut f = OpenOptions::new().append(true).open(&path).expect("open file");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open file");
         f.write_all(b"{\"type\":\"remove_to").expect("torn write");
         drop(f);
         let (mut log, recs) = MetadataLog::open(d.path()).expect("reopen");

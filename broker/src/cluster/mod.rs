@@ -114,7 +114,8 @@ impl Partition {
     }
 
     fn refresh(&self, log: &PartitionLog) {
-        self.log_start.store(log.log_start_offset(), Ordering::Release);
+        self.log_start
+            .store(log.log_start_offset(), Ordering::Release);
         self.high_watermark
             .store(log.log_end_offset(), Ordering::Release);
     }
@@ -489,7 +490,8 @@ impl Cluster {
         let mut meta = self.meta.lock();
         if meta.next_producer_id >= meta.producer_id_block_end {
             let end = meta.next_producer_id + PRODUCER_ID_BLOCK;
-            meta.log.append(&[MetadataRecord::ProducerIds { next: end }])?;
+            meta.log
+                .append(&[MetadataRecord::ProducerIds { next: end }])?;
             meta.producer_id_block_end = end;
         }
         let id = meta.next_producer_id;
@@ -531,8 +533,12 @@ impl Cluster {
                 let mut log = p.log.lock();
                 match log.maintain(now) {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "log maintenance"),
-                    Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "log maintenance failed"),
+                    Ok(n) => {
+                        tracing::info!(topic = %p.topic, partition = p.index, segments = n, "log maintenance")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "log maintenance failed")
+                    }
                 }
                 p.refresh(&log);
             }

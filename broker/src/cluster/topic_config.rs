@@ -44,18 +44,29 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
     ("min.insync.replicas", "min.insync.replicas"),
     ("message.timestamp.type", "log.message.timestamp.type"),
     ("compression.type", "compression.type"),
-    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+    ),
     ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
     ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
-    ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
+    (
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+    ),
     ("flush.messages", "log.flush.interval.messages"),
     ("flush.ms", "log.flush.interval.ms"),
     ("file.delete.delay.ms", "log.segment.delete.delay.ms"),
     ("preallocate", "log.preallocate"),
-    ("message.downconversion.enable", "log.message.downconversion.enable"),
+    (
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+    ),
     ("local.retention.ms", "log.local.retention.ms"),
     ("local.retention.bytes", "log.local.retention.bytes"),
 ];
+
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"];
 
 fn parse_i64(key: &str, v: &str) -> Result<i64, String> {
     v.trim()
@@ -105,20 +116,22 @@ pub fn resolve_log_config(
             "delete.retention.ms" => c.delete_retention_ms = parse_i64(k, v)?.max(0),
             "index.interval.bytes" => c.index_interval_bytes = parse_i64(k, v)?.clamp(0, i64::from(u32::MAX)) as u32,
             "max.message.bytes" => c.max_message_bytes = parse_i64(k, v)?.clamp(0, i64::from(u32::MAX)) as u32,
-            "min.insync.replicas" => {
-                if parse_i64(k, v)? < 1 {
-                    return Err(format!("invalid value {v} for topic config min.insync.replicas: must be at least 1"));
-                }
+            "min.insync.replicas" if parse_i64(k, v)? < 1 => {
+                return Err(format!(
+                    "invalid value {v} for topic config min.insync.replicas: must be at least 1"
+                ));
             }
-            "message.timestamp.type" => {
-                if v != "CreateTime" && v != "LogAppendTime" {
-                    return Err(format!("invalid value {v:?} for topic config message.timestamp.type: expected CreateTime or LogAppendTime"));
-                }
+            "message.timestamp.type" if v != "CreateTime" && v != "LogAppendTime" => {
+                return Err(format!(
+                    "invalid value {v:?} for topic config message.timestamp.type: \
+                     expected CreateTime or LogAppendTime"
+                ));
             }
-            "compression.type" => {
-                if !["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"].contains(&v.as_str()) {
-                    return Err(format!("invalid value {v:?} for topic config compression.type"));
-                }
+            "compression.type" if !COMPRESSION_TYPES.contains(&v.as_str()) => {
+                return Err(format!(
+                    "invalid value {v:?} for topic config compression.type: expected one of {}",
+                    COMPRESSION_TYPES.join(", ")
+                ));
             }
             _ => {}
         }
@@ -149,7 +162,11 @@ fn default_value(broker: &Config, key: &str, broker_key: &str) -> String {
     match key {
         "cleanup.policy" => "delete".into(),
         "retention.ms" => l.retention_ms.unwrap_or(-1).to_string(),
-        "retention.bytes" => l.retention_bytes.map(|b| b as i64).unwrap_or(-1).to_string(),
+        "retention.bytes" => l
+            .retention_bytes
+            .map(|b| b as i64)
+            .unwrap_or(-1)
+            .to_string(),
         "segment.bytes" => l.segment_bytes.to_string(),
         "segment.ms" => l.segment_ms.to_string(),
         "delete.retention.ms" => l.delete_retention_ms.to_string(),
@@ -202,9 +219,13 @@ mod tests {
         assert_eq!(c.cleanup_policy, crate::log::CleanupPolicy::Compact);
         assert_eq!(c.retention_ms, None);
         o.insert("segment.bytes".to_string(), "x".to_string());
-        assert!(resolve_log_config(&b, &o).unwrap_err().contains("segment.bytes"));
+        assert!(resolve_log_config(&b, &o)
+            .unwrap_err()
+            .contains("segment.bytes"));
         let mut o = BTreeMap::new();
         o.insert("no.such.key".to_string(), "1".to_string());
-        assert!(resolve_log_config(&b, &o).unwrap_err().contains("no.such.key"));
+        assert!(resolve_log_config(&b, &o)
+            .unwrap_err()
+            .contains("no.such.key"));
     }
 }

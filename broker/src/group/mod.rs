@@ -289,7 +289,10 @@ impl Group {
     fn remove_member(&mut self, id: &str) {
         if let Some(mut m) = self.members.remove(id) {
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id.to_string()));
+                let _ = w.send(JoinResult::error(
+                    ResponseError::UnknownMemberId,
+                    id.to_string(),
+                ));
             }
             if let Some(w) = m.sync_waiter.take() {
                 let _ = w.send(Err(ResponseError::UnknownMemberId));
@@ -448,7 +451,10 @@ impl GroupCoordinator {
     pub fn join(&self, req: JoinRequest) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
         let cfg = &self.cluster.config;
         if req.group_id.is_empty() {
-            return Ok(JoinResult::error(ResponseError::InvalidGroupId, req.member_id));
+            return Ok(JoinResult::error(
+                ResponseError::InvalidGroupId,
+                req.member_id,
+            ));
         }
         if req.session_timeout_ms < cfg.group_min_session_timeout_ms
             || req.session_timeout_ms > cfg.group_max_session_timeout_ms
@@ -466,7 +472,9 @@ impl GroupCoordinator {
         }
         let now = Instant::now();
         let mut groups = self.groups.lock();
-        let group = groups.entry(req.group_id.clone()).or_insert_with(Group::new);
+        let group = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(Group::new);
         if group.state != GroupState::Empty
             && (group.protocol_type.as_deref() != Some(req.protocol_type.as_str())
                 || !req.protocols.iter().any(|(n, _)| {
@@ -483,7 +491,10 @@ impl GroupCoordinator {
             member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
             if req.require_known_member_id {
                 group.pending.insert(member_id.clone(), now);
-                return Ok(JoinResult::error(ResponseError::MemberIdRequired, member_id));
+                return Ok(JoinResult::error(
+                    ResponseError::MemberIdRequired,
+                    member_id,
+                ));
             }
         } else if !group.members.contains_key(&member_id)
             && group.pending.remove(&member_id).is_none()
@@ -507,24 +518,30 @@ impl GroupCoordinator {
             }
             return Ok(group.join_result_for(&member_id));
         }
-        let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
-            client_id: req.client_id.clone(),
-            client_host: req.client_host.clone(),
-            group_instance_id: req.group_instance_id.clone(),
-            session_timeout: Duration::from_millis(req.session_timeout_ms as u64),
-            rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
-            protocols: Vec::new(),
-            assignment: Bytes::new(),
-            last_heartbeat: now,
-            join_waiter: None,
-            sync_waiter: None,
-        });
+        let member = group
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                group_instance_id: req.group_instance_id.clone(),
+                session_timeout: Duration::from_millis(req.session_timeout_ms as u64),
+                rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            });
         member.protocols = req.protocols;
         member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
         member.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
         member.last_heartbeat = now;
         if let Some(old) = member.join_waiter.replace(tx) {
-            let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, member_id.clone()));
+            let _ = old.send(JoinResult::error(
+                ResponseError::UnknownMemberId,
+                member_id.clone(),
+            ));
         }
         if group.state == GroupState::Empty {
             group.protocol_type = Some(req.protocol_type);
@@ -586,7 +603,12 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Option<ResponseError> {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Option<ResponseError> {
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
@@ -655,7 +677,12 @@ impl GroupCoordinator {
     }
 
     /// Checks an offset commit against group membership; `None` means it may proceed.
-    pub fn validate_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Option<ResponseError> {
+    pub fn validate_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Option<ResponseError> {
         let groups = self.groups.lock();
         let Some(group) = groups.get(group_id) else {
             return (generation >= 0).then_some(ResponseError::IllegalGeneration);
@@ -696,13 +723,18 @@ impl GroupCoordinator {
                     topic: topic.clone(),
                     partition: *p,
                 };
-                (offsets_log::encode_key(&k), Some(offsets_log::encode_value(v)))
+                (
+                    offsets_log::encode_key(&k),
+                    Some(offsets_log::encode_value(v)),
+                )
             })
             .collect();
         let _order = self.commit_order.lock();
         self.append_offsets_records(&partition, records)?;
         let mut groups = self.groups.lock();
-        let g = groups.entry(group_id.to_string()).or_insert_with(Group::new);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
         for (k, v) in offsets {
             g.offsets.insert(k, v);
         }

@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn partial_prefix_needs_more_bytes() {
         assert_eq!(check(&[0, 0], 100), Ok(FrameCheck::Incomplete(None)));
-        assert_eq!(check(&[0, 0, 0, 5, 1], 100), Ok(FrameCheck::Incomplete(Some(5))));
+        assert_eq!(
+            check(&[0, 0, 0, 5, 1], 100),
+            Ok(FrameCheck::Incomplete(Some(5)))
+        );
     }
 
     #[test]
@@ -82,6 +85,9 @@ mod tests {
             check(&[0x7f, 0xff, 0xff, 0xff], 1024),
             Err(FrameError::TooLarge { .. })
         ));
-        assert_eq!(check(&[0xff, 0xff, 0xff, 0xff], 1024), Err(FrameError::Negative(-1)));
+        assert_eq!(
+            check(&[0xff, 0xff, 0xff, 0xff], 1024),
+            Err(FrameError::Negative(-1))
+        );
     }
 }

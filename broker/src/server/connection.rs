@@ -53,7 +53,11 @@ pub async fn serve(
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "closing connection");
-                    broker.metrics.request_errors.with_label_values(&["frame"]).inc();
+                    broker
+                        .metrics
+                        .request_errors
+                        .with_label_values(&["frame"])
+                        .inc();
                     return;
                 }
             };

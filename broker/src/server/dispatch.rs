@@ -89,7 +89,11 @@ pub async fn handle(
     let version = i16::from_be_bytes([body[2], body[3]]);
     let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
     let Ok(key) = ApiKey::try_from(api_key) else {
-        broker.metrics.request_errors.with_label_values(&["unknown_api"]).inc();
+        broker
+            .metrics
+            .request_errors
+            .with_label_values(&["unknown_api"])
+            .inc();
         return Outcome::Close(format!("unknown API key {api_key}"));
     };
     if key == ApiKey::ApiVersions && !protocol::serves(key, version) {
@@ -102,7 +106,11 @@ pub async fn handle(
         };
     }
     if !protocol::serves(key, version) {
-        broker.metrics.request_errors.with_label_values(&["unsupported_version"]).inc();
+        broker
+            .metrics
+            .request_errors
+            .with_label_values(&["unsupported_version"])
+            .inc();
         return Outcome::Close(format!("unsupported version {version} of {key:?}"));
     }
     let header = match RequestHeader::decode(&mut body, key.request_header_version(version)) {
@@ -125,11 +133,7 @@ pub async fn handle(
     drop(_enter);
     let outcome = route(&ctx, key, body, correlation_id, out).await;
     let label = api_label(key);
-    broker
-        .metrics
-        .requests
-        .with_label_values(&[label])
-        .inc();
+    broker.metrics.requests.with_label_values(&[label]).inc();
     broker
         .metrics
         .request_latency
@@ -216,7 +220,10 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
         ApiKey::Fetch => call(ctx, body, cid, out, |r| fetch::fetch(ctx, r)).await,
         ApiKey::ListOffsets => call(ctx, body, cid, out, |r| fetch::list_offsets(ctx, r)).await,
         ApiKey::OffsetForLeaderEpoch => {
-            call(ctx, body, cid, out, |r| fetch::offset_for_leader_epoch(ctx, r)).await
+            call(ctx, body, cid, out, |r| {
+                fetch::offset_for_leader_epoch(ctx, r)
+            })
+            .await
         }
         ApiKey::CreateTopics => call(ctx, body, cid, out, |r| admin::create_topics(ctx, r)).await,
         ApiKey::DeleteTopics => call(ctx, body, cid, out, |r| admin::delete_topics(ctx, r)).await,
@@ -228,7 +235,10 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
         }
         ApiKey::AlterConfigs => call(ctx, body, cid, out, |r| configs::alter_configs(ctx, r)).await,
         ApiKey::IncrementalAlterConfigs => {
-            call(ctx, body, cid, out, |r| configs::incremental_alter_configs(ctx, r)).await
+            call(ctx, body, cid, out, |r| {
+                configs::incremental_alter_configs(ctx, r)
+            })
+            .await
         }
         ApiKey::DescribeCluster => {
             call(ctx, body, cid, out, |r| metadata::describe_cluster(ctx, r)).await

@@ -16,7 +16,10 @@ use crate::cluster::{AdminError, NewTopic};
 use crate::server::dispatch::{sb, Ctx};
 
 /// CreateTopics.
-pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
+pub async fn create_topics(
+    ctx: &Ctx<'_>,
+    req: CreateTopicsRequest,
+) -> Option<CreateTopicsResponse> {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -109,7 +112,10 @@ pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> Option<Cr
 }
 
 /// DeleteTopics (by name, or by id from v6).
-pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+pub async fn delete_topics(
+    ctx: &Ctx<'_>,
+    req: DeleteTopicsRequest,
+) -> Option<DeleteTopicsResponse> {
     let cluster = &ctx.broker.cluster;
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names

@@ -115,7 +115,10 @@ async fn apply(
         .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
 }
 
-fn result(r: AlterConfigsResourceResponse, outcome: Result<(), AdminError>) -> AlterConfigsResourceResponse {
+fn result(
+    r: AlterConfigsResourceResponse,
+    outcome: Result<(), AdminError>,
+) -> AlterConfigsResourceResponse {
     match outcome {
         Ok(()) => r,
         Err(e) => r
@@ -125,7 +128,10 @@ fn result(r: AlterConfigsResourceResponse, outcome: Result<(), AdminError>) -> A
 }
 
 /// AlterConfigs: replaces a topic's overrides.
-pub async fn alter_configs(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> Option<AlterConfigsResponse> {
+pub async fn alter_configs(
+    ctx: &Ctx<'_>,
+    req: AlterConfigsRequest,
+) -> Option<AlterConfigsResponse> {
     let mut out = Vec::new();
     for r in req.resources {
         let entries: Vec<(String, Option<String>)> = r
@@ -167,7 +173,13 @@ pub async fn incremental_alter_configs(
         let ops: Vec<(String, i8, Option<String>)> = r
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
             .collect();
         let outcome = apply(
             ctx,
@@ -184,7 +196,11 @@ pub async fn incremental_alter_configs(
                         }
                         (2, Some(v)) => {
                             let cur = cfg.get(&k).cloned().unwrap_or_default();
-                            let mut items: Vec<String> = cur.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                            let mut items: Vec<String> = cur
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_string)
+                                .collect();
                             for i in v.split(',').filter(|s| !s.is_empty()) {
                                 if !items.iter().any(|x| x == i) {
                                     items.push(i.to_string());
@@ -195,7 +211,10 @@ pub async fn incremental_alter_configs(
                         (3, Some(v)) => {
                             let remove: Vec<&str> = v.split(',').collect();
                             let cur = cfg.get(&k).cloned().unwrap_or_default();
-                            let items: Vec<&str> = cur.split(',').filter(|s| !s.is_empty() && !remove.contains(s)).collect();
+                            let items: Vec<&str> = cur
+                                .split(',')
+                                .filter(|s| !s.is_empty() && !remove.contains(s))
+                                .collect();
                             cfg.insert(k, items.join(","));
                         }
                         (op, _) => {

@@ -157,7 +157,12 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                         let (offset, ts) = match lp.timestamp {
                             -2 => (p.log_start_offset(), -1),
                             -1 => (p.high_watermark(), -1),
-                            -3 => p.log.lock().max_timestamp().map(|(t, o)| (o, t)).unwrap_or((-1, -1)),
+                            -3 => p
+                                .log
+                                .lock()
+                                .max_timestamp()
+                                .map(|(t, o)| (o, t))
+                                .unwrap_or((-1, -1)),
                             ts => match p.log.lock().offset_for_timestamp(ts) {
                                 Ok(Some((o, t))) => (o, t),
                                 Ok(None) => (-1, -1),

@@ -48,7 +48,11 @@ pub async fn find_coordinator(
                 Coordinator::default()
                     .with_key(k)
                     .with_node_id(if error.is_some() { BrokerId(-1) } else { node })
-                    .with_host(sb(if error.is_some() { String::new() } else { host.clone() }))
+                    .with_host(sb(if error.is_some() {
+                        String::new()
+                    } else {
+                        host.clone()
+                    }))
                     .with_port(if error.is_some() { -1 } else { i32::from(port) })
                     .with_error_code(code(error))
             })
@@ -167,9 +171,15 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
             .broker
             .groups
             .leave(&req.group_id.0, &[req.member_id.to_string()]);
-        return Some(LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())));
+        return Some(
+            LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())),
+        );
     }
-    let ids: Vec<String> = req.members.iter().map(|m| m.member_id.to_string()).collect();
+    let ids: Vec<String> = req
+        .members
+        .iter()
+        .map(|m| m.member_id.to_string())
+        .collect();
     let errors = ctx.broker.groups.leave(&req.group_id.0, &ids);
     let members = req
         .members
@@ -186,7 +196,10 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
 }
 
 /// DescribeGroups.
-pub async fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> Option<DescribeGroupsResponse> {
+pub async fn describe_groups(
+    ctx: &Ctx<'_>,
+    req: DescribeGroupsRequest,
+) -> Option<DescribeGroupsResponse> {
     let groups = req
         .groups
         .into_iter()
@@ -220,7 +233,11 @@ pub async fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> Optio
 
 /// ListGroups (with the v4 state filter).
 pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGroupsResponse> {
-    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let groups = ctx
         .broker
         .groups
@@ -239,7 +256,10 @@ pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGr
 }
 
 /// DeleteGroups.
-pub async fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> Option<DeleteGroupsResponse> {
+pub async fn delete_groups(
+    ctx: &Ctx<'_>,
+    req: DeleteGroupsRequest,
+) -> Option<DeleteGroupsResponse> {
     let mut results = Vec::new();
     for g in req.groups_names {
         let coordinator = Arc::clone(&ctx.broker.groups);
@@ -247,7 +267,11 @@ pub async fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> Option<De
         let e = blocking(move || coordinator.delete_group(&id))
             .await
             .unwrap_or(Some(ResponseError::KafkaStorageError));
-        results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code(e)));
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code(e)),
+        );
     }
     Some(DeleteGroupsResponse::default().with_results(results))
 }

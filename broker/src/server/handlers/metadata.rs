@@ -61,7 +61,11 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             let Some(name) = name else {
                 match cluster.topic_by_id(rt.topic_id) {
                     Some(t) => topics.push(describe_topic(ctx, &t)),
-                    None => topics.push(topic_error(None, rt.topic_id, ResponseError::UnknownTopicId)),
+                    None => topics.push(topic_error(
+                        None,
+                        rt.topic_id,
+                        ResponseError::UnknownTopicId,
+                    )),
                 }
                 continue;
             };
@@ -70,11 +74,19 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
                 continue;
             }
             if validate_topic_name(&name).is_err() {
-                topics.push(topic_error(Some(name), rt.topic_id, ResponseError::InvalidTopicException));
+                topics.push(topic_error(
+                    Some(name),
+                    rt.topic_id,
+                    ResponseError::InvalidTopicException,
+                ));
                 continue;
             }
             if !auto_create {
-                topics.push(topic_error(Some(name), rt.topic_id, ResponseError::UnknownTopicOrPartition));
+                topics.push(topic_error(
+                    Some(name),
+                    rt.topic_id,
+                    ResponseError::UnknownTopicOrPartition,
+                ));
                 continue;
             }
             let c = Arc::clone(cluster);
@@ -86,15 +98,24 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             };
             match blocking(move || c.create_topic(new, false)).await {
                 Some(Ok(t)) => topics.push(describe_topic(ctx, &t)),
-                Some(Err(crate::cluster::AdminError::TopicExists(_))) => match cluster.topic(&name) {
+                Some(Err(crate::cluster::AdminError::TopicExists(_))) => match cluster.topic(&name)
+                {
                     Some(t) => topics.push(describe_topic(ctx, &t)),
-                    None => topics.push(topic_error(Some(name), rt.topic_id, ResponseError::LeaderNotAvailable)),
+                    None => topics.push(topic_error(
+                        Some(name),
+                        rt.topic_id,
+                        ResponseError::LeaderNotAvailable,
+                    )),
                 },
                 Some(Err(e)) => {
                     tracing::warn!(topic = %name, error = %e, "auto-create failed");
                     topics.push(topic_error(Some(name), rt.topic_id, admin_error_code(&e)))
                 }
-                None => topics.push(topic_error(Some(name), rt.topic_id, ResponseError::KafkaStorageError)),
+                None => topics.push(topic_error(
+                    Some(name),
+                    rt.topic_id,
+                    ResponseError::KafkaStorageError,
+                )),
             }
         }
     }

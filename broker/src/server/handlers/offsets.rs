@@ -13,7 +13,10 @@ use crate::group::offsets_log::OffsetValue;
 use crate::server::dispatch::{sb, Ctx};
 
 /// OffsetCommit.
-pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> Option<OffsetCommitResponse> {
+pub async fn offset_commit(
+    ctx: &Ctx<'_>,
+    req: OffsetCommitRequest,
+) -> Option<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
     let cluster = &ctx.broker.cluster;
     let mut error = ctx.broker.groups.validate_commit(
@@ -32,7 +35,11 @@ pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> Option<Of
         for p in &t.partitions {
             let e = if error.is_some() {
                 error
-            } else if topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).is_none() {
+            } else if topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition_index))
+                .is_none()
+            {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else {
                 accepted.push((
@@ -40,7 +47,11 @@ pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> Option<Of
                     OffsetValue {
                         offset: p.committed_offset,
                         leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
                         commit_timestamp: now,
                     },
                 ));
@@ -101,14 +112,20 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             .map(|g| {
                 let wanted = g.topics.as_ref().map(|ts| {
                     ts.iter()
-                        .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+                        .flat_map(|t| {
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| (t.name.0.to_string(), *p))
+                        })
                         .collect()
                 });
                 let committed = fetch_group(ctx, &g.group_id.0, wanted);
                 let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
                 for ((topic, p), v) in committed {
                     if topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
-                        topics.push(OffsetFetchResponseTopics::default().with_name(TopicName(sb(topic))));
+                        topics.push(
+                            OffsetFetchResponseTopics::default().with_name(TopicName(sb(topic))),
+                        );
                     }
                     let (o, e, m) = partition_fields(&v);
                     if let Some(t) = topics.last_mut() {
@@ -130,7 +147,11 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()
-            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), *p))
+            })
             .collect()
     });
     let committed = fetch_group(ctx, &req.group_id.0, wanted);

@@ -13,7 +13,11 @@ use crate::cluster::Cluster;
 use crate::log::AppendOutcome;
 use crate::server::dispatch::{sb, Ctx};
 
-fn partition_error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+fn partition_error(
+    index: i32,
+    e: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(e.code())
@@ -67,7 +71,9 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                 let bytes = records.len() as u64;
                                 match cluster.append(&p, records) {
                                     Ok(AppendOutcome::Appended(info)) => {
-                                        metrics.messages_in.inc_by((info.last_offset - info.base_offset + 1).max(0) as u64);
+                                        metrics.messages_in.inc_by(
+                                            (info.last_offset - info.base_offset + 1).max(0) as u64,
+                                        );
                                         metrics.produce_bytes.inc_by(bytes);
                                         PartitionProduceResponse::default()
                                             .with_index(idx)
@@ -75,14 +81,20 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                             .with_log_append_time_ms(info.log_append_time)
                                             .with_log_start_offset(info.log_start_offset)
                                     }
-                                    Ok(AppendOutcome::Duplicate(info)) => PartitionProduceResponse::default()
-                                        .with_index(idx)
-                                        .with_base_offset(info.base_offset)
-                                        .with_log_append_time_ms(info.log_append_time)
-                                        .with_log_start_offset(info.log_start_offset),
+                                    Ok(AppendOutcome::Duplicate(info)) => {
+                                        PartitionProduceResponse::default()
+                                            .with_index(idx)
+                                            .with_base_offset(info.base_offset)
+                                            .with_log_append_time_ms(info.log_append_time)
+                                            .with_log_start_offset(info.log_start_offset)
+                                    }
                                     Err(e) => {
                                         tracing::debug!(topic = %name, partition = idx, error = %e, "append refused");
-                                        partition_error(idx, log_error_code(&e), Some(e.to_string()))
+                                        partition_error(
+                                            idx,
+                                            log_error_code(&e),
+                                            Some(e.to_string()),
+                                        )
                                     }
                                 }
                             }
