@@ -1,0 +1,6 @@
+//! Integration tests: a real `gregor` process on loopback, driven over TCP.
+
+mod bad_input;
+mod protocol;
+mod storage_cli;
+mod support;

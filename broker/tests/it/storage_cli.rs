@@ -1,0 +1,95 @@
+//! The storage CLI (`random-uuid`, `format`) and start-up refusals, run as real processes.
+
+use std::process::Command;
+
+use crate::support::gregor_bin;
+
+fn gregor(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(gregor_bin())
+        .args(args)
+        .output()
+        .expect("run gregor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn write_config(dir: &std::path::Path, logs: &std::path::Path) -> String {
+    let path = dir.join("server.properties");
+    std::fs::write(
+        &path,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:19093\n\
+             listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs={}\nsome.future.kafka.key=1\n",
+            logs.display()
+        ),
+    )
+    .expect("write config");
+    path.display().to_string()
+}
+
+#[test]
+fn random_uuid_prints_a_kafka_form_id() {
+    let (ok, out, _) = gregor(&["storage", "random-uuid"]);
+    assert!(ok);
+    let id = out.trim();
+    assert_eq!(id.len(), 22);
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+}
+
+#[test]
+fn format_is_idempotent_with_ignore_formatted_and_refuses_another_cluster() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    let cfg = write_config(tmp.path(), &logs);
+    let (_, id, _) = gregor(&["storage", "random-uuid"]);
+    let id = id.trim().to_string();
+    let (ok, _, err) = gregor(&["storage", "format", "-t", &id, "-c", &cfg]);
+    assert!(ok, "{err}");
+    let meta = std::fs::read_to_string(logs.join("meta.properties")).expect("meta.properties");
+    assert!(meta.contains(&format!("cluster.id={id}")));
+    assert!(
+        meta.contains("node.id=1") && meta.contains("directory.id=") && meta.contains("version=1")
+    );
+    let (ok, _, err) = gregor(&["storage", "format", "-t", &id, "-c", &cfg]);
+    assert!(!ok && err.contains("already formatted"), "{err}");
+    let (ok, _, err) = gregor(&[
+        "storage",
+        "format",
+        "-t",
+        &id,
+        "-c",
+        &cfg,
+        "--ignore-formatted",
+    ]);
+    assert!(ok, "{err}");
+    let (_, other, _) = gregor(&["storage", "random-uuid"]);
+    let other = other.trim().to_string();
+    let (ok, _, err) = gregor(&[
+        "storage",
+        "format",
+        "-t",
+        &other,
+        "-c",
+        &cfg,
+        "--ignore-formatted",
+    ]);
+    assert!(!ok && err.contains(&id) && err.contains(&other), "{err}");
+}
+
+#[test]
+fn server_start_refuses_an_unformatted_dir_and_malformed_values() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    let cfg = write_config(tmp.path(), &logs);
+    let (ok, _, err) = gregor(&["server-start", &cfg]);
+    assert!(!ok && err.contains("not formatted"), "{err}");
+    let (ok, _, err) = gregor(&["server-start", &cfg, "--override", "num.partitions=many"]);
+    assert!(!ok && err.contains("num.partitions"), "{err}");
+    let (ok, _, err) = gregor(&["storage", "format", "-t", "short", "-c", &cfg]);
+    assert!(!ok && err.contains("not a valid id"), "{err}");
+}
