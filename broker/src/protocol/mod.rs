@@ -3,7 +3,42 @@
 
 pub mod frame;
 
-use kafka_protocol::messages::ApiKey;
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+
+/// Expands `$m!(RequestType)` for the request type of a served API key, else `$other`.
+macro_rules! with_request_type {
+    ($key:expr, $m:ident, $other:expr) => {
+        match $key {
+            ApiKey::Produce => $m!(ProduceRequest),
+            ApiKey::Fetch => $m!(FetchRequest),
+            ApiKey::ListOffsets => $m!(ListOffsetsRequest),
+            ApiKey::Metadata => $m!(MetadataRequest),
+            ApiKey::OffsetCommit => $m!(OffsetCommitRequest),
+            ApiKey::OffsetFetch => $m!(OffsetFetchRequest),
+            ApiKey::FindCoordinator => $m!(FindCoordinatorRequest),
+            ApiKey::JoinGroup => $m!(JoinGroupRequest),
+            ApiKey::Heartbeat => $m!(HeartbeatRequest),
+            ApiKey::LeaveGroup => $m!(LeaveGroupRequest),
+            ApiKey::SyncGroup => $m!(SyncGroupRequest),
+            ApiKey::DescribeGroups => $m!(DescribeGroupsRequest),
+            ApiKey::ListGroups => $m!(ListGroupsRequest),
+            ApiKey::ApiVersions => $m!(ApiVersionsRequest),
+            ApiKey::CreateTopics => $m!(CreateTopicsRequest),
+            ApiKey::DeleteTopics => $m!(DeleteTopicsRequest),
+            ApiKey::InitProducerId => $m!(InitProducerIdRequest),
+            ApiKey::OffsetForLeaderEpoch => $m!(OffsetForLeaderEpochRequest),
+            ApiKey::DescribeConfigs => $m!(DescribeConfigsRequest),
+            ApiKey::AlterConfigs => $m!(AlterConfigsRequest),
+            ApiKey::DeleteGroups => $m!(DeleteGroupsRequest),
+            ApiKey::IncrementalAlterConfigs => $m!(IncrementalAlterConfigsRequest),
+            ApiKey::CreatePartitions => $m!(CreatePartitionsRequest),
+            ApiKey::DescribeCluster => $m!(DescribeClusterRequest),
+            _ => $other,
+        }
+    };
+}
 
 /// One advertised API: key and inclusive version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,45 +109,68 @@ pub fn serves(key: ApiKey, version: i16) -> bool {
     supported(key).is_some_and(|a| version >= a.min_served && version <= a.max)
 }
 
+/// Why a request frame does not decode.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer than the 8 fixed header bytes.
+    #[error("request of {0} bytes has no header")]
+    Short(usize),
+    /// An API key Gregor does not know.
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    /// A version Gregor does not serve.
+    #[error("unsupported version {version} of API key {key}")]
+    UnsupportedVersion {
+        /// API key.
+        key: i16,
+        /// Version asked for.
+        version: i16,
+    },
+    /// Header or body bytes the codec rejects.
+    #[error("undecodable request: {0}")]
+    Body(String),
+}
+
+/// Decodes a whole request frame body (header and request) the way the server does, and
+/// returns its key and version. The fuzz target and property tests drive this.
+pub fn decode_request(mut frame: Bytes) -> Result<(ApiKey, i16), DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::Short(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApi(raw_key))?;
+    if !serves(key, version) {
+        return Err(DecodeError::UnsupportedVersion {
+            key: raw_key,
+            version,
+        });
+    }
+    RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .map_err(|e| DecodeError::Body(e.to_string()))?;
+    macro_rules! body {
+        ($t:ty) => {
+            <$t>::decode(&mut frame, version)
+                .map(|_| ())
+                .map_err(|e| DecodeError::Body(e.to_string()))
+        };
+    }
+    with_request_type!(key, body, Err(DecodeError::UnknownApi(raw_key)))?;
+    Ok((key, version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::*;
     use kafka_protocol::protocol::Message;
 
     fn crate_range(key: ApiKey) -> (i16, i16) {
-        macro_rules! r {
+        macro_rules! range {
             ($t:ty) => {
                 (<$t>::VERSIONS.min, <$t>::VERSIONS.max)
             };
         }
-        match key {
-            ApiKey::Produce => r!(ProduceRequest),
-            ApiKey::Fetch => r!(FetchRequest),
-            ApiKey::ListOffsets => r!(ListOffsetsRequest),
-            ApiKey::Metadata => r!(MetadataRequest),
-            ApiKey::OffsetCommit => r!(OffsetCommitRequest),
-            ApiKey::OffsetFetch => r!(OffsetFetchRequest),
-            ApiKey::FindCoordinator => r!(FindCoordinatorRequest),
-            ApiKey::JoinGroup => r!(JoinGroupRequest),
-            ApiKey::Heartbeat => r!(HeartbeatRequest),
-            ApiKey::LeaveGroup => r!(LeaveGroupRequest),
-            ApiKey::SyncGroup => r!(SyncGroupRequest),
-            ApiKey::DescribeGroups => r!(DescribeGroupsRequest),
-            ApiKey::ListGroups => r!(ListGroupsRequest),
-            ApiKey::ApiVersions => r!(ApiVersionsRequest),
-            ApiKey::CreateTopics => r!(CreateTopicsRequest),
-            ApiKey::DeleteTopics => r!(DeleteTopicsRequest),
-            ApiKey::InitProducerId => r!(InitProducerIdRequest),
-            ApiKey::OffsetForLeaderEpoch => r!(OffsetForLeaderEpochRequest),
-            ApiKey::DescribeConfigs => r!(DescribeConfigsRequest),
-            ApiKey::AlterConfigs => r!(AlterConfigsRequest),
-            ApiKey::DeleteGroups => r!(DeleteGroupsRequest),
-            ApiKey::IncrementalAlterConfigs => r!(IncrementalAlterConfigsRequest),
-            ApiKey::CreatePartitions => r!(CreatePartitionsRequest),
-            ApiKey::DescribeCluster => r!(DescribeClusterRequest),
-            other => panic!("no range for {other:?}"),
-        }
+        with_request_type!(key, range, panic!("no request type for {key:?}"))
     }
 
     #[test]
@@ -123,5 +181,41 @@ mod tests {
             assert!(a.max <= max, "{:?} advertises above codec max", a.key);
             assert!(a.min <= a.min_served && a.min_served <= a.max);
         }
+    }
+}
+
+#[cfg(test)]
+mod decode_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_after_a_valid_key_and_version_never_panic(
+            api in 0usize..SUPPORTED_APIS.len(),
+            version_pick in 0i16..20,
+            tail in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let a = SUPPORTED_APIS[api];
+            let version = a.min_served + version_pick % (a.max - a.min_served + 1);
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&(a.key as i16).to_be_bytes());
+            frame.extend_from_slice(&version.to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0, 1]);
+            frame.extend_from_slice(&tail);
+            let _ = decode_request(Bytes::from(frame));
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(Bytes::from(frame));
+        }
+    }
+
+    #[test]
+    fn the_eight_byte_killer_frame_is_an_error() {
+        // api key 3, version 0, correlation id, null client id, then 0x033c0c00 topics.
+        let frame = Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6]);
+        assert!(matches!(decode_request(frame), Err(DecodeError::Body(_))));
     }
 }
