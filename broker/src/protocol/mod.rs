@@ -215,7 +215,9 @@ mod decode_props {
     #[test]
     fn the_eight_byte_killer_frame_is_an_error() {
         // api key 3, version 0, correlation id, null client id, then 0x033c0c00 topics.
-        let frame = Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6]);
+        let frame = Bytes::from_static(&[
+            0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6,
+        ]);
         assert!(matches!(decode_request(frame), Err(DecodeError::Body(_))));
     }
 }

@@ -4,3 +4,4 @@ mod bad_input;
 mod protocol;
 mod storage_cli;
 mod support;
+mod versions;
