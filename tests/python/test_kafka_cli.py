@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import SCRIPTS
+from conftest import SCRIPTS, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
@@ -73,3 +73,47 @@ def test_cli_perf_tools(bootstrap, topic_name):
     row = out.strip().splitlines()[-1].split(", ")
     # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, ...
     assert int(row[4]) >= n, out
+
+
+def test_cli_get_offsets_reset_and_delete(bootstrap, topic_name):
+    kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic_name,
+          "--partitions", "2")
+    kafka("console-producer", "--bootstrap-server", bootstrap, "--topic", topic_name,
+          input="".join(f"v{i}\n" for i in range(30)))
+    latest = kafka("get-offsets", "--bootstrap-server", bootstrap, "--topic", topic_name,
+                   "--time", "-1")
+    ends = {line.rsplit(":", 2)[1]: int(line.rsplit(":", 1)[1])
+            for line in latest.split() if line.startswith(topic_name + ":")}
+    assert sorted(ends) == ["0", "1"] and sum(ends.values()) == 30, latest
+    earliest = kafka("get-offsets", "--bootstrap-server", bootstrap, "--topic", topic_name,
+                     "--time", "-2")
+    assert all(line.endswith(":0") for line in earliest.split()), earliest
+
+    group = f"reset-{uuid.uuid4().hex[:8]}"
+    kafka("console-consumer", "--bootstrap-server", bootstrap, "--topic", topic_name,
+          "--group", group, "--from-beginning", "--max-messages", "30", "--timeout-ms", "60000")
+    out = kafka("consumer-groups", "--bootstrap-server", bootstrap, "--group", group,
+                "--topic", topic_name, "--reset-offsets", "--to-earliest", "--execute")
+    rows = [r.split() for r in out.splitlines() if r.startswith(group)]
+    # GROUP TOPIC PARTITION NEW-OFFSET
+    assert len(rows) == 2 and all(r[3] == "0" for r in rows), out
+    desc = kafka("consumer-groups", "--bootstrap-server", bootstrap, "--describe",
+                 "--group", group)
+    rows = [r.split() for r in desc.splitlines() if r.startswith(group)]
+    assert sum(int(r[5]) for r in rows) == 30, desc  # LAG back to everything
+
+    kafka("topics", "--bootstrap-server", bootstrap, "--delete", "--topic", topic_name)
+
+    def gone():
+        listed = kafka("topics", "--bootstrap-server", bootstrap, "--list").split()
+        return topic_name not in listed
+
+    wait_for(gone, 30, f"topic {topic_name} to disappear after --delete", interval=0.5)
+
+
+def test_cli_broker_api_versions(bootstrap):
+    out = kafka("broker-api-versions", "--bootstrap-server", bootstrap)
+    for api in ("Produce(0)", "Fetch(1)", "ListOffsets(2)", "Metadata(3)", "ApiVersions(18)",
+                "FindCoordinator(10)", "JoinGroup(11)", "InitProducerId(22)"):
+        line = next((ln for ln in out.splitlines() if api in ln), None)
+        assert line is not None and "UNSUPPORTED" not in line, f"{api}: {line}\n{out}"
