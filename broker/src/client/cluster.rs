@@ -84,6 +84,16 @@ impl Cluster {
         &mut self,
         topics: Option<&[String]>,
     ) -> Result<MetadataResponse, ClientError> {
+        self.metadata_with(topics, false).await
+    }
+
+    /// Like [`Cluster::metadata`], letting the broker auto-create missing topics when it is
+    /// configured to (what producers ask for).
+    pub async fn metadata_with(
+        &mut self,
+        topics: Option<&[String]>,
+        allow_auto_create: bool,
+    ) -> Result<MetadataResponse, ClientError> {
         let version = self.bootstrap.version::<MetadataRequest>(None)?;
         let topics = match topics {
             Some(names) => Some(
@@ -102,7 +112,7 @@ impl Cluster {
         let req = MetadataRequest::default()
             .with_topics(topics)
             // Before v4 the field does not exist and must keep its default (true).
-            .with_allow_auto_topic_creation(version < 4);
+            .with_allow_auto_topic_creation(version < 4 || allow_auto_create);
         let resp = self.bootstrap.send_at(req, version).await?;
         if let Some(e) = ClientError::from_code(resp.error_code, || "fetching metadata".into()) {
             return Err(e);
@@ -132,6 +142,11 @@ impl Cluster {
     /// Drops the connection to `node_id`, e.g. after it broke; the next use reconnects.
     pub fn forget(&mut self, node_id: i32) {
         self.connections.remove(&node_id);
+    }
+
+    /// Drops every open connection, e.g. after a request was abandoned mid-flight.
+    pub fn forget_all(&mut self) {
+        self.connections.clear();
     }
 
     /// Finds the coordinator for `key` and returns its node id (retrying while the coordinator

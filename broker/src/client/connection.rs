@@ -166,6 +166,26 @@ impl Client {
         })
     }
 
+    /// Sends `req` at `version` without waiting for an answer: for Produce with acks=0, which
+    /// the broker never answers.
+    pub async fn send_oneway<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = encode_request(&req, version, correlation_id)?;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|source| self.io_error(source))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| self.io_error(source))
+    }
+
     /// Sends ApiVersions and records the broker's ranges; retries once at an older version
     /// when the broker does not speak ours (it then answers a v0 body listing what it does).
     async fn negotiate_versions(&mut self) -> Result<(), ClientError> {

@@ -41,7 +41,18 @@ pub struct Layout {
 impl Layout {
     /// Reads the layout of `topics`; a topic that does not exist is an error naming it.
     pub async fn load(cluster: &mut Cluster, topics: &[String]) -> Result<Layout, ToolError> {
-        let meta = cluster.metadata(Some(topics)).await?;
+        Self::load_with(cluster, topics, false).await
+    }
+
+    /// Like [`Layout::load`], letting the broker auto-create missing topics if configured to.
+    pub async fn load_with(
+        cluster: &mut Cluster,
+        topics: &[String],
+        allow_auto_create: bool,
+    ) -> Result<Layout, ToolError> {
+        let meta = cluster
+            .metadata_with(Some(topics), allow_auto_create)
+            .await?;
         let mut layout = Layout::default();
         for t in meta.topics {
             let name = t
@@ -83,6 +94,11 @@ impl Layout {
             .ok_or_else(|| {
                 ToolError::Failed(format!("partition {topic}-{partition} has no leader"))
             })
+    }
+
+    /// Whether every partition has a leader (false right after a topic is created).
+    pub fn all_led(&self) -> bool {
+        self.leaders.values().flatten().all(|&l| l >= 0)
     }
 
     /// Every partition of every topic in the layout.
