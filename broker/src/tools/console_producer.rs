@@ -252,6 +252,7 @@ impl Producer {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let batch = self.batches.entry(partition).or_default();
+        let offset = batch.len() as i64;
         batch.push(Record {
             transactional: false,
             control: false,
@@ -260,8 +261,11 @@ impl Producer {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: batch.len() as i64,
-            sequence: -1,
+            offset,
+            // The encoder starts a new batch wherever `offset - sequence` changes and derives
+            // the batch's base sequence from the first record: keeping the difference at 1
+            // makes one batch (Produce takes one per partition) with base sequence -1 (none).
+            sequence: (offset as i32).wrapping_sub(1),
             timestamp: now,
             key,
             value,
@@ -303,7 +307,8 @@ impl Producer {
                 });
             }
             tokio::time::sleep(RETRY_BACKOFF).await;
-            self.layout = Layout::load_with(cluster, &[self.topic.clone()], true).await?;
+            self.layout =
+                Layout::load_with(cluster, std::slice::from_ref(&self.topic), true).await?;
         }
         self.batches.clear();
         self.pending = 0;

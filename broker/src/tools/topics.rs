@@ -23,8 +23,8 @@ use crate::client::Cluster;
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 /// DescribeConfigs resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
-/// DescribeConfigs config source of a per-topic override.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+/// DescribeConfigs config source of a built-in default; Kafka's describe shows every other.
+const SOURCE_DEFAULT: i8 = 5;
 
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
@@ -278,7 +278,7 @@ async fn describe(cluster: &mut Cluster, args: &Args) -> Result<(), ToolError> {
     Ok(())
 }
 
-/// Per-topic config overrides (Kafka's describe shows only those), by topic.
+/// Configs not at their built-in default (what Kafka's describe shows), by topic.
 async fn topic_overrides(
     cluster: &mut Cluster,
     names: &[String],
@@ -314,7 +314,7 @@ async fn topic_overrides(
         let mut configs: Vec<(String, String)> = r
             .configs
             .iter()
-            .filter(|c| c.config_source == SOURCE_DYNAMIC_TOPIC)
+            .filter(|c| c.config_source != SOURCE_DEFAULT)
             .map(|c| {
                 let value = if c.is_sensitive {
                     "<sensitive>".to_owned()
