@@ -363,6 +363,67 @@ mod tests {
         assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
     }
 
+    /// Reads one request frame on the fake broker side: (api version, correlation id).
+    async fn read_request(stream: &mut TcpStream) -> (i16, i32) {
+        let len = stream.read_i32().await.unwrap();
+        let mut buf = BytesMut::zeroed(len as usize);
+        stream.read_exact(&mut buf).await.unwrap();
+        let mut buf = buf.freeze();
+        let version = i16::from_be_bytes([buf[2], buf[3]]);
+        let header = RequestHeader::decode(&mut buf, if version >= 3 { 2 } else { 1 }).unwrap();
+        (version, header.correlation_id)
+    }
+
+    /// Writes an ApiVersions response frame: always a v0 header, then the body at `version`.
+    async fn write_api_versions(
+        stream: &mut TcpStream,
+        correlation_id: i32,
+        version: i16,
+        resp: ApiVersionsResponse,
+    ) {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, 0)
+            .unwrap();
+        resp.encode(&mut buf, version).unwrap();
+        stream.write_i32(buf.len() as i32).await.unwrap();
+        stream.write_all(&buf).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn api_versions_falls_back_when_the_broker_answers_unsupported_version() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (v, id) = read_request(&mut s).await;
+            assert_eq!(v, 3);
+            let refusal = ApiVersionsResponse::default()
+                .with_error_code(35)
+                .with_api_keys(vec![ApiVersion::default()
+                    .with_api_key(18)
+                    .with_min_version(0)
+                    .with_max_version(2)]);
+            write_api_versions(&mut s, id, 0, refusal).await;
+            let (v, id) = read_request(&mut s).await;
+            assert_eq!(v, 2);
+            let ok = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default().with_api_key(18).with_max_version(2),
+                ApiVersion::default().with_api_key(3).with_max_version(8),
+            ]);
+            write_api_versions(&mut s, id, 2, ok).await;
+        });
+        let client = Client::connect(&format!("127.0.0.1:1,{addr}"))
+            .await
+            .unwrap();
+        broker.await.unwrap();
+        assert_eq!(client.addr(), addr);
+        assert_eq!(client.version::<MetadataRequest>(None).unwrap(), 8);
+        assert!(client.version::<ApiVersionsRequest>(Some(3)).is_ok());
+    }
+
     #[test]
     fn version_picks_the_newest_common_one_and_reports_no_overlap() {
         let rt = tokio::runtime::Builder::new_current_thread()
