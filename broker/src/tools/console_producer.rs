@@ -26,7 +26,7 @@ const PRODUCE_MAX_VERSION: i16 = 12;
 /// throughput; a short linger keeps interactive use snappy).
 const DEFAULT_LINGER_MS: u64 = 10;
 /// Attempts per batch on retriable errors (leader moved, topic still being created).
-const SEND_ATTEMPTS: u32 = 5;
+const SEND_ATTEMPTS: u32 = 10;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Command-line arguments, Kafka's flags.
@@ -231,6 +231,13 @@ impl Producer {
             layout = Layout::load_with(cluster, &topics, true).await?;
         }
         let count = layout.partition_count(&args.topic);
+        if count == 0 {
+            return Err(ToolError::Failed(format!(
+                "Topic '{}' does not exist and was not auto-created (waited {} ms)",
+                args.topic,
+                RETRY_BACKOFF.as_millis() * u128::from(SEND_ATTEMPTS)
+            )));
+        }
         Ok(Producer {
             topic: args.topic.clone(),
             settings,

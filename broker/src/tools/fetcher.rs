@@ -60,7 +60,14 @@ impl Layout {
                 .as_ref()
                 .map(|n| n.as_str().to_owned())
                 .unwrap_or_default();
-            if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
+            let error = ResponseError::try_from_code(t.error_code);
+            // A topic being auto-created answers LEADER_NOT_AVAILABLE (or, briefly, unknown)
+            // at first: a producer waits for its leaders instead of failing.
+            if allow_auto_create && error.is_some_and(|e| e.is_retriable()) {
+                layout.leaders.insert(name, Vec::new());
+                continue;
+            }
+            if error == Some(ResponseError::UnknownTopicOrPartition) {
                 return Err(ToolError::Failed(format!("Topic '{name}' does not exist")));
             }
             ToolError::check(t.error_code, None, || {
