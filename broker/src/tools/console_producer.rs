@@ -303,15 +303,11 @@ impl Producer {
                 break;
             }
             if attempt == SEND_ATTEMPTS {
-                let (partition, error) = retry.unwrap_or((-1, ResponseError::UnknownServerError));
-                return Err(ToolError::Kafka {
-                    what: format!(
-                        "producing to {}-{partition} (gave up after {SEND_ATTEMPTS} attempts)",
-                        self.topic
-                    ),
-                    error,
-                    message: None,
-                });
+                let reason = retry.unwrap_or_else(|| "no answer".into());
+                return Err(ToolError::Failed(format!(
+                    "producing to topic '{}' failed after {SEND_ATTEMPTS} attempts: {reason}",
+                    self.topic
+                )));
             }
             tokio::time::sleep(RETRY_BACKOFF).await;
             self.layout =
@@ -325,18 +321,18 @@ impl Producer {
     }
 
     /// One Produce per leader; acknowledged partitions leave `encoded`. Returns the last
-    /// retriable error seen, if any.
+    /// retriable failure seen, described, if any.
     async fn send(
         &mut self,
         cluster: &mut Cluster,
         encoded: &mut BTreeMap<i32, Bytes>,
-    ) -> Result<Option<(i32, ResponseError)>, ToolError> {
+    ) -> Result<Option<String>, ToolError> {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         let mut retry = None;
         for &partition in encoded.keys() {
             match self.layout.leader(&self.topic, partition) {
                 Ok(leader) => by_leader.entry(leader).or_default().push(partition),
-                Err(_) => retry = Some((partition, ResponseError::LeaderNotAvailable)),
+                Err(e) => retry = Some(e.to_string()),
             }
         }
         for (leader, partitions) in by_leader {
@@ -356,9 +352,9 @@ impl Producer {
                     .with_partition_data(data)]);
             let client = match cluster.broker(leader).await {
                 Ok(c) => c,
-                Err(_) => {
+                Err(e) => {
                     cluster.forget(leader);
-                    retry = Some((partitions[0], ResponseError::NetworkException));
+                    retry = Some(crate::client::connection::error_chain(&e));
                     continue;
                 }
             };
@@ -377,7 +373,14 @@ impl Producer {
                         None => {
                             encoded.remove(&p.index);
                         }
-                        Some(e) if e.is_retriable() => retry = Some((p.index, e)),
+                        Some(e) if e.is_retriable() => {
+                            retry = Some(format!(
+                                "{}-{}: {e} (error code {})",
+                                self.topic,
+                                p.index,
+                                e.code()
+                            ))
+                        }
                         Some(error) => {
                             return Err(ToolError::Kafka {
                                 what: format!("producing to {}-{}", self.topic, p.index),
