@@ -230,6 +230,14 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
         let round = async {
             if let Some(m) = member.as_mut() {
                 if m.heartbeat_if_due(&mut cluster).await? {
+                    if auto_commit {
+                        // Best effort: a member already fenced out cannot commit, and the
+                        // records are then read again by the next owner (at least once).
+                        if let Err(e) = m.commit(&mut cluster, &positions).await {
+                            eprintln!("WARN: offsets not committed before rebalancing: {e}");
+                        }
+                    }
+                    m.rejoin(&mut cluster).await?;
                     positions =
                         start_positions(&mut cluster, &layout, &args, Some(m), reset).await?;
                 }

@@ -228,8 +228,8 @@ impl GroupMember {
             .collect()
     }
 
-    /// Sends a heartbeat if one is due; returns true when the group rebalanced and our
-    /// assignment changed (the caller re-reads [`GroupMember::partitions`]).
+    /// Sends a heartbeat if one is due; returns true when the group is rebalancing and we
+    /// must [`GroupMember::rejoin`] (after committing what we consumed, as Java does).
     pub async fn heartbeat_if_due(&mut self, cluster: &mut Cluster) -> Result<bool, ToolError> {
         if self.last_heartbeat.elapsed() < HEARTBEAT_INTERVAL {
             return Ok(false);
@@ -257,7 +257,6 @@ impl GroupMember {
                         .coordinator(&self.group, CoordinatorType::Group)
                         .await?;
                 }
-                self.rejoin(cluster).await?;
                 Ok(true)
             }
             Some(error) => Err(ToolError::Kafka {
