@@ -31,9 +31,26 @@ pub struct Args {
     /// Delete a consumer group.
     #[arg(long)]
     pub delete: bool,
-    /// The consumer group (repeatable with --delete).
+    /// The consumer group (repeatable).
     #[arg(long)]
     pub group: Vec<String>,
+    /// With --describe: show offsets and lag (the default).
+    #[arg(long)]
+    pub offsets: bool,
+    /// With --describe: show the group's members.
+    #[arg(long)]
+    pub members: bool,
+    /// With --describe: show the group's state.
+    #[arg(long)]
+    pub state: bool,
+}
+
+/// What `--describe` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Offsets,
+    Members,
+    State,
 }
 
 /// One line of the `--describe` table; `None` prints as `-`.
@@ -68,6 +85,29 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             "Option [{action}] takes one of these options: [group]"
         )));
     }
+    let views = [args.offsets, args.members, args.state]
+        .iter()
+        .filter(|&&v| v)
+        .count();
+    if views > 1 {
+        return Err(ToolError::Usage(
+            "Option [describe] takes at most one of these options: [members], [offsets], \
+             [state]"
+                .into(),
+        ));
+    }
+    if views == 1 && !args.describe {
+        return Err(ToolError::Usage(
+            "Options [members], [offsets] and [state] can only be used with [describe]".into(),
+        ));
+    }
+    let view = if args.members {
+        View::Members
+    } else if args.state {
+        View::State
+    } else {
+        View::Offsets
+    };
     let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
     if args.list {
         for g in list(&mut cluster).await? {
@@ -76,7 +116,7 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
         Ok(())
     } else if args.describe {
         for g in &args.group {
-            describe(&mut cluster, g).await?;
+            describe(&mut cluster, g, view).await?;
         }
         Ok(())
     } else {
@@ -101,7 +141,7 @@ async fn list(cluster: &mut Cluster) -> Result<BTreeSet<String>, ToolError> {
     Ok(groups)
 }
 
-async fn describe(cluster: &mut Cluster, group: &str) -> Result<(), ToolError> {
+async fn describe(cluster: &mut Cluster, group: &str, view: View) -> Result<(), ToolError> {
     let coordinator = cluster.coordinator(group, CoordinatorType::Group).await?;
     let req = DescribeGroupsRequest::default()
         .with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
@@ -129,6 +169,41 @@ async fn describe(cluster: &mut Cluster, group: &str) -> Result<(), ToolError> {
             eprintln!("\nWarning: Consumer group '{group}' is rebalancing.")
         }
         _ => {}
+    }
+    if view == View::State {
+        let addr = cluster
+            .brokers()
+            .into_iter()
+            .find(|(id, _)| *id == coordinator)
+            .map_or_else(|| "-".to_owned(), |(_, addr)| addr);
+        let strategy = described.protocol_data.as_str();
+        print!(
+            "{}",
+            format_state(&StateRow {
+                group: group.to_owned(),
+                coordinator: format!("{addr}  ({coordinator})"),
+                strategy: if strategy.is_empty() { "-" } else { strategy }.to_owned(),
+                state: described.group_state.as_str().to_owned(),
+                members: described.members.len(),
+            })
+        );
+        return Ok(());
+    }
+    if view == View::Members {
+        let rows: Vec<MemberRow> = described
+            .members
+            .iter()
+            .map(|m| MemberRow {
+                group: group.to_owned(),
+                consumer_id: m.member_id.as_str().to_owned(),
+                host: m.client_host.as_str().to_owned(),
+                client_id: m.client_id.as_str().to_owned(),
+                partitions: decode_assignment(&m.member_assignment)
+                    .map_or(0, |a| a.values().map(Vec::len).sum()),
+            })
+            .collect();
+        print!("{}", format_members(&rows));
+        return Ok(());
     }
 
     let committed = committed_offsets(cluster, coordinator, group, None).await?;
@@ -264,6 +339,87 @@ pub fn format_offsets(rows: &[OffsetRow]) -> String {
     out
 }
 
+/// One line of `--describe --state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRow {
+    /// The group id.
+    pub group: String,
+    /// `host:port  (node id)` of the coordinator.
+    pub coordinator: String,
+    /// The assignor chosen, or `-`.
+    pub strategy: String,
+    /// The group state, e.g. `Stable`.
+    pub state: String,
+    /// The number of members.
+    pub members: usize,
+}
+
+/// Kafka's `--describe --state` table.
+pub fn format_state(r: &StateRow) -> String {
+    let g = r.group.len().max(15);
+    let c = r.coordinator.len().max(25);
+    let line = |a: &str, b: &str, d: &str, e: &str, f: &str| {
+        format!("\n{a:<g$} {b:<c$} {d:<20} {e:<20} {f}")
+    };
+    let mut out = line(
+        "GROUP",
+        "COORDINATOR (ID)",
+        "ASSIGNMENT-STRATEGY",
+        "STATE",
+        "#MEMBERS",
+    );
+    out.push_str(&line(
+        &r.group,
+        &r.coordinator,
+        &r.strategy,
+        &r.state,
+        &r.members.to_string(),
+    ));
+    out.push('\n');
+    out
+}
+
+/// One line of `--describe --members`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// The group id.
+    pub group: String,
+    /// The member id.
+    pub consumer_id: String,
+    /// The member's host as the coordinator saw it.
+    pub host: String,
+    /// The member's client id.
+    pub client_id: String,
+    /// How many partitions it is assigned.
+    pub partitions: usize,
+}
+
+/// Kafka's `--describe --members` table (each line ends in a space, as Kafka's does).
+pub fn format_members(rows: &[MemberRow]) -> String {
+    let width = |f: fn(&MemberRow) -> usize| rows.iter().map(f).max().unwrap_or(0).max(15);
+    let (g, i, h, c) = (
+        width(|r| r.group.len()),
+        width(|r| r.consumer_id.len()),
+        width(|r| r.host.len()),
+        width(|r| r.client_id.len()),
+    );
+    let line = |a: &str, b: &str, d: &str, e: &str, f: &str| {
+        format!("\n{a:<g$} {b:<i$} {d:<h$} {e:<c$} {f:<15} ")
+    };
+    let mut out = line("GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS");
+    for r in rows {
+        out.push_str(&line(
+            &r.group,
+            &r.consumer_id,
+            &r.host,
+            &r.client_id,
+            &r.partitions.to_string(),
+        ));
+    }
+    out.push('\n');
+    out
+}
+
 async fn delete(cluster: &mut Cluster, groups: &[String]) -> Result<(), ToolError> {
     let mut failures = Vec::new();
     for group in groups {
@@ -340,6 +496,35 @@ mod tests {
              \u{20}      -               -               -"
         );
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn state_and_members_tables_match_kafkas_layout() {
+        let state = format_state(&StateRow {
+            group: "g7".into(),
+            coordinator: "127.0.0.1:19092  (1)".into(),
+            strategy: "range".into(),
+            state: "Stable".into(),
+            members: 1,
+        });
+        assert_eq!(
+            state,
+            "\nGROUP           COORDINATOR (ID)          ASSIGNMENT-STRATEGY  STATE                \
+             #MEMBERS\ng7              127.0.0.1:19092  (1)      range                Stable    \
+             \u{20}          1\n"
+        );
+        let members = format_members(&[MemberRow {
+            group: "g7".into(),
+            consumer_id: "c-1".into(),
+            host: "/127.0.0.1".into(),
+            client_id: "c".into(),
+            partitions: 3,
+        }]);
+        assert_eq!(
+            members,
+            "\nGROUP           CONSUMER-ID     HOST            CLIENT-ID       #PARTITIONS     \
+             \ng7              c-1             /127.0.0.1      c               3               \n"
+        );
     }
 
     #[test]
