@@ -30,6 +30,8 @@ const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
 /// Size of a record batch's header up to and including `lastOffsetDelta`.
 const BATCH_OFFSETS_END: usize = 27;
+/// Size of a whole v2 record batch header.
+const BATCH_HEADER_LEN: usize = 61;
 
 /// Where each partition of some topics is led, from one Metadata answer.
 #[derive(Debug, Default, Clone)]
@@ -299,8 +301,13 @@ pub fn decode_records(
         let Some(total) = usize::try_from(batch_len)
             .ok()
             .and_then(|l| l.checked_add(12))
+            .filter(|&t| t >= BATCH_HEADER_LEN)
         else {
-            return Err(bad_batch(tp, base_offset, "negative batch length"));
+            return Err(bad_batch(
+                tp,
+                base_offset,
+                &format!("batch length {batch_len} is shorter than a batch header"),
+            ));
         };
         if total > rest.len() {
             // A fetch cut at max bytes ends in a partial batch; it comes whole next time.
@@ -416,6 +423,29 @@ mod tests {
         assert_eq!(values, vec!["b", "c", "d"]);
         assert_eq!(out[0].offset, 11);
         assert_eq!(position, 14);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_fetch_bytes_never_panic(data: Vec<u8>, flip in 0usize..200) {
+            let _ = decode_records(&("t".into(), 0), Bytes::from(data), &mut 0, &mut Vec::new());
+            // A real batch with one byte changed must not panic either.
+            let mut real = BytesMut::from(&batch(0, &["a", "bb"], Compression::Gzip)[..]);
+            let i = flip % real.len();
+            real[i] ^= 0x5a;
+            let _ = decode_records(&("t".into(), 0), real.freeze(), &mut 0, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn a_batch_length_shorter_than_a_header_is_an_error_not_a_panic() {
+        let data = vec![0u8; 40];
+        let err = decode_records(&("t".into(), 0), Bytes::from(data), &mut 0, &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("shorter than a batch header"),
+            "{err}"
+        );
     }
 
     #[test]
