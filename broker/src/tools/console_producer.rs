@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -38,7 +39,8 @@ pub struct Args {
     /// The topic to produce to.
     #[arg(long)]
     pub topic: String,
-    /// Line reader properties: parse.key, key.separator, ignore.error, null.marker.
+    /// Line reader properties: parse.key, key.separator, parse.headers, headers.delimiter,
+    /// headers.separator, headers.key.separator, ignore.error, null.marker.
     #[arg(long = "property", alias = "reader-property")]
     pub property: Vec<String>,
     /// Producer properties: acks, compression.type, batch.size, linger.ms.
@@ -70,6 +72,10 @@ struct Settings {
     key_separator: String,
     ignore_error: bool,
     null_marker: Option<String>,
+    parse_headers: bool,
+    headers_delimiter: String,
+    headers_separator: String,
+    headers_key_separator: String,
     batch_size: usize,
     linger: Duration,
 }
@@ -116,6 +122,11 @@ impl Settings {
                 )))
             }
         };
+        let text = |k: &str, default: &str| {
+            reader
+                .get(k)
+                .map_or_else(|| default.to_owned(), |v| unescape(v))
+        };
         let linger = match producer.get("linger.ms") {
             Some(ms) => ms.trim().parse::<u64>().map_err(|_| {
                 ToolError::Usage(format!("Invalid value {ms} for configuration linger.ms"))
@@ -134,17 +145,18 @@ impl Settings {
                 .map_or_else(|| "\t".to_owned(), |s| unescape(s)),
             ignore_error: reader.get("ignore.error").is_some_and(|v| parse_bool(v)),
             null_marker: reader.get("null.marker").cloned(),
+            parse_headers: reader.get("parse.headers").is_some_and(|v| parse_bool(v)),
+            headers_delimiter: text("headers.delimiter", "\t"),
+            headers_separator: text("headers.separator", ","),
+            headers_key_separator: text("headers.key.separator", ":"),
             batch_size: if args.sync { 1 } else { args.batch_size },
             linger: Duration::from_millis(linger),
         })
     }
 
-    /// Splits one input line into key and value, as Kafka's `LineMessageReader` does.
-    fn parse_line(
-        &self,
-        line: &str,
-        line_number: u64,
-    ) -> Result<(Option<Bytes>, Option<Bytes>), ToolError> {
+    /// Splits one input line into headers, key and value, as Kafka's `LineMessageReader`
+    /// does: `[headers<delimiter>][key<separator>]value`.
+    fn parse_line(&self, line: &str, line_number: u64) -> Result<ParsedLine, ToolError> {
         let field = |s: &str| {
             if self.null_marker.as_deref() == Some(s) {
                 None
@@ -152,16 +164,89 @@ impl Settings {
                 Some(Bytes::copy_from_slice(s.as_bytes()))
             }
         };
-        if !self.parse_key {
-            return Ok((None, field(line)));
+        let mut rest = line;
+        let mut headers = Vec::new();
+        if self.parse_headers {
+            match split_nonempty(rest, &self.headers_delimiter) {
+                Some((h, r)) => {
+                    headers = self.parse_headers(h, line_number)?;
+                    rest = r;
+                }
+                None if self.ignore_error => {}
+                None => {
+                    return Err(ToolError::Failed(format!(
+                        "No headers delimiter found on line number {line_number}: '{line}'"
+                    )))
+                }
+            }
         }
-        match line.split_once(self.key_separator.as_str()) {
-            Some((key, value)) if !self.key_separator.is_empty() => Ok((field(key), field(value))),
-            _ if self.ignore_error => Ok((None, field(line))),
-            _ => Err(ToolError::Failed(format!(
+        if !self.parse_key {
+            return Ok(ParsedLine {
+                headers,
+                key: None,
+                value: field(rest),
+            });
+        }
+        match split_nonempty(rest, &self.key_separator) {
+            Some((key, value)) => Ok(ParsedLine {
+                headers,
+                key: field(key),
+                value: field(value),
+            }),
+            None if self.ignore_error => Ok(ParsedLine {
+                headers,
+                key: None,
+                value: field(rest),
+            }),
+            None => Err(ToolError::Failed(format!(
                 "No key separator found on line number {line_number}: '{line}'"
             ))),
         }
+    }
+
+    /// Parses `k1:v1,k2:v2`; a header without a key separator has a null value.
+    fn parse_headers(
+        &self,
+        text: &str,
+        line_number: u64,
+    ) -> Result<Vec<(String, Option<Bytes>)>, ToolError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(self.headers_separator.as_str())
+            .map(|h| {
+                let (k, v) = match split_nonempty(h, &self.headers_key_separator) {
+                    Some((k, v)) => (k, Some(v)),
+                    None => (h, None),
+                };
+                if self.null_marker.as_deref() == Some(k) {
+                    return Err(ToolError::Failed(format!(
+                        "Header key cannot match null marker on line number {line_number}: '{k}'"
+                    )));
+                }
+                let v = v
+                    .filter(|v| self.null_marker.as_deref() != Some(*v))
+                    .map(|v| Bytes::copy_from_slice(v.as_bytes()));
+                Ok((k.to_owned(), v))
+            })
+            .collect()
+    }
+}
+
+/// One input line, parsed.
+#[derive(Debug, Clone, PartialEq)]
+struct ParsedLine {
+    headers: Vec<(String, Option<Bytes>)>,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+}
+
+/// Splits at the first `sep`; an empty separator never matches.
+fn split_nonempty<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
+    if sep.is_empty() {
+        None
+    } else {
+        s.split_once(sep)
     }
 }
 
@@ -186,8 +271,8 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             None => producer.flush(&mut cluster).await?,
             Some(Ok(Some(line))) => {
                 line_number += 1;
-                let (key, value) = settings.parse_line(&line, line_number)?;
-                producer.add(key, value);
+                let parsed = settings.parse_line(&line, line_number)?;
+                producer.add(parsed);
                 if producer.pending >= settings.batch_size {
                     producer.flush(&mut cluster).await?;
                 }
@@ -249,7 +334,12 @@ impl Producer {
         })
     }
 
-    fn add(&mut self, key: Option<Bytes>, value: Option<Bytes>) {
+    fn add(&mut self, line: ParsedLine) {
+        let ParsedLine {
+            headers,
+            key,
+            value,
+        } = line;
         let count = self.layout.partition_count(&self.topic);
         let partition = match &key {
             Some(k) => partition_for_key(k, count),
@@ -276,7 +366,10 @@ impl Producer {
             timestamp: now,
             key,
             value,
-            headers: Default::default(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (StrBytes::from_string(k), v))
+                .collect(),
         });
         self.pending += 1;
     }
@@ -456,9 +549,9 @@ mod tests {
             "key.separator=:",
         ])
         .unwrap();
-        let (k, v) = s.parse_line("k1:v:1", 1).unwrap();
-        assert_eq!(k.as_deref(), Some(&b"k1"[..]));
-        assert_eq!(v.as_deref(), Some(&b"v:1"[..]));
+        let line = s.parse_line("k1:v:1", 1).unwrap();
+        assert_eq!(line.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(line.value.as_deref(), Some(&b"v:1"[..]));
         let err = s.parse_line("novalue", 7).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -467,13 +560,37 @@ mod tests {
     }
 
     #[test]
+    fn headers_come_before_the_key_as_kafkas_line_reader_reads_them() {
+        let s = settings(&[
+            "--property",
+            "parse.headers=true",
+            "--property",
+            "parse.key=true",
+        ])
+        .unwrap();
+        let line = s.parse_line("h1:a,h2\tk\tv", 1).unwrap();
+        assert_eq!(
+            line.headers,
+            vec![
+                ("h1".to_string(), Some(Bytes::from_static(b"a"))),
+                ("h2".to_string(), None)
+            ]
+        );
+        assert_eq!(line.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(line.value.as_deref(), Some(&b"v"[..]));
+        let err = s.parse_line("noheaders", 3).unwrap_err();
+        assert!(err.to_string().contains("No headers delimiter"), "{err}");
+    }
+
+    #[test]
     fn lines_without_parse_key_are_whole_values_and_null_marker_means_null() {
         let s = settings(&["--property", "null.marker=NULL"]).unwrap();
         assert_eq!(
-            s.parse_line("a\tb", 1).unwrap().1.as_deref(),
+            s.parse_line("a\tb", 1).unwrap().value.as_deref(),
             Some(&b"a\tb"[..])
         );
-        assert_eq!(s.parse_line("NULL", 1).unwrap(), (None, None));
+        let line = s.parse_line("NULL", 1).unwrap();
+        assert_eq!((line.key, line.value), (None, None));
         let s = settings(&[
             "--property",
             "parse.key=true",
@@ -481,6 +598,9 @@ mod tests {
             "ignore.error=true",
         ])
         .unwrap();
-        assert_eq!(s.parse_line("x", 1).unwrap().1.as_deref(), Some(&b"x"[..]));
+        assert_eq!(
+            s.parse_line("x", 1).unwrap().value.as_deref(),
+            Some(&b"x"[..])
+        );
     }
 }

@@ -34,6 +34,9 @@ pub struct Args {
     /// The consumer group (repeatable).
     #[arg(long)]
     pub group: Vec<String>,
+    /// With --describe or --delete: act on every group.
+    #[arg(long = "all-groups")]
+    pub all_groups: bool,
     /// With --describe: show offsets and lag (the default).
     #[arg(long)]
     pub offsets: bool,
@@ -79,11 +82,16 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             "Command must include exactly one action: --list, --describe, --delete".into(),
         ));
     }
-    if (args.describe || args.delete) && args.group.is_empty() {
+    if (args.describe || args.delete) && (args.group.is_empty() == !args.all_groups) {
         let action = if args.describe { "describe" } else { "delete" };
         return Err(ToolError::Usage(format!(
-            "Option [{action}] takes one of these options: [group]"
+            "Option [{action}] takes exactly one of these options: [all-groups], [group]"
         )));
+    }
+    if args.list && (args.all_groups || !args.group.is_empty()) {
+        return Err(ToolError::Usage(
+            "Option [list] takes neither [group] nor [all-groups]".into(),
+        ));
     }
     let views = [args.offsets, args.members, args.state]
         .iter()
@@ -114,13 +122,22 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             println!("{g}");
         }
         Ok(())
-    } else if args.describe {
-        for g in &args.group {
-            describe(&mut cluster, g, view).await?;
-        }
-        Ok(())
     } else {
-        delete(&mut cluster, &args.group).await
+        let groups: Vec<String> = if args.all_groups {
+            list(&mut cluster).await?.into_iter().collect()
+        } else {
+            args.group.clone()
+        };
+        if args.describe {
+            for g in &groups {
+                describe(&mut cluster, g, view).await?;
+            }
+            Ok(())
+        } else if groups.is_empty() {
+            Ok(())
+        } else {
+            delete(&mut cluster, &groups).await
+        }
     }
 }
 
