@@ -82,7 +82,9 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             "Command must include exactly one action: --list, --describe, --delete".into(),
         ));
     }
-    if (args.describe || args.delete) && (args.group.is_empty() == !args.all_groups) {
+    // Exactly one of --group and --all-groups names what to act on.
+    let named = !args.group.is_empty();
+    if (args.describe || args.delete) && named == args.all_groups {
         let action = if args.describe { "describe" } else { "delete" };
         return Err(ToolError::Usage(format!(
             "Option [{action}] takes exactly one of these options: [all-groups], [group]"
