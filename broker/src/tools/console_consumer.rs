@@ -23,7 +23,7 @@ const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker(s) to bootstrap from, host:port[,host:port].
+    /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
     /// The topic to consume.

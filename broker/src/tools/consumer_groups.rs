@@ -19,7 +19,7 @@ use crate::client::{Cluster, CoordinatorType};
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker(s) to bootstrap from, host:port[,host:port].
+    /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
     /// List all consumer groups.
