@@ -14,6 +14,7 @@ pub mod consumer_protocol;
 pub mod fetcher;
 pub mod group;
 pub mod partitioner;
+pub mod reset_offsets;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;
