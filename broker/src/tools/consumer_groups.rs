@@ -154,7 +154,7 @@ impl Args {
                         .into(),
                 ));
             };
-            if self.topic.is_empty() == !self.all_topics {
+            if !self.topic.is_empty() == self.all_topics {
                 return Err(ToolError::Usage(
                     "Option [reset-offsets] takes exactly one of these options: [all-topics], \
                      [topic]"
