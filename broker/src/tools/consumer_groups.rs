@@ -154,7 +154,8 @@ impl Args {
                         .into(),
                 ));
             };
-            if !self.topic.is_empty() == self.all_topics {
+            let topics_named = !self.topic.is_empty();
+            if topics_named == self.all_topics {
                 return Err(ToolError::Usage(
                     "Option [reset-offsets] takes exactly one of these options: [all-topics], \
                      [topic]"
