@@ -4,8 +4,9 @@
 //!
 //! Shared pieces live beside them: [`partitioner`] (Java's murmur2 key hashing),
 //! [`consumer_protocol`] (the classic consumer's subscription/assignment bytes and the range
-//! and round-robin assignors), [`group`] (a classic consumer-group member) and [`fetcher`]
-//! (ListOffsets and Fetch over a set of partitions).
+//! and round-robin assignors), [`group`] (a classic consumer-group member), [`fetcher`]
+//! (ListOffsets and Fetch over a set of partitions) and [`reset_offsets`] (the
+//! `consumer-groups --reset-offsets` plan).
 
 pub mod console_consumer;
 pub mod console_producer;
