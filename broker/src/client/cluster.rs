@@ -124,8 +124,16 @@ impl Cluster {
         Ok(resp)
     }
 
-    /// The connection to broker `node_id`, opened if need be.
+    /// The connection to broker `node_id`, opened if need be (or again, if the last one
+    /// broke).
     pub async fn broker(&mut self, node_id: i32) -> Result<&mut Client, ClientError> {
+        if self
+            .connections
+            .get(&node_id)
+            .is_some_and(Client::is_broken)
+        {
+            self.connections.remove(&node_id);
+        }
         if !self.connections.contains_key(&node_id) {
             let addr = self
                 .brokers
@@ -142,11 +150,6 @@ impl Cluster {
     /// Drops the connection to `node_id`, e.g. after it broke; the next use reconnects.
     pub fn forget(&mut self, node_id: i32) {
         self.connections.remove(&node_id);
-    }
-
-    /// Drops every open connection, e.g. after a request was abandoned mid-flight.
-    pub fn forget_all(&mut self) {
-        self.connections.clear();
     }
 
     /// Finds the coordinator for `key` and returns its node id (retrying while the coordinator

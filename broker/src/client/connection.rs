@@ -40,6 +40,9 @@ pub struct Client {
     next_correlation_id: i32,
     /// Broker-advertised (min, max) version per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// Set while a request is in flight and left set if it fails: the stream position is
+    /// then unknown, so the next response could be misread as another request's.
+    broken: bool,
 }
 
 impl Client {
@@ -86,6 +89,7 @@ impl Client {
             stream,
             next_correlation_id: 0,
             versions: HashMap::new(),
+            broken: false,
         };
         client.negotiate_versions().await?;
         Ok(client)
@@ -127,10 +131,44 @@ impl Client {
         req: R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
+        let mut body = self
+            .exchange(&req, version, R::Response::header_version(version))
+            .await?;
+        R::Response::decode(&mut body, version).map_err(|e| {
+            ClientError::Protocol(format!(
+                "bad {:?} v{version} response from {}: {e}",
+                api_key(R::KEY),
+                self.addr
+            ))
+        })
+    }
+
+    /// Whether an earlier request failed or was abandoned mid-way, leaving the stream at an
+    /// unknown position; such a client refuses further requests and should be replaced.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Writes one request and reads its response, returning the body after a checked
+    /// response header of version `response_header_version`.
+    async fn exchange<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+        response_header_version: i16,
+    ) -> Result<Bytes, ClientError> {
         let api = api_key(R::KEY);
+        if self.broken {
+            return Err(ClientError::Protocol(format!(
+                "connection to {} is unusable after an earlier failure",
+                self.addr
+            )));
+        }
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(&req, version, correlation_id)?;
+        let frame = encode_request(req, version, correlation_id)?;
+        // Stays set if this future errs or is dropped before the response is read whole.
+        self.broken = true;
         let exchange = async {
             self.stream
                 .write_all(&frame)
@@ -145,8 +183,7 @@ impl Client {
                 api,
                 millis: REQUEST_TIMEOUT.as_millis() as u64,
             })??;
-        let header_version = R::Response::header_version(version);
-        let header = ResponseHeader::decode(&mut body, header_version).map_err(|e| {
+        let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| {
             ClientError::Protocol(format!(
                 "bad {api:?} response header from {}: {e}",
                 self.addr
@@ -158,12 +195,8 @@ impl Client {
                 self.addr, header.correlation_id
             )));
         }
-        R::Response::decode(&mut body, version).map_err(|e| {
-            ClientError::Protocol(format!(
-                "bad {api:?} v{version} response from {}: {e}",
-                self.addr
-            ))
-        })
+        self.broken = false;
+        Ok(body)
     }
 
     /// Sends `req` at `version` without waiting for an answer: for Produce with acks=0, which
@@ -173,9 +206,16 @@ impl Client {
         req: R,
         version: i16,
     ) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Protocol(format!(
+                "connection to {} is unusable after an earlier failure",
+                self.addr
+            )));
+        }
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let frame = encode_request(&req, version, correlation_id)?;
+        self.broken = true;
         self.stream
             .write_all(&frame)
             .await
@@ -183,7 +223,9 @@ impl Client {
         self.stream
             .flush()
             .await
-            .map_err(|source| self.io_error(source))
+            .map_err(|source| self.io_error(source))?;
+        self.broken = false;
+        Ok(())
     }
 
     /// Sends ApiVersions and records the broker's ranges; retries once at an older version
@@ -199,7 +241,8 @@ impl Client {
             } else {
                 ApiVersionsRequest::default()
             };
-            let body = self.exchange_api_versions(&req, version).await?;
+            // The ApiVersions response header is v0 whatever the request version.
+            let body = self.exchange(&req, version, 0).await?;
             let error_code = body.clone().try_get_i16().map_err(|_| {
                 ClientError::Protocol(format!("empty ApiVersions response from {}", self.addr))
             })?;
@@ -237,42 +280,6 @@ impl Client {
             "{} refused every ApiVersions version offered",
             self.addr
         )))
-    }
-
-    /// Sends one ApiVersions request and returns the response body after its (always v0)
-    /// header.
-    async fn exchange_api_versions(
-        &mut self,
-        req: &ApiVersionsRequest,
-        version: i16,
-    ) -> Result<Bytes, ClientError> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(req, version, correlation_id)?;
-        let exchange = async {
-            self.stream
-                .write_all(&frame)
-                .await
-                .map_err(|source| self.io_error(source))?;
-            self.read_frame().await
-        };
-        let mut body = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr: self.addr.clone(),
-                api: ApiKey::ApiVersions,
-                millis: REQUEST_TIMEOUT.as_millis() as u64,
-            })??;
-        let header = ResponseHeader::decode(&mut body, 0).map_err(|e| {
-            ClientError::Protocol(format!("bad ApiVersions header from {}: {e}", self.addr))
-        })?;
-        if header.correlation_id != correlation_id {
-            return Err(ClientError::Protocol(format!(
-                "{} answered correlation id {} to ApiVersions request {correlation_id}",
-                self.addr, header.correlation_id
-            )));
-        }
-        Ok(body)
     }
 
     /// Reads one size-prefixed frame.
@@ -424,6 +431,38 @@ mod tests {
         assert!(client.version::<ApiVersionsRequest>(Some(3)).is_ok());
     }
 
+    #[tokio::test]
+    async fn a_mismatched_correlation_id_breaks_the_connection_for_good() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (_, id) = read_request(&mut s).await;
+            let ok = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default().with_api_key(18).with_max_version(3),
+                ApiVersion::default().with_api_key(3).with_max_version(8),
+            ]);
+            write_api_versions(&mut s, id, 3, ok.clone()).await;
+            let (_, id) = read_request(&mut s).await;
+            write_api_versions(&mut s, id + 100, 0, ok).await;
+            s
+        });
+        let mut client = Client::connect(&addr).await.unwrap();
+        let err = client
+            .send_at(ApiVersionsRequest::default(), 0)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("correlation id"), "{err}");
+        assert!(client.is_broken());
+        let err = client
+            .send_at(ApiVersionsRequest::default(), 0)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unusable"), "{err}");
+        drop(broker.await.unwrap());
+    }
+
     #[test]
     fn version_picks_the_newest_common_one_and_reports_no_overlap() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -439,6 +478,7 @@ mod tests {
                 stream,
                 next_correlation_id: 0,
                 versions: HashMap::new(),
+                broken: false,
             };
             client.versions.insert(MetadataRequest::KEY, (0, 8));
             assert_eq!(client.version::<MetadataRequest>(None).unwrap(), 8);

@@ -23,7 +23,7 @@ const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker(s) to bootstrap from, host:port[,host:port].
+    /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
     /// The topic to consume.
@@ -219,7 +219,6 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
     let mut last_commit = Instant::now();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut interrupted = false;
     let mut stdout = std::io::stdout();
     while args.max_messages.is_none_or(|m| processed < m) {
         if let Some(t) = args.timeout_ms {
@@ -246,7 +245,7 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
         };
         let fetched = tokio::select! {
             biased;
-            _ = &mut ctrl_c => { interrupted = true; break; }
+            _ = &mut ctrl_c => break,
             f = round => f?,
         };
         if fetched.stale_layout {
@@ -291,10 +290,8 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
             }
         }
     }
-    if interrupted {
-        // A request may have been cut off mid-flight; start clean for the goodbyes.
-        cluster.forget_all();
-    }
+    // A request cut off by Ctrl-C leaves its connection marked broken; the goodbyes below
+    // then go over a fresh one.
     if let Some(m) = &member {
         if auto_commit {
             m.commit(&mut cluster, &positions).await?;

@@ -33,7 +33,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker(s) to bootstrap from, host:port[,host:port].
+    /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
     /// The topic to produce to.

@@ -1,6 +1,7 @@
 //! `gregor consumer-groups`: Kafka's `kafka-consumer-groups.sh` — list groups (ListGroups on
 //! every broker), describe one group's offsets and lag (DescribeGroups, OffsetFetch,
-//! ListOffsets) in Kafka's column layout, and delete groups (DeleteGroups).
+//! ListOffsets), members or state in Kafka's column layouts, delete groups (DeleteGroups),
+//! and reset offsets (see [`super::reset_offsets`]).
 
 use std::collections::BTreeSet;
 
@@ -13,13 +14,14 @@ use kafka_protocol::protocol::StrBytes;
 use super::consumer_protocol::decode_assignment;
 use super::fetcher::{list_offsets, Layout, Tp, LATEST};
 use super::group::committed_offsets;
+use super::reset_offsets::{reset, ResetPlan, ResetTo};
 use super::ToolError;
 use crate::client::{Cluster, CoordinatorType};
 
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker(s) to bootstrap from, host:port[,host:port].
+    /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
     /// List all consumer groups.
@@ -46,6 +48,144 @@ pub struct Args {
     /// With --describe: show the group's state.
     #[arg(long)]
     pub state: bool,
+    /// Reset the group's committed offsets (printed only, unless --execute).
+    #[arg(long = "reset-offsets")]
+    pub reset_offsets: bool,
+    /// With --reset-offsets: to the log start.
+    #[arg(long = "to-earliest")]
+    pub to_earliest: bool,
+    /// With --reset-offsets: to the log end.
+    #[arg(long = "to-latest")]
+    pub to_latest: bool,
+    /// With --reset-offsets: to the committed offset.
+    #[arg(long = "to-current")]
+    pub to_current: bool,
+    /// With --reset-offsets: to this offset.
+    #[arg(long = "to-offset", allow_negative_numbers = true)]
+    pub to_offset: Option<i64>,
+    /// With --reset-offsets: move the committed offset by this much (may be negative).
+    #[arg(long = "shift-by", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// With --reset-offsets: the topic, or topic:partition,partition (repeatable).
+    #[arg(long)]
+    pub topic: Vec<String>,
+    /// With --reset-offsets: every topic the group has offsets for.
+    #[arg(long = "all-topics")]
+    pub all_topics: bool,
+    /// With --reset-offsets: commit the new offsets.
+    #[arg(long)]
+    pub execute: bool,
+    /// With --reset-offsets: only print the new offsets (the default).
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// What the flags ask for.
+#[derive(Debug, Clone)]
+enum Action {
+    List,
+    Describe(View),
+    Delete,
+    Reset(ResetPlan),
+}
+
+impl Args {
+    /// Checks the flag combination the way `kafka-consumer-groups.sh` does.
+    fn action(&self) -> Result<Action, ToolError> {
+        let actions = [self.list, self.describe, self.delete, self.reset_offsets]
+            .iter()
+            .filter(|&&a| a)
+            .count();
+        if actions != 1 {
+            return Err(ToolError::Usage(
+                "Command must include exactly one action: --list, --describe, --delete, \
+                 --reset-offsets"
+                    .into(),
+            ));
+        }
+        // Exactly one of --group and --all-groups names what to act on.
+        let named = !self.group.is_empty();
+        if !self.list && named == self.all_groups {
+            return Err(ToolError::Usage(
+                "Option [describe], [delete] or [reset-offsets] takes exactly one of these \
+                 options: [all-groups], [group]"
+                    .into(),
+            ));
+        }
+        if self.list && (self.all_groups || named) {
+            return Err(ToolError::Usage(
+                "Option [list] takes neither [group] nor [all-groups]".into(),
+            ));
+        }
+        let views = [self.offsets, self.members, self.state]
+            .iter()
+            .filter(|&&v| v)
+            .count();
+        if views > 1 || (views == 1 && !self.describe) {
+            return Err(ToolError::Usage(
+                "Option [describe] takes at most one of these options: [members], [offsets], \
+                 [state]; they need [describe]"
+                    .into(),
+            ));
+        }
+        let scenarios: Vec<ResetTo> = [
+            self.to_earliest.then_some(ResetTo::Earliest),
+            self.to_latest.then_some(ResetTo::Latest),
+            self.to_current.then_some(ResetTo::Current),
+            self.to_offset.map(ResetTo::Offset),
+            self.shift_by.map(ResetTo::ShiftBy),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !self.reset_offsets {
+            if !scenarios.is_empty() || self.execute || self.dry_run || self.all_topics {
+                return Err(ToolError::Usage(
+                    "Options [to-*], [shift-by], [execute], [dry-run] and [all-topics] need \
+                     [reset-offsets]"
+                        .into(),
+                ));
+            }
+        } else {
+            let [to] = scenarios[..] else {
+                return Err(ToolError::Usage(
+                    "Option '[reset-offsets]' requires one of the following scenarios: \
+                     [[shift-by], [to-offset], [to-earliest], [to-current], [to-latest]]"
+                        .into(),
+                ));
+            };
+            let topics_named = !self.topic.is_empty();
+            if topics_named == self.all_topics {
+                return Err(ToolError::Usage(
+                    "Option [reset-offsets] takes exactly one of these options: [all-topics], \
+                     [topic]"
+                        .into(),
+                ));
+            }
+            if self.execute && self.dry_run {
+                return Err(ToolError::Usage(
+                    "Option [execute] and [dry-run] cannot be used together".into(),
+                ));
+            }
+            return Ok(Action::Reset(ResetPlan {
+                to,
+                topics: self.topic.clone(),
+                all_topics: self.all_topics,
+                execute: self.execute,
+            }));
+        }
+        Ok(if self.list {
+            Action::List
+        } else if self.delete {
+            Action::Delete
+        } else if self.members {
+            Action::Describe(View::Members)
+        } else if self.state {
+            Action::Describe(View::State)
+        } else {
+            Action::Describe(View::Offsets)
+        })
+    }
 }
 
 /// What `--describe` shows.
@@ -73,72 +213,40 @@ pub struct OffsetRow {
 
 /// Runs the tool.
 pub async fn run(args: Args) -> Result<(), super::ToolError> {
-    let actions = [args.list, args.describe, args.delete]
-        .iter()
-        .filter(|&&a| a)
-        .count();
-    if actions != 1 {
-        return Err(ToolError::Usage(
-            "Command must include exactly one action: --list, --describe, --delete".into(),
-        ));
-    }
-    // Exactly one of --group and --all-groups names what to act on.
-    let named = !args.group.is_empty();
-    if (args.describe || args.delete) && named == args.all_groups {
-        let action = if args.describe { "describe" } else { "delete" };
-        return Err(ToolError::Usage(format!(
-            "Option [{action}] takes exactly one of these options: [all-groups], [group]"
-        )));
-    }
-    if args.list && (args.all_groups || !args.group.is_empty()) {
-        return Err(ToolError::Usage(
-            "Option [list] takes neither [group] nor [all-groups]".into(),
-        ));
-    }
-    let views = [args.offsets, args.members, args.state]
-        .iter()
-        .filter(|&&v| v)
-        .count();
-    if views > 1 {
-        return Err(ToolError::Usage(
-            "Option [describe] takes at most one of these options: [members], [offsets], \
-             [state]"
-                .into(),
-        ));
-    }
-    if views == 1 && !args.describe {
-        return Err(ToolError::Usage(
-            "Options [members], [offsets] and [state] can only be used with [describe]".into(),
-        ));
-    }
-    let view = if args.members {
-        View::Members
-    } else if args.state {
-        View::State
-    } else {
-        View::Offsets
-    };
+    let action = args.action()?;
     let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
-    if args.list {
+    if let Action::List = action {
         for g in list(&mut cluster).await? {
             println!("{g}");
         }
-        Ok(())
+        return Ok(());
+    }
+    let groups: Vec<String> = if args.all_groups {
+        list(&mut cluster).await?.into_iter().collect()
     } else {
-        let groups: Vec<String> = if args.all_groups {
-            list(&mut cluster).await?.into_iter().collect()
-        } else {
-            args.group.clone()
-        };
-        if args.describe {
+        args.group.clone()
+    };
+    match action {
+        Action::List => Ok(()),
+        Action::Describe(view) => {
             for g in &groups {
                 describe(&mut cluster, g, view).await?;
             }
             Ok(())
-        } else if groups.is_empty() {
+        }
+        Action::Delete if groups.is_empty() => Ok(()),
+        Action::Delete => delete(&mut cluster, &groups).await,
+        Action::Reset(plan) => {
+            if !plan.execute && !args.dry_run {
+                eprintln!(
+                    "WARN: No action will be performed as the --execute option is missing. \
+                     Add --dry-run to keep this behaviour explicitly, or --execute to reset."
+                );
+            }
+            for g in &groups {
+                reset(&mut cluster, g, &plan).await?;
+            }
             Ok(())
-        } else {
-            delete(&mut cluster, &groups).await
         }
     }
 }
@@ -544,6 +652,61 @@ mod tests {
             "\nGROUP           CONSUMER-ID     HOST            CLIENT-ID       #PARTITIONS     \
              \ng7              c-1             /127.0.0.1      c               3               \n"
         );
+    }
+
+    fn parse(argv: &[&str]) -> Result<Action, ToolError> {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut full = vec!["cg", "--bootstrap-server", "h:1"];
+        full.extend_from_slice(argv);
+        Cli::try_parse_from(full).unwrap().args.action()
+    }
+
+    #[test]
+    fn flags_pick_one_action_as_kafka_consumer_groups_does() {
+        assert!(matches!(parse(&["--list"]), Ok(Action::List)));
+        assert!(matches!(
+            parse(&["--describe", "--group", "g", "--state"]),
+            Ok(Action::Describe(View::State))
+        ));
+        assert!(parse(&["--describe"]).is_err());
+        assert!(parse(&["--describe", "--group", "g", "--all-groups"]).is_err());
+        assert!(parse(&["--list", "--delete"]).is_err());
+        assert!(parse(&["--delete", "--group", "g", "--members"]).is_err());
+    }
+
+    #[test]
+    fn reset_offsets_needs_one_scenario_and_a_topic_choice() {
+        let Ok(Action::Reset(plan)) = parse(&[
+            "--reset-offsets",
+            "--group",
+            "g",
+            "--shift-by",
+            "-5",
+            "--topic",
+            "t:0,1",
+            "--execute",
+        ]) else {
+            panic!("expected a reset");
+        };
+        assert_eq!(plan.to, ResetTo::ShiftBy(-5));
+        assert!(plan.execute);
+        assert!(parse(&["--reset-offsets", "--group", "g", "--all-topics"]).is_err());
+        assert!(parse(&[
+            "--reset-offsets",
+            "--group",
+            "g",
+            "--to-earliest",
+            "--to-latest",
+            "--all-topics"
+        ])
+        .is_err());
+        assert!(parse(&["--reset-offsets", "--group", "g", "--to-earliest"]).is_err());
+        assert!(parse(&["--describe", "--group", "g", "--to-earliest"]).is_err());
     }
 
     #[test]

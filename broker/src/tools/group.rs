@@ -282,47 +282,8 @@ impl GroupMember {
         cluster: &mut Cluster,
         positions: &BTreeMap<Tp, i64>,
     ) -> Result<(), ToolError> {
-        if positions.is_empty() {
-            return Ok(());
-        }
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), &offset) in positions {
-            topics.entry(t).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(offset),
-            );
-        }
-        let client = cluster.broker(self.coordinator).await?;
-        let version = client.version::<OffsetCommitRequest>(Some(OFFSET_COMMIT_MAX))?;
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(self.group.clone())))
-            .with_generation_id_or_member_epoch(self.generation)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(topic_name(t))
-                            .with_partitions(ps)
-                    })
-                    .collect(),
-            );
-        let resp = client.send_at(req, version).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                ToolError::check(p.error_code, None, || {
-                    format!(
-                        "committing offsets of {}-{} for group '{}'",
-                        t.name.as_str(),
-                        p.partition_index,
-                        self.group
-                    )
-                })?;
-            }
-        }
-        Ok(())
+        let member = Some((self.generation, self.member_id.as_str()));
+        commit_offsets(cluster, self.coordinator, &self.group, member, positions).await
     }
 
     /// Leaves the group so the others rebalance at once rather than after our session times
@@ -401,4 +362,57 @@ pub async fn committed_offsets(
         }
     }
     Ok(out)
+}
+
+/// Commits `positions` for `group` at its coordinator, as the member `(generation, member id)`
+/// or, with `None`, as an admin (generation -1), which the coordinator accepts only while the
+/// group has no members.
+pub async fn commit_offsets(
+    cluster: &mut Cluster,
+    coordinator: i32,
+    group: &str,
+    member: Option<(i32, &str)>,
+    positions: &BTreeMap<Tp, i64>,
+) -> Result<(), ToolError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let (generation, member_id) = member.unwrap_or((-1, ""));
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((t, p), &offset) in positions {
+        topics.entry(t).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(offset),
+        );
+    }
+    let client = cluster.broker(coordinator).await?;
+    let version = client.version::<OffsetCommitRequest>(Some(OFFSET_COMMIT_MAX))?;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let resp = client.send_at(req, version).await?;
+    for t in resp.topics {
+        for p in t.partitions {
+            ToolError::check(p.error_code, None, || {
+                format!(
+                    "committing offsets of {}-{} for group '{group}'",
+                    t.name.as_str(),
+                    p.partition_index,
+                )
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -4,8 +4,9 @@
 //!
 //! Shared pieces live beside them: [`partitioner`] (Java's murmur2 key hashing),
 //! [`consumer_protocol`] (the classic consumer's subscription/assignment bytes and the range
-//! and round-robin assignors), [`group`] (a classic consumer-group member) and [`fetcher`]
-//! (ListOffsets and Fetch over a set of partitions).
+//! and round-robin assignors), [`group`] (a classic consumer-group member), [`fetcher`]
+//! (ListOffsets and Fetch over a set of partitions) and [`reset_offsets`] (the
+//! `consumer-groups --reset-offsets` plan).
 
 pub mod console_consumer;
 pub mod console_producer;
@@ -14,6 +15,7 @@ pub mod consumer_protocol;
 pub mod fetcher;
 pub mod group;
 pub mod partitioner;
+pub mod reset_offsets;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;
