@@ -697,7 +697,9 @@ impl GroupCoordinator {
         if generation != group.generation {
             return Some(ResponseError::IllegalGeneration);
         }
-        if group.state == GroupState::PreparingRebalance {
+        // Like Kafka: a member of the current generation may still commit while the group
+        // prepares a rebalance (it commits before rejoining), but not between join and sync.
+        if group.state == GroupState::CompletingRebalance {
             return Some(ResponseError::RebalanceInProgress);
         }
         None
