@@ -370,7 +370,10 @@ impl GroupCoordinator {
         }
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        configs.insert(
+            "segment.bytes".to_string(),
+            self.cluster.config.offsets_topic_segment_bytes.to_string(),
+        );
         let r = self.cluster.create_topic(
             NewTopic {
                 name: CONSUMER_OFFSETS.to_string(),

@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod golden;
 mod protocol;
+mod retention;
 mod storage_cli;
 mod support;
 mod versions;
