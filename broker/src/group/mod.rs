@@ -614,3 +614,6 @@ impl GroupCoordinator {
         self.groups.lock().len()
     }
 }
+
+#[cfg(test)]
+mod tests;
