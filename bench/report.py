@@ -100,6 +100,7 @@ def rss_samples(path):
 def problems(text, limit=12):
     """Distinct WARN/ERROR/exception lines (timestamps stripped), most frequent first."""
     counts = {}
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # ANSI colours (Gregor's tracing output)
     for line in text.splitlines():
         if re.search(r"\b(WARN|ERROR|FATAL|Exception|panicked|error:)", line):
             key = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
@@ -172,7 +173,7 @@ def main():
     row("broker RSS at end, MiB ↓", lambda x: mib(x["env"]["rss_end_kb"]), 1)
     row("broker CPU total (topics+warm-up+loads), s ↓", lambda x: float(x["env"]["cpu_total_s"]), 1)
     row("broker threads at end", lambda x: float(x["env"]["threads"]), 0)
-    row("data on disk at end, MiB", lambda x: int(x["env"]["data_bytes"]) / 1048576, 1)
+    row("data on disk at end (allocated), MiB", lambda x: int(x["env"]["data_bytes"]) / 1048576, 1)
     row("start-up until ready, s ↓", lambda x: float(x["env"]["startup_s"]), 2)
     row("shutdown (SIGTERM until exit), s ↓", lambda x: float(x["env"]["shutdown_s"]), 2)
 
@@ -195,6 +196,15 @@ def main():
     loads = ", ".join(f"{NAMES.get(b, b)} {data[b]['env'].get('loadavg_before', '?')} → "
                       f"{data[b]['env'].get('loadavg_after', '?')}" for b in brokers)
     p(f"- load average (1/5/15 min) before → after each broker's run: {loads}")
+    try:
+        busy = any(float(data[b]["env"].get("loadavg_before", "0/").split("/")[0]) > float(run.get("nproc", 1))
+                   for b in brokers)
+    except ValueError:
+        busy = False
+    if busy:
+        p("- **Warning: the machine was busy with other work (load average above the number of CPUs);"
+          " absolute figures are depressed and noisy — compare ratios, and rerun on an idle machine"
+          " for publishable numbers.**")
     p("")
     p("## Setup")
     p("")
@@ -277,7 +287,8 @@ def main():
             any_problem = True
             p(f"- {NAMES.get(b, b)} run, `{f}` ({total} distinct):")
             for text, n in items:
-                p(f"  - {n}× `{text.replace('`', "'")}`")
+                text = text.replace("`", "'")
+                p(f"  - {n}× `{text}`")
     if not any_problem:
         p("None in the perf-tool logs or Gregor's server log.")
     p("")

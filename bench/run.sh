@@ -265,7 +265,7 @@ bench_broker() {
     echo "rss_end_kb=$(status_kb "$broker_pid" VmRSS)"
     echo "cpu_total_s=$(awk -v a="$cpu_start" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
     echo "threads=$(status_kb "$broker_pid" Threads)"
-    echo "data_bytes=$(du -sb "$data_dir" 2>/dev/null | cut -f1)"
+    echo "data_bytes=$(du -s -B1 "$data_dir" 2>/dev/null | cut -f1)"   # allocated, not apparent (Kafka preallocates sparse indexes)
     echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
   } >>"$dir/metrics.env"
   kill -TERM "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
