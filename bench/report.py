@@ -3,12 +3,14 @@
 
 usage: report.py WORK_DIR BROKER...   (brokers in column order, e.g. gregor kafka)
 
-Reads WORK_DIR/run.env, WORK_DIR/commands.txt and per broker WORK_DIR/<broker>/metrics.env,
-produce-*.log (ProducerPerformance), consume.log (ConsumerPerformance), rss.tsv (VmRSS samples)
-and server.log.
+Reads WORK_DIR/run.env, WORK_DIR/commands.txt and per broker and round
+WORK_DIR/<broker>/round-<n>/: metrics.env, produce-*.log (ProducerPerformance), consume.log
+(ConsumerPerformance), rss.tsv (VmRSS samples) and server.log. With several rounds every figure
+is the median over the rounds.
 """
 import os
 import re
+import statistics
 import sys
 
 WORKLOADS = [  # name, label
@@ -133,25 +135,38 @@ def mib(kb):
 def main():
     work, brokers = sys.argv[1], sys.argv[2:]
     run = read_env(os.path.join(work, "run.env"))
-    data = {}
+    nrounds = int(run.get("rounds", "1"))
+    data = {}  # broker -> [round dict]
     for b in brokers:
-        d = os.path.join(work, b)
-        env = read_env(os.path.join(d, "metrics.env"))
-        prod = {w: parse_produce(read(os.path.join(d, f"produce-{w}.log"))) for w, _ in WORKLOADS}
-        cons = parse_consume(read(os.path.join(d, "consume.log")))
-        phases, rss_max = rss_samples(os.path.join(d, "rss.tsv"))
-        data[b] = dict(env=env, prod=prod, cons=cons, phases=phases, rss_max=rss_max, dir=d)
+        data[b] = []
+        for r in range(1, nrounds + 1):
+            d = os.path.join(work, b, f"round-{r}")
+            env = read_env(os.path.join(d, "metrics.env"))
+            prod = {w: parse_produce(read(os.path.join(d, f"produce-{w}.log"))) for w, _ in WORKLOADS}
+            cons = parse_consume(read(os.path.join(d, "consume.log")))
+            phases, rss_max = rss_samples(os.path.join(d, "rss.tsv"))
+            data[b].append(dict(env=env, prod=prod, cons=cons, phases=phases, rss_max=rss_max, dir=d,
+                                round=r))
+
+    def per_round(b, fn):
+        vals = []
+        for x in data[b]:
+            try:
+                v = fn(x)
+            except (KeyError, TypeError, ValueError):
+                v = None
+            vals.append(v)
+        return vals
+
+    def med(vals):
+        vals = [v for v in vals if v is not None]
+        return statistics.median(vals) if vals else None
 
     rows = []  # (metric, {broker: value})
 
     def row(label, fn, digits=1):
-        vals = {}
-        for b in brokers:
-            try:
-                vals[b] = fn(data[b])
-            except (KeyError, TypeError, ValueError):
-                vals[b] = None
-        rows.append((label, vals, digits))
+        vals = {b: med(per_round(b, fn)) for b in brokers}
+        rows.append((label, vals, digits, fn))
 
     for w, label in WORKLOADS:
         row(f"{label}: throughput, records/s ↑", lambda x, w=w: x["prod"][w]["rps"], 0)
@@ -172,6 +187,8 @@ def main():
     row("broker peak RSS (VmHWM at end), MiB ↓", lambda x: mib(x["env"]["vmhwm_kb"]), 1)
     row("broker RSS at end, MiB ↓", lambda x: mib(x["env"]["rss_end_kb"]), 1)
     row("broker CPU total (topics+warm-up+loads), s ↓", lambda x: float(x["env"]["cpu_total_s"]), 1)
+    row("broker RSS at end: anonymous (RssAnon), MiB ↓", lambda x: mib(x["env"]["rss_anon_end_kb"]), 1)
+    row("broker RSS at end: file-backed (RssFile), MiB", lambda x: mib(x["env"]["rss_file_end_kb"]), 1)
     row("broker threads at end", lambda x: float(x["env"]["threads"]), 0)
     row("data on disk at end (allocated), MiB", lambda x: int(x["env"]["data_bytes"]) / 1048576, 1)
     row("start-up until ready, s ↓", lambda x: float(x["env"]["startup_s"]), 2)
@@ -193,12 +210,13 @@ def main():
                      ("gregor_sha256", "Gregor binary sha256 (prefix)"), ("gregor_mtime", "Gregor binary built"),
                      ("bench_commit", "bench commit")]:
         p(f"- {label}: {run.get(k, '?')}")
-    loads = ", ".join(f"{NAMES.get(b, b)} {data[b]['env'].get('loadavg_before', '?')} → "
-                      f"{data[b]['env'].get('loadavg_after', '?')}" for b in brokers)
+    loads = ", ".join(f"{NAMES.get(b, b)}#{x['round']} {x['env'].get('loadavg_before', '?')} → "
+                      f"{x['env'].get('loadavg_after', '?')}" for r in range(nrounds) for b in brokers
+                      for x in [data[b][r]])
     p(f"- load average (1/5/15 min) before → after each broker's run: {loads}")
     try:
-        busy = any(float(data[b]["env"].get("loadavg_before", "0/").split("/")[0]) > float(run.get("nproc", 1))
-                   for b in brokers)
+        busy = any(float(x["env"].get("loadavg_before", "0/").split("/")[0]) > float(run.get("nproc", 1))
+                   for b in brokers for x in data[b])
     except ValueError:
         busy = False
     if busy:
@@ -226,17 +244,31 @@ def main():
       "client-side latency includes time queued in the producer (unthrottled runs).")
     p("- ↑ higher is better, ↓ lower is better; ratio = Gregor / Kafka. MiB = 2^20 bytes "
       "(the tools print it as \"MB\").")
+    if nrounds > 1:
+        p(f"- {nrounds} rounds, brokers alternating (" + ", ".join(NAMES.get(b, b) for b in brokers) +
+          ", ...); every figure below is the median over the rounds (per-round throughput further down).")
     p("")
     p("## Results")
     p("")
     cols = [NAMES.get(b, b) for b in brokers]
     p("| metric | " + " | ".join(cols) + (" | ratio |" if len(brokers) == 2 else " |"))
     p("|---|" + "---:|" * len(brokers) + ("---:|" if len(brokers) == 2 else ""))
-    for label, vals, digits in rows:
+    for label, vals, digits, _ in rows:
         cells = [fmt(vals[b], digits) for b in brokers]
         r = [ratio(vals[brokers[0]], vals[brokers[1]])] if len(brokers) == 2 else []
         p(f"| {label} | " + " | ".join(cells + r) + " |")
     p("")
+
+    if nrounds > 1:
+        p("### Per round (round 1, 2, ...)")
+        p("")
+        p("| metric | " + " | ".join(cols) + " |")
+        p("|---|" + "---|" * len(brokers))
+        for label, vals, digits, fn in rows:
+            if "throughput, records/s" in label or "latency p99" in label or "peak RSS" in label:
+                p(f"| {label} | " + " | ".join(
+                    " / ".join(fmt(v, digits) for v in per_round(b, fn)) for b in brokers) + " |")
+        p("")
 
     p("### RSS by phase (max VmRSS sampled in each phase, MiB)")
     p("")
@@ -244,39 +276,42 @@ def main():
     p("| phase | " + " | ".join(cols) + " |")
     p("|---|" + "---:|" * len(brokers))
     for ph in phases:
-        if any(ph in data[b]["phases"] for b in brokers):
-            p(f"| {ph} | " + " | ".join(fmt(mib(data[b]["phases"].get(ph))) for b in brokers) + " |")
+        if any(ph in x["phases"] for b in brokers for x in data[b]):
+            p(f"| {ph} | " + " | ".join(
+                fmt(mib(med(per_round(b, lambda x: x["phases"].get(ph))))) for b in brokers) + " |")
     p("")
 
     p("### Step status")
     p("")
-    p("| step | " + " | ".join(cols) + " |")
-    p("|---|" + "---|" * len(brokers))
+    runs = [(b, x) for r in range(nrounds) for b in brokers for x in [data[b][r]]]
+    p("| step | " + " | ".join(NAMES.get(b, b) + (f" #{x['round']}" if nrounds > 1 else "")
+                              for b, x in runs) + " |")
+    p("|---|" + "---|" * len(runs))
     for w, label in WORKLOADS:
         cells = []
-        for b in brokers:
-            e = data[b]["env"]
+        for b, x in runs:
+            e = x["env"]
             rc, wall = e.get(f"produce_{w}_rc"), e.get(f"produce_{w}_wall_s")
-            sent = data[b]["prod"][w].get("sent")
+            sent = x["prod"][w].get("sent")
             cells.append("not run" if rc is None else
                          f"rc {rc}, {wall} s" + (f", {sent} sent" if sent is not None else ", no summary"))
         p(f"| produce {label} | " + " | ".join(cells) + " |")
     cells = []
-    for b in brokers:
-        e = data[b]["env"]
+    for b, x in runs:
+        e = x["env"]
         rc = e.get("consume_rc")
-        cells.append("not run" if rc is None else f"rc {rc}, {e.get('consume_wall_s')} s")
+        cells.append("not run" if rc is None else
+                     f"rc {rc}, {e.get('consume_wall_s')} s, {x['cons'].get('n', 'no summary')} read")
     p("| consume 1 KiB | " + " | ".join(cells) + " |")
     p("| shutdown | " + " | ".join(
-        f"rc {data[b]['env'].get('shutdown_rc', '?')}, {data[b]['env'].get('shutdown_s', '?')} s"
-        for b in brokers) + " |")
+        f"rc {x['env'].get('shutdown_rc', '?')}, {x['env'].get('shutdown_s', '?')} s" for b, x in runs) + " |")
     p("")
 
     p("### Warnings and errors seen")
     p("")
     any_problem = False
-    for b in brokers:
-        d = data[b]["dir"]
+    for b, x in runs:
+        d = x["dir"]
         files = sorted(f for f in os.listdir(d) if f.endswith(".log")) if os.path.isdir(d) else []
         for f in files:
             if f == "server.log" and b == "kafka":
@@ -285,18 +320,24 @@ def main():
             if not items:
                 continue
             any_problem = True
-            p(f"- {NAMES.get(b, b)} run, `{f}` ({total} distinct):")
+            p(f"- {NAMES.get(b, b)} run #{x['round']}, `{f}` ({total} distinct):")
             for text, n in items:
                 text = text.replace("`", "'")
                 p(f"  - {n}× `{text}`")
     if not any_problem:
         p("None in the perf-tool logs or Gregor's server log.")
     p("")
-
     p("## Exact commands")
     p("")
+    cmds = read(os.path.join(work, "commands.txt")).rstrip().split("\n")
+    if nrounds > 1:  # later rounds repeat round 1 with other ports and paths
+        cut = [i for i, l in enumerate(cmds) if l.startswith("# round 2:")]
+        if cut:
+            cmds = cmds[:cut[0]]
+        p(f"Round 1 shown; rounds 2–{nrounds} repeat it with other ports and directories.")
+        p("")
     p("```")
-    p(read(os.path.join(work, "commands.txt")).rstrip())
+    p("\n".join(cmds))
     p("```")
     print("\n".join(out))
 

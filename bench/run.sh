@@ -18,6 +18,8 @@
 #   BENCH_STEP_TIMEOUT       seconds each perf-tool run may take before it is killed
 #                            (default 900; quick 180)
 #   BENCH_BROKERS            which brokers, in order (default "gregor kafka")
+#   BENCH_ROUNDS             rounds (default 1); each round runs every broker once, in order
+#                            (Gregor, Kafka, Gregor, Kafka, ...); the report shows medians
 #   BENCH_KAFKA_HEAP         Kafka server heap (default "-Xms1G -Xmx1G", as kafka-server-start.sh)
 #   BENCH_OUT                report path (default bench/results/latest.md)
 #   BENCH_WORK               scratch dir for data dirs and logs (default: a new /tmp/gregor-bench.*)
@@ -43,6 +45,7 @@ fi
 partitions="${BENCH_PARTITIONS:-6}"
 throughput="${BENCH_THROUGHPUT:--1}"
 brokers="${BENCH_BROKERS:-gregor kafka}"
+rounds="${BENCH_ROUNDS:-1}"
 kafka_heap="${BENCH_KAFKA_HEAP:--Xms1G -Xmx1G}"
 out="${BENCH_OUT:-$here/results/latest.md}"
 gregor_bin="${GREGOR_BIN:-$repo/target/release/gregor}"
@@ -189,7 +192,7 @@ start_sampler() {
 }
 
 bench_broker() {
-  local b="$1" dir="$work/$1"
+  local b="$1" dir="$work/$1/round-$2"
   rm -rf "$dir"; mkdir -p "$dir"
   : >"$dir/metrics.env"
   echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')" >>"$dir/metrics.env"
@@ -255,6 +258,7 @@ bench_broker() {
     echo "consume_wall_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
     echo "consume_cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
     echo "rss_after_consume_kb=$(status_kb "$broker_pid" VmRSS)"
+    echo "rss_anon_after_consume_kb=$(status_kb "$broker_pid" RssAnon)"
   } >>"$dir/metrics.env"
   tail -n 2 "$dir/consume.log" >&2
   if [[ $rc -ne 0 ]]; then log "$b: consume failed (rc $rc)"; failed=1; fi
@@ -265,6 +269,8 @@ bench_broker() {
     echo "rss_end_kb=$(status_kb "$broker_pid" VmRSS)"
     echo "cpu_total_s=$(awk -v a="$cpu_start" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
     echo "threads=$(status_kb "$broker_pid" Threads)"
+    echo "rss_anon_end_kb=$(status_kb "$broker_pid" RssAnon)"
+    echo "rss_file_end_kb=$(status_kb "$broker_pid" RssFile)"
     echo "data_bytes=$(du -s -B1 "$data_dir" 2>/dev/null | cut -f1)"   # allocated, not apparent (Kafka preallocates sparse indexes)
     echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
   } >>"$dir/metrics.env"
@@ -279,6 +285,7 @@ bench_broker() {
   echo "mode=$mode"
   echo "records_1k=$n1k"; echo "records_100b=$n100"; echo "warmup_records=$nwarm"
   echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
+  echo "rounds=$rounds"
   echo "kafka_heap=$kafka_heap"
   echo "gregor_bin=$gregor_bin"
   echo "gregor_version=$("$gregor_bin" --version 2>&1 | head -n 1)"
@@ -296,15 +303,22 @@ bench_broker() {
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$work/run.env"
 : >"$work/commands.txt"
-log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, $partitions partitions; scratch dir $work"
+log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, $partitions partitions, $rounds round(s); scratch dir $work"
 
 for b in $brokers; do
   case "$b" in gregor|kafka) ;; *) echo "bench: unknown broker '$b'" >&2; exit 2 ;; esac
-  if ! bench_broker "$b"; then
-    log "$b: run aborted"; failed=1
-    if [[ -n "$broker_pid" ]]; then stop_broker "$work/$b" || true; fi
-    [[ -n "$sampler_pid" ]] && { kill -TERM "$sampler_pid" 2>/dev/null || true; sampler_pid=""; }
-  fi
+done
+for r in $(seq 1 "$rounds"); do
+  for b in $brokers; do
+    log "round $r/$rounds: $b"
+    echo "# round $r: $b" >>"$work/commands.txt"
+    if ! bench_broker "$b" "$r"; then
+      log "$b: run aborted"; failed=1
+      [[ -n "$sampler_pid" ]] && { kill -TERM "$sampler_pid" 2>/dev/null || true; sampler_pid=""; }
+      if [[ -n "$broker_pid" ]]; then stop_broker "$work/$b/round-$r" || true; fi
+      broker_kind=""
+    fi
+  done
 done
 echo "total_s=$(( $(date +%s) - bench_start ))" >>"$work/run.env"
 
