@@ -24,6 +24,8 @@
 #   BENCH_OUT                report path (default bench/results/latest.md)
 #   BENCH_WORK               scratch dir for data dirs and logs (default: a new /tmp/gregor-bench.*)
 #   BENCH_KEEP_WORK=1        keep the scratch dir (it is deleted on success otherwise; kept on failure)
+#   BENCH_KEEP_DATA=1        keep each broker's data dir too (deleted once the broker has stopped;
+#                            a full-mode run writes ~3.3 GB per broker)
 #   GREGOR_BIN               the gregor binary (default: <repo>/target/release/gregor)
 # Exit status: 0 if every step succeeded, 1 if any step failed (the report is written anyway).
 set -euo pipefail
@@ -278,6 +280,8 @@ bench_broker() {
   log "$b: stopping"
   stop_broker "$dir"
   broker_kind=""
+  # the logs stay in the scratch dir; the data (GBs in full mode) goes unless asked to keep it
+  [[ "${BENCH_KEEP_DATA:-0}" == 1 ]] || rm -rf "$data_dir"
 }
 
 # ---------------------------------------------------------------------------------------------
