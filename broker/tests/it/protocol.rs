@@ -320,3 +320,67 @@ fn metrics_and_probes_are_served() {
         assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
     }
 }
+
+#[test]
+fn a_long_poll_fetch_returns_as_soon_as_data_arrives() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    assert_eq!(create(&mut c, "poll", 1).topics[0].error_code, 0);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(20_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("poll"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let started = std::time::Instant::now();
+    let cid = c.send(11, &req);
+    // The fetch is parked: produce on a second connection, then the fetch must answer with it.
+    let mut p = Conn::connect(b.addr);
+    assert_eq!(
+        produce(
+            &mut p,
+            "poll",
+            0,
+            1,
+            batch(&["wake"], None, Compression::None)
+        )
+        .0,
+        0
+    );
+    let r = c.recv::<FetchRequest>(11, cid);
+    let waited = started.elapsed();
+    let records = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    assert!(!records.is_empty(), "the fetch returned the produced batch");
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "woke after {waited:?}, not at max.wait"
+    );
+    // And with nothing to read, it waits for max.wait before answering empty.
+    let started = std::time::Instant::now();
+    let empty = c.call(
+        11,
+        &req.clone()
+            .with_max_wait_ms(300)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("poll"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(1)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert_eq!(
+        empty.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map(|r| r.len()),
+        Some(0)
+    );
+}
