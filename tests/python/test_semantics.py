@@ -107,3 +107,53 @@ def test_idempotent_producer_across_restart(restartable_broker, topic_name):
     data = read_all(broker.bootstrap, topic_name, 2)
     values = [int(m.value()) for msgs in data.values() for m in msgs]
     assert len(values) == len(set(values)) == 2000, f"{len(values)} read, {len(set(values))} distinct"
+
+
+def test_small_fetch_limits_still_return_a_large_record(bootstrap, topic_name):
+    """KIP-74: a record batch larger than the fetch limits is returned whole anyway."""
+    create_topic(bootstrap, topic_name, 1)
+    big = b"z" * 300_000
+    log = DeliveryLog()
+    p = Producer({"bootstrap.servers": bootstrap, "compression.type": "none"})
+    p.produce(topic_name, value=b"small", on_delivery=log)
+    p.flush(30)
+    p.produce(topic_name, value=big, on_delivery=log)
+    p.flush(30)
+    assert not log.errors and len(log.ok) == 2
+    msgs = read_all(bootstrap, topic_name, 1, extra={"fetch.max.bytes": 1024,
+                                                     "max.partition.fetch.bytes": 1024,
+                                                     "message.max.bytes": 1000})
+    assert [m.value() for m in msgs[0]] == [b"small", big]
+
+
+def test_recreated_topic_starts_empty(bootstrap, topic_name):
+    from helpers import admin
+
+    create_topic(bootstrap, topic_name, 1)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(5):
+        p.produce(topic_name, value=f"old{i}".encode())
+    assert p.flush(30) == 0
+    a = admin(bootstrap)
+    a.delete_topics([topic_name], operation_timeout=30)[topic_name].result(timeout=30)
+
+    from conftest import wait_for
+
+    wait_for(lambda: topic_name not in a.list_topics(timeout=5).topics, 30,
+             f"{topic_name} to be gone")
+
+    def recreate():
+        try:
+            create_topic(bootstrap, topic_name, 1)
+            return True
+        except KafkaException as e:  # TOPIC_ALREADY_EXISTS while deletion completes
+            if "already exists" in str(e).lower() or "marked for deletion" in str(e).lower():
+                return False
+            raise
+
+    wait_for(recreate, 30, f"{topic_name} to be created again", interval=0.5)
+    p = Producer({"bootstrap.servers": bootstrap})
+    p.produce(topic_name, value=b"new0")
+    assert p.flush(30) == 0
+    msgs = read_all(bootstrap, topic_name, 1)[0]
+    assert [(m.offset(), m.value()) for m in msgs] == [(0, b"new0")]
