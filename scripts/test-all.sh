@@ -29,6 +29,14 @@ if [[ $e2e_only == 0 ]]; then
   step "cargo test --workspace"
   cargo test --workspace
 fi
+if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
+  # 30 s of coverage-guided fuzzing of request decoding. -malloc_limit_mb reports any single
+  # allocation over 256 MiB as a failure: that is the kafka-protocol pre-allocation defect.
+  step "cargo fuzz run decode_request (30 s)"
+  (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}" \
+    cargo fuzz run --sanitizer none decode_request corpus/decode_request -- \
+    -max_total_time=30 -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 2>&1 | tail -n 12)
+fi
 step "cargo build --release -p gregor"
 cargo build --release -p gregor
 

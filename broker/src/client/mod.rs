@@ -1,7 +1,20 @@
-//! A small async Kafka protocol client used by the CLI tools and the tests: connects to a
-//! bootstrap broker, negotiates API versions, and sends typed requests from kafka-protocol.
+//! A small async Kafka protocol client used by the CLI tools and the tests.
+//!
+//! - [`connection`]: one TCP connection to one broker: size-prefixed frames, request and
+//!   response headers, correlation ids, and API version negotiation (ApiVersions first).
+//! - [`cluster`]: a cluster view on top of it: Metadata, and connections to partition
+//!   leaders and group coordinators by node id.
+//!
+//! Typed requests and responses come from kafka-protocol; this module owns only the I/O.
 
-// SKELETON: filled in by the CLI tools work.
+pub mod cluster;
+pub mod connection;
+
+pub use cluster::{Cluster, CoordinatorType};
+pub use connection::Client;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ApiKey;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +31,65 @@ pub enum ClientError {
     /// The broker answered something that does not decode.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// None of the bootstrap addresses accepted a connection.
+    #[error("could not connect to any bootstrap server in '{bootstrap}': {reasons}")]
+    NoBroker {
+        /// The bootstrap list as given.
+        bootstrap: String,
+        /// Each address and why it failed, joined for display.
+        reasons: String,
+    },
+    /// The broker does not support any version of an API that this client can speak.
+    #[error(
+        "broker {addr} does not support {api:?} in a version this client speaks \
+         (broker {broker_min}..={broker_max}, client {client_min}..={client_max})"
+    )]
+    UnsupportedApi {
+        /// Broker address.
+        addr: String,
+        /// The API.
+        api: ApiKey,
+        /// Oldest version the broker speaks (-1 when it lists none).
+        broker_min: i16,
+        /// Newest version the broker speaks (-1 when it lists none).
+        broker_max: i16,
+        /// Oldest version this client speaks.
+        client_min: i16,
+        /// Newest version this client speaks.
+        client_max: i16,
+    },
+    /// The broker did not answer in time.
+    #[error("timed out after {millis} ms waiting for {addr} to answer {api:?}")]
+    Timeout {
+        /// Broker address.
+        addr: String,
+        /// The request being waited on.
+        api: ApiKey,
+        /// How long we waited.
+        millis: u64,
+    },
+    /// The broker answered with a Kafka error code.
+    #[error("{what}: {error} (error code {code})", code = error.code())]
+    Kafka {
+        /// What was being done, e.g. "finding the coordinator for group g".
+        what: String,
+        /// The error the broker returned.
+        error: ResponseError,
+    },
+    /// Metadata named a node id that is not in its broker list.
+    #[error("broker {node_id} is not in the cluster metadata")]
+    UnknownNode {
+        /// The node id.
+        node_id: i32,
+    },
+}
+
+impl ClientError {
+    /// Builds a [`ClientError::Kafka`] from a non-zero error code; `None` when `code` is 0.
+    pub fn from_code(code: i16, what: impl FnOnce() -> String) -> Option<Self> {
+        ResponseError::try_from_code(code).map(|error| ClientError::Kafka {
+            what: what(),
+            error,
+        })
+    }
 }

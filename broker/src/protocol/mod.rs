@@ -5,7 +5,7 @@ pub mod frame;
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// Expands `$m!(RequestType)` for the request type of a served API key, else `$other`.
 macro_rules! with_request_type {
@@ -133,7 +133,20 @@ pub enum DecodeError {
 
 /// Decodes a whole request frame body (header and request) the way the server does, and
 /// returns its key and version. The fuzz target and property tests drive this.
-pub fn decode_request(mut frame: Bytes) -> Result<(ApiKey, i16), DecodeError> {
+pub fn decode_request(frame: Bytes) -> Result<(ApiKey, i16), DecodeError> {
+    decode_and_reencode(frame, false).map(|(k, v, _)| (k, v))
+}
+
+/// Decodes a request frame body and encodes it again at the same version: golden bytes from
+/// real clients must survive this unchanged.
+pub fn reencode_request(frame: Bytes) -> Result<Bytes, DecodeError> {
+    decode_and_reencode(frame, true).map(|(_, _, b)| b)
+}
+
+fn decode_and_reencode(
+    mut frame: Bytes,
+    reencode: bool,
+) -> Result<(ApiKey, i16, Bytes), DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::Short(frame.len()));
     }
@@ -146,17 +159,26 @@ pub fn decode_request(mut frame: Bytes) -> Result<(ApiKey, i16), DecodeError> {
             version,
         });
     }
-    RequestHeader::decode(&mut frame, key.request_header_version(version))
+    let header_version = key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| DecodeError::Body(e.to_string()))?;
+    let mut out = bytes::BytesMut::new();
     macro_rules! body {
-        ($t:ty) => {
-            <$t>::decode(&mut frame, version)
-                .map(|_| ())
-                .map_err(|e| DecodeError::Body(e.to_string()))
-        };
+        ($t:ty) => {{
+            let req =
+                <$t>::decode(&mut frame, version).map_err(|e| DecodeError::Body(e.to_string()))?;
+            if reencode {
+                header
+                    .encode(&mut out, header_version)
+                    .and_then(|_| req.encode(&mut out, version))
+                    .map_err(|e| DecodeError::Body(format!("re-encoding: {e}")))
+            } else {
+                Ok(())
+            }
+        }};
     }
     with_request_type!(key, body, Err(DecodeError::UnknownApi(raw_key)))?;
-    Ok((key, version))
+    Ok((key, version, out.freeze()))
 }
 
 #[cfg(test)]
@@ -215,7 +237,9 @@ mod decode_props {
     #[test]
     fn the_eight_byte_killer_frame_is_an_error() {
         // api key 3, version 0, correlation id, null client id, then 0x033c0c00 topics.
-        let frame = Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6]);
+        let frame = Bytes::from_static(&[
+            0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6,
+        ]);
         assert!(matches!(decode_request(frame), Err(DecodeError::Body(_))));
     }
 }

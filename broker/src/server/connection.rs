@@ -26,8 +26,9 @@ pub async fn serve(
     let span = tracing::debug_span!("connection", %peer);
     async move {
         let max = broker.cluster.config.socket_request_max_bytes;
-        let mut buf = BytesMut::with_capacity(8 * 1024);
-        let mut out = BytesMut::with_capacity(8 * 1024);
+        // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
+        let mut buf = BytesMut::new();
+        let mut out = BytesMut::new();
         loop {
             let size = match frame::check(&buf, max) {
                 Ok(FrameCheck::Ready(size)) => size,
@@ -80,10 +81,10 @@ pub async fn serve(
             }
             if buf.capacity() > (4 << 20) && buf.is_empty() {
                 // Do not keep a large buffer alive for an idle connection.
-                buf = BytesMut::with_capacity(8 * 1024);
+                buf = BytesMut::new();
             }
             if out.capacity() > (4 << 20) {
-                out = BytesMut::with_capacity(8 * 1024);
+                out = BytesMut::new();
             }
         }
     }

@@ -99,7 +99,8 @@ pub async fn create_topics(
                         topic.partition_count()
                     })
                     .with_replication_factor(topic.replication_factor)
-                    .with_configs(Some(cfg))
+                    // Configs are part of the response from v5 only.
+                    .with_configs((ctx.version >= 5).then_some(cfg))
             }
             Err(e) => r
                 .with_error_code(admin_error_code(&e).code())

@@ -136,6 +136,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
 /// ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
 pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
+    let version = ctx.version;
     let work = move || {
         req.topics
             .into_iter()
@@ -174,9 +175,13 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                                 }
                             },
                         };
-                        base.with_offset(offset)
-                            .with_timestamp(ts)
-                            .with_leader_epoch(p.leader_epoch())
+                        let base = base.with_offset(offset).with_timestamp(ts);
+                        // The leader epoch is in the response from v4 only.
+                        if version >= 4 {
+                            base.with_leader_epoch(p.leader_epoch())
+                        } else {
+                            base
+                        }
                     })
                     .collect();
                 ListOffsetsTopicResponse::default()

@@ -1,0 +1,493 @@
+//! One connection to one broker: size-prefixed frames, request/response headers, correlation
+//! ids and API version negotiation.
+//!
+//! [`Client::connect`] sends ApiVersions before anything else (v3, and again at a version the
+//! broker lists if it answers UNSUPPORTED_VERSION with a v0 body), and [`Client::send`] then
+//! picks, per request, the newest version both sides speak. Requests whose shape changes with
+//! the version (topic ids, batched groups) ask [`Client::version`] first and build to suit.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::ClientError;
+
+/// Client id sent in every request header.
+const CLIENT_ID: &str = "gregor-cli";
+/// Largest response frame accepted; a bigger length prefix means a confused peer.
+const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// How long one request may wait for its response.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The ApiVersions version tried first; v3 is the first flexible one and what Java sends.
+const API_VERSIONS_FIRST: i16 = 3;
+
+/// A connection to one broker, with the API versions it advertised.
+#[derive(Debug)]
+pub struct Client {
+    /// The address we connected to, for error messages.
+    addr: String,
+    /// The socket; requests are sent one at a time, so no pipelining bookkeeping is needed.
+    stream: TcpStream,
+    /// Next correlation id; each request gets its own so a stray answer is detected.
+    next_correlation_id: i32,
+    /// Broker-advertised (min, max) version per API key.
+    versions: HashMap<i16, (i16, i16)>,
+    /// Set while a request is in flight and left set if it fails: the stream position is
+    /// then unknown, so the next response could be misread as another request's.
+    broken: bool,
+}
+
+impl Client {
+    /// Connects to the first reachable address of a comma-separated `host:port` list and
+    /// negotiates API versions.
+    pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
+        let mut reasons = Vec::new();
+        for addr in bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            match Self::connect_one(addr).await {
+                Ok(client) => return Ok(client),
+                Err(e) => reasons.push(format!("{addr}: {}", error_chain(&e))),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("no address given".to_owned());
+        }
+        Err(ClientError::NoBroker {
+            bootstrap: bootstrap.to_owned(),
+            reasons: reasons.join("; "),
+        })
+    }
+
+    /// Connects to exactly one `host:port` and negotiates API versions.
+    pub async fn connect_one(addr: &str) -> Result<Self, ClientError> {
+        let io = |source| ClientError::Io {
+            addr: addr.to_owned(),
+            source,
+        };
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr: addr.to_owned(),
+                api: ApiKey::ApiVersions,
+                millis: REQUEST_TIMEOUT.as_millis() as u64,
+            })?
+            .map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let mut client = Client {
+            addr: addr.to_owned(),
+            stream,
+            next_correlation_id: 0,
+            versions: HashMap::new(),
+            broken: false,
+        };
+        client.negotiate_versions().await?;
+        Ok(client)
+    }
+
+    /// The address this client is connected to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The newest version of `R` that both the broker and this client speak, capped at `cap`
+    /// when the caller builds only older shapes of the request.
+    pub fn version<R: Request>(&self, cap: Option<i16>) -> Result<i16, ClientError> {
+        let client_max = cap.map_or(R::VERSIONS.max, |c| c.min(R::VERSIONS.max));
+        let (broker_min, broker_max) = self.versions.get(&R::KEY).copied().unwrap_or((-1, -1));
+        let version = broker_max.min(client_max);
+        if broker_max < 0 || version < broker_min || version < R::VERSIONS.min {
+            return Err(ClientError::UnsupportedApi {
+                addr: self.addr.clone(),
+                api: api_key(R::KEY),
+                broker_min,
+                broker_max,
+                client_min: R::VERSIONS.min,
+                client_max,
+            });
+        }
+        Ok(version)
+    }
+
+    /// Sends `req` at the newest common version and waits for its response.
+    pub async fn send<R: Request>(&mut self, req: R) -> Result<R::Response, ClientError> {
+        let version = self.version::<R>(None)?;
+        self.send_at(req, version).await
+    }
+
+    /// Sends `req` at `version` (normally from [`Client::version`]) and waits for its response.
+    pub async fn send_at<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let mut body = self
+            .exchange(&req, version, R::Response::header_version(version))
+            .await?;
+        R::Response::decode(&mut body, version).map_err(|e| {
+            ClientError::Protocol(format!(
+                "bad {:?} v{version} response from {}: {e}",
+                api_key(R::KEY),
+                self.addr
+            ))
+        })
+    }
+
+    /// Whether an earlier request failed or was abandoned mid-way, leaving the stream at an
+    /// unknown position; such a client refuses further requests and should be replaced.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Writes one request and reads its response, returning the body after a checked
+    /// response header of version `response_header_version`.
+    async fn exchange<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+        response_header_version: i16,
+    ) -> Result<Bytes, ClientError> {
+        let api = api_key(R::KEY);
+        if self.broken {
+            return Err(ClientError::Protocol(format!(
+                "connection to {} is unusable after an earlier failure",
+                self.addr
+            )));
+        }
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = encode_request(req, version, correlation_id)?;
+        // Stays set if this future errs or is dropped before the response is read whole.
+        self.broken = true;
+        let exchange = async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|source| self.io_error(source))?;
+            self.read_frame().await
+        };
+        let mut body = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr: self.addr.clone(),
+                api,
+                millis: REQUEST_TIMEOUT.as_millis() as u64,
+            })??;
+        let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| {
+            ClientError::Protocol(format!(
+                "bad {api:?} response header from {}: {e}",
+                self.addr
+            ))
+        })?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::Protocol(format!(
+                "{} answered correlation id {} to {api:?} request {correlation_id}",
+                self.addr, header.correlation_id
+            )));
+        }
+        self.broken = false;
+        Ok(body)
+    }
+
+    /// Sends `req` at `version` without waiting for an answer: for Produce with acks=0, which
+    /// the broker never answers.
+    pub async fn send_oneway<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Protocol(format!(
+                "connection to {} is unusable after an earlier failure",
+                self.addr
+            )));
+        }
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = encode_request(&req, version, correlation_id)?;
+        self.broken = true;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|source| self.io_error(source))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| self.io_error(source))?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Sends ApiVersions and records the broker's ranges; retries once at an older version
+    /// when the broker does not speak ours (it then answers a v0 body listing what it does).
+    async fn negotiate_versions(&mut self) -> Result<(), ClientError> {
+        let mut version = API_VERSIONS_FIRST;
+        for _attempt in 0..2 {
+            let req = ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("gregor"))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            let req = if version >= 3 {
+                req
+            } else {
+                ApiVersionsRequest::default()
+            };
+            // The ApiVersions response header is v0 whatever the request version.
+            let body = self.exchange(&req, version, 0).await?;
+            let error_code = body.clone().try_get_i16().map_err(|_| {
+                ClientError::Protocol(format!("empty ApiVersions response from {}", self.addr))
+            })?;
+            let unsupported = error_code == ResponseError::UnsupportedVersion.code();
+            // An UNSUPPORTED_VERSION answer is a v0 body whatever version we asked for.
+            let decode_version = if unsupported { 0 } else { version };
+            let resp =
+                ApiVersionsResponse::decode(&mut body.clone(), decode_version).map_err(|e| {
+                    ClientError::Protocol(format!(
+                        "bad ApiVersions response from {}: {e}",
+                        self.addr
+                    ))
+                })?;
+            self.versions = resp
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, (k.min_version, k.max_version)))
+                .collect();
+            if unsupported {
+                let broker_max = self
+                    .versions
+                    .get(&ApiVersionsRequest::KEY)
+                    .map_or(0, |&(_, max)| max);
+                version = broker_max.clamp(0, version - 1);
+                continue;
+            }
+            if let Some(error) = ClientError::from_code(error_code, || {
+                format!("negotiating API versions with {}", self.addr)
+            }) {
+                return Err(error);
+            }
+            return Ok(());
+        }
+        Err(ClientError::Protocol(format!(
+            "{} refused every ApiVersions version offered",
+            self.addr
+        )))
+    }
+
+    /// Reads one size-prefixed frame.
+    async fn read_frame(&mut self) -> Result<Bytes, ClientError> {
+        let len = self
+            .stream
+            .read_i32()
+            .await
+            .map_err(|source| self.io_error(source))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= MAX_FRAME)
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("{} sent a frame of length {len}", self.addr))
+            })?;
+        let mut buf = BytesMut::zeroed(len);
+        self.stream
+            .read_exact(&mut buf)
+            .await
+            .map_err(|source| self.io_error(source))?;
+        Ok(buf.freeze())
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}
+
+/// Encodes a whole request frame: length prefix, header, body.
+fn encode_request<R: Request>(
+    req: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<Bytes, ClientError> {
+    let api = api_key(R::KEY);
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, R::header_version(version))
+        .and_then(|()| req.encode(&mut buf, version))
+        .map_err(|e| ClientError::Protocol(format!("cannot encode {api:?} v{version}: {e}")))?;
+    let len = i32::try_from(buf.len() - 4)
+        .map_err(|_| ClientError::Protocol(format!("{api:?} request too large")))?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// The [`ApiKey`] for a request type's key; every `Request` impl has one.
+fn api_key(key: i16) -> ApiKey {
+    ApiKey::try_from(key).unwrap_or(ApiKey::ApiVersions)
+}
+
+/// Formats an error with its sources, for messages that fold several errors together.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::MetadataRequest;
+
+    #[test]
+    fn request_frame_has_length_prefix_and_flexible_header() {
+        let frame = encode_request(&ApiVersionsRequest::default(), 3, 7).unwrap();
+        let len = i32::from_be_bytes(frame[..4].try_into().unwrap());
+        assert_eq!(len as usize, frame.len() - 4);
+        let mut rest = frame.slice(4..);
+        let header = RequestHeader::decode(&mut rest, 2).unwrap();
+        assert_eq!(header.request_api_key, 18);
+        assert_eq!(header.request_api_version, 3);
+        assert_eq!(header.correlation_id, 7);
+        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
+    }
+
+    /// Reads one request frame on the fake broker side: (api version, correlation id).
+    async fn read_request(stream: &mut TcpStream) -> (i16, i32) {
+        let len = stream.read_i32().await.unwrap();
+        let mut buf = BytesMut::zeroed(len as usize);
+        stream.read_exact(&mut buf).await.unwrap();
+        let mut buf = buf.freeze();
+        let version = i16::from_be_bytes([buf[2], buf[3]]);
+        let header = RequestHeader::decode(&mut buf, if version >= 3 { 2 } else { 1 }).unwrap();
+        (version, header.correlation_id)
+    }
+
+    /// Writes an ApiVersions response frame: always a v0 header, then the body at `version`.
+    async fn write_api_versions(
+        stream: &mut TcpStream,
+        correlation_id: i32,
+        version: i16,
+        resp: ApiVersionsResponse,
+    ) {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, 0)
+            .unwrap();
+        resp.encode(&mut buf, version).unwrap();
+        stream.write_i32(buf.len() as i32).await.unwrap();
+        stream.write_all(&buf).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn api_versions_falls_back_when_the_broker_answers_unsupported_version() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (v, id) = read_request(&mut s).await;
+            assert_eq!(v, 3);
+            let refusal = ApiVersionsResponse::default()
+                .with_error_code(35)
+                .with_api_keys(vec![ApiVersion::default()
+                    .with_api_key(18)
+                    .with_min_version(0)
+                    .with_max_version(2)]);
+            write_api_versions(&mut s, id, 0, refusal).await;
+            let (v, id) = read_request(&mut s).await;
+            assert_eq!(v, 2);
+            let ok = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default().with_api_key(18).with_max_version(2),
+                ApiVersion::default().with_api_key(3).with_max_version(8),
+            ]);
+            write_api_versions(&mut s, id, 2, ok).await;
+        });
+        let client = Client::connect(&format!("127.0.0.1:1,{addr}"))
+            .await
+            .unwrap();
+        broker.await.unwrap();
+        assert_eq!(client.addr(), addr);
+        assert_eq!(client.version::<MetadataRequest>(None).unwrap(), 8);
+        assert!(client.version::<ApiVersionsRequest>(Some(3)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_mismatched_correlation_id_breaks_the_connection_for_good() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (_, id) = read_request(&mut s).await;
+            let ok = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default().with_api_key(18).with_max_version(3),
+                ApiVersion::default().with_api_key(3).with_max_version(8),
+            ]);
+            write_api_versions(&mut s, id, 3, ok.clone()).await;
+            let (_, id) = read_request(&mut s).await;
+            write_api_versions(&mut s, id + 100, 0, ok).await;
+            s
+        });
+        let mut client = Client::connect(&addr).await.unwrap();
+        let err = client
+            .send_at(ApiVersionsRequest::default(), 0)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("correlation id"), "{err}");
+        assert!(client.is_broken());
+        let err = client
+            .send_at(ApiVersionsRequest::default(), 0)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unusable"), "{err}");
+        drop(broker.await.unwrap());
+    }
+
+    #[test]
+    fn version_picks_the_newest_common_one_and_reports_no_overlap() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let mut client = Client {
+                addr: addr.to_string(),
+                stream,
+                next_correlation_id: 0,
+                versions: HashMap::new(),
+                broken: false,
+            };
+            client.versions.insert(MetadataRequest::KEY, (0, 8));
+            assert_eq!(client.version::<MetadataRequest>(None).unwrap(), 8);
+            assert_eq!(client.version::<MetadataRequest>(Some(4)).unwrap(), 4);
+            client.versions.insert(MetadataRequest::KEY, (20, 30));
+            let err = client.version::<MetadataRequest>(None).unwrap_err();
+            assert!(matches!(err, ClientError::UnsupportedApi { .. }), "{err}");
+            let err = client.version::<ApiVersionsRequest>(None).unwrap_err();
+            assert!(err.to_string().contains("ApiVersions"), "{err}");
+        });
+    }
+}

@@ -1,0 +1,348 @@
+//! Every advertised version of every API gets an answer (not a closed connection) for a
+//! request that exercises its version-dependent fields. Encoding a field a version lacks is a
+//! response-encoding error, which closes the connection; this catches it per version.
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+use crate::protocol::batch;
+use crate::support::{Broker, Conn};
+use gregor::protocol::supported;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let a = supported(key).expect("served");
+    a.min_served..=a.max
+}
+
+#[test]
+fn every_admin_and_data_api_answers_at_every_advertised_version() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    for v in versions(ApiKey::CreateTopics) {
+        let name = format!("ct-v{v}");
+        let r = c.call(
+            v,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic(&name))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1)
+                    .with_configs(vec![CreatableTopicConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("3600000")))])])
+                .with_timeout_ms(5000),
+        );
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+    }
+    let records: Bytes = batch(&["a", "b"], None, Compression::None);
+    for v in versions(ApiKey::Produce) {
+        let r = c.call(
+            v,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic("ct-v2"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records.clone()))])]),
+        );
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 0,
+            "Produce v{v}"
+        );
+    }
+    for v in versions(ApiKey::Metadata) {
+        let t = MetadataRequestTopic::default().with_name(Some(topic("ct-v2")));
+        let r = c.call(v, &MetadataRequest::default().with_topics(Some(vec![t])));
+        assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
+        assert_eq!(r.topics[0].partitions.len(), 2);
+    }
+    for v in versions(ApiKey::Fetch) {
+        let r = c.call(
+            v,
+            &FetchRequest::default()
+                .with_max_wait_ms(10)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic("ct-v2"))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])]),
+        );
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "Fetch v{v}");
+        assert!(
+            p.records.as_ref().is_some_and(|r| !r.is_empty()),
+            "Fetch v{v}"
+        );
+    }
+    for v in versions(ApiKey::ListOffsets) {
+        for ts in [-2, -1, 0] {
+            let r = c.call(
+                v,
+                &ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic("ct-v2"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(ts)])]),
+            );
+            assert_eq!(
+                r.topics[0].partitions[0].error_code, 0,
+                "ListOffsets v{v} ts {ts}"
+            );
+        }
+    }
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let r = c.call(
+            v,
+            &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(topic("ct-v2"))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_leader_epoch(0)]),
+            ]),
+        );
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "OffsetForLeaderEpoch v{v}"
+        );
+    }
+    for v in versions(ApiKey::DescribeConfigs) {
+        let r = c.call(
+            v,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("ct-v2")),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1")),
+            ]),
+        );
+        assert!(
+            r.results.iter().all(|x| x.error_code == 0),
+            "DescribeConfigs v{v}"
+        );
+    }
+    for v in versions(ApiKey::CreatePartitions) {
+        let r = c.call(
+            v,
+            &CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic("ct-v3"))
+                    .with_count(3 + i32::from(v))]),
+        );
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+    }
+    for v in versions(ApiKey::DescribeCluster) {
+        let r = c.call(v, &DescribeClusterRequest::default());
+        assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");
+    }
+    for v in versions(ApiKey::InitProducerId) {
+        let r = c.call(
+            v,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(1000),
+        );
+        assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+    }
+    for v in versions(ApiKey::DeleteTopics) {
+        let name = format!("ct-v{}", v + 1);
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default().with_name(Some(topic(&name)))
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![topic(&name)])
+        };
+        let r = c.call(v, &req.with_timeout_ms(5000));
+        assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
+    }
+}
+
+#[test]
+fn every_group_api_answers_at_every_advertised_version() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    let r = c.call(
+        5,
+        &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(topic("g"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
+    for v in versions(ApiKey::FindCoordinator) {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("grp")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("grp"))
+        };
+        let r = c.call(v, &req);
+        let err = if v >= 4 {
+            r.coordinators[0].error_code
+        } else {
+            r.error_code
+        };
+        assert_eq!(err, 0, "FindCoordinator v{v}");
+    }
+    for v in versions(ApiKey::JoinGroup) {
+        let group = format!("grp-{v}");
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_member_id(s(member))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(b"meta"))])
+        };
+        let mut r = c.call(v, &join(""));
+        if v >= 4 {
+            assert_eq!(r.error_code, 79, "JoinGroup v{v} needs a member id first");
+            let id = r.member_id.to_string();
+            r = c.call(v, &join(&id));
+        }
+        assert_eq!(r.error_code, 0, "JoinGroup v{v}");
+        assert_eq!(r.leader, r.member_id);
+        let member = r.member_id.clone();
+        let sync_v = v.min(*versions(ApiKey::SyncGroup).end());
+        let mut sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id(r.generation_id)
+            .with_member_id(member.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(Bytes::from_static(b"assigned"))]);
+        if sync_v >= 5 {
+            sync = sync
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")));
+        }
+        let sr = c.call(sync_v, &sync);
+        assert_eq!(sr.error_code, 0, "SyncGroup v{sync_v}");
+        assert_eq!(&sr.assignment[..], b"assigned");
+        let hb_v = v.min(*versions(ApiKey::Heartbeat).end());
+        let hr = c.call(
+            hb_v,
+            &HeartbeatRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_generation_id(r.generation_id)
+                .with_member_id(member.clone()),
+        );
+        assert_eq!(hr.error_code, 0, "Heartbeat v{hb_v}");
+        let oc_v = v.clamp(2, *versions(ApiKey::OffsetCommit).end());
+        let ocr = c.call(
+            oc_v,
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_generation_id_or_member_epoch(r.generation_id)
+                .with_member_id(member.clone())
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(topic("g"))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(7)])]),
+        );
+        assert_eq!(
+            ocr.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{oc_v}"
+        );
+        let dr = c.call(
+            v.min(*versions(ApiKey::DescribeGroups).end()),
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]),
+        );
+        assert_eq!(dr.groups[0].group_state.as_str(), "Stable");
+        let lv = v.min(*versions(ApiKey::LeaveGroup).end());
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(member.clone())
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_id(member.clone())
+        };
+        let lr = c.call(lv, &leave);
+        assert_eq!(lr.error_code, 0, "LeaveGroup v{lv}");
+    }
+    for v in versions(ApiKey::OffsetFetch) {
+        let r = if v >= 8 {
+            c.call(
+                v,
+                &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default(
+                )
+                .with_group_id(GroupId(s("grp-5")))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(topic("g"))
+                    .with_partition_indexes(vec![0])]))]),
+            )
+        } else {
+            c.call(
+                v,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s("grp-5")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(topic("g"))
+                        .with_partition_indexes(vec![0])])),
+            )
+        };
+        let offset = if v >= 8 {
+            r.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            r.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(offset, 7, "OffsetFetch v{v}");
+    }
+    for v in versions(ApiKey::ListGroups) {
+        let r = c.call(v, &ListGroupsRequest::default());
+        assert!(r.groups.len() >= 5, "ListGroups v{v}");
+    }
+    for v in versions(ApiKey::DeleteGroups) {
+        let r = c.call(
+            v,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(s(&format!("grp-{v}")))]),
+        );
+        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
+    }
+}
