@@ -44,3 +44,12 @@ step "pytest tests/python"
 export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"
 # shellcheck disable=SC2086
 "$py" -m pytest tests/python ${PYTEST_ARGS:-}
+
+step "pytest tests/python/test_gregor_tools.py against Apache Kafka (the tools speak plain Kafka)"
+if command -v java >/dev/null && [[ "${GREGOR_JAVA_TESTS:-1}" != "0" ]]; then
+  # shellcheck disable=SC2086
+  GREGOR_TEST_BROKER=kafka "$py" -m pytest tests/python/test_gregor_tools.py ${PYTEST_ARGS:-}
+else
+  echo "skipped: no java"
+fi
+

@@ -111,6 +111,8 @@ pub struct Config {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`.
     pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: u64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
     /// `socket.request.max.bytes`: frames larger than this close the connection.
@@ -168,6 +170,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.flush.interval.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.replication.factor",
+    "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
     "socket.request.max.bytes",
     "message.max.bytes",
@@ -587,6 +590,7 @@ impl Config {
                 .map(|n| n as u64),
             offsets_topic_num_partitions: p.num("offsets.topic.num.partitions", 50, 1)?,
             offsets_topic_replication_factor: p.num("offsets.topic.replication.factor", 3, 1)?,
+            offsets_topic_segment_bytes: p.num("offsets.topic.segment.bytes", 104_857_600, 14)?,
             offsets_retention_ms: p
                 .num::<i64>("offsets.retention.minutes", 10_080, 1)?
                 .saturating_mul(60_000),

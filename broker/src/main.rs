@@ -102,7 +102,6 @@ fn dev_config(data_dir: Option<PathBuf>, overrides: &[String]) -> anyhow::Result
         ("node.id", "1"),
         ("process.roles", "broker,controller"),
         ("listeners", "PLAINTEXT://localhost:9092"),
-        ("advertised.listeners", "PLAINTEXT://localhost:9092"),
         ("controller.quorum.voters", "1@localhost:9093"),
         ("num.partitions", "1"),
         ("offsets.topic.replication.factor", "1"),

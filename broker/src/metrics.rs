@@ -142,9 +142,10 @@ pub async fn serve(
     refresh: Refresh,
     shutdown: CancellationToken,
 ) {
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -174,7 +175,7 @@ pub async fn serve(
                 })
             }
         });
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -183,4 +184,6 @@ pub async fn serve(
             }
         });
     }
+    connections.close();
+    connections.wait().await;
 }

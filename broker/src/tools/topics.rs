@@ -50,11 +50,12 @@ pub struct Args {
     /// The topic to create, alter, describe or delete.
     #[arg(long)]
     pub topic: Option<String>,
-    /// The number of partitions for the topic being created or altered.
-    #[arg(long)]
+    /// The number of partitions for the topic being created or altered. Negative values are
+    /// passed to the broker, which refuses them with INVALID_PARTITIONS.
+    #[arg(long, allow_negative_numbers = true)]
     pub partitions: Option<i32>,
     /// The replication factor for each partition in the topic being created.
-    #[arg(long = "replication-factor")]
+    #[arg(long = "replication-factor", allow_negative_numbers = true)]
     pub replication_factor: Option<i16>,
     /// A topic configuration override for the topic being created (key=value, repeatable).
     #[arg(long = "config")]

@@ -1,8 +1,10 @@
 //! Integration tests: a real `gregor` process on loopback, driven over TCP.
 
 mod bad_input;
+mod crash;
 mod golden;
 mod protocol;
+mod retention;
 mod storage_cli;
 mod support;
 mod versions;

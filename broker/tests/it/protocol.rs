@@ -18,7 +18,7 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn create(c: &mut Conn, topic: &str, partitions: i32) -> CreateTopicsResponse {
+pub fn create(c: &mut Conn, topic: &str, partitions: i32) -> CreateTopicsResponse {
     c.call(
         5,
         &CreateTopicsRequest::default()
@@ -69,7 +69,7 @@ pub fn batch(
     buf.freeze()
 }
 
-fn produce(c: &mut Conn, topic: &str, partition: i32, acks: i16, records: Bytes) -> (i16, i64) {
+pub fn produce(c: &mut Conn, topic: &str, partition: i32, acks: i16, records: Bytes) -> (i16, i64) {
     let req = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(5000)
@@ -83,7 +83,7 @@ fn produce(c: &mut Conn, topic: &str, partition: i32, acks: i16, records: Bytes)
     (p.error_code, p.base_offset)
 }
 
-fn fetch_values(
+pub fn fetch_values(
     c: &mut Conn,
     topic: &str,
     partition: i32,

@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Gregor vs Apache Kafka 4.3.1: same machine, same load generator, one broker at a time.
+#
+# For each broker (Gregor first, then Kafka) this starts a fresh single node on 127.0.0.1 with a
+# fresh data dir, creates the topics with Kafka's own TopicCommand, runs Kafka's
+# ProducerPerformance for 1 KiB/100 B records with acks=1 and acks=all, reads the 1 KiB topic back
+# with ConsumerPerformance, samples the broker's RSS and CPU time, stops the broker, and finally
+# writes a Markdown report (metric | Gregor | Kafka | ratio) to bench/results/latest.md.
+#
+# Env (all optional):
+#   BENCH_QUICK=1            small record counts (smoke test, a few minutes)
+#   BENCH_RECORDS_1K         records per 1 KiB workload   (default 1000000; quick 100000)
+#   BENCH_RECORDS_100B       records per 100 B workload   (default 5000000; quick 500000)
+#   BENCH_WARMUP_RECORDS     1 KiB records produced first to an unreported warm-up topic
+#                            (default 200000; quick 20000; 0 = no warm-up)
+#   BENCH_PARTITIONS         partitions per topic (default 6), replication factor is always 1
+#   BENCH_THROUGHPUT         ProducerPerformance --throughput (default -1 = unthrottled)
+#   BENCH_STEP_TIMEOUT       seconds each perf-tool run may take before it is killed
+#                            (default 900; quick 180)
+#   BENCH_BROKERS            which brokers, in order (default "gregor kafka")
+#   BENCH_ROUNDS             rounds (default 1); each round runs every broker once, in order
+#                            (Gregor, Kafka, Gregor, Kafka, ...); the report shows medians
+#   BENCH_KAFKA_HEAP         Kafka server heap (default "-Xms1G -Xmx1G", as kafka-server-start.sh)
+#   BENCH_OUT                report path (default bench/results/latest.md)
+#   BENCH_WORK               scratch dir for data dirs and logs (default: a new /tmp/gregor-bench.*)
+#   BENCH_KEEP_WORK=1        keep the scratch dir (it is deleted on success otherwise; kept on failure)
+#   BENCH_KEEP_DATA=1        keep each broker's data dir too (deleted once the broker has stopped;
+#                            a full-mode run writes ~3.3 GB per broker)
+#   GREGOR_BIN               the gregor binary (default: <repo>/target/release/gregor)
+# Exit status: 0 if every step succeeded, 1 if any step failed (the report is written anyway).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+scripts="$repo/scripts"
+
+quick="${BENCH_QUICK:-0}"
+if [[ "$quick" == 1 ]]; then
+  n1k="${BENCH_RECORDS_1K:-100000}"; n100="${BENCH_RECORDS_100B:-500000}"
+  nwarm="${BENCH_WARMUP_RECORDS:-20000}"; step_timeout="${BENCH_STEP_TIMEOUT:-180}"
+  mode=quick
+else
+  n1k="${BENCH_RECORDS_1K:-1000000}"; n100="${BENCH_RECORDS_100B:-5000000}"
+  nwarm="${BENCH_WARMUP_RECORDS:-200000}"; step_timeout="${BENCH_STEP_TIMEOUT:-900}"
+  mode=full
+fi
+partitions="${BENCH_PARTITIONS:-6}"
+throughput="${BENCH_THROUGHPUT:--1}"
+brokers="${BENCH_BROKERS:-gregor kafka}"
+rounds="${BENCH_ROUNDS:-1}"
+kafka_heap="${BENCH_KAFKA_HEAP:--Xms1G -Xmx1G}"
+out="${BENCH_OUT:-$here/results/latest.md}"
+gregor_bin="${GREGOR_BIN:-$repo/target/release/gregor}"
+ready_timeout=120
+
+[[ -x "$gregor_bin" ]] || { echo "bench: gregor binary not found: $gregor_bin (cargo build --release -p gregor, or set GREGOR_BIN)" >&2; exit 2; }
+gregor_bin="$(cd "$(dirname "$gregor_bin")" && pwd)/$(basename "$gregor_bin")"
+"$scripts/kafka-dist.sh" >/dev/null
+
+if [[ -n "${BENCH_WORK:-}" ]]; then work="$BENCH_WORK"; mkdir -p "$work"; else work="$(mktemp -d /tmp/gregor-bench.XXXXXX)"; fi
+work="$(cd "$work" && pwd)"
+
+# name topic record-size acks records
+workloads=(
+  "1k-acks1   bench-1k-acks1     1024 1   $n1k"
+  "1k-acksall bench-1k-acksall   1024 all $n1k"
+  "100b-acks1 bench-100b-acks1   100  1   $n100"
+  "100b-acksall bench-100b-acksall 100 all $n100"
+)
+consume_topic=bench-1k-acks1
+
+# ---------------------------------------------------------------------------------------------
+# process bookkeeping and cleanup (runs on exit, error, INT and TERM)
+broker_pid=""      # the broker process (gregor, or the Kafka JVM)
+broker_kind=""
+kafka_dir=""
+sampler_pid=""
+child_pid=""       # the perf tool currently running
+failed=0
+bench_start=$(date +%s)
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [[ -n "$child_pid" ]] && kill -TERM "$child_pid" 2>/dev/null || true
+  [[ -n "$sampler_pid" ]] && kill -TERM "$sampler_pid" 2>/dev/null || true
+  if [[ -n "$broker_pid" ]] && kill -0 "$broker_pid" 2>/dev/null; then
+    echo "bench: cleanup: killing $broker_kind (pid $broker_pid)" >&2
+    if [[ "$broker_kind" == kafka && -n "$kafka_dir" ]]; then
+      "$scripts/kafka-single-node.sh" kill "$kafka_dir" || kill -KILL "$broker_pid" 2>/dev/null || true
+    else
+      kill -KILL "$broker_pid" 2>/dev/null || true
+    fi
+  fi
+  [[ -n "$child_pid" ]] && kill -KILL "$child_pid" 2>/dev/null || true
+  if [[ $rc -ne 0 || $failed -ne 0 || "${BENCH_KEEP_WORK:-0}" == 1 ]]; then
+    echo "bench: scratch dir kept: $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+log() { printf '[%s] bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Records a command line (shell-quoted) in the list of exact commands for the report.
+record_cmd() { local q; printf -v q '%q ' "$@"; printf '%s\n' "${q% }" >>"$work/commands.txt"; }
+
+# run_step LOGFILE CMD...: runs CMD with a time limit in the background (so that traps fire at
+# once), output to LOGFILE; returns its exit status (124 = timed out).
+run_step() {
+  local logf="$1"; shift
+  record_cmd "$@"
+  timeout --kill-after=15 "$step_timeout" "$@" >"$logf" 2>&1 </dev/null &
+  child_pid=$!
+  local rc=0
+  wait "$child_pid" || rc=$?
+  child_pid=""
+  return "$rc"
+}
+
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+# user+system CPU time of a process, in clock ticks
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+clk_tck=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------------------------------------
+start_gregor() {
+  local dir="$1" port mport
+  read -r port mport < <("$scripts/free-port.py" 2)
+  local cmd=("$gregor_bin" dev --data-dir "$dir/data"
+    --override "listeners=PLAINTEXT://127.0.0.1:$port"
+    --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
+    --override "metrics.listener=127.0.0.1:$mport")
+  record_cmd "${cmd[@]}"
+  "${cmd[@]}" >"$dir/server.log" 2>&1 </dev/null &
+  broker_pid=$!
+  local deadline=$(( $(date +%s) + ready_timeout ))
+  until curl -fsS -o /dev/null "http://127.0.0.1:$mport/readyz" 2>/dev/null; do
+    if ! kill -0 "$broker_pid" 2>/dev/null; then log "gregor exited during start-up"; tail -n 40 "$dir/server.log" >&2; return 1; fi
+    if (( $(date +%s) > deadline )); then log "gregor not ready after ${ready_timeout}s"; tail -n 40 "$dir/server.log" >&2; return 1; fi
+    sleep 0.1
+  done
+  "$scripts/kafka-wait-ready.py" "127.0.0.1:$port" "$ready_timeout" --pid "$broker_pid" || return 1
+  bootstrap="127.0.0.1:$port"
+  data_dir="$dir/data"
+}
+
+start_kafka() {
+  local dir="$1"
+  kafka_dir="$dir/node"
+  record_cmd env KAFKA_HEAP_OPTS="$kafka_heap" "$scripts/kafka-single-node.sh" start "$kafka_dir"
+  bootstrap="$(KAFKA_HEAP_OPTS="$kafka_heap" KAFKA_READY_TIMEOUT="$ready_timeout" \
+    "$scripts/kafka-single-node.sh" start "$kafka_dir" | tail -n 1)" || return 1
+  [[ -n "$bootstrap" && -f "$kafka_dir/kafka.pid" ]] || return 1
+  broker_pid="$(cat "$kafka_dir/kafka.pid")"
+  # kafka.sh and kafka-run-class.sh exec java, so this is the JVM itself
+  grep -q java "/proc/$broker_pid/cmdline" || { log "kafka pid $broker_pid is not the JVM"; return 1; }
+  data_dir="$kafka_dir/data"
+  ln -sf node/server.log "$dir/server.log"
+}
+
+stop_broker() {
+  local dir="$1" t0 rc=0
+  t0=$(date +%s.%N)
+  if [[ "$broker_kind" == kafka ]]; then
+    "$scripts/kafka-single-node.sh" stop "$kafka_dir" || rc=$?
+  else
+    kill -TERM "$broker_pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 300); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$broker_pid" 2>/dev/null; then log "gregor did not stop within 30 s of SIGTERM; SIGKILL"; kill -KILL "$broker_pid"; rc=1; fi
+    wait "$broker_pid" 2>/dev/null || rc=$?
+  fi
+  echo "shutdown_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" >>"$dir/metrics.env"
+  echo "shutdown_rc=$rc" >>"$dir/metrics.env"
+  broker_pid=""; kafka_dir=""
+}
+
+# Background sampler: "epoch_s phase VmRSS_kB" every 0.5 s while the broker lives.
+start_sampler() {
+  local dir="$1" pid="$2"
+  (
+    trap 'exit 0' TERM
+    while kill -0 "$pid" 2>/dev/null; do
+      rss=$(status_kb "$pid" VmRSS)
+      [[ -n "$rss" ]] && printf '%s %s %s\n' "$(date +%s.%N)" "$(cat "$dir/phase" 2>/dev/null)" "$rss" >>"$dir/rss.tsv"
+      sleep 0.5
+    done
+  ) &
+  sampler_pid=$!
+}
+
+bench_broker() {
+  local b="$1" dir="$work/$1/round-$2"
+  rm -rf "$dir"; mkdir -p "$dir"
+  : >"$dir/metrics.env"
+  echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')" >>"$dir/metrics.env"
+  broker_kind="$b"
+  echo startup >"$dir/phase"
+  log "$b: starting a fresh node"
+  local t0; t0=$(date +%s.%N)
+  # (errexit is off inside a function called from `if !`: every critical step checks itself)
+  if [[ "$b" == gregor ]]; then start_gregor "$dir" || return 1; else start_kafka "$dir" || return 1; fi
+  echo "startup_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" >>"$dir/metrics.env"
+  log "$b: ready at $bootstrap (pid $broker_pid: $(tr '\0' ' ' </proc/"$broker_pid"/cmdline | cut -c1-80))"
+  echo "pid=$broker_pid" >>"$dir/metrics.env"
+  start_sampler "$dir" "$broker_pid"
+  echo "rss_idle_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
+  local cpu_start; cpu_start=$(cpu_ticks "$broker_pid")
+
+  echo topics >"$dir/phase"
+  local topics=("${workloads[@]}")
+  [[ "$nwarm" -gt 0 ]] && topics+=("warmup bench-warmup 1024 1 $nwarm")
+  local w name topic size acks n
+  for w in "${topics[@]}"; do
+    read -r name topic size acks n <<<"$w"
+    if ! run_step "$dir/topic-$name.log" "$scripts/kafka.sh" topics --bootstrap-server "$bootstrap" \
+        --create --topic "$topic" --partitions "$partitions" --replication-factor 1; then
+      log "$b: creating topic $topic failed:"; cat "$dir/topic-$name.log" >&2; failed=1
+    fi
+  done
+
+  if [[ "$nwarm" -gt 0 ]]; then
+    echo warmup >"$dir/phase"
+    log "$b: warm-up: $nwarm x 1 KiB (not reported)"
+    run_step "$dir/warmup.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" \
+      --topic bench-warmup --num-records "$nwarm" --record-size 1024 --throughput "$throughput" \
+      --command-property acks=1 compression.type=none || { log "$b: warm-up failed (rc $?)"; failed=1; }
+  fi
+
+  for w in "${workloads[@]}"; do
+    read -r name topic size acks n <<<"$w"
+    echo "$name" >"$dir/phase"
+    log "$b: produce $name: $n x $size B, acks=$acks"
+    local c0 t1 rc=0; c0=$(cpu_ticks "$broker_pid"); t1=$(date +%s.%N)
+    run_step "$dir/produce-$name.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" \
+      --topic "$topic" --num-records "$n" --record-size "$size" --throughput "$throughput" \
+      --command-property "acks=$acks" compression.type=none || rc=$?
+    {
+      echo "produce_${name}_rc=$rc"
+      echo "produce_${name}_wall_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+      echo "produce_${name}_cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
+      echo "rss_after_${name}_kb=$(status_kb "$broker_pid" VmRSS)"
+    } >>"$dir/metrics.env"
+    tail -n 1 "$dir/produce-$name.log" >&2
+    if [[ $rc -ne 0 ]]; then log "$b: produce $name failed (rc $rc)"; failed=1; fi
+    kill -0 "$broker_pid" 2>/dev/null || { log "$b: broker died!"; tail -n 40 "$dir/server.log" >&2; failed=1; return 1; }
+  done
+
+  echo consume >"$dir/phase"
+  log "$b: consume $consume_topic: $n1k records"
+  local c0 t1 rc=0; c0=$(cpu_ticks "$broker_pid"); t1=$(date +%s.%N)
+  run_step "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" \
+    --topic "$consume_topic" --num-records "$n1k" --group "bench-consumer-$b" --timeout 30000 || rc=$?
+  {
+    echo "consume_rc=$rc"
+    echo "consume_wall_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+    echo "consume_cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
+    echo "rss_after_consume_kb=$(status_kb "$broker_pid" VmRSS)"
+    echo "rss_anon_after_consume_kb=$(status_kb "$broker_pid" RssAnon)"
+  } >>"$dir/metrics.env"
+  tail -n 2 "$dir/consume.log" >&2
+  if [[ $rc -ne 0 ]]; then log "$b: consume failed (rc $rc)"; failed=1; fi
+
+  echo end >"$dir/phase"
+  {
+    echo "vmhwm_kb=$(status_kb "$broker_pid" VmHWM)"
+    echo "rss_end_kb=$(status_kb "$broker_pid" VmRSS)"
+    echo "cpu_total_s=$(awk -v a="$cpu_start" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
+    echo "threads=$(status_kb "$broker_pid" Threads)"
+    echo "rss_anon_end_kb=$(status_kb "$broker_pid" RssAnon)"
+    echo "rss_file_end_kb=$(status_kb "$broker_pid" RssFile)"
+    echo "data_bytes=$(du -s -B1 "$data_dir" 2>/dev/null | cut -f1)"   # allocated, not apparent (Kafka preallocates sparse indexes)
+    echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+  } >>"$dir/metrics.env"
+  kill -TERM "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
+  log "$b: stopping"
+  stop_broker "$dir"
+  broker_kind=""
+  # the logs stay in the scratch dir; the data (GBs in full mode) goes unless asked to keep it
+  [[ "${BENCH_KEEP_DATA:-0}" == 1 ]] || rm -rf "$data_dir"
+}
+
+# ---------------------------------------------------------------------------------------------
+{
+  echo "mode=$mode"
+  echo "records_1k=$n1k"; echo "records_100b=$n100"; echo "warmup_records=$nwarm"
+  echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
+  echo "rounds=$rounds"
+  echo "kafka_heap=$kafka_heap"
+  echo "gregor_bin=$gregor_bin"
+  echo "gregor_version=$("$gregor_bin" --version 2>&1 | head -n 1)"
+  echo "gregor_sha256=$(sha256sum "$gregor_bin" | cut -c1-16)"
+  echo "gregor_mtime=$(date -u -r "$gregor_bin" +%Y-%m-%dT%H:%M:%SZ)"
+  echo "bench_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "kafka_version=${KAFKA_VERSION:-4.3.1}"
+  echo "java_version=$(java -version 2>&1 | head -n 1)"
+  echo "nproc=$(nproc)"
+  echo "cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "kernel=$(uname -srm)"
+  echo "os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || echo unknown)"
+  echo "fs=$(df -T "$work" | awk 'NR == 2 { print $2 " on " $1 }')"
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$work/run.env"
+: >"$work/commands.txt"
+log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, $partitions partitions, $rounds round(s); scratch dir $work"
+
+for b in $brokers; do
+  case "$b" in gregor|kafka) ;; *) echo "bench: unknown broker '$b'" >&2; exit 2 ;; esac
+done
+for r in $(seq 1 "$rounds"); do
+  for b in $brokers; do
+    log "round $r/$rounds: $b"
+    echo "# round $r: $b" >>"$work/commands.txt"
+    if ! bench_broker "$b" "$r"; then
+      log "$b: run aborted"; failed=1
+      [[ -n "$sampler_pid" ]] && { kill -TERM "$sampler_pid" 2>/dev/null || true; sampler_pid=""; }
+      if [[ -n "$broker_pid" ]]; then stop_broker "$work/$b/round-$r" || true; fi
+      broker_kind=""
+    fi
+  done
+done
+echo "total_s=$(( $(date +%s) - bench_start ))" >>"$work/run.env"
+
+mkdir -p "$(dirname "$out")"
+python3 "$here/report.py" "$work" $brokers >"$out"
+cp "$work/commands.txt" "$(dirname "$out")/commands-$mode.txt" 2>/dev/null || true
+cat "$out"
+log "report written to $out ($(( $(date +%s) - bench_start )) s in all)"
+exit "$failed"

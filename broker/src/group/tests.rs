@@ -1,0 +1,165 @@
+//! Coordinator state-machine tests: joins, syncs, heartbeats, leaves and expiry, in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+
+use super::*;
+use crate::config::{parse_properties, Config};
+
+fn coordinator(dir: &std::path::Path) -> GroupCoordinator {
+    let props = parse_properties(&format!(
+        "node.id=1\nlog.dirs={}\ngroup.initial.rebalance.delay.ms=0\n\
+         group.min.session.timeout.ms=10\n",
+        dir.display()
+    ));
+    let config = Arc::new(Config::from_properties(props).expect("config"));
+    let cluster = Cluster::open(config, "cluster".into()).expect("cluster");
+    GroupCoordinator::new(Arc::new(cluster))
+}
+
+fn join_req(member: &str, session_ms: i32) -> JoinRequest {
+    JoinRequest {
+        group_id: "g".into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: session_ms,
+        rebalance_timeout_ms: 1000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+        require_known_member_id: true,
+    }
+}
+
+/// Joins a new member through MEMBER_ID_REQUIRED; returns its id and the pending join.
+fn join_new(c: &GroupCoordinator, session_ms: i32) -> (String, oneshot::Receiver<JoinResult>) {
+    let first = c.join(join_req("", session_ms)).expect("immediate answer");
+    assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+    match c.join(join_req(&first.member_id, session_ms)) {
+        Err(rx) => (first.member_id, rx),
+        Ok(r) => panic!("expected to wait, got {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lone_member_becomes_leader_and_gets_its_assignment() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let (id, rx) = join_new(&c, 10_000);
+    let r = rx.await.expect("join completes");
+    assert_eq!(
+        (r.error, r.generation_id, r.leader.as_str()),
+        (None, 1, id.as_str())
+    );
+    assert_eq!(r.members.len(), 1);
+    // The leader's own sync resolves through its waiter, with its assignment.
+    let Err(sync) = c.sync("g", &id, 1, vec![(id.clone(), Bytes::from_static(b"a"))]) else {
+        panic!("sync in CompletingRebalance parks a waiter")
+    };
+    assert_eq!(sync.await.expect("sync"), Ok(Bytes::from_static(b"a")));
+    assert_eq!(c.heartbeat("g", &id, 1), None);
+    assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Stable));
+}
+
+#[tokio::test]
+async fn a_second_member_triggers_a_rebalance_and_both_rejoin() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let (a, rx) = join_new(&c, 10_000);
+    rx.await.expect("first generation");
+    let Err(sync_rx) = c.sync("g", &a, 1, vec![(a.clone(), Bytes::from_static(b"x"))]) else {
+        panic!("leader sync waits on its own waiter")
+    };
+    assert_eq!(sync_rx.await.expect("sync"), Ok(Bytes::from_static(b"x")));
+    let (b, rx_b) = join_new(&c, 10_000);
+    assert_eq!(
+        c.heartbeat("g", &a, 1),
+        Some(ResponseError::RebalanceInProgress)
+    );
+    let Err(rx_a) = c.join(join_req(&a, 10_000)) else {
+        panic!("rejoin waits")
+    };
+    let (ra, rb) = (rx_a.await.expect("a"), rx_b.await.expect("b"));
+    assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+    assert_eq!(ra.leader, a, "the existing leader stays leader");
+    assert_eq!(ra.members.len(), 2);
+    assert!(
+        rb.members.is_empty(),
+        "followers do not get the member list"
+    );
+    assert_eq!(
+        c.heartbeat("g", &b, 1),
+        Some(ResponseError::IllegalGeneration)
+    );
+}
+
+#[tokio::test]
+async fn leaving_and_expiring_members_empty_the_group() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let (a, rx) = join_new(&c, 10_000);
+    rx.await.expect("join");
+    assert_eq!(
+        c.leave("g", &[a.clone(), "nobody".into()]),
+        vec![None, Some(ResponseError::UnknownMemberId)]
+    );
+    assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Empty));
+    let (b, rx) = join_new(&c, 50);
+    rx.await.expect("join");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    c.tick();
+    assert_eq!(
+        c.heartbeat("g", &b, 3),
+        Some(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn bad_joins_get_kafka_errors() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let mut r = join_req("", 1);
+    r.session_timeout_ms = 1;
+    assert_eq!(
+        c.join(r).map(|r| r.error).ok().flatten(),
+        Some(ResponseError::InvalidSessionTimeout)
+    );
+    let mut r = join_req("", 10_000);
+    r.group_id = String::new();
+    assert_eq!(
+        c.join(r).map(|r| r.error).ok().flatten(),
+        Some(ResponseError::InvalidGroupId)
+    );
+    assert_eq!(
+        c.join(join_req("stranger", 10_000))
+            .map(|r| r.error)
+            .ok()
+            .flatten(),
+        Some(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn committed_offsets_survive_a_reload() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let v = OffsetValue {
+        offset: 5,
+        leader_epoch: -1,
+        metadata: "m".into(),
+        commit_timestamp: 1,
+    };
+    c.commit("g", vec![(("t".into(), 0), v.clone())])
+        .expect("commit");
+    drop(c);
+    let c = coordinator(d.path());
+    assert_eq!(c.load().expect("load"), 1);
+    assert_eq!(
+        c.fetch_offsets("g", None),
+        vec![(("t".to_string(), 0), Some(v))]
+    );
+}
