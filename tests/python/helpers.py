@@ -93,3 +93,22 @@ class DeliveryLog:
             self.ok.append(msg)
         else:
             self.errors.append((err, msg))
+
+
+RETRIABLE_COORDINATOR_ERRORS = {"NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS",
+                                "COORDINATOR_NOT_AVAILABLE", "_TIMED_OUT", "_TRANSPORT"}
+
+
+def retry_retriable(fn, timeout: float, what: str):
+    """Call `fn` until it does not raise a retriable coordinator error (as real clients retry
+    after a broker restart, while the group coordinator loads), for at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except KafkaException as e:
+            err = e.args[0]
+            retriable = err.name() in RETRIABLE_COORDINATOR_ERRORS or err.retriable()
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from conftest import wait_for
-from helpers import DeliveryLog, consume_n, create_topic, read_all
+from helpers import DeliveryLog, consume_n, create_topic, read_all, retry_retriable
 
 
 def producer(bootstrap: str, **conf) -> Producer:
@@ -224,8 +224,10 @@ def test_committed_offsets_survive_restart(restartable_broker, topic_name):
 
     c = Consumer(conf)
     try:
-        tps = c.committed([TopicPartition(topic_name, part) for part in range(partitions)],
-                          timeout=30)
+        tps = retry_retriable(
+            lambda: c.committed([TopicPartition(topic_name, part) for part in range(partitions)],
+                                timeout=10),
+            60, "committed offsets after the restart")
         got_committed = {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
         assert got_committed == expected
         c.subscribe([topic_name])
