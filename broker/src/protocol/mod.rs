@@ -234,6 +234,67 @@ mod decode_props {
         }
     }
 
+    fn frame_of<R: kafka_protocol::protocol::Request>(version: i16, req: &R) -> Bytes {
+        let key = ApiKey::try_from(R::KEY).expect("key");
+        let mut b = bytes::BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "prop",
+            )))
+            .encode(&mut b, key.request_header_version(version))
+            .expect("header");
+        req.encode(&mut b, version).expect("body");
+        b.freeze()
+    }
+
+    proptest! {
+        #[test]
+        fn produce_requests_round_trip_through_the_server_decoder(
+            version in 3i16..=9,
+            acks in -1i16..=1,
+            topics in proptest::collection::vec(
+                ("[a-z._-]{1,40}", proptest::collection::vec((0i32..1000, proptest::collection::vec(any::<u8>(), 0..128)), 0..4)),
+                0..4,
+            ),
+        ) {
+            let req = ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(30_000)
+                .with_topic_data(topics.into_iter().map(|(name, parts)| {
+                    produce_request::TopicProduceData::default()
+                        .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(name)))
+                        .with_partition_data(parts.into_iter().map(|(i, rec)| {
+                            produce_request::PartitionProduceData::default()
+                                .with_index(i)
+                                .with_records(Some(Bytes::from(rec)))
+                        }).collect())
+                }).collect());
+            let frame = frame_of(version, &req);
+            prop_assert_eq!(decode_request(frame.clone()), Ok((ApiKey::Produce, version)));
+            prop_assert_eq!(reencode_request(frame.clone()), Ok(frame));
+        }
+
+        #[test]
+        fn metadata_requests_round_trip_through_the_server_decoder(
+            version in 0i16..=12,
+            names in proptest::collection::vec("[a-zA-Z0-9._-]{1,60}", 0..8),
+            auto_create in any::<bool>(),
+        ) {
+            let topics = names.into_iter().map(|n| {
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(kafka_protocol::protocol::StrBytes::from_string(n))))
+            }).collect();
+            let req = MetadataRequest::default()
+                .with_topics(Some(topics))
+                .with_allow_auto_topic_creation(auto_create || version < 4);
+            let frame = frame_of(version, &req);
+            prop_assert_eq!(reencode_request(frame.clone()), Ok(frame));
+        }
+    }
+
     #[test]
     fn the_eight_byte_killer_frame_is_an_error() {
         // api key 3, version 0, correlation id, null client id, then 0x033c0c00 topics.
