@@ -6,6 +6,7 @@
 //! never waits on a disk write.
 
 pub mod metadata;
+pub mod placement;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -343,18 +344,21 @@ impl Cluster {
         }
         let replication_factor = match t.replication_factor {
             -1 => self.config.default_replication_factor,
-            n if n >= 1 => n,
-            n => {
-                return Err(AdminError::InvalidReplicationFactor(format!(
-                    "replication factor must be at least 1, got {n}"
-                )))
-            }
+            n => n,
         };
-        if replication_factor > 1 {
-            return Err(AdminError::InvalidReplicationFactor(format!(
-                "replication factor {replication_factor} is larger than the 1 available broker"
-            )));
-        }
+        // The live brokers: this node alone until the controller quorum tracks registrations.
+        let brokers = [placement::PlacementBroker {
+            id: self.config.node_id,
+            rack: self.config.broker_rack.clone(),
+        }];
+        placement::assign_replicas(&brokers, partitions, replication_factor, 0, 0).map_err(
+            |e| match e {
+                placement::PlacementError::TooFewPartitions(_) => {
+                    AdminError::InvalidPartitions(e.to_string())
+                }
+                _ => AdminError::InvalidReplicationFactor(e.to_string()),
+            },
+        )?;
         topic_config::resolve_log_config(&self.config, &t.configs)
             .map_err(AdminError::InvalidConfig)?;
         let mut meta = self.meta.lock();
