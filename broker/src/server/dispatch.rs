@@ -10,6 +10,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError;
+use tracing::Instrument;
 
 use super::handlers;
 use super::Broker;
@@ -128,10 +129,16 @@ pub async fn handle(
         peer,
     };
     let started = Instant::now();
-    let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client_id = %ctx.client_id);
-    let _enter = span.enter();
-    drop(_enter);
-    let outcome = route(&ctx, key, body, correlation_id, out).await;
+    let span = tracing::debug_span!(
+        "request",
+        api = api_label(key),
+        version,
+        correlation_id,
+        client_id = %ctx.client_id
+    );
+    let outcome = route(&ctx, key, body, correlation_id, out)
+        .instrument(span)
+        .await;
     let label = api_label(key);
     broker.metrics.requests.with_label_values(&[label]).inc();
     broker

@@ -13,7 +13,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
-use crate::cluster::{Cluster, Partition};
+use crate::cluster::Partition;
 use crate::server::dispatch::Ctx;
 
 struct Want {
@@ -24,8 +24,7 @@ struct Want {
     max_bytes: usize,
 }
 
-fn read_all(cluster: &Cluster, wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
-    let _ = cluster;
+fn read_all(wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
@@ -102,8 +101,8 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let wants = Arc::new(wants);
     let (data, _) = loop {
         appends.borrow_and_update();
-        let (c, w) = (Arc::clone(&cluster), Arc::clone(&wants));
-        let (data, total) = blocking(move || read_all(&c, &w, max_bytes)).await?;
+        let w = Arc::clone(&wants);
+        let (data, total) = blocking(move || read_all(&w, max_bytes)).await?;
         let has_error = data.iter().any(|d| d.error_code != 0);
         if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
             break (data, total);
