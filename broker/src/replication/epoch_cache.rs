@@ -205,10 +205,7 @@ mod tests {
         let mut c = cache(&[(0, 0), (2, 100), (3, 150)]);
         // A new leader at epoch 4 whose log diverged at 120: epoch 3 from 150 is gone.
         c.assign(4, 120);
-        assert_eq!(
-            c.entries(),
-            &cache(&[(0, 0), (2, 100), (4, 120)]).entries()[..]
-        );
+        assert_eq!(c.entries(), cache(&[(0, 0), (2, 100), (4, 120)]).entries());
         // Re-assigning the current epoch at a later offset changes nothing.
         c.assign(4, 130);
         assert_eq!(c.latest_epoch(), Some(4));
