@@ -6,7 +6,7 @@
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
-//! - [`replication`]: leader-epoch cache and ISR/high-watermark rules (for the replicated cluster).
+//! - [`replication`]: ISR and high-watermark rules (for the replicated cluster).
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.

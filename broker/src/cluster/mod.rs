@@ -276,7 +276,10 @@ impl Cluster {
         let current = topic.partition_count();
         for index in current..count {
             let dir = self.partition_dir(&topic.name, index);
-            let log = PartitionLog::open(&dir, log_config.clone())?;
+            let mut log = PartitionLog::open(&dir, log_config.clone())?;
+            // This node leads every partition it serves, at epoch 0, until the controller
+            // quorum assigns leaders and epochs.
+            log.assign_epoch(0)?;
             let p = Partition {
                 topic: topic.name.clone(),
                 index,

@@ -16,12 +16,14 @@ use bytes::{Bytes, BytesMut};
 
 pub mod batch;
 mod compaction;
+pub mod epoch_cache;
 mod index;
 mod producer_state;
 mod segment;
 #[cfg(test)]
 mod tests;
 
+use epoch_cache::EpochCache;
 use index::io_err;
 use producer_state::{ProducerStates, SequenceCheck};
 use segment::{Recovery, Segment, MAX_SEGMENT_BYTES};
@@ -169,6 +171,8 @@ pub struct PartitionLog {
     log_start: i64,
     /// Idempotent-producer state, rebuilt from batch headers on open.
     producers: ProducerStates,
+    /// First offset of each leader epoch, for OffsetForLeaderEpoch and truncation.
+    epochs: EpochCache,
     /// Active segment base and clock of the last compaction, to skip needless rescans.
     last_compaction: Option<(i64, i64)>,
 }
@@ -197,6 +201,10 @@ impl PartitionLog {
         bases.sort_unstable();
         let persisted_start = read_log_start(dir)?;
         let mut producers = ProducerStates::default();
+        let mut epochs = EpochCache::read(dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "rebuilding the leader-epoch cache from the log");
+            EpochCache::new()
+        });
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let recovery = if i + 1 == bases.len() {
@@ -206,7 +214,8 @@ impl PartitionLog {
             };
             let segment =
                 Segment::open(dir, base, recovery, config.index_interval_bytes, &mut |h| {
-                    producers.record(h)
+                    producers.record(h);
+                    note_epoch(&mut epochs, h);
                 })?;
             segments.insert(base, segment);
         }
@@ -220,9 +229,13 @@ impl PartitionLog {
             segments,
             log_start: 0,
             producers,
+            epochs,
             last_compaction: None,
         };
         log.active_mut()?.activate(dir)?;
+        // Epochs recorded past a cut tail belong to records that are gone.
+        let end = log.log_end_offset();
+        log.epochs.truncate_from_end(end);
         let first_base = log.first_base();
         log.log_start = persisted_start
             .unwrap_or(first_base)
@@ -312,12 +325,90 @@ impl PartitionLog {
         self.active_mut()?
             .append(&data, &stamped, interval, now_ms)?;
         self.producers.merge(staged);
+        if leader_epoch >= 0 && self.epochs.latest_epoch().is_none_or(|e| leader_epoch > e) {
+            self.epochs.assign(leader_epoch, base_offset);
+            self.write_epochs()?;
+        }
         Ok(AppendOutcome::Appended(AppendInfo {
             base_offset,
             last_offset,
             log_append_time,
             log_start_offset: self.log_start,
         }))
+    }
+
+    /// Appends batches fetched from the partition leader as they are: offsets and leader
+    /// epochs come from the leader. The first batch must start at this log's end (the
+    /// follower truncates first when it does not).
+    pub fn append_replica(&mut self, records: Bytes, now_ms: i64) -> Result<AppendInfo, LogError> {
+        let headers = batch::validate_record_set(&records, u32::MAX)?;
+        let mut expected = self.log_end_offset();
+        for h in &headers {
+            if h.base_offset != expected {
+                return Err(LogError::CorruptBatch(format!(
+                    "replicated batch starts at offset {} but the log ends at {expected}",
+                    h.base_offset
+                )));
+            }
+            expected = h.last_offset() + 1;
+        }
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Err(LogError::CorruptBatch("empty record set".into()));
+        };
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let active = self.active()?;
+        if active.size() > 0
+            && (active.size() + records.len() as u64 > limit
+                || active.is_due_for_roll(now_ms, self.config.segment_ms)
+                || last_offset - active.base_offset > i64::from(u32::MAX))
+        {
+            self.roll()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut()?
+            .append(&records, &headers, interval, now_ms)?;
+        let before = self.epochs.latest_epoch();
+        for h in &headers {
+            self.producers.record(h);
+            note_epoch(&mut self.epochs, h);
+        }
+        if self.epochs.latest_epoch() != before {
+            self.write_epochs()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start,
+        })
+    }
+
+    /// Starts `epoch` at the current log end, as a new partition leader does, so
+    /// OffsetForLeaderEpoch answers for it even before its first append.
+    pub fn assign_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|e| epoch > e) {
+            self.epochs.assign(epoch, self.log_end_offset());
+            self.write_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// The latest leader epoch in the log, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and the offset where it ends.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    fn write_epochs(&self) -> Result<(), LogError> {
+        self.epochs.write(&self.dir).map_err(|e| LogError::Io {
+            path: self.dir.join(epoch_cache::CHECKPOINT_FILE),
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
@@ -488,6 +579,8 @@ impl PartitionLog {
             });
         }
         self.log_start = offset;
+        self.epochs.truncate_from_start(offset);
+        self.write_epochs()?;
         while self.segments.len() > 1 {
             let second = self.segments.keys().nth(1).copied().unwrap_or(i64::MAX);
             if second > offset {
@@ -515,6 +608,8 @@ impl PartitionLog {
                 .insert(offset, Segment::create(&self.dir, offset)?);
             self.log_start = offset;
             self.producers = ProducerStates::default();
+            self.epochs = EpochCache::new();
+            self.write_epochs()?;
             return self.persist_log_start();
         }
         while self.segments.len() > 1 && self.segments.keys().next_back() >= Some(&offset) {
@@ -531,6 +626,8 @@ impl PartitionLog {
         }
         let end = self.log_end_offset();
         self.producers.truncate(end);
+        self.epochs.truncate_from_end(end);
+        self.write_epochs()?;
         if self.log_start > end {
             self.log_start = end;
             self.persist_log_start()?;
@@ -608,5 +705,13 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
         Ok(text) => Ok(text.trim().parse().ok()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Starts a new epoch entry when a batch carries a newer leader epoch than any seen.
+fn note_epoch(epochs: &mut EpochCache, h: &batch::BatchHeader) {
+    let epoch = h.partition_leader_epoch;
+    if epoch >= 0 && epochs.latest_epoch().is_none_or(|e| epoch > e) {
+        epochs.assign(epoch, h.base_offset);
     }
 }

@@ -493,3 +493,57 @@ mod props {
         }
     }
 }
+
+#[test]
+fn leader_epochs_are_tracked_across_appends_truncation_and_reopen() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("open");
+    appended(log.append(batch_of(2, 0), 0, 0).expect("append")); // offsets 0-1, epoch 0
+    appended(log.append(batch_of(2, 1), 0, 0).expect("append")); // 2-3, epoch 0
+    appended(log.append(batch_of(3, 2), 4, 0).expect("append")); // 4-6, epoch 4
+    assert_eq!(log.latest_epoch(), Some(4));
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 4)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((0, 4)));
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 7)));
+    drop(log);
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("reopen");
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 7)));
+    // A follower told that epoch 0 ended at 4 truncates there and loses epoch 4.
+    log.truncate_to(4).expect("truncate");
+    assert_eq!(log.latest_epoch(), Some(0));
+    assert_eq!(log.end_offset_for_epoch(9), Some((0, 4)));
+    let text =
+        std::fs::read_to_string(d.path().join(epoch_cache::CHECKPOINT_FILE)).expect("checkpoint");
+    assert_eq!(text, "0\n1\n0 0\n");
+}
+
+#[test]
+fn replica_appends_keep_the_leaders_offsets_and_epochs() {
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let mut leader = PartitionLog::open(leader_dir.path(), small_config()).expect("open");
+    appended(leader.append(batch_of(2, 0), 1, 0).expect("append"));
+    appended(leader.append(batch_of(3, 1), 2, 0).expect("append"));
+    let fetched = leader
+        .read(0, 1 << 20, leader.log_end_offset())
+        .expect("read");
+    let mut follower = PartitionLog::open(follower_dir.path(), small_config()).expect("open");
+    let info = follower
+        .append_replica(fetched.clone(), 0)
+        .expect("replicate");
+    assert_eq!((info.base_offset, info.last_offset), (0, 4));
+    assert_eq!(follower.log_end_offset(), 5);
+    assert_eq!(follower.end_offset_for_epoch(1), Some((1, 2)));
+    assert_eq!(follower.latest_epoch(), Some(2));
+    assert_eq!(
+        follower.read(0, 1 << 20, 5).expect("read"),
+        fetched,
+        "the follower's log is byte-identical"
+    );
+    // A batch that does not start at the follower's log end is refused.
+    let again = leader.read(2, 1 << 20, 5).expect("read");
+    assert!(matches!(
+        follower.append_replica(again, 0),
+        Err(LogError::CorruptBatch(_))
+    ));
+}

@@ -193,8 +193,8 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
     Some(ListOffsetsResponse::default().with_topics(topics))
 }
 
-/// OffsetForLeaderEpoch: one leader epoch (0) per partition on a single node, ending at the
-/// log end.
+/// OffsetForLeaderEpoch: for each partition, the largest leader epoch not above the one asked
+/// for and the offset where it ended, from the log's leader-epoch cache.
 pub async fn offset_for_leader_epoch(
     ctx: &Ctx<'_>,
     req: OffsetForLeaderEpochRequest,
@@ -210,22 +210,26 @@ pub async fn offset_for_leader_epoch(
                 .into_iter()
                 .map(|op| {
                     let base = EpochEndOffset::default().with_partition(op.partition);
+                    let undefined = |b: EpochEndOffset| b.with_leader_epoch(-1).with_end_offset(-1);
                     match topic.as_ref().and_then(|t| t.partition(op.partition)) {
-                        None => base
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1),
-                        Some(p) if op.current_leader_epoch > p.leader_epoch() => base
-                            .with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1),
-                        Some(p) if op.leader_epoch < 0 => {
-                            let _ = p;
-                            base.with_leader_epoch(-1).with_end_offset(-1)
+                        None => undefined(
+                            base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        ),
+                        Some(p) if op.current_leader_epoch > p.leader_epoch() => undefined(
+                            base.with_error_code(ResponseError::UnknownLeaderEpoch.code()),
+                        ),
+                        Some(p)
+                            if op.current_leader_epoch >= 0
+                                && op.current_leader_epoch < p.leader_epoch() =>
+                        {
+                            undefined(base.with_error_code(ResponseError::FencedLeaderEpoch.code()))
                         }
-                        Some(p) => base
-                            .with_leader_epoch(p.leader_epoch())
-                            .with_end_offset(p.high_watermark()),
+                        Some(p) => match p.log.lock().end_offset_for_epoch(op.leader_epoch) {
+                            Some((epoch, end)) => {
+                                base.with_leader_epoch(epoch).with_end_offset(end)
+                            }
+                            None => undefined(base),
+                        },
                     }
                 })
                 .collect();
