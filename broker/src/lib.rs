@@ -6,6 +6,7 @@
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
+//! - [`quorum`]: the controller quorum's Raft storage (log, state machine, metadata image).
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
@@ -18,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod quorum;
 pub mod server;
 pub mod storage;
 pub mod tools;
