@@ -1,6 +1,6 @@
 //! The quorum's durable Raft log, openraft's [`RaftLogStorage`]: entries in segment files
-//! (see [`segment`]), the vote, the purge point and the last committed log id each in a small
-//! JSON file replaced atomically, all under one directory
+//! (format in the `segment` submodule); the vote, the purge point and the last committed log
+//! id each in a small JSON file replaced atomically; all under one directory
 //! (`<metadata.log.dir>/__cluster_metadata-0/raft/`).
 //!
 //! Every un-purged entry is also kept in memory: the metadata log is small and purged after each
