@@ -24,7 +24,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, S
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::cluster::error_chain;
 use crate::quorum::durable;
@@ -161,6 +161,8 @@ pub struct LogStore {
     committed: Option<LogId>,
     /// Queue to the writer thread; dropping it stops the thread once the queue is drained.
     commands: mpsc::Sender<Command>,
+    /// Closed when the writer thread exits (its sender is dropped with the thread's state).
+    writer_exit: watch::Receiver<()>,
 }
 
 impl Debug for LogStore {
@@ -203,10 +205,12 @@ impl LogStore {
                 .map_err(LogStoreError::Join)??
         };
         let (commands, queue) = mpsc::channel();
+        let (exit, writer_exit) = watch::channel(());
         let writer = Writer {
             dir: dir.clone(),
             segments: SegmentSet::new(dir.clone(), segment_bytes, recovered.segments),
             failed: None,
+            _exit: exit,
         };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
@@ -225,7 +229,16 @@ impl LogStore {
             vote: recovered.vote,
             committed: recovered.committed,
             commands,
+            writer_exit,
         })
+    }
+
+    /// Resolves once the writer thread has finished every queued write and exited, which it
+    /// does when the store is dropped (by `Raft::shutdown`, for one). Take it before handing
+    /// the store to openraft, and await it on shutdown before anything reopens the directory.
+    pub fn writer_exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut exit = self.writer_exit.clone();
+        async move { while exit.changed().await.is_ok() {} }
     }
 
     /// The directory holding the log.
@@ -421,6 +434,8 @@ struct Writer {
     segments: SegmentSet,
     /// Set by the first failed write; every later write is refused with it.
     failed: Option<String>,
+    /// Dropped with the writer, which tells [`LogStore::writer_exited`] the thread is done.
+    _exit: watch::Sender<()>,
 }
 
 impl Writer {

@@ -17,6 +17,8 @@ pub mod types;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod raft_tests;
 
 use std::path::{Path, PathBuf};
 

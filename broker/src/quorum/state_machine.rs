@@ -238,13 +238,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 &e,
             )
         };
-        let received: SnapshotFile =
-            serde_json::from_slice(snapshot.get_ref()).map_err(|source| {
-                fail(StateMachineError::Decode {
-                    what: "received from the leader".into(),
-                    source,
-                })
-            })?;
+        let bytes = snapshot.into_inner();
+        let received =
+            tokio::task::spawn_blocking(move || serde_json::from_slice::<SnapshotFile>(&bytes))
+                .await
+                .map_err(|e| fail(StateMachineError::Join(e)))?
+                .map_err(|source| {
+                    fail(StateMachineError::Decode {
+                        what: "received from the leader".into(),
+                        source,
+                    })
+                })?;
         if received.meta.last_log_id != meta.last_log_id {
             return Err(fail(StateMachineError::Mismatch {
                 expected: meta.last_log_id,
@@ -256,18 +260,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             image: received.image,
         };
-        let bytes = serde_json::to_vec(&file).map_err(|e| fail(StateMachineError::Encode(e)))?;
-        let stored = Arc::new(StoredSnapshot {
-            meta: meta.clone(),
-            bytes,
-        });
-        persist(self.dir.clone(), self.snapshot.clone(), stored, true)
+        let (_, image) = persist(self.dir.clone(), self.snapshot.clone(), file, true)
             .await
             .map_err(fail)?;
         self.state.send_replace(AppliedState {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
-            image: file.image,
+            image,
         });
         Ok(())
     }
@@ -303,33 +302,34 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let file = SnapshotFile {
             meta: meta.clone(),
-            image: std::mem::take(&mut self.state.image),
+            image: self.state.image.clone(),
         };
-        let bytes = serde_json::to_vec(&file).map_err(|e| fail(StateMachineError::Encode(e)))?;
-        let stored = Arc::new(StoredSnapshot {
-            meta: meta.clone(),
-            bytes: bytes.clone(),
-        });
-        persist(self.dir.clone(), self.snapshot.clone(), stored, false)
+        let (stored, _) = persist(self.dir.clone(), self.snapshot.clone(), file, false)
             .await
             .map_err(fail)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(Cursor::new(stored.bytes.clone())),
         })
     }
 }
 
-/// Makes `stored` the current snapshot on disk and in `slot`. Unless `force`d (an install, which
-/// openraft orders), a snapshot older than the current one is dropped: a slow builder must not
-/// replace a newer snapshot installed meanwhile.
+/// Encodes `file` and makes it the current snapshot on disk and in `slot`, returning the stored
+/// snapshot and the image back. Unless `force`d (an install, which openraft orders), a snapshot
+/// older than the current one is dropped: a slow builder must not replace a newer snapshot
+/// installed meanwhile.
 async fn persist(
     dir: PathBuf,
     slot: SnapshotSlot,
-    stored: Arc<StoredSnapshot>,
+    file: SnapshotFile,
     force: bool,
-) -> Result<(), StateMachineError> {
+) -> Result<(Arc<StoredSnapshot>, MetadataImage), StateMachineError> {
     tokio::task::spawn_blocking(move || {
+        let bytes = serde_json::to_vec(&file).map_err(StateMachineError::Encode)?;
+        let stored = Arc::new(StoredSnapshot {
+            meta: file.meta,
+            bytes,
+        });
         let path = dir.join(SNAPSHOT_FILE);
         let io = |op, path: &Path| {
             let path = path.to_path_buf();
@@ -344,11 +344,12 @@ async fn persist(
             .is_some_and(|c| c.meta.last_log_id > stored.meta.last_log_id);
         if newer_exists && !force {
             drop(current);
-            return std::fs::remove_file(&temp).map_err(io("remove", &temp));
+            std::fs::remove_file(&temp).map_err(io("remove", &temp))?;
+        } else {
+            durable::commit(&temp, &path).map_err(io("rename into place", &path))?;
+            *current = Some(stored.clone());
         }
-        durable::commit(&temp, &path).map_err(io("rename into place", &path))?;
-        *current = Some(stored);
-        Ok(())
+        Ok((stored, file.image))
     })
     .await
     .map_err(StateMachineError::Join)?

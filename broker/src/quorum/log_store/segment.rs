@@ -62,7 +62,7 @@ pub(super) struct Segment {
 impl Segment {
     /// The index the next entry appended to this segment must have.
     pub fn next_index(&self) -> u64 {
-        self.first + self.offsets.len() as u64
+        self.first.saturating_add(self.offsets.len() as u64)
     }
 }
 
@@ -115,7 +115,7 @@ pub(super) fn scan(path: &Path, first: u64) -> Result<Scanned, LogStoreError> {
                 offset: pos as u64,
                 source,
             })?;
-        let expected = first + entries.len() as u64;
+        let expected = first.saturating_add(entries.len() as u64);
         if entry.log_id.index != expected {
             return Err(LogStoreError::Corrupt {
                 path: path.to_path_buf(),
