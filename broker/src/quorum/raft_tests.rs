@@ -51,17 +51,17 @@ impl Link {
     /// The target's Raft handle, unless either end is cut off or the target is down.
     fn target<E: std::error::Error>(
         &self,
-    ) -> Result<Raft<TypeConfig>, RPCError<NodeId, ControllerNode, E>> {
+    ) -> Result<Raft<TypeConfig>, Box<RPCError<NodeId, ControllerNode, E>>> {
         let registry = self.registry.lock();
-        let down = || std::io::Error::other(format!("{} cannot reach {}", self.from, self.target));
-        if registry.cut.contains(&self.from) || registry.cut.contains(&self.target) {
-            return Err(RPCError::Network(NetworkError::new(&down())));
+        let reachable = !registry.cut.contains(&self.from) && !registry.cut.contains(&self.target);
+        match registry.voters.get(&self.target) {
+            Some(raft) if reachable => Ok(raft.clone()),
+            _ => {
+                let down =
+                    std::io::Error::other(format!("{} cannot reach {}", self.from, self.target));
+                Err(Box::new(RPCError::Network(NetworkError::new(&down))))
+            }
         }
-        registry
-            .voters
-            .get(&self.target)
-            .cloned()
-            .ok_or_else(|| RPCError::Network(NetworkError::new(&down())))
     }
 }
 
@@ -86,7 +86,7 @@ impl RaftNetwork<TypeConfig> for Link {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        let raft = self.target()?;
+        let raft = self.target().map_err(|e| *e)?;
         raft.append_entries(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -97,7 +97,7 @@ impl RaftNetwork<TypeConfig> for Link {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let raft = self.target()?;
+        let raft = self.target().map_err(|e| *e)?;
         raft.install_snapshot(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -108,7 +108,7 @@ impl RaftNetwork<TypeConfig> for Link {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Rpc<VoteResponse<NodeId>> {
-        let raft = self.target()?;
+        let raft = self.target().map_err(|e| *e)?;
         raft.vote(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
