@@ -566,7 +566,7 @@ fn recover(dir: &Path) -> Result<Recovered, LogStoreError> {
                     path,
                     offset: 0,
                     reason: format!(
-                        "segment starts at entry {first} but the one before it ends before entry {}",
+                        "segment starts at entry {first}, the one before it ends before {}",
                         previous.next_index()
                     ),
                 });
@@ -581,7 +581,12 @@ fn recover(dir: &Path) -> Result<Recovered, LogStoreError> {
                     reason: reason.to_string(),
                 });
             }
-            tracing::warn!(path = %path.display(), offset, reason, "cutting a torn tail off the raft log");
+            tracing::warn!(
+                path = %path.display(),
+                offset,
+                reason,
+                "cutting a torn tail off the raft log"
+            );
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)

@@ -230,7 +230,7 @@ impl SegmentSet {
             }
             let keep = (index - last.first) as usize;
             if let Some(&offset) = last.offsets.get(keep) {
-                // The append handle (if open) writes at end of file, so it stays valid after the cut.
+                // The append handle (if open) writes at end of file: still valid after the cut.
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&last.path)
