@@ -286,3 +286,120 @@ async fn readers_see_appended_entries_and_inverted_ranges_are_empty() {
     let none = reader.try_get_log_entries(4..2).await.expect("read");
     assert!(none.is_empty());
 }
+
+/// One step of [`any_sequence_of_appends_truncations_purges_and_reopens_matches_a_model`]:
+/// positions are picked among the entries present when the step runs.
+#[derive(Debug, Clone)]
+enum Step {
+    Append(u64),
+    Truncate(proptest::sample::Index),
+    Purge(proptest::sample::Index),
+    Reopen,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (1u64..5).prop_map(Step::Append),
+        1 => any::<proptest::sample::Index>().prop_map(Step::Truncate),
+        1 => any::<proptest::sample::Index>().prop_map(Step::Purge),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+/// What the log should hold: entries by index (with their term) and the purge point.
+#[derive(Debug, Default)]
+struct Model {
+    entries: BTreeMap<u64, u64>,
+    purged: Option<LogId>,
+    term: u64,
+}
+
+impl Model {
+    fn next_index(&self) -> u64 {
+        match (self.entries.last_key_value(), self.purged) {
+            (Some((&i, _)), _) => i + 1,
+            (None, Some(p)) => p.index + 1,
+            (None, None) => 1,
+        }
+    }
+}
+
+async fn run_steps(dir: &Path, steps: Vec<Step>) {
+    let open = || LogStore::open_with_segment_bytes(dir, 200);
+    let mut store = open().await.expect("open");
+    let mut model = Model {
+        term: 1,
+        ..Model::default()
+    };
+    for step in steps {
+        match step {
+            Step::Append(n) => {
+                let first = model.next_index();
+                let batch: Vec<Entry> = (first..first + n).map(|i| entry(model.term, i)).collect();
+                store.blocking_append(batch).await.expect("append");
+                for i in first..first + n {
+                    model.entries.insert(i, model.term);
+                }
+            }
+            // Like a follower told by a new leader: cut a suffix, later entries get a new term.
+            Step::Truncate(at) if !model.entries.is_empty() => {
+                let keys: Vec<u64> = model.entries.keys().copied().collect();
+                let index = keys[at.index(keys.len())];
+                let term = model.entries[&index];
+                store
+                    .truncate(log_id(term, 1, index))
+                    .await
+                    .expect("truncate");
+                model.entries.split_off(&index);
+                model.term += 1;
+            }
+            Step::Purge(at) if !model.entries.is_empty() => {
+                let keys: Vec<u64> = model.entries.keys().copied().collect();
+                let index = keys[at.index(keys.len())];
+                let upto = log_id(model.entries[&index], 1, index);
+                store.purge(upto).await.expect("purge");
+                model.entries = model.entries.split_off(&(index + 1));
+                model.purged = Some(upto);
+            }
+            Step::Truncate(_) | Step::Purge(_) => {}
+            Step::Reopen => {
+                let exited = store.writer_exited();
+                drop(store);
+                exited.await;
+                store = open().await.expect("reopen");
+            }
+        }
+        let got: Vec<(u64, u64)> = all(&mut store)
+            .await
+            .iter()
+            .map(|e| (e.log_id.index, e.log_id.leader_id.term))
+            .collect();
+        let want: Vec<(u64, u64)> = model.entries.iter().map(|(&i, &t)| (i, t)).collect();
+        assert_eq!(got, want);
+        let state = store.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, model.purged);
+        let want_last = model
+            .entries
+            .last_key_value()
+            .map(|(&i, &t)| log_id(t, 1, i))
+            .or(model.purged);
+        assert_eq!(state.last_log_id, want_last);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn any_sequence_of_appends_truncations_purges_and_reopens_matches_a_model(
+        steps in proptest::collection::vec(step(), 1..40)
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(run_steps(dir.path(), steps));
+    }
+}
