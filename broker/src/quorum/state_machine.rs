@@ -98,10 +98,17 @@ struct StoredSnapshot {
 }
 
 /// The current snapshot, shared by the machine and its snapshot builders (which run in their
-/// own task). A `parking_lot` mutex: held to compare and swap, and by the blocking thread across
-/// the rename that makes a snapshot current, so file and slot change together; never across an
-/// await.
-type SnapshotSlot = Arc<Mutex<Option<Arc<StoredSnapshot>>>>;
+/// own task).
+#[derive(Debug, Default)]
+struct Slot {
+    /// The current snapshot. Held only to read or swap the pointer, so the reactor may take it.
+    current: Mutex<Option<Arc<StoredSnapshot>>>,
+    /// Held by the blocking thread that makes a snapshot current, across its compare, rename
+    /// and directory fsync, so two snapshots never race for the file; never on the reactor.
+    file: Mutex<()>,
+}
+
+type SnapshotSlot = Arc<Slot>;
 
 /// The controller quorum's state machine.
 #[derive(Debug)]
@@ -118,8 +125,11 @@ pub struct StateMachine {
 /// Builds a snapshot from a copy of the applied state taken when it was created.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
+    /// Where the snapshot file goes.
     dir: PathBuf,
+    /// The state to snapshot: a copy, so applying goes on while the snapshot is written.
     state: AppliedState,
+    /// The machine's current snapshot, replaced when this one is newer.
     snapshot: SnapshotSlot,
 }
 
@@ -150,7 +160,10 @@ impl StateMachine {
         Ok(StateMachine {
             dir,
             state: watch::Sender::new(state),
-            snapshot: Arc::new(Mutex::new(snapshot)),
+            snapshot: Arc::new(Slot {
+                current: Mutex::new(snapshot),
+                file: Mutex::new(()),
+            }),
         })
     }
 
@@ -166,6 +179,7 @@ impl StateMachine {
     }
 }
 
+/// The openraft error for a failure of this machine.
 fn storage_error(
     subject: ErrorSubject<NodeId>,
     verb: ErrorVerb,
@@ -272,7 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.snapshot.lock().clone();
+        let current = self.snapshot.current.lock().clone();
         Ok(current.map(|s| Snapshot {
             meta: s.meta.clone(),
             snapshot: Box::new(Cursor::new(s.bytes.clone())),
@@ -338,16 +352,17 @@ async fn persist(
         // The snapshot id may come from the leader: never put it in a path.
         let temp = durable::temp_path(&path, &uuid::Uuid::new_v4().simple().to_string());
         durable::write_synced(&temp, &stored.bytes).map_err(io("write", &temp))?;
-        let mut current = slot.lock();
-        let newer_exists = current
+        let _file = slot.file.lock();
+        let newer_exists = slot
+            .current
+            .lock()
             .as_ref()
             .is_some_and(|c| c.meta.last_log_id > stored.meta.last_log_id);
         if newer_exists && !force {
-            drop(current);
             std::fs::remove_file(&temp).map_err(io("remove", &temp))?;
         } else {
             durable::commit(&temp, &path).map_err(io("rename into place", &path))?;
-            *current = Some(stored.clone());
+            *slot.current.lock() = Some(stored.clone());
         }
         Ok((stored, file.image))
     })
