@@ -524,10 +524,15 @@ impl Writer {
 
 /// What opening found on disk.
 struct Recovered {
+    /// From `vote.json`.
     vote: Option<Vote>,
+    /// From `committed.json`.
     committed: Option<LogId>,
+    /// From `purged.json`.
     last_purged: Option<LogId>,
+    /// Entries above the purge point, from the segments.
     entries: BTreeMap<u64, Entry>,
+    /// The segments, torn tail cut, for the writer.
     segments: Vec<Segment>,
 }
 

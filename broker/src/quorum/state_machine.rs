@@ -92,6 +92,7 @@ struct SnapshotFile {
 /// The current snapshot, kept in memory so serving it needs no disk read.
 #[derive(Debug)]
 struct StoredSnapshot {
+    /// What it covers.
     meta: SnapshotMeta,
     /// `SnapshotFile` as JSON: the file's content and what followers receive.
     bytes: Vec<u8>,
