@@ -6,6 +6,8 @@
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
+//! - [`quorum`]: the controller quorum: Raft storage, network and member runtime (not yet
+//!   wired into the node).
 //! - [`replication`]: ISR and high-watermark rules (for the replicated cluster).
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
@@ -19,6 +21,7 @@ pub mod log;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod quorum;
 pub mod replication;
 pub mod server;
 pub mod storage;

@@ -1,0 +1,183 @@
+//! The metadata image: what the committed metadata log says the cluster looks like (topics with
+//! their id, partition count, replication factor and config overrides, and the next producer id
+//! to hand out). The state machine owns one and applies committed records to it; the cluster
+//! reads it. Application is deterministic and never fails, so every voter that applies the same
+//! log holds the same image.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::metadata::MetadataRecord;
+
+/// The cluster metadata built from the log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Producer ids below this are taken (handed out in blocks).
+    pub next_producer_id: i64,
+}
+
+/// One topic in the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Topic id, fixed at creation; a re-created topic gets a new one.
+    pub id: uuid::Uuid,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor asked for at creation.
+    pub replication_factor: i16,
+    /// Topic config overrides (not the broker defaults they override).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl MetadataImage {
+    /// Applies one record. Returns whether it changed the image: records naming a topic the
+    /// image does not have are ignored, as the single-node log replay has always done.
+    pub fn apply(&mut self, record: &MetadataRecord) -> bool {
+        match record {
+            MetadataRecord::Topic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        id: *id,
+                        partitions: *partitions,
+                        replication_factor: *replication_factor,
+                        configs: configs.clone(),
+                    },
+                );
+                true
+            }
+            MetadataRecord::Partitions { name, count } => match self.topics.get_mut(name) {
+                Some(topic) => {
+                    topic.partitions = *count;
+                    true
+                }
+                None => false,
+            },
+            MetadataRecord::Configs { name, configs } => match self.topics.get_mut(name) {
+                Some(topic) => {
+                    topic.configs = configs.clone();
+                    true
+                }
+                None => false,
+            },
+            MetadataRecord::RemoveTopic { name } => self.topics.remove(name).is_some(),
+            MetadataRecord::ProducerIds { next } => {
+                // Blocks only move forward: a stale allocation can never hand out ids twice.
+                if *next > self.next_producer_id {
+                    self.next_producer_id = *next;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// The topic called `name`.
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topics.get(name)
+    }
+
+    /// The topic whose id is `id`, with its name.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<(&str, &TopicImage)> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(name, t)| (name.as_str(), t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, partitions: i32) -> MetadataRecord {
+        MetadataRecord::Topic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            replication_factor: 3,
+            configs: BTreeMap::from([("cleanup.policy".into(), "compact".into())]),
+        }
+    }
+
+    #[test]
+    fn a_created_topic_appears_with_its_id_partitions_and_configs() {
+        let mut image = MetadataImage::default();
+        let record = topic("orders", 6);
+        assert!(image.apply(&record));
+        let MetadataRecord::Topic { id, .. } = record else {
+            unreachable!("built as a topic record")
+        };
+        let t = image.topic("orders").expect("topic in image");
+        assert_eq!((t.id, t.partitions, t.replication_factor), (id, 6, 3));
+        assert_eq!(
+            t.configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+        assert_eq!(image.topic_by_id(id).map(|(n, _)| n), Some("orders"));
+    }
+
+    #[test]
+    fn partitions_configs_and_removal_change_only_existing_topics() {
+        let mut image = MetadataImage::default();
+        image.apply(&topic("t", 1));
+        assert!(image.apply(&MetadataRecord::Partitions {
+            name: "t".into(),
+            count: 4
+        }));
+        assert!(image.apply(&MetadataRecord::Configs {
+            name: "t".into(),
+            configs: BTreeMap::new()
+        }));
+        let t = image.topic("t").expect("topic in image");
+        assert_eq!(t.partitions, 4);
+        assert!(t.configs.is_empty());
+        assert!(image.apply(&MetadataRecord::RemoveTopic { name: "t".into() }));
+        assert!(image.topic("t").is_none());
+        let before = image.clone();
+        assert!(!image.apply(&MetadataRecord::Partitions {
+            name: "t".into(),
+            count: 9
+        }));
+        assert!(!image.apply(&MetadataRecord::Configs {
+            name: "t".into(),
+            configs: BTreeMap::new()
+        }));
+        assert!(!image.apply(&MetadataRecord::RemoveTopic { name: "t".into() }));
+        assert_eq!(image, before);
+    }
+
+    #[test]
+    fn producer_id_blocks_only_move_forward() {
+        let mut image = MetadataImage::default();
+        assert!(image.apply(&MetadataRecord::ProducerIds { next: 1000 }));
+        assert!(!image.apply(&MetadataRecord::ProducerIds { next: 500 }));
+        assert_eq!(image.next_producer_id, 1000);
+    }
+
+    #[test]
+    fn a_recreated_topic_gets_the_new_id() {
+        let mut image = MetadataImage::default();
+        image.apply(&topic("t", 1));
+        image.apply(&MetadataRecord::RemoveTopic { name: "t".into() });
+        let again = topic("t", 2);
+        image.apply(&again);
+        let MetadataRecord::Topic { id, .. } = again else {
+            unreachable!("built as a topic record")
+        };
+        assert_eq!(
+            image.topic("t").map(|t| (t.id, t.partitions)),
+            Some((id, 2))
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! The controller quorum: cluster metadata as a Raft log (openraft), replacing the single-node
+//! metadata file. This module holds the storage half, not yet wired into the broker:
+//! - [`types`]: the openraft type configuration (node ids, controller addresses, entry payload).
+//! - [`log_store`]: the durable Raft log, vote and purge point, in files under one directory.
+//! - [`state_machine`]: applies committed records to the [`image::MetadataImage`], and builds,
+//!   persists and installs snapshots of it.
+//! - [`image`]: the metadata image itself.
+//!
+//! Layout under `<metadata.log.dir>/__cluster_metadata-0/raft/`: `<20-digit index>.log`
+//! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
+
+mod durable;
+pub mod image;
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod raft_tests;
+
+use std::path::{Path, PathBuf};
+
+/// The quorum's directory under the metadata log dir.
+pub fn raft_dir(metadata_log_dir: &Path) -> PathBuf {
+    metadata_log_dir.join("__cluster_metadata-0").join("raft")
+}
