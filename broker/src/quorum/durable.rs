@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 /// The temporary a replacement of `path` is written to before the rename.
 pub(crate) fn temp_path(path: &Path, tag: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".{tag}.tmp"));
     path.with_file_name(name)
 }

@@ -120,7 +120,10 @@ mod tests {
         };
         let t = image.topic("orders").expect("topic in image");
         assert_eq!((t.id, t.partitions, t.replication_factor), (id, 6, 3));
-        assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert_eq!(
+            t.configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
         assert_eq!(image.topic_by_id(id).map(|(n, _)| n), Some("orders"));
     }
 
@@ -172,6 +175,9 @@ mod tests {
         let MetadataRecord::Topic { id, .. } = again else {
             unreachable!("built as a topic record")
         };
-        assert_eq!(image.topic("t").map(|t| (t.id, t.partitions)), Some((id, 2)));
+        assert_eq!(
+            image.topic("t").map(|t| (t.id, t.partitions)),
+            Some((id, 2))
+        );
     }
 }

@@ -244,7 +244,11 @@ impl LogStore {
 }
 
 /// The openraft error for a failure of this store.
-fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: &LogStoreError) -> StorageError {
+fn storage_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: &LogStoreError,
+) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::new(e)).into()
 }
 

@@ -177,9 +177,7 @@ fn storage_error(
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         let state = self.state.borrow();
         Ok((state.last_applied, state.last_membership.clone()))
     }
@@ -258,8 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             image: received.image,
         };
-        let bytes = serde_json::to_vec(&file)
-            .map_err(|e| fail(StateMachineError::Encode(e)))?;
+        let bytes = serde_json::to_vec(&file).map_err(|e| fail(StateMachineError::Encode(e)))?;
         let stored = Arc::new(StoredSnapshot {
             meta: meta.clone(),
             bytes,

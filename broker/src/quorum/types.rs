@@ -98,7 +98,10 @@ mod tests {
     fn kafka_node_ids_convert_both_ways_and_negative_ones_are_refused() {
         assert_eq!(node_id(3), Ok(3));
         assert_eq!(kafka_node_id(3), Some(3));
-        assert_eq!(node_id(i32::MAX).ok().and_then(kafka_node_id), Some(i32::MAX));
+        assert_eq!(
+            node_id(i32::MAX).ok().and_then(kafka_node_id),
+            Some(i32::MAX)
+        );
         assert_eq!(node_id(-1), Err(NegativeNodeId(-1)));
         assert_eq!(kafka_node_id(u64::from(u32::MAX)), None);
     }
