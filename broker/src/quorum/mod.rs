@@ -1,10 +1,13 @@
 //! The controller quorum: cluster metadata as a Raft log (openraft), replacing the single-node
-//! metadata file. This module holds the storage half, not yet wired into the broker:
+//! metadata file. Storage, network and a running member exist; not yet wired into the node:
 //! - [`types`]: the openraft type configuration (node ids, controller addresses, entry payload).
 //! - [`log_store`]: the durable Raft log, vote and purge point, in files under one directory.
 //! - [`state_machine`]: applies committed records to the [`image::MetadataImage`], and builds,
 //!   persists and installs snapshots of it.
 //! - [`image`]: the metadata image itself.
+//! - [`rpc`], [`network`], [`rpc_server`]: the quorum's RPCs over the controller listener, with
+//!   the cluster id checked on every request.
+//! - [`node`]: a running member with the static voter set of `controller.quorum.voters`.
 //!
 //! Layout under `<metadata.log.dir>/__cluster_metadata-0/raft/`: `<20-digit index>.log`
 //! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
@@ -12,9 +15,15 @@
 mod durable;
 pub mod image;
 pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod rpc;
+pub mod rpc_server;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]

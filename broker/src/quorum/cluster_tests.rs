@@ -1,0 +1,242 @@
+//! Three quorum members on loopback in one process, each with its own directory and controller
+//! listener: leader election, replication of metadata records, failover, catch-up after a
+//! restart, cluster-id refusal and no progress without a majority.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use super::node::{QuorumConfig, QuorumNode};
+use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
+use super::types::{ControllerNode, NodeId};
+use crate::cluster::metadata::MetadataRecord;
+
+const CLUSTER: &str = "MkU3OEVBNTcwNTJENDM2Qk";
+
+struct Harness {
+    dirs: Vec<tempfile::TempDir>,
+    voters: BTreeMap<NodeId, ControllerNode>,
+    nodes: BTreeMap<NodeId, QuorumNode>,
+}
+
+fn config(h: &Harness, id: NodeId) -> QuorumConfig {
+    QuorumConfig {
+        node_id: id,
+        voters: h.voters.clone(),
+        dir: h.dirs[id as usize - 1].path().join("raft"),
+        cluster_id: CLUSTER.into(),
+        heartbeat: Duration::from_millis(50),
+        election_timeout: Duration::from_millis(300),
+    }
+}
+
+async fn start_three() -> Harness {
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        voters.insert(
+            id,
+            ControllerNode {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        );
+        listeners.push((id, l));
+    }
+    let mut h = Harness {
+        dirs: (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect(),
+        voters,
+        nodes: BTreeMap::new(),
+    };
+    for (id, l) in listeners {
+        let node = QuorumNode::start(config(&h, id), l).await.expect("start");
+        h.nodes.insert(id, node);
+    }
+    h
+}
+
+async fn restart(h: &mut Harness, id: NodeId) {
+    let port = h.voters[&id].port;
+    let l = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind the same port");
+    let node = QuorumNode::start(config(h, id), l).await.expect("restart");
+    h.nodes.insert(id, node);
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader all running nodes agree on.
+async fn agreed_leader(h: &Harness) -> NodeId {
+    eventually("an agreed leader", || {
+        let leaders: Vec<Option<NodeId>> = h.nodes.values().map(|n| n.leader()).collect();
+        match leaders.first() {
+            Some(Some(l)) if leaders.iter().all(|x| *x == Some(*l)) && h.nodes.contains_key(l) => {
+                Some(*l)
+            }
+            _ => None,
+        }
+    })
+    .await
+}
+
+fn topic(name: &str) -> MetadataRecord {
+    MetadataRecord::Topic {
+        name: name.into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 3,
+        replication_factor: 3,
+        configs: Default::default(),
+    }
+}
+
+async fn all_have(h: &Harness, name: &str) {
+    eventually(&format!("every node to apply {name}"), || {
+        h.nodes
+            .values()
+            .all(|n| n.applied().image.topics.contains_key(name))
+            .then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_a_leader_and_replicate_metadata() {
+    let h = start_three().await;
+    let leader = agreed_leader(&h).await;
+    let r = h.nodes[&leader]
+        .write(vec![topic("orders")])
+        .await
+        .expect("write");
+    assert_eq!(r.applied, 1);
+    all_have(&h, "orders").await;
+    // A follower refuses writes and names the leader (NOT_CONTROLLER for clients).
+    let follower = h
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    match h.nodes[&follower].write(vec![topic("x")]).await {
+        Err(super::node::QuorumError::NotLeader {
+            leader: Some(l), ..
+        }) => assert_eq!(l, leader),
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    for (_, n) in h.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leader_elects_another_and_the_old_one_catches_up() {
+    let mut h = start_three().await;
+    let first = agreed_leader(&h).await;
+    h.nodes[&first]
+        .write(vec![topic("before")])
+        .await
+        .expect("write");
+    all_have(&h, "before").await;
+    h.nodes.remove(&first).expect("leader").shutdown().await;
+    let second = agreed_leader(&h).await;
+    assert_ne!(second, first);
+    h.nodes[&second]
+        .write(vec![topic("after")])
+        .await
+        .expect("write with two of three");
+    all_have(&h, "after").await;
+    restart(&mut h, first).await;
+    all_have(&h, "after").await;
+    assert!(
+        h.nodes[&first]
+            .applied()
+            .image
+            .topics
+            .contains_key("before"),
+        "kept its own log"
+    );
+    for (_, n) in h.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_majority_nothing_commits_and_it_heals_when_nodes_return() {
+    let mut h = start_three().await;
+    let leader = agreed_leader(&h).await;
+    let others: Vec<NodeId> = h.nodes.keys().copied().filter(|id| *id != leader).collect();
+    for id in &others {
+        h.nodes.remove(id).expect("node").shutdown().await;
+    }
+    let stuck = tokio::time::timeout(
+        Duration::from_secs(2),
+        h.nodes[&leader].write(vec![topic("lonely")]),
+    )
+    .await;
+    assert!(
+        !matches!(stuck, Ok(Ok(_))),
+        "a write committed without a majority: {stuck:?}"
+    );
+    for id in others {
+        restart(&mut h, id).await;
+    }
+    let leader = agreed_leader(&h).await;
+    h.nodes[&leader]
+        .write(vec![topic("healed")])
+        .await
+        .expect("write after healing");
+    all_have(&h, "healed").await;
+    for (_, n) in h.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_another_cluster_is_refused() {
+    let h = start_three().await;
+    let addr = h.voters[&1].to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let frame = RequestFrame {
+        cluster_id: "AnotherClusterIdXXXXXX".into(),
+        from: 9,
+        rpc: Rpc::Vote(openraft::raft::VoteRequest {
+            vote: openraft::Vote::new(99, 9),
+            last_log_id: None,
+        }),
+    };
+    write_frame(&mut s, &serde_json::to_vec(&frame).expect("encode"))
+        .await
+        .expect("send");
+    let reply = read_frame(&mut s).await.expect("read").expect("a reply");
+    match serde_json::from_slice::<ResponseFrame>(&reply).expect("decode") {
+        ResponseFrame::Refused(Refusal::ClusterIdMismatch { from, ours, .. }) => {
+            assert_eq!((from, ours.as_str()), (9, CLUSTER));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The refused vote (term 99) did not disturb the quorum.
+    let leader = agreed_leader(&h).await;
+    h.nodes[&leader]
+        .write(vec![topic("still-fine")])
+        .await
+        .expect("write");
+    for (_, n) in h.nodes {
+        n.shutdown().await;
+    }
+}

@@ -1,0 +1,196 @@
+//! The client half of the quorum network: openraft's `RaftNetworkFactory` / `RaftNetwork` over
+//! TCP to each voter's controller listener, one connection per target kept open and replaced
+//! after any error. Every request carries this node's cluster id ([`super::rpc`]).
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+
+use super::rpc::{read_frame, write_frame, RequestFrame, ResponseFrame, Rpc};
+use super::types::{ControllerNode, NodeId, TypeConfig};
+
+/// Creates connections to the other voters.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// This node's cluster id, sent with every request.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &ControllerNode) -> Connection {
+        Connection {
+            cluster_id: self.cluster_id.clone(),
+            from: self.node_id,
+            target,
+            node: node.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// A connection to one voter.
+#[derive(Debug)]
+pub struct Connection {
+    cluster_id: String,
+    from: NodeId,
+    target: NodeId,
+    node: ControllerNode,
+    /// Open while healthy; dropped after any error so the next call reconnects.
+    stream: Option<TcpStream>,
+}
+
+/// A failure below Raft: connecting, writing or reading.
+#[derive(Debug, thiserror::Error)]
+#[error("quorum rpc to node {target} at {addr}: {reason}")]
+struct TransportError {
+    target: NodeId,
+    addr: String,
+    reason: String,
+}
+
+type Rpc2Error<E> = RPCError<NodeId, ControllerNode, RaftError<NodeId, E>>;
+
+impl Connection {
+    fn transport(&self, reason: impl std::fmt::Display) -> TransportError {
+        TransportError {
+            target: self.target,
+            addr: self.node.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn call<T, E>(
+        &mut self,
+        rpc: Rpc,
+        kind: RPCTypes,
+        ttl: Duration,
+    ) -> Result<T, Rpc2Error<E>>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let frame = RequestFrame {
+            cluster_id: self.cluster_id.clone(),
+            from: self.from,
+            rpc,
+        };
+        let body = serde_json::to_vec(&frame)
+            .map_err(|e| RPCError::Network(NetworkError::new(&self.transport(e))))?;
+        let result = tokio::time::timeout(ttl, self.round_trip(&body)).await;
+        let reply = match result {
+            Err(_) => {
+                self.stream = None;
+                return Err(RPCError::Timeout(Timeout {
+                    action: kind,
+                    id: self.from,
+                    target: self.target,
+                    timeout: ttl,
+                }));
+            }
+            Ok(Err(e)) => {
+                self.stream = None;
+                return Err(e);
+            }
+            Ok(Ok(reply)) => reply,
+        };
+        match reply {
+            ResponseFrame::Refused(refusal) => {
+                self.stream = None;
+                Err(RPCError::Unreachable(Unreachable::new(&refusal)))
+            }
+            ResponseFrame::Raft(value) => {
+                let r: Result<T, RaftError<NodeId, E>> = serde_json::from_value(value)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&self.transport(e))))?;
+                r.map_err(|e| {
+                    RPCError::RemoteError(RemoteError::new_with_node(
+                        self.target,
+                        self.node.clone(),
+                        e,
+                    ))
+                })
+            }
+        }
+    }
+
+    async fn round_trip<E: std::error::Error>(
+        &mut self,
+        body: &[u8],
+    ) -> Result<ResponseFrame, Rpc2Error<E>> {
+        if self.stream.is_none() {
+            let addr = self.node.to_string();
+            let s = TcpStream::connect(&addr)
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&self.transport(e))))?;
+            let _ = s.set_nodelay(true);
+            self.stream = Some(s);
+        }
+        let net = |c: &Connection, e: std::io::Error| {
+            RPCError::Network(NetworkError::new(&c.transport(e)))
+        };
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(RPCError::Network(NetworkError::new(
+                &self.transport("not connected"),
+            )));
+        };
+        if let Err(e) = write_frame(stream, body).await {
+            return Err(net(self, e));
+        }
+        let reply = match read_frame(stream).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(net(self, std::io::ErrorKind::UnexpectedEof.into())),
+            Err(e) => return Err(net(self, e)),
+        };
+        serde_json::from_slice(&reply)
+            .map_err(|e| RPCError::Network(NetworkError::new(&self.transport(e))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, Rpc2Error<openraft::error::Infallible>> {
+        self.call(
+            Rpc::AppendEntries(rpc),
+            RPCTypes::AppendEntries,
+            option.hard_ttl(),
+        )
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, Rpc2Error<InstallSnapshotError>> {
+        self.call(
+            Rpc::InstallSnapshot(rpc),
+            RPCTypes::InstallSnapshot,
+            option.hard_ttl(),
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, Rpc2Error<openraft::error::Infallible>> {
+        self.call(Rpc::Vote(rpc), RPCTypes::Vote, option.hard_ttl())
+            .await
+    }
+}

@@ -1,0 +1,206 @@
+//! A running quorum member: the Raft node over the file log store and the metadata state
+//! machine, the RPC server on the controller listener, and the static voter set from
+//! `controller.quorum.voters`. Every voter initializes the same membership on first start
+//! (openraft accepts that), so a fresh cluster elects a leader without an operator step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::log_store::{LogStore, LogStoreError};
+use super::network::Network;
+use super::rpc_server;
+use super::state_machine::{AppliedState, StateMachine, StateMachineError};
+use super::types::{ControllerNode, MetadataRequest, MetadataResponse, NodeId, TypeConfig};
+use crate::cluster::metadata::MetadataRecord;
+
+/// How a quorum member is set up.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// This node's id (`node.id`).
+    pub node_id: NodeId,
+    /// Every voter and its controller listener (`controller.quorum.voters`).
+    pub voters: BTreeMap<NodeId, ControllerNode>,
+    /// The Raft directory (`<metadata.log.dir>/__cluster_metadata-0/raft`).
+    pub dir: PathBuf,
+    /// The cluster id from meta.properties; checked on every quorum RPC.
+    pub cluster_id: String,
+    /// Heartbeat interval (Kafka's quorum fetch cadence is similar).
+    pub heartbeat: Duration,
+    /// Lower bound of the randomized election timeout (`controller.quorum.election.timeout.ms`).
+    pub election_timeout: Duration,
+}
+
+/// Why the quorum could not start or a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    /// The log store could not be opened.
+    #[error(transparent)]
+    LogStore(#[from] LogStoreError),
+    /// The state machine could not be opened.
+    #[error(transparent)]
+    StateMachine(#[from] StateMachineError),
+    /// openraft's configuration was refused.
+    #[error("invalid quorum configuration: {0}")]
+    Config(String),
+    /// The Raft node stopped.
+    #[error("the quorum node stopped: {0}")]
+    Fatal(String),
+    /// This node is not the leader; write to `leader` instead (NOT_CONTROLLER).
+    #[error("node {node} is not the active controller (leader: {leader:?})")]
+    NotLeader {
+        /// This node.
+        node: NodeId,
+        /// The current leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// The write could not be committed (no quorum).
+    #[error("the metadata write was not committed: {0}")]
+    NotCommitted(String),
+}
+
+/// A running quorum member.
+pub struct QuorumNode {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    applied: watch::Receiver<AppliedState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    /// Resolves once the log store's writer has drained and exited, so a restart in the same
+    /// process never opens the directory while the old writer still holds it.
+    log_closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for QuorumNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumNode")
+            .field("node_id", &self.node_id)
+            .field("leader", &self.leader())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuorumNode {
+    /// Opens storage, starts Raft and serves quorum RPCs on `listener` (the controller
+    /// listener, already bound).
+    pub async fn start(
+        cfg: QuorumConfig,
+        listener: TcpListener,
+    ) -> Result<QuorumNode, QuorumError> {
+        let log = LogStore::open(&cfg.dir).await?;
+        let log_closed = Box::pin(log.writer_exited());
+        let sm = StateMachine::open(&cfg.dir).await?;
+        let applied = sm.subscribe();
+        let election_ms = cfg.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: cfg.cluster_id.clone(),
+            heartbeat_interval: cfg.heartbeat.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let network = Network {
+            cluster_id: cfg.cluster_id.clone(),
+            node_id: cfg.node_id,
+        };
+        let raft = Raft::new(cfg.node_id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| QuorumError::Fatal(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(rpc_server::serve(
+            listener,
+            raft.clone(),
+            Arc::from(cfg.cluster_id.as_str()),
+            shutdown.clone(),
+        ));
+        let fresh = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_none();
+        if fresh {
+            // Every voter proposes the same static membership; whichever wins the first
+            // election commits it, the others' identical proposals are no-ops.
+            if let Err(e) = raft.initialize(cfg.voters.clone()).await {
+                tracing::debug!(error = %e, "quorum membership already initialized");
+            }
+        }
+        Ok(QuorumNode {
+            node_id: cfg.node_id,
+            raft,
+            applied,
+            shutdown,
+            tracker,
+            log_closed,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The current leader (active controller), if one is known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// A copy of the applied metadata state.
+    pub fn applied(&self) -> AppliedState {
+        self.applied.borrow().clone()
+    }
+
+    /// A receiver notified whenever the applied state changes.
+    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+        self.applied.clone()
+    }
+
+    /// The underlying Raft handle (metrics, DescribeQuorum).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// Commits records through the quorum; only the leader accepts writes.
+    pub async fn write(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<MetadataResponse, QuorumError> {
+        match self.raft.client_write(MetadataRequest { records }).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader {
+                    node: self.node_id,
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(QuorumError::NotCommitted(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(QuorumError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Stops the RPC server and the Raft node.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "quorum node did not shut down cleanly");
+        }
+        drop(self.raft);
+        self.log_closed.await;
+    }
+}

@@ -1,0 +1,94 @@
+//! The server half of the quorum network: accepts connections on the controller listener,
+//! checks each request's cluster id, and hands AppendEntries / Vote / InstallSnapshot to the
+//! local Raft node. A request from another cluster gets a refusal and the connection closes.
+
+use std::sync::Arc;
+
+use openraft::Raft;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
+use super::types::TypeConfig;
+
+/// Serves quorum RPCs on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    cluster_id: Arc<str>,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller listener accept failed");
+                    continue;
+                }
+            },
+        };
+        let (raft, cluster_id, shutdown) = (raft.clone(), cluster_id.clone(), shutdown.clone());
+        connections.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = serve_connection(stream, raft, cluster_id) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "quorum connection ended");
+                    }
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+fn encode<T: Serialize>(v: &T) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(std::io::Error::other)
+}
+
+fn raft_reply<T: Serialize>(r: &T) -> std::io::Result<ResponseFrame> {
+    Ok(ResponseFrame::Raft(
+        serde_json::to_value(r).map_err(std::io::Error::other)?,
+    ))
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    cluster_id: Arc<str>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    while let Some(body) = read_frame(&mut stream).await? {
+        let frame: RequestFrame = match serde_json::from_slice(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                let reply = ResponseFrame::Refused(Refusal::Malformed(e.to_string()));
+                write_frame(&mut stream, &encode(&reply)?).await?;
+                return Ok(());
+            }
+        };
+        if frame.cluster_id != *cluster_id {
+            tracing::warn!(from = frame.from, theirs = %frame.cluster_id, "refusing a quorum request from another cluster");
+            let reply = ResponseFrame::Refused(Refusal::ClusterIdMismatch {
+                from: frame.from,
+                theirs: frame.cluster_id,
+                ours: cluster_id.to_string(),
+            });
+            write_frame(&mut stream, &encode(&reply)?).await?;
+            return Ok(());
+        }
+        let reply = match frame.rpc {
+            Rpc::AppendEntries(req) => raft_reply(&raft.append_entries(req).await)?,
+            Rpc::Vote(req) => raft_reply(&raft.vote(req).await)?,
+            Rpc::InstallSnapshot(req) => raft_reply(&raft.install_snapshot(req).await)?,
+        };
+        write_frame(&mut stream, &encode(&reply)?).await?;
+    }
+    Ok(())
+}
