@@ -34,6 +34,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration this build cannot run yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -81,9 +84,44 @@ async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> 
     Ok(out)
 }
 
+/// Refuses configurations that need the replicated cluster, which is not wired in yet: running
+/// them as independent single nodes would silently split one cluster into several.
+fn check_single_node(config: &Config) -> Result<(), NodeError> {
+    let voters = &config.controller_quorum_voters;
+    if voters.len() > 1 {
+        return Err(NodeError::Unsupported(format!(
+            "controller.quorum.voters lists {} voters; this build runs single-node clusters only \
+             (list just this node, e.g. {}@host:port)",
+            voters.len(),
+            config.node_id
+        )));
+    }
+    if let Some(v) = voters.first() {
+        if v.id != config.node_id {
+            return Err(NodeError::Unsupported(format!(
+                "controller.quorum.voters names node {} but node.id is {}; in a single-node \
+                 cluster the only voter is this node",
+                v.id, config.node_id
+            )));
+        }
+    }
+    if !config
+        .process_roles
+        .contains(&crate::config::Role::Controller)
+    {
+        return Err(NodeError::Unsupported(
+            "process.roles=broker needs a separate controller quorum, which this build does not \
+             support yet; use process.roles=broker,controller"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Node {
     /// Starts a node from a validated config, after checking `meta.properties`.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
+        check_single_node(&config)?;
         let config = Arc::new(config);
         let mut dirs = config.log_dirs.clone();
         if !dirs.contains(&config.metadata_log_dir) {

@@ -93,3 +93,18 @@ fn server_start_refuses_an_unformatted_dir_and_malformed_values() {
     let (ok, _, err) = gregor(&["storage", "format", "-t", "short", "-c", &cfg]);
     assert!(!ok && err.contains("not a valid id"), "{err}");
 }
+
+#[test]
+fn server_start_refuses_a_multi_voter_quorum_it_cannot_run_yet() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    let cfg = write_config(tmp.path(), &logs);
+    let (_, id, _) = gregor(&["storage", "random-uuid"]);
+    let (ok, _, err) = gregor(&["storage", "format", "-t", id.trim(), "-c", &cfg]);
+    assert!(ok, "{err}");
+    let voters = "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:19094,3@127.0.0.1:19095";
+    let (ok, _, err) = gregor(&["server-start", &cfg, "--override", voters]);
+    assert!(!ok && err.contains("3 voters"), "{err}");
+    let (ok, _, err) = gregor(&["server-start", &cfg, "--override", "process.roles=broker"]);
+    assert!(!ok && err.contains("process.roles=broker"), "{err}");
+}
