@@ -287,7 +287,7 @@ pub fn default_dev_data_dir() -> PathBuf {
 
 /// The log filter from `RUST_LOG`, defaulting to `info`.
 pub fn log_filter() -> String {
-    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string())
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".to_string())
 }
 
 struct Props<'a> {

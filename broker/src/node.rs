@@ -52,6 +52,8 @@ pub struct Node {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     cluster: Arc<Cluster>,
+    /// The controller quorum member holding the metadata.
+    quorum: Arc<crate::quorum::node::QuorumNode>,
 }
 
 async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> {
@@ -129,12 +131,22 @@ impl Node {
         }
         let cluster_id = crate::storage::check(&dirs, config.node_id)?;
         let metrics = Arc::new(Metrics::new()?);
+        let quorum = crate::quorum::startup::start_for(&config, &cluster_id)
+            .await
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        let records = quorum.applied().image.to_records();
+        let store = crate::quorum::startup::QuorumStore::new(
+            Arc::clone(&quorum),
+            tokio::runtime::Handle::current(),
+        );
         let c = Arc::clone(&config);
         let cid = cluster_id.clone();
-        let cluster = tokio::task::spawn_blocking(move || Cluster::open(c, cid))
-            .await
-            .map_err(|e| NodeError::Cluster(e.to_string()))?
-            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        let cluster = tokio::task::spawn_blocking(move || {
+            Cluster::open_with(c, cid, Box::new(store), records)
+        })
+        .await
+        .map_err(|e| NodeError::Cluster(e.to_string()))?
+        .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let cluster = Arc::new(cluster);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
         let g = Arc::clone(&groups);
@@ -262,6 +274,7 @@ impl Node {
             shutdown,
             tracker,
             cluster,
+            quorum,
         })
     }
 
@@ -276,6 +289,7 @@ impl Node {
             tracing::warn!("some connections did not finish within 10s");
         }
         let c = self.cluster;
+        let c_keep = Arc::clone(&c);
         let _ = tokio::task::spawn_blocking(move || {
             for t in c.topics() {
                 for p in t.partitions.read().iter() {
@@ -286,6 +300,15 @@ impl Node {
             }
         })
         .await;
+        // The cluster held the last other handle to the quorum member (its metadata store).
+        drop(c_keep);
+        match Arc::try_unwrap(self.quorum) {
+            Ok(q) => q.shutdown().await,
+            Err(q) => {
+                tracing::warn!("the quorum member is still in use at shutdown");
+                q.raft().shutdown().await.ok();
+            }
+        }
         tracing::info!("gregor stopped");
     }
 }

@@ -71,6 +71,22 @@ pub enum MetadataError {
     /// A record that does not encode (never expected).
     #[error("metadata record does not encode: {0}")]
     Encode(String),
+    /// The controller quorum did not commit the records.
+    #[error("the controller quorum did not commit the change: {0}")]
+    Quorum(String),
+}
+
+/// Where metadata changes are made durable before they take effect: the local file
+/// ([`MetadataLog`]) or the controller quorum. Called on blocking threads.
+pub trait MetadataStore: std::fmt::Debug + Send {
+    /// Makes `records` durable, in order; returns once they are committed.
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError>;
+}
+
+impl MetadataStore for MetadataLog {
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+        MetadataLog::append(self, records)
+    }
 }
 
 /// The append-only metadata log file.
@@ -81,11 +97,17 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
+    /// The file of the log under metadata log dir `dir`.
+    pub fn file_path(dir: &Path) -> PathBuf {
+        dir.join("__cluster_metadata-0")
+            .join("gregor-metadata.jsonl")
+    }
+
     /// Opens the log in `dir`, returning it and every record in order. A torn last line (from a
     /// crash mid-write) is cut.
     pub fn open(dir: &Path) -> Result<(MetadataLog, Vec<MetadataRecord>), MetadataError> {
+        let path = MetadataLog::file_path(dir);
         let part_dir = dir.join("__cluster_metadata-0");
-        let path = part_dir.join("gregor-metadata.jsonl");
         let io = |source| MetadataError::Io {
             path: path.clone(),
             source,

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
-use metadata::{MetadataError, MetadataLog, MetadataRecord};
+use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
@@ -172,7 +172,7 @@ pub struct NewTopic {
 /// State guarded by the metadata lock.
 #[derive(Debug)]
 struct MetaState {
-    log: MetadataLog,
+    log: Box<dyn MetadataStore>,
     /// Next producer id to hand out, and the end of the reserved block.
     next_producer_id: i64,
     producer_id_block_end: i64,
@@ -193,9 +193,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Opens the metadata log and every partition log it names (blocking).
+    /// Opens the local metadata log and every partition log it names (blocking).
     pub fn open(config: Arc<Config>, cluster_id: String) -> Result<Cluster, AdminError> {
         let (log, records) = MetadataLog::open(&config.metadata_log_dir)?;
+        Cluster::open_with(config, cluster_id, Box::new(log), records)
+    }
+
+    /// Opens every partition log that `records` (the committed metadata, replayed in order)
+    /// names, with later changes made durable through `store` (blocking).
+    pub fn open_with(
+        config: Arc<Config>,
+        cluster_id: String,
+        log: Box<dyn MetadataStore>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Cluster, AdminError> {
         let mut image: BTreeMap<String, (uuid::Uuid, i32, i16, BTreeMap<String, String>)> =
             BTreeMap::new();
         let mut next_pid = 0;

@@ -8,6 +8,7 @@
 //! - [`rpc`], [`network`], [`rpc_server`]: the quorum's RPCs over the controller listener, with
 //!   the cluster id checked on every request.
 //! - [`node`]: a running member with the static voter set of `controller.quorum.voters`.
+//! - [`startup`]: a node's member from its config, and the cluster's store writing through it.
 //!
 //! Layout under `<metadata.log.dir>/__cluster_metadata-0/raft/`: `<20-digit index>.log`
 //! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
@@ -19,6 +20,7 @@ pub mod network;
 pub mod node;
 pub mod rpc;
 pub mod rpc_server;
+pub mod startup;
 pub mod state_machine;
 pub mod types;
 

@@ -76,7 +76,8 @@ pub struct QuorumNode {
     tracker: TaskTracker,
     /// Resolves once the log store's writer has drained and exited, so a restart in the same
     /// process never opens the directory while the old writer still holds it.
-    log_closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    log_closed:
+        parking_lot::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -145,7 +146,7 @@ impl QuorumNode {
             applied,
             shutdown,
             tracker,
-            log_closed,
+            log_closed: parking_lot::Mutex::new(Some(log_closed)),
         })
     }
 
@@ -172,6 +173,25 @@ impl QuorumNode {
     /// The underlying Raft handle (metrics, DescribeQuorum).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// Waits until the quorum has a leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), QuorumError> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a quorum leader")
+            .await
+            .map(|_| ())
+            .map_err(|e| QuorumError::NotCommitted(format!("no quorum leader: {e}")))
+    }
+
+    /// Waits until this member has applied everything the quorum has committed (a read
+    /// barrier through the leader).
+    pub async fn catch_up(&self) -> Result<(), QuorumError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(QuorumError::NotCommitted(format!("catching up: {e}"))),
+        }
     }
 
     /// Commits records through the quorum; only the leader accepts writes.
@@ -201,6 +221,9 @@ impl QuorumNode {
             tracing::warn!(error = %e, "quorum node did not shut down cleanly");
         }
         drop(self.raft);
-        self.log_closed.await;
+        let closed = self.log_closed.lock().take();
+        if let Some(closed) = closed {
+            closed.await;
+        }
     }
 }

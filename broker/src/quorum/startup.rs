@@ -1,0 +1,134 @@
+//! Bringing a node's quorum member up from its `server.properties`: bind the controller
+//! listener, start the member with the voters of `controller.quorum.voters`, wait until the
+//! quorum has a leader and this member has applied everything committed, and carry over a
+//! metadata file written by a build that predates the quorum. Also the [`MetadataStore`] the
+//! cluster writes through.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+
+use super::node::{QuorumConfig, QuorumError, QuorumNode};
+use super::types::{node_id, ControllerNode};
+use crate::cluster::metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
+use crate::config::Config;
+
+/// How long start-up waits for the quorum to elect a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(60);
+
+/// Starts this node's quorum member and returns it once it leads (or follows) a caught-up
+/// quorum, with every record of a pre-quorum metadata file committed.
+pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNode>, QuorumError> {
+    let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
+    let listener = bind_controller_listener(config).await?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
+    let mut voters = std::collections::BTreeMap::new();
+    for v in &config.controller_quorum_voters {
+        let vid = node_id(v.id).map_err(|e| QuorumError::Config(e.to_string()))?;
+        voters.insert(
+            vid,
+            ControllerNode {
+                host: v.host.clone(),
+                port: if vid == id && v.port == 0 {
+                    bound.port()
+                } else {
+                    v.port
+                },
+            },
+        );
+    }
+    voters.entry(id).or_insert_with(|| ControllerNode {
+        host: bound.ip().to_string(),
+        port: bound.port(),
+    });
+    let node = QuorumNode::start(
+        QuorumConfig {
+            node_id: id,
+            voters,
+            dir: super::raft_dir(&config.metadata_log_dir),
+            cluster_id: cluster_id.to_string(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+        },
+        listener,
+    )
+    .await?;
+    node.wait_for_leader(LEADER_WAIT).await?;
+    node.catch_up().await?;
+    let node = Arc::new(node);
+    migrate_metadata_file(&node, &config.metadata_log_dir).await?;
+    Ok(node)
+}
+
+async fn bind_controller_listener(config: &Config) -> Result<TcpListener, QuorumError> {
+    let listener = config
+        .listeners
+        .iter()
+        .find(|l| config.controller_listener_names.contains(&l.name));
+    let addr = match listener {
+        Some(l) if l.host.is_empty() => format!("0.0.0.0:{}", l.port),
+        Some(l) if l.host == "localhost" => format!("127.0.0.1:{}", l.port),
+        Some(l) if l.host.contains(':') => format!("[{}]:{}", l.host, l.port),
+        Some(l) => format!("{}:{}", l.host, l.port),
+        // A single voter needs no peers; an ephemeral loopback port keeps the member uniform.
+        None => "127.0.0.1:0".to_string(),
+    };
+    TcpListener::bind(&addr).await.map_err(|e| {
+        QuorumError::Config(format!("cannot listen on controller address {addr}: {e}"))
+    })
+}
+
+/// Commits the records of a `gregor-metadata.jsonl` (the pre-quorum single-node metadata log)
+/// into an empty quorum once, then renames the file so it is never replayed again.
+async fn migrate_metadata_file(
+    node: &QuorumNode,
+    metadata_log_dir: &Path,
+) -> Result<(), QuorumError> {
+    let path = MetadataLog::file_path(metadata_log_dir);
+    if !path.exists() {
+        return Ok(());
+    }
+    let dir = metadata_log_dir.to_path_buf();
+    let records = tokio::task::spawn_blocking(move || MetadataLog::open(&dir).map(|(_, r)| r))
+        .await
+        .map_err(|e| QuorumError::Fatal(e.to_string()))?
+        .map_err(|e| QuorumError::Fatal(e.to_string()))?;
+    let image_empty = node.applied().image.topics.is_empty();
+    if image_empty && !records.is_empty() {
+        node.write(records).await?;
+        tracing::info!(path = %path.display(), "moved the metadata file into the controller quorum");
+    }
+    let done = path.with_extension("jsonl.migrated");
+    std::fs::rename(&path, &done)
+        .map_err(|e| QuorumError::Fatal(format!("renaming {}: {e}", path.display())))
+}
+
+/// The cluster's [`MetadataStore`] when metadata lives in the quorum: appends are commits.
+#[derive(Debug)]
+pub struct QuorumStore {
+    node: Arc<QuorumNode>,
+    runtime: Handle,
+}
+
+impl QuorumStore {
+    /// A store writing through `node`; `runtime` drives the writes from blocking threads.
+    pub fn new(node: Arc<QuorumNode>, runtime: Handle) -> QuorumStore {
+        QuorumStore { node, runtime }
+    }
+}
+
+impl MetadataStore for QuorumStore {
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+        // Called on a blocking thread (admin operations run there), where blocking on the
+        // runtime is allowed.
+        self.runtime
+            .block_on(self.node.write(records.to_vec()))
+            .map(|_| ())
+            .map_err(|e| MetadataError::Quorum(e.to_string()))
+    }
+}
