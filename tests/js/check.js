@@ -93,6 +93,8 @@ async function main(bootstrap, topic) {
     const producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
+      // kafkajs's idempotent default (any fewer warns "may invalidate EoS"); the watchdog bounds it
+      retry: { retries: Number.MAX_SAFE_INTEGER },
       createPartitioner: Partitioners.DefaultPartitioner,
     })
     cleanup.push(() => producer.disconnect())
@@ -114,8 +116,8 @@ async function main(bootstrap, topic) {
         if (m.errorCode !== 0) fail(`producer.send: partition ${m.partition} error ${m.errorCode}`)
         base.set(m.partition, Number(m.baseOffset))
       }
-      // The partition each key goes to is learned from the consumer side below; here record
-      // only the send-local position per key's partition once the consumer tells it.
+      // The consumer checks each record's offset against its send's base offset for the
+      // partition it arrives on.
       for (const i of idx) where[i] = { chunk: from, base }
     }
     step(`producer: ${TOTAL} records acknowledged in ${TOTAL / SEND_CHUNK} gzip sends`)
