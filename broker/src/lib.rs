@@ -6,8 +6,8 @@
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
-//! - [`quorum`]: the controller quorum: Raft storage, network and member runtime (not yet
-//!   wired into the node).
+//! - [`quorum`]: the controller quorum: Raft storage, network and member runtime; holds the
+//!   node's metadata.
 //! - [`replication`]: ISR and high-watermark rules (for the replicated cluster).
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
