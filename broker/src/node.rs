@@ -176,6 +176,7 @@ impl Node {
             Arc::clone(&groups),
             Arc::clone(&metrics),
             (adv_host, adv_port),
+            Some(Arc::clone(&quorum)),
         ));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();

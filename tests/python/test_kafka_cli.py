@@ -117,3 +117,15 @@ def test_cli_broker_api_versions(bootstrap):
                 "FindCoordinator(10)", "JoinGroup(11)", "InitProducerId(22)"):
         line = next((ln for ln in out.splitlines() if api in ln), None)
         assert line is not None and "UNSUPPORTED" not in line, f"{api}: {line}\n{out}"
+
+
+def test_cli_metadata_quorum_describe(bootstrap):
+    """kafka-metadata-quorum reads the controller quorum through DescribeQuorum."""
+    out = kafka("metadata-quorum", "--bootstrap-server", bootstrap, "describe", "--status")
+    fields = {k.strip(): v.strip() for k, v in
+              (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    assert int(fields["LeaderId"]) >= 0, out
+    assert int(fields["HighWatermark"]) > 0, out
+    assert "CurrentVoters" in fields, out
+    rep = kafka("metadata-quorum", "--bootstrap-server", bootstrap, "describe", "--replication")
+    assert "Leader" in rep, rep

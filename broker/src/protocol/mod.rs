@@ -35,6 +35,7 @@ macro_rules! with_request_type {
             ApiKey::IncrementalAlterConfigs => $m!(IncrementalAlterConfigsRequest),
             ApiKey::CreatePartitions => $m!(CreatePartitionsRequest),
             ApiKey::DescribeCluster => $m!(DescribeClusterRequest),
+            ApiKey::DescribeQuorum => $m!(DescribeQuorumRequest),
             _ => $other,
         }
     };
@@ -97,6 +98,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The advertised range for `key`, if Gregor serves it.

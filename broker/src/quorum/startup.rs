@@ -23,7 +23,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(60);
 /// quorum, with every record of a pre-quorum metadata file committed.
 pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNode>, QuorumError> {
     let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
-    let listener = bind_controller_listener(config).await?;
+    let (listener, configured) = bind_controller_listener(config).await?;
     let bound = listener
         .local_addr()
         .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
@@ -34,18 +34,21 @@ pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNo
             vid,
             ControllerNode {
                 host: v.host.clone(),
-                port: if vid == id && v.port == 0 {
-                    bound.port()
-                } else {
-                    v.port
-                },
+                port: v.port,
             },
         );
     }
-    voters.entry(id).or_insert_with(|| ControllerNode {
-        host: bound.ip().to_string(),
-        port: bound.port(),
-    });
+    // Without a configured controller listener (or with port 0) this node is reachable only
+    // where it actually bound: record that, not the configured address.
+    if !configured || voters.get(&id).is_none_or(|n| n.port == 0) {
+        voters.insert(
+            id,
+            ControllerNode {
+                host: bound.ip().to_string(),
+                port: bound.port(),
+            },
+        );
+    }
     let node = QuorumNode::start(
         QuorumConfig {
             node_id: id,
@@ -65,7 +68,8 @@ pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNo
     Ok(node)
 }
 
-async fn bind_controller_listener(config: &Config) -> Result<TcpListener, QuorumError> {
+/// Binds the controller listener; the flag says whether one was configured.
+async fn bind_controller_listener(config: &Config) -> Result<(TcpListener, bool), QuorumError> {
     let listener = config
         .listeners
         .iter()
@@ -78,9 +82,10 @@ async fn bind_controller_listener(config: &Config) -> Result<TcpListener, Quorum
         // A single voter needs no peers; an ephemeral loopback port keeps the member uniform.
         None => "127.0.0.1:0".to_string(),
     };
-    TcpListener::bind(&addr).await.map_err(|e| {
+    let bound = TcpListener::bind(&addr).await.map_err(|e| {
         QuorumError::Config(format!("cannot listen on controller address {addr}: {e}"))
-    })
+    })?;
+    Ok((bound, listener.is_some()))
 }
 
 /// Commits the records of a `gregor-metadata.jsonl` (the pre-quorum single-node metadata log)

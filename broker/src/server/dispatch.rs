@@ -176,6 +176,7 @@ fn api_label(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         _ => "other",
     }
 }
@@ -266,6 +267,9 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
         ApiKey::ListGroups => call(ctx, body, cid, out, |r| groups::list_groups(ctx, r)).await,
         ApiKey::DeleteGroups => call(ctx, body, cid, out, |r| groups::delete_groups(ctx, r)).await,
         ApiKey::OffsetCommit => call(ctx, body, cid, out, |r| offsets::offset_commit(ctx, r)).await,
+        ApiKey::DescribeQuorum => {
+            call(ctx, body, cid, out, |r| quorum::describe_quorum(ctx, r)).await
+        }
         ApiKey::OffsetFetch => call(ctx, body, cid, out, |r| offsets::offset_fetch(ctx, r)).await,
         other => Outcome::Close(format!("{other:?} is not served")),
     }

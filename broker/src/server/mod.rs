@@ -27,6 +27,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// The address advertised to clients in Metadata and FindCoordinator.
     pub advertised: (String, u16),
+    /// This node's controller quorum member, for DescribeQuorum.
+    pub quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     /// Open client connections, for `max.connections`.
     connections: AtomicUsize,
 }
@@ -38,12 +40,14 @@ impl Broker {
         groups: Arc<GroupCoordinator>,
         metrics: Arc<Metrics>,
         advertised: (String, u16),
+        quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     ) -> Broker {
         Broker {
             cluster,
             groups,
             metrics,
             advertised,
+            quorum,
             connections: AtomicUsize::new(0),
         }
     }

@@ -168,6 +168,21 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
     }
+    for v in versions(ApiKey::DescribeQuorum) {
+        let r = c.call(
+            v,
+            &DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]),
+        );
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((r.error_code, p.error_code), (0, 0), "DescribeQuorum v{v}");
+        assert_eq!(p.leader_id.0, 1, "this node leads its single-voter quorum");
+        assert_eq!(p.current_voters.len(), 1);
+        assert!(p.high_watermark > 0 && p.current_voters[0].log_end_offset >= p.high_watermark);
+    }
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(v, &DescribeClusterRequest::default());
         assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");

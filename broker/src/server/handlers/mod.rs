@@ -8,6 +8,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quorum;
 
 use kafka_protocol::ResponseError;
 
