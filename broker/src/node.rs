@@ -134,19 +134,18 @@ impl Node {
         let quorum = crate::quorum::startup::start_for(&config, &cluster_id)
             .await
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        let records = quorum.applied().image.to_records();
+        let image = quorum.applied().image;
         let store = crate::quorum::startup::QuorumStore::new(
             Arc::clone(&quorum),
             tokio::runtime::Handle::current(),
         );
         let c = Arc::clone(&config);
         let cid = cluster_id.clone();
-        let cluster = tokio::task::spawn_blocking(move || {
-            Cluster::open_with(c, cid, Box::new(store), records)
-        })
-        .await
-        .map_err(|e| NodeError::Cluster(e.to_string()))?
-        .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        let cluster =
+            tokio::task::spawn_blocking(move || Cluster::open_with(c, cid, Box::new(store), image))
+                .await
+                .map_err(|e| NodeError::Cluster(e.to_string()))?
+                .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let cluster = Arc::new(cluster);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
         let g = Arc::clone(&groups);
@@ -171,6 +170,11 @@ impl Node {
         if adv_host.is_empty() {
             adv_host = "localhost".into();
         }
+        let (c, host) = (Arc::clone(&cluster), adv_host.clone());
+        tokio::task::spawn_blocking(move || c.register_broker(&host, adv_port))
+            .await
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let broker = Arc::new(Broker::new(
             Arc::clone(&cluster),
             Arc::clone(&groups),

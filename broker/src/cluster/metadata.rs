@@ -54,6 +54,33 @@ pub enum MetadataRecord {
         /// First id not yet handed out.
         next: i64,
     },
+    /// A broker registered (or re-registered with a new address or rack).
+    RegisterBroker {
+        /// `node.id`.
+        id: i32,
+        /// Advertised host of its client listener.
+        host: String,
+        /// Advertised port.
+        port: u16,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// The whole state of one partition: replicas (first is the preferred leader), leader,
+    /// leader epoch and ISR. Written at creation and on every leadership or ISR change.
+    PartitionState {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Replica broker ids.
+        replicas: Vec<i32>,
+        /// Current leader, or -1.
+        leader: i32,
+        /// Leader epoch, bumped on every leader change.
+        leader_epoch: i32,
+        /// In-sync replicas.
+        isr: Vec<i32>,
+    },
 }
 
 /// Why the metadata log failed.

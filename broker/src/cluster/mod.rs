@@ -5,6 +5,7 @@
 //! the metadata lock, so check-then-act (does the topic exist?) is atomic and the async reactor
 //! never waits on a disk write.
 
+pub mod image;
 pub mod metadata;
 pub mod placement;
 pub mod topic_config;
@@ -19,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
+use image::{BrokerImage, MetadataImage, PartitionImage};
 use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
@@ -96,6 +98,8 @@ pub struct Partition {
     log_start: AtomicI64,
     /// Messages appended since the last fsync, for `flush.messages`.
     unflushed: AtomicU64,
+    /// Replicas, leader, leader epoch and ISR, as last committed to the metadata.
+    state: RwLock<PartitionImage>,
 }
 
 impl Partition {
@@ -109,9 +113,14 @@ impl Partition {
         self.log_start.load(Ordering::Acquire)
     }
 
-    /// The leader epoch this node stamps (constant on a single node).
+    /// The current leader epoch, stamped on appended batches.
     pub fn leader_epoch(&self) -> i32 {
-        0
+        self.state.read().leader_epoch
+    }
+
+    /// Replicas, leader, leader epoch and ISR.
+    pub fn state(&self) -> PartitionImage {
+        self.state.read().clone()
     }
 
     fn refresh(&self, log: &PartitionLog) {
@@ -167,6 +176,8 @@ pub struct NewTopic {
     pub replication_factor: i16,
     /// Config overrides.
     pub configs: BTreeMap<String, String>,
+    /// Explicit replica assignment per partition (CreateTopics `assignments`), if given.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// State guarded by the metadata lock.
@@ -190,53 +201,30 @@ pub struct Cluster {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Bumped after every append so long-polling fetches wake up.
     data_arrived: tokio::sync::watch::Sender<u64>,
+    /// Registered brokers by id.
+    brokers: RwLock<BTreeMap<i32, BrokerImage>>,
 }
 
 impl Cluster {
     /// Opens the local metadata log and every partition log it names (blocking).
     pub fn open(config: Arc<Config>, cluster_id: String) -> Result<Cluster, AdminError> {
         let (log, records) = MetadataLog::open(&config.metadata_log_dir)?;
-        Cluster::open_with(config, cluster_id, Box::new(log), records)
+        let mut image = MetadataImage::default();
+        for r in &records {
+            image.apply(r);
+        }
+        Cluster::open_with(config, cluster_id, Box::new(log), image)
     }
 
-    /// Opens every partition log that `records` (the committed metadata, replayed in order)
-    /// names, with later changes made durable through `store` (blocking).
+    /// Opens every partition log that `image` (the committed metadata) names, with later
+    /// changes made durable through `store` (blocking).
     pub fn open_with(
         config: Arc<Config>,
         cluster_id: String,
         log: Box<dyn MetadataStore>,
-        records: Vec<MetadataRecord>,
+        image: MetadataImage,
     ) -> Result<Cluster, AdminError> {
-        let mut image: BTreeMap<String, (uuid::Uuid, i32, i16, BTreeMap<String, String>)> =
-            BTreeMap::new();
-        let mut next_pid = 0;
-        for r in records {
-            match r {
-                MetadataRecord::Topic {
-                    name,
-                    id,
-                    partitions,
-                    replication_factor,
-                    configs,
-                } => {
-                    image.insert(name, (id, partitions, replication_factor, configs));
-                }
-                MetadataRecord::Partitions { name, count } => {
-                    if let Some(t) = image.get_mut(&name) {
-                        t.1 = count;
-                    }
-                }
-                MetadataRecord::Configs { name, configs } => {
-                    if let Some(t) = image.get_mut(&name) {
-                        t.3 = configs;
-                    }
-                }
-                MetadataRecord::RemoveTopic { name } => {
-                    image.remove(&name);
-                }
-                MetadataRecord::ProducerIds { next } => next_pid = next_pid.max(next),
-            }
-        }
+        let next_pid = image.next_producer_id;
         let (tx, _) = tokio::sync::watch::channel(0);
         let cluster = Cluster {
             config,
@@ -249,9 +237,17 @@ impl Cluster {
             }),
             topics: RwLock::new(BTreeMap::new()),
             data_arrived: tx,
+            brokers: RwLock::new(image.brokers),
         };
-        for (name, (id, count, rf, configs)) in image {
-            let topic = cluster.open_topic(&name, id, count, rf, configs)?;
+        for (name, t) in image.topics {
+            let topic = cluster.open_topic(
+                &name,
+                t.id,
+                t.partitions,
+                t.replication_factor,
+                t.configs,
+                &t.assignment,
+            )?;
             cluster.topics.write().insert(name, topic);
         }
         Ok(cluster)
@@ -264,6 +260,7 @@ impl Cluster {
         count: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        assignment: &BTreeMap<i32, PartitionImage>,
     ) -> Result<Arc<Topic>, AdminError> {
         let log_config = topic_config::resolve_log_config(&self.config, &configs)
             .map_err(AdminError::InvalidConfig)?;
@@ -274,7 +271,7 @@ impl Cluster {
             configs: RwLock::new(configs),
             partitions: RwLock::new(Vec::new()),
         });
-        self.add_partitions(&topic, count, &log_config)?;
+        self.add_partitions(&topic, count, &log_config, assignment)?;
         Ok(topic)
     }
 
@@ -283,14 +280,18 @@ impl Cluster {
         topic: &Topic,
         count: i32,
         log_config: &LogConfig,
+        assignment: &BTreeMap<i32, PartitionImage>,
     ) -> Result<(), AdminError> {
         let current = topic.partition_count();
         for index in current..count {
             let dir = self.partition_dir(&topic.name, index);
             let mut log = PartitionLog::open(&dir, log_config.clone())?;
-            // This node leads every partition it serves, at epoch 0, until the controller
-            // quorum assigns leaders and epochs.
-            log.assign_epoch(0)?;
+            // Partitions written before assignments were recorded are led by this node.
+            let state = assignment
+                .get(&index)
+                .cloned()
+                .unwrap_or_else(|| self.local_partition_state());
+            log.assign_epoch(state.leader_epoch)?;
             let p = Partition {
                 topic: topic.name.clone(),
                 index,
@@ -298,10 +299,106 @@ impl Cluster {
                 log_start: AtomicI64::new(log.log_start_offset()),
                 log: Mutex::new(log),
                 unflushed: AtomicU64::new(0),
+                state: RwLock::new(state),
             };
             topic.partitions.write().push(Arc::new(p));
         }
         Ok(())
+    }
+
+    /// A partition led by this node alone, at epoch 0.
+    fn local_partition_state(&self) -> PartitionImage {
+        let me = self.config.node_id;
+        PartitionImage {
+            replicas: vec![me],
+            leader: me,
+            leader_epoch: 0,
+            isr: vec![me],
+        }
+    }
+
+    /// Registered brokers (this node alone until it has registered).
+    pub fn brokers(&self) -> BTreeMap<i32, BrokerImage> {
+        let b = self.brokers.read();
+        if b.is_empty() {
+            let (host, port) = self.config.advertised_address();
+            return BTreeMap::from([(
+                self.config.node_id,
+                BrokerImage {
+                    host,
+                    port,
+                    rack: self.config.broker_rack.clone(),
+                },
+            )]);
+        }
+        b.clone()
+    }
+
+    /// Records this broker's advertised address and rack in the metadata if they changed
+    /// (blocking).
+    pub fn register_broker(&self, host: &str, port: u16) -> Result<(), AdminError> {
+        let id = self.config.node_id;
+        let me = BrokerImage {
+            host: host.to_string(),
+            port,
+            rack: self.config.broker_rack.clone(),
+        };
+        let mut meta = self.meta.lock();
+        if self.brokers.read().get(&id) == Some(&me) {
+            return Ok(());
+        }
+        meta.log.append(&[MetadataRecord::RegisterBroker {
+            id,
+            host: me.host.clone(),
+            port,
+            rack: me.rack.clone(),
+        }])?;
+        self.brokers.write().insert(id, me);
+        Ok(())
+    }
+
+    /// Replica lists for `count` partitions from index `first`, over the registered brokers.
+    fn place(
+        &self,
+        first: i32,
+        count: i32,
+        replication_factor: i16,
+    ) -> Result<Vec<Vec<i32>>, AdminError> {
+        let brokers: Vec<placement::PlacementBroker> = self
+            .brokers()
+            .into_iter()
+            .map(|(id, b)| placement::PlacementBroker { id, rack: b.rack })
+            .collect();
+        let start = rand::random::<u32>() as usize;
+        placement::assign_replicas(&brokers, count, replication_factor, first, start).map_err(|e| {
+            match e {
+                placement::PlacementError::TooFewPartitions(_) => {
+                    AdminError::InvalidPartitions(e.to_string())
+                }
+                _ => AdminError::InvalidReplicationFactor(e.to_string()),
+            }
+        })
+    }
+
+    /// Checks an explicit assignment: every partition lists the same number of distinct,
+    /// registered brokers.
+    fn check_assignment(&self, assignment: &[Vec<i32>]) -> Result<i16, AdminError> {
+        let brokers = self.brokers();
+        let rf = assignment.first().map(Vec::len).unwrap_or(0);
+        for (p, replicas) in assignment.iter().enumerate() {
+            let distinct: std::collections::BTreeSet<&i32> = replicas.iter().collect();
+            if replicas.is_empty() || replicas.len() != rf || distinct.len() != rf {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "replica assignment of partition {p} must list {rf} distinct brokers, got {replicas:?}"
+                )));
+            }
+            if let Some(b) = replicas.iter().find(|b| !brokers.contains_key(b)) {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "replica assignment of partition {p} names broker {b}, which is not registered"
+                )));
+            }
+        }
+        Ok(rf as i16)
     }
 
     /// Where a partition's directory is: an existing one in any log dir, else the log dir
@@ -342,37 +439,40 @@ impl Cluster {
     /// Creates a topic (blocking). `validate_only` checks without creating.
     pub fn create_topic(&self, t: NewTopic, validate_only: bool) -> Result<Arc<Topic>, AdminError> {
         topic_config::validate_topic_name(&t.name).map_err(AdminError::InvalidTopic)?;
-        let partitions = match t.partitions {
-            -1 => self.config.num_partitions,
-            n if n >= 1 => n,
-            n => {
-                return Err(AdminError::InvalidPartitions(format!(
-                    "number of partitions must be at least 1, got {n}"
-                )))
+        let (assignment, replication_factor) = match &t.assignments {
+            Some(a) => {
+                if a.len() > 100_000 {
+                    return Err(AdminError::InvalidPartitions(format!(
+                        "{} partitions is more than this broker allows (100000)",
+                        a.len()
+                    )));
+                }
+                let rf = self.check_assignment(a)?;
+                (a.clone(), rf)
+            }
+            None => {
+                let partitions = match t.partitions {
+                    -1 => self.config.num_partitions,
+                    n if n >= 1 => n,
+                    n => {
+                        return Err(AdminError::InvalidPartitions(format!(
+                            "number of partitions must be at least 1, got {n}"
+                        )))
+                    }
+                };
+                if partitions > 100_000 {
+                    return Err(AdminError::InvalidPartitions(format!(
+                        "{partitions} partitions is more than this broker allows (100000)"
+                    )));
+                }
+                let rf = match t.replication_factor {
+                    -1 => self.config.default_replication_factor,
+                    n => n,
+                };
+                (self.place(0, partitions, rf)?, rf)
             }
         };
-        if partitions > 100_000 {
-            return Err(AdminError::InvalidPartitions(format!(
-                "{partitions} partitions is more than this broker allows (100000)"
-            )));
-        }
-        let replication_factor = match t.replication_factor {
-            -1 => self.config.default_replication_factor,
-            n => n,
-        };
-        // The live brokers: this node alone until the controller quorum tracks registrations.
-        let brokers = [placement::PlacementBroker {
-            id: self.config.node_id,
-            rack: self.config.broker_rack.clone(),
-        }];
-        placement::assign_replicas(&brokers, partitions, replication_factor, 0, 0).map_err(
-            |e| match e {
-                placement::PlacementError::TooFewPartitions(_) => {
-                    AdminError::InvalidPartitions(e.to_string())
-                }
-                _ => AdminError::InvalidReplicationFactor(e.to_string()),
-            },
-        )?;
+        let partitions = assignment.len() as i32;
         topic_config::resolve_log_config(&self.config, &t.configs)
             .map_err(AdminError::InvalidConfig)?;
         let mut meta = self.meta.lock();
@@ -401,14 +501,23 @@ impl Cluster {
                 partitions: RwLock::new(Vec::new()),
             }));
         }
-        meta.log.append(&[MetadataRecord::Topic {
+        let mut records = vec![MetadataRecord::Topic {
             name: t.name.clone(),
             id,
             partitions,
             replication_factor,
             configs: t.configs.clone(),
-        }])?;
-        let topic = self.open_topic(&t.name, id, partitions, replication_factor, t.configs)?;
+        }];
+        records.extend(initial_states(&t.name, 0, &assignment));
+        meta.log.append(&records)?;
+        let topic = self.open_topic(
+            &t.name,
+            id,
+            partitions,
+            replication_factor,
+            t.configs,
+            &states_of(&records),
+        )?;
         self.topics.write().insert(t.name.clone(), topic.clone());
         tracing::info!(topic = %t.name, partitions, "created topic");
         Ok(topic)
@@ -464,16 +573,24 @@ impl Cluster {
                 "{count} partitions is more than this broker allows (100000)"
             )));
         }
+        // New partitions keep the topic's replication factor.
+        let rf = topic
+            .partition(0)
+            .map(|p| p.state().replicas.len() as i16)
+            .unwrap_or(topic.replication_factor);
+        let assignment = self.place(current, count - current, rf)?;
         if validate_only {
             return Ok(());
         }
-        meta.log.append(&[MetadataRecord::Partitions {
+        let mut records = vec![MetadataRecord::Partitions {
             name: name.to_string(),
             count,
-        }])?;
+        }];
+        records.extend(initial_states(name, current, &assignment));
+        meta.log.append(&records)?;
         let log_config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
             .map_err(AdminError::InvalidConfig)?;
-        self.add_partitions(&topic, count, &log_config)
+        self.add_partitions(&topic, count, &log_config, &states_of(&records))
     }
 
     /// Replaces a topic's config overrides (blocking).
@@ -586,6 +703,48 @@ impl Cluster {
     }
 }
 
+/// PartitionState records for new partitions led by their first replica at epoch 0.
+fn initial_states(topic: &str, first: i32, assignment: &[Vec<i32>]) -> Vec<MetadataRecord> {
+    assignment
+        .iter()
+        .enumerate()
+        .map(|(i, replicas)| MetadataRecord::PartitionState {
+            topic: topic.to_string(),
+            partition: first + i as i32,
+            replicas: replicas.clone(),
+            leader: replicas.first().copied().unwrap_or(-1),
+            leader_epoch: 0,
+            isr: replicas.clone(),
+        })
+        .collect()
+}
+
+/// The image entries of freshly written PartitionState records.
+fn states_of(records: &[MetadataRecord]) -> BTreeMap<i32, PartitionImage> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            MetadataRecord::PartitionState {
+                partition,
+                replicas,
+                leader,
+                leader_epoch,
+                isr,
+                ..
+            } => Some((
+                *partition,
+                PartitionImage {
+                    replicas: replicas.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    isr: isr.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -593,3 +752,6 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

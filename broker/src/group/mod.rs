@@ -90,10 +90,13 @@ impl GroupCoordinator {
             NewTopic {
                 name: CONSUMER_OFFSETS.to_string(),
                 partitions: self.cluster.config.offsets_topic_num_partitions,
-                // One node: the factor is capped by the brokers there are, as Kafka does for
-                // the offsets topic when offsets.topic.replication.factor cannot be met yet.
-                replication_factor: 1,
+                // Capped by the brokers there are, so a small cluster still gets its offsets
+                // topic (offsets.topic.replication.factor is the goal, not a requirement here).
+                replication_factor: (self.cluster.brokers().len() as i16)
+                    .min(self.cluster.config.offsets_topic_replication_factor)
+                    .max(1),
                 configs,
+                assignments: None,
             },
             false,
         );

@@ -2,9 +2,8 @@
 //! metadata file. Storage, network and a running member exist; not yet wired into the node:
 //! - [`types`]: the openraft type configuration (node ids, controller addresses, entry payload).
 //! - [`log_store`]: the durable Raft log, vote and purge point, in files under one directory.
-//! - [`state_machine`]: applies committed records to the [`image::MetadataImage`], and builds,
+//! - [`state_machine`]: applies committed records to the [`crate::cluster::image::MetadataImage`], and builds,
 //!   persists and installs snapshots of it.
-//! - [`image`]: the metadata image itself.
 //! - [`rpc`], [`network`], [`rpc_server`]: the quorum's RPCs over the controller listener, with
 //!   the cluster id checked on every request.
 //! - [`node`]: a running member with the static voter set of `controller.quorum.voters`.
@@ -14,7 +13,6 @@
 //! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
 
 mod durable;
-pub mod image;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::cluster::image::MetadataImage;
 use crate::quorum::durable;
-use crate::quorum::image::MetadataImage;
 use crate::quorum::types::{
     Entry, LogId, MetadataResponse, NodeId, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,

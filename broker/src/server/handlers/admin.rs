@@ -34,28 +34,33 @@ pub async fn create_topics(
             }
         }
         let assigned = !t.assignments.is_empty();
-        let (partitions, rf) = if assigned {
+        let mut assignments = None;
+        if assigned {
             if t.num_partitions != -1 || t.replication_factor != -1 {
                 bad_config = bad_config.or(Some(
                     "both replica assignments and partitions/replication factor were given".into(),
                 ));
             }
-            let rf = t.assignments[0].broker_ids.len() as i16;
-            let node = ctx.broker.node_id();
-            if let Some(a) = t
+            // Partitions are numbered by their position once sorted; the indexes must be 0..n.
+            let mut a: Vec<(i32, Vec<i32>)> = t
                 .assignments
                 .iter()
-                .find(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty())
-            {
-                bad_config = bad_config.or(Some(format!(
-                    "replica assignment of partition {} names brokers that do not exist",
-                    a.partition_index
-                )));
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect();
+            a.sort_by_key(|(p, _)| *p);
+            if a.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
+                bad_config = bad_config.or(Some(
+                    "replica assignments must cover partitions 0..n exactly once".into(),
+                ));
             }
-            (t.assignments.len() as i32, rf)
-        } else {
-            (t.num_partitions, t.replication_factor)
-        };
+            assignments = Some(a.into_iter().map(|(_, b)| b).collect::<Vec<_>>());
+        }
+        let (partitions, rf) = (t.num_partitions, t.replication_factor);
         let result = match bad_config {
             Some(msg) => Err(if assigned {
                 AdminError::InvalidReplicationFactor(msg)
@@ -69,6 +74,7 @@ pub async fn create_topics(
                     partitions,
                     replication_factor: rf,
                     configs: configs.clone(),
+                    assignments,
                 };
                 let validate_only = req.validate_only;
                 blocking(move || cluster.create_topic(new, validate_only))
@@ -90,10 +96,10 @@ pub async fn create_topics(
                     .collect();
                 r.with_topic_id(topic.id)
                     .with_num_partitions(if req.validate_only {
-                        if partitions == -1 {
-                            ctx.broker.cluster.config.num_partitions
-                        } else {
-                            partitions
+                        match (&t.assignments.len(), partitions) {
+                            (n, _) if *n > 0 => *n as i32,
+                            (_, -1) => ctx.broker.cluster.config.num_partitions,
+                            (_, p) => p,
                         }
                     } else {
                         topic.partition_count()

@@ -13,18 +13,24 @@ use crate::cluster::{topic_config::validate_topic_name, NewTopic, Topic};
 use crate::server::dispatch::{sb, Ctx};
 
 fn describe_topic(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.broker.node_id());
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = t
         .partitions
         .read()
         .iter()
         .map(|p| {
-            MetadataResponsePartition::default()
+            let s = p.state();
+            let out = MetadataResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(s.leader))
+                .with_replica_nodes(ids(&s.replicas))
+                .with_isr_nodes(ids(&s.isr));
+            // The leader epoch is in the response from v7.
+            if ctx.version >= 7 {
+                out.with_leader_epoch(s.leader_epoch)
+            } else {
+                out
+            }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -95,6 +101,7 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
                 partitions: -1,
                 replication_factor: -1,
                 configs: Default::default(),
+                assignments: None,
             };
             match blocking(move || c.create_topic(new, false)).await {
                 Some(Ok(t)) => topics.push(describe_topic(ctx, &t)),
@@ -119,15 +126,20 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             }
         }
     }
-    let (host, port) = &ctx.broker.advertised;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(ctx.broker.node_id()))
-        .with_host(sb(host.clone()))
-        .with_port(i32::from(*port))
-        .with_rack(cluster.config.broker_rack.clone().map(sb));
+    let brokers = cluster
+        .brokers()
+        .into_iter()
+        .map(|(id, b)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(sb(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     Some(
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(sb(cluster.cluster_id.clone())))
             .with_controller_id(BrokerId(ctx.broker.node_id()))
             .with_topics(topics),
@@ -139,16 +151,22 @@ pub async fn describe_cluster(
     ctx: &Ctx<'_>,
     _req: DescribeClusterRequest,
 ) -> Option<DescribeClusterResponse> {
-    let (host, port) = &ctx.broker.advertised;
     let cluster = &ctx.broker.cluster;
+    let brokers = cluster
+        .brokers()
+        .into_iter()
+        .map(|(id, b)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(sb(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     Some(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(cluster.cluster_id.clone()))
             .with_controller_id(BrokerId(ctx.broker.node_id()))
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(ctx.broker.node_id()))
-                .with_host(sb(host.clone()))
-                .with_port(i32::from(*port))
-                .with_rack(cluster.config.broker_rack.clone().map(sb))]),
+            .with_brokers(brokers),
     )
 }

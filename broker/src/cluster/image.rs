@@ -1,6 +1,6 @@
-//! The metadata image: what the committed metadata log says the cluster looks like (topics with
-//! their id, partition count, replication factor and config overrides, and the next producer id
-//! to hand out). The state machine owns one and applies committed records to it; the cluster
+//! The metadata image: what the committed metadata log says the cluster looks like (registered
+//! brokers; topics with their id, partition count, replication factor, config overrides and
+//! per-partition replicas, leader, epoch and ISR; and the next producer id to hand out). The state machine owns one and applies committed records to it; the cluster
 //! reads it. Application is deterministic and never fails, so every voter that applies the same
 //! log holds the same image.
 
@@ -17,6 +17,33 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Producer ids below this are taken (handed out in blocks).
     pub next_producer_id: i64,
+    /// Registered brokers by id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerImage>,
+}
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+/// One partition's replicas, leader, leader epoch and ISR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    /// Replica broker ids; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// Current leader, or -1.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
 }
 
 /// One topic in the image.
@@ -30,6 +57,9 @@ pub struct TopicImage {
     pub replication_factor: i16,
     /// Topic config overrides (not the broker defaults they override).
     pub configs: BTreeMap<String, String>,
+    /// Partition states by index (absent for partitions written before assignments existed).
+    #[serde(default)]
+    pub assignment: BTreeMap<i32, PartitionImage>,
 }
 
 impl MetadataImage {
@@ -51,6 +81,7 @@ impl MetadataImage {
                         partitions: *partitions,
                         replication_factor: *replication_factor,
                         configs: configs.clone(),
+                        assignment: BTreeMap::new(),
                     },
                 );
                 true
@@ -70,6 +101,41 @@ impl MetadataImage {
                 None => false,
             },
             MetadataRecord::RemoveTopic { name } => self.topics.remove(name).is_some(),
+            MetadataRecord::RegisterBroker {
+                id,
+                host,
+                port,
+                rack,
+            } => {
+                let b = BrokerImage {
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                };
+                self.brokers.insert(*id, b.clone()) != Some(b)
+            }
+            MetadataRecord::PartitionState {
+                topic,
+                partition,
+                replicas,
+                leader,
+                leader_epoch,
+                isr,
+            } => match self.topics.get_mut(topic) {
+                Some(t) if *partition >= 0 && *partition < t.partitions => {
+                    t.assignment.insert(
+                        *partition,
+                        PartitionImage {
+                            replicas: replicas.clone(),
+                            leader: *leader,
+                            leader_epoch: *leader_epoch,
+                            isr: isr.clone(),
+                        },
+                    );
+                    true
+                }
+                _ => false,
+            },
             MetadataRecord::ProducerIds { next } => {
                 // Blocks only move forward: a stale allocation can never hand out ids twice.
                 if *next > self.next_producer_id {
@@ -85,16 +151,34 @@ impl MetadataImage {
     /// Records that rebuild this image from nothing, for replay by the cluster at start-up.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut out: Vec<MetadataRecord> = self
-            .topics
+            .brokers
             .iter()
-            .map(|(name, t)| MetadataRecord::Topic {
+            .map(|(id, b)| MetadataRecord::RegisterBroker {
+                id: *id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        for (name, t) in &self.topics {
+            out.push(MetadataRecord::Topic {
                 name: name.clone(),
                 id: t.id,
                 partitions: t.partitions,
                 replication_factor: t.replication_factor,
                 configs: t.configs.clone(),
-            })
-            .collect();
+            });
+            for (p, s) in &t.assignment {
+                out.push(MetadataRecord::PartitionState {
+                    topic: name.clone(),
+                    partition: *p,
+                    replicas: s.replicas.clone(),
+                    leader: s.leader,
+                    leader_epoch: s.leader_epoch,
+                    isr: s.isr.clone(),
+                });
+            }
+        }
         if self.next_producer_id > 0 {
             out.push(MetadataRecord::ProducerIds {
                 next: self.next_producer_id,
@@ -122,9 +206,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn brokers_and_partition_states_are_tracked() {
+        let mut image = MetadataImage::default();
+        let reg = MetadataRecord::RegisterBroker {
+            id: 2,
+            host: "h".into(),
+            port: 9092,
+            rack: Some("r1".into()),
+        };
+        assert!(image.apply(&reg));
+        assert!(
+            !image.apply(&reg),
+            "re-registering unchanged changes nothing"
+        );
+        image.apply(&topic("a", 2));
+        let state = |p: i32| MetadataRecord::PartitionState {
+            topic: "a".into(),
+            partition: p,
+            replicas: vec![2, 3],
+            leader: 2,
+            leader_epoch: 4,
+            isr: vec![2],
+        };
+        assert!(image.apply(&state(1)));
+        assert!(
+            !image.apply(&state(5)),
+            "a partition the topic does not have is ignored"
+        );
+        let a = &image.topics["a"].assignment[&1];
+        assert_eq!((a.leader, a.leader_epoch, a.isr.clone()), (2, 4, vec![2]));
+        assert_eq!(image.brokers[&2].rack.as_deref(), Some("r1"));
+    }
+
+    #[test]
     fn replaying_an_images_records_rebuilds_the_image() {
         let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::RegisterBroker {
+            id: 1,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        });
         image.apply(&topic("a", 3));
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "a".into(),
+            partition: 0,
+            replicas: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1],
+        });
         image.apply(&MetadataRecord::ProducerIds { next: 2000 });
         let mut again = MetadataImage::default();
         for r in image.to_records() {
