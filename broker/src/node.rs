@@ -228,6 +228,28 @@ impl Node {
             listeners,
             shutdown.clone(),
         ));
+        // Metadata committed elsewhere (or forwarded) reaches the local state here.
+        let (c, mut applied, s) = (Arc::clone(&cluster), quorum.subscribe(), shutdown.clone());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    changed = applied.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        applied.borrow_and_update();
+                        let (c, latest) = (Arc::clone(&c), applied.clone());
+                        let work = move || c.reconcile_latest(|| latest.borrow().image.clone());
+                        match tokio::task::spawn_blocking(work).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "applying committed metadata failed"),
+                            Err(e) => tracing::warn!(error = %e, "metadata reconcile task failed"),
+                        }
+                    }
+                }
+            }
+        });
         // Group sessions and rebalance deadlines.
         let (g, s) = (Arc::clone(&groups), shutdown.clone());
         tracker.spawn(async move {

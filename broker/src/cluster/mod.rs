@@ -8,6 +8,7 @@
 pub mod image;
 pub mod metadata;
 pub mod placement;
+mod reconcile;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -540,15 +541,24 @@ impl Cluster {
         meta.log.append(&[MetadataRecord::RemoveTopic {
             name: name.to_string(),
         }])?;
-        self.topics.write().remove(name);
+        self.remove_locally(&topic);
+        Ok(topic.id)
+    }
+
+    /// Drops a deleted topic from the image and removes its data (blocking).
+    fn remove_locally(&self, topic: &Topic) {
+        let mut topics = self.topics.write();
+        if topics.get(&topic.name).is_some_and(|t| t.id == topic.id) {
+            topics.remove(&topic.name);
+        }
+        drop(topics);
         for p in topic.partitions.read().iter() {
             let dir = p.log.lock().dir().to_path_buf();
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove deleted partition");
             }
         }
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(topic.id)
+        tracing::info!(topic = %topic.name, "deleted topic");
     }
 
     /// Grows a topic to `count` partitions (blocking).

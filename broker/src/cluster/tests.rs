@@ -65,3 +65,75 @@ fn explicit_assignments_must_name_registered_distinct_brokers() {
         .expect_err("one broker cannot hold three replicas");
     assert!(matches!(err, AdminError::InvalidReplicationFactor(m) if m.contains("1 available")));
 }
+
+#[test]
+fn reconciling_with_a_committed_image_creates_grows_reconfigures_and_deletes_topics() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    let mut image = MetadataImage::default();
+    let id = uuid::Uuid::new_v4();
+    let apply = |image: &mut MetadataImage, r: MetadataRecord| {
+        image.apply(&r);
+    };
+    apply(
+        &mut image,
+        MetadataRecord::Topic {
+            name: "remote".into(),
+            id,
+            partitions: 2,
+            replication_factor: 1,
+            configs: Default::default(),
+        },
+    );
+    apply(
+        &mut image,
+        MetadataRecord::PartitionState {
+            topic: "remote".into(),
+            partition: 1,
+            replicas: vec![1],
+            leader: 1,
+            leader_epoch: 3,
+            isr: vec![1],
+        },
+    );
+    assert!(c.reconcile(&image).expect("reconcile") > 0);
+    let t = c.topic("remote").expect("created from the image");
+    assert_eq!(t.partition_count(), 2);
+    assert_eq!(t.partition(1).expect("p1").leader_epoch(), 3);
+    assert_eq!(
+        c.reconcile(&image).expect("again"),
+        0,
+        "nothing differs the second time"
+    );
+    apply(
+        &mut image,
+        MetadataRecord::Partitions {
+            name: "remote".into(),
+            count: 4,
+        },
+    );
+    apply(
+        &mut image,
+        MetadataRecord::Configs {
+            name: "remote".into(),
+            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+        },
+    );
+    c.reconcile(&image).expect("grow");
+    let t = c.topic("remote").expect("topic");
+    assert_eq!(t.partition_count(), 4);
+    assert_eq!(
+        t.configs.read().get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
+    let dir = t.partition(0).expect("p0").log.lock().dir().to_path_buf();
+    apply(
+        &mut image,
+        MetadataRecord::RemoveTopic {
+            name: "remote".into(),
+        },
+    );
+    c.reconcile(&image).expect("delete");
+    assert!(c.topic("remote").is_none());
+    assert!(!dir.exists(), "a deleted topic's data is removed");
+}

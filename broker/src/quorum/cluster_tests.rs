@@ -124,19 +124,24 @@ async fn three_voters_elect_a_leader_and_replicate_metadata() {
         .expect("write");
     assert_eq!(r.applied, 1);
     all_have(&h, "orders").await;
-    // A follower refuses writes and names the leader (NOT_CONTROLLER for clients).
+    // A follower forwards a write to the leader and returns once it has applied it itself.
     let follower = h
         .nodes
         .keys()
         .copied()
         .find(|id| *id != leader)
         .expect("a follower");
-    match h.nodes[&follower].write(vec![topic("x")]).await {
-        Err(super::node::QuorumError::NotLeader {
-            leader: Some(l), ..
-        }) => assert_eq!(l, leader),
-        other => panic!("expected NotLeader, got {other:?}"),
-    }
+    let r = h.nodes[&follower]
+        .write(vec![topic("via-follower")])
+        .await
+        .expect("forwarded write");
+    assert_eq!(r.applied, 1);
+    assert!(h.nodes[&follower]
+        .applied()
+        .image
+        .topics
+        .contains_key("via-follower"));
+    all_have(&h, "via-follower").await;
     for (_, n) in h.nodes {
         n.shutdown().await;
     }

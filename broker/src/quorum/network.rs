@@ -194,3 +194,42 @@ impl RaftNetwork<TypeConfig> for Connection {
             .await
     }
 }
+
+/// Forwards a metadata change to the leader at `leader` and returns the log id it was committed
+/// at and what applying it answered.
+pub async fn propose(
+    leader: &ControllerNode,
+    cluster_id: &str,
+    from: NodeId,
+    request: super::types::MetadataRequest,
+    timeout: Duration,
+) -> Result<(super::types::LogId, super::types::MetadataResponse), String> {
+    let call = async {
+        let mut s = TcpStream::connect(leader.to_string())
+            .await
+            .map_err(|e| format!("connecting to the controller at {leader}: {e}"))?;
+        let frame = RequestFrame {
+            cluster_id: cluster_id.to_string(),
+            from,
+            rpc: Rpc::Propose(request),
+        };
+        let body = serde_json::to_vec(&frame).map_err(|e| e.to_string())?;
+        write_frame(&mut s, &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = read_frame(&mut s)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the controller closed the connection".to_string())?;
+        match serde_json::from_slice::<ResponseFrame>(&reply).map_err(|e| e.to_string())? {
+            ResponseFrame::Refused(r) => Err(r.to_string()),
+            ResponseFrame::Raft(v) => serde_json::from_value::<
+                Result<(super::types::LogId, super::types::MetadataResponse), String>,
+            >(v)
+            .map_err(|e| e.to_string())?,
+        }
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| format!("the controller at {leader} did not answer within {timeout:?}"))?
+}

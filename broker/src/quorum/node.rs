@@ -70,6 +70,8 @@ pub enum QuorumError {
 /// A running quorum member.
 pub struct QuorumNode {
     node_id: NodeId,
+    /// Sent with forwarded proposals.
+    cluster_id: String,
     raft: Raft<TypeConfig>,
     applied: watch::Receiver<AppliedState>,
     shutdown: CancellationToken,
@@ -142,6 +144,7 @@ impl QuorumNode {
         }
         Ok(QuorumNode {
             node_id: cfg.node_id,
+            cluster_id: cfg.cluster_id.clone(),
             raft,
             applied,
             shutdown,
@@ -194,18 +197,35 @@ impl QuorumNode {
         }
     }
 
-    /// Commits records through the quorum; only the leader accepts writes.
+    /// Commits records through the quorum. On a follower the change is forwarded to the
+    /// leader, and this returns once this member has applied it too.
     pub async fn write(
         &self,
         records: Vec<MetadataRecord>,
     ) -> Result<MetadataResponse, QuorumError> {
-        match self.raft.client_write(MetadataRequest { records }).await {
+        let request = MetadataRequest { records };
+        match self.raft.client_write(request.clone()).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(QuorumError::NotLeader {
-                    node: self.node_id,
-                    leader: f.leader_id,
-                })
+                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+                    return Err(QuorumError::NotLeader {
+                        node: self.node_id,
+                        leader: f.leader_id,
+                    });
+                };
+                let wait = Duration::from_secs(30);
+                let (log_id, data) =
+                    super::network::propose(&node, &self.cluster_id, self.node_id, request, wait)
+                        .await
+                        .map_err(|e| {
+                            QuorumError::NotCommitted(format!("forwarded to node {leader}: {e}"))
+                        })?;
+                self.raft
+                    .wait(Some(wait))
+                    .applied_index_at_least(Some(log_id.index), "the forwarded change")
+                    .await
+                    .map_err(|e| QuorumError::NotCommitted(e.to_string()))?;
+                Ok(data)
             }
             Err(RaftError::APIError(e)) => Err(QuorumError::NotCommitted(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(QuorumError::Fatal(e.to_string())),

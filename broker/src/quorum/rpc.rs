@@ -21,6 +21,9 @@ pub enum Rpc {
     Vote(openraft::raft::VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
+    /// A follower forwarding a metadata change to the leader; answered with
+    /// `Result<(LogId, MetadataResponse), String>` once committed and applied there.
+    Propose(super::types::MetadataRequest),
 }
 
 /// A request frame.

@@ -87,6 +87,14 @@ async fn serve_connection(
             Rpc::AppendEntries(req) => raft_reply(&raft.append_entries(req).await)?,
             Rpc::Vote(req) => raft_reply(&raft.vote(req).await)?,
             Rpc::InstallSnapshot(req) => raft_reply(&raft.install_snapshot(req).await)?,
+            Rpc::Propose(req) => {
+                let r = raft
+                    .client_write(req)
+                    .await
+                    .map(|w| (w.log_id, w.data))
+                    .map_err(|e| e.to_string());
+                raft_reply(&r)?
+            }
         };
         write_frame(&mut stream, &encode(&reply)?).await?;
     }
