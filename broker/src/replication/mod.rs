@@ -1,5 +1,6 @@
-//! Leader/follower replication building blocks: the ISR / high-watermark rules a partition
-//! leader applies to follower progress. (The leader-epoch cache lives with the log, in
-//! [`crate::log::epoch_cache`].) The follower fetchers and the controller wiring build on these.
+//! Leader/follower replication: the ISR / high-watermark rules a partition leader applies to
+//! follower progress, and the follower's fetcher. (The leader-epoch cache lives with the log, in
+//! [`crate::log::epoch_cache`].) The controller wiring builds on these.
 
+pub mod fetcher;
 pub mod isr;

@@ -79,3 +79,83 @@ fn sigkill_then_torn_tail_loses_nothing_acknowledged() {
         "appends continue right after the cut tail"
     );
 }
+
+/// A follower fetching from a real broker with the Fetch API (replica id set) ends with a log
+/// byte-identical to the leader's, leader epochs included, and picks up later appends.
+#[test]
+fn a_replica_fetcher_copies_the_leaders_log_exactly() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    assert_eq!(create(&mut c, "repl", 1).topics[0].error_code, 0);
+    for i in 0..30 {
+        let v = format!("r{i}");
+        assert_eq!(
+            produce(
+                &mut c,
+                "repl",
+                0,
+                -1,
+                batch(&[&v, "x"], None, Compression::Lz4)
+            )
+            .0,
+            0
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = gregor::log::PartitionLog::open(dir.path(), Default::default()).expect("open");
+    rt.block_on(async {
+        let mut client = gregor::client::Client::connect(&b.addr.to_string())
+            .await
+            .expect("connect");
+        let mut last = None;
+        while log.log_end_offset() < 60 {
+            let p =
+                gregor::replication::fetcher::fetch_once(&mut client, 2, "repl", 0, &mut log, 100)
+                    .await
+                    .expect("fetch");
+            assert!(
+                last != Some(p.log_end_offset) || p.appended > 0,
+                "no progress"
+            );
+            last = Some(p.log_end_offset);
+        }
+        assert_eq!(
+            produce(
+                &mut c,
+                "repl",
+                0,
+                -1,
+                batch(&["late"], None, Compression::None)
+            )
+            .0,
+            0
+        );
+        let p = gregor::replication::fetcher::fetch_once(&mut client, 2, "repl", 0, &mut log, 1000)
+            .await
+            .expect("fetch the late batch");
+        assert_eq!(
+            (p.appended, p.log_end_offset, p.leader_high_watermark),
+            (1, 61, 61)
+        );
+    });
+    let (_, leader_records) = fetch_values(&mut c, "repl", 0, 0);
+    let local = log.read(0, 1 << 20, log.log_end_offset()).expect("read");
+    let mut follower_records = Vec::new();
+    let mut bytes = local.clone();
+    for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).expect("decode")
+    {
+        for r in set.records {
+            follower_records.push((
+                r.offset,
+                String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(),
+            ));
+        }
+    }
+    assert_eq!(follower_records, leader_records);
+    assert_eq!(
+        log.end_offset_for_epoch(0),
+        Some((0, 61)),
+        "the leader's epoch came along"
+    );
+}

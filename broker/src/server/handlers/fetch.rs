@@ -24,7 +24,9 @@ struct Want {
     max_bytes: usize,
 }
 
-fn read_all(wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+/// Reads every wanted partition; a follower (`replica`) reads up to the log end, consumers up
+/// to the high watermark.
+fn read_all(wants: &[Want], max_bytes: usize, replica: bool) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
@@ -56,7 +58,11 @@ fn read_all(wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
             out.push(base.with_records(Some(Bytes::new())));
             continue;
         }
-        let result = p.log.lock().read(w.offset, budget, hw);
+        let result = {
+            let log = p.log.lock();
+            let upper = if replica { log.log_end_offset() } else { hw };
+            log.read(w.offset, budget, upper)
+        };
         match result {
             Ok(records) => {
                 total += records.len();
@@ -95,6 +101,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
         req.max_bytes as usize
     };
     let min_bytes = req.min_bytes.max(0) as usize;
+    let replica = req.replica_id.0 >= 0;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = cluster.subscribe_appends();
@@ -102,7 +109,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let (data, _) = loop {
         appends.borrow_and_update();
         let w = Arc::clone(&wants);
-        let (data, total) = blocking(move || read_all(&w, max_bytes)).await?;
+        let (data, total) = blocking(move || read_all(&w, max_bytes, replica)).await?;
         let has_error = data.iter().any(|d| d.error_code != 0);
         if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
             break (data, total);
