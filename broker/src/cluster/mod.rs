@@ -119,6 +119,11 @@ impl Partition {
         self.state.read().leader_epoch
     }
 
+    /// Whether `node` leads this partition (serves produce and consumer fetches for it).
+    pub fn is_led_by(&self, node: i32) -> bool {
+        self.state.read().leader == node
+    }
+
     /// Replicas, leader, leader epoch and ISR.
     pub fn state(&self) -> PartitionImage {
         self.state.read().clone()

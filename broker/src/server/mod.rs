@@ -101,3 +101,6 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: Can
     tracker.close();
     tracker.wait().await;
 }
+
+#[cfg(test)]
+mod tests;

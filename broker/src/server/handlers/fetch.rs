@@ -26,7 +26,12 @@ struct Want {
 
 /// Reads every wanted partition; a follower (`replica`) reads up to the log end, consumers up
 /// to the high watermark.
-fn read_all(wants: &[Want], max_bytes: usize, replica: bool) -> (Vec<PartitionData>, usize) {
+fn read_all(
+    wants: &[Want],
+    max_bytes: usize,
+    replica: bool,
+    node: i32,
+) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
@@ -39,6 +44,17 @@ fn read_all(wants: &[Want], max_bytes: usize, replica: bool) -> (Vec<PartitionDa
             );
             continue;
         };
+        // Only the leader serves fetches, consumers' and followers' alike.
+        if !p.is_led_by(node) {
+            out.push(
+                PartitionData::default()
+                    .with_partition_index(w.index)
+                    .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                    .with_high_watermark(-1)
+                    .with_records(Some(Bytes::new())),
+            );
+            continue;
+        }
         let hw = p.high_watermark();
         let log_start = p.log_start_offset();
         let base = PartitionData::default()
@@ -102,6 +118,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     };
     let min_bytes = req.min_bytes.max(0) as usize;
     let replica = req.replica_id.0 >= 0;
+    let node = ctx.broker.node_id();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = cluster.subscribe_appends();
@@ -109,7 +126,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let (data, _) = loop {
         appends.borrow_and_update();
         let w = Arc::clone(&wants);
-        let (data, total) = blocking(move || read_all(&w, max_bytes, replica)).await?;
+        let (data, total) = blocking(move || read_all(&w, max_bytes, replica, node)).await?;
         let has_error = data.iter().any(|d| d.error_code != 0);
         if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
             break (data, total);
@@ -143,6 +160,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
 pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
     let version = ctx.version;
+    let node = ctx.broker.node_id();
     let work = move || {
         req.topics
             .into_iter()
@@ -161,6 +179,12 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                                 .with_offset(-1)
                                 .with_timestamp(-1);
                         };
+                        if !p.is_led_by(node) {
+                            return base
+                                .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        }
                         let (offset, ts) = match lp.timestamp {
                             -2 => (p.log_start_offset(), -1),
                             -1 => (p.high_watermark(), -1),

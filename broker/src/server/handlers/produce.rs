@@ -32,6 +32,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let metrics = Arc::clone(&ctx.broker.metrics);
     let bad_acks = !matches!(acks, -1..=1);
     let transactional = req.transactional_id.is_some();
+    let node = ctx.broker.node_id();
     let work = move || {
         let mut responses = Vec::with_capacity(req.topic_data.len());
         for td in req.topic_data {
@@ -58,7 +59,9 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                 } else if topic.as_ref().is_some_and(|t| t.is_internal()) {
                     partition_error(idx, ResponseError::InvalidTopicException, None)
                 } else if let Some(p) = topic.as_ref().and_then(|t| t.partition(idx)) {
-                    if acks == -1 && min_isr.unwrap_or(1) > 1 {
+                    if !p.is_led_by(node) {
+                        partition_error(idx, ResponseError::NotLeaderOrFollower, None)
+                    } else if acks == -1 && min_isr.unwrap_or(1) > 1 {
                         partition_error(
                             idx,
                             ResponseError::NotEnoughReplicas,

@@ -1,0 +1,176 @@
+//! Handler behaviour that needs cluster states a single node cannot reach through its API:
+//! partitions led by another broker answer NOT_LEADER_OR_FOLLOWER, so clients move to the
+//! leader named in Metadata.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::ResponseError;
+
+use super::dispatch::{handle, Outcome};
+use super::Broker;
+use crate::cluster::image::MetadataImage;
+use crate::cluster::metadata::MetadataRecord;
+use crate::cluster::Cluster;
+use crate::config::{parse_properties, Config};
+use crate::group::GroupCoordinator;
+use crate::metrics::Metrics;
+
+/// A broker (node 1) whose metadata says broker 2 leads `elsewhere-0` and node 1 leads
+/// `here-0`.
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
+    let config = Arc::new(Config::from_properties(props).expect("config"));
+    let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
+    let mut image = MetadataImage::default();
+    for (id, port) in [(1, 9092), (2, 9093)] {
+        image.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "localhost".into(),
+            port,
+            rack: None,
+        });
+    }
+    for (name, leader) in [("elsewhere", 2), ("here", 1)] {
+        image.apply(&MetadataRecord::Topic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            replication_factor: 2,
+            configs: Default::default(),
+        });
+        image.apply(&MetadataRecord::PartitionState {
+            topic: name.into(),
+            partition: 0,
+            replicas: vec![leader, 3 - leader],
+            leader,
+            leader_epoch: 1,
+            isr: vec![leader],
+        });
+    }
+    cluster.reconcile(&image).expect("reconcile");
+    let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    Arc::new(Broker::new(
+        cluster,
+        groups,
+        metrics,
+        ("localhost".into(), 9092),
+        None,
+    ))
+}
+
+async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R::Response {
+    let key = ApiKey::try_from(R::KEY).expect("key");
+    let mut frame = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("t")))
+        .encode(&mut frame, key.request_header_version(version))
+        .expect("header");
+    req.encode(&mut frame, version).expect("body");
+    let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+    let mut out = BytesMut::new();
+    let outcome = handle(b, frame.freeze(), peer, &mut out).await;
+    assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
+    let mut body = Bytes::from(out.split_off(4).to_vec());
+    ResponseHeader::decode(&mut body, R::Response::header_version(version)).expect("header");
+    R::Response::decode(&mut body, version).expect("response")
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+#[tokio::test]
+async fn partitions_led_elsewhere_answer_not_leader_and_metadata_names_the_leader() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    let records = {
+        let r = kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        kafka_protocol::records::RecordBatchEncoder::encode(
+            &mut buf,
+            &[r],
+            &kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: kafka_protocol::records::Compression::None,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    };
+    for (topic, want) in [
+        ("elsewhere", ResponseError::NotLeaderOrFollower.code()),
+        ("here", 0),
+    ] {
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records.clone()))])]);
+        let r = call(&b, 8, produce).await;
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, want,
+            "produce {topic}"
+        );
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r = call(&b, 11, fetch).await;
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, want,
+            "fetch {topic}"
+        );
+        let list = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)])]);
+        let r = call(&b, 5, list).await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, want,
+            "list offsets {topic}"
+        );
+    }
+    let m = call(&b, 12, MetadataRequest::default().with_topics(None)).await;
+    assert_eq!(m.brokers.len(), 2);
+    let t = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "elsewhere"))
+        .expect("topic");
+    let p = &t.partitions[0];
+    assert_eq!((p.leader_id.0, p.leader_epoch), (2, 1));
+    assert_eq!(
+        p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+}
