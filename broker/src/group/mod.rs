@@ -111,6 +111,20 @@ impl GroupCoordinator {
         }
     }
 
+    /// The broker leading the `__consumer_offsets` partition of `group`, which coordinates it;
+    /// `None` before the offsets topic exists (this node creates it on first use).
+    pub fn coordinator_for(&self, group: &str) -> Option<i32> {
+        let topic = self.cluster.topic(CONSUMER_OFFSETS)?;
+        let p = topic.partition(offsets_log::partition_for(group, topic.partition_count()))?;
+        Some(p.state().leader)
+    }
+
+    /// Whether this node coordinates `group`.
+    pub fn coordinates(&self, group: &str) -> bool {
+        self.coordinator_for(group)
+            .is_none_or(|leader| leader == self.cluster.config.node_id)
+    }
+
     /// Reloads committed offsets from `__consumer_offsets` (blocking).
     pub fn load(&self) -> Result<usize, crate::log::LogError> {
         let Some(topic) = self.cluster.topic(CONSUMER_OFFSETS) else {

@@ -174,3 +174,78 @@ async fn partitions_led_elsewhere_answer_not_leader_and_metadata_names_the_leade
         vec![2, 1]
     );
 }
+
+#[tokio::test]
+async fn groups_whose_offsets_partition_is_led_elsewhere_are_sent_to_that_broker() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    // A one-partition offsets topic led by broker 2: it coordinates every group.
+    let mut image = MetadataImage::default();
+    for (id, port) in [(1, 9092), (2, 9093)] {
+        image.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "localhost".into(),
+            port,
+            rack: None,
+        });
+    }
+    for t in b.cluster.topics() {
+        let s = t.partition(0).expect("p0").state();
+        image.apply(&MetadataRecord::Topic {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: 1,
+            replication_factor: 2,
+            configs: Default::default(),
+        });
+        image.apply(&MetadataRecord::PartitionState {
+            topic: t.name.clone(),
+            partition: 0,
+            replicas: s.replicas,
+            leader: s.leader,
+            leader_epoch: s.leader_epoch,
+            isr: s.isr,
+        });
+    }
+    image.apply(&MetadataRecord::Topic {
+        name: crate::cluster::CONSUMER_OFFSETS.into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        replication_factor: 2,
+        configs: Default::default(),
+    });
+    image.apply(&MetadataRecord::PartitionState {
+        topic: crate::cluster::CONSUMER_OFFSETS.into(),
+        partition: 0,
+        replicas: vec![2, 1],
+        leader: 2,
+        leader_epoch: 0,
+        isr: vec![2, 1],
+    });
+    b.cluster.reconcile(&image).expect("reconcile");
+    let r = call(
+        &b,
+        3,
+        FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+    )
+    .await;
+    assert_eq!((r.error_code, r.node_id.0, r.port), (0, 2, 9093));
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"));
+    let r = call(&b, 5, join).await;
+    assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
+    let r = call(
+        &b,
+        7,
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
+    )
+    .await;
+    assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
+    let hb = HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g")));
+    assert_eq!(
+        call(&b, 3, hb).await.error_code,
+        ResponseError::NotCoordinator.code()
+    );
+}

@@ -21,8 +21,8 @@ fn code(e: Option<ResponseError>) -> i16 {
     e.map(|e| e.code()).unwrap_or(0)
 }
 
-/// FindCoordinator: this node coordinates every group (key type 0); transactions (1) are not
-/// supported.
+/// FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets`
+/// partition (created on first use); transaction coordinators (key type 1) are not supported.
 pub async fn find_coordinator(
     ctx: &Ctx<'_>,
     req: FindCoordinatorRequest,
@@ -31,44 +31,55 @@ pub async fn find_coordinator(
     let ready = blocking(move || groups.ensure_offsets_topic())
         .await
         .is_some_and(|r| r.is_ok());
-    let (host, port) = ctx.broker.advertised.clone();
-    let node = BrokerId(ctx.broker.node_id());
-    let error = if !ready {
-        Some(ResponseError::CoordinatorNotAvailable)
-    } else if req.key_type != 0 {
-        Some(ResponseError::InvalidRequest)
-    } else {
-        None
+    let brokers = ctx.broker.cluster.brokers();
+    let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
+        if !ready {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if req.key_type != 0 {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let leader = ctx
+            .broker
+            .groups
+            .coordinator_for(key)
+            .unwrap_or(ctx.broker.node_id());
+        match brokers.get(&leader) {
+            Some(b) => Ok((leader, b.host.clone(), i32::from(b.port))),
+            None => Err(ResponseError::CoordinatorNotAvailable),
+        }
     };
     if ctx.version >= 4 {
         let coordinators = req
             .coordinator_keys
-            .into_iter()
+            .iter()
             .map(|k| {
-                Coordinator::default()
-                    .with_key(k)
-                    .with_node_id(if error.is_some() { BrokerId(-1) } else { node })
-                    .with_host(sb(if error.is_some() {
-                        String::new()
-                    } else {
-                        host.clone()
-                    }))
-                    .with_port(if error.is_some() { -1 } else { i32::from(port) })
-                    .with_error_code(code(error))
+                let c = Coordinator::default().with_key(k.clone());
+                match locate(k) {
+                    Ok((id, host, port)) => c
+                        .with_node_id(BrokerId(id))
+                        .with_host(sb(host))
+                        .with_port(port),
+                    Err(e) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_host(sb(""))
+                        .with_port(-1)
+                        .with_error_code(e.code()),
+                }
             })
             .collect();
         return Some(FindCoordinatorResponse::default().with_coordinators(coordinators));
     }
-    Some(match error {
-        Some(e) => FindCoordinatorResponse::default()
+    Some(match locate(&req.key) {
+        Ok((id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(id))
+            .with_host(sb(host))
+            .with_port(port),
+        Err(e) => FindCoordinatorResponse::default()
             .with_error_code(e.code())
             .with_node_id(BrokerId(-1))
             .with_host(sb(""))
             .with_port(-1),
-        None => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(sb(host))
-            .with_port(i32::from(port)),
     })
 }
 
@@ -95,6 +106,11 @@ fn join_response(r: JoinResult) -> JoinGroupResponse {
 
 /// JoinGroup (waits for the rebalance to complete).
 pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGroupResponse> {
+    if !ctx.broker.groups.coordinates(&req.group_id.0) {
+        return Some(
+            JoinGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        );
+    }
     let jr = JoinRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -132,6 +148,11 @@ pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGrou
 
 /// SyncGroup (followers wait for the leader's assignment).
 pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGroupResponse> {
+    if !ctx.broker.groups.coordinates(&req.group_id.0) {
+        return Some(
+            SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        );
+    }
     let assignments: Vec<(String, Bytes)> = req
         .assignments
         .into_iter()
@@ -157,6 +178,11 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
 
 /// Heartbeat.
 pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<HeartbeatResponse> {
+    if !ctx.broker.groups.coordinates(&req.group_id.0) {
+        return Some(
+            HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        );
+    }
     let e = ctx
         .broker
         .groups
@@ -166,6 +192,11 @@ pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<Heartbeat
 
 /// LeaveGroup (v0–2 one member, v3+ a batch).
 pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveGroupResponse> {
+    if !ctx.broker.groups.coordinates(&req.group_id.0) {
+        return Some(
+            LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        );
+    }
     if ctx.version < 3 {
         let e = ctx
             .broker

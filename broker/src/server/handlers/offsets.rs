@@ -26,6 +26,8 @@ pub async fn offset_commit(
     );
     if group.is_empty() {
         error = Some(ResponseError::InvalidGroupId);
+    } else if !ctx.broker.groups.coordinates(&group) {
+        error = Some(ResponseError::NotCoordinator);
     }
     let now = now_ms();
     let mut accepted = Vec::new();
@@ -110,6 +112,11 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             .groups
             .into_iter()
             .map(|g| {
+                if !ctx.broker.groups.coordinates(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ResponseError::NotCoordinator.code());
+                }
                 let wanted = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .flat_map(|t| {
@@ -144,6 +151,11 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             })
             .collect();
         return Some(OffsetFetchResponse::default().with_groups(groups));
+    }
+    if ctx.version >= 2 && !ctx.broker.groups.coordinates(&req.group_id.0) {
+        return Some(
+            OffsetFetchResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
+        );
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()
