@@ -101,6 +101,12 @@ pub struct Partition {
     unflushed: AtomicU64,
     /// Replicas, leader, leader epoch and ISR, as last committed to the metadata.
     state: RwLock<PartitionImage>,
+    /// What the leader knows of each follower, from their replica fetches.
+    followers: Mutex<BTreeMap<i32, crate::replication::isr::FollowerProgress>>,
+    /// The log end offset, mirrored for the high-watermark rule.
+    log_end: AtomicI64,
+    /// Bumped whenever the high watermark moves, for acks=all waiters.
+    hw_moved: tokio::sync::watch::Sender<i64>,
 }
 
 impl Partition {
@@ -132,8 +138,61 @@ impl Partition {
     fn refresh(&self, log: &PartitionLog) {
         self.log_start
             .store(log.log_start_offset(), Ordering::Release);
-        self.high_watermark
-            .store(log.log_end_offset(), Ordering::Release);
+        self.log_end.store(log.log_end_offset(), Ordering::Release);
+        self.advance_high_watermark();
+    }
+
+    /// Recomputes the high watermark: the smallest log end offset in the ISR (just this log's
+    /// end when the ISR is this node alone). Never moves back.
+    fn advance_high_watermark(&self) {
+        let state = self.state.read();
+        let leo = self.log_end.load(Ordering::Acquire);
+        let current = self.high_watermark.load(Ordering::Acquire);
+        let hw = crate::replication::isr::high_watermark(
+            current,
+            state.leader,
+            leo,
+            &state.isr,
+            &self.followers.lock(),
+        )
+        .min(leo);
+        if hw > current {
+            self.high_watermark.store(hw, Ordering::Release);
+            self.hw_moved.send_replace(hw);
+        }
+    }
+
+    /// Records a replica fetch by `follower` at `fetch_offset` (its log end) and advances the
+    /// high watermark accordingly.
+    pub fn on_replica_fetch(&self, follower: i32, fetch_offset: i64, now_ms: i64) {
+        let leo = self.log_end.load(Ordering::Acquire);
+        self.followers
+            .lock()
+            .entry(follower)
+            .or_insert(crate::replication::isr::FollowerProgress {
+                log_end_offset: 0,
+                last_caught_up_ms: 0,
+            })
+            .on_fetch(fetch_offset, leo, now_ms);
+        self.advance_high_watermark();
+    }
+
+    /// Waits until the high watermark reaches `offset` (acks=all), up to `timeout`. Returns
+    /// whether it did.
+    pub async fn wait_for_high_watermark(&self, offset: i64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.hw_moved.subscribe();
+        let reached = tokio::time::timeout(timeout, async {
+            rx.wait_for(|_| self.high_watermark() >= offset)
+                .await
+                .is_ok()
+        })
+        .await;
+        matches!(reached, Ok(true))
+    }
+
+    /// Whether the ISR has at least `min_insync` members.
+    pub fn enough_replicas(&self, min_insync: i32) -> bool {
+        crate::replication::isr::enough_replicas(&self.state.read().isr, min_insync)
     }
 }
 
@@ -301,12 +360,16 @@ impl Cluster {
             let p = Partition {
                 topic: topic.name.clone(),
                 index,
-                high_watermark: AtomicI64::new(log.log_end_offset()),
+                high_watermark: AtomicI64::new(0),
+                log_end: AtomicI64::new(log.log_end_offset()),
+                followers: Mutex::new(BTreeMap::new()),
+                hw_moved: tokio::sync::watch::Sender::new(0),
                 log_start: AtomicI64::new(log.log_start_offset()),
                 log: Mutex::new(log),
                 unflushed: AtomicU64::new(0),
                 state: RwLock::new(state),
             };
+            p.advance_high_watermark();
             topic.partitions.write().push(Arc::new(p));
         }
         Ok(())

@@ -98,6 +98,7 @@ impl Cluster {
             if *p.state.read() != *state {
                 p.log.lock().assign_epoch(state.leader_epoch)?;
                 *p.state.write() = state.clone();
+                p.advance_high_watermark();
                 changed += 1;
             }
         }

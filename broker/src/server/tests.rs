@@ -249,3 +249,138 @@ async fn groups_whose_offsets_partition_is_led_elsewhere_are_sent_to_that_broker
         ResponseError::NotCoordinator.code()
     );
 }
+
+fn one_record() -> Bytes {
+    let r = kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 0,
+        key: None,
+        value: Some(Bytes::from_static(b"v")),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        &[r],
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+fn produce_req(topic: &str, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(one_record()))])])
+}
+
+fn fetch_req(topic: &str, offset: i64, replica: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(replica))
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+/// Node 1 leads `replicated-0` with replicas [1, 2]; `isr` and `min.insync.replicas` vary.
+fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
+    let mut image = MetadataImage::default();
+    for (id, port) in [(1, 9092), (2, 9093)] {
+        image.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "localhost".into(),
+            port,
+            rack: None,
+        });
+    }
+    image.apply(&MetadataRecord::Topic {
+        name: "replicated".into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        replication_factor: 2,
+        configs: [("min.insync.replicas".to_string(), min_insync.to_string())].into(),
+    });
+    image.apply(&MetadataRecord::PartitionState {
+        topic: "replicated".into(),
+        partition: 0,
+        replicas: vec![1, 2],
+        leader: 1,
+        leader_epoch: 0,
+        isr,
+    });
+    b.cluster.reconcile(&image).expect("reconcile");
+}
+
+#[tokio::test]
+async fn acks_all_waits_for_the_isr_and_consumers_see_only_committed_records() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    replicated(&b, vec![1, 2], "2");
+    let produce = call(&b, 8, produce_req("replicated", -1));
+    tokio::pin!(produce);
+    // Appended on the leader, but not acknowledged until follower 2 has it.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), &mut produce)
+            .await
+            .is_err(),
+        "acks=all answered before the follower had the record"
+    );
+    let consumer = call(&b, 11, fetch_req("replicated", 0, -1)).await;
+    let p = &consumer.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    assert_eq!(
+        p.records.as_ref().map(|r| r.len()),
+        Some(0),
+        "nothing is committed yet"
+    );
+    // Follower 2 fetches the record, then fetches again from its new log end.
+    let replica = call(&b, 11, fetch_req("replicated", 0, 2)).await;
+    assert!(replica.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_some_and(|r| !r.is_empty()));
+    call(&b, 11, fetch_req("replicated", 1, 2)).await;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), produce)
+        .await
+        .expect("acks=all completes once the ISR has the record");
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let consumer = call(&b, 11, fetch_req("replicated", 0, -1)).await;
+    assert_eq!(consumer.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[tokio::test]
+async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    replicated(&b, vec![1], "2");
+    let r = call(&b, 8, produce_req("replicated", -1)).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::NotEnoughReplicas.code()
+    );
+    let r = call(&b, 8, produce_req("replicated", 1)).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 0,
+        "acks=1 still works"
+    );
+}

@@ -29,7 +29,7 @@ struct Want {
 fn read_all(
     wants: &[Want],
     max_bytes: usize,
-    replica: bool,
+    replica: Option<i32>,
     node: i32,
 ) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
@@ -55,6 +55,10 @@ fn read_all(
             );
             continue;
         }
+        if let Some(follower) = replica {
+            // A follower's fetch offset is its log end: it has everything before it.
+            p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms());
+        }
         let hw = p.high_watermark();
         let log_start = p.log_start_offset();
         let base = PartitionData::default()
@@ -76,7 +80,11 @@ fn read_all(
         }
         let result = {
             let log = p.log.lock();
-            let upper = if replica { log.log_end_offset() } else { hw };
+            let upper = if replica.is_some() {
+                log.log_end_offset()
+            } else {
+                hw
+            };
             log.read(w.offset, budget, upper)
         };
         match result {
@@ -117,7 +125,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
         req.max_bytes as usize
     };
     let min_bytes = req.min_bytes.max(0) as usize;
-    let replica = req.replica_id.0 >= 0;
+    let replica = (req.replica_id.0 >= 0).then_some(req.replica_id.0);
     let node = ctx.broker.node_id();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);

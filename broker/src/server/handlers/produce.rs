@@ -33,8 +33,12 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let bad_acks = !matches!(acks, -1..=1);
     let transactional = req.transactional_id.is_some();
     let node = ctx.broker.node_id();
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let work = move || {
         let mut responses = Vec::with_capacity(req.topic_data.len());
+        // acks=all appends that must reach the high watermark: (topic, partition slot,
+        // partition, offset to reach).
+        let mut waits: Vec<(usize, usize, Arc<crate::cluster::Partition>, i64)> = Vec::new();
         for td in req.topic_data {
             let name = td.name.0.to_string();
             let topic = cluster.topic(&name);
@@ -61,7 +65,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                 } else if let Some(p) = topic.as_ref().and_then(|t| t.partition(idx)) {
                     if !p.is_led_by(node) {
                         partition_error(idx, ResponseError::NotLeaderOrFollower, None)
-                    } else if acks == -1 && min_isr.unwrap_or(1) > 1 {
+                    } else if acks == -1 && !p.enough_replicas(min_isr.unwrap_or(1)) {
                         partition_error(
                             idx,
                             ResponseError::NotEnoughReplicas,
@@ -72,7 +76,23 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                             None => partition_error(idx, ResponseError::CorruptMessage, None),
                             Some(records) => {
                                 let bytes = records.len() as u64;
-                                match cluster.append(&p, records) {
+                                let outcome = cluster.append(&p, records);
+                                if let (
+                                    -1,
+                                    Ok(
+                                        AppendOutcome::Appended(info)
+                                        | AppendOutcome::Duplicate(info),
+                                    ),
+                                ) = (acks, &outcome)
+                                {
+                                    waits.push((
+                                        responses.len(),
+                                        parts.len(),
+                                        Arc::clone(&p),
+                                        info.last_offset + 1,
+                                    ));
+                                }
+                                match outcome {
                                     Ok(AppendOutcome::Appended(info)) => {
                                         metrics.messages_in.inc_by(
                                             (info.last_offset - info.base_offset + 1).max(0) as u64,
@@ -114,9 +134,24 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                     .with_partition_responses(parts),
             );
         }
-        responses
+        (responses, waits)
     };
-    let responses = blocking(work).await.unwrap_or_default();
+    let (mut responses, waits) = blocking(work).await.unwrap_or_default();
+    // acks=all: answer once every in-sync replica has the records (the high watermark passed
+    // them); on one node that is at once.
+    for (t, slot, p, offset) in waits {
+        if !p.wait_for_high_watermark(offset, timeout).await {
+            if let Some(r) = responses
+                .get_mut(t)
+                .and_then(|t| t.partition_responses.get_mut(slot))
+            {
+                r.error_code = ResponseError::RequestTimedOut.code();
+                r.error_message = Some(sb(
+                    "the in-sync replicas did not acknowledge the records in time",
+                ));
+            }
+        }
+    }
     if acks == 0 {
         return None;
     }
