@@ -29,14 +29,7 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let config = Arc::new(Config::from_properties(props).expect("config"));
     let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
     let mut image = MetadataImage::default();
-    for (id, port) in [(1, 9092), (2, 9093)] {
-        image.apply(&MetadataRecord::RegisterBroker {
-            id,
-            host: "localhost".into(),
-            port,
-            rack: None,
-        });
-    }
+    register_two_brokers(&mut image);
     for (name, leader) in [("elsewhere", 2), ("here", 1)] {
         image.apply(&MetadataRecord::Topic {
             name: name.into(),
@@ -64,6 +57,18 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
         ("localhost".into(), 9092),
         None,
     ))
+}
+
+/// Registers brokers 1 (this node, port 9092) and 2 (port 9093) in `image`.
+fn register_two_brokers(image: &mut MetadataImage) {
+    for (id, port) in [(1, 9092), (2, 9093)] {
+        image.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "localhost".into(),
+            port,
+            rack: None,
+        });
+    }
 }
 
 async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R::Response {
@@ -94,34 +99,7 @@ fn name(s: &str) -> TopicName {
 async fn partitions_led_elsewhere_answer_not_leader_and_metadata_names_the_leader() {
     let d = tempfile::tempdir().expect("tempdir");
     let b = broker(d.path());
-    let records = {
-        let r = kafka_protocol::records::Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 0,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        kafka_protocol::records::RecordBatchEncoder::encode(
-            &mut buf,
-            &[r],
-            &kafka_protocol::records::RecordEncodeOptions {
-                version: 2,
-                compression: kafka_protocol::records::Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
-    };
+    let records = one_record();
     for (topic, want) in [
         ("elsewhere", ResponseError::NotLeaderOrFollower.code()),
         ("here", 0),
@@ -181,14 +159,7 @@ async fn groups_whose_offsets_partition_is_led_elsewhere_are_sent_to_that_broker
     let b = broker(d.path());
     // A one-partition offsets topic led by broker 2: it coordinates every group.
     let mut image = MetadataImage::default();
-    for (id, port) in [(1, 9092), (2, 9093)] {
-        image.apply(&MetadataRecord::RegisterBroker {
-            id,
-            host: "localhost".into(),
-            port,
-            rack: None,
-        });
-    }
+    register_two_brokers(&mut image);
     for t in b.cluster.topics() {
         let s = t.partition(0).expect("p0").state();
         image.apply(&MetadataRecord::Topic {
@@ -305,14 +276,7 @@ fn fetch_req(topic: &str, offset: i64, replica: i32) -> FetchRequest {
 /// Node 1 leads `replicated-0` with replicas [1, 2]; `isr` and `min.insync.replicas` vary.
 fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
     let mut image = MetadataImage::default();
-    for (id, port) in [(1, 9092), (2, 9093)] {
-        image.apply(&MetadataRecord::RegisterBroker {
-            id,
-            host: "localhost".into(),
-            port,
-            rack: None,
-        });
-    }
+    register_two_brokers(&mut image);
     image.apply(&MetadataRecord::Topic {
         name: "replicated".into(),
         id: uuid::Uuid::new_v4(),
