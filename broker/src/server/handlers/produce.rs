@@ -139,8 +139,11 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let (mut responses, waits) = blocking(work).await.unwrap_or_default();
     // acks=all: answer once every in-sync replica has the records (the high watermark passed
     // them); on one node that is at once.
+    // One deadline for the whole request, as Kafka's request timeout.
+    let deadline = std::time::Instant::now() + timeout;
     for (t, slot, p, offset) in waits {
-        if !p.wait_for_high_watermark(offset, timeout).await {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !p.wait_for_high_watermark(offset, left).await {
             if let Some(r) = responses
                 .get_mut(t)
                 .and_then(|t| t.partition_responses.get_mut(slot))
