@@ -158,15 +158,7 @@ impl Client {
         response_header_version: i16,
     ) -> Result<Bytes, ClientError> {
         let api = api_key(R::KEY);
-        if self.broken {
-            return Err(ClientError::Protocol(format!(
-                "connection to {} is unusable after an earlier failure",
-                self.addr
-            )));
-        }
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(req, version, correlation_id)?;
+        let (correlation_id, frame) = self.prepare(req, version)?;
         // Stays set if this future errs or is dropped before the response is read whole.
         self.broken = true;
         let exchange = async {
@@ -199,13 +191,8 @@ impl Client {
         Ok(body)
     }
 
-    /// Sends `req` at `version` without waiting for an answer: for Produce with acks=0, which
-    /// the broker never answers.
-    pub async fn send_oneway<R: Request>(
-        &mut self,
-        req: R,
-        version: i16,
-    ) -> Result<(), ClientError> {
+    /// Refuses a broken connection, else takes the next correlation id and encodes `req`.
+    fn prepare<R: Request>(&mut self, req: &R, version: i16) -> Result<(i32, Bytes), ClientError> {
         if self.broken {
             return Err(ClientError::Protocol(format!(
                 "connection to {} is unusable after an earlier failure",
@@ -214,7 +201,18 @@ impl Client {
         }
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(&req, version, correlation_id)?;
+        let frame = encode_request(req, version, correlation_id)?;
+        Ok((correlation_id, frame))
+    }
+
+    /// Sends `req` at `version` without waiting for an answer: for Produce with acks=0, which
+    /// the broker never answers.
+    pub async fn send_oneway<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        let (_, frame) = self.prepare(&req, version)?;
         self.broken = true;
         self.stream
             .write_all(&frame)

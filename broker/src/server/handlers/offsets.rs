@@ -105,6 +105,35 @@ fn partition_fields(v: &Option<OffsetValue>) -> (i64, i32, String) {
     }
 }
 
+/// The partitions asked for, as (topic, partition); `None` asks for every committed one.
+fn wanted<'a>(
+    topics: Option<impl Iterator<Item = (&'a TopicName, &'a Vec<i32>)>>,
+) -> Option<Vec<(String, i32)>> {
+    topics.map(|ts| {
+        ts.flat_map(|(name, parts)| parts.iter().map(move |p| (name.0.to_string(), *p)))
+            .collect()
+    })
+}
+
+/// One committed partition: (partition, offset, leader epoch, metadata).
+type CommittedPartition = (i32, i64, i32, String);
+
+/// Committed offsets grouped by topic, in the order fetched: (topic, [(partition, offset,
+/// leader epoch, metadata)]). Shared by the per-group (v8+) and single-group layouts.
+fn by_topic(committed: Committed) -> Vec<(String, Vec<CommittedPartition>)> {
+    let mut out: Vec<(String, Vec<CommittedPartition>)> = Vec::new();
+    for ((topic, p), v) in committed {
+        if out.last().is_none_or(|(t, _)| *t != topic) {
+            out.push((topic, Vec::new()));
+        }
+        let (o, e, m) = partition_fields(&v);
+        if let Some((_, parts)) = out.last_mut() {
+            parts.push((p, o, e, m));
+        }
+    }
+    out
+}
+
 /// OffsetFetch.
 pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<OffsetFetchResponse> {
     if ctx.version >= 8 {
@@ -117,34 +146,30 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
                         .with_group_id(g.group_id)
                         .with_error_code(ResponseError::NotCoordinator.code());
                 }
-                let wanted = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .flat_map(|t| {
-                            t.partition_indexes
-                                .iter()
-                                .map(|p| (t.name.0.to_string(), *p))
-                        })
-                        .collect()
-                });
-                let committed = fetch_group(ctx, &g.group_id.0, wanted);
-                let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-                for ((topic, p), v) in committed {
-                    if topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
-                        topics.push(
-                            OffsetFetchResponseTopics::default().with_name(TopicName(sb(topic))),
-                        );
-                    }
-                    let (o, e, m) = partition_fields(&v);
-                    if let Some(t) = topics.last_mut() {
-                        t.partitions.push(
-                            OffsetFetchResponsePartitions::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(o)
-                                .with_committed_leader_epoch(e)
-                                .with_metadata(Some(sb(m))),
-                        );
-                    }
-                }
+                let asked = wanted(
+                    g.topics
+                        .as_ref()
+                        .map(|ts| ts.iter().map(|t| (&t.name, &t.partition_indexes))),
+                );
+                let topics = by_topic(fetch_group(ctx, &g.group_id.0, asked))
+                    .into_iter()
+                    .map(|(topic, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(sb(topic)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, o, e, m)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(o)
+                                            .with_committed_leader_epoch(e)
+                                            .with_metadata(Some(sb(m)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(topics)
@@ -157,31 +182,29 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             OffsetFetchResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
         );
     }
-    let wanted = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), *p))
-            })
-            .collect()
-    });
-    let committed = fetch_group(ctx, &req.group_id.0, wanted);
-    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
-    for ((topic, p), v) in committed {
-        if topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
-            topics.push(OffsetFetchResponseTopic::default().with_name(TopicName(sb(topic))));
-        }
-        let (o, e, m) = partition_fields(&v);
-        if let Some(t) = topics.last_mut() {
-            t.partitions.push(
-                OffsetFetchResponsePartition::default()
-                    .with_partition_index(p)
-                    .with_committed_offset(o)
-                    .with_committed_leader_epoch(e)
-                    .with_metadata(Some(sb(m))),
-            );
-        }
-    }
+    let asked = wanted(
+        req.topics
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| (&t.name, &t.partition_indexes))),
+    );
+    let topics = by_topic(fetch_group(ctx, &req.group_id.0, asked))
+        .into_iter()
+        .map(|(topic, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(sb(topic)))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, o, e, m)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(e)
+                                .with_metadata(Some(sb(m)))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     Some(OffsetFetchResponse::default().with_topics(topics))
 }
