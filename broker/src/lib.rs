@@ -6,6 +6,7 @@
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
+//! - [`controller`]: broker liveness, fencing and leader election on the active controller.
 //! - [`quorum`]: the controller quorum: Raft storage, network and member runtime; holds the
 //!   node's metadata.
 //! - [`replication`]: ISR and high-watermark rules (for the replicated cluster).
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod log;
 pub mod metrics;

@@ -16,6 +16,9 @@ use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::server::{self, Broker};
 
+/// How long a controlled shutdown waits for its leaderships to move.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -54,6 +57,8 @@ pub struct Node {
     cluster: Arc<Cluster>,
     /// The controller quorum member holding the metadata.
     quorum: Arc<crate::quorum::node::QuorumNode>,
+    /// Broker heartbeats this node has received.
+    liveness: Arc<crate::controller::liveness::Liveness>,
 }
 
 async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> {
@@ -86,36 +91,30 @@ async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> 
     Ok(out)
 }
 
-/// Refuses configurations that need the replicated cluster, which is not wired in yet: running
-/// them as independent single nodes would silently split one cluster into several.
-fn check_single_node(config: &Config) -> Result<(), NodeError> {
-    let voters = &config.controller_quorum_voters;
-    if voters.len() > 1 {
-        return Err(NodeError::Unsupported(format!(
-            "controller.quorum.voters lists {} voters; this build runs single-node clusters only \
-             (list just this node, e.g. {}@host:port)",
-            voters.len(),
-            config.node_id
-        )));
-    }
-    if let Some(v) = voters.first() {
-        if v.id != config.node_id {
-            return Err(NodeError::Unsupported(format!(
-                "controller.quorum.voters names node {} but node.id is {}; in a single-node \
-                 cluster the only voter is this node",
-                v.id, config.node_id
-            )));
-        }
-    }
-    if !config
-        .process_roles
-        .contains(&crate::config::Role::Controller)
-    {
+/// Refuses role layouts this build cannot run: every node must be a voter of the controller
+/// quorum and a broker (combined mode), as in Kafka's quickstart.
+fn check_roles(config: &Config) -> Result<(), NodeError> {
+    use crate::config::Role;
+    let roles = &config.process_roles;
+    if !roles.contains(&Role::Controller) || !roles.contains(&Role::Broker) {
         return Err(NodeError::Unsupported(
-            "process.roles=broker needs a separate controller quorum, which this build does not \
-             support yet; use process.roles=broker,controller"
+            "this build runs combined nodes only: set process.roles=broker,controller (dedicated \
+             broker or controller nodes are not supported yet)"
                 .into(),
         ));
+    }
+    let voters = &config.controller_quorum_voters;
+    if !voters.is_empty() && !voters.iter().any(|v| v.id == config.node_id) {
+        return Err(NodeError::Unsupported(format!(
+            "node.id {} is not among controller.quorum.voters ({}); every node of this build is \
+             a voter",
+            config.node_id,
+            voters
+                .iter()
+                .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
     }
     Ok(())
 }
@@ -123,7 +122,7 @@ fn check_single_node(config: &Config) -> Result<(), NodeError> {
 impl Node {
     /// Starts a node from a validated config, after checking `meta.properties`.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
-        check_single_node(&config)?;
+        check_roles(&config)?;
         let config = Arc::new(config);
         let mut dirs = config.log_dirs.clone();
         if !dirs.contains(&config.metadata_log_dir) {
@@ -131,7 +130,8 @@ impl Node {
         }
         let cluster_id = crate::storage::check(&dirs, config.node_id)?;
         let metrics = Arc::new(Metrics::new()?);
-        let quorum = crate::quorum::startup::start_for(&config, &cluster_id)
+        let liveness = Arc::new(crate::controller::liveness::Liveness::default());
+        let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
             .await
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let image = quorum.applied().image;
@@ -147,6 +147,15 @@ impl Node {
                 .map_err(|e| NodeError::Cluster(e.to_string()))?
                 .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let cluster = Arc::new(cluster);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let replicas = crate::replication::manager::ReplicaManager::new(
+            Arc::clone(&cluster),
+            config.replication.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        replicas.sync();
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
         let g = Arc::clone(&groups);
         let loaded = tokio::task::spawn_blocking(move || g.load())
@@ -182,9 +191,6 @@ impl Node {
             (adv_host, adv_port),
             Some(Arc::clone(&quorum)),
         ));
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-
         let metrics_addr = match &config.metrics_listener {
             Some(addr) => {
                 let l = TcpListener::bind(addr)
@@ -228,8 +234,10 @@ impl Node {
             listeners,
             shutdown.clone(),
         ));
-        // Metadata committed elsewhere (or forwarded) reaches the local state here.
+        // Metadata committed elsewhere (or forwarded) reaches the local state here; then the
+        // fetchers follow the new leaders and the group coordinator the offsets partitions.
         let (c, mut applied, s) = (Arc::clone(&cluster), quorum.subscribe(), shutdown.clone());
+        let (r, g) = (Arc::clone(&replicas), Arc::clone(&groups));
         tracker.spawn(async move {
             loop {
                 tokio::select! {
@@ -239,15 +247,65 @@ impl Node {
                             break;
                         }
                         applied.borrow_and_update();
-                        let (c, latest) = (Arc::clone(&c), applied.clone());
-                        let work = move || c.reconcile_latest(|| latest.borrow().image.clone());
+                        let (c, latest, g) = (Arc::clone(&c), applied.clone(), Arc::clone(&g));
+                        let work = move || {
+                            let changed = c.reconcile_latest(|| latest.borrow().image.clone())?;
+                            if let Err(e) = g.load() {
+                                tracing::warn!(error = %error_chain(&e), "loading consumer groups failed");
+                            }
+                            Ok::<_, crate::cluster::AdminError>(changed)
+                        };
                         match tokio::task::spawn_blocking(work).await {
-                            Ok(Ok(_)) => {}
+                            Ok(Ok(_)) => r.sync(),
                             Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "applying committed metadata failed"),
                             Err(e) => tracing::warn!(error = %e, "metadata reconcile task failed"),
                         }
                     }
                 }
+            }
+        });
+        // The controller's duties (on whichever node leads the quorum) and this broker's
+        // heartbeats to every voter.
+        tracker.spawn(crate::controller::run(
+            Arc::clone(&quorum),
+            Arc::clone(&liveness),
+            config.replication.clone(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(crate::controller::heartbeat(
+            Arc::clone(&quorum),
+            Arc::clone(&liveness),
+            config.node_id,
+            Duration::from_millis(config.replication.broker_heartbeat_interval_ms),
+            shutdown.clone(),
+        ));
+        // Leader side of the ISR: shrink for lagging followers, expand for caught-up ones.
+        let (r, c, s) = (
+            Arc::clone(&replicas),
+            Arc::clone(&cluster),
+            shutdown.clone(),
+        );
+        let every = Duration::from_millis(
+            (config.replication.replica_lag_time_max_ms as u64 / 2).clamp(100, 500),
+        );
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let (r, c) = (Arc::clone(&r), Arc::clone(&c));
+                let work = move || {
+                    let records = r.isr_changes();
+                    if !records.is_empty() {
+                        if let Err(e) = c.propose(&records) {
+                            tracing::warn!(error = %error_chain(&e), "ISR change not committed");
+                        }
+                    }
+                };
+                let _ = tokio::task::spawn_blocking(work).await;
             }
         });
         // Group sessions and rebalance deadlines.
@@ -302,11 +360,30 @@ impl Node {
             tracker,
             cluster,
             quorum,
+            liveness,
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish, fsyncs every log.
+    /// Hands this broker's leaderships to other replicas (controlled shutdown, when enabled
+    /// and there are other brokers), stops accepting, lets in-flight requests finish, fsyncs
+    /// every log.
     pub async fn stop(self) {
+        let others = self.cluster.brokers().len() > 1;
+        if self.cluster.config.replication.controlled_shutdown_enable && others {
+            let me = self.cluster.config.node_id;
+            let done = crate::controller::controlled_shutdown(
+                &self.quorum,
+                &self.liveness,
+                me,
+                CONTROLLED_SHUTDOWN_TIMEOUT,
+            )
+            .await;
+            if done {
+                tracing::info!("controlled shutdown: leaderships handed over");
+            } else {
+                tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+            }
+        }
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())

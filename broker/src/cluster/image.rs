@@ -20,7 +20,13 @@ pub struct MetadataImage {
     /// Registered brokers by id.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// The first id of the producer-id block each broker took last.
+    #[serde(default)]
+    pub producer_blocks: BTreeMap<i32, i64>,
 }
+
+/// How many producer ids one block holds.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +37,9 @@ pub struct BrokerImage {
     pub port: u16,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are left out of new ISRs.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// One partition's replicas, leader, leader epoch and ISR.
@@ -44,6 +53,9 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     /// In-sync replicas.
     pub isr: Vec<i32>,
+    /// Bumped on every change of leader or ISR, so conditional changes detect staleness.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 /// One topic in the image.
@@ -107,10 +119,12 @@ impl MetadataImage {
                 port,
                 rack,
             } => {
+                // A broker registers once it is up and caught up: registering unfences it.
                 let b = BrokerImage {
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    fenced: false,
                 };
                 self.brokers.insert(*id, b.clone()) != Some(b)
             }
@@ -130,12 +144,51 @@ impl MetadataImage {
                             leader: *leader,
                             leader_epoch: *leader_epoch,
                             isr: isr.clone(),
+                            partition_epoch: 0,
                         },
                     );
                     true
                 }
                 _ => false,
             },
+            MetadataRecord::AlterPartition {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                leader,
+                isr,
+            } => {
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.assignment.get_mut(partition))
+                else {
+                    return false;
+                };
+                if p.leader_epoch != *leader_epoch || p.partition_epoch != *partition_epoch {
+                    return false;
+                }
+                if p.leader != *leader {
+                    p.leader_epoch += 1;
+                    p.leader = *leader;
+                }
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                true
+            }
+            MetadataRecord::FenceBroker { id, fenced } => match self.brokers.get_mut(id) {
+                Some(b) if b.fenced != *fenced => {
+                    b.fenced = *fenced;
+                    true
+                }
+                _ => false,
+            },
+            MetadataRecord::AllocateProducerIds { broker } => {
+                self.producer_blocks.insert(*broker, self.next_producer_id);
+                self.next_producer_id += PRODUCER_ID_BLOCK;
+                true
+            }
             MetadataRecord::ProducerIds { next } => {
                 // Blocks only move forward: a stale allocation can never hand out ids twice.
                 if *next > self.next_producer_id {
@@ -146,45 +199,6 @@ impl MetadataImage {
                 }
             }
         }
-    }
-
-    /// Records that rebuild this image from nothing, for replay by the cluster at start-up.
-    pub fn to_records(&self) -> Vec<MetadataRecord> {
-        let mut out: Vec<MetadataRecord> = self
-            .brokers
-            .iter()
-            .map(|(id, b)| MetadataRecord::RegisterBroker {
-                id: *id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
-            })
-            .collect();
-        for (name, t) in &self.topics {
-            out.push(MetadataRecord::Topic {
-                name: name.clone(),
-                id: t.id,
-                partitions: t.partitions,
-                replication_factor: t.replication_factor,
-                configs: t.configs.clone(),
-            });
-            for (p, s) in &t.assignment {
-                out.push(MetadataRecord::PartitionState {
-                    topic: name.clone(),
-                    partition: *p,
-                    replicas: s.replicas.clone(),
-                    leader: s.leader,
-                    leader_epoch: s.leader_epoch,
-                    isr: s.isr.clone(),
-                });
-            }
-        }
-        if self.next_producer_id > 0 {
-            out.push(MetadataRecord::ProducerIds {
-                next: self.next_producer_id,
-            });
-        }
-        out
     }
 
     /// The topic called `name`.
@@ -239,29 +253,75 @@ mod tests {
     }
 
     #[test]
-    fn replaying_an_images_records_rebuilds_the_image() {
+    fn alter_partition_applies_only_at_the_epochs_it_was_made_at() {
         let mut image = MetadataImage::default();
-        image.apply(&MetadataRecord::RegisterBroker {
+        image.apply(&topic("a", 1));
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "a".into(),
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2, 3],
+        });
+        let alter =
+            |leader_epoch, partition_epoch, leader, isr: &[i32]| MetadataRecord::AlterPartition {
+                topic: "a".into(),
+                partition: 0,
+                leader_epoch,
+                partition_epoch,
+                leader,
+                isr: isr.to_vec(),
+            };
+        assert!(image.apply(&alter(0, 0, 1, &[1, 2])), "ISR shrink");
+        let p = &image.topics["a"].assignment[&0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 0, 1));
+        assert!(
+            !image.apply(&alter(0, 0, 2, &[2, 3])),
+            "made before the shrink: stale"
+        );
+        assert!(image.apply(&alter(0, 1, 2, &[2])), "election");
+        let p = &image.topics["a"].assignment[&0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.partition_epoch, p.isr.clone()),
+            (2, 1, 2, vec![2])
+        );
+        assert!(!image.apply(&alter(0, 2, 1, &[1])), "old leader epoch");
+        assert!(!image.apply(&MetadataRecord::AlterPartition {
+            topic: "b".into(),
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            leader: 1,
+            isr: vec![1],
+        }));
+    }
+
+    #[test]
+    fn fencing_and_registration_and_producer_blocks() {
+        let mut image = MetadataImage::default();
+        let reg = MetadataRecord::RegisterBroker {
             id: 1,
             host: "h".into(),
             port: 1,
             rack: None,
-        });
-        image.apply(&topic("a", 3));
-        image.apply(&MetadataRecord::PartitionState {
-            topic: "a".into(),
-            partition: 0,
-            replicas: vec![1],
-            leader: 1,
-            leader_epoch: 0,
-            isr: vec![1],
-        });
-        image.apply(&MetadataRecord::ProducerIds { next: 2000 });
-        let mut again = MetadataImage::default();
-        for r in image.to_records() {
-            again.apply(&r);
-        }
-        assert_eq!(again, image);
+        };
+        image.apply(&reg);
+        let fence = |fenced| MetadataRecord::FenceBroker { id: 1, fenced };
+        assert!(image.apply(&fence(true)));
+        assert!(!image.apply(&fence(true)), "already fenced");
+        assert!(image.brokers[&1].fenced);
+        assert!(image.apply(&reg), "registering again unfences");
+        assert!(!image.brokers[&1].fenced);
+        assert!(!image.apply(&MetadataRecord::FenceBroker {
+            id: 9,
+            fenced: true
+        }));
+        image.apply(&MetadataRecord::AllocateProducerIds { broker: 1 });
+        image.apply(&MetadataRecord::AllocateProducerIds { broker: 2 });
+        assert_eq!(image.producer_blocks[&1], 0);
+        assert_eq!(image.producer_blocks[&2], PRODUCER_ID_BLOCK);
+        assert_eq!(image.next_producer_id, 2 * PRODUCER_ID_BLOCK);
     }
 
     fn topic(name: &str, partitions: i32) -> MetadataRecord {

@@ -81,6 +81,48 @@ pub enum MetadataRecord {
         /// In-sync replicas.
         isr: Vec<i32>,
     },
+    /// A change of one partition's leader and ISR (Kafka's AlterPartition, and the
+    /// controller's leader elections), applied only if the partition is still at
+    /// `leader_epoch` and `partition_epoch`: a proposal made from a stale view changes nothing.
+    /// A new leader bumps the leader epoch; every applied change bumps the partition epoch.
+    AlterPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The leader epoch the proposal was made at.
+        leader_epoch: i32,
+        /// The partition epoch the proposal was made at.
+        partition_epoch: i32,
+        /// The new leader, or -1 when no replica can lead.
+        leader: i32,
+        /// The new ISR.
+        isr: Vec<i32>,
+    },
+    /// A broker was fenced (silent past `broker.session.timeout.ms`, or shutting down) or
+    /// unfenced (heartbeating again). A fenced broker leads nothing.
+    FenceBroker {
+        /// `node.id`.
+        id: i32,
+        /// Fenced or not.
+        fenced: bool,
+    },
+    /// A broker takes the next block of producer ids; the image records which block it got,
+    /// so two brokers asking at once get different blocks.
+    AllocateProducerIds {
+        /// The broker taking the block.
+        broker: i32,
+    },
+}
+
+/// What committing a batch of records did: how many changed the metadata and how many were
+/// ignored (a conditional change made from a stale view, or a record naming a deleted topic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Records that changed the metadata.
+    pub applied: u32,
+    /// Records that changed nothing.
+    pub ignored: u32,
 }
 
 /// Why the metadata log failed.
@@ -107,12 +149,22 @@ pub enum MetadataError {
 /// ([`MetadataLog`]) or the controller quorum. Called on blocking threads.
 pub trait MetadataStore: std::fmt::Debug + Send {
     /// Makes `records` durable, in order; returns once they are committed.
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError>;
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<Committed, MetadataError>;
+
+    /// The committed image, where the store keeps one (the quorum does; the local file does
+    /// not).
+    fn image(&self) -> Option<super::image::MetadataImage> {
+        None
+    }
 }
 
 impl MetadataStore for MetadataLog {
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
-        MetadataLog::append(self, records)
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<Committed, MetadataError> {
+        MetadataLog::append(self, records)?;
+        Ok(Committed {
+            applied: records.len() as u32,
+            ignored: 0,
+        })
     }
 }
 

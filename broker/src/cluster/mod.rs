@@ -21,14 +21,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
-use image::{BrokerImage, MetadataImage, PartitionImage};
+use image::{BrokerImage, MetadataImage, PartitionImage, PRODUCER_ID_BLOCK};
 use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
-
-/// How many producer ids one metadata record reserves.
-const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Why an admin operation failed; each variant maps to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -107,12 +104,19 @@ pub struct Partition {
     log_end: AtomicI64,
     /// Bumped whenever the high watermark moves, for acks=all waiters.
     hw_moved: tokio::sync::watch::Sender<i64>,
+    /// This node's id: the high-watermark rule applies only while it leads.
+    node: i32,
 }
 
 impl Partition {
     /// Offset below which records are committed and readable by consumers.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// The log end offset (next offset to be written).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end.load(Ordering::Acquire)
     }
 
     /// First offset still in the log.
@@ -146,6 +150,9 @@ impl Partition {
     /// end when the ISR is this node alone). Never moves back.
     fn advance_high_watermark(&self) {
         let state = self.state.read();
+        if state.leader != self.node {
+            return;
+        }
         let leo = self.log_end.load(Ordering::Acquire);
         let current = self.high_watermark.load(Ordering::Acquire);
         let hw = crate::replication::isr::high_watermark(
@@ -177,23 +184,137 @@ impl Partition {
         self.advance_high_watermark();
     }
 
-    /// Waits until the high watermark reaches `offset` (acks=all), up to `timeout`. Returns
-    /// whether it did.
-    pub async fn wait_for_high_watermark(&self, offset: i64, timeout: std::time::Duration) -> bool {
+    /// Waits until the high watermark reaches `offset` (acks=all), up to `timeout`, while
+    /// `node` still leads at `epoch` (the epoch the records were appended in).
+    pub async fn wait_for_high_watermark(
+        &self,
+        offset: i64,
+        node: i32,
+        epoch: i32,
+        timeout: std::time::Duration,
+    ) -> Commit {
         let mut rx = self.hw_moved.subscribe();
-        let reached = tokio::time::timeout(timeout, async {
-            rx.wait_for(|_| self.high_watermark() >= offset)
+        let still_leader = || {
+            let s = self.state.read();
+            s.leader == node && s.leader_epoch == epoch
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|_| self.high_watermark() >= offset || !still_leader())
                 .await
                 .is_ok()
         })
         .await;
-        matches!(reached, Ok(true))
+        if self.high_watermark() >= offset {
+            Commit::Committed
+        } else if !still_leader() || matches!(waited, Ok(false)) {
+            Commit::NotLeader
+        } else {
+            Commit::TimedOut
+        }
+    }
+
+    /// Applies a committed partition state (blocking: takes the log lock, so no client append
+    /// interleaves with a leadership change). Returns whether anything changed.
+    fn apply_state(&self, state: &PartitionImage) -> Result<bool, LogError> {
+        let me = self.node;
+        let mut log = self.log.lock();
+        let old = self.state.read().clone();
+        if old == *state {
+            return Ok(false);
+        }
+        let leads = state.leader == me;
+        let new_epoch = old.leader_epoch != state.leader_epoch || old.leader != state.leader;
+        if leads && new_epoch {
+            log.assign_epoch(state.leader_epoch)?;
+            // Every follower gets a full lag window from now to show up.
+            let now = now_ms();
+            let mut followers = self.followers.lock();
+            followers.clear();
+            for r in state.replicas.iter().filter(|r| **r != me) {
+                followers.insert(
+                    *r,
+                    crate::replication::isr::FollowerProgress {
+                        log_end_offset: i64::MIN,
+                        last_caught_up_ms: now,
+                    },
+                );
+            }
+        }
+        *self.state.write() = state.clone();
+        self.refresh(&log);
+        // Wake acks=all waiters: they answer NOT_LEADER_OR_FOLLOWER if the leadership moved.
+        self.hw_moved.send_modify(|_| {});
+        Ok(true)
+    }
+
+    /// A follower's high watermark: the leader's, as far as this log reaches.
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        let hw = leader_hw.min(self.log_end.load(Ordering::Acquire));
+        if self.high_watermark.swap(hw, Ordering::AcqRel) != hw {
+            self.hw_moved.send_replace(hw);
+        }
+    }
+
+    /// After the follower's log changed (appended or truncated): mirror its ends.
+    pub fn refresh_follower(&self, log: &PartitionLog) {
+        self.log_start
+            .store(log.log_start_offset(), Ordering::Release);
+        let leo = log.log_end_offset();
+        self.log_end.store(leo, Ordering::Release);
+        if self.high_watermark() > leo {
+            self.high_watermark.store(leo, Ordering::Release);
+        }
+    }
+
+    /// ISR members to drop and replicas to add, by the lag rules (leader only): the proposed
+    /// new ISR, or `None` when it stays.
+    pub fn isr_change(&self, me: i32, lag_max_ms: i64, now_ms: i64) -> Option<PartitionImage> {
+        let state = self.state.read().clone();
+        if state.leader != me {
+            return None;
+        }
+        // The log lock is never taken while holding the followers lock.
+        let epoch_start = self
+            .log
+            .lock()
+            .end_offset_for_epoch(state.leader_epoch - 1)
+            .map(|(_, e)| e)
+            .unwrap_or(0);
+        let followers = self.followers.lock();
+        let lagging = crate::replication::isr::lagging_members(
+            me, &state.isr, &followers, now_ms, lag_max_ms,
+        );
+        let rejoining = crate::replication::isr::rejoining_members(
+            &state.replicas,
+            &state.isr,
+            &followers,
+            self.high_watermark(),
+            epoch_start,
+        );
+        if lagging.is_empty() && rejoining.is_empty() {
+            return None;
+        }
+        let mut next = state.clone();
+        next.isr.retain(|r| !lagging.contains(r));
+        next.isr.extend(rejoining);
+        Some(next)
     }
 
     /// Whether the ISR has at least `min_insync` members.
     pub fn enough_replicas(&self, min_insync: i32) -> bool {
         crate::replication::isr::enough_replicas(&self.state.read().isr, min_insync)
     }
+}
+
+/// How an acks=all wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Every ISR member has the records.
+    Committed,
+    /// The request timed out first (REQUEST_TIMED_OUT).
+    TimedOut,
+    /// The leadership moved first (NOT_LEADER_OR_FOLLOWER); the records may still commit.
+    NotLeader,
 }
 
 /// A topic and its partitions.
@@ -350,13 +471,12 @@ impl Cluster {
         let current = topic.partition_count();
         for index in current..count {
             let dir = self.partition_dir(&topic.name, index);
-            let mut log = PartitionLog::open(&dir, log_config.clone())?;
+            let log = PartitionLog::open(&dir, log_config.clone())?;
             // Partitions written before assignments were recorded are led by this node.
             let state = assignment
                 .get(&index)
                 .cloned()
                 .unwrap_or_else(|| self.local_partition_state());
-            log.assign_epoch(state.leader_epoch)?;
             let p = Partition {
                 topic: topic.name.clone(),
                 index,
@@ -364,12 +484,20 @@ impl Cluster {
                 log_end: AtomicI64::new(log.log_end_offset()),
                 followers: Mutex::new(BTreeMap::new()),
                 hw_moved: tokio::sync::watch::Sender::new(0),
+                node: self.config.node_id,
                 log_start: AtomicI64::new(log.log_start_offset()),
                 log: Mutex::new(log),
                 unflushed: AtomicU64::new(0),
-                state: RwLock::new(state),
+                // Nobody's until the committed state is applied just below.
+                state: RwLock::new(PartitionImage {
+                    replicas: Vec::new(),
+                    leader: -1,
+                    leader_epoch: -1,
+                    isr: Vec::new(),
+                    partition_epoch: -1,
+                }),
             };
-            p.advance_high_watermark();
+            p.apply_state(&state)?;
             topic.partitions.write().push(Arc::new(p));
         }
         Ok(())
@@ -383,6 +511,7 @@ impl Cluster {
             leader: me,
             leader_epoch: 0,
             isr: vec![me],
+            partition_epoch: 0,
         }
     }
 
@@ -397,6 +526,7 @@ impl Cluster {
                     host,
                     port,
                     rack: self.config.broker_rack.clone(),
+                    fenced: false,
                 },
             )]);
         }
@@ -411,6 +541,7 @@ impl Cluster {
             host: host.to_string(),
             port,
             rack: self.config.broker_rack.clone(),
+            fenced: false,
         };
         let mut meta = self.meta.lock();
         if self.brokers.read().get(&id) == Some(&me) {
@@ -698,25 +829,57 @@ impl Cluster {
         Ok(())
     }
 
-    /// Hands out a new producer id (blocking: a new block is recorded in the metadata log).
+    /// Commits metadata records made elsewhere (ISR changes) through the metadata store
+    /// (blocking); they take effect locally when the committed image is reconciled.
+    pub fn propose(&self, records: &[MetadataRecord]) -> Result<metadata::Committed, AdminError> {
+        Ok(self.meta.lock().log.append(records)?)
+    }
+
+    /// Hands out a new producer id (blocking: a new block is taken through the metadata log
+    /// when this node's is used up).
     pub fn allocate_producer_id(&self) -> Result<i64, AdminError> {
         let mut meta = self.meta.lock();
         if meta.next_producer_id >= meta.producer_id_block_end {
-            let end = meta.next_producer_id + PRODUCER_ID_BLOCK;
-            meta.log
-                .append(&[MetadataRecord::ProducerIds { next: end }])?;
-            meta.producer_id_block_end = end;
+            let broker = self.config.node_id;
+            let start = if meta.log.image().is_some() {
+                // The quorum hands out blocks in log order, so brokers asking at once never
+                // share one; ours is read back from the committed image.
+                meta.log
+                    .append(&[MetadataRecord::AllocateProducerIds { broker }])?;
+                meta.log
+                    .image()
+                    .and_then(|i| i.producer_blocks.get(&broker).copied())
+                    .ok_or_else(|| {
+                        AdminError::Storage("the producer-id block was not recorded".into())
+                    })?
+            } else {
+                let start = meta.next_producer_id;
+                meta.log.append(&[MetadataRecord::ProducerIds {
+                    next: start + PRODUCER_ID_BLOCK,
+                }])?;
+                start
+            };
+            meta.next_producer_id = start;
+            meta.producer_id_block_end = start + PRODUCER_ID_BLOCK;
         }
         let id = meta.next_producer_id;
         meta.next_producer_id += 1;
         Ok(id)
     }
 
-    /// Appends records to a partition (blocking) and wakes waiting fetches.
-    pub fn append(&self, p: &Partition, records: Bytes) -> Result<AppendOutcome, LogError> {
+    /// Appends records to a partition this node leads (blocking) and wakes waiting fetches.
+    /// Returns the outcome and the leader epoch the records were appended in.
+    pub fn append(&self, p: &Partition, records: Bytes) -> Result<(AppendOutcome, i32), LogError> {
         let now = now_ms();
         let mut log = p.log.lock();
-        let outcome = log.append(records, p.leader_epoch(), now)?;
+        let epoch = {
+            let state = p.state.read();
+            if state.leader != self.config.node_id {
+                return Err(LogError::NotLeader);
+            }
+            state.leader_epoch
+        };
+        let outcome = log.append(records, epoch, now)?;
         if let AppendOutcome::Appended(info) = &outcome {
             let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
             let pending = p.unflushed.fetch_add(n, Ordering::Relaxed) + n;
@@ -729,8 +892,13 @@ impl Cluster {
         }
         p.refresh(&log);
         drop(log);
+        self.notify_appended();
+        Ok((outcome, epoch))
+    }
+
+    /// Wakes long-polling fetches: a partition's log grew.
+    pub fn notify_appended(&self) {
         self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(outcome)
     }
 
     /// A receiver that changes whenever any partition is appended to.
@@ -816,6 +984,7 @@ fn states_of(records: &[MetadataRecord]) -> BTreeMap<i32, PartitionImage> {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     isr: isr.clone(),
+                    partition_epoch: 0,
                 },
             )),
             _ => None,

@@ -28,8 +28,9 @@ impl Cluster {
             *self.brokers.write() = image.brokers.clone();
             changed += 1;
         }
-        // Another node reserved ids up to `next`: never hand out ids below it from here.
-        if image.next_producer_id > meta.producer_id_block_end {
+        // Legacy blocks (ProducerIds) were taken by whoever wrote them last: never hand out
+        // ids below a block another node reserved. (AllocateProducerIds blocks are owned.)
+        if image.producer_blocks.is_empty() && image.next_producer_id > meta.producer_id_block_end {
             meta.next_producer_id = image.next_producer_id;
             meta.producer_id_block_end = image.next_producer_id;
             changed += 1;
@@ -95,10 +96,7 @@ impl Cluster {
             let Some(state) = image.assignment.get(&p.index) else {
                 continue;
             };
-            if *p.state.read() != *state {
-                p.log.lock().assign_epoch(state.leader_epoch)?;
-                *p.state.write() = state.clone();
-                p.advance_high_watermark();
+            if p.apply_state(state)? {
                 changed += 1;
             }
         }

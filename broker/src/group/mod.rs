@@ -9,7 +9,7 @@
 pub mod offsets_log;
 mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,12 +57,25 @@ pub struct GroupDescription {
 }
 
 /// The coordinator of every group on this node.
+/// Offsets records written to `__consumer_offsets` but perhaps not yet replicated.
+#[derive(Debug)]
+pub struct Appended {
+    /// The offsets partition.
+    pub partition: Arc<crate::cluster::Partition>,
+    /// The high watermark must reach this for the records to be committed.
+    pub next_offset: i64,
+    /// The leader epoch they were appended in.
+    pub epoch: i32,
+}
+
 #[derive(Debug)]
 pub struct GroupCoordinator {
     cluster: Arc<Cluster>,
     groups: Mutex<HashMap<String, Group>>,
     /// Serializes offset commits so the order in `__consumer_offsets` is the order applied.
     commit_order: Mutex<()>,
+    /// The `__consumer_offsets` partitions whose groups are loaded (those this node leads).
+    led: Mutex<BTreeSet<i32>>,
 }
 
 impl GroupCoordinator {
@@ -72,6 +85,7 @@ impl GroupCoordinator {
             cluster,
             groups: Mutex::new(HashMap::new()),
             commit_order: Mutex::new(()),
+            led: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -125,14 +139,45 @@ impl GroupCoordinator {
             .is_none_or(|leader| leader == self.cluster.config.node_id)
     }
 
-    /// Reloads committed offsets from `__consumer_offsets` (blocking).
+    /// Follows the leadership of `__consumer_offsets` (blocking): loads the groups of
+    /// partitions this node has come to lead from their log, and drops those of partitions it
+    /// no longer leads (their new coordinator loads them). Returns the offsets loaded.
     pub fn load(&self) -> Result<usize, crate::log::LogError> {
         let Some(topic) = self.cluster.topic(CONSUMER_OFFSETS) else {
             return Ok(0);
         };
-        let mut loaded = 0;
+        let me = self.cluster.config.node_id;
         let partitions = topic.partitions.read().clone();
-        for p in partitions {
+        let count = partitions.len() as i32;
+        let led_now: BTreeSet<i32> = partitions
+            .iter()
+            .filter(|p| p.is_led_by(me))
+            .map(|p| p.index)
+            .collect();
+        let mut led = self.led.lock();
+        let changed: BTreeSet<i32> = led.symmetric_difference(&led_now).copied().collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        // Groups of partitions gained are rebuilt from the log; of partitions lost, dropped.
+        self.groups
+            .lock()
+            .retain(|name, _| !changed.contains(&offsets_log::partition_for(name, count)));
+        let mut loaded = 0;
+        for p in partitions
+            .iter()
+            .filter(|p| led_now.contains(&p.index) && !led.contains(&p.index))
+        {
+            loaded += self.load_partition(p)?;
+        }
+        tracing::debug!(led = led_now.len(), loaded, "offsets partitions followed");
+        *led = led_now;
+        Ok(loaded)
+    }
+
+    fn load_partition(&self, p: &crate::cluster::Partition) -> Result<usize, crate::log::LogError> {
+        let mut loaded = 0;
+        {
             let log = p.log.lock();
             let mut offset = log.log_start_offset();
             let end = log.log_end_offset();
@@ -437,12 +482,13 @@ impl GroupCoordinator {
         None
     }
 
-    /// Persists and applies committed offsets (blocking).
+    /// Persists and applies committed offsets (blocking). The caller waits on the returned
+    /// append until the offsets partition's ISR has it, as Kafka commits with acks=all.
     pub fn commit(
         &self,
         group_id: &str,
         offsets: Vec<((String, i32), OffsetValue)>,
-    ) -> Result<(), crate::cluster::AdminError> {
+    ) -> Result<Option<Appended>, crate::cluster::AdminError> {
         let partitions = self.ensure_offsets_topic()?;
         let pidx = offsets_log::partition_for(group_id, partitions);
         let partition = self
@@ -464,7 +510,7 @@ impl GroupCoordinator {
             })
             .collect();
         let _order = self.commit_order.lock();
-        self.append_offsets_records(&partition, records)?;
+        let appended = self.append_offsets_records(&partition, records)?;
         let mut groups = self.groups.lock();
         let g = groups
             .entry(group_id.to_string())
@@ -472,16 +518,16 @@ impl GroupCoordinator {
         for (k, v) in offsets {
             g.offsets.insert(k, v);
         }
-        Ok(())
+        Ok(appended)
     }
 
     fn append_offsets_records(
         &self,
-        partition: &crate::cluster::Partition,
+        partition: &Arc<crate::cluster::Partition>,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), crate::cluster::AdminError> {
+    ) -> Result<Option<Appended>, crate::cluster::AdminError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let now = now_ms();
         let recs: Vec<Record> = records
@@ -513,8 +559,14 @@ impl GroupCoordinator {
             },
         )
         .map_err(|e| crate::cluster::AdminError::Storage(e.to_string()))?;
-        self.cluster.append(partition, buf.freeze())?;
-        Ok(())
+        let (outcome, epoch) = self.cluster.append(partition, buf.freeze())?;
+        let (crate::log::AppendOutcome::Appended(info)
+        | crate::log::AppendOutcome::Duplicate(info)) = outcome;
+        Ok(Some(Appended {
+            partition: Arc::clone(partition),
+            next_offset: info.last_offset + 1,
+            epoch,
+        }))
     }
 
     /// Committed offsets of a group: all, or the given partitions (-1 when none).

@@ -81,6 +81,10 @@ pub enum CleanupPolicy {
 /// What went wrong in the log; each maps to a Kafka error code in responses.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A client append reached a replica that does not lead the partition (it lost the
+    /// leadership since the request was routed): NOT_LEADER_OR_FOLLOWER.
+    #[error("this broker does not lead the partition")]
+    NotLeader,
     /// File system failure.
     #[error("i/o error on {path}")]
     Io {
@@ -593,6 +597,21 @@ impl PartitionLog {
         self.persist_log_start()
     }
 
+    /// Drops every record and starts the log empty at `offset` (a follower that fell behind
+    /// the leader's log start).
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete_files(&self.dir)?;
+        }
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset)?);
+        self.log_start = offset;
+        self.producers = ProducerStates::default();
+        self.epochs = EpochCache::new();
+        self.write_epochs()?;
+        self.persist_log_start()
+    }
+
     /// Drops every record at or after `offset` (replica truncation). A batch straddling
     /// `offset` goes whole, as in Kafka, so the log end may land below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
@@ -601,16 +620,7 @@ impl PartitionLog {
         }
         let offset = offset.max(0);
         if offset < self.log_start {
-            while let Some((_, segment)) = self.segments.pop_first() {
-                segment.delete_files(&self.dir)?;
-            }
-            self.segments
-                .insert(offset, Segment::create(&self.dir, offset)?);
-            self.log_start = offset;
-            self.producers = ProducerStates::default();
-            self.epochs = EpochCache::new();
-            self.write_epochs()?;
-            return self.persist_log_start();
+            return self.reset_to(offset);
         }
         while self.segments.len() > 1 && self.segments.keys().next_back() >= Some(&offset) {
             if let Some((_, segment)) = self.segments.pop_last() {

@@ -28,6 +28,7 @@ fn config(h: &Harness, id: NodeId) -> QuorumConfig {
         cluster_id: CLUSTER.into(),
         heartbeat: Duration::from_millis(50),
         election_timeout: Duration::from_millis(300),
+        liveness: Default::default(),
     }
 }
 

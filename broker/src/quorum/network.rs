@@ -195,23 +195,23 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 }
 
-/// Forwards a metadata change to the leader at `leader` and returns the log id it was committed
-/// at and what applying it answered.
-pub async fn propose(
-    leader: &ControllerNode,
+/// Sends one request to the controller listener at `to` on a fresh connection and returns
+/// the JSON answer.
+async fn call_once(
+    to: &ControllerNode,
     cluster_id: &str,
     from: NodeId,
-    request: super::types::MetadataRequest,
+    rpc: Rpc,
     timeout: Duration,
-) -> Result<(super::types::LogId, super::types::MetadataResponse), String> {
+) -> Result<serde_json::Value, String> {
     let call = async {
-        let mut s = TcpStream::connect(leader.to_string())
+        let mut s = TcpStream::connect(to.to_string())
             .await
-            .map_err(|e| format!("connecting to the controller at {leader}: {e}"))?;
+            .map_err(|e| format!("connecting to the controller at {to}: {e}"))?;
         let frame = RequestFrame {
             cluster_id: cluster_id.to_string(),
             from,
-            rpc: Rpc::Propose(request),
+            rpc,
         };
         let body = serde_json::to_vec(&frame).map_err(|e| e.to_string())?;
         write_frame(&mut s, &body)
@@ -223,13 +223,49 @@ pub async fn propose(
             .ok_or_else(|| "the controller closed the connection".to_string())?;
         match serde_json::from_slice::<ResponseFrame>(&reply).map_err(|e| e.to_string())? {
             ResponseFrame::Refused(r) => Err(r.to_string()),
-            ResponseFrame::Raft(v) => serde_json::from_value::<
-                Result<(super::types::LogId, super::types::MetadataResponse), String>,
-            >(v)
-            .map_err(|e| e.to_string())?,
+            ResponseFrame::Raft(v) => Ok(v),
         }
     };
     tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| format!("the controller at {leader} did not answer within {timeout:?}"))?
+        .map_err(|_| format!("the controller at {to} did not answer within {timeout:?}"))?
+}
+
+/// Forwards a metadata change to the leader at `leader` and returns the log id it was committed
+/// at and what applying it answered.
+pub async fn propose(
+    leader: &ControllerNode,
+    cluster_id: &str,
+    from: NodeId,
+    request: super::types::MetadataRequest,
+    timeout: Duration,
+) -> Result<(super::types::LogId, super::types::MetadataResponse), String> {
+    let v = call_once(leader, cluster_id, from, Rpc::Propose(request), timeout).await?;
+    serde_json::from_value::<Result<(super::types::LogId, super::types::MetadataResponse), String>>(
+        v,
+    )
+    .map_err(|e| e.to_string())?
+}
+
+/// Tells the voter at `to` that broker `broker` is alive (or shutting down).
+pub async fn heartbeat(
+    to: &ControllerNode,
+    cluster_id: &str,
+    broker: i32,
+    shutting_down: bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let from = super::types::node_id(broker).map_err(|e| e.to_string())?;
+    call_once(
+        to,
+        cluster_id,
+        from,
+        Rpc::BrokerHeartbeat {
+            broker,
+            shutting_down,
+        },
+        timeout,
+    )
+    .await
+    .map(|_| ())
 }

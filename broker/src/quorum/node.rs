@@ -37,6 +37,8 @@ pub struct QuorumConfig {
     pub heartbeat: Duration,
     /// Lower bound of the randomized election timeout (`controller.quorum.election.timeout.ms`).
     pub election_timeout: Duration,
+    /// Where broker heartbeats received on the controller listener are recorded.
+    pub liveness: Arc<crate::controller::liveness::Liveness>,
 }
 
 /// Why the quorum could not start or a write failed.
@@ -125,6 +127,7 @@ impl QuorumNode {
             listener,
             raft.clone(),
             Arc::from(cfg.cluster_id.as_str()),
+            Arc::clone(&cfg.liveness),
             shutdown.clone(),
         ));
         let fresh = raft
@@ -151,6 +154,25 @@ impl QuorumNode {
             tracker,
             log_closed: parking_lot::Mutex::new(Some(log_closed)),
         })
+    }
+
+    /// Whether this member is the quorum leader (the active controller).
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.node_id)
+    }
+
+    /// The voters and their controller listeners.
+    pub fn voters(&self) -> Vec<(NodeId, ControllerNode)> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect()
+    }
+
+    /// The cluster id every quorum RPC carries.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// This node's id.
@@ -191,6 +213,11 @@ impl QuorumNode {
     /// Waits until this member has applied everything the quorum has committed (a read
     /// barrier through the leader).
     pub async fn catch_up(&self) -> Result<(), QuorumError> {
+        if !self.is_leader() {
+            // A follower cannot run openraft's read barrier; an empty change forwarded to the
+            // leader is one: once applied here, so is everything committed before it.
+            return self.write(Vec::new()).await.map(|_| ());
+        }
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(e) => Err(QuorumError::NotCommitted(format!("catching up: {e}"))),

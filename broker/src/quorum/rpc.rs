@@ -24,6 +24,14 @@ pub enum Rpc {
     /// A follower forwarding a metadata change to the leader; answered with
     /// `Result<(LogId, MetadataResponse), String>` once committed and applied there.
     Propose(super::types::MetadataRequest),
+    /// A broker telling a voter it is alive (or, with `shutting_down`, that it is about to
+    /// stop); answered with JSON `null`.
+    BrokerHeartbeat {
+        /// The broker's `node.id`.
+        broker: i32,
+        /// The broker is stopping: count it as gone now.
+        shutting_down: bool,
+    },
 }
 
 /// A request frame.

@@ -1,6 +1,6 @@
 //! The server half of the quorum network: accepts connections on the controller listener,
 //! checks each request's cluster id, and hands AppendEntries / Vote / InstallSnapshot to the
-//! local Raft node. A request from another cluster gets a refusal and the connection closes.
+//! local Raft node, and broker heartbeats to the liveness table. A request from another cluster gets a refusal and the connection closes.
 
 use std::sync::Arc;
 
@@ -12,12 +12,14 @@ use tokio_util::task::TaskTracker;
 
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
 use super::types::TypeConfig;
+use crate::controller::liveness::Liveness;
 
 /// Serves quorum RPCs on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     cluster_id: Arc<str>,
+    liveness: Arc<Liveness>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -33,10 +35,11 @@ pub async fn serve(
             },
         };
         let (raft, cluster_id, shutdown) = (raft.clone(), cluster_id.clone(), shutdown.clone());
+        let liveness = Arc::clone(&liveness);
         connections.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = serve_connection(stream, raft, cluster_id) => {
+                r = serve_connection(stream, raft, cluster_id, liveness) => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "quorum connection ended");
                     }
@@ -62,6 +65,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
     cluster_id: Arc<str>,
+    liveness: Arc<Liveness>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     while let Some(body) = read_frame(&mut stream).await? {
@@ -94,6 +98,17 @@ async fn serve_connection(
                     .map(|w| (w.log_id, w.data))
                     .map_err(|e| e.to_string());
                 raft_reply(&r)?
+            }
+            Rpc::BrokerHeartbeat {
+                broker,
+                shutting_down,
+            } => {
+                if shutting_down {
+                    liveness.depart(broker);
+                } else {
+                    liveness.heard_from(broker, std::time::Instant::now());
+                }
+                ResponseFrame::Raft(serde_json::Value::Null)
             }
         };
         write_frame(&mut stream, &encode(&reply)?).await?;

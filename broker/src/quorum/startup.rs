@@ -13,7 +13,10 @@ use tokio::runtime::Handle;
 
 use super::node::{QuorumConfig, QuorumError, QuorumNode};
 use super::types::{node_id, ControllerNode};
-use crate::cluster::metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
+use crate::cluster::image::MetadataImage;
+use crate::cluster::metadata::{
+    Committed, MetadataError, MetadataLog, MetadataRecord, MetadataStore,
+};
 use crate::config::Config;
 
 /// How long start-up waits for the quorum to elect a leader.
@@ -21,7 +24,11 @@ const LEADER_WAIT: Duration = Duration::from_secs(60);
 
 /// Starts this node's quorum member and returns it once it leads (or follows) a caught-up
 /// quorum, with every record of a pre-quorum metadata file committed.
-pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNode>, QuorumError> {
+pub async fn start_for(
+    config: &Config,
+    cluster_id: &str,
+    liveness: Arc<crate::controller::liveness::Liveness>,
+) -> Result<Arc<QuorumNode>, QuorumError> {
     let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
     let (listener, configured) = bind_controller_listener(config).await?;
     let bound = listener
@@ -57,12 +64,31 @@ pub async fn start_for(config: &Config, cluster_id: &str) -> Result<Arc<QuorumNo
             cluster_id: cluster_id.to_string(),
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
+            liveness,
         },
         listener,
     )
     .await?;
-    node.wait_for_leader(LEADER_WAIT).await?;
-    node.catch_up().await?;
+    // As a Kafka broker does, wait for the quorum however long the other voters take to come
+    // up, saying so now and then.
+    let started = std::time::Instant::now();
+    let mut last_said = started;
+    loop {
+        let r = match node.wait_for_leader(LEADER_WAIT).await {
+            Ok(()) => node.catch_up().await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) => {
+                if last_said.elapsed() >= LEADER_WAIT / 6 {
+                    last_said = std::time::Instant::now();
+                    tracing::warn!(waited_s = started.elapsed().as_secs(), error = %crate::cluster::error_chain(&e), "waiting for the controller quorum");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
     let node = Arc::new(node);
     migrate_metadata_file(&node, &config.metadata_log_dir).await?;
     Ok(node)
@@ -128,12 +154,19 @@ impl QuorumStore {
 }
 
 impl MetadataStore for QuorumStore {
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<Committed, MetadataError> {
         // Called on a blocking thread (admin operations run there), where blocking on the
         // runtime is allowed.
         self.runtime
             .block_on(self.node.write(records.to_vec()))
-            .map(|_| ())
+            .map(|r| Committed {
+                applied: r.applied,
+                ignored: r.ignored,
+            })
             .map_err(|e| MetadataError::Quorum(e.to_string()))
+    }
+
+    fn image(&self) -> Option<MetadataImage> {
+        Some(self.node.applied().image)
     }
 }

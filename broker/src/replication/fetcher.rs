@@ -1,11 +1,16 @@
-//! The follower side of replication: fetch a partition from its leader with the Fetch API
-//! (replica id set, so the leader serves up to its log end and counts the fetch as follower
-//! progress) and append the batches as they are, keeping the leader's offsets and epochs.
-//! The caller owns the loop and the scheduling; one call moves one partition forward once.
+//! The follower's requests to a partition leader, and the truncation rule. A follower fetches
+//! with the Fetch API (replica id set, so the leader serves up to its log end and counts the
+//! fetch as follower progress) and appends the batches as they are, keeping the leader's
+//! offsets and epochs. Before fetching under a new leader it asks OffsetForLeaderEpoch where
+//! its own latest epoch ends in the leader's log, and cuts what the leader never had.
+//! Scheduling (which partitions, when) belongs to [`super::manager`].
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -36,7 +41,175 @@ pub enum FetchError {
     Log(#[from] LogError),
 }
 
-/// What one replica fetch did.
+/// One partition to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTarget {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The follower's log end.
+    pub fetch_offset: i64,
+    /// The leader epoch the follower follows at (the leader refuses another).
+    pub leader_epoch: i32,
+}
+
+/// What the leader answered for one partition.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The leader's error, if any.
+    pub error: Option<ResponseError>,
+    /// The leader's high watermark.
+    pub high_watermark: i64,
+    /// The leader's log start.
+    pub log_start_offset: i64,
+    /// Batches from the fetch offset on.
+    pub records: Bytes,
+}
+
+/// Fetch limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Long-poll time (`replica.fetch.wait.max.ms`).
+    pub max_wait_ms: i32,
+    /// Per partition (`replica.fetch.max.bytes`).
+    pub partition_max_bytes: i32,
+    /// Per response (`replica.fetch.response.max.bytes`).
+    pub max_bytes: i32,
+}
+
+/// Fetches `targets` from the leader behind `client` as replica `replica_id`.
+pub async fn fetch(
+    client: &mut Client,
+    replica_id: i32,
+    targets: &[FetchTarget],
+    limits: Limits,
+) -> Result<Vec<Fetched>, ClientError> {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for t in targets {
+        let partition = FetchPartition::default()
+            .with_partition(t.partition)
+            .with_current_leader_epoch(t.leader_epoch)
+            .with_fetch_offset(t.fetch_offset)
+            .with_partition_max_bytes(limits.partition_max_bytes);
+        match topics.last_mut() {
+            Some(last) if *last.topic == *t.topic => last.partitions.push(partition),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(t.topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_max_wait_ms(limits.max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(limits.max_bytes)
+        .with_topics(topics);
+    let version = client.version::<FetchRequest>(Some(MAX_FETCH_VERSION))?;
+    let resp = client.send_at(req, version).await?;
+    if let Some(e) = ResponseError::try_from_code(resp.error_code) {
+        return Err(ClientError::Protocol(format!("fetch refused: {e}")));
+    }
+    Ok(resp
+        .responses
+        .into_iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions.into_iter().map(move |p| Fetched {
+                topic: topic.clone(),
+                partition: p.partition_index,
+                error: ResponseError::try_from_code(p.error_code),
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+                records: p.records.unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// One partition's question to the leader: where does `epoch` (the follower's latest) end?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochQuery {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The leader epoch the follower follows at.
+    pub current_leader_epoch: i32,
+    /// The follower's latest epoch.
+    pub epoch: i32,
+}
+
+/// OffsetForLeaderEpoch for `queries`, as replica `replica_id`: per query, the leader's
+/// (epoch, end offset) or its error.
+pub async fn end_offsets(
+    client: &mut Client,
+    replica_id: i32,
+    queries: &[EpochQuery],
+) -> Result<Vec<Result<(i32, i64), ResponseError>>, ClientError> {
+    let topics = queries
+        .iter()
+        .map(|q| {
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(q.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(q.partition)
+                    .with_current_leader_epoch(q.current_leader_epoch)
+                    .with_leader_epoch(q.epoch)])
+        })
+        .collect();
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(topics);
+    let resp = client.send(req).await?;
+    Ok(queries
+        .iter()
+        .map(|q| {
+            let answer = resp
+                .topics
+                .iter()
+                .filter(|t| *t.topic == *q.topic)
+                .flat_map(|t| t.partitions.iter())
+                .find(|p| p.partition == q.partition);
+            match answer {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(p) => match ResponseError::try_from_code(p.error_code) {
+                    Some(e) => Err(e),
+                    None => Ok((p.leader_epoch, p.end_offset)),
+                },
+            }
+        })
+        .collect())
+}
+
+/// Where a follower truncates, given the leader's answer `(epoch, end)` for the follower's
+/// latest epoch: the leader's end of that epoch, or, when the leader's history diverged
+/// earlier (it answers an older epoch), the end of that epoch in both logs. An undefined
+/// answer (the leader has no such epoch) keeps only what is known committed.
+pub fn truncation_offset(log: &PartitionLog, answer: (i32, i64), high_watermark: i64) -> i64 {
+    let leo = log.log_end_offset();
+    let (epoch, end) = answer;
+    if epoch < 0 || end < 0 {
+        return high_watermark.min(leo);
+    }
+    let ours = match log.latest_epoch() {
+        Some(latest) if latest == epoch => leo,
+        _ => log
+            .end_offset_for_epoch(epoch)
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, o)| o)
+            .unwrap_or(high_watermark),
+    };
+    end.min(ours).min(leo)
+}
+
+/// What one replica fetch did (see [`fetch_once`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchProgress {
     /// Records appended locally.
@@ -58,37 +231,33 @@ pub async fn fetch_once(
     max_wait_ms: i32,
 ) -> Result<FetchProgress, FetchError> {
     let start = log.log_end_offset();
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(replica_id))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(8 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(start)
-                .with_partition_max_bytes(4 << 20)])]);
-    let version = client.version::<FetchRequest>(Some(MAX_FETCH_VERSION))?;
-    let resp = client.send_at(req, version).await?;
-    let data = resp
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .find(|p| p.partition_index == partition)
+    let target = FetchTarget {
+        topic: topic.to_string(),
+        partition,
+        fetch_offset: start,
+        leader_epoch: -1,
+    };
+    let limits = Limits {
+        max_wait_ms,
+        partition_max_bytes: 4 << 20,
+        max_bytes: 8 << 20,
+    };
+    let data = fetch(client, replica_id, &[target], limits)
+        .await?
+        .into_iter()
+        .find(|p| p.partition == partition)
         .ok_or_else(|| {
             ClientError::Protocol(format!("the fetch response lacks {topic}-{partition}"))
         })?;
-    if let Some(error) = ResponseError::try_from_code(data.error_code) {
+    if let Some(error) = data.error {
         return Err(FetchError::Leader {
             topic: topic.to_string(),
             partition,
             error,
         });
     }
-    let records: Bytes = data.records.clone().unwrap_or_default();
-    if !records.is_empty() {
-        log.append_replica(records, crate::cluster::now_ms())?;
+    if !data.records.is_empty() {
+        log.append_replica(data.records, crate::cluster::now_ms())?;
     }
     let end = log.log_end_offset();
     Ok(FetchProgress {

@@ -22,6 +22,17 @@ struct Want {
     partition: Option<Arc<Partition>>,
     offset: i64,
     max_bytes: usize,
+    /// The leader epoch the fetcher believes in (-1: unknown, not checked).
+    current_leader_epoch: i32,
+}
+
+/// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when a fetcher's epoch is not this leader's.
+fn epoch_mismatch(asked: i32, ours: i32) -> Option<ResponseError> {
+    match asked {
+        a if a < 0 || a == ours => None,
+        a if a < ours => Some(ResponseError::FencedLeaderEpoch),
+        _ => Some(ResponseError::UnknownLeaderEpoch),
+    }
 }
 
 /// Reads every wanted partition; a follower (`replica`) reads up to the log end, consumers up
@@ -50,6 +61,16 @@ fn read_all(
                 PartitionData::default()
                     .with_partition_index(w.index)
                     .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                    .with_high_watermark(-1)
+                    .with_records(Some(Bytes::new())),
+            );
+            continue;
+        }
+        if let Some(e) = epoch_mismatch(w.current_leader_epoch, p.leader_epoch()) {
+            out.push(
+                PartitionData::default()
+                    .with_partition_index(w.index)
+                    .with_error_code(e.code())
                     .with_high_watermark(-1)
                     .with_records(Some(Bytes::new())),
             );
@@ -116,6 +137,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
                 partition: topic.as_ref().and_then(|t| t.partition(fp.partition)),
                 offset: fp.fetch_offset,
                 max_bytes: fp.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: fp.current_leader_epoch,
             });
         }
     }
@@ -239,6 +261,7 @@ pub async fn offset_for_leader_epoch(
     req: OffsetForLeaderEpochRequest,
 ) -> Option<OffsetForLeaderEpochResponse> {
     let cluster = &ctx.broker.cluster;
+    let node = ctx.broker.node_id();
     let topics = req
         .topics
         .into_iter()
@@ -253,6 +276,10 @@ pub async fn offset_for_leader_epoch(
                     match topic.as_ref().and_then(|t| t.partition(op.partition)) {
                         None => undefined(
                             base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        ),
+                        // Followers truncate by the leader's answer only.
+                        Some(p) if !p.is_led_by(node) => undefined(
+                            base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         ),
                         Some(p) if op.current_leader_epoch > p.leader_epoch() => undefined(
                             base.with_error_code(ResponseError::UnknownLeaderEpoch.code()),

@@ -20,7 +20,14 @@ fn describe_topic(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
         .iter()
         .map(|p| {
             let s = p.state();
+            // A partition no replica may lead now (all of its ISR fenced).
+            let error = if s.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             let out = MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(p.index)
                 .with_leader_id(BrokerId(s.leader))
                 .with_replica_nodes(ids(&s.replicas))
@@ -126,9 +133,11 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             }
         }
     }
+    // Fenced brokers are left out, as Kafka does: clients stop connecting to them.
     let brokers = cluster
         .brokers()
         .into_iter()
+        .filter(|(_, b)| !b.fenced)
         .map(|(id, b)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(id))
@@ -141,7 +150,7 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(sb(cluster.cluster_id.clone())))
-            .with_controller_id(BrokerId(ctx.broker.node_id()))
+            .with_controller_id(BrokerId(ctx.broker.controller_id()))
             .with_topics(topics),
     )
 }
@@ -155,6 +164,7 @@ pub async fn describe_cluster(
     let brokers = cluster
         .brokers()
         .into_iter()
+        .filter(|(_, b)| !b.fenced)
         .map(|(id, b)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id))
@@ -166,7 +176,7 @@ pub async fn describe_cluster(
     Some(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(cluster.cluster_id.clone()))
-            .with_controller_id(BrokerId(ctx.broker.node_id()))
+            .with_controller_id(BrokerId(ctx.broker.controller_id()))
             .with_brokers(brokers),
     )
 }

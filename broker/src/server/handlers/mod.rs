@@ -43,6 +43,7 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
 /// The Kafka error code for a log failure.
 pub fn log_error_code(e: &LogError) -> ResponseError {
     match e {
+        LogError::NotLeader => ResponseError::NotLeaderOrFollower,
         LogError::Io { .. } => ResponseError::KafkaStorageError,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,

@@ -8,9 +8,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::blocking;
-use crate::cluster::now_ms;
+use crate::cluster::{now_ms, Commit};
 use crate::group::offsets_log::OffsetValue;
 use crate::server::dispatch::{sb, Ctx};
+
+/// `offsets.commit.timeout.ms`: how long a commit waits for the offsets partition's ISR.
+const OFFSET_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// OffsetCommit.
 pub async fn offset_commit(
@@ -66,13 +69,31 @@ pub async fn offset_commit(
         let coordinator = Arc::clone(&ctx.broker.groups);
         let g = group.clone();
         let stored = blocking(move || coordinator.commit(&g, accepted)).await;
-        if !matches!(stored, Some(Ok(()))) {
-            if let Some(Err(e)) = &stored {
-                tracing::warn!(group = %group, error = %e, "offset commit failed");
+        // Kafka commits offsets with acks=all: wait until the offsets partition's ISR has them.
+        let failed = match stored {
+            Some(Ok(None)) => None,
+            Some(Ok(Some(a))) => {
+                let node = ctx.broker.node_id();
+                match a
+                    .partition
+                    .wait_for_high_watermark(a.next_offset, node, a.epoch, OFFSET_COMMIT_TIMEOUT)
+                    .await
+                {
+                    Commit::Committed => None,
+                    Commit::NotLeader => Some(ResponseError::NotCoordinator),
+                    Commit::TimedOut => Some(ResponseError::CoordinatorNotAvailable),
+                }
             }
+            Some(Err(e)) => {
+                tracing::warn!(group = %group, error = %e, "offset commit failed");
+                Some(ResponseError::CoordinatorNotAvailable)
+            }
+            None => Some(ResponseError::CoordinatorNotAvailable),
+        };
+        if let Some(error) = failed {
             for pp in per_partition.iter_mut() {
                 if pp.2.is_none() {
-                    pp.2 = Some(ResponseError::CoordinatorNotAvailable);
+                    pp.2 = Some(error);
                 }
             }
         }

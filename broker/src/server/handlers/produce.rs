@@ -1,6 +1,7 @@
-//! Produce and InitProducerId. A produce request's appends run in one blocking task; on a
-//! single node an append is committed (high watermark advanced) as soon as it is written, so
-//! acks=1 and acks=all answer at the same point. acks=0 gets no response at all, as in Kafka.
+//! Produce and InitProducerId. A produce request's appends run in one blocking task; acks=1
+//! answers once the leader has written them, acks=all once every ISR member has them (the high
+//! watermark passed them), or NOT_LEADER_OR_FOLLOWER if the leadership moves first. acks=0
+//! gets no response at all, as in Kafka.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Commit};
 use crate::log::AppendOutcome;
 use crate::server::dispatch::{sb, Ctx};
 
@@ -25,6 +26,19 @@ fn partition_error(
         .with_error_message(message.map(sb))
 }
 
+/// An acks=all append that must reach the high watermark before the answer.
+struct Wait {
+    /// Topic slot in the response.
+    topic: usize,
+    /// Partition slot in the topic's response.
+    slot: usize,
+    partition: Arc<crate::cluster::Partition>,
+    /// The offset the high watermark must reach.
+    offset: i64,
+    /// The leader epoch the records were appended in.
+    epoch: i32,
+}
+
 /// Produce.
 pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -36,9 +50,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let work = move || {
         let mut responses = Vec::with_capacity(req.topic_data.len());
-        // acks=all appends that must reach the high watermark: (topic, partition slot,
-        // partition, offset to reach).
-        let mut waits: Vec<(usize, usize, Arc<crate::cluster::Partition>, i64)> = Vec::new();
+        let mut waits: Vec<Wait> = Vec::new();
         for td in req.topic_data {
             let name = td.name.0.to_string();
             let topic = cluster.topic(&name);
@@ -79,21 +91,23 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                 let outcome = cluster.append(&p, records);
                                 if let (
                                     -1,
-                                    Ok(
+                                    Ok((
                                         AppendOutcome::Appended(info)
                                         | AppendOutcome::Duplicate(info),
-                                    ),
+                                        epoch,
+                                    )),
                                 ) = (acks, &outcome)
                                 {
-                                    waits.push((
-                                        responses.len(),
-                                        parts.len(),
-                                        Arc::clone(&p),
-                                        info.last_offset + 1,
-                                    ));
+                                    waits.push(Wait {
+                                        topic: responses.len(),
+                                        slot: parts.len(),
+                                        partition: Arc::clone(&p),
+                                        offset: info.last_offset + 1,
+                                        epoch: *epoch,
+                                    });
                                 }
                                 match outcome {
-                                    Ok(AppendOutcome::Appended(info)) => {
+                                    Ok((AppendOutcome::Appended(info), _)) => {
                                         metrics.messages_in.inc_by(
                                             (info.last_offset - info.base_offset + 1).max(0) as u64,
                                         );
@@ -104,7 +118,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                             .with_log_append_time_ms(info.log_append_time)
                                             .with_log_start_offset(info.log_start_offset)
                                     }
-                                    Ok(AppendOutcome::Duplicate(info)) => {
+                                    Ok((AppendOutcome::Duplicate(info), _)) => {
                                         PartitionProduceResponse::default()
                                             .with_index(idx)
                                             .with_base_offset(info.base_offset)
@@ -141,18 +155,29 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     // them); on one node that is at once.
     // One deadline for the whole request, as Kafka's request timeout.
     let deadline = std::time::Instant::now() + timeout;
-    for (t, slot, p, offset) in waits {
+    for w in waits {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if !p.wait_for_high_watermark(offset, left).await {
-            if let Some(r) = responses
-                .get_mut(t)
-                .and_then(|t| t.partition_responses.get_mut(slot))
-            {
-                r.error_code = ResponseError::RequestTimedOut.code();
-                r.error_message = Some(sb(
-                    "the in-sync replicas did not acknowledge the records in time",
-                ));
-            }
+        let (code, message) = match w
+            .partition
+            .wait_for_high_watermark(w.offset, node, w.epoch, left)
+            .await
+        {
+            Commit::Committed => continue,
+            Commit::TimedOut => (
+                ResponseError::RequestTimedOut,
+                "the in-sync replicas did not acknowledge the records in time",
+            ),
+            Commit::NotLeader => (
+                ResponseError::NotLeaderOrFollower,
+                "the partition leadership moved before the records were committed",
+            ),
+        };
+        if let Some(r) = responses
+            .get_mut(w.topic)
+            .and_then(|t| t.partition_responses.get_mut(w.slot))
+        {
+            r.error_code = code.code();
+            r.error_message = Some(sb(message));
         }
     }
     if acks == 0 {

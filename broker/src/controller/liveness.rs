@@ -1,0 +1,92 @@
+//! Which brokers are alive, from their heartbeats. Every broker heartbeats every voter, so
+//! whichever voter becomes the active controller already knows who is alive; a voter that has
+//! just started gives every broker one session of grace before calling it silent.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Last heartbeat per broker.
+#[derive(Debug)]
+pub struct Liveness {
+    started: Instant,
+    last: Mutex<BTreeMap<i32, Beat>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Beat {
+    At(Instant),
+    /// Said it is shutting down: dead until it heartbeats again.
+    Departed,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness::new(Instant::now())
+    }
+}
+
+impl Liveness {
+    /// An empty table whose grace period starts at `started`.
+    pub fn new(started: Instant) -> Liveness {
+        Liveness {
+            started,
+            last: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records a heartbeat from `broker` at `at`.
+    pub fn heard_from(&self, broker: i32, at: Instant) {
+        let mut last = self.last.lock();
+        let beat = match last.get(&broker) {
+            Some(Beat::At(t)) => (*t).max(at),
+            _ => at,
+        };
+        last.insert(broker, Beat::At(beat));
+    }
+
+    /// Marks `broker` as gone (it announced it is shutting down) until it heartbeats again.
+    pub fn depart(&self, broker: i32) {
+        self.last.lock().insert(broker, Beat::Departed);
+    }
+
+    /// Whether `broker` heartbeat within `session` before `now`; one it never heard from counts
+    /// as alive while this table is younger than a session.
+    pub fn is_alive(&self, broker: i32, session: Duration, now: Instant) -> bool {
+        let reference = match self.last.lock().get(&broker) {
+            Some(Beat::At(t)) => *t,
+            Some(Beat::Departed) => return false,
+            None => self.started,
+        };
+        now.saturating_duration_since(reference) <= session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_keep_a_broker_alive_for_one_session() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let l = Liveness::new(t0);
+        let session = Duration::from_millis(50);
+        assert!(l.is_alive(1, session, at(40)), "grace period after start");
+        assert!(
+            !l.is_alive(2, session, at(60)),
+            "never heard of, grace over"
+        );
+        l.heard_from(1, at(30));
+        assert!(l.is_alive(1, session, at(70)));
+        assert!(!l.is_alive(1, session, at(90)), "silent past the session");
+        l.heard_from(1, at(100));
+        l.heard_from(1, at(95));
+        assert!(l.is_alive(1, session, at(140)), "an older beat never wins");
+        l.depart(1);
+        assert!(!l.is_alive(1, session, at(100)), "departed");
+        l.heard_from(1, at(101));
+        assert!(l.is_alive(1, session, at(110)), "back");
+    }
+}

@@ -1,0 +1,394 @@
+//! Which partitions this node follows, and one fetcher task per leader broker moving them
+//! forward. After every metadata change [`ReplicaManager::sync`] compares each partition's
+//! committed leader and epoch with what the fetchers follow: a partition under a new leader
+//! (or epoch) moves to that leader's fetcher, which first truncates it to the leader's history
+//! (OffsetForLeaderEpoch) and then fetches it in the same Fetch request as every other
+//! partition that leader leads. The leader-side ISR rules run in [`ReplicaManager::isr_changes`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::fetcher::{self, EpochQuery, FetchTarget, Fetched, Limits};
+use crate::client::Client;
+use crate::cluster::metadata::MetadataRecord;
+use crate::cluster::{error_chain, now_ms, Cluster, Partition};
+use crate::config::ReplicationConfig;
+
+/// Backoff after a failed connection or a refused partition (`replica.fetch.backoff.ms`).
+const BACKOFF: Duration = Duration::from_millis(200);
+
+type Key = (String, i32);
+
+/// A partition one fetcher follows.
+#[derive(Debug, Clone)]
+struct Followed {
+    partition: Arc<Partition>,
+    /// The leader epoch it follows at.
+    epoch: i32,
+    /// Cut to the leader's history already (under this epoch).
+    truncated: bool,
+    /// Refused by the leader (it has not caught up with the metadata yet): wait until then.
+    retry_at: Option<Instant>,
+}
+
+/// The partitions one leader's fetcher follows.
+#[derive(Debug, Default)]
+struct Fetcher {
+    partitions: Mutex<BTreeMap<Key, Followed>>,
+    wake: Notify,
+}
+
+/// The follower side of this node.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    cluster: Arc<Cluster>,
+    me: i32,
+    config: ReplicationConfig,
+    /// Fetchers by leader broker id.
+    fetchers: Mutex<BTreeMap<i32, Arc<Fetcher>>>,
+    /// What each followed partition follows: (leader, epoch).
+    following: Mutex<BTreeMap<Key, (i32, i32)>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl ReplicaManager {
+    /// A manager for `cluster`'s partitions; its fetcher tasks run on `tracker` until
+    /// `shutdown`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        config: ReplicationConfig,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<ReplicaManager> {
+        Arc::new(ReplicaManager {
+            me: cluster.config.node_id,
+            cluster,
+            config,
+            fetchers: Mutex::new(BTreeMap::new()),
+            following: Mutex::new(BTreeMap::new()),
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Brings the fetchers in line with the committed partition states.
+    pub fn sync(self: &Arc<Self>) {
+        let mut wanted: BTreeMap<Key, (i32, i32, Arc<Partition>)> = BTreeMap::new();
+        for t in self.cluster.topics() {
+            for p in t.partitions.read().iter() {
+                let s = p.state();
+                if s.leader >= 0 && s.leader != self.me && s.replicas.contains(&self.me) {
+                    wanted.insert(
+                        (t.name.clone(), p.index),
+                        (s.leader, s.leader_epoch, Arc::clone(p)),
+                    );
+                }
+            }
+        }
+        let mut following = self.following.lock();
+        let stale: Vec<(Key, i32)> = following
+            .iter()
+            .filter(|(k, (leader, epoch))| {
+                wanted
+                    .get(*k)
+                    .is_none_or(|(l, e, _)| l != leader || e != epoch)
+            })
+            .map(|(k, (leader, _))| (k.clone(), *leader))
+            .collect();
+        for (key, leader) in stale {
+            following.remove(&key);
+            if let Some(f) = self.fetchers.lock().get(&leader) {
+                f.partitions.lock().remove(&key);
+            }
+        }
+        for (key, (leader, epoch, partition)) in wanted {
+            if following.get(&key) == Some(&(leader, epoch)) {
+                continue;
+            }
+            following.insert(key.clone(), (leader, epoch));
+            let fetcher = self.fetcher_for(leader);
+            fetcher.partitions.lock().insert(
+                key,
+                Followed {
+                    partition,
+                    epoch,
+                    truncated: false,
+                    retry_at: None,
+                },
+            );
+            fetcher.wake.notify_one();
+        }
+    }
+
+    fn fetcher_for(self: &Arc<Self>, leader: i32) -> Arc<Fetcher> {
+        let mut fetchers = self.fetchers.lock();
+        if let Some(f) = fetchers.get(&leader) {
+            return Arc::clone(f);
+        }
+        let f = Arc::new(Fetcher::default());
+        fetchers.insert(leader, Arc::clone(&f));
+        let (me, fetcher) = (Arc::clone(self), Arc::clone(&f));
+        self.tracker
+            .spawn(async move { me.run_fetcher(leader, fetcher).await });
+        f
+    }
+
+    /// Whether this node currently follows `topic`-`partition` (for tests and metrics).
+    pub fn follows(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.following
+            .lock()
+            .get(&(topic.to_string(), partition))
+            .map(|(leader, _)| *leader)
+    }
+
+    async fn run_fetcher(self: Arc<Self>, leader: i32, fetcher: Arc<Fetcher>) {
+        let mut client: Option<Client> = None;
+        let limits = Limits {
+            max_wait_ms: self.config.replica_fetch_wait_max_ms,
+            partition_max_bytes: self.config.replica_fetch_max_bytes,
+            max_bytes: self.config.replica_fetch_response_max_bytes,
+        };
+        loop {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let now = Instant::now();
+            let ready: Vec<(Key, Followed)> = fetcher
+                .partitions
+                .lock()
+                .iter()
+                .filter(|(_, f)| f.retry_at.is_none_or(|t| t <= now))
+                .map(|(k, f)| (k.clone(), f.clone()))
+                .collect();
+            if ready.is_empty() {
+                let next_retry = fetcher
+                    .partitions
+                    .lock()
+                    .values()
+                    .filter_map(|f| f.retry_at)
+                    .min();
+                let wait = next_retry.map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = fetcher.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+            if client.as_ref().is_none_or(Client::is_broken) {
+                client = self.connect(leader).await;
+                if client.is_none() {
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(BACKOFF) => {}
+                    }
+                    continue;
+                }
+            }
+            let Some(c) = client.as_mut() else { continue };
+            let untruncated: Vec<(Key, Followed)> = ready
+                .iter()
+                .filter(|(_, f)| !f.truncated)
+                .cloned()
+                .collect();
+            let round = if untruncated.is_empty() {
+                self.fetch_round(c, &fetcher, &ready, limits).await
+            } else {
+                self.truncate_round(c, &fetcher, &untruncated).await
+            };
+            if let Err(e) = round {
+                tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                client = None;
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(BACKOFF) => {}
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, leader: i32) -> Option<Client> {
+        let broker = self.cluster.brokers().get(&leader).cloned()?;
+        let addr = if broker.host.contains(':') {
+            format!("[{}]:{}", broker.host, broker.port)
+        } else {
+            format!("{}:{}", broker.host, broker.port)
+        };
+        match Client::connect_one(&addr).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(leader, %addr, error = %error_chain(&e), "cannot reach the leader");
+                None
+            }
+        }
+    }
+
+    /// Cuts each partition to the leader's history of its latest epoch.
+    async fn truncate_round(
+        &self,
+        client: &mut Client,
+        fetcher: &Fetcher,
+        parts: &[(Key, Followed)],
+    ) -> Result<(), crate::client::ClientError> {
+        let queries: Vec<EpochQuery> = parts
+            .iter()
+            .map(|((topic, partition), f)| EpochQuery {
+                topic: topic.clone(),
+                partition: *partition,
+                current_leader_epoch: f.epoch,
+                epoch: f.partition.log.lock().latest_epoch().unwrap_or(-1),
+            })
+            .collect();
+        let answers = fetcher::end_offsets(client, self.me, &queries).await?;
+        let mut done = Vec::new();
+        for ((key, f), answer) in parts.iter().zip(answers) {
+            match answer {
+                Ok(answer) => done.push((key.clone(), Arc::clone(&f.partition), answer)),
+                Err(e) => self.refused(fetcher, key, f.epoch, e),
+            }
+        }
+        let cut = tokio::task::spawn_blocking(move || {
+            let mut ok = Vec::new();
+            for (key, p, answer) in done {
+                let mut log = p.log.lock();
+                let hw = p.high_watermark();
+                let target = if log.latest_epoch().is_none() {
+                    log.log_end_offset()
+                } else {
+                    fetcher::truncation_offset(&log, answer, hw)
+                };
+                if target < log.log_end_offset() {
+                    tracing::info!(topic = %key.0, partition = key.1, from = log.log_end_offset(), to = target, "truncating to the leader's history");
+                    if let Err(e) = log.truncate_to(target) {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %error_chain(&e), "truncation failed");
+                        continue;
+                    }
+                }
+                p.refresh_follower(&log);
+                ok.push(key);
+            }
+            ok
+        })
+        .await
+        .unwrap_or_default();
+        let mut partitions = fetcher.partitions.lock();
+        for key in cut {
+            if let Some(f) = partitions.get_mut(&key) {
+                f.truncated = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// One Fetch of every ready partition, appended locally.
+    async fn fetch_round(
+        &self,
+        client: &mut Client,
+        fetcher: &Fetcher,
+        parts: &[(Key, Followed)],
+        limits: Limits,
+    ) -> Result<(), crate::client::ClientError> {
+        let targets: Vec<FetchTarget> = parts
+            .iter()
+            .map(|((topic, partition), f)| FetchTarget {
+                topic: topic.clone(),
+                partition: *partition,
+                fetch_offset: f.partition.log_end_offset(),
+                leader_epoch: f.epoch,
+            })
+            .collect();
+        let fetched = fetcher::fetch(client, self.me, &targets, limits).await?;
+        let by_key: BTreeMap<Key, &Followed> = parts.iter().map(|(k, f)| (k.clone(), f)).collect();
+        let mut work: Vec<(Key, Arc<Partition>, Fetched)> = Vec::new();
+        for d in fetched {
+            let key = (d.topic.clone(), d.partition);
+            let Some(f) = by_key.get(&key) else { continue };
+            match d.error {
+                None => work.push((key, Arc::clone(&f.partition), d)),
+                Some(ResponseError::OffsetOutOfRange) => {
+                    // Ahead of the leader (history to cut) or behind its log start.
+                    if let Some(p) = fetcher.partitions.lock().get_mut(&key) {
+                        p.truncated = false;
+                    }
+                    work.push((key, Arc::clone(&f.partition), d));
+                }
+                Some(e) => self.refused(fetcher, &key, f.epoch, e),
+            }
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let cluster = Arc::clone(&self.cluster);
+        tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for (key, p, d) in work {
+                let mut log = p.log.lock();
+                if d.error == Some(ResponseError::OffsetOutOfRange) {
+                    if log.log_end_offset() < d.log_start_offset {
+                        tracing::info!(topic = %key.0, partition = key.1, start = d.log_start_offset, "behind the leader's log start: starting over there");
+                        if let Err(e) = log.reset_to(d.log_start_offset) {
+                            tracing::warn!(error = %error_chain(&e), "resetting the follower log failed");
+                        }
+                        p.refresh_follower(&log);
+                    }
+                    continue;
+                }
+                if !d.records.is_empty() {
+                    if let Err(e) = log.append_replica(d.records, now) {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %error_chain(&e), "replicated batches not appended");
+                        continue;
+                    }
+                }
+                p.refresh_follower(&log);
+                drop(log);
+                p.set_follower_high_watermark(d.high_watermark);
+            }
+            cluster.notify_appended();
+        })
+        .await
+        .ok();
+        Ok(())
+    }
+
+    fn refused(&self, fetcher: &Fetcher, key: &Key, epoch: i32, error: ResponseError) {
+        tracing::debug!(topic = %key.0, partition = key.1, epoch, %error, "the leader refused; retrying shortly");
+        if let Some(f) = fetcher.partitions.lock().get_mut(key) {
+            f.retry_at = Some(Instant::now() + BACKOFF);
+        }
+    }
+
+    /// The ISR changes this node's led partitions need by the lag rules, as conditional
+    /// AlterPartition records (blocking).
+    pub fn isr_changes(&self) -> Vec<MetadataRecord> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for t in self.cluster.topics() {
+            for p in t.partitions.read().iter() {
+                let Some(next) = p.isr_change(self.me, self.config.replica_lag_time_max_ms, now)
+                else {
+                    continue;
+                };
+                tracing::info!(topic = %t.name, partition = p.index, from = ?p.state().isr, to = ?next.isr, "proposing an ISR change");
+                out.push(MetadataRecord::AlterPartition {
+                    topic: t.name.clone(),
+                    partition: p.index,
+                    leader_epoch: next.leader_epoch,
+                    partition_epoch: next.partition_epoch,
+                    leader: self.me,
+                    isr: next.isr,
+                });
+            }
+        }
+        out
+    }
+}
