@@ -564,9 +564,11 @@ impl Cluster {
         count: i32,
         replication_factor: i16,
     ) -> Result<Vec<Vec<i32>>, AdminError> {
+        // Fenced brokers get no new replicas, as in Kafka.
         let brokers: Vec<placement::PlacementBroker> = self
             .brokers()
             .into_iter()
+            .filter(|(_, b)| !b.fenced)
             .map(|(id, b)| placement::PlacementBroker { id, rack: b.rack })
             .collect();
         let start = rand::random::<u32>() as usize;

@@ -106,7 +106,12 @@ impl GroupCoordinator {
                 partitions: self.cluster.config.offsets_topic_num_partitions,
                 // Capped by the brokers there are, so a small cluster still gets its offsets
                 // topic (offsets.topic.replication.factor is the goal, not a requirement here).
-                replication_factor: (self.cluster.brokers().len() as i16)
+                replication_factor: (self
+                    .cluster
+                    .brokers()
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .count() as i16)
                     .min(self.cluster.config.offsets_topic_replication_factor)
                     .max(1),
                 configs,
