@@ -137,3 +137,129 @@ fn reconciling_with_a_committed_image_creates_grows_reconfigures_and_deletes_top
     assert!(c.topic("remote").is_none());
     assert!(!dir.exists(), "a deleted topic's data is removed");
 }
+
+/// A one-partition topic "r" with replicas 1, 2, 3 led by `leader` at `epoch`, in an image.
+fn replicated(image: &mut MetadataImage, leader: i32, epoch: i32, isr: &[i32]) {
+    if image.topics.is_empty() {
+        image.apply(&MetadataRecord::Topic {
+            name: "r".into(),
+            id: uuid::Uuid::nil(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: Default::default(),
+        });
+    }
+    image.apply(&MetadataRecord::PartitionState {
+        topic: "r".into(),
+        partition: 0,
+        replicas: vec![1, 2, 3],
+        leader,
+        leader_epoch: epoch,
+        isr: isr.to_vec(),
+    });
+}
+
+fn batch_of(n: usize) -> Bytes {
+    crate::log::batch::tests::batch_of(n, 0)
+}
+
+#[tokio::test]
+async fn acks_all_waits_for_the_isr_and_fails_over_when_the_leadership_moves() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    let mut image = MetadataImage::default();
+    replicated(&mut image, 1, 1, &[1, 2, 3]);
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    let (outcome, epoch) = c.append(&p, batch_of(3)).expect("append");
+    assert!(matches!(outcome, AppendOutcome::Appended(_)));
+    assert_eq!(epoch, 1);
+    assert_eq!(p.high_watermark(), 0, "followers have nothing yet");
+    let short = std::time::Duration::from_millis(20);
+    assert_eq!(
+        p.wait_for_high_watermark(3, 1, 1, short).await,
+        Commit::TimedOut
+    );
+    p.on_replica_fetch(2, 3, now_ms());
+    assert_eq!(p.high_watermark(), 0, "follower 3 is still behind");
+    p.on_replica_fetch(3, 3, now_ms());
+    assert_eq!(p.high_watermark(), 3);
+    assert_eq!(
+        p.wait_for_high_watermark(3, 1, 1, short).await,
+        Commit::Committed
+    );
+
+    c.append(&p, batch_of(1)).expect("append");
+    let waiter = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            p.wait_for_high_watermark(4, 1, 1, std::time::Duration::from_secs(30))
+                .await
+        })
+    };
+    // Node 2 takes over: the waiter learns at once, and this node refuses client appends.
+    replicated(&mut image, 2, 2, &[2, 3]);
+    c.reconcile(&image).expect("reconcile");
+    assert_eq!(waiter.await.expect("join"), Commit::NotLeader);
+    assert!(matches!(
+        c.append(&p, batch_of(1)),
+        Err(LogError::NotLeader)
+    ));
+}
+
+#[test]
+fn a_new_leader_gives_every_follower_a_full_lag_window_then_shrinks_and_expands_the_isr() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    let mut image = MetadataImage::default();
+    replicated(&mut image, 1, 0, &[1, 2, 3]);
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    let start = now_ms();
+    assert_eq!(p.isr_change(1, 1_000, start), None, "just elected");
+    c.append(&p, batch_of(2)).expect("append");
+    p.on_replica_fetch(2, 2, start + 500);
+    let shrunk = p.isr_change(1, 1_000, start + 1_200).expect("3 lags");
+    assert_eq!(shrunk.isr, vec![1, 2]);
+    // Committed: the ISR is {1, 2}; then 3 catches up and may rejoin.
+    replicated(&mut image, 1, 0, &[1, 2]);
+    c.reconcile(&image).expect("reconcile");
+    p.on_replica_fetch(2, 2, start + 1_300);
+    assert_eq!(p.high_watermark(), 2);
+    p.on_replica_fetch(3, 2, start + 1_300);
+    let grown = p.isr_change(1, 1_000, start + 1_300).expect("3 rejoins");
+    assert_eq!(grown.isr, vec![1, 2, 3]);
+    assert_eq!(
+        p.isr_change(2, 1_000, start),
+        None,
+        "only the leader decides"
+    );
+}
+
+#[test]
+fn a_follower_tracks_the_leaders_high_watermark_within_its_own_log() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    let mut image = MetadataImage::default();
+    replicated(&mut image, 2, 4, &[1, 2, 3]);
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    assert!(matches!(
+        c.append(&p, batch_of(1)),
+        Err(LogError::NotLeader)
+    ));
+    let mut batch = bytes::BytesMut::from(&batch_of(5)[..]);
+    // Stamp the leader's epoch (bytes 12..16 of a v2 batch), as the leader would have.
+    batch[12..16].copy_from_slice(&4i32.to_be_bytes());
+    {
+        let mut log = p.log.lock();
+        log.append_replica(batch.freeze(), now_ms())
+            .expect("replica append");
+        p.refresh_follower(&log);
+    }
+    p.set_follower_high_watermark(9);
+    assert_eq!(p.high_watermark(), 5, "no further than this log");
+    p.set_follower_high_watermark(3);
+    assert_eq!(p.high_watermark(), 3);
+    assert_eq!(p.log.lock().latest_epoch(), Some(4));
+}

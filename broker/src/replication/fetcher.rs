@@ -266,3 +266,69 @@ pub async fn fetch_once(
         leader_high_watermark: data.high_watermark,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::batch_of;
+    use crate::log::LogConfig;
+
+    /// A log with 5 records at epoch 1, then 3 at epoch 2 (offsets 5..8).
+    fn diverged(dir: &std::path::Path) -> PartitionLog {
+        let mut log = PartitionLog::open(dir, LogConfig::default()).expect("open");
+        log.append(batch_of(5, 0), 1, 0).expect("append");
+        log.append(batch_of(3, 0), 2, 0).expect("append");
+        log
+    }
+
+    #[test]
+    fn a_follower_cuts_what_the_leader_never_had() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let log = diverged(d.path());
+        assert_eq!(
+            truncation_offset(&log, (1, 5), 0),
+            5,
+            "the leader never had epoch 2: cut back to where epoch 1 ended"
+        );
+        assert_eq!(
+            truncation_offset(&log, (2, 7), 0),
+            7,
+            "same epoch, the leader's ends earlier"
+        );
+        assert_eq!(
+            truncation_offset(&log, (2, 20), 0),
+            8,
+            "nothing to cut when the leader has more"
+        );
+        assert_eq!(
+            truncation_offset(&log, (1, 3), 0),
+            3,
+            "diverged inside epoch 1"
+        );
+        assert_eq!(
+            truncation_offset(&log, (-1, -1), 4),
+            4,
+            "unknown epoch: keep only what is known committed"
+        );
+    }
+
+    #[test]
+    fn truncation_then_replica_appends_continue_from_the_cut() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut log = diverged(d.path());
+        let target = truncation_offset(&log, (1, 5), 0);
+        log.truncate_to(target).expect("truncate");
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(log.latest_epoch(), Some(1));
+        // The leader's epoch-3 history resumes at 5.
+        let mut leader = PartitionLog::open(&d.path().join("leader"), LogConfig::default())
+            .expect("open leader");
+        leader.append(batch_of(5, 0), 1, 0).expect("append");
+        leader.append(batch_of(2, 0), 3, 0).expect("append");
+        let tail = leader.read(5, 1 << 20, 7).expect("read");
+        log.append_replica(tail, 0).expect("replica append");
+        assert_eq!(log.log_end_offset(), 7);
+        assert_eq!(log.end_offset_for_epoch(2), Some((1, 5)));
+        assert_eq!(log.latest_epoch(), Some(3));
+    }
+}
