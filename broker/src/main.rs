@@ -55,6 +55,8 @@ enum Command {
     ConsoleConsumer(tools::console_consumer::Args),
     /// Lists, describes and deletes consumer groups (like kafka-consumer-groups).
     ConsumerGroups(tools::consumer_groups::Args),
+    /// Describes the controller quorum (like kafka-metadata-quorum describe).
+    MetadataQuorum(tools::metadata_quorum::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ConsoleProducer(a) => tools::console_producer::run(a).await?,
         Command::ConsoleConsumer(a) => tools::console_consumer::run(a).await?,
         Command::ConsumerGroups(a) => tools::consumer_groups::run(a).await?,
+        Command::MetadataQuorum(a) => tools::metadata_quorum::run(a).await?,
     }
     Ok(())
 }

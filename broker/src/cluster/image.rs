@@ -159,6 +159,7 @@ impl MetadataImage {
                 leader,
                 isr,
             } => {
+                let brokers = &self.brokers;
                 let Some(p) = self
                     .topics
                     .get_mut(topic)
@@ -167,6 +168,11 @@ impl MetadataImage {
                     return false;
                 };
                 if p.leader_epoch != *leader_epoch || p.partition_epoch != *partition_epoch {
+                    return false;
+                }
+                // A fenced broker never joins an ISR (Kafka's INELIGIBLE_REPLICA).
+                let fenced = |b: &i32| brokers.get(b).is_some_and(|b| b.fenced);
+                if isr.iter().any(|b| !p.isr.contains(b) && fenced(b)) {
                     return false;
                 }
                 if p.leader != *leader {
@@ -287,6 +293,21 @@ mod tests {
             (2, 1, 2, vec![2])
         );
         assert!(!image.apply(&alter(0, 2, 1, &[1])), "old leader epoch");
+        image.apply(&MetadataRecord::RegisterBroker {
+            id: 3,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        });
+        image.apply(&MetadataRecord::FenceBroker {
+            id: 3,
+            fenced: true,
+        });
+        assert!(
+            !image.apply(&alter(1, 2, 2, &[2, 3])),
+            "a fenced broker never joins the ISR"
+        );
+        assert!(image.apply(&alter(1, 2, 2, &[2, 1])), "an unknown one may");
         assert!(!image.apply(&MetadataRecord::AlterPartition {
             topic: "b".into(),
             partition: 0,

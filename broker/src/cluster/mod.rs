@@ -268,7 +268,14 @@ impl Partition {
 
     /// ISR members to drop and replicas to add, by the lag rules (leader only): the proposed
     /// new ISR, or `None` when it stays.
-    pub fn isr_change(&self, me: i32, lag_max_ms: i64, now_ms: i64) -> Option<PartitionImage> {
+    /// Only `eligible` replicas (unfenced ones) may rejoin.
+    pub fn isr_change(
+        &self,
+        me: i32,
+        lag_max_ms: i64,
+        now_ms: i64,
+        eligible: &dyn Fn(i32) -> bool,
+    ) -> Option<PartitionImage> {
         let state = self.state.read().clone();
         if state.leader != me {
             return None;
@@ -284,13 +291,14 @@ impl Partition {
         let lagging = crate::replication::isr::lagging_members(
             me, &state.isr, &followers, now_ms, lag_max_ms,
         );
-        let rejoining = crate::replication::isr::rejoining_members(
+        let mut rejoining = crate::replication::isr::rejoining_members(
             &state.replicas,
             &state.isr,
             &followers,
             self.high_watermark(),
             epoch_start,
         );
+        rejoining.retain(|r| eligible(*r));
         if lagging.is_empty() && rejoining.is_empty() {
             return None;
         }

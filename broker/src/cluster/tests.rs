@@ -216,10 +216,16 @@ fn a_new_leader_gives_every_follower_a_full_lag_window_then_shrinks_and_expands_
     c.reconcile(&image).expect("reconcile");
     let p = c.partition("r", 0).expect("partition");
     let start = now_ms();
-    assert_eq!(p.isr_change(1, 1_000, start), None, "just elected");
+    assert_eq!(
+        p.isr_change(1, 1_000, start, &|_| true),
+        None,
+        "just elected"
+    );
     c.append(&p, batch_of(2)).expect("append");
     p.on_replica_fetch(2, 2, start + 500);
-    let shrunk = p.isr_change(1, 1_000, start + 1_200).expect("3 lags");
+    let shrunk = p
+        .isr_change(1, 1_000, start + 1_200, &|_| true)
+        .expect("3 lags");
     assert_eq!(shrunk.isr, vec![1, 2]);
     // Committed: the ISR is {1, 2}; then 3 catches up and may rejoin.
     replicated(&mut image, 1, 0, &[1, 2]);
@@ -227,10 +233,17 @@ fn a_new_leader_gives_every_follower_a_full_lag_window_then_shrinks_and_expands_
     p.on_replica_fetch(2, 2, start + 1_300);
     assert_eq!(p.high_watermark(), 2);
     p.on_replica_fetch(3, 2, start + 1_300);
-    let grown = p.isr_change(1, 1_000, start + 1_300).expect("3 rejoins");
+    assert_eq!(
+        p.isr_change(1, 1_000, start + 1_300, &|b| b != 3),
+        None,
+        "a fenced replica may not rejoin"
+    );
+    let grown = p
+        .isr_change(1, 1_000, start + 1_300, &|_| true)
+        .expect("3 rejoins");
     assert_eq!(grown.isr, vec![1, 2, 3]);
     assert_eq!(
-        p.isr_change(2, 1_000, start),
+        p.isr_change(2, 1_000, start, &|_| true),
         None,
         "only the leader decides"
     );

@@ -51,6 +51,15 @@ impl Liveness {
         self.last.lock().insert(broker, Beat::Departed);
     }
 
+    /// When `broker` last heartbeat, in ms since the Unix epoch (`None`: not since this table
+    /// started, or it departed).
+    pub fn last_heard_ms(&self, broker: i32) -> Option<i64> {
+        match self.last.lock().get(&broker) {
+            Some(Beat::At(t)) => Some(crate::cluster::now_ms() - t.elapsed().as_millis() as i64),
+            _ => None,
+        }
+    }
+
     /// Whether `broker` heartbeat within `session` before `now`; one it never heard from counts
     /// as alive while this table is younger than a session.
     pub fn is_alive(&self, broker: i32, session: Duration, now: Instant) -> bool {

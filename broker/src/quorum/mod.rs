@@ -1,5 +1,5 @@
 //! The controller quorum: cluster metadata as a Raft log (openraft), replacing the single-node
-//! metadata file. Storage, network and a running member exist; not yet wired into the node:
+//! metadata file. Every node runs a member (combined broker and controller):
 //! - [`types`]: the openraft type configuration (node ids, controller addresses, entry payload).
 //! - [`log_store`]: the durable Raft log, vote and purge point, in files under one directory.
 //! - [`state_machine`]: applies committed records to the [`crate::cluster::image::MetadataImage`], and builds,
@@ -8,6 +8,7 @@
 //!   the cluster id checked on every request.
 //! - [`node`]: a running member with the static voter set of `controller.quorum.voters`.
 //! - [`startup`]: a node's member from its config, and the cluster's store writing through it.
+//! - [`status`]: what DescribeQuorum reports, from the leader's view.
 //!
 //! Layout under `<metadata.log.dir>/__cluster_metadata-0/raft/`: `<20-digit index>.log`
 //! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
@@ -20,6 +21,7 @@ pub mod rpc;
 pub mod rpc_server;
 pub mod startup;
 pub mod state_machine;
+pub mod status;
 pub mod types;
 
 #[cfg(test)]

@@ -269,3 +269,14 @@ pub async fn heartbeat(
     .await
     .map(|_| ())
 }
+
+/// Asks the voter at `to` for the quorum's status as it sees it.
+pub async fn status(
+    to: &ControllerNode,
+    cluster_id: &str,
+    from: NodeId,
+    timeout: Duration,
+) -> Result<super::status::QuorumStatus, String> {
+    let v = call_once(to, cluster_id, from, Rpc::Status, timeout).await?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}

@@ -72,6 +72,8 @@ pub enum QuorumError {
 /// A running quorum member.
 pub struct QuorumNode {
     node_id: NodeId,
+    /// Broker heartbeats received (DescribeQuorum's last-contact times).
+    liveness: Arc<crate::controller::liveness::Liveness>,
     /// Sent with forwarded proposals.
     cluster_id: String,
     raft: Raft<TypeConfig>,
@@ -147,6 +149,7 @@ impl QuorumNode {
         }
         Ok(QuorumNode {
             node_id: cfg.node_id,
+            liveness: Arc::clone(&cfg.liveness),
             cluster_id: cfg.cluster_id.clone(),
             raft,
             applied,
@@ -168,6 +171,38 @@ impl QuorumNode {
             .nodes()
             .map(|(id, n)| (*id, n.clone()))
             .collect()
+    }
+
+    /// The quorum's status from the leader's view: this member's own when it leads, else
+    /// asked of the leader (falling back to this member's partial view when it cannot be
+    /// reached).
+    pub async fn status(&self) -> super::status::QuorumStatus {
+        let mine = super::status::local(&self.raft, &self.liveness);
+        let Some(leader) = mine.leader.filter(|l| *l != self.node_id) else {
+            return mine;
+        };
+        let Some(node) = mine
+            .voters
+            .iter()
+            .find(|v| v.id == leader)
+            .map(|v| v.node.clone())
+        else {
+            return mine;
+        };
+        let asked = super::network::status(
+            &node,
+            &self.cluster_id,
+            self.node_id,
+            super::status::FORWARD_TIMEOUT,
+        )
+        .await;
+        match asked {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "quorum status from the leader unavailable");
+                mine
+            }
+        }
     }
 
     /// The cluster id every quorum RPC carries.

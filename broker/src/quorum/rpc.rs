@@ -32,6 +32,9 @@ pub enum Rpc {
         /// The broker is stopping: count it as gone now.
         shutting_down: bool,
     },
+    /// The quorum's status as this member sees it (asked of the leader); answered with a
+    /// [`super::status::QuorumStatus`].
+    Status,
 }
 
 /// A request frame.

@@ -110,6 +110,7 @@ async fn serve_connection(
                 }
                 ResponseFrame::Raft(serde_json::Value::Null)
             }
+            Rpc::Status => raft_reply(&super::status::local(&raft, &liveness))?,
         };
         write_frame(&mut stream, &encode(&reply)?).await?;
     }

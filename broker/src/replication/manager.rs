@@ -371,11 +371,13 @@ impl ReplicaManager {
     /// AlterPartition records (blocking).
     pub fn isr_changes(&self) -> Vec<MetadataRecord> {
         let now = now_ms();
+        let brokers = self.cluster.brokers();
+        let eligible = |b: i32| brokers.get(&b).is_some_and(|b| !b.fenced);
+        let lag_max = self.config.replica_lag_time_max_ms;
         let mut out = Vec::new();
         for t in self.cluster.topics() {
             for p in t.partitions.read().iter() {
-                let Some(next) = p.isr_change(self.me, self.config.replica_lag_time_max_ms, now)
-                else {
+                let Some(next) = p.isr_change(self.me, lag_max, now, &eligible) else {
                     continue;
                 };
                 tracing::info!(topic = %t.name, partition = p.index, from = ?p.state().isr, to = ?next.isr, "proposing an ISR change");

@@ -1,5 +1,5 @@
 //! Kafka-familiar command-line tools (`topics`, `console-producer`, `console-consumer`,
-//! `consumer-groups`). They speak the Kafka protocol through [`crate::client`], so they work
+//! `consumer-groups`, `metadata-quorum`). They speak the Kafka protocol through [`crate::client`], so they work
 //! against any Kafka-compatible broker, Apache Kafka included.
 //!
 //! Shared pieces live beside them: [`partitioner`] (Java's murmur2 key hashing),
@@ -14,6 +14,7 @@ pub mod consumer_groups;
 pub mod consumer_protocol;
 pub mod fetcher;
 pub mod group;
+pub mod metadata_quorum;
 pub mod partitioner;
 pub mod reset_offsets;
 pub mod topics;

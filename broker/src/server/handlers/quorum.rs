@@ -1,6 +1,6 @@
 //! DescribeQuorum (API 55): the controller quorum as Kafka reports `__cluster_metadata-0` —
-//! leader, epoch (Raft term), high watermark, and each voter's log end offset — from the Raft
-//! node's metrics. `kafka-metadata-quorum describe --status` and the operator's roll planner
+//! leader, epoch (Raft term), high watermark, and each voter's log end offset — as the active
+//! controller sees it (asked of it when this node does not lead the quorum). `kafka-metadata-quorum describe --status` and the operator's roll planner
 //! read it.
 
 use kafka_protocol::messages::describe_quorum_response::{
@@ -9,7 +9,7 @@ use kafka_protocol::messages::describe_quorum_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use crate::cluster::now_ms;
+use crate::quorum::status::VoterStatus;
 use crate::quorum::types::kafka_node_id;
 use crate::server::dispatch::{sb, Ctx};
 
@@ -27,29 +27,17 @@ pub async fn describe_quorum(
                 .with_error_message(Some(sb("this node runs no quorum member"))),
         );
     };
-    let m = quorum.raft().metrics().borrow().clone();
+    let status = quorum.status().await;
     let v = ctx.version;
-    let now = now_ms();
     let id = |n: u64| BrokerId(kafka_node_id(n).unwrap_or(-1));
-    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-    let replica = |voter: u64| {
-        let leo = if voter == m.id {
-            m.last_log_index.map(|i| i as i64 + 1).unwrap_or(0)
-        } else {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(&voter).cloned().flatten())
-                .map(|l| l.index as i64 + 1)
-                .unwrap_or(-1)
-        };
+    let replica = |voter: &VoterStatus| {
         let state = ReplicaState::default()
-            .with_replica_id(id(voter))
-            .with_log_end_offset(leo);
+            .with_replica_id(id(voter.id))
+            .with_log_end_offset(voter.log_end_offset);
         if v >= 1 {
-            let seen = if voter == m.id || leo >= 0 { now } else { -1 };
             state
-                .with_last_fetch_timestamp(seen)
-                .with_last_caught_up_timestamp(seen)
+                .with_last_fetch_timestamp(voter.last_seen_ms)
+                .with_last_caught_up_timestamp(voter.last_seen_ms)
         } else {
             state
         }
@@ -66,12 +54,10 @@ pub async fn describe_quorum(
                     if t.topic_name.0.as_str() != METADATA_TOPIC || p.partition_index != 0 {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     }
-                    base.with_leader_id(m.current_leader.map(id).unwrap_or(BrokerId(-1)))
-                        .with_leader_epoch(m.current_term as i32)
-                        .with_high_watermark(
-                            m.last_applied.map(|l| l.index as i64 + 1).unwrap_or(0),
-                        )
-                        .with_current_voters(voters.iter().map(|v| replica(*v)).collect())
+                    base.with_leader_id(status.leader.map(id).unwrap_or(BrokerId(-1)))
+                        .with_leader_epoch(status.term as i32)
+                        .with_high_watermark(status.high_watermark)
+                        .with_current_voters(status.voters.iter().map(replica).collect())
                 })
                 .collect();
             TopicData::default()
@@ -82,16 +68,16 @@ pub async fn describe_quorum(
     let mut resp = DescribeQuorumResponse::default().with_topics(topics);
     if v >= 2 {
         resp = resp.with_nodes(
-            m.membership_config
-                .membership()
-                .nodes()
-                .map(|(n, node)| {
+            status
+                .voters
+                .iter()
+                .map(|voter| {
                     Node::default()
-                        .with_node_id(id(*n))
+                        .with_node_id(id(voter.id))
                         .with_listeners(vec![Listener::default()
                             .with_name(sb("CONTROLLER"))
-                            .with_host(sb(node.host.clone()))
-                            .with_port(node.port)])
+                            .with_host(sb(voter.node.host.clone()))
+                            .with_port(voter.node.port)])
                 })
                 .collect(),
         );
