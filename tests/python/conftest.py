@@ -43,8 +43,14 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+class GiveUp(Exception):
+    """Raised by a `wait_for` predicate when waiting longer cannot help (a process exited)."""
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s."""
+    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s.
+    Exceptions count as "not yet" and are reported on timeout, except GiveUp, which ends the
+    wait at once."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -52,6 +58,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             value = predicate()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as e:  # noqa: BLE001 - reported on timeout
             last_exc = e
         if time.monotonic() >= deadline:
@@ -134,6 +142,12 @@ class GregorBroker(Broker):
         ]
 
     def start(self):
+        self.launch()
+        self.wait_ready()
+
+    def launch(self):
+        """Spawn the process without waiting for it: the members of a multi-voter quorum only
+        become ready once enough of them run, so a cluster launches all before waiting."""
         assert self.proc is None or self.proc.poll() is not None, "gregor already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -146,16 +160,19 @@ class GregorBroker(Broker):
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         log.close()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT):
+        """Wait until the Kafka port accepts and /readyz answers 200; SIGKILL it on failure."""
         try:
-            wait_for(self._ready, READY_TIMEOUT, f"gregor on {self.bootstrap} to be ready")
+            wait_for(self._ready, timeout, f"gregor on {self.bootstrap} to be ready")
         except Exception as e:
             self.kill()
             raise RuntimeError(f"{e}\n--- {self.log_path} ---\n{self.log_tail()}") from None
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"gregor exited with code {self.proc.returncode}\n"
-                               f"--- {self.log_path} ---\n{self.log_tail()}")
+            # wait_ready adds the log tail.
+            raise GiveUp(f"gregor exited with code {self.proc.returncode}")
         if not port_accepts(self.port):
             return False
         url = f"http://127.0.0.1:{self.metrics_port}/readyz"
@@ -165,21 +182,26 @@ class GregorBroker(Broker):
         except (urllib.error.URLError, OSError):
             return False
 
-    def _signal_and_wait(self, sig, timeout):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+    def _signal_and_wait(self, sig, timeout) -> int | None:
+        """Send `sig` unless the process has already exited, reap it (SIGKILL after `timeout`
+        s) and return its exit code (a signal death is minus the signal number); None when it
+        was never started."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
 
-    def stop(self):
-        self._signal_and_wait(signal.SIGTERM, 30)
+    def stop(self) -> int | None:
+        return self._signal_and_wait(signal.SIGTERM, 30)
 
-    def kill(self):
-        self._signal_and_wait(signal.SIGKILL, 30)
+    def kill(self) -> int | None:
+        return self._signal_and_wait(signal.SIGKILL, 30)
 
     def log_tail(self) -> str:
         return tail(self.log_path)
@@ -271,10 +293,18 @@ def topic_name(request) -> str:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On a failure, attach the tail of the broker's log to the report."""
+    """On a failure, attach the tail of the broker's (or each cluster node's) log to the report."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and "broker" in item.fixturenames:
-        b = item.funcargs.get("broker")
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    if "broker" in item.fixturenames:
+        b = funcargs.get("broker")
         if b is not None and b.log_tail():
             report.sections.append(("broker log (tail)", b.log_tail()))
+    # Clusters (cluster.GregorCluster) report every node's log.
+    for value in funcargs.values():
+        log_sections = getattr(value, "log_sections", None)
+        if callable(log_sections):
+            report.sections.extend(log_sections())

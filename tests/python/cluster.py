@@ -1,0 +1,339 @@
+"""Three-node Gregor clusters for the end-to-end tests.
+
+`GregorCluster` writes one Kafka-style server.properties per node (combined broker and
+controller roles, a three-voter `controller.quorum.voters`, loopback ports picked free),
+formats every node with one cluster id, starts them with `gregor server-start`, and waits
+until each answers /readyz and lists every broker. Nodes can then be killed, stopped and
+started again on the same data dirs and ports.
+
+    from cluster import GregorCluster, cluster_fixture
+
+    cluster = cluster_fixture()               # a module-scoped fixture named `cluster`
+
+    def test_something(cluster):
+        cluster.describe("t")                 # {partition: PartitionState}
+        cluster.kill(2); cluster.start(2)
+
+or by hand: `with GregorCluster(tmp_path) as c: ...`. Only Gregor runs here: under
+GREGOR_TEST_BROKER=kafka or KAFKA_BOOTSTRAP the fixture skips.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+from kafka.admin import KafkaAdminClient
+
+from conftest import READY_TIMEOUT, GiveUp, GregorBroker, free_ports, gregor_binary, wait_for
+
+# What a build that still refuses multi-voter quorums (node.rs `check_single_node`) logs.
+SINGLE_NODE_ONLY = "this build runs single-node clusters only"
+
+
+class ClusterUnsupported(RuntimeError):
+    """The gregor binary refuses to run a multi-node cluster at all."""
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition as a node's Metadata response reports it."""
+
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+
+class ClusterNode(GregorBroker):
+    """One node of a cluster: `gregor server-start` on its own properties file. Start, stop,
+    kill and readiness are GregorBroker's; `bootstrap` is this node's client listener."""
+
+    def __init__(self, binary: Path, workdir: Path, node_id: int, port: int,
+                 controller_port: int, metrics_port: int):
+        self.binary = binary
+        self.node_id = node_id
+        self.name = f"gregor node {node_id}"
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "gregor.log"
+        self.config_path = workdir / "server.properties"
+        self.port, self.controller_port, self.metrics_port = port, controller_port, metrics_port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "server-start", str(self.config_path)]
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class GregorCluster:
+    """`size` Gregor nodes (ids 1..size) on loopback, each broker and controller.
+
+    `overrides` are server.properties keys applied on top of the defaults of every node (a
+    value of None removes a default); `node_overrides` maps a node id to keys for that node
+    alone."""
+
+    def __init__(self, workdir: Path, size: int = 3, overrides: dict | None = None,
+                 node_overrides: dict[int, dict] | None = None, binary: Path | None = None):
+        self.workdir = Path(workdir)
+        self.binary = Path(binary) if binary else gregor_binary()
+        ports = free_ports(3 * size)
+        self.nodes: dict[int, ClusterNode] = {}
+        for i in range(size):
+            node_id = i + 1
+            self.nodes[node_id] = ClusterNode(self.binary, self.workdir / f"node-{node_id}",
+                                              node_id, *ports[3 * i:3 * i + 3])
+        self.overrides = dict(overrides or {})
+        self.node_overrides = {k: dict(v) for k, v in (node_overrides or {}).items()}
+        self.cluster_id: str | None = None
+        # A script that dies before close() must not leave nodes holding ports and dirs.
+        atexit.register(self._kill_running)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client listener, comma-separated (a client's bootstrap.servers)."""
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
+
+    def properties(self, node_id: int) -> dict[str, str]:
+        """The server.properties of `node_id`, overrides applied."""
+        n = self.nodes[node_id]
+        size = len(self.nodes)
+        props = {
+            "node.id": str(node_id),
+            "process.roles": "broker,controller",
+            "listeners": (f"PLAINTEXT://127.0.0.1:{n.port},"
+                          f"CONTROLLER://127.0.0.1:{n.controller_port}"),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.quorum.voters": self.voters,
+            "log.dirs": str(n.data_dir),
+            "metrics.listener": f"127.0.0.1:{n.metrics_port}",
+            "default.replication.factor": str(min(3, size)),
+            "min.insync.replicas": str(min(2, size)),
+            "offsets.topic.replication.factor": str(min(3, size)),
+            # Groups in tests should not wait the default 3 s for more members.
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        for extra in (self.overrides, self.node_overrides.get(node_id, {})):
+            for k, v in extra.items():
+                if v is None:
+                    props.pop(k, None)
+                else:
+                    props[k] = str(v)
+        return props
+
+    def write_config(self, node_id: int):
+        n = self.nodes[node_id]
+        n.workdir.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{k}={v}\n" for k, v in self.properties(node_id).items())
+        n.config_path.write_text(text)
+
+    def _gregor(self, *args: str) -> str:
+        out = subprocess.run([str(self.binary), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"gregor {' '.join(args)} exited {out.returncode}:\n{out.stdout}")
+        return out.stdout
+
+    def format(self):
+        """Write every node's config and format its dirs with one new cluster id."""
+        self.cluster_id = self._gregor("storage", "random-uuid").strip()
+        for node_id, n in self.nodes.items():
+            self.write_config(node_id)
+            self._gregor("storage", "format", "-t", self.cluster_id, "-c", str(n.config_path))
+
+    # -- processes --------------------------------------------------------------------------
+
+    def start_all(self, timeout: float = READY_TIMEOUT):
+        """Format (the first time), launch every node that is not running, then wait until all
+        are ready and each lists every broker. A node alone cannot elect a quorum leader, so
+        launching them one at a time and waiting in between would never finish."""
+        if self.cluster_id is None:
+            self.format()
+        for n in self.nodes.values():
+            if not n.running():
+                n.launch()
+        self._wait_ready(list(self.nodes), timeout)
+
+    def start(self, node_id: int, timeout: float = READY_TIMEOUT):
+        """Start one node again (same data dir and ports) and wait until it is ready and
+        lists every broker. Needs a quorum majority among the nodes running with it."""
+        self.nodes[node_id].launch()
+        self._wait_ready([node_id], timeout)
+
+    def _wait_ready(self, node_ids: list[int], timeout: float):
+        deadline = time.monotonic() + timeout
+        try:
+            for node_id in node_ids:
+                self.wait_ready(node_id, max(1.0, deadline - time.monotonic()))
+            for node_id in node_ids:
+                self.wait_brokers(node_id, max(1.0, deadline - time.monotonic()))
+        except Exception as e:
+            refused = [i for i in self.nodes if SINGLE_NODE_ONLY in self.log_tail(i)]
+            if refused:
+                self.close()
+                raise ClusterUnsupported(
+                    f"{self.binary} refuses multi-voter quorums (node {refused[0]}: "
+                    f"{SINGLE_NODE_ONLY!r})") from e
+            logs = "".join(f"\n--- {title} ---\n{text}" for title, text in self.log_sections())
+            raise RuntimeError(f"{e}{logs}") from None
+
+    def wait_ready(self, node_id: int, timeout: float = READY_TIMEOUT):
+        """Wait until the node's Kafka port accepts and its /readyz answers 200."""
+        self.nodes[node_id].wait_ready(timeout)
+
+    def wait_brokers(self, node_id: int, timeout: float = READY_TIMEOUT,
+                     expected: set[int] | None = None):
+        """Wait until `node_id`'s Metadata lists `expected` brokers (default: every node)."""
+        want = set(self.nodes) if expected is None else set(expected)
+        n = self.nodes[node_id]
+
+        def listed():
+            if not n.running():
+                raise GiveUp(f"node {node_id} exited with code {n.proc.returncode}")
+            return set(self.brokers(node_id)) == want
+
+        wait_for(listed, timeout, f"node {node_id} to list brokers {sorted(want)}")
+
+    def stop(self, node_id: int) -> int | None:
+        """SIGTERM the node and wait for it to exit; its exit code (0 after a clean drain)."""
+        return self.nodes[node_id].stop()
+
+    def kill(self, node_id: int) -> int | None:
+        """SIGKILL the node; its exit code (-9)."""
+        return self.nodes[node_id].kill()
+
+    def restart(self, node_id: int, hard: bool = False):
+        """Stop (SIGKILL when `hard`) and start the node again on the same dirs and ports."""
+        if hard:
+            self.kill(node_id)
+        else:
+            self.stop(node_id)
+        self.start(node_id)
+
+    def close(self) -> dict[int, int | None]:
+        """SIGTERM every node; their exit codes."""
+        return {node_id: n.stop() for node_id, n in self.nodes.items()}
+
+    def _kill_running(self):
+        for n in self.nodes.values():
+            if n.running():
+                n.kill()
+
+    def __enter__(self) -> GregorCluster:
+        try:
+            self.start_all()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def log_tail(self, node_id: int) -> str:
+        return self.nodes[node_id].log_tail()
+
+    def log_sections(self) -> list[tuple[str, str]]:
+        """(title, log tail) per node, for pytest's failure report (see conftest)."""
+        return [(f"node {i} log (tail)", n.log_tail()) for i, n in self.nodes.items()]
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def admin(self, node_id: int | None = None) -> AdminClient:
+        """An AdminClient bootstrapped from `node_id` alone, or from every node. Keep it
+        referenced while its futures are pending: they fail with _DESTROY once it is
+        collected."""
+        servers = self.nodes[node_id].bootstrap if node_id else self.bootstrap
+        return AdminClient({"bootstrap.servers": servers})
+
+    def metadata(self, node_id: int | None = None, topic: str | None = None,
+                 timeout: float = 10.0) -> ClusterMetadata:
+        """A Metadata response, answered by `node_id` when given. A client bootstrapped from
+        one node may still ask another it has learned of, so the answering broker is checked
+        (librdkafka names it host:port/id) and a fresh client asks again until it matches."""
+        if node_id is None:
+            return self.admin().list_topics(topic=topic, timeout=timeout)
+        address = self.nodes[node_id].bootstrap
+
+        def from_node():
+            md = self.admin(node_id).list_topics(topic=topic, timeout=timeout)
+            return md if md.orig_broker_name.split("/")[0] == address else None
+
+        return wait_for(from_node, timeout, f"a Metadata response from node {node_id}")
+
+    def brokers(self, node_id: int | None = None) -> list[int]:
+        """Broker ids that `node_id` (or any node) lists in Metadata, sorted."""
+        return sorted(self.metadata(node_id).brokers)
+
+    def quorum_leader(self, node_id: int | None = None) -> int:
+        """The metadata quorum's leader id (DescribeQuorum, kafka-python's admin client), as
+        `node_id` (or any running node) reports it; -1 while there is none. The client may
+        route the request to any broker in the metadata, a dead one included, and then
+        raises: call it inside wait_for while a node is down."""
+        servers = self.nodes[node_id].bootstrap if node_id else ",".join(
+            n.bootstrap for n in self.nodes.values() if n.running())
+        admin = KafkaAdminClient(bootstrap_servers=servers)
+        try:
+            quorum = admin.describe_metadata_quorum()
+        finally:
+            admin.close()
+        return quorum["topics"][0]["partitions"][0]["leader_id"]
+
+    def describe(self, topic: str, node_id: int | None = None) -> dict[int, PartitionState]:
+        """{partition: leader, replicas, isr} of `topic` as `node_id` (or any node) reports."""
+        t = self.metadata(node_id, topic).topics.get(topic)
+        if t is None or t.error is not None:
+            raise LookupError(f"topic {topic}: {t.error if t else 'not in metadata'}")
+        return {p.id: PartitionState(p.leader, list(p.replicas), list(p.isrs))
+                for p in t.partitions.values()}
+
+
+def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None = None,
+                    node_overrides: dict[int, dict] | None = None):
+    """A pytest fixture yielding a started GregorCluster, closed afterwards. Assign it in a
+    test module under the name tests should request: `cluster = cluster_fixture()`.
+
+    Skips (rather than fails) when another broker was chosen for the suite, or when the binary
+    still refuses multi-voter quorums outright."""
+
+    @pytest.fixture(scope=scope)
+    def _cluster(tmp_path_factory):
+        other_broker = os.environ.get("GREGOR_TEST_BROKER", "gregor") != "gregor"
+        if os.environ.get("KAFKA_BOOTSTRAP") or other_broker:
+            pytest.skip("cluster tests start Gregor nodes themselves")
+        binary = gregor_binary()
+        if not binary.exists():
+            pytest.fail(f"gregor binary not found at {binary}: build it "
+                        "(cargo build --release -p gregor) or set GREGOR_BIN")
+        c = GregorCluster(tmp_path_factory.mktemp("cluster"), size=size, overrides=overrides,
+                          node_overrides=node_overrides, binary=binary)
+        try:
+            c.start_all()
+        except ClusterUnsupported as e:
+            pytest.skip(str(e))
+        except BaseException:
+            c.close()
+            raise
+        yield c
+        c.close()
+
+    return _cluster

@@ -1,0 +1,140 @@
+"""Three Gregor nodes (each broker and controller) started from Kafka-style server.properties:
+they form one metadata quorum, list each other, and place an RF=3 topic across all three.
+The tests that need followers to copy partition data are marked xfail until replication is
+wired in; the rest are strict."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+
+from cluster import cluster_fixture
+from conftest import wait_for
+from helpers import read_all
+
+# One cluster for the tests that only read or add metadata; a fresh one for each test that
+# stops or kills nodes, so no test depends on another's leftovers.
+cluster = cluster_fixture(scope="module")
+fresh_cluster = cluster_fixture(scope="function")
+
+NODES = {1, 2, 3}
+
+
+def create(c, topic: str, partitions: int, replication_factor: int = 3, timeout: float = 30.0):
+    """Create `topic` through the cluster and wait until every running node reports a leader
+    for each partition."""
+    admin = c.admin()  # the futures fail with _DESTROY once the client is collected
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)],
+        operation_timeout=timeout, request_timeout=timeout)
+    futures[topic].result(timeout=timeout)
+    running = [i for i, n in c.nodes.items() if n.running()]
+
+    def placed():
+        for node_id in running:
+            parts = c.describe(topic, node_id)
+            if len(parts) != partitions or any(p.leader < 0 for p in parts.values()):
+                return False
+        return True
+
+    wait_for(placed, timeout, f"nodes {running} to report leaders for all of {topic}")
+
+
+def test_every_node_lists_all_three_brokers(cluster):
+    for node_id, n in cluster.nodes.items():
+        md = cluster.metadata(node_id)
+        assert set(md.brokers) == NODES, f"node {node_id} lists {sorted(md.brokers)}"
+        addrs = {b.id: (b.host, b.port) for b in md.brokers.values()}
+        assert addrs == {i: ("127.0.0.1", m.port) for i, m in cluster.nodes.items()}
+        assert md.cluster_id == cluster.cluster_id
+
+
+def test_describe_cluster_names_the_formatted_cluster(cluster):
+    admin = cluster.admin()
+    desc = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    assert {n.id for n in desc.nodes} == NODES
+    assert desc.cluster_id == cluster.cluster_id
+    assert desc.controller is not None and desc.controller.id in NODES
+
+
+def test_rf3_topic_has_three_replicas_and_spreads_leaders(cluster, topic_name):
+    create(cluster, topic_name, partitions=6)
+    views = {node_id: cluster.describe(topic_name, node_id) for node_id in cluster.nodes}
+    parts = views[1]
+    for node_id, view in views.items():
+        assert view == parts, f"node {node_id} disagrees with node 1"
+    for p, state in parts.items():
+        assert sorted(state.replicas) == sorted(NODES), f"partition {p}: {state}"
+        assert state.leader == state.replicas[0], f"partition {p}: leader is not preferred"
+        assert sorted(state.isr) == sorted(NODES), f"partition {p}: {state}"
+    assert Counter(s.leader for s in parts.values()) == {1: 2, 2: 2, 3: 2}
+
+
+def test_default_replication_factor_comes_from_server_properties(cluster, topic_name):
+    # replication_factor=-1 asks for the broker default (default.replication.factor=3).
+    create(cluster, topic_name, partitions=3, replication_factor=-1)
+    parts = cluster.describe(topic_name)
+    assert all(sorted(s.replicas) == sorted(NODES) for s in parts.values()), parts
+
+
+def test_metadata_commits_with_one_node_stopped_and_reaches_it_on_restart(fresh_cluster,
+                                                                           topic_name):
+    c = fresh_cluster
+    assert c.stop(3) == 0, c.log_tail(3)
+    # Two of three voters are a majority: the change commits, and both survivors see it.
+    create(c, topic_name, partitions=2)
+    c.start(3)
+    wait_for(lambda: len(c.describe(topic_name, 3)) == 2, 30,
+             f"node 3 to learn {topic_name} after its restart")
+    assert c.describe(topic_name, 3) == c.describe(topic_name, 1)
+
+
+def test_killed_node_rejoins_after_restart(fresh_cluster, topic_name):
+    c = fresh_cluster
+    assert c.kill(2) == -9
+    create(c, topic_name, partitions=3)
+    c.start(2)
+    for node_id in NODES:
+        c.wait_brokers(node_id)
+    wait_for(lambda: c.describe(topic_name, 2) == c.describe(topic_name, 1), 30,
+             f"node 2 to agree with node 1 on {topic_name}")
+
+
+def test_quorum_elects_a_new_leader_when_its_leader_is_killed(fresh_cluster, topic_name):
+    c = fresh_cluster
+    old = c.quorum_leader()
+    assert old in NODES
+    c.kill(old)
+    survivors = NODES - {old}
+    wait_for(lambda: c.quorum_leader(min(survivors)) in survivors, 30,
+             f"a quorum leader among {sorted(survivors)}")
+    create(c, topic_name, partitions=3)
+    c.start(old)
+    wait_for(lambda: c.describe(topic_name, old) == c.describe(topic_name, min(survivors)), 30,
+             f"node {old} to learn {topic_name} after its restart")
+
+
+@pytest.mark.xfail(reason="replication not wired yet", strict=False)
+def test_acked_records_survive_killing_the_partition_leader(fresh_cluster, topic_name):
+    c = fresh_cluster
+    create(c, topic_name, partitions=1)
+    acked, failed = [], []
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5,
+                  "message.timeout.ms": 20_000})
+    for i in range(1000):
+        p.produce(topic_name, value=f"record-{i:05d}".encode(),
+                  on_delivery=lambda err, msg: (failed if err else acked).append(msg))
+    p.flush(30)
+    assert not failed, f"{len(failed)} not acknowledged, first: {failed[0].error()}"
+    assert len(acked) == 1000
+
+    leader = c.describe(topic_name)[0].leader
+    c.kill(leader)
+    survivors = NODES - {leader}
+    wait_for(lambda: c.describe(topic_name, min(survivors))[0].leader in survivors, 30,
+             f"a new leader for {topic_name}-0 among {sorted(survivors)}")
+    got = read_all(c.bootstrap, topic_name, 1, timeout=30)
+    assert [m.value() for m in got[0]] == [m.value() for m in acked]
