@@ -33,14 +33,6 @@ from kafka.admin import KafkaAdminClient
 
 from conftest import READY_TIMEOUT, GiveUp, GregorBroker, free_ports, gregor_binary, wait_for
 
-# What a build that still refuses multi-voter quorums (node.rs `check_single_node`) logs.
-SINGLE_NODE_ONLY = "this build runs single-node clusters only"
-
-
-class ClusterUnsupported(RuntimeError):
-    """The gregor binary refuses to run a multi-node cluster at all."""
-
-
 @dataclass(frozen=True)
 class PartitionState:
     """One partition as a node's Metadata response reports it."""
@@ -185,12 +177,6 @@ class GregorCluster:
             for node_id in node_ids:
                 self.wait_brokers(node_id, max(1.0, deadline - time.monotonic()))
         except Exception as e:
-            refused = [i for i in self.nodes if SINGLE_NODE_ONLY in self.log_tail(i)]
-            if refused:
-                self.close()
-                raise ClusterUnsupported(
-                    f"{self.binary} refuses multi-voter quorums (node {refused[0]}: "
-                    f"{SINGLE_NODE_ONLY!r})") from e
             logs = "".join(f"\n--- {title} ---\n{text}" for title, text in self.log_sections())
             raise RuntimeError(f"{e}{logs}") from None
 
@@ -298,6 +284,12 @@ class GregorCluster:
             admin.close()
         return quorum["topics"][0]["partitions"][0]["leader_id"]
 
+    def group_coordinator(self, group: str, node_id: int | None = None) -> int:
+        """The broker coordinating `group`, as `node_id` (or any node) reports it."""
+        admin = self.admin(node_id)  # the futures fail once the client is collected
+        futures = admin.describe_consumer_groups([group], request_timeout=10)
+        return futures[group].result(timeout=15).coordinator.id
+
     def describe(self, topic: str, node_id: int | None = None) -> dict[int, PartitionState]:
         """{partition: leader, replicas, isr} of `topic` as `node_id` (or any node) reports."""
         t = self.metadata(node_id, topic).topics.get(topic)
@@ -312,8 +304,7 @@ def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None
     """A pytest fixture yielding a started GregorCluster, closed afterwards. Assign it in a
     test module under the name tests should request: `cluster = cluster_fixture()`.
 
-    Skips (rather than fails) when another broker was chosen for the suite, or when the binary
-    still refuses multi-voter quorums outright."""
+    Skips when another broker was chosen for the suite."""
 
     @pytest.fixture(scope=scope)
     def _cluster(tmp_path_factory):
@@ -328,8 +319,6 @@ def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None
                           node_overrides=node_overrides, binary=binary)
         try:
             c.start_all()
-        except ClusterUnsupported as e:
-            pytest.skip(str(e))
         except BaseException:
             c.close()
             raise

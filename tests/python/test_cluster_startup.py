@@ -1,7 +1,6 @@
 """Three Gregor nodes (each broker and controller) started from Kafka-style server.properties:
 they form one metadata quorum, list each other, and place an RF=3 topic across all three.
-The tests that need followers to copy partition data are marked xfail until replication is
-wired in; the rest are strict."""
+Failover under load is in test_replication.py."""
 
 from __future__ import annotations
 
@@ -84,8 +83,9 @@ def test_metadata_commits_with_one_node_stopped_and_reaches_it_on_restart(fresh_
                                                                            topic_name):
     c = fresh_cluster
     assert c.stop(3) == 0, c.log_tail(3)
-    # Two of three voters are a majority: the change commits, and both survivors see it.
-    create(c, topic_name, partitions=2)
+    # Two of three voters are a majority: the change commits, and both survivors see it. The
+    # stopped broker is fenced, so new replicas go to the other two.
+    create(c, topic_name, partitions=2, replication_factor=2)
     c.start(3)
     wait_for(lambda: len(c.describe(topic_name, 3)) == 2, 30,
              f"node 3 to learn {topic_name} after its restart")
@@ -117,7 +117,6 @@ def test_quorum_elects_a_new_leader_when_its_leader_is_killed(fresh_cluster, top
              f"node {old} to learn {topic_name} after its restart")
 
 
-@pytest.mark.xfail(reason="replication not wired yet", strict=False)
 def test_acked_records_survive_killing_the_partition_leader(fresh_cluster, topic_name):
     c = fresh_cluster
     create(c, topic_name, partitions=1)

@@ -266,31 +266,43 @@ impl QuorumNode {
         records: Vec<MetadataRecord>,
     ) -> Result<MetadataResponse, QuorumError> {
         let request = MetadataRequest { records };
-        match self.raft.client_write(request.clone()).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+        let wait = Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (leader, node) = match self.raft.client_write(request.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    (f.leader_id, f.leader_node)
+                }
+                Err(RaftError::APIError(e)) => {
+                    return Err(QuorumError::NotCommitted(e.to_string()))
+                }
+                Err(RaftError::Fatal(e)) => return Err(QuorumError::Fatal(e.to_string())),
+            };
+            let (Some(leader), Some(node)) = (leader, node) else {
+                // Mid-election: nothing was appended, so waiting for the winner and asking
+                // again cannot apply the change twice.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() || self.wait_for_leader(left).await.is_err() {
                     return Err(QuorumError::NotLeader {
                         node: self.node_id,
-                        leader: f.leader_id,
+                        leader,
                     });
-                };
-                let wait = Duration::from_secs(30);
-                let (log_id, data) =
-                    super::network::propose(&node, &self.cluster_id, self.node_id, request, wait)
-                        .await
-                        .map_err(|e| {
-                            QuorumError::NotCommitted(format!("forwarded to node {leader}: {e}"))
-                        })?;
-                self.raft
-                    .wait(Some(wait))
-                    .applied_index_at_least(Some(log_id.index), "the forwarded change")
+                }
+                continue;
+            };
+            let (log_id, data) =
+                super::network::propose(&node, &self.cluster_id, self.node_id, request, wait)
                     .await
-                    .map_err(|e| QuorumError::NotCommitted(e.to_string()))?;
-                Ok(data)
-            }
-            Err(RaftError::APIError(e)) => Err(QuorumError::NotCommitted(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(QuorumError::Fatal(e.to_string())),
+                    .map_err(|e| {
+                        QuorumError::NotCommitted(format!("forwarded to node {leader}: {e}"))
+                    })?;
+            self.raft
+                .wait(Some(wait))
+                .applied_index_at_least(Some(log_id.index), "the forwarded change")
+                .await
+                .map_err(|e| QuorumError::NotCommitted(e.to_string()))?;
+            return Ok(data);
         }
     }
 
