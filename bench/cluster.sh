@@ -20,6 +20,8 @@
 #   BENCH_FAILOVER_RATE        records/s of the failover producer (default 500)
 #   BENCH_STEP_TIMEOUT         seconds a tool run may take before it is killed (default 900; quick 180)
 #   BENCH_SYSTEMS              which clusters, in order (default "gregor kafka")
+#   BENCH_EXTRA_PROPS          "key=value" lines appended to every node's server.properties, both
+#                              systems (e.g. broker.session.timeout.ms=3000); default none
 #   BENCH_KAFKA_HEAP           heap of each Kafka node (default "-Xms1G -Xmx1G", as kafka-server-start.sh)
 #   BENCH_OUT                  report path (default bench/results/cluster-latest.md)
 #   BENCH_WORK                 scratch dir (default: a new /tmp/gregor-cluster-bench.*)
@@ -131,6 +133,7 @@ transaction.state.log.min.isr=2
 group.initial.rebalance.delay.ms=0
 PROPS
     if [[ "$kind" == gregor ]]; then echo "metrics.listener=127.0.0.1:$mport" >>"$nd/server.properties"; fi
+    if [[ -n "${BENCH_EXTRA_PROPS:-}" ]]; then printf '%s\n' "$BENCH_EXTRA_PROPS" >>"$nd/server.properties"; fi
   done
   bootstrap="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
 }
@@ -340,6 +343,7 @@ bench_cluster() {
   echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
   echo "failover_trials=$trials"; echo "failover_rate=$failover_rate"
   echo "kafka_heap=$kafka_heap"
+  echo "extra_props=$(printf '%s' "${BENCH_EXTRA_PROPS:-}" | paste -sd' ')"
   echo "confluent_kafka=$("$python" -c 'import confluent_kafka as c; print(c.__version__, "/ librdkafka", c.libversion()[0])')"
   machine_env "$gregor_bin" "$repo"
 } >"$work/run.env"

@@ -8,11 +8,14 @@ produce.log (ProducerPerformance), consume.log (ConsumerPerformance), rss.tsv (s
 the three nodes), failover-<n>.json and .env (one per trial) and nN/server.log. Parsing and
 formatting helpers are report.py's (the single-node report).
 """
+import calendar
 import glob
 import json
 import os
+import re
 import statistics
 import sys
+import time
 
 from report import (NAMES, consume_rows, fmt, machine_lines, mib, parse_consume, parse_produce,
                     problems, produce_rows, ratio, read, read_env)
@@ -40,8 +43,32 @@ def rss_by_phase(path):
     return per_phase
 
 
-def trials(d):
+# When the controller fenced a broker: (regex, timestamp format, timestamp is UTC) per system.
+FENCE_RE = {
+    "gregor": (re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)Z.*FenceBroker \{ id: (\d+), fenced: true"),
+               "%Y-%m-%dT%H:%M:%S", True),
+    "kafka": (re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+)\].*Fencing broker (\d+)"),
+              "%Y-%m-%d %H:%M:%S", False),
+}
+
+
+def fence_times(s, d):
+    """[(epoch seconds, broker id)] of every fencing in the nodes' logs."""
+    rx, tfmt, utc = FENCE_RE[s]
     out = []
+    for f in glob.glob(os.path.join(d, "n*", "server.log")):
+        for line in re.sub(r"\x1b\[[0-9;]*m", "", read(f)).splitlines():
+            m = rx.match(line)
+            if m:
+                tm = time.strptime(m.group(1), tfmt)
+                base = calendar.timegm(tm) if utc else time.mktime(tm)
+                frac = float(m.group(2).lstrip(".") or 0) / 10 ** len(m.group(2).lstrip("."))
+                out.append((base + frac, int(m.group(3))))
+    return sorted(out)
+
+
+def trials(s, d):
+    out, fences = [], fence_times(s, d)
     for path in sorted(glob.glob(os.path.join(d, "failover-*.json")),
                        key=lambda p: int(p.rsplit("-", 1)[1].split(".")[0])):
         try:
@@ -51,6 +78,12 @@ def trials(d):
             continue
         t.update(read_env(path[:-5] + ".env"))
         t["n"] = int(path.rsplit("-", 1)[1].split(".")[0])
+        kill = t.get("kill_epoch_s")
+        fenced = [ts for ts, b in fences if kill and str(b) == str(t.get("killed_node")) and ts >= kill]
+        if fenced:
+            t["kill_to_fence_ms"] = round((fenced[0] - kill) * 1000)
+            if t.get("failover_ms") is not None:
+                t["fence_to_ack_ms"] = round(t["failover_ms"] - t["kill_to_fence_ms"])
         out.append(t)
     return out
 
@@ -61,7 +94,7 @@ def load(work, s):
         dir=d, env=read_env(os.path.join(d, "metrics.env")),
         prod=parse_produce(read(os.path.join(d, "produce.log"))),
         cons=parse_consume(read(os.path.join(d, "consume.log"))),
-        phases=rss_by_phase(os.path.join(d, "rss.tsv")), trials=trials(d),
+        phases=rss_by_phase(os.path.join(d, "rss.tsv")), trials=trials(s, d),
     )
 
 
@@ -108,6 +141,9 @@ def main():
     row("CPU of the 3 nodes, start to end of consume, s ↓", env_f("cpu_load_s"), 1)
     row("start-up: 3 nodes until all serve and list 3 brokers, s ↓", env_f("startup_s"), 2)
     row("failover: kill -9 → first ack on partition 0, median ms ↓", lambda x: median(fo("failover_ms")(x)), 0)
+    row("failover: … of which kill → killed broker fenced (controller log), median ms ↓",
+        lambda x: median(fo("kill_to_fence_ms")(x)), 0)
+    row("failover: … of which fenced → first ack, median ms ↓", lambda x: median(fo("fence_to_ack_ms")(x)), 0)
     row("failover: … fastest trial, ms ↓", lambda x: min(v for v in fo("failover_ms")(x) if v is not None), 0)
     row("failover: … slowest trial, ms ↓", lambda x: max(v for v in fo("failover_ms")(x) if v is not None), 0)
     row("failover: longest gap between acks, median ms ↓", lambda x: median(fo("max_ack_gap_ms")(x)), 0)
@@ -151,6 +187,8 @@ def main():
       "Raft timing differs and is not configurable alike: Kafka's `controller.quorum.election.timeout.ms=1000`, "
       "`controller.quorum.fetch.timeout.ms=2000`; Gregor's quorum uses a 100 ms heartbeat and a 500–1000 ms "
       "election timeout (fixed).")
+    if run.get("extra_props"):
+        p(f"- Added to every node's properties, both systems (overriding the above): `{run['extra_props']}`.")
     p(f"- Kafka nodes: one JVM each, heap `{run.get('kafka_heap')}` (the default of `kafka-server-start.sh`), "
       "G1 with MaxGCPauseMillis=20, log level INFO. Gregor nodes: `gregor server-start <cfg>`, default log level.")
     p(f"- Topics (Kafka's TopicCommand): `bench-warmup`, `bench-1k-acksall`, `bench-failover`, "
@@ -188,14 +226,15 @@ def main():
     p("### Failover trials")
     p("")
     p("| system | trial | killed node | active controller before → after | kill → first ack, ms | "
-      "longest ack gap, ms | new leader | sent / acked / failed | "
+      "kill → fenced, ms | fenced → first ack, ms | longest ack gap, ms | new leader | sent / acked / failed | "
       "acked but missing | restarted node serving, s | fully replicated, s |")
-    p("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|")
+    p("|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for s in systems:
         for t in data[s]["trials"]:
             p(f"| {NAMES.get(s, s)} | {t['n']} | {t.get('killed_node')} | "
               f"{t.get('controller_before', '?')} → {t.get('controller_after', '?')} | "
-              f"{fmt(t.get('failover_ms'), 0)} | {fmt(t.get('max_ack_gap_ms'), 0)} | "
+              f"{fmt(t.get('failover_ms'), 0)} | {fmt(t.get('kill_to_fence_ms'), 0)} | "
+              f"{fmt(t.get('fence_to_ack_ms'), 0)} | {fmt(t.get('max_ack_gap_ms'), 0)} | "
               f"{t.get('leader_after')} | "
               f"{t.get('sent')} / {t.get('acked')} / {t.get('failed')} | {t.get('acked_missing')} | "
               f"{t.get('restart_ready_s', '—')} | {t.get('restart_full_isr_s', '—')} |")

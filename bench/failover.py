@@ -21,7 +21,7 @@ second, each `--size` bytes whose prefix is its sequence number.
 4. Produce `--after` more seconds, flush, then read partition 0 back from the beginning and
    check that every acknowledged sequence number is there.
 
-Writes RESULT.json (all times in ms) and prints a one-line summary. Exit status 0 if a new
+Writes RESULT.json (durations in ms; kill_epoch_s is the wall-clock time of the kill) and prints a one-line summary. Exit status 0 if a new
 leader took writes within `--timeout` seconds and no acknowledged record was lost, else 1.
 """
 import argparse
@@ -101,7 +101,7 @@ def main():
         print(f"failover: leader of partition 0 is {leader}, not one of {sorted(pids)}", file=sys.stderr)
         return 1
     producer.poll(0)
-    t_kill = time.monotonic()
+    t_kill, kill_wall = time.monotonic(), time.time()
     st["kill"] = (t_kill, seq)
     os.kill(pids[leader], signal.SIGKILL)
 
@@ -121,7 +121,7 @@ def main():
     missing = missing_acked(a.bootstrap, a.topic, acked_seqs)
 
     result = {
-        "killed_node": leader, "killed_pid": pids[leader],
+        "killed_node": leader, "killed_pid": pids[leader], "kill_epoch_s": round(kill_wall, 3),
         "failover_ms": None if first is None else round((first[0] - t_kill) * 1000, 1),
         "first_any_ack_ms": round((acked_after_kill[0] - t_kill) * 1000, 1) if acked_after_kill else None,
         "leader_after": md_after.leader, "isr_after": list(md_after.isrs),
