@@ -299,6 +299,17 @@ def main():
     if not any_problem:
         p("None.")
     p("")
+    p("## Node configuration")
+    p("")
+    p("Node 1's `server.properties` (nodes 2 and 3 differ only in `node.id`, ports and `log.dirs`):")
+    p("")
+    for s in systems:
+        p(f"{NAMES.get(s, s)}:")
+        p("")
+        p("```properties")
+        p(read(os.path.join(data[s]["dir"], "n1", "server.properties")).rstrip())
+        p("```")
+        p("")
     p("## Exact commands")
     p("")
     p("```")

@@ -107,7 +107,7 @@ def problems(text, limit=12):
         if re.search(r"\b(WARN|ERROR|FATAL|Exception|panicked|error:)", line):
             key = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
             key = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?\s*", "", key)
-            key = re.sub(r"\b\d+\.\d+", "#.#", key)[:400]  # durations: one line whatever the value
+            key = re.sub(r"\b\d+\.\d+(?=(ns|µs|ms|s)\b)", "#", key)[:400]  # one line whatever the duration
             counts[key] = counts.get(key, 0) + 1
     items = sorted(counts.items(), key=lambda kv: -kv[1])
     return items[:limit], len(items)
