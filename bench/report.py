@@ -106,7 +106,8 @@ def problems(text, limit=12):
     for line in text.splitlines():
         if re.search(r"\b(WARN|ERROR|FATAL|Exception|panicked|error:)", line):
             key = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
-            key = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?\s*", "", key)[:400]
+            key = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?\s*", "", key)
+            key = re.sub(r"\b\d+\.\d+(?=(ns|µs|ms|s)\b)", "#", key)[:400]  # one line whatever the duration
             counts[key] = counts.get(key, 0) + 1
     items = sorted(counts.items(), key=lambda kv: -kv[1])
     return items[:limit], len(items)
@@ -130,6 +131,57 @@ def ratio(a, b):
 
 def mib(kb):
     return None if kb in (None, "") else int(kb) / 1024
+
+
+def produce_rows(label, get):
+    """Report rows (label, fn, digits) for a ProducerPerformance summary; get(x) returns it."""
+    return [
+        (f"{label}: throughput, records/s ↑", lambda x: get(x)["rps"], 0),
+        (f"{label}: throughput, MiB/s ↑", lambda x: get(x)["mbps"], 1),
+        (f"{label}: latency avg, ms ↓", lambda x: get(x)["avg"], 1),
+        (f"{label}: latency p50, ms ↓", lambda x: get(x)["p50"], 0),
+        (f"{label}: latency p99, ms ↓", lambda x: get(x)["p99"], 0),
+        (f"{label}: latency max, ms ↓", lambda x: get(x)["max"], 0),
+    ]
+
+
+def consume_rows(label, get):
+    """Report rows (label, fn, digits) for a ConsumerPerformance summary; get(x) returns it."""
+    return [
+        (f"{label}: throughput, records/s ↑", lambda x: get(x)["rps"], 0),
+        (f"{label}: throughput, MiB/s ↑", lambda x: get(x)["mbps"], 1),
+        (f"{label}: fetch-phase records/s ↑", lambda x: get(x)["fetch_rps"], 0),
+        (f"{label}: group join (rebalance), ms ↓", lambda x: get(x)["rebalance_ms"], 0),
+        (f"{label}: records read", lambda x: float(get(x)["n"]), 0),
+    ]
+
+
+def machine_lines(run, loads):
+    """The "Machine" list: hardware, versions, and the load average before and after each run.
+
+    loads: [(label, metrics env with loadavg_before/loadavg_after)], in run order.
+    """
+    out = []
+    for k, label in [("cpu_model", "CPU"), ("nproc", "nproc"), ("mem_total", "memory"),
+                     ("kernel", "kernel"), ("os", "OS"), ("fs", "data dir filesystem"),
+                     ("java_version", "Java"), ("kafka_version", "Apache Kafka (broker and perf tools)"),
+                     ("gregor_version", "Gregor"), ("gregor_bin", "Gregor binary"),
+                     ("gregor_sha256", "Gregor binary sha256 (prefix)"), ("gregor_mtime", "Gregor binary built"),
+                     ("bench_commit", "bench commit")]:
+        out.append(f"- {label}: {run.get(k, '?')}")
+    text = ", ".join(f"{label} {env.get('loadavg_before', '?')} → {env.get('loadavg_after', '?')}"
+                     for label, env in loads)
+    out.append(f"- load average (1/5/15 min) before → after each run: {text}")
+    try:
+        busy = any(float(env.get("loadavg_before", "0/").split("/")[0]) > float(run.get("nproc", 1))
+                   for _, env in loads)
+    except ValueError:
+        busy = False
+    if busy:
+        out.append("- **Warning: the machine was busy with other work (load average above the number of CPUs);"
+                   " absolute figures are depressed and noisy — compare ratios, and rerun on an idle machine"
+                   " for publishable numbers.**")
+    return out
 
 
 def main():
@@ -169,18 +221,11 @@ def main():
         rows.append((label, vals, digits, fn))
 
     for w, label in WORKLOADS:
-        row(f"{label}: throughput, records/s ↑", lambda x, w=w: x["prod"][w]["rps"], 0)
-        row(f"{label}: throughput, MiB/s ↑", lambda x, w=w: x["prod"][w]["mbps"], 1)
-        row(f"{label}: latency avg, ms ↓", lambda x, w=w: x["prod"][w]["avg"], 1)
-        row(f"{label}: latency p50, ms ↓", lambda x, w=w: x["prod"][w]["p50"], 0)
-        row(f"{label}: latency p99, ms ↓", lambda x, w=w: x["prod"][w]["p99"], 0)
-        row(f"{label}: latency max, ms ↓", lambda x, w=w: x["prod"][w]["max"], 0)
+        for r in produce_rows(label, lambda x, w=w: x["prod"][w]):
+            row(*r)
         row(f"{label}: broker CPU, s ↓", lambda x, w=w: float(x["env"][f"produce_{w}_cpu_s"]), 1)
-    row("consume 1 KiB: throughput, records/s ↑", lambda x: x["cons"]["rps"], 0)
-    row("consume 1 KiB: throughput, MiB/s ↑", lambda x: x["cons"]["mbps"], 1)
-    row("consume 1 KiB: fetch-phase records/s ↑", lambda x: x["cons"]["fetch_rps"], 0)
-    row("consume 1 KiB: group join (rebalance), ms ↓", lambda x: x["cons"]["rebalance_ms"], 0)
-    row("consume 1 KiB: records read", lambda x: float(x["cons"]["n"]), 0)
+    for r in consume_rows("consume 1 KiB", lambda x: x["cons"]):
+        row(*r)
     row("consume 1 KiB: broker CPU, s ↓", lambda x: float(x["env"]["consume_cpu_s"]), 1)
     row("broker RSS idle after start, MiB ↓", lambda x: mib(x["env"]["rss_idle_kb"]), 1)
     row("broker RSS max sampled (VmRSS, 0.5 s), MiB ↓", lambda x: mib(x["rss_max"]) if x["rss_max"] else None, 1)
@@ -203,26 +248,9 @@ def main():
     p("")
     p("## Machine")
     p("")
-    for k, label in [("cpu_model", "CPU"), ("nproc", "nproc"), ("mem_total", "memory"),
-                     ("kernel", "kernel"), ("os", "OS"), ("fs", "data dir filesystem"),
-                     ("java_version", "Java"), ("kafka_version", "Apache Kafka (broker and perf tools)"),
-                     ("gregor_version", "Gregor"), ("gregor_bin", "Gregor binary"),
-                     ("gregor_sha256", "Gregor binary sha256 (prefix)"), ("gregor_mtime", "Gregor binary built"),
-                     ("bench_commit", "bench commit")]:
-        p(f"- {label}: {run.get(k, '?')}")
-    loads = ", ".join(f"{NAMES.get(b, b)}#{x['round']} {x['env'].get('loadavg_before', '?')} → "
-                      f"{x['env'].get('loadavg_after', '?')}" for r in range(nrounds) for b in brokers
-                      for x in [data[b][r]])
-    p(f"- load average (1/5/15 min) before → after each broker's run: {loads}")
-    try:
-        busy = any(float(x["env"].get("loadavg_before", "0/").split("/")[0]) > float(run.get("nproc", 1))
-                   for b in brokers for x in data[b])
-    except ValueError:
-        busy = False
-    if busy:
-        p("- **Warning: the machine was busy with other work (load average above the number of CPUs);"
-          " absolute figures are depressed and noisy — compare ratios, and rerun on an idle machine"
-          " for publishable numbers.**")
+    loads = [(f"{NAMES.get(b, b)}#{x['round']}", x["env"]) for r in range(nrounds) for b in brokers
+             for x in [data[b][r]]]
+    out.extend(machine_lines(run, loads))
     p("")
     p("## Setup")
     p("")

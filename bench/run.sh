@@ -33,6 +33,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 scripts="$repo/scripts"
+. "$here/lib.sh"
 
 quick="${BENCH_QUICK:-0}"
 if [[ "$quick" == 1 ]]; then
@@ -103,28 +104,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
-log() { printf '[%s] bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Records a command line (shell-quoted) in the list of exact commands for the report.
-record_cmd() { local q; printf -v q '%q ' "$@"; printf '%s\n' "${q% }" >>"$work/commands.txt"; }
-
-# run_step LOGFILE CMD...: runs CMD with a time limit in the background (so that traps fire at
-# once), output to LOGFILE; returns its exit status (124 = timed out).
-run_step() {
-  local logf="$1"; shift
-  record_cmd "$@"
-  timeout --kill-after=15 "$step_timeout" "$@" >"$logf" 2>&1 </dev/null &
-  child_pid=$!
-  local rc=0
-  wait "$child_pid" || rc=$?
-  child_pid=""
-  return "$rc"
-}
-
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
-# user+system CPU time of a process, in clock ticks
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-clk_tck=$(getconf CLK_TCK)
+# CPU ticks of the broker under test (for measured_step)
+broker_cpu_ticks() { cpu_ticks "$broker_pid"; }
 
 # ---------------------------------------------------------------------------------------------
 start_gregor() {
@@ -137,12 +118,7 @@ start_gregor() {
   record_cmd "${cmd[@]}"
   "${cmd[@]}" >"$dir/server.log" 2>&1 </dev/null &
   broker_pid=$!
-  local deadline=$(( $(date +%s) + ready_timeout ))
-  until curl -fsS -o /dev/null "http://127.0.0.1:$mport/readyz" 2>/dev/null; do
-    if ! kill -0 "$broker_pid" 2>/dev/null; then log "gregor exited during start-up"; tail -n 40 "$dir/server.log" >&2; return 1; fi
-    if (( $(date +%s) > deadline )); then log "gregor not ready after ${ready_timeout}s"; tail -n 40 "$dir/server.log" >&2; return 1; fi
-    sleep 0.1
-  done
+  wait_gregor_ready "$broker_pid" "$mport" "$dir/server.log" || return 1
   "$scripts/kafka-wait-ready.py" "127.0.0.1:$port" "$ready_timeout" --pid "$broker_pid" || return 1
   bootstrap="127.0.0.1:$port"
   data_dir="$dir/data"
@@ -174,7 +150,7 @@ stop_broker() {
     if kill -0 "$broker_pid" 2>/dev/null; then log "gregor did not stop within 30 s of SIGTERM; SIGKILL"; kill -KILL "$broker_pid"; rc=1; fi
     wait "$broker_pid" 2>/dev/null || rc=$?
   fi
-  echo "shutdown_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" >>"$dir/metrics.env"
+  echo "shutdown_s=$(since "$t0")" >>"$dir/metrics.env"
   echo "shutdown_rc=$rc" >>"$dir/metrics.env"
   broker_pid=""; kafka_dir=""
 }
@@ -204,7 +180,7 @@ bench_broker() {
   local t0; t0=$(date +%s.%N)
   # (errexit is off inside a function called from `if !`: every critical step checks itself)
   if [[ "$b" == gregor ]]; then start_gregor "$dir" || return 1; else start_kafka "$dir" || return 1; fi
-  echo "startup_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" >>"$dir/metrics.env"
+  echo "startup_s=$(since "$t0")" >>"$dir/metrics.env"
   log "$b: ready at $bootstrap (pid $broker_pid: $(tr '\0' ' ' </proc/"$broker_pid"/cmdline | cut -c1-80))"
   echo "pid=$broker_pid" >>"$dir/metrics.env"
   start_sampler "$dir" "$broker_pid"
@@ -235,16 +211,11 @@ bench_broker() {
     read -r name topic size acks n <<<"$w"
     echo "$name" >"$dir/phase"
     log "$b: produce $name: $n x $size B, acks=$acks"
-    local c0 t1 rc=0; c0=$(cpu_ticks "$broker_pid"); t1=$(date +%s.%N)
-    run_step "$dir/produce-$name.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" \
-      --topic "$topic" --num-records "$n" --record-size "$size" --throughput "$throughput" \
-      --command-property "acks=$acks" compression.type=none || rc=$?
-    {
-      echo "produce_${name}_rc=$rc"
-      echo "produce_${name}_wall_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
-      echo "produce_${name}_cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
-      echo "rss_after_${name}_kb=$(status_kb "$broker_pid" VmRSS)"
-    } >>"$dir/metrics.env"
+    local rc=0
+    measured_step "produce_${name}" "$dir/produce-$name.log" "$scripts/kafka.sh" producer-perf-test \
+      --bootstrap-server "$bootstrap" --topic "$topic" --num-records "$n" --record-size "$size" \
+      --throughput "$throughput" --command-property "acks=$acks" compression.type=none || rc=$?
+    echo "rss_after_${name}_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
     tail -n 1 "$dir/produce-$name.log" >&2
     if [[ $rc -ne 0 ]]; then log "$b: produce $name failed (rc $rc)"; failed=1; fi
     kill -0 "$broker_pid" 2>/dev/null || { log "$b: broker died!"; tail -n 40 "$dir/server.log" >&2; failed=1; return 1; }
@@ -252,13 +223,10 @@ bench_broker() {
 
   echo consume >"$dir/phase"
   log "$b: consume $consume_topic: $n1k records"
-  local c0 t1 rc=0; c0=$(cpu_ticks "$broker_pid"); t1=$(date +%s.%N)
-  run_step "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" \
+  local rc=0
+  measured_step consume "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" \
     --topic "$consume_topic" --num-records "$n1k" --group "bench-consumer-$b" --timeout 30000 || rc=$?
   {
-    echo "consume_rc=$rc"
-    echo "consume_wall_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
-    echo "consume_cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
     echo "rss_after_consume_kb=$(status_kb "$broker_pid" VmRSS)"
     echo "rss_anon_after_consume_kb=$(status_kb "$broker_pid" RssAnon)"
   } >>"$dir/metrics.env"
@@ -269,7 +237,7 @@ bench_broker() {
   {
     echo "vmhwm_kb=$(status_kb "$broker_pid" VmHWM)"
     echo "rss_end_kb=$(status_kb "$broker_pid" VmRSS)"
-    echo "cpu_total_s=$(awk -v a="$cpu_start" -v b="$(cpu_ticks "$broker_pid")" -v t="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / t }')"
+    echo "cpu_total_s=$(cpu_since "$cpu_start" "$(cpu_ticks "$broker_pid")")"
     echo "threads=$(status_kb "$broker_pid" Threads)"
     echo "rss_anon_end_kb=$(status_kb "$broker_pid" RssAnon)"
     echo "rss_file_end_kb=$(status_kb "$broker_pid" RssFile)"
@@ -291,20 +259,7 @@ bench_broker() {
   echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
   echo "rounds=$rounds"
   echo "kafka_heap=$kafka_heap"
-  echo "gregor_bin=$gregor_bin"
-  echo "gregor_version=$("$gregor_bin" --version 2>&1 | head -n 1)"
-  echo "gregor_sha256=$(sha256sum "$gregor_bin" | cut -c1-16)"
-  echo "gregor_mtime=$(date -u -r "$gregor_bin" +%Y-%m-%dT%H:%M:%SZ)"
-  echo "bench_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "kafka_version=${KAFKA_VERSION:-4.3.1}"
-  echo "java_version=$(java -version 2>&1 | head -n 1)"
-  echo "nproc=$(nproc)"
-  echo "cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-  echo "kernel=$(uname -srm)"
-  echo "os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || echo unknown)"
-  echo "fs=$(df -T "$work" | awk 'NR == 2 { print $2 " on " $1 }')"
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  machine_env "$gregor_bin" "$repo"
 } >"$work/run.env"
 : >"$work/commands.txt"
 log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, $partitions partitions, $rounds round(s); scratch dir $work"

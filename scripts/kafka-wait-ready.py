@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Wait until a Kafka-protocol broker at HOST:PORT answers a Metadata request that lists
-at least one broker (stdlib only; works for Apache Kafka and Gregor alike).
+at least one broker, or at least N with --brokers N (a whole cluster registered and unfenced);
+stdlib only; works for Apache Kafka and Gregor alike.
 
-usage: kafka-wait-ready.py HOST:PORT [TIMEOUT_SECONDS] [--pid PID]
+usage: kafka-wait-ready.py HOST:PORT [TIMEOUT_SECONDS] [--pid PID] [--brokers N]
 Exits 0 when ready, 1 on timeout or when process PID has exited meanwhile.
 """
 import os
@@ -54,11 +55,14 @@ def alive(pid):
 
 
 def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
-    pid = None
-    if "--pid" in argv:
-        pid = int(argv[argv.index("--pid") + 1])
-        args.remove(str(pid))
+    args, opts, it = [], {}, iter(argv)
+    for a in it:
+        if a.startswith("--"):
+            opts[a] = next(it)
+        else:
+            args.append(a)
+    pid = int(opts["--pid"]) if "--pid" in opts else None
+    want = int(opts.get("--brokers", 1))
     host, port = args[0].rsplit(":", 1)
     timeout = float(args[1]) if len(args) > 1 else 60.0
     deadline = time.monotonic() + timeout
@@ -68,9 +72,10 @@ def main(argv):
             print(f"kafka-wait-ready: process {pid} exited", file=sys.stderr)
             return 1
         try:
-            if metadata_brokers(host, int(port)) > 0:
+            n = metadata_brokers(host, int(port))
+            if n >= want:
                 return 0
-            last = "no brokers in metadata yet"
+            last = f"{n} of {want} brokers in metadata"
         except (OSError, RuntimeError, struct.error) as e:
             last = repr(e)
         time.sleep(0.2)
