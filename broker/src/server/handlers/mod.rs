@@ -37,6 +37,13 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
         AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
         AdminError::Storage(_) => ResponseError::KafkaStorageError,
+        AdminError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        AdminError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        AdminError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+        AdminError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        AdminError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        AdminError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
+        AdminError::ChangedConcurrently(_) => ResponseError::RequestTimedOut,
     }
 }
 
