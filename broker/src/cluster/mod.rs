@@ -9,6 +9,7 @@ pub mod image;
 pub mod metadata;
 pub mod placement;
 mod reconcile;
+mod replica_admin;
 pub mod replica_changes;
 pub mod topic_config;
 

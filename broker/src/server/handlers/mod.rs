@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod quorum;
+pub mod replicas;
 
 use kafka_protocol::ResponseError;
 
