@@ -657,3 +657,34 @@ async fn elect_leaders_answers_per_partition_like_kafka() {
     let (code, _) = elect(&b, 1, 5, None).await;
     assert_eq!(code, ResponseError::InvalidRequest.code());
 }
+
+#[tokio::test]
+async fn deleting_a_broker_config_is_a_no_op_and_setting_one_is_refused() {
+    use kafka_protocol::messages::incremental_alter_configs_request::*;
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    // What kafka-reassign-partitions --verify sends to clear its throttles.
+    let op = |operation: i8, value: Option<&'static str>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(
+                "leader.replication.throttled.rate",
+            ))
+            .with_config_operation(operation)
+            .with_value(value.map(StrBytes::from_static_str))
+    };
+    let req = |ops| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1"))
+                .with_configs(ops),
+        ])
+    };
+    let r = call(&b, 1, req(vec![op(1, None)])).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let r = call(&b, 1, req(vec![op(1, None), op(0, Some("10"))])).await;
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+}
