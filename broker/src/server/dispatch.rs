@@ -177,6 +177,7 @@ fn api_label(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
@@ -265,6 +266,9 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
                 replicas::list_partition_reassignments(ctx, r)
             })
             .await
+        }
+        ApiKey::DescribeLogDirs => {
+            call(ctx, body, cid, out, |r| log_dirs::describe_log_dirs(ctx, r)).await
         }
         ApiKey::ElectLeaders => {
             call(ctx, body, cid, out, |r| replicas::elect_leaders(ctx, r)).await

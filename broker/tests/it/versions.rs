@@ -196,6 +196,45 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
     }
+    for v in versions(ApiKey::DescribeLogDirs) {
+        use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+        for topics in [
+            None,
+            Some(vec![DescribableLogDirTopic::default()
+                .with_topic(topic("ct-v2"))
+                .with_partitions(vec![0])]),
+        ] {
+            let all = topics.is_none();
+            let r = c.call(v, &DescribeLogDirsRequest::default().with_topics(topics));
+            assert_eq!(
+                (r.error_code, r.results.len()),
+                (0, 1),
+                "DescribeLogDirs v{v}"
+            );
+            let dir = &r.results[0];
+            let t = dir
+                .topics
+                .iter()
+                .find(|t| t.name.0.as_str() == "ct-v2")
+                .expect("the produced-to topic");
+            let sizes: Vec<(i32, bool)> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.partition_size > 0))
+                .collect();
+            let want = if all {
+                vec![(0, true), (1, false)]
+            } else {
+                vec![(0, true)]
+            };
+            assert_eq!(sizes, want, "DescribeLogDirs v{v}");
+            assert_eq!(
+                dir.topics.len() > 1,
+                all,
+                "DescribeLogDirs v{v}: only what was asked"
+            );
+        }
+    }
     for v in versions(ApiKey::AlterPartitionReassignments) {
         use kafka_protocol::messages::alter_partition_reassignments_request::*;
         for (replicas, want) in [(Some(vec![BrokerId(1)]), 0), (None, 85)] {
