@@ -24,9 +24,15 @@ from confluent_kafka.admin import AdminClient
 from conftest import SCRIPTS, free_ports, gregor_binary, port_accepts, tail, wait_for
 from helpers import read_all
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
-    reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off")
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
+        reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off"),
+    pytest.mark.skipif(
+        bool(os.environ.get("KAFKA_BOOTSTRAP"))
+        or os.environ.get("GREGOR_TEST_BROKER", "gregor") != "gregor",
+        reason="starts its own three Gregor nodes; not run against another broker"),
+]
 
 
 # --- Three-node cluster start-up -------------------------------------------------------------
