@@ -4,11 +4,12 @@
 #   topics console-producer console-consumer consumer-groups producer-perf-test
 #   consumer-perf-test storage server-start get-offsets configs metadata-quorum
 #   broker-api-versions delete-records transactions verifiable-producer
-#   verifiable-consumer e2e-latency log-dirs features cluster groups
+#   verifiable-consumer e2e-latency log-dirs features cluster groups reassign-partitions
+#   leader-election
 # or a fully qualified main class.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-[[ $# -ge 1 ]] || { sed -n '2,8p' "$0" >&2; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,9p' "$0" >&2; exit 2; }
 tool="$1"; shift
 fast_start=1   # short-lived tools: C1 only, starts faster
 case "$tool" in
@@ -34,8 +35,10 @@ case "$tool" in
   features)            class=org.apache.kafka.tools.FeatureCommand ;;
   cluster)             class=org.apache.kafka.tools.ClusterTool ;;
   groups)              class=org.apache.kafka.tools.GroupsCommand ;;
+  reassign-partitions) class=org.apache.kafka.tools.reassign.ReassignPartitionsCommand ;;
+  leader-election)     class=org.apache.kafka.tools.LeaderElectionCommand ;;
   *.*)                 class="$tool" ;;
-  *) echo "kafka.sh: unknown tool '$tool'" >&2; sed -n '2,8p' "$0" >&2; exit 2 ;;
+  *) echo "kafka.sh: unknown tool '$tool'" >&2; sed -n '2,9p' "$0" >&2; exit 2 ;;
 esac
 if [[ $fast_start == 1 ]]; then
   export KAFKA_JVM_OPTS="-XX:TieredStopAtLevel=1 ${KAFKA_JVM_OPTS:-}"

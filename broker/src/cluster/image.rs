@@ -42,10 +42,11 @@ pub struct BrokerImage {
     pub fenced: bool,
 }
 
-/// One partition's replicas, leader, leader epoch and ISR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One partition's replicas, leader, leader epoch and ISR, and the reassignment under way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
-    /// Replica broker ids; the first is the preferred leader.
+    /// Replica broker ids; the first is the preferred leader. While a reassignment runs these
+    /// are the target replicas followed by those being removed (Kafka's layout).
     pub replicas: Vec<i32>,
     /// Current leader, or -1.
     pub leader: i32,
@@ -56,6 +57,30 @@ pub struct PartitionImage {
     /// Bumped on every change of leader or ISR, so conditional changes detect staleness.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (they fetch, and join the ISR once caught up).
+    /// Empty when no reassignment is under way; absent from images written before
+    /// reassignments existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment removes once every target replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas a reassignment under way ends with (all replicas when none is).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
 }
 
 /// One topic in the image.
@@ -145,6 +170,8 @@ impl MetadataImage {
                             leader_epoch: *leader_epoch,
                             isr: isr.clone(),
                             partition_epoch: 0,
+                            adding: Vec::new(),
+                            removing: Vec::new(),
                         },
                     );
                     true
@@ -159,26 +186,53 @@ impl MetadataImage {
                 leader,
                 isr,
             } => {
-                let brokers = &self.brokers;
-                let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.assignment.get_mut(partition))
+                // A fenced broker never joins an ISR (Kafka's INELIGIBLE_REPLICA).
+                let fenced: Vec<i32> = self
+                    .brokers
+                    .iter()
+                    .filter(|(_, b)| b.fenced)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let Some(p) = self.at_epochs(topic, *partition, *leader_epoch, *partition_epoch)
                 else {
                     return false;
                 };
-                if p.leader_epoch != *leader_epoch || p.partition_epoch != *partition_epoch {
-                    return false;
-                }
-                // A fenced broker never joins an ISR (Kafka's INELIGIBLE_REPLICA).
-                let fenced = |b: &i32| brokers.get(b).is_some_and(|b| b.fenced);
-                if isr.iter().any(|b| !p.isr.contains(b) && fenced(b)) {
+                if isr.iter().any(|b| !p.isr.contains(b) && fenced.contains(b)) {
                     return false;
                 }
                 if p.leader != *leader {
                     p.leader_epoch += 1;
                     p.leader = *leader;
                 }
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                true
+            }
+            MetadataRecord::ReassignPartition {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                replicas,
+                adding,
+                removing,
+                leader,
+                isr,
+            } => {
+                let Some(p) = self.at_epochs(topic, *partition, *leader_epoch, *partition_epoch)
+                else {
+                    return false;
+                };
+                // A replica leaving the set bumps the leader epoch even when the leader stays,
+                // as in Kafka: the removed replica's fetches are then fenced.
+                let shrinks = p.replicas.iter().any(|r| !replicas.contains(r));
+                if p.leader != *leader || shrinks {
+                    p.leader_epoch += 1;
+                }
+                p.leader = *leader;
+                p.replicas = replicas.clone();
+                p.adding = adding.clone();
+                p.removing = removing.clone();
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
                 true
@@ -205,6 +259,21 @@ impl MetadataImage {
                 }
             }
         }
+    }
+
+    /// The state of `topic`-`partition` if it is still at the epochs a conditional change was
+    /// made at.
+    fn at_epochs(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    ) -> Option<&mut PartitionImage> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.assignment.get_mut(&partition))
+            .filter(|p| p.leader_epoch == leader_epoch && p.partition_epoch == partition_epoch)
     }
 
     /// The topic called `name`.
@@ -316,6 +385,56 @@ mod tests {
             leader: 1,
             isr: vec![1],
         }));
+    }
+
+    #[test]
+    fn replica_set_changes_are_conditional_and_a_shrink_bumps_the_leader_epoch() {
+        let mut image = MetadataImage::default();
+        image.apply(&topic("a", 1));
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "a".into(),
+            partition: 0,
+            replicas: vec![1, 2],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2],
+        });
+        let change = |partition_epoch, replicas: &[i32], adding: &[i32], removing: &[i32]| {
+            MetadataRecord::ReassignPartition {
+                topic: "a".into(),
+                partition: 0,
+                leader_epoch: 0,
+                partition_epoch,
+                replicas: replicas.to_vec(),
+                adding: adding.to_vec(),
+                removing: removing.to_vec(),
+                leader: 1,
+                isr: vec![1, 2],
+            }
+        };
+        assert!(image.apply(&change(0, &[2, 3, 1], &[3], &[1])), "started");
+        let p = &image.topics["a"].assignment[&0];
+        assert_eq!(
+            (p.leader_epoch, p.partition_epoch, p.reassigning()),
+            (0, 1, true),
+            "growing keeps the leader epoch"
+        );
+        assert_eq!(p.target_replicas(), vec![2, 3]);
+        assert!(!image.apply(&change(0, &[2, 3], &[], &[])), "stale");
+        assert!(image.apply(&change(1, &[2, 1], &[], &[])), "a shrink");
+        let p = &image.topics["a"].assignment[&0];
+        assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+        assert_eq!((p.replicas.clone(), p.reassigning()), (vec![2, 1], false));
+    }
+
+    #[test]
+    fn images_written_before_reassignments_existed_still_load() {
+        let old =
+            r#"{"replicas":[1,2],"leader":1,"leader_epoch":3,"isr":[1,2],"partition_epoch":5}"#;
+        let p: PartitionImage = serde_json::from_str(old).expect("decodes");
+        assert!(!p.reassigning());
+        let text = serde_json::to_string(&p).expect("encodes");
+        assert_eq!(text, old, "no reassignment: nothing new is written");
     }
 
     #[test]

@@ -99,6 +99,34 @@ pub enum MetadataRecord {
         /// The new ISR.
         isr: Vec<i32>,
     },
+    /// A change of one partition's replica set with the leader and ISR that go with it: a
+    /// reassignment started (replicas become the target followed by the replicas being
+    /// removed), cancelled or completed. Conditional like [`MetadataRecord::AlterPartition`]:
+    /// applied only at `leader_epoch` and `partition_epoch`. The leader epoch is bumped when
+    /// the leader changes or a replica leaves the set; every applied change bumps the
+    /// partition epoch.
+    ReassignPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The leader epoch the change was made at.
+        leader_epoch: i32,
+        /// The partition epoch the change was made at.
+        partition_epoch: i32,
+        /// The new replicas.
+        replicas: Vec<i32>,
+        /// Replicas being added (empty once no reassignment is under way).
+        #[serde(default)]
+        adding: Vec<i32>,
+        /// Replicas being removed (empty once no reassignment is under way).
+        #[serde(default)]
+        removing: Vec<i32>,
+        /// The new leader, or -1.
+        leader: i32,
+        /// The new ISR.
+        isr: Vec<i32>,
+    },
     /// A broker was fenced (silent past `broker.session.timeout.ms`, or shutting down) or
     /// unfenced (heartbeating again). A fenced broker leads nothing.
     FenceBroker {

@@ -9,6 +9,8 @@ pub mod image;
 pub mod metadata;
 pub mod placement;
 mod reconcile;
+mod replica_admin;
+pub mod replica_changes;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,33 @@ pub enum AdminError {
     /// KAFKA_STORAGE_ERROR: the metadata log or a partition log could not be written.
     #[error("storage error: {0}")]
     Storage(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION for a partition index the topic does not have.
+    #[error("partition {topic}-{partition} does not exist")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// The partition index asked for.
+        partition: i32,
+    },
+    /// INVALID_REPLICA_ASSIGNMENT.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS: a cancellation found nothing to cancel.
+    #[error("no partition reassignment is in progress")]
+    NoReassignmentInProgress,
+    /// ELECTION_NOT_NEEDED: the partition already has the leader the election would give it.
+    #[error("leader election not needed")]
+    ElectionNotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE.
+    #[error("the preferred leader is not available: {0}")]
+    PreferredLeaderNotAvailable(String),
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE.
+    #[error("no eligible leader is available: {0}")]
+    EligibleLeadersNotAvailable(String),
+    /// REQUEST_TIMED_OUT: a conditional change kept losing to concurrent changes of the same
+    /// partition (the controller's elections and ISR changes); retrying may succeed.
+    #[error("{0}")]
+    ChangedConcurrently(String),
 }
 
 impl From<MetadataError> for AdminError {
@@ -239,6 +268,15 @@ impl Partition {
                     },
                 );
             }
+        }
+        // A node that is not (or no longer) a replica keeps no data of the partition: a
+        // reassignment moved it elsewhere. The directory stays, empty, because every node
+        // opens a log for every partition.
+        let holds_data = log.log_end_offset() > 0 || log.log_start_offset() > 0;
+        if holds_data && !state.replicas.is_empty() && !state.replicas.contains(&me) {
+            tracing::info!(topic = %self.topic, partition = self.index, "not a replica any more: deleting the local log");
+            log.reset_to(0)?;
+            self.high_watermark.store(0, Ordering::Release);
         }
         *self.state.write() = state.clone();
         self.refresh(&log);
@@ -498,11 +536,10 @@ impl Cluster {
                 unflushed: AtomicU64::new(0),
                 // Nobody's until the committed state is applied just below.
                 state: RwLock::new(PartitionImage {
-                    replicas: Vec::new(),
                     leader: -1,
                     leader_epoch: -1,
-                    isr: Vec::new(),
                     partition_epoch: -1,
+                    ..PartitionImage::default()
                 }),
             };
             p.apply_state(&state)?;
@@ -517,9 +554,8 @@ impl Cluster {
         PartitionImage {
             replicas: vec![me],
             leader: me,
-            leader_epoch: 0,
             isr: vec![me],
-            partition_epoch: 0,
+            ..PartitionImage::default()
         }
     }
 
@@ -994,7 +1030,7 @@ fn states_of(records: &[MetadataRecord]) -> BTreeMap<i32, PartitionImage> {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     isr: isr.clone(),
-                    partition_epoch: 0,
+                    ..PartitionImage::default()
                 },
             )),
             _ => None,

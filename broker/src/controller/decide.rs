@@ -1,14 +1,17 @@
 //! What the active controller changes, as a pure function of the metadata image and which
 //! brokers are alive: fence silent brokers and unfence heartbeating ones; take fenced brokers
 //! out of every ISR; elect a new leader from the ISR (preferred replica order) where the
-//! leader is fenced or missing; optionally move leadership back to preferred replicas. Every
-//! partition change is an [`MetadataRecord::AlterPartition`] made at the epochs read here, so
-//! one computed from a stale image is ignored when applied.
+//! leader is fenced or missing; optionally move leadership back to preferred replicas; complete
+//! partition reassignments whose target replicas have all joined the ISR. Every partition
+//! change is a conditional record ([`MetadataRecord::AlterPartition`] or
+//! [`MetadataRecord::ReassignPartition`]) made at the epochs read here, so one computed from a
+//! stale image is ignored when applied.
 
 use std::collections::BTreeSet;
 
 use crate::cluster::image::{MetadataImage, PartitionImage};
 use crate::cluster::metadata::MetadataRecord;
+use crate::cluster::replica_changes;
 
 /// Election policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +54,10 @@ pub fn decide(
                     leader,
                     isr,
                 });
+            } else if let Some(done) = replica_changes::complete(p, &|b| usable.contains(&b)) {
+                // Only once the partition needs no election: both would be made at the same
+                // epochs, and the second would be ignored.
+                out.push(replica_changes::change_record(topic, *index, p, &done));
             }
         }
     }
@@ -156,6 +163,7 @@ mod tests {
                         leader_epoch: 3,
                         isr: isr.clone(),
                         partition_epoch: 7,
+                        ..PartitionImage::default()
                     },
                 )
             })
@@ -258,6 +266,43 @@ mod tests {
             },
         );
         assert_eq!(alters(&out), vec![(0, 1, vec![2, 1])], "preferred back");
+    }
+
+    #[test]
+    fn a_reassignment_completes_once_every_target_replica_is_in_the_isr() {
+        let mut img = image(
+            &[(1, false), (2, false), (3, false)],
+            &[
+                (vec![2, 3, 1], 1, vec![1, 2]),
+                (vec![2, 3, 1], 1, vec![1, 2, 3]),
+            ],
+        );
+        for p in img.topics.get_mut("t").expect("t").assignment.values_mut() {
+            p.adding = vec![3];
+            p.removing = vec![1];
+        }
+        let out = decide(&img, &|_| true, Policy::default());
+        assert_eq!(
+            out,
+            vec![MetadataRecord::ReassignPartition {
+                topic: "t".into(),
+                partition: 1,
+                leader_epoch: 3,
+                partition_epoch: 7,
+                replicas: vec![2, 3],
+                adding: vec![],
+                removing: vec![],
+                leader: 2,
+                isr: vec![2, 3],
+            }],
+            "partition 0 waits for 3 to catch up"
+        );
+        let out = decide(&img, &|b| b != 2, Policy::default());
+        assert_eq!(
+            alters(&out),
+            vec![(0, 1, vec![1]), (1, 1, vec![1, 3])],
+            "an ISR change first; the completion waits for the next tick"
+        );
     }
 
     #[test]

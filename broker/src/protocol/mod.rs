@@ -36,6 +36,10 @@ macro_rules! with_request_type {
             ApiKey::CreatePartitions => $m!(CreatePartitionsRequest),
             ApiKey::DescribeCluster => $m!(DescribeClusterRequest),
             ApiKey::DescribeQuorum => $m!(DescribeQuorumRequest),
+            ApiKey::DescribeLogDirs => $m!(DescribeLogDirsRequest),
+            ApiKey::ElectLeaders => $m!(ElectLeadersRequest),
+            ApiKey::AlterPartitionReassignments => $m!(AlterPartitionReassignmentsRequest),
+            ApiKey::ListPartitionReassignments => $m!(ListPartitionReassignmentsRequest),
             _ => $other,
         }
     };
@@ -94,9 +98,13 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::DescribeQuorum, 0, 2),
 ];

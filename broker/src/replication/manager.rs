@@ -328,11 +328,16 @@ impl ReplicaManager {
         if work.is_empty() {
             return Ok(());
         }
-        let cluster = Arc::clone(&self.cluster);
+        let (cluster, me) = (Arc::clone(&self.cluster), self.me);
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for (key, p, d) in work {
                 let mut log = p.log.lock();
+                // Moved off this node while the fetch was out: its local log was deleted and
+                // must stay empty. (The state changes only under the log lock.)
+                if !p.state().replicas.contains(&me) {
+                    continue;
+                }
                 if d.error == Some(ResponseError::OffsetOutOfRange) {
                     if log.log_end_offset() < d.log_start_offset {
                         tracing::info!(topic = %key.0, partition = key.1, start = d.log_start_offset, "behind the leader's log start: starting over there");

@@ -177,6 +177,10 @@ fn api_label(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         _ => "other",
     }
 }
@@ -250,6 +254,24 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
         }
         ApiKey::DescribeCluster => {
             call(ctx, body, cid, out, |r| metadata::describe_cluster(ctx, r)).await
+        }
+        ApiKey::AlterPartitionReassignments => {
+            call(ctx, body, cid, out, |r| {
+                replicas::alter_partition_reassignments(ctx, r)
+            })
+            .await
+        }
+        ApiKey::ListPartitionReassignments => {
+            call(ctx, body, cid, out, |r| {
+                replicas::list_partition_reassignments(ctx, r)
+            })
+            .await
+        }
+        ApiKey::DescribeLogDirs => {
+            call(ctx, body, cid, out, |r| log_dirs::describe_log_dirs(ctx, r)).await
+        }
+        ApiKey::ElectLeaders => {
+            call(ctx, body, cid, out, |r| replicas::elect_leaders(ctx, r)).await
         }
         ApiKey::InitProducerId => {
             call(ctx, body, cid, out, |r| produce::init_producer_id(ctx, r)).await

@@ -348,3 +348,343 @@ async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
         "acks=1 still works"
     );
 }
+
+/// One partition's replicas, leader and ISR.
+type State = (Vec<i32>, i32, Vec<i32>);
+
+/// Node 1's metadata holds brokers 1 and 2 (and 3, fenced) and the topics `parts` lists: name,
+/// then each partition's state.
+fn partitions(b: &Arc<Broker>, parts: &[(&str, &[State])]) {
+    let mut image = MetadataImage::default();
+    register_two_brokers(&mut image);
+    image.apply(&MetadataRecord::RegisterBroker {
+        id: 3,
+        host: "localhost".into(),
+        port: 9094,
+        rack: None,
+    });
+    image.apply(&MetadataRecord::FenceBroker {
+        id: 3,
+        fenced: true,
+    });
+    for (topic, states) in parts {
+        image.apply(&MetadataRecord::Topic {
+            name: topic.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions: states.len() as i32,
+            replication_factor: 2,
+            configs: [("min.insync.replicas".to_string(), "1".to_string())].into(),
+        });
+        for (i, (replicas, leader, isr)) in states.iter().enumerate() {
+            image.apply(&MetadataRecord::PartitionState {
+                topic: topic.to_string(),
+                partition: i as i32,
+                replicas: replicas.clone(),
+                leader: *leader,
+                leader_epoch: 0,
+                isr: isr.clone(),
+            });
+        }
+    }
+    b.cluster.reconcile(&image).expect("reconcile");
+}
+
+/// One partition's reassignment at `version`: its error code.
+async fn reassign(
+    b: &Arc<Broker>,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+    allow_rf_change: bool,
+) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_allow_replication_factor_change(allow_rf_change)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(
+                    replicas.map(|r| r.into_iter().map(BrokerId).collect()),
+                )])]);
+    let r = call(b, version, req).await;
+    assert_eq!(r.error_code, 0);
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.partition_index, partition);
+    p.error_code
+}
+
+/// The ongoing reassignments ListPartitionReassignments reports: (topic, partition, replicas,
+/// adding, removing).
+async fn ongoing(
+    b: &Arc<Broker>,
+    topics: Option<Vec<(&str, Vec<i32>)>>,
+) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    let topics = topics.map(|ts| {
+        ts.into_iter()
+            .map(|(t, p)| {
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(name(t))
+                    .with_partition_indexes(p)
+            })
+            .collect()
+    });
+    let r = call(
+        b,
+        0,
+        ListPartitionReassignmentsRequest::default().with_topics(topics),
+    )
+    .await;
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    ids(&p.replicas),
+                    ids(&p.adding_replicas),
+                    ids(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Leader, leader epoch and replicas of `topic`-`partition` in a Metadata answer.
+async fn placement(b: &Arc<Broker>, topic: &str, partition: i32) -> (i32, i32, Vec<i32>) {
+    let m = call(b, 12, MetadataRequest::default().with_topics(None)).await;
+    let t = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .expect("topic");
+    let p = &t.partitions[partition as usize];
+    (
+        p.leader_id.0,
+        p.leader_epoch,
+        p.replica_nodes.iter().map(|b| b.0).collect(),
+    )
+}
+
+#[tokio::test]
+async fn reassignments_are_validated_listed_and_cancelled_like_kafka() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    partitions(&b, &[("moving", &[(vec![1, 2], 1, vec![1])])]);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    let invalid = ResponseError::InvalidReplicaAssignment.code();
+    assert_eq!(
+        reassign(&b, 0, "nope", 0, Some(vec![1]), true).await,
+        unknown
+    );
+    assert_eq!(
+        reassign(&b, 0, "moving", 5, Some(vec![1]), true).await,
+        unknown
+    );
+    for bad in [vec![], vec![1, 1], vec![1, 7]] {
+        assert_eq!(
+            reassign(&b, 0, "moving", 0, Some(bad.clone()), true).await,
+            invalid,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        reassign(&b, 0, "moving", 0, None, true).await,
+        ResponseError::NoReassignmentInProgress.code()
+    );
+    assert_eq!(
+        reassign(&b, 1, "moving", 0, Some(vec![2]), false).await,
+        ResponseError::InvalidReplicationFactor.code(),
+        "v1 may forbid a change of replication factor"
+    );
+    // 2 is not in the ISR: the move waits for it, keeping 1 meanwhile.
+    assert_eq!(reassign(&b, 0, "moving", 0, Some(vec![2]), true).await, 0);
+    let expected = vec![("moving".to_string(), 0, vec![2, 1], vec![], vec![1])];
+    assert_eq!(ongoing(&b, None).await, expected);
+    assert_eq!(
+        ongoing(&b, Some(vec![("moving", vec![0, 3]), ("nope", vec![0])])).await,
+        expected,
+        "unknown topics and partitions are left out"
+    );
+    assert!(ongoing(&b, Some(vec![("moving", vec![1])]))
+        .await
+        .is_empty());
+    assert_eq!(placement(&b, "moving", 0).await, (1, 0, vec![2, 1]));
+    assert_eq!(
+        reassign(&b, 1, "moving", 0, None, true).await,
+        0,
+        "cancelled"
+    );
+    assert!(ongoing(&b, None).await.is_empty());
+    assert_eq!(
+        reassign(&b, 0, "moving", 0, None, true).await,
+        ResponseError::NoReassignmentInProgress.code()
+    );
+}
+
+#[tokio::test]
+async fn a_move_off_this_node_hands_leadership_over_and_deletes_the_local_log() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    partitions(&b, &[("moved", &[(vec![1, 2], 1, vec![1, 2])])]);
+    let r = call(&b, 8, produce_req("moved", 1)).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let p = b.cluster.partition("moved", 0).expect("partition");
+    assert_eq!(p.log_end_offset(), 1);
+    // Every target replica is in the ISR already: the move completes at once.
+    assert_eq!(reassign(&b, 1, "moved", 0, Some(vec![2]), true).await, 0);
+    assert_eq!(
+        placement(&b, "moved", 0).await,
+        (2, 1, vec![2]),
+        "2 leads in a new epoch"
+    );
+    assert!(ongoing(&b, None).await.is_empty());
+    assert_eq!((p.log_end_offset(), p.log_start_offset()), (0, 0));
+    let dir = p.log.lock().dir().to_path_buf();
+    let logs = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum::<u64>();
+    assert_eq!(logs, 0, "no record data left on this node");
+}
+
+/// One ElectLeaders call: (top-level error, per-topic (partition, error) results).
+async fn elect(
+    b: &Arc<Broker>,
+    version: i16,
+    election_type: i8,
+    topics: Option<Vec<(&str, Vec<i32>)>>,
+) -> (i16, Vec<(String, Vec<(i32, i16)>)>) {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let topics = topics.map(|ts| {
+        ts.into_iter()
+            .map(|(t, p)| {
+                TopicPartitions::default()
+                    .with_topic(name(t))
+                    .with_partitions(p)
+            })
+            .collect()
+    });
+    let r = call(
+        b,
+        version,
+        ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_topic_partitions(topics),
+    )
+    .await;
+    let results = r
+        .replica_election_results
+        .iter()
+        .map(|t| {
+            let parts = t
+                .partition_result
+                .iter()
+                .map(|p| (p.partition_id, p.error_code))
+                .collect();
+            (t.topic.0.to_string(), parts)
+        })
+        .collect();
+    (r.error_code, results)
+}
+
+#[tokio::test]
+async fn elect_leaders_answers_per_partition_like_kafka() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    partitions(
+        &b,
+        &[
+            (
+                "pref",
+                &[
+                    (vec![1, 2], 2, vec![1, 2]),
+                    (vec![1, 2], 1, vec![1, 2]),
+                    (vec![2, 1], 1, vec![1]),
+                ],
+            ),
+            ("offline", &[(vec![3, 1], -1, vec![3])]),
+        ],
+    );
+    let not_needed = ResponseError::ElectionNotNeeded.code();
+    let unavailable = ResponseError::PreferredLeaderNotAvailable.code();
+    let (_, r) = elect(&b, 0, 0, Some(vec![("pref", vec![0, 1, 2, 7])])).await;
+    assert_eq!(
+        r,
+        vec![(
+            "pref".to_string(),
+            vec![
+                (0, 0),
+                (1, not_needed),
+                (2, unavailable),
+                (7, ResponseError::UnknownTopicOrPartition.code())
+            ]
+        )]
+    );
+    assert_eq!(placement(&b, "pref", 0).await, (1, 1, vec![1, 2]));
+    let (_, r) = elect(
+        &b,
+        1,
+        1,
+        Some(vec![("offline", vec![0]), ("pref", vec![1])]),
+    )
+    .await;
+    assert_eq!(
+        r,
+        vec![
+            ("offline".to_string(), vec![(0, 0)]),
+            ("pref".to_string(), vec![(1, not_needed)])
+        ],
+        "3 is fenced: 1 leads although it is out of sync"
+    );
+    assert_eq!(placement(&b, "offline", 0).await, (1, 1, vec![3, 1]));
+    let (code, r) = elect(&b, 2, 0, None).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        r,
+        vec![
+            ("offline".to_string(), vec![(0, unavailable)]),
+            ("pref".to_string(), vec![(2, unavailable)])
+        ],
+        "all partitions: those needing no election are left out"
+    );
+    let (code, _) = elect(&b, 1, 5, None).await;
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+}
+
+#[tokio::test]
+async fn deleting_a_broker_config_is_a_no_op_and_setting_one_is_refused() {
+    use kafka_protocol::messages::incremental_alter_configs_request::*;
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    // What kafka-reassign-partitions --verify sends to clear its throttles.
+    let op = |operation: i8, value: Option<&'static str>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(
+                "leader.replication.throttled.rate",
+            ))
+            .with_config_operation(operation)
+            .with_value(value.map(StrBytes::from_static_str))
+    };
+    let req = |ops| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1"))
+                .with_configs(ops),
+        ])
+    };
+    let r = call(&b, 1, req(vec![op(1, None)])).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let r = call(&b, 1, req(vec![op(1, None), op(0, Some("10"))])).await;
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+}

@@ -196,6 +196,114 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
     }
+    for v in versions(ApiKey::DescribeLogDirs) {
+        use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+        for topics in [
+            None,
+            Some(vec![DescribableLogDirTopic::default()
+                .with_topic(topic("ct-v2"))
+                .with_partitions(vec![0])]),
+        ] {
+            let all = topics.is_none();
+            let r = c.call(v, &DescribeLogDirsRequest::default().with_topics(topics));
+            assert_eq!(
+                (r.error_code, r.results.len()),
+                (0, 1),
+                "DescribeLogDirs v{v}"
+            );
+            let dir = &r.results[0];
+            let t = dir
+                .topics
+                .iter()
+                .find(|t| t.name.0.as_str() == "ct-v2")
+                .expect("the produced-to topic");
+            let sizes: Vec<(i32, bool)> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.partition_size > 0))
+                .collect();
+            let want = if all {
+                vec![(0, true), (1, false)]
+            } else {
+                vec![(0, true)]
+            };
+            assert_eq!(sizes, want, "DescribeLogDirs v{v}");
+            assert_eq!(
+                dir.topics.len() > 1,
+                all,
+                "DescribeLogDirs v{v}: only what was asked"
+            );
+        }
+    }
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        use kafka_protocol::messages::alter_partition_reassignments_request::*;
+        for (replicas, want) in [(Some(vec![BrokerId(1)]), 0), (None, 85)] {
+            let r = c.call(
+                v,
+                &AlterPartitionReassignmentsRequest::default()
+                    // v1 can forbid a change of replication factor; this one keeps it.
+                    .with_allow_replication_factor_change(v == 0)
+                    .with_topics(vec![ReassignableTopic::default()
+                        .with_name(topic("ct-v2"))
+                        .with_partitions(vec![ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(replicas)])]),
+            );
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(
+                (r.error_code, p.error_code),
+                (0, want),
+                "AlterPartitionReassignments v{v}: moving to where it is changes nothing, and \
+                 there is nothing to cancel"
+            );
+        }
+    }
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        use kafka_protocol::messages::list_partition_reassignments_request::*;
+        for topics in [
+            None,
+            Some(vec![ListPartitionReassignmentsTopics::default()
+                .with_name(topic("ct-v2"))
+                .with_partition_indexes(vec![0, 1])]),
+        ] {
+            let r = c.call(
+                v,
+                &ListPartitionReassignmentsRequest::default().with_topics(topics),
+            );
+            assert_eq!(
+                (r.error_code, r.topics.len()),
+                (0, 0),
+                "ListPartitionReassignments v{v}"
+            );
+        }
+    }
+    for v in versions(ApiKey::ElectLeaders) {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let r = c.call(
+            v,
+            &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(topic("ct-v2"))
+                    .with_partitions(vec![0]),
+            ])),
+        );
+        let p = &r.replica_election_results[0].partition_result[0];
+        assert_eq!(
+            (r.error_code, p.partition_id, p.error_code),
+            (0, 0, 84),
+            "ElectLeaders v{v}: the only replica leads already"
+        );
+        let all = c.call(
+            v,
+            &ElectLeadersRequest::default().with_topic_partitions(None),
+        );
+        assert!(
+            all.replica_election_results
+                .iter()
+                .all(|t| t.partition_result.is_empty()),
+            "ElectLeaders v{v}: every partition has its preferred leader"
+        );
+    }
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("ct-v{}", v + 1);
         let req = if v >= 6 {

@@ -1,5 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and describe for the
-//! broker). Resource types: 2 = topic, 4 = broker.
+//! broker, whose configs are static: deleting one is a no-op, setting one is refused). Resource
+//! types: 2 = topic, 4 = broker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -181,54 +182,61 @@ pub async fn incremental_alter_configs(
                 )
             })
             .collect();
-        let outcome = apply(
-            ctx,
-            r.resource_type,
-            &r.resource_name,
-            |cfg| {
-                for (k, op, v) in ops {
-                    match (op, v) {
-                        (0, Some(v)) => {
-                            cfg.insert(k, v);
-                        }
-                        (1, _) => {
-                            cfg.remove(&k);
-                        }
-                        (2, Some(v)) => {
-                            let cur = cfg.get(&k).cloned().unwrap_or_default();
-                            let mut items: Vec<String> = cur
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string)
-                                .collect();
-                            for i in v.split(',').filter(|s| !s.is_empty()) {
-                                if !items.iter().any(|x| x == i) {
-                                    items.push(i.to_string());
-                                }
+        // Gregor has no dynamic broker configs, so deleting one is already done; Kafka's
+        // reassignment tool clears its replication throttles this way after every --verify.
+        let deletes_only = ops.iter().all(|(_, op, _)| *op == 1);
+        let outcome = if r.resource_type == BROKER && deletes_only {
+            Ok(())
+        } else {
+            apply(
+                ctx,
+                r.resource_type,
+                &r.resource_name,
+                |cfg| {
+                    for (k, op, v) in ops {
+                        match (op, v) {
+                            (0, Some(v)) => {
+                                cfg.insert(k, v);
                             }
-                            cfg.insert(k, items.join(","));
-                        }
-                        (3, Some(v)) => {
-                            let remove: Vec<&str> = v.split(',').collect();
-                            let cur = cfg.get(&k).cloned().unwrap_or_default();
-                            let items: Vec<&str> = cur
-                                .split(',')
-                                .filter(|s| !s.is_empty() && !remove.contains(s))
-                                .collect();
-                            cfg.insert(k, items.join(","));
-                        }
-                        (op, _) => {
-                            return Err(AdminError::InvalidConfig(format!(
-                                "invalid operation {op} (or missing value) for config {k}"
-                            )))
+                            (1, _) => {
+                                cfg.remove(&k);
+                            }
+                            (2, Some(v)) => {
+                                let cur = cfg.get(&k).cloned().unwrap_or_default();
+                                let mut items: Vec<String> = cur
+                                    .split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string)
+                                    .collect();
+                                for i in v.split(',').filter(|s| !s.is_empty()) {
+                                    if !items.iter().any(|x| x == i) {
+                                        items.push(i.to_string());
+                                    }
+                                }
+                                cfg.insert(k, items.join(","));
+                            }
+                            (3, Some(v)) => {
+                                let remove: Vec<&str> = v.split(',').collect();
+                                let cur = cfg.get(&k).cloned().unwrap_or_default();
+                                let items: Vec<&str> = cur
+                                    .split(',')
+                                    .filter(|s| !s.is_empty() && !remove.contains(s))
+                                    .collect();
+                                cfg.insert(k, items.join(","));
+                            }
+                            (op, _) => {
+                                return Err(AdminError::InvalidConfig(format!(
+                                    "invalid operation {op} (or missing value) for config {k}"
+                                )))
+                            }
                         }
                     }
-                }
-                Ok(())
-            },
-            req.validate_only,
-        )
-        .await;
+                    Ok(())
+                },
+                req.validate_only,
+            )
+            .await
+        };
         let base = kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name);

@@ -5,10 +5,12 @@ pub mod admin;
 pub mod configs;
 pub mod fetch;
 pub mod groups;
+pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod quorum;
+pub mod replicas;
 
 use kafka_protocol::ResponseError;
 
@@ -37,6 +39,13 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
         AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
         AdminError::Storage(_) => ResponseError::KafkaStorageError,
+        AdminError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        AdminError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        AdminError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+        AdminError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        AdminError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        AdminError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
+        AdminError::ChangedConcurrently(_) => ResponseError::RequestTimedOut,
     }
 }
 

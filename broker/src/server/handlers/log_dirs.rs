@@ -1,0 +1,108 @@
+//! DescribeLogDirs: which of this broker's log dirs holds each partition it is a replica of,
+//! and how large that replica's log is. Kafka's reassignment tool asks it for the replicas it
+//! is about to move; `kafka-log-dirs --describe` prints it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_log_dirs_response::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::blocking;
+use crate::cluster::Cluster;
+use crate::server::dispatch::{sb, Ctx};
+
+/// One hosted replica: topic, partition, log size in bytes, and how far the log end is
+/// behind the high watermark.
+type Hosted = (String, i32, i64, i64);
+
+/// DescribeLogDirs (v1–4): every configured log dir, with the replicas it holds of the
+/// partitions asked for (all when the list is null). Volume sizes are not known (-1).
+pub async fn describe_log_dirs(
+    ctx: &Ctx<'_>,
+    req: DescribeLogDirsRequest,
+) -> Option<DescribeLogDirsResponse> {
+    let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect()
+    });
+    let cluster = Arc::clone(&ctx.broker.cluster);
+    let Some(by_dir) = blocking(move || hosted_replicas(&cluster, wanted.as_ref())).await else {
+        return Some(
+            DescribeLogDirsResponse::default()
+                .with_error_code(ResponseError::KafkaStorageError.code()),
+        );
+    };
+    let results = by_dir
+        .into_iter()
+        .map(|(dir, replicas)| {
+            let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+            for (topic, index, size, lag) in replicas {
+                topics.entry(topic).or_default().push(
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(index)
+                        .with_partition_size(size)
+                        .with_offset_lag(lag),
+                );
+            }
+            DescribeLogDirsResult::default()
+                .with_log_dir(sb(dir.display().to_string()))
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            DescribeLogDirsTopic::default()
+                                .with_name(TopicName(sb(name)))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Some(DescribeLogDirsResponse::default().with_results(results))
+}
+
+/// This node's replicas of the `wanted` partitions (all when `None`), by the log dir holding
+/// them; every configured log dir appears, holding something or not (blocking: takes the log
+/// locks). Partitions this node is not a replica of have empty logs here and are left out.
+fn hosted_replicas(
+    cluster: &Cluster,
+    wanted: Option<&BTreeMap<String, Vec<i32>>>,
+) -> BTreeMap<PathBuf, Vec<Hosted>> {
+    let me = cluster.config.node_id;
+    let mut out: BTreeMap<PathBuf, Vec<Hosted>> = cluster
+        .config
+        .log_dirs
+        .iter()
+        .map(|d| (d.clone(), Vec::new()))
+        .collect();
+    for t in cluster.topics() {
+        let asked = wanted.map(|w| w.get(&t.name));
+        if asked == Some(None) {
+            continue;
+        }
+        for p in t.partitions.read().iter() {
+            if asked.flatten().is_some_and(|ps| !ps.contains(&p.index)) {
+                continue;
+            }
+            if !p.state().replicas.contains(&me) {
+                continue;
+            }
+            let (dir, size) = {
+                let log = p.log.lock();
+                (log.dir().to_path_buf(), log.size_bytes() as i64)
+            };
+            let Some(root) = out.keys().find(|root| dir.starts_with(root)).cloned() else {
+                continue;
+            };
+            let lag = (p.high_watermark() - p.log_end_offset()).max(0);
+            if let Some(list) = out.get_mut(&root) {
+                list.push((t.name.clone(), p.index, size, lag));
+            }
+        }
+    }
+    out
+}
