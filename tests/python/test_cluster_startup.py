@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from cluster import cluster_fixture
@@ -20,6 +20,14 @@ cluster = cluster_fixture(scope="module")
 fresh_cluster = cluster_fixture(scope="function")
 
 NODES = {1, 2, 3}
+
+
+def high_watermark(c, topic: str, partition: int = 0) -> int:
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "watermarks"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+    finally:
+        consumer.close()
 
 
 def create(c, topic: str, partitions: int, replication_factor: int = 3, timeout: float = 30.0):
@@ -135,5 +143,8 @@ def test_acked_records_survive_killing_the_partition_leader(fresh_cluster, topic
     survivors = NODES - {leader}
     wait_for(lambda: c.describe(topic_name, min(survivors))[0].leader in survivors, 30,
              f"a new leader for {topic_name}-0 among {sorted(survivors)}")
+    # The new leader knows its high watermark once a follower has fetched from it.
+    wait_for(lambda: high_watermark(c, topic_name) >= len(acked), 30,
+             f"the new leader's high watermark to cover the {len(acked)} acknowledged records")
     got = read_all(c.bootstrap, topic_name, 1, timeout=30)
     assert [m.value() for m in got[0]] == [m.value() for m in acked]

@@ -56,6 +56,10 @@ pub enum AdminError {
     /// KAFKA_STORAGE_ERROR: the metadata log or a partition log could not be written.
     #[error("storage error: {0}")]
     Storage(String),
+    /// NOT_CONTROLLER: the controller quorum could not commit the change (no leader reachable,
+    /// no majority); clients retry.
+    #[error("{0}")]
+    NotController(String),
     /// UNKNOWN_TOPIC_OR_PARTITION for a partition index the topic does not have.
     #[error("partition {topic}-{partition} does not exist")]
     UnknownPartition {
@@ -87,7 +91,10 @@ pub enum AdminError {
 
 impl From<MetadataError> for AdminError {
     fn from(e: MetadataError) -> Self {
-        AdminError::Storage(error_chain(&e))
+        match e {
+            MetadataError::Quorum(_) => AdminError::NotController(error_chain(&e)),
+            _ => AdminError::Storage(error_chain(&e)),
+        }
     }
 }
 
@@ -135,12 +142,23 @@ pub struct Partition {
     hw_moved: tokio::sync::watch::Sender<i64>,
     /// This node's id: the high-watermark rule applies only while it leads.
     node: i32,
+    /// The cluster's wake-up for long-polling fetches.
+    data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The log end when this node last became leader: until the high watermark reaches it,
+    /// what is committed is not yet known (ListOffsets answers OFFSET_NOT_AVAILABLE, KIP-207).
+    epoch_start: AtomicI64,
 }
 
 impl Partition {
     /// Offset below which records are committed and readable by consumers.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Whether this leader's high watermark has reached the log end it had when elected, so
+    /// offsets below it are known committed (KIP-207).
+    pub fn high_watermark_settled(&self) -> bool {
+        self.high_watermark() >= self.epoch_start.load(Ordering::Acquire)
     }
 
     /// The log end offset (next offset to be written).
@@ -195,6 +213,7 @@ impl Partition {
         if hw > current {
             self.high_watermark.store(hw, Ordering::Release);
             self.hw_moved.send_replace(hw);
+            self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -255,6 +274,8 @@ impl Partition {
         let new_epoch = old.leader_epoch != state.leader_epoch || old.leader != state.leader;
         if leads && new_epoch {
             log.assign_epoch(state.leader_epoch)?;
+            self.epoch_start
+                .store(log.log_end_offset(), Ordering::Release);
             // Every follower gets a full lag window from now to show up.
             let now = now_ms();
             let mut followers = self.followers.lock();
@@ -431,8 +452,9 @@ pub struct Cluster {
     meta: Mutex<MetaState>,
     /// The metadata image: topics by name. Read on every request; written by admin ops.
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Bumped after every append so long-polling fetches wake up.
-    data_arrived: tokio::sync::watch::Sender<u64>,
+    /// Bumped after every append and high-watermark advance, so long-polling fetches wake
+    /// up (consumers see records only once the high watermark passes them).
+    data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
     /// Registered brokers by id.
     brokers: RwLock<BTreeMap<i32, BrokerImage>>,
 }
@@ -468,7 +490,7 @@ impl Cluster {
                 producer_id_block_end: next_pid,
             }),
             topics: RwLock::new(BTreeMap::new()),
-            data_arrived: tx,
+            data_arrived: Arc::new(tx),
             brokers: RwLock::new(image.brokers),
         };
         for (name, t) in image.topics {
@@ -531,6 +553,8 @@ impl Cluster {
                 followers: Mutex::new(BTreeMap::new()),
                 hw_moved: tokio::sync::watch::Sender::new(0),
                 node: self.config.node_id,
+                data_arrived: Arc::clone(&self.data_arrived),
+                epoch_start: AtomicI64::new(0),
                 log_start: AtomicI64::new(log.log_start_offset()),
                 log: Mutex::new(log),
                 unflushed: AtomicU64::new(0),

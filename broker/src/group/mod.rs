@@ -120,7 +120,14 @@ impl GroupCoordinator {
             false,
         );
         match r {
-            Ok(t) => Ok(t.partition_count()),
+            Ok(t) => {
+                // Take the new partitions' leadership now: a later load() would otherwise see
+                // them as newly led and drop groups formed in between.
+                if let Err(e) = self.load() {
+                    tracing::warn!(error = %e, "loading the new offsets partitions failed");
+                }
+                Ok(t.partition_count())
+            }
             Err(crate::cluster::AdminError::TopicExists(_)) => Ok(self
                 .cluster
                 .topic(CONSUMER_OFFSETS)

@@ -195,6 +195,33 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 }
 
+/// Why a call to another voter failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Nothing reached the other side's Raft: the connection could not be made, or (for a
+    /// proposal) the receiver no longer leads. Safe to send again elsewhere.
+    #[error("{0}")]
+    NotDelivered(String),
+    /// Failed after the request was sent: it may or may not have taken effect.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for CallError {
+    fn from(s: String) -> Self {
+        CallError::Failed(s)
+    }
+}
+
+/// How a leader answers a forwarded proposal it could not commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ProposeRefusal {
+    /// It no longer leads; nothing was appended.
+    NotLeader(String),
+    /// Anything else.
+    Failed(String),
+}
+
 /// Sends one request to the controller listener at `to` on a fresh connection and returns
 /// the JSON answer.
 async fn call_once(
@@ -203,11 +230,11 @@ async fn call_once(
     from: NodeId,
     rpc: Rpc,
     timeout: Duration,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, CallError> {
     let call = async {
-        let mut s = TcpStream::connect(to.to_string())
-            .await
-            .map_err(|e| format!("connecting to the controller at {to}: {e}"))?;
+        let mut s = TcpStream::connect(to.to_string()).await.map_err(|e| {
+            CallError::NotDelivered(format!("connecting to the controller at {to}: {e}"))
+        })?;
         let frame = RequestFrame {
             cluster_id: cluster_id.to_string(),
             from,
@@ -222,13 +249,15 @@ async fn call_once(
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the controller closed the connection".to_string())?;
         match serde_json::from_slice::<ResponseFrame>(&reply).map_err(|e| e.to_string())? {
-            ResponseFrame::Refused(r) => Err(r.to_string()),
+            ResponseFrame::Refused(r) => Err(CallError::NotDelivered(r.to_string())),
             ResponseFrame::Raft(v) => Ok(v),
         }
     };
-    tokio::time::timeout(timeout, call)
-        .await
-        .map_err(|_| format!("the controller at {to} did not answer within {timeout:?}"))?
+    tokio::time::timeout(timeout, call).await.map_err(|_| {
+        CallError::Failed(format!(
+            "the controller at {to} did not answer within {timeout:?}"
+        ))
+    })?
 }
 
 /// Forwards a metadata change to the leader at `leader` and returns the log id it was committed
@@ -239,12 +268,16 @@ pub async fn propose(
     from: NodeId,
     request: super::types::MetadataRequest,
     timeout: Duration,
-) -> Result<(super::types::LogId, super::types::MetadataResponse), String> {
+) -> Result<(super::types::LogId, super::types::MetadataResponse), CallError> {
     let v = call_once(leader, cluster_id, from, Rpc::Propose(request), timeout).await?;
-    serde_json::from_value::<Result<(super::types::LogId, super::types::MetadataResponse), String>>(
-        v,
-    )
-    .map_err(|e| e.to_string())?
+    let answer = serde_json::from_value::<
+        Result<(super::types::LogId, super::types::MetadataResponse), ProposeRefusal>,
+    >(v)
+    .map_err(|e| CallError::Failed(e.to_string()))?;
+    answer.map_err(|r| match r {
+        ProposeRefusal::NotLeader(m) => CallError::NotDelivered(m),
+        ProposeRefusal::Failed(m) => CallError::Failed(m),
+    })
 }
 
 /// Tells the voter at `to` that broker `broker` is alive (or shutting down).
@@ -254,8 +287,8 @@ pub async fn heartbeat(
     broker: i32,
     shutting_down: bool,
     timeout: Duration,
-) -> Result<(), String> {
-    let from = super::types::node_id(broker).map_err(|e| e.to_string())?;
+) -> Result<(), CallError> {
+    let from = super::types::node_id(broker).map_err(|e| CallError::Failed(e.to_string()))?;
     call_once(
         to,
         cluster_id,
@@ -276,7 +309,14 @@ pub async fn status(
     cluster_id: &str,
     from: NodeId,
     timeout: Duration,
-) -> Result<super::status::QuorumStatus, String> {
+) -> Result<super::status::QuorumStatus, CallError> {
     let v = call_once(to, cluster_id, from, Rpc::Status, timeout).await?;
-    serde_json::from_value(v).map_err(|e| e.to_string())
+    serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
+}
+
+/// Asks the voter at `to` to start an election (the leader is stopping).
+pub async fn elect(to: &ControllerNode, cluster_id: &str, from: NodeId) -> Result<(), CallError> {
+    call_once(to, cluster_id, from, Rpc::Elect, Duration::from_secs(2))
+        .await
+        .map(|_| ())
 }

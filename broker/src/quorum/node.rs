@@ -291,12 +291,36 @@ impl QuorumNode {
                 }
                 continue;
             };
-            let (log_id, data) =
-                super::network::propose(&node, &self.cluster_id, self.node_id, request, wait)
-                    .await
-                    .map_err(|e| {
-                        QuorumError::NotCommitted(format!("forwarded to node {leader}: {e}"))
-                    })?;
+            let proposed = super::network::propose(
+                &node,
+                &self.cluster_id,
+                self.node_id,
+                request.clone(),
+                wait,
+            )
+            .await;
+            let (log_id, data) = match proposed {
+                Ok(done) => done,
+                // Nothing reached the leader's log (it is gone or no longer leads): wait for
+                // this member to see another leader and send it there.
+                Err(super::network::CallError::NotDelivered(e))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(leader, error = %e, "proposal not delivered; retrying");
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = self
+                        .raft
+                        .wait(Some(left.min(Duration::from_secs(2))))
+                        .metrics(|m| m.current_leader != Some(leader), "another leader")
+                        .await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(QuorumError::NotCommitted(format!(
+                        "forwarded to node {leader}: {e}"
+                    )))
+                }
+            };
             self.raft
                 .wait(Some(wait))
                 .applied_index_at_least(Some(log_id.index), "the forwarded change")
@@ -308,6 +332,16 @@ impl QuorumNode {
 
     /// Stops the RPC server and the Raft node.
     pub async fn shutdown(self) {
+        // A stopping leader hands over: one follower starts an election as soon as this
+        // member has stopped, rather than every follower waiting out its election timeout.
+        let successor = self
+            .is_leader()
+            .then(|| {
+                self.voters()
+                    .into_iter()
+                    .find(|(id, _)| *id != self.node_id)
+            })
+            .flatten();
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
@@ -318,6 +352,14 @@ impl QuorumNode {
         let closed = self.log_closed.lock().take();
         if let Some(closed) = closed {
             closed.await;
+        }
+        if let Some((id, node)) = successor {
+            match super::network::elect(&node, &self.cluster_id, self.node_id).await {
+                Ok(()) => {
+                    tracing::info!(successor = id, "asked a follower to take over the quorum")
+                }
+                Err(e) => tracing::debug!(successor = id, error = %e, "no hand-over"),
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum Rpc {
     /// The quorum's status as this member sees it (asked of the leader); answered with a
     /// [`super::status::QuorumStatus`].
     Status,
+    /// The leader is stopping: start an election now instead of after the election timeout
+    /// (openraft 0.9 has no leadership transfer). Answered with JSON `null`.
+    Elect,
 }
 
 /// A request frame.

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::network::ProposeRefusal;
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
 use super::types::TypeConfig;
 use crate::controller::liveness::Liveness;
@@ -92,11 +93,17 @@ async fn serve_connection(
             Rpc::Vote(req) => raft_reply(&raft.vote(req).await)?,
             Rpc::InstallSnapshot(req) => raft_reply(&raft.install_snapshot(req).await)?,
             Rpc::Propose(req) => {
+                use openraft::error::{ClientWriteError, RaftError};
                 let r = raft
                     .client_write(req)
                     .await
                     .map(|w| (w.log_id, w.data))
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            ProposeRefusal::NotLeader(f.to_string())
+                        }
+                        other => ProposeRefusal::Failed(other.to_string()),
+                    });
                 raft_reply(&r)?
             }
             Rpc::BrokerHeartbeat {
@@ -111,6 +118,12 @@ async fn serve_connection(
                 ResponseFrame::Raft(serde_json::Value::Null)
             }
             Rpc::Status => raft_reply(&super::status::local(&raft, &liveness))?,
+            Rpc::Elect => {
+                if let Err(e) = raft.trigger().elect().await {
+                    tracing::warn!(error = %e, "could not start an election");
+                }
+                ResponseFrame::Raft(serde_json::Value::Null)
+            }
         };
         write_frame(&mut stream, &encode(&reply)?).await?;
     }

@@ -153,12 +153,22 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = cluster.subscribe_appends();
     let wants = Arc::new(wants);
+    let mut first_hw: Option<Vec<i64>> = None;
     let (data, _) = loop {
         appends.borrow_and_update();
         let w = Arc::clone(&wants);
         let (data, total) = blocking(move || read_all(&w, max_bytes, replica, node)).await?;
         let has_error = data.iter().any(|d| d.error_code != 0);
-        if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+        // A follower learns a moved high watermark at once (as Kafka completes a delayed
+        // fetch when it moves), so a new leader elected from it starts from where it was.
+        let hws: Vec<i64> = data.iter().map(|d| d.high_watermark).collect();
+        let hw_moved = replica.is_some() && first_hw.as_ref().is_some_and(|f| *f != hws);
+        first_hw.get_or_insert(hws);
+        if total >= min_bytes.max(1)
+            || has_error
+            || hw_moved
+            || tokio::time::Instant::now() >= deadline
+        {
             break (data, total);
         }
         tokio::select! {
@@ -212,6 +222,14 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                         if !p.is_led_by(node) {
                             return base
                                 .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        }
+                        // A new leader whose high watermark has not yet caught up with what it
+                        // had when elected cannot tell what is committed (KIP-207): retriable.
+                        if !p.high_watermark_settled() {
+                            return base
+                                .with_error_code(ResponseError::OffsetNotAvailable.code())
                                 .with_offset(-1)
                                 .with_timestamp(-1);
                         }

@@ -39,6 +39,7 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
         AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
         AdminError::Storage(_) => ResponseError::KafkaStorageError,
+        AdminError::NotController(_) => ResponseError::NotController,
         AdminError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         AdminError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         AdminError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
