@@ -52,15 +52,6 @@ impl Broker {
         }
     }
 
-    /// The active controller (the quorum leader), or this node while none is known.
-    pub fn controller_id(&self) -> i32 {
-        self.quorum
-            .as_ref()
-            .and_then(|q| q.leader())
-            .and_then(crate::quorum::types::kafka_node_id)
-            .unwrap_or_else(|| self.node_id())
-    }
-
     /// This node's id.
     pub fn node_id(&self) -> i32 {
         self.cluster.config.node_id

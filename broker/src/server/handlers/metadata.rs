@@ -150,7 +150,10 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(sb(cluster.cluster_id.clone())))
-            .with_controller_id(BrokerId(ctx.broker.controller_id()))
+            // As Kafka in KRaft mode: clients send admin requests to any broker, which forwards
+            // them to the quorum, so the broker answering is a controller id that always
+            // works (the active controller may be down or unknown to the client).
+            .with_controller_id(BrokerId(ctx.broker.node_id()))
             .with_topics(topics),
     )
 }
@@ -176,7 +179,10 @@ pub async fn describe_cluster(
     Some(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(cluster.cluster_id.clone()))
-            .with_controller_id(BrokerId(ctx.broker.controller_id()))
+            // As Kafka in KRaft mode: clients send admin requests to any broker, which forwards
+            // them to the quorum, so the broker answering is a controller id that always
+            // works (the active controller may be down or unknown to the client).
+            .with_controller_id(BrokerId(ctx.broker.node_id()))
             .with_brokers(brokers),
     )
 }
