@@ -4,7 +4,7 @@
 controller roles, a three-voter `controller.quorum.voters`, loopback ports picked free),
 formats every node with one cluster id, starts them with `gregor server-start`, and waits
 until each answers /readyz and lists every broker. Nodes can then be killed, stopped and
-started again on the same data dirs and ports.
+started again on the same data dirs and ports, or frozen (SIGSTOP) and thawed.
 
     from cluster import GregorCluster, cluster_fixture
 
@@ -13,6 +13,7 @@ started again on the same data dirs and ports.
     def test_something(cluster):
         cluster.describe("t")                 # {partition: PartitionState}
         cluster.kill(2); cluster.start(2)
+        cluster.freeze(3); cluster.thaw(3)    # SIGSTOP / SIGCONT
 
 or by hand: `with GregorCluster(tmp_path) as c: ...`. Only Gregor runs here: under
 GREGOR_TEST_BROKER=kafka or KAFKA_BOOTSTRAP the fixture skips.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -64,6 +66,17 @@ class ClusterNode(GregorBroker):
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: signal.Signals):
+        """Send `sig` to the running process."""
+        assert self.running(), f"{self.name} is not running"
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int | None:
+        # A frozen process would hold SIGTERM pending until killed: let it drain instead.
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+        return super().stop()
 
 
 class GregorCluster:
@@ -204,6 +217,15 @@ class GregorCluster:
     def kill(self, node_id: int) -> int | None:
         """SIGKILL the node; its exit code (-9)."""
         return self.nodes[node_id].kill()
+
+    def freeze(self, node_id: int):
+        """SIGSTOP the node: it keeps its sockets open but answers nothing, as a hung broker
+        would, until thawed."""
+        self.nodes[node_id].send_signal(signal.SIGSTOP)
+
+    def thaw(self, node_id: int):
+        """SIGCONT a frozen node."""
+        self.nodes[node_id].send_signal(signal.SIGCONT)
 
     def restart(self, node_id: int, hard: bool = False):
         """Stop (SIGKILL when `hard`) and start the node again on the same dirs and ports."""
