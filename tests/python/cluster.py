@@ -4,7 +4,7 @@
 controller roles, a three-voter `controller.quorum.voters`, loopback ports picked free),
 formats every node with one cluster id, starts them with `gregor server-start`, and waits
 until each answers /readyz and lists every broker. Nodes can then be killed, stopped and
-started again on the same data dirs and ports.
+started again on the same data dirs and ports, or frozen (SIGSTOP) and thawed.
 
     from cluster import GregorCluster, cluster_fixture
 
@@ -13,6 +13,7 @@ started again on the same data dirs and ports.
     def test_something(cluster):
         cluster.describe("t")                 # {partition: PartitionState}
         cluster.kill(2); cluster.start(2)
+        cluster.freeze(3); cluster.thaw(3)    # SIGSTOP / SIGCONT
 
 or by hand: `with GregorCluster(tmp_path) as c: ...`. Only Gregor runs here: under
 GREGOR_TEST_BROKER=kafka or KAFKA_BOOTSTRAP the fixture skips.
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +48,14 @@ class PartitionState:
 
 class ClusterNode(GregorBroker):
     """One node of a cluster: `gregor server-start` on its own properties file. Start, stop,
-    kill and readiness are GregorBroker's; `bootstrap` is this node's client listener."""
+    kill and readiness are GregorBroker's; `bootstrap` is this node's client listener.
+
+    Every listener binds `host`; with `netns` the process runs inside that network namespace
+    (`ip netns exec`, which execs, so the process is still gregor's own and takes signals)."""
 
     def __init__(self, binary: Path, workdir: Path, node_id: int, port: int,
-                 controller_port: int, metrics_port: int):
+                 controller_port: int, metrics_port: int, host: str = "127.0.0.1",
+                 netns: str | None = None):
         self.binary = binary
         self.node_id = node_id
         self.name = f"gregor node {node_id}"
@@ -56,33 +64,53 @@ class ClusterNode(GregorBroker):
         self.log_path = workdir / "gregor.log"
         self.config_path = workdir / "server.properties"
         self.port, self.controller_port, self.metrics_port = port, controller_port, metrics_port
-        self.bootstrap = f"127.0.0.1:{port}"
+        self.host, self.netns = host, netns
+        self.bootstrap = f"{host}:{port}"
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [str(self.binary), "server-start", str(self.config_path)]
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*netns, str(self.binary), "server-start", str(self.config_path)]
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def send_signal(self, sig: signal.Signals):
+        """Send `sig` to the running process."""
+        assert self.running(), f"{self.name} is not running"
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int | None:
+        # A frozen process would hold SIGTERM pending until killed: let it drain instead.
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+        return super().stop()
+
 
 class GregorCluster:
-    """`size` Gregor nodes (ids 1..size) on loopback, each broker and controller.
+    """`size` Gregor nodes (ids 1..size), each broker and controller, on loopback unless
+    told otherwise.
 
     `overrides` are server.properties keys applied on top of the defaults of every node (a
     value of None removes a default); `node_overrides` maps a node id to keys for that node
-    alone."""
+    alone. `hosts` maps a node id to the address its listeners bind and advertise (default
+    127.0.0.1), `netns` to the network namespace it runs in (see netns.py)."""
 
     def __init__(self, workdir: Path, size: int = 3, overrides: dict | None = None,
-                 node_overrides: dict[int, dict] | None = None, binary: Path | None = None):
+                 node_overrides: dict[int, dict] | None = None, binary: Path | None = None,
+                 hosts: dict[int, str] | None = None, netns: dict[int, str] | None = None):
         self.workdir = Path(workdir)
         self.binary = Path(binary) if binary else gregor_binary()
+        # Picked free on the root namespace's loopback; a fresh namespace has them all free.
         ports = free_ports(3 * size)
+        hosts, netns = hosts or {}, netns or {}
         self.nodes: dict[int, ClusterNode] = {}
         for i in range(size):
             node_id = i + 1
             self.nodes[node_id] = ClusterNode(self.binary, self.workdir / f"node-{node_id}",
-                                              node_id, *ports[3 * i:3 * i + 3])
+                                              node_id, *ports[3 * i:3 * i + 3],
+                                              host=hosts.get(node_id, "127.0.0.1"),
+                                              netns=netns.get(node_id))
         self.overrides = dict(overrides or {})
         self.node_overrides = {k: dict(v) for k, v in (node_overrides or {}).items()}
         self.cluster_id: str | None = None
@@ -98,7 +126,7 @@ class GregorCluster:
 
     @property
     def voters(self) -> str:
-        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
+        return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes.values())
 
     def properties(self, node_id: int) -> dict[str, str]:
         """The server.properties of `node_id`, overrides applied."""
@@ -107,15 +135,15 @@ class GregorCluster:
         props = {
             "node.id": str(node_id),
             "process.roles": "broker,controller",
-            "listeners": (f"PLAINTEXT://127.0.0.1:{n.port},"
-                          f"CONTROLLER://127.0.0.1:{n.controller_port}"),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "listeners": (f"PLAINTEXT://{n.host}:{n.port},"
+                          f"CONTROLLER://{n.host}:{n.controller_port}"),
+            "advertised.listeners": f"PLAINTEXT://{n.host}:{n.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.quorum.voters": self.voters,
             "log.dirs": str(n.data_dir),
-            "metrics.listener": f"127.0.0.1:{n.metrics_port}",
+            "metrics.listener": f"{n.host}:{n.metrics_port}",
             "default.replication.factor": str(min(3, size)),
             "min.insync.replicas": str(min(2, size)),
             "offsets.topic.replication.factor": str(min(3, size)),
@@ -204,6 +232,15 @@ class GregorCluster:
     def kill(self, node_id: int) -> int | None:
         """SIGKILL the node; its exit code (-9)."""
         return self.nodes[node_id].kill()
+
+    def freeze(self, node_id: int):
+        """SIGSTOP the node: it keeps its sockets open but answers nothing, as a hung broker
+        would, until thawed."""
+        self.nodes[node_id].send_signal(signal.SIGSTOP)
+
+    def thaw(self, node_id: int):
+        """SIGCONT a frozen node."""
+        self.nodes[node_id].send_signal(signal.SIGCONT)
 
     def restart(self, node_id: int, hard: bool = False):
         """Stop (SIGKILL when `hard`) and start the node again on the same dirs and ports."""
@@ -299,6 +336,25 @@ class GregorCluster:
                 for p in t.partitions.values()}
 
 
+@contextmanager
+def running_cluster(workdir: Path, **options) -> Iterator[GregorCluster]:
+    """A started GregorCluster (`options` as GregorCluster takes them), closed on exit. Skips
+    the test when another broker was chosen for the suite; fails it when there is no binary."""
+    other_broker = os.environ.get("GREGOR_TEST_BROKER", "gregor") != "gregor"
+    if os.environ.get("KAFKA_BOOTSTRAP") or other_broker:
+        pytest.skip("cluster tests start Gregor nodes themselves")
+    binary = gregor_binary()
+    if not binary.exists():
+        pytest.fail(f"gregor binary not found at {binary}: build it "
+                    "(cargo build --release -p gregor) or set GREGOR_BIN")
+    c = GregorCluster(workdir, binary=binary, **options)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.close()
+
+
 def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None = None,
                     node_overrides: dict[int, dict] | None = None):
     """A pytest fixture yielding a started GregorCluster, closed afterwards. Assign it in a
@@ -308,21 +364,8 @@ def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None
 
     @pytest.fixture(scope=scope)
     def _cluster(tmp_path_factory):
-        other_broker = os.environ.get("GREGOR_TEST_BROKER", "gregor") != "gregor"
-        if os.environ.get("KAFKA_BOOTSTRAP") or other_broker:
-            pytest.skip("cluster tests start Gregor nodes themselves")
-        binary = gregor_binary()
-        if not binary.exists():
-            pytest.fail(f"gregor binary not found at {binary}: build it "
-                        "(cargo build --release -p gregor) or set GREGOR_BIN")
-        c = GregorCluster(tmp_path_factory.mktemp("cluster"), size=size, overrides=overrides,
-                          node_overrides=node_overrides, binary=binary)
-        try:
-            c.start_all()
-        except BaseException:
-            c.close()
-            raise
-        yield c
-        c.close()
+        with running_cluster(tmp_path_factory.mktemp("cluster"), size=size, overrides=overrides,
+                             node_overrides=node_overrides) as c:
+            yield c
 
     return _cluster

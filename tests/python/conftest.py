@@ -68,9 +68,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
         time.sleep(interval)
 
 
-def port_accepts(port: int) -> bool:
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
@@ -122,6 +122,8 @@ class ExternalBroker(Broker):
 class GregorBroker(Broker):
     name = "gregor"
     can_restart = True
+    # The address its Kafka and metrics listeners bind, where readiness is probed.
+    host = "127.0.0.1"
 
     def __init__(self, binary: Path, workdir: Path):
         self.binary = binary
@@ -173,9 +175,9 @@ class GregorBroker(Broker):
         if self.proc.poll() is not None:
             # wait_ready adds the log tail.
             raise GiveUp(f"gregor exited with code {self.proc.returncode}")
-        if not port_accepts(self.port):
+        if not port_accepts(self.port, self.host):
             return False
-        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        url = f"http://{self.host}:{self.metrics_port}/readyz"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 return resp.status == 200

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_for
@@ -112,3 +114,69 @@ def retry_retriable(fn, timeout: float, what: str):
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+class Stream:
+    """An idempotent acks=all producer writing numbered records to `topic` from a thread until
+    stopped; remembers what was acknowledged and what failed, with timestamps. `config` adds
+    or replaces producer settings."""
+
+    def __init__(self, bootstrap: str, topic: str, partition: int | None = None,
+                 config: dict | None = None):
+        self.topic, self.partition = topic, partition
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 2, "message.timeout.ms": 60_000, "retry.backoff.ms": 50,
+            "topic.metadata.refresh.interval.ms": 1000, **(config or {}),
+        })
+        self.acked: list[tuple[float, bytes]] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def _delivered(self, err, msg):
+        if err is not None:
+            self.failed.append(str(err))
+        else:
+            self.acked.append((time.monotonic(), msg.value()))
+
+    def _run(self):
+        extra = {} if self.partition is None else {"partition": self.partition}
+        while not self._stop.is_set():
+            try:
+                self.producer.produce(self.topic, value=f"r{self.sent:07d}".encode(),
+                                      on_delivery=self._delivered, **extra)
+                self.sent += 1
+            except BufferError:
+                self.producer.poll(0.05)
+            self.producer.poll(0)
+            time.sleep(0.0005)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def acked_after(self, t: float) -> int:
+        return sum(1 for at, _ in self.acked if at > t)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=30)
+        left = self.producer.flush(90)
+        assert left == 0, f"{left} records still in flight"
+
+    def __exit__(self, *exc):
+        if not self._stop.is_set():
+            self.stop()
+
+
+def assert_all_acked_readable_once(bootstrap: str, topic: str, partitions: int,
+                                   acked: list[bytes]):
+    """Every value in `acked` is in `topic` and no value is there twice."""
+    got = read_all(bootstrap, topic, partitions, timeout=90)
+    values = Counter(m.value() for msgs in got.values() for m in msgs)
+    missing = [v for v in acked if v not in values]
+    dups = [v for v, n in values.items() if n > 1]
+    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {missing[:3]}"
+    assert not dups, f"{len(dups)} records duplicated, e.g. {dups[:3]}"

@@ -11,134 +11,28 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
-from conftest import SCRIPTS, free_ports, gregor_binary, port_accepts, tail, wait_for
+from cluster import ClusterNode, cluster_fixture
+from conftest import SCRIPTS, wait_for
 from helpers import read_all
 
-pytestmark = [
-    pytest.mark.skipif(
-        shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
-        reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off"),
-    pytest.mark.skipif(
-        bool(os.environ.get("KAFKA_BOOTSTRAP"))
-        or os.environ.get("GREGOR_TEST_BROKER", "gregor") != "gregor",
-        reason="starts its own three Gregor nodes; not run against another broker"),
-]
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
+    reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off")
 
-
-# --- Three-node cluster start-up -------------------------------------------------------------
-# A stand-in until the shared three-node harness (tests/python/cluster.py, being written on
-# another branch) lands: replace `Node`/`three_nodes` with it then.
-
-class Node:
-    """One combined broker+controller `gregor server-start` process."""
-
-    def __init__(self, binary: Path, workdir: Path, node_id: int, ports: list[int],
-                 voters: str, cluster_id: str):
-        self.id = node_id
-        self.binary = binary
-        self.dir = workdir / f"n{node_id}"
-        self.data = self.dir / "data"
-        self.log_path = self.dir / "gregor.log"
-        self.port, self.controller_port, self.metrics_port = ports
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.props = self.dir / "server.properties"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.props.write_text("\n".join([
-            f"node.id={node_id}",
-            "process.roles=broker,controller",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"controller.quorum.voters={voters}",
-            f"log.dirs={self.data}",
-            "min.insync.replicas=2",
-            "offsets.topic.replication.factor=3",
-            "broker.heartbeat.interval.ms=500",
-            # Long enough for a broker frozen with SIGSTOP to stay unfenced (and so a valid
-            # reassignment target) while the tools run.
-            "broker.session.timeout.ms=15000",
-            # The test elects preferred leaders itself.
-            "auto.leader.rebalance.enable=false",
-            f"metrics.listener=127.0.0.1:{self.metrics_port}",
-        ]) + "\n")
-        subprocess.run([str(binary), "storage", "format", "-t", cluster_id, "-c", str(self.props)],
-                       check=True, stdout=subprocess.DEVNULL, timeout=60)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self):
-        log = open(self.log_path, "ab")
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")
-        self.proc = subprocess.Popen([str(self.binary), "server-start", str(self.props)],
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        log.close()
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"node {self.id} exited with {self.proc.returncode}\n"
-                               f"{tail(self.log_path)}")
-        if not port_accepts(self.port):
-            return False
-        try:
-            url = f"http://127.0.0.1:{self.metrics_port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def three_nodes(tmp_path_factory):
-    binary = gregor_binary()
-    if not binary.exists():
-        pytest.fail(f"gregor binary not found at {binary}: build it or set GREGOR_BIN")
-    workdir = tmp_path_factory.mktemp("cluster3")
-    ports = free_ports(9)
-    voters = ",".join(f"{i}@127.0.0.1:{ports[(i - 1) * 3 + 1]}" for i in (1, 2, 3))
-    cluster_id = subprocess.run([str(binary), "storage", "random-uuid"], check=True, text=True,
-                                stdout=subprocess.PIPE, timeout=30).stdout.strip()
-    nodes = [Node(binary, workdir, i, ports[(i - 1) * 3:i * 3], voters, cluster_id)
-             for i in (1, 2, 3)]
-    try:
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            wait_for(n.ready, 90, f"node {n.id} to be ready")
-        admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
-        wait_for(lambda: len(admin.list_topics(timeout=5).brokers) == 3, 60,
-                 "all three brokers to register")
-        yield nodes
-    except BaseException:
-        for n in nodes:
-            print(f"--- node {n.id} ---\n{tail(n.log_path)}")
-        raise
-    finally:
-        for n in nodes:
-            n.stop()
-
-# --- end of the three-node start-up stand-in -------------------------------------------------
+# Fencing takes broker.session.timeout.ms: long enough here for a broker frozen with SIGSTOP
+# to stay unfenced (and so a valid reassignment target) while the tools run. The test elects
+# preferred leaders itself.
+cluster = cluster_fixture(overrides={
+    "broker.heartbeat.interval.ms": 500,
+    "broker.session.timeout.ms": 15000,
+    "auto.leader.rebalance.enable": "false",
+})
 
 
 def kafka(*args: str, timeout: float = 120) -> str:
@@ -187,15 +81,15 @@ def reassign(bootstrap: str, plan: Path, topic: str, replicas: list[int]):
     wait_for(verified, 120, f"{topic}-0 to move to {replicas}", interval=1)
 
 
-def local_log_bytes(node: Node, topic: str) -> int:
+def local_log_bytes(node: ClusterNode, topic: str) -> int:
     """Bytes of record data `node` holds for `topic`-0."""
-    d = node.data / f"{topic}-0"
+    d = node.data_dir / f"{topic}-0"
     return sum(f.stat().st_size for f in d.glob("*.log")) if d.is_dir() else 0
 
 
-def test_reassign_partitions_and_preferred_leader_election(three_nodes, tmp_path):
-    n1, n2, n3 = three_nodes
-    bootstrap = ",".join(n.bootstrap for n in three_nodes)
+def test_reassign_partitions_and_preferred_leader_election(cluster, tmp_path):
+    n1, n3 = cluster.nodes[1], cluster.nodes[3]
+    bootstrap = cluster.bootstrap
     topic = "moving"
     kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic,
           "--replica-assignment", "1:2")
@@ -238,42 +132,41 @@ def test_reassign_partitions_and_preferred_leader_election(three_nodes, tmp_path
     assert [m.offset() for m in got] == list(range(500))
 
 
-def test_a_reassignment_waiting_for_a_frozen_broker_is_listed_and_cancelled(three_nodes, tmp_path):
-    admin = AdminClient({"bootstrap.servers": three_nodes[0].bootstrap})
+def test_a_reassignment_waiting_for_a_frozen_broker_is_listed_and_cancelled(cluster, tmp_path):
+    admin = cluster.admin()  # the futures fail once the client is collected
     controller = admin.describe_cluster().result(timeout=30).controller.id
     # Freeze a broker other than the active controller, so admin requests keep an answer.
-    frozen = next(n for n in three_nodes if n.id != controller)
-    a, b = [n for n in three_nodes if n is not frozen]
+    frozen = next(n for n in cluster.nodes.values() if n.node_id != controller)
+    a, b = [n for n in cluster.nodes.values() if n is not frozen]
     bootstrap = f"{a.bootstrap},{b.bootstrap}"
     topic = "cancelled"
     kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic,
-          "--replica-assignment", f"{a.id}:{b.id}")
-    wait_for(lambda: describe(bootstrap, topic)[2] == {a.id, b.id}, 60, "both replicas in sync")
+          "--replica-assignment", f"{a.node_id}:{b.node_id}")
+    wait_for(lambda: describe(bootstrap, topic)[2] == {a.node_id, b.node_id}, 60, "both replicas in sync")
     values = [f"v-{i}" for i in range(100)]
     produce(bootstrap, topic, values)
     plan = tmp_path / "cancel.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [
-        {"topic": topic, "partition": 0, "replicas": [a.id, frozen.id]}]}))
-    frozen.proc.send_signal(signal.SIGSTOP)
+        {"topic": topic, "partition": 0, "replicas": [a.node_id, frozen.node_id]}]}))
+    cluster.freeze(frozen.node_id)
     try:
         out = kafka("reassign-partitions", "--bootstrap-server", bootstrap,
                     "--reassignment-json-file", str(plan), "--execute")
         assert "Successfully started partition reassignment" in out, out
         out = kafka("reassign-partitions", "--bootstrap-server", bootstrap, "--list")
-        assert (f"{topic}-0: replicas: {a.id},{frozen.id},{b.id}. adding: {frozen.id}. "
-                f"removing: {b.id}.") in out, out
+        assert (f"{topic}-0: replicas: {a.node_id},{frozen.node_id},{b.node_id}. adding: {frozen.node_id}. "
+                f"removing: {b.node_id}.") in out, out
         out = kafka("reassign-partitions", "--bootstrap-server", bootstrap,
                     "--reassignment-json-file", str(plan), "--verify", "--preserve-throttles")
         assert f"Reassignment of partition {topic}-0 is still in progress." in out, out
         out = kafka("reassign-partitions", "--bootstrap-server", bootstrap,
                     "--reassignment-json-file", str(plan), "--cancel", "--preserve-throttles")
         assert f"Successfully cancelled partition reassignment for: {topic}-0" in out, out
-        assert describe(bootstrap, topic)[:2] == (a.id, [a.id, b.id])
+        assert describe(bootstrap, topic)[:2] == (a.node_id, [a.node_id, b.node_id])
         assert "No partition reassignments found." in kafka(
             "reassign-partitions", "--bootstrap-server", bootstrap, "--list")
     finally:
-        frozen.proc.send_signal(signal.SIGCONT)
+        cluster.thaw(frozen.node_id)
     got = read_all(bootstrap, topic, 1)[0]
     assert [m.value().decode() for m in got] == values
-    wait_for(lambda: len(admin.list_topics(timeout=5).brokers) == 3, 60,
-             f"broker {frozen.id} to be back")
+    cluster.wait_brokers(a.node_id, timeout=60)

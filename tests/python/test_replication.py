@@ -16,7 +16,6 @@ stays short; Kafka's defaults (9000 / 2000) behave the same, only slower.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
@@ -25,7 +24,7 @@ from confluent_kafka.admin import NewTopic
 
 from cluster import cluster_fixture
 from conftest import wait_for
-from helpers import read_all
+from helpers import Stream, assert_all_acked_readable_once
 
 FAST_FENCING = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500}
 fresh_cluster = cluster_fixture(scope="function", overrides=FAST_FENCING)
@@ -44,68 +43,6 @@ def create(c, topic: str, partitions: int, timeout: float = 30.0, **configs):
                          for p in c.describe(topic).values())
              and len(c.describe(topic)) == partitions,
              timeout, f"{topic} to have leaders and full ISRs")
-
-
-class Stream:
-    """An idempotent acks=all producer writing numbered records to `topic` from a thread until
-    stopped; remembers what was acknowledged and what failed, with timestamps."""
-
-    def __init__(self, bootstrap: str, topic: str, partition: int | None = None):
-        self.topic, self.partition = topic, partition
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-            "linger.ms": 2, "message.timeout.ms": 60_000, "retry.backoff.ms": 50,
-            "topic.metadata.refresh.interval.ms": 1000,
-        })
-        self.acked: list[tuple[float, bytes]] = []
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def _delivered(self, err, msg):
-        if err is not None:
-            self.failed.append(str(err))
-        else:
-            self.acked.append((time.monotonic(), msg.value()))
-
-    def _run(self):
-        extra = {} if self.partition is None else {"partition": self.partition}
-        while not self._stop.is_set():
-            try:
-                self.producer.produce(self.topic, value=f"r{self.sent:07d}".encode(),
-                                      on_delivery=self._delivered, **extra)
-                self.sent += 1
-            except BufferError:
-                self.producer.poll(0.05)
-            self.producer.poll(0)
-            time.sleep(0.0005)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def acked_after(self, t: float) -> int:
-        return sum(1 for at, _ in self.acked if at > t)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=30)
-        left = self.producer.flush(90)
-        assert left == 0, f"{left} records still in flight"
-
-    def __exit__(self, *exc):
-        if not self._stop.is_set():
-            self.stop()
-
-
-def assert_all_acked_readable_once(c, topic: str, partitions: int, acked: list[bytes]):
-    got = read_all(c.bootstrap, topic, partitions, timeout=90)
-    values = Counter(m.value() for msgs in got.values() for m in msgs)
-    missing = [v for v in acked if v not in values]
-    dups = [v for v, n in values.items() if n > 1]
-    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {missing[:3]}"
-    assert not dups, f"{len(dups)} records duplicated, e.g. {dups[:3]}"
 
 
 def leaders_per_broker(parts) -> Counter:
@@ -134,7 +71,7 @@ def test_kill9_of_a_leader_under_idempotent_acks_all_loses_nothing(fresh_cluster
         s.stop()
     assert not s.failed, f"{len(s.failed)} produce failures, first: {s.failed[0]}"
     assert failover_s < 10, f"leaders moved only after {failover_s:.1f}s"
-    assert_all_acked_readable_once(c, topic_name, 6, [v for _, v in s.acked])
+    assert_all_acked_readable_once(c.bootstrap, topic_name, 6, [v for _, v in s.acked])
     # The restarted node caught up and is back in every ISR.
     wait_for(lambda: all(victim in p.isr for p in c.describe(topic_name).values()), 60,
              f"node {victim} to rejoin every ISR of {topic_name}")
@@ -157,7 +94,7 @@ def test_controlled_shutdown_and_restart_fail_no_produce_request(fresh_cluster, 
         wait_for(lambda: s.acked_after(mark) > 1000, 30, "writes to continue after the restart")
         s.stop()
     assert not s.failed, f"{len(s.failed)} produce failures, first: {s.failed[0]}"
-    assert_all_acked_readable_once(c, topic_name, 6, [v for _, v in s.acked])
+    assert_all_acked_readable_once(c.bootstrap, topic_name, 6, [v for _, v in s.acked])
 
 
 def test_losing_the_controller_then_a_majority_and_healing(fresh_cluster, topic_name):
@@ -202,7 +139,7 @@ def test_losing_the_controller_then_a_majority_and_healing(fresh_cluster, topic_
         p.produce(topic_name, value=f"c{i:04d}".encode(), on_delivery=delivered)
     p.flush(60)
     assert len(acked) == acked_before + 100, "writes succeed again"
-    assert_all_acked_readable_once(c, topic_name, 3, acked)
+    assert_all_acked_readable_once(c.bootstrap, topic_name, 3, acked)
 
 
 def test_group_offsets_survive_the_loss_of_the_coordinator(fresh_cluster, topic_name):
