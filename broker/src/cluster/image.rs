@@ -99,6 +99,21 @@ pub struct TopicImage {
     pub assignment: BTreeMap<i32, PartitionImage>,
 }
 
+impl PartitionImage {
+    /// A new partition: led by its first replica at epoch 0, every replica in sync.
+    pub fn new(replicas: Vec<i32>) -> PartitionImage {
+        PartitionImage {
+            leader: replicas.first().copied().unwrap_or(-1),
+            leader_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
+    }
+}
+
 impl MetadataImage {
     /// Applies one record. Returns whether it changed the image: records naming a topic the
     /// image does not have are ignored, as the single-node log replay has always done.
@@ -111,6 +126,11 @@ impl MetadataImage {
                 replication_factor,
                 configs,
             } => {
+                // First creation wins: a broker that raced another to create the same name
+                // sees its record ignored and answers TOPIC_ALREADY_EXISTS.
+                if self.topics.contains_key(name) {
+                    return false;
+                }
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
@@ -124,11 +144,29 @@ impl MetadataImage {
                 true
             }
             MetadataRecord::Partitions { name, count } => match self.topics.get_mut(name) {
-                Some(topic) => {
+                // Partition counts only grow; a smaller or equal count raced a bigger one.
+                Some(topic) if *count > topic.partitions => {
                     topic.partitions = *count;
                     true
                 }
-                None => false,
+                _ => false,
+            },
+            MetadataRecord::NewPartition {
+                topic,
+                topic_id,
+                partition,
+                replicas,
+            } => match self.topics.get_mut(topic) {
+                Some(t)
+                    if t.id == *topic_id
+                        && (0..t.partitions).contains(partition)
+                        && !t.assignment.contains_key(partition) =>
+                {
+                    t.assignment
+                        .insert(*partition, PartitionImage::new(replicas.clone()));
+                    true
+                }
+                _ => false,
             },
             MetadataRecord::Configs { name, configs } => match self.topics.get_mut(name) {
                 Some(topic) => {
@@ -527,6 +565,47 @@ mod tests {
         assert!(image.apply(&MetadataRecord::ProducerIds { next: 1000 }));
         assert!(!image.apply(&MetadataRecord::ProducerIds { next: 500 }));
         assert_eq!(image.next_producer_id, 1000);
+    }
+
+    #[test]
+    fn racing_creations_and_grows_never_replace_what_won() {
+        let mut image = MetadataImage::default();
+        let first = topic("t", 1);
+        let MetadataRecord::Topic { id, .. } = first.clone() else {
+            unreachable!("built as a topic record")
+        };
+        let new_partition = |topic_id, partition, replicas: &[i32]| MetadataRecord::NewPartition {
+            topic: "t".into(),
+            topic_id,
+            partition,
+            replicas: replicas.to_vec(),
+        };
+        assert!(image.apply(&first));
+        assert!(image.apply(&new_partition(id, 0, &[1, 2])));
+        let rival = topic("t", 3);
+        assert!(
+            !image.apply(&rival),
+            "the second creation of a name is ignored"
+        );
+        assert!(
+            !image.apply(&new_partition(uuid::Uuid::new_v4(), 0, &[3])),
+            "nor do its partitions replace the winner's"
+        );
+        assert!(!image.apply(&new_partition(id, 0, &[3])), "a state exists");
+        assert_eq!(image.topics["t"].assignment[&0].replicas, vec![1, 2]);
+        assert!(image.apply(&MetadataRecord::Partitions {
+            name: "t".into(),
+            count: 3
+        }));
+        assert!(
+            !image.apply(&MetadataRecord::Partitions {
+                name: "t".into(),
+                count: 2
+            }),
+            "counts only grow"
+        );
+        assert!(image.apply(&new_partition(id, 2, &[2, 1])));
+        assert_eq!(image.topics["t"].assignment[&2].leader, 2);
     }
 
     #[test]

@@ -81,6 +81,20 @@ pub enum MetadataRecord {
         /// In-sync replicas.
         isr: Vec<i32>,
     },
+    /// A new partition of the topic with id `topic_id`, led by its first replica at epoch 0
+    /// with every replica in sync. Applied only while the partition has no state yet, so two
+    /// brokers creating or growing the same topic at once never replace each other's.
+    NewPartition {
+        /// Topic name.
+        topic: String,
+        /// The id of the topic the creator saw (a re-created topic's partitions are not
+        /// the old one's).
+        topic_id: uuid::Uuid,
+        /// Partition index.
+        partition: i32,
+        /// Replica broker ids; the first is the preferred leader.
+        replicas: Vec<i32>,
+    },
     /// A change of one partition's leader and ISR (Kafka's AlterPartition, and the
     /// controller's leader elections), applied only if the partition is still at
     /// `leader_epoch` and `partition_epoch`: a proposal made from a stale view changes nothing.

@@ -778,8 +778,11 @@ impl Cluster {
             replication_factor,
             configs: t.configs.clone(),
         }];
-        records.extend(initial_states(&t.name, 0, &assignment));
-        meta.log.append(&records)?;
+        records.extend(initial_states(&t.name, id, 0, &assignment));
+        if meta.log.append(&records)?.ignored > 0 {
+            // Another broker created the name first; its topic arrives by reconciliation.
+            return Err(AdminError::TopicExists(t.name));
+        }
         let topic = self.open_topic(
             &t.name,
             id,
@@ -865,8 +868,13 @@ impl Cluster {
             name: name.to_string(),
             count,
         }];
-        records.extend(initial_states(name, current, &assignment));
-        meta.log.append(&records)?;
+        records.extend(initial_states(name, topic.id, current, &assignment));
+        if meta.log.append(&records)?.ignored > 0 {
+            return Err(AdminError::InvalidPartitions(format!(
+                "topic {name} was grown or changed by another request at the same time; \
+                 describe it and retry"
+            )));
+        }
         let log_config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
             .map_err(AdminError::InvalidConfig)?;
         self.add_partitions(&topic, count, &log_config, &states_of(&records))
@@ -1019,44 +1027,35 @@ impl Cluster {
     }
 }
 
-/// PartitionState records for new partitions led by their first replica at epoch 0.
-fn initial_states(topic: &str, first: i32, assignment: &[Vec<i32>]) -> Vec<MetadataRecord> {
+/// NewPartition records for new partitions of topic `id`, led by their first replica.
+fn initial_states(
+    topic: &str,
+    id: uuid::Uuid,
+    first: i32,
+    assignment: &[Vec<i32>],
+) -> Vec<MetadataRecord> {
     assignment
         .iter()
         .enumerate()
-        .map(|(i, replicas)| MetadataRecord::PartitionState {
+        .map(|(i, replicas)| MetadataRecord::NewPartition {
             topic: topic.to_string(),
+            topic_id: id,
             partition: first + i as i32,
             replicas: replicas.clone(),
-            leader: replicas.first().copied().unwrap_or(-1),
-            leader_epoch: 0,
-            isr: replicas.clone(),
         })
         .collect()
 }
 
-/// The image entries of freshly written PartitionState records.
+/// The image entries of freshly written NewPartition records.
 fn states_of(records: &[MetadataRecord]) -> BTreeMap<i32, PartitionImage> {
     records
         .iter()
         .filter_map(|r| match r {
-            MetadataRecord::PartitionState {
+            MetadataRecord::NewPartition {
                 partition,
                 replicas,
-                leader,
-                leader_epoch,
-                isr,
                 ..
-            } => Some((
-                *partition,
-                PartitionImage {
-                    replicas: replicas.clone(),
-                    leader: *leader,
-                    leader_epoch: *leader_epoch,
-                    isr: isr.clone(),
-                    ..PartitionImage::default()
-                },
-            )),
+            } => Some((*partition, PartitionImage::new(replicas.clone()))),
             _ => None,
         })
         .collect()
