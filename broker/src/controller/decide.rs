@@ -46,14 +46,7 @@ pub fn decide(
     for (topic, t) in &image.topics {
         for (index, p) in &t.assignment {
             if let Some((leader, isr)) = elect(p, &usable, policy) {
-                out.push(MetadataRecord::AlterPartition {
-                    topic: topic.clone(),
-                    partition: *index,
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                    leader,
-                    isr,
-                });
+                out.push(alter(topic, *index, p, leader, isr));
             } else if let Some(done) = replica_changes::complete(p, &|b| usable.contains(&b)) {
                 // Only once the partition needs no election: both would be made at the same
                 // epochs, and the second would be ignored.
@@ -87,17 +80,29 @@ pub fn move_leaderships_off(image: &MetadataImage, broker: i32) -> Vec<MetadataR
             if leader < 0 {
                 continue;
             }
-            out.push(MetadataRecord::AlterPartition {
-                topic: topic.clone(),
-                partition: *index,
-                leader_epoch: p.leader_epoch,
-                partition_epoch: p.partition_epoch,
-                leader,
-                isr,
-            });
+            out.push(alter(topic, *index, p, leader, isr));
         }
     }
     out
+}
+
+/// The conditional record giving partition `index` of `topic` a new leader and ISR, made at
+/// the epochs of `p`.
+fn alter(
+    topic: &str,
+    index: i32,
+    p: &PartitionImage,
+    leader: i32,
+    isr: Vec<i32>,
+) -> MetadataRecord {
+    MetadataRecord::AlterPartition {
+        topic: topic.to_string(),
+        partition: index,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        leader,
+        isr,
+    }
 }
 
 /// The new (leader, ISR) of one partition, or `None` when it needs no change.
