@@ -339,13 +339,9 @@ impl Partition {
         if state.leader != me {
             return None;
         }
-        // The log lock is never taken while holding the followers lock.
-        let epoch_start = self
-            .log
-            .lock()
-            .end_offset_for_epoch(state.leader_epoch - 1)
-            .map(|(_, e)| e)
-            .unwrap_or(0);
+        // Where this leader's epoch began, recorded when it took over: no log lock on this
+        // periodic path.
+        let epoch_start = self.epoch_start.load(Ordering::Acquire);
         let followers = self.followers.lock();
         let lagging = crate::replication::isr::lagging_members(
             me, &state.isr, &followers, now_ms, lag_max_ms,
