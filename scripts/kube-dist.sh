@@ -59,7 +59,11 @@ EOF
     cd "$src"
     export GOFLAGS=-mod=mod
     go mod tidy -e >&2
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/kube-apiserver.tmp" \
+    minor="${version#v1.}"; minor="${minor%%.*}"
+    v=k8s.io/component-base/version
+    ldflags="-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+    ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.tmp" \
       k8s.io/kubernetes/cmd/kube-apiserver >&2
   )
   mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"

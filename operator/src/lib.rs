@@ -2,5 +2,10 @@
 //! running, safely rolled Gregor clusters.
 //!
 //! - [`crd`]: the custom resources, from which `crdgen` writes the CRDs.
+//! - [`validate`]: a spec checked and completed into a [`validate::ValidatedCluster`], with no
+//!   client.
+//! - [`build`]: pure functions from a validated cluster to the objects that run it.
 
+pub mod build;
 pub mod crd;
+pub mod validate;

@@ -13,7 +13,9 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--check" => check = true,
             "-h" | "--help" => {
-                println!("usage: crdgen [--check] [DIR...]   (default DIRs: crds charts/gregor/crds)");
+                println!(
+                    "usage: crdgen [--check] [DIR...]   (default DIRs: crds charts/gregor/crds)"
+                );
                 return Ok(());
             }
             a if a.starts_with('-') => bail!("unknown option {a} (try --help)"),
