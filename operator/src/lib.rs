@@ -5,7 +5,9 @@
 //! - [`validate`]: a spec checked and completed into a [`validate::ValidatedCluster`], with no
 //!   client.
 //! - [`build`]: pure functions from a validated cluster to the objects that run it.
+//! - [`reconcile`]: validate → build → apply in order → status, per resource.
 
 pub mod build;
 pub mod crd;
+pub mod reconcile;
 pub mod validate;

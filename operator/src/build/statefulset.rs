@@ -130,6 +130,8 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
             "--ignore-formatted".into(),
         ]),
         env: Some(env[..1].to_vec()),
+        // The operator reports why a format failed from the container's last log lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts.clone()),
         security_context: Some(security.clone()),
         resources: resources.clone(),

@@ -1,0 +1,211 @@
+//! KafkaCluster reconciles against the real API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
+use gregor_operator::reconcile::{cluster::reconcile, Context};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+
+use crate::{api_server_or_skip, install_crds};
+
+fn context(client: &kube::Client) -> Arc<Context> {
+    Arc::new(Context {
+        client: client.clone(),
+        default_image: "gregor:test".into(),
+        bootstrap_overrides: BTreeMap::new(),
+    })
+}
+
+async fn create(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: KafkaClusterSpec,
+) -> KafkaCluster {
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &KafkaCluster::new(name, spec))
+        .await
+        .expect("creating the KafkaCluster")
+}
+
+async fn get(client: &kube::Client, ns: &str, name: &str) -> KafkaCluster {
+    Api::<KafkaCluster>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("reading the KafkaCluster")
+}
+
+fn condition<'a>(
+    kc: &'a KafkaCluster,
+    kind: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    kc.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+        .unwrap_or_else(|| panic!("no {kind} condition in {:?}", kc.status))
+}
+
+#[tokio::test]
+async fn the_server_validates_custom_resources_against_the_generated_schema() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("schema").await;
+    install_crds(&client).await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    let zero = KafkaCluster::new(
+        "zero",
+        KafkaClusterSpec {
+            replicas: 0,
+            ..Default::default()
+        },
+    );
+    let err = api
+        .create(&PostParams::default(), &zero)
+        .await
+        .expect_err("replicas 0 is below the schema's minimum");
+    assert!(err.to_string().contains("spec.replicas"), "{err}");
+    let mut wrong_type =
+        serde_json::to_value(KafkaCluster::new("typed", KafkaClusterSpec::default())).unwrap();
+    wrong_type["spec"]["replicas"] = serde_json::json!("three");
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<KafkaCluster>(&()),
+    );
+    let obj: kube::api::DynamicObject = serde_json::from_value(wrong_type).unwrap();
+    let err = raw
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect_err("a string is not a count");
+    assert!(err.to_string().contains("spec.replicas"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cluster_gets_owned_children_and_a_status_and_a_second_reconcile_changes_nothing() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("children").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    spec.config.insert("min.insync.replicas".into(), "2".into());
+    let kc = create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx))
+        .await
+        .expect("first reconcile");
+
+    let kc = get(&client, &ns, "events").await;
+    let uid = kc.uid().unwrap();
+    let status = kc.status.clone().expect("a status");
+    let id = status.cluster_id.clone().expect("a cluster id");
+    assert!(gregor_operator::validate::is_cluster_id(&id), "{id}");
+    assert_eq!(
+        status.bootstrap_servers.as_deref(),
+        Some(format!("events-bootstrap.{ns}.svc:9092").as_str())
+    );
+    assert_eq!(status.observed_generation, kc.metadata.generation);
+    assert_eq!(status.brokers.len(), 3);
+    assert_eq!(condition(&kc, "Ready").status, "False", "no pods run here");
+
+    let owned_by_cluster =
+        |owners: &Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+            let o = owners.as_ref().expect("owner references");
+            o.len() == 1
+                && o[0].uid == uid
+                && o[0].kind == "KafkaCluster"
+                && o[0].controller == Some(true)
+        };
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let s = sts.get("events").await.expect("the StatefulSet");
+    assert!(owned_by_cluster(&s.metadata.owner_references));
+    assert_eq!(
+        s.spec.update_strategy.as_ref().unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    let config = cms.get("events-config").await.expect("the config");
+    assert!(owned_by_cluster(&config.metadata.owner_references));
+    assert!(config.data.as_ref().unwrap()["events-2.properties"].contains("node.id=2\n"));
+    let record = cms.get("events-cluster-id").await.expect("the id record");
+    assert_eq!(record.data.unwrap()["clusterId"], id);
+    for name in ["events-nodes", "events-bootstrap"] {
+        let svc = svcs.get(name).await.expect("the Services");
+        assert!(owned_by_cluster(&svc.metadata.owner_references), "{name}");
+    }
+    assert!(owned_by_cluster(
+        &pdbs.get("events").await.unwrap().metadata.owner_references
+    ));
+
+    // Nothing changed: nothing is rewritten, and the StatefulSet keeps generation 1.
+    let versions = |s: &StatefulSet, c: &ConfigMap| (s.resource_version(), c.resource_version());
+    let before = versions(&s, &config);
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("second reconcile");
+    let s = sts.get("events").await.unwrap();
+    assert_eq!(s.metadata.generation, Some(1));
+    assert_eq!(
+        versions(&s, &cms.get("events-config").await.unwrap()),
+        before
+    );
+
+    // A status wipe loses nothing: the id comes back from its record.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch_status(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": null})),
+    )
+    .await
+    .expect("wiping the status");
+    assert!(get(&client, &ns, "events")
+        .await
+        .status
+        .is_none_or(|s| s.cluster_id.is_none()));
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("reconcile after the wipe");
+    assert_eq!(
+        get(&client, &ns, "events").await.status.unwrap().cluster_id,
+        Some(id)
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_by_name_and_creates_nothing() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("invalid").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    spec.config.insert("log.dirs".into(), "/elsewhere".into());
+    let kc = create(&client, &ns, "bad", spec).await;
+    reconcile(Arc::new(kc), context(&client))
+        .await
+        .expect("an invalid spec is not an error");
+    let kc = get(&client, &ns, "bad").await;
+    let ready = condition(&kc, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(ready.message.contains("log.dirs"), "{}", ready.message);
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(sts.get_opt("bad").await.unwrap().is_none());
+}
