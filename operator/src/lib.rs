@@ -5,9 +5,13 @@
 //! - [`validate`]: a spec checked and completed into a [`validate::ValidatedCluster`], with no
 //!   client.
 //! - [`build`]: pure functions from a validated cluster to the objects that run it.
+//! - [`leader`]: leader election over a Lease, so replicas can run side by side.
+//! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
 //! - [`reconcile`]: validate → build → apply in order → status, per resource.
 
 pub mod build;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod validate;

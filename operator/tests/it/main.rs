@@ -2,6 +2,7 @@
 //! KafkaCluster's children, owner references, status, the cluster id, no-op reconciles.
 
 mod apiserver;
+mod binary;
 mod cluster;
 
 use std::time::Duration;
