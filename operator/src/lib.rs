@@ -5,13 +5,17 @@
 //! - [`validate`]: a spec checked and completed into a [`validate::ValidatedCluster`], with no
 //!   client.
 //! - [`build`]: pure functions from a validated cluster to the objects that run it.
+//! - [`health`]: what a running cluster says about its ISRs and quorum, for the roll.
 //! - [`leader`]: leader election over a Lease, so replicas can run side by side.
 //! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
+//! - [`roll`]: the rolling-restart planner: which pod next, or why wait or halt.
 //! - [`reconcile`]: validate → build → apply in order → status, per resource.
 
 pub mod build;
 pub mod crd;
+pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod roll;
 pub mod validate;

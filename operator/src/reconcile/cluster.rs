@@ -7,25 +7,33 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conditions::{merge, Want};
-use super::{cluster_id, Context, ReconcileError};
+use super::{cluster_id, nodes, Context, ReconcileError};
 use crate::build::objects::{cluster_selector, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
-use crate::crd::cluster::{KafkaClusterStatus, NodeStatus};
+use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
-use crate::validate::{validate, ValidatedCluster};
+use crate::health;
+use crate::roll::{self, Step};
+use crate::validate::validate;
 
 /// How soon a cluster that is not ready yet is looked at again.
 const SETTLING: Duration = Duration::from_secs(5);
 /// How often a ready cluster is looked at again anyway (changes to children wake it sooner).
 const STEADY: Duration = Duration::from_secs(300);
+/// How long a pod that runs the current spec may stay unready before the roll halts.
+const STUCK_AFTER: Duration = Duration::from_secs(300);
+/// How long the brokers get to say how the cluster is.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reconciles one KafkaCluster.
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -78,16 +86,65 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             .await?
             .items
     };
-    let status = observe(
+    let observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
+    // The brokers are asked only when a ready pod may have to restart.
+    let health = if rolling {
+        let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
+        match tokio::time::timeout(HEALTH_TIMEOUT, health::read(&bootstrap)).await {
+            Ok(Ok(h)) => Some(h),
+            Ok(Err(e)) => {
+                tracing::info!(%bootstrap, error = %e, "cannot read the cluster's health");
+                None
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let step = roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER);
+    let pending = roll::pending(
+        &observed.nodes,
+        health.as_ref().and_then(|h| h.active_controller),
+    );
+    match &step {
+        Step::Restart { pod, reason } => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            tracing::info!(%pod, %reason, "restarting pod");
+            pods.delete(pod, &DeleteParams::default()).await?;
+            event(
+                client,
+                &kc,
+                EventType::Normal,
+                "RestartingPod",
+                format!("{pod}: {reason}"),
+            )
+            .await;
+        }
+        Step::Halt { reason } => {
+            event(
+                client,
+                &kc,
+                EventType::Warning,
+                "RollHalted",
+                reason.clone(),
+            )
+            .await;
+        }
+        Step::Wait { .. } | Step::Done => {}
+    }
+    let status = nodes::status(
         &cluster,
-        &statefulsets,
-        &pods,
+        &observed,
+        &step,
+        pending,
         &previous,
         kc.metadata.generation,
     );
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
-    Ok(Action::requeue(if ready { STEADY } else { SETTLING }))
+    let settled = ready && step == Step::Done;
+    Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
 }
 
 /// Applies every child in the written order: configuration and Services before the
@@ -179,121 +236,29 @@ async fn patch_status(
     Ok(())
 }
 
-/// Whether a pod is ready (its Ready condition holds).
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Why a pod's storage could not be formatted, if its `format` init container failed.
-pub fn format_failure(pod: &Pod) -> Option<String> {
-    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
-    let format = statuses.iter().find(|s| s.name == "format")?;
-    let terminated = format
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .filter(|t| t.exit_code != 0)
-        .or_else(|| {
-            format
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .filter(|t| t.exit_code != 0)
-        })?;
-    Some(
-        terminated
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("exit code {}", terminated.exit_code))
-            .trim()
-            .to_string(),
-    )
-}
-
-/// The status the cluster has, from its StatefulSets and pods as they are.
-pub fn observe(
-    cluster: &ValidatedCluster,
-    statefulsets: &[StatefulSet],
-    pods: &[Pod],
-    previous: &KafkaClusterStatus,
-    generation: Option<i64>,
-) -> KafkaClusterStatus {
-    let generation = generation.unwrap_or_default();
-    let mut nodes = Vec::new();
-    let mut failures = Vec::new();
-    for pool in &cluster.pools {
-        let revision = statefulsets
-            .iter()
-            .find(|s| s.metadata.name.as_deref() == Some(&pool.name))
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s.update_revision.clone());
-        for (ordinal, pod_name) in pool.pods() {
-            let pod = pods
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(&pod_name));
-            let current = match (pod, &revision) {
-                (Some(p), Some(r)) => p.labels().get("controller-revision-hash") == Some(r),
-                _ => false,
-            };
-            if let Some(why) = pod.and_then(format_failure) {
-                failures.push(format!("{pod_name}: {why}"));
-            }
-            nodes.push(NodeStatus {
-                id: pool.node_id(ordinal),
-                pod: pod_name,
-                ready: pod.is_some_and(pod_ready),
-                current,
-            });
-        }
-    }
-    let total = nodes.len();
-    let ready = nodes.iter().filter(|n| n.ready).count();
-    let stale = nodes.iter().filter(|n| !n.current).count();
-    let mut wanted = Vec::new();
-    if ready == total && stale == 0 {
-        wanted.push(Want::yes(
-            "Ready",
-            "AllNodesReady",
-            format!("{ready}/{total} nodes ready"),
-        ));
-    } else {
-        wanted.push(Want::no(
-            "Ready",
-            "NodesNotReady",
-            format!("{ready}/{total} nodes ready, {stale} not running the current spec"),
-        ));
-    }
-    if stale > 0 || ready < total {
-        wanted.push(Want::yes(
-            "Progressing",
-            if stale > 0 { "Updating" } else { "Starting" },
-            format!(
-                "{} of {total} nodes to start or restart",
-                stale.max(total - ready)
-            ),
-        ));
-    } else {
-        wanted.push(Want::no("Progressing", "Settled", "nothing to do"));
-    }
-    if failures.is_empty() {
-        wanted.push(Want::no("Degraded", "AsExpected", "no failures seen"));
-    } else {
-        wanted.push(Want::yes(
-            "Degraded",
-            "StorageFormatFailed",
-            failures.join("; "),
-        ));
-    }
-    KafkaClusterStatus {
-        conditions: merge(&previous.conditions, &wanted, generation, now()),
-        observed_generation: Some(generation),
-        cluster_id: Some(cluster.cluster_id.clone()),
-        bootstrap_servers: Some(cluster.bootstrap_servers()),
-        ready_replicas: ready as i32,
-        brokers: nodes,
-        roll: previous.roll.clone(),
+/// Records an event on the KafkaCluster; a failure to record is logged, never fatal.
+async fn event(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gregor-operator".into(),
+            instance: None,
+        },
+    );
+    let e = Event {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&e, &kc.object_ref(&())).await {
+        tracing::debug!(error = %err, "recording an event failed");
     }
 }

@@ -5,11 +5,13 @@
 //!   brokers are reached).
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
+//! - [`nodes`]: each node's state read off the pods, and the status it makes.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
 pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
+pub mod nodes;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,17 @@ pub struct Context {
     /// Where the brokers of a cluster are reached, by `namespace/name`, instead of its bootstrap
     /// Service: for out-of-cluster runs and tests (`--bootstrap-override`).
     pub bootstrap_overrides: BTreeMap<String, String>,
+}
+
+impl Context {
+    /// Where the brokers of cluster `namespace/name` are reached: its override, or `default`
+    /// (its bootstrap Service).
+    pub fn bootstrap(&self, namespace: &str, name: &str, default: &str) -> String {
+        self.bootstrap_overrides
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
 }
 
 impl std::fmt::Debug for Context {

@@ -209,3 +209,152 @@ async fn an_invalid_spec_is_reported_by_name_and_creates_nothing() {
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     assert!(sts.get_opt("bad").await.unwrap().is_none());
 }
+
+/// Creates the pods a StatefulSet controller would (none runs here), ready or not.
+async fn pods_like_the_statefulset(
+    client: &kube::Client,
+    ns: &str,
+    sts: &StatefulSet,
+    ready: bool,
+) {
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = sts.name_any();
+    for i in 0..sts.spec.replicas.unwrap_or(0) {
+        let template = sts.spec.template.clone();
+        let mut spec = template.spec.unwrap();
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        let mut pod = Pod {
+            metadata: template.metadata.unwrap_or_default(),
+            spec: Some(spec),
+            ..Default::default()
+        };
+        pod.metadata.name = Some(format!("{name}-{i}"));
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("creating a pod");
+        set_ready(client, ns, &format!("{name}-{i}"), ready).await;
+    }
+}
+
+async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let status = if ready { "True" } else { "False" };
+    pods.patch_status(
+        pod,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"conditions": [
+            {"type": "Ready", "status": status, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ]}})),
+    )
+    .await
+    .expect("setting pod readiness");
+}
+
+#[tokio::test]
+async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first() {
+    use k8s_openapi::api::core::v1::Pod;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("roll").await;
+    install_crds(&client).await;
+    let kc = create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut ctx = (*context(&client)).clone();
+    // Nothing listens here: the brokers cannot vouch for a restart of a ready pod.
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), "127.0.0.1:1".into());
+    let ctx = Arc::new(ctx);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    assert_eq!(condition(&kc, "Ready").status, "True", "{:?}", kc.status);
+    assert_eq!(kc.status.as_ref().unwrap().ready_replicas, 3);
+    assert!(kc.status.as_ref().unwrap().roll.is_none());
+
+    // A config change: every pod is stale; no broker answers, so the roll waits, in order.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!(
+        {"spec": {"config": {"log.retention.hours": "24"}}})),
+    )
+    .await
+    .unwrap();
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    let status = kc.status.clone().unwrap();
+    let roll = status.roll.clone().expect("a roll");
+    assert_eq!(roll.pending, vec!["events-0", "events-1", "events-2"]);
+    assert!(roll.restarting.is_none());
+    assert!(
+        roll.waiting_for.unwrap().contains("brokers"),
+        "{:?}",
+        status.roll
+    );
+    assert_eq!(condition(&kc, "Progressing").reason, "RollingRestart");
+    assert_eq!(condition(&kc, "Ready").status, "False");
+    assert!(status.brokers.iter().all(|b| !b.current));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        pods.list(&Default::default()).await.unwrap().items.len(),
+        3,
+        "nothing restarted"
+    );
+
+    // An unready stale pod is restarted first, without asking the brokers.
+    set_ready(&client, &ns, "events-1", false).await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let roll = get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .roll
+        .unwrap();
+    assert_eq!(roll.restarting.as_deref(), Some("events-1"));
+    assert_eq!(roll.pending[0], "events-1");
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["events-0", "events-2"],
+        "events-1 was deleted for its StatefulSet to recreate"
+    );
+}
