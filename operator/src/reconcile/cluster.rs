@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conditions::{merge, Want};
-use super::{cluster_id, nodes, Context, ReconcileError};
+use super::{cluster_id, nodes, storage, Context, ReconcileError};
 use crate::build::objects::{cluster_selector, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
@@ -62,14 +62,19 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         cluster_id::write_record(&config_maps, &cluster).await?;
         tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
     }
-    let objects = build::cluster(&cluster);
+    let mut objects = build::cluster(&cluster);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    for built in &mut objects.statefulsets {
+        let existing = sts_api.get_opt(&built.name_any()).await?;
+        storage::keep_claim_templates(built, existing.as_ref());
+    }
     apply_all(client, &namespace, &objects).await?;
+    let storage_problems = storage::resize_claims(client, &cluster).await?;
 
     let statefulsets: Vec<StatefulSet> = {
-        let api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
         let mut out = Vec::new();
         for pool in &cluster.pools {
-            if let Some(s) = api.get_opt(&pool.name).await? {
+            if let Some(s) = sts_api.get_opt(&pool.name).await? {
                 out.push(s);
             }
         }
@@ -86,7 +91,8 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             .await?
             .items
     };
-    let observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    observed.storage_problems = storage_problems;
     let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
     let health = if rolling {

@@ -6,12 +6,14 @@
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`storage`]: volume growth on the claims, and refused shrinks.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
 pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
+pub mod storage;
 
 use std::collections::BTreeMap;
 

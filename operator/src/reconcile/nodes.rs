@@ -25,6 +25,8 @@ pub struct Observed {
     pub nodes: Vec<NodeState>,
     /// Pods whose storage format failed, with why.
     pub format_failures: Vec<String>,
+    /// Volume claims that could not follow the spec's size, with why.
+    pub storage_problems: Vec<String>,
 }
 
 /// Whether a pod is ready (its Ready condition holds).
@@ -215,17 +217,21 @@ pub fn status(
         )),
     }
     let mut degraded = observed.format_failures.clone();
+    degraded.extend(observed.storage_problems.iter().cloned());
     if let Step::Halt { reason } = step {
         degraded.push(reason.clone());
     }
+    // The first kind of problem names the reason; the message lists them all.
+    let reason = if !observed.format_failures.is_empty() {
+        "StorageFormatFailed"
+    } else if !observed.storage_problems.is_empty() {
+        "StorageResizeRefused"
+    } else {
+        "RollHalted"
+    };
     if degraded.is_empty() {
         wanted.push(Want::no("Degraded", "AsExpected", "no failures seen"));
     } else {
-        let reason = if observed.format_failures.is_empty() {
-            "RollHalted"
-        } else {
-            "StorageFormatFailed"
-        };
         wanted.push(Want::yes("Degraded", reason, degraded.join("; ")));
     }
     KafkaClusterStatus {

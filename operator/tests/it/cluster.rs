@@ -358,3 +358,146 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         "events-1 was deleted for its StatefulSet to recreate"
     );
 }
+
+/// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).
+async fn bound_claims(client: &kube::Client, ns: &str, pool: &str, size: &str, class: &str) {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        let name = format!("data-{pool}-{i}");
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/name": "gregor", "app.kubernetes.io/instance": pool,
+                "gregor.dev/pool": "broker"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                     "volumeName": format!("pv-{ns}-{i}"),
+                     "resources": {"requests": {"storage": size}}}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &claim)
+            .await
+            .expect("creating a claim");
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!(
+            {"status": {"phase": "Bound", "capacity": {"storage": size}}})),
+        )
+        .await
+        .expect("binding the claim");
+    }
+}
+
+#[tokio::test]
+async fn a_bigger_volume_grows_the_claims_and_a_smaller_one_is_refused() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("storage").await;
+    install_crds(&client).await;
+    let class = format!("expandable-{ns}");
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": class}, "provisioner": "example.com/test",
+            "allowVolumeExpansion": true}))
+            .unwrap(),
+        )
+        .await
+        .expect("a storage class");
+    let kc = create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    bound_claims(&client, &ns, "events", "10Gi", &class).await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    let resize = |size: &str| {
+        let api = api.clone();
+        let size = size.to_string();
+        async move {
+            api.patch(
+                "events",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!(
+                {"spec": {"storage": {"size": size}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+
+    resize("5Gi").await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    let degraded = condition(&kc, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "StorageResizeRefused")
+    );
+    assert!(
+        degraded.message.contains("cannot shrink"),
+        "{}",
+        degraded.message
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let template = sts
+        .get("events")
+        .await
+        .unwrap()
+        .spec
+        .volume_claim_templates
+        .unwrap();
+    assert_eq!(
+        template[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "10Gi",
+        "the claim template never changes"
+    );
+
+    resize("20Gi").await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        let c = claims.get(&format!("data-events-{i}")).await.unwrap();
+        assert_eq!(
+            c.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+            "20Gi"
+        );
+    }
+    let kc = get(&client, &ns, "events").await;
+    assert_eq!(
+        condition(&kc, "Degraded").status,
+        "False",
+        "{:?}",
+        condition(&kc, "Degraded")
+    );
+}
