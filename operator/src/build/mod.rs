@@ -5,8 +5,9 @@
 //!
 //! - [`properties`]: each node's `server.properties`.
 //! - [`objects`]: labels and owner references shared by every child.
-//! - [`services`], [`statefulset`], [`pdb`]: the children themselves.
+//! - [`services`], [`statefulset`], [`pdb`], [`monitor`]: the children themselves.
 
+pub mod monitor;
 pub mod objects;
 pub mod pdb;
 pub mod properties;
@@ -28,10 +29,14 @@ pub struct ClusterObjects {
     pub headless: Service,
     /// The Service clients bootstrap from.
     pub bootstrap: Service,
+    /// Per-broker Services of the external listener.
+    pub external: Vec<Service>,
     /// One StatefulSet per pool.
     pub statefulsets: Vec<StatefulSet>,
     /// At most one node down at a time through voluntary disruptions.
     pub pdb: PodDisruptionBudget,
+    /// The Prometheus Operator's ServiceMonitor, when asked for.
+    pub service_monitor: Option<serde_json::Value>,
 }
 
 /// Renders every child of `cluster`.
@@ -40,6 +45,11 @@ pub fn cluster(cluster: &ValidatedCluster) -> ClusterObjects {
     ClusterObjects {
         headless: services::headless(cluster),
         bootstrap: services::bootstrap(cluster),
+        external: services::external(cluster),
+        service_monitor: cluster
+            .metrics
+            .service_monitor
+            .then(|| monitor::service_monitor(cluster)),
         statefulsets: cluster
             .pools
             .iter()

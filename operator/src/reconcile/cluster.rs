@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
@@ -68,8 +68,8 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         let existing = sts_api.get_opt(&built.name_any()).await?;
         storage::keep_claim_templates(built, existing.as_ref());
     }
-    apply_all(client, &namespace, &objects).await?;
-    let storage_problems = storage::resize_claims(client, &cluster).await?;
+    let mut problems = apply_all(client, &namespace, &objects).await?;
+    problems.extend(storage::resize_claims(client, &cluster).await?);
 
     let statefulsets: Vec<StatefulSet> = {
         let mut out = Vec::new();
@@ -92,7 +92,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             .items
     };
     let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
-    observed.storage_problems = storage_problems;
+    observed.unapplied = problems;
     let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
     let health = if rolling {
@@ -154,20 +154,53 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Applies every child in the written order: configuration and Services before the
-/// StatefulSets whose pods read and need them, the PodDisruptionBudget last.
+/// StatefulSets whose pods read and need them, the PodDisruptionBudget and ServiceMonitor last.
+/// Returns problems to report that are not failures (a missing optional CRD).
 pub async fn apply_all(
     client: &kube::Client,
     namespace: &str,
     objects: &ClusterObjects,
-) -> Result<(), ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     apply(client, namespace, &objects.config).await?;
     apply(client, namespace, &objects.headless).await?;
     apply(client, namespace, &objects.bootstrap).await?;
+    for s in &objects.external {
+        apply(client, namespace, s).await?;
+    }
     for s in &objects.statefulsets {
         apply(client, namespace, s).await?;
     }
     apply(client, namespace, &objects.pdb).await?;
-    Ok(())
+    let mut problems = Vec::new();
+    if let Some(monitor) = &objects.service_monitor {
+        let resource = ApiResource {
+            group: "monitoring.coreos.com".into(),
+            version: "v1".into(),
+            api_version: crate::build::monitor::API_VERSION.into(),
+            kind: "ServiceMonitor".into(),
+            plural: "servicemonitors".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let name = monitor["metadata"]["name"].as_str().unwrap_or_default();
+        match api
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(monitor),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // The Prometheus Operator is not installed: say so instead of failing.
+            Err(kube::Error::Api(e)) if e.code == 404 => problems.push(
+                "spec.metrics.serviceMonitor is set but the ServiceMonitor CRD \
+                 (monitoring.coreos.com/v1) is not installed"
+                    .to_string(),
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(problems)
 }
 
 /// Server-side applies `object` with the operator's field manager.

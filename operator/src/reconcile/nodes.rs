@@ -25,8 +25,9 @@ pub struct Observed {
     pub nodes: Vec<NodeState>,
     /// Pods whose storage format failed, with why.
     pub format_failures: Vec<String>,
-    /// Volume claims that could not follow the spec's size, with why.
-    pub storage_problems: Vec<String>,
+    /// Children that could not follow the spec (volume sizes, a missing optional CRD), with
+    /// why.
+    pub unapplied: Vec<String>,
 }
 
 /// Whether a pod is ready (its Ready condition holds).
@@ -217,15 +218,15 @@ pub fn status(
         )),
     }
     let mut degraded = observed.format_failures.clone();
-    degraded.extend(observed.storage_problems.iter().cloned());
+    degraded.extend(observed.unapplied.iter().cloned());
     if let Step::Halt { reason } = step {
         degraded.push(reason.clone());
     }
     // The first kind of problem names the reason; the message lists them all.
     let reason = if !observed.format_failures.is_empty() {
         "StorageFormatFailed"
-    } else if !observed.storage_problems.is_empty() {
-        "StorageResizeRefused"
+    } else if !observed.unapplied.is_empty() {
+        "SpecNotApplied"
     } else {
         "RollHalted"
     };

@@ -447,7 +447,7 @@ async fn a_bigger_volume_grows_the_claims_and_a_smaller_one_is_refused() {
     let degraded = condition(&kc, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
-        ("True", "StorageResizeRefused")
+        ("True", "SpecNotApplied")
     );
     assert!(
         degraded.message.contains("cannot shrink"),
@@ -500,4 +500,107 @@ async fn a_bigger_volume_grows_the_claims_and_a_smaller_one_is_refused() {
         "{:?}",
         condition(&kc, "Degraded")
     );
+}
+
+#[tokio::test]
+async fn external_services_and_a_service_monitor_follow_the_spec() {
+    use gregor_operator::crd::cluster::{ExternalListener, ExternalType};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("extras").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 2,
+        ..Default::default()
+    };
+    spec.listeners.external = Some(ExternalListener {
+        kind: ExternalType::NodePort,
+        port: 9094,
+        advertised: BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]),
+    });
+    spec.metrics.service_monitor = true;
+    let kc = create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for i in 0..2 {
+        let s = svcs
+            .get(&format!("events-{i}-external"))
+            .await
+            .expect("a per-broker Service");
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert!(
+            spec.ports.unwrap()[0].node_port.is_some(),
+            "the API server allocated a node port"
+        );
+    }
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("events-config")
+        .await
+        .unwrap();
+    assert!(config.data.as_ref().unwrap()["events-0.properties"]
+        .contains("EXTERNAL://kafka-0.example.com:31000"));
+    // Without the Prometheus Operator's CRD, the status says so.
+    let kc = get(&client, &ns, "events").await;
+    let degraded = condition(&kc, "Degraded");
+    assert!(
+        degraded.status == "True" && degraded.message.contains("ServiceMonitor"),
+        "{degraded:?}"
+    );
+
+    // With a ServiceMonitor CRD installed (a minimal one, cluster-wide), the monitor is applied.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema":
+                {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    })).unwrap();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating the ServiceMonitor CRD: {e}"),
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(
+            crds,
+            "servicemonitors.monitoring.coreos.com",
+            kube::runtime::wait::conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The API server needs a moment to serve a new CRD's endpoints: retry until applied.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        reconcile(
+            Arc::new(get(&client, &ns, "events").await),
+            Arc::clone(&ctx),
+        )
+        .await
+        .unwrap();
+        if condition(&get(&client, &ns, "events").await, "Degraded").status == "False" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ServiceMonitor was never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let resource = kube::api::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+    };
+    let monitors: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource);
+    let m = monitors.get("events").await.expect("the ServiceMonitor");
+    assert_eq!(m.data["spec"]["endpoints"][0]["port"], "metrics");
 }
