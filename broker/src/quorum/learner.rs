@@ -77,12 +77,22 @@ pub async fn admit(
     if membership.voter_ids().any(|v| v == id) {
         return Err(JoinRefusal::IsVoter(id));
     }
-    let change = match membership.get_node(&id) {
+    let moved = match membership.get_node(&id) {
         Some(known) if *known == node => return Ok(()),
-        Some(_) => ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])),
-        None => ChangeMembers::AddNodes(BTreeMap::from([(id, node.clone())])),
+        Some(_) => true,
+        None => false,
+    };
+    let nodes = BTreeMap::from([(id, node.clone())]);
+    let change = if moved {
+        ChangeMembers::SetNodes(nodes)
+    } else {
+        ChangeMembers::AddNodes(nodes)
     };
     match raft.change_membership(change, true).await {
+        Ok(_) if moved => {
+            tracing::info!(learner = id, at = %node, "learner moved to a new address");
+            Ok(())
+        }
         Ok(_) => {
             tracing::info!(learner = id, at = %node, "broker-only node joined the quorum as a learner");
             Ok(())

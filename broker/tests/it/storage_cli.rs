@@ -114,3 +114,50 @@ fn server_start_refuses_role_layouts_kafka_refuses() {
         "{err}"
     );
 }
+
+#[test]
+fn format_writes_meta_properties_for_every_role() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, id, _) = gregor(&["storage", "random-uuid"]);
+    let id = id.trim().to_string();
+    let common =
+        "controller.quorum.voters=1@127.0.0.1:19093\ncontroller.listener.names=CONTROLLER\n";
+    let roles = [
+        (
+            "controller",
+            "node.id=1\nprocess.roles=controller\nlisteners=CONTROLLER://127.0.0.1:19093\n",
+        ),
+        (
+            "broker",
+            "node.id=2\nprocess.roles=broker\nlisteners=PLAINTEXT://127.0.0.1:0\n",
+        ),
+    ];
+    for (role, props) in roles {
+        let logs = tmp.path().join(format!("{role}-logs"));
+        let metadata = tmp.path().join(format!("{role}-metadata"));
+        let cfg = tmp.path().join(format!("{role}.properties"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "{props}{common}log.dirs={}\nmetadata.log.dir={}\n",
+                logs.display(),
+                metadata.display()
+            ),
+        )
+        .expect("write config");
+        let (ok, _, err) = gregor(&[
+            "storage",
+            "format",
+            "-t",
+            &id,
+            "-c",
+            &cfg.display().to_string(),
+        ]);
+        assert!(ok, "{role}: {err}");
+        for dir in [&logs, &metadata] {
+            let meta = std::fs::read_to_string(dir.join("meta.properties"))
+                .unwrap_or_else(|e| panic!("{role}: {}: {e}", dir.display()));
+            assert!(meta.contains(&format!("cluster.id={id}")), "{role}: {meta}");
+        }
+    }
+}
