@@ -202,9 +202,15 @@ impl Node {
     /// every log.
     pub async fn stop(self) {
         if let Some(cluster) = &self.cluster {
-            let others = cluster.brokers().len() > 1;
+            // Only an unfenced broker can take leaderships over; with none left (the last node
+            // of a cluster stopping, usually without a quorum either) there is nothing to wait
+            // for.
+            let me = cluster.config.node_id;
+            let others = cluster
+                .brokers()
+                .iter()
+                .any(|(id, b)| *id != me && !b.fenced);
             if cluster.config.replication.controlled_shutdown_enable && others {
-                let me = cluster.config.node_id;
                 let done = crate::controller::controlled_shutdown(
                     &self.quorum,
                     &self.liveness,

@@ -32,14 +32,14 @@ fresh_cluster = cluster_fixture(scope="function", overrides=FAST_FENCING)
 NODES = {1, 2, 3}
 
 
-def create(c, topic: str, partitions: int, timeout: float = 30.0, **configs):
+def create(c, topic: str, partitions: int, timeout: float = 30.0, rf: int = 3, **configs):
     admin = c.admin()
     conf = {"min.insync.replicas": "2", **configs}
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=3, config=conf)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=rf, config=conf)],
         operation_timeout=timeout, request_timeout=timeout)
     futures[topic].result(timeout=timeout)
-    wait_for(lambda: all(p.leader > 0 and len(p.isr) == 3
+    wait_for(lambda: all(p.leader > 0 and len(p.isr) == rf
                          for p in c.describe(topic).values())
              and len(c.describe(topic)) == partitions,
              timeout, f"{topic} to have leaders and full ISRs")
@@ -104,8 +104,10 @@ def test_losing_the_controller_then_a_majority_and_healing(fresh_cluster, topic_
     c.kill(controller)
     rest = sorted(NODES - {controller})
     wait_for(lambda: c.quorum_leader(rest[0]) in rest, 30, "a new active controller")
-    # Topic creation still works with two of three.
-    create(c, f"{topic_name}-after", 3)
+    wait_for(lambda: controller not in c.brokers(rest[0]), 30, f"node {controller} to be fenced")
+    # Topic creation still works with two of three (RF 2: as in Kafka, the dead broker is
+    # fenced and a replication factor above the live brokers is refused).
+    create(c, f"{topic_name}-after", 3, rf=2)
 
     acked, failed = [], []
     p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True,
