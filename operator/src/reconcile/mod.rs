@@ -7,6 +7,7 @@
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
 //! - [`storage`]: volume growth on the claims, and refused shrinks.
+//! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
 pub mod cluster;
@@ -14,6 +15,7 @@ pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
 pub mod storage;
+pub mod topic;
 
 use std::collections::BTreeMap;
 
@@ -59,6 +61,9 @@ pub enum ReconcileError {
     /// The brokers refused or could not be reached.
     #[error("Kafka admin API: {0}")]
     Kafka(String),
+    /// An admin request to the brokers failed in a way worth retrying.
+    #[error("Kafka admin API: {0}")]
+    KafkaAdmin(#[from] crate::kafka::KafkaError),
     /// A resource without the metadata a reconcile needs.
     #[error("{0}")]
     Malformed(String),
@@ -69,7 +74,7 @@ impl ReconcileError {
     pub fn category(&self) -> &'static str {
         match self {
             ReconcileError::Kube(_) => "kubernetes",
-            ReconcileError::Kafka(_) => "kafka",
+            ReconcileError::Kafka(_) | ReconcileError::KafkaAdmin(_) => "kafka",
             ReconcileError::Malformed(_) => "malformed",
         }
     }
