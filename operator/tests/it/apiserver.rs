@@ -29,7 +29,7 @@ pub struct ApiServer {
     _guards: Vec<(Child, ChildStdin)>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `program args` under a shell that kills it once its stdin (our pipe) closes.
-fn supervised(program: &Path, args: &[String], log: &Path) -> (Child, ChildStdin) {
+pub fn supervised(program: &Path, args: &[String], log: &Path) -> (Child, ChildStdin) {
     let log = std::fs::File::create(log).expect("log file");
     let mut child = Command::new("sh")
         .arg("-c")

@@ -4,6 +4,7 @@
 mod apiserver;
 mod binary;
 mod cluster;
+mod topic;
 
 use std::time::Duration;
 
