@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
     DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::placement::Broker;
 
@@ -166,6 +166,19 @@ fn broker_ids(replicas: &[i32]) -> Vec<BrokerId> {
 }
 
 impl Admin {
+    /// Sends `req` to the bootstrap broker at the newest version both speak.
+    async fn send<R: Request>(
+        &mut self,
+        req: R,
+        what: &dyn Fn() -> String,
+    ) -> Result<R::Response, KafkaError> {
+        self.cluster
+            .any()
+            .send(req)
+            .await
+            .map_err(|e| KafkaError::client(what(), e))
+    }
+
     /// Connects to one of the comma-separated `bootstrap` servers.
     pub async fn connect(bootstrap: &str) -> Result<Admin, KafkaError> {
         let cluster = Cluster::connect(bootstrap)
@@ -235,12 +248,7 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(topic.to_owned()))
                 .with_configuration_keys(None),
         ]);
-        let resp = self
-            .cluster
-            .any()
-            .send(req)
-            .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+        let resp = self.send(req, &what).await?;
         let mut out = BTreeMap::new();
         for r in resp.results {
             KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
@@ -290,12 +298,7 @@ impl Admin {
         let req = CreateTopicsRequest::default()
             .with_topics(vec![t])
             .with_timeout_ms(ADMIN_TIMEOUT_MS);
-        let resp = self
-            .cluster
-            .any()
-            .send(req)
-            .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+        let resp = self.send(req, &what).await?;
         for t in resp.topics {
             KafkaError::check(t.error_code, t.error_message.as_ref(), what)?;
         }
@@ -323,12 +326,7 @@ impl Admin {
                         .collect(),
                 ))])
             .with_timeout_ms(ADMIN_TIMEOUT_MS);
-        let resp = self
-            .cluster
-            .any()
-            .send(req)
-            .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+        let resp = self.send(req, &what).await?;
         for r in resp.results {
             KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
         }
@@ -372,12 +370,7 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(topic.to_owned()))
                 .with_configs(configs),
         ]);
-        let resp = self
-            .cluster
-            .any()
-            .send(req)
-            .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+        let resp = self.send(req, &what).await?;
         for r in resp.responses {
             KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
         }

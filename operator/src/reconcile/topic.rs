@@ -92,13 +92,7 @@ async fn apply(
         Ok(d) => d,
         Err(message) => {
             tracing::warn!(topic = %kt.name_any(), %message, "invalid KafkaTopic spec");
-            report(
-                api,
-                kt,
-                Want::no("Ready", "InvalidSpec", message),
-                Seen::Unchanged,
-            )
-            .await?;
+            not_ready(api, kt, "InvalidSpec", message).await?;
             return Ok(Action::await_change());
         }
     };
@@ -113,13 +107,7 @@ async fn apply(
             desired.name,
             kt.spec.cluster
         );
-        report(
-            api,
-            kt,
-            Want::no("Ready", "TopicConflict", message),
-            Seen::Unchanged,
-        )
-        .await?;
+        not_ready(api, kt, "TopicConflict", message).await?;
         return Ok(Action::requeue(BLOCKED));
     }
     let session = tokio::time::timeout(KAFKA_TIMEOUT, converge(kt, api, &bootstrap, &desired))
@@ -131,34 +119,16 @@ async fn apply(
         Err(Failure::TimedOut) => {
             let message =
                 format!("the brokers at {bootstrap} did not answer within {KAFKA_TIMEOUT:?}");
-            report(
-                api,
-                kt,
-                Want::no("Ready", "KafkaUnavailable", message.clone()),
-                Seen::Unchanged,
-            )
-            .await?;
+            not_ready(api, kt, "KafkaUnavailable", message.clone()).await?;
             Err(ReconcileError::Kafka(message))
         }
         Err(Failure::Kafka(e)) if e.is_transient() => {
-            report(
-                api,
-                kt,
-                Want::no("Ready", "KafkaUnavailable", e.to_string()),
-                Seen::Unchanged,
-            )
-            .await?;
+            not_ready(api, kt, "KafkaUnavailable", e.to_string()).await?;
             Err(e.into())
         }
         Err(Failure::Kafka(e)) => {
             tracing::warn!(topic = %desired.name, error = %e, "the brokers refused a change");
-            report(
-                api,
-                kt,
-                Want::no("Ready", "KafkaRejected", e.to_string()),
-                Seen::Unchanged,
-            )
-            .await?;
+            not_ready(api, kt, "KafkaRejected", e.to_string()).await?;
             Ok(Action::requeue(BLOCKED))
         }
     }
@@ -194,13 +164,7 @@ async fn locate(
         Api::namespaced(ctx.client.clone(), &kt.namespace().unwrap_or_default());
     let Some(kc) = clusters.get_opt(&kt.spec.cluster).await? else {
         let message = format!("no KafkaCluster {} in this namespace", kt.spec.cluster);
-        report(
-            api,
-            kt,
-            Want::no("Ready", "ClusterNotFound", message),
-            Seen::Unchanged,
-        )
-        .await?;
+        not_ready(api, kt, "ClusterNotFound", message).await?;
         return Ok(None);
     };
     let bootstrap = bootstrap(ctx, &kc);
@@ -209,13 +173,7 @@ async fn locate(
             "KafkaCluster {} has no bootstrap address yet",
             kt.spec.cluster
         );
-        report(
-            api,
-            kt,
-            Want::no("Ready", "ClusterNotReady", message),
-            Seen::Unchanged,
-        )
-        .await?;
+        not_ready(api, kt, "ClusterNotReady", message).await?;
     }
     Ok(bootstrap)
 }
@@ -268,13 +226,7 @@ async fn converge(
                  for {}",
                 desired.name
             );
-            report(
-                api,
-                kt,
-                Want::no("Ready", "TopicRenameUnsupported", message),
-                Seen::Unchanged,
-            )
-            .await?;
+            not_ready(api, kt, "TopicRenameUnsupported", message).await?;
             return Ok(Action::await_change());
         }
     }
@@ -432,7 +384,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     };
     let others = api.list(&ListParams::default()).await?.items;
-    if let Some(other) = plan::other_claimant(kt, &others) {
+    if let Some(other) = plan::other_claimant(kt, &name, &others) {
         tracing::info!(%resource, other = %other.name_any(), "another KafkaTopic names the topic: it stays");
         return Ok(Action::await_change());
     }
@@ -460,13 +412,7 @@ async fn cleanup(
                     "{e}; to delete the resource and keep the topic, annotate it {}: \"false\"",
                     crate::crd::topic::MANAGED_ANNOTATION
                 );
-                report(
-                    api,
-                    kt,
-                    Want::no("Ready", "DeleteRefused", message),
-                    Seen::Unchanged,
-                )
-                .await?;
+                not_ready(api, kt, "DeleteRefused", message).await?;
             }
             Err(e.into())
         }
@@ -491,6 +437,16 @@ async fn record_keys(
     )
     .await?;
     Ok(())
+}
+
+/// Reports Ready=False for `reason`, the rest of the status as it was.
+async fn not_ready(
+    api: &Api<KafkaTopic>,
+    kt: &KafkaTopic,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> Result<(), kube::Error> {
+    report(api, kt, Want::no("Ready", reason, message), Seen::Unchanged).await
 }
 
 /// Writes the status: the Ready condition and, when looked at, the topic.

@@ -267,10 +267,17 @@ pub fn earlier_claimant<'a>(kt: &KafkaTopic, others: &'a [KafkaTopic]) -> Option
         .min_by_key(|o| rank(o))
 }
 
-/// Any other KafkaTopic, not being deleted, that names the same topic of the same cluster.
-pub fn other_claimant<'a>(kt: &KafkaTopic, others: &'a [KafkaTopic]) -> Option<&'a KafkaTopic> {
+/// Any other KafkaTopic, not being deleted, that names topic `name` of `kt`'s cluster.
+pub fn other_claimant<'a>(
+    kt: &KafkaTopic,
+    name: &str,
+    others: &'a [KafkaTopic],
+) -> Option<&'a KafkaTopic> {
     others.iter().find(|o| {
-        o.uid() != kt.uid() && o.metadata.deletion_timestamp.is_none() && same_topic(kt, o)
+        o.uid() != kt.uid()
+            && o.metadata.deletion_timestamp.is_none()
+            && o.spec.cluster == kt.spec.cluster
+            && topic_name(o) == name
     })
 }
 
@@ -539,7 +546,7 @@ mod tests {
         assert!(earlier_claimant(&twin, &all).is_some());
         // The owner, when deleted, sees the other and leaves the topic to it.
         assert_eq!(
-            other_claimant(&first, &all).map(|o| o.name_any()),
+            other_claimant(&first, "orders", &all).map(|o| o.name_any()),
             Some("orders-b".into())
         );
         // Another cluster's topic of the same name is another topic.
