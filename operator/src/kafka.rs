@@ -170,7 +170,7 @@ impl Admin {
     async fn send<R: Request>(
         &mut self,
         req: R,
-        what: &dyn Fn() -> String,
+        what: &(dyn Fn() -> String + Sync),
     ) -> Result<R::Response, KafkaError> {
         self.cluster
             .any()

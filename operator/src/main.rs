@@ -1,5 +1,5 @@
 //! `gregor-operator`: watches KafkaCluster resources (and their StatefulSets, ConfigMaps,
-//! Services and pods) and reconciles them, as the leader of its replicas. It serves its metrics
+//! Services and pods) and KafkaTopic resources, and reconciles them, as the leader of its replicas. It serves its metrics
 //! on `--metrics-addr`, and on SIGTERM it finishes the reconciles under way and hands its lease
 //! back.
 
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
-use futures::StreamExt;
-use gregor_operator::crd::KafkaCluster;
+use futures::{FutureExt, StreamExt};
+use gregor_operator::crd::{KafkaCluster, KafkaTopic};
 use gregor_operator::leader::Election;
 use gregor_operator::metrics::Metrics;
 use gregor_operator::reconcile::{self, Context, ReconcileError};
@@ -80,42 +80,111 @@ struct Shared {
     failures: Mutex<HashMap<String, u32>>,
 }
 
-fn key(kc: &KafkaCluster) -> String {
-    format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any())
+fn key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
+    )
 }
 
-async fn reconcile_cluster(
-    kc: Arc<KafkaCluster>,
-    shared: Arc<Shared>,
-) -> Result<Action, ReconcileError> {
+/// Runs one reconcile of `object` in a span, counting it in the metrics and clearing its
+/// backoff when it succeeds.
+async fn instrumented<K, F>(object: &K, shared: &Shared, work: F) -> Result<Action, ReconcileError>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: std::future::Future<Output = Result<Action, ReconcileError>>,
+{
     let started = Instant::now();
-    let k = key(&kc);
-    let span = tracing::info_span!("reconcile", kind = "KafkaCluster", object = %k);
-    let result = tracing::Instrument::instrument(
-        reconcile::cluster::reconcile(Arc::clone(&kc), Arc::clone(&shared.ctx)),
-        span,
-    )
-    .await;
+    let k = key(object);
+    let kind = K::kind(&());
+    let span = tracing::info_span!("reconcile", %kind, object = %k);
+    let result = tracing::Instrument::instrument(work, span).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
-    shared
-        .metrics
-        .reconciled("KafkaCluster", started.elapsed(), failure);
+    shared.metrics.reconciled(&kind, started.elapsed(), failure);
     if result.is_ok() {
         shared.failures.lock().remove(&k);
     }
     result
 }
 
-fn backoff(kc: Arc<KafkaCluster>, error: &ReconcileError, shared: Arc<Shared>) -> Action {
+async fn reconcile_cluster(
+    kc: Arc<KafkaCluster>,
+    shared: Arc<Shared>,
+) -> Result<Action, ReconcileError> {
+    let work = reconcile::cluster::reconcile(Arc::clone(&kc), Arc::clone(&shared.ctx));
+    instrumented(kc.as_ref(), &shared, work).await
+}
+
+async fn reconcile_topic(
+    kt: Arc<KafkaTopic>,
+    shared: Arc<Shared>,
+) -> Result<Action, ReconcileError> {
+    let work = reconcile::topic::reconcile(Arc::clone(&kt), Arc::clone(&shared.ctx));
+    instrumented(kt.as_ref(), &shared, work).await
+}
+
+/// Requeues a failed object after 2 s, doubling with each consecutive failure up to 5 min.
+fn backoff<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &ReconcileError,
+    shared: Arc<Shared>,
+) -> Action {
+    let k = key(object.as_ref());
     let n = {
         let mut failures = shared.failures.lock();
-        let n = failures.entry(key(&kc)).or_insert(0);
+        let n = failures.entry(k.clone()).or_insert(0);
         *n += 1;
         *n
     };
     let delay = Duration::from_secs(1u64 << n.min(8)).min(Duration::from_secs(300));
-    tracing::warn!(object = %key(&kc), error = %error, failures = n, retry_in_s = delay.as_secs(), "reconcile failed");
+    tracing::warn!(object = %k, error = %error, failures = n, retry_in_s = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
+}
+
+fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the KafkaTopic controller over `namespace` (every namespace when `None`) until
+/// `shutdown`. A change to a KafkaCluster wakes the topics that name it.
+async fn run_topics(
+    client: kube::Client,
+    namespace: Option<String>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let controller = Controller::new(
+        api::<KafkaTopic>(&client, &namespace),
+        watcher::Config::default(),
+    );
+    let topics = controller.store();
+    controller
+        .watches(
+            api::<KafkaCluster>(&client, &namespace),
+            watcher::Config::default(),
+            move |kc: KafkaCluster| {
+                let ns = kc.namespace();
+                let name = kc.name_any();
+                topics
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == ns && t.spec.cluster == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile_topic, backoff, shared)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 /// Runs the KafkaCluster controller over `namespace` (every namespace when `None`) until
@@ -126,15 +195,6 @@ async fn run_clusters(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
     let owned = watcher::Config::default().labels("app.kubernetes.io/name=gregor");
     Controller::new(
         api::<KafkaCluster>(&client, &namespace),
@@ -247,11 +307,16 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let controllers = futures::future::join_all(
-        scopes
-            .into_iter()
-            .map(|ns| run_clusters(client.clone(), ns, Arc::clone(&shared), shutdown.clone())),
-    );
+    let controllers = futures::future::join_all(scopes.into_iter().flat_map(|ns| {
+        let clusters = run_clusters(
+            client.clone(),
+            ns.clone(),
+            Arc::clone(&shared),
+            shutdown.clone(),
+        );
+        let topics = run_topics(client.clone(), ns, Arc::clone(&shared), shutdown.clone());
+        [clusters.boxed(), topics.boxed()]
+    }));
     let mut lost = false;
     match &election {
         Some(e) => {

@@ -146,6 +146,38 @@ async fn the_operator_reconciles_as_leader_and_a_standby_takes_over_on_sigterm()
     .unwrap();
     assert_eq!(holder(&client, &ns).await.as_deref(), Some("replica-b"));
     cluster_reconciled(&client, &ns, "second").await;
+
+    // The KafkaTopic controller runs too: a topic of a cluster that does not exist says so.
+    use gregor_operator::crd::{KafkaTopic, KafkaTopicSpec};
+    let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), &ns);
+    topics
+        .create(
+            &PostParams::default(),
+            &KafkaTopic::new(
+                "orders",
+                KafkaTopicSpec {
+                    cluster: "nowhere".into(),
+                    partitions: 3,
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .expect("creating a KafkaTopic");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(topics, "orders", |t: Option<&KafkaTopic>| {
+            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "ClusterNotFound")
+            })
+        }),
+    )
+    .await
+    .expect("the operator reports the missing cluster on the KafkaTopic")
+    .unwrap();
     drop(a);
 }
 
