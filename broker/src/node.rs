@@ -210,7 +210,7 @@ impl Node {
                     for t in cl.topics() {
                         for p in t.partitions.read().iter() {
                             leo += p.high_watermark();
-                            if let Some(log) = p.log.try_lock() {
+                            if let Some(log) = p.try_log() {
                                 size += log.size_bytes() as i64;
                             }
                         }
@@ -394,16 +394,7 @@ impl Node {
         }
         let c = self.cluster;
         let c_keep = Arc::clone(&c);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in c.topics() {
-                for p in t.partitions.read().iter() {
-                    if let Err(e) = p.log.lock().flush() {
-                        tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush at shutdown failed");
-                    }
-                }
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || c.flush_and_checkpoint()).await;
         // The cluster held the last other handle to the quorum member (its metadata store).
         drop(c_keep);
         match Arc::try_unwrap(self.quorum) {

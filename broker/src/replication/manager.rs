@@ -246,7 +246,11 @@ impl ReplicaManager {
                 topic: topic.clone(),
                 partition: *partition,
                 current_leader_epoch: f.epoch,
-                epoch: f.partition.log.lock().latest_epoch().unwrap_or(-1),
+                epoch: f
+                    .partition
+                    .log()
+                    .and_then(|log| log.latest_epoch())
+                    .unwrap_or(-1),
             })
             .collect();
         let answers = fetcher::end_offsets(client, self.me, &queries).await?;
@@ -260,7 +264,8 @@ impl ReplicaManager {
         let cut = tokio::task::spawn_blocking(move || {
             let mut ok = Vec::new();
             for (key, p, answer) in done {
-                let mut log = p.log.lock();
+                // No local log: the replica moved off this node meanwhile.
+                let Some(mut log) = p.log() else { continue };
                 let hw = p.high_watermark();
                 let target = if log.latest_epoch().is_none() {
                     log.log_end_offset()
@@ -332,9 +337,9 @@ impl ReplicaManager {
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for (key, p, d) in work {
-                let mut log = p.log.lock();
-                // Moved off this node while the fetch was out: its local log was deleted and
-                // must stay empty. (The state changes only under the log lock.)
+                // Moved off this node while the fetch was out: its local log was deleted. (The
+                // state changes only under the log lock, so it agrees with the log here.)
+                let Some(mut log) = p.log() else { continue };
                 if !p.state().replicas.contains(&me) {
                     continue;
                 }

@@ -26,6 +26,27 @@ struct Want {
     current_leader_epoch: i32,
 }
 
+/// An empty answer with `error` for partition `index`.
+fn refused(index: i32, error: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_records(Some(Bytes::new()))
+}
+
+/// Kafka's answer to a replica fetch from a broker that is not one of the partition's
+/// replicas (`Partition.followerReplicaOrThrow`): UNKNOWN_LEADER_EPOCH when the fetch names
+/// the current leader epoch — the follower may know of a reassignment this leader has not
+/// applied yet, and retries — else NOT_LEADER_OR_FOLLOWER.
+fn not_a_replica(current_leader_epoch: i32) -> ResponseError {
+    if current_leader_epoch >= 0 {
+        ResponseError::UnknownLeaderEpoch
+    } else {
+        ResponseError::NotLeaderOrFollower
+    }
+}
+
 /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when a fetcher's epoch is not this leader's.
 fn epoch_mismatch(asked: i32, ours: i32) -> Option<ResponseError> {
     match asked {
@@ -57,28 +78,19 @@ fn read_all(
         };
         // Only the leader serves fetches, consumers' and followers' alike.
         if !p.is_led_by(node) {
-            out.push(
-                PartitionData::default()
-                    .with_partition_index(w.index)
-                    .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                    .with_high_watermark(-1)
-                    .with_records(Some(Bytes::new())),
-            );
+            out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
             continue;
         }
         if let Some(e) = epoch_mismatch(w.current_leader_epoch, p.leader_epoch()) {
-            out.push(
-                PartitionData::default()
-                    .with_partition_index(w.index)
-                    .with_error_code(e.code())
-                    .with_high_watermark(-1)
-                    .with_records(Some(Bytes::new())),
-            );
+            out.push(refused(w.index, e));
             continue;
         }
         if let Some(follower) = replica {
             // A follower's fetch offset is its log end: it has everything before it.
-            p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms());
+            if !p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms()) {
+                out.push(refused(w.index, not_a_replica(w.current_leader_epoch)));
+                continue;
+            }
         }
         let hw = p.high_watermark();
         let log_start = p.log_start_offset();
@@ -100,7 +112,11 @@ fn read_all(
             continue;
         }
         let result = {
-            let log = p.log.lock();
+            // Led here, so held here, unless the leadership moved off this node just now.
+            let Some(log) = p.log() else {
+                out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
+                continue;
+            };
             let upper = if replica.is_some() {
                 log.log_end_offset()
             } else {
@@ -237,15 +253,20 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                             -2 => (p.log_start_offset(), -1),
                             -1 => (p.high_watermark(), -1),
                             -3 => p
-                                .log
-                                .lock()
-                                .max_timestamp()
+                                .log()
+                                .and_then(|log| log.max_timestamp())
                                 .map(|(t, o)| (o, t))
                                 .unwrap_or((-1, -1)),
-                            ts => match p.log.lock().offset_for_timestamp(ts) {
-                                Ok(Some((o, t))) => (o, t),
-                                Ok(None) => (-1, -1),
-                                Err(e) => {
+                            ts => match p.log().map(|log| log.offset_for_timestamp(ts)) {
+                                None => {
+                                    return base
+                                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                                        .with_offset(-1)
+                                        .with_timestamp(-1)
+                                }
+                                Some(Ok(Some((o, t)))) => (o, t),
+                                Some(Ok(None)) => (-1, -1),
+                                Some(Err(e)) => {
                                     return base
                                         .with_error_code(log_error_code(&e).code())
                                         .with_offset(-1)
@@ -308,11 +329,14 @@ pub async fn offset_for_leader_epoch(
                         {
                             undefined(base.with_error_code(ResponseError::FencedLeaderEpoch.code()))
                         }
-                        Some(p) => match p.log.lock().end_offset_for_epoch(op.leader_epoch) {
-                            Some((epoch, end)) => {
+                        Some(p) => match p.log().map(|log| log.end_offset_for_epoch(op.leader_epoch)) {
+                            None => undefined(
+                                base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                            ),
+                            Some(Some((epoch, end))) => {
                                 base.with_leader_epoch(epoch).with_end_offset(end)
                             }
-                            None => undefined(base),
+                            Some(None) => undefined(base),
                         },
                     }
                 })

@@ -67,12 +67,11 @@ pub async fn describe_log_dirs(
 
 /// This node's replicas of the `wanted` partitions (all when `None`), by the log dir holding
 /// them; every configured log dir appears, holding something or not (blocking: takes the log
-/// locks). Partitions this node is not a replica of have empty logs here and are left out.
+/// locks). Only this node's replicas have a log here.
 fn hosted_replicas(
     cluster: &Cluster,
     wanted: Option<&BTreeMap<String, Vec<i32>>>,
 ) -> BTreeMap<PathBuf, Vec<Hosted>> {
-    let me = cluster.config.node_id;
     let mut out: BTreeMap<PathBuf, Vec<Hosted>> = cluster
         .config
         .log_dirs
@@ -88,12 +87,11 @@ fn hosted_replicas(
             if asked.flatten().is_some_and(|ps| !ps.contains(&p.index)) {
                 continue;
             }
-            if !p.state().replicas.contains(&me) {
+            let Some((dir, size)) = p
+                .log()
+                .map(|log| (log.dir().to_path_buf(), log.size_bytes() as i64))
+            else {
                 continue;
-            }
-            let (dir, size) = {
-                let log = p.log.lock();
-                (log.dir().to_path_buf(), log.size_bytes() as i64)
             };
             let Some(root) = out.keys().find(|root| dir.starts_with(root)).cloned() else {
                 continue;

@@ -1,0 +1,144 @@
+//! Kafka's checkpoint file format, shared by the per-partition `leader-epoch-checkpoint` and
+//! the per-log-dir `replication-offset-checkpoint`: a version line (0), a count line, then one
+//! entry per line with its fields separated by spaces. Files are replaced whole — written to a
+//! temp file, fsynced, renamed over the old one and the directory fsynced — so a crash leaves
+//! the old checkpoint or the new one, never a torn mix.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The only version Kafka writes for these files.
+const VERSION: &str = "0";
+
+/// Why a checkpoint file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// File system failure.
+    #[error("i/o error on {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not in Kafka's checkpoint format.
+    #[error("{path} is not a checkpoint file: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CheckpointError {
+    /// A [`CheckpointError::Malformed`] for `path`.
+    pub fn malformed(path: &Path, reason: impl Into<String>) -> CheckpointError {
+        CheckpointError::Malformed {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The entries of the checkpoint at `path`, each split into exactly `fields` fields; `None`
+/// when there is no such file.
+pub fn read(path: &Path, fields: usize) -> Result<Option<Vec<Vec<String>>>, CheckpointError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some(VERSION) {
+        return Err(CheckpointError::malformed(path, "unknown version"));
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| CheckpointError::malformed(path, "no entry count"))?;
+    let mut entries = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let line = lines
+            .next()
+            .ok_or_else(|| CheckpointError::malformed(path, "fewer entries than its count"))?;
+        let entry: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        if entry.len() != fields {
+            return Err(CheckpointError::malformed(
+                path,
+                format!("an entry has {} fields, not {fields}", entry.len()),
+            ));
+        }
+        entries.push(entry);
+    }
+    Ok(Some(entries))
+}
+
+/// Replaces the checkpoint at `path` with `entries` (each one line, fields already joined by
+/// spaces), durably.
+pub fn write(path: &Path, entries: &[String]) -> Result<(), CheckpointError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| CheckpointError::Io { path: p, source }
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut text = format!("{VERSION}\n{}\n", entries.len());
+    for e in entries {
+        text.push_str(e);
+        text.push('\n');
+    }
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    // The rename is durable only once the directory entry is.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_in_kafkas_layout() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("cp");
+        assert!(read(&path, 2).expect("absent").is_none());
+        write(&path, &["a 1".into(), "b 2".into()]).expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("text"),
+            "0\n2\na 1\nb 2\n"
+        );
+        assert_eq!(
+            read(&path, 2).expect("read"),
+            Some(vec![vec!["a".into(), "1".into()], vec!["b".into(), "2".into()]])
+        );
+        assert!(!d.path().join("cp.tmp").exists(), "the temp file was renamed");
+    }
+
+    #[test]
+    fn a_wrong_version_count_or_field_count_is_malformed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("cp");
+        for text in ["1\n0\n", "0\nx\n", "0\n2\na 1\n", "0\n1\na 1 2\n"] {
+            std::fs::write(&path, text).expect("write");
+            assert!(
+                matches!(read(&path, 2), Err(CheckpointError::Malformed { .. })),
+                "{text:?}"
+            );
+        }
+    }
+}
