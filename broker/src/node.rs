@@ -320,37 +320,36 @@ impl Node {
             }
         });
         // Retention and compaction.
-        let (c, s) = (Arc::clone(&cluster), shutdown.clone());
-        let every = Duration::from_millis(config.log_retention_check_interval_ms);
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => break,
-                    _ = tick.tick() => {
-                        let c = Arc::clone(&c);
-                        let _ = tokio::task::spawn_blocking(move || c.maintain_logs()).await;
-                    }
-                }
-            }
-        });
+        let c = Arc::clone(&cluster);
+        periodically(
+            &tracker,
+            &shutdown,
+            Duration::from_millis(config.log_retention_check_interval_ms),
+            move || c.maintain_logs(),
+        );
         // Time-based fsync policy (log.flush.interval.ms).
         if let Some(ms) = config.log_flush_interval_ms {
-            let (c, s) = (Arc::clone(&cluster), shutdown.clone());
-            tracker.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(ms));
-                loop {
-                    tokio::select! {
-                        _ = s.cancelled() => break,
-                        _ = tick.tick() => {
-                            let c = Arc::clone(&c);
-                            let _ = tokio::task::spawn_blocking(move || c.flush_all()).await;
-                        }
-                    }
-                }
+            let c = Arc::clone(&cluster);
+            periodically(&tracker, &shutdown, Duration::from_millis(ms), move || {
+                c.flush_all()
             });
         }
+        // High-watermark checkpoints (replica.high.watermark.checkpoint.interval.ms).
+        let c = Arc::clone(&cluster);
+        periodically(
+            &tracker,
+            &shutdown,
+            Duration::from_millis(
+                config
+                    .replication
+                    .replica_high_watermark_checkpoint_interval_ms,
+            ),
+            move || {
+                if let Err(e) = c.checkpoint_high_watermarks() {
+                    tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint failed");
+                }
+            },
+        );
         metrics.ready.store(true, Ordering::Release);
         tracing::info!(?addrs, ?metrics_addr, "gregor is serving");
         Ok(Node {
@@ -366,7 +365,7 @@ impl Node {
 
     /// Hands this broker's leaderships to other replicas (controlled shutdown, when enabled
     /// and there are other brokers), stops accepting, lets in-flight requests finish, fsyncs
-    /// every log.
+    /// every log and checkpoints the high watermarks.
     pub async fn stop(self) {
         let others = self.cluster.brokers().len() > 1;
         if self.cluster.config.replication.controlled_shutdown_enable && others {
@@ -406,4 +405,28 @@ impl Node {
         }
         tracing::info!("gregor stopped");
     }
+}
+
+/// Runs blocking `work` every `period`, first one period from now, until `shutdown`; a run
+/// still going when the period ends delays the next instead of overlapping it.
+fn periodically(
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    period: Duration,
+    work: impl Fn() + Send + Sync + 'static,
+) {
+    let (work, shutdown) = (Arc::new(work), shutdown.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let work = Arc::clone(&work);
+                    let _ = tokio::task::spawn_blocking(move || work()).await;
+                }
+            }
+        }
+    });
 }

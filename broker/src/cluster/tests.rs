@@ -126,7 +126,13 @@ fn reconciling_with_a_committed_image_creates_grows_reconfigures_and_deletes_top
         t.configs.read().get("retention.ms").map(String::as_str),
         Some("1000")
     );
-    let dir = t.partition(0).expect("p0").log().expect("local log").dir().to_path_buf();
+    let dir = t
+        .partition(0)
+        .expect("p0")
+        .log()
+        .expect("local log")
+        .dir()
+        .to_path_buf();
     apply(
         &mut image,
         MetadataRecord::RemoveTopic {

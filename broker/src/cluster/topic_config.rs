@@ -146,7 +146,10 @@ pub fn unclean_leader_election_enable(
     overrides: &BTreeMap<String, String>,
     broker_default: bool,
 ) -> bool {
-    match overrides.get("unclean.leader.election.enable").map(|v| v.trim()) {
+    match overrides
+        .get("unclean.leader.election.enable")
+        .map(|v| v.trim())
+    {
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         _ => broker_default,

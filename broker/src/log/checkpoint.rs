@@ -124,9 +124,15 @@ mod tests {
         );
         assert_eq!(
             read(&path, 2).expect("read"),
-            Some(vec![vec!["a".into(), "1".into()], vec!["b".into(), "2".into()]])
+            Some(vec![
+                vec!["a".into(), "1".into()],
+                vec!["b".into(), "2".into()]
+            ])
         );
-        assert!(!d.path().join("cp.tmp").exists(), "the temp file was renamed");
+        assert!(
+            !d.path().join("cp.tmp").exists(),
+            "the temp file was renamed"
+        );
     }
 
     #[test]

@@ -329,15 +329,17 @@ pub async fn offset_for_leader_epoch(
                         {
                             undefined(base.with_error_code(ResponseError::FencedLeaderEpoch.code()))
                         }
-                        Some(p) => match p.log().map(|log| log.end_offset_for_epoch(op.leader_epoch)) {
-                            None => undefined(
-                                base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
-                            ),
-                            Some(Some((epoch, end))) => {
-                                base.with_leader_epoch(epoch).with_end_offset(end)
+                        Some(p) => {
+                            match p.log().map(|log| log.end_offset_for_epoch(op.leader_epoch)) {
+                                None => undefined(
+                                    base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                                ),
+                                Some(Some((epoch, end))) => {
+                                    base.with_leader_epoch(epoch).with_end_offset(end)
+                                }
+                                Some(None) => undefined(base),
                             }
-                            Some(None) => undefined(base),
-                        },
+                        }
                     }
                 })
                 .collect();
