@@ -212,6 +212,15 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     Some(FetchResponse::default().with_responses(responses))
 }
 
+/// A ListOffsets answer for partition `index` carrying `error`.
+fn refused_offsets(index: i32, error: ResponseError) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_offset(-1)
+        .with_timestamp(-1)
+}
+
 /// ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
 pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
@@ -226,28 +235,26 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                     .partitions
                     .into_iter()
                     .map(|lp| {
-                        let base = ListOffsetsPartitionResponse::default()
-                            .with_partition_index(lp.partition_index);
                         let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                         else {
-                            return base
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::UnknownTopicOrPartition,
+                            );
                         };
                         if !p.is_led_by(node) {
-                            return base
-                                .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::NotLeaderOrFollower,
+                            );
                         }
                         // A new leader whose high watermark has not yet caught up with what it
                         // had when elected cannot tell what is committed (KIP-207): retriable.
                         if !p.high_watermark_settled() {
-                            return base
-                                .with_error_code(ResponseError::OffsetNotAvailable.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::OffsetNotAvailable,
+                            );
                         }
                         let (offset, ts) = match lp.timestamp {
                             -2 => (p.log_start_offset(), -1),
@@ -259,22 +266,22 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                                 .unwrap_or((-1, -1)),
                             ts => match p.log().map(|log| log.offset_for_timestamp(ts)) {
                                 None => {
-                                    return base
-                                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                                        .with_offset(-1)
-                                        .with_timestamp(-1)
+                                    return refused_offsets(
+                                        lp.partition_index,
+                                        ResponseError::NotLeaderOrFollower,
+                                    )
                                 }
                                 Some(Ok(Some((o, t)))) => (o, t),
                                 Some(Ok(None)) => (-1, -1),
                                 Some(Err(e)) => {
-                                    return base
-                                        .with_error_code(log_error_code(&e).code())
-                                        .with_offset(-1)
-                                        .with_timestamp(-1)
+                                    return refused_offsets(lp.partition_index, log_error_code(&e))
                                 }
                             },
                         };
-                        let base = base.with_offset(offset).with_timestamp(ts);
+                        let base = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(lp.partition_index)
+                            .with_offset(offset)
+                            .with_timestamp(ts);
                         // The leader epoch is in the response from v4 only.
                         if version >= 4 {
                             base.with_leader_epoch(p.leader_epoch())
