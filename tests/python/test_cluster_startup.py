@@ -39,7 +39,8 @@ def create(c, topic: str, partitions: int, replication_factor: int = 3, timeout:
     """Create `topic` through the cluster (with an explicit replica `assignment` when given) and
     wait until every running node reports a leader for each partition."""
     admin = c.admin()  # the futures fail with _DESTROY once the client is collected
-    new = (NewTopic(topic, replica_assignment=assignment) if assignment else
+    new = (NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment)
+           if assignment else
            NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor))
     futures = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
     futures[topic].result(timeout=timeout)
