@@ -4,8 +4,9 @@
 //! temp file, fsynced, renamed over the old one and the directory fsynced — so a crash leaves
 //! the old checkpoint or the new one, never a torn mix.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::durable;
 
 /// The only version Kafka writes for these files.
 const VERSION: &str = "0";
@@ -45,16 +46,11 @@ impl CheckpointError {
 /// The entries of the checkpoint at `path`, each split into exactly `fields` fields; `None`
 /// when there is no such file.
 pub fn read(path: &Path, fields: usize) -> Result<Option<Vec<Vec<String>>>, CheckpointError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(CheckpointError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+    let Some(bytes) = durable::read_optional(path).map_err(io(path))? else {
+        return Ok(None);
     };
+    let text =
+        String::from_utf8(bytes).map_err(|_| CheckpointError::malformed(path, "not UTF-8"))?;
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(VERSION) {
         return Err(CheckpointError::malformed(path, "unknown version"));
@@ -83,29 +79,18 @@ pub fn read(path: &Path, fields: usize) -> Result<Option<Vec<Vec<String>>>, Chec
 /// Replaces the checkpoint at `path` with `entries` (each one line, fields already joined by
 /// spaces), durably.
 pub fn write(path: &Path, entries: &[String]) -> Result<(), CheckpointError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| CheckpointError::Io { path: p, source }
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for e in entries {
         text.push_str(e);
         text.push('\n');
     }
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    // The rename is durable only once the directory entry is.
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
+    durable::replace(path, text.as_bytes()).map_err(io(path))
+}
+
+/// A [`CheckpointError::Io`] maker for `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    let path = path.to_path_buf();
+    move |source| CheckpointError::Io { path, source }
 }
 
 #[cfg(test)]
