@@ -110,32 +110,41 @@ impl Cluster {
         }
     }
 
+    /// What `f` makes of each local log, by the configured log dir holding it; every log dir
+    /// appears, holding something or not (blocking: takes each log's lock in turn, and calls
+    /// `f` with it held).
+    pub fn by_log_dir<T>(
+        &self,
+        mut f: impl FnMut(&Topic, &Partition, &PartitionLog) -> Option<T>,
+    ) -> BTreeMap<PathBuf, Vec<T>> {
+        let mut out: BTreeMap<PathBuf, Vec<T>> = self
+            .config
+            .log_dirs
+            .iter()
+            .map(|d| (d.clone(), Vec::new()))
+            .collect();
+        for t in self.topics() {
+            for p in t.partitions.read().iter() {
+                let Some(log) = p.log() else { continue };
+                let Some(held) = log.dir().parent().and_then(|root| out.get_mut(root)) else {
+                    continue;
+                };
+                held.extend(f(&t, p, &log));
+            }
+        }
+        out
+    }
+
     /// Writes every local log's high watermark to its log dir's checkpoint (blocking). Every
     /// log dir gets a file, an empty one when it holds no log, so no stale entry outlives its
     /// partition.
     pub fn checkpoint_high_watermarks(&self) -> Result<(), CheckpointError> {
         let _writer = self.checkpoint_writer.lock();
-        let mut by_dir: BTreeMap<PathBuf, hw_checkpoint::HighWatermarks> = self
-            .config
-            .log_dirs
-            .iter()
-            .map(|d| (d.clone(), Default::default()))
-            .collect();
-        for t in self.topics() {
-            for p in t.partitions.read().iter() {
-                let Some(log) = p.log() else { continue };
-                let Some(root) = log.dir().parent() else {
-                    continue;
-                };
-                by_dir
-                    .entry(root.to_path_buf())
-                    .or_default()
-                    .insert((t.name.clone(), p.index), p.high_watermark());
-            }
-        }
+        let by_dir =
+            self.by_log_dir(|t, p, _| Some(((t.name.clone(), p.index), p.high_watermark())));
         let mut failed = None;
         for (dir, hws) in by_dir {
-            if let Err(e) = hw_checkpoint::write(&dir, &hws) {
+            if let Err(e) = hw_checkpoint::write(&dir, &hws.into_iter().collect()) {
                 failed.get_or_insert(e);
             }
         }

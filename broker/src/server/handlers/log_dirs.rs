@@ -72,35 +72,9 @@ fn hosted_replicas(
     cluster: &Cluster,
     wanted: Option<&BTreeMap<String, Vec<i32>>>,
 ) -> BTreeMap<PathBuf, Vec<Hosted>> {
-    let mut out: BTreeMap<PathBuf, Vec<Hosted>> = cluster
-        .config
-        .log_dirs
-        .iter()
-        .map(|d| (d.clone(), Vec::new()))
-        .collect();
-    for t in cluster.topics() {
-        let asked = wanted.map(|w| w.get(&t.name));
-        if asked == Some(None) {
-            continue;
-        }
-        for p in t.partitions.read().iter() {
-            if asked.flatten().is_some_and(|ps| !ps.contains(&p.index)) {
-                continue;
-            }
-            let Some((dir, size)) = p
-                .log()
-                .map(|log| (log.dir().to_path_buf(), log.size_bytes() as i64))
-            else {
-                continue;
-            };
-            let Some(root) = out.keys().find(|root| dir.starts_with(root)).cloned() else {
-                continue;
-            };
-            let lag = (p.high_watermark() - p.log_end_offset()).max(0);
-            if let Some(list) = out.get_mut(&root) {
-                list.push((t.name.clone(), p.index, size, lag));
-            }
-        }
-    }
-    out
+    cluster.by_log_dir(|t, p, log| {
+        let asked = wanted.is_none_or(|w| w.get(&t.name).is_some_and(|ps| ps.contains(&p.index)));
+        let lag = (p.high_watermark() - p.log_end_offset()).max(0);
+        asked.then(|| (t.name.clone(), p.index, log.size_bytes() as i64, lag))
+    })
 }
