@@ -27,7 +27,7 @@ impl Cluster {
                 .get(&index)
                 .cloned()
                 .unwrap_or_else(|| self.local_partition_state());
-            if !state.replicas.contains(&me) {
+            if moved_off(&state, me) {
                 self.remove_stray_dirs(&topic.name, index);
             }
             let p = Partition::new(&topic.name, index, me, Arc::clone(&self.data_arrived));
@@ -46,10 +46,10 @@ impl Cluster {
         p: &Partition,
         state: &PartitionImage,
     ) -> Result<bool, AdminError> {
+        let me = self.config.node_id;
         let mut slot = p.log.lock();
-        let replica = state.replicas.contains(&self.config.node_id);
         let mut changed = false;
-        if replica && slot.is_none() {
+        if state.replicas.contains(&me) && slot.is_none() {
             let config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
                 .map_err(AdminError::InvalidConfig)?;
             let log = PartitionLog::open(&self.partition_dir(&topic.name, p.index), config)?;
@@ -61,7 +61,7 @@ impl Cluster {
             changed = true;
         }
         changed |= p.apply_state(&mut slot, state)?;
-        if !replica {
+        if moved_off(state, me) {
             if let Some(dir) = p.remove_log(&mut slot) {
                 tracing::info!(topic = %topic.name, partition = p.index, "not a replica any more: deleting the local log");
                 remove_partition_dir(&dir);
@@ -165,6 +165,12 @@ impl Cluster {
             tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint at shutdown failed");
         }
     }
+}
+
+/// Whether `state` leaves `node` without a replica: it names replicas, and `node` is not among
+/// them. (A state naming none is no reason to delete anything.)
+fn moved_off(state: &PartitionImage, node: i32) -> bool {
+    !state.replicas.is_empty() && !state.replicas.contains(&node)
 }
 
 /// The checkpointed high watermarks of every log dir. One that cannot be read is skipped with
