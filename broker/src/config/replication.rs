@@ -45,7 +45,8 @@ pub struct ReplicationConfig {
     /// `replica.socket.timeout.ms`: how long a follower waits for its leader to answer a
     /// fetch (or an OffsetForLeaderEpoch, or to accept a connection) before it drops the
     /// connection and connects again. At least `replica.fetch.wait.max.ms`, as Kafka
-    /// requires; see [`DEFAULT_REPLICA_SOCKET_TIMEOUT_MS`] for the default.
+    /// requires. Default 5000 ms, below Kafka's 30000 (`DEFAULT_REPLICA_SOCKET_TIMEOUT_MS`
+    /// in the source says why).
     pub replica_socket_timeout_ms: u64,
     /// `replica.high.watermark.checkpoint.interval.ms`: how often every log dir's high
     /// watermarks are checkpointed.
