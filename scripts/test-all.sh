@@ -2,7 +2,9 @@
 # The project's single test command: formatting, lints, unit tests, release build, then the
 # end-to-end pytest suite (tests/python) against the freshly built target/release/gregor.
 #
-# Env: CARGO_TARGET_DIR (default ./target), GREGOR_PYTHON (default the venv made by .ci/run,
+# Env: CARGO_TARGET_DIR (default ./target), GREGOR_KUBE_BIN (kube-apiserver and etcd for the
+# operator's tests; default: what scripts/kube-dist.sh prints, building it on first use),
+# GREGOR_PYTHON (default the venv made by .ci/run,
 # ~/.cache/gregor/venv, else python3), GREGOR_TEST_BROKER / KAFKA_BOOTSTRAP (see
 # tests/python/conftest.py), PYTEST_ARGS (extra pytest arguments, e.g. "-x -k seed").
 # Args: --e2e-only skips the cargo steps but the release build.
@@ -26,6 +28,10 @@ if [[ $e2e_only == 0 ]]; then
   cargo fmt --all --check
   step "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
+  step "crdgen --check (the committed CRDs match the Rust types)"
+  cargo run -q -p gregor-operator --bin crdgen -- --check
+  step "scripts/kube-dist.sh (kube-apiserver and etcd for the operator's tests)"
+  export GREGOR_KUBE_BIN="${GREGOR_KUBE_BIN:-$(scripts/kube-dist.sh)}"
   step "cargo test --workspace"
   cargo test --workspace
 fi

@@ -38,6 +38,9 @@ pub enum ConfigError {
     /// An `--override` argument is not `key=value`.
     #[error("override {0:?} is not of the form key=value")]
     BadOverride(String),
+    /// `process.roles` does not fit the voters or listeners (Kafka's own wording).
+    #[error("{0}")]
+    Roles(String),
 }
 
 /// Roles in `process.roles`.
@@ -136,6 +139,10 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// `metrics.listener`: `HOST:PORT` of the Prometheus endpoint, if any.
     pub metrics_listener: Option<String>,
+    /// `metadata.replication.listener` (a Gregor key): `(host, port)` where a broker-only node
+    /// receives the metadata log from the active controller. Unset, it binds the inter-broker
+    /// listener's host on a free port and tells the controllers that address on every start.
+    pub metadata_replication_listener: Option<(String, u16)>,
     /// Every key as given (after overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -186,6 +193,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max.connections",
     "broker.rack",
     "metrics.listener",
+    "metadata.replication.listener",
     "num.network.threads",
     "num.io.threads",
     "socket.send.buffer.bytes",
@@ -405,6 +413,17 @@ fn parse_voter(key: &str, s: &str) -> Result<Voter, ConfigError> {
     })
 }
 
+/// Parses `HOST:PORT` (an IPv6 host in brackets).
+fn parse_host_port(key: &str, s: &str) -> Result<(String, u16), ConfigError> {
+    let bad = |reason: &str| Props::invalid(key, s, reason);
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().map_err(|_| bad("port is not a number"))?;
+    Ok((host.to_string(), port))
+}
+
 fn hours_to_ms(h: i64) -> i64 {
     h.saturating_mul(3_600_000)
 }
@@ -611,9 +630,24 @@ impl Config {
             broker_rack: p.get("broker.rack").map(str::to_string),
             replication: ReplicationConfig::from_props(&p)?,
             metrics_listener: p.get("metrics.listener").map(str::to_string),
+            metadata_replication_listener: p
+                .get("metadata.replication.listener")
+                .map(|v| parse_host_port("metadata.replication.listener", v))
+                .transpose()?,
             raw: map.clone(),
         };
+        check_roles(&config)?;
         Ok(config)
+    }
+
+    /// Whether this node serves clients and stores partitions (`process.roles` has `broker`).
+    pub fn is_broker(&self) -> bool {
+        self.process_roles.contains(&Role::Broker)
+    }
+
+    /// Whether this node votes in the controller quorum (`process.roles` has `controller`).
+    pub fn is_controller(&self) -> bool {
+        self.process_roles.contains(&Role::Controller)
     }
 
     /// The listeners clients connect to (all but the controller listeners).
@@ -636,6 +670,124 @@ impl Config {
             None => ("localhost".to_string(), 9092),
         }
     }
+}
+
+/// Refuses the role layouts Kafka refuses, in Kafka's words: a controller must be one of
+/// `controller.quorum.voters` and listen only on its controller listener; a broker-only node must
+/// not be a voter and must not listen on a controller listener. A combined node keeps today's one
+/// rule (it is a voter when voters are configured), so `gregor dev` and single-node configs without
+/// a controller listener still start.
+fn check_roles(c: &Config) -> Result<(), ConfigError> {
+    let voters: std::collections::BTreeSet<i32> =
+        c.controller_quorum_voters.iter().map(|v| v.id).collect();
+    let voter_list = || {
+        let ids: Vec<String> = voters.iter().map(i32::to_string).collect();
+        format!("controller.quorum.voters=[{}]", ids.join(", "))
+    };
+    let is_controller_listener = |l: &Listener| c.controller_listener_names.contains(&l.name);
+    let fail = |m: String| Err(ConfigError::Roles(m));
+    let not_a_voter = || {
+        fail(format!(
+            "If process.roles contains the 'controller' role, the node id {} must be included in \
+             the set of voters {}",
+            c.node_id,
+            voter_list()
+        ))
+    };
+    match (c.is_broker(), c.is_controller()) {
+        (true, true) => {
+            if !voters.is_empty() && !voters.contains(&c.node_id) {
+                return not_a_voter();
+            }
+        }
+        (true, false) => {
+            if voters.is_empty() {
+                return fail(
+                    "If using process.roles, controller.quorum.voters must contain a parseable \
+                     set of voters."
+                        .into(),
+                );
+            }
+            if voters.contains(&c.node_id) {
+                return fail(format!(
+                    "If process.roles contains just the 'broker' role, the node id {} must not \
+                     be included in the set of voters {}",
+                    c.node_id,
+                    voter_list()
+                ));
+            }
+            if c.controller_listener_names.is_empty() {
+                return fail(
+                    "controller.listener.names must contain at least one value when running \
+                     KRaft with just the broker role"
+                        .into(),
+                );
+            }
+            if c.listeners.iter().any(is_controller_listener) {
+                return fail(
+                    "controller.listener.names must not contain a value appearing in the \
+                     'listeners' configuration when running KRaft with just the broker role"
+                        .into(),
+                );
+            }
+            if c.advertised_listeners.iter().any(is_controller_listener) {
+                return fail(
+                    "advertised.listeners must not contain KRaft controller listeners from \
+                     controller.listener.names when process.roles contains the broker role: \
+                     clients only send requests to brokers"
+                        .into(),
+                );
+            }
+        }
+        (false, _) => {
+            if voters.is_empty() {
+                return fail(
+                    "If using process.roles, controller.quorum.voters must contain a parseable \
+                     set of voters."
+                        .into(),
+                );
+            }
+            if !voters.contains(&c.node_id) {
+                return not_a_voter();
+            }
+            if !c.listeners.iter().any(is_controller_listener) {
+                return fail(
+                    "controller.listener.names must contain at least one value appearing in the \
+                     'listeners' configuration when running the KRaft controller role"
+                        .into(),
+                );
+            }
+            if let Some(missing) = c
+                .controller_listener_names
+                .iter()
+                .find(|n| !c.listeners.iter().any(|l| l.name == **n))
+            {
+                return fail(format!(
+                    "controller.listener.names must only contain values appearing in the \
+                     'listeners' configuration when running the KRaft controller role, but did \
+                     not contain {missing}"
+                ));
+            }
+            if c.listeners.iter().any(|l| !is_controller_listener(l)) {
+                return fail(
+                    "The listeners config must only contain KRaft controller listeners from \
+                     controller.listener.names when process.roles=controller"
+                        .into(),
+                );
+            }
+            if c.advertised_listeners
+                .iter()
+                .any(|l| !is_controller_listener(l))
+            {
+                return fail(
+                    "The advertised.listeners config must only contain KRaft controller \
+                     listeners from controller.listener.names when process.roles=controller"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses a `cleanup.policy` value.
@@ -724,6 +876,163 @@ mod tests {
         assert_eq!(m["a"], "2");
         assert_eq!(m["b"], "x=y");
         assert!(apply_overrides(&mut m, &["novalue".into()]).is_err());
+    }
+
+    /// A dedicated node's properties: `roles`, node 4 unless `extra` says otherwise, three voters.
+    fn dedicated(roles: &str, listeners: &str, extra: &str) -> Result<Config, ConfigError> {
+        Config::from_properties(props(&format!(
+            "process.roles={roles}\nnode.id=4\n\
+             controller.quorum.voters=1@c1:9093,2@c2:9093,3@c3:9093\n\
+             controller.listener.names=CONTROLLER\nlisteners={listeners}\n{extra}"
+        )))
+    }
+
+    #[test]
+    fn a_broker_only_node_outside_the_voters_validates() {
+        let c = dedicated("broker", "PLAINTEXT://:9092", "").expect("valid");
+        assert!(c.is_broker() && !c.is_controller());
+        assert_eq!(c.client_listeners().count(), 1);
+        assert_eq!(c.metadata_replication_listener, None);
+        let c = dedicated(
+            "broker",
+            "PLAINTEXT://:9092",
+            "metadata.replication.listener=10.0.0.4:9094\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.metadata_replication_listener,
+            Some(("10.0.0.4".into(), 9094))
+        );
+    }
+
+    #[test]
+    fn a_broker_only_node_among_the_voters_is_refused_in_kafkas_words() {
+        let err = dedicated("broker", "PLAINTEXT://:9092", "node.id=2\n").expect_err("a voter");
+        assert_eq!(
+            err.to_string(),
+            "If process.roles contains just the 'broker' role, the node id 2 must not be \
+             included in the set of voters controller.quorum.voters=[1, 2, 3]"
+        );
+    }
+
+    #[test]
+    fn a_broker_only_node_may_not_listen_on_a_controller_listener() {
+        let err = dedicated("broker", "PLAINTEXT://:9092,CONTROLLER://:9093", "")
+            .expect_err("controller listener");
+        assert!(
+            err.to_string()
+                .contains("must not contain a value appearing in the 'listeners'"),
+            "{err}"
+        );
+        let err = dedicated(
+            "broker",
+            "PLAINTEXT://:9092",
+            "advertised.listeners=CONTROLLER://b4:9093\n",
+        )
+        .expect_err("advertised controller listener");
+        assert!(
+            err.to_string()
+                .starts_with("advertised.listeners must not contain"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_broker_only_node_needs_voters_and_a_controller_listener_name() {
+        let err = Config::from_properties(props(
+            "process.roles=broker\nnode.id=4\ncontroller.listener.names=CONTROLLER\n",
+        ))
+        .expect_err("no voters");
+        assert!(
+            err.to_string()
+                .contains("controller.quorum.voters must contain"),
+            "{err}"
+        );
+        let err = Config::from_properties(props(
+            "process.roles=broker\nnode.id=4\ncontroller.quorum.voters=1@c1:9093\n",
+        ))
+        .expect_err("no controller listener name");
+        assert!(
+            err.to_string()
+                .starts_with("controller.listener.names must contain at least one value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_controller_only_node_listens_only_on_its_controller_listener() {
+        let c = dedicated("controller", "CONTROLLER://:9093", "node.id=1\n").expect("valid");
+        assert!(c.is_controller() && !c.is_broker());
+        assert_eq!(c.client_listeners().count(), 0);
+        let err = dedicated(
+            "controller",
+            "PLAINTEXT://:9092,CONTROLLER://:9093",
+            "node.id=1\n",
+        )
+        .expect_err("client listener");
+        assert!(
+            err.to_string()
+                .starts_with("The listeners config must only contain KRaft controller listeners"),
+            "{err}"
+        );
+        // Without `listeners` a node gets Kafka's default PLAINTEXT://:9092, no controller one.
+        let err = Config::from_properties(props(
+            "process.roles=controller\nnode.id=1\ncontroller.quorum.voters=1@c1:9093\n\
+             controller.listener.names=CONTROLLER\n",
+        ))
+        .expect_err("no controller listener");
+        assert!(
+            err.to_string()
+                .contains("at least one value appearing in the 'listeners'"),
+            "{err}"
+        );
+        let err = dedicated(
+            "controller",
+            "CONTROLLER://:9093",
+            "node.id=1\ncontroller.listener.names=CONTROLLER,OTHER\n",
+        )
+        .expect_err("a name without a listener");
+        assert!(
+            err.to_string().ends_with("but did not contain OTHER"),
+            "{err}"
+        );
+        let err = dedicated(
+            "controller",
+            "CONTROLLER://:9093",
+            "node.id=1\nadvertised.listeners=PLAINTEXT://c1:9092\n",
+        )
+        .expect_err("advertised client listener");
+        assert!(
+            err.to_string()
+                .starts_with("The advertised.listeners config"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_controller_outside_the_voters_is_refused_in_kafkas_words() {
+        let err = dedicated("controller", "CONTROLLER://:9093", "").expect_err("not a voter");
+        assert_eq!(
+            err.to_string(),
+            "If process.roles contains the 'controller' role, the node id 4 must be included in \
+             the set of voters controller.quorum.voters=[1, 2, 3]"
+        );
+        let err = dedicated(
+            "broker,controller",
+            "PLAINTEXT://:9092,CONTROLLER://:9093",
+            "",
+        )
+        .expect_err("combined, not a voter");
+        assert!(
+            err.to_string().contains("node id 4 must be included"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_combined_node_without_voters_still_validates() {
+        let c = Config::from_properties(props("node.id=1\n")).expect("valid");
+        assert!(c.is_broker() && c.is_controller());
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! A running node: opens storage, binds listeners, starts the server, the metrics endpoint and
-//! the background tasks (group session expiry, retention, flush), and drains on shutdown.
+//! A running node: opens storage, starts its quorum member, and then what its `process.roles`
+//! ask for. A broker (broker-only or combined) binds the client listeners, registers, heartbeats
+//! and runs partitions, replication, groups, retention and flushing; a controller (controller-only
+//! or combined) runs the active controller's duties when it leads the quorum. Every node serves
+//! the metrics endpoint and drains on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,8 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::{error_chain, Cluster};
 use crate::config::Config;
+use crate::controller::liveness::Liveness;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::quorum::node::QuorumNode;
 use crate::server::{self, Broker};
 
 /// How long a controlled shutdown waits for its leaderships to move.
@@ -37,9 +42,6 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    /// A configuration this build cannot run yet.
-    #[error("{0}")]
-    Unsupported(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -48,17 +50,18 @@ pub enum NodeError {
 /// A started node: its bound addresses and a handle to stop it.
 #[derive(Debug)]
 pub struct Node {
-    /// Addresses the client listeners are bound to.
+    /// Addresses the client listeners are bound to (none on a controller-only node).
     pub addrs: Vec<SocketAddr>,
     /// Address of the metrics endpoint, if any.
     pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    cluster: Arc<Cluster>,
-    /// The controller quorum member holding the metadata.
-    quorum: Arc<crate::quorum::node::QuorumNode>,
+    /// The broker's topics and partitions; `None` on a controller-only node.
+    cluster: Option<Arc<Cluster>>,
+    /// The controller quorum member holding the metadata (a learner on a broker-only node).
+    quorum: Arc<QuorumNode>,
     /// Broker heartbeats this node has received.
-    liveness: Arc<crate::controller::liveness::Liveness>,
+    liveness: Arc<Liveness>,
 }
 
 async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> {
@@ -91,106 +94,60 @@ async fn bind_all(host: &str, port: u16) -> Result<Vec<TcpListener>, NodeError> 
     Ok(out)
 }
 
-/// Refuses role layouts this build cannot run: every node must be a voter of the controller
-/// quorum and a broker (combined mode), as in Kafka's quickstart.
-fn check_roles(config: &Config) -> Result<(), NodeError> {
-    use crate::config::Role;
-    let roles = &config.process_roles;
-    if !roles.contains(&Role::Controller) || !roles.contains(&Role::Broker) {
-        return Err(NodeError::Unsupported(
-            "this build runs combined nodes only: set process.roles=broker,controller (dedicated \
-             broker or controller nodes are not supported yet)"
-                .into(),
-        ));
+/// The broker half of a node, once started.
+struct BrokerHalf {
+    cluster: Arc<Cluster>,
+    addrs: Vec<SocketAddr>,
+    /// Fills the broker's gauges before each scrape.
+    refresh: crate::metrics::Refresh,
+}
+
+/// What `process.roles` makes this node, for the start-up log.
+fn roles_name(config: &Config) -> &'static str {
+    match (config.is_broker(), config.is_controller()) {
+        (true, true) => "combined broker and controller",
+        (true, false) => "broker-only",
+        _ => "controller-only",
     }
-    let voters = &config.controller_quorum_voters;
-    if !voters.is_empty() && !voters.iter().any(|v| v.id == config.node_id) {
-        return Err(NodeError::Unsupported(format!(
-            "node.id {} is not among controller.quorum.voters ({}); every node of this build is \
-             a voter",
-            config.node_id,
-            voters
-                .iter()
-                .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
-                .collect::<Vec<_>>()
-                .join(",")
-        )));
-    }
-    Ok(())
 }
 
 impl Node {
     /// Starts a node from a validated config, after checking `meta.properties`.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
-        check_roles(&config)?;
         let config = Arc::new(config);
         let mut dirs = config.log_dirs.clone();
         if !dirs.contains(&config.metadata_log_dir) {
             dirs.push(config.metadata_log_dir.clone());
         }
         let cluster_id = crate::storage::check(&dirs, config.node_id)?;
+        tracing::info!(%cluster_id, node_id = config.node_id, roles = roles_name(&config), "starting");
         let metrics = Arc::new(Metrics::new()?);
-        let liveness = Arc::new(crate::controller::liveness::Liveness::default());
+        let liveness = Arc::new(Liveness::default());
         let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
             .await
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        let image = quorum.applied().image;
-        let store = crate::quorum::startup::QuorumStore::new(
-            Arc::clone(&quorum),
-            tokio::runtime::Handle::current(),
-        );
-        let c = Arc::clone(&config);
-        let cid = cluster_id.clone();
-        let cluster =
-            tokio::task::spawn_blocking(move || Cluster::open_with(c, cid, Box::new(store), image))
-                .await
-                .map_err(|e| NodeError::Cluster(e.to_string()))?
-                .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        let cluster = Arc::new(cluster);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let replicas = crate::replication::manager::ReplicaManager::new(
-            Arc::clone(&cluster),
-            config.replication.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        );
-        replicas.sync();
-        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
-        let g = Arc::clone(&groups);
-        let loaded = tokio::task::spawn_blocking(move || g.load())
-            .await
-            .map_err(|e| NodeError::Cluster(e.to_string()))?
-            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
-
-        let mut listeners = Vec::new();
-        for l in config.client_listeners() {
-            listeners.extend(bind_all(&l.host, l.port).await?);
-        }
-        let addrs: Vec<SocketAddr> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
-        let (mut adv_host, mut adv_port) = config.advertised_address();
-        if adv_port == 0 {
-            adv_port = addrs.first().map(|a| a.port()).unwrap_or(9092);
-        }
-        if adv_host.is_empty() {
-            adv_host = "localhost".into();
-        }
-        let (c, host) = (Arc::clone(&cluster), adv_host.clone());
-        tokio::task::spawn_blocking(move || c.register_broker(&host, adv_port))
-            .await
-            .map_err(|e| NodeError::Cluster(e.to_string()))?
-            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        let broker = Arc::new(Broker::new(
-            Arc::clone(&cluster),
-            Arc::clone(&groups),
-            Arc::clone(&metrics),
-            (adv_host, adv_port),
-            Some(Arc::clone(&quorum)),
-        ));
+        let broker = if config.is_broker() {
+            let half = start_broker(
+                &config,
+                &cluster_id,
+                &quorum,
+                &liveness,
+                &metrics,
+                &shutdown,
+                &tracker,
+            )
+            .await?;
+            Some(half)
+        } else {
+            tracing::info!(
+                node_id = config.node_id,
+                "controller-only node: a quorum voter and, while it leads, the active controller; \
+                 no client listener, partitions or groups"
+            );
+            None
+        };
         let metrics_addr = match &config.metrics_listener {
             Some(addr) => {
                 let l = TcpListener::bind(addr)
@@ -200,24 +157,10 @@ impl Node {
                         source,
                     })?;
                 let a = l.local_addr().ok();
-                let cl = Arc::clone(&cluster);
-                let gr = Arc::clone(&groups);
-                let m = Arc::clone(&metrics);
-                let refresh: crate::metrics::Refresh = Arc::new(move || {
-                    m.partitions.set(cl.partition_count() as i64);
-                    m.groups.set(gr.group_count() as i64);
-                    let (mut size, mut leo) = (0i64, 0i64);
-                    for t in cl.topics() {
-                        for p in t.partitions.read().iter() {
-                            leo += p.high_watermark();
-                            if let Some(log) = p.try_log() {
-                                size += log.size_bytes() as i64;
-                            }
-                        }
-                    }
-                    m.log_size_bytes.set(size);
-                    m.log_end_offset_sum.set(leo);
-                });
+                let refresh = match &broker {
+                    Some(b) => Arc::clone(&b.refresh),
+                    None => Arc::new(|| {}),
+                };
                 tracker.spawn(crate::metrics::serve(
                     l,
                     Arc::clone(&metrics),
@@ -228,128 +171,19 @@ impl Node {
             }
             None => None,
         };
-
-        tracker.spawn(server::run(
-            Arc::clone(&broker),
-            listeners,
-            shutdown.clone(),
-        ));
-        // Metadata committed elsewhere (or forwarded) reaches the local state here; then the
-        // fetchers follow the new leaders and the group coordinator the offsets partitions.
-        let (c, mut applied, s) = (Arc::clone(&cluster), quorum.subscribe(), shutdown.clone());
-        let (r, g) = (Arc::clone(&replicas), Arc::clone(&groups));
-        tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => break,
-                    changed = applied.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        applied.borrow_and_update();
-                        let (c, latest, g) = (Arc::clone(&c), applied.clone(), Arc::clone(&g));
-                        let work = move || {
-                            let changed = c.reconcile_latest(|| latest.borrow().image.clone())?;
-                            if let Err(e) = g.load() {
-                                tracing::warn!(error = %error_chain(&e), "loading consumer groups failed");
-                            }
-                            Ok::<_, crate::cluster::AdminError>(changed)
-                        };
-                        match tokio::task::spawn_blocking(work).await {
-                            Ok(Ok(_)) => r.sync(),
-                            Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "applying committed metadata failed"),
-                            Err(e) => tracing::warn!(error = %e, "metadata reconcile task failed"),
-                        }
-                    }
-                }
-            }
-        });
-        // The controller's duties (on whichever node leads the quorum) and this broker's
-        // heartbeats to every voter.
-        tracker.spawn(crate::controller::run(
-            Arc::clone(&quorum),
-            Arc::clone(&liveness),
-            config.replication.clone(),
-            shutdown.clone(),
-        ));
-        tracker.spawn(crate::controller::heartbeat(
-            Arc::clone(&quorum),
-            Arc::clone(&liveness),
-            config.node_id,
-            Duration::from_millis(config.replication.broker_heartbeat_interval_ms),
-            shutdown.clone(),
-        ));
-        // Leader side of the ISR: shrink for lagging followers, expand for caught-up ones.
-        let (r, c, s) = (
-            Arc::clone(&replicas),
-            Arc::clone(&cluster),
-            shutdown.clone(),
-        );
-        let every = Duration::from_millis(
-            (config.replication.replica_lag_time_max_ms as u64 / 2).clamp(100, 500),
-        );
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let (r, c) = (Arc::clone(&r), Arc::clone(&c));
-                let work = move || {
-                    let records = r.isr_changes();
-                    if !records.is_empty() {
-                        if let Err(e) = c.propose(&records) {
-                            tracing::warn!(error = %error_chain(&e), "ISR change not committed");
-                        }
-                    }
-                };
-                let _ = tokio::task::spawn_blocking(work).await;
-            }
-        });
-        // Group sessions and rebalance deadlines.
-        let (g, s) = (Arc::clone(&groups), shutdown.clone());
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => break,
-                    _ = tick.tick() => g.tick(),
-                }
-            }
-        });
-        // Retention and compaction.
-        let c = Arc::clone(&cluster);
-        periodically(
-            &tracker,
-            &shutdown,
-            Duration::from_millis(config.log_retention_check_interval_ms),
-            move || c.maintain_logs(),
-        );
-        // Time-based fsync policy (log.flush.interval.ms).
-        if let Some(ms) = config.log_flush_interval_ms {
-            let c = Arc::clone(&cluster);
-            periodically(&tracker, &shutdown, Duration::from_millis(ms), move || {
-                c.flush_all()
-            });
+        // The controller's duties, on whichever voter leads the quorum.
+        if config.is_controller() {
+            tracker.spawn(crate::controller::run(
+                Arc::clone(&quorum),
+                Arc::clone(&liveness),
+                config.replication.clone(),
+                shutdown.clone(),
+            ));
         }
-        // High-watermark checkpoints (replica.high.watermark.checkpoint.interval.ms).
-        let c = Arc::clone(&cluster);
-        periodically(
-            &tracker,
-            &shutdown,
-            Duration::from_millis(
-                config
-                    .replication
-                    .replica_high_watermark_checkpoint_interval_ms,
-            ),
-            move || {
-                if let Err(e) = c.checkpoint_high_watermarks() {
-                    tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint failed");
-                }
-            },
-        );
+        let (addrs, cluster) = match broker {
+            Some(b) => (b.addrs, Some(b.cluster)),
+            None => (Vec::new(), None),
+        };
         metrics.ready.store(true, Ordering::Release);
         tracing::info!(?addrs, ?metrics_addr, "gregor is serving");
         Ok(Node {
@@ -367,20 +201,28 @@ impl Node {
     /// and there are other brokers), stops accepting, lets in-flight requests finish, fsyncs
     /// every log and checkpoints the high watermarks.
     pub async fn stop(self) {
-        let others = self.cluster.brokers().len() > 1;
-        if self.cluster.config.replication.controlled_shutdown_enable && others {
-            let me = self.cluster.config.node_id;
-            let done = crate::controller::controlled_shutdown(
-                &self.quorum,
-                &self.liveness,
-                me,
-                CONTROLLED_SHUTDOWN_TIMEOUT,
-            )
-            .await;
-            if done {
-                tracing::info!("controlled shutdown: leaderships handed over");
-            } else {
-                tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+        if let Some(cluster) = &self.cluster {
+            // Only an unfenced broker can take leaderships over; with none left (the last node
+            // of a cluster stopping, usually without a quorum either) there is nothing to wait
+            // for.
+            let me = cluster.config.node_id;
+            let others = cluster
+                .brokers()
+                .iter()
+                .any(|(id, b)| *id != me && !b.fenced);
+            if cluster.config.replication.controlled_shutdown_enable && others {
+                let done = crate::controller::controlled_shutdown(
+                    &self.quorum,
+                    &self.liveness,
+                    me,
+                    CONTROLLED_SHUTDOWN_TIMEOUT,
+                )
+                .await;
+                if done {
+                    tracing::info!("controlled shutdown: leaderships handed over");
+                } else {
+                    tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+                }
             }
         }
         self.shutdown.cancel();
@@ -391,11 +233,12 @@ impl Node {
         {
             tracing::warn!("some connections did not finish within 10s");
         }
-        let c = self.cluster;
-        let c_keep = Arc::clone(&c);
-        let _ = tokio::task::spawn_blocking(move || c.flush_and_checkpoint()).await;
-        // The cluster held the last other handle to the quorum member (its metadata store).
-        drop(c_keep);
+        if let Some(c) = self.cluster {
+            let c_keep = Arc::clone(&c);
+            let _ = tokio::task::spawn_blocking(move || c.flush_and_checkpoint()).await;
+            // The cluster held the last other handle to the quorum member (its metadata store).
+            drop(c_keep);
+        }
         match Arc::try_unwrap(self.quorum) {
             Ok(q) => q.shutdown().await,
             Err(q) => {
@@ -405,6 +248,216 @@ impl Node {
         }
         tracing::info!("gregor stopped");
     }
+}
+
+/// Starts the broker half: opens the partitions over the quorum's image, binds the client
+/// listeners, registers this broker, and spawns the server, the metadata follower, the
+/// heartbeats to the voters, the ISR checks, group ticks, retention, timed flushes and
+/// high-watermark checkpoints.
+async fn start_broker(
+    config: &Arc<Config>,
+    cluster_id: &str,
+    quorum: &Arc<QuorumNode>,
+    liveness: &Arc<Liveness>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<BrokerHalf, NodeError> {
+    let image = quorum.applied().image;
+    let store = crate::quorum::startup::QuorumStore::new(
+        Arc::clone(quorum),
+        tokio::runtime::Handle::current(),
+    );
+    let c = Arc::clone(config);
+    let cid = cluster_id.to_string();
+    let cluster =
+        tokio::task::spawn_blocking(move || Cluster::open_with(c, cid, Box::new(store), image))
+            .await
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+    let cluster = Arc::new(cluster);
+    let replicas = crate::replication::manager::ReplicaManager::new(
+        Arc::clone(&cluster),
+        config.replication.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    );
+    replicas.sync();
+    let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
+    let g = Arc::clone(&groups);
+    let loaded = tokio::task::spawn_blocking(move || g.load())
+        .await
+        .map_err(|e| NodeError::Cluster(e.to_string()))?
+        .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+    tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
+
+    let mut listeners = Vec::new();
+    for l in config.client_listeners() {
+        listeners.extend(bind_all(&l.host, l.port).await?);
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let (mut adv_host, mut adv_port) = config.advertised_address();
+    if adv_port == 0 {
+        adv_port = addrs.first().map(|a| a.port()).unwrap_or(9092);
+    }
+    if adv_host.is_empty() {
+        adv_host = "localhost".into();
+    }
+    let (c, host) = (Arc::clone(&cluster), adv_host.clone());
+    tokio::task::spawn_blocking(move || c.register_broker(&host, adv_port))
+        .await
+        .map_err(|e| NodeError::Cluster(e.to_string()))?
+        .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+    let broker = Arc::new(Broker::new(
+        Arc::clone(&cluster),
+        Arc::clone(&groups),
+        Arc::clone(metrics),
+        (adv_host, adv_port),
+        Some(Arc::clone(quorum)),
+    ));
+    let (cl, gr, m) = (
+        Arc::clone(&cluster),
+        Arc::clone(&groups),
+        Arc::clone(metrics),
+    );
+    let refresh: crate::metrics::Refresh = Arc::new(move || {
+        m.partitions.set(cl.partition_count() as i64);
+        m.groups.set(gr.group_count() as i64);
+        let (mut size, mut leo) = (0i64, 0i64);
+        for t in cl.topics() {
+            for p in t.partitions.read().iter() {
+                leo += p.high_watermark();
+                if let Some(log) = p.try_log() {
+                    size += log.size_bytes() as i64;
+                }
+            }
+        }
+        m.log_size_bytes.set(size);
+        m.log_end_offset_sum.set(leo);
+    });
+
+    tracker.spawn(server::run(
+        Arc::clone(&broker),
+        listeners,
+        shutdown.clone(),
+    ));
+    // Metadata committed elsewhere (or forwarded) reaches the local state here; then the
+    // fetchers follow the new leaders and the group coordinator the offsets partitions.
+    let (c, mut applied, s) = (Arc::clone(&cluster), quorum.subscribe(), shutdown.clone());
+    let (r, g) = (Arc::clone(&replicas), Arc::clone(&groups));
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    applied.borrow_and_update();
+                    let (c, latest, g) = (Arc::clone(&c), applied.clone(), Arc::clone(&g));
+                    let work = move || {
+                        let changed = c.reconcile_latest(|| latest.borrow().image.clone())?;
+                        if let Err(e) = g.load() {
+                            tracing::warn!(error = %error_chain(&e), "loading consumer groups failed");
+                        }
+                        Ok::<_, crate::cluster::AdminError>(changed)
+                    };
+                    match tokio::task::spawn_blocking(work).await {
+                        Ok(Ok(_)) => r.sync(),
+                        Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "applying committed metadata failed"),
+                        Err(e) => tracing::warn!(error = %e, "metadata reconcile task failed"),
+                    }
+                }
+            }
+        }
+    });
+    // This broker's heartbeats to every voter.
+    tracker.spawn(crate::controller::heartbeat(
+        Arc::clone(quorum),
+        Arc::clone(liveness),
+        config.node_id,
+        Duration::from_millis(config.replication.broker_heartbeat_interval_ms),
+        shutdown.clone(),
+    ));
+    // Leader side of the ISR: shrink for lagging followers, expand for caught-up ones.
+    let (r, c, s) = (
+        Arc::clone(&replicas),
+        Arc::clone(&cluster),
+        shutdown.clone(),
+    );
+    let every = Duration::from_millis(
+        (config.replication.replica_lag_time_max_ms as u64 / 2).clamp(100, 500),
+    );
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let (r, c) = (Arc::clone(&r), Arc::clone(&c));
+            let work = move || {
+                let records = r.isr_changes();
+                if !records.is_empty() {
+                    if let Err(e) = c.propose(&records) {
+                        tracing::warn!(error = %error_chain(&e), "ISR change not committed");
+                    }
+                }
+            };
+            let _ = tokio::task::spawn_blocking(work).await;
+        }
+    });
+    // Group sessions and rebalance deadlines.
+    let (g, s) = (Arc::clone(&groups), shutdown.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => g.tick(),
+            }
+        }
+    });
+    // Retention and compaction.
+    let c = Arc::clone(&cluster);
+    periodically(
+        tracker,
+        shutdown,
+        Duration::from_millis(config.log_retention_check_interval_ms),
+        move || c.maintain_logs(),
+    );
+    // Time-based fsync policy (log.flush.interval.ms).
+    if let Some(ms) = config.log_flush_interval_ms {
+        let c = Arc::clone(&cluster);
+        periodically(tracker, shutdown, Duration::from_millis(ms), move || {
+            c.flush_all()
+        });
+    }
+    // High-watermark checkpoints (replica.high.watermark.checkpoint.interval.ms).
+    let c = Arc::clone(&cluster);
+    periodically(
+        tracker,
+        shutdown,
+        Duration::from_millis(
+            config
+                .replication
+                .replica_high_watermark_checkpoint_interval_ms,
+        ),
+        move || {
+            if let Err(e) = c.checkpoint_high_watermarks() {
+                tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint failed");
+            }
+        },
+    );
+    Ok(BrokerHalf {
+        cluster,
+        addrs,
+        refresh,
+    })
 }
 
 /// Runs blocking `work` every `period`, first one period from now, until `shutdown`; a run

@@ -6,6 +6,10 @@ formats every node with one cluster id, starts them with `gregor server-start`, 
 until each answers /readyz and lists every broker. Nodes can then be killed, stopped and
 started again on the same data dirs and ports, or frozen (SIGSTOP) and thawed.
 
+With `controllers=N` the roles are dedicated instead: nodes 1..N are controller-only (the
+voters) and the `size` nodes after them broker-only (learners of the metadata quorum), as in
+`GregorCluster(tmp, size=3, controllers=3)`: controllers 1-3, brokers 4-6.
+
     from cluster import GregorCluster, cluster_fixture
 
     cluster = cluster_fixture()               # a module-scoped fixture named `cluster`
@@ -51,12 +55,15 @@ class ClusterNode(GregorBroker):
     kill and readiness are GregorBroker's; `bootstrap` is this node's client listener.
 
     Every listener binds `host`; with `netns` the process runs inside that network namespace
-    (`ip netns exec`, which execs, so the process is still gregor's own and takes signals)."""
+    (`ip netns exec`, which execs, so the process is still gregor's own and takes signals).
+    `roles` is its process.roles: a controller-only node has no client listener, so only its
+    /readyz tells that it is ready."""
 
     def __init__(self, binary: Path, workdir: Path, node_id: int, port: int,
                  controller_port: int, metrics_port: int, host: str = "127.0.0.1",
-                 netns: str | None = None):
+                 netns: str | None = None, roles: str = "broker,controller"):
         self.binary = binary
+        self.roles = roles
         self.node_id = node_id
         self.name = f"gregor node {node_id}"
         self.workdir = workdir
@@ -75,6 +82,18 @@ class ClusterNode(GregorBroker):
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.roles.split(",")
+
+    @property
+    def is_controller(self) -> bool:
+        return "controller" in self.roles.split(",")
+
+    @property
+    def serves_clients(self) -> bool:
+        return self.is_broker
+
     def send_signal(self, sig: signal.Signals):
         """Send `sig` to the running process."""
         assert self.running(), f"{self.name} is not running"
@@ -89,7 +108,8 @@ class ClusterNode(GregorBroker):
 
 class GregorCluster:
     """`size` Gregor nodes (ids 1..size), each broker and controller, on loopback unless
-    told otherwise.
+    told otherwise; with `controllers` > 0, that many controller-only nodes (ids
+    1..controllers) and `size` broker-only ones after them.
 
     `overrides` are server.properties keys applied on top of the defaults of every node (a
     value of None removes a default); `node_overrides` maps a node id to keys for that node
@@ -98,19 +118,25 @@ class GregorCluster:
 
     def __init__(self, workdir: Path, size: int = 3, overrides: dict | None = None,
                  node_overrides: dict[int, dict] | None = None, binary: Path | None = None,
-                 hosts: dict[int, str] | None = None, netns: dict[int, str] | None = None):
+                 hosts: dict[int, str] | None = None, netns: dict[int, str] | None = None,
+                 controllers: int = 0):
         self.workdir = Path(workdir)
         self.binary = Path(binary) if binary else gregor_binary()
+        total = controllers + size
         # Picked free on the root namespace's loopback; a fresh namespace has them all free.
-        ports = free_ports(3 * size)
+        ports = free_ports(3 * total)
         hosts, netns = hosts or {}, netns or {}
         self.nodes: dict[int, ClusterNode] = {}
-        for i in range(size):
+        for i in range(total):
             node_id = i + 1
+            if not controllers:
+                roles = "broker,controller"
+            else:
+                roles = "controller" if node_id <= controllers else "broker"
             self.nodes[node_id] = ClusterNode(self.binary, self.workdir / f"node-{node_id}",
                                               node_id, *ports[3 * i:3 * i + 3],
                                               host=hosts.get(node_id, "127.0.0.1"),
-                                              netns=netns.get(node_id))
+                                              netns=netns.get(node_id), roles=roles)
         self.overrides = dict(overrides or {})
         self.node_overrides = {k: dict(v) for k, v in (node_overrides or {}).items()}
         self.cluster_id: str | None = None
@@ -121,23 +147,37 @@ class GregorCluster:
 
     @property
     def bootstrap(self) -> str:
-        """Every node's client listener, comma-separated (a client's bootstrap.servers)."""
-        return ",".join(n.bootstrap for n in self.nodes.values())
+        """Every broker's client listener, comma-separated (a client's bootstrap.servers)."""
+        return ",".join(n.bootstrap for n in self.nodes.values() if n.is_broker)
+
+    @property
+    def broker_ids(self) -> set[int]:
+        """The nodes with the broker role."""
+        return {i for i, n in self.nodes.items() if n.is_broker}
+
+    @property
+    def controller_ids(self) -> set[int]:
+        """The nodes with the controller role (the quorum's voters)."""
+        return {i for i, n in self.nodes.items() if n.is_controller}
 
     @property
     def voters(self) -> str:
-        return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes.values())
+        return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}"
+                        for n in self.nodes.values() if n.is_controller)
 
     def properties(self, node_id: int) -> dict[str, str]:
         """The server.properties of `node_id`, overrides applied."""
         n = self.nodes[node_id]
-        size = len(self.nodes)
+        size = len(self.broker_ids)
+        client = f"PLAINTEXT://{n.host}:{n.port}"
+        controller = f"CONTROLLER://{n.host}:{n.controller_port}"
+        listeners = {"broker,controller": f"{client},{controller}", "broker": client,
+                     "controller": controller}[n.roles]
         props = {
             "node.id": str(node_id),
-            "process.roles": "broker,controller",
-            "listeners": (f"PLAINTEXT://{n.host}:{n.port},"
-                          f"CONTROLLER://{n.host}:{n.controller_port}"),
-            "advertised.listeners": f"PLAINTEXT://{n.host}:{n.port}",
+            "process.roles": n.roles,
+            "listeners": listeners,
+            "advertised.listeners": client,
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -150,6 +190,10 @@ class GregorCluster:
             # Groups in tests should not wait the default 3 s for more members.
             "group.initial.rebalance.delay.ms": "0",
         }
+        if not n.is_broker:
+            # A controller-only node has no client listener to advertise (Kafka refuses one).
+            for key in ("advertised.listeners", "inter.broker.listener.name"):
+                del props[key]
         for extra in (self.overrides, self.node_overrides.get(node_id, {})):
             for k, v in extra.items():
                 if v is None:
@@ -163,6 +207,11 @@ class GregorCluster:
         n.workdir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{k}={v}\n" for k, v in self.properties(node_id).items())
         n.config_path.write_text(text)
+
+    def gregor(self, *args: str) -> str:
+        """Run the gregor binary with `args` (a tool: topics, metadata-quorum, ...); its
+        output. Raises when it exits non-zero."""
+        return self._gregor(*args)
 
     def _gregor(self, *args: str) -> str:
         out = subprocess.run([str(self.binary), *args], stdout=subprocess.PIPE,
@@ -203,7 +252,8 @@ class GregorCluster:
             for node_id in node_ids:
                 self.wait_ready(node_id, max(1.0, deadline - time.monotonic()))
             for node_id in node_ids:
-                self.wait_brokers(node_id, max(1.0, deadline - time.monotonic()))
+                if self.nodes[node_id].is_broker:
+                    self.wait_brokers(node_id, max(1.0, deadline - time.monotonic()))
         except Exception as e:
             logs = "".join(f"\n--- {title} ---\n{text}" for title, text in self.log_sections())
             raise RuntimeError(f"{e}{logs}") from None
@@ -214,8 +264,9 @@ class GregorCluster:
 
     def wait_brokers(self, node_id: int, timeout: float = READY_TIMEOUT,
                      expected: set[int] | None = None):
-        """Wait until `node_id`'s Metadata lists `expected` brokers (default: every node)."""
-        want = set(self.nodes) if expected is None else set(expected)
+        """Wait until `node_id`'s Metadata lists `expected` brokers (default: every node with
+        the broker role)."""
+        want = self.broker_ids if expected is None else set(expected)
         n = self.nodes[node_id]
 
         def listed():
@@ -251,8 +302,10 @@ class GregorCluster:
         self.start(node_id)
 
     def close(self) -> dict[int, int | None]:
-        """SIGTERM every node; their exit codes."""
-        return {node_id: n.stop() for node_id, n in self.nodes.items()}
+        """SIGTERM every node, controller-only ones last (a stopping broker's controlled
+        shutdown needs the quorum); their exit codes."""
+        order = sorted(self.nodes.items(), key=lambda item: not item[1].is_broker)
+        return {node_id: n.stop() for node_id, n in order}
 
     def _kill_running(self):
         for n in self.nodes.values():
@@ -313,7 +366,7 @@ class GregorCluster:
         route the request to any broker in the metadata, a dead one included, and then
         raises: call it inside wait_for while a node is down."""
         servers = self.nodes[node_id].bootstrap if node_id else ",".join(
-            n.bootstrap for n in self.nodes.values() if n.running())
+            n.bootstrap for n in self.nodes.values() if n.running() and n.is_broker)
         admin = KafkaAdminClient(bootstrap_servers=servers)
         try:
             quorum = admin.describe_metadata_quorum()
@@ -356,16 +409,17 @@ def running_cluster(workdir: Path, **options) -> Iterator[GregorCluster]:
 
 
 def cluster_fixture(scope: str = "module", size: int = 3, overrides: dict | None = None,
-                    node_overrides: dict[int, dict] | None = None):
+                    node_overrides: dict[int, dict] | None = None, controllers: int = 0):
     """A pytest fixture yielding a started GregorCluster, closed afterwards. Assign it in a
     test module under the name tests should request: `cluster = cluster_fixture()`.
+    `controllers` > 0 gives dedicated roles (see GregorCluster).
 
     Skips when another broker was chosen for the suite."""
 
     @pytest.fixture(scope=scope)
     def _cluster(tmp_path_factory):
         with running_cluster(tmp_path_factory.mktemp("cluster"), size=size, overrides=overrides,
-                             node_overrides=node_overrides) as c:
+                             node_overrides=node_overrides, controllers=controllers) as c:
             yield c
 
     return _cluster

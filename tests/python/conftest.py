@@ -124,6 +124,8 @@ class GregorBroker(Broker):
     can_restart = True
     # The address its Kafka and metrics listeners bind, where readiness is probed.
     host = "127.0.0.1"
+    # Whether it has a Kafka listener to probe (a controller-only node has none).
+    serves_clients = True
 
     def __init__(self, binary: Path, workdir: Path):
         self.binary = binary
@@ -175,7 +177,7 @@ class GregorBroker(Broker):
         if self.proc.poll() is not None:
             # wait_ready adds the log tail.
             raise GiveUp(f"gregor exited with code {self.proc.returncode}")
-        if not port_accepts(self.port, self.host):
+        if self.serves_clients and not port_accepts(self.port, self.host):
             return False
         url = f"http://{self.host}:{self.metrics_port}/readyz"
         try:

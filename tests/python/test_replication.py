@@ -32,14 +32,14 @@ fresh_cluster = cluster_fixture(scope="function", overrides=FAST_FENCING)
 NODES = {1, 2, 3}
 
 
-def create(c, topic: str, partitions: int, timeout: float = 30.0, **configs):
+def create(c, topic: str, partitions: int, timeout: float = 30.0, rf: int = 3, **configs):
     admin = c.admin()
     conf = {"min.insync.replicas": "2", **configs}
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=3, config=conf)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=rf, config=conf)],
         operation_timeout=timeout, request_timeout=timeout)
     futures[topic].result(timeout=timeout)
-    wait_for(lambda: all(p.leader > 0 and len(p.isr) == 3
+    wait_for(lambda: all(p.leader > 0 and len(p.isr) == rf
                          for p in c.describe(topic).values())
              and len(c.describe(topic)) == partitions,
              timeout, f"{topic} to have leaders and full ISRs")
@@ -104,8 +104,10 @@ def test_losing_the_controller_then_a_majority_and_healing(fresh_cluster, topic_
     c.kill(controller)
     rest = sorted(NODES - {controller})
     wait_for(lambda: c.quorum_leader(rest[0]) in rest, 30, "a new active controller")
-    # Topic creation still works with two of three.
-    create(c, f"{topic_name}-after", 3)
+    wait_for(lambda: controller not in c.brokers(rest[0]), 30, f"node {controller} to be fenced")
+    # Topic creation still works with two of three (RF 2: as in Kafka, the dead broker is
+    # fenced and a replication factor above the live brokers is refused).
+    create(c, f"{topic_name}-after", 3, rf=2)
 
     acked, failed = [], []
     p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True,
@@ -174,3 +176,43 @@ def test_group_offsets_survive_the_loss_of_the_coordinator(fresh_cluster, topic_
     tps = again.committed([TopicPartition(topic_name, i) for i in range(3)], timeout=30)
     assert {tp.partition: tp.offset for tp in tps} == positions
     again.close()
+
+
+# A session far longer than the test waits: anything fenced here was fenced by the controller's
+# probe of a broker that missed a heartbeat, not by the session timeout.
+LONG_SESSION = {"broker.session.timeout.ms": 120000, "broker.heartbeat.interval.ms": 500}
+long_session_cluster = cluster_fixture(scope="function", overrides=LONG_SESSION)
+
+
+def test_a_dead_leader_is_fenced_early_but_a_frozen_one_waits_for_its_session(
+        long_session_cluster, topic_name):
+    c = long_session_cluster
+    create(c, topic_name, 3)
+    # A frozen process still has its listener: the kernel accepts the probe's connection, so
+    # the broker keeps its leaderships (Kafka's rule: only the session timeout fences it).
+    frozen = c.describe(topic_name)[0].leader
+    c.freeze(frozen)
+    try:
+        others = sorted(NODES - {frozen})
+        misses = 10  # heartbeats it misses, each one a probe the kernel answers
+        deadline = time.monotonic() + misses * 0.5
+        while time.monotonic() < deadline:
+            assert c.describe(topic_name, others[0])[0].leader == frozen, \
+                "a broker whose listener answers was fenced before its session ended"
+            time.sleep(0.25)
+    finally:
+        c.thaw(frozen)
+    # A killed process refuses connections: fenced within a few heartbeats, not 120 s.
+    victim = c.describe(topic_name)[1].leader
+    survivors = NODES - {victim}
+    c.kill(victim)
+    wait_for(lambda: all(p.leader in survivors
+                         for p in c.describe(topic_name, min(survivors)).values()),
+             30, "every partition to have a leader among the survivors, long before the session")
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True})
+    acked = []
+    for i in range(100):
+        p.produce(topic_name, value=f"v{i:03d}".encode(),
+                  on_delivery=lambda err, msg: err or acked.append(msg.value()))
+    p.flush(30)
+    assert len(acked) == 100, "writes go to the new leaders"

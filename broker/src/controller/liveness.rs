@@ -51,6 +51,31 @@ impl Liveness {
         self.last.lock().insert(broker, Beat::Departed);
     }
 
+    /// Since when `broker` has been silent: its last heartbeat, or the table's start when it
+    /// never heartbeat; `None` once it departed.
+    pub fn silent_since(&self, broker: i32) -> Option<Instant> {
+        match self.last.lock().get(&broker) {
+            Some(Beat::At(t)) => Some(*t),
+            Some(Beat::Departed) => None,
+            None => Some(self.started),
+        }
+    }
+
+    /// Marks `broker` as gone unless it heartbeat after `since`, so a broker that came back
+    /// while it was being probed stays alive. Returns whether it was marked.
+    pub fn depart_if_silent_since(&self, broker: i32, since: Instant) -> bool {
+        let mut last = self.last.lock();
+        let silent = match last.get(&broker) {
+            Some(Beat::At(t)) => *t <= since,
+            Some(Beat::Departed) => false,
+            None => self.started <= since,
+        };
+        if silent {
+            last.insert(broker, Beat::Departed);
+        }
+        silent
+    }
+
     /// When `broker` last heartbeat, in ms since the Unix epoch (`None`: not since this table
     /// started, or it departed).
     pub fn last_heard_ms(&self, broker: i32) -> Option<i64> {
@@ -97,5 +122,34 @@ mod tests {
         assert!(!l.is_alive(1, session, at(100)), "departed");
         l.heard_from(1, at(101));
         assert!(l.is_alive(1, session, at(110)), "back");
+    }
+
+    #[test]
+    fn a_probe_departs_only_a_broker_still_silent_since_it_was_sent() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let l = Liveness::new(t0);
+        let session = Duration::from_secs(60);
+        assert_eq!(
+            l.silent_since(7),
+            Some(t0),
+            "never heard: silent since the start"
+        );
+        l.heard_from(1, at(10));
+        let probed_at = l.silent_since(1).unwrap();
+        l.heard_from(1, at(20));
+        assert!(
+            !l.depart_if_silent_since(1, probed_at),
+            "it heartbeat while the probe ran"
+        );
+        assert!(l.is_alive(1, session, at(30)));
+        assert!(l.depart_if_silent_since(1, at(20)));
+        assert!(
+            !l.is_alive(1, session, at(30)),
+            "departed despite a long session"
+        );
+        assert_eq!(l.silent_since(1), None);
+        assert!(!l.depart_if_silent_since(1, at(40)), "already departed");
+        assert!(l.depart_if_silent_since(7, t0), "never heard from");
     }
 }

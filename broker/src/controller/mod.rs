@@ -1,10 +1,12 @@
-//! The controller's duties beyond the Raft log itself: broker liveness from heartbeats,
+//! The controller's duties beyond the Raft log itself: broker liveness from heartbeats
+//! (and early fencing of brokers whose listener refuses connections, [`probe`]),
 //! fencing, partition leader election from the ISR, preferred-leader rebalancing, and the
 //! broker's side of a controlled shutdown. The decisions are pure ([`decide`]); this module runs
 //! them on the active controller and commits what they return through the quorum.
 
 pub mod decide;
 pub mod liveness;
+pub mod probe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,12 +32,18 @@ pub async fn run(
     let session = Duration::from_millis(config.broker_session_timeout_ms);
     let rebalance_every = Duration::from_millis(config.leader_imbalance_check_interval_ms);
     let mut last_rebalance = Instant::now();
+    let prober = probe::Prober::new(
+        Arc::clone(&liveness),
+        Duration::from_millis(config.broker_heartbeat_interval_ms),
+    );
+    let departed = Arc::clone(&prober.departed);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            _ = departed.notified() => {}
         }
         if !quorum.is_leader() {
             continue;
@@ -47,6 +55,7 @@ pub async fn run(
         }
         let image = quorum.applied().image;
         let now = Instant::now();
+        prober.check(&image, now);
         let alive = |b: i32| liveness.is_alive(b, session, now);
         let policy = Policy {
             unclean: config.unclean_leader_election_enable,

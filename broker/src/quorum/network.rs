@@ -2,7 +2,8 @@
 //! TCP to each voter's controller listener, one connection per target kept open and replaced
 //! after any error. Every request carries this node's cluster id ([`super::rpc`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
@@ -16,15 +17,18 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::rpc::{read_frame, write_frame, RequestFrame, ResponseFrame, Rpc};
+use super::status::Contacts;
 use super::types::{ControllerNode, NodeId, TypeConfig};
 
-/// Creates connections to the other voters.
+/// Creates connections to the other members (voters, and learners when leading).
 #[derive(Debug, Clone)]
 pub struct Network {
     /// This node's cluster id, sent with every request.
     pub cluster_id: String,
     /// This node's id.
     pub node_id: NodeId,
+    /// Where answered AppendEntries are recorded, for DescribeQuorum's contact times.
+    pub contacts: Arc<Contacts>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -36,18 +40,20 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             from: self.node_id,
             target,
             node: node.clone(),
+            contacts: Arc::clone(&self.contacts),
             stream: None,
         }
     }
 }
 
-/// A connection to one voter.
+/// A connection to one member.
 #[derive(Debug)]
 pub struct Connection {
     cluster_id: String,
     from: NodeId,
     target: NodeId,
     node: ControllerNode,
+    contacts: Arc<Contacts>,
     /// Open while healthy; dropped after any error so the next call reconnects.
     stream: Option<TcpStream>,
 }
@@ -164,12 +170,17 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, Rpc2Error<openraft::error::Infallible>> {
-        self.call(
-            Rpc::AppendEntries(rpc),
-            RPCTypes::AppendEntries,
-            option.hard_ttl(),
-        )
-        .await
+        let answer = self
+            .call(
+                Rpc::AppendEntries(rpc),
+                RPCTypes::AppendEntries,
+                option.hard_ttl(),
+            )
+            .await;
+        if answer.is_ok() {
+            self.contacts.answered(self.target, Instant::now());
+        }
+        answer
     }
 
     async fn install_snapshot(
@@ -278,6 +289,26 @@ pub async fn propose(
         ProposeRefusal::NotLeader(m) => CallError::NotDelivered(m),
         ProposeRefusal::Failed(m) => CallError::Failed(m),
     })
+}
+
+/// Asks the voter at `to` to add this node (`from`, reachable at `node`) to the quorum as a
+/// learner; a voter that does not lead answers where the leader is.
+pub async fn add_learner(
+    to: &ControllerNode,
+    cluster_id: &str,
+    from: NodeId,
+    node: ControllerNode,
+    timeout: Duration,
+) -> Result<Result<(), super::learner::JoinRefusal>, CallError> {
+    let v = call_once(
+        to,
+        cluster_id,
+        from,
+        Rpc::AddLearner { id: from, node },
+        timeout,
+    )
+    .await?;
+    serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
 }
 
 /// Tells the voter at `to` that broker `broker` is alive (or shutting down).

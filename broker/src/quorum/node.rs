@@ -1,7 +1,8 @@
 //! A running quorum member: the Raft node over the file log store and the metadata state
 //! machine, the RPC server on the controller listener, and the static voter set from
 //! `controller.quorum.voters`. Every voter initializes the same membership on first start
-//! (openraft accepts that), so a fresh cluster elects a leader without an operator step.
+//! (openraft accepts that), so a fresh cluster elects a leader without an operator step. A
+//! learner (a broker-only node) initializes nothing: it [`QuorumNode::join`]s through the voters.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,11 +23,26 @@ use super::state_machine::{AppliedState, StateMachine, StateMachineError};
 use super::types::{ControllerNode, MetadataRequest, MetadataResponse, NodeId, TypeConfig};
 use crate::cluster::metadata::MetadataRecord;
 
+/// Whether a member votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRole {
+    /// A controller: one of `controller.quorum.voters`.
+    Voter,
+    /// A broker-only node: replicates the log without a vote, reachable by the leader at
+    /// `advertised`.
+    Learner {
+        /// Where the leader sends it the log (its metadata replication listener).
+        advertised: ControllerNode,
+    },
+}
+
 /// How a quorum member is set up.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
     /// This node's id (`node.id`).
     pub node_id: NodeId,
+    /// Whether it votes.
+    pub role: MemberRole,
     /// Every voter and its controller listener (`controller.quorum.voters`).
     pub voters: BTreeMap<NodeId, ControllerNode>,
     /// The Raft directory (`<metadata.log.dir>/__cluster_metadata-0/raft`).
@@ -72,8 +88,12 @@ pub enum QuorumError {
 /// A running quorum member.
 pub struct QuorumNode {
     node_id: NodeId,
-    /// Broker heartbeats received (DescribeQuorum's last-contact times).
-    liveness: Arc<crate::controller::liveness::Liveness>,
+    /// Whether it votes (a learner joins through `configured_voters`).
+    role: MemberRole,
+    /// `controller.quorum.voters`: whom a learner asks to join.
+    configured_voters: BTreeMap<NodeId, ControllerNode>,
+    /// When members last answered this node's AppendEntries (DescribeQuorum's contact times).
+    contacts: Arc<super::status::Contacts>,
     /// Sent with forwarded proposals.
     cluster_id: String,
     raft: Raft<TypeConfig>,
@@ -116,9 +136,11 @@ impl QuorumNode {
         }
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let contacts = Arc::new(super::status::Contacts::default());
         let network = Network {
             cluster_id: cfg.cluster_id.clone(),
             node_id: cfg.node_id,
+            contacts: Arc::clone(&contacts),
         };
         let raft = Raft::new(cfg.node_id, Arc::new(raft_config), network, log, sm)
             .await
@@ -128,18 +150,22 @@ impl QuorumNode {
         tracker.spawn(rpc_server::serve(
             listener,
             raft.clone(),
-            Arc::from(cfg.cluster_id.as_str()),
-            Arc::clone(&cfg.liveness),
+            rpc_server::Shared {
+                cluster_id: Arc::from(cfg.cluster_id.as_str()),
+                liveness: Arc::clone(&cfg.liveness),
+                contacts: Arc::clone(&contacts),
+            },
             shutdown.clone(),
         ));
-        let fresh = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .next()
-            .is_none();
+        let fresh = cfg.role == MemberRole::Voter
+            && raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_none();
         if fresh {
             // Every voter proposes the same static membership; whichever wins the first
             // election commits it, the others' identical proposals are no-ops.
@@ -149,7 +175,9 @@ impl QuorumNode {
         }
         Ok(QuorumNode {
             node_id: cfg.node_id,
-            liveness: Arc::clone(&cfg.liveness),
+            role: cfg.role,
+            configured_voters: cfg.voters,
+            contacts,
             cluster_id: cfg.cluster_id.clone(),
             raft,
             applied,
@@ -164,20 +192,64 @@ impl QuorumNode {
         self.leader() == Some(self.node_id)
     }
 
-    /// The voters and their controller listeners.
+    /// The voters and their controller listeners (learners are not among them).
     pub fn voters(&self) -> Vec<(NodeId, ControllerNode)> {
         let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.clone()))
+        let membership = m.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
             .collect()
+    }
+
+    /// The learners (broker-only nodes) this member's membership names, with their addresses.
+    pub fn learners(&self) -> Vec<(NodeId, ControllerNode)> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let membership = m.membership();
+        membership
+            .learner_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+            .collect()
+    }
+
+    /// Whether this member votes.
+    pub fn is_voter(&self) -> bool {
+        self.role == MemberRole::Voter
+    }
+
+    /// A learner's one round of asking the voters to add it (at its advertised address) to the
+    /// membership; see [`super::learner`]. A voter has nothing to do.
+    pub async fn join(&self) -> Result<(), super::learner::JoinError> {
+        let MemberRole::Learner { advertised } = &self.role else {
+            return Ok(());
+        };
+        super::learner::join(
+            &self.cluster_id,
+            self.node_id,
+            advertised,
+            &self.configured_voters,
+        )
+        .await
+    }
+
+    /// One attempt at becoming ready to serve: a learner asks to join, then the member waits up
+    /// to `wait` for a leader and catches up with everything committed. A learner refused for
+    /// good (its id is a voter's) gets [`QuorumError::Config`]; anything else is worth another
+    /// attempt.
+    pub async fn settle(&self, wait: Duration) -> Result<(), QuorumError> {
+        self.join().await.map_err(|e| match e {
+            super::learner::JoinError::Refused(r) => QuorumError::Config(r.to_string()),
+            other => QuorumError::NotCommitted(other.to_string()),
+        })?;
+        self.wait_for_leader(wait).await?;
+        self.catch_up().await
     }
 
     /// The quorum's status from the leader's view: this member's own when it leads, else
     /// asked of the leader (falling back to this member's partial view when it cannot be
     /// reached).
     pub async fn status(&self) -> super::status::QuorumStatus {
-        let mine = super::status::local(&self.raft, &self.liveness);
+        let mine = super::status::local(&self.raft, &self.contacts);
         let Some(leader) = mine.leader.filter(|l| *l != self.node_id) else {
             return mine;
         };

@@ -35,6 +35,15 @@ pub enum Rpc {
     /// The quorum's status as this member sees it (asked of the leader); answered with a
     /// [`super::status::QuorumStatus`].
     Status,
+    /// A broker-only node asking to replicate the metadata log as a learner (Kafka's observer),
+    /// or, already one, announcing where it now listens. Answered by the leader with
+    /// `Result<(), JoinRefusal>` once the membership naming it is committed.
+    AddLearner {
+        /// The broker's `node.id`.
+        id: NodeId,
+        /// Where the leader reaches it.
+        node: super::types::ControllerNode,
+    },
     /// The leader is stopping: start an election now instead of after the election timeout
     /// (openraft 0.9 has no leadership transfer). Answered with JSON `null`.
     Elect,

@@ -1,6 +1,8 @@
-//! The server half of the quorum network: accepts connections on the controller listener,
-//! checks each request's cluster id, and hands AppendEntries / Vote / InstallSnapshot to the
-//! local Raft node, and broker heartbeats to the liveness table. A request from another cluster gets a refusal and the connection closes.
+//! The server half of the quorum network: accepts connections on the controller listener (or,
+//! on a broker-only learner, its metadata replication listener), checks each request's cluster
+//! id, and hands AppendEntries / Vote / InstallSnapshot to the local Raft node, broker
+//! heartbeats to the liveness table and a learner's AddLearner to [`super::learner::admit`]. A
+//! request from another cluster gets a refusal and the connection closes.
 
 use std::sync::Arc;
 
@@ -12,15 +14,26 @@ use tokio_util::task::TaskTracker;
 
 use super::network::ProposeRefusal;
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
+use super::status::Contacts;
 use super::types::TypeConfig;
 use crate::controller::liveness::Liveness;
+
+/// What the RPC handlers share besides Raft itself.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Checked against every request's.
+    pub cluster_id: Arc<str>,
+    /// Where broker heartbeats are recorded.
+    pub liveness: Arc<Liveness>,
+    /// When members last answered this node's AppendEntries (for Status).
+    pub contacts: Arc<Contacts>,
+}
 
 /// Serves quorum RPCs on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
-    cluster_id: Arc<str>,
-    liveness: Arc<Liveness>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -35,12 +48,11 @@ pub async fn serve(
                 }
             },
         };
-        let (raft, cluster_id, shutdown) = (raft.clone(), cluster_id.clone(), shutdown.clone());
-        let liveness = Arc::clone(&liveness);
+        let (raft, shared, shutdown) = (raft.clone(), shared.clone(), shutdown.clone());
         connections.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = serve_connection(stream, raft, cluster_id, liveness) => {
+                r = serve_connection(stream, raft, shared) => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "quorum connection ended");
                     }
@@ -65,9 +77,13 @@ fn raft_reply<T: Serialize>(r: &T) -> std::io::Result<ResponseFrame> {
 async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
-    cluster_id: Arc<str>,
-    liveness: Arc<Liveness>,
+    shared: Shared,
 ) -> std::io::Result<()> {
+    let Shared {
+        cluster_id,
+        liveness,
+        contacts,
+    } = shared;
     let _ = stream.set_nodelay(true);
     while let Some(body) = read_frame(&mut stream).await? {
         let frame: RequestFrame = match serde_json::from_slice(&body) {
@@ -117,7 +133,10 @@ async fn serve_connection(
                 }
                 ResponseFrame::Raft(serde_json::Value::Null)
             }
-            Rpc::Status => raft_reply(&super::status::local(&raft, &liveness))?,
+            Rpc::Status => raft_reply(&super::status::local(&raft, &contacts))?,
+            Rpc::AddLearner { id, node } => {
+                raft_reply(&super::learner::admit(&raft, id, node).await)?
+            }
             Rpc::Elect => {
                 if let Err(e) = raft.trigger().elect().await {
                     tracing::warn!(error = %e, "could not start an election");

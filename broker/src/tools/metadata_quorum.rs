@@ -1,6 +1,7 @@
 //! `gregor metadata-quorum`: Kafka's `kafka-metadata-quorum.sh describe` — the controller
-//! quorum's leader, epoch, high watermark and voters (`--status`, the default) or each voter's
-//! replication progress (`--replication`), from DescribeQuorum, in Kafka's layout.
+//! quorum's leader, epoch, high watermark, voters and observers (`--status`, the default) or
+//! each voter's and observer's replication progress (`--replication`), from DescribeQuorum, in
+//! Kafka's layout.
 
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::describe_quorum_response::{self, ReplicaState};
@@ -29,7 +30,7 @@ pub struct Args {
     /// Leader, epoch, high watermark, lag and voters (the default view).
     #[arg(long)]
     pub status: bool,
-    /// Each voter's log end offset, lag and last contact.
+    /// Each voter's and observer's log end offset, lag and last contact.
     #[arg(long, conflicts_with = "status")]
     pub replication: bool,
 }
@@ -142,7 +143,7 @@ fn status(
         .collect()
 }
 
-/// Kafka's `--replication` view: one row per voter, leader first.
+/// Kafka's `--replication` view: one row per voter, leader first, then one per observer.
 fn replication(
     _resp: &DescribeQuorumResponse,
     p: &describe_quorum_response::PartitionData,
@@ -151,6 +152,8 @@ fn replication(
     let leo = leader_leo(p);
     let mut voters: Vec<&ReplicaState> = p.current_voters.iter().collect();
     voters.sort_by_key(|v| (v.replica_id != p.leader_id, v.replica_id.0));
+    let mut observers: Vec<&ReplicaState> = p.observers.iter().collect();
+    observers.sort_by_key(|o| o.replica_id.0);
     let ago = |t: i64| {
         if t < 0 {
             "-".to_string()
@@ -166,8 +169,14 @@ fn replication(
         "LastCaughtUpTimestamp".into(),
         "Status".into(),
     ]];
-    for v in voters {
-        let status = if v.replica_id == p.leader_id {
+    let rows_of = voters
+        .into_iter()
+        .map(|v| (v, false))
+        .chain(observers.into_iter().map(|o| (o, true)));
+    for (v, observer) in rows_of {
+        let status = if observer {
+            "Observer"
+        } else if v.replica_id == p.leader_id {
             "Leader"
         } else {
             "Follower"
@@ -222,7 +231,8 @@ mod tests {
                 voter(1, 90, 900),
                 voter(2, 100, 1000),
                 voter(3, -1, -1),
-            ]);
+            ])
+            .with_observers(vec![voter(5, 100, 950), voter(4, 97, 990)]);
         let resp = DescribeQuorumResponse::default().with_nodes(vec![Node::default()
             .with_node_id(BrokerId(1))
             .with_listeners(vec![Listener::default()
@@ -245,6 +255,10 @@ mod tests {
             out.contains(r#"{"id": 1, "endpoints": ["CONTROLLER://h1:9093"]}"#),
             "{out}"
         );
+        assert!(
+            out.contains(r#"CurrentObservers:       [{"id": 5}, {"id": 4}]"#),
+            "{out}"
+        );
     }
 
     #[test]
@@ -262,5 +276,14 @@ mod tests {
             "{out}"
         );
         assert!(lines[3].starts_with('3') && lines[3].contains('-'), "{out}");
+        assert!(
+            lines[4].starts_with('4') && lines[4].ends_with("Observer"),
+            "{out}"
+        );
+        assert!(
+            lines[5].starts_with('5') && lines[5].ends_with("Observer"),
+            "{out}"
+        );
+        assert_eq!(lines.len(), 6, "{out}");
     }
 }

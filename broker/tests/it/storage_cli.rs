@@ -95,7 +95,7 @@ fn server_start_refuses_an_unformatted_dir_and_malformed_values() {
 }
 
 #[test]
-fn server_start_refuses_role_layouts_it_cannot_run() {
+fn server_start_refuses_role_layouts_kafka_refuses() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let logs = tmp.path().join("logs");
     let cfg = write_config(tmp.path(), &logs);
@@ -104,10 +104,60 @@ fn server_start_refuses_role_layouts_it_cannot_run() {
     assert!(ok, "{err}");
     let voters = "controller.quorum.voters=2@127.0.0.1:19094,3@127.0.0.1:19095";
     let (ok, _, err) = gregor(&["server-start", &cfg, "--override", voters]);
-    assert!(!ok && err.contains("node.id 1 is not among"), "{err}");
-    let (ok, _, err) = gregor(&["server-start", &cfg, "--override", "process.roles=broker"]);
     assert!(
-        !ok && err.contains("process.roles=broker,controller"),
+        !ok && err.contains("the node id 1 must be included in the set of voters"),
         "{err}"
     );
+    let (ok, _, err) = gregor(&["server-start", &cfg, "--override", "process.roles=broker"]);
+    assert!(
+        !ok && err.contains("the node id 1 must not be included in the set of voters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn format_writes_meta_properties_for_every_role() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, id, _) = gregor(&["storage", "random-uuid"]);
+    let id = id.trim().to_string();
+    let common =
+        "controller.quorum.voters=1@127.0.0.1:19093\ncontroller.listener.names=CONTROLLER\n";
+    let roles = [
+        (
+            "controller",
+            "node.id=1\nprocess.roles=controller\nlisteners=CONTROLLER://127.0.0.1:19093\n",
+        ),
+        (
+            "broker",
+            "node.id=2\nprocess.roles=broker\nlisteners=PLAINTEXT://127.0.0.1:0\n",
+        ),
+    ];
+    for (role, props) in roles {
+        let logs = tmp.path().join(format!("{role}-logs"));
+        let metadata = tmp.path().join(format!("{role}-metadata"));
+        let cfg = tmp.path().join(format!("{role}.properties"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "{props}{common}log.dirs={}\nmetadata.log.dir={}\n",
+                logs.display(),
+                metadata.display()
+            ),
+        )
+        .expect("write config");
+        let (ok, _, err) = gregor(&[
+            "storage",
+            "format",
+            "-t",
+            &id,
+            "-c",
+            &cfg.display().to_string(),
+        ]);
+        assert!(ok, "{role}: {err}");
+        for dir in [&logs, &metadata] {
+            let meta = std::fs::read_to_string(dir.join("meta.properties"))
+                .unwrap_or_else(|e| panic!("{role}: {}: {e}", dir.display()));
+            assert!(meta.contains(&format!("cluster.id={id}")), "{role}: {meta}");
+        }
+    }
 }

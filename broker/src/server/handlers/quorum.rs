@@ -1,5 +1,6 @@
 //! DescribeQuorum (API 55): the controller quorum as Kafka reports `__cluster_metadata-0` —
-//! leader, epoch (Raft term), high watermark, and each voter's log end offset — as the active
+//! leader, epoch (Raft term), high watermark, and each voter's and observer's (broker-only
+//! node's) log end offset — as the active
 //! controller sees it (asked of it when this node does not lead the quorum). `kafka-metadata-quorum describe --status` and the operator's roll planner
 //! read it.
 
@@ -9,7 +10,7 @@ use kafka_protocol::messages::describe_quorum_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use crate::quorum::status::VoterStatus;
+use crate::quorum::status::MemberStatus;
 use crate::quorum::types::kafka_node_id;
 use crate::server::dispatch::{sb, Ctx};
 
@@ -30,14 +31,14 @@ pub async fn describe_quorum(
     let status = quorum.status().await;
     let v = ctx.version;
     let id = |n: u64| BrokerId(kafka_node_id(n).unwrap_or(-1));
-    let replica = |voter: &VoterStatus| {
+    let replica = |member: &MemberStatus| {
         let state = ReplicaState::default()
-            .with_replica_id(id(voter.id))
-            .with_log_end_offset(voter.log_end_offset);
+            .with_replica_id(id(member.id))
+            .with_log_end_offset(member.log_end_offset);
         if v >= 1 {
             state
-                .with_last_fetch_timestamp(voter.last_seen_ms)
-                .with_last_caught_up_timestamp(voter.last_seen_ms)
+                .with_last_fetch_timestamp(member.last_seen_ms)
+                .with_last_caught_up_timestamp(member.last_seen_ms)
         } else {
             state
         }
@@ -58,6 +59,7 @@ pub async fn describe_quorum(
                         .with_leader_epoch(status.term as i32)
                         .with_high_watermark(status.high_watermark)
                         .with_current_voters(status.voters.iter().map(replica).collect())
+                        .with_observers(status.observers.iter().map(replica).collect())
                 })
                 .collect();
             TopicData::default()

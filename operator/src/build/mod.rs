@@ -1,0 +1,207 @@
+//! Pure build functions: a [`ValidatedCluster`] in, the Kubernetes objects that run it out. No
+//! client, no clock, no randomness, so a spec always renders to the same objects and a no-op
+//! reconcile changes nothing. The objects are applied in the order of [`ClusterObjects`]'s
+//! fields: config and Services before the StatefulSets that use them.
+//!
+//! - [`properties`]: each node's `server.properties`.
+//! - [`objects`]: labels and owner references shared by every child.
+//! - [`services`], [`statefulset`], [`pdb`], [`monitor`]: the children themselves.
+
+pub mod monitor;
+pub mod objects;
+pub mod pdb;
+pub mod properties;
+pub mod services;
+pub mod statefulset;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+use crate::validate::ValidatedCluster;
+
+/// Everything a KafkaCluster owns, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterObjects {
+    /// Every node's `server.properties`.
+    pub config: ConfigMap,
+    /// The headless Service (stable pod DNS names, reachable before pods are ready).
+    pub headless: Service,
+    /// The Service clients bootstrap from.
+    pub bootstrap: Service,
+    /// Per-broker Services of the external listener.
+    pub external: Vec<Service>,
+    /// One StatefulSet per pool.
+    pub statefulsets: Vec<StatefulSet>,
+    /// At most one node down at a time through voluntary disruptions.
+    pub pdb: PodDisruptionBudget,
+    /// The Prometheus Operator's ServiceMonitor, when asked for.
+    pub service_monitor: Option<serde_json::Value>,
+}
+
+/// Renders every child of `cluster`.
+pub fn cluster(cluster: &ValidatedCluster) -> ClusterObjects {
+    let config = properties::config_map(cluster);
+    ClusterObjects {
+        headless: services::headless(cluster),
+        bootstrap: services::bootstrap(cluster),
+        external: services::external(cluster),
+        service_monitor: cluster
+            .metrics
+            .service_monitor
+            .then(|| monitor::service_monitor(cluster)),
+        statefulsets: cluster
+            .pools
+            .iter()
+            .map(|pool| statefulset::statefulset(cluster, pool, &config))
+            .collect(),
+        pdb: pdb::pdb(cluster),
+        config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot::assert_snapshot;
+    use super::*;
+    use crate::crd::cluster::{ControllerPool, KafkaClusterSpec, Rack};
+    use crate::crd::KafkaCluster;
+    use crate::validate::validate;
+
+    const ID: &str = "MkU3OEVBNTcwNTJENDM2Qg";
+
+    fn validated(spec: KafkaClusterSpec) -> ValidatedCluster {
+        let mut c = KafkaCluster::new("events", spec);
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("0b7c9f1e-uid".into());
+        validate(&c, ID, "gregor:0.1.0").unwrap()
+    }
+
+    fn three_combined() -> ValidatedCluster {
+        let mut spec = KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        };
+        spec.config.insert("min.insync.replicas".into(), "2".into());
+        validated(spec)
+    }
+
+    #[test]
+    fn three_combined_nodes_render_as_snapshotted() {
+        let objects = cluster(&three_combined());
+        assert_snapshot("combined-configmap", &objects.config);
+        assert_snapshot("combined-headless", &objects.headless);
+        assert_snapshot("combined-bootstrap", &objects.bootstrap);
+        assert_snapshot("combined-statefulset", &objects.statefulsets);
+        assert_snapshot("combined-pdb", &objects.pdb);
+    }
+
+    #[test]
+    fn dedicated_controllers_and_racks_render_as_snapshotted() {
+        let spec = KafkaClusterSpec {
+            replicas: 2,
+            controllers: Some(ControllerPool {
+                replicas: 3,
+                ..Default::default()
+            }),
+            rack: Some(Rack {
+                topology_key: "topology.kubernetes.io/zone".into(),
+            }),
+            ..Default::default()
+        };
+        let objects = cluster(&validated(spec));
+        assert_snapshot("dedicated-configmap", &objects.config);
+        assert_snapshot("dedicated-statefulsets", &objects.statefulsets);
+    }
+
+    #[test]
+    fn every_child_is_owned_by_the_cluster() {
+        let objects = cluster(&three_combined());
+        let metas = [
+            &objects.config.metadata,
+            &objects.headless.metadata,
+            &objects.bootstrap.metadata,
+            &objects.statefulsets[0].metadata,
+            &objects.pdb.metadata,
+        ];
+        for m in metas {
+            let owners = m.owner_references.as_ref().unwrap();
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "KafkaCluster");
+            assert_eq!(owners[0].uid, "0b7c9f1e-uid");
+            assert_eq!(owners[0].controller, Some(true));
+            assert_eq!(m.namespace.as_deref(), Some("prod"));
+        }
+    }
+
+    #[test]
+    fn the_config_hash_follows_the_config_and_nothing_else() {
+        let hash = |v: &ValidatedCluster| {
+            let o = cluster(v);
+            o.statefulsets[0]
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[objects::CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        let base = three_combined();
+        assert_eq!(
+            hash(&base),
+            hash(&three_combined()),
+            "rendering is deterministic"
+        );
+        let mut changed = three_combined();
+        changed
+            .config
+            .insert("log.retention.hours".into(), "24".into());
+        assert_ne!(hash(&base), hash(&changed));
+        let mut image = three_combined();
+        image.image = "gregor:0.2.0".into();
+        assert_eq!(
+            hash(&base),
+            hash(&image),
+            "the image is in the template itself"
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod snapshot {
+    //! YAML snapshots of rendered objects under `operator/src/build/snapshots/`. A difference
+    //! fails the test and leaves `<name>.yaml.new` beside the snapshot; review it and move it
+    //! over the old file to accept it.
+
+    use std::path::PathBuf;
+
+    /// Compares `value`, as YAML, with the snapshot `name`.
+    pub fn assert_snapshot<T: serde::Serialize>(name: &str, value: &T) {
+        let yaml = serde_saphyr::to_string(value).expect("renders as YAML");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/build/snapshots");
+        let path = dir.join(format!("{name}.yaml"));
+        let new = dir.join(format!("{name}.yaml.new"));
+        match std::fs::read_to_string(&path) {
+            Ok(old) if old == yaml => {
+                let _ = std::fs::remove_file(&new);
+            }
+            found => {
+                std::fs::create_dir_all(&dir).expect("snapshot dir");
+                std::fs::write(&new, &yaml).expect("writing the new snapshot");
+                panic!(
+                    "snapshot {name} {}: review {} and move it over {}",
+                    if found.is_ok() {
+                        "changed"
+                    } else {
+                        "is missing"
+                    },
+                    new.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+}

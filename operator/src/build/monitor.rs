@@ -1,0 +1,24 @@
+//! The Prometheus Operator's ServiceMonitor over the nodes' metrics port. Its CRD is not part
+//! of Kubernetes, so the object is plain JSON applied as a dynamic object.
+
+use super::objects::{cluster_selector, meta};
+use super::services::SERVICE_LABEL;
+use crate::validate::ValidatedCluster;
+
+/// API group/version of ServiceMonitor.
+pub const API_VERSION: &str = "monitoring.coreos.com/v1";
+
+/// The ServiceMonitor scraping every node's `/metrics` through the headless Service.
+pub fn service_monitor(cluster: &ValidatedCluster) -> serde_json::Value {
+    let mut selector = cluster_selector(cluster);
+    selector.insert(SERVICE_LABEL.into(), "nodes".into());
+    serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "ServiceMonitor",
+        "metadata": meta(cluster, cluster.name.clone()),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+        },
+    })
+}

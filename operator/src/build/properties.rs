@@ -1,0 +1,91 @@
+//! Each node's `server.properties`, in Kafka's own vocabulary, and the ConfigMap holding them
+//! (one key per pod, `<pod>.properties`; a pod reads its own through `$(POD_NAME)`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::objects::meta;
+use crate::validate::{Pool, ValidatedCluster, CONTROLLER_PORT};
+
+/// Where the volume is mounted and the log dir lives.
+pub const DATA_DIR: &str = "/var/lib/gregor/data";
+/// Where the ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/gregor";
+
+/// The ConfigMap key of `pod`'s properties.
+pub fn key(pod: &str) -> String {
+    format!("{pod}.properties")
+}
+
+/// The `server.properties` of the pod with `ordinal` in `pool`.
+pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> String {
+    let pod = format!("{}-{ordinal}", pool.name);
+    let host = cluster.pod_host(&pod);
+    let mut listeners = Vec::new();
+    let mut advertised = Vec::new();
+    let mut protocols = vec!["CONTROLLER:PLAINTEXT".to_string()];
+    if pool.role.is_broker() {
+        listeners.push(format!("CLIENT://:{}", cluster.port));
+        advertised.push(format!("CLIENT://{host}:{}", cluster.port));
+        protocols.push("CLIENT:PLAINTEXT".into());
+        if let Some(e) = &cluster.external {
+            listeners.push(format!("EXTERNAL://:{}", e.port));
+            let id = pool.node_id(ordinal).to_string();
+            if let Some(addr) = e.advertised.get(&id) {
+                advertised.push(format!("EXTERNAL://{addr}"));
+            }
+            protocols.push("EXTERNAL:PLAINTEXT".into());
+        }
+    }
+    if pool.role.is_controller() {
+        listeners.push(format!("CONTROLLER://:{CONTROLLER_PORT}"));
+    }
+    let mut owned: BTreeMap<&str, String> = BTreeMap::from([
+        ("node.id", pool.node_id(ordinal).to_string()),
+        ("process.roles", pool.role.process_roles().to_string()),
+        ("controller.quorum.voters", cluster.quorum_voters()),
+        ("controller.listener.names", "CONTROLLER".to_string()),
+        ("listeners", listeners.join(",")),
+        ("listener.security.protocol.map", protocols.join(",")),
+        ("log.dirs", DATA_DIR.to_string()),
+        (
+            "metrics.listener",
+            format!("0.0.0.0:{}", cluster.metrics.port),
+        ),
+    ]);
+    if pool.role.is_broker() {
+        owned.insert("advertised.listeners", advertised.join(","));
+        owned.insert("inter.broker.listener.name", "CLIENT".to_string());
+    }
+    let mut out = format!(
+        "# {pod} of KafkaCluster {}/{}, written by gregor-operator: edit the KafkaCluster's \
+         spec.config instead.\n# Owned by the operator:\n",
+        cluster.namespace, cluster.name
+    );
+    for (k, v) in &owned {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    if !cluster.config.is_empty() {
+        out.push_str("# From spec.config:\n");
+        for (k, v) in &cluster.config {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    out
+}
+
+/// The ConfigMap with every pod's properties.
+pub fn config_map(cluster: &ValidatedCluster) -> ConfigMap {
+    let data = cluster
+        .pools
+        .iter()
+        .flat_map(|pool| pool.pods().map(move |(i, pod)| (pool, i, pod)))
+        .map(|(pool, i, pod)| (key(&pod), properties(cluster, pool, i)))
+        .collect();
+    ConfigMap {
+        metadata: meta(cluster, cluster.config_map()),
+        data: Some(data),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,254 @@
+//! One StatefulSet per pool. Pods start in parallel (a quorum needs its voters up before any of
+//! them is ready) and are never replaced by the StatefulSet controller (`OnDelete`): the
+//! operator restarts them itself, one at a time, when they are stale.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::objects::{meta, pool_selector, stable_hash, CONFIG_HASH_ANNOTATION};
+use super::properties::{key, CONFIG_DIR};
+use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT};
+
+/// The broker binary inside the image.
+pub const GREGOR_BINARY: &str = "/usr/local/bin/gregor";
+/// Uid and gid the nodes run as (not root).
+pub const RUN_AS: i64 = 65532;
+/// Time a pod gets between SIGTERM and SIGKILL: the broker's controlled shutdown is bounded at
+/// 30 s, then it flushes and closes its logs.
+pub const GRACE_SECONDS: i64 = 120;
+
+/// The hash of a pool's configuration, as the pod template carries it.
+pub fn config_hash(pool: &Pool, config: &ConfigMap) -> String {
+    let data = config.data.clone().unwrap_or_default();
+    let files: Vec<&str> = pool
+        .pods()
+        .filter_map(|(_, pod)| data.get(&key(&pod)).map(String::as_str))
+        .collect();
+    stable_hash(&files)
+}
+
+/// The StatefulSet of `pool`; `config` is the cluster's rendered ConfigMap.
+pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) -> StatefulSet {
+    let selector = pool_selector(cluster, pool);
+    let mut pod_labels = cluster.template.labels.clone();
+    pod_labels.extend(selector.clone());
+    let mut annotations = cluster.template.annotations.clone();
+    annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        config_hash(pool, config),
+    );
+    let (storage, resources) = match pool.role {
+        PoolRole::Controller => (
+            &cluster.controller_storage,
+            cluster.controller_resources.clone(),
+        ),
+        _ => (&cluster.storage, cluster.resources.clone()),
+    };
+    let properties = format!("{CONFIG_DIR}/$(POD_NAME).properties");
+    let mut env = vec![EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut args = vec!["server-start".to_string(), properties.clone()];
+    if let (Some(rack), true) = (&cluster.rack, pool.role.is_broker()) {
+        // The pod carries its node's topology labels (PodTopologyLabels admission).
+        env.push(EnvVar {
+            name: "GREGOR_RACK".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.labels['{}']", rack.topology_key),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        args.extend(["--override".into(), "broker.rack=$(GREGOR_RACK)".into()]);
+    }
+    let mut ports = vec![
+        container_port("controller", CONTROLLER_PORT),
+        container_port("metrics", cluster.metrics.port),
+    ];
+    if pool.role.is_broker() {
+        ports.insert(0, container_port("kafka", cluster.port));
+        if let Some(e) = &cluster.external {
+            ports.push(container_port("external", e.port));
+        }
+    }
+    let mounts = vec![
+        VolumeMount {
+            name: "data".into(),
+            mount_path: "/var/lib/gregor".into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    let security = SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let format = Container {
+        name: "format".into(),
+        image: Some(cluster.image.clone()),
+        command: Some(vec![GREGOR_BINARY.into()]),
+        // A dir formatted for another cluster fails here, loudly, and the pod never starts.
+        args: Some(vec![
+            "storage".into(),
+            "format".into(),
+            "--cluster-id".into(),
+            cluster.cluster_id.clone(),
+            "--config".into(),
+            properties,
+            "--ignore-formatted".into(),
+        ]),
+        env: Some(env[..1].to_vec()),
+        // The operator reports why a format failed from the container's last log lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(mounts.clone()),
+        security_context: Some(security.clone()),
+        resources: resources.clone(),
+        ..Default::default()
+    };
+    let node = Container {
+        name: "gregor".into(),
+        image: Some(cluster.image.clone()),
+        command: Some(vec![GREGOR_BINARY.into()]),
+        args: Some(args),
+        env: Some(env),
+        ports: Some(ports),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(60),
+            ..http_probe("/healthz", 10, 6)
+        }),
+        volume_mounts: Some(mounts),
+        security_context: Some(security),
+        resources,
+        ..Default::default()
+    };
+    let template = &cluster.template;
+    StatefulSet {
+        metadata: meta(cluster, pool.name.clone()),
+        spec: StatefulSetSpec {
+            replicas: Some(pool.replicas),
+            service_name: Some(cluster.headless_service()),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    init_containers: Some(vec![format]),
+                    containers: vec![node],
+                    termination_grace_period_seconds: Some(GRACE_SECONDS),
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(RUN_AS),
+                        run_as_group: Some(RUN_AS),
+                        fs_group: Some(RUN_AS),
+                        run_as_non_root: Some(true),
+                        ..Default::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: cluster.config_map(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    node_selector: non_empty(template.node_selector.clone()),
+                    affinity: template.affinity.clone(),
+                    tolerations: (!template.tolerations.is_empty())
+                        .then(|| template.tolerations.clone()),
+                    ..Default::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(pool_selector(cluster, pool)),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            Quantity(storage.size.clone()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}

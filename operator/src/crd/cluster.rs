@@ -1,0 +1,285 @@
+//! The `KafkaCluster` custom resource: what a user asks for (spec) and what the operator reports
+//! (status).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// A Gregor cluster: broker and controller nodes run as StatefulSets, configured with Kafka's
+/// own `server.properties` keys.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "gregor.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    namespaced,
+    status = "KafkaClusterStatus",
+    shortname = "kc",
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Cluster ID","type":"string","jsonPath":".status.clusterId"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Container image of the nodes; defaults to the operator's own image version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Number of nodes. Without `controllers` every node is a combined broker and controller
+    /// (an odd number keeps a majority through one loss); with it, these are broker-only nodes.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// An optional pool of dedicated controller nodes; brokers then run without the
+    /// controller role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<ControllerPool>,
+    /// Kafka configuration keys (`server.properties`), e.g. `num.partitions` or
+    /// `log.retention.hours`. Keys the operator owns (node.id, listeners, log.dirs, ...) are
+    /// refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Persistent storage of each node's log dir.
+    #[serde(default)]
+    pub storage: Storage,
+    /// CPU and memory of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Rack awareness: each broker's `broker.rack` is its Kubernetes node's value of this label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<Rack>,
+    /// Client listeners.
+    #[serde(default)]
+    pub listeners: Listeners,
+    /// The Prometheus endpoint of every node.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Overrides merged into the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
+    /// The cluster id to format storage with (22 characters of base64url, as `gregor storage
+    /// random-uuid` prints); generated once when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}
+
+/// Dedicated controller nodes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerPool {
+    /// Number of controller nodes (voters of the metadata quorum); 3 or 5 in production.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Storage of each controller's metadata log; defaults to the brokers' storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+    /// CPU and memory of the controller container; defaults to the brokers' resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Persistent volume of each node.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Size of each node's volume, a Kubernetes quantity (`10Gi`). Growing it resizes the
+    /// claims where the storage class allows; shrinking is refused.
+    #[serde(default = "Storage::default_size")]
+    pub size: String,
+    /// Storage class of the claims; the cluster's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Delete the claims when the KafkaCluster is deleted (kept by default).
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+impl Storage {
+    fn default_size() -> String {
+        "10Gi".into()
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: Storage::default_size(),
+            storage_class_name: None,
+            delete_claim: false,
+        }
+    }
+}
+
+/// Rack awareness.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rack {
+    /// Node label whose value becomes `broker.rack`, e.g. `topology.kubernetes.io/zone`.
+    pub topology_key: String,
+}
+
+/// The listeners clients connect to.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Listeners {
+    /// Port of the in-cluster listener (default 9092).
+    #[serde(default = "Listeners::default_port")]
+    pub port: i32,
+    /// A listener reachable from outside the Kubernetes cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalListener>,
+}
+
+impl Listeners {
+    fn default_port() -> i32 {
+        9092
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            port: Listeners::default_port(),
+            external: None,
+        }
+    }
+}
+
+/// How the external listener is exposed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalType {
+    /// One NodePort Service per broker.
+    NodePort,
+    /// One LoadBalancer Service per broker.
+    LoadBalancer,
+}
+
+/// A listener reachable from outside the Kubernetes cluster, one Service per broker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalListener {
+    /// NodePort or LoadBalancer.
+    #[serde(rename = "type")]
+    pub kind: ExternalType,
+    /// Port of the listener inside the pod (default 9094).
+    #[serde(default = "ExternalListener::default_port")]
+    pub port: i32,
+    /// Address each broker advertises, by node id (`"0": kafka-0.example.com:31000`); brokers
+    /// without an entry advertise their Service's address once known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub advertised: BTreeMap<String, String>,
+}
+
+impl ExternalListener {
+    fn default_port() -> i32 {
+        9094
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Port of `/metrics` on every node (default 9404).
+    #[serde(default = "Metrics::default_port")]
+    pub port: i32,
+    /// Create a ServiceMonitor for the Prometheus Operator.
+    #[serde(default)]
+    pub service_monitor: bool,
+}
+
+impl Metrics {
+    fn default_port() -> i32 {
+        9404
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            port: Metrics::default_port(),
+            service_monitor: false,
+        }
+    }
+}
+
+/// Pod overrides.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Extra pod labels (the operator's own labels win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Node selector of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// What the operator last saw and did.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// Ready, Progressing and Degraded, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The cluster id every node's storage is formatted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// The in-cluster bootstrap address (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Nodes that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Each node's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<NodeStatus>,
+    /// The rolling restart under way, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollStatus>,
+}
+
+/// One node as the operator sees it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// node.id.
+    pub id: i32,
+    /// Its pod.
+    pub pod: String,
+    /// Whether the pod is ready.
+    pub ready: bool,
+    /// Whether the pod runs the current spec and config.
+    pub current: bool,
+}
+
+/// Progress of a rolling restart.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollStatus {
+    /// Pods still to restart, in order.
+    #[serde(default)]
+    pub pending: Vec<String>,
+    /// The pod being restarted now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarting: Option<String>,
+    /// Why the roll waits or halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}

@@ -1,0 +1,466 @@
+//! The Kafka admin API as the topic reconcile uses it, on the broker crate's own client: the
+//! brokers and one topic as Metadata describes them, the topic's own config overrides, and
+//! CreateTopics, CreatePartitions, IncrementalAlterConfigs and DeleteTopics with the
+//! operator's replica assignments.
+//!
+//! Every failure is a [`KafkaError`] that says whether trying again later can help
+//! ([`KafkaError::is_transient`]): a broker that is down, a quorum without a leader or a request
+//! that timed out are retried by the controller; a refused config is a problem with the spec.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gregor::client::{ClientError, Cluster};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
+
+use crate::placement::Broker;
+
+/// How long the brokers may take over a create, delete or alter.
+const ADMIN_TIMEOUT_MS: i32 = 30_000;
+/// Config resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// DescribeConfigs source of a value set on the topic itself (DYNAMIC_TOPIC_CONFIG).
+const SOURCE_TOPIC: i8 = 1;
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+/// The first DeleteTopics version that names topics in `topics` rather than `topic_names`.
+const DELETE_BY_STATE: i16 = 6;
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// No broker could be reached, the connection broke, or an answer did not decode.
+    #[error("{what}: {source}")]
+    Unreachable {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+    },
+    /// A broker answered with an error code.
+    #[error("{what}: {error:?}: {message}")]
+    Refused {
+        /// What was being done.
+        what: String,
+        /// The error code.
+        error: ResponseError,
+        /// The broker's message, or the code's description when it sent none.
+        message: String,
+    },
+    /// The brokers do not speak a version of an API the operator needs.
+    #[error("{what}: {source}")]
+    Unsupported {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+    },
+}
+
+impl KafkaError {
+    fn client(what: impl Into<String>, source: ClientError) -> KafkaError {
+        let what = what.into();
+        match source {
+            ClientError::Kafka { error, .. } => KafkaError::Refused {
+                what,
+                message: error.to_string(),
+                error,
+            },
+            e @ ClientError::UnsupportedApi { .. } => KafkaError::Unsupported { what, source: e },
+            e => KafkaError::Unreachable { what, source: e },
+        }
+    }
+
+    /// Checks a response's error code; `what` says what was being done.
+    fn check(
+        code: i16,
+        message: Option<&StrBytes>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), KafkaError> {
+        match ResponseError::try_from_code(code) {
+            None => Ok(()),
+            Some(error) => Err(KafkaError::Refused {
+                what: what(),
+                message: message
+                    .map(|m| m.to_string())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| error.to_string()),
+                error,
+            }),
+        }
+    }
+
+    /// Whether trying again later can succeed with the same request: the brokers were out of
+    /// reach, busy or between controllers. Kafka marks these codes retriable (NOT_CONTROLLER,
+    /// REQUEST_TIMED_OUT, LEADER_NOT_AVAILABLE, ...); a topic created or deleted at the same
+    /// time by someone else is also worth another look.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KafkaError::Unreachable { .. } => true,
+            KafkaError::Refused { error, .. } => {
+                error.is_retriable() || matches!(error, ResponseError::TopicAlreadyExists)
+            }
+            KafkaError::Unsupported { .. } => false,
+        }
+    }
+
+    /// The Kafka error code, when a broker answered with one.
+    pub fn code(&self) -> Option<ResponseError> {
+        match self {
+            KafkaError::Refused { error, .. } => Some(*error),
+            _ => None,
+        }
+    }
+}
+
+/// A topic as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// The topic id, in Kafka's text form (22 characters of base64url).
+    pub id: String,
+    /// Replica broker ids of each partition, by partition index, leader first.
+    pub partitions: Vec<Vec<i32>>,
+}
+
+/// A change to one topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set the key to the value.
+    Set(String, String),
+    /// Remove the topic's own value, so the broker default applies again.
+    Delete(String),
+}
+
+/// An admin connection to one cluster.
+#[derive(Debug)]
+pub struct Admin {
+    /// Metadata and admin requests go to its bootstrap connection: any broker forwards them
+    /// to the controller quorum.
+    cluster: Cluster,
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+fn broker_ids(replicas: &[i32]) -> Vec<BrokerId> {
+    replicas.iter().copied().map(BrokerId).collect()
+}
+
+impl Admin {
+    /// Sends `req` to the bootstrap broker at the newest version both speak.
+    async fn send<R: Request>(
+        &mut self,
+        req: R,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<R::Response, KafkaError> {
+        self.cluster
+            .any()
+            .send(req)
+            .await
+            .map_err(|e| KafkaError::client(what(), e))
+    }
+
+    /// Connects to one of the comma-separated `bootstrap` servers.
+    pub async fn connect(bootstrap: &str) -> Result<Admin, KafkaError> {
+        let cluster = Cluster::connect(bootstrap)
+            .await
+            .map_err(|e| KafkaError::client(format!("connecting to {bootstrap}"), e))?;
+        Ok(Admin { cluster })
+    }
+
+    /// The brokers, sorted by id, and `topic` if it exists.
+    pub async fn describe(
+        &mut self,
+        topic: &str,
+    ) -> Result<(Vec<Broker>, Option<Topic>), KafkaError> {
+        let what = || format!("describing topic {topic}");
+        let meta = self
+            .cluster
+            .metadata(Some(&[topic.to_owned()]))
+            .await
+            .map_err(|e| KafkaError::client(what(), e))?;
+        let mut brokers: Vec<Broker> = meta
+            .brokers
+            .iter()
+            .map(|b| Broker {
+                id: b.node_id.0,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        let Some(t) = meta
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        else {
+            return Ok((brokers, None));
+        };
+        if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
+            return Ok((brokers, None));
+        }
+        KafkaError::check(t.error_code, None, what)?;
+        let mut partitions: Vec<_> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    p.replica_nodes.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        partitions.sort_by_key(|(i, _)| *i);
+        let topic = Topic {
+            id: gregor::tools::topics::topic_id_string(&t.topic_id),
+            partitions: partitions.into_iter().map(|(_, r)| r).collect(),
+        };
+        Ok((brokers, Some(topic)))
+    }
+
+    /// The configs set on `topic` itself (not broker defaults), by key.
+    pub async fn topic_configs(
+        &mut self,
+        topic: &str,
+    ) -> Result<BTreeMap<String, String>, KafkaError> {
+        let what = || format!("describing the configs of topic {topic}");
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let resp = self.send(req, &what).await?;
+        let mut out = BTreeMap::new();
+        for r in resp.results {
+            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+            for c in r.configs.iter().filter(|c| c.config_source == SOURCE_TOPIC) {
+                let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                out.insert(c.name.to_string(), value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates `topic` with one partition per entry of `assignment` (replica broker ids,
+    /// leader first) and `configs`.
+    pub async fn create_topic(
+        &mut self,
+        topic: &str,
+        assignment: &[Vec<i32>],
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), KafkaError> {
+        let what = || format!("creating topic {topic}");
+        let t = CreatableTopic::default()
+            .with_name(name(topic))
+            // Explicit assignments leave both counts to them.
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assignment
+                    .iter()
+                    .enumerate()
+                    .map(|(i, replicas)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(i as i32)
+                            .with_broker_ids(broker_ids(replicas))
+                    })
+                    .collect(),
+            )
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.clone()))
+                            .with_value(Some(StrBytes::from_string(v.clone())))
+                    })
+                    .collect(),
+            );
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(ADMIN_TIMEOUT_MS);
+        let resp = self.send(req, &what).await?;
+        for t in resp.topics {
+            KafkaError::check(t.error_code, t.error_message.as_ref(), what)?;
+        }
+        Ok(())
+    }
+
+    /// Grows `topic` to `total` partitions, the new ones placed as `assignment` says.
+    pub async fn create_partitions(
+        &mut self,
+        topic: &str,
+        total: i32,
+        assignment: &[Vec<i32>],
+    ) -> Result<(), KafkaError> {
+        let what = || format!("growing topic {topic} to {total} partitions");
+        let req = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(total)
+                .with_assignments(Some(
+                    assignment
+                        .iter()
+                        .map(|r| {
+                            CreatePartitionsAssignment::default().with_broker_ids(broker_ids(r))
+                        })
+                        .collect(),
+                ))])
+            .with_timeout_ms(ADMIN_TIMEOUT_MS);
+        let resp = self.send(req, &what).await?;
+        for r in resp.results {
+            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `changes` to the configs of `topic` in one IncrementalAlterConfigs request.
+    pub async fn alter_configs(
+        &mut self,
+        topic: &str,
+        changes: &[ConfigChange],
+    ) -> Result<(), KafkaError> {
+        let what = || {
+            let keys: BTreeSet<&str> = changes
+                .iter()
+                .map(|c| match c {
+                    ConfigChange::Set(k, _) | ConfigChange::Delete(k) => k.as_str(),
+                })
+                .collect();
+            format!(
+                "altering configs {} of topic {topic}",
+                keys.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        };
+        let configs = changes
+            .iter()
+            .map(|c| match c {
+                ConfigChange::Set(k, v) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(OP_SET)
+                    .with_value(Some(StrBytes::from_string(v.clone()))),
+                ConfigChange::Delete(k) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(OP_DELETE)
+                    .with_value(None),
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(configs),
+        ]);
+        let resp = self.send(req, &what).await?;
+        for r in resp.responses {
+            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `topic`; `false` when it did not exist.
+    pub async fn delete_topic(&mut self, topic: &str) -> Result<bool, KafkaError> {
+        let what = || format!("deleting topic {topic}");
+        let client = self.cluster.any();
+        let version = client
+            .version::<DeleteTopicsRequest>(None)
+            .map_err(|e| KafkaError::client(what(), e))?;
+        let mut req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
+        if version >= DELETE_BY_STATE {
+            req.topics = vec![DeleteTopicState::default().with_name(Some(name(topic)))];
+        } else {
+            req.topic_names = vec![name(topic)];
+        }
+        let resp = client
+            .send_at(req, version)
+            .await
+            .map_err(|e| KafkaError::client(what(), e))?;
+        for r in resp.responses {
+            if r.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                return Ok(false);
+            }
+            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_without_a_leader_or_a_broken_connection_is_retried_and_a_bad_config_is_not() {
+        let refused = |error: ResponseError| KafkaError::Refused {
+            what: "altering".into(),
+            error,
+            message: String::new(),
+        };
+        for transient in [
+            ResponseError::NotController,
+            ResponseError::RequestTimedOut,
+            ResponseError::LeaderNotAvailable,
+            ResponseError::TopicAlreadyExists,
+        ] {
+            assert!(refused(transient).is_transient(), "{transient:?}");
+        }
+        for spec_problem in [
+            ResponseError::InvalidConfig,
+            ResponseError::InvalidReplicationFactor,
+            ResponseError::PolicyViolation,
+            ResponseError::TopicDeletionDisabled,
+        ] {
+            assert!(!refused(spec_problem).is_transient(), "{spec_problem:?}");
+        }
+        let io = KafkaError::client(
+            "connecting",
+            ClientError::NoBroker {
+                bootstrap: "nowhere:9092".into(),
+                reasons: "refused".into(),
+            },
+        );
+        assert!(io.is_transient());
+        let coded = KafkaError::client(
+            "fetching metadata",
+            ClientError::Kafka {
+                what: "fetching metadata".into(),
+                error: ResponseError::InvalidConfig,
+            },
+        );
+        assert_eq!(coded.code(), Some(ResponseError::InvalidConfig));
+    }
+
+    #[test]
+    fn a_refusal_names_the_code_and_the_brokers_message() {
+        let err = KafkaError::check(
+            40,
+            Some(&StrBytes::from_static_str("retention.ms: not a number")),
+            || "altering configs retention.ms of topic t".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "altering configs retention.ms of topic t: InvalidConfig: retention.ms: not a number"
+        );
+        assert!(KafkaError::check(0, None, || unreachable!()).is_ok());
+    }
+}

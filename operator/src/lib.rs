@@ -1,0 +1,25 @@
+//! The Gregor operator: reconciles `KafkaCluster` and `KafkaTopic` custom resources into
+//! running, safely rolled Gregor clusters.
+//!
+//! - [`crd`]: the custom resources, from which `crdgen` writes the CRDs.
+//! - [`validate`]: a spec checked and completed into a [`validate::ValidatedCluster`], with no
+//!   client.
+//! - [`build`]: pure functions from a validated cluster to the objects that run it.
+//! - [`health`]: what a running cluster says about its ISRs and quorum, for the roll.
+//! - [`kafka`]: the Kafka admin requests the topic reconcile sends, with typed errors.
+//! - [`leader`]: leader election over a Lease, so replicas can run side by side.
+//! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
+//! - [`placement`]: where a topic's new partitions go, balanced and rack-aware.
+//! - [`roll`]: the rolling-restart planner: which pod next, or why wait or halt.
+//! - [`reconcile`]: validate → build → apply in order → status, per resource.
+
+pub mod build;
+pub mod crd;
+pub mod health;
+pub mod kafka;
+pub mod leader;
+pub mod metrics;
+pub mod placement;
+pub mod reconcile;
+pub mod roll;
+pub mod validate;

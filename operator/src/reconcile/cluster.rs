@@ -1,0 +1,303 @@
+//! A KafkaCluster: its id, its children applied in order, and its status from the StatefulSets
+//! and pods as they are.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::conditions::{merge, Want};
+use super::{cluster_id, nodes, storage, Context, ReconcileError};
+use crate::build::objects::{cluster_selector, FIELD_MANAGER};
+use crate::build::{self, ClusterObjects};
+use crate::crd::cluster::KafkaClusterStatus;
+use crate::crd::KafkaCluster;
+use crate::health;
+use crate::roll::{self, Step};
+use crate::validate::validate;
+
+/// How soon a cluster that is not ready yet is looked at again.
+const SETTLING: Duration = Duration::from_secs(5);
+/// How often a ready cluster is looked at again anyway (changes to children wake it sooner).
+const STEADY: Duration = Duration::from_secs(300);
+/// How long a pod that runs the current spec may stay unready before the roll halts.
+const STUCK_AFTER: Duration = Duration::from_secs(300);
+/// How long the brokers get to say how the cluster is.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconciles one KafkaCluster.
+pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = kc
+        .namespace()
+        .ok_or_else(|| ReconcileError::Malformed("a KafkaCluster without a namespace".into()))?;
+    let name = kc.name_any();
+    let client = &ctx.client;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let previous = kc.status.clone().unwrap_or_default();
+    let record = cluster_id::read_record(&config_maps, &name).await?;
+    let choice = match cluster_id::choose(
+        kc.spec.cluster_id.as_deref(),
+        record.as_deref(),
+        previous.cluster_id.as_deref(),
+        cluster_id::generate,
+    ) {
+        Ok(c) => c,
+        Err(message) => return invalid(&kc, client, &previous, message).await,
+    };
+    let cluster = match validate(&kc, &choice.id, &ctx.default_image) {
+        Ok(c) => c,
+        Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
+    };
+    if choice.record {
+        cluster_id::write_record(&config_maps, &cluster).await?;
+        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
+    }
+    let mut objects = build::cluster(&cluster);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    for built in &mut objects.statefulsets {
+        let existing = sts_api.get_opt(&built.name_any()).await?;
+        storage::keep_claim_templates(built, existing.as_ref());
+    }
+    let mut problems = apply_all(client, &namespace, &objects).await?;
+    problems.extend(storage::resize_claims(client, &cluster).await?);
+
+    let statefulsets: Vec<StatefulSet> = {
+        let mut out = Vec::new();
+        for pool in &cluster.pools {
+            if let Some(s) = sts_api.get_opt(&pool.name).await? {
+                out.push(s);
+            }
+        }
+        out
+    };
+    let pods: Vec<Pod> = {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let selector = cluster_selector(&cluster)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        api.list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+    };
+    let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    observed.unapplied = problems;
+    let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
+    // The brokers are asked only when a ready pod may have to restart.
+    let health = if rolling {
+        let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
+        match tokio::time::timeout(HEALTH_TIMEOUT, health::read(&bootstrap)).await {
+            Ok(Ok(h)) => Some(h),
+            Ok(Err(e)) => {
+                tracing::info!(%bootstrap, error = %e, "cannot read the cluster's health");
+                None
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let step = roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER);
+    let pending = roll::pending(
+        &observed.nodes,
+        health.as_ref().and_then(|h| h.active_controller),
+    );
+    match &step {
+        Step::Restart { pod, reason } => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            tracing::info!(%pod, %reason, "restarting pod");
+            pods.delete(pod, &DeleteParams::default()).await?;
+            event(
+                client,
+                &kc,
+                EventType::Normal,
+                "RestartingPod",
+                format!("{pod}: {reason}"),
+            )
+            .await;
+        }
+        Step::Halt { reason } => {
+            event(
+                client,
+                &kc,
+                EventType::Warning,
+                "RollHalted",
+                reason.clone(),
+            )
+            .await;
+        }
+        Step::Wait { .. } | Step::Done => {}
+    }
+    let status = nodes::status(
+        &cluster,
+        &observed,
+        &step,
+        pending,
+        &previous,
+        kc.metadata.generation,
+    );
+    let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
+    patch_status(client, &kc, status).await?;
+    let settled = ready && step == Step::Done;
+    Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
+}
+
+/// Applies every child in the written order: configuration and Services before the
+/// StatefulSets whose pods read and need them, the PodDisruptionBudget and ServiceMonitor last.
+/// Returns problems to report that are not failures (a missing optional CRD).
+pub async fn apply_all(
+    client: &kube::Client,
+    namespace: &str,
+    objects: &ClusterObjects,
+) -> Result<Vec<String>, ReconcileError> {
+    apply(client, namespace, &objects.config).await?;
+    apply(client, namespace, &objects.headless).await?;
+    apply(client, namespace, &objects.bootstrap).await?;
+    for s in &objects.external {
+        apply(client, namespace, s).await?;
+    }
+    for s in &objects.statefulsets {
+        apply(client, namespace, s).await?;
+    }
+    apply(client, namespace, &objects.pdb).await?;
+    let mut problems = Vec::new();
+    if let Some(monitor) = &objects.service_monitor {
+        let resource = ApiResource {
+            group: "monitoring.coreos.com".into(),
+            version: "v1".into(),
+            api_version: crate::build::monitor::API_VERSION.into(),
+            kind: "ServiceMonitor".into(),
+            plural: "servicemonitors".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let name = monitor["metadata"]["name"].as_str().unwrap_or_default();
+        match api
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(monitor),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // The Prometheus Operator is not installed: say so instead of failing.
+            Err(kube::Error::Api(e)) if e.code == 404 => problems.push(
+                "spec.metrics.serviceMonitor is set but the ServiceMonitor CRD \
+                 (monitoring.coreos.com/v1) is not installed"
+                    .to_string(),
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(problems)
+}
+
+/// Server-side applies `object` with the operator's field manager.
+async fn apply<K>(client: &kube::Client, namespace: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// Reports an invalid spec and waits for the user to edit it.
+async fn invalid(
+    kc: &KafkaCluster,
+    client: &kube::Client,
+    previous: &KafkaClusterStatus,
+    message: String,
+) -> Result<Action, ReconcileError> {
+    tracing::warn!(cluster = %kc.name_any(), %message, "invalid KafkaCluster spec");
+    let generation = kc.metadata.generation.unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = Some(generation);
+    status.conditions = merge(
+        &previous.conditions,
+        &[
+            Want::no("Ready", "InvalidSpec", message.clone()),
+            Want::no(
+                "Progressing",
+                "InvalidSpec",
+                "waiting for the spec to be fixed",
+            ),
+            Want::yes("Degraded", "InvalidSpec", message),
+        ],
+        generation,
+        now(),
+    );
+    patch_status(client, kc, status).await?;
+    Ok(Action::await_change())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn patch_status(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    status: KafkaClusterStatus,
+) -> Result<(), ReconcileError> {
+    let api: Api<KafkaCluster> =
+        Api::namespaced(client.clone(), &kc.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "gregor.dev/v1alpha1",
+        "kind": "KafkaCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &kc.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records an event on the KafkaCluster; a failure to record is logged, never fatal.
+async fn event(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gregor-operator".into(),
+            instance: None,
+        },
+    );
+    let e = Event {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&e, &kc.object_ref(&())).await {
+        tracing::debug!(error = %err, "recording an event failed");
+    }
+}

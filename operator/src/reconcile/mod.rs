@@ -1,0 +1,81 @@
+//! Reconciliation: what the operator does with each resource, in the order STYLE.md asks for:
+//! validate (no client) → build (pure) → apply in a written order → status.
+//!
+//! - [`context`](Context): what every reconcile shares (the client, the default image, where
+//!   brokers are reached).
+//! - [`cluster`]: a KafkaCluster into its children and status.
+//! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
+//! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`storage`]: volume growth on the claims, and refused shrinks.
+//! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
+//! - [`conditions`]: status conditions that keep their transition time while unchanged.
+
+pub mod cluster;
+pub mod cluster_id;
+pub mod conditions;
+pub mod nodes;
+pub mod storage;
+pub mod topic;
+
+use std::collections::BTreeMap;
+
+/// What every reconcile shares.
+#[derive(Clone)]
+pub struct Context {
+    /// The API server.
+    pub client: kube::Client,
+    /// The image nodes run when a KafkaCluster names none: the operator's own version.
+    pub default_image: String,
+    /// Where the brokers of a cluster are reached, by `namespace/name`, instead of its bootstrap
+    /// Service: for out-of-cluster runs and tests (`--bootstrap-override`).
+    pub bootstrap_overrides: BTreeMap<String, String>,
+}
+
+impl Context {
+    /// Where the brokers of cluster `namespace/name` are reached: its override, or `default`
+    /// (its bootstrap Service).
+    pub fn bootstrap(&self, namespace: &str, name: &str, default: &str) -> String {
+        self.bootstrap_overrides
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("default_image", &self.default_image)
+            .field("bootstrap_overrides", &self.bootstrap_overrides)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reconcile failed (an invalid spec is not a failure: it is reported in the status and
+/// waits for an edit).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The brokers refused or could not be reached.
+    #[error("Kafka admin API: {0}")]
+    Kafka(String),
+    /// An admin request to the brokers failed in a way worth retrying.
+    #[error("Kafka admin API: {0}")]
+    KafkaAdmin(#[from] crate::kafka::KafkaError),
+    /// A resource without the metadata a reconcile needs.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl ReconcileError {
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "kubernetes",
+            ReconcileError::Kafka(_) | ReconcileError::KafkaAdmin(_) => "kafka",
+            ReconcileError::Malformed(_) => "malformed",
+        }
+    }
+}

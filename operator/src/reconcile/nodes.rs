@@ -1,0 +1,260 @@
+//! What a KafkaCluster's nodes are doing, read off its StatefulSets and pods: ready or not,
+//! current or stale (and why), storage formatting failures. Turned into the status the user
+//! sees and the [`NodeState`]s the roll planner takes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::conditions::{merge, Want};
+use crate::build::objects::CONFIG_HASH_ANNOTATION;
+use crate::crd::cluster::{KafkaClusterStatus, NodeStatus, RollStatus};
+use crate::roll::{NodeState, Step};
+use crate::validate::ValidatedCluster;
+
+/// Pod annotation asking for a restart (`"true"`), as Strimzi's manual rolling update does.
+pub const MANUAL_RESTART_ANNOTATION: &str = "gregor.dev/manual-restart";
+
+/// Every node of a cluster as found.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Each expected node, in pool and ordinal order.
+    pub nodes: Vec<NodeState>,
+    /// Pods whose storage format failed, with why.
+    pub format_failures: Vec<String>,
+    /// Children that could not follow the spec (volume sizes, a missing optional CRD), with
+    /// why.
+    pub unapplied: Vec<String>,
+}
+
+/// Whether a pod is ready (its Ready condition holds).
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// How long an unready pod has been so, from its Ready condition (or its creation).
+pub fn unready_for(pod: &Pod, now: Timestamp) -> Option<Duration> {
+    if pod_ready(pod) {
+        return None;
+    }
+    let since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
+    now.duration_since(since).try_into().ok()
+}
+
+/// Why a pod's storage could not be formatted, if its `format` init container failed.
+pub fn format_failure(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let format = statuses.iter().find(|s| s.name == "format")?;
+    let failed = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+        s.and_then(|s| s.terminated.clone())
+            .filter(|t| t.exit_code != 0)
+    };
+    let terminated =
+        failed(format.state.as_ref()).or_else(|| failed(format.last_state.as_ref()))?;
+    Some(
+        terminated
+            .message
+            .unwrap_or_else(|| format!("exit code {}", terminated.exit_code))
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Why `pod` must restart to match `sts`'s template; `None` when it is current.
+pub fn stale_reason(pod: &Pod, sts: &StatefulSet) -> Option<String> {
+    if pod
+        .annotations()
+        .get(MANUAL_RESTART_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
+    {
+        return Some("manual restart requested".into());
+    }
+    let template = &sts.spec.template;
+    let wanted_hash = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
+    if wanted_hash.is_some() && pod.annotations().get(CONFIG_HASH_ANNOTATION) != wanted_hash {
+        return Some("configuration changed".into());
+    }
+    let image = |containers: &[k8s_openapi::api::core::v1::Container]| {
+        containers
+            .iter()
+            .find(|c| c.name == "gregor")
+            .and_then(|c| c.image.clone())
+    };
+    let wanted_image = template.spec.as_ref().and_then(|s| image(&s.containers));
+    let pod_image = pod.spec.as_ref().and_then(|s| image(&s.containers));
+    if wanted_image != pod_image {
+        return Some(format!(
+            "image changed to {}",
+            wanted_image.unwrap_or_default()
+        ));
+    }
+    // Anything else in the template (resources, probes, overrides): the StatefulSet's revision.
+    let update = sts.status.as_ref().and_then(|s| s.update_revision.as_ref());
+    let revision = pod.labels().get("controller-revision-hash");
+    match (update, revision) {
+        (Some(u), Some(r)) if u != r => Some("pod template changed".into()),
+        _ => None,
+    }
+}
+
+/// Reads each expected node off the StatefulSets and pods.
+pub fn observe(
+    cluster: &ValidatedCluster,
+    statefulsets: &[StatefulSet],
+    pods: &[Pod],
+    now: Timestamp,
+) -> Observed {
+    let mut out = Observed::default();
+    for pool in &cluster.pools {
+        let sts = statefulsets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(&pool.name));
+        for (ordinal, pod_name) in pool.pods() {
+            let pod = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(&pod_name));
+            if let Some(why) = pod.and_then(format_failure) {
+                out.format_failures.push(format!("{pod_name}: {why}"));
+            }
+            let stale = match (pod, sts) {
+                (Some(p), Some(s)) => stale_reason(p, s),
+                // A missing pod is the StatefulSet's to create, with the current template.
+                _ => None,
+            };
+            out.nodes.push(NodeState {
+                pod: pod_name,
+                node_id: pool.node_id(ordinal),
+                ready: pod.is_some_and(pod_ready),
+                stale,
+                unready_for: pod.and_then(|p| unready_for(p, now)),
+            });
+        }
+    }
+    out
+}
+
+/// The status the user sees, from what was observed and the roll's next step.
+pub fn status(
+    cluster: &ValidatedCluster,
+    observed: &Observed,
+    step: &Step,
+    pending: Vec<String>,
+    previous: &KafkaClusterStatus,
+    generation: Option<i64>,
+) -> KafkaClusterStatus {
+    let generation = generation.unwrap_or_default();
+    let nodes = &observed.nodes;
+    let total = nodes.len();
+    let ready = nodes.iter().filter(|n| n.ready).count();
+    let stale = nodes.iter().filter(|n| n.stale.is_some()).count();
+    let mut wanted = Vec::new();
+    if ready == total && stale == 0 {
+        wanted.push(Want::yes(
+            "Ready",
+            "AllNodesReady",
+            format!("{ready}/{total} nodes ready"),
+        ));
+    } else {
+        wanted.push(Want::no(
+            "Ready",
+            "NodesNotReady",
+            format!("{ready}/{total} nodes ready, {stale} not running the current spec"),
+        ));
+    }
+    let roll = match step {
+        Step::Done => None,
+        Step::Restart { pod, .. } => Some(RollStatus {
+            pending: pending.clone(),
+            restarting: Some(pod.clone()),
+            waiting_for: None,
+        }),
+        Step::Wait { reason } | Step::Halt { reason } => Some(RollStatus {
+            pending: pending.clone(),
+            restarting: None,
+            waiting_for: Some(reason.clone()),
+        }),
+    };
+    match step {
+        Step::Done if ready == total => {
+            wanted.push(Want::no("Progressing", "Settled", "nothing to do"))
+        }
+        Step::Done => wanted.push(Want::yes(
+            "Progressing",
+            "Starting",
+            format!("{} of {total} nodes starting", total - ready),
+        )),
+        Step::Restart { pod, reason } => wanted.push(Want::yes(
+            "Progressing",
+            "RollingRestart",
+            format!("restarting {pod} ({reason}); {} to go", pending.len()),
+        )),
+        Step::Wait { reason } => wanted.push(Want::yes(
+            "Progressing",
+            "RollingRestart",
+            format!("waiting for {reason}; {} to restart", pending.len()),
+        )),
+        Step::Halt { .. } => wanted.push(Want::no(
+            "Progressing",
+            "RollHalted",
+            "the rolling restart stopped",
+        )),
+    }
+    let mut degraded = observed.format_failures.clone();
+    degraded.extend(observed.unapplied.iter().cloned());
+    if let Step::Halt { reason } = step {
+        degraded.push(reason.clone());
+    }
+    // The first kind of problem names the reason; the message lists them all.
+    let reason = if !observed.format_failures.is_empty() {
+        "StorageFormatFailed"
+    } else if !observed.unapplied.is_empty() {
+        "SpecNotApplied"
+    } else {
+        "RollHalted"
+    };
+    if degraded.is_empty() {
+        wanted.push(Want::no("Degraded", "AsExpected", "no failures seen"));
+    } else {
+        wanted.push(Want::yes("Degraded", reason, degraded.join("; ")));
+    }
+    KafkaClusterStatus {
+        conditions: merge(
+            &previous.conditions,
+            &wanted,
+            generation,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        ),
+        observed_generation: Some(generation),
+        cluster_id: Some(cluster.cluster_id.clone()),
+        bootstrap_servers: Some(cluster.bootstrap_servers()),
+        ready_replicas: ready as i32,
+        brokers: nodes
+            .iter()
+            .map(|n| NodeStatus {
+                id: n.node_id,
+                pod: n.pod.clone(),
+                ready: n.ready,
+                current: n.stale.is_none(),
+            })
+            .collect(),
+        roll,
+    }
+}

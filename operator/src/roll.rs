@@ -1,0 +1,335 @@
+//! The rolling-restart planner: given each node's state and what the cluster itself says
+//! (ISRs, the quorum), which pod to restart next, or why to wait or halt. Pure, so every rule is
+//! a table test.
+//!
+//! The order: pods that are stale *and* unready first (restarting them cannot cost
+//! availability), then ready followers by ordinal, the active controller last. A ready pod is
+//! restarted only if no partition would fall below its `min.insync.replicas` without it, none is
+//! under-replicated now, and the controller quorum keeps a caught-up majority without it. A pod
+//! that already runs the current spec but stays unready halts the roll: restarting the next one
+//! would only take a second node down.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// One node as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// Pod name.
+    pub pod: String,
+    /// node.id.
+    pub node_id: i32,
+    /// Whether the pod is ready.
+    pub ready: bool,
+    /// Why the pod must restart (config, image, manual request); `None` when it is current.
+    pub stale: Option<String>,
+    /// How long the pod has been unready (`None` when ready or unknown).
+    pub unready_for: Option<Duration>,
+}
+
+/// A partition as the brokers report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionHealth {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Replicas.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// The topic's `min.insync.replicas`.
+    pub min_isr: usize,
+}
+
+/// What the cluster says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Every partition.
+    pub partitions: Vec<PartitionHealth>,
+    /// Voters of the controller quorum.
+    pub voters: BTreeSet<i32>,
+    /// Voters whose log is caught up with the leader's.
+    pub caught_up: BTreeSet<i32>,
+    /// The quorum leader (the active controller).
+    pub active_controller: Option<i32>,
+}
+
+impl Health {
+    /// Partitions whose ISR is smaller than their replica set.
+    pub fn under_replicated(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count()
+    }
+
+    /// Why restarting `node` now would cost availability, if it would.
+    pub fn unsafe_to_restart(&self, node: i32) -> Option<String> {
+        if let Some(p) = self
+            .partitions
+            .iter()
+            .find(|p| p.isr.contains(&node) && p.isr.len() - 1 < p.min_isr)
+        {
+            return Some(format!(
+                "{}-{} would fall below min.insync.replicas={} without node {node} (ISR {:?})",
+                p.topic, p.partition, p.min_isr, p.isr
+            ));
+        }
+        if self.voters.contains(&node) {
+            let majority = self.voters.len() / 2 + 1;
+            let left = self.caught_up.iter().filter(|v| **v != node).count();
+            if left < majority {
+                return Some(format!(
+                    "the controller quorum would keep {left} caught-up voters without node \
+                     {node}, fewer than a majority of {majority}"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The next step of a roll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Every pod runs the current spec.
+    Done,
+    /// Delete this pod; its StatefulSet recreates it with the current spec.
+    Restart {
+        /// The pod.
+        pod: String,
+        /// Why it is stale.
+        reason: String,
+    },
+    /// Nothing to do until something changes.
+    Wait {
+        /// What the roll waits for.
+        reason: String,
+    },
+    /// The roll stops until a human looks (reported as Degraded).
+    Halt {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Plans the next step. `health` is `None` when the brokers cannot be asked; `stuck_after` is
+/// how long a current pod may stay unready before the roll halts.
+pub fn plan(nodes: &[NodeState], health: Option<&Health>, stuck_after: Duration) -> Step {
+    if nodes.iter().all(|n| n.stale.is_none()) {
+        return Step::Done;
+    }
+    if let Some(n) = nodes
+        .iter()
+        .find(|n| n.stale.is_none() && !n.ready && n.unready_for.is_some_and(|d| d >= stuck_after))
+    {
+        return Step::Halt {
+            reason: format!(
+                "pod {} runs the current spec but has not been ready for {}s",
+                n.pod,
+                n.unready_for.unwrap_or_default().as_secs()
+            ),
+        };
+    }
+    if let Some(n) = nodes.iter().find(|n| n.stale.is_some() && !n.ready) {
+        return Step::Restart {
+            pod: n.pod.clone(),
+            reason: n.stale.clone().unwrap_or_default(),
+        };
+    }
+    if let Some(n) = nodes.iter().find(|n| !n.ready) {
+        return Step::Wait {
+            reason: format!("pod {} to become ready", n.pod),
+        };
+    }
+    let Some(health) = health else {
+        return Step::Wait {
+            reason: "the brokers to answer, to check that a restart is safe".into(),
+        };
+    };
+    let under = health.under_replicated();
+    if under > 0 {
+        return Step::Wait {
+            reason: format!("{under} under-replicated partitions to catch up"),
+        };
+    }
+    let mut candidates: Vec<&NodeState> = nodes.iter().filter(|n| n.stale.is_some()).collect();
+    // Followers first, the active controller last; otherwise in ordinal (listed) order.
+    candidates.sort_by_key(|n| health.active_controller == Some(n.node_id));
+    let mut first_refusal = None;
+    for n in candidates {
+        match health.unsafe_to_restart(n.node_id) {
+            None => {
+                return Step::Restart {
+                    pod: n.pod.clone(),
+                    reason: n.stale.clone().unwrap_or_default(),
+                }
+            }
+            Some(why) => {
+                first_refusal.get_or_insert(why);
+            }
+        }
+    }
+    Step::Wait {
+        reason: first_refusal.unwrap_or_default(),
+    }
+}
+
+/// Pods still to restart, in the order [`plan`] would take them if every check passed.
+pub fn pending(nodes: &[NodeState], active_controller: Option<i32>) -> Vec<String> {
+    let mut stale: Vec<&NodeState> = nodes.iter().filter(|n| n.stale.is_some()).collect();
+    stale.sort_by_key(|n| (n.ready, active_controller == Some(n.node_id)));
+    stale.into_iter().map(|n| n.pod.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STUCK: Duration = Duration::from_secs(300);
+
+    fn node(i: i32, ready: bool, stale: bool) -> NodeState {
+        NodeState {
+            pod: format!("k-{i}"),
+            node_id: i,
+            ready,
+            stale: stale.then(|| "config changed".to_string()),
+            unready_for: (!ready).then_some(Duration::from_secs(10)),
+        }
+    }
+
+    fn healthy(active: i32) -> Health {
+        Health {
+            partitions: vec![PartitionHealth {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![0, 1, 2],
+                isr: vec![0, 1, 2],
+                min_isr: 2,
+            }],
+            voters: BTreeSet::from([0, 1, 2]),
+            caught_up: BTreeSet::from([0, 1, 2]),
+            active_controller: Some(active),
+        }
+    }
+
+    fn restart(pod: &str) -> Step {
+        Step::Restart {
+            pod: pod.into(),
+            reason: "config changed".into(),
+        }
+    }
+
+    #[test]
+    fn nothing_stale_is_done() {
+        let nodes = [node(0, true, false), node(1, false, false)];
+        assert_eq!(plan(&nodes, None, STUCK), Step::Done);
+    }
+
+    #[test]
+    fn followers_go_first_in_order_and_the_active_controller_last() {
+        let nodes = [
+            node(0, true, true),
+            node(1, true, true),
+            node(2, true, true),
+        ];
+        let h = healthy(0);
+        assert_eq!(plan(&nodes, Some(&h), STUCK), restart("k-1"));
+        assert_eq!(pending(&nodes, Some(0)), vec!["k-1", "k-2", "k-0"]);
+        let nodes = [
+            node(0, true, true),
+            node(1, true, false),
+            node(2, true, false),
+        ];
+        assert_eq!(
+            plan(&nodes, Some(&h), STUCK),
+            restart("k-0"),
+            "the controller once alone"
+        );
+    }
+
+    #[test]
+    fn an_unready_stale_pod_goes_first_without_asking_the_brokers() {
+        let nodes = [
+            node(0, true, true),
+            node(1, false, true),
+            node(2, true, true),
+        ];
+        assert_eq!(plan(&nodes, None, STUCK), restart("k-1"));
+        assert_eq!(pending(&nodes, Some(2)), vec!["k-1", "k-0", "k-2"]);
+    }
+
+    #[test]
+    fn a_starting_pod_is_waited_for_and_a_stuck_one_halts_the_roll() {
+        let nodes = [
+            node(0, true, true),
+            node(1, false, false),
+            node(2, true, true),
+        ];
+        assert!(matches!(
+            plan(&nodes, Some(&healthy(0)), STUCK),
+            Step::Wait { .. }
+        ));
+        let mut stuck = nodes.clone();
+        stuck[1].unready_for = Some(STUCK);
+        match plan(&stuck, Some(&healthy(0)), STUCK) {
+            Step::Halt { reason } => assert!(reason.contains("k-1"), "{reason}"),
+            other => panic!("expected a halt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_restart_without_the_brokers_word_or_while_partitions_are_under_replicated() {
+        let nodes = [node(0, true, true), node(1, true, true)];
+        assert!(matches!(plan(&nodes, None, STUCK), Step::Wait { .. }));
+        let mut h = healthy(0);
+        h.partitions[0].isr = vec![0, 1];
+        match plan(&nodes, Some(&h), STUCK) {
+            Step::Wait { reason } => assert!(reason.contains("under-replicated"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_node_whose_loss_breaks_min_isr_or_the_quorum_majority_is_skipped() {
+        let nodes = [
+            node(0, true, true),
+            node(1, true, true),
+            node(2, true, false),
+        ];
+        // Partition with RF 2 and min.insync 2: neither of its replicas may go.
+        let mut h = healthy(2);
+        h.partitions.push(PartitionHealth {
+            topic: "tight".into(),
+            partition: 3,
+            replicas: vec![0, 1],
+            isr: vec![0, 1],
+            min_isr: 2,
+        });
+        match plan(&nodes, Some(&h), STUCK) {
+            Step::Wait { reason } => {
+                assert!(
+                    reason.contains("tight-3") && reason.contains("min.insync"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Voter 1 lags: without 0 only voter 2 would be caught up, not a majority; 1 is
+        // behind already, so restarting it costs nothing. With two voters behind, none may go.
+        let mut h = healthy(2);
+        h.caught_up = BTreeSet::from([0, 2]);
+        assert_eq!(
+            plan(&nodes, Some(&h), STUCK),
+            restart("k-1"),
+            "1 lags, so it may go"
+        );
+        let mut h = healthy(2);
+        h.caught_up = BTreeSet::from([0, 1]);
+        match plan(&nodes, Some(&h), STUCK) {
+            Step::Wait { reason } => assert!(reason.contains("majority"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! KafkaCluster reconciles against the real API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
+use gregor_operator::reconcile::{cluster::reconcile, Context};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+
+use crate::{api_server_or_skip, install_crds};
+
+fn context(client: &kube::Client) -> Arc<Context> {
+    Arc::new(Context {
+        client: client.clone(),
+        default_image: "gregor:test".into(),
+        bootstrap_overrides: BTreeMap::new(),
+    })
+}
+
+async fn create(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: KafkaClusterSpec,
+) -> KafkaCluster {
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &KafkaCluster::new(name, spec))
+        .await
+        .expect("creating the KafkaCluster")
+}
+
+async fn get(client: &kube::Client, ns: &str, name: &str) -> KafkaCluster {
+    Api::<KafkaCluster>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("reading the KafkaCluster")
+}
+
+fn condition<'a>(
+    kc: &'a KafkaCluster,
+    kind: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    kc.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+        .unwrap_or_else(|| panic!("no {kind} condition in {:?}", kc.status))
+}
+
+#[tokio::test]
+async fn the_server_validates_custom_resources_against_the_generated_schema() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("schema").await;
+    install_crds(&client).await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    let zero = KafkaCluster::new(
+        "zero",
+        KafkaClusterSpec {
+            replicas: 0,
+            ..Default::default()
+        },
+    );
+    let err = api
+        .create(&PostParams::default(), &zero)
+        .await
+        .expect_err("replicas 0 is below the schema's minimum");
+    assert!(err.to_string().contains("spec.replicas"), "{err}");
+    let mut wrong_type =
+        serde_json::to_value(KafkaCluster::new("typed", KafkaClusterSpec::default())).unwrap();
+    wrong_type["spec"]["replicas"] = serde_json::json!("three");
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<KafkaCluster>(&()),
+    );
+    let obj: kube::api::DynamicObject = serde_json::from_value(wrong_type).unwrap();
+    let err = raw
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect_err("a string is not a count");
+    assert!(err.to_string().contains("spec.replicas"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cluster_gets_owned_children_and_a_status_and_a_second_reconcile_changes_nothing() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("children").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    spec.config.insert("min.insync.replicas".into(), "2".into());
+    let kc = create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx))
+        .await
+        .expect("first reconcile");
+
+    let kc = get(&client, &ns, "events").await;
+    let uid = kc.uid().unwrap();
+    let status = kc.status.clone().expect("a status");
+    let id = status.cluster_id.clone().expect("a cluster id");
+    assert!(gregor_operator::validate::is_cluster_id(&id), "{id}");
+    assert_eq!(
+        status.bootstrap_servers.as_deref(),
+        Some(format!("events-bootstrap.{ns}.svc:9092").as_str())
+    );
+    assert_eq!(status.observed_generation, kc.metadata.generation);
+    assert_eq!(status.brokers.len(), 3);
+    assert_eq!(condition(&kc, "Ready").status, "False", "no pods run here");
+
+    let owned_by_cluster =
+        |owners: &Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+            let o = owners.as_ref().expect("owner references");
+            o.len() == 1
+                && o[0].uid == uid
+                && o[0].kind == "KafkaCluster"
+                && o[0].controller == Some(true)
+        };
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let s = sts.get("events").await.expect("the StatefulSet");
+    assert!(owned_by_cluster(&s.metadata.owner_references));
+    assert_eq!(
+        s.spec.update_strategy.as_ref().unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    let config = cms.get("events-config").await.expect("the config");
+    assert!(owned_by_cluster(&config.metadata.owner_references));
+    assert!(config.data.as_ref().unwrap()["events-2.properties"].contains("node.id=2\n"));
+    let record = cms.get("events-cluster-id").await.expect("the id record");
+    assert_eq!(record.data.unwrap()["clusterId"], id);
+    for name in ["events-nodes", "events-bootstrap"] {
+        let svc = svcs.get(name).await.expect("the Services");
+        assert!(owned_by_cluster(&svc.metadata.owner_references), "{name}");
+    }
+    assert!(owned_by_cluster(
+        &pdbs.get("events").await.unwrap().metadata.owner_references
+    ));
+
+    // Nothing changed: nothing is rewritten, and the StatefulSet keeps generation 1.
+    let versions = |s: &StatefulSet, c: &ConfigMap| (s.resource_version(), c.resource_version());
+    let before = versions(&s, &config);
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("second reconcile");
+    let s = sts.get("events").await.unwrap();
+    assert_eq!(s.metadata.generation, Some(1));
+    assert_eq!(
+        versions(&s, &cms.get("events-config").await.unwrap()),
+        before
+    );
+
+    // A status wipe loses nothing: the id comes back from its record.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch_status(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": null})),
+    )
+    .await
+    .expect("wiping the status");
+    assert!(get(&client, &ns, "events")
+        .await
+        .status
+        .is_none_or(|s| s.cluster_id.is_none()));
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("reconcile after the wipe");
+    assert_eq!(
+        get(&client, &ns, "events").await.status.unwrap().cluster_id,
+        Some(id)
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_by_name_and_creates_nothing() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("invalid").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    spec.config.insert("log.dirs".into(), "/elsewhere".into());
+    let kc = create(&client, &ns, "bad", spec).await;
+    reconcile(Arc::new(kc), context(&client))
+        .await
+        .expect("an invalid spec is not an error");
+    let kc = get(&client, &ns, "bad").await;
+    let ready = condition(&kc, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(ready.message.contains("log.dirs"), "{}", ready.message);
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(sts.get_opt("bad").await.unwrap().is_none());
+}
+
+/// Creates the pods a StatefulSet controller would (none runs here), ready or not.
+async fn pods_like_the_statefulset(
+    client: &kube::Client,
+    ns: &str,
+    sts: &StatefulSet,
+    ready: bool,
+) {
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = sts.name_any();
+    for i in 0..sts.spec.replicas.unwrap_or(0) {
+        let template = sts.spec.template.clone();
+        let mut spec = template.spec.unwrap();
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        let mut pod = Pod {
+            metadata: template.metadata.unwrap_or_default(),
+            spec: Some(spec),
+            ..Default::default()
+        };
+        pod.metadata.name = Some(format!("{name}-{i}"));
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("creating a pod");
+        set_ready(client, ns, &format!("{name}-{i}"), ready).await;
+    }
+}
+
+async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let status = if ready { "True" } else { "False" };
+    pods.patch_status(
+        pod,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"conditions": [
+            {"type": "Ready", "status": status, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ]}})),
+    )
+    .await
+    .expect("setting pod readiness");
+}
+
+#[tokio::test]
+async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first() {
+    use k8s_openapi::api::core::v1::Pod;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("roll").await;
+    install_crds(&client).await;
+    let kc = create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut ctx = (*context(&client)).clone();
+    // Nothing listens here: the brokers cannot vouch for a restart of a ready pod.
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), "127.0.0.1:1".into());
+    let ctx = Arc::new(ctx);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    assert_eq!(condition(&kc, "Ready").status, "True", "{:?}", kc.status);
+    assert_eq!(kc.status.as_ref().unwrap().ready_replicas, 3);
+    assert!(kc.status.as_ref().unwrap().roll.is_none());
+
+    // A config change: every pod is stale; no broker answers, so the roll waits, in order.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!(
+        {"spec": {"config": {"log.retention.hours": "24"}}})),
+    )
+    .await
+    .unwrap();
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    let status = kc.status.clone().unwrap();
+    let roll = status.roll.clone().expect("a roll");
+    assert_eq!(roll.pending, vec!["events-0", "events-1", "events-2"]);
+    assert!(roll.restarting.is_none());
+    assert!(
+        roll.waiting_for.unwrap().contains("brokers"),
+        "{:?}",
+        status.roll
+    );
+    assert_eq!(condition(&kc, "Progressing").reason, "RollingRestart");
+    assert_eq!(condition(&kc, "Ready").status, "False");
+    assert!(status.brokers.iter().all(|b| !b.current));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        pods.list(&Default::default()).await.unwrap().items.len(),
+        3,
+        "nothing restarted"
+    );
+
+    // An unready stale pod is restarted first, without asking the brokers.
+    set_ready(&client, &ns, "events-1", false).await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let roll = get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .roll
+        .unwrap();
+    assert_eq!(roll.restarting.as_deref(), Some("events-1"));
+    assert_eq!(roll.pending[0], "events-1");
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["events-0", "events-2"],
+        "events-1 was deleted for its StatefulSet to recreate"
+    );
+}
+
+/// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).
+async fn bound_claims(client: &kube::Client, ns: &str, pool: &str, size: &str, class: &str) {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        let name = format!("data-{pool}-{i}");
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/name": "gregor", "app.kubernetes.io/instance": pool,
+                "gregor.dev/pool": "broker"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                     "volumeName": format!("pv-{ns}-{i}"),
+                     "resources": {"requests": {"storage": size}}}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &claim)
+            .await
+            .expect("creating a claim");
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!(
+            {"status": {"phase": "Bound", "capacity": {"storage": size}}})),
+        )
+        .await
+        .expect("binding the claim");
+    }
+}
+
+#[tokio::test]
+async fn a_bigger_volume_grows_the_claims_and_a_smaller_one_is_refused() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("storage").await;
+    install_crds(&client).await;
+    let class = format!("expandable-{ns}");
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": class}, "provisioner": "example.com/test",
+            "allowVolumeExpansion": true}))
+            .unwrap(),
+        )
+        .await
+        .expect("a storage class");
+    let kc = create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    bound_claims(&client, &ns, "events", "10Gi", &class).await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    let resize = |size: &str| {
+        let api = api.clone();
+        let size = size.to_string();
+        async move {
+            api.patch(
+                "events",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!(
+                {"spec": {"storage": {"size": size}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+
+    resize("5Gi").await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let kc = get(&client, &ns, "events").await;
+    let degraded = condition(&kc, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "SpecNotApplied")
+    );
+    assert!(
+        degraded.message.contains("cannot shrink"),
+        "{}",
+        degraded.message
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let template = sts
+        .get("events")
+        .await
+        .unwrap()
+        .spec
+        .volume_claim_templates
+        .unwrap();
+    assert_eq!(
+        template[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "10Gi",
+        "the claim template never changes"
+    );
+
+    resize("20Gi").await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        let c = claims.get(&format!("data-events-{i}")).await.unwrap();
+        assert_eq!(
+            c.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+            "20Gi"
+        );
+    }
+    let kc = get(&client, &ns, "events").await;
+    assert_eq!(
+        condition(&kc, "Degraded").status,
+        "False",
+        "{:?}",
+        condition(&kc, "Degraded")
+    );
+}
+
+#[tokio::test]
+async fn external_services_and_a_service_monitor_follow_the_spec() {
+    use gregor_operator::crd::cluster::{ExternalListener, ExternalType};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("extras").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 2,
+        ..Default::default()
+    };
+    spec.listeners.external = Some(ExternalListener {
+        kind: ExternalType::NodePort,
+        port: 9094,
+        advertised: BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]),
+    });
+    spec.metrics.service_monitor = true;
+    let kc = create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for i in 0..2 {
+        let s = svcs
+            .get(&format!("events-{i}-external"))
+            .await
+            .expect("a per-broker Service");
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert!(
+            spec.ports.unwrap()[0].node_port.is_some(),
+            "the API server allocated a node port"
+        );
+    }
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("events-config")
+        .await
+        .unwrap();
+    assert!(config.data.as_ref().unwrap()["events-0.properties"]
+        .contains("EXTERNAL://kafka-0.example.com:31000"));
+    // Without the Prometheus Operator's CRD, the status says so.
+    let kc = get(&client, &ns, "events").await;
+    let degraded = condition(&kc, "Degraded");
+    assert!(
+        degraded.status == "True" && degraded.message.contains("ServiceMonitor"),
+        "{degraded:?}"
+    );
+
+    // With a ServiceMonitor CRD installed (a minimal one, cluster-wide), the monitor is applied.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema":
+                {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    })).unwrap();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating the ServiceMonitor CRD: {e}"),
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(
+            crds,
+            "servicemonitors.monitoring.coreos.com",
+            kube::runtime::wait::conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The API server needs a moment to serve a new CRD's endpoints: retry until applied.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        reconcile(
+            Arc::new(get(&client, &ns, "events").await),
+            Arc::clone(&ctx),
+        )
+        .await
+        .unwrap();
+        if condition(&get(&client, &ns, "events").await, "Degraded").status == "False" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ServiceMonitor was never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let resource = kube::api::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+    };
+    let monitors: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource);
+    let m = monitors.get("events").await.expect("the ServiceMonitor");
+    assert_eq!(m.data["spec"]["endpoints"][0]["port"], "metrics");
+}
