@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::log::{CleanupPolicy, LogConfig};
 
+mod replication;
+pub use replication::ReplicationConfig;
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -144,33 +147,8 @@ pub struct Config {
     pub raw: BTreeMap<String, String>,
 }
 
-/// Replication, liveness and leadership settings (Kafka's keys and defaults).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplicationConfig {
-    /// `broker.heartbeat.interval.ms`: how often a broker tells the controllers it is alive.
-    pub broker_heartbeat_interval_ms: u64,
-    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
-    pub broker_session_timeout_ms: u64,
-    /// `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR.
-    pub replica_lag_time_max_ms: i64,
-    /// `replica.fetch.wait.max.ms`: follower fetch long-poll.
-    pub replica_fetch_wait_max_ms: i32,
-    /// `replica.fetch.max.bytes`: per partition and fetch.
-    pub replica_fetch_max_bytes: i32,
-    /// `replica.fetch.response.max.bytes`: per fetch.
-    pub replica_fetch_response_max_bytes: i32,
-    /// `unclean.leader.election.enable`: elect an out-of-sync replica when no ISR member is
-    /// left (losing what only the ISR had).
-    pub unclean_leader_election_enable: bool,
-    /// `auto.leader.rebalance.enable`: move leadership back to preferred replicas.
-    pub auto_leader_rebalance_enable: bool,
-    /// `leader.imbalance.check.interval.seconds`, in ms.
-    pub leader_imbalance_check_interval_ms: u64,
-    /// `controlled.shutdown.enable`: on SIGTERM, hand leaderships over before stopping.
-    pub controlled_shutdown_enable: bool,
-}
-
-/// Keys Gregor reads (or accepts as meaningful defaults). Anything else is logged and ignored.
+/// Keys Gregor reads (or accepts as meaningful defaults), with [`replication::KEYS`]. Anything
+/// else is logged and ignored.
 const KNOWN_KEYS: &[&str] = &[
     "node.id",
     "broker.id",
@@ -214,16 +192,6 @@ const KNOWN_KEYS: &[&str] = &[
     "group.max.session.timeout.ms",
     "max.connections",
     "broker.rack",
-    "broker.heartbeat.interval.ms",
-    "broker.session.timeout.ms",
-    "replica.lag.time.max.ms",
-    "replica.fetch.wait.max.ms",
-    "replica.fetch.max.bytes",
-    "replica.fetch.response.max.bytes",
-    "unclean.leader.election.enable",
-    "auto.leader.rebalance.enable",
-    "leader.imbalance.check.interval.seconds",
-    "controlled.shutdown.enable",
     "metrics.listener",
     "metadata.replication.listener",
     "num.network.threads",
@@ -465,7 +433,9 @@ impl Config {
     pub fn from_properties(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let p = Props { map: &map };
         for key in map.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) && !key.starts_with("ssl.") {
+            let known =
+                KNOWN_KEYS.contains(&key.as_str()) || replication::KEYS.contains(&key.as_str());
+            if !known && !key.starts_with("ssl.") {
                 tracing::warn!(key = %key, "ignoring config key Gregor does not support");
             }
         }
@@ -658,24 +628,7 @@ impl Config {
             group_max_session_timeout_ms: p.num("group.max.session.timeout.ms", 1_800_000, 0)?,
             max_connections: p.num("max.connections", 10_000, 1)?,
             broker_rack: p.get("broker.rack").map(str::to_string),
-            replication: ReplicationConfig {
-                broker_heartbeat_interval_ms: p.num("broker.heartbeat.interval.ms", 2000, 1)?,
-                broker_session_timeout_ms: p.num("broker.session.timeout.ms", 9000, 1)?,
-                replica_lag_time_max_ms: p.num("replica.lag.time.max.ms", 30_000, 1)?,
-                replica_fetch_wait_max_ms: p.num("replica.fetch.wait.max.ms", 500, 0)?,
-                replica_fetch_max_bytes: p.num("replica.fetch.max.bytes", 1_048_576, 1)?,
-                replica_fetch_response_max_bytes: p.num(
-                    "replica.fetch.response.max.bytes",
-                    10_485_760,
-                    1,
-                )?,
-                unclean_leader_election_enable: p.bool("unclean.leader.election.enable", false)?,
-                auto_leader_rebalance_enable: p.bool("auto.leader.rebalance.enable", true)?,
-                leader_imbalance_check_interval_ms: p
-                    .num::<u64>("leader.imbalance.check.interval.seconds", 300, 1)?
-                    .saturating_mul(1000),
-                controlled_shutdown_enable: p.bool("controlled.shutdown.enable", true)?,
-            },
+            replication: ReplicationConfig::from_props(&p)?,
             metrics_listener: p.get("metrics.listener").map(str::to_string),
             metadata_replication_listener: p
                 .get("metadata.replication.listener")

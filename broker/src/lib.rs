@@ -13,11 +13,13 @@
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
+//! - `durable`: replacing a small file atomically and durably (checkpoints, Raft state).
 
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+mod durable;
 pub mod group;
 pub mod log;
 pub mod metrics;

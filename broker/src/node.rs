@@ -199,7 +199,7 @@ impl Node {
 
     /// Hands this broker's leaderships to other replicas (controlled shutdown, when enabled
     /// and there are other brokers), stops accepting, lets in-flight requests finish, fsyncs
-    /// every log.
+    /// every log and checkpoints the high watermarks.
     pub async fn stop(self) {
         if let Some(cluster) = &self.cluster {
             // Only an unfenced broker can take leaderships over; with none left (the last node
@@ -235,16 +235,7 @@ impl Node {
         }
         if let Some(c) = self.cluster {
             let c_keep = Arc::clone(&c);
-            let _ = tokio::task::spawn_blocking(move || {
-                for t in c.topics() {
-                    for p in t.partitions.read().iter() {
-                        if let Err(e) = p.log.lock().flush() {
-                            tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush at shutdown failed");
-                        }
-                    }
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || c.flush_and_checkpoint()).await;
             // The cluster held the last other handle to the quorum member (its metadata store).
             drop(c_keep);
         }
@@ -261,7 +252,8 @@ impl Node {
 
 /// Starts the broker half: opens the partitions over the quorum's image, binds the client
 /// listeners, registers this broker, and spawns the server, the metadata follower, the
-/// heartbeats to the voters, the ISR checks, group ticks, retention and timed flushes.
+/// heartbeats to the voters, the ISR checks, group ticks, retention, timed flushes and
+/// high-watermark checkpoints.
 async fn start_broker(
     config: &Arc<Config>,
     cluster_id: &str,
@@ -338,7 +330,7 @@ async fn start_broker(
         for t in cl.topics() {
             for p in t.partitions.read().iter() {
                 leo += p.high_watermark();
-                if let Some(log) = p.log.try_lock() {
+                if let Some(log) = p.try_log() {
                     size += log.size_bytes() as i64;
                 }
             }
@@ -431,40 +423,63 @@ async fn start_broker(
         }
     });
     // Retention and compaction.
-    let (c, s) = (Arc::clone(&cluster), shutdown.clone());
-    let every = Duration::from_millis(config.log_retention_check_interval_ms);
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = s.cancelled() => break,
-                _ = tick.tick() => {
-                    let c = Arc::clone(&c);
-                    let _ = tokio::task::spawn_blocking(move || c.maintain_logs()).await;
-                }
-            }
-        }
-    });
+    let c = Arc::clone(&cluster);
+    periodically(
+        tracker,
+        shutdown,
+        Duration::from_millis(config.log_retention_check_interval_ms),
+        move || c.maintain_logs(),
+    );
     // Time-based fsync policy (log.flush.interval.ms).
     if let Some(ms) = config.log_flush_interval_ms {
-        let (c, s) = (Arc::clone(&cluster), shutdown.clone());
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(ms));
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => break,
-                    _ = tick.tick() => {
-                        let c = Arc::clone(&c);
-                        let _ = tokio::task::spawn_blocking(move || c.flush_all()).await;
-                    }
-                }
-            }
+        let c = Arc::clone(&cluster);
+        periodically(tracker, shutdown, Duration::from_millis(ms), move || {
+            c.flush_all()
         });
     }
+    // High-watermark checkpoints (replica.high.watermark.checkpoint.interval.ms).
+    let c = Arc::clone(&cluster);
+    periodically(
+        tracker,
+        shutdown,
+        Duration::from_millis(
+            config
+                .replication
+                .replica_high_watermark_checkpoint_interval_ms,
+        ),
+        move || {
+            if let Err(e) = c.checkpoint_high_watermarks() {
+                tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint failed");
+            }
+        },
+    );
     Ok(BrokerHalf {
         cluster,
         addrs,
         refresh,
     })
+}
+
+/// Runs blocking `work` every `period`, first one period from now, until `shutdown`; a run
+/// still going when the period ends delays the next instead of overlapping it.
+fn periodically(
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    period: Duration,
+    work: impl Fn() + Send + Sync + 'static,
+) {
+    let (work, shutdown) = (Arc::new(work), shutdown.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let work = Arc::clone(&work);
+                    let _ = tokio::task::spawn_blocking(move || work()).await;
+                }
+            }
+        }
+    });
 }

@@ -1,16 +1,21 @@
 """Three Gregor nodes (each broker and controller) started from Kafka-style server.properties:
-they form one metadata quorum, list each other, and place an RF=3 topic across all three.
-Failover under load is in test_replication.py."""
+they form one metadata quorum, list each other, place an RF=3 topic across all three and keep
+logs only of their own replicas; after a whole-cluster restart the leaders know at once, from
+their high-watermark checkpoints, what was committed. Failover under load is in
+test_replication.py."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from cluster import cluster_fixture
+from cluster import cluster_fixture, running_cluster
 from conftest import wait_for
 from helpers import read_all
 
@@ -30,13 +35,15 @@ def high_watermark(c, topic: str, partition: int = 0) -> int:
         consumer.close()
 
 
-def create(c, topic: str, partitions: int, replication_factor: int = 3, timeout: float = 30.0):
-    """Create `topic` through the cluster and wait until every running node reports a leader
-    for each partition."""
+def create(c, topic: str, partitions: int, replication_factor: int = 3, timeout: float = 30.0,
+           assignment: list[list[int]] | None = None):
+    """Create `topic` through the cluster (with an explicit replica `assignment` when given) and
+    wait until every running node reports a leader for each partition."""
     admin = c.admin()  # the futures fail with _DESTROY once the client is collected
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)],
-        operation_timeout=timeout, request_timeout=timeout)
+    new = (NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment)
+           if assignment else
+           NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor))
+    futures = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
     futures[topic].result(timeout=timeout)
     running = [i for i, n in c.nodes.items() if n.running()]
 
@@ -152,3 +159,77 @@ def test_acked_records_survive_killing_the_partition_leader(fresh_cluster, topic
              f"the new leader's high watermark to cover the {len(acked)} acknowledged records")
     got = read_all(c.bootstrap, topic_name, 1, timeout=30)
     assert [m.value() for m in got[0]] == [m.value() for m in acked]
+
+
+def partition_dirs(data_dir: Path, topic: str) -> set[str]:
+    """The `topic` partition directories in a node's log dir."""
+    return {d.name for d in data_dir.glob(f"{topic}-*") if d.is_dir()}
+
+
+def test_each_node_holds_logs_only_of_its_own_replicas(cluster, topic_name):
+    create(cluster, topic_name, partitions=3, replication_factor=1)
+    parts = cluster.describe(topic_name)
+    assert sorted(s.replicas[0] for s in parts.values()) == sorted(NODES), parts
+    own = {node_id: {f"{topic_name}-{p}" for p, s in parts.items() if s.replicas == [node_id]}
+           for node_id in NODES}
+    for node_id, n in cluster.nodes.items():
+        wait_for(lambda: partition_dirs(n.data_dir, topic_name) == own[node_id], 10,
+                 f"node {node_id} to hold {sorted(own[node_id])} of {topic_name}")
+        assert len(own[node_id]) == 1
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    """ListOffsets latest of each partition (raises while a leader answers
+    OFFSET_NOT_AVAILABLE)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+def test_after_a_whole_cluster_restart_leaders_know_at_once_what_was_committed(tmp_path,
+                                                                               topic_name):
+    # Leaderships and ISRs survive the stops (no controlled shutdown, nobody fenced for a
+    # minute), so after the restart partitions 0 and 1 are led by nodes 1 and 2 with node 3
+    # still in their ISR. Node 3 comes back last: until then only a checkpointed high
+    # watermark tells its leaders what is committed. Without it they would answer
+    # OFFSET_NOT_AVAILABLE, and consumers see nothing, until node 3 left the ISR 30 s later.
+    # Meanwhile a stand-in listener on node 3's port answers the controller's liveness probe,
+    # as the host of a broker still starting up would, so node 3 is not fenced (and taken out
+    # of the ISRs) at once.
+    overrides = {"controlled.shutdown.enable": "false", "broker.session.timeout.ms": 60_000}
+    with running_cluster(tmp_path, overrides=overrides) as c:
+        create(c, topic_name, 2, assignment=[[1, 2, 3], [2, 3, 1]])
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        failed = []
+        for i in range(200):
+            p.produce(topic_name, value=f"r{i:03d}".encode(), partition=i % 2,
+                      on_delivery=lambda err, _msg: err and failed.append(err))
+        assert p.flush(30) == 0 and not failed, failed[:3]
+
+        for node_id in (1, 2, 3):
+            assert c.stop(node_id) == 0, c.log_tail(node_id)
+        with socket.create_server((c.nodes[3].host, c.nodes[3].port)):
+            restarted = time.monotonic()
+            for node_id in (1, 2):
+                c.nodes[node_id].launch()
+            for node_id in (1, 2):
+                c.wait_ready(node_id)
+            bootstrap = ",".join(c.nodes[i].bootstrap for i in (1, 2))
+            wait_for(lambda: watermarks(bootstrap, topic_name, 2) == [100, 100], 15,
+                     "ListOffsets latest to give every acknowledged record with node 3 down")
+            took = time.monotonic() - restarted
+            got = read_all(bootstrap, topic_name, 2, extra={"auto.offset.reset": "earliest"})
+            assert [len(got[0]), len(got[1])] == [100, 100]
+            assert sorted(m.value() for ms in got.values() for m in ms) == \
+                [f"r{i:03d}".encode() for i in range(200)]
+            assert all(3 in s.isr for s in c.describe(topic_name, 1).values()), \
+                "node 3 was still in the ISRs: the high watermarks came from the checkpoints"
+
+        c.start(3)
+        wait_for(lambda: all(len(s.isr) == 3 for s in c.describe(topic_name).values()), 60,
+                 "node 3 back in every ISR")
+        assert watermarks(c.bootstrap, topic_name, 2) == [100, 100]
+        print(f"watermarks answered {took:.1f}s after the restart began")

@@ -24,7 +24,8 @@ use super::ClientError;
 const CLIENT_ID: &str = "gregor-cli";
 /// Largest response frame accepted; a bigger length prefix means a confused peer.
 const MAX_FRAME: usize = 256 * 1024 * 1024;
-/// How long one request may wait for its response.
+/// How long one request may wait for its response, unless the connection was made with
+/// another limit ([`Client::connect_one_within`]).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The ApiVersions version tried first; v3 is the first flexible one and what Java sends.
 const API_VERSIONS_FIRST: i16 = 3;
@@ -43,6 +44,9 @@ pub struct Client {
     /// Set while a request is in flight and left set if it fails: the stream position is
     /// then unknown, so the next response could be misread as another request's.
     broken: bool,
+    /// How long connecting and each request may take: a peer that stops answering without
+    /// closing the connection (cut off, hung) costs this long, then the request fails.
+    request_timeout: Duration,
 }
 
 impl Client {
@@ -71,16 +75,22 @@ impl Client {
 
     /// Connects to exactly one `host:port` and negotiates API versions.
     pub async fn connect_one(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_one_within(addr, REQUEST_TIMEOUT).await
+    }
+
+    /// Like [`Client::connect_one`], with `timeout` as the limit for connecting, negotiating
+    /// and every later request (a follower's `replica.socket.timeout.ms`).
+    pub async fn connect_one_within(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
         let io = |source| ClientError::Io {
             addr: addr.to_owned(),
             source,
         };
-        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout {
                 addr: addr.to_owned(),
                 api: ApiKey::ApiVersions,
-                millis: REQUEST_TIMEOUT.as_millis() as u64,
+                millis: timeout.as_millis() as u64,
             })?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
@@ -90,6 +100,7 @@ impl Client {
             next_correlation_id: 0,
             versions: HashMap::new(),
             broken: false,
+            request_timeout: timeout,
         };
         client.negotiate_versions().await?;
         Ok(client)
@@ -161,6 +172,7 @@ impl Client {
         let (correlation_id, frame) = self.prepare(req, version)?;
         // Stays set if this future errs or is dropped before the response is read whole.
         self.broken = true;
+        let limit = self.request_timeout;
         let exchange = async {
             self.stream
                 .write_all(&frame)
@@ -168,13 +180,14 @@ impl Client {
                 .map_err(|source| self.io_error(source))?;
             self.read_frame().await
         };
-        let mut body = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr: self.addr.clone(),
-                api,
-                millis: REQUEST_TIMEOUT.as_millis() as u64,
-            })??;
+        let mut body =
+            tokio::time::timeout(limit, exchange)
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    api,
+                    millis: limit.as_millis() as u64,
+                })??;
         let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| {
             ClientError::Protocol(format!(
                 "bad {api:?} response header from {}: {e}",
@@ -353,6 +366,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::fake_broker::{accept_and_negotiate, read_request, write_api_versions};
     use kafka_protocol::messages::MetadataRequest;
 
     #[test]
@@ -368,34 +382,6 @@ mod tests {
         assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
     }
 
-    /// Reads one request frame on the fake broker side: (api version, correlation id).
-    async fn read_request(stream: &mut TcpStream) -> (i16, i32) {
-        let len = stream.read_i32().await.unwrap();
-        let mut buf = BytesMut::zeroed(len as usize);
-        stream.read_exact(&mut buf).await.unwrap();
-        let mut buf = buf.freeze();
-        let version = i16::from_be_bytes([buf[2], buf[3]]);
-        let header = RequestHeader::decode(&mut buf, if version >= 3 { 2 } else { 1 }).unwrap();
-        (version, header.correlation_id)
-    }
-
-    /// Writes an ApiVersions response frame: always a v0 header, then the body at `version`.
-    async fn write_api_versions(
-        stream: &mut TcpStream,
-        correlation_id: i32,
-        version: i16,
-        resp: ApiVersionsResponse,
-    ) {
-        let mut buf = BytesMut::new();
-        ResponseHeader::default()
-            .with_correlation_id(correlation_id)
-            .encode(&mut buf, 0)
-            .unwrap();
-        resp.encode(&mut buf, version).unwrap();
-        stream.write_i32(buf.len() as i32).await.unwrap();
-        stream.write_all(&buf).await.unwrap();
-    }
-
     #[tokio::test]
     async fn api_versions_falls_back_when_the_broker_answers_unsupported_version() {
         use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -403,7 +389,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let broker = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let (v, id) = read_request(&mut s).await;
+            let (_, v, id) = read_request(&mut s).await;
             assert_eq!(v, 3);
             let refusal = ApiVersionsResponse::default()
                 .with_error_code(35)
@@ -412,7 +398,7 @@ mod tests {
                     .with_min_version(0)
                     .with_max_version(2)]);
             write_api_versions(&mut s, id, 0, refusal).await;
-            let (v, id) = read_request(&mut s).await;
+            let (_, v, id) = read_request(&mut s).await;
             assert_eq!(v, 2);
             let ok = ApiVersionsResponse::default().with_api_keys(vec![
                 ApiVersion::default().with_api_key(18).with_max_version(2),
@@ -436,13 +422,13 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let broker = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let (_, id) = read_request(&mut s).await;
+            let (_, _, id) = read_request(&mut s).await;
             let ok = ApiVersionsResponse::default().with_api_keys(vec![
                 ApiVersion::default().with_api_key(18).with_max_version(3),
                 ApiVersion::default().with_api_key(3).with_max_version(8),
             ]);
             write_api_versions(&mut s, id, 3, ok.clone()).await;
-            let (_, id) = read_request(&mut s).await;
+            let (_, _, id) = read_request(&mut s).await;
             write_api_versions(&mut s, id + 100, 0, ok).await;
             s
         });
@@ -461,6 +447,59 @@ mod tests {
         drop(broker.await.unwrap());
     }
 
+    #[tokio::test]
+    async fn a_peer_that_accepts_and_never_answers_times_out_within_the_limit_given() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limit = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let silent = async {
+            let accepted = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            accepted
+        };
+        let err = tokio::select! {
+            r = Client::connect_one_within(&addr, limit) => r.unwrap_err(),
+            _ = silent => unreachable!(),
+        };
+        assert!(
+            matches!(err, ClientError::Timeout { millis: 300, .. }),
+            "{err}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= limit && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_the_peer_never_answers_times_out_and_breaks_the_connection() {
+        use kafka_protocol::messages::FetchRequest;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let mut s = accept_and_negotiate(&listener, &[(18, 3), (1, 12)]).await;
+            let (key, _, _) = read_request(&mut s).await;
+            (key, s)
+        });
+        let limit = Duration::from_millis(300);
+        let mut client = Client::connect_one_within(&addr, limit).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = client.send(FetchRequest::default()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            client.is_broken(),
+            "the answer may still come: never reuse the stream"
+        );
+        let (key, _open) = broker.await.unwrap();
+        assert_eq!(
+            key, 1,
+            "the fetch reached the peer, which kept the connection open"
+        );
+    }
+
     #[test]
     fn version_picks_the_newest_common_one_and_reports_no_overlap() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -477,6 +516,7 @@ mod tests {
                 next_correlation_id: 0,
                 versions: HashMap::new(),
                 broken: false,
+                request_timeout: REQUEST_TIMEOUT,
             };
             client.versions.insert(MetadataRequest::KEY, (0, 8));
             assert_eq!(client.version::<MetadataRequest>(None).unwrap(), 8);

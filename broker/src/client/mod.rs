@@ -9,6 +9,8 @@
 
 pub mod cluster;
 pub mod connection;
+#[cfg(test)]
+pub(crate) mod fake_broker;
 
 pub use cluster::{Cluster, CoordinatorType};
 pub use connection::Client;

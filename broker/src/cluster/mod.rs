@@ -5,7 +5,9 @@
 //! the metadata lock, so check-then-act (does the topic exist?) is atomic and the async reactor
 //! never waits on a disk write.
 
+pub mod hw_checkpoint;
 pub mod image;
+mod local_logs;
 pub mod metadata;
 pub mod placement;
 mod reconcile;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
@@ -123,10 +125,13 @@ pub struct Partition {
     pub topic: String,
     /// Partition index.
     pub index: i32,
-    /// The log. A plain mutex: it is only locked on blocking threads, never across an await.
-    pub log: Mutex<PartitionLog>,
+    /// This node's log of the partition: `None` unless this node is one of its replicas. A
+    /// plain mutex: it is only locked on blocking threads, never across an await. The state
+    /// below changes only while it is held, so whoever holds it sees the two agree.
+    log: Mutex<Option<PartitionLog>>,
     /// Records below this offset are visible to consumers. On one node every append is
-    /// committed as soon as it is written, so this follows the log end.
+    /// committed as soon as it is written, so this follows the log end. Restored from the log
+    /// dir's high-watermark checkpoint when the log is opened.
     high_watermark: AtomicI64,
     /// Mirrors the log's start offset so readers need not take the log lock.
     log_start: AtomicI64,
@@ -150,6 +155,50 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// A partition with no local log and nobody's state yet: [`Cluster::apply_partition`]
+    /// gives it both.
+    fn new(
+        topic: &str,
+        index: i32,
+        node: i32,
+        data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
+    ) -> Partition {
+        Partition {
+            topic: topic.to_string(),
+            index,
+            log: Mutex::new(None),
+            high_watermark: AtomicI64::new(0),
+            log_start: AtomicI64::new(0),
+            unflushed: AtomicU64::new(0),
+            state: RwLock::new(PartitionImage {
+                leader: -1,
+                leader_epoch: -1,
+                partition_epoch: -1,
+                ..PartitionImage::default()
+            }),
+            followers: Mutex::new(BTreeMap::new()),
+            log_end: AtomicI64::new(0),
+            hw_moved: tokio::sync::watch::Sender::new(0),
+            node,
+            data_arrived,
+            epoch_start: AtomicI64::new(0),
+        }
+    }
+
+    /// This node's log of the partition, locked; `None` when this node holds no replica of it
+    /// (its fetches and appends answer NOT_LEADER_OR_FOLLOWER).
+    pub fn log(&self) -> Option<MappedMutexGuard<'_, PartitionLog>> {
+        MutexGuard::try_map(self.log.lock(), Option::as_mut).ok()
+    }
+
+    /// Like [`Partition::log`], but `None` as well when the log is locked (for metrics, which
+    /// must not wait behind an fsync).
+    pub fn try_log(&self) -> Option<MappedMutexGuard<'_, PartitionLog>> {
+        self.log
+            .try_lock()
+            .and_then(|g| MutexGuard::try_map(g, Option::as_mut).ok())
+    }
+
     /// Offset below which records are committed and readable by consumers.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
@@ -218,8 +267,14 @@ impl Partition {
     }
 
     /// Records a replica fetch by `follower` at `fetch_offset` (its log end) and advances the
-    /// high watermark accordingly.
-    pub fn on_replica_fetch(&self, follower: i32, fetch_offset: i64, now_ms: i64) {
+    /// high watermark accordingly. Returns false, recording nothing, when `follower` is not
+    /// one of the partition's replicas: its fetches must not count towards the high watermark
+    /// or the ISR (Kafka refuses them: "Replica X is not recognized as a valid replica").
+    #[must_use]
+    pub fn on_replica_fetch(&self, follower: i32, fetch_offset: i64, now_ms: i64) -> bool {
+        if !self.state.read().replicas.contains(&follower) {
+            return false;
+        }
         let leo = self.log_end.load(Ordering::Acquire);
         self.followers
             .lock()
@@ -230,6 +285,7 @@ impl Partition {
             })
             .on_fetch(fetch_offset, leo, now_ms);
         self.advance_high_watermark();
+        true
     }
 
     /// Waits until the high watermark reaches `offset` (acks=all), up to `timeout`, while
@@ -261,11 +317,14 @@ impl Partition {
         }
     }
 
-    /// Applies a committed partition state (blocking: takes the log lock, so no client append
-    /// interleaves with a leadership change). Returns whether anything changed.
-    fn apply_state(&self, state: &PartitionImage) -> Result<bool, LogError> {
+    /// Applies a committed partition state; the caller holds the log lock (`slot`), so no
+    /// client append interleaves with a leadership change. Returns whether anything changed.
+    fn apply_state(
+        &self,
+        slot: &mut Option<PartitionLog>,
+        state: &PartitionImage,
+    ) -> Result<bool, LogError> {
         let me = self.node;
-        let mut log = self.log.lock();
         let old = self.state.read().clone();
         if old == *state {
             return Ok(false);
@@ -273,9 +332,11 @@ impl Partition {
         let leads = state.leader == me;
         let new_epoch = old.leader_epoch != state.leader_epoch || old.leader != state.leader;
         if leads && new_epoch {
-            log.assign_epoch(state.leader_epoch)?;
-            self.epoch_start
-                .store(log.log_end_offset(), Ordering::Release);
+            if let Some(log) = slot.as_mut() {
+                log.assign_epoch(state.leader_epoch)?;
+                self.epoch_start
+                    .store(log.log_end_offset(), Ordering::Release);
+            }
             // Every follower gets a full lag window from now to show up.
             let now = now_ms();
             let mut followers = self.followers.lock();
@@ -290,20 +351,42 @@ impl Partition {
                 );
             }
         }
-        // A node that is not (or no longer) a replica keeps no data of the partition: a
-        // reassignment moved it elsewhere. The directory stays, empty, because every node
-        // opens a log for every partition.
-        let holds_data = log.log_end_offset() > 0 || log.log_start_offset() > 0;
-        if holds_data && !state.replicas.is_empty() && !state.replicas.contains(&me) {
-            tracing::info!(topic = %self.topic, partition = self.index, "not a replica any more: deleting the local log");
-            log.reset_to(0)?;
-            self.high_watermark.store(0, Ordering::Release);
-        }
         *self.state.write() = state.clone();
-        self.refresh(&log);
+        if let Some(log) = slot.as_ref() {
+            self.refresh(log);
+        }
         // Wake acks=all waiters: they answer NOT_LEADER_OR_FOLLOWER if the leadership moved.
         self.hw_moved.send_modify(|_| {});
         Ok(true)
+    }
+
+    /// Makes `log` this node's log of the partition, with its high watermark restored from
+    /// the `checkpointed` one.
+    fn install_log(
+        &self,
+        slot: &mut Option<PartitionLog>,
+        log: PartitionLog,
+        checkpointed: Option<i64>,
+    ) {
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        self.log_start.store(start, Ordering::Release);
+        self.log_end.store(end, Ordering::Release);
+        self.high_watermark.store(
+            hw_checkpoint::restored(checkpointed, start, end),
+            Ordering::Release,
+        );
+        *slot = Some(log);
+    }
+
+    /// Closes this node's log of the partition, forgetting its offsets and followers; returns
+    /// the directory it was in, for the caller to delete.
+    fn remove_log(&self, slot: &mut Option<PartitionLog>) -> Option<PathBuf> {
+        let dir = slot.take()?.dir().to_path_buf();
+        for offset in [&self.log_start, &self.log_end, &self.high_watermark] {
+            offset.store(0, Ordering::Release);
+        }
+        self.followers.lock().clear();
+        Some(dir)
     }
 
     /// A follower's high watermark: the leader's, as far as this log reaches.
@@ -412,6 +495,15 @@ impl Topic {
     pub fn partition_count(&self) -> i32 {
         self.partitions.read().len() as i32
     }
+
+    /// Gives every local log of the topic `config` (its overrides changed).
+    fn set_log_config(&self, config: &LogConfig) {
+        for p in self.partitions.read().iter() {
+            if let Some(mut log) = p.log() {
+                log.set_config(config.clone());
+            }
+        }
+    }
 }
 
 /// A topic to create.
@@ -453,6 +545,12 @@ pub struct Cluster {
     data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
     /// Registered brokers by id.
     brokers: RwLock<BTreeMap<i32, BrokerImage>>,
+    /// High watermarks read from the log dirs' checkpoints at start-up, each taken by the
+    /// first log opened for its partition.
+    hw_checkpoints: Mutex<hw_checkpoint::HighWatermarks>,
+    /// Held while the checkpoints are written: the periodic task and the shutdown share the
+    /// temp files.
+    checkpoint_writer: Mutex<()>,
 }
 
 impl Cluster {
@@ -466,8 +564,8 @@ impl Cluster {
         Cluster::open_with(config, cluster_id, Box::new(log), image)
     }
 
-    /// Opens every partition log that `image` (the committed metadata) names, with later
-    /// changes made durable through `store` (blocking).
+    /// Opens the log of every partition replica that `image` (the committed metadata) puts on
+    /// this node, with later changes made durable through `store` (blocking).
     pub fn open_with(
         config: Arc<Config>,
         cluster_id: String,
@@ -475,6 +573,7 @@ impl Cluster {
         image: MetadataImage,
     ) -> Result<Cluster, AdminError> {
         let next_pid = image.next_producer_id;
+        let hw_checkpoints = local_logs::read_checkpoints(&config.log_dirs);
         let (tx, _) = tokio::sync::watch::channel(0);
         let cluster = Cluster {
             config,
@@ -488,6 +587,8 @@ impl Cluster {
             topics: RwLock::new(BTreeMap::new()),
             data_arrived: Arc::new(tx),
             brokers: RwLock::new(image.brokers),
+            hw_checkpoints: Mutex::new(hw_checkpoints),
+            checkpoint_writer: Mutex::new(()),
         };
         for (name, t) in image.topics {
             let topic = cluster.open_topic(
@@ -512,7 +613,8 @@ impl Cluster {
         configs: BTreeMap<String, String>,
         assignment: &BTreeMap<i32, PartitionImage>,
     ) -> Result<Arc<Topic>, AdminError> {
-        let log_config = topic_config::resolve_log_config(&self.config, &configs)
+        // Checked before anything is opened; each replica's log resolves it again.
+        topic_config::resolve_log_config(&self.config, &configs)
             .map_err(AdminError::InvalidConfig)?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
@@ -521,62 +623,8 @@ impl Cluster {
             configs: RwLock::new(configs),
             partitions: RwLock::new(Vec::new()),
         });
-        self.add_partitions(&topic, count, &log_config, assignment)?;
+        self.add_partitions(&topic, count, assignment)?;
         Ok(topic)
-    }
-
-    fn add_partitions(
-        &self,
-        topic: &Topic,
-        count: i32,
-        log_config: &LogConfig,
-        assignment: &BTreeMap<i32, PartitionImage>,
-    ) -> Result<(), AdminError> {
-        let current = topic.partition_count();
-        for index in current..count {
-            let dir = self.partition_dir(&topic.name, index);
-            let log = PartitionLog::open(&dir, log_config.clone())?;
-            // Partitions written before assignments were recorded are led by this node.
-            let state = assignment
-                .get(&index)
-                .cloned()
-                .unwrap_or_else(|| self.local_partition_state());
-            let p = Partition {
-                topic: topic.name.clone(),
-                index,
-                high_watermark: AtomicI64::new(0),
-                log_end: AtomicI64::new(log.log_end_offset()),
-                followers: Mutex::new(BTreeMap::new()),
-                hw_moved: tokio::sync::watch::Sender::new(0),
-                node: self.config.node_id,
-                data_arrived: Arc::clone(&self.data_arrived),
-                epoch_start: AtomicI64::new(0),
-                log_start: AtomicI64::new(log.log_start_offset()),
-                log: Mutex::new(log),
-                unflushed: AtomicU64::new(0),
-                // Nobody's until the committed state is applied just below.
-                state: RwLock::new(PartitionImage {
-                    leader: -1,
-                    leader_epoch: -1,
-                    partition_epoch: -1,
-                    ..PartitionImage::default()
-                }),
-            };
-            p.apply_state(&state)?;
-            topic.partitions.write().push(Arc::new(p));
-        }
-        Ok(())
-    }
-
-    /// A partition led by this node alone, at epoch 0.
-    fn local_partition_state(&self) -> PartitionImage {
-        let me = self.config.node_id;
-        PartitionImage {
-            replicas: vec![me],
-            leader: me,
-            isr: vec![me],
-            ..PartitionImage::default()
-        }
     }
 
     /// Registered brokers (this node alone until it has registered).
@@ -665,21 +713,6 @@ impl Cluster {
             }
         }
         Ok(rf as i16)
-    }
-
-    /// Where a partition's directory is: an existing one in any log dir, else the log dir
-    /// holding the fewest partitions.
-    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
-        let name = format!("{topic}-{index}");
-        let dirs = &self.config.log_dirs;
-        if let Some(existing) = dirs.iter().map(|d| d.join(&name)).find(|p| p.is_dir()) {
-            return existing;
-        }
-        let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
-        dirs.iter()
-            .min_by_key(|d| count(d))
-            .map(|d| d.join(&name))
-            .unwrap_or_else(|| PathBuf::from(name))
     }
 
     /// A topic by name.
@@ -821,10 +854,7 @@ impl Cluster {
         }
         drop(topics);
         for p in topic.partitions.read().iter() {
-            let dir = p.log.lock().dir().to_path_buf();
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove deleted partition");
-            }
+            local_logs::delete_log(p);
         }
         tracing::info!(topic = %topic.name, "deleted topic");
     }
@@ -871,9 +901,7 @@ impl Cluster {
                  describe it and retry"
             )));
         }
-        let log_config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
-            .map_err(AdminError::InvalidConfig)?;
-        self.add_partitions(&topic, count, &log_config, &states_of(&records))
+        self.add_partitions(&topic, count, &states_of(&records))
     }
 
     /// Replaces a topic's config overrides (blocking).
@@ -897,9 +925,7 @@ impl Cluster {
             configs: configs.clone(),
         }])?;
         *topic.configs.write() = configs;
-        for p in topic.partitions.read().iter() {
-            p.log.lock().set_config(log_config.clone());
-        }
+        topic.set_log_config(&log_config);
         Ok(())
     }
 
@@ -945,7 +971,9 @@ impl Cluster {
     /// Returns the outcome and the leader epoch the records were appended in.
     pub fn append(&self, p: &Partition, records: Bytes) -> Result<(AppendOutcome, i32), LogError> {
         let now = now_ms();
-        let mut log = p.log.lock();
+        let Some(mut log) = p.log() else {
+            return Err(LogError::NotLeader);
+        };
         let epoch = {
             let state = p.state.read();
             if state.leader != self.config.node_id {
@@ -985,7 +1013,7 @@ impl Cluster {
         let now = now_ms();
         for t in self.topics() {
             for p in t.partitions.read().iter() {
-                let mut log = p.log.lock();
+                let Some(mut log) = p.log() else { continue };
                 match log.maintain(now) {
                     Ok(0) => {}
                     Ok(n) => {
@@ -1005,7 +1033,7 @@ impl Cluster {
         for t in self.topics() {
             for p in t.partitions.read().iter() {
                 if p.unflushed.swap(0, Ordering::Relaxed) > 0 {
-                    if let Err(e) = p.log.lock().flush() {
+                    if let Err(e) = p.log().map_or(Ok(()), |mut log| log.flush()) {
                         tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush failed");
                     }
                 }

@@ -81,22 +81,18 @@ impl Cluster {
             let log_config = topic_config::resolve_log_config(&self.config, &image.configs)
                 .map_err(AdminError::InvalidConfig)?;
             *topic.configs.write() = image.configs.clone();
-            for p in topic.partitions.read().iter() {
-                p.log.lock().set_config(log_config.clone());
-            }
+            topic.set_log_config(&log_config);
             changed += 1;
         }
         if image.partitions > topic.partition_count() {
-            let log_config = topic_config::resolve_log_config(&self.config, &image.configs)
-                .map_err(AdminError::InvalidConfig)?;
-            self.add_partitions(topic, image.partitions, &log_config, &image.assignment)?;
+            self.add_partitions(topic, image.partitions, &image.assignment)?;
             changed += 1;
         }
         for p in topic.partitions.read().iter() {
             let Some(state) = image.assignment.get(&p.index) else {
                 continue;
             };
-            if p.apply_state(state)? {
+            if self.apply_partition(topic, p, state)? {
                 changed += 1;
             }
         }

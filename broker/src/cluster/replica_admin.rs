@@ -141,7 +141,7 @@ impl Cluster {
             return Ok(());
         }
         if let Some(p) = local.partition(partition) {
-            p.apply_state(state)?;
+            self.apply_partition(&local, &p, state)?;
         }
         Ok(())
     }
@@ -178,14 +178,10 @@ impl Cluster {
 
     /// `unclean.leader.election.enable` for `topic`: its override, else the broker's.
     fn unclean_election_enabled(&self, topic: &str) -> bool {
-        self.topic(topic)
-            .and_then(|t| {
-                t.configs
-                    .read()
-                    .get("unclean.leader.election.enable")
-                    .map(|v| v.eq_ignore_ascii_case("true"))
-            })
-            .unwrap_or(self.config.replication.unclean_leader_election_enable)
+        let default = self.config.replication.unclean_leader_election_enable;
+        self.topic(topic).map_or(default, |t| {
+            topic_config::unclean_leader_election_enable(&t.configs.read(), default)
+        })
     }
 }
 

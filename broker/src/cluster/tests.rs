@@ -126,7 +126,13 @@ fn reconciling_with_a_committed_image_creates_grows_reconfigures_and_deletes_top
         t.configs.read().get("retention.ms").map(String::as_str),
         Some("1000")
     );
-    let dir = t.partition(0).expect("p0").log.lock().dir().to_path_buf();
+    let dir = t
+        .partition(0)
+        .expect("p0")
+        .log()
+        .expect("local log")
+        .dir()
+        .to_path_buf();
     apply(
         &mut image,
         MetadataRecord::RemoveTopic {
@@ -180,9 +186,14 @@ async fn acks_all_waits_for_the_isr_and_fails_over_when_the_leadership_moves() {
         p.wait_for_high_watermark(3, 1, 1, short).await,
         Commit::TimedOut
     );
-    p.on_replica_fetch(2, 3, now_ms());
+    assert!(p.on_replica_fetch(2, 3, now_ms()));
     assert_eq!(p.high_watermark(), 0, "follower 3 is still behind");
-    p.on_replica_fetch(3, 3, now_ms());
+    assert!(
+        !p.on_replica_fetch(7, 3, now_ms()),
+        "broker 7 is no replica: refused"
+    );
+    assert_eq!(p.high_watermark(), 0, "and its fetch counts for nothing");
+    assert!(p.on_replica_fetch(3, 3, now_ms()));
     assert_eq!(p.high_watermark(), 3);
     assert_eq!(
         p.wait_for_high_watermark(3, 1, 1, short).await,
@@ -222,7 +233,7 @@ fn a_new_leader_gives_every_follower_a_full_lag_window_then_shrinks_and_expands_
         "just elected"
     );
     c.append(&p, batch_of(2)).expect("append");
-    p.on_replica_fetch(2, 2, start + 500);
+    assert!(p.on_replica_fetch(2, 2, start + 500));
     let shrunk = p
         .isr_change(1, 1_000, start + 1_200, &|_| true)
         .expect("3 lags");
@@ -230,9 +241,9 @@ fn a_new_leader_gives_every_follower_a_full_lag_window_then_shrinks_and_expands_
     // Committed: the ISR is {1, 2}; then 3 catches up and may rejoin.
     replicated(&mut image, 1, 0, &[1, 2]);
     c.reconcile(&image).expect("reconcile");
-    p.on_replica_fetch(2, 2, start + 1_300);
+    assert!(p.on_replica_fetch(2, 2, start + 1_300));
     assert_eq!(p.high_watermark(), 2);
-    p.on_replica_fetch(3, 2, start + 1_300);
+    assert!(p.on_replica_fetch(3, 2, start + 1_300));
     assert_eq!(
         p.isr_change(1, 1_000, start + 1_300, &|b| b != 3),
         None,
@@ -265,7 +276,7 @@ fn a_follower_tracks_the_leaders_high_watermark_within_its_own_log() {
     // Stamp the leader's epoch (bytes 12..16 of a v2 batch), as the leader would have.
     batch[12..16].copy_from_slice(&4i32.to_be_bytes());
     {
-        let mut log = p.log.lock();
+        let mut log = p.log().expect("local log");
         log.append_replica(batch.freeze(), now_ms())
             .expect("replica append");
         p.refresh_follower(&log);
@@ -274,5 +285,117 @@ fn a_follower_tracks_the_leaders_high_watermark_within_its_own_log() {
     assert_eq!(p.high_watermark(), 5, "no further than this log");
     p.set_follower_high_watermark(3);
     assert_eq!(p.high_watermark(), 3);
-    assert_eq!(p.log.lock().latest_epoch(), Some(4));
+    assert_eq!(p.log().expect("local log").latest_epoch(), Some(4));
+}
+
+/// The directories in `dir` whose names start with `prefix`, sorted.
+fn partition_dirs(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("log dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_reopened_replica_takes_its_high_watermark_from_the_checkpoint_within_its_log() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut image = MetadataImage::default();
+    replicated(&mut image, 1, 1, &[1, 2, 3]);
+    let c = open(d.path());
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    c.append(&p, batch_of(3)).expect("append");
+    assert!(p.on_replica_fetch(2, 3, now_ms()));
+    assert!(p.on_replica_fetch(3, 3, now_ms()));
+    assert_eq!(p.high_watermark(), 3);
+    c.flush_and_checkpoint();
+    let file = d.path().join(hw_checkpoint::FILE);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("checkpoint"),
+        "0\n1\nr 0 3\n"
+    );
+    drop((p, c));
+
+    // Reopened with the ISR intact: nobody has fetched yet, and still the leader knows what
+    // is committed.
+    let c = open(d.path());
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    assert_eq!(p.high_watermark(), 3);
+    assert!(p.high_watermark_settled(), "ListOffsets can answer at once");
+    drop((p, c));
+
+    // A checkpoint beyond the log (recovery cut it short) is clamped to the log end; with no
+    // checkpoint the leader starts from the log start and waits for its followers.
+    let mut hws = hw_checkpoint::HighWatermarks::new();
+    hws.insert(("r".into(), 0), 10);
+    hw_checkpoint::write(d.path(), &hws).expect("write");
+    let c = open(d.path());
+    c.reconcile(&image).expect("reconcile");
+    assert_eq!(c.partition("r", 0).expect("p").high_watermark(), 3);
+    drop(c);
+    std::fs::remove_file(&file).expect("remove");
+    let c = open(d.path());
+    c.reconcile(&image).expect("reconcile");
+    let p = c.partition("r", 0).expect("partition");
+    assert_eq!(p.high_watermark(), 0);
+    assert!(!p.high_watermark_settled());
+}
+
+#[test]
+fn a_node_holds_logs_only_of_its_replicas_and_deletes_one_it_stops_being() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // Left by an older Gregor, which opened every partition on every node.
+    std::fs::create_dir_all(d.path().join("spread-2")).expect("stray dir");
+    let c = open(d.path());
+    let state = |replicas: Vec<i32>| MetadataRecord::PartitionState {
+        topic: "spread".into(),
+        partition: 1,
+        leader: replicas[0],
+        leader_epoch: 1,
+        isr: replicas.clone(),
+        replicas,
+    };
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::Topic {
+        name: "spread".into(),
+        id: uuid::Uuid::nil(),
+        partitions: 3,
+        replication_factor: 1,
+        configs: Default::default(),
+    });
+    for (partition, replica) in [(0, 1), (1, 2), (2, 3)] {
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "spread".into(),
+            partition,
+            replicas: vec![replica],
+            leader: replica,
+            leader_epoch: 0,
+            isr: vec![replica],
+        });
+    }
+    c.reconcile(&image).expect("reconcile");
+    assert_eq!(partition_dirs(d.path(), "spread"), ["spread-0"]);
+    let p1 = c.partition("spread", 1).expect("known by its state");
+    assert!(p1.log().is_none());
+    assert_eq!(p1.state().leader, 2);
+    assert!(matches!(
+        c.append(&p1, batch_of(1)),
+        Err(LogError::NotLeader)
+    ));
+
+    // A reassignment adds this node to partition 1, then completes without it.
+    image.apply(&state(vec![2, 1]));
+    c.reconcile(&image).expect("reconcile");
+    assert_eq!(partition_dirs(d.path(), "spread"), ["spread-0", "spread-1"]);
+    assert!(p1.log().is_some());
+    image.apply(&state(vec![2]));
+    c.reconcile(&image).expect("reconcile");
+    assert_eq!(partition_dirs(d.path(), "spread"), ["spread-0"]);
+    assert!(p1.log().is_none());
 }

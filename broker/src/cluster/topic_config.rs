@@ -139,6 +139,23 @@ pub fn resolve_log_config(
     Ok(c)
 }
 
+/// `unclean.leader.election.enable` for a topic with these overrides: its own value when it
+/// sets one (Kafka's topic-level override wins), else `broker_default`, the broker's
+/// `unclean.leader.election.enable`.
+pub fn unclean_leader_election_enable(
+    overrides: &BTreeMap<String, String>,
+    broker_default: bool,
+) -> bool {
+    match overrides
+        .get("unclean.leader.election.enable")
+        .map(|v| v.trim())
+    {
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        _ => broker_default,
+    }
+}
+
 /// The effective value of every topic config (overrides, else broker defaults), with whether it
 /// is a default, for DescribeConfigs.
 pub fn effective_topic_configs(
@@ -203,6 +220,15 @@ mod tests {
         assert!(validate_topic_name("ümlaut").is_err());
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
         assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn a_topics_unclean_election_override_wins_over_the_broker_default() {
+        let set = |v: &str| BTreeMap::from([("unclean.leader.election.enable".into(), v.into())]);
+        assert!(unclean_leader_election_enable(&set("true"), false));
+        assert!(!unclean_leader_election_enable(&set("FALSE"), true));
+        assert!(unclean_leader_election_enable(&BTreeMap::new(), true));
+        assert!(!unclean_leader_election_enable(&BTreeMap::new(), false));
     }
 
     fn broker() -> Config {

@@ -11,13 +11,13 @@ use std::collections::BTreeSet;
 
 use crate::cluster::image::{MetadataImage, PartitionImage};
 use crate::cluster::metadata::MetadataRecord;
-use crate::cluster::replica_changes;
+use crate::cluster::{replica_changes, topic_config};
 
 /// Election policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// Elect a live replica outside the ISR when no ISR member is left
-    /// (`unclean.leader.election.enable`).
+    /// Elect a live replica outside the ISR when no ISR member is left: the broker's
+    /// `unclean.leader.election.enable`, which a topic's own setting of the key overrides.
     pub unclean: bool,
     /// Move leadership to the preferred replica where it is in the ISR and live.
     pub rebalance: bool,
@@ -44,6 +44,10 @@ pub fn decide(
         }
     }
     for (topic, t) in &image.topics {
+        let policy = Policy {
+            unclean: topic_config::unclean_leader_election_enable(&t.configs, policy.unclean),
+            ..policy
+        };
         for (index, p) in &t.assignment {
             if let Some((leader, isr)) = elect(p, &usable, policy) {
                 out.push(alter(topic, *index, p, leader, isr));
@@ -143,6 +147,8 @@ mod tests {
     use super::*;
     use crate::cluster::image::{BrokerImage, TopicImage};
 
+    /// A topic "t" whose partitions have these (replicas, leader, ISR), on these (broker,
+    /// fenced) brokers.
     fn image(brokers: &[(i32, bool)], parts: &[(Vec<i32>, i32, Vec<i32>)]) -> MetadataImage {
         let mut img = MetadataImage::default();
         for (id, fenced) in brokers {
@@ -253,6 +259,31 @@ mod tests {
             }
         );
         assert_eq!(alters(&back), vec![(0, 1, vec![1])]);
+    }
+
+    #[test]
+    fn a_topics_unclean_election_setting_overrides_the_brokers() {
+        let unclean = |topic: &str, broker: bool| {
+            let mut img = image(&[(1, false), (2, false)], &[(vec![1, 2], 1, vec![1])]);
+            let t = img.topics.get_mut("t").expect("t");
+            t.configs
+                .insert("unclean.leader.election.enable".into(), topic.into());
+            let policy = Policy {
+                unclean: broker,
+                rebalance: false,
+            };
+            alters(&decide(&img, &|b| b == 2, policy))
+        };
+        assert_eq!(
+            unclean("true", false),
+            vec![(0, 2, vec![2])],
+            "the topic allows it: 2, out of sync but alive, leads"
+        );
+        assert_eq!(
+            unclean("false", true),
+            vec![(0, -1, vec![1])],
+            "the topic forbids it: offline until 1 returns"
+        );
     }
 
     #[test]

@@ -189,8 +189,8 @@ impl GroupCoordinator {
 
     fn load_partition(&self, p: &crate::cluster::Partition) -> Result<usize, crate::log::LogError> {
         let mut loaded = 0;
-        {
-            let log = p.log.lock();
+        // Led here, so held here; a leadership that moved on since leaves nothing to load.
+        if let Some(log) = p.log() {
             let mut offset = log.log_start_offset();
             let end = log.log_end_offset();
             while offset < end {

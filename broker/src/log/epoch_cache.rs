@@ -5,33 +5,12 @@
 //! line (0), a count line, then `epoch start_offset` lines, written to a temp file, fsynced and
 //! renamed.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use super::checkpoint::{self, CheckpointError};
 
 /// The checkpoint file name inside a partition directory, as in Kafka.
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
-
-/// Why the cache could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum EpochCacheError {
-    /// File system failure.
-    #[error("i/o error on {path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not in Kafka's checkpoint format.
-    #[error("{path} is not a leader-epoch checkpoint: {reason}")]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// One entry: leader epoch and the first offset appended under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,60 +95,34 @@ impl EpochCache {
     }
 
     /// Reads `<dir>/leader-epoch-checkpoint`; an absent file is an empty cache.
-    pub fn read(dir: &Path) -> Result<EpochCache, EpochCacheError> {
+    pub fn read(dir: &Path) -> Result<EpochCache, CheckpointError> {
         let path = dir.join(CHECKPOINT_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(EpochCache::new()),
-            Err(source) => return Err(EpochCacheError::Io { path, source }),
-        };
-        let bad = |reason: &str| EpochCacheError::Malformed {
-            path: path.clone(),
-            reason: reason.to_string(),
-        };
-        let mut lines = text.lines();
-        if lines.next().map(str::trim) != Some("0") {
-            return Err(bad("unknown version"));
-        }
-        let count: usize = lines
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| bad("no entry count"))?;
         let mut cache = EpochCache::new();
-        for _ in 0..count {
-            let line = lines
-                .next()
-                .ok_or_else(|| bad("fewer entries than its count"))?;
-            let mut parts = line.split_whitespace();
-            let epoch = parts.next().and_then(|p| p.parse().ok());
-            let start = parts.next().and_then(|p| p.parse().ok());
-            match (epoch, start) {
-                (Some(epoch), Some(start_offset)) => cache.entries.push(EpochEntry {
+        for entry in checkpoint::read(&path, 2)?.unwrap_or_default() {
+            match (entry[0].parse(), entry[1].parse()) {
+                (Ok(epoch), Ok(start_offset)) => cache.entries.push(EpochEntry {
                     epoch,
                     start_offset,
                 }),
-                _ => return Err(bad("an entry is not `epoch offset`")),
+                _ => {
+                    return Err(CheckpointError::malformed(
+                        &path,
+                        "an entry is not `epoch offset`",
+                    ))
+                }
             }
         }
         Ok(cache)
     }
 
     /// Writes the checkpoint durably (temp file, fsync, rename).
-    pub fn write(&self, dir: &Path) -> Result<(), EpochCacheError> {
-        let path = dir.join(CHECKPOINT_FILE);
-        let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| EpochCacheError::Io { path: p, source }
-        };
-        let mut text = format!("0\n{}\n", self.entries.len());
-        for e in &self.entries {
-            text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
-        }
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+    pub fn write(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let entries: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| format!("{} {}", e.epoch, e.start_offset))
+            .collect();
+        checkpoint::write(&dir.join(CHECKPOINT_FILE), &entries)
     }
 }
 
@@ -242,7 +195,7 @@ mod tests {
         std::fs::write(d.path().join(CHECKPOINT_FILE), "0\n3\n0 0\n").expect("corrupt");
         assert!(matches!(
             EpochCache::read(d.path()),
-            Err(EpochCacheError::Malformed { .. })
+            Err(CheckpointError::Malformed { .. })
         ));
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 
 pub mod batch;
+pub mod checkpoint;
 mod compaction;
 pub mod epoch_cache;
 mod index;

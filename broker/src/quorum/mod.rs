@@ -15,7 +15,7 @@
 //! Layout under `<metadata.log.dir>/__cluster_metadata-0/raft/`: `<20-digit index>.log`
 //! segments, `vote.json`, `purged.json`, `committed.json`, `snapshot.json`.
 
-mod durable;
+use crate::durable;
 pub mod learner;
 pub mod log_store;
 pub mod network;

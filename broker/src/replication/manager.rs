@@ -207,7 +207,7 @@ impl ReplicaManager {
                 self.truncate_round(c, &fetcher, &untruncated).await
             };
             if let Err(e) = round {
-                tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                tracing::debug!(leader, error = %error_chain(&e), "replica fetch failed; reconnecting");
                 client = None;
                 tokio::select! {
                     _ = self.shutdown.cancelled() => break,
@@ -217,6 +217,10 @@ impl ReplicaManager {
         }
     }
 
+    /// A connection to `leader` at the address the metadata gives it now (a restarted leader
+    /// may have moved), whose requests give up after `replica.socket.timeout.ms`: a leader
+    /// that stops answering without closing the connection is then dropped and connected to
+    /// again, instead of stalling its partitions.
     async fn connect(&self, leader: i32) -> Option<Client> {
         let broker = self.cluster.brokers().get(&leader).cloned()?;
         let addr = if broker.host.contains(':') {
@@ -224,7 +228,8 @@ impl ReplicaManager {
         } else {
             format!("{}:{}", broker.host, broker.port)
         };
-        match Client::connect_one(&addr).await {
+        let timeout = Duration::from_millis(self.config.replica_socket_timeout_ms);
+        match Client::connect_one_within(&addr, timeout).await {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::debug!(leader, %addr, error = %error_chain(&e), "cannot reach the leader");
@@ -246,7 +251,11 @@ impl ReplicaManager {
                 topic: topic.clone(),
                 partition: *partition,
                 current_leader_epoch: f.epoch,
-                epoch: f.partition.log.lock().latest_epoch().unwrap_or(-1),
+                epoch: f
+                    .partition
+                    .log()
+                    .and_then(|log| log.latest_epoch())
+                    .unwrap_or(-1),
             })
             .collect();
         let answers = fetcher::end_offsets(client, self.me, &queries).await?;
@@ -260,7 +269,8 @@ impl ReplicaManager {
         let cut = tokio::task::spawn_blocking(move || {
             let mut ok = Vec::new();
             for (key, p, answer) in done {
-                let mut log = p.log.lock();
+                // No local log: the replica moved off this node meanwhile.
+                let Some(mut log) = p.log() else { continue };
                 let hw = p.high_watermark();
                 let target = if log.latest_epoch().is_none() {
                     log.log_end_offset()
@@ -332,9 +342,9 @@ impl ReplicaManager {
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for (key, p, d) in work {
-                let mut log = p.log.lock();
-                // Moved off this node while the fetch was out: its local log was deleted and
-                // must stay empty. (The state changes only under the log lock.)
+                // Moved off this node while the fetch was out: its local log was deleted. (The
+                // state changes only under the log lock, so it agrees with the log here.)
+                let Some(mut log) = p.log() else { continue };
                 if !p.state().replicas.contains(&me) {
                     continue;
                 }
@@ -397,5 +407,83 @@ impl ReplicaManager {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fake_broker::{accept_and_negotiate, read_request};
+    use crate::cluster::image::MetadataImage;
+    use crate::config::{parse_properties, Config};
+
+    /// Node 1 following `r`-0, which broker 2 at `leader` leads.
+    fn follower(dir: &std::path::Path, leader: std::net::SocketAddr) -> Arc<Cluster> {
+        let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
+        let config = Arc::new(Config::from_properties(props).expect("config"));
+        let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::RegisterBroker {
+            id: 2,
+            host: leader.ip().to_string(),
+            port: leader.port(),
+            rack: None,
+        });
+        image.apply(&MetadataRecord::Topic {
+            name: "r".into(),
+            id: uuid::Uuid::nil(),
+            partitions: 1,
+            replication_factor: 2,
+            configs: Default::default(),
+        });
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "r".into(),
+            partition: 0,
+            replicas: vec![2, 1],
+            leader: 2,
+            leader_epoch: 1,
+            isr: vec![2, 1],
+        });
+        cluster.reconcile(&image).expect("reconcile");
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_stops_answering_is_dropped_and_connected_to_again_after_the_socket_timeout(
+    ) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let cluster = follower(d.path(), listener.local_addr().expect("addr"));
+        let config = ReplicationConfig {
+            replica_socket_timeout_ms: 300,
+            ..cluster.config.replication.clone()
+        };
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let manager = ReplicaManager::new(cluster, config, shutdown.clone(), tracker.clone());
+        manager.sync();
+        // ApiVersions, Fetch, OffsetForLeaderEpoch.
+        let apis = [(18, 3), (1, 12), (23, 4)];
+        let mut first = accept_and_negotiate(&listener, &apis).await;
+        let (key, _, _) = read_request(&mut first).await;
+        assert_eq!(key, 23, "a new follower asks where its epoch ends first");
+        // Never answered, never closed: only the timeout tells the follower to move on.
+        let asked = Instant::now();
+        let second = tokio::time::timeout(
+            Duration::from_secs(10),
+            accept_and_negotiate(&listener, &apis),
+        )
+        .await
+        .expect("the follower connected again");
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+            "reconnected after {waited:?}"
+        );
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        drop((first, second));
     }
 }

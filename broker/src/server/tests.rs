@@ -349,6 +349,84 @@ async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
     );
 }
 
+#[tokio::test]
+async fn replica_fetches_from_a_broker_outside_the_replica_set_are_refused_and_count_for_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    replicated(&b, vec![1, 2], "1");
+    let r = call(&b, 8, produce_req("replicated", 1)).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    // Broker 3 claims to have everything; Kafka refuses it by whether it names the epoch.
+    for (epoch, refusal) in [
+        (-1, ResponseError::NotLeaderOrFollower),
+        (0, ResponseError::UnknownLeaderEpoch),
+    ] {
+        let mut req = fetch_req("replicated", 1, 3);
+        req.topics[0].partitions[0].current_leader_epoch = epoch;
+        let r = call(&b, 12, req).await;
+        assert_eq!(r.responses[0].partitions[0].error_code, refusal.code());
+    }
+    let consumer = call(&b, 11, fetch_req("replicated", 0, -1)).await;
+    assert_eq!(
+        consumer.responses[0].partitions[0].high_watermark, 0,
+        "only follower 2's progress can commit"
+    );
+    call(&b, 11, fetch_req("replicated", 1, 2)).await;
+    let consumer = call(&b, 11, fetch_req("replicated", 0, -1)).await;
+    assert_eq!(consumer.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[tokio::test]
+async fn a_partition_with_no_replica_here_has_no_log_here_and_answers_not_leader() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::*;
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    partitions(
+        &b,
+        &[
+            ("foreign", &[(vec![2], 2, vec![2])]),
+            ("mine", &[(vec![1], 1, vec![1])]),
+        ],
+    );
+    assert!(!d.path().join("foreign-0").exists());
+    assert!(d.path().join("mine-0").is_dir());
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let r = call(&b, 8, produce_req("foreign", 1)).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, not_leader);
+    for replica in [-1, 2] {
+        let r = call(&b, 11, fetch_req("foreign", 0, replica)).await;
+        assert_eq!(r.responses[0].partitions[0].error_code, not_leader);
+    }
+    let list = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(name("foreign"))
+        .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)])]);
+    let r = call(&b, 5, list).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, not_leader);
+    let epochs =
+        OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(name("foreign"))
+            .with_partitions(vec![OffsetForLeaderPartition::default()])]);
+    let r = call(&b, 3, epochs).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, not_leader);
+
+    let all = call(&b, 1, DescribeLogDirsRequest::default().with_topics(None)).await;
+    let asked =
+        DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![DescribableLogDirTopic::default()
+                .with_topic(name("foreign"))
+                .with_partitions(vec![0])]));
+    let foreign = call(&b, 1, asked).await;
+    let listed = |r: &DescribeLogDirsResponse| {
+        r.results
+            .iter()
+            .flat_map(|dir| dir.topics.iter().map(|t| t.name.0.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&all), ["mine"]);
+    assert!(listed(&foreign).is_empty());
+}
+
 /// One partition's replicas, leader and ISR.
 type State = (Vec<i32>, i32, Vec<i32>);
 
@@ -535,6 +613,7 @@ async fn a_move_off_this_node_hands_leadership_over_and_deletes_the_local_log() 
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     let p = b.cluster.partition("moved", 0).expect("partition");
     assert_eq!(p.log_end_offset(), 1);
+    let dir = p.log().expect("a replica here").dir().to_path_buf();
     // Every target replica is in the ISR already: the move completes at once.
     assert_eq!(reassign(&b, 1, "moved", 0, Some(vec![2]), true).await, 0);
     assert_eq!(
@@ -544,14 +623,8 @@ async fn a_move_off_this_node_hands_leadership_over_and_deletes_the_local_log() 
     );
     assert!(ongoing(&b, None).await.is_empty());
     assert_eq!((p.log_end_offset(), p.log_start_offset()), (0, 0));
-    let dir = p.log.lock().dir().to_path_buf();
-    let logs = std::fs::read_dir(&dir)
-        .expect("dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum::<u64>();
-    assert_eq!(logs, 0, "no record data left on this node");
+    assert!(p.log().is_none(), "no log of it open here");
+    assert!(!dir.exists(), "no data of it left on this node");
 }
 
 /// One ElectLeaders call: (top-level error, per-topic (partition, error) results).

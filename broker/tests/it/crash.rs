@@ -80,8 +80,10 @@ fn sigkill_then_torn_tail_loses_nothing_acknowledged() {
     );
 }
 
-/// A follower fetching from a real broker with the Fetch API (replica id set) ends with a log
-/// byte-identical to the leader's, leader epochs included, and picks up later appends.
+/// The follower's fetch loop against a real broker ends with a log byte-identical to the
+/// leader's, leader epochs included, and picks up later appends. A single node has no other
+/// replica, and refuses replica fetches from brokers outside the replica set as Kafka does, so
+/// the copy fetches as a consumer would; on one node the high watermark is the log end.
 #[test]
 fn a_replica_fetcher_copies_the_leaders_log_exactly() {
     let b = Broker::start();
@@ -108,10 +110,23 @@ fn a_replica_fetcher_copies_the_leaders_log_exactly() {
         let mut client = gregor::client::Client::connect(&b.addr.to_string())
             .await
             .expect("connect");
+        let refused =
+            gregor::replication::fetcher::fetch_once(&mut client, 2, "repl", 0, &mut log, 100)
+                .await;
+        assert!(
+            matches!(
+                refused,
+                Err(gregor::replication::fetcher::FetchError::Leader {
+                    error: kafka_protocol::ResponseError::NotLeaderOrFollower,
+                    ..
+                })
+            ),
+            "broker 2 is no replica of repl-0: {refused:?}"
+        );
         let mut last = None;
         while log.log_end_offset() < 60 {
             let p =
-                gregor::replication::fetcher::fetch_once(&mut client, 2, "repl", 0, &mut log, 100)
+                gregor::replication::fetcher::fetch_once(&mut client, -1, "repl", 0, &mut log, 100)
                     .await
                     .expect("fetch");
             assert!(
@@ -131,9 +146,10 @@ fn a_replica_fetcher_copies_the_leaders_log_exactly() {
             .0,
             0
         );
-        let p = gregor::replication::fetcher::fetch_once(&mut client, 2, "repl", 0, &mut log, 1000)
-            .await
-            .expect("fetch the late batch");
+        let p =
+            gregor::replication::fetcher::fetch_once(&mut client, -1, "repl", 0, &mut log, 1000)
+                .await
+                .expect("fetch the late batch");
         assert_eq!(
             (p.appended, p.log_end_offset, p.leader_high_watermark),
             (1, 61, 61)

@@ -1,6 +1,7 @@
 //! Integration tests: a real `gregor` process on loopback, driven over TCP.
 
 mod bad_input;
+mod checkpoint;
 mod crash;
 mod golden;
 mod protocol;

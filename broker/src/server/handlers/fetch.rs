@@ -26,6 +26,27 @@ struct Want {
     current_leader_epoch: i32,
 }
 
+/// An empty answer with `error` for partition `index`.
+fn refused(index: i32, error: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_records(Some(Bytes::new()))
+}
+
+/// Kafka's answer to a replica fetch from a broker that is not one of the partition's
+/// replicas (`Partition.followerReplicaOrThrow`): UNKNOWN_LEADER_EPOCH when the fetch names
+/// the current leader epoch — the follower may know of a reassignment this leader has not
+/// applied yet, and retries — else NOT_LEADER_OR_FOLLOWER.
+fn not_a_replica(current_leader_epoch: i32) -> ResponseError {
+    if current_leader_epoch >= 0 {
+        ResponseError::UnknownLeaderEpoch
+    } else {
+        ResponseError::NotLeaderOrFollower
+    }
+}
+
 /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when a fetcher's epoch is not this leader's.
 fn epoch_mismatch(asked: i32, ours: i32) -> Option<ResponseError> {
     match asked {
@@ -57,28 +78,19 @@ fn read_all(
         };
         // Only the leader serves fetches, consumers' and followers' alike.
         if !p.is_led_by(node) {
-            out.push(
-                PartitionData::default()
-                    .with_partition_index(w.index)
-                    .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                    .with_high_watermark(-1)
-                    .with_records(Some(Bytes::new())),
-            );
+            out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
             continue;
         }
         if let Some(e) = epoch_mismatch(w.current_leader_epoch, p.leader_epoch()) {
-            out.push(
-                PartitionData::default()
-                    .with_partition_index(w.index)
-                    .with_error_code(e.code())
-                    .with_high_watermark(-1)
-                    .with_records(Some(Bytes::new())),
-            );
+            out.push(refused(w.index, e));
             continue;
         }
         if let Some(follower) = replica {
             // A follower's fetch offset is its log end: it has everything before it.
-            p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms());
+            if !p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms()) {
+                out.push(refused(w.index, not_a_replica(w.current_leader_epoch)));
+                continue;
+            }
         }
         let hw = p.high_watermark();
         let log_start = p.log_start_offset();
@@ -100,7 +112,11 @@ fn read_all(
             continue;
         }
         let result = {
-            let log = p.log.lock();
+            // Led here, so held here, unless the leadership moved off this node just now.
+            let Some(log) = p.log() else {
+                out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
+                continue;
+            };
             let upper = if replica.is_some() {
                 log.log_end_offset()
             } else {
@@ -196,6 +212,15 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     Some(FetchResponse::default().with_responses(responses))
 }
 
+/// A ListOffsets answer for partition `index` carrying `error`.
+fn refused_offsets(index: i32, error: ResponseError) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_offset(-1)
+        .with_timestamp(-1)
+}
+
 /// ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
 pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
@@ -210,50 +235,53 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                     .partitions
                     .into_iter()
                     .map(|lp| {
-                        let base = ListOffsetsPartitionResponse::default()
-                            .with_partition_index(lp.partition_index);
                         let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                         else {
-                            return base
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::UnknownTopicOrPartition,
+                            );
                         };
                         if !p.is_led_by(node) {
-                            return base
-                                .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::NotLeaderOrFollower,
+                            );
                         }
                         // A new leader whose high watermark has not yet caught up with what it
                         // had when elected cannot tell what is committed (KIP-207): retriable.
                         if !p.high_watermark_settled() {
-                            return base
-                                .with_error_code(ResponseError::OffsetNotAvailable.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::OffsetNotAvailable,
+                            );
                         }
                         let (offset, ts) = match lp.timestamp {
                             -2 => (p.log_start_offset(), -1),
                             -1 => (p.high_watermark(), -1),
                             -3 => p
-                                .log
-                                .lock()
-                                .max_timestamp()
+                                .log()
+                                .and_then(|log| log.max_timestamp())
                                 .map(|(t, o)| (o, t))
                                 .unwrap_or((-1, -1)),
-                            ts => match p.log.lock().offset_for_timestamp(ts) {
-                                Ok(Some((o, t))) => (o, t),
-                                Ok(None) => (-1, -1),
-                                Err(e) => {
-                                    return base
-                                        .with_error_code(log_error_code(&e).code())
-                                        .with_offset(-1)
-                                        .with_timestamp(-1)
+                            ts => match p.log().map(|log| log.offset_for_timestamp(ts)) {
+                                None => {
+                                    return refused_offsets(
+                                        lp.partition_index,
+                                        ResponseError::NotLeaderOrFollower,
+                                    )
+                                }
+                                Some(Ok(Some((o, t)))) => (o, t),
+                                Some(Ok(None)) => (-1, -1),
+                                Some(Err(e)) => {
+                                    return refused_offsets(lp.partition_index, log_error_code(&e))
                                 }
                             },
                         };
-                        let base = base.with_offset(offset).with_timestamp(ts);
+                        let base = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(lp.partition_index)
+                            .with_offset(offset)
+                            .with_timestamp(ts);
                         // The leader epoch is in the response from v4 only.
                         if version >= 4 {
                             base.with_leader_epoch(p.leader_epoch())
@@ -308,12 +336,17 @@ pub async fn offset_for_leader_epoch(
                         {
                             undefined(base.with_error_code(ResponseError::FencedLeaderEpoch.code()))
                         }
-                        Some(p) => match p.log.lock().end_offset_for_epoch(op.leader_epoch) {
-                            Some((epoch, end)) => {
-                                base.with_leader_epoch(epoch).with_end_offset(end)
+                        Some(p) => {
+                            match p.log().map(|log| log.end_offset_for_epoch(op.leader_epoch)) {
+                                None => undefined(
+                                    base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                                ),
+                                Some(Some((epoch, end))) => {
+                                    base.with_leader_epoch(epoch).with_end_offset(end)
+                                }
+                                Some(None) => undefined(base),
                             }
-                            None => undefined(base),
-                        },
+                        }
                     }
                 })
                 .collect();

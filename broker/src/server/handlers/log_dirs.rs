@@ -67,42 +67,14 @@ pub async fn describe_log_dirs(
 
 /// This node's replicas of the `wanted` partitions (all when `None`), by the log dir holding
 /// them; every configured log dir appears, holding something or not (blocking: takes the log
-/// locks). Partitions this node is not a replica of have empty logs here and are left out.
+/// locks). Only this node's replicas have a log here.
 fn hosted_replicas(
     cluster: &Cluster,
     wanted: Option<&BTreeMap<String, Vec<i32>>>,
 ) -> BTreeMap<PathBuf, Vec<Hosted>> {
-    let me = cluster.config.node_id;
-    let mut out: BTreeMap<PathBuf, Vec<Hosted>> = cluster
-        .config
-        .log_dirs
-        .iter()
-        .map(|d| (d.clone(), Vec::new()))
-        .collect();
-    for t in cluster.topics() {
-        let asked = wanted.map(|w| w.get(&t.name));
-        if asked == Some(None) {
-            continue;
-        }
-        for p in t.partitions.read().iter() {
-            if asked.flatten().is_some_and(|ps| !ps.contains(&p.index)) {
-                continue;
-            }
-            if !p.state().replicas.contains(&me) {
-                continue;
-            }
-            let (dir, size) = {
-                let log = p.log.lock();
-                (log.dir().to_path_buf(), log.size_bytes() as i64)
-            };
-            let Some(root) = out.keys().find(|root| dir.starts_with(root)).cloned() else {
-                continue;
-            };
-            let lag = (p.high_watermark() - p.log_end_offset()).max(0);
-            if let Some(list) = out.get_mut(&root) {
-                list.push((t.name.clone(), p.index, size, lag));
-            }
-        }
-    }
-    out
+    cluster.by_log_dir(|t, p, log| {
+        let asked = wanted.is_none_or(|w| w.get(&t.name).is_some_and(|ps| ps.contains(&p.index)));
+        let lag = (p.high_watermark() - p.log_end_offset()).max(0);
+        asked.then(|| (t.name.clone(), p.index, log.size_bytes() as i64, lag))
+    })
 }

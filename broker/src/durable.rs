@@ -1,7 +1,8 @@
-//! Small durable-file helpers shared by the log store and the state machine: replace a file
-//! atomically (write a temporary beside it, fsync, rename, fsync the directory) so a crash
-//! leaves either the old or the new content, never a torn mix; and read such a file back.
-//! All blocking: call from a blocking thread.
+//! Small durable-file helpers shared by the quorum's log store and state machine and the
+//! checkpoint files of the partition logs: replace a file atomically (write a temporary beside
+//! it, fsync, rename, fsync the directory) so a crash leaves either the old or the new
+//! content, never a torn mix; and read such a file back. All blocking: call from a blocking
+//! thread.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
