@@ -97,6 +97,12 @@ class NamespaceNetwork:
         self._made.append(("link", self.bridge))
         run("ip", "addr", "add", f"{net}.1/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
+        # With br_netfilter loaded (Docker loads it and sets FORWARD to DROP), bridged frames
+        # go through iptables' FORWARD chain: let this bridge's own traffic through.
+        if _bridged_frames_filtered() and shutil.which("iptables"):
+            rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+            run("iptables", "-I", *rule)
+            self._made.append(("iptables", " ".join(rule)))
         for node_id, ns in self.namespaces.items():
             run("ip", "netns", "add", ns)
             self._made.append(("netns", ns))
@@ -136,7 +142,8 @@ class NamespaceNetwork:
             kind, name = self._made.pop()
             cmd = {"route": ["ip", "route", "del", "unreachable", name, "metric", "4294967295"],
                    "link": ["ip", "link", "del", name],
-                   "netns": ["ip", "netns", "del", name]}[kind]
+                   "netns": ["ip", "netns", "del", name],
+                   "iptables": ["iptables", "-D", *name.split()]}[kind]
             try:
                 run(*cmd)
             except RuntimeError as e:
@@ -145,3 +152,12 @@ class NamespaceNetwork:
                     errors.append(str(e))
         if errors:
             raise RuntimeError("network teardown left things behind: " + "; ".join(errors))
+
+
+def _bridged_frames_filtered() -> bool:
+    """Whether bridged IPv4 frames pass through iptables (br_netfilter loaded and enabled)."""
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False

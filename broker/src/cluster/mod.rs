@@ -864,6 +864,7 @@ impl Cluster {
         &self,
         name: &str,
         count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
         let mut meta = self.meta.lock();
@@ -886,7 +887,31 @@ impl Cluster {
             .partition(0)
             .map(|p| p.state().replicas.len() as i16)
             .unwrap_or(topic.replication_factor);
-        let assignment = self.place(current, count - current, rf)?;
+        let assignment = match assignment {
+            Some(given) => {
+                // Kafka's rules: one entry per new partition, each naming the topic's
+                // replication factor of distinct, registered brokers.
+                let added = (count - current) as usize;
+                if given.len() != added {
+                    return Err(AdminError::InvalidReplicaAssignment(format!(
+                        "increasing the number of partitions by {added} but {} assignments \
+                         provided",
+                        given.len()
+                    )));
+                }
+                let given_rf = self
+                    .check_assignment(&given)
+                    .map_err(|e| AdminError::InvalidReplicaAssignment(e.to_string()))?;
+                if given_rf != rf {
+                    return Err(AdminError::InvalidReplicaAssignment(format!(
+                        "inconsistent replication factor: the topic's is {rf}, the assignment \
+                         gives {given_rf}"
+                    )));
+                }
+                given
+            }
+            None => self.place(current, count - current, rf)?,
+        };
         if validate_only {
             return Ok(());
         }

@@ -29,7 +29,7 @@ fn new_topics_get_committed_partition_states_that_survive_a_reopen() {
     c.register_broker("h", 9092).expect("register");
     c.create_topic(new_topic("t", 3, 1, None), false)
         .expect("create");
-    c.create_partitions("t", 5, false).expect("grow");
+    c.create_partitions("t", 5, None, false).expect("grow");
     drop(c);
     let c = open(d.path());
     let t = c.topic("t").expect("topic");
@@ -398,4 +398,34 @@ fn a_node_holds_logs_only_of_its_replicas_and_deletes_one_it_stops_being() {
     c.reconcile(&image).expect("reconcile");
     assert_eq!(partition_dirs(d.path(), "spread"), ["spread-0"]);
     assert!(p1.log().is_none());
+}
+
+#[test]
+fn new_partitions_take_an_explicit_assignment_checked_by_kafkas_rules() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    c.register_broker("h", 9092).expect("register");
+    c.create_topic(new_topic("t", 1, 1, None), false)
+        .expect("create");
+    let refused =
+        |assignment: Vec<Vec<i32>>| match c.create_partitions("t", 3, Some(assignment), false) {
+            Err(AdminError::InvalidReplicaAssignment(m)) => m,
+            other => panic!("expected INVALID_REPLICA_ASSIGNMENT, got {other:?}"),
+        };
+    assert!(
+        refused(vec![vec![1]]).contains("by 2 but 1"),
+        "one entry per new partition"
+    );
+    assert!(
+        refused(vec![vec![1], vec![77]]).contains("77"),
+        "unknown broker"
+    );
+    assert!(refused(vec![vec![1], vec![1, 1]]).contains("distinct"));
+    assert_eq!(c.topic("t").unwrap().partition_count(), 1, "nothing grew");
+    c.create_partitions("t", 3, Some(vec![vec![1], vec![1]]), false)
+        .expect("grow as assigned");
+    assert_eq!(
+        c.topic("t").unwrap().partition(2).unwrap().state().replicas,
+        vec![1]
+    );
 }

@@ -145,10 +145,19 @@ impl GroupCoordinator {
         Some(p.state().leader)
     }
 
-    /// Whether this node coordinates `group`.
+    /// Whether this node coordinates `group`: it leads the group's `__consumer_offsets`
+    /// partition *and* has loaded it. Answering for a partition whose leadership was applied
+    /// but not yet loaded would let a group form that the load then replaces (the client sees
+    /// ILLEGAL_GENERATION); answering NOT_COORDINATOR meanwhile makes it ask again.
     pub fn coordinates(&self, group: &str) -> bool {
-        self.coordinator_for(group)
-            .is_none_or(|leader| leader == self.cluster.config.node_id)
+        let Some(topic) = self.cluster.topic(CONSUMER_OFFSETS) else {
+            // No offsets topic known here yet: only a lone broker can be sure it coordinates.
+            return self.cluster.brokers().len() <= 1;
+        };
+        let index = offsets_log::partition_for(group, topic.partition_count());
+        topic.partition(index).is_some_and(|p| {
+            p.state().leader == self.cluster.config.node_id && self.led.lock().contains(&index)
+        })
     }
 
     /// Follows the leadership of `__consumer_offsets` (blocking): loads the groups of

@@ -543,8 +543,6 @@ async fn renaming_a_topic_is_refused_while_the_old_one_exists() {
 }
 
 #[tokio::test]
-#[ignore = "Gregor's CreatePartitions ignores the assignments it is sent and places new \
-            partitions itself"]
 async fn new_partitions_follow_the_operators_assignment() {
     let server = api_server_or_skip!();
     let t = Setup::new(server, "topic-grow-placed").await;

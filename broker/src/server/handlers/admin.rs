@@ -172,9 +172,15 @@ pub async fn create_partitions(
         let c = Arc::clone(&ctx.broker.cluster);
         let name = t.name.0.to_string();
         let (count, validate_only) = (t.count, req.validate_only);
-        let outcome = blocking(move || c.create_partitions(&name, count, validate_only))
-            .await
-            .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
+        let assignment = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome =
+            blocking(move || c.create_partitions(&name, count, assignment, validate_only))
+                .await
+                .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
         let r = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(()) => r,
