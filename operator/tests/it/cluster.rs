@@ -604,3 +604,82 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
     let m = monitors.get("events").await.expect("the ServiceMonitor");
     assert_eq!(m.data["spec"]["endpoints"][0]["port"], "metrics");
 }
+
+#[tokio::test]
+async fn with_healthy_brokers_a_follower_restarts_first_and_the_active_controller_last() {
+    let server = api_server_or_skip!();
+    let brokers = crate::topic::brokers::shared();
+    let (client, ns) = server.namespace("roll-healthy").await;
+    install_crds(&client).await;
+    // The local brokers have node ids 0..3, as the pods events-0..2 would.
+    let kc = create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut ctx = (*context(&client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), brokers.bootstrap.clone());
+    let ctx = Arc::new(ctx);
+    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!(
+        {"spec": {"config": {"log.retention.hours": "48"}}})),
+    )
+    .await
+    .unwrap();
+
+    let health = gregor_operator::health::read(&brokers.bootstrap)
+        .await
+        .expect("the brokers answer");
+    let controller = health.active_controller.expect("an active controller");
+    assert_eq!(health.voters.len(), 3);
+    // Other tests share these brokers: a topic they just made may be catching up, so the roll
+    // may wait a moment before its first restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let roll = loop {
+        reconcile(
+            Arc::new(get(&client, &ns, "events").await),
+            Arc::clone(&ctx),
+        )
+        .await
+        .unwrap();
+        let roll = get(&client, &ns, "events")
+            .await
+            .status
+            .unwrap()
+            .roll
+            .expect("a roll");
+        if roll.restarting.is_some() {
+            break roll;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never restarted: {roll:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let restarted = roll.restarting.unwrap();
+    assert_ne!(
+        restarted,
+        format!("events-{controller}"),
+        "the active controller goes last"
+    );
+    assert_eq!(
+        roll.pending.last(),
+        Some(&format!("events-{controller}")),
+        "{:?}",
+        roll.pending
+    );
+    assert_eq!(roll.pending.len(), 3);
+}

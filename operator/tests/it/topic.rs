@@ -2,7 +2,7 @@
 //! ([`brokers`]): what the reconcile reports is checked against what the brokers say through
 //! the admin API.
 
-mod brokers;
+pub mod brokers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
