@@ -41,8 +41,9 @@ echo "$id"
 [[ "$id" =~ ^[A-Za-z0-9_-]{22}$ ]] || fail "not a 22-character base64url cluster id"
 
 say "gregor-operator --help"
-docker run --rm --entrypoint /usr/local/bin/gregor-operator "$image" --help | tee /dev/stderr |
-  grep -q -- '--leader-election' || fail "gregor-operator --help"
+out="$(docker run --rm --entrypoint /usr/local/bin/gregor-operator "$image" --help)"
+echo "$out"
+grep -q -- '--leader-election' <<<"$out" || fail "gregor-operator --help"
 docker run --rm --entrypoint /usr/local/bin/gregor-operator "$image" --version
 
 say "user and contents"
@@ -85,8 +86,9 @@ echo "consumed: $got"
 [[ "$got" == "one three two " ]] || fail "consumed '$got'"
 
 say "from another container: by DNS name $name:$port"
-docker run --rm --network "$name" "$image" topics --bootstrap-server "$name:$port" --describe --topic smoke |
-  tee /dev/stderr | grep -q smoke || fail "describe by DNS name"
+out="$(docker run --rm --network "$name" "$image" topics --bootstrap-server "$name:$port" --describe --topic smoke)"
+echo "$out"
+grep -q 'PartitionCount: 3' <<<"$out" || fail "describe by DNS name"
 
 ok=1
 say "OK: $image"
