@@ -15,6 +15,8 @@
 # helm: from PATH, else built once with `go install` into ~/.cache/gregor/bin (HELM_VERSION).
 # Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
 #      CARGO_TARGET_DIR, HELM_VERSION (default v3.22.0), GREGOR_CACHE (default ~/.cache/gregor).
+# No `cmd | grep -q` below: grep -q stops reading at its match, and under pipefail the writer's
+# SIGPIPE would fail the check. Outputs are compared as strings instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -315,8 +317,7 @@ PY
     "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaCluster\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"replicas\":1}}" >/dev/null
   local reconciled=0
   for _ in $(seq 120); do
-    if kapi GET "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$name" 2>/dev/null |
-      grep -q '"clusterId"' &&
+    if [[ "$(kapi GET "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$name" 2>/dev/null)" == *'"clusterId"'* ]] &&
       kapi GET "/apis/apps/v1/namespaces/$ns/statefulsets/$name" >/dev/null 2>&1; then
       reconciled=1
       break
@@ -326,8 +327,8 @@ PY
     sleep 0.5
   done
   local leading=0
-  kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null |
-    grep -q '"holderIdentity": *"helm-check-0"' && leading=1
+  [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null)" \
+    =~ '"holderIdentity":'\ *'"helm-check-0"' ]] && leading=1
   # SIGTERM: the operator hands the Lease back on its way out, which needs update too.
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -336,14 +337,14 @@ PY
     fail "the operator, as the chart's ServiceAccount, did not reconcile $ns/$name"
   fi
   [[ $leading == 1 ]] || fail "the operator did not hold the Lease gregor-system/gregor"
-  kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor |
-    grep -q '"holderIdentity"' && fail "the operator did not hand the Lease back on SIGTERM"
+  [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor)" \
+    == *'"holderIdentity"'* ]] && fail "the operator did not hand the Lease back on SIGTERM"
   echo "reconciled $ns/$name as system:serviceaccount:gregor-system:gregor, holding the Lease"
 }
 
 say "helm install gregor $chart -n gregor-system --create-namespace (cluster-wide)"
 h install gregor "$chart" -n gregor-system --create-namespace >/dev/null
-h status gregor -n gregor-system | grep -q 'STATUS: deployed' || fail "helm install"
+[[ "$(h status gregor -n gregor-system)" == *"STATUS: deployed"* ]] || fail "helm install"
 for ns in demo a; do
   kapi POST /api/v1/namespaces "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
 done
