@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's single test command: formatting, lints, unit tests, release build, then the
-# end-to-end pytest suite (tests/python) against the freshly built target/release/gregor.
+# The project's single test command: formatting, lints, unit tests, release build, the Helm
+# chart check, then the end-to-end pytest suite (tests/python) against the freshly built
+# target/release/gregor.
 #
 # Env: CARGO_TARGET_DIR (default ./target), GREGOR_KUBE_BIN (kube-apiserver and etcd for the
 # operator's tests; default: what scripts/kube-dist.sh prints, building it on first use),
@@ -45,6 +46,12 @@ if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
 fi
 step "cargo build --release -p gregor"
 cargo build --release -p gregor
+if [[ $e2e_only == 0 ]]; then
+  # Lint and render the chart, then install it into a real API server and run the operator as
+  # its ServiceAccount. (The container image is not built here: scripts/docker-build.sh.)
+  step "scripts/helm-check.sh (the Helm chart)"
+  scripts/helm-check.sh
+fi
 
 step "pytest tests/python"
 export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Checks the Helm chart charts/gregor:
+#   1. helm lint --strict, with the default values and with watchNamespaces={a,b} plus a
+#      ServiceMonitor;
+#   2. helm template with both value sets, every document parsed and checked for what it must
+#      hold (kinds and names, the operator's arguments, a non-root read-only container, RBAC
+#      covering what the operator touches, and nothing more than that in the scope asked for);
+#   3. with kube-apiserver and etcd at hand (GREGOR_KUBE_BIN, as scripts/kube-dist.sh prints;
+#      --no-server skips this): `helm install` into a real API server, then the operator binary
+#      run with the rendered Deployment's arguments as the chart's ServiceAccount (a token from
+#      the TokenRequest API), once cluster-wide and once after `helm upgrade` to
+#      watchNamespaces: each time a KafkaCluster must get its cluster id and StatefulSet, which
+#      only happens when the chart's RBAC lets every call of the reconcile through.
+#
+# helm: from PATH, else built once with `go install` into ~/.cache/gregor/bin (HELM_VERSION).
+# Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
+#      CARGO_TARGET_DIR, HELM_VERSION (default v3.22.0), GREGOR_CACHE (default ~/.cache/gregor).
+# No `cmd | grep -q` below: grep -q stops reading at its match, and under pipefail the writer's
+# SIGPIPE would fail the check. Outputs are compared as strings instead.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+chart=charts/gregor
+cache="${GREGOR_CACHE:-$HOME/.cache/gregor}"
+helm_version="${HELM_VERSION:-v3.22.0}"
+server=1
+[[ "${1:-}" == "--no-server" ]] && server=0
+t0=$(date +%s)
+say() { echo "==> [helm-check $(( $(date +%s) - t0 ))s] $*"; }
+fail() { echo "helm-check: FAILED: $*" >&2; exit 1; }
+
+# --- helm ---------------------------------------------------------------------------------
+if command -v helm >/dev/null; then
+  helm=helm
+else
+  helm="$cache/bin/helm-$helm_version/helm"
+  if [[ ! -x "$helm" ]]; then
+    command -v go >/dev/null || fail "neither helm nor go found"
+    say "go install helm.sh/helm/v3/cmd/helm@$helm_version (once; into ${helm%/helm})"
+    GOBIN="${helm%/helm}" go install "helm.sh/helm/v3/cmd/helm@$helm_version"
+  fi
+fi
+
+# --- python with PyYAML, for reading what helm renders ------------------------------------
+py=python3
+if ! "$py" -c 'import yaml' 2>/dev/null; then
+  venv="$cache/yaml-venv"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+    say "python venv with PyYAML in $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q PyYAML==6.0.3
+  fi
+  py="$venv/bin/python"
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- 1. lint --------------------------------------------------------------------------------
+ns_values=(--set 'watchNamespaces={a,b}' --set metrics.serviceMonitor.enabled=true)
+say "helm lint --strict $chart (defaults; watchNamespaces={a,b} + ServiceMonitor)"
+"$helm" lint --strict "$chart" --namespace gregor-system
+"$helm" lint --strict "$chart" --namespace gregor-system "${ns_values[@]}"
+
+# --- 2. template and check ------------------------------------------------------------------
+say "helm template: defaults"
+"$helm" template gregor "$chart" --namespace gregor-system >"$work/default.yaml"
+say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true"
+"$helm" template gregor "$chart" --namespace gregor-system "${ns_values[@]}" >"$work/namespaced.yaml"
+"$helm" template gregor "$chart" --set replicas=2 --set leaderElection.enabled=false \
+  >/dev/null 2>&1 && fail "replicas=2 without leader election rendered"
+
+cat >"$work/check.py" <<'PY'
+"""Checks a rendering of charts/gregor. Args: FILE MODE (cluster | namespaced)."""
+import sys
+
+import yaml
+
+path, mode = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d is not None]
+errors = []
+
+
+def check(ok, what):
+    if not ok:
+        errors.append(what)
+
+
+objects = {}
+for d in docs:
+    for key in ("apiVersion", "kind", "metadata"):
+        check(key in d, f"a document without {key}: {d}")
+    meta = d.get("metadata", {})
+    check(bool(meta.get("name")), f"a {d.get('kind')} without a name")
+    objects[(d["kind"], meta.get("namespace"), meta["name"])] = d
+
+release_ns, full = "gregor-system", "gregor"
+expected = {
+    ("ServiceAccount", release_ns, full),
+    ("Deployment", release_ns, full),
+    ("Service", release_ns, f"{full}-metrics"),
+    ("Role", release_ns, f"{full}-leader-election"),
+    ("RoleBinding", release_ns, f"{full}-leader-election"),
+}
+watched = ["a", "b"] if mode == "namespaced" else []
+if mode == "cluster":
+    expected |= {("ClusterRole", None, full), ("ClusterRoleBinding", None, full)}
+else:
+    expected |= {("Role", ns, full) for ns in watched}
+    expected |= {("RoleBinding", ns, full) for ns in watched}
+    expected.add(("ServiceMonitor", release_ns, full))
+check(set(objects) == expected,
+      f"objects: extra {sorted(set(objects) - expected, key=str)}, "
+      f"missing {sorted(expected - set(objects), key=str)}")
+
+# The Deployment: arguments, identity, security.
+dep = objects.get(("Deployment", release_ns, full), {})
+pod = dep.get("spec", {}).get("template", {}).get("spec", {})
+(container,) = pod.get("containers", [{}])
+args = container.get("args", [])
+want_args = [
+    "--metrics-addr=0.0.0.0:8080",
+    "--default-image=gregor:0.1.0",
+    "--leader-election=true",
+    "--lease-name=gregor",
+    f"--lease-namespace={release_ns}",
+    "--identity=$(POD_NAME)",
+] + [f"--namespace={ns}" for ns in watched]
+check(args == want_args, f"operator args {args}, expected {want_args}")
+check(container.get("command") == ["/usr/local/bin/gregor-operator"], "operator command")
+check(container.get("image") == "gregor:0.1.0", f"image {container.get('image')}")
+env = {e["name"]: e for e in container.get("env", [])}
+check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "metadata.name", "POD_NAME from the downward API")
+sc = container.get("securityContext", {})
+check(sc.get("readOnlyRootFilesystem") is True, "read-only root filesystem")
+check(sc.get("allowPrivilegeEscalation") is False, "no privilege escalation")
+check(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities dropped")
+check(pod.get("securityContext", {}).get("runAsNonRoot") is True, "runAsNonRoot")
+check(pod.get("securityContext", {}).get("runAsUser") == 65532, "runs as 65532")
+check(pod.get("serviceAccountName") == full, "service account")
+ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+check(ports == {"metrics": 8080}, f"ports {ports}")
+for probe in ("readinessProbe", "livenessProbe"):
+    check(container.get(probe, {}).get("httpGet", {}).get("port") == "metrics", probe)
+labels = pod and dep["spec"]["template"]["metadata"]["labels"]
+check(labels.get("app.kubernetes.io/name") != "gregor",
+      "operator pods labelled like brokers (app.kubernetes.io/name=gregor)")
+
+# RBAC: what the operator touches, in the scope asked for, and no wildcard.
+NEEDS = {
+    ("gregor.dev", "kafkaclusters"): "get list watch patch",
+    ("gregor.dev", "kafkatopics"): "get list watch patch update",
+    ("gregor.dev", "kafkaclusters/status"): "patch",
+    ("gregor.dev", "kafkatopics/status"): "patch",
+    ("gregor.dev", "kafkaclusters/finalizers"): "update",
+    ("gregor.dev", "kafkatopics/finalizers"): "update",
+    ("apps", "statefulsets"): "get list watch create patch",
+    ("", "configmaps"): "get list watch create patch",
+    ("", "services"): "get list watch create patch",
+    ("", "pods"): "get list watch delete",
+    ("", "persistentvolumeclaims"): "get list watch patch",
+    ("", "events"): "create patch",
+    ("events.k8s.io", "events"): "create patch",
+    ("policy", "poddisruptionbudgets"): "get list watch create patch",
+    ("monitoring.coreos.com", "servicemonitors"): "get list watch create patch",
+}
+
+
+def granted(rules):
+    out = set()
+    for r in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            check("*" not in r.get(field, []), f"wildcard in {field}: {r}")
+        for g in r.get("apiGroups", []):
+            for res in r.get("resources", []):
+                for v in r.get("verbs", []):
+                    out.add((g, res, v, tuple(r.get("resourceNames", []))))
+    return out
+
+
+def covers(rules, where):
+    have = {(g, res, v) for g, res, v, names in granted(rules) if not names}
+    for (g, res), verbs in NEEDS.items():
+        for v in verbs.split():
+            check((g, res, v) in have, f"{where} lacks {v} on {g or 'core'}/{res}")
+    check(not any(res.startswith("secrets") for _, res, _ in have), f"{where} grants secrets")
+
+
+def bound(kind, ns, name, role_kind):
+    b = objects.get((kind, ns, name), {})
+    check(b.get("roleRef", {}).get("kind") == role_kind and b["roleRef"]["name"] == name,
+          f"{kind} {ns}/{name} binds {b.get('roleRef')}")
+    check(b.get("subjects") == [{"kind": "ServiceAccount", "name": full,
+                                 "namespace": release_ns}], f"{kind} {ns}/{name} subjects")
+
+
+if mode == "cluster":
+    covers(objects.get(("ClusterRole", None, full), {}).get("rules", []), "ClusterRole")
+    bound("ClusterRoleBinding", None, full, "ClusterRole")
+else:
+    for ns in watched:
+        covers(objects.get(("Role", ns, full), {}).get("rules", []), f"Role {ns}/{full}")
+        bound("RoleBinding", ns, full, "Role")
+lease = granted(objects.get(("Role", release_ns, f"{full}-leader-election"), {}).get("rules", []))
+for v in ("get", "update"):
+    check(("coordination.k8s.io", "leases", v, ("gregor",)) in lease, f"lease {v}")
+check(("coordination.k8s.io", "leases", "create", ()) in lease, "lease create")
+bound("RoleBinding", release_ns, f"{full}-leader-election", "Role")
+
+if mode == "namespaced":
+    sm = objects.get(("ServiceMonitor", release_ns, full), {})
+    check(sm.get("spec", {}).get("endpoints", [{}])[0].get("port") == "metrics",
+          "ServiceMonitor scrapes the metrics port")
+
+if errors:
+    print(f"{path}: {len(errors)} problem(s):")
+    for e in errors:
+        print(f"  - {e}")
+    sys.exit(1)
+print(f"{path}: {len(docs)} documents, {len(objects)} objects: ok")
+PY
+"$py" "$work/check.py" "$work/default.yaml" cluster
+"$py" "$work/check.py" "$work/namespaced.yaml" namespaced
+
+# --- 3. a real API server -------------------------------------------------------------------
+if [[ $server == 0 ]]; then
+  say "skipped the API-server check (--no-server)"
+  exit 0
+fi
+kube_bin="${GREGOR_KUBE_BIN:-}"
+if [[ -z "$kube_bin" ]]; then
+  [[ -n "${CI:-}" ]] && fail "GREGOR_KUBE_BIN is not set (scripts/kube-dist.sh prints it)"
+  say "skipped the API-server check: GREGOR_KUBE_BIN is not set (scripts/kube-dist.sh)"
+  exit 0
+fi
+operator="${GREGOR_OPERATOR_BIN:-}"
+if [[ -z "$operator" ]]; then
+  say "cargo build -p gregor-operator --bin gregor-operator"
+  cargo build -q -p gregor-operator --bin gregor-operator
+  operator="${CARGO_TARGET_DIR:-$root/target}/debug/gregor-operator"
+fi
+
+say "etcd and kube-apiserver ($kube_bin)"
+read -r etcd_port peer_port api_port metrics_port <<<"$(python3 scripts/free-port.py 4)"
+token="helm-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+echo "$token,helm-check-admin,1000,\"system:masters\"" >"$work/tokens.csv"
+openssl genrsa -out "$work/sa.key" 2048 2>/dev/null
+"$kube_bin/etcd" --data-dir="$work/etcd" --listen-client-urls="http://127.0.0.1:$etcd_port" \
+  --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls="http://127.0.0.1:$peer_port" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+  --initial-cluster="default=http://127.0.0.1:$peer_port" >"$work/etcd.log" 2>&1 &
+pids+=($!)
+"$kube_bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+  --secure-port="$api_port" --cert-dir="$work/certs" --token-auth-file="$work/tokens.csv" \
+  --authorization-mode=RBAC \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$work/sa.key" --service-account-signing-key-file="$work/sa.key" \
+  --service-cluster-ip-range=10.96.0.0/16 --enable-priority-and-fairness=false \
+  >"$work/kube-apiserver.log" 2>&1 &
+pids+=($!)
+api="https://127.0.0.1:$api_port"
+kubeconfig() { # FILE TOKEN
+  printf '%s\n' 'apiVersion: v1' 'kind: Config' 'clusters:' '- name: check' '  cluster:' \
+    "    server: $api" '    insecure-skip-tls-verify: true' 'users:' '- name: user' '  user:' \
+    "    token: $2" 'contexts:' '- name: check' '  context: {cluster: check, user: user}' \
+    'current-context: check' >"$1"
+}
+kubeconfig "$work/admin.kubeconfig" "$token"
+# The API as the admin: METHOD PATH [JSON BODY].
+kapi() {
+  curl -sS -k --fail-with-body -X "$1" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' ${3:+--data "$3"} "$api$2"
+}
+for _ in $(seq 120); do
+  [[ "$(curl -sk -H "Authorization: Bearer $token" "$api/readyz" 2>/dev/null)" == ok ]] && break
+  sleep 0.5
+done
+[[ "$(curl -sk -H "Authorization: Bearer $token" "$api/readyz")" == ok ]] ||
+  { tail -n 20 "$work/kube-apiserver.log" >&2; fail "kube-apiserver not ready"; }
+
+h() { "$helm" --kubeconfig "$work/admin.kubeconfig" "$@"; }
+# Runs the operator as the chart's ServiceAccount, with the arguments of the Deployment as
+# installed, until a KafkaCluster in NAMESPACE is reconciled.
+run_operator() { # NAMESPACE CLUSTER
+  local ns="$1" name="$2" sa_token args
+  sa_token="$(kapi POST /api/v1/namespaces/gregor-system/serviceaccounts/gregor/token \
+    '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}' |
+    "$py" -c 'import json,sys; print(json.load(sys.stdin)["status"]["token"])')"
+  kubeconfig "$work/operator.kubeconfig" "$sa_token"
+  h get manifest gregor -n gregor-system >"$work/manifest.yaml"
+  mapfile -t args < <("$py" - "$work/manifest.yaml" "$metrics_port" <<'PY'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]:
+            a = a.replace("$(POD_NAME)", "helm-check-0")
+            if a.startswith("--metrics-addr="):
+                a = f"--metrics-addr=127.0.0.1:{sys.argv[2]}"
+            print(a)
+PY
+  )
+  echo "gregor-operator ${args[*]}"
+  KUBECONFIG="$work/operator.kubeconfig" RUST_LOG=info,kube=warn "$operator" "${args[@]}" \
+    >"$work/operator-$ns.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  kapi POST "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters" \
+    "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaCluster\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"replicas\":1}}" >/dev/null
+  local reconciled=0
+  for _ in $(seq 120); do
+    if [[ "$(kapi GET "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$name" 2>/dev/null)" == *'"clusterId"'* ]] &&
+      kapi GET "/apis/apps/v1/namespaces/$ns/statefulsets/$name" >/dev/null 2>&1; then
+      reconciled=1
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    grep -qi forbidden "$work/operator-$ns.log" && break
+    sleep 0.5
+  done
+  local leading=0
+  [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null)" \
+    =~ '"holderIdentity":'\ *'"helm-check-0"' ]] && leading=1
+  # SIGTERM: the operator hands the Lease back on its way out, which needs update too.
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [[ $reconciled == 0 ]] || grep -qi 'forbidden' "$work/operator-$ns.log"; then
+    tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
+    fail "the operator, as the chart's ServiceAccount, did not reconcile $ns/$name"
+  fi
+  [[ $leading == 1 ]] || fail "the operator did not hold the Lease gregor-system/gregor"
+  [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor)" \
+    == *'"holderIdentity"'* ]] && fail "the operator did not hand the Lease back on SIGTERM"
+  echo "reconciled $ns/$name as system:serviceaccount:gregor-system:gregor, holding the Lease"
+}
+
+say "helm install gregor $chart -n gregor-system --create-namespace (cluster-wide)"
+h install gregor "$chart" -n gregor-system --create-namespace >/dev/null
+[[ "$(h status gregor -n gregor-system)" == *"STATUS: deployed"* ]] || fail "helm install"
+for ns in demo a; do
+  kapi POST /api/v1/namespaces "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
+done
+run_operator demo demo
+
+say "helm upgrade --set watchNamespaces={a}"
+h upgrade gregor "$chart" -n gregor-system --set 'watchNamespaces={a}' >/dev/null
+kapi GET /apis/rbac.authorization.k8s.io/v1/clusterroles/gregor >/dev/null 2>&1 &&
+  fail "the ClusterRole outlived watchNamespaces"
+run_operator a in-a
+say "OK: $chart"
