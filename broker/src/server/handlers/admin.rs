@@ -172,7 +172,8 @@ pub async fn create_partitions(
         let c = Arc::clone(&ctx.broker.cluster);
         let name = t.name.0.to_string();
         let (count, validate_only) = (t.count, req.validate_only);
-        let assignment = t.assignments.as_ref().map(|a| {
+        // An empty list is how some encoders say "none" (the codec's default): place them.
+        let assignment = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
             a.iter()
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
