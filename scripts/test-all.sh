@@ -40,6 +40,12 @@ if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
   # 30 s of coverage-guided fuzzing of request decoding. -malloc_limit_mb reports any single
   # allocation over 256 MiB as a failure: that is the kafka-protocol pre-allocation defect.
   step "cargo fuzz run decode_request (30 s)"
+  # The fuzz crate is its own workspace with its own lock file; refuse a stale one instead of
+  # letting each run rewrite it.
+  (cd fuzz && cargo metadata --locked --format-version 1 >/dev/null) || {
+    echo "fuzz/Cargo.lock is stale: run 'cargo metadata --format-version 1 >/dev/null' in fuzz/ and commit it" >&2
+    exit 1
+  }
   (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}" \
     cargo fuzz run --sanitizer none decode_request corpus/decode_request -- \
     -max_total_time=30 -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 2>&1 | tail -n 12)
