@@ -1,7 +1,8 @@
-//! The Kafka admin API as the topic reconcile uses it, on the broker crate's own client: the
+//! The Kafka admin API as the reconciles use it, on the broker crate's own client: the
 //! brokers and one topic as Metadata describes them, the topic's own config overrides, and
 //! CreateTopics, CreatePartitions, IncrementalAlterConfigs and DeleteTopics with the
-//! operator's replica assignments.
+//! operator's replica assignments; for a broker scale step, every topic's assignment and
+//! AlterPartitionReassignments, ListPartitionReassignments and ElectLeaders.
 //!
 //! Every failure is a [`KafkaError`] that says whether trying again later can help
 //! ([`KafkaError::is_transient`]): a broker that is down, a quorum without a leader or a request
@@ -11,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gregor::client::{ClientError, Cluster};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
@@ -23,12 +27,14 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::placement::Broker;
+use crate::rebalance::{Assignment, Move};
 
 /// How long the brokers may take over a create, delete or alter.
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
@@ -41,6 +47,8 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 /// The first DeleteTopics version that names topics in `topics` rather than `topic_names`.
 const DELETE_BY_STATE: i16 = 6;
+/// ElectLeaders election type: the first replica leads again (Kafka's PREFERRED).
+const ELECT_PREFERRED: i8 = 0;
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -401,6 +409,127 @@ impl Admin {
             KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
         }
         Ok(true)
+    }
+    /// The brokers Metadata lists (registered and not fenced), sorted by id, and every
+    /// topic's replica assignment, internal topics included.
+    pub async fn assignment(&mut self) -> Result<(Vec<Broker>, Assignment), KafkaError> {
+        let what = || "describing every topic".to_string();
+        let meta = self
+            .cluster
+            .metadata(None)
+            .await
+            .map_err(|e| KafkaError::client(what(), e))?;
+        let mut brokers: Vec<Broker> = meta
+            .brokers
+            .iter()
+            .map(|b| Broker {
+                id: b.node_id.0,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        let mut out = Assignment::new();
+        for t in &meta.topics {
+            let Some(name) = t.name.as_ref() else {
+                continue;
+            };
+            KafkaError::check(t.error_code, None, || {
+                format!("describing topic {}", name.0)
+            })?;
+            let mut partitions: Vec<(i32, Vec<i32>)> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.replica_nodes.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect();
+            partitions.sort_by_key(|(i, _)| *i);
+            out.insert(
+                name.0.to_string(),
+                partitions.into_iter().map(|(_, r)| r).collect(),
+            );
+        }
+        Ok((brokers, out))
+    }
+
+    /// Starts every reassignment of `moves` in one AlterPartitionReassignments request.
+    pub async fn reassign(&mut self, moves: &[Move]) -> Result<(), KafkaError> {
+        let what = || format!("reassigning {} partitions", moves.len());
+        let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for m in moves {
+            topics.entry(&m.topic).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(m.partition)
+                    .with_replicas(Some(broker_ids(&m.to))),
+            );
+        }
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, partitions)| {
+                        ReassignableTopic::default()
+                            .with_name(name(t))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let resp = self.send(req, &what).await?;
+        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        for t in resp.responses {
+            for p in t.partitions {
+                KafkaError::check(p.error_code, p.error_message.as_ref(), || {
+                    format!("reassigning {}-{}", t.name.0, p.partition_index)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many partitions have a reassignment under way.
+    pub async fn reassignments_under_way(&mut self) -> Result<usize, KafkaError> {
+        let what = || "listing partition reassignments".to_string();
+        let req = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(None);
+        let resp = self.send(req, &what).await?;
+        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        Ok(resp.topics.iter().map(|t| t.partitions.len()).sum())
+    }
+
+    /// Runs a preferred leader election on every partition whose first replica does not lead
+    /// it. Returns the partitions the brokers could not move yet (`topic-partition: why`,
+    /// e.g. a preferred replica still out of the ISR); partitions that needed no election are
+    /// not among them.
+    pub async fn elect_preferred_leaders(&mut self) -> Result<Vec<String>, KafkaError> {
+        let what = || "electing preferred leaders".to_string();
+        let req = ElectLeadersRequest::default()
+            .with_election_type(ELECT_PREFERRED)
+            .with_topic_partitions(None)
+            .with_timeout_ms(ADMIN_TIMEOUT_MS);
+        let resp = self.send(req, &what).await?;
+        KafkaError::check(resp.error_code, None, what)?;
+        let mut pending = Vec::new();
+        for t in resp.replica_election_results {
+            for p in t.partition_result {
+                if p.error_code == 0 || p.error_code == ResponseError::ElectionNotNeeded.code() {
+                    continue;
+                }
+                let why = p
+                    .error_message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .filter(|m| !m.is_empty())
+                    .or_else(|| ResponseError::try_from_code(p.error_code).map(|e| e.to_string()))
+                    .unwrap_or_default();
+                pending.push(format!("{}-{}: {why}", t.topic.0, p.partition_id));
+            }
+        }
+        Ok(pending)
     }
 }
 

@@ -10,7 +10,11 @@
 //! - [`leader`]: leader election over a Lease, so replicas can run side by side.
 //! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
 //! - [`placement`]: where a topic's new partitions go, balanced and rack-aware.
+//! - [`rebalance`]: which partitions a broker scale step reassigns, so every topic stays
+//!   balanced over the brokers that remain.
 //! - [`roll`]: the rolling-restart planner: which pod next, or why wait or halt.
+//! - [`scale`]: the broker scale-step planner: the StatefulSet's size now, and what to ask
+//!   the brokers first.
 //! - [`reconcile`]: validate → build → apply in order → status, per resource.
 
 pub mod build;
@@ -20,6 +24,8 @@ pub mod kafka;
 pub mod leader;
 pub mod metrics;
 pub mod placement;
+pub mod rebalance;
 pub mod reconcile;
 pub mod roll;
+pub mod scale;
 pub mod validate;

@@ -225,6 +225,14 @@ impl ValidatedCluster {
             .expect("validation always leaves a broker pool")
     }
 
+    /// The pool whose nodes serve clients, to change its size.
+    pub fn broker_pool_mut(&mut self) -> &mut Pool {
+        self.pools
+            .iter_mut()
+            .find(|p| p.role.is_broker())
+            .expect("validation always leaves a broker pool")
+    }
+
     /// `controller.quorum.voters`: every controller pod at its stable DNS name.
     pub fn quorum_voters(&self) -> String {
         let pool = self.controller_pool();

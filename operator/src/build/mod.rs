@@ -167,6 +167,21 @@ mod tests {
             hash(&image),
             "the image is in the template itself"
         );
+        let brokers = |replicas| {
+            validated(KafkaClusterSpec {
+                replicas,
+                controllers: Some(ControllerPool {
+                    replicas: 3,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            hash(&brokers(2)),
+            hash(&brokers(5)),
+            "adding brokers leaves the running ones current"
+        );
     }
 }
 

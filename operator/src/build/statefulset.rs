@@ -27,14 +27,22 @@ pub const RUN_AS: i64 = 65532;
 /// 30 s, then it flushes and closes its logs.
 pub const GRACE_SECONDS: i64 = 120;
 
-/// The hash of a pool's configuration, as the pod template carries it.
-pub fn config_hash(pool: &Pool, config: &ConfigMap) -> String {
+/// The hash of a pool's configuration, as the pod template carries it. It must not depend on
+/// the number of pods, or a scale step would make every running pod stale and roll them all:
+/// so it covers the first pod's file (everything the pods share, which no pool is without)
+/// and the only per-pod input besides the ordinal, the external addresses by node id.
+pub fn config_hash(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) -> String {
     let data = config.data.clone().unwrap_or_default();
-    let files: Vec<&str> = pool
+    let first = pool
         .pods()
-        .filter_map(|(_, pod)| data.get(&key(&pod)).map(String::as_str))
-        .collect();
-    stable_hash(&files)
+        .next()
+        .and_then(|(_, pod)| data.get(&key(&pod)).cloned())
+        .unwrap_or_default();
+    let mut parts = vec![first];
+    if let (Some(e), true) = (&cluster.external, pool.role.is_broker()) {
+        parts.extend(e.advertised.iter().map(|(id, addr)| format!("{id}={addr}")));
+    }
+    stable_hash(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The StatefulSet of `pool`; `config` is the cluster's rendered ConfigMap.
@@ -45,7 +53,7 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
     let mut annotations = cluster.template.annotations.clone();
     annotations.insert(
         CONFIG_HASH_ANNOTATION.to_string(),
-        config_hash(pool, config),
+        config_hash(cluster, pool, config),
     );
     let (storage, resources) = match pool.role {
         PoolRole::Controller => (

@@ -253,6 +253,26 @@ pub struct KafkaClusterStatus {
     /// The rolling restart under way, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roll: Option<RollStatus>,
+    /// The broker scale step under way, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+}
+
+/// Progress of a broker scale step: brokers added and partitions reassigned onto them, or
+/// partitions reassigned off brokers before they are removed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// Brokers when the step started.
+    pub from: i32,
+    /// Brokers the step ends with.
+    pub to: i32,
+    /// Partition reassignments under way.
+    #[serde(default)]
+    pub reassignments: i32,
+    /// What the step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// One node as the operator sees it.

@@ -1,6 +1,7 @@
 //! A KafkaCluster: its id, its children applied in order, and its status from the StatefulSets
 //! and pods as they are.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conditions::{merge, Want};
+use super::scale as reconcile_scale;
 use super::{cluster_id, nodes, storage, Context, ReconcileError};
 use crate::build::objects::{cluster_selector, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
@@ -24,6 +26,7 @@ use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
 use crate::health;
 use crate::roll::{self, Step};
+use crate::scale;
 use crate::validate::validate;
 
 /// How soon a cluster that is not ready yet is looked at again.
@@ -54,7 +57,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         Ok(c) => c,
         Err(message) => return invalid(&kc, client, &previous, message).await,
     };
-    let cluster = match validate(&kc, &choice.id, &ctx.default_image) {
+    let mut cluster = match validate(&kc, &choice.id, &ctx.default_image) {
         Ok(c) => c,
         Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
     };
@@ -62,11 +65,52 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         cluster_id::write_record(&config_maps, &cluster).await?;
         tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
     }
-    let mut objects = build::cluster(&cluster);
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let mut existing = Vec::new();
+    for pool in &cluster.pools {
+        if let Some(s) = sts_api.get_opt(&pool.name).await? {
+            existing.push(s);
+        }
+    }
+    let pods: Vec<Pod> = {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let selector = cluster_selector(&cluster)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        api.list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+    };
+
+    // The controller quorum keeps its size; a broker scale step talks to the brokers before
+    // any child is applied, so a StatefulSet shrinks only once its departing brokers are empty.
+    let sizes: BTreeMap<String, i32> = existing
+        .iter()
+        .map(|s| (s.name_any(), s.spec.replicas.unwrap_or(1)))
+        .collect();
+    let quorum_refused = scale::pin_quorum(&mut cluster, &sizes);
+    let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
+    let broker_pool = cluster.broker_pool().name.clone();
+    let need = scale::need(
+        sizes.get(&broker_pool).copied(),
+        cluster.broker_pool().replicas,
+        previous.scaling.as_ref(),
+        nodes::any_stale(&existing, &pods),
+    );
+    let scaling = reconcile_scale::run(&bootstrap, need, previous.scaling.as_ref()).await;
+    if let Some(size) = scaling.size {
+        cluster.broker_pool_mut().replicas = size;
+    }
+    for (kind, reason, note) in &scaling.events {
+        event(client, &kc, kind.clone(), reason, note.clone()).await;
+    }
+
+    let mut objects = build::cluster(&cluster);
     for built in &mut objects.statefulsets {
-        let existing = sts_api.get_opt(&built.name_any()).await?;
-        storage::keep_claim_templates(built, existing.as_ref());
+        let current = existing.iter().find(|s| s.name_any() == built.name_any());
+        storage::keep_claim_templates(built, current);
     }
     let mut problems = apply_all(client, &namespace, &objects).await?;
     problems.extend(storage::resize_claims(client, &cluster).await?);
@@ -80,23 +124,12 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         }
         out
     };
-    let pods: Vec<Pod> = {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let selector = cluster_selector(&cluster)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        api.list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-    };
     let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
     observed.unapplied = problems;
+    observed.refused = quorum_refused.into_iter().collect();
     let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
-    let health = if rolling {
-        let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
+    let health = if rolling && !scaling.active {
         match tokio::time::timeout(HEALTH_TIMEOUT, health::read(&bootstrap)).await {
             Ok(Ok(h)) => Some(h),
             Ok(Err(e)) => {
@@ -108,7 +141,14 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         None
     };
-    let step = roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER);
+    let step = match roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER) {
+        // A scale step under way finishes before any pod restarts.
+        Step::Done => Step::Done,
+        _ if scaling.active => Step::Wait {
+            reason: "the broker scale step to finish".into(),
+        },
+        step => step,
+    };
     let pending = roll::pending(
         &observed.nodes,
         health.as_ref().and_then(|h| h.active_controller),
@@ -144,12 +184,13 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         &observed,
         &step,
         pending,
+        &scaling,
         &previous,
         kc.metadata.generation,
     );
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
-    let settled = ready && step == Step::Done;
+    let settled = ready && step == Step::Done && scaling.status.is_none();
     Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
 }
 

@@ -6,6 +6,7 @@
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
 //! - [`storage`]: volume growth on the claims, and refused shrinks.
 //! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
+pub mod scale;
 pub mod storage;
 pub mod topic;
 

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::conditions::{merge, Want};
+use super::scale::Outcome;
 use crate::build::objects::CONFIG_HASH_ANNOTATION;
 use crate::crd::cluster::{KafkaClusterStatus, NodeStatus, RollStatus};
 use crate::roll::{NodeState, Step};
@@ -28,6 +29,23 @@ pub struct Observed {
     /// Children that could not follow the spec (volume sizes, a missing optional CRD), with
     /// why.
     pub unapplied: Vec<String>,
+    /// Spec changes refused until the user edits the spec (a controller count), with why.
+    pub refused: Vec<String>,
+}
+
+/// Whether any pod is stale against its StatefulSet as it is now: a roll is under way (or due)
+/// from an earlier reconcile.
+pub fn any_stale(statefulsets: &[StatefulSet], pods: &[Pod]) -> bool {
+    statefulsets.iter().any(|sts| {
+        let prefix = format!("{}-", sts.name_any());
+        pods.iter()
+            .filter(|p| {
+                p.name_any()
+                    .strip_prefix(&prefix)
+                    .is_some_and(|ordinal| ordinal.parse::<u32>().is_ok())
+            })
+            .any(|p| stale_reason(p, sts).is_some())
+    })
 }
 
 /// Whether a pod is ready (its Ready condition holds).
@@ -157,6 +175,7 @@ pub fn status(
     observed: &Observed,
     step: &Step,
     pending: Vec<String>,
+    scaling: &Outcome,
     previous: &KafkaClusterStatus,
     generation: Option<i64>,
 ) -> KafkaClusterStatus {
@@ -193,6 +212,10 @@ pub fn status(
         }),
     };
     match step {
+        // A scale step says more than a roll that waits for it.
+        _ if scaling.progressing.is_some() => {
+            wanted.extend(scaling.progressing.clone());
+        }
         Step::Done if ready == total => {
             wanted.push(Want::no("Progressing", "Settled", "nothing to do"))
         }
@@ -219,6 +242,8 @@ pub fn status(
     }
     let mut degraded = observed.format_failures.clone();
     degraded.extend(observed.unapplied.iter().cloned());
+    degraded.extend(observed.refused.iter().cloned());
+    degraded.extend(scaling.blocked.iter().cloned());
     if let Step::Halt { reason } = step {
         degraded.push(reason.clone());
     }
@@ -227,6 +252,10 @@ pub fn status(
         "StorageFormatFailed"
     } else if !observed.unapplied.is_empty() {
         "SpecNotApplied"
+    } else if !observed.refused.is_empty() {
+        "ControllerScalingRefused"
+    } else if scaling.blocked.is_some() {
+        "ScaleDownBlocked"
     } else {
         "RollHalted"
     };
@@ -256,5 +285,6 @@ pub fn status(
             })
             .collect(),
         roll,
+        scaling: scaling.status.clone(),
     }
 }

@@ -1,0 +1,209 @@
+//! A broker scale step carried out against the brokers: what [`crate::scale`] plans, sent
+//! through the admin API (AlterPartitionReassignments, then ElectLeaders once the partitions
+//! sit where the plan wants them), and turned into the size the broker StatefulSet gets, the
+//! status and the events. The Kafka side goes first, before any child is applied: a
+//! StatefulSet shrinks only after the brokers said its departing pods hold nothing.
+
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+
+use super::conditions::Want;
+use crate::crd::cluster::ScalingStatus;
+use crate::kafka::{Admin, KafkaError};
+use crate::rebalance::Move;
+use crate::scale::{self, Action, Need, Sizes, View};
+
+/// How long the brokers get to answer one step's requests.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a step did, for the reconcile to apply and report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The broker pool's size to apply; `None` leaves the spec's.
+    pub size: Option<i32>,
+    /// Whether a step is under way, so a roll waits.
+    pub active: bool,
+    /// The Progressing condition while the step is under way or blocked.
+    pub progressing: Option<Want>,
+    /// Why the step is blocked until the spec changes (Degraded, with its reason).
+    pub blocked: Option<String>,
+    /// `status.scaling`.
+    pub status: Option<ScalingStatus>,
+    /// Events to record: type, reason, note.
+    pub events: Vec<(EventType, &'static str, String)>,
+}
+
+/// Reads what a step needs to know from the brokers.
+async fn read(admin: &mut Admin) -> Result<View, KafkaError> {
+    let (brokers, assignment) = admin.assignment().await?;
+    let under_way = admin.reassignments_under_way().await?;
+    Ok(View {
+        brokers,
+        assignment,
+        under_way,
+    })
+}
+
+/// Connects, reads, decides and sends, all within [`KAFKA_TIMEOUT`]. Returns the decided
+/// action, the size it allows, what the brokers said (when they did) and the action as it
+/// turned out (a failed send or an election still pending becomes a wait).
+async fn session(bootstrap: &str, sizes: Sizes) -> (Action, i32, Option<View>, Action) {
+    let work = async {
+        let mut admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+        let view = read(&mut admin).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((admin, view))
+    };
+    let (mut admin, view) = match tokio::time::timeout(KAFKA_TIMEOUT, work).await {
+        Ok(Ok(got)) => got,
+        Ok(Err(why)) => {
+            let action = scale::decide(sizes, Err(why));
+            return (action.clone(), scale::size(sizes, &action), None, action);
+        }
+        Err(_) => {
+            let action = scale::decide(sizes, Err(format!("no answer within {KAFKA_TIMEOUT:?}")));
+            return (action.clone(), scale::size(sizes, &action), None, action);
+        }
+    };
+    let decided = scale::decide(sizes, Ok(&view));
+    let size = scale::size(sizes, &decided);
+    let sent = match &decided {
+        Action::Reassign(moves) => {
+            tracing::info!(partitions = moves.len(), "reassigning partitions");
+            match tokio::time::timeout(KAFKA_TIMEOUT, admin.reassign(moves)).await {
+                Ok(Ok(())) => decided.clone(),
+                Ok(Err(e)) => wait(format!("the reassignments to be accepted ({e})")),
+                Err(_) => wait("the reassignments to be accepted".into()),
+            }
+        }
+        Action::Finish => {
+            match tokio::time::timeout(KAFKA_TIMEOUT, admin.elect_preferred_leaders()).await {
+                Ok(Ok(pending)) if pending.is_empty() => decided.clone(),
+                Ok(Ok(pending)) => wait(format!(
+                    "preferred leaders to take over ({})",
+                    pending.join("; ")
+                )),
+                Ok(Err(e)) => wait(format!("the preferred leader election ({e})")),
+                Err(_) => wait("the preferred leader election".into()),
+            }
+        }
+        Action::Wait { .. } | Action::Blocked { .. } => decided.clone(),
+    };
+    (decided, size, Some(view), sent)
+}
+
+fn wait(reason: String) -> Action {
+    Action::Wait { reason }
+}
+
+/// Carries out the step `need` asks for against the brokers at `bootstrap`; `recorded` is the
+/// step in the status.
+pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) -> Outcome {
+    let sizes = match need {
+        Need::Nothing => return Outcome::default(),
+        Need::AfterRoll { current, target } => {
+            tracing::info!(current, target, "the broker scale step waits for the roll");
+            return Outcome {
+                size: Some(current),
+                ..Default::default()
+            };
+        }
+        Need::Step(sizes) => sizes,
+    };
+    let (decided, size, view, sent) = session(bootstrap, sizes).await;
+    let growing = sizes.from <= sizes.to;
+    let (reason, what) = if growing {
+        ("ScalingUp", format!("adding brokers up to {}", sizes.to))
+    } else {
+        (
+            "DrainingBrokers",
+            format!(
+                "draining brokers {} before removal",
+                scale::list(&sizes.leaving())
+            ),
+        )
+    };
+    let left = view
+        .as_ref()
+        .map(|v| {
+            let after = match &decided {
+                Action::Reassign(moves) => crate::rebalance::apply(&v.assignment, moves),
+                _ => v.assignment.clone(),
+            };
+            // Replicas still on the leaving brokers until the reassignments complete.
+            scale::left_on_leaving(sizes, &v.assignment).max(scale::left_on_leaving(sizes, &after))
+        })
+        .unwrap_or_default();
+    let under_way = match (&sent, &view) {
+        (Action::Reassign(moves), _) => moves.len(),
+        (_, Some(v)) => v.under_way,
+        _ => 0,
+    };
+    let mut out = Outcome {
+        size: Some(size),
+        ..Default::default()
+    };
+    let status = |waiting_for: Option<String>| ScalingStatus {
+        from: sizes.from,
+        to: sizes.to,
+        reassignments: under_way as i32,
+        waiting_for,
+    };
+    let fresh = recorded.is_none_or(|r| r.to != sizes.to);
+    if fresh {
+        out.events.push((
+            EventType::Normal,
+            if growing { "ScalingUp" } else { "ScalingDown" },
+            format!("from {} to {} brokers", sizes.current, sizes.to),
+        ));
+    }
+    match sent {
+        Action::Finish => {
+            out.events.push((
+                EventType::Normal,
+                if growing { "ScaledUp" } else { "ScaledDown" },
+                format!(
+                    "{} brokers; partitions reassigned and preferred leaders elected",
+                    sizes.to
+                ),
+            ));
+        }
+        Action::Blocked { reason: why } => {
+            if recorded.and_then(|r| r.waiting_for.as_deref()) != Some(why.as_str()) {
+                out.events
+                    .push((EventType::Warning, "ScaleDownBlocked", why.clone()));
+            }
+            out.progressing = Some(Want::no("Progressing", "ScaleDownBlocked", why.clone()));
+            out.blocked = Some(why.clone());
+            out.status = Some(status(Some(why)));
+        }
+        Action::Reassign(moves) => {
+            let replicas: usize = moves.iter().map(Move::replicas_moved).sum();
+            let message = if growing {
+                format!(
+                    "{what}: reassigning {} partitions ({replicas} replicas move)",
+                    moves.len()
+                )
+            } else {
+                format!(
+                    "{what}: {left} replicas left on them, {} reassignments under way",
+                    moves.len()
+                )
+            };
+            out.active = true;
+            out.progressing = Some(Want::yes("Progressing", reason, message));
+            out.status = Some(status(None));
+        }
+        Action::Wait { reason: why } => {
+            let message = if growing {
+                format!("{what}: waiting for {why}")
+            } else {
+                format!("{what}: {left} replicas left on them; waiting for {why}")
+            };
+            out.active = true;
+            out.progressing = Some(Want::yes("Progressing", reason, message));
+            out.status = Some(status(Some(why)));
+        }
+    }
+    out
+}
