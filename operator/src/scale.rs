@@ -114,7 +114,9 @@ pub fn need(
     let Some(current) = current else {
         return Need::Nothing;
     };
-    if current == target && recorded.is_none() {
+    // A recorded step whose size is no longer wanted is dropped, not undone: nothing moves
+    // back until the next step.
+    if current == target && recorded.is_none_or(|r| r.to != target) {
         return Need::Nothing;
     }
     if rolling && recorded.is_none() {
@@ -352,6 +354,16 @@ mod tests {
             need(Some(3), 2, Some(&recorded), false),
             Need::Step(sizes(3, 3, 2)),
             "a new target starts a new step"
+        );
+        let blocked = ScalingStatus {
+            from: 3,
+            to: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            need(Some(3), 3, Some(&blocked), false),
+            Need::Nothing,
+            "a step given up is dropped"
         );
     }
 

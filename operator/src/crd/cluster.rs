@@ -31,7 +31,10 @@ pub struct KafkaClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Number of nodes. Without `controllers` every node is a combined broker and controller
-    /// (an odd number keeps a majority through one loss); with it, these are broker-only nodes.
+    /// (an odd number keeps a majority through one loss), a voter of the static controller
+    /// quorum, so the count cannot change once the cluster exists. With `controllers` these
+    /// are broker-only nodes and the count may change: partitions are reassigned onto added
+    /// brokers, and departing brokers are drained by reassignment before they are removed.
     #[schemars(range(min = 1))]
     pub replicas: i32,
     /// An optional pool of dedicated controller nodes; brokers then run without the
@@ -72,6 +75,7 @@ pub struct KafkaClusterSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ControllerPool {
     /// Number of controller nodes (voters of the metadata quorum); 3 or 5 in production.
+    /// Fixed once the cluster exists: the voters are static (`controller.quorum.voters`).
     #[schemars(range(min = 1))]
     pub replicas: i32,
     /// Storage of each controller's metadata log; defaults to the brokers' storage.

@@ -104,7 +104,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         cluster.broker_pool_mut().replicas = size;
     }
     for (kind, reason, note) in &scaling.events {
-        event(client, &kc, kind.clone(), reason, note.clone()).await;
+        event(client, &kc, *kind, reason, note.clone()).await;
     }
 
     let mut objects = build::cluster(&cluster);

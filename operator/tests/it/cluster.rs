@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use crate::{api_server_or_skip, install_crds};
 
-fn context(client: &kube::Client) -> Arc<Context> {
+pub fn context(client: &kube::Client) -> Arc<Context> {
     Arc::new(Context {
         client: client.clone(),
         default_image: "gregor:test".into(),
@@ -21,7 +21,7 @@ fn context(client: &kube::Client) -> Arc<Context> {
     })
 }
 
-async fn create(
+pub async fn create(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -33,14 +33,14 @@ async fn create(
         .expect("creating the KafkaCluster")
 }
 
-async fn get(client: &kube::Client, ns: &str, name: &str) -> KafkaCluster {
+pub async fn get(client: &kube::Client, ns: &str, name: &str) -> KafkaCluster {
     Api::<KafkaCluster>::namespaced(client.clone(), ns)
         .get(name)
         .await
         .expect("reading the KafkaCluster")
 }
 
-fn condition<'a>(
+pub fn condition<'a>(
     kc: &'a KafkaCluster,
     kind: &str,
 ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

@@ -1,9 +1,11 @@
 //! The operator against a real kube-apiserver and etcd (see [`apiserver`]): CRDs, a
-//! KafkaCluster's children, owner references, status, the cluster id, no-op reconciles.
+//! KafkaCluster's children, owner references, status, the cluster id, no-op reconciles,
+//! broker scale steps.
 
 mod apiserver;
 mod binary;
 mod cluster;
+mod scale;
 mod topic;
 
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! A real three-node Gregor cluster for the topic tests: local `gregor server-start` processes
 //! (combined broker and controller, node ids 0..3 as the operator numbers pods, loopback ports
 //! picked free), started once per test binary and killed when it exits (each runs under the
-//! API server's pipe watchdog). Tests share it and keep apart by topic name.
+//! API server's pipe watchdog). Tests share it and keep apart by topic name; a test that
+//! moves every topic around (a broker scale step) starts a cluster of its own ([`Brokers::start`]),
+//! killed when it is dropped.
 //!
 //! The binary is `$GREGOR_BIN`, else `gregor` beside the test executable's directory
 //! (`target/debug/gregor`, which `cargo test --workspace` or `cargo build -p gregor` builds).
@@ -15,7 +17,7 @@ use gregor::client::Cluster;
 
 use crate::apiserver::{free_port, supervised};
 
-/// Nodes in the cluster.
+/// Nodes in the shared cluster.
 const NODES: i32 = 3;
 /// How long the cluster gets to elect a controller and register every broker.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +26,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Brokers {
     /// Every node's client listener, comma-separated.
     pub bootstrap: String,
+    /// Nodes in it.
+    nodes: i32,
     dir: tempfile::TempDir,
     /// Held so the watchdog shells keep the nodes alive until this binary exits.
     _guards: Vec<(Child, ChildStdin)>,
@@ -34,7 +38,7 @@ pub struct Brokers {
 pub fn shared() -> &'static Brokers {
     static BROKERS: OnceLock<Result<Brokers, String>> = OnceLock::new();
     let started = BROKERS.get_or_init(|| {
-        std::panic::catch_unwind(Brokers::start).map_err(|e| {
+        std::panic::catch_unwind(|| Brokers::start(NODES)).map_err(|e| {
             e.downcast_ref::<String>()
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -79,10 +83,12 @@ fn run(binary: &Path, args: &[&str]) -> String {
 }
 
 impl Brokers {
-    fn start() -> Brokers {
+    /// Starts a cluster of `nodes` combined nodes with ids `0..nodes` and waits until every
+    /// node lists every broker.
+    pub fn start(nodes: i32) -> Brokers {
         let gregor = binary();
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
         let voters = ports
             .iter()
             .enumerate()
@@ -130,6 +136,7 @@ impl Brokers {
                 .map(|(port, _)| format!("127.0.0.1:{port}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            nodes,
             dir,
             _guards: guards,
         };
@@ -158,7 +165,7 @@ impl Brokers {
         for node in self.bootstrap.split(',') {
             loop {
                 let listed = match Cluster::connect(node).await {
-                    Ok(c) => c.brokers().len() == NODES as usize,
+                    Ok(c) => c.brokers().len() == self.nodes as usize,
                     Err(_) => false,
                 };
                 if listed {
@@ -166,7 +173,8 @@ impl Brokers {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "{node} did not list {NODES} brokers within {READY_TIMEOUT:?}; logs:\n{}",
+                    "{node} did not list {} brokers within {READY_TIMEOUT:?}; logs:\n{}",
+                    self.nodes,
                     self.log_tails()
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -175,7 +183,7 @@ impl Brokers {
     }
 
     fn log_tails(&self) -> String {
-        (0..NODES)
+        (0..self.nodes)
             .map(|id| {
                 let log = self.dir.path().join(format!("node-{id}/gregor.log"));
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
