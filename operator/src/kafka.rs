@@ -26,10 +26,11 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, TopicName,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -169,6 +170,36 @@ fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
+/// The brokers a Metadata response lists, sorted by id.
+fn brokers_of(meta: &MetadataResponse) -> Vec<Broker> {
+    let mut brokers: Vec<Broker> = meta
+        .brokers
+        .iter()
+        .map(|b| Broker {
+            id: b.node_id.0,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    brokers
+}
+
+/// A Metadata topic's replica lists, by partition index.
+fn replicas_of(t: &MetadataResponseTopic) -> Vec<Vec<i32>> {
+    let mut partitions: Vec<(i32, Vec<i32>)> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    partitions.sort_by_key(|(i, _)| *i);
+    partitions.into_iter().map(|(_, r)| r).collect()
+}
+
 fn broker_ids(replicas: &[i32]) -> Vec<BrokerId> {
     replicas.iter().copied().map(BrokerId).collect()
 }
@@ -206,15 +237,7 @@ impl Admin {
             .metadata(Some(&[topic.to_owned()]))
             .await
             .map_err(|e| KafkaError::client(what(), e))?;
-        let mut brokers: Vec<Broker> = meta
-            .brokers
-            .iter()
-            .map(|b| Broker {
-                id: b.node_id.0,
-                rack: b.rack.as_ref().map(|r| r.to_string()),
-            })
-            .collect();
-        brokers.sort_by_key(|b| b.id);
+        let brokers = brokers_of(&meta);
         let Some(t) = meta
             .topics
             .iter()
@@ -226,20 +249,9 @@ impl Admin {
             return Ok((brokers, None));
         }
         KafkaError::check(t.error_code, None, what)?;
-        let mut partitions: Vec<_> = t
-            .partitions
-            .iter()
-            .map(|p| {
-                (
-                    p.partition_index,
-                    p.replica_nodes.iter().map(|b| b.0).collect(),
-                )
-            })
-            .collect();
-        partitions.sort_by_key(|(i, _)| *i);
         let topic = Topic {
             id: gregor::tools::topics::topic_id_string(&t.topic_id),
-            partitions: partitions.into_iter().map(|(_, r)| r).collect(),
+            partitions: replicas_of(t),
         };
         Ok((brokers, Some(topic)))
     }
@@ -410,6 +422,7 @@ impl Admin {
         }
         Ok(true)
     }
+
     /// The brokers Metadata lists (registered and not fenced), sorted by id, and every
     /// topic's replica assignment, internal topics included.
     pub async fn assignment(&mut self) -> Result<(Vec<Broker>, Assignment), KafkaError> {
@@ -419,15 +432,7 @@ impl Admin {
             .metadata(None)
             .await
             .map_err(|e| KafkaError::client(what(), e))?;
-        let mut brokers: Vec<Broker> = meta
-            .brokers
-            .iter()
-            .map(|b| Broker {
-                id: b.node_id.0,
-                rack: b.rack.as_ref().map(|r| r.to_string()),
-            })
-            .collect();
-        brokers.sort_by_key(|b| b.id);
+        let brokers = brokers_of(&meta);
         let mut out = Assignment::new();
         for t in &meta.topics {
             let Some(name) = t.name.as_ref() else {
@@ -436,21 +441,7 @@ impl Admin {
             KafkaError::check(t.error_code, None, || {
                 format!("describing topic {}", name.0)
             })?;
-            let mut partitions: Vec<(i32, Vec<i32>)> = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    (
-                        p.partition_index,
-                        p.replica_nodes.iter().map(|b| b.0).collect(),
-                    )
-                })
-                .collect();
-            partitions.sort_by_key(|(i, _)| *i);
-            out.insert(
-                name.0.to_string(),
-                partitions.into_iter().map(|(_, r)| r).collect(),
-            );
+            out.insert(name.0.to_string(), replicas_of(t));
         }
         Ok((brokers, out))
     }

@@ -18,8 +18,9 @@
 //!   reassignment is under way does it shrink. A topic whose replication factor exceeds the
 //!   brokers that would remain blocks the step until the spec (or the topic) changes.
 //! - A roll and a scale step never run at once: whichever started first finishes first. A
-//!   new step waits while pods are stale from an earlier reconcile; a roll waits while a step
-//!   is under way.
+//!   new step waits while pods are stale from an earlier reconcile; while a step is under way
+//!   the roll restarts no ready pod (a stale pod that is down anyway may still go, so a stuck
+//!   new broker can be fixed by a spec edit).
 
 use std::collections::{BTreeMap, BTreeSet};
 

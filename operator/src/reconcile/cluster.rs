@@ -141,10 +141,10 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         None
     };
+    // A scale step under way finishes before a ready pod restarts: the brokers are not asked,
+    // so the roll can only wait, or restart a stale pod that is down anyway, or halt.
     let step = match roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER) {
-        // A scale step under way finishes before any pod restarts.
-        Step::Done => Step::Done,
-        _ if scaling.active => Step::Wait {
+        Step::Wait { .. } if scaling.active => Step::Wait {
             reason: "the broker scale step to finish".into(),
         },
         step => step,

@@ -297,16 +297,11 @@ async fn a_controller_count_change_is_refused_and_the_quorum_keeps_its_size() {
     install_crds(&client).await;
     // Nothing listens: a refused change must not need the brokers.
     let ctx = reaching(&client, &ns, "127.0.0.1:1");
-    create(
-        &client,
-        &ns,
-        "events",
-        KafkaClusterSpec {
-            replicas: 3,
-            ..Default::default()
-        },
-    )
-    .await;
+    let combined = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    create(&client, &ns, "events", combined).await;
     reconcile_once(&client, &ns, &ctx).await;
 
     // Combined nodes are the voters: no size change at all.
