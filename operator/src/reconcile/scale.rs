@@ -45,24 +45,23 @@ async fn read(admin: &mut Admin) -> Result<View, KafkaError> {
     })
 }
 
-/// Connects, reads, decides and sends, all within [`KAFKA_TIMEOUT`]. Returns the decided
-/// action, the size it allows, what the brokers said (when they did) and the action as it
-/// turned out (a failed send or an election still pending becomes a wait).
-async fn session(bootstrap: &str, sizes: Sizes) -> (Action, i32, Option<View>, Action) {
+/// Connects, reads, decides and sends, each within [`KAFKA_TIMEOUT`]. Returns the size the
+/// decided action allows, what the brokers said (when they did) and the action as it turned
+/// out (a failed send or an election still pending becomes a wait).
+async fn session(bootstrap: &str, sizes: Sizes) -> (i32, Option<View>, Action) {
     let work = async {
         let mut admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
         let view = read(&mut admin).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((admin, view))
     };
-    let (mut admin, view) = match tokio::time::timeout(KAFKA_TIMEOUT, work).await {
-        Ok(Ok(got)) => got,
-        Ok(Err(why)) => {
+    let read = tokio::time::timeout(KAFKA_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {KAFKA_TIMEOUT:?}")));
+    let (mut admin, view) = match read {
+        Ok(got) => got,
+        Err(why) => {
             let action = scale::decide(sizes, Err(why));
-            return (action.clone(), scale::size(sizes, &action), None, action);
-        }
-        Err(_) => {
-            let action = scale::decide(sizes, Err(format!("no answer within {KAFKA_TIMEOUT:?}")));
-            return (action.clone(), scale::size(sizes, &action), None, action);
+            return (scale::size(sizes, &action), None, action);
         }
     };
     let decided = scale::decide(sizes, Ok(&view));
@@ -89,7 +88,7 @@ async fn session(bootstrap: &str, sizes: Sizes) -> (Action, i32, Option<View>, A
         }
         Action::Wait { .. } | Action::Blocked { .. } => decided.clone(),
     };
-    (decided, size, Some(view), sent)
+    (size, Some(view), sent)
 }
 
 fn wait(reason: String) -> Action {
@@ -110,7 +109,7 @@ pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) 
         }
         Need::Step(sizes) => sizes,
     };
-    let (decided, size, view, sent) = session(bootstrap, sizes).await;
+    let (size, view, sent) = session(bootstrap, sizes).await;
     let growing = sizes.from <= sizes.to;
     let (reason, what) = if growing {
         ("ScalingUp", format!("adding brokers up to {}", sizes.to))
@@ -123,17 +122,10 @@ pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) 
             ),
         )
     };
+    // Metadata lists a replica being removed until its reassignment completes.
     let left = view
         .as_ref()
-        .map(|v| {
-            let after = match &decided {
-                Action::Reassign(moves) => crate::rebalance::apply(&v.assignment, moves),
-                _ => v.assignment.clone(),
-            };
-            // Replicas still on the leaving brokers until the reassignments complete.
-            scale::left_on_leaving(sizes, &v.assignment).max(scale::left_on_leaving(sizes, &after))
-        })
-        .unwrap_or_default();
+        .map_or(0, |v| scale::left_on_leaving(sizes, &v.assignment));
     let under_way = match (&sent, &view) {
         (Action::Reassign(moves), _) => moves.len(),
         (_, Some(v)) => v.under_way,
