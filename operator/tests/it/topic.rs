@@ -558,3 +558,33 @@ async fn new_partitions_follow_the_operators_assignment() {
     assert_eq!(after[..2], before[..]);
     assert_eq!(after[2..], planned[..]);
 }
+
+#[tokio::test]
+async fn the_api_server_refuses_moving_a_topic_to_another_cluster() {
+    let server = api_server_or_skip!();
+    let t = Setup::new(server, "topic-move").await;
+    t.create("moved", spec(1, 1, &[])).await;
+    let refused = t
+        .api
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"cluster": "elsewhere"}})),
+        )
+        .await
+        .expect_err("spec.cluster is immutable");
+    let kube::Error::Api(status) = refused else {
+        panic!("expected the API server's refusal, got {refused}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("spec.cluster cannot change"),
+        "{}",
+        status.message
+    );
+    assert_eq!(t.get("moved").await.spec.cluster, CLUSTER);
+    // Other fields stay editable.
+    t.patch_spec("moved", serde_json::json!({"partitions": 2}))
+        .await;
+    assert_eq!(t.get("moved").await.spec.partitions, 2);
+}
