@@ -66,6 +66,24 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         }),
         ..Default::default()
     }];
+    let node_port = matches!(
+        &cluster.external,
+        Some(e) if e.kind == crate::crd::cluster::ExternalType::NodePort
+    );
+    if node_port && pool.role.is_broker() {
+        // A NodePort listener is advertised at the node's address (`${env:HOST_IP}`).
+        env.push(EnvVar {
+            name: super::properties::HOST_IP_ENV.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.hostIP".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let mut args = vec!["server-start".to_string(), properties.clone()];
     if let (Some(rack), true) = (&cluster.rack, pool.role.is_broker()) {
         // The pod carries its node's topology labels (PodTopologyLabels admission).

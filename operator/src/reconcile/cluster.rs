@@ -1,6 +1,7 @@
 //! A KafkaCluster: its id, its children applied in order, and its status from the StatefulSets
 //! and pods as they are.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
 use crate::health;
 use crate::roll::{self, Step};
-use crate::validate::validate;
+use crate::validate::{validate, ValidatedCluster};
 
 /// How soon a cluster that is not ready yet is looked at again.
 const SETTLING: Duration = Duration::from_secs(5);
@@ -54,7 +55,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         Ok(c) => c,
         Err(message) => return invalid(&kc, client, &previous, message).await,
     };
-    let cluster = match validate(&kc, &choice.id, &ctx.default_image) {
+    let mut cluster = match validate(&kc, &choice.id, &ctx.default_image) {
         Ok(c) => c,
         Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
     };
@@ -62,6 +63,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         cluster_id::write_record(&config_maps, &cluster).await?;
         tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
     }
+    cluster.external_addresses = external_addresses(client, &namespace, &cluster).await?;
     let mut objects = build::cluster(&cluster);
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     for built in &mut objects.statefulsets {
@@ -201,6 +203,29 @@ pub async fn apply_all(
         }
     }
     Ok(problems)
+}
+
+/// Applies the external Services ahead of the rest, since each broker advertises the address
+/// its Service gets (a node port is allocated when the Service is created; a load balancer's
+/// address arrives later, and the Service watch brings the reconcile back then), and returns
+/// those addresses by node id.
+async fn external_addresses(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &ValidatedCluster,
+) -> Result<BTreeMap<i32, String>, kube::Error> {
+    let mut out = BTreeMap::new();
+    let Some(e) = &cluster.external else {
+        return Ok(out);
+    };
+    let pool = cluster.broker_pool();
+    for (service, (ordinal, _)) in build::services::external(cluster).iter().zip(pool.pods()) {
+        let applied = apply(client, namespace, service).await?;
+        if let Some(address) = build::services::external_address(e.kind, e.port, &applied) {
+            out.insert(pool.node_id(ordinal), address);
+        }
+    }
+    Ok(out)
 }
 
 /// Server-side applies `object` with the operator's field manager.
