@@ -55,49 +55,22 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         _ => (&cluster.storage, cluster.resources.clone()),
     };
     let properties = format!("{CONFIG_DIR}/$(POD_NAME).properties");
-    let mut env = vec![EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut env = vec![field_env("POD_NAME", "metadata.name")];
     let node_port = matches!(
         &cluster.external,
         Some(e) if e.kind == crate::crd::cluster::ExternalType::NodePort
     );
     if node_port && pool.role.is_broker() {
         // A NodePort listener is advertised at the node's address (`${env:HOST_IP}`).
-        env.push(EnvVar {
-            name: super::properties::HOST_IP_ENV.into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.hostIP".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(field_env(super::properties::HOST_IP_ENV, "status.hostIP"));
     }
     let mut args = vec!["server-start".to_string(), properties.clone()];
     if let (Some(rack), true) = (&cluster.rack, pool.role.is_broker()) {
         // The pod carries its node's topology labels (PodTopologyLabels admission).
-        env.push(EnvVar {
-            name: "GREGOR_RACK".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: format!("metadata.labels['{}']", rack.topology_key),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(field_env(
+            "GREGOR_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
         args.extend(["--override".into(), "broker.rack=$(GREGOR_RACK)".into()]);
     }
     let mut ports = vec![
@@ -247,6 +220,21 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
 
 fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!map.is_empty()).then_some(map)
+}
+
+/// An environment variable holding a field of the pod (downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {
