@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -308,21 +308,5 @@ async fn event(
     reason: &str,
     note: String,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "gregor-operator".into(),
-            instance: None,
-        },
-    );
-    let e = Event {
-        type_: kind,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(err) = recorder.publish(&e, &kc.object_ref(&())).await {
-        tracing::debug!(error = %err, "recording an event failed");
-    }
+    super::record(client, &kc.object_ref(&()), kind, reason, note).await;
 }
