@@ -4,16 +4,20 @@
 #      ServiceMonitor;
 #   2. helm template with both value sets, every document parsed and checked for what it must
 #      hold (kinds and names, the operator's arguments, a non-root read-only container, RBAC
-#      covering what the operator touches, and nothing more than that in the scope asked for);
+#      granting exactly the verbs the operator uses, in the scope asked for);
 #   3. with kube-apiserver and etcd at hand (GREGOR_KUBE_BIN, as scripts/kube-dist.sh prints;
 #      --no-server skips this): `helm install` into a real API server, then the operator binary
 #      run with the rendered Deployment's arguments as the chart's ServiceAccount (a token from
 #      the TokenRequest API), once cluster-wide and once after `helm upgrade` to
 #      watchNamespaces: each time a KafkaCluster must get its cluster id and StatefulSet, which
-#      only happens when the chart's RBAC lets every call of the reconcile through.
+#      only happens when the chart's RBAC lets every call of the reconcile through. The first
+#      run also takes a KafkaTopic through creation (finalizer, topic created in a local
+#      `gregor dev` broker reached through --bootstrap-override, Ready) and deletion (topic
+#      deleted, finalizer removed), so the KafkaTopic controller's calls are checked too.
 #
 # helm: from PATH, else built once with `go install` into ~/.cache/gregor/bin (HELM_VERSION).
 # Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
+#      GREGOR_BIN (default: $CARGO_TARGET_DIR/release/gregor, built when missing),
 #      CARGO_TARGET_DIR, HELM_VERSION (default v3.22.0), GREGOR_CACHE (default ~/.cache/gregor).
 # No `cmd | grep -q` below: grep -q stops reading at its match, and under pipefail the writer's
 # SIGPIPE would fail the check. Outputs are compared as strings instead.
@@ -156,7 +160,7 @@ check(labels.get("app.kubernetes.io/name") != "gregor",
 # RBAC: what the operator touches, in the scope asked for, and no wildcard.
 NEEDS = {
     ("gregor.dev", "kafkaclusters"): "get list watch patch",
-    ("gregor.dev", "kafkatopics"): "get list watch patch update",
+    ("gregor.dev", "kafkatopics"): "get list watch patch",
     ("gregor.dev", "kafkaclusters/status"): "patch",
     ("gregor.dev", "kafkatopics/status"): "patch",
     ("gregor.dev", "kafkaclusters/finalizers"): "update",
@@ -187,9 +191,11 @@ def granted(rules):
 
 def covers(rules, where):
     have = {(g, res, v) for g, res, v, names in granted(rules) if not names}
-    for (g, res), verbs in NEEDS.items():
-        for v in verbs.split():
-            check((g, res, v) in have, f"{where} lacks {v} on {g or 'core'}/{res}")
+    need = {(g, res, v) for (g, res), verbs in NEEDS.items() for v in verbs.split()}
+    for g, res, v in sorted(need - have):
+        check(False, f"{where} lacks {v} on {g or 'core'}/{res}")
+    for g, res, v in sorted(have - need):
+        check(False, f"{where} grants {v} on {g or 'core'}/{res}, which the operator never uses")
     check(not any(res.startswith("secrets") for _, res, _ in have), f"{where} grants secrets")
 
 
@@ -247,6 +253,12 @@ if [[ -z "$operator" ]]; then
   operator="${CARGO_TARGET_DIR:-$root/target}/debug/gregor-operator"
 fi
 
+gregor="${GREGOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gregor}"
+if [[ ! -x "$gregor" ]]; then
+  say "cargo build --release -p gregor"
+  cargo build -q --release -p gregor
+fi
+
 say "etcd and kube-apiserver ($kube_bin)"
 read -r etcd_port peer_port api_port metrics_port <<<"$(python3 scripts/free-port.py 4)"
 token="helm-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
@@ -289,9 +301,11 @@ done
 
 h() { "$helm" --kubeconfig "$work/admin.kubeconfig" "$@"; }
 # Runs the operator as the chart's ServiceAccount, with the arguments of the Deployment as
-# installed, until a KafkaCluster in NAMESPACE is reconciled.
-run_operator() { # NAMESPACE CLUSTER
-  local ns="$1" name="$2" sa_token args
+# installed, until a KafkaCluster in NAMESPACE is reconciled; with BOOTSTRAP (a broker's
+# address), also until a KafkaTopic of that cluster is created in the broker, Ready, and then
+# deleted with its topic.
+run_operator() { # NAMESPACE CLUSTER [BOOTSTRAP]
+  local ns="$1" name="$2" bootstrap="${3:-}" sa_token args
   sa_token="$(kapi POST /api/v1/namespaces/gregor-system/serviceaccounts/gregor/token \
     '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}' |
     "$py" -c 'import json,sys; print(json.load(sys.stdin)["status"]["token"])')"
@@ -308,6 +322,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
             print(a)
 PY
   )
+  [[ -n "$bootstrap" ]] && args+=("--bootstrap-override=$ns/$name=$bootstrap")
   echo "gregor-operator ${args[*]}"
   KUBECONFIG="$work/operator.kubeconfig" RUST_LOG=info,kube=warn "$operator" "${args[@]}" \
     >"$work/operator-$ns.log" 2>&1 &
@@ -326,6 +341,11 @@ PY
     grep -qi forbidden "$work/operator-$ns.log" && break
     sleep 0.5
   done
+  local topic_ok=1
+  if [[ $reconciled == 1 && -n "$bootstrap" ]]; then
+    topic_ok=0
+    kafka_topic "$ns" "$name" "$bootstrap" "$pid" && topic_ok=1
+  fi
   local leading=0
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null)" \
     =~ '"holderIdentity":'\ *'"helm-check-0"' ]] && leading=1
@@ -336,11 +356,60 @@ PY
     tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
     fail "the operator, as the chart's ServiceAccount, did not reconcile $ns/$name"
   fi
+  if [[ $topic_ok == 0 ]]; then
+    tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
+    fail "the operator, as the chart's ServiceAccount, did not create and delete a KafkaTopic in $ns"
+  fi
   [[ $leading == 1 ]] || fail "the operator did not hold the Lease gregor-system/gregor"
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor)" \
     == *'"holderIdentity"'* ]] && fail "the operator did not hand the Lease back on SIGTERM"
   echo "reconciled $ns/$name as system:serviceaccount:gregor-system:gregor, holding the Lease"
 }
+
+# A KafkaTopic of NAMESPACE/CLUSTER, created then deleted while the operator (PID) runs: the
+# topic must appear in the broker at BOOTSTRAP with Ready=True, then go with the resource.
+ready_py='import json, sys
+conditions = json.load(sys.stdin).get("status", {}).get("conditions", [])
+print(next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown"))'
+kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
+  local ns="$1" cluster="$2" bootstrap="$3" pid="$4" path topics i
+  path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkatopics"
+  kapi POST "$path" "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaTopic\",\"metadata\":{\"name\":\"helm-check\"},\"spec\":{\"cluster\":\"$cluster\",\"partitions\":2,\"replicationFactor\":1}}" >/dev/null
+  for i in $(seq 120); do
+    [[ "$(kapi GET "$path/helm-check" 2>/dev/null | "$py" -c "$ready_py" 2>/dev/null)" == True ]] &&
+      break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  topics="$("$gregor" topics --bootstrap-server "$bootstrap" --list 2>&1)" || return 1
+  [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] || { echo "topics: $topics" >&2; return 1; }
+  echo "KafkaTopic $ns/helm-check is Ready and its topic exists ($(( $(date +%s) - t0 ))s)"
+  [[ "$(kapi GET "$path/helm-check" | "$py" -c "$ready_py")" == True ]] || return 1
+  kapi DELETE "$path/helm-check" >/dev/null
+  for i in $(seq 120); do
+    kapi GET "$path/helm-check" >/dev/null 2>&1 || break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  kapi GET "$path/helm-check" >/dev/null 2>&1 && { echo "the KafkaTopic was not removed" >&2; return 1; }
+  topics="$("$gregor" topics --bootstrap-server "$bootstrap" --list 2>&1)" || return 1
+  [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] && { echo "topic left: $topics" >&2; return 1; }
+  echo "KafkaTopic $ns/helm-check deleted, and its topic with it ($(( $(date +%s) - t0 ))s)"
+}
+
+say "gregor dev (a broker for the KafkaTopic)"
+read -r kafka_port kafka_metrics_port <<<"$(python3 scripts/free-port.py 2)"
+"$gregor" dev --data-dir "$work/broker" \
+  --override "listeners=PLAINTEXT://127.0.0.1:$kafka_port" \
+  --override "advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port" \
+  --override "metrics.listener=127.0.0.1:$kafka_metrics_port" >"$work/gregor.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 120); do
+  [[ "$(curl -s "http://127.0.0.1:$kafka_metrics_port/readyz" 2>/dev/null)" == ready* ]] && break
+  sleep 0.5
+done
+curl -sf "http://127.0.0.1:$kafka_metrics_port/readyz" >/dev/null ||
+  { tail -n 20 "$work/gregor.log" >&2; fail "gregor dev not ready"; }
 
 say "helm install gregor $chart -n gregor-system --create-namespace (cluster-wide)"
 h install gregor "$chart" -n gregor-system --create-namespace >/dev/null
@@ -348,7 +417,7 @@ h install gregor "$chart" -n gregor-system --create-namespace >/dev/null
 for ns in demo a; do
   kapi POST /api/v1/namespaces "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
 done
-run_operator demo demo
+run_operator demo demo "127.0.0.1:$kafka_port"
 
 say "helm upgrade --set watchNamespaces={a}"
 h upgrade gregor "$chart" -n gregor-system --set 'watchNamespaces={a}' >/dev/null

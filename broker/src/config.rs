@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::log::{CleanupPolicy, LogConfig};
 
+mod providers;
+pub use providers::resolve as resolve_providers;
 mod replication;
 pub use replication::ReplicationConfig;
 
@@ -429,12 +431,15 @@ fn hours_to_ms(h: i64) -> i64 {
 }
 
 impl Config {
-    /// Validates a property map into a [`Config`], logging keys Gregor does not use.
+    /// Validates a property map into a [`Config`] (after resolving config-provider variables),
+    /// logging keys Gregor does not use.
     pub fn from_properties(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let map = providers::resolve(map, &|name| std::env::var(name).ok())?;
         let p = Props { map: &map };
         for key in map.keys() {
-            let known =
-                KNOWN_KEYS.contains(&key.as_str()) || replication::KEYS.contains(&key.as_str());
+            let known = KNOWN_KEYS.contains(&key.as_str())
+                || replication::KEYS.contains(&key.as_str())
+                || key.starts_with(providers::PROVIDERS_KEY);
             if !known && !key.starts_with("ssl.") {
                 tracing::warn!(key = %key, "ignoring config key Gregor does not support");
             }

@@ -158,6 +158,15 @@ pub enum ConfigChange {
     Delete(String),
 }
 
+impl ConfigChange {
+    /// The key changed.
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigChange::Set(k, _) | ConfigChange::Delete(k) => k,
+        }
+    }
+}
+
 /// An admin connection to one cluster.
 #[derive(Debug)]
 pub struct Admin {

@@ -170,6 +170,10 @@ pub struct ValidatedCluster {
     pub port: i32,
     /// External listener.
     pub external: Option<ExternalListener>,
+    /// Where each broker is reached through its external Service, by node id, as far as
+    /// Kubernetes has said (a NodePort Service's port, a LoadBalancer's ingress): filled by the
+    /// reconcile from the applied Services, empty before. Addresses in the spec take precedence.
+    pub external_addresses: BTreeMap<i32, String>,
     /// Metrics endpoint.
     pub metrics: Metrics,
     /// Pod overrides.
@@ -362,6 +366,7 @@ pub fn validate(
         rack: spec.rack.clone(),
         port: spec.listeners.port,
         external: spec.listeners.external.clone(),
+        external_addresses: BTreeMap::new(),
         metrics: spec.metrics.clone(),
         template: spec.template.clone().unwrap_or_default(),
         cluster_id,

@@ -57,31 +57,32 @@ What the operator does in the namespaces it watches, as RBAC rules: the same lis
 ClusterRole (every namespace) and for each Role (watchNamespaces).
 */}}
 {{- define "gregor.rules" -}}
-# The custom resources: watched; finalizers (KafkaTopic) are metadata patches.
+# The custom resources: watched, and patched (finalizers, the config-keys annotation).
 - apiGroups: [gregor.dev]
   resources: [kafkaclusters, kafkatopics]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [gregor.dev]
   resources: [kafkaclusters/status, kafkatopics/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 # Children carry owner references with blockOwnerDeletion, which needs update on the owner's
 # finalizers subresource.
 - apiGroups: [gregor.dev]
   resources: [kafkaclusters/finalizers, kafkatopics/finalizers]
   verbs: [update]
-# Children, server-side applied with one field manager; delete for removed pools.
+# Children, server-side applied with one field manager (an apply that creates needs create).
+# Nothing deletes them but the garbage collector, through their owner references.
 - apiGroups: [""]
   resources: [configmaps, services]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 # Pods: read for node state, deleted one at a time by rolling restarts.
 - apiGroups: [""]
   resources: [pods]

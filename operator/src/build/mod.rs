@@ -115,6 +115,71 @@ mod tests {
     }
 
     #[test]
+    fn a_node_port_broker_advertises_its_node_address_which_the_broker_resolves() {
+        use std::collections::BTreeMap;
+
+        use crate::crd::cluster::{ExternalListener, ExternalType};
+        let mut spec = KafkaClusterSpec {
+            replicas: 2,
+            ..Default::default()
+        };
+        spec.listeners.external = Some(ExternalListener {
+            kind: ExternalType::NodePort,
+            port: 9094,
+            advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
+        });
+        // The user's own provider stays, with the operator's env provider added.
+        spec.config.insert("config.providers".into(), "file".into());
+        spec.config.insert(
+            "config.providers.file.class".into(),
+            "org.apache.kafka.common.config.provider.FileConfigProvider".into(),
+        );
+        let mut cluster = validated(spec);
+        cluster.external_addresses = BTreeMap::from([
+            (0, "${env:HOST_IP}:30000".to_string()),
+            (1, "${env:HOST_IP}:30001".to_string()),
+        ]);
+        let objects = super::cluster(&cluster);
+        let data = objects.config.data.as_ref().unwrap();
+        let parsed = |pod: &str| {
+            let props = gregor::config::parse_properties(&data[&format!("{pod}.properties")]);
+            let env = |name: &str| (name == "HOST_IP").then(|| "172.18.0.3".to_string());
+            gregor::config::resolve_providers(props, &env).unwrap()
+        };
+        let (b0, b1) = (parsed("events-0"), parsed("events-1"));
+        // The spec's address wins over the Service's.
+        assert!(b0["advertised.listeners"].ends_with(",EXTERNAL://kafka-0.example.com:31000"));
+        assert!(!data["events-0.properties"].contains("config.providers=file,env"));
+        assert!(
+            b1["advertised.listeners"].ends_with(",EXTERNAL://172.18.0.3:30001"),
+            "{b1:?}"
+        );
+        assert_eq!(b1["config.providers"], "file,env");
+        assert_eq!(
+            data["events-1.properties"]
+                .matches("config.providers=")
+                .count(),
+            1
+        );
+        // The pods learn their node's address from the downward API.
+        let container = &objects.statefulsets[0]
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        let host_ip = container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "HOST_IP");
+        let field = host_ip.and_then(|e| e.value_from.as_ref()?.field_ref.as_ref());
+        assert_eq!(field.map(|f| f.field_path.as_str()), Some("status.hostIP"));
+    }
+
+    #[test]
     fn every_child_is_owned_by_the_cluster() {
         let objects = cluster(&three_combined());
         let metas = [

@@ -13,6 +13,14 @@ pub const DATA_DIR: &str = "/var/lib/gregor/data";
 /// Where the ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/gregor";
 
+/// Kafka's list of config providers; the operator adds `env` when a broker advertises its
+/// node's address (`${env:HOST_IP}`).
+const PROVIDERS: &str = "config.providers";
+const ENV_PROVIDER_CLASS_KEY: &str = "config.providers.env.class";
+const ENV_PROVIDER_CLASS: &str = "org.apache.kafka.common.config.provider.EnvVarConfigProvider";
+/// The environment variable holding the pod's node address (downward API `status.hostIP`).
+pub const HOST_IP_ENV: &str = "HOST_IP";
+
 /// The ConfigMap key of `pod`'s properties.
 pub fn key(pod: &str) -> String {
     format!("{pod}.properties")
@@ -31,8 +39,13 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
         protocols.push("CLIENT:PLAINTEXT".into());
         if let Some(e) = &cluster.external {
             listeners.push(format!("EXTERNAL://:{}", e.port));
-            let id = pool.node_id(ordinal).to_string();
-            if let Some(addr) = e.advertised.get(&id) {
+            let id = pool.node_id(ordinal);
+            let address = e
+                .advertised
+                .get(&id.to_string())
+                .or_else(|| cluster.external_addresses.get(&id));
+            // Until Kubernetes gives the Service an address, the listener is not advertised.
+            if let Some(addr) = address {
                 advertised.push(format!("EXTERNAL://{addr}"));
             }
             protocols.push("EXTERNAL:PLAINTEXT".into());
@@ -55,7 +68,26 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
         ),
     ]);
     if pool.role.is_broker() {
-        owned.insert("advertised.listeners", advertised.join(","));
+        let advertised = advertised.join(",");
+        if advertised.contains("${env:") {
+            // Kafka's EnvVarConfigProvider resolves it when the broker starts.
+            let mut providers: Vec<&str> = cluster
+                .config
+                .get(PROVIDERS)
+                .map(|p| {
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !providers.contains(&"env") {
+                providers.push("env");
+            }
+            owned.insert(PROVIDERS, providers.join(","));
+            owned.insert(ENV_PROVIDER_CLASS_KEY, ENV_PROVIDER_CLASS.to_string());
+        }
+        owned.insert("advertised.listeners", advertised);
         owned.insert("inter.broker.listener.name", "CLIENT".to_string());
     }
     let mut out = format!(
@@ -66,9 +98,15 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
     for (k, v) in &owned {
         out.push_str(&format!("{k}={v}\n"));
     }
-    if !cluster.config.is_empty() {
+    // A key written above (config.providers, merged) is not written twice.
+    let user: Vec<_> = cluster
+        .config
+        .iter()
+        .filter(|(k, _)| !owned.contains_key(k.as_str()))
+        .collect();
+    if !user.is_empty() {
         out.push_str("# From spec.config:\n");
-        for (k, v) in &cluster.config {
+        for (k, v) in user {
             out.push_str(&format!("{k}={v}\n"));
         }
     }

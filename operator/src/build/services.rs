@@ -60,6 +60,39 @@ pub fn bootstrap(cluster: &ValidatedCluster) -> Service {
     }
 }
 
+/// Where a broker is reached through its applied external Service, once Kubernetes has said:
+/// a NodePort Service at its node's address (`${env:HOST_IP}`, resolved by the broker) and
+/// node port; a LoadBalancer at its first ingress address and the listener's port.
+pub fn external_address(kind: ExternalType, port: i32, service: &Service) -> Option<String> {
+    match kind {
+        ExternalType::NodePort => {
+            let node_port = service
+                .spec
+                .as_ref()?
+                .ports
+                .as_ref()?
+                .iter()
+                .find_map(|p| p.node_port)?;
+            Some(format!(
+                "${{env:{}}}:{node_port}",
+                super::properties::HOST_IP_ENV
+            ))
+        }
+        ExternalType::LoadBalancer => {
+            let ingress = service
+                .status
+                .as_ref()?
+                .load_balancer
+                .as_ref()?
+                .ingress
+                .as_ref()?
+                .first()?;
+            let host = ingress.hostname.clone().or_else(|| ingress.ip.clone())?;
+            Some(format!("{host}:{port}"))
+        }
+    }
+}
+
 /// One Service per broker for the external listener (NodePort or LoadBalancer), selecting its
 /// pod by name; none without an external listener.
 pub fn external(cluster: &ValidatedCluster) -> Vec<Service> {

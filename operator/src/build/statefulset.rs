@@ -30,7 +30,10 @@ pub const GRACE_SECONDS: i64 = 120;
 /// The hash of a pool's configuration, as the pod template carries it. It must not depend on
 /// the number of pods, or a scale step would make every running pod stale and roll them all:
 /// so it covers the first pod's file (everything the pods share, which no pool is without)
-/// and the only per-pod input besides the ordinal, the external addresses by node id.
+/// and the only per-pod input besides the ordinal, the external addresses by node id (from
+/// the spec, and those Kubernetes gave the Services). A new broker's external address does
+/// change it, so with an external listener a scale-up rolls the running brokers once, after
+/// the step.
 pub fn config_hash(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) -> String {
     let data = config.data.clone().unwrap_or_default();
     let first = pool
@@ -41,6 +44,12 @@ pub fn config_hash(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
     let mut parts = vec![first];
     if let (Some(e), true) = (&cluster.external, pool.role.is_broker()) {
         parts.extend(e.advertised.iter().map(|(id, addr)| format!("{id}={addr}")));
+        parts.extend(
+            cluster
+                .external_addresses
+                .iter()
+                .map(|(id, addr)| format!("service {id}={addr}")),
+        );
     }
     stable_hash(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -63,31 +72,22 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         _ => (&cluster.storage, cluster.resources.clone()),
     };
     let properties = format!("{CONFIG_DIR}/$(POD_NAME).properties");
-    let mut env = vec![EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut env = vec![field_env("POD_NAME", "metadata.name")];
+    let node_port = matches!(
+        &cluster.external,
+        Some(e) if e.kind == crate::crd::cluster::ExternalType::NodePort
+    );
+    if node_port && pool.role.is_broker() {
+        // A NodePort listener is advertised at the node's address (`${env:HOST_IP}`).
+        env.push(field_env(super::properties::HOST_IP_ENV, "status.hostIP"));
+    }
     let mut args = vec!["server-start".to_string(), properties.clone()];
     if let (Some(rack), true) = (&cluster.rack, pool.role.is_broker()) {
         // The pod carries its node's topology labels (PodTopologyLabels admission).
-        env.push(EnvVar {
-            name: "GREGOR_RACK".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: format!("metadata.labels['{}']", rack.topology_key),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(field_env(
+            "GREGOR_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
         args.extend(["--override".into(), "broker.rack=$(GREGOR_RACK)".into()]);
     }
     let mut ports = vec![
@@ -237,6 +237,21 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
 
 fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!map.is_empty()).then_some(map)
+}
+
+/// An environment variable holding a field of the pod (downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {

@@ -28,7 +28,12 @@ pub const MANAGED_ANNOTATION: &str = "gregor.dev/managed";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTopicSpec {
-    /// Name of the KafkaCluster (same namespace) the topic lives in.
+    /// Name of the KafkaCluster (same namespace) the topic lives in. It cannot change: the
+    /// topic would stay behind in the first cluster.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.cluster cannot change (the topic would stay behind in the old cluster): delete this KafkaTopic, annotated gregor.dev/managed: \"false\" to keep the topic, and create one for the other cluster"
+    }]))]
     pub cluster: String,
     /// The topic's name in Kafka, when it differs from the resource's name (Kafka allows
     /// `_` and upper case, Kubernetes names do not).

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,7 +27,7 @@ use crate::crd::KafkaCluster;
 use crate::health;
 use crate::roll::{self, Step};
 use crate::scale;
-use crate::validate::validate;
+use crate::validate::{validate, ValidatedCluster};
 
 /// How soon a cluster that is not ready yet is looked at again.
 const SETTLING: Duration = Duration::from_secs(5);
@@ -107,6 +107,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         event(client, &kc, *kind, reason, note.clone()).await;
     }
 
+    cluster.external_addresses = external_addresses(client, &namespace, &cluster).await?;
     let mut objects = build::cluster(&cluster);
     for built in &mut objects.statefulsets {
         let current = existing.iter().find(|s| s.name_any() == built.name_any());
@@ -244,6 +245,29 @@ pub async fn apply_all(
     Ok(problems)
 }
 
+/// Applies the external Services ahead of the rest, since each broker advertises the address
+/// its Service gets (a node port is allocated when the Service is created; a load balancer's
+/// address arrives later, and the Service watch brings the reconcile back then), and returns
+/// those addresses by node id.
+async fn external_addresses(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &ValidatedCluster,
+) -> Result<BTreeMap<i32, String>, kube::Error> {
+    let mut out = BTreeMap::new();
+    let Some(e) = &cluster.external else {
+        return Ok(out);
+    };
+    let pool = cluster.broker_pool();
+    for (service, (ordinal, _)) in build::services::external(cluster).iter().zip(pool.pods()) {
+        let applied = apply(client, namespace, service).await?;
+        if let Some(address) = build::services::external_address(e.kind, e.port, &applied) {
+            out.insert(pool.node_id(ordinal), address);
+        }
+    }
+    Ok(out)
+}
+
 /// Server-side applies `object` with the operator's field manager.
 async fn apply<K>(client: &kube::Client, namespace: &str, object: &K) -> Result<K, kube::Error>
 where
@@ -324,21 +348,5 @@ async fn event(
     reason: &str,
     note: String,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "gregor-operator".into(),
-            instance: None,
-        },
-    );
-    let e = Event {
-        type_: kind,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(err) = recorder.publish(&e, &kc.object_ref(&())).await {
-        tracing::debug!(error = %err, "recording an event failed");
-    }
+    super::record(client, &kc.object_ref(&()), kind, reason, note).await;
 }

@@ -21,6 +21,9 @@ pub mod topic;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
 /// What every reconcile shares.
 #[derive(Clone)]
 pub struct Context {
@@ -79,5 +82,33 @@ impl ReconcileError {
             ReconcileError::Kafka(_) | ReconcileError::KafkaAdmin(_) => "kafka",
             ReconcileError::Malformed(_) => "malformed",
         }
+    }
+}
+
+/// Records an event on `object` (`kubectl describe` shows it); a failure to record is logged,
+/// never fatal.
+pub(crate) async fn record(
+    client: &kube::Client,
+    object: &ObjectReference,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gregor-operator".into(),
+            instance: None,
+        },
+    );
+    let e = Event {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&e, object).await {
+        tracing::debug!(error = %err, "recording an event failed");
     }
 }

@@ -25,12 +25,13 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use self::plan::{Desired, Observed, Plan, Step};
 use super::conditions::{merge, Want};
-use super::{Context, ReconcileError};
+use super::{record, Context, ReconcileError};
 use crate::build::objects::FIELD_MANAGER;
 use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
 use crate::kafka::{Admin, KafkaError, Topic};
@@ -110,9 +111,12 @@ async fn apply(
         not_ready(api, kt, "TopicConflict", message).await?;
         return Ok(Action::requeue(BLOCKED));
     }
-    let session = tokio::time::timeout(KAFKA_TIMEOUT, converge(kt, api, &bootstrap, &desired))
-        .await
-        .unwrap_or_else(|_| Err(Failure::TimedOut));
+    let session = tokio::time::timeout(
+        KAFKA_TIMEOUT,
+        converge(kt, api, &ctx.client, &bootstrap, &desired),
+    )
+    .await
+    .unwrap_or_else(|_| Err(Failure::TimedOut));
     match session {
         Ok(action) => Ok(action),
         Err(Failure::Kube(e)) => Err(e.into()),
@@ -128,6 +132,15 @@ async fn apply(
         }
         Err(Failure::Kafka(e)) => {
             tracing::warn!(topic = %desired.name, error = %e, "the brokers refused a change");
+            let note = format!("topic {}: {e}", desired.name);
+            record(
+                &ctx.client,
+                &kt.object_ref(&()),
+                EventType::Warning,
+                "KafkaRejected",
+                note,
+            )
+            .await;
             not_ready(api, kt, "KafkaRejected", e.to_string()).await?;
             Ok(Action::requeue(BLOCKED))
         }
@@ -212,6 +225,7 @@ async fn observe(admin: &mut Admin, name: &str) -> Result<Observed, KafkaError> 
 async fn converge(
     kt: &KafkaTopic,
     api: &Api<KafkaTopic>,
+    client: &kube::Client,
     bootstrap: &str,
     desired: &Desired,
 ) -> Result<Action, Failure> {
@@ -249,6 +263,8 @@ async fn converge(
     }
     for step in &steps {
         execute(&mut admin, &desired.name, step).await?;
+        let (reason, note) = step.describe(&desired.name);
+        record(client, &kt.object_ref(&()), EventType::Normal, reason, note).await;
     }
     if !steps.is_empty() {
         observed = observe(&mut admin, &desired.name).await?;
@@ -404,6 +420,17 @@ async fn cleanup(
     match deleted {
         Ok(existed) => {
             tracing::info!(%resource, topic = %name, existed, "topic deleted");
+            if existed {
+                let note = format!("topic {name} deleted from the brokers at {bootstrap}");
+                record(
+                    &ctx.client,
+                    &kt.object_ref(&()),
+                    EventType::Normal,
+                    "TopicDeleted",
+                    note,
+                )
+                .await;
+            }
             Ok(Action::await_change())
         }
         Err(e) => {

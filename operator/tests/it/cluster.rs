@@ -523,6 +523,7 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
     let ctx = context(&client);
     reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let mut node_ports = Vec::new();
     for i in 0..2 {
         let s = svcs
             .get(&format!("events-{i}-external"))
@@ -530,17 +531,24 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
             .expect("a per-broker Service");
         let spec = s.spec.unwrap();
         assert_eq!(spec.type_.as_deref(), Some("NodePort"));
-        assert!(
-            spec.ports.unwrap()[0].node_port.is_some(),
-            "the API server allocated a node port"
-        );
+        let node_port = spec.ports.unwrap()[0].node_port;
+        node_ports.push(node_port.expect("the API server allocated a node port"));
     }
     let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .get("events-config")
         .await
         .unwrap();
-    assert!(config.data.as_ref().unwrap()["events-0.properties"]
-        .contains("EXTERNAL://kafka-0.example.com:31000"));
+    let data = config.data.as_ref().unwrap();
+    // Broker 0 advertises the address in the spec; broker 1, given none, its node's address
+    // (resolved by the broker from the downward API) and the port its Service got, from the
+    // first reconcile on, so the pods never restart to learn it.
+    assert!(data["events-0.properties"].contains("EXTERNAL://kafka-0.example.com:31000"));
+    let broker1 = &data["events-1.properties"];
+    assert!(
+        broker1.contains(&format!("EXTERNAL://${{env:HOST_IP}}:{}", node_ports[1]))
+            && broker1.contains("config.providers=env\n"),
+        "{broker1}"
+    );
     // Without the Prometheus Operator's CRD, the status says so.
     let kc = get(&client, &ns, "events").await;
     let degraded = condition(&kc, "Degraded");
@@ -603,6 +611,65 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
         Api::namespaced_with(client.clone(), &ns, &resource);
     let m = monitors.get("events").await.expect("the ServiceMonitor");
     assert_eq!(m.data["spec"]["endpoints"][0]["port"], "metrics");
+}
+
+#[tokio::test]
+async fn a_load_balancer_address_is_advertised_once_the_service_has_one() {
+    use gregor_operator::crd::cluster::{ExternalListener, ExternalType};
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("load-balancer").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    spec.listeners.external = Some(ExternalListener {
+        kind: ExternalType::LoadBalancer,
+        port: 9094,
+        advertised: BTreeMap::new(),
+    });
+    create(&client, &ns, "lb", spec).await;
+    let ctx = context(&client);
+    let properties = || async {
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get("lb-config")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["lb-0.properties"]
+            .clone()
+    };
+    reconcile(Arc::new(get(&client, &ns, "lb").await), Arc::clone(&ctx))
+        .await
+        .unwrap();
+    // No address yet (no cloud controller has provisioned one): the listener is bound but not
+    // advertised, and no config provider is needed.
+    let before = properties().await;
+    assert!(
+        before.contains("listeners=CLIENT://:9092,EXTERNAL://:9094")
+            && !before.contains("EXTERNAL://lb")
+            && !before.contains("config.providers"),
+        "{before}"
+    );
+    // What a cloud controller writes once the load balancer is up.
+    Api::<Service>::namespaced(client.clone(), &ns)
+        .patch_status(
+            "lb-0-external",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": {"loadBalancer": {"ingress": [{"hostname": "lb-0.example.com"}]}}
+            })),
+        )
+        .await
+        .expect("writing the load balancer's address");
+    reconcile(Arc::new(get(&client, &ns, "lb").await), Arc::clone(&ctx))
+        .await
+        .unwrap();
+    let after = properties().await;
+    assert!(
+        after.contains("EXTERNAL://lb-0.example.com:9094"),
+        "{after}"
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ struct Setup {
     ctx: Arc<Context>,
     api: Api<KafkaTopic>,
     bootstrap: String,
+    ns: String,
 }
 
 impl Setup {
@@ -60,6 +61,7 @@ impl Setup {
             ctx,
             api: Api::namespaced(client, &ns),
             bootstrap: brokers.bootstrap.clone(),
+            ns,
         }
     }
 
@@ -104,6 +106,22 @@ impl Setup {
             )
             .await
             .expect("patching the spec");
+    }
+
+    /// Reasons of the events recorded on the resource `name`, oldest first.
+    async fn events(&self, name: &str) -> Vec<String> {
+        use k8s_openapi::api::events::v1::Event;
+        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let mut list: Vec<Event> = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("listing events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        list.into_iter().filter_map(|e| e.reason).collect()
     }
 
     async fn admin(&self) -> Admin {
@@ -303,6 +321,11 @@ async fn more_partitions_grow_the_topic_and_config_edits_alter_it() {
             .map(String::as_str),
         Some("retention.ms")
     );
+    assert_eq!(
+        t.events("grown").await,
+        ["TopicCreated", "TopicConfigAltered", "PartitionsAdded"],
+        "an event for each step, in order"
+    );
 }
 
 #[tokio::test]
@@ -418,6 +441,8 @@ async fn deleting_a_kafka_topic_deletes_its_topic_unless_it_is_unmanaged() {
     }
     assert!(t.topic("doomed").await.is_none(), "deleted in Kafka");
     assert!(t.topic("kept").await.is_some(), "unmanaged: kept in Kafka");
+    assert_eq!(t.events("doomed").await, ["TopicCreated", "TopicDeleted"]);
+    assert_eq!(t.events("kept").await, ["TopicCreated"]);
 }
 
 #[tokio::test]
@@ -557,4 +582,34 @@ async fn new_partitions_follow_the_operators_assignment() {
     let after = t.topic("placed").await.unwrap().partitions;
     assert_eq!(after[..2], before[..]);
     assert_eq!(after[2..], planned[..]);
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_moving_a_topic_to_another_cluster() {
+    let server = api_server_or_skip!();
+    let t = Setup::new(server, "topic-move").await;
+    t.create("moved", spec(1, 1, &[])).await;
+    let refused = t
+        .api
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"cluster": "elsewhere"}})),
+        )
+        .await
+        .expect_err("spec.cluster is immutable");
+    let kube::Error::Api(status) = refused else {
+        panic!("expected the API server's refusal, got {refused}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("spec.cluster cannot change"),
+        "{}",
+        status.message
+    );
+    assert_eq!(t.get("moved").await.spec.cluster, CLUSTER);
+    // Other fields stay editable.
+    t.patch_spec("moved", serde_json::json!({"partitions": 2}))
+        .await;
+    assert_eq!(t.get("moved").await.spec.partitions, 2);
 }

@@ -104,6 +104,37 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// The event reason and note recording that the step was taken on topic `name`.
+    pub fn describe(&self, name: &str) -> (&'static str, String) {
+        match self {
+            Step::Create { assignment, config } => (
+                "TopicCreated",
+                format!(
+                    "topic {name} created: {} partitions of {} replicas, {} configs",
+                    assignment.len(),
+                    assignment.first().map_or(0, Vec::len),
+                    config.len()
+                ),
+            ),
+            Step::AlterConfig(changes) => {
+                let keys: Vec<&str> = changes.iter().map(ConfigChange::key).collect();
+                (
+                    "TopicConfigAltered",
+                    format!("topic {name}: configs altered: {}", keys.join(", ")),
+                )
+            }
+            Step::AddPartitions { total, assignment } => (
+                "PartitionsAdded",
+                format!(
+                    "topic {name}: {} partitions added, {total} in all",
+                    assignment.len()
+                ),
+            ),
+        }
+    }
+}
+
 /// A change the spec asks for that the operator will not make.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
