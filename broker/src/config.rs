@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::log::{CleanupPolicy, LogConfig};
 
+pub mod dynamic;
 mod providers;
 pub use providers::resolve as resolve_providers;
 mod replication;
+pub use dynamic::{is_dynamic_broker_key, DYNAMIC_BROKER_KEYS};
 pub use replication::ReplicationConfig;
 
 /// Why a configuration could not be loaded.
@@ -435,8 +437,29 @@ impl Config {
     /// logging keys Gregor does not use.
     pub fn from_properties(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let map = providers::resolve(map, &|name| std::env::var(name).ok())?;
+        Config::parse(map, true)
+    }
+
+    /// The config this broker runs with under dynamic configs: its static properties overlaid
+    /// with the cluster-wide default and then with its own dynamic config, validated as a
+    /// whole (an invalid dynamic value fails naming its key). `raw` holds the merged map.
+    pub fn reconfigured(
+        &self,
+        cluster_default: &BTreeMap<String, String>,
+        broker: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let merged = dynamic::overlay(dynamic::Layers {
+            broker,
+            cluster_default,
+            static_config: &self.raw,
+        });
+        // The static keys were warned about at start-up.
+        Config::parse(merged, false)
+    }
+
+    fn parse(map: BTreeMap<String, String>, warn_unknown: bool) -> Result<Config, ConfigError> {
         let p = Props { map: &map };
-        for key in map.keys() {
+        for key in map.keys().filter(|_| warn_unknown) {
             let known = KNOWN_KEYS.contains(&key.as_str())
                 || replication::KEYS.contains(&key.as_str())
                 || key.starts_with(providers::PROVIDERS_KEY);

@@ -291,23 +291,26 @@ async fn start_broker(
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
     tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
 
-    let mut listeners = Vec::new();
+    // Each socket keeps its listener's name: a request is answered with the addresses of the
+    // listener it arrived on.
+    let mut listeners: Vec<(Arc<str>, TcpListener)> = Vec::new();
+    let mut bound: Vec<(String, u16)> = Vec::new();
     for l in config.client_listeners() {
-        listeners.extend(bind_all(&l.host, l.port).await?);
+        let name: Arc<str> = Arc::from(l.name.as_str());
+        for socket in bind_all(&l.host, l.port).await? {
+            if let Ok(a) = socket.local_addr() {
+                bound.push((l.name.clone(), a.port()));
+            }
+            listeners.push((Arc::clone(&name), socket));
+        }
     }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|(_, l)| l.local_addr().ok())
         .collect();
-    let (mut adv_host, mut adv_port) = config.advertised_address();
-    if adv_port == 0 {
-        adv_port = addrs.first().map(|a| a.port()).unwrap_or(9092);
-    }
-    if adv_host.is_empty() {
-        adv_host = "localhost".into();
-    }
-    let (c, host) = (Arc::clone(&cluster), adv_host.clone());
-    tokio::task::spawn_blocking(move || c.register_broker(&host, adv_port))
+    let endpoints = crate::cluster::advertised_endpoints(config, &bound);
+    let c = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || c.register_broker(endpoints))
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))?
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
@@ -315,7 +318,6 @@ async fn start_broker(
         Arc::clone(&cluster),
         Arc::clone(&groups),
         Arc::clone(metrics),
-        (adv_host, adv_port),
         Some(Arc::clone(quorum)),
     ));
     let (cl, gr, m) = (

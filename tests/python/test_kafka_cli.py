@@ -129,3 +129,46 @@ def test_cli_metadata_quorum_describe(bootstrap):
     assert "CurrentVoters" in fields, out
     rep = kafka("metadata-quorum", "--bootstrap-server", bootstrap, "describe", "--replication")
     assert "Leader" in rep, rep
+
+
+def test_cli_configs_alters_the_cluster_wide_broker_default_live(bootstrap, topic_name):
+    """kafka-configs --entity-type brokers --entity-default sets a dynamic broker config; a
+    topic without its own override takes it at once, and the static keys are refused."""
+    from kafka import KafkaProducer
+    from kafka.errors import NotEnoughReplicasError
+
+    brokers = ("configs", "--bootstrap-server", bootstrap, "--entity-type", "brokers",
+               "--entity-default")
+    kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic_name,
+          "--partitions", "1", "--replication-factor", "1")
+    kafka(*brokers, "--alter", "--add-config", "log.retention.ms=3600000,min.insync.replicas=2")
+    try:
+        out = kafka(*brokers, "--describe")
+        assert "log.retention.ms=3600000" in out, out
+        assert "DYNAMIC_DEFAULT_BROKER_CONFIG:min.insync.replicas=2" in out, out
+        topic = kafka("configs", "--bootstrap-server", bootstrap, "--entity-type", "topics",
+                      "--entity-name", topic_name, "--describe", "--all")
+        assert re.search(r"\bretention\.ms=3600000\b", topic), topic
+
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=0)
+        try:
+            with pytest.raises(NotEnoughReplicasError):
+                producer.send(topic_name, b"needs two in sync").get(timeout=30)
+        finally:
+            producer.close()
+
+        proc = subprocess.run([str(SCRIPTS / "kafka.sh"), *brokers, "--alter", "--add-config",
+                               "num.partitions=7"],
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=120)
+        assert proc.returncode != 0
+        assert "Cannot update these configs dynamically: [num.partitions]" in \
+            proc.stdout + proc.stderr, proc.stderr[-3000:]
+    finally:
+        kafka(*brokers, "--alter", "--delete-config", "log.retention.ms,min.insync.replicas")
+    assert "min.insync.replicas" not in kafka(*brokers, "--describe")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=0)
+    try:
+        producer.send(topic_name, b"one in sync is enough again").get(timeout=30)
+    finally:
+        producer.close()

@@ -23,18 +23,38 @@ pub struct MetadataImage {
     /// The first id of the producer-id block each broker took last.
     #[serde(default)]
     pub producer_blocks: BTreeMap<i32, i64>,
+    /// Dynamic broker configs by BROKER resource name: `""` the cluster-wide default, `"<id>"`
+    /// one broker. Absent from images written before dynamic broker configs existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How many producer ids one block holds.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
-/// A registered broker.
+/// One advertised listener of a broker: the address clients of that listener reach it at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerImage {
+pub struct BrokerEndpoint {
+    /// Listener name, e.g. PLAINTEXT or EXTERNAL.
+    pub listener: String,
     /// Advertised host.
     pub host: String,
     /// Advertised port.
     pub port: u16,
+}
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// Advertised host of the inter-broker listener: replica fetchers and the controller's
+    /// liveness probes connect here.
+    pub host: String,
+    /// Advertised port of the inter-broker listener.
+    pub port: u16,
+    /// Every advertised listener. Empty in registrations written before brokers registered
+    /// their listeners: `host`/`port` then serve every listener (see [`BrokerImage::endpoint`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<BrokerEndpoint>,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are left out of new ISRs.
@@ -65,6 +85,21 @@ pub struct PartitionImage {
     /// Replicas a reassignment removes once every target replica is in the ISR.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing: Vec<i32>,
+}
+
+impl BrokerImage {
+    /// Where clients that connected through `listener` reach this broker, as Kafka answers
+    /// them: `None` when the broker has no such listener. A registration from before listeners
+    /// were recorded has one unnamed address, which answers for every listener.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((self.host.as_str(), self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 impl PartitionImage {
@@ -175,17 +210,28 @@ impl MetadataImage {
                 }
                 None => false,
             },
+            MetadataRecord::BrokerConfigs { resource, configs } => {
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource).is_some()
+                } else {
+                    self.broker_configs
+                        .insert(resource.clone(), configs.clone())
+                        != Some(configs.clone())
+                }
+            }
             MetadataRecord::RemoveTopic { name } => self.topics.remove(name).is_some(),
             MetadataRecord::RegisterBroker {
                 id,
                 host,
                 port,
+                endpoints,
                 rack,
             } => {
                 // A broker registers once it is up and caught up: registering unfences it.
                 let b = BrokerImage {
                     host: host.clone(),
                     port: *port,
+                    endpoints: endpoints.clone(),
                     rack: rack.clone(),
                     fenced: false,
                 };
@@ -339,6 +385,7 @@ mod tests {
             id: 2,
             host: "h".into(),
             port: 9092,
+            endpoints: Vec::new(),
             rack: Some("r1".into()),
         };
         assert!(image.apply(&reg));
@@ -404,6 +451,7 @@ mod tests {
             id: 3,
             host: "h".into(),
             port: 1,
+            endpoints: Vec::new(),
             rack: None,
         });
         image.apply(&MetadataRecord::FenceBroker {
@@ -476,12 +524,89 @@ mod tests {
     }
 
     #[test]
+    fn a_registration_written_before_listeners_were_recorded_answers_for_every_listener() {
+        let old = r#"{"type":"register_broker","id":1,"host":"h","port":9092,"rack":null}"#;
+        let record: MetadataRecord = serde_json::from_str(old).expect("decodes");
+        let mut image = MetadataImage::default();
+        image.apply(&record);
+        let b = &image.brokers[&1];
+        assert_eq!(b.endpoint("PLAINTEXT"), Some(("h", 9092)));
+        assert_eq!(b.endpoint("EXTERNAL"), Some(("h", 9092)));
+        let saved = r#"{"host":"h","port":9092,"rack":null,"fenced":true}"#;
+        let b: BrokerImage = serde_json::from_str(saved).expect("an old image decodes");
+        assert_eq!((b.endpoint("ANY"), b.fenced), (Some(("h", 9092)), true));
+    }
+
+    #[test]
+    fn a_broker_answers_only_for_the_listeners_it_registered() {
+        let endpoint = |listener: &str, port| BrokerEndpoint {
+            listener: listener.into(),
+            host: listener.to_lowercase(),
+            port,
+        };
+        let mut image = MetadataImage::default();
+        let reg = MetadataRecord::RegisterBroker {
+            id: 1,
+            host: "client".into(),
+            port: 1,
+            endpoints: vec![endpoint("CLIENT", 1), endpoint("EXTERNAL", 2)],
+            rack: None,
+        };
+        image.apply(&reg);
+        let text = serde_json::to_string(&reg).expect("encodes");
+        assert_eq!(
+            serde_json::from_str::<MetadataRecord>(&text).expect("decodes"),
+            reg
+        );
+        let b = &image.brokers[&1];
+        assert_eq!(b.endpoint("EXTERNAL"), Some(("external", 2)));
+        assert_eq!(b.endpoint("CLIENT"), Some(("client", 1)));
+        assert_eq!(b.endpoint("PLAINTEXT"), None);
+        let moved = MetadataRecord::RegisterBroker {
+            id: 1,
+            host: "client".into(),
+            port: 1,
+            endpoints: vec![endpoint("CLIENT", 1), endpoint("EXTERNAL", 3)],
+            rack: None,
+        };
+        assert!(image.apply(&moved), "a moved listener re-registers");
+    }
+
+    #[test]
+    fn broker_configs_replace_a_resource_and_an_empty_set_clears_it() {
+        let mut image = MetadataImage::default();
+        let set = |resource: &str, pairs: &[(&str, &str)]| MetadataRecord::BrokerConfigs {
+            resource: resource.into(),
+            configs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(image.apply(&set("", &[("log.retention.ms", "1000")])));
+        assert!(image.apply(&set("1", &[("min.insync.replicas", "2")])));
+        assert!(
+            !image.apply(&set("1", &[("min.insync.replicas", "2")])),
+            "unchanged"
+        );
+        assert_eq!(image.broker_configs[""]["log.retention.ms"], "1000");
+        assert!(image.apply(&set("", &[])));
+        assert!(!image.apply(&set("", &[])), "already clear");
+        assert_eq!(image.broker_configs.keys().collect::<Vec<_>>(), ["1"]);
+        let text = serde_json::to_string(&MetadataImage::default()).expect("encodes");
+        assert!(!text.contains("broker_configs"), "{text}");
+        let old: MetadataImage =
+            serde_json::from_str(r#"{"topics":{},"next_producer_id":0}"#).expect("decodes");
+        assert!(old.broker_configs.is_empty());
+    }
+
+    #[test]
     fn fencing_and_registration_and_producer_blocks() {
         let mut image = MetadataImage::default();
         let reg = MetadataRecord::RegisterBroker {
             id: 1,
             host: "h".into(),
             port: 1,
+            endpoints: Vec::new(),
             rack: None,
         };
         image.apply(&reg);

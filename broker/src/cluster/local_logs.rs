@@ -50,8 +50,9 @@ impl Cluster {
         let mut slot = p.log.lock();
         let mut changed = false;
         if state.replicas.contains(&me) && slot.is_none() {
-            let config = topic_config::resolve_log_config(&self.config, &topic.configs.read())
-                .map_err(AdminError::InvalidConfig)?;
+            let config =
+                topic_config::resolve_log_config(&self.effective_config(), &topic.configs.read())
+                    .map_err(AdminError::InvalidConfig)?;
             let log = PartitionLog::open(&self.partition_dir(&topic.name, p.index), config)?;
             let checkpointed = self
                 .hw_checkpoints

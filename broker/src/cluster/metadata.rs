@@ -44,6 +44,14 @@ pub enum MetadataRecord {
         /// The complete new overrides.
         configs: BTreeMap<String, String>,
     },
+    /// A BROKER config resource's dynamic configs were replaced (Kafka's KIP-226): `""` is the
+    /// cluster-wide default, `"<id>"` one broker. An empty map clears the resource.
+    BrokerConfigs {
+        /// `""` or the broker id.
+        resource: String,
+        /// The complete new dynamic configs of the resource.
+        configs: BTreeMap<String, String>,
+    },
     /// A topic was deleted.
     RemoveTopic {
         /// Topic name.
@@ -58,10 +66,14 @@ pub enum MetadataRecord {
     RegisterBroker {
         /// `node.id`.
         id: i32,
-        /// Advertised host of its client listener.
+        /// Advertised host of its inter-broker listener.
         host: String,
-        /// Advertised port.
+        /// Advertised port of its inter-broker listener.
         port: u16,
+        /// Every advertised listener (absent from registrations written before listeners were
+        /// recorded: their `host`/`port` then answer for every listener).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        endpoints: Vec<super::image::BrokerEndpoint>,
         /// `broker.rack`.
         rack: Option<String>,
     },

@@ -5,6 +5,7 @@
 //! the metadata lock, so check-then-act (does the topic exist?) is atomic and the async reactor
 //! never waits on a disk write.
 
+mod broker_configs;
 pub mod hw_checkpoint;
 pub mod image;
 mod local_logs;
@@ -25,7 +26,7 @@ use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
-use image::{BrokerImage, MetadataImage, PartitionImage, PRODUCER_ID_BLOCK};
+use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, PRODUCER_ID_BLOCK};
 use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
@@ -52,6 +53,10 @@ pub enum AdminError {
     /// INVALID_CONFIG.
     #[error("{0}")]
     InvalidConfig(String),
+    /// INVALID_REQUEST: what Kafka answers for a BROKER config it cannot apply dynamically or
+    /// a value that does not validate, and for a BROKER resource naming another broker.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// TOPIC_DELETION_DISABLED.
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     DeletionDisabled,
@@ -506,6 +511,43 @@ impl Topic {
     }
 }
 
+/// The advertised listeners of `config` as this broker registers them: an empty host is
+/// `localhost`, and port 0 (a test's "any free port") is the port `bound` says the listener of
+/// that name got, else the first one bound.
+pub fn advertised_endpoints(config: &Config, bound: &[(String, u16)]) -> Vec<BrokerEndpoint> {
+    config
+        .advertised_listeners
+        .iter()
+        .map(|l| BrokerEndpoint {
+            listener: l.name.clone(),
+            host: if l.host.is_empty() {
+                "localhost".to_string()
+            } else {
+                l.host.clone()
+            },
+            port: match l.port {
+                0 => bound
+                    .iter()
+                    .find(|(name, _)| *name == l.name)
+                    .or_else(|| bound.first())
+                    .map_or(0, |(_, port)| *port),
+                p => p,
+            },
+        })
+        .collect()
+}
+
+/// The address other brokers reach this one at: the inter-broker listener's endpoint, else the
+/// first one, else `localhost:9092`.
+fn inter_broker_address(config: &Config, endpoints: &[BrokerEndpoint]) -> (String, u16) {
+    endpoints
+        .iter()
+        .find(|e| e.listener == config.inter_broker_listener_name)
+        .or_else(|| endpoints.first())
+        .map(|e| (e.host.clone(), e.port))
+        .unwrap_or_else(|| ("localhost".to_string(), 9092))
+}
+
 /// A topic to create.
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -551,6 +593,9 @@ pub struct Cluster {
     /// Held while the checkpoints are written: the periodic task and the shutdown share the
     /// temp files.
     checkpoint_writer: Mutex<()>,
+    /// Dynamic broker configs and the effective config. Read on requests and appends; written
+    /// only under the metadata lock when a BROKER resource changes.
+    dynamic: RwLock<broker_configs::DynamicConfigs>,
 }
 
 impl Cluster {
@@ -575,7 +620,9 @@ impl Cluster {
         let next_pid = image.next_producer_id;
         let hw_checkpoints = local_logs::read_checkpoints(&config.log_dirs);
         let (tx, _) = tokio::sync::watch::channel(0);
+        let dynamic = broker_configs::DynamicConfigs::new(&config, image.broker_configs);
         let cluster = Cluster {
+            dynamic: RwLock::new(dynamic),
             config,
             cluster_id,
             meta: Mutex::new(MetaState {
@@ -614,7 +661,7 @@ impl Cluster {
         assignment: &BTreeMap<i32, PartitionImage>,
     ) -> Result<Arc<Topic>, AdminError> {
         // Checked before anything is opened; each replica's log resolves it again.
-        topic_config::resolve_log_config(&self.config, &configs)
+        topic_config::resolve_log_config(&self.effective_config(), &configs)
             .map_err(AdminError::InvalidConfig)?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
@@ -631,12 +678,14 @@ impl Cluster {
     pub fn brokers(&self) -> BTreeMap<i32, BrokerImage> {
         let b = self.brokers.read();
         if b.is_empty() {
-            let (host, port) = self.config.advertised_address();
+            let endpoints = advertised_endpoints(&self.config, &[]);
+            let (host, port) = inter_broker_address(&self.config, &endpoints);
             return BTreeMap::from([(
                 self.config.node_id,
                 BrokerImage {
                     host,
                     port,
+                    endpoints,
                     rack: self.config.broker_rack.clone(),
                     fenced: false,
                 },
@@ -645,13 +694,15 @@ impl Cluster {
         b.clone()
     }
 
-    /// Records this broker's advertised address and rack in the metadata if they changed
+    /// Records this broker's advertised listeners and rack in the metadata if they changed
     /// (blocking).
-    pub fn register_broker(&self, host: &str, port: u16) -> Result<(), AdminError> {
+    pub fn register_broker(&self, endpoints: Vec<BrokerEndpoint>) -> Result<(), AdminError> {
         let id = self.config.node_id;
+        let (host, port) = inter_broker_address(&self.config, &endpoints);
         let me = BrokerImage {
-            host: host.to_string(),
+            host,
             port,
+            endpoints,
             rack: self.config.broker_rack.clone(),
             fenced: false,
         };
@@ -663,6 +714,7 @@ impl Cluster {
             id,
             host: me.host.clone(),
             port,
+            endpoints: me.endpoints.clone(),
             rack: me.rack.clone(),
         }])?;
         self.brokers.write().insert(id, me);
@@ -772,7 +824,7 @@ impl Cluster {
             }
         };
         let partitions = assignment.len() as i32;
-        topic_config::resolve_log_config(&self.config, &t.configs)
+        topic_config::resolve_log_config(&self.effective_config(), &t.configs)
             .map_err(AdminError::InvalidConfig)?;
         let mut meta = self.meta.lock();
         if self.topics.read().contains_key(&t.name) {
@@ -940,7 +992,7 @@ impl Cluster {
         let topic = self
             .topic(name)
             .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let log_config = topic_config::resolve_log_config(&self.config, &configs)
+        let log_config = topic_config::resolve_log_config(&self.effective_config(), &configs)
             .map_err(AdminError::InvalidConfig)?;
         if validate_only {
             return Ok(());
@@ -1010,7 +1062,7 @@ impl Cluster {
         if let AppendOutcome::Appended(info) = &outcome {
             let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
             let pending = p.unflushed.fetch_add(n, Ordering::Relaxed) + n;
-            if let Some(every) = self.config.log_flush_interval_messages {
+            if let Some(every) = self.effective_config().log_flush_interval_messages {
                 if pending >= every {
                     log.flush()?;
                     p.unflushed.store(0, Ordering::Relaxed);

@@ -24,6 +24,10 @@ impl Cluster {
         let mut meta = self.meta.lock();
         let image = &latest();
         let mut changed = 0;
+        // Before the topics: their logs resolve their configs over the new defaults.
+        if self.apply_broker_configs(image.broker_configs.clone()) {
+            changed += 1;
+        }
         if *self.brokers.read() != image.brokers {
             *self.brokers.write() = image.brokers.clone();
             changed += 1;
@@ -78,8 +82,9 @@ impl Cluster {
     ) -> Result<usize, AdminError> {
         let mut changed = 0;
         if *topic.configs.read() != image.configs {
-            let log_config = topic_config::resolve_log_config(&self.config, &image.configs)
-                .map_err(AdminError::InvalidConfig)?;
+            let log_config =
+                topic_config::resolve_log_config(&self.effective_config(), &image.configs)
+                    .map_err(AdminError::InvalidConfig)?;
             *topic.configs.write() = image.configs.clone();
             topic.set_log_config(&log_config);
             changed += 1;

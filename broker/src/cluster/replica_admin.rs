@@ -178,7 +178,10 @@ impl Cluster {
 
     /// `unclean.leader.election.enable` for `topic`: its override, else the broker's.
     fn unclean_election_enabled(&self, topic: &str) -> bool {
-        let default = self.config.replication.unclean_leader_election_enable;
+        let default = self
+            .effective_config()
+            .replication
+            .unclean_leader_election_enable;
         self.topic(topic).map_or(default, |t| {
             topic_config::unclean_leader_election_enable(&t.configs.read(), default)
         })

@@ -323,6 +323,7 @@ mod tests {
                     BrokerImage {
                         host: "h".into(),
                         port: 1,
+                        endpoints: Vec::new(),
                         rack: None,
                         fenced: false,
                     },

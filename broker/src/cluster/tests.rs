@@ -12,6 +12,15 @@ fn open(dir: &std::path::Path) -> Cluster {
     Cluster::open(config, "cluster".into()).expect("open")
 }
 
+/// An advertised listener as a broker registers it.
+fn endpoint(listener: &str, host: &str, port: u16) -> BrokerEndpoint {
+    BrokerEndpoint {
+        listener: listener.into(),
+        host: host.into(),
+        port,
+    }
+}
+
 fn new_topic(name: &str, partitions: i32, rf: i16, assignments: Option<Vec<Vec<i32>>>) -> NewTopic {
     NewTopic {
         name: name.into(),
@@ -26,7 +35,11 @@ fn new_topic(name: &str, partitions: i32, rf: i16, assignments: Option<Vec<Vec<i
 fn new_topics_get_committed_partition_states_that_survive_a_reopen() {
     let d = tempfile::tempdir().expect("tempdir");
     let c = open(d.path());
-    c.register_broker("h", 9092).expect("register");
+    c.register_broker(vec![
+        endpoint("EXTERNAL", "ext", 19092),
+        endpoint("PLAINTEXT", "h", 9092),
+    ])
+    .expect("register");
     c.create_topic(new_topic("t", 3, 1, None), false)
         .expect("create");
     c.create_partitions("t", 5, None, false).expect("grow");
@@ -42,7 +55,14 @@ fn new_topics_get_committed_partition_states_that_survive_a_reopen() {
             "p{i}"
         );
     }
-    assert_eq!(c.brokers()[&1].host, "h");
+    let me = &c.brokers()[&1];
+    assert_eq!(
+        (me.host.as_str(), me.port),
+        ("h", 9092),
+        "the inter-broker listener's address"
+    );
+    assert_eq!(me.endpoint("EXTERNAL"), Some(("ext", 19092)));
+    assert_eq!(me.endpoint("OTHER"), None);
 }
 
 #[test]
@@ -404,7 +424,8 @@ fn a_node_holds_logs_only_of_its_replicas_and_deletes_one_it_stops_being() {
 fn new_partitions_take_an_explicit_assignment_checked_by_kafkas_rules() {
     let d = tempfile::tempdir().expect("tempdir");
     let c = open(d.path());
-    c.register_broker("h", 9092).expect("register");
+    c.register_broker(vec![endpoint("PLAINTEXT", "h", 9092)])
+        .expect("register");
     c.create_topic(new_topic("t", 1, 1, None), false)
         .expect("create");
     let refused =
@@ -427,5 +448,65 @@ fn new_partitions_take_an_explicit_assignment_checked_by_kafkas_rules() {
     assert_eq!(
         c.topic("t").unwrap().partition(2).unwrap().state().replicas,
         vec![1]
+    );
+}
+
+#[test]
+fn advertised_listeners_register_with_the_ports_their_listeners_got() {
+    let props = parse_properties(
+        "node.id=1\nlisteners=CLIENT://127.0.0.1:0,EXTERNAL://127.0.0.2:0\n\
+         listener.security.protocol.map=CLIENT:PLAINTEXT,EXTERNAL:PLAINTEXT\n\
+         inter.broker.listener.name=CLIENT\n\
+         advertised.listeners=CLIENT://:0,EXTERNAL://ext.example:0,FIXED://f:7\n",
+    );
+    let config = Config::from_properties(props).expect("config");
+    let bound = [("CLIENT".to_string(), 4001), ("EXTERNAL".to_string(), 4002)];
+    assert_eq!(
+        advertised_endpoints(&config, &bound),
+        [
+            endpoint("CLIENT", "localhost", 4001),
+            endpoint("EXTERNAL", "ext.example", 4002),
+            endpoint("FIXED", "f", 7),
+        ]
+    );
+    let endpoints = advertised_endpoints(&config, &bound);
+    assert_eq!(
+        inter_broker_address(&config, &endpoints),
+        ("localhost".to_string(), 4001)
+    );
+}
+
+#[test]
+fn dynamic_broker_configs_survive_a_reopen_and_retune_topics_without_an_override() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    c.create_topic(new_topic("plain", 1, 1, None), false)
+        .expect("create");
+    let mut own = new_topic("own", 1, 1, None);
+    own.configs.insert("retention.ms".into(), "5000".into());
+    c.create_topic(own, false).expect("create");
+    let retention = |c: &Cluster, topic: &str| {
+        let t = c.topic(topic).expect("topic");
+        let p = t.partition(0).expect("p0");
+        let log = p.log().expect("a replica here");
+        log.config().retention_ms
+    };
+    assert_eq!(retention(&c, "plain"), Some(7 * 24 * 3_600_000));
+    let configs = BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())]);
+    c.set_broker_configs("", configs, false).expect("set");
+    assert_eq!(retention(&c, "plain"), Some(1000), "applied live");
+    assert_eq!(
+        retention(&c, "own"),
+        Some(5000),
+        "the topic's override wins"
+    );
+    drop(c);
+    let c = open(d.path());
+    assert_eq!(c.effective_config().log.retention_ms, Some(1000));
+    assert_eq!(retention(&c, "plain"), Some(1000), "kept across a restart");
+    assert_eq!(
+        c.config.log.retention_ms,
+        Some(7 * 24 * 3_600_000),
+        "static unchanged"
     );
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::dynamic::{Layers, Source, Synonym};
 use crate::config::{parse_cleanup_policy, Config};
 use crate::log::LogConfig;
 
@@ -156,17 +157,54 @@ pub fn unclean_leader_election_enable(
     }
 }
 
-/// The effective value of every topic config (overrides, else broker defaults), with whether it
-/// is a default, for DescribeConfigs.
+/// One config as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// The key.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+    /// Where the value comes from.
+    pub source: Source,
+    /// Every value the key has across the layers, highest precedence first.
+    pub synonyms: Vec<Synonym>,
+}
+
+/// The effective value of every topic config (the topic's override, else the broker default
+/// from `effective`, the broker's config with its dynamic layers applied), with where it comes
+/// from in `layers`, for DescribeConfigs.
 pub fn effective_topic_configs(
-    broker: &Config,
+    effective: &Config,
+    layers: Layers<'_>,
     overrides: &BTreeMap<String, String>,
-) -> Vec<(String, String, bool)> {
+) -> Vec<ConfigEntry> {
     TOPIC_CONFIG_KEYS
         .iter()
-        .map(|(k, broker_key)| match overrides.get(*k) {
-            Some(v) => (k.to_string(), v.clone(), false),
-            None => (k.to_string(), default_value(broker, k, broker_key), true),
+        .map(|(k, broker_key)| {
+            let mut synonyms = layers.synonyms(broker_key);
+            let (value, source) = match overrides.get(*k) {
+                Some(v) => {
+                    synonyms.insert(
+                        0,
+                        Synonym {
+                            name: k.to_string(),
+                            value: v.clone(),
+                            source: Source::Topic,
+                        },
+                    );
+                    (v.clone(), Source::Topic)
+                }
+                None => (
+                    default_value(effective, k, broker_key),
+                    synonyms.first().map_or(Source::Default, |s| s.source),
+                ),
+            };
+            ConfigEntry {
+                name: k.to_string(),
+                value,
+                source,
+                synonyms,
+            }
         })
         .collect()
 }

@@ -157,6 +157,7 @@ mod tests {
                 BrokerImage {
                     host: "h".into(),
                     port: 1,
+                    endpoints: Vec::new(),
                     rack: None,
                     fenced: *fenced,
                 },

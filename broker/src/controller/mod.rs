@@ -58,7 +58,7 @@ pub async fn run(
         prober.check(&image, now);
         let alive = |b: i32| liveness.is_alive(b, session, now);
         let policy = Policy {
-            unclean: config.unclean_leader_election_enable,
+            unclean: unclean_default(&image, config.unclean_leader_election_enable),
             rebalance,
         };
         let records = decide::decide(&image, &alive, policy);
@@ -72,6 +72,17 @@ pub async fn run(
             tracing::warn!(error = %error_chain(&e), "controller decision not committed");
         }
     }
+}
+
+/// `unclean.leader.election.enable` for topics without their own setting: the cluster-wide
+/// dynamic default when one is set (and valid), else this controller's static config.
+fn unclean_default(image: &crate::cluster::image::MetadataImage, static_value: bool) -> bool {
+    image
+        .broker_configs
+        .get("")
+        .and_then(|c| c.get("unclean.leader.election.enable"))
+        .and_then(|v| v.trim().to_ascii_lowercase().parse().ok())
+        .unwrap_or(static_value)
 }
 
 /// Tells every voter that `broker` is alive, every `broker.heartbeat.interval.ms`, until

@@ -145,6 +145,7 @@ mod tests {
                 BrokerImage {
                     host: "127.0.0.1".into(),
                     port: *port,
+                    endpoints: Vec::new(),
                     rack: None,
                     fenced: *fenced,
                 },

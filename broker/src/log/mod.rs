@@ -258,6 +258,11 @@ impl PartitionLog {
         self.config = config;
     }
 
+    /// The settings the log runs with now.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
     /// Appends one produce request's record set (one or more v2 batches as received),
     /// stamping base offsets and `leader_epoch`. Validates every batch first (length, magic,
     /// CRC, size limit, producer sequence); nothing is written if any batch is invalid.

@@ -427,6 +427,7 @@ mod tests {
             id: 2,
             host: leader.ip().to_string(),
             port: leader.port(),
+            endpoints: Vec::new(),
             rack: None,
         });
         image.apply(&MetadataRecord::Topic {

@@ -15,15 +15,17 @@ use super::dispatch::{self, Outcome};
 use super::Broker;
 use crate::protocol::frame::{self, FrameCheck};
 
-/// Serves one connection until the peer closes it, a fatal error, or shutdown.
+/// Serves one connection, accepted on the listener called `listener`, until the peer closes
+/// it, a fatal error, or shutdown.
 pub async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let span = tracing::debug_span!("connection", %peer);
+    let span = tracing::debug_span!("connection", %peer, listener = &*listener);
     async move {
         let max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
@@ -65,7 +67,7 @@ pub async fn serve(
             let body = frame::take(&mut buf, size).freeze();
             broker.metrics.bytes_in.inc_by(size as u64 + 4);
             out.clear();
-            match dispatch::handle(&broker, body, peer, &mut out).await {
+            match dispatch::handle(&broker, body, peer, &listener, &mut out).await {
                 Outcome::Respond => {
                     broker.metrics.bytes_out.inc_by(out.len() as u64);
                     if let Err(e) = stream.write_all(&out).await {

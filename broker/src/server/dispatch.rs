@@ -38,6 +38,9 @@ pub struct Ctx<'a> {
     pub client_id: String,
     /// Peer address.
     pub peer: SocketAddr,
+    /// Name of the listener the connection was accepted on: Metadata, FindCoordinator and
+    /// DescribeCluster answer with the brokers' addresses on that listener.
+    pub listener: &'a str,
 }
 
 fn write_response<R: Encodable + HeaderVersion>(
@@ -81,6 +84,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     mut body: Bytes,
     peer: SocketAddr,
+    listener: &str,
     out: &mut BytesMut,
 ) -> Outcome {
     if body.len() < 8 {
@@ -127,6 +131,7 @@ pub async fn handle(
             .map(|s| s.to_string())
             .unwrap_or_default(),
         peer,
+        listener,
     };
     let started = Instant::now();
     let span = tracing::debug_span!(

@@ -25,8 +25,6 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The address advertised to clients in Metadata and FindCoordinator.
-    pub advertised: (String, u16),
     /// This node's controller quorum member, for DescribeQuorum.
     pub quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     /// Open client connections, for `max.connections`.
@@ -39,14 +37,12 @@ impl Broker {
         cluster: Arc<Cluster>,
         groups: Arc<GroupCoordinator>,
         metrics: Arc<Metrics>,
-        advertised: (String, u16),
         quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     ) -> Broker {
         Broker {
             cluster,
             groups,
             metrics,
-            advertised,
             quorum,
             connections: AtomicUsize::new(0),
         }
@@ -58,11 +54,15 @@ impl Broker {
     }
 }
 
-/// Accepts connections on `listeners` until `shutdown` is cancelled, then waits for open
-/// connections to finish their in-flight request.
-pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+/// Accepts connections on `listeners` (each with the name of the listener it serves) until
+/// `shutdown` is cancelled, then waits for open connections to finish their in-flight request.
+pub async fn run(
+    broker: Arc<Broker>,
+    listeners: Vec<(Arc<str>, TcpListener)>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
-    for listener in listeners {
+    for (name, listener) in listeners {
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         let conns = tracker.clone();
@@ -89,9 +89,10 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: Can
                 }
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
+                let name = Arc::clone(&name);
                 conns.spawn(async move {
                     broker.metrics.connections.inc();
-                    connection::serve(broker.clone(), stream, peer, shutdown).await;
+                    connection::serve(broker.clone(), stream, peer, name, shutdown).await;
                     broker.metrics.connections.dec();
                     broker.connections.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -102,5 +103,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: Can
     tracker.wait().await;
 }
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod tests;

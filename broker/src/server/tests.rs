@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 
 /// A broker (node 1) whose metadata says broker 2 leads `elsewhere-0` and node 1 leads
 /// `here-0`.
-fn broker(dir: &std::path::Path) -> Arc<Broker> {
+pub(super) fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
     let config = Arc::new(Config::from_properties(props).expect("config"));
     let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
@@ -50,13 +50,7 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     cluster.reconcile(&image).expect("reconcile");
     let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    Arc::new(Broker::new(
-        cluster,
-        groups,
-        metrics,
-        ("localhost".into(), 9092),
-        None,
-    ))
+    Arc::new(Broker::new(cluster, groups, metrics, None))
 }
 
 /// Registers brokers 1 (this node, port 9092) and 2 (port 9093) in `image`.
@@ -66,12 +60,18 @@ fn register_two_brokers(image: &mut MetadataImage) {
             id,
             host: "localhost".into(),
             port,
+            endpoints: Vec::new(),
             rack: None,
         });
     }
 }
 
-async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R::Response {
+pub(super) async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R::Response {
+    call_on(b, "PLAINTEXT", version, req).await
+}
+
+/// Like [`call`], on a connection accepted by the listener called `listener`.
+async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req: R) -> R::Response {
     let key = ApiKey::try_from(R::KEY).expect("key");
     let mut frame = BytesMut::new();
     RequestHeader::default()
@@ -84,7 +84,7 @@ async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R::Response 
     req.encode(&mut frame, version).expect("body");
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
     let mut out = BytesMut::new();
-    let outcome = handle(b, frame.freeze(), peer, &mut out).await;
+    let outcome = handle(b, frame.freeze(), peer, listener, &mut out).await;
     assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
     let mut body = Bytes::from(out.split_off(4).to_vec());
     ResponseHeader::decode(&mut body, R::Response::header_version(version)).expect("header");
@@ -150,6 +150,141 @@ async fn partitions_led_elsewhere_answer_not_leader_and_metadata_names_the_leade
     assert_eq!(
         p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
         vec![2, 1]
+    );
+}
+
+/// Brokers 1 (listeners PLAINTEXT and EXTERNAL) and 2 (PLAINTEXT only) registered with their
+/// listeners, over `b`'s topics, with `__consumer_offsets` led by `coordinator`.
+fn register_listeners(b: &Arc<Broker>, coordinator: i32) {
+    let endpoint = |listener: &str, host: &str, port| crate::cluster::image::BrokerEndpoint {
+        listener: listener.into(),
+        host: host.into(),
+        port,
+    };
+    let mut image = MetadataImage::default();
+    for (id, endpoints) in [
+        (
+            1,
+            vec![
+                endpoint("PLAINTEXT", "localhost", 9092),
+                endpoint("EXTERNAL", "one.example", 19092),
+            ],
+        ),
+        (2, vec![endpoint("PLAINTEXT", "localhost", 9093)]),
+    ] {
+        image.apply(&MetadataRecord::RegisterBroker {
+            id,
+            host: "localhost".into(),
+            port: endpoints[0].port,
+            endpoints,
+            rack: None,
+        });
+    }
+    let offsets = (crate::cluster::CONSUMER_OFFSETS, vec![coordinator]);
+    let topics = b
+        .cluster
+        .topics()
+        .into_iter()
+        .map(|t| (t.name.clone(), t.partition(0).expect("p0").state().replicas))
+        .chain([(offsets.0.to_string(), offsets.1)]);
+    for (topic, replicas) in topics {
+        image.apply(&MetadataRecord::Topic {
+            name: topic.clone(),
+            id: b
+                .cluster
+                .topic(&topic)
+                .map_or_else(uuid::Uuid::new_v4, |t| t.id),
+            partitions: 1,
+            replication_factor: 2,
+            configs: Default::default(),
+        });
+        image.apply(&MetadataRecord::PartitionState {
+            topic,
+            partition: 0,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 1,
+        });
+    }
+    b.cluster.reconcile(&image).expect("reconcile");
+}
+
+#[tokio::test]
+async fn metadata_answers_with_the_addresses_of_the_listener_the_request_came_through() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    register_listeners(&b, 2);
+    let leader = |m: &MetadataResponse, topic: &str| {
+        let t = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            .expect("topic");
+        (t.partitions[0].error_code, t.partitions[0].leader_id.0)
+    };
+    let brokers = |m: &MetadataResponse| {
+        m.brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+            .collect::<Vec<_>>()
+    };
+    let all = || MetadataRequest::default().with_topics(None);
+
+    let m = call_on(&b, "PLAINTEXT", 12, all()).await;
+    assert_eq!(
+        brokers(&m),
+        [(1, "localhost".into(), 9092), (2, "localhost".into(), 9093)]
+    );
+    assert_eq!(leader(&m, "elsewhere"), (0, 2));
+
+    let m = call_on(&b, "EXTERNAL", 12, all()).await;
+    assert_eq!(
+        brokers(&m),
+        [(1, "one.example".into(), 19092)],
+        "broker 2 has no EXTERNAL listener"
+    );
+    assert_eq!(leader(&m, "here"), (0, 1));
+    assert_eq!(
+        leader(&m, "elsewhere"),
+        (ResponseError::ListenerNotFound.code(), -1),
+        "its leader is alive but lacks the listener"
+    );
+    let m = call_on(&b, "EXTERNAL", 5, all()).await;
+    assert_eq!(
+        leader(&m, "elsewhere"),
+        (ResponseError::LeaderNotAvailable.code(), -1),
+        "before v6 Kafka answers LEADER_NOT_AVAILABLE"
+    );
+
+    let d = call_on(&b, "EXTERNAL", 0, DescribeClusterRequest::default()).await;
+    let listed: Vec<_> = d
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+        .collect();
+    assert_eq!(listed, [(1, "one.example".into(), 19092)]);
+}
+
+#[tokio::test]
+async fn find_coordinator_answers_with_the_listener_the_request_came_through() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    let find = || FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    register_listeners(&b, 1);
+    let r = call_on(&b, "EXTERNAL", 3, find()).await;
+    assert_eq!(
+        (r.error_code, r.node_id.0, r.host.as_str(), r.port),
+        (0, 1, "one.example", 19092)
+    );
+    let r = call_on(&b, "PLAINTEXT", 3, find()).await;
+    assert_eq!((r.host.as_str(), r.port), ("localhost", 9092));
+    register_listeners(&b, 2);
+    let r = call_on(&b, "EXTERNAL", 3, find()).await;
+    assert_eq!(
+        (r.error_code, r.node_id.0),
+        (ResponseError::CoordinatorNotAvailable.code(), -1),
+        "the coordinator has no EXTERNAL listener"
     );
 }
 
@@ -250,7 +385,7 @@ fn one_record() -> Bytes {
     buf.freeze()
 }
 
-fn produce_req(topic: &str, acks: i16) -> ProduceRequest {
+pub(super) fn produce_req(topic: &str, acks: i16) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(10_000)
@@ -439,6 +574,7 @@ fn partitions(b: &Arc<Broker>, parts: &[(&str, &[State])]) {
         id: 3,
         host: "localhost".into(),
         port: 9094,
+        endpoints: Vec::new(),
         rack: None,
     });
     image.apply(&MetadataRecord::FenceBroker {
@@ -729,35 +865,4 @@ async fn elect_leaders_answers_per_partition_like_kafka() {
     );
     let (code, _) = elect(&b, 1, 5, None).await;
     assert_eq!(code, ResponseError::InvalidRequest.code());
-}
-
-#[tokio::test]
-async fn deleting_a_broker_config_is_a_no_op_and_setting_one_is_refused() {
-    use kafka_protocol::messages::incremental_alter_configs_request::*;
-    let d = tempfile::tempdir().expect("tempdir");
-    let b = broker(d.path());
-    // What kafka-reassign-partitions --verify sends to clear its throttles.
-    let op = |operation: i8, value: Option<&'static str>| {
-        AlterableConfig::default()
-            .with_name(StrBytes::from_static_str(
-                "leader.replication.throttled.rate",
-            ))
-            .with_config_operation(operation)
-            .with_value(value.map(StrBytes::from_static_str))
-    };
-    let req = |ops| {
-        IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(StrBytes::from_static_str("1"))
-                .with_configs(ops),
-        ])
-    };
-    let r = call(&b, 1, req(vec![op(1, None)])).await;
-    assert_eq!(r.responses[0].error_code, 0);
-    let r = call(&b, 1, req(vec![op(1, None), op(0, Some("10"))])).await;
-    assert_eq!(
-        r.responses[0].error_code,
-        ResponseError::InvalidConfig.code()
-    );
 }

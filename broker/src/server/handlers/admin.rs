@@ -11,7 +11,6 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
-use crate::cluster::topic_config::effective_topic_configs;
 use crate::cluster::{AdminError, NewTopic};
 use crate::server::dispatch::{sb, Ctx};
 
@@ -85,13 +84,16 @@ pub async fn create_topics(
         let r = CreatableTopicResult::default().with_name(t.name);
         results.push(match result {
             Ok(topic) => {
-                let cfg = effective_topic_configs(&ctx.broker.cluster.config, &configs)
+                let cfg = ctx
+                    .broker
+                    .cluster
+                    .topic_config_entries(&configs)
                     .into_iter()
-                    .map(|(k, v, default)| {
+                    .map(|e| {
                         CreatableTopicConfigs::default()
-                            .with_name(sb(k))
-                            .with_value(Some(sb(v)))
-                            .with_config_source(if default { 5 } else { 1 })
+                            .with_name(sb(e.name))
+                            .with_value(Some(sb(e.value)))
+                            .with_config_source(e.source as i8)
                     })
                     .collect();
                 r.with_topic_id(topic.id)

@@ -1,6 +1,7 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and describe for the
-//! broker, whose configs are static: deleting one is a no-op, setting one is refused). Resource
-//! types: 2 = topic, 4 = broker.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers. Resource
+//! types: 2 = topic, 4 = broker (`""` the cluster-wide dynamic default, `"<id>"` one broker).
+//! Broker resources take the dynamic keys of [`crate::config::DYNAMIC_BROKER_KEYS`], stored in
+//! the metadata log like topic configs; describing one reports Kafka's sources and synonyms.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,12 +12,39 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
-use crate::cluster::topic_config::effective_topic_configs;
+use crate::cluster::topic_config::ConfigEntry;
 use crate::cluster::AdminError;
+use crate::config::is_dynamic_broker_key;
 use crate::server::dispatch::{sb, Ctx};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+
+fn describe_entry(
+    e: ConfigEntry,
+    read_only: bool,
+    synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let synonyms = if synonyms {
+        e.synonyms
+            .into_iter()
+            .map(|s| {
+                DescribeConfigsSynonym::default()
+                    .with_name(sb(s.name))
+                    .with_value(Some(sb(s.value)))
+                    .with_source(s.source as i8)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    DescribeConfigsResourceResult::default()
+        .with_name(sb(e.name))
+        .with_value(Some(sb(e.value)))
+        .with_config_source(e.source as i8)
+        .with_read_only(read_only)
+        .with_synonyms(synonyms)
+}
 
 /// DescribeConfigs.
 pub async fn describe_configs(
@@ -36,60 +64,71 @@ pub async fn describe_configs(
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
+            let fail = |e: ResponseError, message: String| {
+                base.clone()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(message)))
+            };
+            let entries: Vec<(ConfigEntry, bool)> = match r.resource_type {
                 TOPIC => match cluster.topic(&r.resource_name) {
                     None => {
-                        return base
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(sb(format!(
-                                "topic {} does not exist",
-                                r.resource_name.as_str()
-                            ))))
+                        return fail(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic {} does not exist", r.resource_name.as_str()),
+                        )
                     }
-                    Some(t) => effective_topic_configs(&cluster.config, &t.configs.read())
+                    Some(t) => cluster
+                        .topic_config_entries(&t.configs.read())
                         .into_iter()
-                        // Source 1 = dynamic topic config, 5 = default.
-                        .map(|(k, v, d)| (k, v, if d { 5 } else { 1 }, false))
+                        .map(|e| (e, false))
                         .collect(),
                 },
-                BROKER => {
-                    if r.resource_name.as_str() != ctx.broker.node_id().to_string()
-                        && !r.resource_name.is_empty()
-                    {
-                        return base
-                            .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(sb("unknown broker id")));
-                    }
-                    cluster
-                        .config
-                        .raw
-                        .iter()
-                        // Source 4 = static broker config.
-                        .map(|(k, v)| (k.clone(), v.clone(), 4, true))
-                        .collect()
-                }
+                BROKER => match cluster.broker_config_entries(&r.resource_name) {
+                    Err(e) => return fail(admin_error_code(&e), e.to_string()),
+                    Ok(entries) => entries
+                        .into_iter()
+                        .map(|e| {
+                            let read_only = !is_dynamic_broker_key(&e.name);
+                            (e, read_only)
+                        })
+                        .collect(),
+                },
                 other => {
-                    return base
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(sb(format!("unsupported resource type {other}"))))
+                    return fail(
+                        ResponseError::InvalidRequest,
+                        format!("unsupported resource type {other}"),
+                    )
                 }
             };
             base.with_configs(
                 entries
                     .into_iter()
-                    .filter(|(k, ..)| wanted(k))
-                    .map(|(k, v, source, read_only)| {
-                        DescribeConfigsResourceResult::default()
-                            .with_name(sb(k))
-                            .with_value(Some(sb(v)))
-                            .with_config_source(source)
-                            .with_read_only(read_only)
-                    })
+                    .filter(|(e, _)| wanted(&e.name))
+                    .map(|(e, read_only)| describe_entry(e, read_only, req.include_synonyms))
                     .collect(),
             )
         })
         .collect();
     Some(DescribeConfigsResponse::default().with_results(results))
+}
+
+/// Checks a BROKER resource name as Kafka's forwarding broker does (`ConfigAdminManager`):
+/// empty for the cluster default, else this broker's own id — a broker alters only its own
+/// per-broker configs, so an id of another (or of no) broker is INVALID_REQUEST.
+fn check_broker_resource(ctx: &Ctx<'_>, name: &str) -> Result<(), AdminError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let me = ctx.broker.node_id();
+    match name.parse::<i32>() {
+        Err(_) => Err(AdminError::InvalidRequest(format!(
+            "Node id must be an integer, but it is: {name}"
+        ))),
+        Ok(id) if id != me => Err(AdminError::InvalidRequest(format!(
+            "Unexpected broker id, expected {me}, but received {name}"
+        ))),
+        Ok(_) => Ok(()),
+    }
 }
 
 async fn apply(
@@ -99,21 +138,30 @@ async fn apply(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    if resource_type != TOPIC {
-        return Err(AdminError::InvalidConfig(
-            "only topic configs can be altered; broker configs are static".into(),
-        ));
-    }
     let cluster = Arc::clone(&ctx.broker.cluster);
-    let topic = cluster
-        .topic(name)
-        .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-    let mut configs = topic.configs.read().clone();
-    change(&mut configs)?;
     let name = name.to_string();
-    blocking(move || cluster.set_topic_configs(&name, configs, validate_only))
-        .await
-        .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
+    match resource_type {
+        TOPIC => {
+            let topic = cluster
+                .topic(&name)
+                .ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+            let mut configs = topic.configs.read().clone();
+            change(&mut configs)?;
+            blocking(move || cluster.set_topic_configs(&name, configs, validate_only)).await
+        }
+        BROKER => {
+            check_broker_resource(ctx, &name)?;
+            let mut configs = cluster.broker_configs(&name);
+            change(&mut configs)?;
+            blocking(move || cluster.set_broker_configs(&name, configs, validate_only)).await
+        }
+        other => {
+            return Err(AdminError::InvalidRequest(format!(
+                "Unknown resource type {other}"
+            )))
+        }
+    }
+    .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
 }
 
 fn result(
@@ -182,61 +230,56 @@ pub async fn incremental_alter_configs(
                 )
             })
             .collect();
-        // Gregor has no dynamic broker configs, so deleting one is already done; Kafka's
-        // reassignment tool clears its replication throttles this way after every --verify.
-        let deletes_only = ops.iter().all(|(_, op, _)| *op == 1);
-        let outcome = if r.resource_type == BROKER && deletes_only {
-            Ok(())
-        } else {
-            apply(
-                ctx,
-                r.resource_type,
-                &r.resource_name,
-                |cfg| {
-                    for (k, op, v) in ops {
-                        match (op, v) {
-                            (0, Some(v)) => {
-                                cfg.insert(k, v);
-                            }
-                            (1, _) => {
-                                cfg.remove(&k);
-                            }
-                            (2, Some(v)) => {
-                                let cur = cfg.get(&k).cloned().unwrap_or_default();
-                                let mut items: Vec<String> = cur
-                                    .split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_string)
-                                    .collect();
-                                for i in v.split(',').filter(|s| !s.is_empty()) {
-                                    if !items.iter().any(|x| x == i) {
-                                        items.push(i.to_string());
-                                    }
+        // Deleting a key that is not set is a no-op: Kafka's reassignment tool clears its
+        // replication throttles (never set on Gregor) this way after every --verify.
+        let outcome = apply(
+            ctx,
+            r.resource_type,
+            &r.resource_name,
+            |cfg| {
+                for (k, op, v) in ops {
+                    match (op, v) {
+                        (0, Some(v)) => {
+                            cfg.insert(k, v);
+                        }
+                        (1, _) => {
+                            cfg.remove(&k);
+                        }
+                        (2, Some(v)) => {
+                            let cur = cfg.get(&k).cloned().unwrap_or_default();
+                            let mut items: Vec<String> = cur
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_string)
+                                .collect();
+                            for i in v.split(',').filter(|s| !s.is_empty()) {
+                                if !items.iter().any(|x| x == i) {
+                                    items.push(i.to_string());
                                 }
-                                cfg.insert(k, items.join(","));
                             }
-                            (3, Some(v)) => {
-                                let remove: Vec<&str> = v.split(',').collect();
-                                let cur = cfg.get(&k).cloned().unwrap_or_default();
-                                let items: Vec<&str> = cur
-                                    .split(',')
-                                    .filter(|s| !s.is_empty() && !remove.contains(s))
-                                    .collect();
-                                cfg.insert(k, items.join(","));
-                            }
-                            (op, _) => {
-                                return Err(AdminError::InvalidConfig(format!(
-                                    "invalid operation {op} (or missing value) for config {k}"
-                                )))
-                            }
+                            cfg.insert(k, items.join(","));
+                        }
+                        (3, Some(v)) => {
+                            let remove: Vec<&str> = v.split(',').collect();
+                            let cur = cfg.get(&k).cloned().unwrap_or_default();
+                            let items: Vec<&str> = cur
+                                .split(',')
+                                .filter(|s| !s.is_empty() && !remove.contains(s))
+                                .collect();
+                            cfg.insert(k, items.join(","));
+                        }
+                        (op, _) => {
+                            return Err(AdminError::InvalidConfig(format!(
+                                "invalid operation {op} (or missing value) for config {k}"
+                            )))
                         }
                     }
-                    Ok(())
-                },
-                req.validate_only,
-            )
-            .await
-        };
+                }
+                Ok(())
+            },
+            req.validate_only,
+        )
+        .await;
         let base = kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name);

@@ -44,8 +44,14 @@ pub async fn find_coordinator(
             .groups
             .coordinator_for(key)
             .unwrap_or(ctx.broker.node_id());
-        match brokers.get(&leader) {
-            Some(b) => Ok((leader, b.host.clone(), i32::from(b.port))),
+        // As Kafka: the coordinator's address on the listener this request came through; a
+        // fenced coordinator or one without that listener is not available.
+        match brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .and_then(|b| b.endpoint(ctx.listener))
+        {
+            Some((host, port)) => Ok((leader, host.to_string(), i32::from(port))),
             None => Err(ResponseError::CoordinatorNotAvailable),
         }
     };

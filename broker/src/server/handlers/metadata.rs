@@ -1,6 +1,7 @@
 //! Metadata and DescribeCluster: this node, its topics and partitions (auto-creating topics
 //! when `auto.create.topics.enable` and the client allow it).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -9,10 +10,34 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::cluster::image::BrokerImage;
 use crate::cluster::{topic_config::validate_topic_name, NewTopic, Topic};
 use crate::server::dispatch::{sb, Ctx};
 
-fn describe_topic(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
+/// The error a partition led by `leader` shows to clients of `listener`, as Kafka answers: none
+/// when the leader has that listener; LISTENER_NOT_FOUND (Metadata v6+, LEADER_NOT_AVAILABLE
+/// before) when the leader is registered without it, a misconfiguration worth naming;
+/// LEADER_NOT_AVAILABLE when there is no leader or it is not registered.
+pub(crate) fn leader_error(
+    brokers: &BTreeMap<i32, BrokerImage>,
+    leader: i32,
+    listener: &str,
+    version: i16,
+) -> Option<ResponseError> {
+    match brokers.get(&leader) {
+        _ if leader < 0 => Some(ResponseError::LeaderNotAvailable),
+        None => Some(ResponseError::LeaderNotAvailable),
+        Some(b) if b.endpoint(listener).is_some() => None,
+        Some(_) if version >= 6 => Some(ResponseError::ListenerNotFound),
+        Some(_) => Some(ResponseError::LeaderNotAvailable),
+    }
+}
+
+fn describe_topic(
+    ctx: &Ctx<'_>,
+    brokers: &BTreeMap<i32, BrokerImage>,
+    t: &Topic,
+) -> MetadataResponseTopic {
     let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = t
         .partitions
@@ -20,16 +45,13 @@ fn describe_topic(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
         .iter()
         .map(|p| {
             let s = p.state();
-            // A partition no replica may lead now (all of its ISR fenced).
-            let error = if s.leader < 0 {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
+            // No leader (all of the ISR fenced), or one this listener's clients cannot reach.
+            let error = leader_error(brokers, s.leader, ctx.listener, ctx.version);
+            let leader = if error.is_some() { -1 } else { s.leader };
             let out = MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(error.map_or(0, |e| e.code()))
                 .with_partition_index(p.index)
-                .with_leader_id(BrokerId(s.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_replica_nodes(ids(&s.replicas))
                 .with_isr_nodes(ids(&s.isr));
             // The leader epoch is in the response from v7.
@@ -54,6 +76,22 @@ fn topic_error(name: Option<String>, id: uuid::Uuid, e: ResponseError) -> Metada
         .with_error_code(e.code())
 }
 
+/// The brokers clients of `listener` can use, as (id, host, port, rack): unfenced ones with
+/// that listener. As in Kafka, fenced brokers are left out (clients stop connecting to them),
+/// and so are brokers without the listener.
+fn reachable<'a>(
+    brokers: &'a BTreeMap<i32, BrokerImage>,
+    listener: &'a str,
+) -> impl Iterator<Item = (i32, &'a str, i32, Option<&'a str>)> + 'a {
+    brokers
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .filter_map(move |(id, b)| {
+            let (host, port) = b.endpoint(listener)?;
+            Some((*id, host, i32::from(port), b.rack.as_deref()))
+        })
+}
+
 /// Metadata.
 pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataResponse> {
     let cluster = &ctx.broker.cluster;
@@ -63,17 +101,18 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
     };
     let auto_create = cluster.config.auto_create_topics_enable
         && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let registered = cluster.brokers();
     let mut topics = Vec::new();
     if all {
         for t in cluster.topics() {
-            topics.push(describe_topic(ctx, &t));
+            topics.push(describe_topic(ctx, &registered, &t));
         }
     } else {
         for rt in req.topics.unwrap_or_default() {
             let name = rt.name.map(|n| n.0.to_string());
             let Some(name) = name else {
                 match cluster.topic_by_id(rt.topic_id) {
-                    Some(t) => topics.push(describe_topic(ctx, &t)),
+                    Some(t) => topics.push(describe_topic(ctx, &registered, &t)),
                     None => topics.push(topic_error(
                         None,
                         rt.topic_id,
@@ -83,7 +122,7 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
                 continue;
             };
             if let Some(t) = cluster.topic(&name) {
-                topics.push(describe_topic(ctx, &t));
+                topics.push(describe_topic(ctx, &registered, &t));
                 continue;
             }
             if validate_topic_name(&name).is_err() {
@@ -111,10 +150,10 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
                 assignments: None,
             };
             match blocking(move || c.create_topic(new, false)).await {
-                Some(Ok(t)) => topics.push(describe_topic(ctx, &t)),
+                Some(Ok(t)) => topics.push(describe_topic(ctx, &registered, &t)),
                 Some(Err(crate::cluster::AdminError::TopicExists(_))) => match cluster.topic(&name)
                 {
-                    Some(t) => topics.push(describe_topic(ctx, &t)),
+                    Some(t) => topics.push(describe_topic(ctx, &registered, &t)),
                     None => topics.push(topic_error(
                         Some(name),
                         rt.topic_id,
@@ -133,17 +172,13 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             }
         }
     }
-    // Fenced brokers are left out, as Kafka does: clients stop connecting to them.
-    let brokers = cluster
-        .brokers()
-        .into_iter()
-        .filter(|(_, b)| !b.fenced)
-        .map(|(id, b)| {
+    let brokers = reachable(&cluster.brokers(), ctx.listener)
+        .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(id))
-                .with_host(sb(b.host))
-                .with_port(i32::from(b.port))
-                .with_rack(b.rack.map(sb))
+                .with_host(sb(host))
+                .with_port(port)
+                .with_rack(rack.map(sb))
         })
         .collect();
     Some(
@@ -164,16 +199,13 @@ pub async fn describe_cluster(
     _req: DescribeClusterRequest,
 ) -> Option<DescribeClusterResponse> {
     let cluster = &ctx.broker.cluster;
-    let brokers = cluster
-        .brokers()
-        .into_iter()
-        .filter(|(_, b)| !b.fenced)
-        .map(|(id, b)| {
+    let brokers = reachable(&cluster.brokers(), ctx.listener)
+        .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id))
-                .with_host(sb(b.host))
-                .with_port(i32::from(b.port))
-                .with_rack(b.rack.map(sb))
+                .with_host(sb(host))
+                .with_port(port)
+                .with_rack(rack.map(sb))
         })
         .collect();
     Some(

@@ -37,6 +37,7 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         AdminError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        AdminError::InvalidRequest(_) => ResponseError::InvalidRequest,
         AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
         AdminError::Storage(_) => ResponseError::KafkaStorageError,
         AdminError::NotController(_) => ResponseError::NotController,

@@ -50,6 +50,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let work = move || {
         let mut responses = Vec::with_capacity(req.topic_data.len());
+        let default_min_isr = cluster.effective_config().min_insync_replicas;
         let mut waits: Vec<Wait> = Vec::new();
         for td in req.topic_data {
             let name = td.name.0.to_string();
@@ -59,7 +60,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                     .read()
                     .get("min.insync.replicas")
                     .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(cluster.config.min_insync_replicas)
+                    .unwrap_or(default_min_isr)
             });
             let mut parts = Vec::with_capacity(td.partition_data.len());
             for pd in td.partition_data {
