@@ -41,8 +41,13 @@ use crate::rebalance::{Assignment, Move};
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 /// Config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
+/// Config resource type of a broker (name: its id, or empty for the cluster-wide default).
+const RESOURCE_BROKER: i8 = 4;
 /// DescribeConfigs source of a value set on the topic itself (DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC: i8 = 1;
+/// DescribeConfigs source of a cluster-wide dynamic broker config
+/// (DYNAMIC_DEFAULT_BROKER_CONFIG).
+const SOURCE_BROKER_DEFAULT: i8 = 3;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -271,17 +276,37 @@ impl Admin {
         topic: &str,
     ) -> Result<BTreeMap<String, String>, KafkaError> {
         let what = || format!("describing the configs of topic {topic}");
+        self.configs(RESOURCE_TOPIC, topic, SOURCE_TOPIC, &what)
+            .await
+    }
+
+    /// The cluster-wide dynamic broker configs (`kafka-configs --entity-type brokers
+    /// --entity-default`), by key.
+    pub async fn broker_defaults(&mut self) -> Result<BTreeMap<String, String>, KafkaError> {
+        let what = || "describing the cluster-wide broker configs".to_string();
+        self.configs(RESOURCE_BROKER, "", SOURCE_BROKER_DEFAULT, &what)
+            .await
+    }
+
+    /// The configs of one resource whose source is `source`, by key.
+    async fn configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        source: i8,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<BTreeMap<String, String>, KafkaError> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
                 .with_configuration_keys(None),
         ]);
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, what).await?;
         let mut out = BTreeMap::new();
         for r in resp.results {
             KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
-            for c in r.configs.iter().filter(|c| c.config_source == SOURCE_TOPIC) {
+            for c in r.configs.iter().filter(|c| c.config_source == source) {
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
                 out.insert(c.name.to_string(), value);
             }
@@ -368,15 +393,37 @@ impl Admin {
         topic: &str,
         changes: &[ConfigChange],
     ) -> Result<(), KafkaError> {
+        self.alter(RESOURCE_TOPIC, topic, &format!("topic {topic}"), changes)
+            .await
+    }
+
+    /// Applies `changes` to the cluster-wide dynamic broker configs, which every broker applies
+    /// at once.
+    pub async fn alter_broker_defaults(
+        &mut self,
+        changes: &[ConfigChange],
+    ) -> Result<(), KafkaError> {
+        self.alter(
+            RESOURCE_BROKER,
+            "",
+            "the cluster-wide broker defaults",
+            changes,
+        )
+        .await
+    }
+
+    /// One IncrementalAlterConfigs request for resource `name` (`label` in errors).
+    async fn alter(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        label: &str,
+        changes: &[ConfigChange],
+    ) -> Result<(), KafkaError> {
         let what = || {
-            let keys: BTreeSet<&str> = changes
-                .iter()
-                .map(|c| match c {
-                    ConfigChange::Set(k, _) | ConfigChange::Delete(k) => k.as_str(),
-                })
-                .collect();
+            let keys: BTreeSet<&str> = changes.iter().map(ConfigChange::key).collect();
             format!(
-                "altering configs {} of topic {topic}",
+                "altering configs {} of {label}",
                 keys.into_iter().collect::<Vec<_>>().join(", ")
             )
         };
@@ -395,8 +442,8 @@ impl Admin {
             .collect();
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
                 .with_configs(configs),
         ]);
         let resp = self.send(req, &what).await?;

@@ -83,6 +83,7 @@ mod tests {
             ..Default::default()
         };
         spec.config.insert("min.insync.replicas".into(), "2".into());
+        spec.config.insert("num.partitions".into(), "6".into());
         validated(spec)
     }
 
@@ -221,10 +222,15 @@ mod tests {
             "rendering is deterministic"
         );
         let mut changed = three_combined();
-        changed
+        changed.config.insert("num.partitions".into(), "12".into());
+        assert_ne!(hash(&base), hash(&changed));
+        // Keys the brokers take at runtime are dynamic configs: no restart.
+        let mut dynamic = three_combined();
+        dynamic
             .config
             .insert("log.retention.hours".into(), "24".into());
-        assert_ne!(hash(&base), hash(&changed));
+        dynamic.config.remove("min.insync.replicas");
+        assert_eq!(hash(&base), hash(&dynamic), "dynamic keys restart nothing");
         let mut image = three_combined();
         image.image = "gregor:0.2.0".into();
         assert_eq!(

@@ -98,17 +98,25 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
     for (k, v) in &owned {
         out.push_str(&format!("{k}={v}\n"));
     }
-    // A key written above (config.providers, merged) is not written twice.
-    let user: Vec<_> = cluster
+    // A key written above (config.providers, merged) is not written twice; keys the brokers
+    // take at runtime are set as dynamic configs instead, so changing them restarts nothing.
+    let (dynamic, user): (Vec<_>, Vec<_>) = cluster
         .config
         .iter()
         .filter(|(k, _)| !owned.contains_key(k.as_str()))
-        .collect();
+        .partition(|(k, _)| crate::reconcile::broker_configs::is_dynamic(k));
     if !user.is_empty() {
         out.push_str("# From spec.config:\n");
         for (k, v) in user {
             out.push_str(&format!("{k}={v}\n"));
         }
+    }
+    if pool.role.is_broker() && !dynamic.is_empty() {
+        let keys: Vec<&str> = dynamic.iter().map(|(k, _)| k.as_str()).collect();
+        out.push_str(&format!(
+            "# Set by the operator as cluster-wide dynamic broker configs, without a restart: {}\n",
+            keys.join(", ")
+        ));
     }
     out
 }

@@ -36,11 +36,17 @@ pub const GRACE_SECONDS: i64 = 120;
 /// the step.
 pub fn config_hash(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) -> String {
     let data = config.data.clone().unwrap_or_default();
+    // Comments are left out: they only say where things come from (the dynamic keys, say, whose
+    // changes restart nothing).
     let first = pool
         .pods()
         .next()
         .and_then(|(_, pod)| data.get(&key(&pod)).cloned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut parts = vec![first];
     if let (Some(e), true) = (&cluster.external, pool.role.is_broker()) {
         parts.extend(e.advertised.iter().map(|(id, addr)| format!("{id}={addr}")));

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::conditions::{merge, Want};
 use super::scale as reconcile_scale;
-use super::{cluster_id, nodes, storage, Context, ReconcileError};
+use super::{broker_configs, cluster_id, nodes, storage, Context, ReconcileError};
 use crate::build::objects::{cluster_selector, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
@@ -27,7 +27,7 @@ use crate::crd::KafkaCluster;
 use crate::health;
 use crate::roll::{self, Step};
 use crate::scale;
-use crate::validate::{validate, ValidatedCluster};
+use crate::validate::{validate, ValidatedCluster, CONTROLLER_ID_BASE};
 
 /// How soon a cluster that is not ready yet is looked at again.
 const SETTLING: Duration = Duration::from_secs(5);
@@ -126,6 +126,32 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         out
     };
     let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    // Dynamic broker configs, once a broker can take them.
+    let brokers_up = observed
+        .nodes
+        .iter()
+        .any(|n| n.ready && n.node_id < CONTROLLER_ID_BASE);
+    let mut configs_synced = !brokers_up;
+    if brokers_up {
+        let synced =
+            tokio::time::timeout(HEALTH_TIMEOUT, broker_configs::sync(&bootstrap, &cluster)).await;
+        match synced {
+            Ok(Ok(changes)) => {
+                configs_synced = true;
+                if !changes.is_empty() {
+                    let keys: Vec<&str> = changes.iter().map(|c| c.key()).collect();
+                    let note = format!("cluster-wide broker configs updated: {}", keys.join(", "));
+                    tracing::info!(cluster = %name, %note);
+                    event(client, &kc, EventType::Normal, "BrokerConfigsUpdated", note).await;
+                }
+            }
+            Ok(Err(e)) => problems.push(format!("dynamic broker configs not applied: {e}")),
+            Err(_) => problems.push(format!(
+                "dynamic broker configs not applied: the brokers at {bootstrap} did not answer \
+                 within {HEALTH_TIMEOUT:?}"
+            )),
+        }
+    }
     observed.unapplied = problems;
     observed.refused = quorum_refused.into_iter().collect();
     let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
@@ -191,7 +217,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     );
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
-    let settled = ready && step == Step::Done && scaling.status.is_none();
+    let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
     Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
 }
 

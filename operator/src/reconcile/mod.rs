@@ -4,6 +4,7 @@
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
 //!   brokers are reached).
 //! - [`cluster`]: a KafkaCluster into its children and status.
+//! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
 //! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
@@ -11,6 +12,7 @@
 //! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
+pub mod broker_configs;
 pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;

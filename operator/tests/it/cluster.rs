@@ -211,7 +211,7 @@ async fn an_invalid_spec_is_reported_by_name_and_creates_nothing() {
 }
 
 /// Creates the pods a StatefulSet controller would (none runs here), ready or not.
-async fn pods_like_the_statefulset(
+pub async fn pods_like_the_statefulset(
     client: &kube::Client,
     ns: &str,
     sts: &StatefulSet,
@@ -241,7 +241,7 @@ async fn pods_like_the_statefulset(
     }
 }
 
-async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) {
+pub async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) {
     use k8s_openapi::api::core::v1::Pod;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let status = if ready { "True" } else { "False" };
@@ -297,7 +297,7 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         "events",
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!(
-        {"spec": {"config": {"log.retention.hours": "24"}}})),
+        {"spec": {"config": {"num.partitions": "4"}}})),
     )
     .await
     .unwrap();
@@ -701,7 +701,7 @@ async fn with_healthy_brokers_a_follower_restarts_first_and_the_active_controlle
         "events",
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!(
-        {"spec": {"config": {"log.retention.hours": "48"}}})),
+        {"spec": {"config": {"num.partitions": "5"}}})),
     )
     .await
     .unwrap();

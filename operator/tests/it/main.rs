@@ -4,6 +4,7 @@
 
 mod apiserver;
 mod binary;
+mod broker_configs;
 mod cluster;
 mod scale;
 mod topic;
