@@ -10,6 +10,7 @@
 //! - [`leader`]: leader election over a Lease, so replicas can run side by side.
 //! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
 //! - [`placement`]: where a topic's new partitions go, balanced and rack-aware.
+//! - [`rack`]: the `rack` subcommand of broker pods' init container: their node's rack label.
 //! - [`rebalance`]: which partitions a broker scale step reassigns, so every topic stays
 //!   balanced over the brokers that remain.
 //! - [`roll`]: the rolling-restart planner: which pod next, or why wait or halt.
@@ -24,6 +25,7 @@ pub mod kafka;
 pub mod leader;
 pub mod metrics;
 pub mod placement;
+pub mod rack;
 pub mod rebalance;
 pub mod reconcile;
 pub mod roll;

@@ -1,7 +1,10 @@
 //! `gregor-operator`: watches KafkaCluster resources (and their StatefulSets, ConfigMaps,
-//! Services and pods) and KafkaTopic resources, and reconciles them, as the leader of its replicas. It serves its metrics
-//! on `--metrics-addr`, and on SIGTERM it finishes the reconciles under way and hands its lease
-//! back.
+//! Services, ServiceAccounts and pods) and KafkaTopic resources, and reconciles them, as the
+//! leader of its replicas. It serves its metrics on `--metrics-addr`, and on SIGTERM it
+//! finishes the reconciles under way and hands its lease back.
+//!
+//! `gregor-operator rack` is the `rack` init container of broker pods instead: it writes its
+//! node's rack label to a file and exits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use gregor_operator::metrics::Metrics;
 use gregor_operator::reconcile::{self, Context, ReconcileError};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -60,6 +63,40 @@ struct Args {
     /// bootstrap Service (out-of-cluster runs and tests). Repeatable.
     #[arg(long = "bootstrap-override", value_name = "NS/NAME=HOSTS", value_parser = parse_override)]
     bootstrap_overrides: Vec<(String, String)>,
+    /// The ClusterRole (nodes get) that broker pods of clusters with spec.rack are bound to,
+    /// so their `rack` init container can read their node; the Helm chart installs it.
+    #[arg(long, default_value = "gregor-broker-rack")]
+    rack_cluster_role: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Writes the value of a label of a node to a file (the `rack` init container of broker
+    /// pods; in-cluster config or KUBECONFIG). Fails, naming both, when the node lacks it.
+    Rack {
+        /// The node (the pod's spec.nodeName).
+        #[arg(long)]
+        node: String,
+        /// The label (spec.rack.topologyKey).
+        #[arg(long)]
+        label: String,
+        /// The file to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+/// Writes `node`'s `label` to `out` (see [`Command::Rack`]).
+async fn rack(node: &str, label: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let value = gregor_operator::rack::read(&client, node, label).await?;
+    gregor_operator::rack::write(out, &value)?;
+    tracing::info!(%node, %label, rack = %value, path = %out.display(), "rack written");
+    Ok(())
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -203,6 +240,7 @@ async fn run_clusters(
     .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
     .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
     .owns(api::<Service>(&client, &namespace), owned.clone())
+    .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
     // Pods are owned by the StatefulSets, not the cluster: map them by their labels, so a
     // pod turning ready (or failing) wakes its cluster.
     .watches(api::<Pod>(&client, &namespace), owned, |pod: Pod| {
@@ -246,6 +284,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Rack { node, label, out }) = &args.command {
+        return rack(node, label, out).await;
+    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -298,6 +339,7 @@ async fn main() -> anyhow::Result<()> {
                 .bootstrap_overrides
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            rack_cluster_role: args.rack_cluster_role.clone(),
         }),
         metrics: Arc::clone(&metrics),
         failures: Mutex::default(),

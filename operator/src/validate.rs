@@ -70,9 +70,14 @@ pub enum SpecError {
     /// Two listeners on one port, or a port out of range.
     #[error("{0}")]
     Ports(String),
-    /// Rack awareness without a label.
-    #[error("spec.rack.topologyKey must name a node label")]
-    Rack,
+    /// Rack awareness without a valid node label key.
+    #[error("spec.rack.topologyKey {value:?} is not a node label key: {reason}")]
+    Rack {
+        /// The key.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// One StatefulSet's worth of nodes.
@@ -332,9 +337,10 @@ pub fn validate(
         return Err(SpecError::ClusterId(cluster_id));
     }
     if let Some(rack) = &spec.rack {
-        if rack.topology_key.trim().is_empty() {
-            return Err(SpecError::Rack);
-        }
+        check_label_key(&rack.topology_key).map_err(|reason| SpecError::Rack {
+            value: rack.topology_key.clone(),
+            reason,
+        })?;
     }
     let mut ports = vec![
         ("spec.listeners.port", spec.listeners.port),
@@ -435,6 +441,54 @@ pub fn parse_quantity(value: &str) -> Option<u128> {
         bytes += f.checked_mul(multiplier)? / 10u128.pow(digits);
     }
     Some(bytes)
+}
+
+/// Whether `key` is a Kubernetes label key (`[prefix/]name`, as the API server checks it); why
+/// not otherwise.
+fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if name.is_empty() {
+        return Err("the name part is empty".into());
+    }
+    if name.len() > 63 {
+        return Err("the name part is longer than 63 characters".into());
+    }
+    let edge = |c: char| c.is_ascii_alphanumeric();
+    if !name.starts_with(edge)
+        || !name.ends_with(edge)
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(
+            "the name part must be alphanumeric characters, '-', '_' or '.', \
+                    starting and ending with an alphanumeric character"
+                .into(),
+        );
+    }
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    if prefix.is_empty() || prefix.len() > 253 {
+        return Err("the prefix must be a DNS subdomain of 1 to 253 characters".into());
+    }
+    let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    for label in prefix.split('.') {
+        if label.is_empty()
+            || !label.starts_with(lower)
+            || !label.ends_with(lower)
+            || !label.chars().all(|c| lower(c) || c == '-')
+        {
+            return Err(format!(
+                "the prefix {prefix:?} is not a DNS subdomain (lowercase alphanumeric \
+                 characters, '-' and '.', e.g. example.com)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_ports(ports: &[(&str, i32)]) -> Result<(), SpecError> {
@@ -560,6 +614,51 @@ mod tests {
             }),
             SpecError::Config(_)
         ));
+    }
+
+    #[test]
+    fn a_rack_topology_key_must_be_a_label_key() {
+        let rack = |key: &str| {
+            let mut s = spec(3);
+            s.rack = Some(Rack {
+                topology_key: key.into(),
+            });
+            validate(&cluster(s), ID, "img").map(|v| v.rack.unwrap().topology_key)
+        };
+        for good in [
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+            "example.com/rack",
+            "rack",
+            "Rack_1.a-b",
+        ] {
+            assert_eq!(rack(good).as_deref(), Ok(good));
+        }
+        assert_eq!(
+            rack("").unwrap_err().to_string(),
+            "spec.rack.topologyKey \"\" is not a node label key: the name part is empty"
+        );
+        assert_eq!(
+            rack("Example.com/rack").unwrap_err().to_string(),
+            "spec.rack.topologyKey \"Example.com/rack\" is not a node label key: the prefix \
+             \"Example.com\" is not a DNS subdomain (lowercase alphanumeric characters, '-' and \
+             '.', e.g. example.com)"
+        );
+        for bad in [
+            "example.com/",
+            "/rack",
+            "a/b/c",
+            "rack ",
+            "-rack",
+            "rack']",
+            "example..com/rack",
+            &"r".repeat(64),
+        ] {
+            assert!(
+                matches!(rack(bad), Err(SpecError::Rack { .. })),
+                "{bad:?} is refused"
+            );
+        }
     }
 
     #[test]

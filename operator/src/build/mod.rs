@@ -6,16 +6,20 @@
 //! - [`properties`]: each node's `server.properties`.
 //! - [`objects`]: labels and owner references shared by every child.
 //! - [`services`], [`statefulset`], [`pdb`], [`monitor`]: the children themselves.
+//! - [`rack`]: rack awareness: the broker pods' ServiceAccount, their ClusterRoleBinding (not
+//!   a child: cluster-scoped, so the reconcile applies and deletes it), the `rack` init
+//!   container and its volume.
 
 pub mod monitor;
 pub mod objects;
 pub mod pdb;
 pub mod properties;
+pub mod rack;
 pub mod services;
 pub mod statefulset;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::validate::ValidatedCluster;
@@ -31,6 +35,8 @@ pub struct ClusterObjects {
     pub bootstrap: Service,
     /// Per-broker Services of the external listener.
     pub external: Vec<Service>,
+    /// The ServiceAccount broker pods read their node's rack as, with `spec.rack`.
+    pub service_account: Option<ServiceAccount>,
     /// One StatefulSet per pool.
     pub statefulsets: Vec<StatefulSet>,
     /// At most one node down at a time through voluntary disruptions.
@@ -46,6 +52,7 @@ pub fn cluster(cluster: &ValidatedCluster) -> ClusterObjects {
         headless: services::headless(cluster),
         bootstrap: services::bootstrap(cluster),
         external: services::external(cluster),
+        service_account: rack::service_account(cluster),
         service_monitor: cluster
             .metrics
             .service_monitor
@@ -178,6 +185,221 @@ mod tests {
             .find(|e| e.name == "HOST_IP");
         let field = host_ip.and_then(|e| e.value_from.as_ref()?.field_ref.as_ref());
         assert_eq!(field.map(|f| f.field_path.as_str()), Some("status.hostIP"));
+    }
+
+    fn pod_spec(objects: &ClusterObjects, i: usize) -> &k8s_openapi::api::core::v1::PodSpec {
+        objects.statefulsets[i].spec.template.spec.as_ref().unwrap()
+    }
+
+    fn rack_cluster(topology_key: &str) -> ValidatedCluster {
+        validated(KafkaClusterSpec {
+            replicas: 2,
+            controllers: Some(ControllerPool {
+                replicas: 3,
+                ..Default::default()
+            }),
+            rack: Some(Rack {
+                topology_key: topology_key.into(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn with_rack_brokers_read_their_node_label_in_an_init_container_and_take_it_from_the_file() {
+        let cluster = rack_cluster("example.com/rack");
+        let objects = super::cluster(&cluster);
+        let brokers = pod_spec(&objects, 0);
+        let names = |cs: &[k8s_openapi::api::core::v1::Container]| {
+            cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        let init = brokers.init_containers.as_ref().unwrap();
+        assert_eq!(names(init), ["rack", "format"], "the rack is read first");
+        let rack = &init[0];
+        assert_eq!(rack.image.as_deref(), Some("gregor:0.1.0"));
+        assert_eq!(
+            rack.command.as_deref(),
+            Some(&["/usr/local/bin/gregor-operator".to_string()][..])
+        );
+        assert_eq!(
+            rack.args.as_ref().unwrap().join(" "),
+            "rack --node $(NODE_NAME) --label example.com/rack --out /var/lib/gregor-rack/rack"
+        );
+        let env = &rack.env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "NODE_NAME");
+        let field = env.value_from.as_ref().and_then(|v| v.field_ref.as_ref());
+        assert_eq!(field.unwrap().field_path, "spec.nodeName");
+        // One emptyDir: written by the init container, read by format and the broker.
+        let volume = brokers
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "rack")
+            .expect("the rack volume");
+        assert!(volume.empty_dir.is_some());
+        let mount = |c: &k8s_openapi::api::core::v1::Container| {
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|m| m.name == "rack")
+                .map(|m| (m.mount_path.clone(), m.read_only.unwrap_or(false)))
+        };
+        let dir = "/var/lib/gregor-rack".to_string();
+        assert_eq!(mount(rack), Some((dir.clone(), false)));
+        assert_eq!(mount(&init[1]), Some((dir.clone(), true)));
+        assert_eq!(mount(&brokers.containers[0]), Some((dir, true)));
+        // No GREGOR_RACK from the pod's labels any more.
+        let broker = &brokers.containers[0];
+        assert!(!broker
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a.contains("rack")));
+        assert!(!broker
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name.contains("RACK")));
+        // Only broker pods run as the ServiceAccount that may read nodes.
+        assert_eq!(
+            brokers.service_account_name.as_deref(),
+            Some("events-broker")
+        );
+        assert_eq!(brokers.automount_service_account_token, Some(true));
+        let controllers = pod_spec(&objects, 1);
+        assert_eq!(
+            names(controllers.init_containers.as_ref().unwrap()),
+            ["format"]
+        );
+        assert_eq!(controllers.service_account_name, None);
+        assert_eq!(controllers.automount_service_account_token, None);
+        assert_eq!(controllers.volumes.as_ref().unwrap().len(), 1);
+        let data = objects.config.data.as_ref().unwrap();
+        let broker = &data["events-broker-0.properties"];
+        assert!(
+            broker.contains("\nbroker.rack=${dir:/var/lib/gregor-rack:rack}\n"),
+            "{broker}"
+        );
+        assert!(broker.contains("\nconfig.providers=dir\n"), "{broker}");
+        assert!(broker.contains(
+            "\nconfig.providers.dir.class=\
+             org.apache.kafka.common.config.provider.DirectoryConfigProvider\n"
+        ));
+        let controller = &data["events-controller-0.properties"];
+        assert!(!controller.contains("broker.rack") && !controller.contains("config.providers"));
+
+        let account = objects.service_account.as_ref().expect("a ServiceAccount");
+        assert_eq!(account.metadata.name.as_deref(), Some("events-broker"));
+        assert_eq!(account.metadata.namespace.as_deref(), Some("prod"));
+        assert_eq!(
+            account.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "0b7c9f1e-uid"
+        );
+        let binding = rack::cluster_role_binding(&cluster, "gregor-broker-rack").unwrap();
+        assert_eq!(
+            binding.metadata.name.as_deref(),
+            Some("gregor-rack.prod.events")
+        );
+        assert_eq!(binding.metadata.namespace, None);
+        assert_eq!(binding.metadata.owner_references, None, "cluster-scoped");
+        let labels = binding.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["gregor.dev/cluster-namespace"], "prod");
+        assert_eq!(labels["gregor.dev/cluster-name"], "events");
+        assert_eq!(binding.role_ref.kind, "ClusterRole");
+        assert_eq!(binding.role_ref.name, "gregor-broker-rack");
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "events-broker", Some("prod"))
+        );
+    }
+
+    #[test]
+    fn without_rack_pods_keep_the_default_service_account_and_read_no_rack() {
+        let cluster = three_combined();
+        let objects = super::cluster(&cluster);
+        assert!(objects.service_account.is_none());
+        assert!(rack::cluster_role_binding(&cluster, "gregor-broker-rack").is_none());
+        let pods = pod_spec(&objects, 0);
+        let init = pods.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1);
+        assert_eq!(init[0].name, "format");
+        assert_eq!(pods.service_account_name, None);
+        assert_eq!(pods.automount_service_account_token, None);
+        assert!(!pods
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "rack"));
+        let data = objects.config.data.as_ref().unwrap();
+        assert!(!data["events-0.properties"].contains("broker.rack"));
+        assert!(!data["events-0.properties"].contains("config.providers"));
+    }
+
+    #[test]
+    fn a_node_port_broker_with_rack_lists_each_provider_once_and_resolves_both() {
+        use std::collections::BTreeMap;
+
+        use crate::crd::cluster::{ExternalListener, ExternalType};
+        let mut spec = KafkaClusterSpec {
+            replicas: 1,
+            rack: Some(Rack {
+                topology_key: "kubernetes.io/hostname".into(),
+            }),
+            ..Default::default()
+        };
+        spec.listeners.external = Some(ExternalListener {
+            kind: ExternalType::NodePort,
+            port: 9094,
+            advertised: BTreeMap::new(),
+        });
+        // The user's own providers, one of which the operator also needs.
+        spec.config
+            .insert("config.providers".into(), "file, env".into());
+        spec.config.insert(
+            "config.providers.file.class".into(),
+            "org.apache.kafka.common.config.provider.FileConfigProvider".into(),
+        );
+        let mut cluster = validated(spec);
+        cluster.external_addresses = BTreeMap::from([(0, "${env:HOST_IP}:30000".to_string())]);
+        let objects = super::cluster(&cluster);
+        let text = &objects.config.data.as_ref().unwrap()["events-0.properties"];
+        assert_eq!(text.matches("config.providers=").count(), 1, "{text}");
+        assert_eq!(text.matches("config.providers.env.class=").count(), 1);
+        assert_eq!(text.matches("config.providers.dir.class=").count(), 1);
+        let mut props = gregor::config::parse_properties(text);
+        assert_eq!(props["config.providers"], "file,env,dir");
+        // The broker resolves both: its node's address, and its rack from the file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rack"), "node-a").unwrap();
+        let rack =
+            props["broker.rack"].replace("/var/lib/gregor-rack", &dir.path().display().to_string());
+        props.insert("broker.rack".into(), rack);
+        let env = |name: &str| (name == "HOST_IP").then(|| "172.18.0.3".to_string());
+        let resolved = gregor::config::resolve_providers(props, &env).unwrap();
+        assert_eq!(resolved["broker.rack"], "node-a");
+        assert!(resolved["advertised.listeners"].ends_with(",EXTERNAL://172.18.0.3:30000"));
+        // format loads the same file, so it gets the same environment and the rack file.
+        let pods = pod_spec(&objects, 0);
+        let init = pods.init_containers.as_ref().unwrap();
+        let format = init.iter().find(|c| c.name == "format").unwrap();
+        let broker = &pods.containers[0];
+        assert_eq!(format.env, broker.env);
+        assert!(format
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "rack"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::objects::meta;
+use super::rack;
 use crate::validate::{Pool, ValidatedCluster, CONTROLLER_PORT};
 
 /// Where the volume is mounted and the log dir lives.
@@ -14,10 +15,21 @@ pub const DATA_DIR: &str = "/var/lib/gregor/data";
 pub const CONFIG_DIR: &str = "/etc/gregor";
 
 /// Kafka's list of config providers; the operator adds `env` when a broker advertises its
-/// node's address (`${env:HOST_IP}`).
+/// node's address (`${env:HOST_IP}`), and `dir` when it reads its rack from a file
+/// (`${dir:/var/lib/gregor-rack:rack}`).
 const PROVIDERS: &str = "config.providers";
-const ENV_PROVIDER_CLASS_KEY: &str = "config.providers.env.class";
-const ENV_PROVIDER_CLASS: &str = "org.apache.kafka.common.config.provider.EnvVarConfigProvider";
+/// A config provider the operator configures: its name, the key naming its class, the class.
+type Provider = (&'static str, &'static str, &'static str);
+const ENV_PROVIDER: Provider = (
+    "env",
+    "config.providers.env.class",
+    "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+);
+const DIR_PROVIDER: Provider = (
+    "dir",
+    "config.providers.dir.class",
+    "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+);
 /// The environment variable holding the pod's node address (downward API `status.hostIP`).
 pub const HOST_IP_ENV: &str = "HOST_IP";
 
@@ -67,28 +79,39 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
             format!("0.0.0.0:{}", cluster.metrics.port),
         ),
     ]);
+    // Config providers the operator's own values need, resolved when the node loads them.
+    let mut providers = Vec::new();
     if pool.role.is_broker() {
         let advertised = advertised.join(",");
         if advertised.contains("${env:") {
-            // Kafka's EnvVarConfigProvider resolves it when the broker starts.
-            let mut providers: Vec<&str> = cluster
-                .config
-                .get(PROVIDERS)
-                .map(|p| {
-                    p.split(',')
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !providers.contains(&"env") {
-                providers.push("env");
-            }
-            owned.insert(PROVIDERS, providers.join(","));
-            owned.insert(ENV_PROVIDER_CLASS_KEY, ENV_PROVIDER_CLASS.to_string());
+            providers.push(ENV_PROVIDER);
         }
         owned.insert("advertised.listeners", advertised);
         owned.insert("inter.broker.listener.name", "CLIENT".to_string());
+    }
+    if rack::applies(cluster, pool) {
+        owned.insert("broker.rack", rack::broker_rack());
+        providers.push(DIR_PROVIDER);
+    }
+    if !providers.is_empty() {
+        // The user's providers stay, listed first, with the operator's added once.
+        let mut names: Vec<&str> = cluster
+            .config
+            .get(PROVIDERS)
+            .map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, class_key, class) in providers {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            owned.insert(class_key, class.to_string());
+        }
+        owned.insert(PROVIDERS, names.join(","));
     }
     let mut out = format!(
         "# {pod} of KafkaCluster {}/{}, written by gregor-operator: edit the KafkaCluster's \

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::objects::{meta, pool_selector, stable_hash, CONFIG_HASH_ANNOTATION};
 use super::properties::{key, CONFIG_DIR};
+use super::rack;
 use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT};
 
 /// The broker binary inside the image.
@@ -87,15 +88,8 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         // A NodePort listener is advertised at the node's address (`${env:HOST_IP}`).
         env.push(field_env(super::properties::HOST_IP_ENV, "status.hostIP"));
     }
-    let mut args = vec!["server-start".to_string(), properties.clone()];
-    if let (Some(rack), true) = (&cluster.rack, pool.role.is_broker()) {
-        // The pod carries its node's topology labels (PodTopologyLabels admission).
-        env.push(field_env(
-            "GREGOR_RACK",
-            &format!("metadata.labels['{}']", rack.topology_key),
-        ));
-        args.extend(["--override".into(), "broker.rack=$(GREGOR_RACK)".into()]);
-    }
+    let args = vec!["server-start".to_string(), properties.clone()];
+    let rack = rack::applies(cluster, pool);
     let mut ports = vec![
         container_port("controller", CONTROLLER_PORT),
         container_port("metrics", cluster.metrics.port),
@@ -106,7 +100,7 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
             ports.push(container_port("external", e.port));
         }
     }
-    let mounts = vec![
+    let mut mounts = vec![
         VolumeMount {
             name: "data".into(),
             mount_path: "/var/lib/gregor".into(),
@@ -119,6 +113,20 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
             ..Default::default()
         },
     ];
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: cluster.config_map(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if rack {
+        // The rack file the `rack` init container writes; the broker reads it, and so does
+        // `format`, which resolves the same properties.
+        mounts.push(rack::mount(true));
+        volumes.push(rack::volume());
+    }
     let security = SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -143,7 +151,9 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
             properties,
             "--ignore-formatted".into(),
         ]),
-        env: Some(env[..1].to_vec()),
+        // Loading the properties resolves their config providers (`${env:HOST_IP}`,
+        // `${dir:...}`), so format sees what the broker sees.
+        env: Some(env.clone()),
         // The operator reports why a format failed from the container's last log lines.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts.clone()),
@@ -151,6 +161,12 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         resources: resources.clone(),
         ..Default::default()
     };
+    // The rack is read first: a pod must not start without it.
+    let mut init_containers = Vec::new();
+    if rack {
+        init_containers.extend(rack::init_container(cluster, &security, resources.clone()));
+    }
+    init_containers.push(format);
     let node = Container {
         name: "gregor".into(),
         image: Some(cluster.image.clone()),
@@ -190,7 +206,7 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    init_containers: Some(vec![format]),
+                    init_containers: Some(init_containers),
                     containers: vec![node],
                     termination_grace_period_seconds: Some(GRACE_SECONDS),
                     security_context: Some(PodSecurityContext {
@@ -200,14 +216,10 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
                         run_as_non_root: Some(true),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: cluster.config_map(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
+                    // Only the `rack` init container talks to the API server.
+                    service_account_name: rack.then(|| rack::service_account_name(cluster)),
+                    automount_service_account_token: rack.then_some(true),
                     node_selector: non_empty(template.node_selector.clone()),
                     affinity: template.affinity.clone(),
                     tolerations: (!template.tolerations.is_empty())
@@ -246,7 +258,7 @@ fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> 
 }
 
 /// An environment variable holding a field of the pod (downward API).
-fn field_env(name: &str, field_path: &str) -> EnvVar {
+pub(super) fn field_env(name: &str, field_path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {

@@ -52,7 +52,9 @@ pub struct KafkaClusterSpec {
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Rack awareness: each broker's `broker.rack` is its Kubernetes node's value of this label.
+    /// Rack awareness: each broker's `broker.rack` is its Kubernetes node's value of a label,
+    /// read by an init container as the broker pods' own ServiceAccount (bound to a
+    /// ClusterRole that may get nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
     /// Client listeners.
@@ -122,7 +124,9 @@ impl Default for Storage {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rack {
-    /// Node label whose value becomes `broker.rack`, e.g. `topology.kubernetes.io/zone`.
+    /// Node label whose value becomes `broker.rack`, e.g. `topology.kubernetes.io/zone` or
+    /// `kubernetes.io/hostname`; any node label works. A broker pod whose node lacks it does
+    /// not start.
     pub topology_key: String,
 }
 

@@ -13,13 +13,14 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, finalizer};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conditions::{merge, Want};
 use super::scale as reconcile_scale;
-use super::{broker_configs, cluster_id, nodes, storage, Context, ReconcileError};
+use super::{broker_configs, cluster_id, nodes, rack, storage, Context, ReconcileError};
 use crate::build::objects::{cluster_selector, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
@@ -38,11 +39,35 @@ const STUCK_AFTER: Duration = Duration::from_secs(300);
 /// How long the brokers get to say how the cluster is.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reconciles one KafkaCluster.
+/// Reconciles one KafkaCluster: behind the rack finalizer when it has (or had) `spec.rack`
+/// (see [`rack`]), directly otherwise.
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = kc
         .namespace()
         .ok_or_else(|| ReconcileError::Malformed("a KafkaCluster without a namespace".into()))?;
+    if kc.spec.rack.is_none() && !rack::has_finalizer(&kc) {
+        return converge(kc, ctx, namespace).await;
+    }
+    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, rack::FINALIZER, kc, |event| async {
+        match event {
+            finalizer::Event::Apply(kc) => converge(kc, Arc::clone(&ctx), namespace.clone()).await,
+            finalizer::Event::Cleanup(kc) => {
+                rack::delete(&ctx.client, &namespace, &kc.name_any()).await?;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(super::finalizer_error)
+}
+
+/// Brings the cluster's children and status in line with its spec.
+async fn converge(
+    kc: Arc<KafkaCluster>,
+    ctx: Arc<Context>,
+    namespace: String,
+) -> Result<Action, ReconcileError> {
     let name = kc.name_any();
     let client = &ctx.client;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
@@ -113,6 +138,8 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         let current = existing.iter().find(|s| s.name_any() == built.name_any());
         storage::keep_claim_templates(built, current);
     }
+    // The binding before the StatefulSets whose pods need it.
+    rack::sync(client, &kc, &cluster, &ctx.rack_cluster_role).await?;
     let mut problems = apply_all(client, &namespace, &objects).await?;
     problems.extend(storage::resize_claims(client, &cluster).await?);
 
@@ -221,14 +248,18 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
 }
 
-/// Applies every child in the written order: configuration and Services before the
-/// StatefulSets whose pods read and need them, the PodDisruptionBudget and ServiceMonitor last.
+/// Applies every child in the written order: the broker pods' ServiceAccount, configuration
+/// and Services before the StatefulSets whose pods run as, read and need them, the
+/// PodDisruptionBudget and ServiceMonitor last.
 /// Returns problems to report that are not failures (a missing optional CRD).
 pub async fn apply_all(
     client: &kube::Client,
     namespace: &str,
     objects: &ClusterObjects,
 ) -> Result<Vec<String>, ReconcileError> {
+    if let Some(account) = &objects.service_account {
+        apply(client, namespace, account).await?;
+    }
     apply(client, namespace, &objects.config).await?;
     apply(client, namespace, &objects.headless).await?;
     apply(client, namespace, &objects.bootstrap).await?;

@@ -7,6 +7,8 @@
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`rack`]: the rack ClusterRoleBinding of broker pods, applied and deleted, behind a
+//!   finalizer since nothing else would delete it.
 //! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
 //! - [`storage`]: volume growth on the claims, and refused shrinks.
 //! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
@@ -17,6 +19,7 @@ pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
+pub mod rack;
 pub mod scale;
 pub mod storage;
 pub mod topic;
@@ -36,6 +39,9 @@ pub struct Context {
     /// Where the brokers of a cluster are reached, by `namespace/name`, instead of its bootstrap
     /// Service: for out-of-cluster runs and tests (`--bootstrap-override`).
     pub bootstrap_overrides: BTreeMap<String, String>,
+    /// The ClusterRole (nodes get) the broker pods of a cluster with `spec.rack` are bound to
+    /// (`--rack-cluster-role`, installed by the chart).
+    pub rack_cluster_role: String,
 }
 
 impl Context {
@@ -54,6 +60,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("default_image", &self.default_image)
             .field("bootstrap_overrides", &self.bootstrap_overrides)
+            .field("rack_cluster_role", &self.rack_cluster_role)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +90,20 @@ impl ReconcileError {
             ReconcileError::Kube(_) => "kubernetes",
             ReconcileError::Kafka(_) | ReconcileError::KafkaAdmin(_) => "kafka",
             ReconcileError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// The error of a reconcile run through kube's finalizer helper.
+pub(crate) fn finalizer_error(
+    e: kube::runtime::finalizer::Error<ReconcileError>,
+) -> ReconcileError {
+    use kube::runtime::finalizer::Error;
+    match e {
+        Error::ApplyFailed(e) | Error::CleanupFailed(e) => e,
+        Error::AddFinalizer(e) | Error::RemoveFinalizer(e) => ReconcileError::Kube(e),
+        e @ (Error::UnnamedObject | Error::InvalidFinalizer) => {
+            ReconcileError::Malformed(e.to_string())
         }
     }
 }

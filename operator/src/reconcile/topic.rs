@@ -63,15 +63,7 @@ pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action,
         }
     })
     .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
-            ReconcileError::Kube(e)
-        }
-        e @ (finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer) => {
-            ReconcileError::Malformed(e.to_string())
-        }
-    })
+    .map_err(super::finalizer_error)
 }
 
 /// What the status says about the topic in Kafka.

@@ -18,6 +18,7 @@ pub fn context(client: &kube::Client) -> Arc<Context> {
         client: client.clone(),
         default_image: "gregor:test".into(),
         bootstrap_overrides: BTreeMap::new(),
+        rack_cluster_role: "gregor-broker-rack".into(),
     })
 }
 

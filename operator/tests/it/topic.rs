@@ -56,6 +56,7 @@ impl Setup {
                 format!("{ns}/{CLUSTER}"),
                 brokers.bootstrap.clone(),
             )]),
+            rack_cluster_role: "gregor-broker-rack".into(),
         });
         Setup {
             ctx,
