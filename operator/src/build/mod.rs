@@ -269,6 +269,7 @@ mod tests {
             brokers.service_account_name.as_deref(),
             Some("events-broker")
         );
+        assert_eq!(brokers.service_account, brokers.service_account_name);
         assert_eq!(brokers.automount_service_account_token, Some(true));
         let controllers = pod_spec(&objects, 1);
         assert_eq!(
@@ -276,6 +277,7 @@ mod tests {
             ["format"]
         );
         assert_eq!(controllers.service_account_name, None);
+        assert_eq!(controllers.service_account, None);
         assert_eq!(controllers.automount_service_account_token, None);
         assert_eq!(controllers.volumes.as_ref().unwrap().len(), 1);
         let data = objects.config.data.as_ref().unwrap();
@@ -333,6 +335,7 @@ mod tests {
         assert_eq!(init.len(), 1);
         assert_eq!(init[0].name, "format");
         assert_eq!(pods.service_account_name, None);
+        assert_eq!(pods.service_account, None);
         assert_eq!(pods.automount_service_account_token, None);
         assert!(!pods
             .volumes

@@ -217,8 +217,11 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
                         ..Default::default()
                     }),
                     volumes: Some(volumes),
-                    // Only the `rack` init container talks to the API server.
+                    // Only the `rack` init container talks to the API server. The deprecated
+                    // alias is applied too: the API server copies it into serviceAccountName
+                    // when that is absent, so a name it kept would outlive a removed spec.rack.
                     service_account_name: rack.then(|| rack::service_account_name(cluster)),
+                    service_account: rack.then(|| rack::service_account_name(cluster)),
                     automount_service_account_token: rack.then_some(true),
                     node_selector: non_empty(template.node_selector.clone()),
                     affinity: template.affinity.clone(),

@@ -24,9 +24,24 @@ const TOKEN: &str = "gregor-operator-tests";
 pub struct ApiServer {
     /// A kubeconfig for it (also usable with kubectl while debugging).
     pub kubeconfig: PathBuf,
+    /// Its address.
+    url: String,
     _dir: tempfile::TempDir,
     /// Held so the watchdog shells keep their processes alive until this binary exits.
     _guards: Vec<(Child, ChildStdin)>,
+}
+
+/// Writes a kubeconfig for the API server at `url` that authenticates with `token`.
+fn write_kubeconfig(path: &Path, url: &str, token: &str) {
+    let mut f = std::fs::File::create(path).expect("kubeconfig");
+    write!(
+        f,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    \
+         insecure-skip-tls-verify: true\nusers:\n- name: user\n  user:\n    token: {token}\n\
+         contexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n\
+         current-context: test\n"
+    )
+    .expect("kubeconfig");
 }
 
 pub fn free_port() -> u16 {
@@ -141,17 +156,10 @@ impl ApiServer {
         );
         let url = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = d.join("kubeconfig");
-        let mut f = std::fs::File::create(&kubeconfig).expect("kubeconfig");
-        write!(
-            f,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    \
-             insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n\
-             current-context: test\n"
-        )
-        .expect("kubeconfig");
+        write_kubeconfig(&kubeconfig, &url, TOKEN);
         let server = ApiServer {
             kubeconfig,
+            url,
             _guards: vec![etcd, apiserver],
             _dir: dir,
         };
@@ -202,6 +210,12 @@ impl ApiServer {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
+    }
+
+    /// Writes a kubeconfig at `path` that acts with `token` (a ServiceAccount's, say) instead
+    /// of the admin's.
+    pub fn kubeconfig_with_token(&self, path: &Path, token: &str) {
+        write_kubeconfig(path, &self.url, token);
     }
 
     /// A client for the current runtime.

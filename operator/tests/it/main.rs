@@ -1,11 +1,12 @@
 //! The operator against a real kube-apiserver and etcd (see [`apiserver`]): CRDs, a
 //! KafkaCluster's children, owner references, status, the cluster id, no-op reconciles,
-//! broker scale steps.
+//! broker scale steps, rack awareness.
 
 mod apiserver;
 mod binary;
 mod broker_configs;
 mod cluster;
+mod rack;
 mod scale;
 mod topic;
 

@@ -51,7 +51,8 @@ pub fn shared() -> &'static Brokers {
     }
 }
 
-fn binary() -> PathBuf {
+/// The `gregor` binary the tests run.
+pub fn binary() -> PathBuf {
     let path = std::env::var_os("GREGOR_BIN")
         .map(PathBuf::from)
         .or_else(|| {
