@@ -9,8 +9,10 @@
 #      --no-server skips this): `helm install` into a real API server, then the operator binary
 #      run with the rendered Deployment's arguments as the chart's ServiceAccount (a token from
 #      the TokenRequest API), once cluster-wide and once after `helm upgrade` to
-#      watchNamespaces: each time a KafkaCluster must get its cluster id and StatefulSet, which
-#      only happens when the chart's RBAC lets every call of the reconcile through. The first
+#      watchNamespaces: each time a KafkaCluster with spec.rack must get its cluster id and
+#      StatefulSet, which only happens when the chart's RBAC lets every call of the reconcile
+#      through, and its broker pods' ClusterRoleBinding, deleted by the finalizer when the
+#      KafkaCluster is (the cluster-scoped calls, and `bind`, checked in both modes). The first
 #      run also takes a KafkaTopic through creation (finalizer, topic created in a local
 #      `gregor dev` broker reached through --bootstrap-override, Ready) and deletion (topic
 #      deleted, finalizer removed), so the KafkaTopic controller's calls are checked too.
@@ -111,6 +113,11 @@ expected = {
     ("Service", release_ns, f"{full}-metrics"),
     ("Role", release_ns, f"{full}-leader-election"),
     ("RoleBinding", release_ns, f"{full}-leader-election"),
+    # Rack awareness, in either mode: the broker pods' ClusterRole, and the operator's
+    # cluster-scoped rules for binding them to it.
+    ("ClusterRole", None, f"{full}-broker-rack"),
+    ("ClusterRole", None, f"{full}-rack-bindings"),
+    ("ClusterRoleBinding", None, f"{full}-rack-bindings"),
 }
 watched = ["a", "b"] if mode == "namespaced" else []
 if mode == "cluster":
@@ -131,6 +138,7 @@ args = container.get("args", [])
 want_args = [
     "--metrics-addr=0.0.0.0:8080",
     "--default-image=gregor:0.1.0",
+    f"--rack-cluster-role={full}-broker-rack",
     "--leader-election=true",
     "--lease-name=gregor",
     f"--lease-namespace={release_ns}",
@@ -168,6 +176,7 @@ NEEDS = {
     ("apps", "statefulsets"): "get list watch create patch",
     ("", "configmaps"): "get list watch create patch",
     ("", "services"): "get list watch create patch",
+    ("", "serviceaccounts"): "get list watch create patch",
     ("", "pods"): "get list watch delete",
     ("", "persistentvolumeclaims"): "get list watch patch",
     ("", "events"): "create patch",
@@ -199,6 +208,16 @@ def covers(rules, where):
     check(not any(res.startswith("secrets") for _, res, _ in have), f"{where} grants secrets")
 
 
+def exactly(rules, want, where):
+    """The rules grant `want` ({(group, resource, verb, resourceNames)}) and nothing else."""
+    have = granted(rules)
+    for g, res, v, names in sorted(want - have):
+        check(False, f"{where} lacks {v} on {g or 'core'}/{res} {list(names) or ''}")
+    for g, res, v, names in sorted(have - want):
+        check(False, f"{where} grants {v} on {g or 'core'}/{res} {list(names) or ''}, "
+                     "which is never used")
+
+
 def bound(kind, ns, name, role_kind):
     b = objects.get((kind, ns, name), {})
     check(b.get("roleRef", {}).get("kind") == role_kind and b["roleRef"]["name"] == name,
@@ -214,6 +233,17 @@ else:
     for ns in watched:
         covers(objects.get(("Role", ns, full), {}).get("rules", []), f"Role {ns}/{full}")
         bound("RoleBinding", ns, full, "Role")
+# Rack awareness: broker pods may get nodes; the operator may manage ClusterRoleBindings and
+# bind that one ClusterRole (RBAC's escalation check), and holds nothing on nodes itself.
+broker_rack = f"{full}-broker-rack"
+exactly(objects.get(("ClusterRole", None, broker_rack), {}).get("rules", []),
+        {("", "nodes", "get", ())}, f"ClusterRole {broker_rack}")
+rbac = "rbac.authorization.k8s.io"
+exactly(objects.get(("ClusterRole", None, f"{full}-rack-bindings"), {}).get("rules", []),
+        {(rbac, "clusterrolebindings", v, ()) for v in ("get", "create", "patch", "delete")}
+        | {(rbac, "clusterroles", "bind", (broker_rack,))},
+        f"ClusterRole {full}-rack-bindings")
+bound("ClusterRoleBinding", None, f"{full}-rack-bindings", "ClusterRole")
 lease = granted(objects.get(("Role", release_ns, f"{full}-leader-election"), {}).get("rules", []))
 for v in ("get", "update"):
     check(("coordination.k8s.io", "leases", v, ("gregor",)) in lease, f"lease {v}")
@@ -328,8 +358,9 @@ PY
     >"$work/operator-$ns.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
+  # With spec.rack, so the operator binds the broker pods' ServiceAccount (as itself).
   kapi POST "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters" \
-    "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaCluster\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"replicas\":1}}" >/dev/null
+    "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaCluster\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"replicas\":1,\"rack\":{\"topologyKey\":\"example.com/rack\"}}}" >/dev/null
   local reconciled=0
   for _ in $(seq 120); do
     if [[ "$(kapi GET "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$name" 2>/dev/null)" == *'"clusterId"'* ]] &&
@@ -341,11 +372,12 @@ PY
     grep -qi forbidden "$work/operator-$ns.log" && break
     sleep 0.5
   done
-  local topic_ok=1
+  local topic_ok=1 rack_ok=0
   if [[ $reconciled == 1 && -n "$bootstrap" ]]; then
     topic_ok=0
     kafka_topic "$ns" "$name" "$bootstrap" "$pid" && topic_ok=1
   fi
+  [[ $reconciled == 1 ]] && rack_binding "$ns" "$name" "$pid" && rack_ok=1
   local leading=0
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null)" \
     =~ '"holderIdentity":'\ *'"helm-check-0"' ]] && leading=1
@@ -360,10 +392,40 @@ PY
     tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
     fail "the operator, as the chart's ServiceAccount, did not create and delete a KafkaTopic in $ns"
   fi
+  if [[ $rack_ok == 0 ]]; then
+    tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
+    fail "the operator, as the chart's ServiceAccount, did not bind and unbind the broker pods of $ns/$name"
+  fi
   [[ $leading == 1 ]] || fail "the operator did not hold the Lease gregor-system/gregor"
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor)" \
     == *'"holderIdentity"'* ]] && fail "the operator did not hand the Lease back on SIGTERM"
   echo "reconciled $ns/$name as system:serviceaccount:gregor-system:gregor, holding the Lease"
+}
+
+# The rack binding of NAMESPACE/CLUSTER (reconciled by the operator, PID): the broker pods'
+# ServiceAccount bound to the chart's broker-rack ClusterRole; then the KafkaCluster deleted,
+# which its finalizer holds until the operator has deleted the binding.
+rack_binding() { # NAMESPACE CLUSTER PID
+  local ns="$1" cluster="$2" pid="$3" binding path i
+  binding="/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gregor-rack.$ns.$cluster"
+  path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$cluster"
+  kapi GET "/api/v1/namespaces/$ns/serviceaccounts/$cluster-broker" >/dev/null || return 1
+  "$py" -c '
+import json, sys
+b = json.load(sys.stdin)
+ok = b["roleRef"]["name"] == "gregor-broker-rack" and b["subjects"] == [
+    {"kind": "ServiceAccount", "name": sys.argv[2] + "-broker", "namespace": sys.argv[1]}]
+sys.exit(0 if ok else 1)' "$ns" "$cluster" < <(kapi GET "$binding") || return 1
+  echo "ClusterRoleBinding gregor-rack.$ns.$cluster binds $ns/$cluster-broker to gregor-broker-rack"
+  kapi DELETE "$path" >/dev/null
+  for i in $(seq 120); do
+    kapi GET "$path" >/dev/null 2>&1 || break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  kapi GET "$path" >/dev/null 2>&1 && { echo "the KafkaCluster was not removed" >&2; return 1; }
+  kapi GET "$binding" >/dev/null 2>&1 && { echo "the binding outlived its cluster" >&2; return 1; }
+  echo "KafkaCluster $ns/$cluster deleted after its binding ($(( $(date +%s) - t0 ))s)"
 }
 
 # A KafkaTopic of NAMESPACE/CLUSTER, created then deleted while the operator (PID) runs: the

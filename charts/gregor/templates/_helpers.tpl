@@ -48,6 +48,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The ClusterRole broker pods of KafkaClusters with spec.rack are bound to (nodes get). */}}
+{{- define "gregor.brokerRackRole" -}}
+{{- printf "%s-broker-rack" (include "gregor.fullname" .) }}
+{{- end }}
+
 {{- define "gregor.leaseName" -}}
 {{- default (include "gregor.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
@@ -70,9 +75,10 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
   resources: [kafkaclusters/finalizers, kafkatopics/finalizers]
   verbs: [update]
 # Children, server-side applied with one field manager (an apply that creates needs create).
-# Nothing deletes them but the garbage collector, through their owner references.
+# Nothing deletes them but the garbage collector, through their owner references. The
+# ServiceAccount is the broker pods' of a KafkaCluster with spec.rack.
 - apiGroups: [""]
-  resources: [configmaps, services]
+  resources: [configmaps, services, serviceaccounts]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [statefulsets]
