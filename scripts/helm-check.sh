@@ -402,11 +402,24 @@ PY
   echo "reconciled $ns/$name as system:serviceaccount:gregor-system:gregor, holding the Lease"
 }
 
+# Deletes the object at PATH and waits until it is gone (its finalizers run by the operator,
+# PID); fails when the operator exits first or the object stays.
+delete_and_wait() { # PATH PID
+  local path="$1" pid="$2" i
+  kapi DELETE "$path" >/dev/null
+  for i in $(seq 120); do
+    kapi GET "$path" >/dev/null 2>&1 || return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
 # The rack binding of NAMESPACE/CLUSTER (reconciled by the operator, PID): the broker pods'
 # ServiceAccount bound to the chart's broker-rack ClusterRole; then the KafkaCluster deleted,
 # which its finalizer holds until the operator has deleted the binding.
 rack_binding() { # NAMESPACE CLUSTER PID
-  local ns="$1" cluster="$2" pid="$3" binding path i
+  local ns="$1" cluster="$2" pid="$3" binding path
   binding="/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gregor-rack.$ns.$cluster"
   path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters/$cluster"
   kapi GET "/api/v1/namespaces/$ns/serviceaccounts/$cluster-broker" >/dev/null || return 1
@@ -417,13 +430,7 @@ ok = b["roleRef"]["name"] == "gregor-broker-rack" and b["subjects"] == [
     {"kind": "ServiceAccount", "name": sys.argv[2] + "-broker", "namespace": sys.argv[1]}]
 sys.exit(0 if ok else 1)' "$ns" "$cluster" < <(kapi GET "$binding") || return 1
   echo "ClusterRoleBinding gregor-rack.$ns.$cluster binds $ns/$cluster-broker to gregor-broker-rack"
-  kapi DELETE "$path" >/dev/null
-  for i in $(seq 120); do
-    kapi GET "$path" >/dev/null 2>&1 || break
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.5
-  done
-  kapi GET "$path" >/dev/null 2>&1 && { echo "the KafkaCluster was not removed" >&2; return 1; }
+  delete_and_wait "$path" "$pid" || { echo "the KafkaCluster was not removed" >&2; return 1; }
   kapi GET "$binding" >/dev/null 2>&1 && { echo "the binding outlived its cluster" >&2; return 1; }
   echo "KafkaCluster $ns/$cluster deleted after its binding ($(( $(date +%s) - t0 ))s)"
 }
@@ -447,13 +454,8 @@ kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
   [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] || { echo "topics: $topics" >&2; return 1; }
   echo "KafkaTopic $ns/helm-check is Ready and its topic exists ($(( $(date +%s) - t0 ))s)"
   [[ "$(kapi GET "$path/helm-check" | "$py" -c "$ready_py")" == True ]] || return 1
-  kapi DELETE "$path/helm-check" >/dev/null
-  for i in $(seq 120); do
-    kapi GET "$path/helm-check" >/dev/null 2>&1 || break
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.5
-  done
-  kapi GET "$path/helm-check" >/dev/null 2>&1 && { echo "the KafkaTopic was not removed" >&2; return 1; }
+  delete_and_wait "$path/helm-check" "$pid" ||
+    { echo "the KafkaTopic was not removed" >&2; return 1; }
   topics="$("$gregor" topics --bootstrap-server "$bootstrap" --list 2>&1)" || return 1
   [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] && { echo "topic left: $topics" >&2; return 1; }
   echo "KafkaTopic $ns/helm-check deleted, and its topic with it ($(( $(date +%s) - t0 ))s)"
