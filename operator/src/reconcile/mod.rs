@@ -2,7 +2,7 @@
 //! validate (no client) → build (pure) → apply in a written order → status.
 //!
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
-//!   brokers are reached).
+//!   brokers are reached, the ClusterRole rack-aware broker pods are bound to).
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
