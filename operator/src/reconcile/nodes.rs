@@ -26,6 +26,8 @@ pub struct Observed {
     pub nodes: Vec<NodeState>,
     /// Pods whose storage format failed, with why.
     pub format_failures: Vec<String>,
+    /// Pods that could not read their rack from their node's label, with why.
+    pub rack_failures: Vec<String>,
     /// Children that could not follow the spec (volume sizes, a missing optional CRD), with
     /// why.
     pub unapplied: Vec<String>,
@@ -74,8 +76,20 @@ pub fn unready_for(pod: &Pod, now: Timestamp) -> Option<Duration> {
 
 /// Why a pod's storage could not be formatted, if its `format` init container failed.
 pub fn format_failure(pod: &Pod) -> Option<String> {
+    init_failure(pod, "format")
+}
+
+/// Why a pod could not read its rack, if its `rack` init container failed (its node lacks the
+/// label, say).
+pub fn rack_failure(pod: &Pod) -> Option<String> {
+    init_failure(pod, "rack")
+}
+
+/// The termination message (else exit code) of the init container `name`, if it failed in
+/// its current or its last run.
+fn init_failure(pod: &Pod, name: &str) -> Option<String> {
     let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
-    let format = statuses.iter().find(|s| s.name == "format")?;
+    let format = statuses.iter().find(|s| s.name == name)?;
     let failed = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
         s.and_then(|s| s.terminated.clone())
             .filter(|t| t.exit_code != 0)
@@ -151,6 +165,9 @@ pub fn observe(
                 .find(|p| p.metadata.name.as_deref() == Some(&pod_name));
             if let Some(why) = pod.and_then(format_failure) {
                 out.format_failures.push(format!("{pod_name}: {why}"));
+            }
+            if let Some(why) = pod.and_then(rack_failure) {
+                out.rack_failures.push(format!("{pod_name}: {why}"));
             }
             let stale = match (pod, sts) {
                 (Some(p), Some(s)) => stale_reason(p, s),
@@ -241,6 +258,7 @@ pub fn status(
         )),
     }
     let mut degraded = observed.format_failures.clone();
+    degraded.extend(observed.rack_failures.iter().cloned());
     degraded.extend(observed.unapplied.iter().cloned());
     degraded.extend(observed.refused.iter().cloned());
     degraded.extend(scaling.blocked.iter().cloned());
@@ -250,6 +268,8 @@ pub fn status(
     // The first kind of problem names the reason; the message lists them all.
     let reason = if !observed.format_failures.is_empty() {
         "StorageFormatFailed"
+    } else if !observed.rack_failures.is_empty() {
+        "RackLookupFailed"
     } else if !observed.unapplied.is_empty() {
         "SpecNotApplied"
     } else if !observed.refused.is_empty() {
@@ -286,5 +306,37 @@ pub fn status(
             .collect(),
         roll,
         scaling: scaling.status.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod whose init container `name` ended with `exit_code` and `message`.
+    fn ended(name: &str, exit_code: i32, message: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "events-0"},
+            "status": {"initContainerStatuses": [{
+                "name": name, "image": "gregor", "imageID": "", "ready": false,
+                "restartCount": 1,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": exit_code, "message": message}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_init_container_is_reported_with_its_message_and_a_success_is_not() {
+        let rack = ended("rack", 1, Some("node n1 has no label example.com/rack\n"));
+        assert_eq!(
+            rack_failure(&rack).as_deref(),
+            Some("node n1 has no label example.com/rack")
+        );
+        assert_eq!(format_failure(&rack), None, "only the container named");
+        let format = ended("format", 2, None);
+        assert_eq!(format_failure(&format).as_deref(), Some("exit code 2"));
+        assert_eq!(format_failure(&ended("format", 0, None)), None);
     }
 }
