@@ -73,6 +73,31 @@ fn not_leader(m: &openraft::RaftMetrics<NodeId, ControllerNode>) -> LearnerRefus
     LearnerRefusal::NotLeader { leader }
 }
 
+/// This member's metrics when it leads the quorum; else where the leader is.
+fn leading(
+    raft: &Raft<TypeConfig>,
+) -> Result<openraft::RaftMetrics<NodeId, ControllerNode>, LearnerRefusal> {
+    let m = raft.metrics().borrow().clone();
+    if m.current_leader != Some(m.id) {
+        return Err(not_leader(&m));
+    }
+    Ok(m)
+}
+
+/// Commits a change of the learners on the leader; returns once it is committed.
+async fn commit(
+    raft: &Raft<TypeConfig>,
+    change: ChangeMembers<NodeId, ControllerNode>,
+) -> Result<(), LearnerRefusal> {
+    match raft.change_membership(change, true).await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            Err(not_leader(&raft.metrics().borrow()))
+        }
+        Err(e) => Err(LearnerRefusal::Failed(e.to_string())),
+    }
+}
+
 /// The leader's side of AddLearner: adds `id` at `node` as a learner, replaces its address if it
 /// is one already under another, and does nothing if it is one at `node`.
 pub async fn admit(
@@ -80,10 +105,7 @@ pub async fn admit(
     id: NodeId,
     node: ControllerNode,
 ) -> Result<(), LearnerRefusal> {
-    let m = raft.metrics().borrow().clone();
-    if m.current_leader != Some(m.id) {
-        return Err(not_leader(&m));
-    }
+    let m = leading(raft)?;
     let membership = m.membership_config.membership();
     if membership.voter_ids().any(|v| v == id) {
         return Err(LearnerRefusal::IsVoter(id));
@@ -99,20 +121,13 @@ pub async fn admit(
     } else {
         ChangeMembers::AddNodes(nodes)
     };
-    match raft.change_membership(change, true).await {
-        Ok(_) if moved => {
-            tracing::info!(learner = id, at = %node, "learner moved to a new address");
-            Ok(())
-        }
-        Ok(_) => {
-            tracing::info!(learner = id, at = %node, "broker-only node joined the quorum as a learner");
-            Ok(())
-        }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-            Err(not_leader(&raft.metrics().borrow()))
-        }
-        Err(e) => Err(LearnerRefusal::Failed(e.to_string())),
+    commit(raft, change).await?;
+    if moved {
+        tracing::info!(learner = id, at = %node, "learner moved to a new address");
+    } else {
+        tracing::info!(learner = id, at = %node, "broker-only node joined the quorum as a learner");
     }
+    Ok(())
 }
 
 /// One round of joining: asks each of `voters` in turn (following the leader hints they give)
@@ -153,10 +168,7 @@ pub async fn join(
 /// The leader's side of RemoveLearner: takes learner `id` out of the membership, so the leader
 /// stops replicating to it. Returns whether it was a learner; a voter is refused.
 pub async fn remove(raft: &Raft<TypeConfig>, id: NodeId) -> Result<bool, LearnerRefusal> {
-    let m = raft.metrics().borrow().clone();
-    if m.current_leader != Some(m.id) {
-        return Err(not_leader(&m));
-    }
+    let m = leading(raft)?;
     let membership = m.membership_config.membership();
     if membership.voter_ids().any(|v| v == id) {
         return Err(LearnerRefusal::VoterStays(id));
@@ -165,16 +177,9 @@ pub async fn remove(raft: &Raft<TypeConfig>, id: NodeId) -> Result<bool, Learner
         return Ok(false);
     }
     let change = ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id]));
-    match raft.change_membership(change, true).await {
-        Ok(_) => {
-            tracing::info!(learner = id, "learner removed from the quorum");
-            Ok(true)
-        }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-            Err(not_leader(&raft.metrics().borrow()))
-        }
-        Err(e) => Err(LearnerRefusal::Failed(e.to_string())),
-    }
+    commit(raft, change).await?;
+    tracing::info!(learner = id, "learner removed from the quorum");
+    Ok(true)
 }
 
 /// Asks `leader` (the leader a member knows of) to remove learner `id`, following the leader

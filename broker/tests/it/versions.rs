@@ -26,6 +26,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
 
 use crate::protocol::batch;
 use crate::support::{Broker, Conn};
