@@ -2,7 +2,8 @@
 //! brokers and one topic as Metadata describes them, the topic's own config overrides, and
 //! CreateTopics, CreatePartitions, IncrementalAlterConfigs and DeleteTopics with the
 //! operator's replica assignments; for a broker scale step, every topic's assignment and
-//! AlterPartitionReassignments, ListPartitionReassignments and ElectLeaders.
+//! AlterPartitionReassignments, ListPartitionReassignments and ElectLeaders, then
+//! DescribeCluster (fenced brokers included) and UnregisterBroker for the brokers it removed.
 //!
 //! Every failure is a [`KafkaError`] that says whether trying again later can help
 //! ([`KafkaError::is_transient`]): a broker that is down, a quorum without a leader or a request
@@ -29,8 +30,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, ElectLeadersRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
     IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataResponse, TopicName,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -546,6 +548,43 @@ impl Admin {
         let resp = self.send(req, &what).await?;
         KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
         Ok(resp.topics.iter().map(|t| t.partitions.len()).sum())
+    }
+
+    /// Every registered broker as (id, fenced), sorted by id: DescribeCluster v2 with fenced
+    /// brokers included (KIP-1073). Brokers that speak only an older version list unfenced
+    /// brokers alone.
+    pub async fn registrations(&mut self) -> Result<Vec<(i32, bool)>, KafkaError> {
+        let what = || "describing the registered brokers".to_string();
+        let client = self.cluster.any();
+        let version = client
+            .version::<DescribeClusterRequest>(None)
+            .map_err(|e| KafkaError::client(what(), e))?;
+        let req = DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2);
+        let resp = client
+            .send_at(req, version)
+            .await
+            .map_err(|e| KafkaError::client(what(), e))?;
+        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        let mut out: Vec<(i32, bool)> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Removes broker `id` from the cluster's metadata for good (UnregisterBroker). Returns
+    /// whether it was registered: BROKER_ID_NOT_REGISTERED means it is already gone.
+    pub async fn unregister_broker(&mut self, id: i32) -> Result<bool, KafkaError> {
+        let what = || format!("unregistering broker {id}");
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let resp = self.send(req, &what).await?;
+        if resp.error_code == ResponseError::BrokerIdNotRegistered.code() {
+            return Ok(false);
+        }
+        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        Ok(true)
     }
 
     /// Runs a preferred leader election on every partition whose first replica does not lead

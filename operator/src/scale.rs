@@ -17,6 +17,11 @@
 //!   size) holds a replica: those are reassigned first. Only when none holds any and no
 //!   reassignment is under way does it shrink. A topic whose replication factor exceeds the
 //!   brokers that would remain blocks the step until the spec (or the topic) changes.
+//! - Removal: once a scale-down has shrunk the StatefulSet, the step stays recorded until every
+//!   removed broker is unregistered ([`removal`]): a removed broker stays registered (fenced)
+//!   in the metadata, and a broker-only node stays a learner of the controller quorum, until
+//!   UnregisterBroker removes it. Gregor removes only fenced brokers, so the step waits while
+//!   a removed pod still runs. Pods may roll meanwhile.
 //! - A roll and a scale step never run at once: whichever started first finishes first. A
 //!   new step waits while pods are stale from an earlier reconcile; while a step is under way
 //!   the roll restarts no ready pod (a stale pod that is down anyway may still go, so a stuck
@@ -101,6 +106,43 @@ impl Sizes {
     pub fn leaving(&self) -> Vec<i32> {
         (self.to..self.current).collect()
     }
+
+    /// Whether a scale-down has shrunk the StatefulSet, leaving the removed brokers'
+    /// registrations to clear.
+    pub fn removing(&self) -> bool {
+        self.to < self.from && self.current == self.to
+    }
+
+    /// Node ids of the brokers the scale-down removes.
+    pub fn removed(&self) -> Vec<i32> {
+        (self.to..self.from).collect()
+    }
+}
+
+/// What the brokers a scale-down removed still need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Registered and fenced: unregister them now.
+    pub unregister: Vec<i32>,
+    /// Registered and unfenced: their pods still run (or another broker took their id); the
+    /// step waits for them to stop.
+    pub running: Vec<i32>,
+}
+
+/// What the removal of `sizes`' brokers needs, from the registered brokers as (id, fenced).
+/// Any fenced broker with an id the pool no longer has (≥ the new size; controllers have ids
+/// of their own, from 1000) is unregistered, also one left by an earlier step.
+pub fn removal(sizes: Sizes, registered: &[(i32, bool)]) -> Removal {
+    let removed = sizes.removed();
+    let mut out = Removal::default();
+    for (id, fenced) in registered {
+        if *fenced && *id >= sizes.to && *id < crate::validate::CONTROLLER_ID_BASE {
+            out.unregister.push(*id);
+        } else if !*fenced && removed.contains(id) {
+            out.running.push(*id);
+        }
+    }
+    out
 }
 
 /// Whether a scale step is due. `current` is the broker StatefulSet's size (`None` before it
@@ -417,6 +459,35 @@ mod tests {
         let unreachable = decide(s, Err("connection refused".into()));
         assert!(matches!(unreachable, Action::Wait { .. }));
         assert_eq!(size(s, &unreachable), 3, "nothing shrinks unseen");
+    }
+
+    #[test]
+    fn removed_brokers_are_unregistered_once_fenced_and_waited_for_while_running() {
+        let after = sizes(4, 2, 2);
+        assert!(after.removing());
+        assert!(!sizes(4, 3, 2).removing(), "still draining");
+        assert!(!sizes(2, 3, 3).removing(), "a scale-up");
+        assert_eq!(after.removed(), vec![2, 3]);
+        let registered = [
+            (0, false),
+            (1, true),
+            (2, true),
+            (3, false),
+            (5, true),
+            (1000, true),
+        ];
+        assert_eq!(
+            removal(after, &registered),
+            Removal {
+                unregister: vec![2, 5],
+                running: vec![3],
+            },
+            "a staying broker fenced for a while stays; so do controllers"
+        );
+        assert_eq!(
+            removal(after, &[(0, false), (1, false)]),
+            Removal::default()
+        );
     }
 
     #[test]

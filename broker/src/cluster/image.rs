@@ -328,6 +328,10 @@ impl MetadataImage {
                 }
                 _ => false,
             },
+            MetadataRecord::UnregisterBroker { id } => match self.brokers.get(id) {
+                Some(b) if b.fenced => self.brokers.remove(id).is_some(),
+                _ => false,
+            },
             MetadataRecord::AllocateProducerIds { broker } => {
                 self.producer_blocks.insert(*broker, self.next_producer_id);
                 self.next_producer_id += PRODUCER_ID_BLOCK;
@@ -625,6 +629,47 @@ mod tests {
         assert_eq!(image.producer_blocks[&1], 0);
         assert_eq!(image.producer_blocks[&2], PRODUCER_ID_BLOCK);
         assert_eq!(image.next_producer_id, 2 * PRODUCER_ID_BLOCK);
+    }
+
+    #[test]
+    fn unregistering_removes_a_fenced_broker_and_leaves_a_live_one_and_its_replicas() {
+        let mut image = MetadataImage::default();
+        let reg = MetadataRecord::RegisterBroker {
+            id: 3,
+            host: "h".into(),
+            port: 1,
+            endpoints: Vec::new(),
+            rack: None,
+        };
+        image.apply(&reg);
+        image.apply(&topic("a", 1));
+        image.apply(&MetadataRecord::PartitionState {
+            topic: "a".into(),
+            partition: 0,
+            replicas: vec![3, 1],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1],
+        });
+        let unregister = MetadataRecord::UnregisterBroker { id: 3 };
+        assert!(!image.apply(&unregister), "an unfenced broker stays");
+        assert!(image.brokers.contains_key(&3));
+        image.apply(&MetadataRecord::FenceBroker {
+            id: 3,
+            fenced: true,
+        });
+        assert!(image.apply(&unregister));
+        assert!(!image.brokers.contains_key(&3));
+        assert!(!image.apply(&unregister), "already gone");
+        assert_eq!(
+            image.topics["a"].assignment[&0].replicas,
+            vec![3, 1],
+            "replicas keep naming it"
+        );
+        assert!(image.apply(&reg), "it may register again");
+        assert!(!image.brokers[&3].fenced);
+        let text = serde_json::to_string(&unregister).expect("encodes");
+        assert_eq!(text, r#"{"type":"unregister_broker","id":3}"#);
     }
 
     fn topic(name: &str, partitions: i32) -> MetadataRecord {

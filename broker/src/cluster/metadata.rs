@@ -161,6 +161,15 @@ pub enum MetadataRecord {
         /// Fenced or not.
         fenced: bool,
     },
+    /// A broker removed for good (Kafka's UnregisterBroker): its registration goes, so
+    /// Metadata, DescribeCluster and replica placement never see it again. Applied only while
+    /// the broker is fenced: one that registered again meanwhile (it came back) stays.
+    /// Partitions naming it as a replica keep doing so, as in Kafka. Logs written before this
+    /// record existed never hold it, so they read as before.
+    UnregisterBroker {
+        /// `node.id`.
+        id: i32,
+    },
     /// A broker takes the next block of producer ids; the image records which block it got,
     /// so two brokers asking at once get different blocks.
     AllocateProducerIds {

@@ -15,6 +15,7 @@ mod reconcile;
 mod replica_admin;
 pub mod replica_changes;
 pub mod topic_config;
+mod unregister;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,16 @@ pub enum AdminError {
     /// ELIGIBLE_LEADERS_NOT_AVAILABLE.
     #[error("no eligible leader is available: {0}")]
     EligibleLeadersNotAvailable(String),
+    /// BROKER_ID_NOT_REGISTERED, in Kafka's words.
+    #[error("Broker ID {0} is not currently registered")]
+    BrokerIdNotRegistered(i32),
+    /// INVALID_REQUEST: UnregisterBroker for a broker that is alive. Gregor removes only a
+    /// fenced broker (Kafka removes any): a live one would register again on its next start
+    /// anyway, and removing a live leader strands its partitions.
+    #[error(
+        "broker {0} is not fenced (it is alive): stop it, and once it is fenced, unregister it"
+    )]
+    BrokerNotFenced(i32),
     /// REQUEST_TIMED_OUT: a conditional change kept losing to concurrent changes of the same
     /// partition (the controller's elections and ISR changes); retrying may succeed.
     #[error("{0}")]

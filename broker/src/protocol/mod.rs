@@ -40,6 +40,7 @@ macro_rules! with_request_type {
             ApiKey::ElectLeaders => $m!(ElectLeadersRequest),
             ApiKey::AlterPartitionReassignments => $m!(AlterPartitionReassignmentsRequest),
             ApiKey::ListPartitionReassignments => $m!(ListPartitionReassignmentsRequest),
+            ApiKey::UnregisterBroker => $m!(UnregisterBrokerRequest),
             _ => $other,
         }
     };
@@ -105,8 +106,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
-    api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::DescribeQuorum, 0, 2),
+    api(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The advertised range for `key`, if Gregor serves it.

@@ -2,14 +2,14 @@
 //! listener: leader election, replication of metadata records, failover, catch-up after a
 //! restart, cluster-id refusal and no progress without a majority; and learners (broker-only
 //! members) beside them: they apply what commits, forward writes, show up as observers, rejoin
-//! after a restart and never count toward a majority.
+//! after a restart, never count toward a majority, and leave the membership when removed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use super::learner::{JoinError, JoinRefusal};
+use super::learner::{JoinError, LearnerRefusal};
 use super::node::{MemberRole, QuorumConfig, QuorumNode};
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
 use super::types::{ControllerNode, NodeId};
@@ -453,9 +453,96 @@ async fn a_voter_id_cannot_join_as_a_learner() {
     };
     let refused = super::learner::join(CLUSTER, 2, &somewhere, &h.voters).await;
     assert!(
-        matches!(refused, Err(JoinError::Refused(JoinRefusal::IsVoter(2)))),
+        matches!(refused, Err(JoinError::Refused(LearnerRefusal::IsVoter(2)))),
         "{refused:?}"
     );
+    for (_, n) in h.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_learner_leaves_the_membership_and_is_replicated_to_no_more() {
+    let mut h = start_three().await;
+    start_learner(&mut h, 4).await;
+    let leader = agreed_leader(&h).await;
+    let follower = *h
+        .nodes
+        .keys()
+        .find(|id| **id != leader && **id <= 3)
+        .unwrap();
+    let replicated_to = |h: &Harness, id: NodeId| {
+        h.nodes[&leader]
+            .raft()
+            .metrics()
+            .borrow()
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.contains_key(&id))
+    };
+    assert!(replicated_to(&h, 4), "the leader replicates to the learner");
+
+    // Asked of a follower: forwarded to the leader.
+    let removed = h.nodes[&follower].remove_learner(4).await;
+    assert_eq!(removed, Ok(true));
+    for id in 1..=3 {
+        eventually(&format!("node {id} to drop the learner"), || {
+            h.nodes[&id].learners().is_empty().then_some(())
+        })
+        .await;
+    }
+    eventually("the leader to stop replicating to it", || {
+        (!replicated_to(&h, 4)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.nodes[&leader].remove_learner(4).await,
+        Ok(false),
+        "no longer a learner"
+    );
+    h.nodes[&leader]
+        .write(vec![topic("after-removal")])
+        .await
+        .expect("write");
+    for id in 1..=3 {
+        let n = &h.nodes[&id];
+        eventually("the voters to apply it", || {
+            n.applied()
+                .image
+                .topics
+                .contains_key("after-removal")
+                .then_some(())
+        })
+        .await;
+    }
+    assert!(
+        !h.nodes[&4]
+            .applied()
+            .image
+            .topics
+            .contains_key("after-removal"),
+        "the removed learner was sent the write"
+    );
+
+    // Voters are static: refused, from the leader and from a follower.
+    for (asker, voter) in [(leader, follower), (follower, leader)] {
+        let refused = h.nodes[&asker].remove_learner(voter).await;
+        assert_eq!(refused, Err(LearnerRefusal::VoterStays(voter)));
+    }
+    assert_eq!(h.nodes[&leader].voters().len(), 3);
+
+    // Should it start again, it joins again.
+    h.nodes[&4].join().await.expect("join again");
+    assert_eq!(h.nodes[&leader].learners().len(), 1);
+    eventually("the learner to catch up again", || {
+        h.nodes[&4]
+            .applied()
+            .image
+            .topics
+            .contains_key("after-removal")
+            .then_some(())
+    })
+    .await;
     for (_, n) in h.nodes {
         n.shutdown().await;
     }

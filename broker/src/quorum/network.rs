@@ -299,7 +299,7 @@ pub async fn add_learner(
     from: NodeId,
     node: ControllerNode,
     timeout: Duration,
-) -> Result<Result<(), super::learner::JoinRefusal>, CallError> {
+) -> Result<Result<(), super::learner::LearnerRefusal>, CallError> {
     let v = call_once(
         to,
         cluster_id,
@@ -308,6 +308,19 @@ pub async fn add_learner(
         timeout,
     )
     .await?;
+    serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
+}
+
+/// Asks the voter at `to` to remove learner `id` from the quorum; a voter that does not lead
+/// answers where the leader is. `Ok(Ok(removed))`: whether `id` was a learner.
+pub async fn remove_learner(
+    to: &ControllerNode,
+    cluster_id: &str,
+    from: NodeId,
+    id: NodeId,
+    timeout: Duration,
+) -> Result<Result<bool, super::learner::LearnerRefusal>, CallError> {
+    let v = call_once(to, cluster_id, from, Rpc::RemoveLearner { id }, timeout).await?;
     serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
 }
 

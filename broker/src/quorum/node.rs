@@ -232,6 +232,29 @@ impl QuorumNode {
         .await
     }
 
+    /// Removes learner `id` (a broker-only node gone for good) from the membership, here when
+    /// this member leads, else through the leader. Returns whether it was a learner; a voter
+    /// is refused ([`super::learner::LearnerRefusal::VoterStays`]).
+    pub async fn remove_learner(&self, id: NodeId) -> Result<bool, super::learner::LearnerRefusal> {
+        use super::learner::{remove, remove_at, LearnerRefusal};
+        let mut asked = remove(&self.raft, id).await;
+        if matches!(asked, Err(LearnerRefusal::NotLeader { leader: None })) {
+            // Mid-election: nothing was changed; ask again once there is a leader.
+            self.wait_for_leader(Duration::from_secs(10))
+                .await
+                .map_err(|e| LearnerRefusal::Failed(e.to_string()))?;
+            asked = remove(&self.raft, id).await;
+        }
+        match asked {
+            Err(LearnerRefusal::NotLeader {
+                leader: Some(leader),
+            }) if leader.0 != self.node_id => {
+                remove_at(&self.cluster_id, self.node_id, id, leader).await
+            }
+            other => other,
+        }
+    }
+
     /// One attempt at becoming ready to serve: a learner asks to join, then the member waits up
     /// to `wait` for a leader and catches up with everything committed. A learner refused for
     /// good (its id is a voter's) gets [`QuorumError::Config`]; anything else is worth another

@@ -37,12 +37,19 @@ pub enum Rpc {
     Status,
     /// A broker-only node asking to replicate the metadata log as a learner (Kafka's observer),
     /// or, already one, announcing where it now listens. Answered by the leader with
-    /// `Result<(), JoinRefusal>` once the membership naming it is committed.
+    /// `Result<(), LearnerRefusal>` once the membership naming it is committed.
     AddLearner {
         /// The broker's `node.id`.
         id: NodeId,
         /// Where the leader reaches it.
         node: super::types::ControllerNode,
+    },
+    /// A broker removed for good (UnregisterBroker) leaves the learners, so the leader stops
+    /// replicating to it. Answered by the leader with `Result<bool, LearnerRefusal>` (whether
+    /// it was a learner) once the membership without it is committed.
+    RemoveLearner {
+        /// The broker's `node.id`.
+        id: NodeId,
     },
     /// The leader is stopping: start an election now instead of after the election timeout
     /// (openraft 0.9 has no leadership transfer). Answered with JSON `null`.

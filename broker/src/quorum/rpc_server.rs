@@ -1,7 +1,8 @@
 //! The server half of the quorum network: accepts connections on the controller listener (or,
 //! on a broker-only learner, its metadata replication listener), checks each request's cluster
 //! id, and hands AppendEntries / Vote / InstallSnapshot to the local Raft node, broker
-//! heartbeats to the liveness table and a learner's AddLearner to [`super::learner::admit`]. A
+//! heartbeats to the liveness table, a learner's AddLearner to [`super::learner::admit`] and
+//! RemoveLearner to [`super::learner::remove`]. A
 //! request from another cluster gets a refusal and the connection closes.
 
 use std::sync::Arc;
@@ -137,6 +138,7 @@ async fn serve_connection(
             Rpc::AddLearner { id, node } => {
                 raft_reply(&super::learner::admit(&raft, id, node).await)?
             }
+            Rpc::RemoveLearner { id } => raft_reply(&super::learner::remove(&raft, id).await)?,
             Rpc::Elect => {
                 if let Err(e) = raft.trigger().elect().await {
                     tracing::warn!(error = %e, "could not start an election");

@@ -186,6 +186,7 @@ fn api_label(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::UnregisterBroker => "UnregisterBroker",
         _ => "other",
     }
 }
@@ -296,6 +297,12 @@ async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut Byte
         ApiKey::OffsetCommit => call(ctx, body, cid, out, |r| offsets::offset_commit(ctx, r)).await,
         ApiKey::DescribeQuorum => {
             call(ctx, body, cid, out, |r| quorum::describe_quorum(ctx, r)).await
+        }
+        ApiKey::UnregisterBroker => {
+            call(ctx, body, cid, out, |r| {
+                unregister::unregister_broker(ctx, r)
+            })
+            .await
         }
         ApiKey::OffsetFetch => call(ctx, body, cid, out, |r| offsets::offset_fetch(ctx, r)).await,
         other => Outcome::Close(format!("{other:?} is not served")),

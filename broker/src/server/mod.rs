@@ -107,3 +107,5 @@ pub async fn run(
 mod config_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unregister_tests;

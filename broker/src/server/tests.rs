@@ -25,9 +25,11 @@ use crate::metrics::Metrics;
 /// A broker (node 1) whose metadata says broker 2 leads `elsewhere-0` and node 1 leads
 /// `here-0`.
 pub(super) fn broker(dir: &std::path::Path) -> Arc<Broker> {
-    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
-    let config = Arc::new(Config::from_properties(props).expect("config"));
-    let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
+    broker_over(dir, &two_brokers_image())
+}
+
+/// The metadata of [`broker`]: brokers 1 and 2, `elsewhere-0` led by 2 and `here-0` by 1.
+pub(super) fn two_brokers_image() -> MetadataImage {
     let mut image = MetadataImage::default();
     register_two_brokers(&mut image);
     for (name, leader) in [("elsewhere", 2), ("here", 1)] {
@@ -47,7 +49,15 @@ pub(super) fn broker(dir: &std::path::Path) -> Arc<Broker> {
             isr: vec![leader],
         });
     }
-    cluster.reconcile(&image).expect("reconcile");
+    image
+}
+
+/// A broker (node 1) over the committed metadata `image`.
+pub(super) fn broker_over(dir: &std::path::Path, image: &MetadataImage) -> Arc<Broker> {
+    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
+    let config = Arc::new(Config::from_properties(props).expect("config"));
+    let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
+    cluster.reconcile(image).expect("reconcile");
     let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     Arc::new(Broker::new(cluster, groups, metrics, None))

@@ -26,6 +26,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
 
 use crate::protocol::batch;
 use crate::support::{Broker, Conn};
@@ -186,6 +187,29 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(v, &DescribeClusterRequest::default());
         assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");
+    }
+    for v in versions(ApiKey::UnregisterBroker) {
+        let unregister = |c: &mut Conn, id| {
+            let r = c.call(
+                v,
+                &UnregisterBrokerRequest::default().with_broker_id(BrokerId(id)),
+            );
+            (r.error_code, r.error_message.map(|m| m.to_string()))
+        };
+        assert_eq!(
+            unregister(&mut c, 42),
+            (
+                ResponseError::BrokerIdNotRegistered.code(),
+                Some("Broker ID 42 is not currently registered".into())
+            ),
+            "UnregisterBroker v{v}"
+        );
+        let (code, message) = unregister(&mut c, 1);
+        assert_eq!(
+            code,
+            ResponseError::InvalidRequest.code(),
+            "this live broker: {message:?}"
+        );
     }
     for v in versions(ApiKey::InitProducerId) {
         let r = c.call(

@@ -2,7 +2,9 @@
 //! through the admin API (AlterPartitionReassignments, then ElectLeaders once the partitions
 //! sit where the plan wants them), and turned into the size the broker StatefulSet gets, the
 //! status and the events. The Kafka side goes first, before any child is applied: a
-//! StatefulSet shrinks only after the brokers said its departing pods hold nothing.
+//! StatefulSet shrinks only after the brokers said its departing pods hold nothing. Once it
+//! has shrunk, each removed broker is unregistered (UnregisterBroker) as soon as it shows
+//! fenced, and the step ends when none is left registered.
 
 use std::time::Duration;
 
@@ -13,6 +15,10 @@ use crate::crd::cluster::ScalingStatus;
 use crate::kafka::{Admin, KafkaError};
 use crate::rebalance::Move;
 use crate::scale::{self, Action, Need, Sizes, View};
+
+/// What the removal of the brokers a scale-down took away says: the ids unregistered now,
+/// and what it still waits for.
+type Removed = (Vec<i32>, Option<String>);
 
 /// How long the brokers get to answer one step's requests.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,6 +101,77 @@ fn wait(reason: String) -> Action {
     Action::Wait { reason }
 }
 
+/// Unregisters every broker [`scale::removal`] finds fenced among those `sizes` removed.
+async fn unregister_removed(bootstrap: &str, sizes: Sizes) -> Removed {
+    let work = async {
+        let mut admin = Admin::connect(bootstrap).await?;
+        let plan = scale::removal(sizes, &admin.registrations().await?);
+        let mut problems = Vec::new();
+        if !plan.running.is_empty() {
+            problems.push(format!(
+                "brokers {} to stop (still registered and not fenced)",
+                scale::list(&plan.running)
+            ));
+        }
+        let mut done = Vec::new();
+        for id in plan.unregister {
+            match admin.unregister_broker(id).await {
+                Ok(true) => done.push(id),
+                // BROKER_ID_NOT_REGISTERED: already gone.
+                Ok(false) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        Ok::<_, KafkaError>((done, problems))
+    };
+    match tokio::time::timeout(KAFKA_TIMEOUT, work).await {
+        Ok(Ok((done, problems))) => (done, (!problems.is_empty()).then(|| problems.join("; "))),
+        Ok(Err(e)) => (Vec::new(), Some(format!("the brokers to answer ({e})"))),
+        Err(_) => (
+            Vec::new(),
+            Some(format!(
+                "the brokers to answer (no answer within {KAFKA_TIMEOUT:?})"
+            )),
+        ),
+    }
+}
+
+/// The last part of a scale-down: the StatefulSet has shrunk; the removed brokers leave the
+/// metadata (and the controller quorum) as they show fenced, and then the step ends.
+fn removal_outcome(sizes: Sizes, (done, waiting): Removed) -> Outcome {
+    let mut out = Outcome {
+        size: Some(sizes.to),
+        ..Default::default()
+    };
+    for id in done {
+        out.events.push((
+            EventType::Normal,
+            "BrokerUnregistered",
+            format!(
+                "broker {id} removed for good: unregistered from the cluster metadata and the \
+                 controller quorum"
+            ),
+        ));
+    }
+    if let Some(why) = waiting {
+        out.progressing = Some(Want::yes(
+            "Progressing",
+            "RemovingBrokers",
+            format!(
+                "unregistering removed brokers {}: waiting for {why}",
+                scale::list(&sizes.removed())
+            ),
+        ));
+        out.status = Some(ScalingStatus {
+            from: sizes.from,
+            to: sizes.to,
+            reassignments: 0,
+            waiting_for: Some(why),
+        });
+    }
+    out
+}
+
 /// Carries out the step `need` asks for against the brokers at `bootstrap`; `recorded` is the
 /// step in the status.
 pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) -> Outcome {
@@ -109,6 +186,9 @@ pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) 
         }
         Need::Step(sizes) => sizes,
     };
+    if sizes.removing() {
+        return removal_outcome(sizes, unregister_removed(bootstrap, sizes).await);
+    }
     let (size, view, sent) = session(bootstrap, sizes).await;
     let growing = sizes.from <= sizes.to;
     let (reason, what) = if growing {
@@ -159,6 +239,23 @@ pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) 
                     sizes.to
                 ),
             ));
+            if !growing {
+                // The step goes on until the removed brokers are unregistered; their pods
+                // go once the StatefulSet shrinks.
+                let pending = (
+                    Vec::new(),
+                    Some(format!("brokers {} to stop", scale::list(&sizes.leaving()))),
+                );
+                let removal = removal_outcome(
+                    Sizes {
+                        current: sizes.to,
+                        ..sizes
+                    },
+                    pending,
+                );
+                out.progressing = removal.progressing;
+                out.status = removal.status;
+            }
         }
         Action::Blocked { reason: why } => {
             if recorded.and_then(|r| r.waiting_for.as_deref()) != Some(why.as_str()) {

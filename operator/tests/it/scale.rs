@@ -1,7 +1,7 @@
 //! Broker scale steps against the real API server and real brokers: a dedicated broker pool
 //! grows and partitions move onto the new broker, shrinks only once the departing broker is
-//! drained, refuses to shrink below a topic's replication factor; a controller count never
-//! changes. No kubelet runs here: the local brokers with ids 0..3 stand for the pods
+//! drained and unregisters it once its process is gone, refuses to shrink below a topic's
+//! replication factor; a controller count never changes. No kubelet runs here: the local brokers with ids 0..3 stand for the pods
 //! `events-broker-0..2`, the third one running (and holding nothing) before the pool grows.
 
 use std::collections::BTreeMap;
@@ -135,7 +135,7 @@ fn scaling_done(kc: &KafkaCluster) -> bool {
 async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained() {
     let server = api_server_or_skip!();
     // Every topic of the cluster moves in a scale step: these brokers are this test's own.
-    let brokers = Brokers::start(3);
+    let mut brokers = Brokers::start(3);
     let (client, ns) = server.namespace("scale-up-down").await;
     install_crds(&client).await;
     let ctx = reaching(&client, &ns, &brokers.bootstrap);
@@ -182,7 +182,8 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
         assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
     }
 
-    // Down: the StatefulSet keeps broker 2 until it holds nothing.
+    // Down: the StatefulSet keeps broker 2 until it holds nothing; once shrunk, its process is
+    // stopped (as the StatefulSet deletes the pod) and, fenced, unregistered.
     patch_spec(&client, &ns, serde_json::json!({"replicas": 2})).await;
     let kc = reconcile_once(&client, &ns, &ctx).await;
     assert_eq!(
@@ -200,28 +201,48 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
         progressing.message
     );
     let bootstrap = brokers.bootstrap.clone();
+    let mut waited_for_removal = false;
     reconcile_until(
         &client,
         &ns,
         &ctx,
-        async |_, size| {
-            if size == 2 {
+        async |kc, size| {
+            if size == 2 && !waited_for_removal {
                 let [replicas, ..] = tally(&bootstrap, "orders").await;
                 assert_eq!(
                     replicas.get(&2),
                     None,
                     "shrunk while broker 2 held replicas"
                 );
+                let progressing = condition(kc, "Progressing");
+                assert_eq!(progressing.reason, "RemovingBrokers", "{progressing:?}");
+                assert!(!scaling_done(kc), "ended before broker 2 was unregistered");
+                waited_for_removal = true;
+                brokers.stop(2);
             }
         },
         |kc, size| size == 2 && scaling_done(kc),
     )
     .await;
+    assert!(waited_for_removal);
+    let mut admin = Admin::connect(&brokers.bootstrap).await.expect("admin");
+    assert_eq!(
+        admin.registrations().await.expect("registrations"),
+        vec![(0, false), (1, false)],
+        "broker 2 left the metadata"
+    );
+    assert!(
+        !admin
+            .unregister_broker(2)
+            .await
+            .expect("unregistering again"),
+        "BROKER_ID_NOT_REGISTERED: already done"
+    );
     let [replicas, preferred, leaders] = tally(&brokers.bootstrap, "orders").await;
     let even = |n| BTreeMap::from([(0, n), (1, n)]);
     assert_eq!((replicas, preferred, leaders), (even(6), even(3), even(3)));
     let reasons = event_reasons(&client, &ns).await;
-    for reason in ["ScalingDown", "ScaledDown"] {
+    for reason in ["ScalingDown", "ScaledDown", "BrokerUnregistered"] {
         assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
     }
 }

@@ -193,19 +193,29 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
     )
 }
 
-/// DescribeCluster.
+/// DescribeCluster. From v2 a client may ask for fenced brokers too (KIP-1073,
+/// `include_fenced_brokers`), each marked `is_fenced`: how the operator finds brokers removed
+/// for good that are still registered.
 pub async fn describe_cluster(
     ctx: &Ctx<'_>,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> Option<DescribeClusterResponse> {
     let cluster = &ctx.broker.cluster;
-    let brokers = reachable(&cluster.brokers(), ctx.listener)
-        .map(|(id, host, port, rack)| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(id))
-                .with_host(sb(host))
-                .with_port(port)
-                .with_rack(rack.map(sb))
+    let include_fenced = ctx.version >= 2 && req.include_fenced_brokers;
+    let brokers = cluster
+        .brokers()
+        .into_iter()
+        .filter(|(_, b)| include_fenced || !b.fenced)
+        .filter_map(|(id, b)| {
+            let (host, port) = b.endpoint(ctx.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(sb(host))
+                    .with_port(i32::from(port))
+                    .with_rack(b.rack.clone().map(sb))
+                    .with_is_fenced(b.fenced),
+            )
         })
         .collect();
     Some(

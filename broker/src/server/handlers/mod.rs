@@ -11,6 +11,7 @@ pub mod offsets;
 pub mod produce;
 pub mod quorum;
 pub mod replicas;
+pub mod unregister;
 
 use kafka_protocol::ResponseError;
 
@@ -48,6 +49,8 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
         AdminError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
         AdminError::ChangedConcurrently(_) => ResponseError::RequestTimedOut,
+        AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
+        AdminError::BrokerNotFenced(_) => ResponseError::InvalidRequest,
     }
 }
 

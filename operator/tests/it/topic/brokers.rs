@@ -29,8 +29,9 @@ pub struct Brokers {
     /// Nodes in it.
     nodes: i32,
     dir: tempfile::TempDir,
-    /// Held so the watchdog shells keep the nodes alive until this binary exits.
-    _guards: Vec<(Child, ChildStdin)>,
+    /// Held so the watchdog shells keep the nodes alive until this binary exits (or the
+    /// node is [`Brokers::stop`]ped), by node id.
+    guards: Vec<Option<(Child, ChildStdin)>>,
 }
 
 /// The shared cluster, started on first use. Only tests that have an API server call it, so a
@@ -125,11 +126,11 @@ impl Brokers {
                 &gregor,
                 &["storage", "format", "-t", &cluster_id, "-c", &config],
             );
-            guards.push(supervised(
+            guards.push(Some(supervised(
                 &gregor,
                 &["server-start".into(), config],
                 &node.join("gregor.log"),
-            ));
+            )));
         }
         let brokers = Brokers {
             bootstrap: ports
@@ -139,10 +140,19 @@ impl Brokers {
                 .join(","),
             nodes,
             dir,
-            _guards: guards,
+            guards,
         };
         brokers.wait_ready();
         brokers
+    }
+
+    /// Stops node `id` for good, as a pod a shrunk StatefulSet deletes (kill -9: its
+    /// watchdog's pipe closes).
+    pub fn stop(&mut self, id: i32) {
+        if let Some((mut shell, pipe)) = self.guards[id as usize].take() {
+            drop(pipe);
+            let _ = shell.wait();
+        }
     }
 
     /// Waits, on a thread and runtime of its own (the first test to ask is inside one), until
