@@ -36,7 +36,7 @@ RUN set -eu; \
         echo 'fn main() {}' > "$f"; \
     done; \
     touch broker/src/lib.rs operator/src/lib.rs; \
-    cargo build --release --locked --bin gregor --bin gregor-operator; \
+    cargo build --profile dist --locked --bin gregor --bin gregor-operator; \
     rm -rf broker/src operator/src
 
 COPY broker/src broker/src
@@ -45,18 +45,20 @@ COPY operator/src operator/src
 # touch them so cargo rebuilds Gregor's crates from the real sources.
 RUN set -eu; \
     find broker/src operator/src -type f -exec touch {} +; \
-    cargo build --release --locked --bin gregor --bin gregor-operator
+    cargo build --profile dist --locked --bin gregor --bin gregor-operator
 
-# The final root, assembled in /out: the binaries without their debug info (the symbol table
-# stays, so backtraces still name functions), every library `ldd` lists, the user, and
+# The final root, assembled in /out: the binaries (built with the `dist` profile of Cargo.toml:
+# whole-program LTO, one codegen unit, symbols stripped, so about 11 and 13 MB instead of 17
+# and 22; a panic's backtrace then shows addresses, not function names), every library `ldd`
+# lists, the user, and
 # /etc/nsswitch.conf so /etc/hosts is read before DNS (glibc >= 2.34 has files and dns built
 # into libc, so no NSS modules are needed).
 RUN set -eu; \
     mkdir -p /out/usr/local/bin /out/etc /out/tmp /out/home/nonroot /out/var/lib/gregor; \
     for b in gregor gregor-operator; do \
-        strip --strip-debug -o "/out/usr/local/bin/$b" "target/release/$b"; \
-        if ldd "target/release/$b" | grep -q 'not found'; then ldd "target/release/$b"; exit 1; fi; \
-        ldd "target/release/$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'; \
+        cp "target/dist/$b" "/out/usr/local/bin/$b"; \
+        if ldd "target/dist/$b" | grep -q 'not found'; then ldd "target/dist/$b"; exit 1; fi; \
+        ldd "target/dist/$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'; \
     done | sort -u | while read -r lib; do cp -L --parents "$lib" /out; done; \
     printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
         'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' > /out/etc/passwd; \
