@@ -176,7 +176,7 @@ NEEDS = {
     ("apps", "statefulsets"): "get list watch create patch",
     ("", "configmaps"): "get list watch create patch",
     ("", "services"): "get list watch create patch",
-    ("", "serviceaccounts"): "get list watch create patch",
+    ("", "serviceaccounts"): "list watch create patch delete",
     ("", "pods"): "get list watch delete",
     ("", "persistentvolumeclaims"): "get list watch patch",
     ("", "events"): "create patch",

@@ -75,11 +75,15 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
   resources: [kafkaclusters/finalizers, kafkatopics/finalizers]
   verbs: [update]
 # Children, server-side applied with one field manager (an apply that creates needs create).
-# Nothing deletes them but the garbage collector, through their owner references. The
-# ServiceAccount is the broker pods' of a KafkaCluster with spec.rack.
+# Nothing deletes them but the garbage collector, through their owner references.
 - apiGroups: [""]
-  resources: [configmaps, services, serviceaccounts]
+  resources: [configmaps, services]
   verbs: [get, list, watch, create, patch]
+# The broker pods' ServiceAccount of a KafkaCluster with spec.rack, deleted when rack is
+# removed.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]

@@ -7,13 +7,16 @@
 //! before the binding is first applied (kube's finalizer helper adds it and returns), so a
 //! binding never exists without it; it is removed once the binding is gone.
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 
 use super::ReconcileError;
 use crate::build::objects::FIELD_MANAGER;
-use crate::build::rack::{binding_labels, cluster_role_binding, cluster_role_binding_name};
+use crate::build::rack::{
+    binding_labels, cluster_role_binding, cluster_role_binding_name, service_account_name,
+};
 use crate::crd::KafkaCluster;
 use crate::validate::ValidatedCluster;
 
@@ -26,7 +29,8 @@ pub fn has_finalizer(kc: &KafkaCluster) -> bool {
 }
 
 /// Applies the binding of `cluster`'s broker pods to `cluster_role` while it has `spec.rack`;
-/// without it, deletes a binding left from an earlier spec and then the finalizer.
+/// without it, deletes a binding left from an earlier spec, the broker pods' ServiceAccount
+/// (the pods lose it with the roll the template change starts) and then the finalizer.
 pub async fn sync(
     client: &kube::Client,
     kc: &KafkaCluster,
@@ -37,6 +41,7 @@ pub async fn sync(
         Some(binding) => apply(client, &binding).await,
         None if has_finalizer(kc) => {
             delete(client, &cluster.namespace, &cluster.name).await?;
+            delete_service_account(client, cluster).await?;
             remove_finalizer(client, kc).await
         }
         None => Ok(()),
@@ -82,6 +87,24 @@ pub async fn delete(
     match api.delete(&binding, &DeleteParams::default()).await {
         Ok(_) => {
             tracing::info!(%binding, "rack binding deleted");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the broker pods' ServiceAccount of a cluster without rack, if it is still there.
+/// (With the cluster itself, the garbage collector deletes it: it is owned.)
+async fn delete_service_account(
+    client: &kube::Client,
+    cluster: &ValidatedCluster,
+) -> Result<(), ReconcileError> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &cluster.namespace);
+    let name = service_account_name(cluster);
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => {
+            tracing::info!(service_account = %name, "rack ServiceAccount deleted");
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

@@ -310,6 +310,12 @@ async fn removing_rack_or_the_cluster_deletes_the_binding_and_the_finalizer_goes
         .unwrap();
     assert_eq!(pod.service_account_name, None);
     assert_eq!(pod.init_containers.unwrap().len(), 1);
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(t.client.clone(), &t.ns);
+    assert!(
+        accounts.get_opt("events-broker").await.unwrap().is_none(),
+        "the broker pods' ServiceAccount goes with rack"
+    );
     // Without rack nothing adds it back.
     let kc = t.reconcile("events").await.unwrap();
     assert!(!has_finalizer(&kc));
