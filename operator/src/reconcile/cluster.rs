@@ -251,6 +251,7 @@ async fn converge(
 /// Applies every child in the written order: the broker pods' ServiceAccount, configuration
 /// and Services before the StatefulSets whose pods run as, read and need them, the
 /// PodDisruptionBudget and ServiceMonitor last.
+/// The external Services are not among them: [`external_addresses`] applied them first.
 /// Returns problems to report that are not failures (a missing optional CRD).
 pub async fn apply_all(
     client: &kube::Client,
@@ -263,9 +264,6 @@ pub async fn apply_all(
     apply(client, namespace, &objects.config).await?;
     apply(client, namespace, &objects.headless).await?;
     apply(client, namespace, &objects.bootstrap).await?;
-    for s in &objects.external {
-        apply(client, namespace, s).await?;
-    }
     for s in &objects.statefulsets {
         apply(client, namespace, s).await?;
     }

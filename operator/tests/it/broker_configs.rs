@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::cluster::{context, create, get, pods_like_the_statefulset};
+use crate::cluster::{create, get, pods_like_the_statefulset, reaching};
 use crate::topic::brokers::Brokers;
 use crate::{api_server_or_skip, install_crds};
 
@@ -90,13 +90,10 @@ async fn runtime_keys_are_applied_live_and_only_static_ones_restart_the_pods() {
     };
     spec.config = map(&[("log.retention.ms", "3600000"), ("num.partitions", "3")]);
     create(&client, &ns, "events", spec).await;
-    let mut ctx = (*context(&client)).clone();
-    ctx.bootstrap_overrides
-        .insert(format!("{ns}/events"), brokers.bootstrap.clone());
     let t = Setup {
         client: client.clone(),
         ns: ns.clone(),
-        ctx: Arc::new(ctx),
+        ctx: reaching(&client, &ns, &brokers.bootstrap),
         bootstrap: brokers.bootstrap.clone(),
     };
     // Before any broker is ready nothing is sent.

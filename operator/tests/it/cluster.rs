@@ -22,6 +22,15 @@ pub fn context(client: &kube::Client) -> Arc<Context> {
     })
 }
 
+/// The context of [`context`], reaching the brokers of the KafkaCluster `ns/events` at
+/// `bootstrap`.
+pub fn reaching(client: &kube::Client, ns: &str, bootstrap: &str) -> Arc<Context> {
+    let mut ctx = (*context(client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), bootstrap.to_string());
+    Arc::new(ctx)
+}
+
 pub async fn create(
     client: &kube::Client,
     ns: &str,
@@ -273,11 +282,8 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         },
     )
     .await;
-    let mut ctx = (*context(&client)).clone();
     // Nothing listens here: the brokers cannot vouch for a restart of a ready pod.
-    ctx.bootstrap_overrides
-        .insert(format!("{ns}/events"), "127.0.0.1:1".into());
-    let ctx = Arc::new(ctx);
+    let ctx = reaching(&client, &ns, "127.0.0.1:1");
     reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
@@ -690,10 +696,7 @@ async fn with_healthy_brokers_a_follower_restarts_first_and_the_active_controlle
         },
     )
     .await;
-    let mut ctx = (*context(&client)).clone();
-    ctx.bootstrap_overrides
-        .insert(format!("{ns}/events"), brokers.bootstrap.clone());
-    let ctx = Arc::new(ctx);
+    let ctx = reaching(&client, &ns, &brokers.bootstrap);
     reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;

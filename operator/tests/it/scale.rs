@@ -18,19 +18,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::cluster::{condition, context, create, get};
+use crate::cluster::{condition, create, get, reaching};
 use crate::topic::brokers::{self, Brokers};
 use crate::{api_server_or_skip, install_crds};
 
 /// How long a scale step gets to finish.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn reaching(client: &kube::Client, ns: &str, bootstrap: &str) -> Arc<Context> {
-    let mut ctx = (*context(client)).clone();
-    ctx.bootstrap_overrides
-        .insert(format!("{ns}/events"), bootstrap.to_string());
-    Arc::new(ctx)
-}
 
 /// Brokers in a pool of their own, beside three dedicated controllers.
 fn dedicated(replicas: i32) -> KafkaClusterSpec {
