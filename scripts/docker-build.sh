@@ -9,21 +9,37 @@
 #   3. docker build --build-arg BUILDER=gregor-builder:local -t gregor:<version> .
 # then prints the image's size and runs scripts/docker-smoke.sh on it (--no-smoke skips that).
 #
-# Not part of .ci/run: the first build takes several minutes on two cores.
+# With --stock, step 1 is skipped and the Dockerfile's own BUILDER (rust:1.95-bookworm, from
+# Docker Hub) is used: for a machine that reaches a registry.
 #
-# Env: IMAGE (default gregor:<workspace version>), BUILDER (default gregor-builder:local).
+# .ci/run builds the image through scripts/e2e.sh, which runs it on kind; the first build
+# takes several minutes on two cores.
+#
+# Args: [--no-smoke] [--stock]. Env: IMAGE (default gregor:<workspace version>), BUILDER
+# (default gregor-builder:local).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 smoke=1
-[[ "${1:-}" == "--no-smoke" ]] && smoke=0
+stock=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-smoke) smoke=0 ;;
+    --stock) stock=1 ;;
+    *) echo "docker-build.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 
 version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
 image="${IMAGE:-gregor:$version}"
 t0=$(date +%s)
 say() { echo "==> [docker-build $(( $(date +%s) - t0 ))s] $*" >&2; }
 
-say "scripts/docker-builder.sh"
-builder="$(scripts/docker-builder.sh)"
+if [[ $stock == 1 ]]; then
+  builder="$(sed -n 's/^ARG BUILDER=//p' Dockerfile)"
+else
+  say "scripts/docker-builder.sh"
+  builder="$(scripts/docker-builder.sh)"
+fi
 
 vendor=vendor/crates-io
 stamp="$(sha256sum Cargo.lock | cut -c1-16)"

@@ -113,6 +113,8 @@ expected = {
     ("Service", release_ns, f"{full}-metrics"),
     ("Role", release_ns, f"{full}-leader-election"),
     ("RoleBinding", release_ns, f"{full}-leader-election"),
+    # The leader-election Lease, so that helm uninstall removes it.
+    ("Lease", release_ns, full),
     # Rack awareness, in either mode: the broker pods' ClusterRole, and the operator's
     # cluster-scoped rules for binding them to it.
     ("ClusterRole", None, f"{full}-broker-rack"),

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Prints the directory holding `kube-apiserver` and `etcd` for the operator's tests against a
-# real API server, building or installing them on first use.
+# Prints the directory holding the Kubernetes binaries the tests use, building or installing
+# them on first use:
 #
-# - kube-apiserver: built from the Go module proxy (k8s.io/kubernetes/cmd/kube-apiserver at
-#   $KUBE_VERSION, the k8s.io/* staging modules pinned to the matching v0.x release with replace
-#   lines), into ~/.cache/gregor/kube/$KUBE_VERSION/bin. A second call returns at once.
-# - etcd: Debian's etcd-server package (installed with apt-get when missing), linked beside it.
+# - kube-apiserver (the operator's tests against a real API server) and, for the kind nodes of
+#   the end-to-end suite (scripts/kind-node-image.sh), kubelet, kubeadm, kubectl,
+#   kube-controller-manager, kube-scheduler and kube-proxy: built in one `go build` from the Go
+#   module proxy (k8s.io/kubernetes/cmd/... at $KUBE_VERSION) into
+#   ~/.cache/gregor/kube/$KUBE_VERSION/bin. A second call returns at once.
+#   The k8s.io/* staging modules are pinned to the matching v0.x release with replace lines,
+#   one for every k8s.io/* module k8s.io/kubernetes' own go.mod requires at v0.0.0: read from
+#   that go.mod, not hard-coded, since each release adds some (1.37 added k8s.io/cri-streaming
+#   and k8s.io/streaming; a missing one fails the build with a 403 for @v0.0.0).
+# - etcd: Debian's etcd-server package (installed with apt-get when missing), linked beside them.
 #
 # Env: KUBE_VERSION (default v1.37.2), GREGOR_CACHE (default ~/.cache/gregor).
 set -euo pipefail
@@ -14,6 +20,7 @@ version="${KUBE_VERSION:-v1.37.2}"
 cache="${GREGOR_CACHE:-$HOME/.cache/gregor}"
 dir="$cache/kube/$version"
 bin="$dir/bin"
+commands=(kube-apiserver kubelet kubeadm kubectl kube-controller-manager kube-scheduler kube-proxy)
 log() { echo "kube-dist: $*" >&2; }
 mkdir -p "$bin"
 
@@ -25,18 +32,20 @@ if ! command -v etcd >/dev/null && [[ ! -x /usr/bin/etcd ]]; then
 fi
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$bin/etcd"
 
-if [[ ! -x "$bin/kube-apiserver" ]]; then
-  command -v go >/dev/null || { log "go not found: the API server is built from the Go module proxy"; exit 1; }
+missing=()
+for c in "${commands[@]}"; do [[ -x "$bin/$c" ]] || missing+=("$c"); done
+if (( ${#missing[@]} )); then
+  command -v go >/dev/null || { log "go not found: Kubernetes is built from the Go module proxy"; exit 1; }
   staging_version="v0.${version#v1.}"
   src="$dir/src"
   rm -rf "$src"
   mkdir -p "$src"
-  log "building kube-apiserver $version (staging modules $staging_version) in $src"
-  staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
-    cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
-    cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms
-    kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics
-    mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller)
+  log "building ${missing[*]} $version (staging modules $staging_version) in $src"
+  gomod="$(cd "$src" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$version" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  [[ -s "$gomod" ]] || { log "no go.mod for k8s.io/kubernetes@$version"; exit 1; }
+  mapfile -t staging < <(sed -n 's/^[[:space:]]*\(k8s\.io\/[a-z0-9.-]*\) v0\.0\.0\([[:space:]].*\)\{0,1\}$/\1/p' "$gomod" | sort -u)
+  (( ${#staging[@]} > 20 )) || { log "found only ${#staging[@]} staging modules in $gomod"; exit 1; }
   {
     echo "module gregor.dev/kube-build"
     echo
@@ -45,16 +54,16 @@ if [[ ! -x "$bin/kube-apiserver" ]]; then
     echo "require k8s.io/kubernetes $version"
     echo
     echo "replace ("
-    for m in "${staging[@]}"; do echo "	k8s.io/$m => k8s.io/$m $staging_version"; done
+    for m in "${staging[@]}"; do echo "	$m => $m $staging_version"; done
     echo ")"
   } >"$src/go.mod"
-  cat >"$src/tools.go" <<'EOF'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-EOF
+  {
+    echo "//go:build tools"
+    echo
+    echo "package tools"
+    echo
+    for c in "${commands[@]}"; do echo "import _ \"k8s.io/kubernetes/cmd/$c\""; done
+  } >"$src/tools.go"
   (
     cd "$src"
     export GOFLAGS=-mod=mod
@@ -63,10 +72,12 @@ EOF
     v=k8s.io/component-base/version
     ldflags="-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
     ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.tmp" \
-      k8s.io/kubernetes/cmd/kube-apiserver >&2
+    mkdir -p "$src/out"
+    pkgs=()
+    for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$src/out/" "${pkgs[@]}" >&2
   )
-  mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"
+  for c in "${missing[@]}"; do mv "$src/out/$c" "$bin/$c"; done
   log "built $("$bin/kube-apiserver" --version)"
 fi
 echo "$bin"

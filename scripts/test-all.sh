@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The project's single test command: formatting, lints, unit tests, release build, the Helm
-# chart check, then the end-to-end pytest suite (tests/python) against the freshly built
-# target/release/gregor.
+# chart check, the end-to-end pytest suite (tests/python) against the freshly built
+# target/release/gregor, then the image on a kind cluster (scripts/e2e.sh, tests/e2e).
 #
 # Env: CARGO_TARGET_DIR (default ./target), GREGOR_KUBE_BIN (kube-apiserver and etcd for the
 # operator's tests; default: what scripts/kube-dist.sh prints, building it on first use),
 # GREGOR_PYTHON (default the venv made by .ci/run,
 # ~/.cache/gregor/venv, else python3), GREGOR_TEST_BROKER / KAFKA_BOOTSTRAP (see
-# tests/python/conftest.py), PYTEST_ARGS (extra pytest arguments, e.g. "-x -k seed").
+# tests/python/conftest.py), PYTEST_ARGS (extra pytest arguments, e.g. "-x -k seed"),
+# GREGOR_E2E=0 (skip the kind suite).
 # Args: --e2e-only skips the cargo steps but the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -70,5 +71,14 @@ if command -v java >/dev/null && [[ "${GREGOR_JAVA_TESTS:-1}" != "0" ]]; then
   GREGOR_TEST_BROKER=kafka "$py" -m pytest tests/python/test_gregor_tools.py ${PYTEST_ARGS:-}
 else
   echo "skipped: no java"
+fi
+
+# Last: the image on a kind cluster, helm install, the scenarios of tests/e2e under load; its
+# summary table closes the run. GREGOR_E2E=0 skips it (say, on a machine without root).
+if [[ "${GREGOR_E2E:-1}" != "0" ]]; then
+  step "scripts/e2e.sh (Gregor on a kind cluster: tests/e2e)"
+  GREGOR_PYTHON="$py" scripts/e2e.sh
+else
+  step "scripts/e2e.sh skipped (GREGOR_E2E=0)"
 fi
 

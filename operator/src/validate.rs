@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::cluster::{ExternalListener, Metrics, PodTemplate, Rack, Storage};
+use crate::crd::cluster::{ExternalListener, ExternalType, Metrics, PodTemplate, Rack, Storage};
 use crate::crd::KafkaCluster;
 
 /// Config keys the operator sets itself; a spec that sets them is refused.
@@ -349,6 +349,7 @@ pub fn validate(
     ];
     if let Some(e) = &spec.listeners.external {
         ports.push(("spec.listeners.external.port", e.port));
+        check_node_ports(e)?;
     }
     check_ports(&ports)?;
     Ok(ValidatedCluster {
@@ -486,6 +487,38 @@ fn check_label_key(key: &str) -> Result<(), String> {
                 "the prefix {prefix:?} is not a DNS subdomain (lowercase alphanumeric \
                  characters, '-' and '.', e.g. example.com)"
             ));
+        }
+    }
+    Ok(())
+}
+
+/// `nodePorts` only with a NodePort listener, keyed by node ids, each port a TCP port used
+/// once. (Whether it lies in the cluster's node-port range is the API server's to say.)
+fn check_node_ports(e: &ExternalListener) -> Result<(), SpecError> {
+    if e.node_ports.is_empty() {
+        return Ok(());
+    }
+    if e.kind != ExternalType::NodePort {
+        return Err(SpecError::Ports(
+            "spec.listeners.external.nodePorts applies only to type NodePort".into(),
+        ));
+    }
+    let mut seen: BTreeMap<i32, &str> = BTreeMap::new();
+    for (id, port) in &e.node_ports {
+        if id.parse::<u32>().is_err() {
+            return Err(SpecError::Ports(format!(
+                "spec.listeners.external.nodePorts key {id:?} is not a node id"
+            )));
+        }
+        if !(1..=65535).contains(port) {
+            return Err(SpecError::Ports(format!(
+                "spec.listeners.external.nodePorts[{id}] {port} is not a TCP port"
+            )));
+        }
+        if let Some(other) = seen.insert(*port, id) {
+            return Err(SpecError::Ports(format!(
+                "spec.listeners.external.nodePorts[{id}] and [{other}] both use port {port}"
+            )));
         }
     }
     Ok(())
@@ -671,6 +704,33 @@ mod tests {
             "17th byte bits set"
         );
         assert!(!is_cluster_id("q1Sh-9_ISia_zwGINzRv+Q"), "not base64url");
+    }
+
+    #[test]
+    fn node_ports_need_a_node_port_listener_node_ids_and_distinct_tcp_ports() {
+        use crate::crd::cluster::ExternalListener;
+        let with = |kind, node_ports: &[(&str, i32)]| {
+            let mut s = spec(3);
+            s.listeners.external = Some(ExternalListener {
+                kind,
+                port: 9094,
+                advertised: BTreeMap::new(),
+                node_ports: node_ports.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            });
+            validate(&cluster(s), ID, "gregor:test")
+        };
+        assert!(with(ExternalType::NodePort, &[("0", 31090), ("1", 31091)]).is_ok());
+        for (kind, ports, says) in [
+            (ExternalType::LoadBalancer, &[("0", 31090)][..], "only to type NodePort"),
+            (ExternalType::NodePort, &[("zero", 31090)], "not a node id"),
+            (ExternalType::NodePort, &[("0", 70000)], "not a TCP port"),
+            (ExternalType::NodePort, &[("0", 31090), ("1", 31090)], "both use port 31090"),
+        ] {
+            match with(kind, ports) {
+                Err(e @ SpecError::Ports(_)) => assert!(e.to_string().contains(says), "{e}"),
+                other => panic!("{ports:?}: expected a port error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -135,6 +135,7 @@ mod tests {
             kind: ExternalType::NodePort,
             port: 9094,
             advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
+            node_ports: BTreeMap::new(),
         });
         // The user's own provider stays, with the operator's env provider added.
         spec.config.insert("config.providers".into(), "file".into());
@@ -185,6 +186,30 @@ mod tests {
             .find(|e| e.name == "HOST_IP");
         let field = host_ip.and_then(|e| e.value_from.as_ref()?.field_ref.as_ref());
         assert_eq!(field.map(|f| f.field_path.as_str()), Some("status.hostIP"));
+    }
+
+    #[test]
+    fn a_broker_with_a_node_port_in_the_spec_gets_its_service_on_it_and_the_others_any() {
+        use std::collections::BTreeMap;
+
+        use crate::crd::cluster::{ExternalListener, ExternalType};
+        let mut spec = KafkaClusterSpec {
+            replicas: 3,
+            ..Default::default()
+        };
+        spec.listeners.external = Some(ExternalListener {
+            kind: ExternalType::NodePort,
+            port: 9094,
+            advertised: BTreeMap::new(),
+            node_ports: BTreeMap::from([("0".into(), 31090), ("2".into(), 31092)]),
+        });
+        let objects = super::cluster(&validated(spec));
+        let node_ports: Vec<Option<i32>> = objects
+            .external
+            .iter()
+            .map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port)
+            .collect();
+        assert_eq!(node_ports, vec![Some(31090), None, Some(31092)]);
     }
 
     fn pod_spec(objects: &ClusterObjects, i: usize) -> &k8s_openapi::api::core::v1::PodSpec {
@@ -364,6 +389,7 @@ mod tests {
             kind: ExternalType::NodePort,
             port: 9094,
             advertised: BTreeMap::new(),
+            node_ports: BTreeMap::new(),
         });
         // The user's own providers, one of which the operator also needs.
         spec.config

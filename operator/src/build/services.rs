@@ -101,7 +101,12 @@ pub fn external(cluster: &ValidatedCluster) -> Vec<Service> {
     };
     let pool = cluster.broker_pool();
     pool.pods()
-        .map(|(_, pod)| {
+        .map(|(ordinal, pod)| {
+            let mut ports = port("external", e.port);
+            ports.node_port = e
+                .node_ports
+                .get(&pool.node_id(ordinal).to_string())
+                .copied();
             let mut metadata = meta(cluster, format!("{pod}-external"));
             if let Some(labels) = metadata.labels.as_mut() {
                 labels.insert(SERVICE_LABEL.into(), "external".into());
@@ -123,7 +128,7 @@ pub fn external(cluster: &ValidatedCluster) -> Vec<Service> {
                         )]
                         .into(),
                     ),
-                    ports: Some(vec![port("external", e.port)]),
+                    ports: Some(vec![ports]),
                     ..Default::default()
                 }),
                 ..Default::default()

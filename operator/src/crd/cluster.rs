@@ -180,6 +180,12 @@ pub struct ExternalListener {
     /// without an entry advertise their Service's address once known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub advertised: BTreeMap<String, String>,
+    /// For `NodePort`: the node port of each broker's Service, by node id (`"0": 31090`);
+    /// brokers without an entry get one Kubernetes allocates. Fixed ports let a firewall rule,
+    /// a port mapping (kind's `extraPortMappings`) or an `advertised` address name them before
+    /// the cluster exists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_ports: BTreeMap<String, i32>,
 }
 
 impl ExternalListener {

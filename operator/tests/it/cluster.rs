@@ -524,6 +524,7 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
         kind: ExternalType::NodePort,
         port: 9094,
         advertised: BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]),
+        node_ports: BTreeMap::new(),
     });
     spec.metrics.service_monitor = true;
     let kc = create(&client, &ns, "events", spec).await;
@@ -634,6 +635,7 @@ async fn a_load_balancer_address_is_advertised_once_the_service_has_one() {
         kind: ExternalType::LoadBalancer,
         port: 9094,
         advertised: BTreeMap::new(),
+        node_ports: BTreeMap::new(),
     });
     create(&client, &ns, "lb", spec).await;
     let ctx = context(&client);

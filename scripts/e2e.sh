@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Gregor on real Kubernetes: builds the image with the Dockerfile, creates a kind cluster (one
+# control plane and three workers in three zones, tests/e2e/kind.yaml), loads the images,
+# `helm install`s the chart, runs the end-to-end scenarios of tests/e2e (real pods from the
+# real image, under load from a client pod) and prints their summary table. The kind cluster
+# is deleted at the end unless --keep.
+#
+#   scripts/e2e.sh                 # everything; the cluster is deleted afterwards
+#   scripts/e2e.sh --keep          # the same, and the cluster stays
+#   scripts/e2e.sh --try           # no scenarios: the operator and a sample three-node
+#                                  # KafkaCluster and KafkaTopic, Ready, left running
+#   scripts/e2e.sh --down          # deletes the cluster (and stops a dockerd it started)
+#   scripts/e2e.sh -- -k rolling   # extra pytest arguments after --
+#
+# Two ways to get the cluster's images, chosen with --stock / --local (default: local when
+# this machine cannot reach Docker Hub, or has built the local node image before):
+#   stock: a machine with internet. kind's own node image (kindest/node, kind's default CNI),
+#          the image built from rust:1.95-bookworm, the client image on python:3.11-slim.
+#   local: a machine that reaches only package registries (ours). The node image, its base and
+#          every image a node runs are built from the Go module proxy and Debian's packages
+#          (scripts/e2e/node-image.sh: Kubernetes $KUBE_VERSION, kind $KIND_VERSION), the pod
+#          network is set up by scripts/e2e/pod-network.sh, and the images are built from
+#          debootstrap roots. Everything is cached under ~/.cache/gregor.
+# Either way the host reaches the cluster only on 127.0.0.1: the API server port kind picks and
+# the node ports 31090-31092 (the sample cluster's external listener).
+#
+# Needs root (dockerd; debootstrap in local mode), go (kind, helm and, in local mode,
+# Kubernetes are built with it), python3 with the test venv (GREGOR_PYTHON, made by .ci/run).
+# Env: E2E_CLUSTER (kind cluster name, default gregor-e2e), GREGOR_PYTHON, KUBE_VERSION,
+# KIND_VERSION, HELM_VERSION, GREGOR_CACHE.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+source scripts/e2e/lib.sh
+
+cluster="${E2E_CLUSTER:-gregor-e2e}"
+mode=auto keep=0 try=0 down=0
+pytest_args=()
+while (( $# )); do
+  case "$1" in
+    --stock) mode=stock ;;
+    --local) mode=local ;;
+    --keep) keep=1 ;;
+    --try) try=1; keep=1 ;;
+    --down) down=1 ;;
+    --) shift; pytest_args=("$@"); break ;;
+    *) echo "e2e.sh: unknown argument $1 (see the comment at the top of scripts/e2e.sh)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+t0=$(date +%s)
+say() { echo "==> [e2e $(( $(date +%s) - t0 ))s] $*" >&2; }
+state="$e2e_cache/$cluster"
+mkdir -p "$state"
+kubeconfig="$state/kubeconfig"
+py="${GREGOR_PYTHON:-$HOME/.cache/gregor/venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+
+# --- Docker -------------------------------------------------------------------------------------
+if [[ "$(scripts/e2e/dockerd.sh)" == started ]]; then
+  touch "$state/dockerd-started"
+fi
+stop_docker() {
+  if [[ -f "$state/dockerd-started" ]]; then
+    rm -f "$state/dockerd-started"
+    scripts/e2e/dockerd.sh --stop
+  fi
+}
+# Unless --keep: the cluster is deleted (once made) and a dockerd this run started is stopped,
+# whatever happened; after a failure the nodes and pods are printed first.
+cluster_made=0
+cleanup() {
+  local rc=$?
+  if [[ $keep == 0 ]]; then
+    if [[ $cluster_made == 1 ]]; then
+      if [[ $rc != 0 ]]; then
+        say "failed: nodes and pods for the record"
+        "$kubectl" get nodes,pods -A -o wide >&2 2>/dev/null || true
+        "$kubectl" get kafkaclusters,kafkatopics -A -o yaml >"$state/last-failure.yaml" 2>/dev/null || true
+        "$kind" export logs "$state/logs" --name "$cluster" >/dev/null 2>&1 || true
+        say "resources in $state/last-failure.yaml, node logs in $state/logs"
+      fi
+      "$kind" delete cluster --name "$cluster" >&2 2>/dev/null || true
+    fi
+    stop_docker
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+# --- tools: kind, helm, kubectl -----------------------------------------------------------------
+go_tool() { # go_tool NAME PACKAGE VERSION: NAME from PATH, else built once into the cache
+  if command -v "$1" >/dev/null && [[ "$1" != kubectl ]]; then command -v "$1"; return; fi
+  local dir="$HOME/.cache/gregor/bin/$1-$3"
+  if [[ ! -x "$dir/$1" ]]; then
+    command -v go >/dev/null || e2e_fail "neither $1 nor go found"
+    say "go install $2@$3 (once; into $dir)"
+    GOBIN="$dir" go install "$2@$3" >&2
+  fi
+  echo "$dir/$1"
+}
+kind="$(go_tool kind sigs.k8s.io/kind "$KIND_VERSION")"
+helm="$(go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION")"
+
+if [[ $down == 1 ]]; then
+  "$kind" delete cluster --name "$cluster" >&2 || true
+  exit 0
+fi
+
+if [[ $mode == auto ]]; then
+  mode=stock
+  if docker image inspect "gregor-kind-node:$KUBE_VERSION" >/dev/null 2>&1 ||
+    [[ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ || true)" == 000 ]]; then
+    mode=local
+  fi
+fi
+say "mode: $mode (Kubernetes $KUBE_VERSION, kind $KIND_VERSION, helm $HELM_VERSION)"
+
+if [[ $mode == local ]]; then
+  kubectl="$(scripts/kube-dist.sh)/kubectl"
+elif command -v kubectl >/dev/null; then
+  kubectl="$(command -v kubectl)"
+else
+  kubectl="$(scripts/kube-dist.sh)/kubectl"
+fi
+tools="$state/bin"
+mkdir -p "$tools"
+ln -sf "$kind" "$tools/kind"
+ln -sf "$helm" "$tools/helm"
+ln -sf "$kubectl" "$tools/kubectl"
+export PATH="$tools:$PATH"
+export KUBECONFIG="$kubeconfig"
+
+# --- images -------------------------------------------------------------------------------------
+version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
+image="gregor:$version"
+# The upgrade scenario's "new version": the same binaries as a distinct image.
+next_image="gregor:$version-next"
+say "scripts/docker-build.sh: $image"
+if [[ $mode == local ]]; then
+  IMAGE="$image" scripts/docker-build.sh --no-smoke >&2
+  node_image="$(scripts/e2e/node-image.sh)"
+  client_image="$(scripts/e2e/client-image.sh)"
+else
+  IMAGE="$image" scripts/docker-build.sh --no-smoke --stock >&2
+  node_image=""
+  client_image="$(BASE=python:3.11-slim-bookworm scripts/e2e/client-image.sh)"
+fi
+printf 'FROM %s\nLABEL dev.gregor.e2e="next"\n' "$image" | DOCKER_BUILDKIT=0 docker build -q -t "$next_image" - >/dev/null
+
+# --- the kind cluster ---------------------------------------------------------------------------
+config="$state/kind.yaml"
+if [[ $mode == local ]]; then
+  # kind's default CNI (kindnetd) cannot be had here: a bridge network instead.
+  sed 's/^networking:$/networking:\n  disableDefaultCNI: true/' tests/e2e/kind.yaml >"$config"
+  grep -q 'disableDefaultCNI: true' "$config" || e2e_fail "could not derive the local kind config"
+else
+  cp tests/e2e/kind.yaml "$config"
+fi
+if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
+  say "deleting the leftover kind cluster $cluster"
+  "$kind" delete cluster --name "$cluster" >&2
+fi
+say "kind create cluster $cluster${node_image:+ (node image $node_image)}"
+created=$(date +%s)
+cluster_made=1
+"$kind" create cluster --name "$cluster" --config "$config" --kubeconfig "$kubeconfig" \
+  ${node_image:+--image "$node_image"} >&2
+if [[ $mode == local ]]; then
+  scripts/e2e/pod-network.sh "$cluster" "$kubeconfig"
+fi
+"$kubectl" wait --for=condition=Ready nodes --all --timeout=300s >&2
+say "cluster ready in $(( $(date +%s) - created ))s"
+say "kind load docker-image $image $next_image $client_image"
+"$kind" load docker-image --name "$cluster" "$image" "$next_image" "$client_image" >&2
+
+# --- the operator ---------------------------------------------------------------------------------
+release=gregor
+operator_ns=gregor-system
+say "helm install $release charts/gregor (two operator replicas, image $image)"
+installed=$(date +%s)
+"$helm" install "$release" charts/gregor --namespace "$operator_ns" --create-namespace \
+  --set image.tag="$version" --set replicas=2 --wait --timeout 5m >&2
+say "operator installed in $(( $(date +%s) - installed ))s"
+
+export E2E_CLUSTER="$cluster" E2E_IMAGE="$image" E2E_NEXT_IMAGE="$next_image"
+export E2E_CLIENT_IMAGE="$client_image" E2E_RELEASE="$release" E2E_OPERATOR_NAMESPACE="$operator_ns"
+export E2E_CHART="$root/charts/gregor" E2E_RESULTS="$state/results.json"
+export E2E_MODE="$mode"
+
+if [[ $try == 1 ]]; then
+  "$py" tests/e2e/sample.py apply
+  trap - EXIT
+  cat >&2 <<EOF
+
+The kind cluster '$cluster' is running, with the operator (helm release '$release' in
+namespace '$operator_ns') and the sample KafkaCluster 'events' and KafkaTopic 'orders' in
+namespace 'kafka', Ready.
+
+  export KUBECONFIG=$kubeconfig PATH=$tools:\$PATH
+  kubectl get kafkaclusters,kafkatopics,pods -n kafka
+  # from this machine, through the external listener's node ports on 127.0.0.1:
+  gregor topics --bootstrap-server 127.0.0.1:31090 --describe --topic orders
+  # from inside the cluster:
+  kubectl run -n kafka -it --rm cli --image=$image --restart=Never -- \\
+      console-consumer --bootstrap-server events-bootstrap:9092 --topic orders --from-beginning
+
+Tear it down with: scripts/e2e.sh --down
+EOF
+  exit 0
+fi
+
+# --- the scenarios --------------------------------------------------------------------------------
+say "pytest tests/e2e"
+rc=0
+"$py" -m pytest tests/e2e "${pytest_args[@]}" || rc=$?
+say "done in $(( $(date +%s) - t0 ))s (pytest exit $rc)"
+exit "$rc"

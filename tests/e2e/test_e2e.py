@@ -1,0 +1,500 @@
+"""Gregor on real Kubernetes: the scenarios of the end-to-end suite, in order (each builds on
+the state the previous one left), against the kind cluster and operator scripts/e2e.sh made.
+Numbers in the titles follow the issue's list; the rack check runs right after the install.
+
+Every scenario under load runs tests/e2e/loadgen.py in a pod and asserts zero produce requests
+failed to the application, zero acknowledged records missing, zero duplicates."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import gregor as g
+import kube
+from kube import KAFKA_NS, OPERATOR_NS, RELEASE, wait_for
+
+BOOTSTRAP = f"events-bootstrap.{KAFKA_NS}.svc:9092"
+EVENTS_PODS = ["events-0", "events-1", "events-2"]
+BROKERS = "app.kubernetes.io/instance=events,gregor.dev/pool=broker"
+STATE: dict = {}
+
+
+def ordinal(pod_name: str) -> int:
+    return int(pod_name.rsplit("-", 1)[1])
+
+
+def uids() -> dict[str, str]:
+    return {p["metadata"]["name"]: p["metadata"]["uid"] for p in kube.pods(BROKERS)}
+
+
+class RollWatch:
+    """Watches a cluster's pods, once a second, until `done` holds: which pods were replaced
+    and in what order, how long each took from going down to its replacement being Ready, and
+    how many were unready at once."""
+
+    def __init__(self, names: list[str], selector: str = BROKERS):
+        self.names = names
+        self.selector = selector
+        self.uids: dict[str, list[str]] = {}
+        self.down_at: dict[str, float] = {}
+        self.restart_s: dict[str, float] = {}
+        self.order: list[str] = []
+        self.max_unready = 0
+        for p in kube.pods(selector):
+            self.uids[p["metadata"]["name"]] = [p["metadata"]["uid"]]
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        found = {p["metadata"]["name"]: p for p in kube.pods(self.selector)}
+        unready = 0
+        for name in self.names:
+            p = found.get(name)
+            history = self.uids.setdefault(name, [])
+            if p is None or p["metadata"].get("deletionTimestamp") or not kube.pod_ready(p):
+                unready += 1
+            if p is not None and (not history or history[-1] != p["metadata"]["uid"]):
+                history.append(p["metadata"]["uid"])
+            going = p is None or p["metadata"].get("deletionTimestamp") or len(history) > 1
+            if going and name not in self.down_at:
+                self.down_at[name] = now
+                self.order.append(name)
+            if (name in self.down_at and name not in self.restart_s and p is not None
+                    and len(history) > 1 and history[-1] == p["metadata"]["uid"]
+                    and kube.pod_ready(p)):
+                self.restart_s[name] = round(now - self.down_at[name], 1)
+        self.max_unready = max(self.max_unready, unready)
+
+    def until(self, what: str, done, timeout: float) -> float:
+        start = time.monotonic()
+
+        def probe():
+            self.poll()
+            return done()
+
+        wait_for(what, probe, timeout)
+        self.poll()
+        return round(time.monotonic() - start, 1)
+
+    def replaced(self) -> dict[str, int]:
+        """How many times each pod was replaced."""
+        return {n: len(self.uids.get(n, [])) - 1 for n in self.names}
+
+
+def record_load(figures: dict, verdict: dict) -> None:
+    for k in ("acked", "failed", "lost", "duplicates", "longest_stall_s", "p99_ms"):
+        figures[k] = verdict.get(k)
+
+
+def all_current(name: str, replicas: int):
+    return lambda: kube.cluster_ready(name, replicas)
+
+
+# --- 1. install ----------------------------------------------------------------------------------
+
+def test_s1_install(figures):
+    """1. Install: helm install, a three-node KafkaCluster and a KafkaTopic, Ready"""
+    deploy = kube.get("deployment", RELEASE, ns=OPERATOR_NS)
+    assert deploy and deploy["status"].get("readyReplicas") == 2, "two operator replicas ready"
+    g.namespace()
+    start = time.monotonic()
+    kube.apply(g.events_cluster())
+    kube.apply(g.topic("orders", "events"))
+    kc = wait_for("KafkaCluster events Ready", all_current("events", 3), 420)
+    figures["cluster_ready_s"] = round(time.monotonic() - start)
+    wait_for("KafkaTopic orders Ready", lambda: g.topic_ready("orders"), 180)
+    figures["topic_ready_s"] = round(time.monotonic() - start)
+    cluster_id = kc["status"]["clusterId"]
+    STATE["cluster_id"] = cluster_id
+
+    pods = kube.pods(BROKERS)
+    assert [p["metadata"]["name"] for p in pods] == EVENTS_PODS
+    for p in pods:
+        name = p["metadata"]["name"]
+        # Every pod formatted its storage with the operator's cluster id, and it succeeded.
+        fmt = next(c for c in p["spec"]["initContainers"] if c["name"] == "format")
+        assert fmt["args"][:2] == ["storage", "format"], fmt["args"]
+        assert fmt["args"][fmt["args"].index("--cluster-id") + 1] == cluster_id
+        status = next(s for s in p["status"]["initContainerStatuses"] if s["name"] == "format")
+        assert status["state"]["terminated"]["exitCode"] == 0, status
+        # Its data is on a bound PVC whose volume lives on the pod's node.
+        claim = next(v for v in p["spec"]["volumes"] if v["name"] == "data")
+        pvc = kube.get("pvc", claim["persistentVolumeClaim"]["claimName"])
+        assert pvc["status"]["phase"] == "Bound", pvc["status"]
+        pv = kube.get("pv", pvc["spec"]["volumeName"], ns=None)
+        terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        assert p["spec"]["nodeName"] in str(terms), (name, terms)
+        # Readiness comes from the broker's /readyz.
+        probe = p["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+        assert probe["path"] == "/readyz", probe
+    # Spread: one broker per node (the default anti-affinity).
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    figures["nodes"] = len(nodes)
+    assert len(nodes) == 3, f"brokers share nodes: {[(p['metadata']['name'], p['spec']['nodeName']) for p in pods]}"
+
+    # Inside the cluster: the bootstrap Service, with the image's own CLI in a pod.
+    out = g.oneshot("describe", ["topics", "--bootstrap-server", BOOTSTRAP, "--describe",
+                                 "--topic", "orders"])
+    assert "PartitionCount: 6" in out and "ReplicationFactor: 3" in out, out
+    # From the host, through the external listener's node ports on 127.0.0.1.
+    d = g.describe_cluster()
+    assert d["cluster_id"] == cluster_id, d
+    parts = g.partitions("orders")
+    assert len(parts) == 6 and all(len(s["replicas"]) == 3 for s in parts.values()), parts
+
+
+def test_s7_rack_awareness(figures):
+    """7. Rack awareness: each broker's zone in Metadata, every RF 3 partition in three zones"""
+    racks = g.describe_cluster()["racks"]
+    for p in kube.pods(BROKERS):
+        node = kube.get("node", p["spec"]["nodeName"], ns=None)
+        zone = node["metadata"]["labels"][g.ZONE_LABEL]
+        assert racks[ordinal(p["metadata"]["name"])] == zone, (p["metadata"]["name"], racks)
+    figures["racks"] = " ".join(f"{b}:{r}" for b, r in sorted(racks.items()))
+    for partition, s in g.partitions("orders").items():
+        zones = {racks[r] for r in s["replicas"]}
+        assert len(zones) == 3, f"orders-{partition} replicas {s['replicas']} in zones {zones}"
+
+
+# --- 2. rolling restart --------------------------------------------------------------------------
+
+def roll_under_load(figures: dict, name: str, change: dict) -> RollWatch:
+    """Applies `change` to the KafkaCluster events under load and waits for the roll to end;
+    asserts one restart per pod, one pod down at a time, the active controller last, and no
+    loss."""
+    load = g.Load(name, "orders", BOOTSTRAP).start()
+    load.wait_acked(1000, timeout=180)
+    leader = g.quorum_leader()
+    watch = RollWatch(EVENTS_PODS)
+    kube.patch("kafkacluster", "events", change)
+    figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
+    load.wait_acked(500)
+    verdict = load.stop()
+    record_load(figures, verdict)
+    figures["restart_s"] = " ".join(f"{n}:{s}" for n, s in sorted(watch.restart_s.items()))
+    figures["order"] = ">".join(watch.order)
+    assert watch.replaced() == {n: 1 for n in EVENTS_PODS}, f"replacements {watch.uids}"
+    assert watch.max_unready == 1, f"{watch.max_unready} pods down at once"
+    assert watch.order[-1] == f"events-{leader}", \
+        f"order {watch.order}: the active controller events-{leader} goes last"
+    g.assert_no_loss(verdict)
+    return watch
+
+
+def test_s2_rolling_restart_under_load(figures):
+    """2. Rolling restart under load: a static config change rolls the brokers one at a time"""
+    roll_under_load(figures, "roll",
+                    {"spec": {"config": {"group.initial.rebalance.delay.ms": "2000"}}})
+    kc = kube.get("kafkacluster", "events")
+    assert kube.condition(kc, "Degraded").get("status") == "False", kc["status"]
+
+
+# --- 3. upgrades ---------------------------------------------------------------------------------
+
+def lease_holder() -> str | None:
+    lease = kube.get("lease", RELEASE, ns=OPERATOR_NS)
+    return ((lease or {}).get("spec") or {}).get("holderIdentity")
+
+
+def reconciles(pod: str) -> float:
+    text = kube.operator_metrics(pod)
+    return kube.metric(text, "gregor_operator_reconciliations_total",
+                       {"resource": "KafkaCluster", "result": "ok"}) or 0
+
+
+def statefulset_image(name: str = "events") -> str:
+    sts = kube.get("statefulset", name)
+    return next(c["image"] for c in sts["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "gregor")
+
+
+def test_s3_upgrades(figures):
+    """3. Upgrades: helm upgrade of the operator restarts no broker; spec.image rolls under load"""
+    before = {p["metadata"]["name"]: (p["metadata"]["uid"],
+                                       p["status"]["containerStatuses"][0]["restartCount"])
+              for p in kube.pods(BROKERS)}
+    assert statefulset_image() == g.IMAGE
+    start = time.monotonic()
+    kube.helm("upgrade", RELEASE, str(g.CHART), "--namespace", OPERATOR_NS, "--reuse-values",
+              "--set", f"image.tag={g.NEXT_IMAGE.split(':', 1)[1]}", "--wait", "--timeout", "5m")
+
+    def new_leader():
+        holder = lease_holder()
+        pod = holder and kube.get("pod", holder, ns=OPERATOR_NS)
+        return pod and pod["spec"]["containers"][0]["image"] == g.NEXT_IMAGE and holder
+
+    holder = wait_for("an operator pod of the new image to hold the lease", new_leader, 300)
+    figures["operator_upgrade_s"] = round(time.monotonic() - start)
+    # Make sure the new operator has reconciled the cluster since it took over, then check
+    # that it changed nothing.
+    seen = reconciles(holder)
+    kube.kubectl("annotate", "kafkacluster", "events", "-n", KAFKA_NS, "--overwrite",
+                 f"e2e.gregor.dev/nudge={time.time()}")
+    wait_for("the new operator to reconcile events", lambda: reconciles(holder) > seen, 120)
+    after = {p["metadata"]["name"]: (p["metadata"]["uid"],
+                                      p["status"]["containerStatuses"][0]["restartCount"])
+             for p in kube.pods(BROKERS)}
+    assert after == before, f"brokers restarted by an operator upgrade: {before} -> {after}"
+    assert statefulset_image() == g.IMAGE, "the brokers' image followed the operator's"
+    kc = kube.get("kafkacluster", "events")
+    assert kc["status"].get("image") == g.IMAGE, kc["status"]
+    figures["brokers_restarted_by_operator_upgrade"] = 0
+
+    roll_under_load(figures, "upgrade", {"spec": {"image": g.NEXT_IMAGE}})
+    for p in kube.pods(BROKERS):
+        assert p["spec"]["containers"][0]["image"] == g.NEXT_IMAGE
+
+
+# --- 5. faults -----------------------------------------------------------------------------------
+
+def healthy(topic: str = "orders"):
+    return lambda: kube.cluster_ready("events", 3) and not g.under_replicated(topic)
+
+
+def test_s5a_force_deleted_leader(figures):
+    """5a. Faults: the pod leading a partition force-deleted under load"""
+    load = g.Load("kill", "orders", BOOTSTRAP).start()
+    load.wait_acked(1000, timeout=180)
+    leader = g.partitions("orders")[0]["leader"]
+    pod = f"events-{leader}"
+    start = time.monotonic()
+    kube.kubectl("delete", "pod", pod, "-n", KAFKA_NS, "--grace-period=0", "--force")
+    wait_for(f"{pod} back, no under-replicated partition", healthy(), 600)
+    figures["recovered_s"] = round(time.monotonic() - start)
+    load.wait_acked(500)
+    verdict = load.stop()
+    record_load(figures, verdict)
+    g.assert_no_loss(verdict)
+
+
+def node_of(pod: str) -> str:
+    return kube.get("pod", pod)["spec"]["nodeName"]
+
+
+def test_s5b_node_drain(figures):
+    """5b. Faults: a worker drained under load; the PDB refuses a second broker meanwhile"""
+    load = g.Load("drain", "orders", BOOTSTRAP).start()
+    load.wait_acked(1000, timeout=180)
+    first, second = node_of("events-1"), node_of("events-2")
+    start = time.monotonic()
+    try:
+        kube.kubectl("drain", first, "--ignore-daemonsets", "--delete-emptydir-data",
+                     "--timeout=300s", timeout=360)
+        figures["drain_s"] = round(time.monotonic() - start)
+        # events-1's volume lives on the drained node: its new pod waits there, unscheduled.
+        assert not kube.pod_ready(kube.get("pod", "events-1") or {"metadata": {}})
+        uid = kube.get("pod", "events-2")["metadata"]["uid"]
+        refused = kube.run("kubectl", "drain", second, "--ignore-daemonsets",
+                           "--delete-emptydir-data", "--timeout=30s", check=False, timeout=90)
+        p2 = kube.get("pod", "events-2")
+        assert p2["metadata"]["uid"] == uid and kube.pod_ready(p2), \
+            "the PDB let a second broker go while one was down"
+        figures["second_drain_refused"] = True
+        del refused
+    finally:
+        kube.kubectl("uncordon", second)
+        kube.kubectl("uncordon", first)
+    wait_for("events-1 back, no under-replicated partition", healthy(), 600)
+    figures["recovered_s"] = round(time.monotonic() - start)
+    load.wait_acked(500)
+    verdict = load.stop()
+    record_load(figures, verdict)
+    g.assert_no_loss(verdict)
+
+
+def test_s5c_operator_killed_mid_roll(figures):
+    """5c. Faults: the leading operator pod killed in the middle of a roll; the other finishes it"""
+    load = g.Load("opkill", "orders", BOOTSTRAP).start()
+    load.wait_acked(1000, timeout=180)
+    watch = RollWatch(EVENTS_PODS)
+    holder = lease_holder()
+    assert holder, "no operator holds the lease"
+    kube.patch("kafkacluster", "events",
+               {"spec": {"config": {"group.initial.rebalance.delay.ms": "2500"}}})
+    watch.until("the roll to begin", lambda: watch.order, 300)
+    kube.kubectl("delete", "pod", holder, "-n", OPERATOR_NS, "--grace-period=0", "--force")
+    killed = time.monotonic()
+    taker = wait_for("another operator replica to take the lease",
+                     lambda: (h := lease_holder()) and h != holder and h, 120)
+    figures["lease_takeover_s"] = round(time.monotonic() - killed, 1)
+    figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
+    load.wait_acked(500)
+    verdict = load.stop()
+    record_load(figures, verdict)
+    assert taker != holder
+    assert watch.replaced() == {n: 1 for n in EVENTS_PODS}, f"replacements {watch.uids}"
+    assert watch.max_unready == 1, f"{watch.max_unready} pods down at once"
+    g.assert_no_loss(verdict)
+
+
+# --- 6. persistence and identity -----------------------------------------------------------------
+
+def test_s6a_every_pod_deleted_at_once(figures):
+    """6a. Persistence: every broker pod deleted at once comes back with its data and id"""
+    wait_for("no under-replicated partition", lambda: not g.under_replicated("orders"), 300)
+    offsets = g.end_offsets("orders")
+    assert sum(offsets.values()) > 0
+    before = uids()
+    start = time.monotonic()
+    kube.kubectl("delete", "pod", "-n", KAFKA_NS, "-l", BROKERS, "--wait=false")
+    wait_for("every broker replaced and the cluster Ready",
+             lambda: (u := uids()) and all(u.get(n) not in (None, before[n]) for n in before)
+             and kube.cluster_ready("events", 3), 600)
+    figures["all_back_s"] = round(time.monotonic() - start)
+    assert g.end_offsets("orders") == offsets
+    assert g.describe_cluster()["cluster_id"] == STATE["cluster_id"]
+    figures["records"] = sum(offsets.values())
+
+
+def other_cluster() -> dict:
+    return {
+        "apiVersion": "gregor.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": {"name": "other", "namespace": KAFKA_NS},
+        "spec": {"replicas": 1, "storage": {"size": "256Mi", "deleteClaim": False},
+                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}},
+    }
+
+
+def test_s6b_a_volume_of_another_cluster_fails_loudly(figures):
+    """6b. Identity: a PVC holding another cluster's id fails its pod, reported as Degraded"""
+    kube.apply(other_cluster())
+    first = wait_for("KafkaCluster other Ready", all_current("other", 1), 300)
+    first_id = first["status"]["clusterId"]
+    kube.delete("kafkacluster", "other")
+    # Its children go by garbage collection, its cluster id record among them: a new
+    # KafkaCluster of the same name must not find it.
+    for kind, name in (("pod", "other-0"), ("statefulset", "other"),
+                       ("configmap", "other-cluster-id")):
+        wait_for(f"{kind} {name} gone", gone(kind, name), 300)
+    assert kube.get("pvc", "data-other-0"), "deleteClaim false keeps the claim"
+    try:
+        # The same name again: a new cluster id, and the old claim with the old one.
+        kube.apply(other_cluster())
+        kc = wait_for("KafkaCluster other Degraded with StorageFormatFailed",
+                      lambda: (k := kube.get("kafkacluster", "other")) and
+                      kube.condition(k, "Degraded").get("reason") == "StorageFormatFailed" and k,
+                      300)
+        message = kube.condition(kc, "Degraded")["message"]
+        second_id = kc["status"]["clusterId"]
+        assert second_id != first_id
+        assert "other-0" in message and first_id in message, message
+        assert not kube.pod_ready(kube.get("pod", "other-0"))
+        figures["degraded"] = message[:120]
+    finally:
+        kube.delete("kafkacluster", "other")
+        wait_for("the other cluster's pod gone", lambda: not kube.get("pod", "other-0"), 300)
+        kube.delete("pvc", "data-other-0")
+
+
+# --- 4. scaling ----------------------------------------------------------------------------------
+
+def scaled_cluster(brokers: int) -> dict:
+    return {
+        "apiVersion": "gregor.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": {"name": "scaled", "namespace": KAFKA_NS},
+        "spec": {
+            "replicas": brokers,
+            "controllers": {"replicas": 1},
+            "config": {"min.insync.replicas": "2", "default.replication.factor": "3",
+                       "offsets.topic.replication.factor": "3"},
+            "storage": {"size": "1Gi", "deleteClaim": True},
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"memory": "512Mi"}},
+        },
+    }
+
+
+def replica_brokers(topic: str, bootstrap: str) -> set[int]:
+    out = g.oneshot("scaled", ["topics", "--bootstrap-server", bootstrap, "--describe",
+                               "--topic", topic])
+    brokers: set[int] = set()
+    for line in out.splitlines():
+        if "Replicas:" in line:
+            field = line.split("Replicas:", 1)[1].split()[0]
+            brokers |= {int(b) for b in field.split(",")}
+    return brokers
+
+
+def test_s4_scale_a_broker_pool(figures):
+    """4. Scaling: a dedicated broker pool from 3 to 5 and back under load"""
+    bootstrap = f"scaled-bootstrap.{KAFKA_NS}.svc:9092"
+    kube.apply(scaled_cluster(3))
+    kube.apply(g.topic("scaled-load", "scaled"))
+    wait_for("KafkaCluster scaled Ready", all_current("scaled", 4), 420)
+    wait_for("KafkaTopic scaled-load Ready", lambda: g.topic_ready("scaled-load"), 180)
+    load = g.Load("scale", "scaled-load", bootstrap).start()
+    load.wait_acked(1000, timeout=180)
+
+    start = time.monotonic()
+    kube.patch("kafkacluster", "scaled", {"spec": {"replicas": 5}})
+    wait_for("5 brokers Ready, the scale step done",
+             lambda: (k := kube.cluster_ready("scaled", 6)) and not k["status"].get("scaling"),
+             900, interval=2)
+    figures["up_s"] = round(time.monotonic() - start)
+    moved = replica_brokers("scaled-load", bootstrap)
+    assert {3, 4} <= moved, f"no partition reassigned onto the new brokers: {moved}"
+    load.wait_acked(500)
+
+    start = time.monotonic()
+    kube.patch("kafkacluster", "scaled", {"spec": {"replicas": 3}})
+    wait_for("back to 3 brokers, the scale step done",
+             lambda: (k := kube.cluster_ready("scaled", 4)) and not k["status"].get("scaling")
+             and not kube.get("pod", "scaled-broker-3") and not kube.get("pod", "scaled-broker-4"),
+             900, interval=2)
+    figures["down_s"] = round(time.monotonic() - start)
+    assert replica_brokers("scaled-load", bootstrap) <= {0, 1, 2}
+    quorum = g.oneshot("quorum", ["metadata-quorum", "--bootstrap-server", bootstrap,
+                                  "describe", "--status"])
+    observers = next(l for l in quorum.splitlines() if "CurrentObservers" in l)
+    ids = {int(i) for i in re.findall(r"\d+", observers.split(":", 1)[1])}
+    assert not ids & {3, 4}, f"removed brokers still observe the quorum: {quorum}"
+    load.wait_acked(500)
+    verdict = load.stop()
+    record_load(figures, verdict)
+    g.assert_no_loss(verdict)
+
+
+# --- 8. clean-up ---------------------------------------------------------------------------------
+
+def gone(kind: str, name: str, ns: str | None = KAFKA_NS):
+    return lambda: kube.get(kind, name, ns=ns) is None
+
+
+def test_s8_clean_up(figures):
+    """8. Clean-up: deleting a KafkaCluster removes its children; helm uninstall leaves nothing"""
+    for t in ("orders", "scaled-load"):
+        kube.delete("kafkatopic", t)
+    kube.delete("kafkacluster", "events", KAFKA_NS, "--wait=false")
+    kube.delete("kafkacluster", "scaled", KAFKA_NS, "--wait=false")
+    children = [("statefulset", "events"), ("service", "events-nodes"),
+                ("service", "events-bootstrap"), ("service", "events-0-external"),
+                ("configmap", "events-config"), ("configmap", "events-cluster-id"),
+                ("poddisruptionbudget", "events"), ("serviceaccount", "events-broker"),
+                ("statefulset", "scaled-broker"), ("statefulset", "scaled-controller"),
+                ("kafkacluster", "events"), ("kafkacluster", "scaled")]
+    for kind, name in children:
+        wait_for(f"{kind} {name} deleted", gone(kind, name), 300)
+    wait_for("the rack ClusterRoleBinding deleted",
+             gone("clusterrolebinding", f"gregor-rack.{KAFKA_NS}.events", ns=None), 120)
+    wait_for("every broker pod gone", lambda: not kube.get("pods", selector="app.kubernetes.io/name=gregor"), 300)
+    # deleteClaim: false keeps the claims of events, true deletes those of scaled.
+    claims = {p["metadata"]["name"] for p in kube.get("pvc")}
+    assert {"data-events-0", "data-events-1", "data-events-2"} <= claims, claims
+    wait_for("the claims of scaled deleted",
+             lambda: not [c for c in (p["metadata"]["name"] for p in kube.get("pvc"))
+                          if c.startswith("data-scaled")], 300)
+    for c in sorted(claims):
+        if c.startswith("data-events"):
+            kube.delete("pvc", c)
+
+    kube.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", "--timeout", "5m")
+    wait_for("no operator pod", lambda: not kube.get("pods", ns=OPERATOR_NS), 300)
+    left = kube.kubectl("get", "all,serviceaccount,role,rolebinding,lease,configmap,secret",
+                        "-n", OPERATOR_NS, "-o", "name")
+    left = [l for l in left.split() if l not in ("configmap/kube-root-ca.crt",
+                                                 "serviceaccount/default")]
+    assert not left, f"left in {OPERATOR_NS} after helm uninstall: {left}"
+    cluster_scoped = kube.kubectl("get", "clusterrole,clusterrolebinding", "-o", "name")
+    left = [l for l in cluster_scoped.split() if "/gregor" in l]
+    assert not left, f"cluster-scoped objects left after helm uninstall: {left}"
+    figures["left_behind"] = 0
