@@ -7,7 +7,8 @@
 //! restarted only if no partition would fall below its `min.insync.replicas` without it, none is
 //! under-replicated now, and the controller quorum keeps a caught-up majority without it. A pod
 //! that already runs the current spec but stays unready halts the roll: restarting the next one
-//! would only take a second node down.
+//! would only take a second node down. A pod already terminating (its deletion under way) is
+//! restarting: it is never deleted again, and nothing else restarts until its replacement is up.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct NodeState {
     pub stale: Option<String>,
     /// How long the pod has been unready (`None` when ready or unknown).
     pub unready_for: Option<Duration>,
+    /// Whether the pod is being deleted (`metadata.deletionTimestamp` is set): it is restarting
+    /// already, whatever its readiness and spec say, so it is waited for and never deleted.
+    pub terminating: bool,
 }
 
 /// A partition as the brokers report it.
@@ -120,6 +124,13 @@ pub fn plan(nodes: &[NodeState], health: Option<&Health>, stuck_after: Duration)
     if nodes.iter().all(|n| n.stale.is_none()) {
         return Step::Done;
     }
+    // A pod on its way out still shows its old spec and, for a moment, its readiness: deleting
+    // it again would gain nothing, and any other restart would take a second node down.
+    if let Some(n) = nodes.iter().find(|n| n.terminating) {
+        return Step::Wait {
+            reason: format!("pod {} to finish terminating", n.pod),
+        };
+    }
     if let Some(n) = nodes
         .iter()
         .find(|n| n.stale.is_none() && !n.ready && n.unready_for.is_some_and(|d| d >= stuck_after))
@@ -196,7 +207,13 @@ mod tests {
             ready,
             stale: stale.then(|| "config changed".to_string()),
             unready_for: (!ready).then_some(Duration::from_secs(10)),
+            terminating: false,
         }
+    }
+
+    fn terminating(mut n: NodeState) -> NodeState {
+        n.terminating = true;
+        n
     }
 
     fn healthy(active: i32) -> Health {
@@ -330,6 +347,54 @@ mod tests {
         match plan(&nodes, Some(&h), STUCK) {
             Step::Wait { reason } => assert!(reason.contains("majority"), "{reason}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_terminating_pod_is_never_picked_and_the_roll_waits_for_it() {
+        let wait_for = |pod: &str| Step::Wait {
+            reason: format!("pod {pod} to finish terminating"),
+        };
+        let h = healthy(2);
+        // (nodes, step): ready and stale as listed; a terminating pod counts as neither.
+        let table = [
+            // Stale and unready, the first pick were it not terminating: waited for.
+            (
+                vec![
+                    node(0, true, true),
+                    terminating(node(1, false, true)),
+                    node(2, false, true),
+                ],
+                wait_for("k-1"),
+            ),
+            // Still ready and stale while it drains: not deleted a second time.
+            (
+                vec![
+                    terminating(node(0, true, true)),
+                    node(1, true, true),
+                    node(2, true, true),
+                ],
+                wait_for("k-0"),
+            ),
+            // A current pod being deleted (a replacement already terminating, a drain): the
+            // next stale pod waits for it too.
+            (
+                vec![
+                    node(0, true, true),
+                    terminating(node(1, true, false)),
+                    node(2, true, false),
+                ],
+                wait_for("k-1"),
+            ),
+            // Nothing stale: the roll is done, whatever else is happening.
+            (
+                vec![node(0, true, false), terminating(node(1, true, false))],
+                Step::Done,
+            ),
+        ];
+        for (nodes, step) in table {
+            assert_eq!(plan(&nodes, Some(&h), STUCK), step, "{nodes:?}");
+            assert_eq!(plan(&nodes, None, STUCK), step, "{nodes:?} without health");
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`restart`]: deleting the pod a roll restarts, only if it is still the pod it planned on.
 //! - [`rack`]: the rack ClusterRoleBinding of broker pods, applied and deleted, behind a
 //!   finalizer since nothing else would delete it.
 //! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
@@ -20,6 +21,7 @@ pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
 pub mod rack;
+pub mod restart;
 pub mod scale;
 pub mod storage;
 pub mod topic;

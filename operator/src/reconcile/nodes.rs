@@ -180,6 +180,7 @@ pub fn observe(
                 ready: pod.is_some_and(pod_ready),
                 stale,
                 unready_for: pod.and_then(|p| unready_for(p, now)),
+                terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
             });
         }
     }
@@ -325,6 +326,38 @@ mod tests {
             }]}
         }))
         .unwrap()
+    }
+
+    fn three_nodes() -> ValidatedCluster {
+        let mut kc = crate::crd::KafkaCluster::new(
+            "events",
+            crate::crd::KafkaClusterSpec {
+                replicas: 3,
+                ..Default::default()
+            },
+        );
+        kc.metadata.namespace = Some("prod".into());
+        crate::validate::validate(&kc, "MkU3OEVBNTcwNTJENDM2Qg", "gregor:1").unwrap()
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_observed_as_terminating_and_a_missing_one_is_not() {
+        let cluster = three_nodes();
+        let pod = |name: &str, deleted: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {
+                "name": name,
+                "deletionTimestamp": deleted.then_some("2026-01-01T00:00:00Z"),
+            }}))
+            .unwrap()
+        };
+        let observed = observe(
+            &cluster,
+            &[],
+            &[pod("events-0", false), pod("events-1", true)],
+            Timestamp::now(),
+        );
+        let terminating: Vec<bool> = observed.nodes.iter().map(|n| n.terminating).collect();
+        assert_eq!(terminating, [false, true, false]);
     }
 
     #[test]

@@ -334,7 +334,9 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         "nothing restarted"
     );
 
-    // An unready stale pod is restarted first, without asking the brokers.
+    // An unready stale pod is restarted first, without asking the brokers. A finalizer keeps
+    // it terminating after its deletion, as a kubelet would while the broker drains.
+    hold(&client, &ns, "events-1", true).await;
     set_ready(&client, &ns, "events-1", false).await;
     reconcile(
         Arc::new(get(&client, &ns, "events").await),
@@ -364,6 +366,109 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         vec!["events-0", "events-2"],
         "events-1 was deleted for its StatefulSet to recreate"
     );
+
+    // While events-1 terminates, nothing else restarts, not even an unready stale pod, and
+    // events-1 is not deleted again.
+    set_ready(&client, &ns, "events-2", false).await;
+    let terminating = pods.get("events-1").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let roll = get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .roll
+        .unwrap();
+    assert_eq!(roll.restarting, None, "{roll:?}");
+    assert_eq!(
+        roll.waiting_for.as_deref(),
+        Some("pod events-1 to finish terminating")
+    );
+    assert!(pods
+        .get("events-2")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_none());
+    hold(&client, &ns, "events-1", false).await;
+}
+
+/// Adds (or removes) a finalizer that keeps `pod` terminating once deleted.
+async fn hold(client: &kube::Client, ns: &str, pod: &str, on: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    let finalizers: Vec<&str> = if on {
+        vec!["gregor.dev/test-hold"]
+    } else {
+        vec![]
+    };
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .expect("setting the pod's finalizers");
+}
+
+#[tokio::test]
+async fn a_restart_deletes_only_the_pod_object_it_planned_on_never_a_replacement() {
+    use gregor_operator::reconcile::restart::{delete_observed, Restart};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::wait::{await_condition, conditions};
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("restart-precondition").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "events-0"},
+        "spec": {"containers": [{"name": "gregor", "image": "gregor:old"}]}
+    }))
+    .unwrap();
+    let planned = pods.create(&PostParams::default(), &pod).await.unwrap();
+    // The StatefulSet controller replaces the pod under the same name.
+    pods.delete("events-0", &Default::default()).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        await_condition(
+            pods.clone(),
+            "events-0",
+            conditions::is_deleted(&planned.uid().unwrap()),
+        ),
+    )
+    .await
+    .expect("the first pod goes")
+    .unwrap();
+    let replacement = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert_ne!(replacement.uid(), planned.uid());
+
+    assert_eq!(
+        delete_observed(&pods, &planned).await.unwrap(),
+        Restart::Changed
+    );
+    let still = pods.get("events-0").await.expect("the replacement stays");
+    assert_eq!(still.uid(), replacement.uid());
+
+    // The same object, changed since it was read (it turned ready, say): left alone too.
+    set_ready(&client, &ns, "events-0", true).await;
+    assert_eq!(
+        delete_observed(&pods, &replacement).await.unwrap(),
+        Restart::Changed
+    );
+    assert!(pods.get_opt("events-0").await.unwrap().is_some());
+
+    // As it is now: deleted.
+    let current = pods.get("events-0").await.unwrap();
+    assert_eq!(
+        delete_observed(&pods, &current).await.unwrap(),
+        Restart::Deleted
+    );
+    assert!(pods.get_opt("events-0").await.unwrap().is_none());
 }
 
 /// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).
