@@ -266,54 +266,63 @@ pub async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) 
     .expect("setting pod readiness");
 }
 
+/// Reconciles the KafkaCluster `ns/events` as it is now, and returns it as it is then.
+pub async fn reconcile_events(client: &kube::Client, ns: &str, ctx: &Arc<Context>) -> KafkaCluster {
+    reconcile(Arc::new(get(client, ns, "events").await), Arc::clone(ctx))
+        .await
+        .expect("reconciling events");
+    get(client, ns, "events").await
+}
+
+/// Merge-patches `spec` into the spec of the KafkaCluster `ns/events`.
+pub async fn patch_spec(client: &kube::Client, ns: &str, spec: serde_json::Value) {
+    Api::<KafkaCluster>::namespaced(client.clone(), ns)
+        .patch(
+            "events",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .expect("patching the spec of events");
+}
+
+/// Creates the KafkaCluster `ns/events` of three nodes, reconciles it and makes its pods,
+/// ready. The context returned reaches no broker (nothing listens at its address), so the
+/// brokers never vouch for restarting a ready pod.
+async fn three_ready_nodes(client: &kube::Client, ns: &str) -> Arc<Context> {
+    let spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    create(client, ns, "events", spec).await;
+    let ctx = reaching(client, ns, "127.0.0.1:1");
+    reconcile_events(client, ns, &ctx).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    pods_like_the_statefulset(client, ns, &sts.get("events").await.unwrap(), true).await;
+    ctx
+}
+
 #[tokio::test]
 async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first() {
     use k8s_openapi::api::core::v1::Pod;
     let server = api_server_or_skip!();
     let (client, ns) = server.namespace("roll").await;
     install_crds(&client).await;
-    let kc = create(
-        &client,
-        &ns,
-        "events",
-        KafkaClusterSpec {
-            replicas: 3,
-            ..Default::default()
-        },
-    )
-    .await;
-    // Nothing listens here: the brokers cannot vouch for a restart of a ready pod.
-    let ctx = reaching(&client, &ns, "127.0.0.1:1");
-    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    let ctx = three_ready_nodes(&client, &ns).await;
+    reconcile_events(&client, &ns, &ctx).await;
     let kc = get(&client, &ns, "events").await;
     assert_eq!(condition(&kc, "Ready").status, "True", "{:?}", kc.status);
     assert_eq!(kc.status.as_ref().unwrap().ready_replicas, 3);
     assert!(kc.status.as_ref().unwrap().roll.is_none());
 
     // A config change: every pod is stale; no broker answers, so the roll waits, in order.
-    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
-    api.patch(
-        "events",
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!(
-        {"spec": {"config": {"num.partitions": "4"}}})),
+    patch_spec(
+        &client,
+        &ns,
+        serde_json::json!({"config": {"num.partitions": "4"}}),
     )
-    .await
-    .unwrap();
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    .await;
+    reconcile_events(&client, &ns, &ctx).await;
     let kc = get(&client, &ns, "events").await;
     let status = kc.status.clone().unwrap();
     let roll = status.roll.clone().expect("a roll");
@@ -338,12 +347,7 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
     // it terminating after its deletion, as a kubelet would while the broker drains.
     hold(&client, &ns, "events-1", true).await;
     set_ready(&client, &ns, "events-1", false).await;
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    reconcile_events(&client, &ns, &ctx).await;
     let roll = get(&client, &ns, "events")
         .await
         .status
@@ -372,12 +376,7 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
     set_ready(&client, &ns, "events-2", false).await;
     let terminating = pods.get("events-1").await.unwrap();
     assert!(terminating.metadata.deletion_timestamp.is_some());
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    reconcile_events(&client, &ns, &ctx).await;
     let roll = get(&client, &ns, "events")
         .await
         .status
