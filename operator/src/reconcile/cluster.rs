@@ -57,6 +57,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             finalizer::Event::Apply(kc) => converge(kc, Arc::clone(&ctx), namespace.clone()).await,
             finalizer::Event::Cleanup(kc) => {
                 rack::delete(&ctx.client, &namespace, &kc.name_any()).await?;
+                ctx.metrics.cluster_gone(&namespace, &kc.name_any());
                 Ok(Action::await_change())
             }
         }
@@ -262,6 +263,12 @@ async fn converge(
         &scaling,
         &previous,
         kc.metadata.generation,
+    );
+    ctx.metrics.cluster_observed(
+        &namespace,
+        &name,
+        status.ready_replicas,
+        observed.nodes.iter().any(|n| n.stale.is_some()),
     );
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;

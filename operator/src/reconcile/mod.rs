@@ -2,7 +2,7 @@
 //! validate (no client) → build (pure) → apply in a written order → status.
 //!
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
-//!   brokers are reached, the ClusterRole rack-aware broker pods are bound to).
+//!   brokers are reached, the ClusterRole rack-aware broker pods are bound to, the metrics).
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
@@ -27,6 +27,7 @@ pub mod storage;
 pub mod topic;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -44,6 +45,8 @@ pub struct Context {
     /// The ClusterRole (nodes get) the broker pods of a cluster with `spec.rack` are bound to
     /// (`--rack-cluster-role`, installed by the chart).
     pub rack_cluster_role: String,
+    /// The operator's metrics, which a KafkaCluster reconcile updates with what it found.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {

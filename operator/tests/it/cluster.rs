@@ -19,6 +19,7 @@ pub fn context(client: &kube::Client) -> Arc<Context> {
         default_image: "gregor:test".into(),
         bootstrap_overrides: BTreeMap::new(),
         rack_cluster_role: "gregor-broker-rack".into(),
+        metrics: Arc::new(gregor_operator::metrics::Metrics::new().expect("metrics")),
     })
 }
 
@@ -468,6 +469,45 @@ async fn a_restart_deletes_only_the_pod_object_it_planned_on_never_a_replacement
         Restart::Deleted
     );
     assert!(pods.get_opt("events-0").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("roll-metrics").await;
+    install_crds(&client).await;
+    // No ready pod is restarted here, so a roll stays under way.
+    let ctx = three_ready_nodes(&client, &ns).await;
+    let again = || reconcile_events(&client, &ns, &ctx);
+    let ready = || {
+        ctx.metrics
+            .brokers_ready
+            .with_label_values(&[ns.as_str(), "events"])
+            .get()
+    };
+    again().await;
+    assert_eq!((ready(), ctx.metrics.rolls_in_progress.get()), (3, 0));
+
+    let config = |value: Option<&str>| {
+        patch_spec(
+            &client,
+            &ns,
+            serde_json::json!({"config": {"num.partitions": value}}),
+        )
+    };
+    config(Some("4")).await;
+    again().await;
+    assert_eq!(ctx.metrics.rolls_in_progress.get(), 1, "every pod is stale");
+    config(None).await;
+    again().await;
+    assert_eq!(
+        ctx.metrics.rolls_in_progress.get(),
+        0,
+        "the config is back: every pod is current again"
+    );
+    set_ready(&client, &ns, "events-2", false).await;
+    again().await;
+    assert_eq!(ready(), 2);
 }
 
 /// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).
