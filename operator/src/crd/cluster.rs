@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -228,9 +230,16 @@ pub struct PodTemplate {
     /// Node selector of the pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// Affinity of the pods.
+    /// Affinity of the pods. When given (`{}` included) it replaces the default: a preferred
+    /// podAntiAffinity on `kubernetes.io/hostname` against every pod of the cluster, so
+    /// brokers and controllers land on different nodes where there are enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Topology spread constraints of the pods. When given (`[]` included) they replace the
+    /// default: each pool's pods spread over `topology.kubernetes.io/zone` with maxSkew 1 and
+    /// `whenUnsatisfiable: ScheduleAnyway`, so nodes without zone labels schedule them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
