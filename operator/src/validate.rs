@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::cluster::{ExternalListener, Metrics, PodTemplate, Rack, Storage};
+use crate::crd::cluster::{
+    ExternalListener, Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
+};
 use crate::crd::KafkaCluster;
 
 /// Config keys the operator sets itself; a spec that sets them is refused.
@@ -183,6 +185,8 @@ pub struct ValidatedCluster {
     pub metrics: Metrics,
     /// Pod overrides.
     pub template: PodTemplate,
+    /// How rolling restarts treat partitions without a replica to spare.
+    pub partitions_without_spare: PartitionsWithoutSpare,
     /// The id every node's storage is formatted with.
     pub cluster_id: String,
 }
@@ -375,6 +379,7 @@ pub fn validate(
         external_addresses: BTreeMap::new(),
         metrics: spec.metrics.clone(),
         template: spec.template.clone().unwrap_or_default(),
+        partitions_without_spare: spec.rolling_update.partitions_without_spare,
         cluster_id,
     })
 }

@@ -68,6 +68,9 @@ pub struct KafkaClusterSpec {
     /// Overrides merged into the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
+    /// How rolling restarts treat partitions that cannot lose a replica.
+    #[serde(default)]
+    pub rolling_update: RollingUpdate,
     /// The cluster id to format storage with (22 characters of base64url, as `gregor storage
     /// random-uuid` prints); generated once when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,6 +246,32 @@ pub struct PodTemplate {
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// How rolling restarts go about their checks.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdate {
+    /// What a roll does about partitions without a replica to spare: those whose replica
+    /// count is no more than their `min.insync.replicas` (any topic with one replica, or
+    /// replication factor 2 with `min.insync.replicas=2`). Restarting any broker holding one
+    /// takes it below `min.insync.replicas` (offline, with one replica), so under `Wait` (the
+    /// default) a roll never restarts such a broker and waits, reported in `Degraded` with
+    /// reason `RollBlockedByTopics` naming the topics, until they get more replicas or this is
+    /// set to `Proceed`. Under `Proceed` their brokers restart anyway, one at a time; every
+    /// other partition still keeps its `min.insync.replicas`.
+    #[serde(default)]
+    pub partitions_without_spare: PartitionsWithoutSpare,
+}
+
+/// What a roll does about partitions without a replica to spare.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PartitionsWithoutSpare {
+    /// Restart none of their brokers: the roll waits for a decision.
+    #[default]
+    Wait,
+    /// Restart their brokers anyway, accepting a short outage of those partitions.
+    Proceed,
 }
 
 /// What the operator last saw and did.

@@ -200,7 +200,12 @@ async fn converge(
     observed.refused = quorum_refused.into_iter().collect();
     // A scale step under way finishes before a ready pod restarts: the brokers are not asked,
     // so the roll can only wait, or restart a stale pod that is down anyway, or halt.
-    let mut step = match roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER) {
+    let mut step = match roll::plan(
+        &observed.nodes,
+        health.as_ref(),
+        cluster.partitions_without_spare,
+        STUCK_AFTER,
+    ) {
         Step::Wait { .. } if scaling.active => Step::Wait {
             reason: "the broker scale step to finish".into(),
         },
@@ -253,7 +258,7 @@ async fn converge(
             )
             .await;
         }
-        Step::Wait { .. } | Step::Done => {}
+        Step::Wait { .. } | Step::Blocked { .. } | Step::Done => {}
     }
     let status = nodes::status(
         &cluster,

@@ -13,11 +13,27 @@ use super::conditions::{merge, Want};
 use super::scale::Outcome;
 use crate::build::objects::CONFIG_HASH_ANNOTATION;
 use crate::crd::cluster::{KafkaClusterStatus, NodeStatus, RollStatus};
-use crate::roll::{NodeState, Step};
+use crate::roll::{bounded_list, NodeState, Step};
 use crate::validate::ValidatedCluster;
 
 /// Pod annotation asking for a restart (`"true"`), as Strimzi's manual rolling update does.
 pub const MANUAL_RESTART_ANNOTATION: &str = "gregor.dev/manual-restart";
+
+/// The reason of the conditions of a roll that waits for the user's decision about partitions
+/// without a replica to spare.
+pub const ROLL_BLOCKED_BY_TOPICS: &str = "RollBlockedByTopics";
+
+/// What a roll blocked by `topics` (partitions without a replica to spare) tells the user: the
+/// topics (the first few) and the two ways on.
+pub fn blocked_by_topics(topics: &[String]) -> String {
+    format!(
+        "the roll waits: restarting any stale broker would take partitions of topics {} below \
+         min.insync.replicas, as they have no replica to spare (replicas <= \
+         min.insync.replicas); add replicas to them, or set \
+         spec.rollingUpdate.partitionsWithoutSpare: Proceed to restart their brokers anyway",
+        bounded_list(topics.to_vec())
+    )
+}
 
 /// Every node of a cluster as found.
 #[derive(Debug, Clone, Default)]
@@ -228,6 +244,11 @@ pub fn status(
             restarting: None,
             waiting_for: Some(reason.clone()),
         }),
+        Step::Blocked { topics } => Some(RollStatus {
+            pending: pending.clone(),
+            restarting: None,
+            waiting_for: Some(blocked_by_topics(topics)),
+        }),
     };
     match step {
         // A scale step says more than a roll that waits for it.
@@ -257,14 +278,23 @@ pub fn status(
             "RollHalted",
             "the rolling restart stopped",
         )),
+        // Like a refused scale-down: nothing moves until the user decides, so the roll is not
+        // progressing, and Degraded (what alerts watch) names the topics and the choice.
+        Step::Blocked { topics } => wanted.push(Want::no(
+            "Progressing",
+            ROLL_BLOCKED_BY_TOPICS,
+            blocked_by_topics(topics),
+        )),
     }
     let mut degraded = observed.format_failures.clone();
     degraded.extend(observed.rack_failures.iter().cloned());
     degraded.extend(observed.unapplied.iter().cloned());
     degraded.extend(observed.refused.iter().cloned());
     degraded.extend(scaling.blocked.iter().cloned());
-    if let Step::Halt { reason } = step {
-        degraded.push(reason.clone());
+    match step {
+        Step::Halt { reason } => degraded.push(reason.clone()),
+        Step::Blocked { topics } => degraded.push(blocked_by_topics(topics)),
+        _ => {}
     }
     // The first kind of problem names the reason; the message lists them all.
     let reason = if !observed.format_failures.is_empty() {
@@ -277,6 +307,8 @@ pub fn status(
         "ControllerScalingRefused"
     } else if scaling.blocked.is_some() {
         "ScaleDownBlocked"
+    } else if matches!(step, Step::Blocked { .. }) {
+        ROLL_BLOCKED_BY_TOPICS
     } else {
         "RollHalted"
     };
@@ -358,6 +390,81 @@ mod tests {
         );
         let terminating: Vec<bool> = observed.nodes.iter().map(|n| n.terminating).collect();
         assert_eq!(terminating, [false, true, false]);
+    }
+
+    fn condition<'a>(
+        status: &'a KafkaClusterStatus,
+        kind: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn a_roll_blocked_by_topics_is_degraded_naming_at_most_ten_of_them_and_the_field() {
+        let cluster = three_nodes();
+        let nodes: Vec<NodeState> = (0..3)
+            .map(|i| NodeState {
+                pod: format!("events-{i}"),
+                node_id: i,
+                ready: true,
+                stale: Some("configuration changed".into()),
+                unready_for: None,
+                terminating: false,
+            })
+            .collect();
+        let observed = Observed {
+            nodes,
+            ..Default::default()
+        };
+        let topics: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
+        let step = Step::Blocked { topics };
+        let status = status(
+            &cluster,
+            &observed,
+            &step,
+            vec!["events-0".into()],
+            &Outcome::default(),
+            &KafkaClusterStatus::default(),
+            Some(2),
+        );
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RollBlockedByTopics")
+        );
+        let message = &degraded.message;
+        assert!(
+            message.contains("topics t00, t01, t02, t03, t04, t05, t06, t07, t08, t09 and 2 more"),
+            "{message}"
+        );
+        assert!(!message.contains("t10"), "{message}");
+        assert!(
+            message.contains("spec.rollingUpdate.partitionsWithoutSpare: Proceed"),
+            "{message}"
+        );
+        let progressing = condition(&status, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "RollBlockedByTopics")
+        );
+        let roll = status.roll.as_ref().unwrap();
+        assert_eq!(roll.waiting_for.as_ref(), Some(message));
+        assert_eq!(roll.pending, ["events-0"]);
+
+        // A roll that merely waits is neither.
+        let waiting = super::status(
+            &cluster,
+            &observed,
+            &Step::Wait {
+                reason: "3 under-replicated partitions to catch up".into(),
+            },
+            vec![],
+            &Outcome::default(),
+            &KafkaClusterStatus::default(),
+            Some(2),
+        );
+        assert_eq!(condition(&waiting, "Degraded").status, "False");
+        assert_eq!(condition(&waiting, "Progressing").reason, "RollingRestart");
     }
 
     #[test]
