@@ -28,7 +28,7 @@ use kube::ResourceExt;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// The image KafkaClusters run when they name none: this operator's own version.
+/// The image a new KafkaCluster runs when it names none: this operator's own version.
 const DEFAULT_IMAGE: &str = concat!("gregor:", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Parser)]
@@ -56,7 +56,9 @@ struct Args {
     /// This replica's identity in the Lease (its pod name); the host name when not given.
     #[arg(long)]
     identity: Option<String>,
-    /// The image KafkaClusters run when they name none.
+    /// The image a new KafkaCluster runs when it names none. A cluster records the image it
+    /// first ran in status.image and keeps it, so changing this (or upgrading the operator)
+    /// restarts no broker; spec.image moves a cluster to another image.
     #[arg(long, default_value = DEFAULT_IMAGE)]
     default_image: String,
     /// Reach the brokers of KafkaCluster NS/NAME at HOST:PORT[,HOST:PORT...] instead of its

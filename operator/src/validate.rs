@@ -264,7 +264,8 @@ impl ValidatedCluster {
 
 /// Checks `cluster` and fills in defaults. `cluster_id` is the id already chosen for this
 /// cluster (from its status or its owned record), used when the spec gives none; `default_image`
-/// is the operator's own image.
+/// is the image the nodes run when the spec names none: the one the cluster already runs
+/// (`status.image`) when there is one, the operator's own for a new cluster.
 pub fn validate(
     cluster: &KafkaCluster,
     cluster_id: &str,

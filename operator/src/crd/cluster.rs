@@ -29,7 +29,10 @@ use super::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
-    /// Container image of the nodes; defaults to the operator's own image version.
+    /// Container image of the nodes. When absent, the cluster keeps the image it was first
+    /// reconciled with (`status.image`: the operator's default image at the time), so
+    /// upgrading the operator restarts no broker; set this to move the nodes to another
+    /// Gregor version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Number of nodes. Without `controllers` every node is a combined broker and controller
@@ -290,6 +293,11 @@ pub struct KafkaClusterStatus {
     /// The in-cluster bootstrap address (`host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// The image the nodes run: `spec.image` when set, else the one recorded when the cluster
+    /// was first reconciled (the operator's default image then). It changes only with
+    /// `spec.image`, never with the operator's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Nodes that are ready.
     #[serde(default)]
     pub ready_replicas: i32,

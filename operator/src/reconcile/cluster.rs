@@ -22,7 +22,7 @@ use super::conditions::{merge, Want};
 use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
 use super::{broker_configs, cluster_id, nodes, rack, storage, Context, ReconcileError};
-use crate::build::objects::{cluster_selector, FIELD_MANAGER};
+use crate::build::objects::{cluster_selector, label_query, selector_of, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
@@ -86,7 +86,20 @@ async fn converge(
         Ok(c) => c,
         Err(message) => return invalid(&kc, client, &previous, message).await,
     };
-    let mut cluster = match validate(&kc, &choice.id, &ctx.default_image) {
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let listed = sts_api
+        .list(&ListParams::default().labels(&label_query(&selector_of(&name))))
+        .await?
+        .items;
+    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
+    // cluster from before status.image, read off its StatefulSets): a new operator version
+    // restarts no broker. Only a new cluster takes the operator's default.
+    let image = previous
+        .image
+        .clone()
+        .or_else(|| nodes::running_image(&listed))
+        .unwrap_or_else(|| ctx.default_image.clone());
+    let mut cluster = match validate(&kc, &choice.id, &image) {
         Ok(c) => c,
         Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
     };
@@ -94,13 +107,11 @@ async fn converge(
         cluster_id::write_record(&config_maps, &cluster).await?;
         tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
     }
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-    let mut existing = Vec::new();
-    for pool in &cluster.pools {
-        if let Some(s) = sts_api.get_opt(&pool.name).await? {
-            existing.push(s);
-        }
-    }
+    let existing: Vec<StatefulSet> = cluster
+        .pools
+        .iter()
+        .filter_map(|pool| listed.iter().find(|s| s.name_any() == pool.name).cloned())
+        .collect();
     let pods = list_pods(client, &namespace, &cluster).await?;
 
     // The controller quorum keeps its size; a broker scale step talks to the brokers before
@@ -294,13 +305,8 @@ async fn list_pods(
     cluster: &ValidatedCluster,
 ) -> Result<Vec<Pod>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = cluster_selector(cluster)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     Ok(api
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&label_query(&cluster_selector(cluster))))
         .await?
         .items)
 }

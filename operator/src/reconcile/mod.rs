@@ -37,7 +37,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 pub struct Context {
     /// The API server.
     pub client: kube::Client,
-    /// The image nodes run when a KafkaCluster names none: the operator's own version.
+    /// The image a new KafkaCluster's nodes run when it names none (the operator's own
+    /// version); a cluster keeps the image recorded in its `status.image` after that.
     pub default_image: String,
     /// Where the brokers of a cluster are reached, by `namespace/name`, instead of its bootstrap
     /// Service: for out-of-cluster runs and tests (`--bootstrap-override`).

@@ -121,6 +121,22 @@ fn init_failure(pod: &Pod, name: &str) -> Option<String> {
     )
 }
 
+/// The image of the node container among `containers`.
+fn node_image(containers: &[k8s_openapi::api::core::v1::Container]) -> Option<String> {
+    containers
+        .iter()
+        .find(|c| c.name == "gregor")
+        .and_then(|c| c.image.clone())
+}
+
+/// The image the StatefulSets' nodes run (they all run one), if any StatefulSet exists: what a
+/// cluster reconciled before `status.image` existed runs.
+pub fn running_image(statefulsets: &[StatefulSet]) -> Option<String> {
+    statefulsets
+        .iter()
+        .find_map(|s| node_image(&s.spec.template.spec.as_ref()?.containers))
+}
+
 /// Why `pod` must restart to match `sts`'s template; `None` when it is current.
 pub fn stale_reason(pod: &Pod, sts: &StatefulSet) -> Option<String> {
     if pod
@@ -140,14 +156,11 @@ pub fn stale_reason(pod: &Pod, sts: &StatefulSet) -> Option<String> {
     if wanted_hash.is_some() && pod.annotations().get(CONFIG_HASH_ANNOTATION) != wanted_hash {
         return Some("configuration changed".into());
     }
-    let image = |containers: &[k8s_openapi::api::core::v1::Container]| {
-        containers
-            .iter()
-            .find(|c| c.name == "gregor")
-            .and_then(|c| c.image.clone())
-    };
-    let wanted_image = template.spec.as_ref().and_then(|s| image(&s.containers));
-    let pod_image = pod.spec.as_ref().and_then(|s| image(&s.containers));
+    let wanted_image = template
+        .spec
+        .as_ref()
+        .and_then(|s| node_image(&s.containers));
+    let pod_image = pod.spec.as_ref().and_then(|s| node_image(&s.containers));
     if wanted_image != pod_image {
         return Some(format!(
             "image changed to {}",
@@ -327,6 +340,7 @@ pub fn status(
         observed_generation: Some(generation),
         cluster_id: Some(cluster.cluster_id.clone()),
         bootstrap_servers: Some(cluster.bootstrap_servers()),
+        image: Some(cluster.image.clone()),
         ready_replicas: ready as i32,
         brokers: nodes
             .iter()
@@ -370,26 +384,6 @@ mod tests {
         );
         kc.metadata.namespace = Some("prod".into());
         crate::validate::validate(&kc, "MkU3OEVBNTcwNTJENDM2Qg", "gregor:1").unwrap()
-    }
-
-    #[test]
-    fn a_pod_being_deleted_is_observed_as_terminating_and_a_missing_one_is_not() {
-        let cluster = three_nodes();
-        let pod = |name: &str, deleted: bool| -> Pod {
-            serde_json::from_value(serde_json::json!({"metadata": {
-                "name": name,
-                "deletionTimestamp": deleted.then_some("2026-01-01T00:00:00Z"),
-            }}))
-            .unwrap()
-        };
-        let observed = observe(
-            &cluster,
-            &[],
-            &[pod("events-0", false), pod("events-1", true)],
-            Timestamp::now(),
-        );
-        let terminating: Vec<bool> = observed.nodes.iter().map(|n| n.terminating).collect();
-        assert_eq!(terminating, [false, true, false]);
     }
 
     fn condition<'a>(
@@ -465,6 +459,26 @@ mod tests {
         );
         assert_eq!(condition(&waiting, "Degraded").status, "False");
         assert_eq!(condition(&waiting, "Progressing").reason, "RollingRestart");
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_observed_as_terminating_and_a_missing_one_is_not() {
+        let cluster = three_nodes();
+        let pod = |name: &str, deleted: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {
+                "name": name,
+                "deletionTimestamp": deleted.then_some("2026-01-01T00:00:00Z"),
+            }}))
+            .unwrap()
+        };
+        let observed = observe(
+            &cluster,
+            &[],
+            &[pod("events-0", false), pod("events-1", true)],
+            Timestamp::now(),
+        );
+        let terminating: Vec<bool> = observed.nodes.iter().map(|n| n.terminating).collect();
+        assert_eq!(terminating, [false, true, false]);
     }
 
     #[test]

@@ -510,6 +510,87 @@ async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down()
     assert_eq!(ready(), 2);
 }
 
+#[tokio::test]
+async fn a_cluster_keeps_its_image_when_the_operator_default_changes_until_spec_image_moves_it() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("image").await;
+    install_crds(&client).await;
+    create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let operator = |default_image: &str| {
+        let mut ctx = (*context(&client)).clone();
+        ctx.default_image = default_image.into();
+        Arc::new(ctx)
+    };
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let images = || async {
+        let s = sts.get("events").await.expect("the StatefulSet");
+        let pod = s.spec.template.spec.unwrap();
+        let status = get(&client, &ns, "events").await.status.unwrap();
+        (
+            pod.containers[0].image.clone().unwrap(),
+            pod.init_containers.unwrap()[0].image.clone().unwrap(),
+            status.image.unwrap_or_default(),
+        )
+    };
+    let same = |image: &str| (image.to_string(), image.to_string(), image.to_string());
+    let reconcile_with = |default_image: &str| {
+        let (client, ns, ctx) = (&client, &ns, operator(default_image));
+        async move { reconcile_events(client, ns, &ctx).await }
+    };
+    let set_image =
+        |image: Option<&str>| patch_spec(&client, &ns, serde_json::json!({"image": image}));
+
+    reconcile_with("gregor:a").await;
+    assert_eq!(
+        images().await,
+        same("gregor:a"),
+        "a new cluster takes the default"
+    );
+    let generation = sts.get("events").await.unwrap().metadata.generation;
+    reconcile_with("gregor:b").await;
+    assert_eq!(
+        images().await,
+        same("gregor:a"),
+        "an operator upgrade moves nothing"
+    );
+    assert_eq!(
+        sts.get("events").await.unwrap().metadata.generation,
+        generation
+    );
+
+    set_image(Some("gregor:c")).await;
+    reconcile_with("gregor:b").await;
+    assert_eq!(images().await, same("gregor:c"), "spec.image moves it");
+    set_image(None).await;
+    reconcile_with("gregor:b").await;
+    assert_eq!(
+        images().await,
+        same("gregor:c"),
+        "and it stays where spec.image left it"
+    );
+
+    // A cluster from before status.image (or whose status was wiped) keeps what it runs.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch_status(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": null})),
+    )
+    .await
+    .expect("wiping the status");
+    reconcile_with("gregor:b").await;
+    assert_eq!(images().await, same("gregor:c"));
+}
+
 /// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).
 async fn bound_claims(client: &kube::Client, ns: &str, pool: &str, size: &str, class: &str) {
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
