@@ -265,7 +265,7 @@ pub fn plan(
 /// How many names a message lists before it says how many more there are.
 const LISTED: usize = 10;
 
-/// `names` joined with commas, the first [`LISTED`] of them, then how many more.
+/// `names` joined with commas, the first ten of them, then how many more.
 pub fn bounded_list(names: Vec<String>) -> String {
     let more = names.len().saturating_sub(LISTED);
     let shown = names

@@ -314,7 +314,7 @@ async fn list_pods(
 /// Applies every child in the written order: the broker pods' ServiceAccount, configuration
 /// and Services before the StatefulSets whose pods run as, read and need them, the
 /// PodDisruptionBudget and ServiceMonitor last.
-/// The external Services are not among them: [`external_addresses`] applied them first.
+/// The external Services are not among them: `external_addresses` applied them first.
 /// Returns problems to report that are not failures (a missing optional CRD).
 pub async fn apply_all(
     client: &kube::Client,
