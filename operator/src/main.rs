@@ -21,14 +21,14 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// The image KafkaClusters run when they name none: this operator's own version.
+/// The image a new KafkaCluster runs when it names none: this operator's own version.
 const DEFAULT_IMAGE: &str = concat!("gregor:", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Parser)]
@@ -56,7 +56,9 @@ struct Args {
     /// This replica's identity in the Lease (its pod name); the host name when not given.
     #[arg(long)]
     identity: Option<String>,
-    /// The image KafkaClusters run when they name none.
+    /// The image a new KafkaCluster runs when it names none. A cluster records the image it
+    /// first ran in status.image and keeps it, so changing this (or upgrading the operator)
+    /// restarts no broker; spec.image moves a cluster to another image.
     #[arg(long, default_value = DEFAULT_IMAGE)]
     default_image: String,
     /// Reach the brokers of KafkaCluster NS/NAME at HOST:PORT[,HOST:PORT...] instead of its
@@ -109,10 +111,10 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
     Ok((cluster.to_string(), hosts.to_string()))
 }
 
-/// The controller's context: the reconcile context plus metrics and per-object backoff.
+/// The controller's context: the reconcile context (which holds the metrics) plus per-object
+/// backoff.
 struct Shared {
     ctx: Arc<Context>,
-    metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff; cleared by a success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -139,7 +141,10 @@ where
     let span = tracing::info_span!("reconcile", %kind, object = %k);
     let result = tracing::Instrument::instrument(work, span).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
-    shared.metrics.reconciled(&kind, started.elapsed(), failure);
+    shared
+        .ctx
+        .metrics
+        .reconciled(&kind, started.elapsed(), failure);
     if result.is_ok() {
         shared.failures.lock().remove(&k);
     }
@@ -252,8 +257,16 @@ async fn run_clusters(
             .map(|(name, ns)| ObjectRef::<KafkaCluster>::new(&name).within(&ns))
     })
     .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(reconcile_cluster, backoff, shared)
-    .for_each(|_| futures::future::ready(()))
+    .run(reconcile_cluster, backoff, Arc::clone(&shared))
+    .for_each(|result| {
+        // A deleted cluster is not reconciled; its next scheduled reconcile (or a child's
+        // deletion) finds it gone, and its metrics go with it.
+        if let Err(controller::Error::ObjectNotFound(gone)) = &result {
+            let namespace = gone.namespace.as_deref().unwrap_or_default();
+            shared.ctx.metrics.cluster_gone(namespace, &gone.name);
+        }
+        futures::future::ready(())
+    })
     .await;
 }
 
@@ -340,8 +353,8 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
             rack_cluster_role: args.rack_cluster_role.clone(),
+            metrics: Arc::clone(&metrics),
         }),
-        metrics: Arc::clone(&metrics),
         failures: Mutex::default(),
     });
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {

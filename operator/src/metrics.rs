@@ -2,6 +2,7 @@
 //! `/healthz`). Labels come from bounded sets (resource kind, result, error category) and from
 //! the names of the KafkaClusters that exist.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -33,6 +35,10 @@ pub struct Metrics {
     pub brokers_ready: IntGaugeVec,
     /// 1 while this replica holds the leader lease.
     pub leading: IntGauge,
+    /// The KafkaClusters (`namespace`, `name`) whose roll is under way, which
+    /// `rolls_in_progress` counts. Reconciles of different clusters run at once, hence the
+    /// lock; it is held only to update the set and the gauge, never across an await.
+    rolling: Arc<Mutex<BTreeSet<(String, String)>>>,
 }
 
 impl Metrics {
@@ -90,7 +96,34 @@ impl Metrics {
             rolls_in_progress,
             brokers_ready,
             leading,
+            rolling: Arc::default(),
         })
+    }
+
+    /// Records what a reconcile of the KafkaCluster `namespace/name` found: `ready` nodes, and
+    /// whether its roll is under way (some node does not run the current spec).
+    pub fn cluster_observed(&self, namespace: &str, name: &str, ready: i32, rolling: bool) {
+        self.brokers_ready
+            .with_label_values(&[namespace, name])
+            .set(i64::from(ready));
+        let mut set = self.rolling.lock();
+        let key = (namespace.to_string(), name.to_string());
+        if rolling {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+        self.rolls_in_progress.set(set.len() as i64);
+    }
+
+    /// Forgets the KafkaCluster `namespace/name`, which is gone: its series is removed and its
+    /// roll no longer counts.
+    pub fn cluster_gone(&self, namespace: &str, name: &str) {
+        // An error only says the series did not exist.
+        let _ = self.brokers_ready.remove_label_values(&[namespace, name]);
+        let mut set = self.rolling.lock();
+        set.remove(&(namespace.to_string(), name.to_string()));
+        self.rolls_in_progress.set(set.len() as i64);
     }
 
     /// Records one reconcile of `resource` that took `took` and failed with `category`, if any.
@@ -182,5 +215,45 @@ mod tests {
             r#"gregor_operator_reconcile_failures_total{category="kubernetes",resource="KafkaCluster"} 1"#
         ));
         assert!(text.contains("gregor_operator_reconcile_duration_seconds_count"));
+    }
+
+    #[test]
+    fn ready_nodes_and_rolls_follow_each_cluster_and_a_deleted_cluster_leaves_no_series() {
+        let m = Metrics::new().unwrap();
+        let ready = |ns: &str, name: &str| {
+            format!(r#"gregor_operator_brokers_ready{{cluster="{name}",namespace="{ns}"}}"#)
+        };
+        m.cluster_observed("prod", "events", 3, false);
+        m.cluster_observed("prod", "orders", 2, true);
+        assert_eq!(m.rolls_in_progress.get(), 1);
+        m.cluster_observed("test", "events", 1, true);
+        m.cluster_observed("test", "events", 1, true);
+        assert_eq!(m.rolls_in_progress.get(), 2, "a cluster counts once");
+        let text = m.render();
+        assert!(
+            text.contains(&format!("{} 3\n", ready("prod", "events"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 2\n", ready("prod", "orders"))),
+            "{text}"
+        );
+
+        m.cluster_observed("prod", "orders", 3, false);
+        assert_eq!(m.rolls_in_progress.get(), 1, "its roll is over");
+        m.cluster_gone("test", "events");
+        assert_eq!(
+            m.rolls_in_progress.get(),
+            0,
+            "a deleted cluster rolls no more"
+        );
+        let text = m.render();
+        assert!(!text.contains(&ready("test", "events")), "{text}");
+        assert!(
+            text.contains(&format!("{} 3\n", ready("prod", "orders"))),
+            "{text}"
+        );
+        m.cluster_gone("test", "events");
+        assert_eq!(m.rolls_in_progress.get(), 0, "forgetting twice is harmless");
     }
 }

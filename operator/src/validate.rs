@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::cluster::{ExternalListener, ExternalType, Metrics, PodTemplate, Rack, Storage};
+use crate::crd::cluster::{
+    ExternalListener, ExternalType, Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
+};
 use crate::crd::KafkaCluster;
 
 /// Config keys the operator sets itself; a spec that sets them is refused.
@@ -183,6 +185,8 @@ pub struct ValidatedCluster {
     pub metrics: Metrics,
     /// Pod overrides.
     pub template: PodTemplate,
+    /// How rolling restarts treat partitions without a replica to spare.
+    pub partitions_without_spare: PartitionsWithoutSpare,
     /// The id every node's storage is formatted with.
     pub cluster_id: String,
 }
@@ -260,7 +264,8 @@ impl ValidatedCluster {
 
 /// Checks `cluster` and fills in defaults. `cluster_id` is the id already chosen for this
 /// cluster (from its status or its owned record), used when the spec gives none; `default_image`
-/// is the operator's own image.
+/// is the image the nodes run when the spec names none: the one the cluster already runs
+/// (`status.image`) when there is one, the operator's own for a new cluster.
 pub fn validate(
     cluster: &KafkaCluster,
     cluster_id: &str,
@@ -376,6 +381,7 @@ pub fn validate(
         external_addresses: BTreeMap::new(),
         metrics: spec.metrics.clone(),
         template: spec.template.clone().unwrap_or_default(),
+        partitions_without_spare: spec.rolling_update.partitions_without_spare,
         cluster_id,
     })
 }
@@ -715,16 +721,27 @@ mod tests {
                 kind,
                 port: 9094,
                 advertised: BTreeMap::new(),
-                node_ports: node_ports.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                node_ports: node_ports
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
             });
             validate(&cluster(s), ID, "gregor:test")
         };
         assert!(with(ExternalType::NodePort, &[("0", 31090), ("1", 31091)]).is_ok());
         for (kind, ports, says) in [
-            (ExternalType::LoadBalancer, &[("0", 31090)][..], "only to type NodePort"),
+            (
+                ExternalType::LoadBalancer,
+                &[("0", 31090)][..],
+                "only to type NodePort",
+            ),
             (ExternalType::NodePort, &[("zero", 31090)], "not a node id"),
             (ExternalType::NodePort, &[("0", 70000)], "not a TCP port"),
-            (ExternalType::NodePort, &[("0", 31090), ("1", 31090)], "both use port 31090"),
+            (
+                ExternalType::NodePort,
+                &[("0", 31090), ("1", 31090)],
+                "both use port 31090",
+            ),
         ] {
             match with(kind, ports) {
                 Err(e @ SpecError::Ports(_)) => assert!(e.to_string().contains(says), "{e}"),

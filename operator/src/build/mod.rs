@@ -6,6 +6,7 @@
 //! - [`properties`]: each node's `server.properties`.
 //! - [`objects`]: labels and owner references shared by every child.
 //! - [`services`], [`statefulset`], [`pdb`], [`monitor`]: the children themselves.
+//! - [`spread`]: where pods land by default (other nodes, every zone).
 //! - [`rack`]: rack awareness: the broker pods' ServiceAccount, their ClusterRoleBinding (not
 //!   a child: cluster-scoped, so the reconcile applies and deletes it), the `rack` init
 //!   container and its volume.
@@ -16,6 +17,7 @@ pub mod pdb;
 pub mod properties;
 pub mod rack;
 pub mod services;
+pub mod spread;
 pub mod statefulset;
 
 use k8s_openapi::api::apps::v1::StatefulSet;

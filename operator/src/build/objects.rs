@@ -16,13 +16,25 @@ pub const FIELD_MANAGER: &str = "gregor-operator";
 
 /// Labels selecting every pod of the cluster.
 pub fn cluster_selector(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
+    selector_of(&cluster.name)
+}
+
+/// Labels selecting every pod (and every child) of the KafkaCluster named `name`, before its
+/// spec is validated.
+pub fn selector_of(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "gregor".to_string()),
-        (
-            "app.kubernetes.io/instance".to_string(),
-            cluster.name.clone(),
-        ),
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
     ])
+}
+
+/// `labels` as a label selector query (`k=v,k=v`).
+pub fn label_query(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Labels selecting the pods of one pool.

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::objects::{meta, pool_selector, stable_hash, CONFIG_HASH_ANNOTATION};
 use super::properties::{key, CONFIG_DIR};
-use super::rack;
+use super::{rack, spread};
 use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT};
 
 /// The broker binary inside the image.
@@ -224,7 +224,8 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
                     service_account: rack.then(|| rack::service_account_name(cluster)),
                     automount_service_account_token: rack.then_some(true),
                     node_selector: non_empty(template.node_selector.clone()),
-                    affinity: template.affinity.clone(),
+                    affinity: spread::affinity(cluster),
+                    topology_spread_constraints: spread::constraints(cluster, pool),
                     tolerations: (!template.tolerations.is_empty())
                         .then(|| template.tolerations.clone()),
                     ..Default::default()

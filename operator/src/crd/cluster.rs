@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,10 @@ use super::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
-    /// Container image of the nodes; defaults to the operator's own image version.
+    /// Container image of the nodes. When absent, the cluster keeps the image it was first
+    /// reconciled with (`status.image`: the operator's default image at the time), so
+    /// upgrading the operator restarts no broker; set this to move the nodes to another
+    /// Gregor version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Number of nodes. Without `controllers` every node is a combined broker and controller
@@ -66,6 +71,9 @@ pub struct KafkaClusterSpec {
     /// Overrides merged into the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
+    /// How rolling restarts treat partitions that cannot lose a replica.
+    #[serde(default)]
+    pub rolling_update: RollingUpdate,
     /// The cluster id to format storage with (22 characters of base64url, as `gregor storage
     /// random-uuid` prints); generated once when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,12 +242,45 @@ pub struct PodTemplate {
     /// Node selector of the pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// Affinity of the pods.
+    /// Affinity of the pods. When given (`{}` included) it replaces the default: a preferred
+    /// podAntiAffinity on `kubernetes.io/hostname` against every pod of the cluster, so
+    /// brokers and controllers land on different nodes where there are enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Topology spread constraints of the pods. When given (`[]` included) they replace the
+    /// default: each pool's pods spread over `topology.kubernetes.io/zone` with maxSkew 1 and
+    /// `whenUnsatisfiable: ScheduleAnyway`, so nodes without zone labels schedule them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// How rolling restarts go about their checks.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdate {
+    /// What a roll does about partitions without a replica to spare: those whose replica
+    /// count is no more than their `min.insync.replicas` (any topic with one replica, or
+    /// replication factor 2 with `min.insync.replicas=2`). Restarting any broker holding one
+    /// takes it below `min.insync.replicas` (offline, with one replica), so under `Wait` (the
+    /// default) a roll never restarts such a broker and waits, reported in `Degraded` with
+    /// reason `RollBlockedByTopics` naming the topics, until they get more replicas or this is
+    /// set to `Proceed`. Under `Proceed` their brokers restart anyway, one at a time; every
+    /// other partition still keeps its `min.insync.replicas`.
+    #[serde(default)]
+    pub partitions_without_spare: PartitionsWithoutSpare,
+}
+
+/// What a roll does about partitions without a replica to spare.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PartitionsWithoutSpare {
+    /// Restart none of their brokers: the roll waits for a decision.
+    #[default]
+    Wait,
+    /// Restart their brokers anyway, accepting a short outage of those partitions.
+    Proceed,
 }
 
 /// What the operator last saw and did.
@@ -258,6 +299,11 @@ pub struct KafkaClusterStatus {
     /// The in-cluster bootstrap address (`host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// The image the nodes run: `spec.image` when set, else the one recorded when the cluster
+    /// was first reconciled (the operator's default image then). It changes only with
+    /// `spec.image`, never with the operator's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Nodes that are ready.
     #[serde(default)]
     pub ready_replicas: i32,

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
@@ -19,9 +19,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conditions::{merge, Want};
+use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
 use super::{broker_configs, cluster_id, nodes, rack, storage, Context, ReconcileError};
-use crate::build::objects::{cluster_selector, FIELD_MANAGER};
+use crate::build::objects::{cluster_selector, label_query, selector_of, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
@@ -32,6 +33,8 @@ use crate::validate::{validate, ValidatedCluster, CONTROLLER_ID_BASE};
 
 /// How soon a cluster that is not ready yet is looked at again.
 const SETTLING: Duration = Duration::from_secs(5);
+/// How soon a roll looks again when the pod it meant to restart changed under its plan.
+const RECHECK: Duration = Duration::from_secs(1);
 /// How often a ready cluster is looked at again anyway (changes to children wake it sooner).
 const STEADY: Duration = Duration::from_secs(300);
 /// How long a pod that runs the current spec may stay unready before the roll halts.
@@ -54,6 +57,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             finalizer::Event::Apply(kc) => converge(kc, Arc::clone(&ctx), namespace.clone()).await,
             finalizer::Event::Cleanup(kc) => {
                 rack::delete(&ctx.client, &namespace, &kc.name_any()).await?;
+                ctx.metrics.cluster_gone(&namespace, &kc.name_any());
                 Ok(Action::await_change())
             }
         }
@@ -82,7 +86,20 @@ async fn converge(
         Ok(c) => c,
         Err(message) => return invalid(&kc, client, &previous, message).await,
     };
-    let mut cluster = match validate(&kc, &choice.id, &ctx.default_image) {
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let listed = sts_api
+        .list(&ListParams::default().labels(&label_query(&selector_of(&name))))
+        .await?
+        .items;
+    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
+    // cluster from before status.image, read off its StatefulSets): a new operator version
+    // restarts no broker. Only a new cluster takes the operator's default.
+    let image = previous
+        .image
+        .clone()
+        .or_else(|| nodes::running_image(&listed))
+        .unwrap_or_else(|| ctx.default_image.clone());
+    let mut cluster = match validate(&kc, &choice.id, &image) {
         Ok(c) => c,
         Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
     };
@@ -90,24 +107,12 @@ async fn converge(
         cluster_id::write_record(&config_maps, &cluster).await?;
         tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
     }
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-    let mut existing = Vec::new();
-    for pool in &cluster.pools {
-        if let Some(s) = sts_api.get_opt(&pool.name).await? {
-            existing.push(s);
-        }
-    }
-    let pods: Vec<Pod> = {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let selector = cluster_selector(&cluster)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        api.list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-    };
+    let existing: Vec<StatefulSet> = cluster
+        .pools
+        .iter()
+        .filter_map(|pool| listed.iter().find(|s| s.name_any() == pool.name).cloned())
+        .collect();
+    let pods = list_pods(client, &namespace, &cluster).await?;
 
     // The controller quorum keeps its size; a broker scale step talks to the brokers before
     // any child is applied, so a StatefulSet shrinks only once its departing brokers are empty.
@@ -152,9 +157,9 @@ async fn converge(
         }
         out
     };
-    let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    let first = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
     // Dynamic broker configs, once a broker can take them.
-    let brokers_up = observed
+    let brokers_up = first
         .nodes
         .iter()
         .any(|n| n.ready && n.node_id < CONTROLLER_ID_BASE);
@@ -179,11 +184,10 @@ async fn converge(
             )),
         }
     }
-    observed.unapplied = problems;
-    observed.refused = quorum_refused.into_iter().collect();
-    let rolling = observed.nodes.iter().any(|n| n.stale.is_some());
+    let rolling = first.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
-    let health = if rolling && !scaling.active {
+    let ask_health = rolling && !scaling.active;
+    let health = if ask_health {
         match tokio::time::timeout(HEALTH_TIMEOUT, health::read(&bootstrap)).await {
             Ok(Ok(h)) => Some(h),
             Ok(Err(e)) => {
@@ -195,9 +199,24 @@ async fn converge(
     } else {
         None
     };
+    // The brokers may have taken seconds to answer: by now a pod may be terminating, replaced
+    // or ready, so the roll is planned on the pods as they are now, never on the first read.
+    let pods = if brokers_up || ask_health {
+        list_pods(client, &namespace, &cluster).await?
+    } else {
+        pods
+    };
+    let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
+    observed.unapplied = problems;
+    observed.refused = quorum_refused.into_iter().collect();
     // A scale step under way finishes before a ready pod restarts: the brokers are not asked,
     // so the roll can only wait, or restart a stale pod that is down anyway, or halt.
-    let step = match roll::plan(&observed.nodes, health.as_ref(), STUCK_AFTER) {
+    let mut step = match roll::plan(
+        &observed.nodes,
+        health.as_ref(),
+        cluster.partitions_without_spare,
+        STUCK_AFTER,
+    ) {
         Step::Wait { .. } if scaling.active => Step::Wait {
             reason: "the broker scale step to finish".into(),
         },
@@ -207,19 +226,38 @@ async fn converge(
         &observed.nodes,
         health.as_ref().and_then(|h| h.active_controller),
     );
+    let mut changed_under_the_plan = false;
     match &step {
         Step::Restart { pod, reason } => {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-            tracing::info!(%pod, %reason, "restarting pod");
-            pods.delete(pod, &DeleteParams::default()).await?;
-            event(
-                client,
-                &kc,
-                EventType::Normal,
-                "RestartingPod",
-                format!("{pod}: {reason}"),
-            )
-            .await;
+            let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let observed_pod = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+                .ok_or_else(|| {
+                    ReconcileError::Malformed(format!("the roll planned on pod {pod}, not read"))
+                })?;
+            match restart::delete_observed(&api, observed_pod).await? {
+                Restart::Deleted => {
+                    tracing::info!(%pod, %reason, "restarted pod");
+                    event(
+                        client,
+                        &kc,
+                        EventType::Normal,
+                        "RestartingPod",
+                        format!("{pod}: {reason}"),
+                    )
+                    .await;
+                }
+                Restart::Changed => {
+                    tracing::info!(%pod, "pod changed since it was read; not restarted");
+                    changed_under_the_plan = true;
+                    step = Step::Wait {
+                        reason: format!(
+                            "pod {pod}, changed since it was read, to be looked at again"
+                        ),
+                    };
+                }
+            }
         }
         Step::Halt { reason } => {
             event(
@@ -231,7 +269,7 @@ async fn converge(
             )
             .await;
         }
-        Step::Wait { .. } | Step::Done => {}
+        Step::Wait { .. } | Step::Blocked { .. } | Step::Done => {}
     }
     let status = nodes::status(
         &cluster,
@@ -242,16 +280,41 @@ async fn converge(
         &previous,
         kc.metadata.generation,
     );
+    ctx.metrics.cluster_observed(
+        &namespace,
+        &name,
+        status.ready_replicas,
+        observed.nodes.iter().any(|n| n.stale.is_some()),
+    );
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
-    Ok(Action::requeue(if settled { STEADY } else { SETTLING }))
+    Ok(Action::requeue(if changed_under_the_plan {
+        RECHECK
+    } else if settled {
+        STEADY
+    } else {
+        SETTLING
+    }))
+}
+
+/// Every pod of `cluster`, as the API server has them now.
+async fn list_pods(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &ValidatedCluster,
+) -> Result<Vec<Pod>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default().labels(&label_query(&cluster_selector(cluster))))
+        .await?
+        .items)
 }
 
 /// Applies every child in the written order: the broker pods' ServiceAccount, configuration
 /// and Services before the StatefulSets whose pods run as, read and need them, the
 /// PodDisruptionBudget and ServiceMonitor last.
-/// The external Services are not among them: [`external_addresses`] applied them first.
+/// The external Services are not among them: `external_addresses` applied them first.
 /// Returns problems to report that are not failures (a missing optional CRD).
 pub async fn apply_all(
     client: &kube::Client,

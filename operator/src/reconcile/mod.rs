@@ -2,11 +2,12 @@
 //! validate (no client) → build (pure) → apply in a written order → status.
 //!
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
-//!   brokers are reached, the ClusterRole rack-aware broker pods are bound to).
+//!   brokers are reached, the ClusterRole rack-aware broker pods are bound to, the metrics).
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`restart`]: deleting the pod a roll restarts, only if it is still the pod it planned on.
 //! - [`rack`]: the rack ClusterRoleBinding of broker pods, applied and deleted, behind a
 //!   finalizer since nothing else would delete it.
 //! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
@@ -20,11 +21,13 @@ pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
 pub mod rack;
+pub mod restart;
 pub mod scale;
 pub mod storage;
 pub mod topic;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -34,7 +37,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 pub struct Context {
     /// The API server.
     pub client: kube::Client,
-    /// The image nodes run when a KafkaCluster names none: the operator's own version.
+    /// The image a new KafkaCluster's nodes run when it names none (the operator's own
+    /// version); a cluster keeps the image recorded in its `status.image` after that.
     pub default_image: String,
     /// Where the brokers of a cluster are reached, by `namespace/name`, instead of its bootstrap
     /// Service: for out-of-cluster runs and tests (`--bootstrap-override`).
@@ -42,6 +46,8 @@ pub struct Context {
     /// The ClusterRole (nodes get) the broker pods of a cluster with `spec.rack` are bound to
     /// (`--rack-cluster-role`, installed by the chart).
     pub rack_cluster_role: String,
+    /// The operator's metrics, which a KafkaCluster reconcile updates with what it found.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {

@@ -13,11 +13,27 @@ use super::conditions::{merge, Want};
 use super::scale::Outcome;
 use crate::build::objects::CONFIG_HASH_ANNOTATION;
 use crate::crd::cluster::{KafkaClusterStatus, NodeStatus, RollStatus};
-use crate::roll::{NodeState, Step};
+use crate::roll::{bounded_list, NodeState, Step};
 use crate::validate::ValidatedCluster;
 
 /// Pod annotation asking for a restart (`"true"`), as Strimzi's manual rolling update does.
 pub const MANUAL_RESTART_ANNOTATION: &str = "gregor.dev/manual-restart";
+
+/// The reason of the conditions of a roll that waits for the user's decision about partitions
+/// without a replica to spare.
+pub const ROLL_BLOCKED_BY_TOPICS: &str = "RollBlockedByTopics";
+
+/// What a roll blocked by `topics` (partitions without a replica to spare) tells the user: the
+/// topics (the first few) and the two ways on.
+pub fn blocked_by_topics(topics: &[String]) -> String {
+    format!(
+        "the roll waits: restarting any stale broker would take partitions of topics {} below \
+         min.insync.replicas, as they have no replica to spare (replicas <= \
+         min.insync.replicas); add replicas to them, or set \
+         spec.rollingUpdate.partitionsWithoutSpare: Proceed to restart their brokers anyway",
+        bounded_list(topics.to_vec())
+    )
+}
 
 /// Every node of a cluster as found.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +121,22 @@ fn init_failure(pod: &Pod, name: &str) -> Option<String> {
     )
 }
 
+/// The image of the node container among `containers`.
+fn node_image(containers: &[k8s_openapi::api::core::v1::Container]) -> Option<String> {
+    containers
+        .iter()
+        .find(|c| c.name == "gregor")
+        .and_then(|c| c.image.clone())
+}
+
+/// The image the StatefulSets' nodes run (they all run one), if any StatefulSet exists: what a
+/// cluster reconciled before `status.image` existed runs.
+pub fn running_image(statefulsets: &[StatefulSet]) -> Option<String> {
+    statefulsets
+        .iter()
+        .find_map(|s| node_image(&s.spec.template.spec.as_ref()?.containers))
+}
+
 /// Why `pod` must restart to match `sts`'s template; `None` when it is current.
 pub fn stale_reason(pod: &Pod, sts: &StatefulSet) -> Option<String> {
     if pod
@@ -124,14 +156,11 @@ pub fn stale_reason(pod: &Pod, sts: &StatefulSet) -> Option<String> {
     if wanted_hash.is_some() && pod.annotations().get(CONFIG_HASH_ANNOTATION) != wanted_hash {
         return Some("configuration changed".into());
     }
-    let image = |containers: &[k8s_openapi::api::core::v1::Container]| {
-        containers
-            .iter()
-            .find(|c| c.name == "gregor")
-            .and_then(|c| c.image.clone())
-    };
-    let wanted_image = template.spec.as_ref().and_then(|s| image(&s.containers));
-    let pod_image = pod.spec.as_ref().and_then(|s| image(&s.containers));
+    let wanted_image = template
+        .spec
+        .as_ref()
+        .and_then(|s| node_image(&s.containers));
+    let pod_image = pod.spec.as_ref().and_then(|s| node_image(&s.containers));
     if wanted_image != pod_image {
         return Some(format!(
             "image changed to {}",
@@ -180,6 +209,7 @@ pub fn observe(
                 ready: pod.is_some_and(pod_ready),
                 stale,
                 unready_for: pod.and_then(|p| unready_for(p, now)),
+                terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
             });
         }
     }
@@ -227,6 +257,11 @@ pub fn status(
             restarting: None,
             waiting_for: Some(reason.clone()),
         }),
+        Step::Blocked { topics } => Some(RollStatus {
+            pending: pending.clone(),
+            restarting: None,
+            waiting_for: Some(blocked_by_topics(topics)),
+        }),
     };
     match step {
         // A scale step says more than a roll that waits for it.
@@ -256,14 +291,23 @@ pub fn status(
             "RollHalted",
             "the rolling restart stopped",
         )),
+        // Like a refused scale-down: nothing moves until the user decides, so the roll is not
+        // progressing, and Degraded (what alerts watch) names the topics and the choice.
+        Step::Blocked { topics } => wanted.push(Want::no(
+            "Progressing",
+            ROLL_BLOCKED_BY_TOPICS,
+            blocked_by_topics(topics),
+        )),
     }
     let mut degraded = observed.format_failures.clone();
     degraded.extend(observed.rack_failures.iter().cloned());
     degraded.extend(observed.unapplied.iter().cloned());
     degraded.extend(observed.refused.iter().cloned());
     degraded.extend(scaling.blocked.iter().cloned());
-    if let Step::Halt { reason } = step {
-        degraded.push(reason.clone());
+    match step {
+        Step::Halt { reason } => degraded.push(reason.clone()),
+        Step::Blocked { topics } => degraded.push(blocked_by_topics(topics)),
+        _ => {}
     }
     // The first kind of problem names the reason; the message lists them all.
     let reason = if !observed.format_failures.is_empty() {
@@ -276,6 +320,8 @@ pub fn status(
         "ControllerScalingRefused"
     } else if scaling.blocked.is_some() {
         "ScaleDownBlocked"
+    } else if matches!(step, Step::Blocked { .. }) {
+        ROLL_BLOCKED_BY_TOPICS
     } else {
         "RollHalted"
     };
@@ -294,6 +340,7 @@ pub fn status(
         observed_generation: Some(generation),
         cluster_id: Some(cluster.cluster_id.clone()),
         bootstrap_servers: Some(cluster.bootstrap_servers()),
+        image: Some(cluster.image.clone()),
         ready_replicas: ready as i32,
         brokers: nodes
             .iter()
@@ -325,6 +372,113 @@ mod tests {
             }]}
         }))
         .unwrap()
+    }
+
+    fn three_nodes() -> ValidatedCluster {
+        let mut kc = crate::crd::KafkaCluster::new(
+            "events",
+            crate::crd::KafkaClusterSpec {
+                replicas: 3,
+                ..Default::default()
+            },
+        );
+        kc.metadata.namespace = Some("prod".into());
+        crate::validate::validate(&kc, "MkU3OEVBNTcwNTJENDM2Qg", "gregor:1").unwrap()
+    }
+
+    fn condition<'a>(
+        status: &'a KafkaClusterStatus,
+        kind: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn a_roll_blocked_by_topics_is_degraded_naming_at_most_ten_of_them_and_the_field() {
+        let cluster = three_nodes();
+        let nodes: Vec<NodeState> = (0..3)
+            .map(|i| NodeState {
+                pod: format!("events-{i}"),
+                node_id: i,
+                ready: true,
+                stale: Some("configuration changed".into()),
+                unready_for: None,
+                terminating: false,
+            })
+            .collect();
+        let observed = Observed {
+            nodes,
+            ..Default::default()
+        };
+        let topics: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
+        let step = Step::Blocked { topics };
+        let status = status(
+            &cluster,
+            &observed,
+            &step,
+            vec!["events-0".into()],
+            &Outcome::default(),
+            &KafkaClusterStatus::default(),
+            Some(2),
+        );
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RollBlockedByTopics")
+        );
+        let message = &degraded.message;
+        assert!(
+            message.contains("topics t00, t01, t02, t03, t04, t05, t06, t07, t08, t09 and 2 more"),
+            "{message}"
+        );
+        assert!(!message.contains("t10"), "{message}");
+        assert!(
+            message.contains("spec.rollingUpdate.partitionsWithoutSpare: Proceed"),
+            "{message}"
+        );
+        let progressing = condition(&status, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "RollBlockedByTopics")
+        );
+        let roll = status.roll.as_ref().unwrap();
+        assert_eq!(roll.waiting_for.as_ref(), Some(message));
+        assert_eq!(roll.pending, ["events-0"]);
+
+        // A roll that merely waits is neither.
+        let waiting = super::status(
+            &cluster,
+            &observed,
+            &Step::Wait {
+                reason: "3 under-replicated partitions to catch up".into(),
+            },
+            vec![],
+            &Outcome::default(),
+            &KafkaClusterStatus::default(),
+            Some(2),
+        );
+        assert_eq!(condition(&waiting, "Degraded").status, "False");
+        assert_eq!(condition(&waiting, "Progressing").reason, "RollingRestart");
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_observed_as_terminating_and_a_missing_one_is_not() {
+        let cluster = three_nodes();
+        let pod = |name: &str, deleted: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {
+                "name": name,
+                "deletionTimestamp": deleted.then_some("2026-01-01T00:00:00Z"),
+            }}))
+            .unwrap()
+        };
+        let observed = observe(
+            &cluster,
+            &[],
+            &[pod("events-0", false), pod("events-1", true)],
+            Timestamp::now(),
+        );
+        let terminating: Vec<bool> = observed.nodes.iter().map(|n| n.terminating).collect();
+        assert_eq!(terminating, [false, true, false]);
     }
 
     #[test]

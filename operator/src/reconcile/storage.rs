@@ -8,7 +8,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 
 use super::ReconcileError;
-use crate::build::objects::pool_selector;
+use crate::build::objects::{label_query, pool_selector};
 use crate::validate::{parse_quantity, PoolRole, ValidatedCluster};
 
 /// Keeps the claim templates of an existing StatefulSet in the one about to be applied: the API
@@ -77,11 +77,7 @@ pub async fn resize_claims(
             PoolRole::Controller => &cluster.controller_storage.size,
             _ => &cluster.storage.size,
         };
-        let selector = pool_selector(cluster, pool)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let selector = label_query(&pool_selector(cluster, pool));
         let prefix = format!("data-{}-", pool.name);
         let claims: Vec<(String, String)> = api
             .list(&ListParams::default().labels(&selector))

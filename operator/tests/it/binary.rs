@@ -147,6 +147,24 @@ async fn the_operator_reconciles_as_leader_and_a_standby_takes_over_on_sigterm()
     assert_eq!(holder(&client, &ns).await.as_deref(), Some("replica-b"));
     cluster_reconciled(&client, &ns, "second").await;
 
+    // The new leader exports the cluster's ready nodes (none: no kubelet runs here) and drops
+    // the series once the cluster is deleted.
+    let series = format!(r#"gregor_operator_brokers_ready{{cluster="second",namespace="{ns}"}}"#);
+    let metrics = reqwest_text(port_b, "/metrics").await;
+    assert!(metrics.contains(&format!("{series} 0\n")), "{metrics}");
+    Api::<KafkaCluster>::namespaced(client.clone(), &ns)
+        .delete("second", &Default::default())
+        .await
+        .expect("deleting the KafkaCluster");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest_text(port_b, "/metrics").await.contains(&series) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted cluster's series stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The KafkaTopic controller runs too: a topic of a cluster that does not exist says so.
     use gregor_operator::crd::{KafkaTopic, KafkaTopicSpec};
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), &ns);

@@ -19,6 +19,7 @@ pub fn context(client: &kube::Client) -> Arc<Context> {
         default_image: "gregor:test".into(),
         bootstrap_overrides: BTreeMap::new(),
         rack_cluster_role: "gregor-broker-rack".into(),
+        metrics: Arc::new(gregor_operator::metrics::Metrics::new().expect("metrics")),
     })
 }
 
@@ -266,54 +267,63 @@ pub async fn set_ready(client: &kube::Client, ns: &str, pod: &str, ready: bool) 
     .expect("setting pod readiness");
 }
 
+/// Reconciles the KafkaCluster `ns/events` as it is now, and returns it as it is then.
+pub async fn reconcile_events(client: &kube::Client, ns: &str, ctx: &Arc<Context>) -> KafkaCluster {
+    reconcile(Arc::new(get(client, ns, "events").await), Arc::clone(ctx))
+        .await
+        .expect("reconciling events");
+    get(client, ns, "events").await
+}
+
+/// Merge-patches `spec` into the spec of the KafkaCluster `ns/events`.
+pub async fn patch_spec(client: &kube::Client, ns: &str, spec: serde_json::Value) {
+    Api::<KafkaCluster>::namespaced(client.clone(), ns)
+        .patch(
+            "events",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .expect("patching the spec of events");
+}
+
+/// Creates the KafkaCluster `ns/events` of three nodes, reconciles it and makes its pods,
+/// ready. The context returned reaches no broker (nothing listens at its address), so the
+/// brokers never vouch for restarting a ready pod.
+async fn three_ready_nodes(client: &kube::Client, ns: &str) -> Arc<Context> {
+    let spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    create(client, ns, "events", spec).await;
+    let ctx = reaching(client, ns, "127.0.0.1:1");
+    reconcile_events(client, ns, &ctx).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    pods_like_the_statefulset(client, ns, &sts.get("events").await.unwrap(), true).await;
+    ctx
+}
+
 #[tokio::test]
 async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first() {
     use k8s_openapi::api::core::v1::Pod;
     let server = api_server_or_skip!();
     let (client, ns) = server.namespace("roll").await;
     install_crds(&client).await;
-    let kc = create(
-        &client,
-        &ns,
-        "events",
-        KafkaClusterSpec {
-            replicas: 3,
-            ..Default::default()
-        },
-    )
-    .await;
-    // Nothing listens here: the brokers cannot vouch for a restart of a ready pod.
-    let ctx = reaching(&client, &ns, "127.0.0.1:1");
-    reconcile(Arc::new(kc), Arc::clone(&ctx)).await.unwrap();
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    pods_like_the_statefulset(&client, &ns, &sts.get("events").await.unwrap(), true).await;
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    let ctx = three_ready_nodes(&client, &ns).await;
+    reconcile_events(&client, &ns, &ctx).await;
     let kc = get(&client, &ns, "events").await;
     assert_eq!(condition(&kc, "Ready").status, "True", "{:?}", kc.status);
     assert_eq!(kc.status.as_ref().unwrap().ready_replicas, 3);
     assert!(kc.status.as_ref().unwrap().roll.is_none());
 
     // A config change: every pod is stale; no broker answers, so the roll waits, in order.
-    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
-    api.patch(
-        "events",
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!(
-        {"spec": {"config": {"num.partitions": "4"}}})),
+    patch_spec(
+        &client,
+        &ns,
+        serde_json::json!({"config": {"num.partitions": "4"}}),
     )
-    .await
-    .unwrap();
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    .await;
+    reconcile_events(&client, &ns, &ctx).await;
     let kc = get(&client, &ns, "events").await;
     let status = kc.status.clone().unwrap();
     let roll = status.roll.clone().expect("a roll");
@@ -334,14 +344,11 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         "nothing restarted"
     );
 
-    // An unready stale pod is restarted first, without asking the brokers.
+    // An unready stale pod is restarted first, without asking the brokers. A finalizer keeps
+    // it terminating after its deletion, as a kubelet would while the broker drains.
+    hold(&client, &ns, "events-1", true).await;
     set_ready(&client, &ns, "events-1", false).await;
-    reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        Arc::clone(&ctx),
-    )
-    .await
-    .unwrap();
+    reconcile_events(&client, &ns, &ctx).await;
     let roll = get(&client, &ns, "events")
         .await
         .status
@@ -364,6 +371,224 @@ async fn a_config_change_plans_a_roll_in_order_and_restarts_an_unready_pod_first
         vec!["events-0", "events-2"],
         "events-1 was deleted for its StatefulSet to recreate"
     );
+
+    // While events-1 terminates, nothing else restarts, not even an unready stale pod, and
+    // events-1 is not deleted again.
+    set_ready(&client, &ns, "events-2", false).await;
+    let terminating = pods.get("events-1").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    reconcile_events(&client, &ns, &ctx).await;
+    let roll = get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .roll
+        .unwrap();
+    assert_eq!(roll.restarting, None, "{roll:?}");
+    assert_eq!(
+        roll.waiting_for.as_deref(),
+        Some("pod events-1 to finish terminating")
+    );
+    assert!(pods
+        .get("events-2")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_none());
+    hold(&client, &ns, "events-1", false).await;
+}
+
+/// Adds (or removes) a finalizer that keeps `pod` terminating once deleted.
+async fn hold(client: &kube::Client, ns: &str, pod: &str, on: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    let finalizers: Vec<&str> = if on {
+        vec!["gregor.dev/test-hold"]
+    } else {
+        vec![]
+    };
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .expect("setting the pod's finalizers");
+}
+
+#[tokio::test]
+async fn a_restart_deletes_only_the_pod_object_it_planned_on_never_a_replacement() {
+    use gregor_operator::reconcile::restart::{delete_observed, Restart};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::wait::{await_condition, conditions};
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("restart-precondition").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "events-0"},
+        "spec": {"containers": [{"name": "gregor", "image": "gregor:old"}]}
+    }))
+    .unwrap();
+    let planned = pods.create(&PostParams::default(), &pod).await.unwrap();
+    // The StatefulSet controller replaces the pod under the same name.
+    pods.delete("events-0", &Default::default()).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        await_condition(
+            pods.clone(),
+            "events-0",
+            conditions::is_deleted(&planned.uid().unwrap()),
+        ),
+    )
+    .await
+    .expect("the first pod goes")
+    .unwrap();
+    let replacement = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert_ne!(replacement.uid(), planned.uid());
+
+    assert_eq!(
+        delete_observed(&pods, &planned).await.unwrap(),
+        Restart::Changed
+    );
+    let still = pods.get("events-0").await.expect("the replacement stays");
+    assert_eq!(still.uid(), replacement.uid());
+
+    // The same object, changed since it was read (it turned ready, say): left alone too.
+    set_ready(&client, &ns, "events-0", true).await;
+    assert_eq!(
+        delete_observed(&pods, &replacement).await.unwrap(),
+        Restart::Changed
+    );
+    assert!(pods.get_opt("events-0").await.unwrap().is_some());
+
+    // As it is now: deleted.
+    let current = pods.get("events-0").await.unwrap();
+    assert_eq!(
+        delete_observed(&pods, &current).await.unwrap(),
+        Restart::Deleted
+    );
+    assert!(pods.get_opt("events-0").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("roll-metrics").await;
+    install_crds(&client).await;
+    // No ready pod is restarted here, so a roll stays under way.
+    let ctx = three_ready_nodes(&client, &ns).await;
+    let again = || reconcile_events(&client, &ns, &ctx);
+    let ready = || {
+        ctx.metrics
+            .brokers_ready
+            .with_label_values(&[ns.as_str(), "events"])
+            .get()
+    };
+    again().await;
+    assert_eq!((ready(), ctx.metrics.rolls_in_progress.get()), (3, 0));
+
+    let config = |value: Option<&str>| {
+        patch_spec(
+            &client,
+            &ns,
+            serde_json::json!({"config": {"num.partitions": value}}),
+        )
+    };
+    config(Some("4")).await;
+    again().await;
+    assert_eq!(ctx.metrics.rolls_in_progress.get(), 1, "every pod is stale");
+    config(None).await;
+    again().await;
+    assert_eq!(
+        ctx.metrics.rolls_in_progress.get(),
+        0,
+        "the config is back: every pod is current again"
+    );
+    set_ready(&client, &ns, "events-2", false).await;
+    again().await;
+    assert_eq!(ready(), 2);
+}
+
+#[tokio::test]
+async fn a_cluster_keeps_its_image_when_the_operator_default_changes_until_spec_image_moves_it() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("image").await;
+    install_crds(&client).await;
+    create(
+        &client,
+        &ns,
+        "events",
+        KafkaClusterSpec {
+            replicas: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let operator = |default_image: &str| {
+        let mut ctx = (*context(&client)).clone();
+        ctx.default_image = default_image.into();
+        Arc::new(ctx)
+    };
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let images = || async {
+        let s = sts.get("events").await.expect("the StatefulSet");
+        let pod = s.spec.template.spec.unwrap();
+        let status = get(&client, &ns, "events").await.status.unwrap();
+        (
+            pod.containers[0].image.clone().unwrap(),
+            pod.init_containers.unwrap()[0].image.clone().unwrap(),
+            status.image.unwrap_or_default(),
+        )
+    };
+    let same = |image: &str| (image.to_string(), image.to_string(), image.to_string());
+    let reconcile_with = |default_image: &str| {
+        let (client, ns, ctx) = (&client, &ns, operator(default_image));
+        async move { reconcile_events(client, ns, &ctx).await }
+    };
+    let set_image =
+        |image: Option<&str>| patch_spec(&client, &ns, serde_json::json!({"image": image}));
+
+    reconcile_with("gregor:a").await;
+    assert_eq!(
+        images().await,
+        same("gregor:a"),
+        "a new cluster takes the default"
+    );
+    let generation = sts.get("events").await.unwrap().metadata.generation;
+    reconcile_with("gregor:b").await;
+    assert_eq!(
+        images().await,
+        same("gregor:a"),
+        "an operator upgrade moves nothing"
+    );
+    assert_eq!(
+        sts.get("events").await.unwrap().metadata.generation,
+        generation
+    );
+
+    set_image(Some("gregor:c")).await;
+    reconcile_with("gregor:b").await;
+    assert_eq!(images().await, same("gregor:c"), "spec.image moves it");
+    set_image(None).await;
+    reconcile_with("gregor:b").await;
+    assert_eq!(
+        images().await,
+        same("gregor:c"),
+        "and it stays where spec.image left it"
+    );
+
+    // A cluster from before status.image (or whose status was wiped) keeps what it runs.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    api.patch_status(
+        "events",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": null})),
+    )
+    .await
+    .expect("wiping the status");
+    reconcile_with("gregor:b").await;
+    assert_eq!(images().await, same("gregor:c"));
 }
 
 /// Creates the bound claims a StatefulSet and a provisioner would (neither runs here).

@@ -12,13 +12,13 @@ use gregor::client::Cluster;
 use gregor_operator::crd::cluster::ControllerPool;
 use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
 use gregor_operator::kafka::Admin;
-use gregor_operator::reconcile::{cluster::reconcile, Context};
+use gregor_operator::reconcile::Context;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 
-use crate::cluster::{condition, create, get, reaching};
+use crate::cluster::{condition, create, patch_spec, reaching, reconcile_events};
 use crate::topic::brokers::{self, Brokers};
 use crate::{api_server_or_skip, install_crds};
 
@@ -47,24 +47,6 @@ async fn size(client: &kube::Client, ns: &str, sts: &str) -> i32 {
         .unwrap_or(1)
 }
 
-async fn patch_spec(client: &kube::Client, ns: &str, spec: serde_json::Value) {
-    Api::<KafkaCluster>::namespaced(client.clone(), ns)
-        .patch(
-            "events",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "spec": spec })),
-        )
-        .await
-        .expect("patching the KafkaCluster");
-}
-
-async fn reconcile_once(client: &kube::Client, ns: &str, ctx: &Arc<Context>) -> KafkaCluster {
-    reconcile(Arc::new(get(client, ns, "events").await), Arc::clone(ctx))
-        .await
-        .expect("reconcile");
-    get(client, ns, "events").await
-}
-
 /// Reconciles until `done` holds of the cluster and its broker StatefulSet's size; `check`
 /// must hold after every reconcile on the way.
 async fn reconcile_until(
@@ -76,7 +58,7 @@ async fn reconcile_until(
 ) -> KafkaCluster {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
-        let kc = reconcile_once(client, ns, ctx).await;
+        let kc = reconcile_events(client, ns, ctx).await;
         let size = size(client, ns, "events-broker").await;
         check(&kc, size).await;
         if done(&kc, size) {
@@ -141,13 +123,13 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
         .await
         .expect("creating the topic on brokers 0 and 1");
     create(&client, &ns, "events", dedicated(2)).await;
-    reconcile_once(&client, &ns, &ctx).await;
+    reconcile_events(&client, &ns, &ctx).await;
     assert_eq!(size(&client, &ns, "events-broker").await, 2);
     assert_eq!(size(&client, &ns, "events-controller").await, 3);
 
     // Up: the StatefulSet grows at once; the partitions follow onto broker 2.
     patch_spec(&client, &ns, serde_json::json!({"replicas": 3})).await;
-    let kc = reconcile_once(&client, &ns, &ctx).await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
     assert_eq!(size(&client, &ns, "events-broker").await, 3);
     let scaling = kc.status.as_ref().unwrap().scaling.clone().expect("a step");
     assert_eq!((scaling.from, scaling.to), (2, 3));
@@ -178,7 +160,7 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
     // Down: the StatefulSet keeps broker 2 until it holds nothing; once shrunk, its process is
     // stopped (as the StatefulSet deletes the pod) and, fenced, unregistered.
     patch_spec(&client, &ns, serde_json::json!({"replicas": 2})).await;
-    let kc = reconcile_once(&client, &ns, &ctx).await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
     assert_eq!(
         size(&client, &ns, "events-broker").await,
         3,
@@ -256,11 +238,11 @@ async fn a_scale_down_below_a_replication_factor_is_refused_and_the_statefulset_
         .await
         .expect("creating a topic on every broker");
     create(&client, &ns, "events", dedicated(3)).await;
-    reconcile_once(&client, &ns, &ctx).await;
+    reconcile_events(&client, &ns, &ctx).await;
 
     patch_spec(&client, &ns, serde_json::json!({"replicas": 2})).await;
     for _ in 0..2 {
-        let kc = reconcile_once(&client, &ns, &ctx).await;
+        let kc = reconcile_events(&client, &ns, &ctx).await;
         assert_eq!(size(&client, &ns, "events-broker").await, 3);
         let progressing = condition(&kc, "Progressing");
         assert_eq!(
@@ -292,7 +274,7 @@ async fn a_scale_down_below_a_replication_factor_is_refused_and_the_statefulset_
 
     // The user gives up the step: it is dropped and nothing moved.
     patch_spec(&client, &ns, serde_json::json!({"replicas": 3})).await;
-    let kc = reconcile_once(&client, &ns, &ctx).await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
     assert!(scaling_done(&kc), "{:?}", kc.status);
     assert_eq!(condition(&kc, "Degraded").status, "False");
     let (_, described) = Admin::connect(&brokers.bootstrap)
@@ -316,11 +298,11 @@ async fn a_controller_count_change_is_refused_and_the_quorum_keeps_its_size() {
         ..Default::default()
     };
     create(&client, &ns, "events", combined).await;
-    reconcile_once(&client, &ns, &ctx).await;
+    reconcile_events(&client, &ns, &ctx).await;
 
     // Combined nodes are the voters: no size change at all.
     patch_spec(&client, &ns, serde_json::json!({"replicas": 5})).await;
-    let kc = reconcile_once(&client, &ns, &ctx).await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
     let degraded = condition(&kc, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
@@ -343,21 +325,21 @@ async fn a_controller_count_change_is_refused_and_the_quorum_keeps_its_size() {
     assert!(!data["events-0.properties"].contains("3@events-3"));
     assert_eq!(kc.status.unwrap().brokers.len(), 3);
     patch_spec(&client, &ns, serde_json::json!({"replicas": 3})).await;
-    let kc = reconcile_once(&client, &ns, &ctx).await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
     assert_eq!(condition(&kc, "Degraded").status, "False");
 
     // Dedicated controllers: their count is fixed too.
     let (client2, ns2) = server.namespace("quorum-size-dedicated").await;
     let ctx2 = reaching(&client2, &ns2, "127.0.0.1:1");
     create(&client2, &ns2, "events", dedicated(2)).await;
-    reconcile_once(&client2, &ns2, &ctx2).await;
+    reconcile_events(&client2, &ns2, &ctx2).await;
     patch_spec(
         &client2,
         &ns2,
         serde_json::json!({"controllers": {"replicas": 5}}),
     )
     .await;
-    let kc = reconcile_once(&client2, &ns2, &ctx2).await;
+    let kc = reconcile_events(&client2, &ns2, &ctx2).await;
     let degraded = condition(&kc, "Degraded");
     assert_eq!(degraded.reason, "ControllerScalingRefused");
     assert!(

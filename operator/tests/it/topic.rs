@@ -49,15 +49,8 @@ impl Setup {
             )
             .await
             .expect("creating the KafkaCluster");
-        let ctx = Arc::new(Context {
-            client: client.clone(),
-            default_image: "gregor:test".into(),
-            bootstrap_overrides: BTreeMap::from([(
-                format!("{ns}/{CLUSTER}"),
-                brokers.bootstrap.clone(),
-            )]),
-            rack_cluster_role: "gregor-broker-rack".into(),
-        });
+        // CLUSTER is the cluster `reaching` names.
+        let ctx = crate::cluster::reaching(&client, &ns, &brokers.bootstrap);
         Setup {
             ctx,
             api: Api::namespaced(client, &ns),
