@@ -242,7 +242,8 @@ fi
 
 # --- 4. the node image -------------------------------------------------------------------------
 e2e_say "node image $node_image"
-cid="$(docker create --privileged --entrypoint /bin/sleep "$base_image" infinity)"
+# --init: containerd, started below by `docker exec`, is reparented to PID 1, which must reap it.
+cid="$(docker create --init --privileged --entrypoint /bin/sleep "$base_image" infinity)"
 docker start "$cid" >/dev/null
 for b in kubelet kubeadm kubectl; do docker cp "$kube_bin/$b" "$cid:/usr/bin/$b"; done
 docker cp "$crictl_bin" "$cid:/usr/local/bin/crictl"

@@ -85,7 +85,8 @@ def admin() -> AdminClient:
 
 def describe_cluster() -> dict:
     """Cluster id, controller and each broker's rack, as DescribeCluster answers."""
-    d = admin().describe_cluster(request_timeout=15).result()
+    client = admin()  # kept until the answer is in: a dropped client cancels its requests
+    d = client.describe_cluster(request_timeout=15).result()
     return {"cluster_id": d.cluster_id,
             "controller": d.controller.id if d.controller else None,
             "racks": {n.id: n.rack for n in d.nodes}}
@@ -146,6 +147,20 @@ def oneshot(name: str, args: list[str], image: str = IMAGE, timeout: float = 120
         kube.delete("pod", pod, KAFKA_NS, "--wait=false")
 
 
+def kill9(pod: str, ns: str = KAFKA_NS) -> None:
+    """SIGKILL to the main process of `pod`'s first container, from its node (kind's node
+    containers are Docker containers on this machine): a crash, with no shutdown of any kind."""
+    p = kube.get("pod", pod, ns=ns)
+    node = p["spec"]["nodeName"]
+    container = p["spec"]["containers"][0]["name"]
+    status = next(c for c in p["status"]["containerStatuses"] if c["name"] == container)
+    cid = status["containerID"].split("://", 1)[1]
+    pid = kube.run("docker", "exec", node, "crictl", "inspect", "--output", "go-template",
+                   "--template", "{{.info.pid}}", cid).strip()
+    assert pid.isdigit() and int(pid) > 1, f"no process for {pod}: {pid!r}"
+    kube.run("docker", "exec", node, "kill", "-9", pid)
+
+
 def _finished(pod: str) -> str | None:
     p = kube.get("pod", pod)
     phase = (p or {}).get("status", {}).get("phase")
@@ -201,8 +216,13 @@ class Load:
         return self
 
     def progress(self) -> dict:
-        """The last progress line the pod printed ({} before the first)."""
-        lines = [json.loads(l) for l in kube.logs(self.pod).splitlines() if l.startswith("{")]
+        """The last progress line the pod printed ({} before the first, or while the pod
+        is still starting)."""
+        try:
+            text = kube.logs(self.pod)
+        except RuntimeError:
+            return {}
+        lines = [json.loads(l) for l in text.splitlines() if l.startswith("{")]
         progress = [l for l in lines if "acked" in l and not l.get("final")]
         return progress[-1] if progress else {}
 

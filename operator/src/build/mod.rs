@@ -214,6 +214,27 @@ mod tests {
         assert_eq!(node_ports, vec![Some(31090), None, Some(31092)]);
     }
 
+    #[test]
+    fn claims_are_deleted_with_the_cluster_and_on_scale_down_only_when_delete_claim_says_so() {
+        for (delete_claim, policy) in [(false, "Retain"), (true, "Delete")] {
+            let mut spec = KafkaClusterSpec {
+                replicas: 3,
+                ..Default::default()
+            };
+            spec.storage.delete_claim = delete_claim;
+            spec.controllers = Some(ControllerPool {
+                replicas: 1,
+                ..Default::default()
+            });
+            for sts in super::cluster(&validated(spec)).statefulsets {
+                let retention = sts.spec.persistent_volume_claim_retention_policy;
+                let retention = retention.unwrap();
+                assert_eq!(retention.when_deleted.as_deref(), Some(policy));
+                assert_eq!(retention.when_scaled.as_deref(), Some(policy));
+            }
+        }
+    }
+
     fn pod_spec(objects: &ClusterObjects, i: usize) -> &k8s_openapi::api::core::v1::PodSpec {
         objects.statefulsets[i].spec.template.spec.as_ref().unwrap()
     }

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -18,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::objects::{meta, pool_selector, stable_hash, CONFIG_HASH_ANNOTATION};
 use super::properties::{key, CONFIG_DIR};
 use super::{rack, spread};
+use crate::crd::cluster::Storage;
 use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT};
 
 /// The broker binary inside the image.
@@ -231,6 +235,7 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
                     ..Default::default()
                 }),
             },
+            persistent_volume_claim_retention_policy: Some(claim_retention(storage)),
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some("data".into()),
@@ -254,6 +259,22 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// What becomes of the claims, by `storage.deleteClaim`: deleted with the StatefulSet (so with
+/// the KafkaCluster that owns it) and with the pods a scale-down removes, or kept in both cases.
+/// The StatefulSet controller does it (it makes each claim owned by the StatefulSet or its pod),
+/// so nothing is left to a finalizer of ours.
+fn claim_retention(storage: &Storage) -> StatefulSetPersistentVolumeClaimRetentionPolicy {
+    let policy = if storage.delete_claim {
+        "Delete"
+    } else {
+        "Retain"
+    };
+    StatefulSetPersistentVolumeClaimRetentionPolicy {
+        when_deleted: Some(policy.into()),
+        when_scaled: Some(policy.into()),
     }
 }
 
