@@ -74,6 +74,17 @@ async fn converge(
 ) -> Result<Action, ReconcileError> {
     let name = kc.name_any();
     let client = &ctx.client;
+    // The object the controller hands over comes from its watch cache, which may not yet hold
+    // the status the previous reconcile wrote: a child's event (a pod turning ready) can start
+    // the next reconcile first. A scale step lives in that status, so a stale copy would drop
+    // it half-way, partitions never moved. Read the object as the API server has it now.
+    let Some(kc) = Api::<KafkaCluster>::namespaced(client.clone(), &namespace)
+        .get_opt(&name)
+        .await?
+        .map(Arc::new)
+    else {
+        return Ok(Action::await_change());
+    };
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let previous = kc.status.clone().unwrap_or_default();
     let record = cluster_id::read_record(&config_maps, &name).await?;

@@ -287,6 +287,41 @@ async fn a_scale_down_below_a_replication_factor_is_refused_and_the_statefulset_
 }
 
 #[tokio::test]
+async fn a_scale_step_goes_on_when_a_reconcile_is_handed_an_object_older_than_its_status() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("scale-stale").await;
+    install_crds(&client).await;
+    // No broker answers here: the step waits for them, recorded in the status.
+    let ctx = crate::cluster::context(&client);
+    create(&client, &ns, "events", dedicated(2)).await;
+    reconcile_events(&client, &ns, &ctx).await;
+    patch_spec(&client, &ns, serde_json::json!({"replicas": 3})).await;
+    // What a watch cache may still hold after the next reconcile: the new spec, the old status.
+    let stale = crate::cluster::get(&client, &ns, "events").await;
+    let kc = reconcile_events(&client, &ns, &ctx).await;
+    let step = kc.status.as_ref().and_then(|s| s.scaling.clone());
+    assert_eq!(
+        step.as_ref().map(|s| (s.from, s.to)),
+        Some((2, 3)),
+        "{:?}",
+        kc.status
+    );
+    assert_eq!(size(&client, &ns, "events-broker").await, 3);
+
+    gregor_operator::reconcile::cluster::reconcile(Arc::new(stale), Arc::clone(&ctx))
+        .await
+        .expect("reconciling the stale object");
+    let kc = crate::cluster::get(&client, &ns, "events").await;
+    let step = kc.status.as_ref().and_then(|s| s.scaling.clone());
+    assert_eq!(
+        step.map(|s| (s.from, s.to)),
+        Some((2, 3)),
+        "the step was dropped: {:?}",
+        kc.status
+    );
+}
+
+#[tokio::test]
 async fn a_controller_count_change_is_refused_and_the_quorum_keeps_its_size() {
     let server = api_server_or_skip!();
     let (client, ns) = server.namespace("quorum-size").await;
