@@ -90,8 +90,11 @@ cleanup() {
 trap cleanup EXIT
 
 # --- tools: kind, helm, kubectl -----------------------------------------------------------------
-go_tool() { # go_tool NAME PACKAGE VERSION: NAME from PATH, else built once into the cache
-  if command -v "$1" >/dev/null && [[ "$1" != kubectl ]]; then command -v "$1"; return; fi
+go_tool() { # go_tool NAME PACKAGE VERSION: NAME from PATH if it is VERSION, else built once
+  if command -v "$1" >/dev/null && [[ "$("$1" version 2>/dev/null)" == *"$3"* ]]; then
+    command -v "$1"
+    return
+  fi
   local dir="$HOME/.cache/gregor/bin/$1-$3"
   if [[ ! -x "$dir/$1" ]]; then
     command -v go >/dev/null || e2e_fail "neither $1 nor go found"

@@ -31,9 +31,10 @@ def uids() -> dict[str, str]:
 class RollWatch:
     """Watches a cluster's pods, once a second, until `done` holds: which pods were replaced
     and in what order, how long each took from going down to its replacement being Ready, and
-    how many were unready at once."""
+    how many were unready at once. With `metrics`, it also reads the leading operator's
+    /metrics each time: the most rolls in progress and the fewest ready brokers it reported."""
 
-    def __init__(self, names: list[str], selector: str = BROKERS):
+    def __init__(self, names: list[str], selector: str = BROKERS, metrics: bool = False):
         self.names = names
         self.selector = selector
         self.uids: dict[str, list[str]] = {}
@@ -41,10 +42,18 @@ class RollWatch:
         self.restart_s: dict[str, float] = {}
         self.order: list[str] = []
         self.max_unready = 0
+        self.metrics = metrics
+        self.max_rolls = 0.0
+        self.min_ready: float | None = None
         for p in kube.pods(selector):
             self.uids[p["metadata"]["name"]] = [p["metadata"]["uid"]]
 
     def poll(self) -> None:
+        if self.metrics:
+            rolls, ready = operator_gauges()
+            self.max_rolls = max(self.max_rolls, rolls or 0)
+            if ready is not None:
+                self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
         now = time.monotonic()
         found = {p["metadata"]["name"]: p for p in kube.pods(self.selector)}
         unready = 0
@@ -79,6 +88,18 @@ class RollWatch:
     def replaced(self) -> dict[str, int]:
         """How many times each pod was replaced."""
         return {n: len(self.uids.get(n, [])) - 1 for n in self.names}
+
+
+def operator_gauges() -> tuple[float | None, float | None]:
+    """The leading operator's gregor_operator_rolls_in_progress and its
+    gregor_operator_brokers_ready of the cluster events."""
+    holder = lease_holder()
+    if not holder:
+        return None, None
+    text = kube.operator_metrics(holder)
+    return (kube.metric(text, "gregor_operator_rolls_in_progress"),
+            kube.metric(text, "gregor_operator_brokers_ready",
+                        {"namespace": KAFKA_NS, "cluster": "events"}))
 
 
 def record_load(figures: dict, verdict: dict) -> None:
@@ -165,9 +186,14 @@ def roll_under_load(figures: dict, name: str, change: dict) -> RollWatch:
     load = g.Load(name, "orders", BOOTSTRAP).start()
     load.wait_acked(1000, timeout=180)
     leader = g.quorum_leader()
-    watch = RollWatch(EVENTS_PODS)
+    watch = RollWatch(EVENTS_PODS, metrics=True)
     kube.patch("kafkacluster", "events", change)
     figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
+    # The operator's own gauges followed the roll: one in progress, brokers down one at a
+    # time, and back to none and three once it is over.
+    assert watch.max_rolls == 1 and watch.min_ready == 2, (watch.max_rolls, watch.min_ready)
+    assert wait_for("the operator's gauges to settle",
+                    lambda: operator_gauges() == (0, 3), 60)
     load.wait_acked(500)
     verdict = load.stop()
     record_load(figures, verdict)
@@ -321,7 +347,7 @@ def test_s5c_operator_killed_mid_roll(figures):
     taker = wait_for("another operator replica to take the lease",
                      lambda: (h := lease_holder()) and h != holder and h, 120)
     figures["lease_takeover_s"] = round(time.monotonic() - killed, 1)
-    figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
+    figures["roll_s"] = watch.until("the roll to finish", healthy(), 900)
     load.wait_acked(500)
     verdict = load.stop()
     record_load(figures, verdict)
