@@ -283,9 +283,13 @@ def test_s5a_force_deleted_leader(figures):
     load.wait_acked(1000, timeout=180)
     leader = g.partitions("orders")[0]["leader"]
     pod = f"events-{leader}"
+    old = kube.get("pod", pod)["metadata"]["uid"]
     start = time.monotonic()
     g.kill9(pod)
     kube.kubectl("delete", "pod", pod, "-n", KAFKA_NS, "--grace-period=0", "--force")
+    # The pod itself first: the cluster's status and the ISRs take a moment to notice.
+    wait_for(f"a new {pod} Ready", lambda: (p := kube.get("pod", pod)) and
+             p["metadata"]["uid"] != old and kube.pod_ready(p), 600)
     wait_for(f"{pod} back, no under-replicated partition", healthy(), 600)
     figures["recovered_s"] = round(time.monotonic() - start)
     load.wait_acked(500)
@@ -369,9 +373,13 @@ def test_s6a_every_pod_deleted_at_once(figures):
     before = uids()
     start = time.monotonic()
     kube.kubectl("delete", "pod", "-n", KAFKA_NS, "-l", BROKERS, "--wait=false")
-    wait_for("every broker replaced and the cluster Ready",
-             lambda: (u := uids()) and all(u.get(n) not in (None, before[n]) for n in before)
-             and kube.cluster_ready("events", 3), 600)
+    def replaced_and_ready():
+        now = {p["metadata"]["name"]: p for p in kube.pods(BROKERS)}
+        return all(n in now and now[n]["metadata"]["uid"] != before[n]
+                   and kube.pod_ready(now[n]) for n in before)
+
+    wait_for("every broker pod replaced and Ready", replaced_and_ready, 600)
+    wait_for("the cluster Ready", lambda: kube.cluster_ready("events", 3), 300)
     figures["all_back_s"] = round(time.monotonic() - start)
     assert g.end_offsets("orders") == offsets
     assert g.describe_cluster()["cluster_id"] == cluster_id
