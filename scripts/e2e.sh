@@ -59,11 +59,11 @@ py="${GREGOR_PYTHON:-$HOME/.cache/gregor/venv/bin/python}"
 
 # --- Docker -------------------------------------------------------------------------------------
 if [[ "$(scripts/e2e/dockerd.sh)" == started ]]; then
-  touch "$state/dockerd-started"
+  touch "$E2E_DOCKERD_MARK"
 fi
 stop_docker() {
-  if [[ -f "$state/dockerd-started" ]]; then
-    rm -f "$state/dockerd-started"
+  if [[ -f "$E2E_DOCKERD_MARK" ]]; then
+    rm -f "$E2E_DOCKERD_MARK"
     scripts/e2e/dockerd.sh --stop
   fi
 }
@@ -111,13 +111,7 @@ if [[ $down == 1 ]]; then
   exit 0
 fi
 
-if [[ $mode == auto ]]; then
-  mode=stock
-  if docker image inspect "gregor-kind-node:$KUBE_VERSION" >/dev/null 2>&1 ||
-    [[ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ || true)" == 000 ]]; then
-    mode=local
-  fi
-fi
+[[ $mode == auto ]] && mode="$(e2e_mode)"
 say "mode: $mode (Kubernetes $KUBE_VERSION, kind $KIND_VERSION, helm $HELM_VERSION)"
 
 if [[ $mode == local ]]; then
@@ -136,21 +130,14 @@ export PATH="$tools:$PATH"
 export KUBECONFIG="$kubeconfig"
 
 # --- images -------------------------------------------------------------------------------------
-version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
-image="gregor:$version"
-# The upgrade scenario's "new version": the same binaries as a distinct image.
-next_image="gregor:$version-next"
-say "scripts/docker-build.sh: $image"
-if [[ $mode == local ]]; then
-  IMAGE="$image" scripts/docker-build.sh --no-smoke >&2
-  node_image="$(scripts/e2e/node-image.sh)"
-  client_image="$(scripts/e2e/client-image.sh)"
-else
-  IMAGE="$image" scripts/docker-build.sh --no-smoke --stock >&2
-  node_image=""
-  client_image="$(BASE=python:3.11-slim-bookworm scripts/e2e/client-image.sh)"
-fi
-printf 'FROM %s\nLABEL dev.gregor.e2e="next"\n' "$image" | DOCKER_BUILDKIT=0 docker build -q -t "$next_image" - >/dev/null
+say "scripts/e2e/prepare.sh $mode (the images; waits for a run already under way)"
+scripts/e2e/prepare.sh "$mode"
+version="$e2e_version"
+image="$E2E_IMAGE"
+next_image="$E2E_NEXT_IMAGE"
+client_image="$E2E_CLIENT_IMAGE"
+node_image=""
+[[ $mode == local ]] && node_image="$E2E_NODE_IMAGE"
 
 # --- the kind cluster ---------------------------------------------------------------------------
 config="$state/kind.yaml"

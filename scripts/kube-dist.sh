@@ -23,6 +23,10 @@ bin="$dir/bin"
 commands=(kube-apiserver kubelet kubeadm kubectl kube-controller-manager kube-scheduler kube-proxy)
 log() { echo "kube-dist: $*" >&2; }
 mkdir -p "$bin"
+# One build at a time: .ci/run's own call and the node image's (scripts/e2e/prepare.sh, in the
+# background) may come together; the second waits and finds the binaries built.
+exec 9>"$dir/.lock"
+flock 9
 
 if ! command -v etcd >/dev/null && [[ ! -x /usr/bin/etcd ]]; then
   log "installing etcd-server (Debian)"

@@ -60,6 +60,17 @@ if [[ $e2e_only == 0 ]]; then
   scripts/helm-check.sh
 fi
 
+if [[ -n "${GREGOR_E2E_PREPARE_RC:-}" ]]; then
+  # .ci/run builds the kind suite's images in the background; nothing may compete with the
+  # timed tests from here on.
+  step "waiting for scripts/e2e/prepare.sh (the kind suite's images, built in the background)"
+  while [[ ! -s "$GREGOR_E2E_PREPARE_RC" ]]; do sleep 2; done
+  if [[ "$(cat "$GREGOR_E2E_PREPARE_RC")" != 0 ]]; then
+    echo "prepare.sh failed (scripts/e2e.sh retries it); its log ends:"
+    tail -n 20 "${GREGOR_E2E_PREPARE_LOG:-/dev/null}"
+  fi
+fi
+
 step "pytest tests/python"
 export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"
 # shellcheck disable=SC2086

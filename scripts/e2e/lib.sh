@@ -58,3 +58,24 @@ go_module_dir() {
   (cd "$e2e_cache" && GOFLAGS=-mod=mod go mod download -json "$1" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
 }
+
+# e2e_mode: "local" where Docker Hub cannot be reached or the local node image was built
+# before, "stock" otherwise (see scripts/e2e.sh).
+e2e_mode() {
+  if docker image inspect "gregor-kind-node:$KUBE_VERSION" >/dev/null 2>&1 ||
+    [[ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ || true)" == 000 ]]; then
+    echo local
+  else
+    echo stock
+  fi
+}
+
+# Images of the suite, by name.
+e2e_version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null)"
+E2E_IMAGE="gregor:$e2e_version"
+# The upgrade scenario's "new version": the same binaries as a distinct image.
+E2E_NEXT_IMAGE="gregor:$e2e_version-next"
+E2E_CLIENT_IMAGE="gregor-e2e-client:local"
+E2E_NODE_IMAGE="gregor-kind-node:$KUBE_VERSION"
+# Written when a script of the suite started dockerd, so the run's end stops it again.
+E2E_DOCKERD_MARK="$e2e_cache/dockerd-started"
