@@ -206,4 +206,16 @@ say "pytest tests/e2e"
 rc=0
 "$py" -m pytest tests/e2e "${pytest_args[@]}" || rc=$?
 say "done in $(( $(date +%s) - t0 ))s (pytest exit $rc)"
+if [[ $keep == 1 ]]; then
+  cat >&2 <<EOF
+
+The kind cluster '$cluster' is left running (the clean-up scenario, when it ran, removed what
+the others made, the operator included):
+
+  export KUBECONFIG=$kubeconfig PATH=$tools:\$PATH
+  kubectl get nodes,pods -A
+
+Tear it down with: scripts/e2e.sh --down
+EOF
+fi
 exit "$rc"
