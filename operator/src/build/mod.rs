@@ -86,6 +86,25 @@ mod tests {
         validate(&c, ID, "gregor:0.1.0").unwrap()
     }
 
+    /// A NodePort external listener on 9094 with these `advertised` addresses and node ports.
+    fn node_port_listener(
+        advertised: &[(&str, &str)],
+        node_ports: &[(&str, i32)],
+    ) -> Option<crate::crd::cluster::ExternalListener> {
+        Some(crate::crd::cluster::ExternalListener {
+            kind: crate::crd::cluster::ExternalType::NodePort,
+            port: 9094,
+            advertised: advertised
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            node_ports: node_ports
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        })
+    }
+
     fn three_combined() -> ValidatedCluster {
         let mut spec = KafkaClusterSpec {
             replicas: 3,
@@ -128,17 +147,11 @@ mod tests {
     fn a_node_port_broker_advertises_its_node_address_which_the_broker_resolves() {
         use std::collections::BTreeMap;
 
-        use crate::crd::cluster::{ExternalListener, ExternalType};
         let mut spec = KafkaClusterSpec {
             replicas: 2,
             ..Default::default()
         };
-        spec.listeners.external = Some(ExternalListener {
-            kind: ExternalType::NodePort,
-            port: 9094,
-            advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
-            node_ports: BTreeMap::new(),
-        });
+        spec.listeners.external = node_port_listener(&[("0", "kafka-0.example.com:31000")], &[]);
         // The user's own provider stays, with the operator's env provider added.
         spec.config.insert("config.providers".into(), "file".into());
         spec.config.insert(
@@ -192,19 +205,11 @@ mod tests {
 
     #[test]
     fn a_broker_with_a_node_port_in_the_spec_gets_its_service_on_it_and_the_others_any() {
-        use std::collections::BTreeMap;
-
-        use crate::crd::cluster::{ExternalListener, ExternalType};
         let mut spec = KafkaClusterSpec {
             replicas: 3,
             ..Default::default()
         };
-        spec.listeners.external = Some(ExternalListener {
-            kind: ExternalType::NodePort,
-            port: 9094,
-            advertised: BTreeMap::new(),
-            node_ports: BTreeMap::from([("0".into(), 31090), ("2".into(), 31092)]),
-        });
+        spec.listeners.external = node_port_listener(&[], &[("0", 31090), ("2", 31092)]);
         let objects = super::cluster(&validated(spec));
         let node_ports: Vec<Option<i32>> = objects
             .external
@@ -400,7 +405,6 @@ mod tests {
     fn a_node_port_broker_with_rack_lists_each_provider_once_and_resolves_both() {
         use std::collections::BTreeMap;
 
-        use crate::crd::cluster::{ExternalListener, ExternalType};
         let mut spec = KafkaClusterSpec {
             replicas: 1,
             rack: Some(Rack {
@@ -408,12 +412,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        spec.listeners.external = Some(ExternalListener {
-            kind: ExternalType::NodePort,
-            port: 9094,
-            advertised: BTreeMap::new(),
-            node_ports: BTreeMap::new(),
-        });
+        spec.listeners.external = node_port_listener(&[], &[]);
         // The user's own providers, one of which the operator also needs.
         spec.config
             .insert("config.providers".into(), "file, env".into());
