@@ -90,21 +90,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- tools: kind, helm, kubectl -----------------------------------------------------------------
-go_tool() { # go_tool NAME PACKAGE VERSION: NAME from PATH if it is VERSION, else built once
-  if command -v "$1" >/dev/null && [[ "$("$1" version 2>/dev/null)" == *"$3"* ]]; then
-    command -v "$1"
-    return
-  fi
-  local dir="$HOME/.cache/gregor/bin/$1-$3"
-  if [[ ! -x "$dir/$1" ]]; then
-    command -v go >/dev/null || e2e_fail "neither $1 nor go found"
-    say "go install $2@$3 (once; into $dir)"
-    GOBIN="$dir" go install "$2@$3" >&2
-  fi
-  echo "$dir/$1"
-}
-kind="$(go_tool kind sigs.k8s.io/kind "$KIND_VERSION")"
-helm="$(go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION")"
+kind="$(scripts/go-tool.sh kind sigs.k8s.io/kind "$KIND_VERSION")"
+helm="$(scripts/go-tool.sh helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION")"
 
 if [[ $down == 1 ]]; then
   "$kind" delete cluster --name "$cluster" >&2 || true
@@ -114,9 +101,8 @@ fi
 [[ $mode == auto ]] && mode="$(e2e_mode)"
 say "mode: $mode (Kubernetes $KUBE_VERSION, kind $KIND_VERSION, helm $HELM_VERSION)"
 
-if [[ $mode == local ]]; then
-  kubectl="$(scripts/kube-dist.sh)/kubectl"
-elif command -v kubectl >/dev/null; then
+# kubectl: the user's own on the stock path, else the one built with the cluster's Kubernetes.
+if [[ $mode == stock ]] && command -v kubectl >/dev/null; then
   kubectl="$(command -v kubectl)"
 else
   kubectl="$(scripts/kube-dist.sh)/kubectl"

@@ -17,7 +17,7 @@
 #      `gregor dev` broker reached through --bootstrap-override, Ready) and deletion (topic
 #      deleted, finalizer removed), so the KafkaTopic controller's calls are checked too.
 #
-# helm: from PATH, else built once with `go install` into ~/.cache/gregor/bin (HELM_VERSION).
+# helm: HELM_VERSION from PATH, else built once with `go install` (scripts/go-tool.sh).
 # Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
 #      GREGOR_BIN (default: $CARGO_TARGET_DIR/release/gregor, built when missing),
 #      CARGO_TARGET_DIR, HELM_VERSION (default v3.22.0), GREGOR_CACHE (default ~/.cache/gregor).
@@ -36,16 +36,7 @@ say() { echo "==> [helm-check $(( $(date +%s) - t0 ))s] $*"; }
 fail() { echo "helm-check: FAILED: $*" >&2; exit 1; }
 
 # --- helm ---------------------------------------------------------------------------------
-if command -v helm >/dev/null; then
-  helm=helm
-else
-  helm="$cache/bin/helm-$helm_version/helm"
-  if [[ ! -x "$helm" ]]; then
-    command -v go >/dev/null || fail "neither helm nor go found"
-    say "go install helm.sh/helm/v3/cmd/helm@$helm_version (once; into ${helm%/helm})"
-    GOBIN="${helm%/helm}" go install "helm.sh/helm/v3/cmd/helm@$helm_version"
-  fi
-fi
+helm="$(scripts/go-tool.sh helm helm.sh/helm/v3/cmd/helm "$helm_version")"
 
 # --- python with PyYAML, for reading what helm renders ------------------------------------
 py=python3

@@ -97,12 +97,9 @@ if [[ ! -x "$pause_bin" ]]; then
 fi
 
 # --- 2. the images a node runs ----------------------------------------------------------------
-# build_image TAG DIR: docker build of DIR's Dockerfile, tagged TAG (and any further tags).
+# build_image TAG DIR: docker build of DIR's Dockerfile, tagged TAG.
 build_image() {
-  local dir="$2" tag
-  docker build -q -t "$1" "$dir" >/dev/null
-  shift 2
-  for tag in "$@"; do docker tag "$1" "$tag"; done
+  docker build -q -t "$1" "$2" >/dev/null
 }
 # scratch_image TAG BINARY PATH [ENTRYPOINT]: FROM scratch with BINARY at PATH.
 scratch_image() {
