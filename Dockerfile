@@ -18,10 +18,11 @@ FROM ${BUILDER} AS build
 WORKDIR /build
 ENV CARGO_TERM_COLOR=never
 
-# Dependencies first, in a layer of their own: editing Gregor's sources rebuilds only its two
+# Dependencies first, in a layer of their own: editing Gregor's sources rebuilds only its three
 # crates. The stubs stand in for the sources so that cargo compiles every dependency here.
 COPY Cargo.toml Cargo.lock ./
 COPY vendor vendor
+COPY client/Cargo.toml client/
 COPY broker/Cargo.toml broker/
 COPY operator/Cargo.toml operator/
 RUN set -eu; \
@@ -31,20 +32,21 @@ RUN set -eu; \
             '[source.vendored]' 'directory = "vendor/crates-io"' \
             '[net]' 'offline = true' > .cargo/config.toml; \
     fi; \
-    mkdir -p broker/src operator/src/bin; \
+    mkdir -p client/src broker/src operator/src/bin; \
     for f in broker/src/main.rs operator/src/main.rs operator/src/bin/crdgen.rs; do \
         echo 'fn main() {}' > "$f"; \
     done; \
-    touch broker/src/lib.rs operator/src/lib.rs; \
+    touch client/src/lib.rs broker/src/lib.rs operator/src/lib.rs; \
     cargo build --profile dist --locked --bin gregor --bin gregor-operator; \
-    rm -rf broker/src operator/src
+    rm -rf client/src broker/src operator/src
 
+COPY client/src client/src
 COPY broker/src broker/src
 COPY operator/src operator/src
 # The copies keep the context's modification times, which may be older than the stubs' build:
 # touch them so cargo rebuilds Gregor's crates from the real sources.
 RUN set -eu; \
-    find broker/src operator/src -type f -exec touch {} +; \
+    find client/src broker/src operator/src -type f -exec touch {} +; \
     cargo build --profile dist --locked --bin gregor --bin gregor-operator
 
 # The final root, assembled in /out: the binaries (built with the `dist` profile of Cargo.toml:

@@ -2,7 +2,7 @@
 //!
 //! Map of the crate, top-down (dependencies point down):
 //! - [`node`]: a running node — storage check, listeners, background tasks, shutdown.
-//! - [`tools`]: Kafka-familiar CLI tools, clients of any broker, built on [`client`].
+//! - [`tools`]: Kafka-familiar CLI tools, clients of any broker, built on the `gregor-client` crate.
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
@@ -15,7 +15,6 @@
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
 //! - `durable`: replacing a small file atomically and durably (checkpoints, Raft state).
 
-pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod controller;

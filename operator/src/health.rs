@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gregor::client::{ClientError, Cluster};
+use gregor_client::{ClientError, Cluster};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeQuorumRequest, TopicName};

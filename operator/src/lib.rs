@@ -6,7 +6,6 @@
 //!   client.
 //! - [`build`]: pure functions from a validated cluster to the objects that run it.
 //! - [`health`]: what a running cluster says about its ISRs and quorum, for the roll.
-//! - [`kafka`]: the Kafka admin requests the topic reconcile sends, with typed errors.
 //! - [`leader`]: leader election over a Lease, so replicas can run side by side.
 //! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
 //! - [`placement`]: where a topic's new partitions go, balanced and rack-aware.
@@ -21,7 +20,6 @@
 pub mod build;
 pub mod crd;
 pub mod health;
-pub mod kafka;
 pub mod leader;
 pub mod metrics;
 pub mod placement;

@@ -20,14 +20,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A broker as placement sees it (what Metadata reports).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broker {
-    /// Node id.
-    pub id: i32,
-    /// `broker.rack`, when set. A broker without one shares no rack with any other.
-    pub rack: Option<String>,
-}
+/// A broker as placement sees it: what Metadata reports. A broker without a rack shares no rack
+/// with any other.
+pub use gregor_client::admin::Broker;
 
 /// Why partitions cannot be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,10 +24,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use gregor_client::admin::Reassignment;
+
 use crate::placement::{Broker, PlacementError};
 
 /// Every topic's replica lists, by partition index, preferred leader first.
-pub type Assignment = BTreeMap<String, Vec<Vec<i32>>>;
+pub use gregor_client::admin::Assignment;
 
 /// A partition whose replicas change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,15 @@ pub struct Move {
 }
 
 impl Move {
+    /// The reassignment that makes this move, as the admin API sends it.
+    pub fn target(&self) -> Reassignment<'_> {
+        Reassignment {
+            topic: &self.topic,
+            partition: self.partition,
+            replicas: &self.to,
+        }
+    }
+
     /// Replicas that land on a broker that did not hold them (a reorder moves none).
     pub fn replicas_moved(&self) -> usize {
         self.to.iter().filter(|b| !self.from.contains(b)).count()

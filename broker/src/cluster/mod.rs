@@ -122,17 +122,7 @@ impl From<LogError> for AdminError {
     }
 }
 
-/// An error and its sources, one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use gregor_client::error_chain;
 
 /// One partition of a topic, led by this node.
 #[derive(Debug)]
@@ -800,7 +790,8 @@ impl Cluster {
 
     /// Creates a topic (blocking). `validate_only` checks without creating.
     pub fn create_topic(&self, t: NewTopic, validate_only: bool) -> Result<Arc<Topic>, AdminError> {
-        topic_config::validate_topic_name(&t.name).map_err(AdminError::InvalidTopic)?;
+        gregor_client::names::validate_topic_name(&t.name)
+            .map_err(|e| AdminError::InvalidTopic(e.to_string()))?;
         let (assignment, replication_factor) = match &t.assignments {
             Some(a) => {
                 if a.len() > 100_000 {

@@ -1,36 +1,12 @@
-//! Topic names and topic-level configs: validation with Kafka's rules and resolution of a
-//! partition's [`LogConfig`] from broker defaults plus topic overrides.
+//! Topic-level configs: validation with Kafka's rules and resolution of a partition's
+//! [`LogConfig`] from broker defaults plus topic overrides. (Topic names are checked by
+//! [`gregor_client::names::validate_topic_name`].)
 
 use std::collections::BTreeMap;
 
 use crate::config::dynamic::{Layers, Source, Synonym};
 use crate::config::{parse_cleanup_policy, Config};
 use crate::log::LogConfig;
-
-/// Why a topic name is not legal (INVALID_TOPIC_EXCEPTION).
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name {name:?} is not allowed"));
-    }
-    if name.len() > 249 {
-        return Err(format!(
-            "topic name is {} characters long; the limit is 249",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
-        ));
-    }
-    Ok(())
-}
 
 /// Topic config keys Gregor accepts, with the broker key their default comes from.
 pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
@@ -248,17 +224,6 @@ fn default_value(broker: &Config, key: &str, broker_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_topic_name("orders.v1_x-y").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("..").is_err());
-        assert!(validate_topic_name("bad name").is_err());
-        assert!(validate_topic_name("ümlaut").is_err());
-        assert!(validate_topic_name(&"a".repeat(250)).is_err());
-        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
-    }
 
     #[test]
     fn a_topics_unclean_election_override_wins_over_the_broker_default() {

@@ -6,6 +6,7 @@
 //! Scheduling (which partitions, when) belongs to [`super::manager`].
 
 use bytes::Bytes;
+use gregor_client::{Client, ClientError};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -14,7 +15,6 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochReque
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::client::{Client, ClientError};
 use crate::log::{LogError, PartitionLog};
 
 /// Fetch versions this fetcher builds (v13+ address topics by id).

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gregor_client::Client;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -16,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fetcher::{self, EpochQuery, FetchTarget, Fetched, Limits};
-use crate::client::Client;
 use crate::cluster::metadata::MetadataRecord;
 use crate::cluster::{error_chain, now_ms, Cluster, Partition};
 use crate::config::ReplicationConfig;
@@ -244,7 +244,7 @@ impl ReplicaManager {
         client: &mut Client,
         fetcher: &Fetcher,
         parts: &[(Key, Followed)],
-    ) -> Result<(), crate::client::ClientError> {
+    ) -> Result<(), gregor_client::ClientError> {
         let queries: Vec<EpochQuery> = parts
             .iter()
             .map(|((topic, partition), f)| EpochQuery {
@@ -307,7 +307,7 @@ impl ReplicaManager {
         fetcher: &Fetcher,
         parts: &[(Key, Followed)],
         limits: Limits,
-    ) -> Result<(), crate::client::ClientError> {
+    ) -> Result<(), gregor_client::ClientError> {
         let targets: Vec<FetchTarget> = parts
             .iter()
             .map(|((topic, partition), f)| FetchTarget {
@@ -413,9 +413,9 @@ impl ReplicaManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fake_broker::{accept_and_negotiate, read_request};
     use crate::cluster::image::MetadataImage;
     use crate::config::{parse_properties, Config};
+    use gregor_client::fake_broker::{accept_and_negotiate, read_request};
 
     /// Node 1 following `r`-0, which broker 2 at `leader` leads.
     fn follower(dir: &std::path::Path, leader: std::net::SocketAddr) -> Arc<Cluster> {

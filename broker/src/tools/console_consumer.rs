@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use gregor_client::Cluster;
 use kafka_protocol::records::TimestampType;
 
 use super::fetcher::{self, ConsumedRecord, Layout, Tp, EARLIEST, LATEST};
 use super::group::GroupMember;
 use super::{parse_bool, parse_key_values, unescape, ToolError};
-use crate::client::Cluster;
 
 /// How long one fetch may wait on the broker; short enough for timely heartbeats.
 const FETCH_MAX_WAIT_MS: i32 = 500;

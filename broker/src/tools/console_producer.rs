@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use gregor_client::requests::topic_name;
+use gregor_client::Cluster;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
@@ -16,10 +18,9 @@ use kafka_protocol::records::{
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::fetcher::{topic_name, Layout};
+use super::fetcher::Layout;
 use super::partitioner::{partition_for_key, Sticky};
 use super::{parse_bool, parse_key_values, unescape, ToolError};
-use crate::client::Cluster;
 
 /// Produce v13 addresses topics by id; this client sends names.
 const PRODUCE_MAX_VERSION: i16 = 12;
@@ -253,7 +254,7 @@ fn split_nonempty<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
 /// Runs the tool.
 pub async fn run(args: Args) -> Result<(), super::ToolError> {
     let settings = Settings::from_args(&args)?;
-    super::validate_topic_name(&args.topic)?;
+    gregor_client::names::validate_topic_name(&args.topic)?;
     let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
     let mut producer = Producer::new(&mut cluster, &args, settings.clone()).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -447,7 +448,7 @@ impl Producer {
                 Ok(c) => c,
                 Err(e) => {
                     cluster.forget(leader);
-                    retry = Some(crate::client::connection::error_chain(&e));
+                    retry = Some(gregor_client::error_chain(&e));
                     continue;
                 }
             };

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use gregor_client::{Cluster, CoordinatorType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
@@ -16,7 +17,6 @@ use super::fetcher::{list_offsets, Layout, Tp, LATEST};
 use super::group::committed_offsets;
 use super::reset_offsets::{reset, ResetPlan, ResetTo};
 use super::ToolError;
-use crate::client::{Cluster, CoordinatorType};
 
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest};
 use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 
+use gregor_client::requests::topic_name;
+use gregor_client::Cluster;
+
 use super::ToolError;
-use crate::client::Cluster;
 
 /// A topic and partition.
 pub type Tp = (String, i32);
@@ -363,11 +364,6 @@ fn bad_batch(tp: &Tp, base_offset: i64, reason: &str) -> ToolError {
         "cannot decode the record batch at offset {base_offset} of {}-{}: {reason}",
         tp.0, tp.1
     ))
-}
-
-/// A topic name for a request.
-pub fn topic_name(t: &str) -> TopicName {
-    TopicName(StrBytes::from_string(t.to_owned()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use gregor_client::requests::topic_name;
+use gregor_client::{Cluster, CoordinatorType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -23,9 +25,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::consumer_protocol::{self, Assignment, ASSIGNORS};
-use super::fetcher::{topic_name, Layout, Tp};
+use super::fetcher::{Layout, Tp};
 use super::ToolError;
-use crate::client::{Cluster, CoordinatorType};
 
 /// Java's consumer defaults.
 const SESSION_TIMEOUT_MS: i32 = 45_000;

@@ -3,13 +3,13 @@
 //! each voter's and observer's replication progress (`--replication`), from DescribeQuorum, in
 //! Kafka's layout.
 
+use gregor_client::Cluster;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::describe_quorum_response::{self, ReplicaState};
 use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::ToolError;
-use crate::client::Cluster;
 
 /// The metadata log's name in DescribeQuorum.
 const METADATA_TOPIC: &str = "__cluster_metadata";

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gregor_client::{Cluster, CoordinatorType};
 use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
 use kafka_protocol::protocol::StrBytes;
 
 use super::fetcher::{list_offsets, Layout, Tp, EARLIEST, LATEST};
 use super::group::{commit_offsets, committed_offsets};
 use super::ToolError;
-use crate::client::{Cluster, CoordinatorType};
 
 /// Where to move each offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

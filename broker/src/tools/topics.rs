@@ -3,28 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
+use gregor_client::names::{topic_id_string, validate_topic_name};
+use gregor_client::requests::{self, Layout, RESOURCE_TOPIC, SOURCE_DEFAULT};
+use gregor_client::Cluster;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 
-use super::fetcher::topic_name;
-use super::{parse_key_values, validate_topic_name, ToolError};
-use crate::client::Cluster;
-
-/// How long the broker may take over a create, delete or alter.
-const ADMIN_TIMEOUT_MS: i32 = 30_000;
-/// DescribeConfigs resource type of a topic.
-const RESOURCE_TOPIC: i8 = 2;
-/// DescribeConfigs config source of a built-in default; Kafka's describe shows every other.
-const SOURCE_DEFAULT: i8 = 5;
+use super::{parse_key_values, ToolError};
 
 /// Command-line arguments, Kafka's flags.
 #[derive(Debug, clap::Args)]
@@ -194,23 +180,11 @@ async fn create(
                 .into(),
         ));
     }
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(&name))
-        .with_num_partitions(args.partitions.unwrap_or(-1))
-        .with_replication_factor(args.replication_factor.unwrap_or(-1))
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.clone()))
-                        .with_value(Some(StrBytes::from_string(v.clone())))
-                })
-                .collect(),
-        );
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![topic])
-        .with_timeout_ms(ADMIN_TIMEOUT_MS);
+    let layout = Layout::Counts {
+        partitions: args.partitions.unwrap_or(-1),
+        replication_factor: args.replication_factor.unwrap_or(-1),
+    };
+    let req = requests::create_topic(&name, layout, configs.iter().map(|(k, v)| (k, v)));
     let resp = client.send_at(req, version).await?;
     for t in resp.topics {
         if t.error_code == ResponseError::TopicAlreadyExists.code() {
@@ -293,17 +267,7 @@ async fn topic_overrides(
     let Ok(version) = client.version::<DescribeConfigsRequest>(None) else {
         return Ok(out);
     };
-    let req = DescribeConfigsRequest::default().with_resources(
-        names
-            .iter()
-            .map(|n| {
-                DescribeConfigsResource::default()
-                    .with_resource_type(RESOURCE_TOPIC)
-                    .with_resource_name(StrBytes::from_string(n.clone()))
-                    .with_configuration_keys(None)
-            })
-            .collect(),
-    );
+    let req = requests::describe_configs(RESOURCE_TOPIC, names.iter().map(String::as_str));
     let resp = client.send_at(req, version).await?;
     for r in resp.results {
         ToolError::check(r.error_code, r.error_message.as_ref(), || {
@@ -378,22 +342,13 @@ pub fn format_description(t: &MetadataResponseTopic, configs: &[(String, String)
     out
 }
 
-/// Kafka's text form of a topic id: the 16 bytes in URL-safe base64 without padding.
-pub fn topic_id_string(id: &uuid::Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
 async fn delete(cluster: &mut Cluster, args: &Args) -> Result<(), ToolError> {
     let name = args.topic.clone().unwrap_or_default();
     let client = cluster.any();
     let version = client.version::<DeleteTopicsRequest>(None)?;
-    let mut req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
-    if version >= 6 {
-        req.topics = vec![DeleteTopicState::default().with_name(Some(topic_name(&name)))];
-    } else {
-        req.topic_names = vec![topic_name(&name)];
-    }
-    let resp = client.send_at(req, version).await?;
+    let resp = client
+        .send_at(requests::delete_topic(&name, version), version)
+        .await?;
     for r in resp.responses {
         if r.error_code == ResponseError::UnknownTopicOrPartition.code() {
             if args.if_exists {
@@ -413,12 +368,7 @@ async fn delete(cluster: &mut Cluster, args: &Args) -> Result<(), ToolError> {
 async fn alter(cluster: &mut Cluster, args: &Args) -> Result<(), ToolError> {
     let name = args.topic.clone().unwrap_or_default();
     let count = args.partitions.unwrap_or_default();
-    let req = CreatePartitionsRequest::default()
-        .with_topics(vec![CreatePartitionsTopic::default()
-            .with_name(topic_name(&name))
-            .with_count(count)
-            .with_assignments(None)])
-        .with_timeout_ms(ADMIN_TIMEOUT_MS);
+    let req = requests::create_partitions(&name, count, None);
     let resp = cluster.any().send(req).await?;
     for r in resp.results {
         if r.error_code == ResponseError::UnknownTopicOrPartition.code() {
@@ -443,6 +393,7 @@ mod tests {
     use clap::Parser;
     use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
     use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -519,15 +470,5 @@ mod tests {
              \tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1\n\
              \tTopic: orders\tPartition: 1\tLeader: none\tReplicas: 1,2\tIsr: 1\n"
         );
-    }
-
-    #[test]
-    fn topic_ids_print_as_22_character_base64url() {
-        let id = uuid::Uuid::from_bytes([0xfb; 16]);
-        let s = topic_id_string(&id);
-        assert_eq!(s.len(), 22);
-        assert!(s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

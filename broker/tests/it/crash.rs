@@ -107,7 +107,7 @@ fn a_replica_fetcher_copies_the_leaders_log_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = gregor::log::PartitionLog::open(dir.path(), Default::default()).expect("open");
     rt.block_on(async {
-        let mut client = gregor::client::Client::connect(&b.addr.to_string())
+        let mut client = gregor_client::Client::connect(&b.addr.to_string())
             .await
             .expect("connect");
         let refused =

@@ -1,5 +1,5 @@
 //! Dynamic broker configs: the keys of `spec.config` that brokers apply at runtime
-//! ([`gregor::config::DYNAMIC_BROKER_KEYS`], e.g. `log.retention.ms`, `min.insync.replicas`)
+//! ([`gregor_client::broker_configs::DYNAMIC_BROKER_KEYS`], e.g. `log.retention.ms`, `min.insync.replicas`)
 //! are not written into `server.properties`. The operator sets them as cluster-wide dynamic
 //! broker configs (IncrementalAlterConfigs on the broker resource `""`, as `kafka-configs
 //! --entity-type brokers --entity-default` does), so editing one changes the running brokers
@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::{Admin, ConfigChange, KafkaError};
+use gregor_client::admin::{Admin, AdminError, ConfigChange};
+
 use crate::validate::ValidatedCluster;
 
 /// Whether the operator applies `key` dynamically rather than through `server.properties`.
 pub fn is_dynamic(key: &str) -> bool {
-    gregor::config::is_dynamic_broker_key(key)
+    gregor_client::broker_configs::is_dynamic_broker_key(key)
 }
 
 /// The cluster-wide dynamic configs the spec asks for.
@@ -54,7 +55,7 @@ pub fn changes(
 pub async fn sync(
     bootstrap: &str,
     cluster: &ValidatedCluster,
-) -> Result<Vec<ConfigChange>, KafkaError> {
+) -> Result<Vec<ConfigChange>, AdminError> {
     let mut admin = Admin::connect(bootstrap).await?;
     let current = admin.broker_defaults().await?;
     let changes = changes(&desired(cluster), &current);

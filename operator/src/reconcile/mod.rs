@@ -83,7 +83,7 @@ pub enum ReconcileError {
     Kafka(String),
     /// An admin request to the brokers failed in a way worth retrying.
     #[error("Kafka admin API: {0}")]
-    KafkaAdmin(#[from] crate::kafka::KafkaError),
+    KafkaAdmin(#[from] gregor_client::admin::AdminError),
     /// A resource without the metadata a reconcile needs.
     #[error("{0}")]
     Malformed(String),

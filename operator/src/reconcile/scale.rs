@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
+use gregor_client::admin::{Admin, AdminError};
 use kube::runtime::events::EventType;
 
 use super::conditions::Want;
 use crate::crd::cluster::ScalingStatus;
-use crate::kafka::{Admin, KafkaError};
 use crate::rebalance::Move;
 use crate::scale::{self, Action, Need, Sizes, View};
 
@@ -41,7 +41,7 @@ pub struct Outcome {
 }
 
 /// Reads what a step needs to know from the brokers.
-async fn read(admin: &mut Admin) -> Result<View, KafkaError> {
+async fn read(admin: &mut Admin) -> Result<View, AdminError> {
     let (brokers, assignment) = admin.assignment().await?;
     let under_way = admin.reassignments_under_way().await?;
     Ok(View {
@@ -75,7 +75,8 @@ async fn session(bootstrap: &str, sizes: Sizes) -> (i32, Option<View>, Action) {
     let sent = match &decided {
         Action::Reassign(moves) => {
             tracing::info!(partitions = moves.len(), "reassigning partitions");
-            match tokio::time::timeout(KAFKA_TIMEOUT, admin.reassign(moves)).await {
+            let targets: Vec<_> = moves.iter().map(Move::target).collect();
+            match tokio::time::timeout(KAFKA_TIMEOUT, admin.reassign(&targets)).await {
                 Ok(Ok(())) => decided.clone(),
                 Ok(Err(e)) => wait(format!("the reassignments to be accepted ({e})")),
                 Err(_) => wait("the reassignments to be accepted".into()),
@@ -122,7 +123,7 @@ async fn unregister_removed(bootstrap: &str, sizes: Sizes) -> Removed {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        Ok::<_, KafkaError>((done, problems))
+        Ok::<_, AdminError>((done, problems))
     };
     match tokio::time::timeout(KAFKA_TIMEOUT, work).await {
         Ok(Ok((done, problems))) => (done, (!problems.is_empty()).then(|| problems.join("; "))),

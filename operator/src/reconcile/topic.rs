@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gregor_client::admin::{Admin, AdminError, Topic};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -34,7 +35,6 @@ use super::conditions::{merge, Want};
 use super::{record, Context, ReconcileError};
 use crate::build::objects::FIELD_MANAGER;
 use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
-use crate::kafka::{Admin, KafkaError, Topic};
 
 /// The finalizer that deletes the topic in Kafka before the resource goes.
 pub const FINALIZER: &str = "gregor.dev/topic";
@@ -141,13 +141,13 @@ async fn apply(
 
 /// Why a session with the brokers ended early.
 enum Failure {
-    Kafka(KafkaError),
+    Kafka(AdminError),
     Kube(kube::Error),
     TimedOut,
 }
 
-impl From<KafkaError> for Failure {
-    fn from(e: KafkaError) -> Self {
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
         Failure::Kafka(e)
     }
 }
@@ -200,7 +200,7 @@ fn bootstrap(ctx: &Context, kc: &KafkaCluster) -> Option<String> {
 }
 
 /// Describes the topic and its configs.
-async fn observe(admin: &mut Admin, name: &str) -> Result<Observed, KafkaError> {
+async fn observe(admin: &mut Admin, name: &str) -> Result<Observed, AdminError> {
     let (brokers, topic) = admin.describe(name).await?;
     let config = match &topic {
         Some(_) => admin.topic_configs(name).await?,
@@ -282,7 +282,7 @@ async fn converge(
 }
 
 /// Sends one step.
-async fn execute(admin: &mut Admin, name: &str, step: &Step) -> Result<(), KafkaError> {
+async fn execute(admin: &mut Admin, name: &str, step: &Step) -> Result<(), AdminError> {
     match step {
         Step::Create { assignment, config } => {
             tracing::info!(topic = %name, partitions = assignment.len(), "creating topic");
@@ -382,7 +382,7 @@ async fn cleanup(
         .as_ref()
         .and_then(|s| s.topic_name.clone())
         .unwrap_or_else(|| plan::topic_name(kt));
-    if gregor::tools::validate_topic_name(&name).is_err() {
+    if gregor_client::names::validate_topic_name(&name).is_err() {
         return Ok(Action::await_change());
     }
     let clusters: Api<KafkaCluster> =

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gregor_client::admin::Admin;
 use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
-use gregor_operator::kafka::Admin;
 use gregor_operator::reconcile::cluster::reconcile;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -148,7 +148,7 @@ async fn runtime_keys_are_applied_live_and_only_static_ones_restart_the_pods() {
     Admin::connect(&t.bootstrap)
         .await
         .unwrap()
-        .alter_broker_defaults(&[gregor_operator::kafka::ConfigChange::Set(
+        .alter_broker_defaults(&[gregor_client::admin::ConfigChange::Set(
             "log.segment.bytes".into(),
             "2097152".into(),
         )])

@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gregor_client::admin::Admin;
 use gregor_operator::crd::cluster::Rack;
 use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
-use gregor_operator::kafka::Admin;
 use gregor_operator::placement::Broker;
 use gregor_operator::reconcile::cluster::reconcile;
 use gregor_operator::reconcile::Context;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gregor::client::Cluster;
+use gregor_client::admin::Admin;
+use gregor_client::Cluster;
 use gregor_operator::crd::cluster::ControllerPool;
 use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
-use gregor_operator::kafka::Admin;
 use gregor_operator::reconcile::Context;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;

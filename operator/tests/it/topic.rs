@@ -7,10 +7,10 @@ pub mod brokers;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use gregor::client::Cluster;
+use gregor_client::admin::{Admin, ConfigChange, Topic};
+use gregor_client::Cluster;
 use gregor_operator::crd::topic::MANAGED_ANNOTATION;
 use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec, KafkaTopic, KafkaTopicSpec};
-use gregor_operator::kafka::{Admin, ConfigChange, Topic};
 use gregor_operator::reconcile::topic::{reconcile, CONFIG_KEYS_ANNOTATION, FINALIZER};
 use gregor_operator::reconcile::Context;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

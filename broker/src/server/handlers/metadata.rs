@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gregor_client::names::validate_topic_name;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::*;
@@ -11,7 +12,7 @@ use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
 use crate::cluster::image::BrokerImage;
-use crate::cluster::{topic_config::validate_topic_name, NewTopic, Topic};
+use crate::cluster::{NewTopic, Topic};
 use crate::server::dispatch::{sb, Ctx};
 
 /// The error a partition led by `leader` shows to clients of `listener`, as Kafka answers: none

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gregor_client::admin::{ConfigChange, Topic};
 use kube::ResourceExt;
 
 use crate::crd::topic::MANAGED_ANNOTATION;
 use crate::crd::KafkaTopic;
-use crate::kafka::{ConfigChange, Topic};
 use crate::placement::{self, Broker, PlacementError};
 
 /// Kafka keeps a replication factor in 16 bits.
@@ -44,7 +44,7 @@ pub fn unmanaged(kt: &KafkaTopic) -> bool {
 /// what to fix.
 pub fn desired(kt: &KafkaTopic) -> Result<Desired, String> {
     let name = topic_name(kt);
-    gregor::tools::validate_topic_name(&name).map_err(|e| match &kt.spec.topic_name {
+    gregor_client::names::validate_topic_name(&name).map_err(|e| match &kt.spec.topic_name {
         Some(_) => format!("spec.topicName: {e}"),
         None => format!("{e} (set spec.topicName)"),
     })?;

@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gregor::client::Cluster;
+use gregor_client::Cluster;
 
 use crate::apiserver::{free_port, supervised};
 

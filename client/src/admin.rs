@@ -1,66 +1,70 @@
-//! The Kafka admin API as the reconciles use it, on the broker crate's own client: the
+//! The Kafka admin API as the operator's reconciles use it, on this crate's client: the
 //! brokers and one topic as Metadata describes them, the topic's own config overrides, and
 //! CreateTopics, CreatePartitions, IncrementalAlterConfigs and DeleteTopics with the
 //! operator's replica assignments; for a broker scale step, every topic's assignment and
 //! AlterPartitionReassignments, ListPartitionReassignments and ElectLeaders, then
 //! DescribeCluster (fenced brokers included) and UnregisterBroker for the brokers it removed.
 //!
-//! Every failure is a [`KafkaError`] that says whether trying again later can help
-//! ([`KafkaError::is_transient`]): a broker that is down, a quorum without a leader or a request
+//! Every failure is an [`AdminError`] that says whether trying again later can help
+//! ([`AdminError::is_transient`]): a broker that is down, a quorum without a leader or a request
 //! that timed out are retried by the controller; a refused config is a problem with the spec.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gregor::client::{ClientError, Cluster};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
-use kafka_protocol::messages::create_partitions_request::{
-    CreatePartitionsAssignment, CreatePartitionsTopic,
-};
-use kafka_protocol::messages::create_topics_request::{
-    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
-};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataResponse, TopicName,
-    UnregisterBrokerRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, DeleteTopicsRequest, DescribeClusterRequest,
+    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataResponse, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
-use crate::placement::Broker;
-use crate::rebalance::{Assignment, Move};
+use crate::names::topic_id_string;
+use crate::requests::{
+    self, broker_ids, topic_name, Layout, ADMIN_TIMEOUT_MS, RESOURCE_BROKER, RESOURCE_TOPIC,
+    SOURCE_BROKER_DEFAULT, SOURCE_TOPIC,
+};
+use crate::{ClientError, Cluster};
 
-/// How long the brokers may take over a create, delete or alter.
-const ADMIN_TIMEOUT_MS: i32 = 30_000;
-/// Config resource type of a topic.
-const RESOURCE_TOPIC: i8 = 2;
-/// Config resource type of a broker (name: its id, or empty for the cluster-wide default).
-const RESOURCE_BROKER: i8 = 4;
-/// DescribeConfigs source of a value set on the topic itself (DYNAMIC_TOPIC_CONFIG).
-const SOURCE_TOPIC: i8 = 1;
-/// DescribeConfigs source of a cluster-wide dynamic broker config
-/// (DYNAMIC_DEFAULT_BROKER_CONFIG).
-const SOURCE_BROKER_DEFAULT: i8 = 3;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
-/// The first DeleteTopics version that names topics in `topics` rather than `topic_names`.
-const DELETE_BY_STATE: i16 = 6;
 /// ElectLeaders election type: the first replica leads again (Kafka's PREFERRED).
 const ELECT_PREFERRED: i8 = 0;
 
+/// A broker as Metadata reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// Node id.
+    pub id: i32,
+    /// `broker.rack`, when set. A broker without one shares no rack with any other.
+    pub rack: Option<String>,
+}
+
+/// Every topic's replica lists, by partition index, preferred leader first.
+pub type Assignment = BTreeMap<String, Vec<Vec<i32>>>;
+
+/// A partition and the replicas a reassignment gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reassignment<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Partition index.
+    pub partition: i32,
+    /// Its replicas after the reassignment, preferred leader first.
+    pub replicas: &'a [i32],
+}
+
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaError {
+pub enum AdminError {
     /// No broker could be reached, the connection broke, or an answer did not decode.
     #[error("{what}: {source}")]
     Unreachable {
@@ -91,17 +95,17 @@ pub enum KafkaError {
     },
 }
 
-impl KafkaError {
-    fn client(what: impl Into<String>, source: ClientError) -> KafkaError {
+impl AdminError {
+    fn client(what: impl Into<String>, source: ClientError) -> AdminError {
         let what = what.into();
         match source {
-            ClientError::Kafka { error, .. } => KafkaError::Refused {
+            ClientError::Kafka { error, .. } => AdminError::Refused {
                 what,
                 message: error.to_string(),
                 error,
             },
-            e @ ClientError::UnsupportedApi { .. } => KafkaError::Unsupported { what, source: e },
-            e => KafkaError::Unreachable { what, source: e },
+            e @ ClientError::UnsupportedApi { .. } => AdminError::Unsupported { what, source: e },
+            e => AdminError::Unreachable { what, source: e },
         }
     }
 
@@ -110,10 +114,10 @@ impl KafkaError {
         code: i16,
         message: Option<&StrBytes>,
         what: impl FnOnce() -> String,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         match ResponseError::try_from_code(code) {
             None => Ok(()),
-            Some(error) => Err(KafkaError::Refused {
+            Some(error) => Err(AdminError::Refused {
                 what: what(),
                 message: message
                     .map(|m| m.to_string())
@@ -130,18 +134,18 @@ impl KafkaError {
     /// time by someone else is also worth another look.
     pub fn is_transient(&self) -> bool {
         match self {
-            KafkaError::Unreachable { .. } => true,
-            KafkaError::Refused { error, .. } => {
+            AdminError::Unreachable { .. } => true,
+            AdminError::Refused { error, .. } => {
                 error.is_retriable() || matches!(error, ResponseError::TopicAlreadyExists)
             }
-            KafkaError::Unsupported { .. } => false,
+            AdminError::Unsupported { .. } => false,
         }
     }
 
     /// The Kafka error code, when a broker answered with one.
     pub fn code(&self) -> Option<ResponseError> {
         match self {
-            KafkaError::Refused { error, .. } => Some(*error),
+            AdminError::Refused { error, .. } => Some(*error),
             _ => None,
         }
     }
@@ -182,10 +186,6 @@ pub struct Admin {
     cluster: Cluster,
 }
 
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
 /// The brokers a Metadata response lists, sorted by id.
 fn brokers_of(meta: &MetadataResponse) -> Vec<Broker> {
     let mut brokers: Vec<Broker> = meta
@@ -216,29 +216,25 @@ fn replicas_of(t: &MetadataResponseTopic) -> Vec<Vec<i32>> {
     partitions.into_iter().map(|(_, r)| r).collect()
 }
 
-fn broker_ids(replicas: &[i32]) -> Vec<BrokerId> {
-    replicas.iter().copied().map(BrokerId).collect()
-}
-
 impl Admin {
     /// Sends `req` to the bootstrap broker at the newest version both speak.
     async fn send<R: Request>(
         &mut self,
         req: R,
         what: &(dyn Fn() -> String + Sync),
-    ) -> Result<R::Response, KafkaError> {
+    ) -> Result<R::Response, AdminError> {
         self.cluster
             .any()
             .send(req)
             .await
-            .map_err(|e| KafkaError::client(what(), e))
+            .map_err(|e| AdminError::client(what(), e))
     }
 
     /// Connects to one of the comma-separated `bootstrap` servers.
-    pub async fn connect(bootstrap: &str) -> Result<Admin, KafkaError> {
+    pub async fn connect(bootstrap: &str) -> Result<Admin, AdminError> {
         let cluster = Cluster::connect(bootstrap)
             .await
-            .map_err(|e| KafkaError::client(format!("connecting to {bootstrap}"), e))?;
+            .map_err(|e| AdminError::client(format!("connecting to {bootstrap}"), e))?;
         Ok(Admin { cluster })
     }
 
@@ -246,13 +242,13 @@ impl Admin {
     pub async fn describe(
         &mut self,
         topic: &str,
-    ) -> Result<(Vec<Broker>, Option<Topic>), KafkaError> {
+    ) -> Result<(Vec<Broker>, Option<Topic>), AdminError> {
         let what = || format!("describing topic {topic}");
         let meta = self
             .cluster
             .metadata(Some(&[topic.to_owned()]))
             .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+            .map_err(|e| AdminError::client(what(), e))?;
         let brokers = brokers_of(&meta);
         let Some(t) = meta
             .topics
@@ -264,9 +260,9 @@ impl Admin {
         if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
             return Ok((brokers, None));
         }
-        KafkaError::check(t.error_code, None, what)?;
+        AdminError::check(t.error_code, None, what)?;
         let topic = Topic {
-            id: gregor::tools::topics::topic_id_string(&t.topic_id),
+            id: topic_id_string(&t.topic_id),
             partitions: replicas_of(t),
         };
         Ok((brokers, Some(topic)))
@@ -276,7 +272,7 @@ impl Admin {
     pub async fn topic_configs(
         &mut self,
         topic: &str,
-    ) -> Result<BTreeMap<String, String>, KafkaError> {
+    ) -> Result<BTreeMap<String, String>, AdminError> {
         let what = || format!("describing the configs of topic {topic}");
         self.configs(RESOURCE_TOPIC, topic, SOURCE_TOPIC, &what)
             .await
@@ -284,7 +280,7 @@ impl Admin {
 
     /// The cluster-wide dynamic broker configs (`kafka-configs --entity-type brokers
     /// --entity-default`), by key.
-    pub async fn broker_defaults(&mut self) -> Result<BTreeMap<String, String>, KafkaError> {
+    pub async fn broker_defaults(&mut self) -> Result<BTreeMap<String, String>, AdminError> {
         let what = || "describing the cluster-wide broker configs".to_string();
         self.configs(RESOURCE_BROKER, "", SOURCE_BROKER_DEFAULT, &what)
             .await
@@ -297,17 +293,12 @@ impl Admin {
         name: &str,
         source: i8,
         what: &(dyn Fn() -> String + Sync),
-    ) -> Result<BTreeMap<String, String>, KafkaError> {
-        let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(StrBytes::from_string(name.to_owned()))
-                .with_configuration_keys(None),
-        ]);
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        let req = requests::describe_configs(resource_type, [name]);
         let resp = self.send(req, what).await?;
         let mut out = BTreeMap::new();
         for r in resp.results {
-            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+            AdminError::check(r.error_code, r.error_message.as_ref(), what)?;
             for c in r.configs.iter().filter(|c| c.config_source == source) {
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
                 out.insert(c.name.to_string(), value);
@@ -323,40 +314,12 @@ impl Admin {
         topic: &str,
         assignment: &[Vec<i32>],
         configs: &BTreeMap<String, String>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         let what = || format!("creating topic {topic}");
-        let t = CreatableTopic::default()
-            .with_name(name(topic))
-            // Explicit assignments leave both counts to them.
-            .with_num_partitions(-1)
-            .with_replication_factor(-1)
-            .with_assignments(
-                assignment
-                    .iter()
-                    .enumerate()
-                    .map(|(i, replicas)| {
-                        CreatableReplicaAssignment::default()
-                            .with_partition_index(i as i32)
-                            .with_broker_ids(broker_ids(replicas))
-                    })
-                    .collect(),
-            )
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.clone()))
-                            .with_value(Some(StrBytes::from_string(v.clone())))
-                    })
-                    .collect(),
-            );
-        let req = CreateTopicsRequest::default()
-            .with_topics(vec![t])
-            .with_timeout_ms(ADMIN_TIMEOUT_MS);
+        let req = requests::create_topic(topic, Layout::Assignment(assignment), configs);
         let resp = self.send(req, &what).await?;
         for t in resp.topics {
-            KafkaError::check(t.error_code, t.error_message.as_ref(), what)?;
+            AdminError::check(t.error_code, t.error_message.as_ref(), what)?;
         }
         Ok(())
     }
@@ -367,24 +330,12 @@ impl Admin {
         topic: &str,
         total: i32,
         assignment: &[Vec<i32>],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         let what = || format!("growing topic {topic} to {total} partitions");
-        let req = CreatePartitionsRequest::default()
-            .with_topics(vec![CreatePartitionsTopic::default()
-                .with_name(name(topic))
-                .with_count(total)
-                .with_assignments(Some(
-                    assignment
-                        .iter()
-                        .map(|r| {
-                            CreatePartitionsAssignment::default().with_broker_ids(broker_ids(r))
-                        })
-                        .collect(),
-                ))])
-            .with_timeout_ms(ADMIN_TIMEOUT_MS);
+        let req = requests::create_partitions(topic, total, Some(assignment));
         let resp = self.send(req, &what).await?;
         for r in resp.results {
-            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+            AdminError::check(r.error_code, r.error_message.as_ref(), what)?;
         }
         Ok(())
     }
@@ -394,7 +345,7 @@ impl Admin {
         &mut self,
         topic: &str,
         changes: &[ConfigChange],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         self.alter(RESOURCE_TOPIC, topic, &format!("topic {topic}"), changes)
             .await
     }
@@ -404,7 +355,7 @@ impl Admin {
     pub async fn alter_broker_defaults(
         &mut self,
         changes: &[ConfigChange],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         self.alter(
             RESOURCE_BROKER,
             "",
@@ -421,7 +372,7 @@ impl Admin {
         name: &str,
         label: &str,
         changes: &[ConfigChange],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), AdminError> {
         let what = || {
             let keys: BTreeSet<&str> = changes.iter().map(ConfigChange::key).collect();
             format!(
@@ -450,53 +401,47 @@ impl Admin {
         ]);
         let resp = self.send(req, &what).await?;
         for r in resp.responses {
-            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+            AdminError::check(r.error_code, r.error_message.as_ref(), what)?;
         }
         Ok(())
     }
 
     /// Deletes `topic`; `false` when it did not exist.
-    pub async fn delete_topic(&mut self, topic: &str) -> Result<bool, KafkaError> {
+    pub async fn delete_topic(&mut self, topic: &str) -> Result<bool, AdminError> {
         let what = || format!("deleting topic {topic}");
         let client = self.cluster.any();
         let version = client
             .version::<DeleteTopicsRequest>(None)
-            .map_err(|e| KafkaError::client(what(), e))?;
-        let mut req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
-        if version >= DELETE_BY_STATE {
-            req.topics = vec![DeleteTopicState::default().with_name(Some(name(topic)))];
-        } else {
-            req.topic_names = vec![name(topic)];
-        }
+            .map_err(|e| AdminError::client(what(), e))?;
         let resp = client
-            .send_at(req, version)
+            .send_at(requests::delete_topic(topic, version), version)
             .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+            .map_err(|e| AdminError::client(what(), e))?;
         for r in resp.responses {
             if r.error_code == ResponseError::UnknownTopicOrPartition.code() {
                 return Ok(false);
             }
-            KafkaError::check(r.error_code, r.error_message.as_ref(), what)?;
+            AdminError::check(r.error_code, r.error_message.as_ref(), what)?;
         }
         Ok(true)
     }
 
     /// The brokers Metadata lists (registered and not fenced), sorted by id, and every
     /// topic's replica assignment, internal topics included.
-    pub async fn assignment(&mut self) -> Result<(Vec<Broker>, Assignment), KafkaError> {
+    pub async fn assignment(&mut self) -> Result<(Vec<Broker>, Assignment), AdminError> {
         let what = || "describing every topic".to_string();
         let meta = self
             .cluster
             .metadata(None)
             .await
-            .map_err(|e| KafkaError::client(what(), e))?;
+            .map_err(|e| AdminError::client(what(), e))?;
         let brokers = brokers_of(&meta);
         let mut out = Assignment::new();
         for t in &meta.topics {
             let Some(name) = t.name.as_ref() else {
                 continue;
             };
-            KafkaError::check(t.error_code, None, || {
+            AdminError::check(t.error_code, None, || {
                 format!("describing topic {}", name.0)
             })?;
             out.insert(name.0.to_string(), replicas_of(t));
@@ -505,14 +450,14 @@ impl Admin {
     }
 
     /// Starts every reassignment of `moves` in one AlterPartitionReassignments request.
-    pub async fn reassign(&mut self, moves: &[Move]) -> Result<(), KafkaError> {
+    pub async fn reassign(&mut self, moves: &[Reassignment<'_>]) -> Result<(), AdminError> {
         let what = || format!("reassigning {} partitions", moves.len());
         let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
         for m in moves {
-            topics.entry(&m.topic).or_default().push(
+            topics.entry(m.topic).or_default().push(
                 ReassignablePartition::default()
                     .with_partition_index(m.partition)
-                    .with_replicas(Some(broker_ids(&m.to))),
+                    .with_replicas(Some(broker_ids(m.replicas))),
             );
         }
         let req = AlterPartitionReassignmentsRequest::default()
@@ -522,16 +467,16 @@ impl Admin {
                     .into_iter()
                     .map(|(t, partitions)| {
                         ReassignableTopic::default()
-                            .with_name(name(t))
+                            .with_name(topic_name(t))
                             .with_partitions(partitions)
                     })
                     .collect(),
             );
         let resp = self.send(req, &what).await?;
-        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        AdminError::check(resp.error_code, resp.error_message.as_ref(), what)?;
         for t in resp.responses {
             for p in t.partitions {
-                KafkaError::check(p.error_code, p.error_message.as_ref(), || {
+                AdminError::check(p.error_code, p.error_message.as_ref(), || {
                     format!("reassigning {}-{}", t.name.0, p.partition_index)
                 })?;
             }
@@ -540,31 +485,31 @@ impl Admin {
     }
 
     /// How many partitions have a reassignment under way.
-    pub async fn reassignments_under_way(&mut self) -> Result<usize, KafkaError> {
+    pub async fn reassignments_under_way(&mut self) -> Result<usize, AdminError> {
         let what = || "listing partition reassignments".to_string();
         let req = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(ADMIN_TIMEOUT_MS)
             .with_topics(None);
         let resp = self.send(req, &what).await?;
-        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        AdminError::check(resp.error_code, resp.error_message.as_ref(), what)?;
         Ok(resp.topics.iter().map(|t| t.partitions.len()).sum())
     }
 
     /// Every registered broker as (id, fenced), sorted by id: DescribeCluster v2 with fenced
     /// brokers included (KIP-1073). Brokers that speak only an older version list unfenced
     /// brokers alone.
-    pub async fn registrations(&mut self) -> Result<Vec<(i32, bool)>, KafkaError> {
+    pub async fn registrations(&mut self) -> Result<Vec<(i32, bool)>, AdminError> {
         let what = || "describing the registered brokers".to_string();
         let client = self.cluster.any();
         let version = client
             .version::<DescribeClusterRequest>(None)
-            .map_err(|e| KafkaError::client(what(), e))?;
+            .map_err(|e| AdminError::client(what(), e))?;
         let req = DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2);
         let resp = client
             .send_at(req, version)
             .await
-            .map_err(|e| KafkaError::client(what(), e))?;
-        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+            .map_err(|e| AdminError::client(what(), e))?;
+        AdminError::check(resp.error_code, resp.error_message.as_ref(), what)?;
         let mut out: Vec<(i32, bool)> = resp
             .brokers
             .iter()
@@ -576,14 +521,14 @@ impl Admin {
 
     /// Removes broker `id` from the cluster's metadata for good (UnregisterBroker). Returns
     /// whether it was registered: BROKER_ID_NOT_REGISTERED means it is already gone.
-    pub async fn unregister_broker(&mut self, id: i32) -> Result<bool, KafkaError> {
+    pub async fn unregister_broker(&mut self, id: i32) -> Result<bool, AdminError> {
         let what = || format!("unregistering broker {id}");
         let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
         let resp = self.send(req, &what).await?;
         if resp.error_code == ResponseError::BrokerIdNotRegistered.code() {
             return Ok(false);
         }
-        KafkaError::check(resp.error_code, resp.error_message.as_ref(), what)?;
+        AdminError::check(resp.error_code, resp.error_message.as_ref(), what)?;
         Ok(true)
     }
 
@@ -591,14 +536,14 @@ impl Admin {
     /// it. Returns the partitions the brokers could not move yet (`topic-partition: why`,
     /// e.g. a preferred replica still out of the ISR); partitions that needed no election are
     /// not among them.
-    pub async fn elect_preferred_leaders(&mut self) -> Result<Vec<String>, KafkaError> {
+    pub async fn elect_preferred_leaders(&mut self) -> Result<Vec<String>, AdminError> {
         let what = || "electing preferred leaders".to_string();
         let req = ElectLeadersRequest::default()
             .with_election_type(ELECT_PREFERRED)
             .with_topic_partitions(None)
             .with_timeout_ms(ADMIN_TIMEOUT_MS);
         let resp = self.send(req, &what).await?;
-        KafkaError::check(resp.error_code, None, what)?;
+        AdminError::check(resp.error_code, None, what)?;
         let mut pending = Vec::new();
         for t in resp.replica_election_results {
             for p in t.partition_result {
@@ -625,7 +570,7 @@ mod tests {
 
     #[test]
     fn a_quorum_without_a_leader_or_a_broken_connection_is_retried_and_a_bad_config_is_not() {
-        let refused = |error: ResponseError| KafkaError::Refused {
+        let refused = |error: ResponseError| AdminError::Refused {
             what: "altering".into(),
             error,
             message: String::new(),
@@ -646,7 +591,7 @@ mod tests {
         ] {
             assert!(!refused(spec_problem).is_transient(), "{spec_problem:?}");
         }
-        let io = KafkaError::client(
+        let io = AdminError::client(
             "connecting",
             ClientError::NoBroker {
                 bootstrap: "nowhere:9092".into(),
@@ -654,7 +599,7 @@ mod tests {
             },
         );
         assert!(io.is_transient());
-        let coded = KafkaError::client(
+        let coded = AdminError::client(
             "fetching metadata",
             ClientError::Kafka {
                 what: "fetching metadata".into(),
@@ -666,7 +611,7 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_code_and_the_brokers_message() {
-        let err = KafkaError::check(
+        let err = AdminError::check(
             40,
             Some(&StrBytes::from_static_str("retention.ms: not a number")),
             || "altering configs retention.ms of topic t".into(),
@@ -676,6 +621,6 @@ mod tests {
             err.to_string(),
             "altering configs retention.ms of topic t: InvalidConfig: retention.ms: not a number"
         );
-        assert!(KafkaError::check(0, None, || unreachable!()).is_ok());
+        assert!(AdminError::check(0, None, || unreachable!()).is_ok());
     }
 }

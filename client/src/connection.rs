@@ -18,7 +18,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ClientError;
+use crate::{error_chain, ClientError};
 
 /// Client id sent in every request header.
 const CLIENT_ID: &str = "gregor-cli";
@@ -351,22 +351,10 @@ fn api_key(key: i16) -> ApiKey {
     ApiKey::try_from(key).unwrap_or(ApiKey::ApiVersions)
 }
 
-/// Formats an error with its sources, for messages that fold several errors together.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fake_broker::{accept_and_negotiate, read_request, write_api_versions};
+    use crate::fake_broker::{accept_and_negotiate, read_request, write_api_versions};
     use kafka_protocol::messages::MetadataRequest;
 
     #[test]

@@ -1,19 +1,4 @@
-//! A small async Kafka protocol client used by the CLI tools and the tests.
-//!
-//! - [`connection`]: one TCP connection to one broker: size-prefixed frames, request and
-//!   response headers, correlation ids, and API version negotiation (ApiVersions first).
-//! - [`cluster`]: a cluster view on top of it: Metadata, and connections to partition
-//!   leaders and group coordinators by node id.
-//!
-//! Typed requests and responses come from kafka-protocol; this module owns only the I/O.
-
-pub mod cluster;
-pub mod connection;
-#[cfg(test)]
-pub(crate) mod fake_broker;
-
-pub use cluster::{Cluster, CoordinatorType};
-pub use connection::Client;
+//! What a client call can fail with, and how an error prints with its causes.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
@@ -94,4 +79,17 @@ impl ClientError {
             error,
         })
     }
+}
+
+/// Formats an error with its sources, `outer: inner: innermost`, for messages and logs that
+/// fold several errors together.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

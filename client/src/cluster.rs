@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Client, ClientError};
+use crate::{Client, ClientError};
 
 /// FindCoordinator v4 batches keys; this client asks for one key at a time.
 const FIND_COORDINATOR_MAX: i16 = 3;

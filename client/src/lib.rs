@@ -1,0 +1,31 @@
+//! Gregor's Kafka client: what the broker's CLI tools, its replication fetcher and the operator
+//! share to talk to Kafka brokers (Gregor's or Apache Kafka's).
+//!
+//! - [`connection`]: one TCP connection to one broker: size-prefixed frames, request and
+//!   response headers, correlation ids, and API version negotiation (ApiVersions first).
+//! - [`cluster`]: a cluster view on top of it: Metadata, and connections to partition
+//!   leaders and group coordinators by node id.
+//! - [`requests`]: the admin requests the tools and the operator both build (CreateTopics,
+//!   CreatePartitions, DeleteTopics, DescribeConfigs) and the admin timeout.
+//! - [`admin`]: the typed admin API the operator reconciles with.
+//! - [`names`], [`broker_configs`]: Kafka vocabulary both sides check: the topic-name rule,
+//!   the text form of topic ids, the broker configs that change without a restart.
+//!
+//! Typed requests and responses come from kafka-protocol; this crate owns the I/O and the
+//! vocabulary, nothing of the broker's storage, consensus or server.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod broker_configs;
+pub mod cluster;
+pub mod connection;
+mod error;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake_broker;
+pub mod names;
+pub mod requests;
+
+pub use cluster::{Cluster, CoordinatorType};
+pub use connection::Client;
+pub use error::{error_chain, ClientError};
