@@ -115,12 +115,7 @@ impl Node {
     /// Starts a node from a validated config, after checking `meta.properties`.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         let config = Arc::new(config);
-        let mut dirs = config.log_dirs.clone();
-        if !dirs.contains(&config.metadata_log_dir) {
-            dirs.push(config.metadata_log_dir.clone());
-        }
-        let cluster_id = crate::storage::check(&dirs, config.node_id)?;
-        tracing::info!(%cluster_id, node_id = config.node_id, roles = roles_name(&config), "starting");
+        let cluster_id = check_storage(&config)?;
         let metrics = Arc::new(Metrics::new()?);
         let liveness = Arc::new(Liveness::default());
         let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
@@ -141,11 +136,7 @@ impl Node {
             .await?;
             Some(half)
         } else {
-            tracing::info!(
-                node_id = config.node_id,
-                "controller-only node: a quorum voter and, while it leads, the active controller; \
-                 no client listener, partitions or groups"
-            );
+            log_controller_only(&config);
             None
         };
         let metrics_addr = match &config.metrics_listener {
@@ -189,28 +180,7 @@ impl Node {
     /// every log and checkpoints the high watermarks.
     pub async fn stop(self) {
         if let Some(cluster) = &self.cluster {
-            // Only an unfenced broker can take leaderships over; with none left (the last node
-            // of a cluster stopping, usually without a quorum either) there is nothing to wait
-            // for.
-            let me = cluster.config.node_id;
-            let others = cluster
-                .brokers()
-                .iter()
-                .any(|(id, b)| *id != me && !b.fenced);
-            if cluster.config.replication.controlled_shutdown_enable && others {
-                let done = crate::controller::controlled_shutdown(
-                    &self.quorum,
-                    &self.liveness,
-                    me,
-                    CONTROLLED_SHUTDOWN_TIMEOUT,
-                )
-                .await;
-                if done {
-                    tracing::info!("controlled shutdown: leaderships handed over");
-                } else {
-                    tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
-                }
-            }
+            self.hand_over_leaderships(cluster).await;
         }
         self.shutdown.cancel();
         self.tracker.close();
@@ -226,14 +196,66 @@ impl Node {
             // The cluster held the last other handle to the quorum member (its metadata store).
             drop(c_keep);
         }
-        match Arc::try_unwrap(self.quorum) {
-            Ok(q) => q.shutdown().await,
-            Err(q) => {
-                tracing::warn!("the quorum member is still in use at shutdown");
-                q.raft().shutdown().await.ok();
+        stop_quorum(self.quorum).await;
+        tracing::info!("gregor stopped");
+    }
+
+    /// Controlled shutdown, when enabled and another broker can take this one's leaderships.
+    async fn hand_over_leaderships(&self, cluster: &Cluster) {
+        // Only an unfenced broker can take leaderships over; with none left (the last node
+        // of a cluster stopping, usually without a quorum either) there is nothing to wait
+        // for.
+        let me = cluster.config.node_id;
+        let others = cluster
+            .brokers()
+            .iter()
+            .any(|(id, b)| *id != me && !b.fenced);
+        if cluster.config.replication.controlled_shutdown_enable && others {
+            let done = crate::controller::controlled_shutdown(
+                &self.quorum,
+                &self.liveness,
+                me,
+                CONTROLLED_SHUTDOWN_TIMEOUT,
+            )
+            .await;
+            if done {
+                tracing::info!("controlled shutdown: leaderships handed over");
+            } else {
+                tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
             }
         }
-        tracing::info!("gregor stopped");
+    }
+}
+
+/// Checks `meta.properties` in every log directory and the metadata directory; returns the
+/// cluster id.
+fn check_storage(config: &Config) -> Result<String, NodeError> {
+    let mut dirs = config.log_dirs.clone();
+    if !dirs.contains(&config.metadata_log_dir) {
+        dirs.push(config.metadata_log_dir.clone());
+    }
+    let cluster_id = crate::storage::check(&dirs, config.node_id)?;
+    tracing::info!(%cluster_id, node_id = config.node_id, roles = roles_name(config), "starting");
+    Ok(cluster_id)
+}
+
+/// Says what a controller-only node does not run.
+fn log_controller_only(config: &Config) {
+    tracing::info!(
+        node_id = config.node_id,
+        "controller-only node: a quorum voter and, while it leads, the active controller; \
+         no client listener, partitions or groups"
+    );
+}
+
+/// Shuts the quorum member down; if a handle to it outlived the node, stops its Raft instead.
+async fn stop_quorum(quorum: Arc<QuorumNode>) {
+    match Arc::try_unwrap(quorum) {
+        Ok(q) => q.shutdown().await,
+        Err(q) => {
+            tracing::warn!("the quorum member is still in use at shutdown");
+            q.raft().shutdown().await.ok();
+        }
     }
 }
 
