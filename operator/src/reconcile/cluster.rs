@@ -87,37 +87,15 @@ async fn converge(
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let previous = kc.status.clone().unwrap_or_default();
-    let record = cluster_id::read_record(&config_maps, &name).await?;
-    let choice = match cluster_id::choose(
-        kc.spec.cluster_id.as_deref(),
-        record.as_deref(),
-        previous.cluster_id.as_deref(),
-        cluster_id::generate,
-    ) {
-        Ok(c) => c,
-        Err(message) => return invalid(&kc, client, &previous, message).await,
-    };
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let listed = sts_api
         .list(&ListParams::default().labels(&label_query(&selector_of(&name))))
         .await?
         .items;
-    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
-    // cluster from before status.image, read off its StatefulSets): a new operator version
-    // restarts no broker. Only a new cluster takes the operator's default.
-    let image = previous
-        .image
-        .clone()
-        .or_else(|| nodes::running_image(&listed))
-        .unwrap_or_else(|| ctx.default_image.clone());
-    let mut cluster = match validate(&kc, &choice.id, &image) {
-        Ok(c) => c,
-        Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
+    let mut cluster = match validated(&kc, &ctx, &config_maps, &previous, &listed).await? {
+        Ok(cluster) => cluster,
+        Err(action) => return Ok(action),
     };
-    if choice.record {
-        cluster_id::write_record(&config_maps, &cluster).await?;
-        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
-    }
     let existing: Vec<StatefulSet> = cluster
         .pools
         .iter()
@@ -220,13 +198,62 @@ async fn converge(
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
-    Ok(Action::requeue(if changed_under_the_plan {
+    Ok(Action::requeue(requeue_after(
+        changed_under_the_plan,
+        settled,
+    )))
+}
+
+/// How soon to look again: at once when a pod changed under the roll's plan, rarely once
+/// the cluster has settled, soon while it settles.
+fn requeue_after(changed_under_the_plan: bool, settled: bool) -> Duration {
+    if changed_under_the_plan {
         RECHECK
     } else if settled {
         STEADY
     } else {
         SETTLING
-    }))
+    }
+}
+
+/// The spec checked and completed, with the cluster id chosen (and recorded, the first
+/// time); for an invalid spec, reported, the action that waits for the user's edit.
+async fn validated(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    config_maps: &Api<ConfigMap>,
+    previous: &KafkaClusterStatus,
+    listed: &[StatefulSet],
+) -> Result<Result<ValidatedCluster, Action>, ReconcileError> {
+    let client = &ctx.client;
+    let name = kc.name_any();
+    let record = cluster_id::read_record(config_maps, &name).await?;
+    let choice = match cluster_id::choose(
+        kc.spec.cluster_id.as_deref(),
+        record.as_deref(),
+        previous.cluster_id.as_deref(),
+        cluster_id::generate,
+    ) {
+        Ok(c) => c,
+        Err(message) => return invalid(kc, client, previous, message).await.map(Err),
+    };
+    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
+    // cluster from before status.image, read off its StatefulSets): a new operator version
+    // restarts no broker. Only a new cluster takes the operator's default.
+    let image = previous
+        .image
+        .clone()
+        .or_else(|| nodes::running_image(listed))
+        .unwrap_or_else(|| ctx.default_image.clone());
+    let cluster = match validate(kc, &choice.id, &image) {
+        Ok(c) => c,
+        Err(e) => return invalid(kc, client, previous, e.to_string()).await.map(Err),
+    };
+    if choice.record {
+        cluster_id::write_record(config_maps, &cluster).await?;
+        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
+    }
+    Ok(Ok(cluster))
 }
 
 /// The broker scale step: the controller quorum keeps its size; a broker scale step talks to
