@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's single test command: formatting, lints, unit tests, release build, the Helm
+# The project's single test command: formatting, lints, docs, unit tests, release build, the Helm
 # chart check, the end-to-end pytest suite (tests/python) against the freshly built
 # target/release/gregor, then the image on a kind cluster (scripts/e2e.sh, tests/e2e).
 #
@@ -30,6 +30,8 @@ if [[ $e2e_only == 0 ]]; then
   cargo fmt --all --check
   step "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
+  step "cargo doc --no-deps --workspace (rustdoc warnings are errors)"
+  RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --workspace
   step "crdgen --check (the committed CRDs match the Rust types)"
   cargo run -q -p gregor-operator --bin crdgen -- --check
   step "scripts/kube-dist.sh (kube-apiserver and etcd for the operator's tests)"

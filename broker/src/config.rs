@@ -428,6 +428,187 @@ fn parse_host_port(key: &str, s: &str) -> Result<(String, u16), ConfigError> {
     Ok((host.to_string(), port))
 }
 
+/// Warns about each key Gregor neither reads nor passes through (config providers, `ssl.*`).
+fn warn_unknown_keys(map: &BTreeMap<String, String>) {
+    for key in map.keys() {
+        let known = KNOWN_KEYS.contains(&key.as_str())
+            || replication::KEYS.contains(&key.as_str())
+            || key.starts_with(providers::PROVIDERS_KEY);
+        if !known && !key.starts_with("ssl.") {
+            tracing::warn!(key = %key, "ignoring config key Gregor does not support");
+        }
+    }
+}
+
+/// `node.id`, or the older `broker.id` when `node.id` is absent; one of them is required.
+fn parse_node_id(p: &Props) -> Result<i32, ConfigError> {
+    let node_id_key = if p.get("node.id").is_some() {
+        "node.id"
+    } else {
+        "broker.id"
+    };
+    match p.get(node_id_key) {
+        Some(_) => p.num(node_id_key, 0, 0),
+        None => Err(ConfigError::Missing("node.id".into())),
+    }
+}
+
+/// `process.roles`; both roles (a combined node) when unset.
+fn parse_process_roles(p: &Props) -> Result<Vec<Role>, ConfigError> {
+    let mut process_roles = Vec::new();
+    for r in p.list("process.roles") {
+        process_roles.push(match r.as_str() {
+            "broker" => Role::Broker,
+            "controller" => Role::Controller,
+            _ => {
+                return Err(Props::invalid(
+                    "process.roles",
+                    &r,
+                    "expected broker and/or controller",
+                ))
+            }
+        });
+    }
+    if process_roles.is_empty() {
+        process_roles = vec![Role::Broker, Role::Controller];
+    }
+    Ok(process_roles)
+}
+
+/// `listeners`; `PLAINTEXT://:9092` when unset.
+fn parse_listeners(p: &Props) -> Result<Vec<Listener>, ConfigError> {
+    let mut listeners = Vec::new();
+    for l in p.list("listeners") {
+        listeners.push(parse_listener("listeners", &l)?);
+    }
+    if listeners.is_empty() {
+        listeners.push(Listener {
+            name: "PLAINTEXT".into(),
+            host: String::new(),
+            port: 9092,
+        });
+    }
+    Ok(listeners)
+}
+
+/// Refuses any listener whose security protocol (`listener.security.protocol.map`, else the
+/// listener's own name) is not PLAINTEXT: that is all Gregor speaks.
+fn check_listener_protocols(
+    p: &Props,
+    listeners: &[Listener],
+    controller_listener_names: &[String],
+) -> Result<(), ConfigError> {
+    let protocol_map = p.list("listener.security.protocol.map");
+    for l in listeners {
+        let proto = protocol_map
+            .iter()
+            .find_map(|e| {
+                e.split_once(':')
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(&l.name))
+                    .map(|(_, v)| v.to_ascii_uppercase())
+            })
+            .unwrap_or_else(|| {
+                if l.name == "PLAINTEXT" || controller_listener_names.contains(&l.name) {
+                    "PLAINTEXT".into()
+                } else {
+                    l.name.clone()
+                }
+            });
+        if proto != "PLAINTEXT" {
+            return Err(Props::invalid(
+                "listener.security.protocol.map",
+                &proto,
+                format!(
+                    "listener {} uses {proto}; only PLAINTEXT is supported",
+                    l.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `advertised.listeners`; when unset, the listeners but the controller ones.
+fn parse_advertised_listeners(
+    p: &Props,
+    listeners: &[Listener],
+    controller_listener_names: &[String],
+) -> Result<Vec<Listener>, ConfigError> {
+    let mut advertised_listeners = Vec::new();
+    for l in p.list("advertised.listeners") {
+        advertised_listeners.push(parse_listener("advertised.listeners", &l)?);
+    }
+    if advertised_listeners.is_empty() {
+        advertised_listeners = listeners
+            .iter()
+            .filter(|l| !controller_listener_names.contains(&l.name))
+            .cloned()
+            .collect();
+    }
+    Ok(advertised_listeners)
+}
+
+/// `log.dirs`, else `log.dir`, else one directory under the system's temporary directory.
+fn parse_log_dirs(p: &Props) -> Vec<PathBuf> {
+    let mut log_dirs: Vec<PathBuf> = p.list("log.dirs").into_iter().map(PathBuf::from).collect();
+    if log_dirs.is_empty() {
+        log_dirs = p.list("log.dir").into_iter().map(PathBuf::from).collect();
+    }
+    if log_dirs.is_empty() {
+        log_dirs.push(std::env::temp_dir().join("kraft-combined-logs"));
+    }
+    log_dirs
+}
+
+/// The broker-wide defaults of every topic's log: the `log.*` keys and `message.max.bytes`.
+fn parse_log_config(p: &Props) -> Result<LogConfig, ConfigError> {
+    let defaults = LogConfig::default();
+    let retention_ms = match (
+        p.opt_num("log.retention.ms")?,
+        p.opt_num("log.retention.minutes")?,
+        p.opt_num("log.retention.hours")?,
+    ) {
+        (Some(ms), _, _) => ms,
+        (None, Some(m), _) => m.saturating_mul(60_000),
+        (None, None, Some(h)) => hours_to_ms(h),
+        (None, None, None) => hours_to_ms(168),
+    };
+    let segment_ms = match (p.opt_num("log.roll.ms")?, p.opt_num("log.roll.hours")?) {
+        (Some(ms), _) => ms,
+        (None, Some(h)) => hours_to_ms(h),
+        (None, None) => defaults.segment_ms,
+    };
+    if segment_ms <= 0 {
+        return Err(Props::invalid(
+            "log.roll.ms",
+            &segment_ms.to_string(),
+            "must be positive",
+        ));
+    }
+    let retention_bytes = p.num::<i64>("log.retention.bytes", -1, -1)?;
+    let message_max_bytes = p.num::<u32>("message.max.bytes", 1_048_588, 0)?;
+    let cleanup_policy = match p.get("log.cleanup.policy") {
+        None => CleanupPolicy::Delete,
+        Some(v) => parse_cleanup_policy(v).ok_or_else(|| {
+            Props::invalid("log.cleanup.policy", v, "expected delete, compact or both")
+        })?,
+    };
+    Ok(LogConfig {
+        segment_bytes: p.num::<u64>("log.segment.bytes", defaults.segment_bytes, 14)?,
+        segment_ms,
+        retention_ms: (retention_ms >= 0).then_some(retention_ms),
+        retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+        index_interval_bytes: p.num::<u32>("log.index.interval.bytes", 4096, 0)?,
+        cleanup_policy,
+        delete_retention_ms: p.num::<i64>(
+            "log.cleaner.delete.retention.ms",
+            defaults.delete_retention_ms,
+            0,
+        )?,
+        max_message_bytes: message_max_bytes,
+    })
+}
+
 fn hours_to_ms(h: i64) -> i64 {
     h.saturating_mul(3_600_000)
 }
@@ -459,94 +640,20 @@ impl Config {
 
     fn parse(map: BTreeMap<String, String>, warn_unknown: bool) -> Result<Config, ConfigError> {
         let p = Props { map: &map };
-        for key in map.keys().filter(|_| warn_unknown) {
-            let known = KNOWN_KEYS.contains(&key.as_str())
-                || replication::KEYS.contains(&key.as_str())
-                || key.starts_with(providers::PROVIDERS_KEY);
-            if !known && !key.starts_with("ssl.") {
-                tracing::warn!(key = %key, "ignoring config key Gregor does not support");
-            }
+        if warn_unknown {
+            warn_unknown_keys(&map);
         }
-        let node_id_key = if p.get("node.id").is_some() {
-            "node.id"
-        } else {
-            "broker.id"
-        };
-        let node_id: i32 = match p.get(node_id_key) {
-            Some(_) => p.num(node_id_key, 0, 0)?,
-            None => return Err(ConfigError::Missing("node.id".into())),
-        };
-        let mut process_roles = Vec::new();
-        for r in p.list("process.roles") {
-            process_roles.push(match r.as_str() {
-                "broker" => Role::Broker,
-                "controller" => Role::Controller,
-                _ => {
-                    return Err(Props::invalid(
-                        "process.roles",
-                        &r,
-                        "expected broker and/or controller",
-                    ))
-                }
-            });
-        }
-        if process_roles.is_empty() {
-            process_roles = vec![Role::Broker, Role::Controller];
-        }
-        let mut listeners = Vec::new();
-        for l in p.list("listeners") {
-            listeners.push(parse_listener("listeners", &l)?);
-        }
-        if listeners.is_empty() {
-            listeners.push(Listener {
-                name: "PLAINTEXT".into(),
-                host: String::new(),
-                port: 9092,
-            });
-        }
+        let node_id = parse_node_id(&p)?;
+        let process_roles = parse_process_roles(&p)?;
+        let listeners = parse_listeners(&p)?;
         let controller_listener_names: Vec<String> = p
             .list("controller.listener.names")
             .into_iter()
             .map(|s| s.to_ascii_uppercase())
             .collect();
-        let protocol_map = p.list("listener.security.protocol.map");
-        for l in &listeners {
-            let proto = protocol_map
-                .iter()
-                .find_map(|e| {
-                    e.split_once(':')
-                        .filter(|(n, _)| n.eq_ignore_ascii_case(&l.name))
-                        .map(|(_, v)| v.to_ascii_uppercase())
-                })
-                .unwrap_or_else(|| {
-                    if l.name == "PLAINTEXT" || controller_listener_names.contains(&l.name) {
-                        "PLAINTEXT".into()
-                    } else {
-                        l.name.clone()
-                    }
-                });
-            if proto != "PLAINTEXT" {
-                return Err(Props::invalid(
-                    "listener.security.protocol.map",
-                    &proto,
-                    format!(
-                        "listener {} uses {proto}; only PLAINTEXT is supported",
-                        l.name
-                    ),
-                ));
-            }
-        }
-        let mut advertised_listeners = Vec::new();
-        for l in p.list("advertised.listeners") {
-            advertised_listeners.push(parse_listener("advertised.listeners", &l)?);
-        }
-        if advertised_listeners.is_empty() {
-            advertised_listeners = listeners
-                .iter()
-                .filter(|l| !controller_listener_names.contains(&l.name))
-                .cloned()
-                .collect();
-        }
+        check_listener_protocols(&p, &listeners, &controller_listener_names)?;
+        let advertised_listeners =
+            parse_advertised_listeners(&p, &listeners, &controller_listener_names)?;
         let inter_broker_listener_name = p
             .get("inter.broker.listener.name")
             .map(|s| s.to_ascii_uppercase())
@@ -555,64 +662,13 @@ impl Config {
         for v in p.list("controller.quorum.voters") {
             controller_quorum_voters.push(parse_voter("controller.quorum.voters", &v)?);
         }
-        let mut log_dirs: Vec<PathBuf> =
-            p.list("log.dirs").into_iter().map(PathBuf::from).collect();
-        if log_dirs.is_empty() {
-            log_dirs = p.list("log.dir").into_iter().map(PathBuf::from).collect();
-        }
-        if log_dirs.is_empty() {
-            log_dirs.push(std::env::temp_dir().join("kraft-combined-logs"));
-        }
+        let log_dirs = parse_log_dirs(&p);
         let metadata_log_dir = p
             .get("metadata.log.dir")
             .map(PathBuf::from)
             .unwrap_or_else(|| log_dirs[0].clone());
-
-        let defaults = LogConfig::default();
-        let retention_ms = match (
-            p.opt_num("log.retention.ms")?,
-            p.opt_num("log.retention.minutes")?,
-            p.opt_num("log.retention.hours")?,
-        ) {
-            (Some(ms), _, _) => ms,
-            (None, Some(m), _) => m.saturating_mul(60_000),
-            (None, None, Some(h)) => hours_to_ms(h),
-            (None, None, None) => hours_to_ms(168),
-        };
-        let segment_ms = match (p.opt_num("log.roll.ms")?, p.opt_num("log.roll.hours")?) {
-            (Some(ms), _) => ms,
-            (None, Some(h)) => hours_to_ms(h),
-            (None, None) => defaults.segment_ms,
-        };
-        if segment_ms <= 0 {
-            return Err(Props::invalid(
-                "log.roll.ms",
-                &segment_ms.to_string(),
-                "must be positive",
-            ));
-        }
-        let retention_bytes = p.num::<i64>("log.retention.bytes", -1, -1)?;
-        let message_max_bytes = p.num::<u32>("message.max.bytes", 1_048_588, 0)?;
-        let cleanup_policy = match p.get("log.cleanup.policy") {
-            None => CleanupPolicy::Delete,
-            Some(v) => parse_cleanup_policy(v).ok_or_else(|| {
-                Props::invalid("log.cleanup.policy", v, "expected delete, compact or both")
-            })?,
-        };
-        let log = LogConfig {
-            segment_bytes: p.num::<u64>("log.segment.bytes", defaults.segment_bytes, 14)?,
-            segment_ms,
-            retention_ms: (retention_ms >= 0).then_some(retention_ms),
-            retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
-            index_interval_bytes: p.num::<u32>("log.index.interval.bytes", 4096, 0)?,
-            cleanup_policy,
-            delete_retention_ms: p.num::<i64>(
-                "log.cleaner.delete.retention.ms",
-                defaults.delete_retention_ms,
-                0,
-            )?,
-            max_message_bytes: message_max_bytes,
-        };
+        let log = parse_log_config(&p)?;
+        let message_max_bytes = log.max_message_bytes;
         let flush_msgs = p.opt_num("log.flush.interval.messages")?;
         let flush_ms = p.opt_num("log.flush.interval.ms")?;
         let default_replication_factor = p.num::<i16>("default.replication.factor", 1, 1)?;

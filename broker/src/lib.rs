@@ -15,6 +15,8 @@
 //! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
 //! - `durable`: replacing a small file atomically and durably (checkpoints, Raft state).
 
+#![warn(missing_docs)]
+
 pub mod cluster;
 pub mod config;
 pub mod controller;

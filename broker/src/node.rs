@@ -115,12 +115,7 @@ impl Node {
     /// Starts a node from a validated config, after checking `meta.properties`.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         let config = Arc::new(config);
-        let mut dirs = config.log_dirs.clone();
-        if !dirs.contains(&config.metadata_log_dir) {
-            dirs.push(config.metadata_log_dir.clone());
-        }
-        let cluster_id = crate::storage::check(&dirs, config.node_id)?;
-        tracing::info!(%cluster_id, node_id = config.node_id, roles = roles_name(&config), "starting");
+        let cluster_id = check_storage(&config)?;
         let metrics = Arc::new(Metrics::new()?);
         let liveness = Arc::new(Liveness::default());
         let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
@@ -141,33 +136,16 @@ impl Node {
             .await?;
             Some(half)
         } else {
-            tracing::info!(
-                node_id = config.node_id,
-                "controller-only node: a quorum voter and, while it leads, the active controller; \
-                 no client listener, partitions or groups"
-            );
+            log_controller_only(&config);
             None
         };
         let metrics_addr = match &config.metrics_listener {
             Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| NodeError::Bind {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-                let a = l.local_addr().ok();
                 let refresh = match &broker {
                     Some(b) => Arc::clone(&b.refresh),
                     None => Arc::new(|| {}),
                 };
-                tracker.spawn(crate::metrics::serve(
-                    l,
-                    Arc::clone(&metrics),
-                    refresh,
-                    shutdown.clone(),
-                ));
-                a
+                serve_metrics(addr, &metrics, refresh, &shutdown, &tracker).await?
             }
             None => None,
         };
@@ -202,28 +180,7 @@ impl Node {
     /// every log and checkpoints the high watermarks.
     pub async fn stop(self) {
         if let Some(cluster) = &self.cluster {
-            // Only an unfenced broker can take leaderships over; with none left (the last node
-            // of a cluster stopping, usually without a quorum either) there is nothing to wait
-            // for.
-            let me = cluster.config.node_id;
-            let others = cluster
-                .brokers()
-                .iter()
-                .any(|(id, b)| *id != me && !b.fenced);
-            if cluster.config.replication.controlled_shutdown_enable && others {
-                let done = crate::controller::controlled_shutdown(
-                    &self.quorum,
-                    &self.liveness,
-                    me,
-                    CONTROLLED_SHUTDOWN_TIMEOUT,
-                )
-                .await;
-                if done {
-                    tracing::info!("controlled shutdown: leaderships handed over");
-                } else {
-                    tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
-                }
-            }
+            self.hand_over_leaderships(cluster).await;
         }
         self.shutdown.cancel();
         self.tracker.close();
@@ -239,15 +196,92 @@ impl Node {
             // The cluster held the last other handle to the quorum member (its metadata store).
             drop(c_keep);
         }
-        match Arc::try_unwrap(self.quorum) {
-            Ok(q) => q.shutdown().await,
-            Err(q) => {
-                tracing::warn!("the quorum member is still in use at shutdown");
-                q.raft().shutdown().await.ok();
-            }
-        }
+        stop_quorum(self.quorum).await;
         tracing::info!("gregor stopped");
     }
+
+    /// Controlled shutdown, when enabled and another broker can take this one's leaderships.
+    async fn hand_over_leaderships(&self, cluster: &Cluster) {
+        // Only an unfenced broker can take leaderships over; with none left (the last node
+        // of a cluster stopping, usually without a quorum either) there is nothing to wait
+        // for.
+        let me = cluster.config.node_id;
+        let others = cluster
+            .brokers()
+            .iter()
+            .any(|(id, b)| *id != me && !b.fenced);
+        if cluster.config.replication.controlled_shutdown_enable && others {
+            let done = crate::controller::controlled_shutdown(
+                &self.quorum,
+                &self.liveness,
+                me,
+                CONTROLLED_SHUTDOWN_TIMEOUT,
+            )
+            .await;
+            if done {
+                tracing::info!("controlled shutdown: leaderships handed over");
+            } else {
+                tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+            }
+        }
+    }
+}
+
+/// Checks `meta.properties` in every log directory and the metadata directory; returns the
+/// cluster id.
+fn check_storage(config: &Config) -> Result<String, NodeError> {
+    let mut dirs = config.log_dirs.clone();
+    if !dirs.contains(&config.metadata_log_dir) {
+        dirs.push(config.metadata_log_dir.clone());
+    }
+    let cluster_id = crate::storage::check(&dirs, config.node_id)?;
+    tracing::info!(%cluster_id, node_id = config.node_id, roles = roles_name(config), "starting");
+    Ok(cluster_id)
+}
+
+/// Says what a controller-only node does not run.
+fn log_controller_only(config: &Config) {
+    tracing::info!(
+        node_id = config.node_id,
+        "controller-only node: a quorum voter and, while it leads, the active controller; \
+         no client listener, partitions or groups"
+    );
+}
+
+/// Shuts the quorum member down; if a handle to it outlived the node, stops its Raft instead.
+async fn stop_quorum(quorum: Arc<QuorumNode>) {
+    match Arc::try_unwrap(quorum) {
+        Ok(q) => q.shutdown().await,
+        Err(q) => {
+            tracing::warn!("the quorum member is still in use at shutdown");
+            q.raft().shutdown().await.ok();
+        }
+    }
+}
+
+/// Binds `metrics.listener` and serves the Prometheus endpoint on it; returns the bound
+/// address.
+async fn serve_metrics(
+    addr: &str,
+    metrics: &Arc<Metrics>,
+    refresh: crate::metrics::Refresh,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Option<SocketAddr>, NodeError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let a = l.local_addr().ok();
+    tracker.spawn(crate::metrics::serve(
+        l,
+        Arc::clone(metrics),
+        refresh,
+        shutdown.clone(),
+    ));
+    Ok(a)
 }
 
 /// Starts the broker half: opens the partitions over the quorum's image, binds the client
@@ -263,19 +297,7 @@ async fn start_broker(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<BrokerHalf, NodeError> {
-    let image = quorum.applied().image;
-    let store = crate::quorum::startup::QuorumStore::new(
-        Arc::clone(quorum),
-        tokio::runtime::Handle::current(),
-    );
-    let c = Arc::clone(config);
-    let cid = cluster_id.to_string();
-    let cluster =
-        tokio::task::spawn_blocking(move || Cluster::open_with(c, cid, Box::new(store), image))
-            .await
-            .map_err(|e| NodeError::Cluster(e.to_string()))?
-            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-    let cluster = Arc::new(cluster);
+    let cluster = open_cluster(config, cluster_id, quorum).await?;
     let replicas = crate::replication::manager::ReplicaManager::new(
         Arc::clone(&cluster),
         config.replication.clone(),
@@ -291,19 +313,7 @@ async fn start_broker(
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
     tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
 
-    // Each socket keeps its listener's name: a request is answered with the addresses of the
-    // listener it arrived on.
-    let mut listeners: Vec<(Arc<str>, TcpListener)> = Vec::new();
-    let mut bound: Vec<(String, u16)> = Vec::new();
-    for l in config.client_listeners() {
-        let name: Arc<str> = Arc::from(l.name.as_str());
-        for socket in bind_all(&l.host, l.port).await? {
-            if let Ok(a) = socket.local_addr() {
-                bound.push((l.name.clone(), a.port()));
-            }
-            listeners.push((Arc::clone(&name), socket));
-        }
-    }
+    let (listeners, bound) = bind_client_listeners(config).await?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|(_, l)| l.local_addr().ok())
@@ -320,12 +330,84 @@ async fn start_broker(
         Arc::clone(metrics),
         Some(Arc::clone(quorum)),
     ));
-    let (cl, gr, m) = (
-        Arc::clone(&cluster),
-        Arc::clone(&groups),
-        Arc::clone(metrics),
+    let refresh = gauge_refresh(&cluster, &groups, metrics);
+
+    tracker.spawn(server::run(
+        Arc::clone(&broker),
+        listeners,
+        shutdown.clone(),
+    ));
+    spawn_metadata_follower(&cluster, quorum, &replicas, &groups, shutdown, tracker);
+    // This broker's heartbeats to every voter.
+    tracker.spawn(crate::controller::heartbeat(
+        Arc::clone(quorum),
+        Arc::clone(liveness),
+        config.node_id,
+        Duration::from_millis(config.replication.broker_heartbeat_interval_ms),
+        shutdown.clone(),
+    ));
+    spawn_isr_checks(config, &replicas, &cluster, shutdown, tracker);
+    spawn_group_ticks(&groups, shutdown, tracker);
+    spawn_log_maintenance(config, &cluster, shutdown, tracker);
+    Ok(BrokerHalf {
+        cluster,
+        addrs,
+        refresh,
+    })
+}
+
+/// Opens the partitions this broker holds over the quorum's applied image (blocking).
+async fn open_cluster(
+    config: &Arc<Config>,
+    cluster_id: &str,
+    quorum: &Arc<QuorumNode>,
+) -> Result<Arc<Cluster>, NodeError> {
+    let image = quorum.applied().image;
+    let store = crate::quorum::startup::QuorumStore::new(
+        Arc::clone(quorum),
+        tokio::runtime::Handle::current(),
     );
-    let refresh: crate::metrics::Refresh = Arc::new(move || {
+    let c = Arc::clone(config);
+    let cid = cluster_id.to_string();
+    let cluster =
+        tokio::task::spawn_blocking(move || Cluster::open_with(c, cid, Box::new(store), image))
+            .await
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+    Ok(Arc::new(cluster))
+}
+
+/// A client listener's sockets, each with its listener's name, and the (name, port) pairs
+/// bound.
+type BoundListeners = (Vec<(Arc<str>, TcpListener)>, Vec<(String, u16)>);
+
+/// Binds every client listener on all its addresses.
+async fn bind_client_listeners(config: &Config) -> Result<BoundListeners, NodeError> {
+    // Each socket keeps its listener's name: a request is answered with the addresses of the
+    // listener it arrived on.
+    let mut listeners: Vec<(Arc<str>, TcpListener)> = Vec::new();
+    let mut bound: Vec<(String, u16)> = Vec::new();
+    for l in config.client_listeners() {
+        let name: Arc<str> = Arc::from(l.name.as_str());
+        for socket in bind_all(&l.host, l.port).await? {
+            if let Ok(a) = socket.local_addr() {
+                bound.push((l.name.clone(), a.port()));
+            }
+            listeners.push((Arc::clone(&name), socket));
+        }
+    }
+    Ok((listeners, bound))
+}
+
+/// Fills the broker's gauges (partitions, groups, log size, summed high watermarks) before
+/// each scrape.
+fn gauge_refresh(
+    cluster: &Arc<Cluster>,
+    groups: &Arc<GroupCoordinator>,
+    metrics: &Arc<Metrics>,
+) -> crate::metrics::Refresh {
+    let (cl, gr, m) = (Arc::clone(cluster), Arc::clone(groups), Arc::clone(metrics));
+    Arc::new(move || {
         m.partitions.set(cl.partition_count() as i64);
         m.groups.set(gr.group_count() as i64);
         let (mut size, mut leo) = (0i64, 0i64);
@@ -339,17 +421,23 @@ async fn start_broker(
         }
         m.log_size_bytes.set(size);
         m.log_end_offset_sum.set(leo);
-    });
+    })
+}
 
-    tracker.spawn(server::run(
-        Arc::clone(&broker),
-        listeners,
-        shutdown.clone(),
-    ));
+/// Follows the quorum's applied metadata into the local partitions, the fetchers and the
+/// loaded groups.
+fn spawn_metadata_follower(
+    cluster: &Arc<Cluster>,
+    quorum: &Arc<QuorumNode>,
+    replicas: &Arc<crate::replication::manager::ReplicaManager>,
+    groups: &Arc<GroupCoordinator>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     // Metadata committed elsewhere (or forwarded) reaches the local state here; then the
     // fetchers follow the new leaders and the group coordinator the offsets partitions.
-    let (c, mut applied, s) = (Arc::clone(&cluster), quorum.subscribe(), shutdown.clone());
-    let (r, g) = (Arc::clone(&replicas), Arc::clone(&groups));
+    let (c, mut applied, s) = (Arc::clone(cluster), quorum.subscribe(), shutdown.clone());
+    let (r, g) = (Arc::clone(replicas), Arc::clone(groups));
     tracker.spawn(async move {
         loop {
             tokio::select! {
@@ -376,20 +464,18 @@ async fn start_broker(
             }
         }
     });
-    // This broker's heartbeats to every voter.
-    tracker.spawn(crate::controller::heartbeat(
-        Arc::clone(quorum),
-        Arc::clone(liveness),
-        config.node_id,
-        Duration::from_millis(config.replication.broker_heartbeat_interval_ms),
-        shutdown.clone(),
-    ));
-    // Leader side of the ISR: shrink for lagging followers, expand for caught-up ones.
-    let (r, c, s) = (
-        Arc::clone(&replicas),
-        Arc::clone(&cluster),
-        shutdown.clone(),
-    );
+}
+
+/// The leader side of the ISR: shrinks it for lagging followers and expands it for caught-up
+/// ones, several times per `replica.lag.time.max.ms`.
+fn spawn_isr_checks(
+    config: &Config,
+    replicas: &Arc<crate::replication::manager::ReplicaManager>,
+    cluster: &Arc<Cluster>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let (r, c, s) = (Arc::clone(replicas), Arc::clone(cluster), shutdown.clone());
     let every = Duration::from_millis(
         (config.replication.replica_lag_time_max_ms as u64 / 2).clamp(100, 500),
     );
@@ -413,8 +499,15 @@ async fn start_broker(
             let _ = tokio::task::spawn_blocking(work).await;
         }
     });
-    // Group sessions and rebalance deadlines.
-    let (g, s) = (Arc::clone(&groups), shutdown.clone());
+}
+
+/// Group sessions and rebalance deadlines.
+fn spawn_group_ticks(
+    groups: &Arc<GroupCoordinator>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let (g, s) = (Arc::clone(groups), shutdown.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
@@ -424,8 +517,17 @@ async fn start_broker(
             }
         }
     });
+}
+
+/// Retention and compaction, timed flushes and high-watermark checkpoints.
+fn spawn_log_maintenance(
+    config: &Config,
+    cluster: &Arc<Cluster>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     // Retention and compaction.
-    let c = Arc::clone(&cluster);
+    let c = Arc::clone(cluster);
     periodically(
         tracker,
         shutdown,
@@ -434,13 +536,13 @@ async fn start_broker(
     );
     // Time-based fsync policy (log.flush.interval.ms).
     if let Some(ms) = config.log_flush_interval_ms {
-        let c = Arc::clone(&cluster);
+        let c = Arc::clone(cluster);
         periodically(tracker, shutdown, Duration::from_millis(ms), move || {
             c.flush_all()
         });
     }
     // High-watermark checkpoints (replica.high.watermark.checkpoint.interval.ms).
-    let c = Arc::clone(&cluster);
+    let c = Arc::clone(cluster);
     periodically(
         tracker,
         shutdown,
@@ -455,11 +557,6 @@ async fn start_broker(
             }
         },
     );
-    Ok(BrokerHalf {
-        cluster,
-        addrs,
-        refresh,
-    })
 }
 
 /// Runs blocking `work` every `period`, first one period from now, until `shutdown`; a run

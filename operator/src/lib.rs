@@ -17,6 +17,8 @@
 //!   the brokers first.
 //! - [`reconcile`]: validate → build → apply in order → status, per resource.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod crd;
 pub mod health;

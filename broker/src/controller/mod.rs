@@ -62,15 +62,22 @@ pub async fn run(
             rebalance,
         };
         let records = decide::decide(&image, &alive, policy);
-        if records.is_empty() {
-            continue;
+        if !records.is_empty() {
+            commit_decisions(&quorum, records).await;
         }
-        for r in &records {
-            tracing::info!(change = ?r, "controller decision");
-        }
-        if let Err(e) = quorum.write(records).await {
-            tracing::warn!(error = %error_chain(&e), "controller decision not committed");
-        }
+    }
+}
+
+/// Logs each of the controller's decisions and proposes them to the quorum.
+async fn commit_decisions(
+    quorum: &QuorumNode,
+    records: Vec<crate::cluster::metadata::MetadataRecord>,
+) {
+    for r in &records {
+        tracing::info!(change = ?r, "controller decision");
+    }
+    if let Err(e) = quorum.write(records).await {
+        tracing::warn!(error = %error_chain(&e), "controller decision not committed");
     }
 }
 

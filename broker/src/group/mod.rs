@@ -56,7 +56,6 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
-/// The coordinator of every group on this node.
 /// Offsets records written to `__consumer_offsets` but perhaps not yet replicated.
 #[derive(Debug)]
 pub struct Appended {
@@ -68,6 +67,7 @@ pub struct Appended {
     pub epoch: i32,
 }
 
+/// The coordinator of every group on this node.
 #[derive(Debug)]
 pub struct GroupCoordinator {
     cluster: Arc<Cluster>,

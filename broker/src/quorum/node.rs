@@ -449,12 +449,15 @@ impl QuorumNode {
             closed.await;
         }
         if let Some((id, node)) = successor {
-            match super::network::elect(&node, &self.cluster_id, self.node_id).await {
-                Ok(()) => {
-                    tracing::info!(successor = id, "asked a follower to take over the quorum")
-                }
-                Err(e) => tracing::debug!(successor = id, error = %e, "no hand-over"),
-            }
+            hand_over(id, &node, &self.cluster_id, self.node_id).await;
         }
+    }
+}
+
+/// Asks follower `id` to start an election now that this member (`from`) has stopped.
+async fn hand_over(id: NodeId, node: &ControllerNode, cluster_id: &str, from: NodeId) {
+    match super::network::elect(node, cluster_id, from).await {
+        Ok(()) => tracing::info!(successor = id, "asked a follower to take over the quorum"),
+        Err(e) => tracing::debug!(successor = id, error = %e, "no hand-over"),
     }
 }

@@ -105,48 +105,57 @@ async fn serve_connection(
             write_frame(&mut stream, &encode(&reply)?).await?;
             return Ok(());
         }
-        let reply = match frame.rpc {
-            Rpc::AppendEntries(req) => raft_reply(&raft.append_entries(req).await)?,
-            Rpc::Vote(req) => raft_reply(&raft.vote(req).await)?,
-            Rpc::InstallSnapshot(req) => raft_reply(&raft.install_snapshot(req).await)?,
-            Rpc::Propose(req) => {
-                use openraft::error::{ClientWriteError, RaftError};
-                let r = raft
-                    .client_write(req)
-                    .await
-                    .map(|w| (w.log_id, w.data))
-                    .map_err(|e| match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                            ProposeRefusal::NotLeader(f.to_string())
-                        }
-                        other => ProposeRefusal::Failed(other.to_string()),
-                    });
-                raft_reply(&r)?
-            }
-            Rpc::BrokerHeartbeat {
-                broker,
-                shutting_down,
-            } => {
-                if shutting_down {
-                    liveness.depart(broker);
-                } else {
-                    liveness.heard_from(broker, std::time::Instant::now());
-                }
-                ResponseFrame::Raft(serde_json::Value::Null)
-            }
-            Rpc::Status => raft_reply(&super::status::local(&raft, &contacts))?,
-            Rpc::AddLearner { id, node } => {
-                raft_reply(&super::learner::admit(&raft, id, node).await)?
-            }
-            Rpc::RemoveLearner { id } => raft_reply(&super::learner::remove(&raft, id).await)?,
-            Rpc::Elect => {
-                if let Err(e) = raft.trigger().elect().await {
-                    tracing::warn!(error = %e, "could not start an election");
-                }
-                ResponseFrame::Raft(serde_json::Value::Null)
-            }
-        };
+        let reply = answer(frame.rpc, &raft, &liveness, &contacts).await?;
         write_frame(&mut stream, &encode(&reply)?).await?;
     }
     Ok(())
+}
+
+/// Carries out one quorum RPC and says what to reply.
+async fn answer(
+    rpc: Rpc,
+    raft: &Raft<TypeConfig>,
+    liveness: &Liveness,
+    contacts: &Contacts,
+) -> std::io::Result<ResponseFrame> {
+    let reply = match rpc {
+        Rpc::AppendEntries(req) => raft_reply(&raft.append_entries(req).await)?,
+        Rpc::Vote(req) => raft_reply(&raft.vote(req).await)?,
+        Rpc::InstallSnapshot(req) => raft_reply(&raft.install_snapshot(req).await)?,
+        Rpc::Propose(req) => {
+            use openraft::error::{ClientWriteError, RaftError};
+            let r = raft
+                .client_write(req)
+                .await
+                .map(|w| (w.log_id, w.data))
+                .map_err(|e| match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        ProposeRefusal::NotLeader(f.to_string())
+                    }
+                    other => ProposeRefusal::Failed(other.to_string()),
+                });
+            raft_reply(&r)?
+        }
+        Rpc::BrokerHeartbeat {
+            broker,
+            shutting_down,
+        } => {
+            if shutting_down {
+                liveness.depart(broker);
+            } else {
+                liveness.heard_from(broker, std::time::Instant::now());
+            }
+            ResponseFrame::Raft(serde_json::Value::Null)
+        }
+        Rpc::Status => raft_reply(&super::status::local(raft, contacts))?,
+        Rpc::AddLearner { id, node } => raft_reply(&super::learner::admit(raft, id, node).await)?,
+        Rpc::RemoveLearner { id } => raft_reply(&super::learner::remove(raft, id).await)?,
+        Rpc::Elect => {
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::warn!(error = %e, "could not start an election");
+            }
+            ResponseFrame::Raft(serde_json::Value::Null)
+        }
+    };
+    Ok(reply)
 }

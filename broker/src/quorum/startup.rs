@@ -38,17 +38,7 @@ pub async fn start_for(
     liveness: Arc<crate::controller::liveness::Liveness>,
 ) -> Result<Arc<QuorumNode>, QuorumError> {
     let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
-    let mut voters = std::collections::BTreeMap::new();
-    for v in &config.controller_quorum_voters {
-        let vid = node_id(v.id).map_err(|e| QuorumError::Config(e.to_string()))?;
-        voters.insert(
-            vid,
-            ControllerNode {
-                host: v.host.clone(),
-                port: v.port,
-            },
-        );
-    }
+    let mut voters = configured_voters(config)?;
     let (listener, role) = if config.is_controller() {
         let (listener, configured) = bind_controller_listener(config).await?;
         let bound = local_addr(&listener, "controller listener")?;
@@ -84,14 +74,39 @@ pub async fn start_for(
         listener,
     )
     .await?;
-    // As a Kafka broker does, wait for the quorum however long the other voters take to come
-    // up, saying so now and then.
+    wait_for_quorum(&node, learner).await?;
+    let node = Arc::new(node);
+    migrate_metadata_file(&node, &config.metadata_log_dir).await?;
+    Ok(node)
+}
+
+/// `controller.quorum.voters` as the quorum's members.
+fn configured_voters(
+    config: &Config,
+) -> Result<std::collections::BTreeMap<super::types::NodeId, ControllerNode>, QuorumError> {
+    let mut voters = std::collections::BTreeMap::new();
+    for v in &config.controller_quorum_voters {
+        let vid = node_id(v.id).map_err(|e| QuorumError::Config(e.to_string()))?;
+        voters.insert(
+            vid,
+            ControllerNode {
+                host: v.host.clone(),
+                port: v.port,
+            },
+        );
+    }
+    Ok(voters)
+}
+
+/// As a Kafka broker does, waits for the quorum however long the other voters take to come
+/// up, saying so now and then; only a config error ends the wait early.
+async fn wait_for_quorum(node: &QuorumNode, learner: bool) -> Result<(), QuorumError> {
     let started = std::time::Instant::now();
     let mut last_said = started;
     let leader_wait = if learner { LEARNER_WAIT } else { LEADER_WAIT };
     loop {
         match node.settle(leader_wait).await {
-            Ok(()) => break,
+            Ok(()) => return Ok(()),
             Err(e @ QuorumError::Config(_)) => return Err(e),
             Err(e) => {
                 if last_said.elapsed() >= LEADER_WAIT / 6 {
@@ -102,9 +117,6 @@ pub async fn start_for(
             }
         }
     }
-    let node = Arc::new(node);
-    migrate_metadata_file(&node, &config.metadata_log_dir).await?;
-    Ok(node)
 }
 
 fn local_addr(listener: &TcpListener, what: &str) -> Result<SocketAddr, QuorumError> {

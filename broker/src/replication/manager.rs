@@ -169,51 +169,77 @@ impl ReplicaManager {
                 .map(|(k, f)| (k.clone(), f.clone()))
                 .collect();
             if ready.is_empty() {
-                let next_retry = fetcher
-                    .partitions
-                    .lock()
-                    .values()
-                    .filter_map(|f| f.retry_at)
-                    .min();
-                let wait = next_retry.map_or(Duration::from_secs(3600), |t| {
-                    t.saturating_duration_since(Instant::now())
-                });
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => break,
-                    _ = fetcher.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
+                if self.idle(&fetcher).await {
+                    break;
                 }
                 continue;
             }
             if client.as_ref().is_none_or(Client::is_broken) {
                 client = self.connect(leader).await;
                 if client.is_none() {
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(BACKOFF) => {}
+                    if self.back_off().await {
+                        break;
                     }
                     continue;
                 }
             }
             let Some(c) = client.as_mut() else { continue };
-            let untruncated: Vec<(Key, Followed)> = ready
-                .iter()
-                .filter(|(_, f)| !f.truncated)
-                .cloned()
-                .collect();
-            let round = if untruncated.is_empty() {
-                self.fetch_round(c, &fetcher, &ready, limits).await
-            } else {
-                self.truncate_round(c, &fetcher, &untruncated).await
-            };
-            if let Err(e) = round {
+            if let Err(e) = self.round(c, &fetcher, &ready, limits).await {
                 tracing::debug!(leader, error = %error_chain(&e), "replica fetch failed; reconnecting");
                 client = None;
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(BACKOFF) => {}
+                if self.back_off().await {
+                    break;
                 }
             }
+        }
+    }
+
+    /// Waits, with nothing ready to fetch, for a partition's retry time or a new partition;
+    /// returns whether the node is shutting down instead.
+    async fn idle(&self, fetcher: &Fetcher) -> bool {
+        let next_retry = fetcher
+            .partitions
+            .lock()
+            .values()
+            .filter_map(|f| f.retry_at)
+            .min();
+        let wait = next_retry.map_or(Duration::from_secs(3600), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = fetcher.wake.notified() => false,
+            _ = tokio::time::sleep(wait) => false,
+        }
+    }
+
+    /// Waits [`BACKOFF`] before connecting again; returns whether the node is shutting down
+    /// instead.
+    async fn back_off(&self) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(BACKOFF) => false,
+        }
+    }
+
+    /// One request to the leader: truncation first while any ready partition has not been
+    /// truncated to the leader's epoch, else a fetch of every ready partition.
+    async fn round(
+        &self,
+        c: &mut Client,
+        fetcher: &Fetcher,
+        ready: &[(Key, Followed)],
+        limits: Limits,
+    ) -> Result<(), gregor_client::ClientError> {
+        let untruncated: Vec<(Key, Followed)> = ready
+            .iter()
+            .filter(|(_, f)| !f.truncated)
+            .cloned()
+            .collect();
+        if untruncated.is_empty() {
+            self.fetch_round(c, fetcher, ready, limits).await
+        } else {
+            self.truncate_round(c, fetcher, &untruncated).await
         }
     }
 
@@ -342,31 +368,7 @@ impl ReplicaManager {
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for (key, p, d) in work {
-                // Moved off this node while the fetch was out: its local log was deleted. (The
-                // state changes only under the log lock, so it agrees with the log here.)
-                let Some(mut log) = p.log() else { continue };
-                if !p.state().replicas.contains(&me) {
-                    continue;
-                }
-                if d.error == Some(ResponseError::OffsetOutOfRange) {
-                    if log.log_end_offset() < d.log_start_offset {
-                        tracing::info!(topic = %key.0, partition = key.1, start = d.log_start_offset, "behind the leader's log start: starting over there");
-                        if let Err(e) = log.reset_to(d.log_start_offset) {
-                            tracing::warn!(error = %error_chain(&e), "resetting the follower log failed");
-                        }
-                        p.refresh_follower(&log);
-                    }
-                    continue;
-                }
-                if !d.records.is_empty() {
-                    if let Err(e) = log.append_replica(d.records, now) {
-                        tracing::warn!(topic = %key.0, partition = key.1, error = %error_chain(&e), "replicated batches not appended");
-                        continue;
-                    }
-                }
-                p.refresh_follower(&log);
-                drop(log);
-                p.set_follower_high_watermark(d.high_watermark);
+                apply_fetched(&key, &p, d, me, now);
             }
             cluster.notify_appended();
         })
@@ -408,6 +410,42 @@ impl ReplicaManager {
         }
         out
     }
+}
+
+/// Empties a follower log that fell behind the leader's log start, to continue from there.
+fn start_over_at(key: &Key, p: &Partition, log: &mut crate::log::PartitionLog, start: i64) {
+    tracing::info!(topic = %key.0, partition = key.1, start, "behind the leader's log start: starting over there");
+    if let Err(e) = log.reset_to(start) {
+        tracing::warn!(error = %error_chain(&e), "resetting the follower log failed");
+    }
+    p.refresh_follower(log);
+}
+
+/// Writes what the leader sent for one partition into its follower log (blocking): the
+/// batches appended, or the log started over at the leader's log start when it fell behind
+/// it; then the follower's high watermark.
+fn apply_fetched(key: &Key, p: &Partition, d: Fetched, me: i32, now: i64) {
+    // Moved off this node while the fetch was out: its local log was deleted. (The
+    // state changes only under the log lock, so it agrees with the log here.)
+    let Some(mut log) = p.log() else { return };
+    if !p.state().replicas.contains(&me) {
+        return;
+    }
+    if d.error == Some(ResponseError::OffsetOutOfRange) {
+        if log.log_end_offset() < d.log_start_offset {
+            start_over_at(key, p, &mut log, d.log_start_offset);
+        }
+        return;
+    }
+    if !d.records.is_empty() {
+        if let Err(e) = log.append_replica(d.records, now) {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %error_chain(&e), "replicated batches not appended");
+            return;
+        }
+    }
+    p.refresh_follower(&log);
+    drop(log);
+    p.set_follower_high_watermark(d.high_watermark);
 }
 
 #[cfg(test)]

@@ -228,18 +228,13 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
         }
         let round = async {
             if let Some(m) = member.as_mut() {
-                if m.heartbeat_if_due(&mut cluster).await? {
-                    if auto_commit {
-                        // Best effort: a member already fenced out cannot commit, and the
-                        // records are then read again by the next owner (at least once).
-                        if let Err(e) = m.commit(&mut cluster, &positions).await {
-                            eprintln!("WARN: offsets not committed before rebalancing: {e}");
-                        }
-                    }
-                    m.rejoin(&mut cluster).await?;
-                    positions =
-                        start_positions(&mut cluster, &layout, &args, Some(m), reset).await?;
-                }
+                let rejoin = Rejoin {
+                    layout: &layout,
+                    args: &args,
+                    reset,
+                    auto_commit,
+                };
+                rejoin.if_due(&mut cluster, m, &mut positions).await?;
             }
             fetcher::fetch(&mut cluster, &layout, &mut positions, FETCH_MAX_WAIT_MS).await
         };
@@ -256,19 +251,14 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
                 fetcher::list_offsets(&mut cluster, &layout, &fetched.out_of_range, reset).await?;
             positions.extend(reset_to);
         }
-        let mut out = Vec::new();
         let mut commit_positions = positions.clone();
-        for r in &fetched.records {
-            if args.max_messages.is_some_and(|m| processed >= m) {
-                // Not printed: the group resumes here next time.
-                let tp = (r.topic.clone(), r.partition);
-                let pos = commit_positions.entry(tp).or_insert(r.offset);
-                *pos = (*pos).min(r.offset);
-                continue;
-            }
-            format.write(&mut out, r);
-            processed += 1;
-        }
+        let out = format_records(
+            &fetched.records,
+            &format,
+            args.max_messages,
+            &mut processed,
+            &mut commit_positions,
+        );
         if !fetched.records.is_empty() {
             last_message = Instant::now();
         }
@@ -293,13 +283,81 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
     // A request cut off by Ctrl-C leaves its connection marked broken; the goodbyes below
     // then go over a fresh one.
     if let Some(m) = &member {
-        if auto_commit {
-            m.commit(&mut cluster, &positions).await?;
-        }
-        m.leave(&mut cluster).await?;
+        leave(&mut cluster, m, auto_commit, &positions).await?;
     }
     eprintln!("Processed a total of {processed} messages");
     Ok(())
+}
+
+/// Commits the positions reached (when auto-commit is on) and leaves the group.
+async fn leave(
+    cluster: &mut Cluster,
+    m: &GroupMember,
+    auto_commit: bool,
+    positions: &BTreeMap<Tp, i64>,
+) -> Result<(), ToolError> {
+    if auto_commit {
+        m.commit(cluster, positions).await?;
+    }
+    m.leave(cluster).await
+}
+
+/// What a group member needs to rejoin its group when a rebalance starts.
+struct Rejoin<'a> {
+    layout: &'a Layout,
+    args: &'a Args,
+    reset: i64,
+    auto_commit: bool,
+}
+
+impl Rejoin<'_> {
+    /// Heartbeats when one is due; when the group is rebalancing, commits (when auto-commit
+    /// is on), rejoins, and starts over from the positions of the new assignment.
+    async fn if_due(
+        &self,
+        cluster: &mut Cluster,
+        m: &mut GroupMember,
+        positions: &mut BTreeMap<Tp, i64>,
+    ) -> Result<(), ToolError> {
+        if !m.heartbeat_if_due(cluster).await? {
+            return Ok(());
+        }
+        if self.auto_commit {
+            // Best effort: a member already fenced out cannot commit, and the records are
+            // then read again by the next owner (at least once).
+            if let Err(e) = m.commit(cluster, positions).await {
+                eprintln!("WARN: offsets not committed before rebalancing: {e}");
+            }
+        }
+        m.rejoin(cluster).await?;
+        *positions = start_positions(cluster, self.layout, self.args, Some(m), self.reset).await?;
+        Ok(())
+    }
+}
+
+/// Formats `records` for standard output, up to `--max-messages` in all (`processed` counts
+/// them); a record past the limit moves its partition's commit position back to it, so the
+/// group resumes there next time.
+fn format_records(
+    records: &[ConsumedRecord],
+    format: &Format,
+    max_messages: Option<u64>,
+    processed: &mut u64,
+    commit_positions: &mut BTreeMap<Tp, i64>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        if max_messages.is_some_and(|m| *processed >= m) {
+            // Not printed: the group resumes here next time.
+            let tp = (r.topic.clone(), r.partition);
+            let pos = commit_positions.entry(tp).or_insert(r.offset);
+            *pos = (*pos).min(r.offset);
+            continue;
+        }
+        format.write(&mut out, r);
+        *processed += 1;
+    }
+    out
 }
 
 /// Where each partition we read starts: the committed offset, else `--offset`, else the

@@ -49,6 +49,27 @@ fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
 fn every_admin_and_data_api_answers_at_every_advertised_version() {
     let b = Broker::start();
     let mut c = Conn::connect(b.addr);
+    create_topics_at_every_version(&mut c);
+    produce_at_every_version(&mut c);
+    metadata_at_every_version(&mut c);
+    fetch_at_every_version(&mut c);
+    list_offsets_at_every_version(&mut c);
+    offset_for_leader_epoch_at_every_version(&mut c);
+    describe_configs_at_every_version(&mut c);
+    create_partitions_at_every_version(&mut c);
+    describe_quorum_at_every_version(&mut c);
+    describe_cluster_at_every_version(&mut c);
+    unregister_broker_at_every_version(&mut c);
+    init_producer_id_at_every_version(&mut c);
+    describe_log_dirs_at_every_version(&mut c);
+    alter_partition_reassignments_at_every_version(&mut c);
+    list_partition_reassignments_at_every_version(&mut c);
+    elect_leaders_at_every_version(&mut c);
+    delete_topics_at_every_version(&mut c);
+}
+
+/// CreateTopics at every advertised version, on the broker behind `c`.
+fn create_topics_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::CreateTopics) {
         let name = format!("ct-v{v}");
         let r = c.call(
@@ -65,6 +86,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
     }
+}
+
+/// Produce at every advertised version, on the broker behind `c`.
+fn produce_at_every_version(c: &mut Conn) {
     let records: Bytes = batch(&["a", "b"], None, Compression::None);
     for v in versions(ApiKey::Produce) {
         let r = c.call(
@@ -83,12 +108,20 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             "Produce v{v}"
         );
     }
+}
+
+/// Metadata at every advertised version, on the broker behind `c`.
+fn metadata_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::Metadata) {
         let t = MetadataRequestTopic::default().with_name(Some(topic("ct-v2")));
         let r = c.call(v, &MetadataRequest::default().with_topics(Some(vec![t])));
         assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
         assert_eq!(r.topics[0].partitions.len(), 2);
     }
+}
+
+/// Fetch at every advertised version, on the broker behind `c`.
+fn fetch_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::Fetch) {
         let r = c.call(
             v,
@@ -109,6 +142,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             "Fetch v{v}"
         );
     }
+}
+
+/// ListOffsets at every advertised version, on the broker behind `c`.
+fn list_offsets_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::ListOffsets) {
         for ts in [-2, -1, 0] {
             let r = c.call(
@@ -125,6 +162,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             );
         }
     }
+}
+
+/// OffsetForLeaderEpoch at every advertised version, on the broker behind `c`.
+fn offset_for_leader_epoch_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::OffsetForLeaderEpoch) {
         let r = c.call(
             v,
@@ -141,6 +182,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             "OffsetForLeaderEpoch v{v}"
         );
     }
+}
+
+/// DescribeConfigs at every advertised version, on the broker behind `c`.
+fn describe_configs_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::DescribeConfigs) {
         let r = c.call(
             v,
@@ -158,6 +203,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             "DescribeConfigs v{v}"
         );
     }
+}
+
+/// CreatePartitions at every advertised version, on the broker behind `c`.
+fn create_partitions_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::CreatePartitions) {
         let r = c.call(
             v,
@@ -169,6 +218,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
     }
+}
+
+/// DescribeQuorum at every advertised version, on the broker behind `c`.
+fn describe_quorum_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::DescribeQuorum) {
         let r = c.call(
             v,
@@ -184,10 +237,18 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         assert_eq!(p.current_voters.len(), 1);
         assert!(p.high_watermark > 0 && p.current_voters[0].log_end_offset >= p.high_watermark);
     }
+}
+
+/// DescribeCluster at every advertised version, on the broker behind `c`.
+fn describe_cluster_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(v, &DescribeClusterRequest::default());
         assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");
     }
+}
+
+/// UnregisterBroker at every advertised version, on the broker behind `c`.
+fn unregister_broker_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::UnregisterBroker) {
         let unregister = |c: &mut Conn, id| {
             let r = c.call(
@@ -197,20 +258,24 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             (r.error_code, r.error_message.map(|m| m.to_string()))
         };
         assert_eq!(
-            unregister(&mut c, 42),
+            unregister(c, 42),
             (
                 ResponseError::BrokerIdNotRegistered.code(),
                 Some("Broker ID 42 is not currently registered".into())
             ),
             "UnregisterBroker v{v}"
         );
-        let (code, message) = unregister(&mut c, 1);
+        let (code, message) = unregister(c, 1);
         assert_eq!(
             code,
             ResponseError::InvalidRequest.code(),
             "this live broker: {message:?}"
         );
     }
+}
+
+/// InitProducerId at every advertised version, on the broker behind `c`.
+fn init_producer_id_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::InitProducerId) {
         let r = c.call(
             v,
@@ -220,6 +285,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
         );
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
     }
+}
+
+/// DescribeLogDirs at every advertised version, on the broker behind `c`.
+fn describe_log_dirs_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::DescribeLogDirs) {
         use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
         for topics in [
@@ -259,6 +328,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             );
         }
     }
+}
+
+/// AlterPartitionReassignments at every advertised version, on the broker behind `c`.
+fn alter_partition_reassignments_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::AlterPartitionReassignments) {
         use kafka_protocol::messages::alter_partition_reassignments_request::*;
         for (replicas, want) in [(Some(vec![BrokerId(1)]), 0), (None, 85)] {
@@ -282,6 +355,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             );
         }
     }
+}
+
+/// ListPartitionReassignments at every advertised version, on the broker behind `c`.
+fn list_partition_reassignments_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::ListPartitionReassignments) {
         use kafka_protocol::messages::list_partition_reassignments_request::*;
         for topics in [
@@ -301,6 +378,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             );
         }
     }
+}
+
+/// ElectLeaders at every advertised version, on the broker behind `c`.
+fn elect_leaders_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::ElectLeaders) {
         use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
         let r = c.call(
@@ -328,6 +409,10 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
             "ElectLeaders v{v}: every partition has its preferred leader"
         );
     }
+}
+
+/// DeleteTopics at every advertised version, on the broker behind `c`.
+fn delete_topics_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("ct-v{}", v + 1);
         let req = if v >= 6 {
@@ -354,6 +439,52 @@ fn every_group_api_answers_at_every_advertised_version() {
             .with_replication_factor(1)]),
     );
     assert_eq!(r.topics[0].error_code, 0);
+    find_coordinator_at_every_version(&mut c);
+    join_and_sync_group_at_every_version(&mut c);
+    for v in versions(ApiKey::OffsetFetch) {
+        let r = if v >= 8 {
+            c.call(
+                v,
+                &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default(
+                )
+                .with_group_id(GroupId(s("grp-5")))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(topic("g"))
+                    .with_partition_indexes(vec![0])]))]),
+            )
+        } else {
+            c.call(
+                v,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s("grp-5")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(topic("g"))
+                        .with_partition_indexes(vec![0])])),
+            )
+        };
+        let offset = if v >= 8 {
+            r.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            r.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(offset, 7, "OffsetFetch v{v}");
+    }
+    for v in versions(ApiKey::ListGroups) {
+        let r = c.call(v, &ListGroupsRequest::default());
+        assert!(r.groups.len() >= 5, "ListGroups v{v}");
+    }
+    for v in versions(ApiKey::DeleteGroups) {
+        let r = c.call(
+            v,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(s(&format!("grp-{v}")))]),
+        );
+        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
+    }
+}
+
+/// FindCoordinator at every advertised version, on the broker behind `c`.
+fn find_coordinator_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::FindCoordinator) {
         let req = if v >= 4 {
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s("grp")])
@@ -368,6 +499,11 @@ fn every_group_api_answers_at_every_advertised_version() {
         };
         assert_eq!(err, 0, "FindCoordinator v{v}");
     }
+}
+
+/// JoinGroup at every advertised version, each in a group of its own, then SyncGroup,
+/// Heartbeat, OffsetCommit, DescribeGroups and LeaveGroup there, on the broker behind `c`.
+fn join_and_sync_group_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::JoinGroup) {
         let group = format!("grp-{v}");
         let join = |member: &str| {
@@ -451,45 +587,5 @@ fn every_group_api_answers_at_every_advertised_version() {
         };
         let lr = c.call(lv, &leave);
         assert_eq!(lr.error_code, 0, "LeaveGroup v{lv}");
-    }
-    for v in versions(ApiKey::OffsetFetch) {
-        let r = if v >= 8 {
-            c.call(
-                v,
-                &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default(
-                )
-                .with_group_id(GroupId(s("grp-5")))
-                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
-                    .with_name(topic("g"))
-                    .with_partition_indexes(vec![0])]))]),
-            )
-        } else {
-            c.call(
-                v,
-                &OffsetFetchRequest::default()
-                    .with_group_id(GroupId(s("grp-5")))
-                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                        .with_name(topic("g"))
-                        .with_partition_indexes(vec![0])])),
-            )
-        };
-        let offset = if v >= 8 {
-            r.groups[0].topics[0].partitions[0].committed_offset
-        } else {
-            r.topics[0].partitions[0].committed_offset
-        };
-        assert_eq!(offset, 7, "OffsetFetch v{v}");
-    }
-    for v in versions(ApiKey::ListGroups) {
-        let r = c.call(v, &ListGroupsRequest::default());
-        assert!(r.groups.len() >= 5, "ListGroups v{v}");
-    }
-    for v in versions(ApiKey::DeleteGroups) {
-        let r = c.call(
-            v,
-            &DeleteGroupsRequest::default()
-                .with_groups_names(vec![GroupId(s(&format!("grp-{v}")))]),
-        );
-        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
     }
 }

@@ -317,36 +317,6 @@ mod tests {
             .unwrap()
             .iter()
             .any(|e| e.name.contains("RACK")));
-        // Only broker pods run as the ServiceAccount that may read nodes.
-        assert_eq!(
-            brokers.service_account_name.as_deref(),
-            Some("events-broker")
-        );
-        assert_eq!(brokers.service_account, brokers.service_account_name);
-        assert_eq!(brokers.automount_service_account_token, Some(true));
-        let controllers = pod_spec(&objects, 1);
-        assert_eq!(
-            names(controllers.init_containers.as_ref().unwrap()),
-            ["format"]
-        );
-        assert_eq!(controllers.service_account_name, None);
-        assert_eq!(controllers.service_account, None);
-        assert_eq!(controllers.automount_service_account_token, None);
-        assert_eq!(controllers.volumes.as_ref().unwrap().len(), 1);
-        let data = objects.config.data.as_ref().unwrap();
-        let broker = &data["events-broker-0.properties"];
-        assert!(
-            broker.contains("\nbroker.rack=${dir:/var/lib/gregor-rack:rack}\n"),
-            "{broker}"
-        );
-        assert!(broker.contains("\nconfig.providers=dir\n"), "{broker}");
-        assert!(broker.contains(
-            "\nconfig.providers.dir.class=\
-             org.apache.kafka.common.config.provider.DirectoryConfigProvider\n"
-        ));
-        let controller = &data["events-controller-0.properties"];
-        assert!(!controller.contains("broker.rack") && !controller.contains("config.providers"));
-
         let account = objects.service_account.as_ref().expect("a ServiceAccount");
         assert_eq!(account.metadata.name.as_deref(), Some("events-broker"));
         assert_eq!(account.metadata.namespace.as_deref(), Some("prod"));
@@ -375,6 +345,50 @@ mod tests {
             ),
             ("ServiceAccount", "events-broker", Some("prod"))
         );
+    }
+
+    #[test]
+    fn with_rack_brokers_take_broker_rack_from_the_file_through_a_config_provider() {
+        let cluster = rack_cluster("example.com/rack");
+        let objects = super::cluster(&cluster);
+        let data = objects.config.data.as_ref().unwrap();
+        let broker = &data["events-broker-0.properties"];
+        assert!(
+            broker.contains("\nbroker.rack=${dir:/var/lib/gregor-rack:rack}\n"),
+            "{broker}"
+        );
+        assert!(broker.contains("\nconfig.providers=dir\n"), "{broker}");
+        assert!(broker.contains(
+            "\nconfig.providers.dir.class=\
+             org.apache.kafka.common.config.provider.DirectoryConfigProvider\n"
+        ));
+        let controller = &data["events-controller-0.properties"];
+        assert!(!controller.contains("broker.rack") && !controller.contains("config.providers"));
+    }
+
+    #[test]
+    fn with_rack_only_broker_pods_run_as_the_service_account_that_may_read_nodes() {
+        let cluster = rack_cluster("example.com/rack");
+        let objects = super::cluster(&cluster);
+        let brokers = pod_spec(&objects, 0);
+        let names = |cs: &[k8s_openapi::api::core::v1::Container]| {
+            cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            brokers.service_account_name.as_deref(),
+            Some("events-broker")
+        );
+        assert_eq!(brokers.service_account, brokers.service_account_name);
+        assert_eq!(brokers.automount_service_account_token, Some(true));
+        let controllers = pod_spec(&objects, 1);
+        assert_eq!(
+            names(controllers.init_containers.as_ref().unwrap()),
+            ["format"]
+        );
+        assert_eq!(controllers.service_account_name, None);
+        assert_eq!(controllers.service_account, None);
+        assert_eq!(controllers.automount_service_account_token, None);
+        assert_eq!(controllers.volumes.as_ref().unwrap().len(), 1);
     }
 
     #[test]

@@ -87,37 +87,15 @@ async fn converge(
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let previous = kc.status.clone().unwrap_or_default();
-    let record = cluster_id::read_record(&config_maps, &name).await?;
-    let choice = match cluster_id::choose(
-        kc.spec.cluster_id.as_deref(),
-        record.as_deref(),
-        previous.cluster_id.as_deref(),
-        cluster_id::generate,
-    ) {
-        Ok(c) => c,
-        Err(message) => return invalid(&kc, client, &previous, message).await,
-    };
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let listed = sts_api
         .list(&ListParams::default().labels(&label_query(&selector_of(&name))))
         .await?
         .items;
-    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
-    // cluster from before status.image, read off its StatefulSets): a new operator version
-    // restarts no broker. Only a new cluster takes the operator's default.
-    let image = previous
-        .image
-        .clone()
-        .or_else(|| nodes::running_image(&listed))
-        .unwrap_or_else(|| ctx.default_image.clone());
-    let mut cluster = match validate(&kc, &choice.id, &image) {
-        Ok(c) => c,
-        Err(e) => return invalid(&kc, client, &previous, e.to_string()).await,
+    let mut cluster = match validated(&kc, &ctx, &config_maps, &previous, &listed).await? {
+        Ok(cluster) => cluster,
+        Err(action) => return Ok(action),
     };
-    if choice.record {
-        cluster_id::write_record(&config_maps, &cluster).await?;
-        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
-    }
     let existing: Vec<StatefulSet> = cluster
         .pools
         .iter()
@@ -125,28 +103,17 @@ async fn converge(
         .collect();
     let pods = list_pods(client, &namespace, &cluster).await?;
 
-    // The controller quorum keeps its size; a broker scale step talks to the brokers before
-    // any child is applied, so a StatefulSet shrinks only once its departing brokers are empty.
-    let sizes: BTreeMap<String, i32> = existing
-        .iter()
-        .map(|s| (s.name_any(), s.spec.replicas.unwrap_or(1)))
-        .collect();
-    let quorum_refused = scale::pin_quorum(&mut cluster, &sizes);
     let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
-    let broker_pool = cluster.broker_pool().name.clone();
-    let need = scale::need(
-        sizes.get(&broker_pool).copied(),
-        cluster.broker_pool().replicas,
-        previous.scaling.as_ref(),
-        nodes::any_stale(&existing, &pods),
-    );
-    let scaling = reconcile_scale::run(&bootstrap, need, previous.scaling.as_ref()).await;
-    if let Some(size) = scaling.size {
-        cluster.broker_pool_mut().replicas = size;
-    }
-    for (kind, reason, note) in &scaling.events {
-        event(client, &kc, *kind, reason, note.clone()).await;
-    }
+    let (quorum_refused, scaling) = scale_step(
+        client,
+        &kc,
+        &mut cluster,
+        &existing,
+        &pods,
+        &previous,
+        &bootstrap,
+    )
+    .await;
 
     cluster.external_addresses = external_addresses(client, &namespace, &cluster).await?;
     let mut objects = build::cluster(&cluster);
@@ -159,54 +126,29 @@ async fn converge(
     let mut problems = apply_all(client, &namespace, &objects).await?;
     problems.extend(storage::resize_claims(client, &cluster).await?);
 
-    let statefulsets: Vec<StatefulSet> = {
-        let mut out = Vec::new();
-        for pool in &cluster.pools {
-            if let Some(s) = sts_api.get_opt(&pool.name).await? {
-                out.push(s);
-            }
-        }
-        out
-    };
+    let statefulsets = read_statefulsets(&sts_api, &cluster).await?;
     let first = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
     // Dynamic broker configs, once a broker can take them.
     let brokers_up = first
         .nodes
         .iter()
         .any(|n| n.ready && n.node_id < CONTROLLER_ID_BASE);
-    let mut configs_synced = !brokers_up;
-    if brokers_up {
-        let synced =
-            tokio::time::timeout(HEALTH_TIMEOUT, broker_configs::sync(&bootstrap, &cluster)).await;
-        match synced {
-            Ok(Ok(changes)) => {
-                configs_synced = true;
-                if !changes.is_empty() {
-                    let keys: Vec<&str> = changes.iter().map(|c| c.key()).collect();
-                    let note = format!("cluster-wide broker configs updated: {}", keys.join(", "));
-                    tracing::info!(cluster = %name, %note);
-                    event(client, &kc, EventType::Normal, "BrokerConfigsUpdated", note).await;
-                }
+    let configs_synced = if brokers_up {
+        match sync_broker_configs(client, &kc, &cluster, &bootstrap).await {
+            Ok(()) => true,
+            Err(problem) => {
+                problems.push(problem);
+                false
             }
-            Ok(Err(e)) => problems.push(format!("dynamic broker configs not applied: {e}")),
-            Err(_) => problems.push(format!(
-                "dynamic broker configs not applied: the brokers at {bootstrap} did not answer \
-                 within {HEALTH_TIMEOUT:?}"
-            )),
         }
-    }
+    } else {
+        true
+    };
     let rolling = first.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
     let ask_health = rolling && !scaling.active;
     let health = if ask_health {
-        match tokio::time::timeout(HEALTH_TIMEOUT, health::read(&bootstrap)).await {
-            Ok(Ok(h)) => Some(h),
-            Ok(Err(e)) => {
-                tracing::info!(%bootstrap, error = %e, "cannot read the cluster's health");
-                None
-            }
-            Err(_) => None,
-        }
+        read_health(&bootstrap).await
     } else {
         None
     };
@@ -237,51 +179,7 @@ async fn converge(
         &observed.nodes,
         health.as_ref().and_then(|h| h.active_controller),
     );
-    let mut changed_under_the_plan = false;
-    match &step {
-        Step::Restart { pod, reason } => {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-            let observed_pod = pods
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
-                .ok_or_else(|| {
-                    ReconcileError::Malformed(format!("the roll planned on pod {pod}, not read"))
-                })?;
-            match restart::delete_observed(&api, observed_pod).await? {
-                Restart::Deleted => {
-                    tracing::info!(%pod, %reason, "restarted pod");
-                    event(
-                        client,
-                        &kc,
-                        EventType::Normal,
-                        "RestartingPod",
-                        format!("{pod}: {reason}"),
-                    )
-                    .await;
-                }
-                Restart::Changed => {
-                    tracing::info!(%pod, "pod changed since it was read; not restarted");
-                    changed_under_the_plan = true;
-                    step = Step::Wait {
-                        reason: format!(
-                            "pod {pod}, changed since it was read, to be looked at again"
-                        ),
-                    };
-                }
-            }
-        }
-        Step::Halt { reason } => {
-            event(
-                client,
-                &kc,
-                EventType::Warning,
-                "RollHalted",
-                reason.clone(),
-            )
-            .await;
-        }
-        Step::Wait { .. } | Step::Blocked { .. } | Step::Done => {}
-    }
+    let changed_under_the_plan = take_step(client, &kc, &namespace, &pods, &mut step).await?;
     let status = nodes::status(
         &cluster,
         &observed,
@@ -300,13 +198,200 @@ async fn converge(
     let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, &kc, status).await?;
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
-    Ok(Action::requeue(if changed_under_the_plan {
+    Ok(Action::requeue(requeue_after(
+        changed_under_the_plan,
+        settled,
+    )))
+}
+
+/// How soon to look again: at once when a pod changed under the roll's plan, rarely once
+/// the cluster has settled, soon while it settles.
+fn requeue_after(changed_under_the_plan: bool, settled: bool) -> Duration {
+    if changed_under_the_plan {
         RECHECK
     } else if settled {
         STEADY
     } else {
         SETTLING
-    }))
+    }
+}
+
+/// The spec checked and completed, with the cluster id chosen (and recorded, the first
+/// time); for an invalid spec, reported, the action that waits for the user's edit.
+async fn validated(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    config_maps: &Api<ConfigMap>,
+    previous: &KafkaClusterStatus,
+    listed: &[StatefulSet],
+) -> Result<Result<ValidatedCluster, Action>, ReconcileError> {
+    let client = &ctx.client;
+    let name = kc.name_any();
+    let record = cluster_id::read_record(config_maps, &name).await?;
+    let choice = match cluster_id::choose(
+        kc.spec.cluster_id.as_deref(),
+        record.as_deref(),
+        previous.cluster_id.as_deref(),
+        cluster_id::generate,
+    ) {
+        Ok(c) => c,
+        Err(message) => return invalid(kc, client, previous, message).await.map(Err),
+    };
+    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
+    // cluster from before status.image, read off its StatefulSets): a new operator version
+    // restarts no broker. Only a new cluster takes the operator's default.
+    let image = previous
+        .image
+        .clone()
+        .or_else(|| nodes::running_image(listed))
+        .unwrap_or_else(|| ctx.default_image.clone());
+    let cluster = match validate(kc, &choice.id, &image) {
+        Ok(c) => c,
+        Err(e) => return invalid(kc, client, previous, e.to_string()).await.map(Err),
+    };
+    if choice.record {
+        cluster_id::write_record(config_maps, &cluster).await?;
+        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
+    }
+    Ok(Ok(cluster))
+}
+
+/// The broker scale step: the controller quorum keeps its size; a broker scale step talks to
+/// the brokers before any child is applied, so a StatefulSet shrinks only once its departing
+/// brokers are empty. Returns why the quorum's size was kept (if it was) and the step's
+/// outcome, whose size the broker pool now has.
+async fn scale_step(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    cluster: &mut ValidatedCluster,
+    existing: &[StatefulSet],
+    pods: &[Pod],
+    previous: &KafkaClusterStatus,
+    bootstrap: &str,
+) -> (Option<String>, reconcile_scale::Outcome) {
+    let sizes: BTreeMap<String, i32> = existing
+        .iter()
+        .map(|s| (s.name_any(), s.spec.replicas.unwrap_or(1)))
+        .collect();
+    let quorum_refused = scale::pin_quorum(cluster, &sizes);
+    let broker_pool = cluster.broker_pool().name.clone();
+    let need = scale::need(
+        sizes.get(&broker_pool).copied(),
+        cluster.broker_pool().replicas,
+        previous.scaling.as_ref(),
+        nodes::any_stale(existing, pods),
+    );
+    let scaling = reconcile_scale::run(bootstrap, need, previous.scaling.as_ref()).await;
+    if let Some(size) = scaling.size {
+        cluster.broker_pool_mut().replicas = size;
+    }
+    for (kind, reason, note) in &scaling.events {
+        event(client, kc, *kind, reason, note.clone()).await;
+    }
+    (quorum_refused, scaling)
+}
+
+/// The pools' StatefulSets as the API server has them after the apply.
+async fn read_statefulsets(
+    sts_api: &Api<StatefulSet>,
+    cluster: &ValidatedCluster,
+) -> Result<Vec<StatefulSet>, kube::Error> {
+    let mut out = Vec::new();
+    for pool in &cluster.pools {
+        if let Some(s) = sts_api.get_opt(&pool.name).await? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// Brings the cluster-wide dynamic broker configs in line with the spec; the error is the
+/// problem to report in the status.
+async fn sync_broker_configs(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    bootstrap: &str,
+) -> Result<(), String> {
+    let synced =
+        tokio::time::timeout(HEALTH_TIMEOUT, broker_configs::sync(bootstrap, cluster)).await;
+    match synced {
+        Ok(Ok(changes)) => {
+            if !changes.is_empty() {
+                let keys: Vec<&str> = changes.iter().map(|c| c.key()).collect();
+                let note = format!("cluster-wide broker configs updated: {}", keys.join(", "));
+                tracing::info!(cluster = %kc.name_any(), %note);
+                event(client, kc, EventType::Normal, "BrokerConfigsUpdated", note).await;
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("dynamic broker configs not applied: {e}")),
+        Err(_) => Err(format!(
+            "dynamic broker configs not applied: the brokers at {bootstrap} did not answer \
+             within {HEALTH_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// What the brokers say about the cluster's ISRs and quorum, if they answer in time.
+async fn read_health(bootstrap: &str) -> Option<roll::Health> {
+    match tokio::time::timeout(HEALTH_TIMEOUT, health::read(bootstrap)).await {
+        Ok(Ok(h)) => Some(h),
+        Ok(Err(e)) => {
+            tracing::info!(%bootstrap, error = %e, "cannot read the cluster's health");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Carries out the roll's step: restarts the planned pod (unless it changed since it was
+/// read: then the step becomes a wait, and this returns true) or reports a halt.
+async fn take_step(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    namespace: &str,
+    pods: &[Pod],
+    step: &mut Step,
+) -> Result<bool, ReconcileError> {
+    match &*step {
+        Step::Restart { pod, reason } => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let observed_pod = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+                .ok_or_else(|| {
+                    ReconcileError::Malformed(format!("the roll planned on pod {pod}, not read"))
+                })?;
+            match restart::delete_observed(&api, observed_pod).await? {
+                Restart::Deleted => {
+                    tracing::info!(%pod, %reason, "restarted pod");
+                    event(
+                        client,
+                        kc,
+                        EventType::Normal,
+                        "RestartingPod",
+                        format!("{pod}: {reason}"),
+                    )
+                    .await;
+                }
+                Restart::Changed => {
+                    tracing::info!(%pod, "pod changed since it was read; not restarted");
+                    *step = Step::Wait {
+                        reason: format!(
+                            "pod {pod}, changed since it was read, to be looked at again"
+                        ),
+                    };
+                    return Ok(true);
+                }
+            }
+        }
+        Step::Halt { reason } => {
+            event(client, kc, EventType::Warning, "RollHalted", reason.clone()).await;
+        }
+        Step::Wait { .. } | Step::Blocked { .. } | Step::Done => {}
+    }
+    Ok(false)
 }
 
 /// Every pod of `cluster`, as the API server has them now.

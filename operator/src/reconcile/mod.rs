@@ -1,4 +1,4 @@
-//! Reconciliation: what the operator does with each resource, in the order STYLE.md asks for:
+//! Reconciliation: what the operator does with each resource, in the order docs/architecture.md sets out:
 //! validate (no client) → build (pure) → apply in a written order → status.
 //!
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where

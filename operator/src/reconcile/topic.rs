@@ -283,20 +283,29 @@ async fn converge(
 
 /// Sends one step.
 async fn execute(admin: &mut Admin, name: &str, step: &Step) -> Result<(), AdminError> {
+    announce(name, step);
     match step {
-        Step::Create { assignment, config } => {
-            tracing::info!(topic = %name, partitions = assignment.len(), "creating topic");
-            admin.create_topic(name, assignment, config).await
-        }
-        Step::AlterConfig(changes) => {
-            tracing::info!(topic = %name, changes = changes.len(), "altering topic configs");
-            admin.alter_configs(name, changes).await
-        }
+        Step::Create { assignment, config } => admin.create_topic(name, assignment, config).await,
+        Step::AlterConfig(changes) => admin.alter_configs(name, changes).await,
         Step::AddPartitions { total, assignment } => {
-            tracing::info!(topic = %name, total, "adding partitions");
             admin
                 .create_partitions(name, *total as i32, assignment)
                 .await
+        }
+    }
+}
+
+/// Logs the step about to be sent.
+fn announce(name: &str, step: &Step) {
+    match step {
+        Step::Create { assignment, .. } => {
+            tracing::info!(topic = %name, partitions = assignment.len(), "creating topic");
+        }
+        Step::AlterConfig(changes) => {
+            tracing::info!(topic = %name, changes = changes.len(), "altering topic configs");
+        }
+        Step::AddPartitions { total, .. } => {
+            tracing::info!(topic = %name, total, "adding partitions");
         }
     }
 }
@@ -371,35 +380,10 @@ async fn cleanup(
     ctx: &Context,
     api: &Api<KafkaTopic>,
 ) -> Result<Action, ReconcileError> {
+    let Some((name, bootstrap)) = deletion_target(kt, ctx, api).await? else {
+        return Ok(Action::await_change());
+    };
     let resource = kt.name_any();
-    if plan::unmanaged(kt) {
-        tracing::info!(%resource, "unmanaged: the topic stays in Kafka");
-        return Ok(Action::await_change());
-    }
-    // The name the operator managed; a refused rename left the old one in the status.
-    let name = kt
-        .status
-        .as_ref()
-        .and_then(|s| s.topic_name.clone())
-        .unwrap_or_else(|| plan::topic_name(kt));
-    if gregor_client::names::validate_topic_name(&name).is_err() {
-        return Ok(Action::await_change());
-    }
-    let clusters: Api<KafkaCluster> =
-        Api::namespaced(ctx.client.clone(), &kt.namespace().unwrap_or_default());
-    let Some(kc) = clusters.get_opt(&kt.spec.cluster).await? else {
-        tracing::info!(%resource, cluster = %kt.spec.cluster, "the cluster is gone: nothing to delete");
-        return Ok(Action::await_change());
-    };
-    let others = api.list(&ListParams::default()).await?.items;
-    if let Some(other) = plan::other_claimant(kt, &name, &others) {
-        tracing::info!(%resource, other = %other.name_any(), "another KafkaTopic names the topic: it stays");
-        return Ok(Action::await_change());
-    }
-    let Some(bootstrap) = bootstrap(ctx, &kc) else {
-        // Never reachable, so never created by this operator.
-        return Ok(Action::await_change());
-    };
     let deleted = tokio::time::timeout(KAFKA_TIMEOUT, async {
         Admin::connect(&bootstrap).await?.delete_topic(&name).await
     })
@@ -436,6 +420,46 @@ async fn cleanup(
             Err(e.into())
         }
     }
+}
+
+/// The topic to delete and the brokers to ask, or nothing when it is not the operator's to
+/// delete: unmanaged, never valid, its cluster gone, another KafkaTopic naming it, or a
+/// cluster never reachable.
+async fn deletion_target(
+    kt: &KafkaTopic,
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+) -> Result<Option<(String, String)>, ReconcileError> {
+    let resource = kt.name_any();
+    if plan::unmanaged(kt) {
+        tracing::info!(%resource, "unmanaged: the topic stays in Kafka");
+        return Ok(None);
+    }
+    // The name the operator managed; a refused rename left the old one in the status.
+    let name = kt
+        .status
+        .as_ref()
+        .and_then(|s| s.topic_name.clone())
+        .unwrap_or_else(|| plan::topic_name(kt));
+    if gregor_client::names::validate_topic_name(&name).is_err() {
+        return Ok(None);
+    }
+    let clusters: Api<KafkaCluster> =
+        Api::namespaced(ctx.client.clone(), &kt.namespace().unwrap_or_default());
+    let Some(kc) = clusters.get_opt(&kt.spec.cluster).await? else {
+        tracing::info!(%resource, cluster = %kt.spec.cluster, "the cluster is gone: nothing to delete");
+        return Ok(None);
+    };
+    let others = api.list(&ListParams::default()).await?.items;
+    if let Some(other) = plan::other_claimant(kt, &name, &others) {
+        tracing::info!(%resource, other = %other.name_any(), "another KafkaTopic names the topic: it stays");
+        return Ok(None);
+    }
+    let Some(bootstrap) = bootstrap(ctx, &kc) else {
+        // Never reachable, so never created by this operator.
+        return Ok(None);
+    };
+    Ok(Some((name, bootstrap)))
 }
 
 /// Records `keys` as the configs the operator has set on the topic.
