@@ -15,9 +15,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::{error_chain, Cluster};
 use crate::config::Config;
-use crate::controller::liveness::Liveness;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::quorum::liveness::Liveness;
 use crate::quorum::node::QuorumNode;
 use crate::server::{self, Broker};
 

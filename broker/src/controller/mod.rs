@@ -1,11 +1,10 @@
-//! The controller's duties beyond the Raft log itself: broker liveness from heartbeats
-//! (and early fencing of brokers whose listener refuses connections, [`probe`]),
-//! fencing, partition leader election from the ISR, preferred-leader rebalancing, and the
+//! The controller's duties beyond the Raft log itself: broker liveness from the heartbeats the
+//! quorum records ([`crate::quorum::liveness`]; early fencing of brokers whose listener refuses
+//! connections, [`probe`]), fencing, partition leader election from the ISR, preferred-leader rebalancing, and the
 //! broker's side of a controlled shutdown. The decisions are pure ([`decide`]); this module runs
 //! them on the active controller and commits what they return through the quorum.
 
 pub mod decide;
-pub mod liveness;
 pub mod probe;
 
 use std::sync::Arc;
@@ -15,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::error_chain;
 use crate::config::ReplicationConfig;
+use crate::quorum::liveness::Liveness;
 use crate::quorum::node::QuorumNode;
 use decide::Policy;
-use liveness::Liveness;
 
 /// How often the active controller re-checks liveness and leadership.
 const TICK: Duration = Duration::from_millis(250);

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::liveness::Liveness;
 use crate::cluster::image::MetadataImage;
+use crate::quorum::liveness::Liveness;
 
 /// What a connection attempt to a broker's listener found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,8 @@
 //!   the cluster id checked on every request.
 //! - [`node`]: a running member with the static voter set of `controller.quorum.voters`.
 //! - [`learner`]: how a broker-only node joins as a learner, and how the leader admits it.
+//! - [`liveness`]: which brokers are alive, from the heartbeats every voter receives; the
+//!   active controller fences and unfences by it.
 //! - [`startup`]: a node's member from its config, and the cluster's store writing through it.
 //! - [`status`]: what DescribeQuorum reports (voters and observers), from the leader's view.
 //!
@@ -17,6 +19,7 @@
 
 use crate::durable;
 pub mod learner;
+pub mod liveness;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -54,7 +54,7 @@ pub struct QuorumConfig {
     /// Lower bound of the randomized election timeout (`controller.quorum.election.timeout.ms`).
     pub election_timeout: Duration,
     /// Where broker heartbeats received on the controller listener are recorded.
-    pub liveness: Arc<crate::controller::liveness::Liveness>,
+    pub liveness: Arc<super::liveness::Liveness>,
 }
 
 /// Why the quorum could not start or a write failed.

@@ -13,11 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::liveness::Liveness;
 use super::network::ProposeRefusal;
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
 use super::status::Contacts;
 use super::types::TypeConfig;
-use crate::controller::liveness::Liveness;
 
 /// What the RPC handlers share besides Raft itself.
 #[derive(Debug, Clone)]

@@ -35,7 +35,7 @@ const LEARNER_WAIT: Duration = Duration::from_secs(10);
 pub async fn start_for(
     config: &Config,
     cluster_id: &str,
-    liveness: Arc<crate::controller::liveness::Liveness>,
+    liveness: Arc<super::liveness::Liveness>,
 ) -> Result<Arc<QuorumNode>, QuorumError> {
     let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
     let mut voters = configured_voters(config)?;
