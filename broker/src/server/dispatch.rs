@@ -117,22 +117,24 @@ pub async fn handle(
         .observe(started.elapsed().as_secs_f64());
     outcome
 }
+
 /// The answer to a frame whose header does not decode: close the connection, except that an
 /// ApiVersions request newer than Gregor knows gets a v0 body with UNSUPPORTED_VERSION, so the
 /// client retries with a version Gregor lists (the ApiVersions response header is always v0).
 fn refuse(broker: &Broker, error: DecodeError, out: &mut BytesMut) -> Outcome {
+    if let DecodeError::UnsupportedVersion {
+        key: ApiKey::ApiVersions,
+        correlation_id,
+        ..
+    } = error
+    {
+        let body = api_versions_body(Some(ResponseError::UnsupportedVersion));
+        return match write_response(out, correlation_id, 0, 0, &body) {
+            Ok(()) => Outcome::Respond,
+            Err(e) => Outcome::Close(e),
+        };
+    }
     let category = match error {
-        DecodeError::UnsupportedVersion {
-            key: ApiKey::ApiVersions,
-            correlation_id,
-            ..
-        } => {
-            let body = api_versions_body(Some(ResponseError::UnsupportedVersion));
-            return match write_response(out, correlation_id, 0, 0, &body) {
-                Ok(()) => Outcome::Respond,
-                Err(e) => Outcome::Close(e),
-            };
-        }
         DecodeError::UnknownApi(_) => Some("unknown_api"),
         DecodeError::UnsupportedVersion { .. } => Some("unsupported_version"),
         DecodeError::Short(_)
@@ -212,4 +214,81 @@ protocol::served_apis!(expand_route);
 /// A `StrBytes` from a `String`.
 pub fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::Decodable;
+
+    use super::*;
+
+    fn errors(b: &Broker, category: &str) -> u64 {
+        b.metrics
+            .request_errors
+            .with_label_values(&[category])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn undecodable_frames_close_with_their_reason_and_count_a_bounded_category() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = super::super::tests::broker(d.path());
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let cases: [(&[u8], &str, Option<&str>); 5] = [
+            (&[0, 3, 0], "request of 3 bytes has no header", None),
+            (
+                &[0x7f, 0, 0, 0, 0, 0, 0, 1],
+                "unknown API key 32512",
+                Some("unknown_api"),
+            ),
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 1],
+                "unsupported version 1 of Produce",
+                Some("unsupported_version"),
+            ),
+            // Metadata v0, client id of 5 bytes with none sent.
+            (
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0, 5],
+                "undecodable request header",
+                None,
+            ),
+            // Metadata v0, null client id, then a topic count of 0x033c0c00.
+            (
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00],
+                "undecodable request body",
+                Some("decode"),
+            ),
+        ];
+        for (frame, reason, category) in cases {
+            let before = category.map(|c| errors(&b, c));
+            let mut out = BytesMut::new();
+            let outcome = handle(&b, Bytes::from_static(frame), peer, "PLAINTEXT", &mut out).await;
+            assert!(
+                matches!(&outcome, Outcome::Close(r) if r.starts_with(reason)),
+                "{frame:?}: {outcome:?}"
+            );
+            assert!(out.is_empty(), "{frame:?}");
+            if let (Some(c), Some(before)) = (category, before) {
+                assert_eq!(errors(&b, c), before + 1, "{frame:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_api_versions_gets_the_v0_downgrade_with_its_correlation_id() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = super::super::tests::broker(d.path());
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut out = BytesMut::new();
+        let frame = Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 42]);
+        let outcome = handle(&b, frame, peer, "PLAINTEXT", &mut out).await;
+        assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
+        let mut body = out.split_off(4).freeze();
+        let header = ResponseHeader::decode(&mut body, 0).expect("header");
+        assert_eq!(header.correlation_id, 42);
+        let r = ApiVersionsResponse::decode(&mut body, 0).expect("body");
+        assert_eq!(r.error_code, ResponseError::UnsupportedVersion.code());
+        assert_eq!(r.api_keys.len(), 1);
+        assert_eq!(r.api_keys[0].api_key, ApiKey::ApiVersions as i16);
+    }
 }
