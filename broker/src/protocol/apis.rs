@@ -59,7 +59,8 @@ macro_rules! served_apis {
                 => handlers::replicas::list_partition_reassignments;
             DescribeCluster(DescribeClusterRequest) 0..=2 => handlers::metadata::describe_cluster;
             DescribeQuorum(DescribeQuorumRequest) 0..=2 => handlers::quorum::describe_quorum;
-            UnregisterBroker(UnregisterBrokerRequest) 0..=0 => handlers::unregister::unregister_broker;
+            UnregisterBroker(UnregisterBrokerRequest) 0..=0
+                => handlers::unregister::unregister_broker;
         }
     };
 }
@@ -144,7 +145,11 @@ macro_rules! expand_table {
             }
 
             /// Encodes the body at `version`, as a client would have sent it.
-            pub(super) fn encode(&self, out: &mut BytesMut, version: i16) -> Result<(), DecodeError> {
+            pub(super) fn encode(
+                &self,
+                out: &mut BytesMut,
+                version: i16,
+            ) -> Result<(), DecodeError> {
                 let encoded = match self {
                     $(ApiRequest::$key(r) => r.encode(out, version),)*
                 };

@@ -203,9 +203,9 @@ macro_rules! expand_route {
             request: ApiRequest,
             out: &mut BytesMut,
         ) -> Outcome {
-            match request {
-                $(ApiRequest::$key(r) => respond(ctx, correlation_id, out, $handler(ctx, r).await),)*
-            }
+            match request {$(
+                ApiRequest::$key(r) => respond(ctx, correlation_id, out, $handler(ctx, r).await),
+            )*}
         }
     };
 }
