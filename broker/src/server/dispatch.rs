@@ -1,5 +1,6 @@
-//! Request dispatch: header parse, version check, body decode, handler call, response encode.
-//! Nothing from the network can panic here: every decode failure is a value.
+//! Request dispatch: header and body decode (the `protocol` decoder the fuzz target and golden
+//! tests drive), handler call, response encode. Routing is expanded from the table of served
+//! APIs in `protocol`. Nothing from the network can panic here: every decode failure is a value.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,13 +9,13 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::ResponseError;
 use tracing::Instrument;
 
 use super::handlers;
 use super::Broker;
-use crate::protocol::{self, SUPPORTED_APIS};
+use crate::protocol::{self, ApiRequest, DecodeError, Header, SUPPORTED_APIS};
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -82,69 +83,32 @@ fn api_versions_body(error: Option<ResponseError>) -> ApiVersionsResponse {
 /// Handles one request frame, writing the response frame (if any) to `out`.
 pub async fn handle(
     broker: &Arc<Broker>,
-    mut body: Bytes,
+    mut frame: Bytes,
     peer: SocketAddr,
     listener: &str,
     out: &mut BytesMut,
 ) -> Outcome {
-    if body.len() < 8 {
-        return Outcome::Close(format!("request of {} bytes has no header", body.len()));
-    }
-    let api_key = i16::from_be_bytes([body[0], body[1]]);
-    let version = i16::from_be_bytes([body[2], body[3]]);
-    let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
-    let Ok(key) = ApiKey::try_from(api_key) else {
-        broker
-            .metrics
-            .request_errors
-            .with_label_values(&["unknown_api"])
-            .inc();
-        return Outcome::Close(format!("unknown API key {api_key}"));
-    };
-    if key == ApiKey::ApiVersions && !protocol::serves(key, version) {
-        // Newer ApiVersions than we know: answer with a v0 body and error 35 so the client
-        // retries with a version we list. The ApiVersions response header is always v0.
-        let body = api_versions_body(Some(ResponseError::UnsupportedVersion));
-        return match write_response(out, correlation_id, 0, 0, &body) {
-            Ok(()) => Outcome::Respond,
-            Err(e) => Outcome::Close(e),
-        };
-    }
-    if !protocol::serves(key, version) {
-        broker
-            .metrics
-            .request_errors
-            .with_label_values(&["unsupported_version"])
-            .inc();
-        return Outcome::Close(format!("unsupported version {version} of {key:?}"));
-    }
-    let header = match RequestHeader::decode(&mut body, key.request_header_version(version)) {
+    let header = match protocol::decode_header(&mut frame) {
         Ok(h) => h,
-        Err(e) => return Outcome::Close(format!("undecodable request header: {e}")),
+        Err(e) => return refuse(broker, e, out),
     };
     let ctx = Ctx {
         broker,
-        version,
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        version: header.version,
+        client_id: header.client_id(),
         peer,
         listener,
     };
+    let label = header.api.label;
     let started = Instant::now();
     let span = tracing::debug_span!(
         "request",
-        api = api_label(key),
-        version,
-        correlation_id,
+        api = label,
+        version = header.version,
+        correlation_id = header.correlation_id(),
         client_id = %ctx.client_id
     );
-    let outcome = route(&ctx, key, body, correlation_id, out)
-        .instrument(span)
-        .await;
-    let label = api_label(key);
+    let outcome = serve(&ctx, &header, frame, out).instrument(span).await;
     broker.metrics.requests.with_label_values(&[label]).inc();
     broker
         .metrics
@@ -154,56 +118,44 @@ pub async fn handle(
     outcome
 }
 
-/// A bounded metric label for an API key (only served keys reach here).
-fn api_label(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::DescribeQuorum => "DescribeQuorum",
-        ApiKey::DescribeLogDirs => "DescribeLogDirs",
-        ApiKey::ElectLeaders => "ElectLeaders",
-        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
-        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
-        ApiKey::UnregisterBroker => "UnregisterBroker",
-        _ => "other",
+/// The answer to a frame whose header does not decode: close the connection, except that an
+/// ApiVersions request newer than Gregor knows gets a v0 body with UNSUPPORTED_VERSION, so the
+/// client retries with a version Gregor lists (the ApiVersions response header is always v0).
+fn refuse(broker: &Broker, error: DecodeError, out: &mut BytesMut) -> Outcome {
+    if let DecodeError::UnsupportedVersion {
+        key: ApiKey::ApiVersions,
+        correlation_id,
+        ..
+    } = error
+    {
+        let body = api_versions_body(Some(ResponseError::UnsupportedVersion));
+        return match write_response(out, correlation_id, 0, 0, &body) {
+            Ok(()) => Outcome::Respond,
+            Err(e) => Outcome::Close(e),
+        };
     }
+    let category = match error {
+        DecodeError::UnknownApi(_) => Some("unknown_api"),
+        DecodeError::UnsupportedVersion { .. } => Some("unsupported_version"),
+        DecodeError::Short(_)
+        | DecodeError::Header(_)
+        | DecodeError::Body(_)
+        | DecodeError::Reencode(_) => None,
+    };
+    if let Some(category) = category {
+        broker
+            .metrics
+            .request_errors
+            .with_label_values(&[category])
+            .inc();
+    }
+    Outcome::Close(error.to_string())
 }
 
-async fn call<Req, F, Fut>(
-    ctx: &Ctx<'_>,
-    mut body: Bytes,
-    correlation_id: i32,
-    out: &mut BytesMut,
-    handler: F,
-) -> Outcome
-where
-    Req: Request,
-    F: FnOnce(Req) -> Fut,
-    Fut: std::future::Future<Output = Option<Req::Response>>,
-{
-    let req = match Req::decode(&mut body, ctx.version) {
+/// Decodes the body of a request whose header decoded, calls its handler and writes the
+/// response.
+async fn serve(ctx: &Ctx<'_>, header: &Header, body: Bytes, out: &mut BytesMut) -> Outcome {
+    let request = match protocol::decode_body(header, body) {
         Ok(r) => r,
         Err(e) => {
             ctx.broker
@@ -211,105 +163,132 @@ where
                 .request_errors
                 .with_label_values(&["decode"])
                 .inc();
-            return Outcome::Close(format!("undecodable request body: {e}"));
+            return Outcome::Close(e.to_string());
         }
     };
-    let Some(resp) = handler(req).await else {
+    route(ctx, header.correlation_id(), request, out).await
+}
+
+/// Writes `response` at the request's version, or nothing when the handler has no answer
+/// (Produce with acks=0).
+fn respond<R: Encodable + HeaderVersion>(
+    ctx: &Ctx<'_>,
+    correlation_id: i32,
+    out: &mut BytesMut,
+    response: Option<R>,
+) -> Outcome {
+    let Some(response) = response else {
         return Outcome::NoResponse;
     };
-    let header_version = <Req::Response as HeaderVersion>::header_version(ctx.version);
-    match write_response(out, correlation_id, ctx.version, header_version, &resp) {
+    let header_version = R::header_version(ctx.version);
+    match write_response(out, correlation_id, ctx.version, header_version, &response) {
         Ok(()) => Outcome::Respond,
         Err(e) => Outcome::Close(e),
     }
 }
 
-async fn route(ctx: &Ctx<'_>, key: ApiKey, body: Bytes, cid: i32, out: &mut BytesMut) -> Outcome {
-    use handlers::*;
-    match key {
-        ApiKey::ApiVersions => {
-            call(ctx, body, cid, out, |_: ApiVersionsRequest| async {
-                Some(api_versions_body(None))
-            })
-            .await
-        }
-        ApiKey::Metadata => call(ctx, body, cid, out, |r| metadata::metadata(ctx, r)).await,
-        ApiKey::Produce => call(ctx, body, cid, out, |r| produce::produce(ctx, r)).await,
-        ApiKey::Fetch => call(ctx, body, cid, out, |r| fetch::fetch(ctx, r)).await,
-        ApiKey::ListOffsets => call(ctx, body, cid, out, |r| fetch::list_offsets(ctx, r)).await,
-        ApiKey::OffsetForLeaderEpoch => {
-            call(ctx, body, cid, out, |r| {
-                fetch::offset_for_leader_epoch(ctx, r)
-            })
-            .await
-        }
-        ApiKey::CreateTopics => call(ctx, body, cid, out, |r| admin::create_topics(ctx, r)).await,
-        ApiKey::DeleteTopics => call(ctx, body, cid, out, |r| admin::delete_topics(ctx, r)).await,
-        ApiKey::CreatePartitions => {
-            call(ctx, body, cid, out, |r| admin::create_partitions(ctx, r)).await
-        }
-        ApiKey::DescribeConfigs => {
-            call(ctx, body, cid, out, |r| configs::describe_configs(ctx, r)).await
-        }
-        ApiKey::AlterConfigs => call(ctx, body, cid, out, |r| configs::alter_configs(ctx, r)).await,
-        ApiKey::IncrementalAlterConfigs => {
-            call(ctx, body, cid, out, |r| {
-                configs::incremental_alter_configs(ctx, r)
-            })
-            .await
-        }
-        ApiKey::DescribeCluster => {
-            call(ctx, body, cid, out, |r| metadata::describe_cluster(ctx, r)).await
-        }
-        ApiKey::AlterPartitionReassignments => {
-            call(ctx, body, cid, out, |r| {
-                replicas::alter_partition_reassignments(ctx, r)
-            })
-            .await
-        }
-        ApiKey::ListPartitionReassignments => {
-            call(ctx, body, cid, out, |r| {
-                replicas::list_partition_reassignments(ctx, r)
-            })
-            .await
-        }
-        ApiKey::DescribeLogDirs => {
-            call(ctx, body, cid, out, |r| log_dirs::describe_log_dirs(ctx, r)).await
-        }
-        ApiKey::ElectLeaders => {
-            call(ctx, body, cid, out, |r| replicas::elect_leaders(ctx, r)).await
-        }
-        ApiKey::InitProducerId => {
-            call(ctx, body, cid, out, |r| produce::init_producer_id(ctx, r)).await
-        }
-        ApiKey::FindCoordinator => {
-            call(ctx, body, cid, out, |r| groups::find_coordinator(ctx, r)).await
-        }
-        ApiKey::JoinGroup => call(ctx, body, cid, out, |r| groups::join_group(ctx, r)).await,
-        ApiKey::SyncGroup => call(ctx, body, cid, out, |r| groups::sync_group(ctx, r)).await,
-        ApiKey::Heartbeat => call(ctx, body, cid, out, |r| groups::heartbeat(ctx, r)).await,
-        ApiKey::LeaveGroup => call(ctx, body, cid, out, |r| groups::leave_group(ctx, r)).await,
-        ApiKey::DescribeGroups => {
-            call(ctx, body, cid, out, |r| groups::describe_groups(ctx, r)).await
-        }
-        ApiKey::ListGroups => call(ctx, body, cid, out, |r| groups::list_groups(ctx, r)).await,
-        ApiKey::DeleteGroups => call(ctx, body, cid, out, |r| groups::delete_groups(ctx, r)).await,
-        ApiKey::OffsetCommit => call(ctx, body, cid, out, |r| offsets::offset_commit(ctx, r)).await,
-        ApiKey::DescribeQuorum => {
-            call(ctx, body, cid, out, |r| quorum::describe_quorum(ctx, r)).await
-        }
-        ApiKey::UnregisterBroker => {
-            call(ctx, body, cid, out, |r| {
-                unregister::unregister_broker(ctx, r)
-            })
-            .await
-        }
-        ApiKey::OffsetFetch => call(ctx, body, cid, out, |r| offsets::offset_fetch(ctx, r)).await,
-        other => Outcome::Close(format!("{other:?} is not served")),
-    }
+/// ApiVersions: the table's advertised ranges.
+async fn api_versions(_: &Ctx<'_>, _: ApiVersionsRequest) -> Option<ApiVersionsResponse> {
+    Some(api_versions_body(None))
 }
+
+/// Expands the table of served APIs into `route`: each request to its handler.
+macro_rules! expand_route {
+    ($( $key:ident($req:ty) $min:literal..=$max:literal $(from $from:literal)?
+        => $handler:path; )*) => {
+        /// Calls the handler of `request` and writes its response.
+        async fn route(
+            ctx: &Ctx<'_>,
+            correlation_id: i32,
+            request: ApiRequest,
+            out: &mut BytesMut,
+        ) -> Outcome {
+            match request {$(
+                ApiRequest::$key(r) => respond(ctx, correlation_id, out, $handler(ctx, r).await),
+            )*}
+        }
+    };
+}
+protocol::served_apis!(expand_route);
 
 /// A `StrBytes` from a `String`.
 pub fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::Decodable;
+
+    use super::*;
+
+    fn errors(b: &Broker, category: &str) -> u64 {
+        b.metrics
+            .request_errors
+            .with_label_values(&[category])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn undecodable_frames_close_with_their_reason_and_count_a_bounded_category() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = super::super::tests::broker(d.path());
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let cases: [(&[u8], &str, Option<&str>); 5] = [
+            (&[0, 3, 0], "request of 3 bytes has no header", None),
+            (
+                &[0x7f, 0, 0, 0, 0, 0, 0, 1],
+                "unknown API key 32512",
+                Some("unknown_api"),
+            ),
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 1],
+                "unsupported version 1 of Produce",
+                Some("unsupported_version"),
+            ),
+            // Metadata v0, client id of 5 bytes with none sent.
+            (
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0, 5],
+                "undecodable request header",
+                None,
+            ),
+            // Metadata v0, null client id, then a topic count of 0x033c0c00.
+            (
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00],
+                "undecodable request body",
+                Some("decode"),
+            ),
+        ];
+        for (frame, reason, category) in cases {
+            let before = category.map(|c| errors(&b, c));
+            let mut out = BytesMut::new();
+            let outcome = handle(&b, Bytes::from_static(frame), peer, "PLAINTEXT", &mut out).await;
+            assert!(
+                matches!(&outcome, Outcome::Close(r) if r.starts_with(reason)),
+                "{frame:?}: {outcome:?}"
+            );
+            assert!(out.is_empty(), "{frame:?}");
+            if let (Some(c), Some(before)) = (category, before) {
+                assert_eq!(errors(&b, c), before + 1, "{frame:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_api_versions_gets_the_v0_downgrade_with_its_correlation_id() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = super::super::tests::broker(d.path());
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut out = BytesMut::new();
+        let frame = Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 42]);
+        let outcome = handle(&b, frame, peer, "PLAINTEXT", &mut out).await;
+        assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
+        let mut body = out.split_off(4).freeze();
+        let header = ResponseHeader::decode(&mut body, 0).expect("header");
+        assert_eq!(header.correlation_id, 42);
+        let r = ApiVersionsResponse::decode(&mut body, 0).expect("body");
+        assert_eq!(r.error_code, ResponseError::UnsupportedVersion.code());
+        assert_eq!(r.api_keys.len(), 1);
+        assert_eq!(r.api_keys[0].api_key, ApiKey::ApiVersions as i16);
+    }
 }

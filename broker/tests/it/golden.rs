@@ -1,6 +1,7 @@
 //! Golden bytes: request frames captured from real clients (kafka-python 3.0.12, librdkafka
 //! 2.16.1 via confluent-kafka, librdkafka via kcat, Apache Kafka 4.3.1's Java client and CLI
-//! tools) by `scripts/capture-frames.py`. Each must decode at its key and version and encode
+//! tools) by `scripts/capture-frames.py`. Each must decode at its key and version, through the
+//! decoder the server runs (`gregor::protocol::decode_header` then `decode_body`), and encode
 //! back to the same bytes.
 
 use std::path::Path;
@@ -45,8 +46,11 @@ fn captured_client_requests_decode_and_round_trip_byte_for_byte() {
             assert!(decode_request(frame).is_err(), "{name}");
             continue;
         }
-        let (k, v) = decode_request(frame.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (header, request) =
+            decode_request(frame.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (k, v) = (header.api.key, header.version);
         assert_eq!((k as i16, v), (key, version), "{name}");
+        assert_eq!(request.key(), k, "{name}");
         let again = reencode_request(frame.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(again, frame, "{name} does not round-trip");
         checked += 1;
