@@ -25,6 +25,7 @@ const ACKS_NONE: i16 = 0;
 /// `acks`: answer once the leader has written the records.
 const ACKS_LEADER: i16 = 1;
 
+/// A partition's answer when its records were not appended.
 fn partition_error(
     index: i32,
     e: ResponseError,
@@ -39,6 +40,7 @@ fn partition_error(
 
 /// Records appended under acks=all that the high watermark has yet to pass.
 struct Uncommitted {
+    /// Whose high watermark to wait on.
     partition: Arc<Partition>,
     /// The offset the high watermark must reach.
     offset: i64,
@@ -52,21 +54,27 @@ struct Wait {
     topic: usize,
     /// Partition slot in the topic's response.
     slot: usize,
+    /// What the wait is for.
     records: Uncommitted,
 }
 
 /// The answers of a request's appends, and the acks=all appends still to be committed.
 struct Appended {
+    /// One per topic of the request, in its order, each partition in its order.
     responses: Vec<TopicProduceResponse>,
+    /// The acks=all appends whose answers wait for the high watermark.
     waits: Vec<Wait>,
 }
 
 /// What every partition's answer depends on besides its own data: one per request.
 struct Appends {
+    /// The topics and partitions appended to.
     cluster: Arc<Cluster>,
+    /// Counts the records and bytes appended.
     metrics: Arc<Metrics>,
     /// This node: only the partitions it leads take appends.
     node: i32,
+    /// The request's `acks`: whether the answer waits for the ISR (or is refused).
     acks: i16,
     /// Transactional produce is refused.
     transactional: bool,
@@ -114,7 +122,8 @@ where
     }
     tracing::error!(
         topics = req.topic_data.len(),
-        "the produce appends panicked; every partition answers KAFKA_STORAGE_ERROR"
+        "the produce appends failed (their task panicked or was cancelled); every partition \
+         answers KAFKA_STORAGE_ERROR"
     );
     let responses = req
         .topic_data
@@ -149,10 +158,9 @@ impl Appends {
             for pd in &td.partition_data {
                 let (response, uncommitted) = self.partition(topic.as_deref(), pd);
                 if let Some(records) = uncommitted {
-                    let (topic, slot) = (responses.len(), parts.len());
                     waits.push(Wait {
-                        topic,
-                        slot,
+                        topic: responses.len(),
+                        slot: parts.len(),
                         records,
                     });
                 }
