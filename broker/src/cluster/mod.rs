@@ -466,7 +466,7 @@ impl Partition {
     /// messages are unflushed (`log.flush.interval.messages`), and wakes long-polling fetches.
     /// Returns the outcome and the leader epoch the records were appended in. The log lock is
     /// held from the leadership check to the refreshed offsets, so no leadership change
-    /// ([`Partition::apply_state`]) falls between them.
+    /// (applied under the same lock) falls between them.
     pub fn append(
         &self,
         records: Bytes,
