@@ -452,6 +452,50 @@ impl Partition {
         Some(next)
     }
 
+    /// Appends `records` at `now` while this node leads (blocking), fsyncs once `flush_every`
+    /// messages are unflushed (`log.flush.interval.messages`), and wakes long-polling fetches.
+    /// Returns the outcome and the leader epoch the records were appended in. The log lock is
+    /// held from the leadership check to the refreshed offsets, so no leadership change
+    /// (applied under the same lock) falls between them.
+    pub fn append(
+        &self,
+        records: Bytes,
+        now: i64,
+        flush_every: Option<u64>,
+    ) -> Result<(AppendOutcome, i32), LogError> {
+        let Some(mut log) = self.log() else {
+            return Err(LogError::NotLeader);
+        };
+        let epoch = {
+            let state = self.state.read();
+            if state.leader != self.node {
+                return Err(LogError::NotLeader);
+            }
+            state.leader_epoch
+        };
+        let outcome = log.append(records, epoch, now)?;
+        if let AppendOutcome::Appended(info) = &outcome {
+            let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
+            let pending = self.unflushed.fetch_add(n, Ordering::Relaxed) + n;
+            if flush_every.is_some_and(|every| pending >= every) {
+                log.flush()?;
+                self.unflushed.store(0, Ordering::Relaxed);
+            }
+        }
+        self.refresh(&log);
+        drop(log);
+        self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
+        Ok((outcome, epoch))
+    }
+
+    /// fsyncs this node's log if messages were appended since the last fsync (blocking).
+    pub fn flush_unflushed(&self) -> Result<(), LogError> {
+        if self.unflushed.swap(0, Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        self.log().map_or(Ok(()), |mut log| log.flush())
+    }
+
     /// Whether the ISR has at least `min_insync` members.
     pub fn enough_replicas(&self, min_insync: i32) -> bool {
         crate::replication::isr::enough_replicas(&self.state.read().isr, min_insync)
@@ -478,13 +522,53 @@ pub struct Topic {
     pub id: uuid::Uuid,
     /// Replication factor asked for at creation.
     pub replication_factor: i16,
-    /// Config overrides.
+    /// Config overrides. Replaced only through [`Topic::reconfigure`], which refreshes their
+    /// parsed form with them.
     pub configs: RwLock<BTreeMap<String, String>>,
+    /// The overrides the request path reads, parsed from `configs`. Written while the write
+    /// lock of `configs` is held, so once it is released the two agree.
+    parsed: RwLock<topic_config::ParsedTopicConfig>,
     /// Partitions by index. Only grows (CreatePartitions).
     pub partitions: RwLock<Vec<Arc<Partition>>>,
 }
 
 impl Topic {
+    /// A topic with these config overrides and no partitions yet.
+    fn new(
+        name: &str,
+        id: uuid::Uuid,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Topic {
+        Topic {
+            name: name.to_string(),
+            id,
+            replication_factor,
+            parsed: RwLock::new(topic_config::ParsedTopicConfig::parse(&configs)),
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The ISR size an acks=all produce needs: the topic's `min.insync.replicas`, else
+    /// `broker_default` (the broker's effective one).
+    pub fn min_insync_replicas(&self, broker_default: i32) -> i32 {
+        self.parsed
+            .read()
+            .min_insync_replicas
+            .unwrap_or(broker_default)
+    }
+
+    /// Replaces the config overrides, their parsed form, and the config of every local log
+    /// (`log_config`, which the caller resolved from `configs`).
+    fn reconfigure(&self, configs: BTreeMap<String, String>, log_config: &LogConfig) {
+        let mut current = self.configs.write();
+        *self.parsed.write() = topic_config::ParsedTopicConfig::parse(&configs);
+        *current = configs;
+        drop(current);
+        self.set_log_config(log_config);
+    }
+
     /// Whether this is an internal topic.
     pub fn is_internal(&self) -> bool {
         self.name == CONSUMER_OFFSETS
@@ -664,13 +748,7 @@ impl Cluster {
         // Checked before anything is opened; each replica's log resolves it again.
         topic_config::resolve_log_config(&self.effective_config(), &configs)
             .map_err(AdminError::InvalidConfig)?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            replication_factor,
-            configs: RwLock::new(configs),
-            partitions: RwLock::new(Vec::new()),
-        });
+        let topic = Arc::new(Topic::new(name, id, replication_factor, configs));
         self.add_partitions(&topic, count, assignment)?;
         Ok(topic)
     }
@@ -846,13 +924,12 @@ impl Cluster {
         }
         let id = uuid::Uuid::new_v4();
         if validate_only {
-            return Ok(Arc::new(Topic {
-                name: t.name,
+            return Ok(Arc::new(Topic::new(
+                &t.name,
                 id,
                 replication_factor,
-                configs: RwLock::new(t.configs),
-                partitions: RwLock::new(Vec::new()),
-            }));
+                t.configs,
+            )));
         }
         let mut records = vec![MetadataRecord::Topic {
             name: t.name.clone(),
@@ -1003,8 +1080,7 @@ impl Cluster {
             name: name.to_string(),
             configs: configs.clone(),
         }])?;
-        *topic.configs.write() = configs;
-        topic.set_log_config(&log_config);
+        topic.reconfigure(configs, &log_config);
         Ok(())
     }
 
@@ -1049,32 +1125,8 @@ impl Cluster {
     /// Appends records to a partition this node leads (blocking) and wakes waiting fetches.
     /// Returns the outcome and the leader epoch the records were appended in.
     pub fn append(&self, p: &Partition, records: Bytes) -> Result<(AppendOutcome, i32), LogError> {
-        let now = now_ms();
-        let Some(mut log) = p.log() else {
-            return Err(LogError::NotLeader);
-        };
-        let epoch = {
-            let state = p.state.read();
-            if state.leader != self.config.node_id {
-                return Err(LogError::NotLeader);
-            }
-            state.leader_epoch
-        };
-        let outcome = log.append(records, epoch, now)?;
-        if let AppendOutcome::Appended(info) = &outcome {
-            let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
-            let pending = p.unflushed.fetch_add(n, Ordering::Relaxed) + n;
-            if let Some(every) = self.effective_config().log_flush_interval_messages {
-                if pending >= every {
-                    log.flush()?;
-                    p.unflushed.store(0, Ordering::Relaxed);
-                }
-            }
-        }
-        p.refresh(&log);
-        drop(log);
-        self.notify_appended();
-        Ok((outcome, epoch))
+        let flush_every = self.effective_config().log_flush_interval_messages;
+        p.append(records, now_ms(), flush_every)
     }
 
     /// Wakes long-polling fetches: a partition's log grew.
@@ -1111,10 +1163,8 @@ impl Cluster {
     pub fn flush_all(&self) {
         for t in self.topics() {
             for p in t.partitions.read().iter() {
-                if p.unflushed.swap(0, Ordering::Relaxed) > 0 {
-                    if let Err(e) = p.log().map_or(Ok(()), |mut log| log.flush()) {
-                        tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush failed");
-                    }
+                if let Err(e) = p.flush_unflushed() {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush failed");
                 }
             }
         }

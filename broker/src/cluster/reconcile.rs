@@ -85,8 +85,7 @@ impl Cluster {
             let log_config =
                 topic_config::resolve_log_config(&self.effective_config(), &image.configs)
                     .map_err(AdminError::InvalidConfig)?;
-            *topic.configs.write() = image.configs.clone();
-            topic.set_log_config(&log_config);
+            topic.reconfigure(image.configs.clone(), &log_config);
             changed += 1;
         }
         if image.partitions > topic.partition_count() {

@@ -164,6 +164,48 @@ fn reconciling_with_a_committed_image_creates_grows_reconfigures_and_deletes_top
     assert!(!dir.exists(), "a deleted topic's data is removed");
 }
 
+#[test]
+fn a_topics_min_insync_replicas_follows_every_change_of_its_configs() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = open(d.path());
+    let min_isr = |n: &str| BTreeMap::from([(topic_config::MIN_INSYNC_REPLICAS.into(), n.into())]);
+    let mut new = new_topic("t", 1, 1, None);
+    new.configs = min_isr("2");
+    let t = c.create_topic(new, false).expect("create");
+    assert_eq!(t.min_insync_replicas(1), 2, "created with an override");
+    c.set_topic_configs("t", BTreeMap::new(), false)
+        .expect("alter");
+    assert_eq!(t.min_insync_replicas(1), 1, "no override: the broker's");
+    assert_eq!(
+        t.min_insync_replicas(3),
+        3,
+        "read live, as dynamic configs change it"
+    );
+    // Altered through another broker: arrives with the committed image.
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::Topic {
+        name: "t".into(),
+        id: t.id,
+        partitions: 1,
+        replication_factor: 1,
+        configs: min_isr("3"),
+    });
+    image.apply(&MetadataRecord::PartitionState {
+        topic: "t".into(),
+        partition: 0,
+        replicas: vec![1],
+        leader: 1,
+        leader_epoch: 0,
+        isr: vec![1],
+    });
+    c.reconcile(&image).expect("reconcile");
+    assert!(
+        Arc::ptr_eq(&t, &c.topic("t").expect("topic")),
+        "the same topic"
+    );
+    assert_eq!(t.min_insync_replicas(1), 3);
+}
+
 /// A one-partition topic "r" with replicas 1, 2, 3 led by `leader` at `epoch`, in an image.
 fn replicated(image: &mut MetadataImage, leader: i32, epoch: i32, isr: &[i32]) {
     if image.topics.is_empty() {

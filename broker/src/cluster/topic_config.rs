@@ -116,6 +116,30 @@ pub fn resolve_log_config(
     Ok(c)
 }
 
+/// The topic config key of the ISR size an acks=all produce needs.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// The topic overrides read on the request path, parsed once whenever the topic's configs
+/// change instead of on every request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParsedTopicConfig {
+    /// `min.insync.replicas` when the topic overrides it. `None` follows the broker's
+    /// effective default, which a dynamic broker config may change without the topic changing.
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl ParsedTopicConfig {
+    /// Parses `overrides`. A value that is not an `i32` counts as no override, as it always
+    /// has on the produce path (validation already refuses anything below 1).
+    pub fn parse(overrides: &BTreeMap<String, String>) -> ParsedTopicConfig {
+        ParsedTopicConfig {
+            min_insync_replicas: overrides
+                .get(MIN_INSYNC_REPLICAS)
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
 /// `unclean.leader.election.enable` for a topic with these overrides: its own value when it
 /// sets one (Kafka's topic-level override wins), else `broker_default`, the broker's
 /// `unclean.leader.election.enable`.
@@ -232,6 +256,23 @@ mod tests {
         assert!(!unclean_leader_election_enable(&set("FALSE"), true));
         assert!(unclean_leader_election_enable(&BTreeMap::new(), true));
         assert!(!unclean_leader_election_enable(&BTreeMap::new(), false));
+    }
+
+    #[test]
+    fn min_insync_replicas_is_parsed_only_when_the_topic_sets_a_number() {
+        let set = |v: &str| BTreeMap::from([(MIN_INSYNC_REPLICAS.to_string(), v.to_string())]);
+        assert_eq!(
+            ParsedTopicConfig::parse(&set("2")).min_insync_replicas,
+            Some(2)
+        );
+        assert_eq!(
+            ParsedTopicConfig::parse(&set("two")).min_insync_replicas,
+            None
+        );
+        assert_eq!(
+            ParsedTopicConfig::parse(&BTreeMap::new()).min_insync_replicas,
+            None
+        );
     }
 
     fn broker() -> Config {

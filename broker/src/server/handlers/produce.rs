@@ -4,26 +4,48 @@
 //! gets no response at all, as in Kafka.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
-use crate::cluster::{Cluster, Commit};
+use crate::cluster::{Cluster, Commit, Partition, Topic};
 use crate::log::AppendOutcome;
+use crate::metrics::Metrics;
 use crate::server::dispatch::{sb, Ctx};
 
+/// `acks`: answer once every in-sync replica has the records.
+const ACKS_ALL: i16 = -1;
+/// `acks`: answer nothing at all.
+const ACKS_NONE: i16 = 0;
+/// `acks`: answer once the leader has written the records.
+const ACKS_LEADER: i16 = 1;
+
+/// A partition's answer when its records were not appended.
 fn partition_error(
     index: i32,
     e: ResponseError,
-    message: Option<String>,
+    message: Option<&str>,
 ) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(e.code())
         .with_base_offset(-1)
-        .with_error_message(message.map(sb))
+        .with_error_message(message.map(|m| sb(m.to_string())))
+}
+
+/// Records appended under acks=all that the high watermark has yet to pass.
+struct Uncommitted {
+    /// Whose high watermark to wait on.
+    partition: Arc<Partition>,
+    /// The offset the high watermark must reach.
+    offset: i64,
+    /// The leader epoch the records were appended in.
+    epoch: i32,
 }
 
 /// An acks=all append that must reach the high watermark before the answer.
@@ -32,135 +54,225 @@ struct Wait {
     topic: usize,
     /// Partition slot in the topic's response.
     slot: usize,
-    partition: Arc<crate::cluster::Partition>,
-    /// The offset the high watermark must reach.
-    offset: i64,
-    /// The leader epoch the records were appended in.
-    epoch: i32,
+    /// What the wait is for.
+    records: Uncommitted,
+}
+
+/// The answers of a request's appends, and the acks=all appends still to be committed.
+struct Appended {
+    /// One per topic of the request, in its order, each partition in its order.
+    responses: Vec<TopicProduceResponse>,
+    /// The acks=all appends whose answers wait for the high watermark.
+    waits: Vec<Wait>,
+}
+
+/// What every partition's answer depends on besides its own data: one per request.
+struct Appends {
+    /// The topics and partitions appended to.
+    cluster: Arc<Cluster>,
+    /// Counts the records and bytes appended.
+    metrics: Arc<Metrics>,
+    /// This node: only the partitions it leads take appends.
+    node: i32,
+    /// The request's `acks`: whether the answer waits for the ISR (or is refused).
+    acks: i16,
+    /// Transactional produce is refused.
+    transactional: bool,
+    /// The broker's effective `min.insync.replicas`, for topics that do not override it.
+    default_min_isr: i32,
 }
 
 /// Produce.
 pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let cluster = Arc::clone(&ctx.broker.cluster);
-    let metrics = Arc::clone(&ctx.broker.metrics);
-    let bad_acks = !matches!(acks, -1..=1);
-    let transactional = req.transactional_id.is_some();
     let node = ctx.broker.node_id();
-    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let work = move || {
-        let mut responses = Vec::with_capacity(req.topic_data.len());
-        let default_min_isr = cluster.effective_config().min_insync_replicas;
-        let mut waits: Vec<Wait> = Vec::new();
-        for td in req.topic_data {
-            let name = td.name.0.to_string();
-            let topic = cluster.topic(&name);
-            let min_isr = topic.as_ref().map(|t| {
-                t.configs
-                    .read()
-                    .get("min.insync.replicas")
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(default_min_isr)
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let appends = Appends {
+        cluster: Arc::clone(&ctx.broker.cluster),
+        metrics: Arc::clone(&ctx.broker.metrics),
+        node,
+        acks,
+        transactional: req.transactional_id.is_some(),
+        default_min_isr: ctx.broker.cluster.effective_config().min_insync_replicas,
+    };
+    let Appended {
+        mut responses,
+        waits,
+    } = run_appends(req, move |req| appends.all(req)).await;
+    await_commits(&mut responses, waits, node, timeout).await;
+    if acks == ACKS_NONE {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Runs `append`, the appends of `req`, on a blocking thread. Should it panic, every partition
+/// of the request answers KAFKA_STORAGE_ERROR, which clients retry: a response that leaves
+/// partitions out is a protocol violation to them.
+async fn run_appends<F>(req: ProduceRequest, append: F) -> Appended
+where
+    F: FnOnce(&ProduceRequest) -> Appended + Send + 'static,
+{
+    // Shared with the blocking task only so that a panic there still leaves the request to
+    // answer; it is dropped, records and all, before any acks=all wait.
+    let req = Arc::new(req);
+    let shared = Arc::clone(&req);
+    if let Some(appended) = blocking(move || append(&shared)).await {
+        return appended;
+    }
+    tracing::error!(
+        topics = req.topic_data.len(),
+        "the produce appends failed (their task panicked or was cancelled); every partition \
+         answers KAFKA_STORAGE_ERROR"
+    );
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|td| {
+            let parts = td.partition_data.iter().map(|pd| {
+                partition_error(
+                    pd.index,
+                    ResponseError::KafkaStorageError,
+                    Some("the broker failed while appending the records"),
+                )
             });
+            TopicProduceResponse::default()
+                .with_name(td.name.clone())
+                .with_partition_responses(parts.collect())
+        })
+        .collect();
+    Appended {
+        responses,
+        waits: Vec::new(),
+    }
+}
+
+impl Appends {
+    /// Appends every partition of `req` (blocking), answering each in request order.
+    fn all(&self, req: &ProduceRequest) -> Appended {
+        let mut responses = Vec::with_capacity(req.topic_data.len());
+        let mut waits = Vec::new();
+        for td in &req.topic_data {
+            let topic = self.cluster.topic(&td.name);
             let mut parts = Vec::with_capacity(td.partition_data.len());
-            for pd in td.partition_data {
-                let idx = pd.index;
-                let resp = if bad_acks {
-                    partition_error(idx, ResponseError::InvalidRequiredAcks, None)
-                } else if transactional {
-                    partition_error(
-                        idx,
-                        ResponseError::TransactionalIdAuthorizationFailed,
-                        Some("transactions are not supported yet".into()),
-                    )
-                } else if topic.as_ref().is_some_and(|t| t.is_internal()) {
-                    partition_error(idx, ResponseError::InvalidTopicException, None)
-                } else if let Some(p) = topic.as_ref().and_then(|t| t.partition(idx)) {
-                    if !p.is_led_by(node) {
-                        partition_error(idx, ResponseError::NotLeaderOrFollower, None)
-                    } else if acks == -1 && !p.enough_replicas(min_isr.unwrap_or(1)) {
-                        partition_error(
-                            idx,
-                            ResponseError::NotEnoughReplicas,
-                            Some("the in-sync replicas are fewer than min.insync.replicas".into()),
-                        )
-                    } else {
-                        match pd.records {
-                            None => partition_error(idx, ResponseError::CorruptMessage, None),
-                            Some(records) => {
-                                let bytes = records.len() as u64;
-                                let outcome = cluster.append(&p, records);
-                                if let (
-                                    -1,
-                                    Ok((
-                                        AppendOutcome::Appended(info)
-                                        | AppendOutcome::Duplicate(info),
-                                        epoch,
-                                    )),
-                                ) = (acks, &outcome)
-                                {
-                                    waits.push(Wait {
-                                        topic: responses.len(),
-                                        slot: parts.len(),
-                                        partition: Arc::clone(&p),
-                                        offset: info.last_offset + 1,
-                                        epoch: *epoch,
-                                    });
-                                }
-                                match outcome {
-                                    Ok((AppendOutcome::Appended(info), _)) => {
-                                        metrics.messages_in.inc_by(
-                                            (info.last_offset - info.base_offset + 1).max(0) as u64,
-                                        );
-                                        metrics.produce_bytes.inc_by(bytes);
-                                        PartitionProduceResponse::default()
-                                            .with_index(idx)
-                                            .with_base_offset(info.base_offset)
-                                            .with_log_append_time_ms(info.log_append_time)
-                                            .with_log_start_offset(info.log_start_offset)
-                                    }
-                                    Ok((AppendOutcome::Duplicate(info), _)) => {
-                                        PartitionProduceResponse::default()
-                                            .with_index(idx)
-                                            .with_base_offset(info.base_offset)
-                                            .with_log_append_time_ms(info.log_append_time)
-                                            .with_log_start_offset(info.log_start_offset)
-                                    }
-                                    Err(e) => {
-                                        tracing::debug!(topic = %name, partition = idx, error = %e, "append refused");
-                                        partition_error(
-                                            idx,
-                                            log_error_code(&e),
-                                            Some(e.to_string()),
-                                        )
-                                    }
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    partition_error(idx, ResponseError::UnknownTopicOrPartition, None)
-                };
-                parts.push(resp);
+            for pd in &td.partition_data {
+                let (response, uncommitted) = self.partition(topic.as_deref(), pd);
+                if let Some(records) = uncommitted {
+                    waits.push(Wait {
+                        topic: responses.len(),
+                        slot: parts.len(),
+                        records,
+                    });
+                }
+                parts.push(response);
             }
             responses.push(
                 TopicProduceResponse::default()
-                    .with_name(td.name)
+                    .with_name(td.name.clone())
                     .with_partition_responses(parts),
             );
         }
-        (responses, waits)
-    };
-    let (mut responses, waits) = blocking(work).await.unwrap_or_default();
-    // acks=all: answer once every in-sync replica has the records (the high watermark passed
-    // them); on one node that is at once.
-    // One deadline for the whole request, as Kafka's request timeout.
-    let deadline = std::time::Instant::now() + timeout;
-    for w in waits {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let (code, message) = match w
+        Appended { responses, waits }
+    }
+
+    /// One partition's answer, and, for acks=all, the records the answer waits on.
+    fn partition(
+        &self,
+        topic: Option<&Topic>,
+        pd: &PartitionProduceData,
+    ) -> (PartitionProduceResponse, Option<Uncommitted>) {
+        let refuse = |e, message| (partition_error(pd.index, e, message), None);
+        if !matches!(self.acks, ACKS_ALL..=ACKS_LEADER) {
+            return refuse(ResponseError::InvalidRequiredAcks, None);
+        }
+        if self.transactional {
+            return refuse(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                Some("transactions are not supported yet"),
+            );
+        }
+        let Some(topic) = topic else {
+            return refuse(ResponseError::UnknownTopicOrPartition, None);
+        };
+        if topic.is_internal() {
+            return refuse(ResponseError::InvalidTopicException, None);
+        }
+        let Some(p) = topic.partition(pd.index) else {
+            return refuse(ResponseError::UnknownTopicOrPartition, None);
+        };
+        if !p.is_led_by(self.node) {
+            return refuse(ResponseError::NotLeaderOrFollower, None);
+        }
+        if self.acks == ACKS_ALL
+            && !p.enough_replicas(topic.min_insync_replicas(self.default_min_isr))
+        {
+            return refuse(
+                ResponseError::NotEnoughReplicas,
+                Some("the in-sync replicas are fewer than min.insync.replicas"),
+            );
+        }
+        let Some(records) = pd.records.clone() else {
+            return refuse(ResponseError::CorruptMessage, None);
+        };
+        self.append(p, records)
+    }
+
+    /// Appends `records` to `p`, which this node leads (blocking).
+    fn append(
+        &self,
+        p: Arc<Partition>,
+        records: Bytes,
+    ) -> (PartitionProduceResponse, Option<Uncommitted>) {
+        let bytes = records.len() as u64;
+        let (info, epoch) = match self.cluster.append(&p, records) {
+            Ok((AppendOutcome::Appended(info), epoch)) => {
+                let messages = (info.last_offset - info.base_offset + 1).max(0) as u64;
+                self.metrics.messages_in.inc_by(messages);
+                self.metrics.produce_bytes.inc_by(bytes);
+                (info, epoch)
+            }
+            Ok((AppendOutcome::Duplicate(info), epoch)) => (info, epoch),
+            Err(e) => {
+                tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "append refused");
+                let message = e.to_string();
+                let response = partition_error(p.index, log_error_code(&e), Some(&message));
+                return (response, None);
+            }
+        };
+        let response = PartitionProduceResponse::default()
+            .with_index(p.index)
+            .with_base_offset(info.base_offset)
+            .with_log_append_time_ms(info.log_append_time)
+            .with_log_start_offset(info.log_start_offset);
+        let uncommitted = (self.acks == ACKS_ALL).then(|| Uncommitted {
+            partition: p,
+            offset: info.last_offset + 1,
+            epoch,
+        });
+        (response, uncommitted)
+    }
+}
+
+/// acks=all: waits until every in-sync replica has each append's records (the high watermark
+/// passed them; on one node that is at once), under one deadline for the whole request as
+/// Kafka's request timeout, and turns the appends that were not committed into errors.
+async fn await_commits(
+    responses: &mut [TopicProduceResponse],
+    waits: Vec<Wait>,
+    node: i32,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    for Wait {
+        topic,
+        slot,
+        records,
+    } in waits
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (code, message) = match records
             .partition
-            .wait_for_high_watermark(w.offset, node, w.epoch, left)
+            .wait_for_high_watermark(records.offset, node, records.epoch, left)
             .await
         {
             Commit::Committed => continue,
@@ -174,17 +286,13 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
             ),
         };
         if let Some(r) = responses
-            .get_mut(w.topic)
-            .and_then(|t| t.partition_responses.get_mut(w.slot))
+            .get_mut(topic)
+            .and_then(|t| t.partition_responses.get_mut(slot))
         {
             r.error_code = code.code();
             r.error_message = Some(sb(message));
         }
     }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
 }
 
 /// InitProducerId: a fresh producer id for idempotent producers (transactions are refused).
@@ -213,5 +321,49 @@ pub async fn init_producer_id(
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_request::TopicProduceData;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+
+    fn topic(name: &'static str, partitions: &[i32]) -> TopicProduceData {
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_partition_data(
+                partitions
+                    .iter()
+                    .map(|i| PartitionProduceData::default().with_index(*i))
+                    .collect(),
+            )
+    }
+
+    #[tokio::test]
+    async fn a_panicked_append_answers_storage_error_for_every_partition_of_the_request() {
+        let req = ProduceRequest::default()
+            .with_acks(ACKS_LEADER)
+            .with_topic_data(vec![topic("a", &[0, 2]), topic("b", &[1])]);
+        let Appended { responses, waits } =
+            run_appends(req, |_| panic!("the append thread died")).await;
+        assert!(waits.is_empty());
+        let answered: Vec<(&str, Vec<(i32, i16)>)> = responses
+            .iter()
+            .map(|t| {
+                let parts = t.partition_responses.iter();
+                (&*t.name.0, parts.map(|p| (p.index, p.error_code)).collect())
+            })
+            .collect();
+        let storage = ResponseError::KafkaStorageError.code();
+        assert_eq!(
+            answered,
+            [
+                ("a", vec![(0, storage), (2, storage)]),
+                ("b", vec![(1, storage)])
+            ]
+        );
     }
 }
