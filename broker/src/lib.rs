@@ -1,18 +1,21 @@
 //! Gregor: a Kafka-compatible event-streaming broker.
 //!
-//! Map of the crate, top-down (dependencies point down):
+//! Map of the crate, top-down (a module uses only those below it; no cycles):
 //! - [`node`]: a running node — storage check, listeners, background tasks, shutdown.
 //! - [`tools`]: Kafka-familiar CLI tools, clients of any broker, built on the `gregor-client` crate.
 //! - [`server`]: TCP listener, connections, per-API handlers.
 //! - [`group`]: the classic consumer-group coordinator, offsets in `__consumer_offsets`.
-//! - [`cluster`]: topics and partitions this node serves; the metadata image and its log.
-//! - [`controller`]: broker liveness, fencing and leader election on the active controller.
+//! - [`controller`]: fencing and leader election on the active controller.
+//! - [`replication`]: the follower fetchers, one task per leader broker.
 //! - [`quorum`]: the controller quorum: Raft storage, network and member runtime; holds the
-//!   node's metadata.
-//! - [`replication`]: ISR and high-watermark rules (for the replicated cluster).
+//!   node's metadata and the brokers' liveness from their heartbeats.
+//! - [`cluster`]: topics and partitions this node serves; the metadata image and its log; the
+//!   ISR and high-watermark rules (`cluster::isr`, pure functions).
+//! - [`config`], [`storage`]: `server.properties` (validated), `meta.properties`.
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
-//! - [`protocol`]: framing and the API version table (codec from kafka-protocol).
-//! - [`config`], [`storage`], [`metrics`]: `server.properties`, `meta.properties`, Prometheus.
+//! - [`protocol`]: framing, the one table of served APIs, and the one request decoder the
+//!   server, the fuzz target and the golden tests share (codec from kafka-protocol).
+//! - [`metrics`]: Prometheus `/metrics`, `/healthz`, `/readyz`.
 //! - `durable`: replacing a small file atomically and durably (checkpoints, Raft state).
 
 #![warn(missing_docs)]

@@ -8,6 +8,7 @@
 mod broker_configs;
 pub mod hw_checkpoint;
 pub mod image;
+pub mod isr;
 mod local_logs;
 pub mod metadata;
 pub mod placement;
@@ -146,7 +147,7 @@ pub struct Partition {
     /// Replicas, leader, leader epoch and ISR, as last committed to the metadata.
     state: RwLock<PartitionImage>,
     /// What the leader knows of each follower, from their replica fetches.
-    followers: Mutex<BTreeMap<i32, crate::replication::isr::FollowerProgress>>,
+    followers: Mutex<BTreeMap<i32, isr::FollowerProgress>>,
     /// The log end offset, mirrored for the high-watermark rule.
     log_end: AtomicI64,
     /// Bumped whenever the high watermark moves, for acks=all waiters.
@@ -257,7 +258,7 @@ impl Partition {
         }
         let leo = self.log_end.load(Ordering::Acquire);
         let current = self.high_watermark.load(Ordering::Acquire);
-        let hw = crate::replication::isr::high_watermark(
+        let hw = isr::high_watermark(
             current,
             state.leader,
             leo,
@@ -285,7 +286,7 @@ impl Partition {
         self.followers
             .lock()
             .entry(follower)
-            .or_insert(crate::replication::isr::FollowerProgress {
+            .or_insert(isr::FollowerProgress {
                 log_end_offset: 0,
                 last_caught_up_ms: 0,
             })
@@ -350,7 +351,7 @@ impl Partition {
             for r in state.replicas.iter().filter(|r| **r != me) {
                 followers.insert(
                     *r,
-                    crate::replication::isr::FollowerProgress {
+                    isr::FollowerProgress {
                         log_end_offset: i64::MIN,
                         last_caught_up_ms: now,
                     },
@@ -432,10 +433,8 @@ impl Partition {
         // periodic path.
         let epoch_start = self.epoch_start.load(Ordering::Acquire);
         let followers = self.followers.lock();
-        let lagging = crate::replication::isr::lagging_members(
-            me, &state.isr, &followers, now_ms, lag_max_ms,
-        );
-        let mut rejoining = crate::replication::isr::rejoining_members(
+        let lagging = isr::lagging_members(me, &state.isr, &followers, now_ms, lag_max_ms);
+        let mut rejoining = isr::rejoining_members(
             &state.replicas,
             &state.isr,
             &followers,
@@ -498,7 +497,7 @@ impl Partition {
 
     /// Whether the ISR has at least `min_insync` members.
     pub fn enough_replicas(&self, min_insync: i32) -> bool {
-        crate::replication::isr::enough_replicas(&self.state.read().isr, min_insync)
+        isr::enough_replicas(&self.state.read().isr, min_insync)
     }
 }
 
@@ -522,7 +521,7 @@ pub struct Topic {
     pub id: uuid::Uuid,
     /// Replication factor asked for at creation.
     pub replication_factor: i16,
-    /// Config overrides. Replaced only through [`Topic::reconfigure`], which refreshes their
+    /// Config overrides. Replaced only through `Topic::reconfigure`, which refreshes their
     /// parsed form with them.
     pub configs: RwLock<BTreeMap<String, String>>,
     /// The overrides the request path reads, parsed from `configs`. Written while the write
