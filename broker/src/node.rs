@@ -42,6 +42,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// An SSL listener's key or trust material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -297,6 +300,11 @@ async fn start_broker(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<BrokerHalf, NodeError> {
+    // The TLS material first: a bad key store fails the start before anything is opened.
+    let c = Arc::clone(config);
+    let tls = tokio::task::spawn_blocking(move || server::tls::acceptors(&c))
+        .await
+        .map_err(|e| NodeError::Cluster(e.to_string()))??;
     let cluster = open_cluster(config, cluster_id, quorum).await?;
     let replicas = crate::replication::manager::ReplicaManager::new(
         Arc::clone(&cluster),
@@ -313,10 +321,10 @@ async fn start_broker(
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
     tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
 
-    let (listeners, bound) = bind_client_listeners(config).await?;
+    let (listeners, bound) = bind_client_listeners(config, &tls).await?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|(_, l)| l.local_addr().ok())
+        .filter_map(|l| l.socket.local_addr().ok())
         .collect();
     let endpoints = crate::cluster::advertised_endpoints(config, &bound);
     let c = Arc::clone(&cluster);
@@ -377,15 +385,19 @@ async fn open_cluster(
     Ok(Arc::new(cluster))
 }
 
-/// A client listener's sockets, each with its listener's name, and the (name, port) pairs
-/// bound.
-type BoundListeners = (Vec<(Arc<str>, TcpListener)>, Vec<(String, u16)>);
+/// A client listener's sockets, each with its listener's name (and TLS acceptor), and the
+/// (name, port) pairs bound.
+type BoundListeners = (Vec<server::BoundListener>, Vec<(String, u16)>);
 
-/// Binds every client listener on all its addresses.
-async fn bind_client_listeners(config: &Config) -> Result<BoundListeners, NodeError> {
+/// Binds every client listener on all its addresses; an SSL listener's sockets get its TLS
+/// acceptor from `tls`.
+async fn bind_client_listeners(
+    config: &Config,
+    tls: &std::collections::BTreeMap<String, tokio_rustls::TlsAcceptor>,
+) -> Result<BoundListeners, NodeError> {
     // Each socket keeps its listener's name: a request is answered with the addresses of the
     // listener it arrived on.
-    let mut listeners: Vec<(Arc<str>, TcpListener)> = Vec::new();
+    let mut listeners: Vec<server::BoundListener> = Vec::new();
     let mut bound: Vec<(String, u16)> = Vec::new();
     for l in config.client_listeners() {
         let name: Arc<str> = Arc::from(l.name.as_str());
@@ -393,7 +405,11 @@ async fn bind_client_listeners(config: &Config) -> Result<BoundListeners, NodeEr
             if let Ok(a) = socket.local_addr() {
                 bound.push((l.name.clone(), a.port()));
             }
-            listeners.push((Arc::clone(&name), socket));
+            listeners.push(server::BoundListener {
+                name: Arc::clone(&name),
+                socket,
+                tls: tls.get(&l.name).cloned(),
+            });
         }
     }
     Ok((listeners, bound))

@@ -1,13 +1,17 @@
 //! One client connection: read size-prefixed frames, answer each request in order. Like
 //! Kafka, a connection handles one request at a time, so responses go out in request order.
-//! Only framing errors, unknown API keys and undecodable headers close the connection.
+//! Only framing errors, unknown API keys and undecodable headers close the connection. The
+//! stream is a plain TCP socket or a TLS session over one (`server::tls`): both are served the
+//! same way. A peer that speaks the wrong protocol (garbage, or TLS on a PLAINTEXT listener) is
+//! closed with one rate-limited log line ([`CloseLog`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -15,23 +19,80 @@ use super::dispatch::{self, Outcome};
 use super::Broker;
 use crate::protocol::frame::{self, FrameCheck};
 
+/// At most one line per this long about peers closed for speaking the wrong protocol; the
+/// others are counted into the next line. A port scanner or a misconfigured client fleet must
+/// not flood the log.
+const CLOSE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The rate limit of the "wrong protocol" log lines, one per node.
+#[derive(Debug, Default)]
+pub struct CloseLog {
+    /// When the last line was written. A plain mutex: held only to compare and set an instant,
+    /// never across an await.
+    last: parking_lot::Mutex<Option<Instant>>,
+    /// Closes not logged since the last line.
+    suppressed: AtomicU64,
+}
+
+impl CloseLog {
+    /// Logs (at most once per [`CLOSE_LOG_INTERVAL`]) that `peer` on `listener` was closed
+    /// because of `reason`.
+    pub fn closed(&self, peer: SocketAddr, listener: &str, reason: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock();
+            if last.is_some_and(|t| now.duration_since(t) < CLOSE_LOG_INTERVAL) {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            *last = Some(now);
+        }
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(%peer, listener, suppressed, "closing connection: {reason}");
+    }
+}
+
+/// Whether a connection's first bytes are a TLS handshake record (content type 22, version
+/// 3.x): a TLS client on a PLAINTEXT listener. As a size prefix they read as 350+ MB.
+fn looks_like_tls(buf: &[u8]) -> bool {
+    buf.len() >= 3 && buf[0] == 0x16 && buf[1] == 0x03 && buf[2] <= 0x04
+}
+
 /// Serves one connection, accepted on the listener called `listener`, until the peer closes
-/// it, a fatal error, or shutdown.
-pub async fn serve(
+/// it, a fatal error, or shutdown. `stream` is a TCP socket or a TLS session.
+pub async fn serve<S>(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     listener: Arc<str>,
     shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let span = tracing::debug_span!("connection", %peer, listener = &*listener);
     async move {
         let max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
         let mut buf = BytesMut::new();
         let mut out = BytesMut::new();
+        let mut first = true;
         loop {
+            if first && buf.len() >= 3 {
+                first = false;
+                if looks_like_tls(&buf) {
+                    broker.close_log.closed(
+                        peer,
+                        &listener,
+                        &"a TLS handshake on a PLAINTEXT listener",
+                    );
+                    broker
+                        .metrics
+                        .request_errors
+                        .with_label_values(&["frame"])
+                        .inc();
+                    return;
+                }
+            }
             let size = match frame::check(&buf, max) {
                 Ok(FrameCheck::Ready(size)) => size,
                 Ok(FrameCheck::Incomplete(want)) => {
@@ -55,7 +116,7 @@ pub async fn serve(
                     }
                 }
                 Err(e) => {
-                    tracing::info!(error = %e, "closing connection");
+                    broker.close_log.closed(peer, &listener, &e);
                     broker
                         .metrics
                         .request_errors
@@ -70,7 +131,12 @@ pub async fn serve(
             match dispatch::handle(&broker, body, peer, &listener, &mut out).await {
                 Outcome::Respond => {
                     broker.metrics.bytes_out.inc_by(out.len() as u64);
-                    if let Err(e) = stream.write_all(&out).await {
+                    // A TLS session buffers what it encrypts: flush it out with every response.
+                    let written = match stream.write_all(&out).await {
+                        Ok(()) => stream.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = written {
                         tracing::debug!(error = %e, "write failed");
                         return;
                     }

@@ -1,14 +1,18 @@
 //! The client-facing server: listeners, one task per connection, and the per-API handlers.
-//! `run` takes bound listeners and a cancellation token so tests can bind `127.0.0.1:0`.
+//! `run` takes bound listeners and a cancellation token so tests can bind `127.0.0.1:0`. An SSL
+//! listener comes with its TLS acceptor (`tls`): its connections are TLS sessions, served by the
+//! same connection code once the handshake is done.
 
 mod connection;
 mod dispatch;
 mod handlers;
+pub mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +33,8 @@ pub struct Broker {
     pub quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     /// Open client connections, for `max.connections`.
     connections: AtomicUsize,
+    /// The rate limit of the log lines about peers closed for speaking the wrong protocol.
+    close_log: connection::CloseLog,
 }
 
 impl Broker {
@@ -45,6 +51,7 @@ impl Broker {
             metrics,
             quorum,
             connections: AtomicUsize::new(0),
+            close_log: connection::CloseLog::default(),
         }
     }
 
@@ -54,15 +61,68 @@ impl Broker {
     }
 }
 
-/// Accepts connections on `listeners` (each with the name of the listener it serves) until
-/// `shutdown` is cancelled, then waits for open connections to finish their in-flight request.
-pub async fn run(
+/// How long a TLS client may take over its handshake before the connection is closed, so a
+/// peer that connects and goes quiet does not hold a connection slot for long.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One bound client socket: the name of the listener it serves and, on an SSL listener, its TLS
+/// acceptor.
+pub struct BoundListener {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// The socket.
+    pub socket: TcpListener,
+    /// The TLS acceptor of an SSL listener; `None` on a PLAINTEXT one.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves one accepted socket: the TLS handshake first on an SSL listener (a failed one closes
+/// it with a rate-limited log line), then the connection.
+async fn serve_socket(
     broker: Arc<Broker>,
-    listeners: Vec<(Arc<str>, TcpListener)>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    name: Arc<str>,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = tls else {
+        connection::serve(broker, stream, peer, name, shutdown).await;
+        return;
+    };
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+    };
+    match handshake {
+        Ok(Ok(tls_stream)) => connection::serve(broker, tls_stream, peer, name, shutdown).await,
+        Ok(Err(e)) => {
+            broker
+                .close_log
+                .closed(peer, &name, &format_args!("TLS handshake failed: {e}"));
+            broker
+                .metrics
+                .request_errors
+                .with_label_values(&["tls"])
+                .inc();
+        }
+        Err(_) => broker
+            .close_log
+            .closed(peer, &name, &"TLS handshake timed out"),
+    }
+}
+
+/// Accepts connections on `listeners` (each with the name of the listener it serves) until
+/// `shutdown` is cancelled, then waits for open connections to finish their in-flight request.
+pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
-    for (name, listener) in listeners {
+    for BoundListener {
+        name,
+        socket: listener,
+        tls,
+    } in listeners
+    {
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         let conns = tracker.clone();
@@ -90,9 +150,10 @@ pub async fn run(
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 let name = Arc::clone(&name);
+                let tls = tls.clone();
                 conns.spawn(async move {
                     broker.metrics.connections.inc();
-                    connection::serve(broker.clone(), stream, peer, name, shutdown).await;
+                    serve_socket(broker.clone(), stream, peer, name, tls, shutdown).await;
                     broker.metrics.connections.dec();
                     broker.connections.fetch_sub(1, Ordering::AcqRel);
                 });

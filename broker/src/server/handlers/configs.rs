@@ -25,13 +25,16 @@ fn describe_entry(
     read_only: bool,
     synonyms: bool,
 ) -> DescribeConfigsResourceResult {
+    // Passwords and inline keys are described without their value, as Kafka does.
+    let sensitive = crate::config::ssl::is_sensitive_key(&e.name);
+    let shown = |v: String| (!sensitive).then(|| sb(v));
     let synonyms = if synonyms {
         e.synonyms
             .into_iter()
             .map(|s| {
                 DescribeConfigsSynonym::default()
                     .with_name(sb(s.name))
-                    .with_value(Some(sb(s.value)))
+                    .with_value(shown(s.value))
                     .with_source(s.source as i8)
             })
             .collect()
@@ -40,7 +43,8 @@ fn describe_entry(
     };
     DescribeConfigsResourceResult::default()
         .with_name(sb(e.name))
-        .with_value(Some(sb(e.value)))
+        .with_value(shown(e.value))
+        .with_is_sensitive(sensitive)
         .with_config_source(e.source as i8)
         .with_read_only(read_only)
         .with_synonyms(synonyms)

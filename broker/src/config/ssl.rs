@@ -1,0 +1,627 @@
+//! Listener security: each listener's protocol from `listener.security.protocol.map`, and for
+//! the SSL ones their `ssl.*` keys in Kafka's names, global or per listener
+//! (`listener.name.<lowercase name>.ssl.X` wins over `ssl.X`). Parsing here reads no file: the
+//! key and trust material is loaded when the listener starts (`server::tls`), so a config that
+//! names a missing file still validates and the start-up fails naming the file.
+//!
+//! This slice serves TLS on client listeners only: SASL is refused, and so is SSL on the
+//! controller listener and on the inter-broker listener (replication and controller RPCs do not
+//! speak TLS yet; a cluster must not look secured when it is not).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{ConfigError, Listener, Props};
+
+/// How to convert a JKS store, quoted in every JKS refusal.
+pub const JKS_HINT: &str = "JKS key stores are not supported: convert it to PKCS12 with \
+     `keytool -importkeystore -srcstoretype JKS -srckeystore store.jks -deststoretype PKCS12 \
+     -destkeystore store.p12` (or to PEM) and set the store type to PKCS12 (or PEM)";
+
+/// A secret from the config (a password or an inline private key): never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the code that decrypts with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+/// Whether DescribeConfigs must hide a key's value, as Kafka does for its PASSWORD-typed keys:
+/// store and key passwords and inline private keys, global or per listener.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let key = key
+        .strip_prefix("listener.name.")
+        .and_then(|rest| rest.split_once('.'))
+        .map_or(key, |(_, k)| k);
+    matches!(
+        key,
+        "ssl.keystore.password"
+            | "ssl.key.password"
+            | "ssl.truststore.password"
+            | "ssl.keystore.key"
+    ) || key.ends_with(".sasl.jaas.config")
+        || key == "sasl.jaas.config"
+}
+
+/// `ssl.keystore.type` / `ssl.truststore.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreType {
+    /// PEM text: certificates and (for a key store) one private key.
+    Pem,
+    /// A PKCS#12 file.
+    Pkcs12,
+    /// Not given: told from the file's content when it is loaded (PEM text or PKCS#12).
+    Detect,
+}
+
+/// Where PEM text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PemSource {
+    /// A file (`*.location`).
+    File(PathBuf),
+    /// Inline in the config (`ssl.keystore.certificate.chain`, `ssl.truststore.certificates`).
+    Inline(String),
+}
+
+/// The listener's own certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStore {
+    /// A file: PEM (chain and key in one file), PKCS#12, or either (detected).
+    File {
+        /// `ssl.keystore.location`.
+        path: PathBuf,
+        /// `ssl.keystore.type`.
+        store_type: StoreType,
+        /// `ssl.keystore.password`.
+        password: Option<Secret>,
+        /// `ssl.key.password`.
+        key_password: Option<Secret>,
+    },
+    /// `ssl.keystore.certificate.chain` and `ssl.keystore.key`, PEM in the config.
+    Inline {
+        /// The certificate chain, leaf first.
+        chain: String,
+        /// The private key (PKCS#8, or encrypted PKCS#8 with `ssl.key.password`).
+        key: Secret,
+        /// `ssl.key.password`.
+        key_password: Option<Secret>,
+    },
+}
+
+/// The certificates client certificates are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustStore {
+    /// The certificates' source.
+    pub source: PemSource,
+    /// `ssl.truststore.type` (inline certificates are PEM).
+    pub store_type: StoreType,
+    /// `ssl.truststore.password` (PKCS#12).
+    pub password: Option<Secret>,
+}
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client must present a certificate the trust store trusts.
+    Required,
+    /// A client may present one; if it does, it must be trusted.
+    Requested,
+    /// No client certificate is asked for.
+    None,
+}
+
+/// `ssl.enabled.protocols` entries rustls speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLSv1.2.
+    Tls12,
+    /// TLSv1.3.
+    Tls13,
+}
+
+/// One SSL listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslConfig {
+    /// The key store.
+    pub keystore: KeyStore,
+    /// The trust store, if any.
+    pub truststore: Option<TrustStore>,
+    /// `ssl.client.auth`.
+    pub client_auth: ClientAuth,
+    /// `ssl.enabled.protocols`.
+    pub protocols: Vec<TlsVersion>,
+    /// `ssl.cipher.suites` as given (IANA names); empty means rustls's defaults. Checked
+    /// against what rustls implements when the listener starts.
+    pub cipher_suites: Vec<String>,
+}
+
+/// One listener's `ssl.*` keys: the per-listener key if present, else the global one.
+struct ListenerKeys<'a> {
+    p: &'a Props<'a>,
+    prefix: String,
+}
+
+impl ListenerKeys<'_> {
+    /// The key that holds `name` for this listener, and its value.
+    fn get(&self, name: &str) -> Option<(String, &str)> {
+        let own = format!("{}{name}", self.prefix);
+        match self.p.get(&own) {
+            Some(v) => Some((own, v)),
+            None => self.p.get(name).map(|v| (name.to_string(), v)),
+        }
+        .filter(|(_, v)| !v.is_empty())
+    }
+
+    fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(|(_, v)| Secret(v.to_string()))
+    }
+
+    fn store_type(&self, name: &str) -> Result<StoreType, ConfigError> {
+        match self.get(name) {
+            None => Ok(StoreType::Detect),
+            Some((key, v)) => match v.to_ascii_uppercase().as_str() {
+                "PEM" => Ok(StoreType::Pem),
+                "PKCS12" => Ok(StoreType::Pkcs12),
+                "JKS" | "JCEKS" => Err(Props::invalid(&key, v, JKS_HINT)),
+                _ => Err(Props::invalid(&key, v, "expected PEM or PKCS12")),
+            },
+        }
+    }
+}
+
+/// The security protocol of `name` by `listener.security.protocol.map` (else the name itself;
+/// a controller listener missing from the map is PLAINTEXT).
+fn protocol_of(map: &[String], name: &str, controller_listener_names: &[String]) -> String {
+    map.iter()
+        .find_map(|e| {
+            e.split_once(':')
+                .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_ascii_uppercase())
+        })
+        .unwrap_or_else(|| {
+            if controller_listener_names.iter().any(|c| c == name) {
+                "PLAINTEXT".into()
+            } else {
+                name.to_string()
+            }
+        })
+}
+
+/// What [`listener_security`] needs to know about the node's listeners.
+pub(super) struct ListenerLayout<'a> {
+    /// `listeners`.
+    pub listeners: &'a [Listener],
+    /// `advertised.listeners`.
+    pub advertised: &'a [Listener],
+    /// `controller.listener.names`.
+    pub controller_listener_names: &'a [String],
+    /// `inter.broker.listener.name`.
+    pub inter_broker_listener_name: &'a str,
+    /// Whether the node has the broker role (the inter-broker listener matters only then).
+    pub is_broker: bool,
+}
+
+/// Checks every listener's security protocol and parses the `ssl.*` keys of the SSL ones:
+/// the SSL listeners by name. PLAINTEXT and SSL are served; SASL is refused, and so is SSL on
+/// the controller or inter-broker listener.
+pub(super) fn listener_security(
+    p: &Props,
+    layout: &ListenerLayout,
+) -> Result<BTreeMap<String, SslConfig>, ConfigError> {
+    const MAP: &str = "listener.security.protocol.map";
+    let map = p.list(MAP);
+    let protocol = |name: &str| protocol_of(&map, name, layout.controller_listener_names);
+    let mut ssl = BTreeMap::new();
+    for l in layout.listeners {
+        let proto = protocol(&l.name);
+        let refuse = |reason: String| Err(Props::invalid(MAP, &proto, reason));
+        match proto.as_str() {
+            "PLAINTEXT" => {}
+            "SSL" if layout.controller_listener_names.contains(&l.name) => {
+                return refuse(format!(
+                    "listener {} is a controller listener and uses SSL; TLS on the controller \
+                     listener is not supported yet (use PLAINTEXT for it)",
+                    l.name
+                ))
+            }
+            "SSL" => {
+                ssl.insert(l.name.clone(), parse_ssl(p, &l.name)?);
+            }
+            "SASL_PLAINTEXT" | "SASL_SSL" => {
+                return refuse(format!(
+                    "listener {} uses {proto}; SASL is not supported yet (only PLAINTEXT and \
+                     SSL)",
+                    l.name
+                ))
+            }
+            _ => {
+                return refuse(format!(
+                    "listener {} uses unknown security protocol {proto}; expected PLAINTEXT or \
+                     SSL",
+                    l.name
+                ))
+            }
+        }
+    }
+    if let Some(v) = p.get("security.inter.broker.protocol") {
+        if !v.eq_ignore_ascii_case("PLAINTEXT") {
+            return Err(Props::invalid(
+                "security.inter.broker.protocol",
+                v,
+                "only PLAINTEXT is supported between brokers yet",
+            ));
+        }
+    }
+    check_inter_broker(layout, &protocol)?;
+    Ok(ssl)
+}
+
+/// Refuses an SSL inter-broker listener: the one named by `inter.broker.listener.name`, or, when
+/// that is not advertised, the first advertised one (where other brokers would connect).
+fn check_inter_broker(
+    layout: &ListenerLayout,
+    protocol: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if !layout.is_broker {
+        return Ok(());
+    }
+    let name = layout.inter_broker_listener_name;
+    let effective = if layout.advertised.iter().any(|l| l.name == name) {
+        Some(name)
+    } else {
+        layout.advertised.first().map(|l| l.name.as_str())
+    };
+    match effective {
+        Some(e) if protocol(e) == "SSL" => Err(Props::invalid(
+            "inter.broker.listener.name",
+            name,
+            format!(
+                "the inter-broker listener would be {e}, which uses SSL; TLS between brokers is \
+                 not supported yet: name a PLAINTEXT listener in inter.broker.listener.name"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `ssl.*` settings of SSL listener `name`.
+fn parse_ssl(p: &Props, name: &str) -> Result<SslConfig, ConfigError> {
+    let k = ListenerKeys {
+        p,
+        prefix: format!("listener.name.{}.", name.to_ascii_lowercase()),
+    };
+    let keystore = parse_keystore(&k, name)?;
+    let truststore = parse_truststore(&k)?;
+    let client_auth = match k.get("ssl.client.auth") {
+        None => ClientAuth::None,
+        Some((key, v)) => match v.to_ascii_lowercase().as_str() {
+            "required" => ClientAuth::Required,
+            "requested" => ClientAuth::Requested,
+            "none" => ClientAuth::None,
+            _ => return Err(Props::invalid(&key, v, "expected required, requested or none")),
+        },
+    };
+    if client_auth != ClientAuth::None && truststore.is_none() {
+        return Err(Props::invalid(
+            &format!("{}ssl.client.auth", k.prefix),
+            &format!("{client_auth:?}").to_ascii_lowercase(),
+            format!(
+                "listener {name} asks for client certificates but has no trust store \
+                 (ssl.truststore.location or ssl.truststore.certificates)"
+            ),
+        ));
+    }
+    Ok(SslConfig {
+        keystore,
+        truststore,
+        client_auth,
+        protocols: parse_protocols(&k)?,
+        cipher_suites: k
+            .get("ssl.cipher.suites")
+            .map(|(_, v)| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn parse_protocols(k: &ListenerKeys) -> Result<Vec<TlsVersion>, ConfigError> {
+    let Some((key, v)) = k.get("ssl.enabled.protocols") else {
+        return Ok(vec![TlsVersion::Tls12, TlsVersion::Tls13]);
+    };
+    let mut out = Vec::new();
+    for proto in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        out.push(match proto {
+            "TLSv1.2" => TlsVersion::Tls12,
+            "TLSv1.3" => TlsVersion::Tls13,
+            other => {
+                return Err(Props::invalid(
+                    &key,
+                    v,
+                    format!("{other} is not supported (rustls speaks TLSv1.2 and TLSv1.3)"),
+                ))
+            }
+        });
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(Props::invalid(&key, v, "no protocol enabled"));
+    }
+    Ok(out)
+}
+
+fn parse_keystore(k: &ListenerKeys, name: &str) -> Result<KeyStore, ConfigError> {
+    let store_type = k.store_type("ssl.keystore.type")?;
+    let key_password = k.secret("ssl.key.password");
+    let location = k.get("ssl.keystore.location");
+    let chain = k.get("ssl.keystore.certificate.chain");
+    let key = k.get("ssl.keystore.key");
+    match (location, chain, key) {
+        (Some((lkey, path)), None, None) => {
+            let password = k.secret("ssl.keystore.password");
+            if store_type == StoreType::Pem && password.is_some() {
+                return Err(Props::invalid(
+                    &lkey,
+                    path,
+                    "ssl.keystore.password cannot be given with a PEM key store, only \
+                     ssl.key.password (as in Kafka)",
+                ));
+            }
+            Ok(KeyStore::File {
+                path: PathBuf::from(path),
+                store_type,
+                password,
+                key_password,
+            })
+        }
+        (None, Some((_, chain)), Some((kkey, key))) => {
+            if store_type == StoreType::Pkcs12 {
+                return Err(Props::invalid(
+                    &kkey,
+                    "[hidden]",
+                    "an inline key store must be of type PEM",
+                ));
+            }
+            Ok(KeyStore::Inline {
+                chain: chain.to_string(),
+                key: Secret(key.to_string()),
+                key_password,
+            })
+        }
+        (None, None, None) => Err(ConfigError::Missing(format!(
+            "{}ssl.keystore.location (or ssl.keystore.certificate.chain and ssl.keystore.key) \
+             for SSL listener {name}",
+            k.prefix
+        ))),
+        _ => Err(Props::invalid(
+            "ssl.keystore.location",
+            "",
+            format!(
+                "listener {name}: give either ssl.keystore.location or both \
+                 ssl.keystore.certificate.chain and ssl.keystore.key"
+            ),
+        )),
+    }
+}
+
+fn parse_truststore(k: &ListenerKeys) -> Result<Option<TrustStore>, ConfigError> {
+    let store_type = k.store_type("ssl.truststore.type")?;
+    let password = k.secret("ssl.truststore.password");
+    match (
+        k.get("ssl.truststore.location"),
+        k.get("ssl.truststore.certificates"),
+    ) {
+        (Some((_, path)), None) => Ok(Some(TrustStore {
+            source: PemSource::File(PathBuf::from(path)),
+            store_type,
+            password,
+        })),
+        (None, Some((key, certs))) => {
+            if store_type == StoreType::Pkcs12 {
+                return Err(Props::invalid(
+                    &key,
+                    "",
+                    "inline trust certificates must be of type PEM",
+                ));
+            }
+            Ok(Some(TrustStore {
+                source: PemSource::Inline(certs.to_string()),
+                store_type: StoreType::Pem,
+                password,
+            }))
+        }
+        (None, None) => Ok(None),
+        (Some((key, v)), Some(_)) => Err(Props::invalid(
+            &key,
+            v,
+            "give either ssl.truststore.location or ssl.truststore.certificates, not both",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse_properties, Config};
+    use super::*;
+
+    fn config(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_properties(parse_properties(&format!(
+            "node.id=1\nlisteners=PLAINTEXT://:9092,SSL://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL\n{extra}"
+        )))
+    }
+
+    fn ssl(extra: &str) -> SslConfig {
+        let c = config(extra).expect("valid");
+        c.ssl_listeners["SSL"].clone()
+    }
+
+    #[test]
+    fn a_global_pem_keystore_applies_to_the_ssl_listener() {
+        let s = ssl("ssl.keystore.type=PEM\nssl.keystore.location=/k.pem\n");
+        assert_eq!(
+            s.keystore,
+            KeyStore::File {
+                path: "/k.pem".into(),
+                store_type: StoreType::Pem,
+                password: None,
+                key_password: None
+            }
+        );
+        assert_eq!(s.client_auth, ClientAuth::None);
+        assert_eq!(s.protocols, vec![TlsVersion::Tls12, TlsVersion::Tls13]);
+        assert!(s.truststore.is_none());
+    }
+
+    #[test]
+    fn a_per_listener_key_wins_over_the_global_one() {
+        let s = ssl(
+            "ssl.keystore.location=/global.p12\nssl.keystore.type=PEM\n\
+             listener.name.ssl.ssl.keystore.location=/mine.p12\n\
+             listener.name.ssl.ssl.keystore.type=PKCS12\n\
+             listener.name.ssl.ssl.keystore.password=secret\n\
+             ssl.truststore.location=/ca.pem\nssl.client.auth=required\n\
+             listener.name.ssl.ssl.enabled.protocols=TLSv1.3\n",
+        );
+        let KeyStore::File {
+            path,
+            store_type,
+            password,
+            ..
+        } = s.keystore
+        else {
+            panic!("a file key store")
+        };
+        assert_eq!(path, PathBuf::from("/mine.p12"));
+        assert_eq!(store_type, StoreType::Pkcs12);
+        assert_eq!(password.map(|p| p.expose().to_string()), Some("secret".into()));
+        assert_eq!(s.client_auth, ClientAuth::Required);
+        assert_eq!(s.protocols, vec![TlsVersion::Tls13]);
+        assert_eq!(
+            s.truststore.map(|t| t.source),
+            Some(PemSource::File("/ca.pem".into()))
+        );
+    }
+
+    #[test]
+    fn inline_pem_keys_are_read_and_never_printed() {
+        let s = ssl(
+            "ssl.keystore.type=PEM\nssl.keystore.certificate.chain=-----BEGIN CERTIFICATE-----\n\
+             ssl.keystore.key=TOPSECRETKEY\nssl.truststore.certificates=CA\n",
+        );
+        assert!(matches!(s.keystore, KeyStore::Inline { .. }));
+        assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
+        assert_eq!(
+            s.truststore.map(|t| t.source),
+            Some(PemSource::Inline("CA".into()))
+        );
+    }
+
+    #[test]
+    fn a_jks_store_is_refused_with_how_to_convert_it() {
+        for extra in [
+            "ssl.keystore.location=/k.jks\nssl.keystore.type=JKS\n",
+            "ssl.keystore.location=/k.pem\nssl.truststore.location=/t.jks\n\
+             listener.name.ssl.ssl.truststore.type=JKS\n",
+        ] {
+            let err = config(extra).expect_err("JKS").to_string();
+            assert!(err.contains("keytool -importkeystore"), "{err}");
+            assert!(err.contains("JKS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_ssl_listener_without_a_keystore_is_refused_naming_the_key() {
+        let err = config("").expect_err("no keystore").to_string();
+        assert!(err.contains("listener.name.ssl.ssl.keystore.location"), "{err}");
+    }
+
+    #[test]
+    fn a_pem_keystore_password_is_refused_as_kafka_does() {
+        let err = config(
+            "ssl.keystore.type=PEM\nssl.keystore.location=/k.pem\nssl.keystore.password=x\n",
+        )
+        .expect_err("PEM with a store password")
+        .to_string();
+        assert!(err.contains("only ssl.key.password"), "{err}");
+    }
+
+    #[test]
+    fn client_auth_without_a_truststore_is_refused() {
+        let err = config("ssl.keystore.location=/k.pem\nssl.client.auth=required\n")
+            .expect_err("no truststore")
+            .to_string();
+        assert!(err.contains("no trust store"), "{err}");
+    }
+
+    #[test]
+    fn old_protocols_are_refused_naming_them() {
+        let err = config("ssl.keystore.location=/k.pem\nssl.enabled.protocols=TLSv1.2,TLSv1.1\n")
+            .expect_err("TLSv1.1")
+            .to_string();
+        assert!(err.contains("TLSv1.1 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn sasl_listeners_are_refused_naming_the_listener() {
+        let err = Config::from_properties(parse_properties(
+            "node.id=1\nlisteners=PLAINTEXT://:9092,SECURE://:9094\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL\n",
+        ))
+        .expect_err("SASL")
+        .to_string();
+        assert!(err.contains("listener SECURE uses SASL_SSL"), "{err}");
+        assert!(err.contains("SASL is not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn ssl_on_the_controller_listener_is_refused() {
+        let err = Config::from_properties(parse_properties(
+            "node.id=1\ncontroller.quorum.voters=1@localhost:9093\n\
+             controller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL\n\
+             ssl.keystore.location=/k.pem\n",
+        ))
+        .expect_err("SSL controller")
+        .to_string();
+        assert!(err.contains("controller listener and uses SSL"), "{err}");
+    }
+
+    #[test]
+    fn ssl_on_the_inter_broker_listener_is_refused() {
+        let err = config("ssl.keystore.location=/k.pem\ninter.broker.listener.name=SSL\n")
+            .expect_err("SSL inter-broker")
+            .to_string();
+        assert!(err.contains("TLS between brokers is not supported yet"), "{err}");
+        // Only an SSL listener: other brokers would fall back to it.
+        let err = Config::from_properties(parse_properties(
+            "node.id=1\nlisteners=SSL://:9093\nssl.keystore.location=/k.pem\n",
+        ))
+        .expect_err("SSL only")
+        .to_string();
+        assert!(err.contains("would be SSL"), "{err}");
+    }
+
+    #[test]
+    fn passwords_and_inline_keys_are_sensitive() {
+        assert!(is_sensitive_key("ssl.keystore.password"));
+        assert!(is_sensitive_key("listener.name.ssl.ssl.key.password"));
+        assert!(is_sensitive_key("listener.name.external.ssl.keystore.key"));
+        assert!(!is_sensitive_key("ssl.keystore.location"));
+        assert!(!is_sensitive_key("num.partitions"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Loading real key and trust material: a CA, a server certificate and key written by the
+//! `openssl` CLI, as PEM, encrypted PEM and PKCS#12; a JKS file is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+use crate::config::{parse_properties, Config};
+
+/// Runs `openssl` with `args` in `dir`, failing the test with its output if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`), a server key (`server.key`, PKCS#8) and certificate (`server.pem`) signed
+/// by it, the two in one file (`server-bundle.pem`), the key encrypted (`server-enc.key`,
+/// password `keypass`) and a PKCS#12 store of both (`server.p12`, password `storepass`).
+fn material() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]);
+    openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        .expect("write");
+    openssl(d, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    let bundle = [
+        std::fs::read_to_string(d.join("server.pem")).expect("read"),
+        std::fs::read_to_string(d.join("server.key")).expect("read"),
+    ]
+    .concat();
+    std::fs::write(d.join("server-bundle.pem"), bundle).expect("write");
+    openssl(d, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "server.key",
+        "-out", "server-enc.key", "-passout", "pass:keypass"]);
+    openssl(d, &["pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key",
+        "-certfile", "ca.pem", "-out", "server.p12", "-passout", "pass:storepass"]);
+    dir
+}
+
+fn ssl_config(dir: &Path, extra: &str) -> Result<SslConfig, String> {
+    let text = format!(
+        "node.id=1\nlisteners=PLAINTEXT://:9092,SSL://:9093\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL\n{extra}"
+    )
+    .replace("$DIR", &dir.display().to_string());
+    let c = Config::from_properties(parse_properties(&text)).map_err(|e| e.to_string())?;
+    Ok(c.ssl_listeners["SSL"].clone())
+}
+
+fn load(dir: &Path, extra: &str) -> Result<ServerConfig, String> {
+    server_config(&ssl_config(dir, extra)?)
+}
+
+#[test]
+fn a_pem_bundle_with_a_pem_truststore_loads() {
+    let m = material();
+    load(
+        m.path(),
+        "ssl.keystore.type=PEM\nssl.keystore.location=$DIR/server-bundle.pem\n\
+         ssl.truststore.type=PEM\nssl.truststore.location=$DIR/ca.pem\n\
+         ssl.client.auth=required\n",
+    )
+    .expect("loads");
+}
+
+#[test]
+fn inline_pem_and_an_encrypted_key_load() {
+    let m = material();
+    let read = |f: &str| {
+        std::fs::read_to_string(m.path().join(f))
+            .expect("read")
+            .replace('\n', "\\n\\\n")
+    };
+    let extra = format!(
+        "ssl.keystore.type=PEM\nssl.keystore.certificate.chain={}\nssl.keystore.key={}\n\
+         ssl.key.password=keypass\nssl.truststore.certificates={}\n",
+        read("server.pem"),
+        read("server-enc.key"),
+        read("ca.pem")
+    );
+    load(m.path(), &extra).expect("loads");
+    let wrong = extra.replace("keypass", "nope");
+    let err = load(m.path(), &wrong).expect_err("wrong password");
+    assert!(err.contains("wrong ssl.key.password"), "{err}");
+}
+
+#[test]
+fn a_pkcs12_keystore_loads_declared_or_detected() {
+    let m = material();
+    for ty in ["ssl.keystore.type=PKCS12\n", ""] {
+        load(
+            m.path(),
+            &format!(
+                "{ty}ssl.keystore.location=$DIR/server.p12\nssl.keystore.password=storepass\n"
+            ),
+        )
+        .expect("loads");
+    }
+    let err = load(
+        m.path(),
+        "ssl.keystore.location=$DIR/server.p12\nssl.keystore.password=wrong\n",
+    )
+    .expect_err("wrong password");
+    assert!(err.contains("wrong ssl.keystore.password"), "{err}");
+}
+
+#[test]
+fn a_pkcs12_truststore_loads() {
+    let m = material();
+    openssl(m.path(), &["pkcs12", "-export", "-nokeys", "-in", "ca.pem", "-out", "trust.p12",
+        "-passout", "pass:trustpass"]);
+    load(
+        m.path(),
+        "ssl.keystore.location=$DIR/server-bundle.pem\nssl.truststore.type=PKCS12\n\
+         ssl.truststore.location=$DIR/trust.p12\nssl.truststore.password=trustpass\n\
+         ssl.client.auth=requested\n",
+    )
+    .expect("loads");
+}
+
+#[test]
+fn a_jks_file_is_refused_with_how_to_convert_it() {
+    let m = material();
+    let jks: PathBuf = m.path().join("store.jks");
+    std::fs::write(&jks, [0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2]).expect("write");
+    for key in ["ssl.keystore.location", "ssl.truststore.location"] {
+        let mut extra = format!("{key}=$DIR/store.jks\nssl.keystore.type=PKCS12\n");
+        if key == "ssl.truststore.location" {
+            extra = format!("{extra}ssl.keystore.location=$DIR/server.p12\n\
+                             ssl.keystore.password=storepass\nssl.client.auth=required\n");
+            extra = extra.replace("ssl.keystore.type=PKCS12\n", "");
+        }
+        let err = load(m.path(), &extra).expect_err("JKS");
+        assert!(err.contains("is a JKS store"), "{err}");
+        assert!(err.contains("keytool -importkeystore"), "{err}");
+    }
+}
+
+#[test]
+fn cipher_suites_narrow_rustls_and_an_unknown_one_is_named() {
+    let m = material();
+    let base = "ssl.keystore.location=$DIR/server-bundle.pem\n";
+    let c = load(
+        m.path(),
+        &format!(
+            "{base}ssl.cipher.suites=TLS_AES_256_GCM_SHA384,\
+             TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n"
+        ),
+    )
+    .expect("loads");
+    let names: Vec<String> = c
+        .crypto_provider()
+        .cipher_suites
+        .iter()
+        .filter_map(iana_name)
+        .collect();
+    assert_eq!(
+        names,
+        ["TLS_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    );
+    let err = load(
+        m.path(),
+        &format!("{base}ssl.cipher.suites=TLS_RSA_WITH_AES_128_CBC_SHA\n"),
+    )
+    .expect_err("unknown suite");
+    assert!(err.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not a cipher suite"), "{err}");
+}
+
+#[test]
+fn a_missing_file_and_a_legacy_encrypted_key_are_named() {
+    let m = material();
+    let err = load(m.path(), "ssl.keystore.location=$DIR/nope.pem\n").expect_err("missing");
+    assert!(err.contains("cannot read ssl.keystore.location") && err.contains("nope.pem"), "{err}");
+    openssl(m.path(), &["rsa", "-in", "server.key", "-aes256", "-traditional", "-out",
+        "legacy.key", "-passout", "pass:x"]);
+    let legacy = [
+        std::fs::read_to_string(m.path().join("server.pem")).expect("read"),
+        std::fs::read_to_string(m.path().join("legacy.key")).expect("read"),
+    ]
+    .concat();
+    std::fs::write(m.path().join("legacy.pem"), legacy).expect("write");
+    let err = load(
+        m.path(),
+        "ssl.keystore.location=$DIR/legacy.pem\nssl.key.password=x\n",
+    )
+    .expect_err("legacy");
+    assert!(err.contains("openssl pkcs8 -topk8"), "{err}");
+}
