@@ -8,11 +8,14 @@
 # DIR holds server.properties, data/, server.log (stdout+stderr), kafka.pid and port.
 # Restarting on an existing DIR keeps its data and ports. Env: KAFKA_LOG_LEVEL (INFO for the
 # server by default), KAFKA_READY_TIMEOUT (default 120 s), KAFKA_SERVER_PROPS (extra
-# "key=value" lines appended to server.properties on first start).
+# "key=value" lines appended to server.properties on first start), KAFKA_EXTRA_LISTENERS
+# ("NAME://host:port,..." added to listeners and advertised.listeners) with
+# KAFKA_EXTRA_PROTOCOL_MAP ("NAME:PROTOCOL,..." added to listener.security.protocol.map), e.g.
+# an SSL listener whose ssl.* keys come in KAFKA_SERVER_PROPS.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-}"; dir="${2:-}"
-[[ -n "$cmd" && -n "$dir" ]] || { sed -n '2,11p' "$0" >&2; exit 2; }
+[[ -n "$cmd" && -n "$dir" ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
 
 running() { [[ -f "$dir/kafka.pid" ]] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; }
 
@@ -26,15 +29,17 @@ start)
     read -r p1 p2 < <("$here/free-port.py" 2)
     port="${port:-$p1}"; cport="${cport:-$p2}"
     [[ "$cport" != "$port" ]] || cport="$p1"
+    extra_l="${KAFKA_EXTRA_LISTENERS:+,$KAFKA_EXTRA_LISTENERS}"
+    extra_m="${KAFKA_EXTRA_PROTOCOL_MAP:+,$KAFKA_EXTRA_PROTOCOL_MAP}"
     cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport$extra_l
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$extra_l
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$extra_m
 log.dirs=$dir/data
 num.partitions=1
 default.replication.factor=1
@@ -76,5 +81,5 @@ stop|kill)
   rm -f "$dir/kafka.pid"
   ;;
 status) running ;;
-*) sed -n '2,11p' "$0" >&2; exit 2 ;;
+*) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -1,0 +1,254 @@
+"""TLS listeners (`listener.security.protocol.map` with SSL), configured with Kafka's own ssl.*
+keys, checked against Gregor and against Apache Kafka 4.3.1 configured the same way, so the
+tests prove Kafka's behaviour rather than Gregor's own.
+
+Certificates come from the `openssl` CLI in a temp dir: a CA, a broker certificate for
+localhost / 127.0.0.1, a client certificate. Each broker has three listeners:
+
+  PLAINTEXT  inter-broker, readiness
+  SSL        global ssl.* keys: a PEM key store (chain and key in one file), no client auth
+  MTLS       listener.name.mtls.ssl.* keys: a PKCS12 key store, a PEM trust store,
+             ssl.client.auth=required
+
+Clients: confluent-kafka (security.protocol=SSL, ssl.ca.location) and Kafka's Java console
+tools with a client.properties (security.protocol=SSL, ssl.truststore.type=PEM, ...)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from conftest import SCRIPTS, GregorBroker, KafkaBroker, free_ports, gregor_binary
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_BOOTSTRAP")),
+    reason="starts its own brokers with TLS listeners")
+
+
+def openssl(cwd: Path, *args: str):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    """ca.pem; server-bundle.pem (certificate and key), server.p12 (password storepass);
+    client.pem / client.key / client-bundle.pem signed by the CA."""
+    d = tmp_path_factory.mktemp("certs")
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=gregor-test-ca")
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who, subject in (("server", "/CN=localhost"), ("client", "/CN=test-client")):
+        openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key",
+                "-out", f"{who}.csr", "-subj", subject)
+        openssl(d, "x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{who}.pem", "-days", "2",
+                "-extfile", f"{who}.ext")
+        (d / f"{who}-bundle.pem").write_text(
+            (d / f"{who}.pem").read_text() + (d / f"{who}.key").read_text())
+    openssl(d, "pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key",
+            "-certfile", "ca.pem", "-out", "server.p12", "-passout", "pass:storepass")
+    return d
+
+
+def ssl_properties(certs: Path) -> dict[str, str]:
+    """The same ssl.* keys for both brokers."""
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(certs / "server-bundle.pem"),
+        "listener.name.mtls.ssl.keystore.type": "PKCS12",
+        "listener.name.mtls.ssl.keystore.location": str(certs / "server.p12"),
+        "listener.name.mtls.ssl.keystore.password": "storepass",
+        "listener.name.mtls.ssl.key.password": "storepass",
+        "listener.name.mtls.ssl.truststore.type": "PEM",
+        "listener.name.mtls.ssl.truststore.location": str(certs / "ca.pem"),
+        "listener.name.mtls.ssl.client.auth": "required",
+    }
+
+
+class TlsGregor(GregorBroker):
+    """`gregor dev` with the PLAINTEXT, SSL and MTLS listeners."""
+
+    def __init__(self, binary, workdir, certs: Path):
+        super().__init__(binary, workdir)
+        self.ssl_port, self.mtls_port = free_ports(2)
+        self.props = ssl_properties(certs)
+
+    def command(self) -> list[str]:
+        listeners = (f"PLAINTEXT://127.0.0.1:{self.port},SSL://127.0.0.1:{self.ssl_port},"
+                     f"MTLS://127.0.0.1:{self.mtls_port}")
+        overrides = {
+            "listeners": listeners,
+            "advertised.listeners": listeners,
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "metrics.listener": f"127.0.0.1:{self.metrics_port}",
+            **self.props,
+        }
+        cmd = [str(self.binary), "dev", "--data-dir", str(self.data_dir)]
+        for k, v in overrides.items():
+            cmd += ["--override", f"{k}={v}"]
+        return cmd
+
+
+class TlsKafka(KafkaBroker):
+    """Apache Kafka with the same listeners and ssl.* keys (scripts/kafka-single-node.sh)."""
+
+    def __init__(self, workdir, certs: Path):
+        super().__init__(workdir)
+        self.ssl_port, self.mtls_port = free_ports(2)
+        self.props = ssl_properties(certs)
+
+    def start(self):
+        env = dict(os.environ)
+        env["KAFKA_EXTRA_LISTENERS"] = (f"SSL://127.0.0.1:{self.ssl_port},"
+                                        f"MTLS://127.0.0.1:{self.mtls_port}")
+        env["KAFKA_EXTRA_PROTOCOL_MAP"] = "SSL:SSL,MTLS:SSL"
+        env["KAFKA_SERVER_PROPS"] = "\n".join(f"{k}={v}" for k, v in self.props.items())
+        out = subprocess.run([self.script, "start", str(self.dir)], check=True, env=env,
+                             stdout=subprocess.PIPE, text=True, timeout=300)
+        self.bootstrap = out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module", params=["gregor", "kafka"])
+def tls_broker(request, certs, tmp_path_factory):
+    """A broker with the TLS listeners: Gregor, then Apache Kafka configured the same way."""
+    workdir = tmp_path_factory.mktemp(f"tls-{request.param}")
+    if request.param == "gregor":
+        binary = gregor_binary()
+        if not binary.exists():
+            pytest.fail(f"gregor binary not found at {binary}")
+        b = TlsGregor(binary, workdir, certs)
+    else:
+        b = TlsKafka(workdir, certs)
+    b.start()
+    yield b
+    b.stop()
+
+
+def ssl_conf(certs: Path, port: int, client_cert: bool = False) -> dict:
+    conf = {
+        "bootstrap.servers": f"127.0.0.1:{port}",
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(certs / "ca.pem"),
+    }
+    if client_cert:
+        conf["ssl.certificate.location"] = str(certs / "client.pem")
+        conf["ssl.key.location"] = str(certs / "client.key")
+    return conf
+
+
+def roundtrip(conf: dict, n: int = 5) -> list[bytes]:
+    """Produce `n` messages to a new topic with acks=all and consume them back; the values."""
+    topic = f"tls-{uuid.uuid4().hex[:10]}"
+    producer = Producer({**conf, "acks": "all"})
+    errors = []
+    for i in range(n):
+        producer.produce(topic, f"m{i}".encode(),
+                         on_delivery=lambda err, _msg: err and errors.append(err))
+    assert producer.flush(30) == 0, "every message delivered"
+    assert errors == []
+    consumer = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe([topic])
+        for _ in range(60):
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            got.append(msg.value())
+            if len(got) == n:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def assert_refused(conf: dict):
+    """A client with `conf` cannot get metadata."""
+    admin = AdminClient({**conf, "socket.timeout.ms": 3000})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=6)
+
+
+def test_confluent_produce_consume_over_tls(tls_broker, certs):
+    got = roundtrip(ssl_conf(certs, tls_broker.ssl_port))
+    assert got == [f"m{i}".encode() for i in range(5)]
+
+
+def test_mtls_with_a_client_certificate_and_a_pkcs12_keystore(tls_broker, certs):
+    got = roundtrip(ssl_conf(certs, tls_broker.mtls_port, client_cert=True))
+    assert got == [f"m{i}".encode() for i in range(5)]
+
+
+def test_mtls_refuses_a_client_without_a_certificate(tls_broker, certs):
+    assert_refused(ssl_conf(certs, tls_broker.mtls_port))
+    # The listener keeps serving clients that present one.
+    assert roundtrip(ssl_conf(certs, tls_broker.mtls_port, client_cert=True), n=1) == [b"m0"]
+
+
+def test_untrusted_broker_certificate_is_refused_by_the_client(tls_broker, certs, tmp_path):
+    openssl(tmp_path, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key",
+            "-out", "other.pem", "-days", "2", "-subj", "/CN=other-ca")
+    conf = {**ssl_conf(certs, tls_broker.ssl_port), "ssl.ca.location": str(tmp_path / "other.pem")}
+    assert_refused(conf)
+
+
+def test_wrong_protocol_clients_fail_and_the_broker_keeps_serving(tls_broker, certs):
+    # Plaintext to the TLS port.
+    assert_refused({"bootstrap.servers": f"127.0.0.1:{tls_broker.ssl_port}"})
+    # TLS to the plaintext port.
+    assert_refused({**ssl_conf(certs, tls_broker.ssl_port),
+                    "bootstrap.servers": tls_broker.bootstrap})
+    # Raw garbage to the TLS port: closed, nothing allocated from it.
+    with socket.create_connection(("127.0.0.1", tls_broker.ssl_port), timeout=10) as s:
+        s.sendall(b"\x7f\xff\xff\xff" + os.urandom(64))
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+    assert roundtrip(ssl_conf(certs, tls_broker.ssl_port), n=2) == [b"m0", b"m1"]
+
+
+def kafka_cli(*args: str, input: str | None = None) -> str:
+    proc = subprocess.run([str(SCRIPTS / "kafka.sh"), *args], input=input, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180)
+    if proc.returncode != 0:
+        pytest.fail(f"kafka.sh {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@pytest.mark.parametrize("listener", ["SSL", "MTLS"])
+def test_java_console_tools_over_tls(tls_broker, certs, tmp_path, listener):
+    props = [
+        "security.protocol=SSL",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={certs / 'ca.pem'}",
+    ]
+    port = tls_broker.ssl_port
+    if listener == "MTLS":
+        port = tls_broker.mtls_port
+        props += ["ssl.keystore.type=PEM", f"ssl.keystore.location={certs / 'client-bundle.pem'}"]
+    client = tmp_path / "client.properties"
+    client.write_text("\n".join(props) + "\n")
+    bootstrap = f"127.0.0.1:{port}"
+    topic = f"tls-java-{listener.lower()}-{uuid.uuid4().hex[:8]}"
+    kafka_cli("topics", "--bootstrap-server", bootstrap, "--command-config", str(client),
+              "--create", "--topic", topic, "--partitions", "1", "--replication-factor", "1")
+    lines = [f"java-{i}" for i in range(5)]
+    kafka_cli("console-producer", "--bootstrap-server", bootstrap, "--topic", topic,
+              "--command-config", str(client), input="\n".join(lines) + "\n")
+    out = kafka_cli("console-consumer", "--bootstrap-server", bootstrap, "--topic", topic,
+                    "--consumer.config", str(client), "--from-beginning",
+                    "--max-messages", "5", "--timeout-ms", "60000")
+    assert out.split() == lines
