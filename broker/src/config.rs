@@ -932,7 +932,10 @@ mod tests {
              listener.security.protocol.map=PLAINTEXT:PLAINTEXT,S:SASL_PLAINTEXT\n",
         ))
         .expect_err("invalid");
-        assert!(err.to_string().contains("SASL is not supported yet"), "{err}");
+        assert!(
+            err.to_string().contains("SASL is not supported yet"),
+            "{err}"
+        );
     }
 
     #[test]

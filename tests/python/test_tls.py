@@ -249,6 +249,6 @@ def test_java_console_tools_over_tls(tls_broker, certs, tmp_path, listener):
     kafka_cli("console-producer", "--bootstrap-server", bootstrap, "--topic", topic,
               "--command-config", str(client), input="\n".join(lines) + "\n")
     out = kafka_cli("console-consumer", "--bootstrap-server", bootstrap, "--topic", topic,
-                    "--consumer.config", str(client), "--from-beginning",
+                    "--command-config", str(client), "--from-beginning",
                     "--max-messages", "5", "--timeout-ms", "60000")
     assert out.split() == lines

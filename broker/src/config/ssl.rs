@@ -307,7 +307,13 @@ fn parse_ssl(p: &Props, name: &str) -> Result<SslConfig, ConfigError> {
             "required" => ClientAuth::Required,
             "requested" => ClientAuth::Requested,
             "none" => ClientAuth::None,
-            _ => return Err(Props::invalid(&key, v, "expected required, requested or none")),
+            _ => {
+                return Err(Props::invalid(
+                    &key,
+                    v,
+                    "expected required, requested or none",
+                ))
+            }
         },
     };
     if client_auth != ClientAuth::None && truststore.is_none() {
@@ -488,14 +494,12 @@ mod tests {
 
     #[test]
     fn a_per_listener_key_wins_over_the_global_one() {
-        let s = ssl(
-            "ssl.keystore.location=/global.p12\nssl.keystore.type=PEM\n\
+        let s = ssl("ssl.keystore.location=/global.p12\nssl.keystore.type=PEM\n\
              listener.name.ssl.ssl.keystore.location=/mine.p12\n\
              listener.name.ssl.ssl.keystore.type=PKCS12\n\
              listener.name.ssl.ssl.keystore.password=secret\n\
              ssl.truststore.location=/ca.pem\nssl.client.auth=required\n\
-             listener.name.ssl.ssl.enabled.protocols=TLSv1.3\n",
-        );
+             listener.name.ssl.ssl.enabled.protocols=TLSv1.3\n");
         let KeyStore::File {
             path,
             store_type,
@@ -507,7 +511,10 @@ mod tests {
         };
         assert_eq!(path, PathBuf::from("/mine.p12"));
         assert_eq!(store_type, StoreType::Pkcs12);
-        assert_eq!(password.map(|p| p.expose().to_string()), Some("secret".into()));
+        assert_eq!(
+            password.map(|p| p.expose().to_string()),
+            Some("secret".into())
+        );
         assert_eq!(s.client_auth, ClientAuth::Required);
         assert_eq!(s.protocols, vec![TlsVersion::Tls13]);
         assert_eq!(
@@ -546,7 +553,10 @@ mod tests {
     #[test]
     fn an_ssl_listener_without_a_keystore_is_refused_naming_the_key() {
         let err = config("").expect_err("no keystore").to_string();
-        assert!(err.contains("listener.name.ssl.ssl.keystore.location"), "{err}");
+        assert!(
+            err.contains("listener.name.ssl.ssl.keystore.location"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -606,7 +616,10 @@ mod tests {
         let err = config("ssl.keystore.location=/k.pem\ninter.broker.listener.name=SSL\n")
             .expect_err("SSL inter-broker")
             .to_string();
-        assert!(err.contains("TLS between brokers is not supported yet"), "{err}");
+        assert!(
+            err.contains("TLS between brokers is not supported yet"),
+            "{err}"
+        );
         // Only an SSL listener: other brokers would fall back to it.
         let err = Config::from_properties(parse_properties(
             "node.id=1\nlisteners=SSL://:9093\nssl.keystore.location=/k.pem\n",

@@ -16,8 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ssl::{
-    ClientAuth, KeyStore, PemSource, Secret, SslConfig, StoreType, TlsVersion, TrustStore,
-    JKS_HINT,
+    ClientAuth, KeyStore, PemSource, Secret, SslConfig, StoreType, TlsVersion, TrustStore, JKS_HINT,
 };
 use crate::config::Config;
 
@@ -107,8 +106,11 @@ fn provider(ssl: &SslConfig) -> Result<CryptoProvider, String> {
             .iter()
             .find(|s| iana_name(s).is_some_and(|n| n.eq_ignore_ascii_case(wanted)))
             .ok_or_else(|| {
-                let known: Vec<String> =
-                    provider.cipher_suites.iter().filter_map(iana_name).collect();
+                let known: Vec<String> = provider
+                    .cipher_suites
+                    .iter()
+                    .filter_map(iana_name)
+                    .collect();
                 format!(
                     "ssl.cipher.suites: {wanted} is not a cipher suite rustls implements (it \
                      has {})",
@@ -131,13 +133,18 @@ fn detect(bytes: &[u8], declared: StoreType, key: &str, path: &Path) -> Result<S
     // JKS and JCEKS magic numbers.
     if bytes.starts_with(&[0xfe, 0xed, 0xfe, 0xed]) || bytes.starts_with(&[0xce, 0xce, 0xce, 0xce])
     {
-        return Err(format!("{key} {} is a JKS store. {JKS_HINT}", path.display()));
+        return Err(format!(
+            "{key} {} is a JKS store. {JKS_HINT}",
+            path.display()
+        ));
     }
-    let is_pem = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .is_some_and(|i| bytes[i..].starts_with(b"-----BEGIN"));
+    // Anywhere, not only first: `openssl pkcs12` output starts with "Bag Attributes" lines.
+    let is_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");
     match declared {
+        StoreType::Pkcs12 if is_pem => Err(format!(
+            "{key} {} is PEM text but its store type is PKCS12",
+            path.display()
+        )),
         StoreType::Detect if is_pem => Ok(StoreType::Pem),
         StoreType::Detect => Ok(StoreType::Pkcs12),
         t => Ok(t),
@@ -195,10 +202,7 @@ fn encrypted_pkcs8(text: &str, what: &str) -> Result<Option<Vec<u8>>, String> {
     let end = body
         .find(END)
         .ok_or_else(|| format!("{what}: unterminated encrypted private key"))?;
-    let b64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map(Some)
@@ -252,7 +256,12 @@ fn pkcs12_identity(
 ) -> Result<Identity, String> {
     let mut last = String::new();
     let passwords = [password.as_ref(), key_password.as_ref()];
-    for pw in passwords.into_iter().flatten().map(Secret::expose).chain([""]) {
+    for pw in passwords
+        .into_iter()
+        .flatten()
+        .map(Secret::expose)
+        .chain([""])
+    {
         let store = match p12_keystore::KeyStore::from_pkcs12(
             bytes,
             pw,
@@ -264,9 +273,9 @@ fn pkcs12_identity(
                 continue;
             }
         };
-        let (_, chain) = store
-            .private_key_chain()
-            .ok_or_else(|| format!("{what}: the PKCS12 store holds no private key with its certificate"))?;
+        let (_, chain) = store.private_key_chain().ok_or_else(|| {
+            format!("{what}: the PKCS12 store holds no private key with its certificate")
+        })?;
         let certs: Vec<CertificateDer<'static>> = chain
             .certs()
             .iter()
@@ -313,7 +322,9 @@ fn pkcs12_certs(
         password.map_or("", Secret::expose),
         p12_keystore::Pkcs12ImportPolicy::Raw,
     )
-    .map_err(|e| format!("{what}: cannot open the PKCS12 store (wrong ssl.truststore.password?): {e}"))?;
+    .map_err(|e| {
+        format!("{what}: cannot open the PKCS12 store (wrong ssl.truststore.password?): {e}")
+    })?;
     let certs: Vec<CertificateDer<'static>> = store
         .entries()
         .filter_map(|(_, e)| match e {

@@ -27,24 +27,102 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn material() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-        "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]);
-    openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", "/CN=localhost"]);
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        .expect("write");
-    openssl(d, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("write");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
     let bundle = [
         std::fs::read_to_string(d.join("server.pem")).expect("read"),
         std::fs::read_to_string(d.join("server.key")).expect("read"),
     ]
     .concat();
     std::fs::write(d.join("server-bundle.pem"), bundle).expect("write");
-    openssl(d, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "server.key",
-        "-out", "server-enc.key", "-passout", "pass:keypass"]);
-    openssl(d, &["pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key",
-        "-certfile", "ca.pem", "-out", "server.p12", "-passout", "pass:storepass"]);
+    openssl(
+        d,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "server.key",
+            "-out",
+            "server-enc.key",
+            "-passout",
+            "pass:keypass",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "server.pem",
+            "-inkey",
+            "server.key",
+            "-certfile",
+            "ca.pem",
+            "-out",
+            "server.p12",
+            "-passout",
+            "pass:storepass",
+        ],
+    );
     dir
 }
 
@@ -118,8 +196,20 @@ fn a_pkcs12_keystore_loads_declared_or_detected() {
 #[test]
 fn a_pkcs12_truststore_loads() {
     let m = material();
-    openssl(m.path(), &["pkcs12", "-export", "-nokeys", "-in", "ca.pem", "-out", "trust.p12",
-        "-passout", "pass:trustpass"]);
+    openssl(
+        m.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-nokeys",
+            "-in",
+            "ca.pem",
+            "-out",
+            "trust.p12",
+            "-passout",
+            "pass:trustpass",
+        ],
+    );
     load(
         m.path(),
         "ssl.keystore.location=$DIR/server-bundle.pem\nssl.truststore.type=PKCS12\n\
@@ -137,8 +227,10 @@ fn a_jks_file_is_refused_with_how_to_convert_it() {
     for key in ["ssl.keystore.location", "ssl.truststore.location"] {
         let mut extra = format!("{key}=$DIR/store.jks\nssl.keystore.type=PKCS12\n");
         if key == "ssl.truststore.location" {
-            extra = format!("{extra}ssl.keystore.location=$DIR/server.p12\n\
-                             ssl.keystore.password=storepass\nssl.client.auth=required\n");
+            extra = format!(
+                "{extra}ssl.keystore.location=$DIR/server.p12\n\
+                             ssl.keystore.password=storepass\nssl.client.auth=required\n"
+            );
             extra = extra.replace("ssl.keystore.type=PKCS12\n", "");
         }
         let err = load(m.path(), &extra).expect_err("JKS");
@@ -167,23 +259,44 @@ fn cipher_suites_narrow_rustls_and_an_unknown_one_is_named() {
         .collect();
     assert_eq!(
         names,
-        ["TLS_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+        [
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        ]
     );
     let err = load(
         m.path(),
         &format!("{base}ssl.cipher.suites=TLS_RSA_WITH_AES_128_CBC_SHA\n"),
     )
     .expect_err("unknown suite");
-    assert!(err.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not a cipher suite"), "{err}");
+    assert!(
+        err.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not a cipher suite"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_file_and_a_legacy_encrypted_key_are_named() {
     let m = material();
     let err = load(m.path(), "ssl.keystore.location=$DIR/nope.pem\n").expect_err("missing");
-    assert!(err.contains("cannot read ssl.keystore.location") && err.contains("nope.pem"), "{err}");
-    openssl(m.path(), &["rsa", "-in", "server.key", "-aes256", "-traditional", "-out",
-        "legacy.key", "-passout", "pass:x"]);
+    assert!(
+        err.contains("cannot read ssl.keystore.location") && err.contains("nope.pem"),
+        "{err}"
+    );
+    openssl(
+        m.path(),
+        &[
+            "rsa",
+            "-in",
+            "server.key",
+            "-aes256",
+            "-traditional",
+            "-out",
+            "legacy.key",
+            "-passout",
+            "pass:x",
+        ],
+    );
     let legacy = [
         std::fs::read_to_string(m.path().join("server.pem")).expect("read"),
         std::fs::read_to_string(m.path().join("legacy.key")).expect("read"),
