@@ -173,3 +173,33 @@ async fn broker_config_changes_kafka_refuses_are_refused_in_its_words() {
     );
     assert!(b.cluster.broker_configs("").is_empty());
 }
+
+#[tokio::test]
+async fn passwords_are_described_as_sensitive_without_their_value() {
+    use std::sync::Arc;
+
+    use crate::cluster::Cluster;
+    use crate::config::{parse_properties, Config};
+    use crate::group::GroupCoordinator;
+    use crate::metrics::Metrics;
+    use crate::server::Broker;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let props = parse_properties(&format!(
+        "node.id=1\nlog.dirs={}\nlisteners=PLAINTEXT://:9092,SSL://:9093\n\
+         ssl.keystore.location=/k.pem\nssl.key.password=hunter2\n",
+        dir.path().display()
+    ));
+    let config = Arc::new(Config::from_properties(props).expect("config"));
+    let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
+    let groups = Arc::new(GroupCoordinator::new(Arc::clone(&cluster)));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let b = Arc::new(Broker::new(cluster, groups, metrics, None));
+    for (key, sensitive) in [("ssl.key.password", true), ("ssl.keystore.location", false)] {
+        let r = call(&b, 2, describe(BROKER, "1", key)).await;
+        let e = &r.results[0].configs[0];
+        assert_eq!(e.is_sensitive, sensitive, "{key}");
+        assert_eq!(e.value.is_none(), sensitive, "{key}");
+        assert!(e.synonyms.iter().all(|s| s.value.is_none() == sensitive));
+    }
+}
