@@ -73,12 +73,21 @@ def ssl_properties(certs: Path) -> dict[str, str]:
     }
 
 
-class TlsGregor(GregorBroker):
+class LogOnFailure:
+    """conftest attaches `log_sections()` of a test's fixtures to its failure report."""
+
+    def log_sections(self):
+        return [(f"{self.name} log (tail)", self.log_tail())]
+
+
+class TlsGregor(LogOnFailure, GregorBroker):
     """`gregor dev` with the PLAINTEXT, SSL and MTLS listeners."""
 
     def __init__(self, binary, workdir, certs: Path):
         super().__init__(binary, workdir)
-        self.ssl_port, self.mtls_port = free_ports(2)
+        # All four in one call, so none of them is handed out twice.
+        self.port, self.metrics_port, self.ssl_port, self.mtls_port = free_ports(4)
+        self.bootstrap = f"127.0.0.1:{self.port}"
         self.props = ssl_properties(certs)
 
     def command(self) -> list[str]:
@@ -98,7 +107,7 @@ class TlsGregor(GregorBroker):
         return cmd
 
 
-class TlsKafka(KafkaBroker):
+class TlsKafka(LogOnFailure, KafkaBroker):
     """Apache Kafka with the same listeners and ssl.* keys (scripts/kafka-single-node.sh)."""
 
     def __init__(self, workdir, certs: Path):
@@ -173,8 +182,9 @@ def roundtrip(conf: dict, n: int = 5) -> list[bytes]:
 
 
 def assert_refused(conf: dict):
-    """A client with `conf` cannot get metadata."""
-    admin = AdminClient({**conf, "socket.timeout.ms": 3000})
+    """A client with `conf` cannot get metadata. (librdkafka's own log of every failed retry
+    is silenced: the failure is the expected outcome.)"""
+    admin = AdminClient({**conf, "socket.timeout.ms": 3000, "log_level": 0})
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=6)
 
