@@ -165,6 +165,7 @@ const KNOWN_KEYS: &[&str] = &[
     "advertised.listeners",
     "controller.listener.names",
     "listener.security.protocol.map",
+    "security.inter.broker.protocol",
     "inter.broker.listener.name",
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
