@@ -1,18 +1,19 @@
 //! A KafkaCluster: its id, its children applied in order, and its status from the StatefulSets
 //! and pods as they are.
 //!
-//! One reconcile ([`converge`]) runs these steps, each a function of its own:
+//! One reconcile (`converge`) runs these steps, each a function of its own:
 //!
-//! 1. [`observe`]: every read, once, into one [`Observed`]: the KafkaCluster as the API server
+//! 1. `observe`: every read, once, into one `Observed`: the KafkaCluster as the API server
 //!    has it, its cluster id record, StatefulSets and pods.
-//! 2. [`validate_spec`] (no client): the cluster id chosen, the image kept, the spec checked.
-//! 3. [`size`]: the quorum keeps its size; a broker scale step talks to the brokers.
-//! 4. [`apply_external_services`]: the one exception to build-then-apply, since the brokers
+//! 2. `validate_spec` (no client): the cluster id chosen, the image kept, the spec checked.
+//! 3. `size`: the quorum keeps its size; a broker scale step talks to the brokers.
+//! 4. `apply_external_services`: the one exception to build-then-apply, since the brokers
 //!    advertise the addresses Kubernetes gives these Services.
-//! 5. [`build_children`] (pure): every child, from the sized spec and the observations.
-//! 6. [`apply_all`]: server-side apply in the written order.
-//! 7. [`delete_orphans`]: children the spec no longer builds (see [`orphans`]).
-//! 8. [`report`]: the nodes, the dynamic broker configs, the roll's step, the status.
+//! 5. `build_children` (pure): every child, from the sized spec and the observations.
+//! 6. `apply_all`: server-side apply in the written order.
+//! 7. `delete_orphans`: children the spec no longer builds (see [`orphans`]).
+//! 8. `report`: the nodes, the dynamic broker configs, the roll's step (on the pods read again
+//!    once the brokers have answered: they may take seconds), the status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
