@@ -172,3 +172,51 @@ pub(crate) async fn record(
         tracing::debug!(error = %err, "recording an event failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gregor_client::admin::AdminError;
+    use kafka_protocol::error::ResponseError;
+
+    fn refused(error: ResponseError) -> ReconcileError {
+        ReconcileError::KafkaAdmin(AdminError::Refused {
+            what: "creating topic t".into(),
+            error,
+            message: "no".into(),
+        })
+    }
+
+    #[test]
+    fn each_cause_has_its_own_condition_reason_and_a_message_without_the_apis_prefix() {
+        let timed_out = ReconcileError::KafkaTimedOut {
+            bootstrap: "b:9092".into(),
+            timeout: Duration::from_secs(60),
+        };
+        let unavailable = refused(ResponseError::NotController);
+        let rejected = refused(ResponseError::InvalidConfig);
+        let malformed = ReconcileError::Malformed("no namespace".into());
+        let reasons: Vec<_> = [&timed_out, &unavailable, &rejected, &malformed]
+            .iter()
+            .map(|e| e.reason())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "KafkaTimedOut",
+                "KafkaUnavailable",
+                "KafkaRejected",
+                "Malformed"
+            ]
+        );
+        assert_eq!(
+            timed_out.message(),
+            "the brokers at b:9092 did not answer within 60s"
+        );
+        assert!(unavailable.to_string().starts_with("Kafka admin API: "));
+        assert!(rejected
+            .message()
+            .starts_with("creating topic t: InvalidConfig"));
+        assert_eq!(timed_out.category(), rejected.category());
+    }
+}
