@@ -102,6 +102,10 @@ pub async fn delete(
     built: &Built,
 ) -> Result<Vec<String>, ReconcileError> {
     let mut deleted = Vec::new();
+    // Without the cluster's uid no owner reference can be checked: delete nothing.
+    if owner.is_empty() {
+        return Ok(deleted);
+    }
     let c = || client.clone();
     let services = Api::<Service>::namespaced(c(), namespace);
     sweep(&services, "Service", owner, &built.services, &mut deleted).await?;
