@@ -215,10 +215,33 @@ fn validate_spec(observed: &Observed, default_image: &str) -> Result<Validated, 
         .or_else(|| nodes::running_image(&observed.statefulsets))
         .unwrap_or_else(|| default_image.to_string());
     let cluster = validate(kc, &choice.id, &image).map_err(|e| e.to_string())?;
+    refuse_dropped_pools(&observed.statefulsets, &cluster)?;
     Ok(Validated {
         cluster,
         record_cluster_id: choice.record,
     })
+}
+
+/// Refuses a spec that no longer builds a pool the cluster runs: turning `spec.controllers` on
+/// or off renames the pools, and sweeping the old ones would delete the pods that hold the
+/// brokers' data and the metadata quorum (Kafka cannot move a running cluster between
+/// dedicated and combined controllers either).
+fn refuse_dropped_pools(running: &[StatefulSet], cluster: &ValidatedCluster) -> Result<(), String> {
+    let dropped: Vec<String> = running
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|name| !cluster.pools.iter().any(|p| &p.name == name))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "spec.controllers: a running cluster cannot switch between dedicated controllers and \
+         combined nodes: its StatefulSets {} hold the brokers' data and the metadata quorum \
+         and would be deleted with their pods; restore spec.controllers, or create a new \
+         KafkaCluster and move the topics to it",
+        dropped.join(", ")
+    ))
 }
 
 /// The pools' sizes: the controller quorum keeps its size; a broker scale step talks to the

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 
-use crate::cluster::{context, create, patch_spec, reconcile_events};
+use crate::cluster::{condition, context, create, get, patch_spec, reconcile_events};
 use crate::{api_server_or_skip, install_crds};
 
 /// The names of the objects `api` lists.
@@ -159,7 +159,7 @@ async fn a_removed_external_listener_takes_its_services_and_leaves_the_rest() {
 }
 
 #[tokio::test]
-async fn a_controller_pool_turned_off_takes_its_statefulsets_and_keeps_the_claims() {
+async fn turning_a_running_clusters_controller_pool_off_is_refused_and_deletes_nothing() {
     let server = api_server_or_skip!();
     let (client, ns) = server.namespace("orphan-pools").await;
     install_crds(&client).await;
@@ -173,34 +173,24 @@ async fn a_controller_pool_turned_off_takes_its_statefulsets_and_keeps_the_claim
     };
     create(&client, &ns, "events", spec).await;
     let ctx = context(&client);
-    let kc = reconcile_events(&client, &ns, &ctx).await;
+    reconcile_events(&client, &ns, &ctx).await;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    assert_eq!(
-        names(&statefulsets).await,
-        ["events-broker", "events-controller"]
-    );
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
-        "metadata": meta("data-events-controller-0", true, Some(owned_by(&kc))),
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }))
-    .expect("a claim");
-    claims
-        .create(&PostParams::default(), &claim)
-        .await
-        .expect("creating a claim");
+    let pools = ["events-broker", "events-controller"];
+    assert_eq!(names(&statefulsets).await, pools);
 
+    // The combined pool would replace both: the sweep would delete the pods holding the data.
     patch_spec(&client, &ns, serde_json::json!({"controllers": null})).await;
     reconcile_events(&client, &ns, &ctx).await;
+    let kc = get(&client, &ns, "events").await;
+    let ready = condition(&kc, "Ready");
     assert_eq!(
-        names(&statefulsets).await,
-        ["events"],
-        "the combined pool replaces both"
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
     );
-    assert_eq!(names(&claims).await, ["data-events-controller-0"]);
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    assert_eq!(names(&services).await, ["events-bootstrap", "events-nodes"]);
-    // A reconcile with nothing left over deletes nothing.
-    reconcile_events(&client, &ns, &ctx).await;
-    assert_eq!(names(&statefulsets).await, ["events"]);
+    assert!(
+        ready.message.contains("events-broker, events-controller"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(names(&statefulsets).await, pools, "nothing deleted");
 }
