@@ -66,6 +66,12 @@ impl Ctx<'_> {
         authz::authorize(config, cluster.acls().values(), who, op, resource)
     }
 
+    /// Whether the principal may create topic `name`: CREATE on the cluster or on the topic.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        self.authorized(Operation::Create, Resource::cluster())
+            || self.authorized(Operation::Create, Resource::topic(name))
+    }
+
     /// [`Ctx::authorized`] as a result: the refusal is the resource kind's
     /// AUTHORIZATION_FAILED error.
     pub fn authorize(&self, op: Operation, resource: Resource<'_>) -> Result<(), AdminError> {

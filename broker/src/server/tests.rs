@@ -94,7 +94,8 @@ async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req:
     req.encode(&mut frame, version).expect("body");
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
     let mut out = BytesMut::new();
-    let outcome = handle(b, frame.freeze(), peer, listener, &mut out).await;
+    let principal = crate::authz::ANONYMOUS;
+    let outcome = handle(b, frame.freeze(), peer, listener, principal, &mut out).await;
     assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
     let mut body = Bytes::from(out.split_off(4).to_vec());
     ResponseHeader::decode(&mut body, R::Response::header_version(version)).expect("header");
