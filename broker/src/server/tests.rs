@@ -54,7 +54,16 @@ pub(super) fn two_brokers_image() -> MetadataImage {
 
 /// A broker (node 1) over the committed metadata `image`.
 pub(super) fn broker_over(dir: &std::path::Path, image: &MetadataImage) -> Arc<Broker> {
-    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
+    broker_with(dir, image, "")
+}
+
+/// Like [`broker_over`], with `extra` lines of `server.properties`.
+pub(super) fn broker_with(
+    dir: &std::path::Path,
+    image: &MetadataImage,
+    extra: &str,
+) -> Arc<Broker> {
+    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n{extra}", dir.display()));
     let config = Arc::new(Config::from_properties(props).expect("config"));
     let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
     cluster.reconcile(image).expect("reconcile");
