@@ -32,6 +32,9 @@ fn deny_write_here() -> AclCreation {
 fn describe_all() -> DescribeAclsRequest {
     DescribeAclsRequest::default()
         .with_resource_type_filter(ANY)
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
         .with_pattern_type_filter(ANY)
         .with_operation(ANY)
         .with_permission_type(ANY)
@@ -71,14 +74,48 @@ async fn a_deny_acl_refuses_the_produce_and_appends_nothing_until_it_is_deleted(
     let filter = DeleteAclsFilter::default()
         .with_resource_type_filter(2)
         .with_resource_name_filter(Some(s("here")))
+        .with_principal_filter(None)
+        .with_host_filter(None)
         .with_pattern_type_filter(2)
         .with_operation(ANY)
         .with_permission_type(ANY);
-    let deleted = call(&b, 3, DeleteAclsRequest::default().with_filters(vec![filter])).await;
+    let deleted = call(
+        &b,
+        3,
+        DeleteAclsRequest::default().with_filters(vec![filter]),
+    )
+    .await;
     assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
     let r = call(&b, 9, produce_req("here", 1)).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     assert!(call(&b, 3, describe_all()).await.resources.is_empty());
+}
+
+#[tokio::test]
+async fn by_default_nobody_may_administer_acls_but_a_super_user() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let create = || CreateAclsRequest::default().with_creations(vec![deny_write_here()]);
+    let extra = format!("authorizer.class.name={STANDARD_AUTHORIZER}\n");
+    let b = broker_with(d.path(), &two_brokers_image(), &extra);
+    let denied = ResponseError::ClusterAuthorizationFailed.code();
+    assert_eq!(call(&b, 3, create()).await.results[0].error_code, denied);
+    assert_eq!(call(&b, 3, describe_all()).await.error_code, denied);
+    let r = call(&b, 9, produce_req("here", 1)).await;
+    let code = r.responses[0].partition_responses[0].error_code;
+    assert_eq!(code, ResponseError::TopicAuthorizationFailed.code());
+    drop(b);
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker_with(
+        d.path(),
+        &two_brokers_image(),
+        &format!("{extra}super.users=User:root;{ANONYMOUS}\n"),
+    );
+    assert_eq!(call(&b, 3, create()).await.results[0].error_code, 0);
+    let r = call(&b, 9, produce_req("here", 1)).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 0,
+        "a super user"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +145,9 @@ async fn without_an_authorizer_acl_requests_are_security_disabled_and_nothing_is
 #[tokio::test]
 async fn acls_survive_a_restart_from_the_metadata_log() {
     let d = tempfile::tempdir().expect("tempdir");
-    let extra = format!("authorizer.class.name={STANDARD_AUTHORIZER}\n");
+    let extra = format!(
+        "authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n"
+    );
     let b = broker_with(d.path(), &two_brokers_image(), &extra);
     let created = call(
         &b,
