@@ -3,14 +3,16 @@
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::tests::{broker_over, broker_with, call, produce_req, two_brokers_image};
-use crate::authz::{ANONYMOUS, ANY};
+use crate::authz::{Acl, WireAcl, ANONYMOUS, ANY};
 use crate::cluster::image::MetadataImage;
-use crate::cluster::metadata::MetadataLog;
+use crate::cluster::metadata::{MetadataLog, MetadataRecord};
 use crate::config::STANDARD_AUTHORIZER;
 
 fn s(v: &str) -> StrBytes {
@@ -163,4 +165,57 @@ async fn acls_survive_a_restart_from_the_metadata_log() {
         image.apply(r);
     }
     assert_eq!(image.acls.len(), 1, "replayed from the log");
+}
+
+#[tokio::test]
+async fn acls_in_the_committed_image_close_metadata_and_fetch_on_every_broker() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut image = two_brokers_image();
+    // Committed elsewhere: this broker learns it from the image it reconciles.
+    image.apply(&MetadataRecord::Acl {
+        id: uuid::Uuid::new_v4(),
+        acl: Acl::from_wire(WireAcl {
+            resource_type: 2,
+            resource_name: Some("here"),
+            pattern_type: 3,
+            principal: Some(ANONYMOUS),
+            host: Some("*"),
+            operation: 4,
+            permission: 2,
+        })
+        .expect("acl"),
+    });
+    let extra = format!(
+        "authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n"
+    );
+    let b = broker_with(d.path(), &image, &extra);
+    let all = call(&b, 12, MetadataRequest::default().with_topics(None)).await;
+    let names: Vec<String> = all
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        ["elsewhere"],
+        "a topic with ACLs but none allowing DESCRIBE is hidden"
+    );
+    let named = call(
+        &b,
+        12,
+        MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(s("here"))))
+        ])),
+    )
+    .await;
+    let code = named.topics[0].error_code;
+    assert_eq!(code, ResponseError::TopicAuthorizationFailed.code());
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s("here")))
+            .with_partitions(vec![FetchPartition::default()])]);
+    let r = call(&b, 12, fetch).await;
+    let code = r.responses[0].partitions[0].error_code;
+    assert_eq!(code, ResponseError::TopicAuthorizationFailed.code());
 }
