@@ -10,7 +10,9 @@ use crate::log::{CleanupPolicy, LogConfig};
 pub mod dynamic;
 mod providers;
 pub use providers::resolve as resolve_providers;
+mod authorizer;
 mod replication;
+pub use authorizer::{AuthorizerConfig, STANDARD_AUTHORIZER};
 pub use dynamic::{is_dynamic_broker_key, DYNAMIC_BROKER_KEYS};
 pub use replication::ReplicationConfig;
 
@@ -147,6 +149,8 @@ pub struct Config {
     /// receives the metadata log from the active controller. Unset, it binds the inter-broker
     /// listener's host on a free port and tells the controllers that address on every start.
     pub metadata_replication_listener: Option<(String, u16)>,
+    /// `authorizer.class.name` and its keys: `None` when requests are not authorized.
+    pub authorizer: Option<AuthorizerConfig>,
     /// Every key as given (after overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -433,6 +437,7 @@ fn warn_unknown_keys(map: &BTreeMap<String, String>) {
     for key in map.keys() {
         let known = KNOWN_KEYS.contains(&key.as_str())
             || replication::KEYS.contains(&key.as_str())
+            || authorizer::KEYS.contains(&key.as_str())
             || key.starts_with(providers::PROVIDERS_KEY);
         if !known && !key.starts_with("ssl.") {
             tracing::warn!(key = %key, "ignoring config key Gregor does not support");
@@ -718,6 +723,7 @@ impl Config {
                 .get("metadata.replication.listener")
                 .map(|v| parse_host_port("metadata.replication.listener", v))
                 .transpose()?,
+            authorizer: AuthorizerConfig::from_props(&p)?,
             raw: map.clone(),
         };
         check_roles(&config)?;

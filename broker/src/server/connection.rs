@@ -26,6 +26,9 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let span = tracing::debug_span!("connection", %peer, listener = &*listener);
+    // The connection's principal, which every request is authorized as: ANONYMOUS until TLS
+    // or SASL authenticates the client.
+    let principal: &str = crate::authz::ANONYMOUS;
     async move {
         let max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
@@ -67,7 +70,7 @@ pub async fn serve(
             let body = frame::take(&mut buf, size).freeze();
             broker.metrics.bytes_in.inc_by(size as u64 + 4);
             out.clear();
-            match dispatch::handle(&broker, body, peer, &listener, &mut out).await {
+            match dispatch::handle(&broker, body, peer, &listener, principal, &mut out).await {
                 Outcome::Respond => {
                     broker.metrics.bytes_out.inc_by(out.len() as u64);
                     if let Err(e) = stream.write_all(&out).await {

@@ -104,6 +104,8 @@ pub async fn run(
 }
 
 #[cfg(test)]
+mod acl_tests;
+#[cfg(test)]
 mod config_tests;
 #[cfg(test)]
 mod tests;
