@@ -166,16 +166,16 @@ NEEDS = {
     ("gregor.dev", "kafkatopics/status"): "patch",
     ("gregor.dev", "kafkaclusters/finalizers"): "update",
     ("gregor.dev", "kafkatopics/finalizers"): "update",
-    ("apps", "statefulsets"): "get list watch create patch",
-    ("", "configmaps"): "get list watch create patch",
-    ("", "services"): "get list watch create patch",
+    ("apps", "statefulsets"): "get list watch create patch delete",
+    ("", "configmaps"): "get list watch create patch delete",
+    ("", "services"): "get list watch create patch delete",
     ("", "serviceaccounts"): "list watch create patch delete",
     ("", "pods"): "get list watch delete",
     ("", "persistentvolumeclaims"): "get list watch patch",
     ("", "events"): "create patch",
     ("events.k8s.io", "events"): "create patch",
-    ("policy", "poddisruptionbudgets"): "get list watch create patch",
-    ("monitoring.coreos.com", "servicemonitors"): "get list watch create patch",
+    ("policy", "poddisruptionbudgets"): "get list watch create patch delete",
+    ("monitoring.coreos.com", "servicemonitors"): "get list watch create patch delete",
 }
 
 

@@ -5,7 +5,7 @@
 #   consumer-perf-test storage server-start get-offsets configs metadata-quorum
 #   broker-api-versions delete-records transactions verifiable-producer
 #   verifiable-consumer e2e-latency log-dirs features cluster groups reassign-partitions
-#   leader-election
+#   leader-election acls
 # or a fully qualified main class.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +37,7 @@ case "$tool" in
   groups)              class=org.apache.kafka.tools.GroupsCommand ;;
   reassign-partitions) class=org.apache.kafka.tools.reassign.ReassignPartitionsCommand ;;
   leader-election)     class=org.apache.kafka.tools.LeaderElectionCommand ;;
+  acls)                class=org.apache.kafka.tools.AclCommand ;;
   *.*)                 class="$tool" ;;
   *) echo "kafka.sh: unknown tool '$tool'" >&2; sed -n '2,9p' "$0" >&2; exit 2 ;;
 esac

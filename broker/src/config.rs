@@ -10,8 +10,10 @@ use crate::log::{CleanupPolicy, LogConfig};
 pub mod dynamic;
 mod providers;
 pub use providers::resolve as resolve_providers;
+mod authorizer;
 mod replication;
 pub mod ssl;
+pub use authorizer::{AuthorizerConfig, STANDARD_AUTHORIZER};
 pub use dynamic::{is_dynamic_broker_key, DYNAMIC_BROKER_KEYS};
 pub use replication::ReplicationConfig;
 
@@ -151,6 +153,8 @@ pub struct Config {
     /// The listeners whose security protocol is SSL, with their `ssl.*` settings; every other
     /// listener is PLAINTEXT.
     pub ssl_listeners: BTreeMap<String, ssl::SslConfig>,
+    /// `authorizer.class.name` and its keys: `None` when requests are not authorized.
+    pub authorizer: Option<AuthorizerConfig>,
     /// Every key as given (after overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -438,6 +442,7 @@ fn warn_unknown_keys(map: &BTreeMap<String, String>) {
     for key in map.keys() {
         let known = KNOWN_KEYS.contains(&key.as_str())
             || replication::KEYS.contains(&key.as_str())
+            || authorizer::KEYS.contains(&key.as_str())
             || key.starts_with(providers::PROVIDERS_KEY);
         let listener_ssl = key
             .strip_prefix("listener.name.")
@@ -700,6 +705,7 @@ impl Config {
                 .map(|v| parse_host_port("metadata.replication.listener", v))
                 .transpose()?,
             ssl_listeners,
+            authorizer: AuthorizerConfig::from_props(&p)?,
             raw: map.clone(),
         };
         check_roles(&config)?;

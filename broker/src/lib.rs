@@ -11,6 +11,8 @@
 //!   node's metadata and the brokers' liveness from their heartbeats.
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log; the
 //!   ISR and high-watermark rules (`cluster::isr`, pure functions).
+//! - [`authz`]: ACLs and the StandardAuthorizer's decision, pure functions of the committed
+//!   ACLs the metadata image holds.
 //! - [`config`], [`storage`]: `server.properties` (validated), `meta.properties`.
 //! - [`log`]: one partition's segments, indexes, recovery, retention and compaction.
 //! - [`protocol`]: framing, the one table of served APIs, and the one request decoder the
@@ -20,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod authz;
 pub mod cluster;
 pub mod config;
 pub mod controller;

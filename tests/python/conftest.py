@@ -127,8 +127,9 @@ class GregorBroker(Broker):
     # Whether it has a Kafka listener to probe (a controller-only node has none).
     serves_clients = True
 
-    def __init__(self, binary: Path, workdir: Path):
+    def __init__(self, binary: Path, workdir: Path, extra_props: dict[str, str] | None = None):
         self.binary = binary
+        self.extra_props = dict(extra_props or {})
         self.data_dir = workdir / "data"
         self.log_path = workdir / "gregor.log"
         self.port, self.metrics_port = free_ports(2)
@@ -143,7 +144,7 @@ class GregorBroker(Broker):
             "--override", f"listeners={listener}",
             "--override", f"advertised.listeners={listener}",
             "--override", f"metrics.listener=127.0.0.1:{self.metrics_port}",
-        ]
+        ] + [arg for k, v in self.extra_props.items() for arg in ("--override", f"{k}={v}")]
 
     def start(self):
         self.launch()
@@ -217,14 +218,18 @@ class KafkaBroker(Broker):
     name = "kafka"
     can_restart = True
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_props: dict[str, str] | None = None):
         self.dir = workdir / "kafka"
         self.script = str(SCRIPTS / "kafka-single-node.sh")
         self.bootstrap = ""
+        self.extra_props = dict(extra_props or {})
 
     def start(self):
+        env = dict(os.environ)
+        if self.extra_props:
+            env["KAFKA_SERVER_PROPS"] = "\n".join(f"{k}={v}" for k, v in self.extra_props.items())
         out = subprocess.run([self.script, "start", str(self.dir)], check=True,
-                             stdout=subprocess.PIPE, text=True, timeout=300)
+                             stdout=subprocess.PIPE, text=True, timeout=300, env=env)
         self.bootstrap = out.stdout.strip().splitlines()[-1]
 
     def stop(self):
@@ -275,6 +280,34 @@ def broker(tmp_path_factory) -> Broker:
     b.stop()
 
 
+# Kafka's StandardAuthorizer, open where no ACL says otherwise and with no super users, so the
+# anonymous PLAINTEXT client may administer ACLs (until an ACL on the cluster says otherwise).
+AUTHORIZER_PROPS = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "allow.everyone.if.no.acl.found": "true",
+}
+
+
+@pytest.fixture(scope="module")
+def authorizer_broker(tmp_path_factory) -> Broker:
+    """A broker of the kind under test (GREGOR_TEST_BROKER) started with AUTHORIZER_PROPS,
+    for the tests of one module."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        pytest.skip("needs a broker the tests start, with the authorizer on")
+    kind = os.environ.get("GREGOR_TEST_BROKER", "gregor")
+    workdir = tmp_path_factory.mktemp("authorizer-broker")
+    if kind == "kafka":
+        b: Broker = KafkaBroker(workdir, AUTHORIZER_PROPS)
+    else:
+        binary = gregor_binary()
+        if not binary.exists():
+            pytest.fail(f"gregor binary not found at {binary}")
+        b = GregorBroker(binary, workdir, AUTHORIZER_PROPS)
+    b.start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture
 def restartable_broker(broker) -> Broker:
     if not broker.can_restart:
@@ -303,10 +336,10 @@ def pytest_runtest_makereport(item, call):
     if not report.failed:
         return
     funcargs = getattr(item, "funcargs", {})
-    if "broker" in item.fixturenames:
-        b = funcargs.get("broker")
+    for fixture in ("broker", "authorizer_broker"):
+        b = funcargs.get(fixture) if fixture in item.fixturenames else None
         if b is not None and b.log_tail():
-            report.sections.append(("broker log (tail)", b.log_tail()))
+            report.sections.append((f"{fixture} log (tail)", b.log_tail()))
     # Clusters (cluster.GregorCluster) report every node's log.
     for value in funcargs.values():
         log_sections = getattr(value, "log_sections", None)

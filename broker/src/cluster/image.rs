@@ -27,6 +27,10 @@ pub struct MetadataImage {
     /// one broker. Absent from images written before dynamic broker configs existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The ACLs by id. Absent from images written before ACLs existed (and when there are
+    /// none), so snapshots carry them and older ones still load.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acls: crate::authz::Acls,
 }
 
 /// How many producer ids one block holds.
@@ -337,6 +341,14 @@ impl MetadataImage {
                 self.next_producer_id += PRODUCER_ID_BLOCK;
                 true
             }
+            MetadataRecord::Acl { id, acl } => {
+                if self.acls.contains_key(id) || self.acls.values().any(|a| a == acl) {
+                    return false;
+                }
+                self.acls.insert(*id, acl.clone());
+                true
+            }
+            MetadataRecord::RemoveAcl { id } => self.acls.remove(id).is_some(),
             MetadataRecord::ProducerIds { next } => {
                 // Blocks only move forward: a stale allocation can never hand out ids twice.
                 if *next > self.next_producer_id {
@@ -670,6 +682,53 @@ mod tests {
         assert!(!image.brokers[&3].fenced);
         let text = serde_json::to_string(&unregister).expect("encodes");
         assert_eq!(text, r#"{"type":"unregister_broker","id":3}"#);
+    }
+
+    #[test]
+    fn acls_are_added_once_removed_by_id_and_carried_by_the_image() {
+        use crate::authz::{Acl, Operation, PatternType, Permission, ResourceType};
+        let read = Acl {
+            resource_type: ResourceType::Topic,
+            resource_name: "t".into(),
+            pattern_type: PatternType::Literal,
+            principal: "User:a".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let add = |id, acl: &Acl| MetadataRecord::Acl {
+            id,
+            acl: acl.clone(),
+        };
+        let mut image = MetadataImage::default();
+        assert!(image.apply(&add(first, &read)));
+        assert!(
+            !image.apply(&add(second, &read)),
+            "an identical ACL is not added twice"
+        );
+        let write = Acl {
+            operation: Operation::Write,
+            ..read.clone()
+        };
+        assert!(image.apply(&add(second, &write)));
+        assert!(image.apply(&MetadataRecord::RemoveAcl { id: first }));
+        assert!(
+            !image.apply(&MetadataRecord::RemoveAcl { id: first }),
+            "gone"
+        );
+        let text = serde_json::to_string(&image).expect("encodes");
+        let back: MetadataImage = serde_json::from_str(&text).expect("decodes");
+        assert_eq!(back.acls.values().collect::<Vec<_>>(), [&write]);
+        let record =
+            serde_json::to_string(&MetadataRecord::RemoveAcl { id: first }).expect("encodes");
+        assert_eq!(
+            serde_json::from_str::<MetadataRecord>(&record).expect("decodes"),
+            MetadataRecord::RemoveAcl { id: first }
+        );
+        assert!(!serde_json::to_string(&MetadataImage::default())
+            .expect("encodes")
+            .contains("acls"));
     }
 
     fn topic(name: &str, partitions: i32) -> MetadataRecord {

@@ -170,6 +170,19 @@ pub enum MetadataRecord {
         /// `node.id`.
         id: i32,
     },
+    /// An ACL was created (Kafka's AccessControlEntryRecord). Applied only while no ACL
+    /// with the same fields exists, so a creation raced by an identical one adds nothing.
+    Acl {
+        /// The ACL's id, which its removal names.
+        id: uuid::Uuid,
+        /// The ACL.
+        acl: crate::authz::Acl,
+    },
+    /// An ACL was deleted (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl {
+        /// The id its creation gave it.
+        id: uuid::Uuid,
+    },
     /// A broker takes the next block of producer ids; the image records which block it got,
     /// so two brokers asking at once get different blocks.
     AllocateProducerIds {

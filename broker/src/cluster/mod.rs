@@ -5,6 +5,7 @@
 //! the metadata lock, so check-then-act (does the topic exist?) is atomic and the async reactor
 //! never waits on a disk write.
 
+mod acls;
 mod broker_configs;
 pub mod hw_checkpoint;
 pub mod image;
@@ -102,6 +103,10 @@ pub enum AdminError {
         "broker {0} is not fenced (it is alive): stop it, and once it is fenced, unregister it"
     )]
     BrokerNotFenced(i32),
+    /// TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED
+    /// (by the kind of resource): the request's principal may not do this.
+    #[error("Authorization failed.")]
+    Unauthorized(crate::authz::ResourceType),
     /// REQUEST_TIMED_OUT: a conditional change kept losing to concurrent changes of the same
     /// partition (the controller's elections and ISR changes); retrying may succeed.
     #[error("{0}")]
@@ -680,6 +685,9 @@ pub struct Cluster {
     /// Dynamic broker configs and the effective config. Read on requests and appends; written
     /// only under the metadata lock when a BROKER resource changes.
     dynamic: RwLock<broker_configs::DynamicConfigs>,
+    /// The committed ACLs. Read (the `Arc` cloned) on every authorized request; replaced only
+    /// under the metadata lock, after a change committed.
+    acls: RwLock<Arc<crate::authz::Acls>>,
 }
 
 impl Cluster {
@@ -706,6 +714,7 @@ impl Cluster {
         let (tx, _) = tokio::sync::watch::channel(0);
         let dynamic = broker_configs::DynamicConfigs::new(&config, image.broker_configs);
         let cluster = Cluster {
+            acls: RwLock::new(Arc::new(image.acls)),
             dynamic: RwLock::new(dynamic),
             config,
             cluster_id,

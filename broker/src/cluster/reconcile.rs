@@ -28,6 +28,9 @@ impl Cluster {
         if self.apply_broker_configs(image.broker_configs.clone()) {
             changed += 1;
         }
+        if self.apply_acls(&image.acls) {
+            changed += 1;
+        }
         if *self.brokers.read() != image.brokers {
             *self.brokers.write() = image.brokers.clone();
             changed += 1;

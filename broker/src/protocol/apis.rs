@@ -45,6 +45,9 @@ macro_rules! served_apis {
             InitProducerId(InitProducerIdRequest) 0..=4 => handlers::produce::init_producer_id;
             OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4
                 => handlers::fetch::offset_for_leader_epoch;
+            DescribeAcls(DescribeAclsRequest) 1..=3 => handlers::acls::describe_acls;
+            CreateAcls(CreateAclsRequest) 1..=3 => handlers::acls::create_acls;
+            DeleteAcls(DeleteAclsRequest) 1..=3 => handlers::acls::delete_acls;
             DescribeConfigs(DescribeConfigsRequest) 1..=4 => handlers::configs::describe_configs;
             AlterConfigs(AlterConfigsRequest) 0..=2 => handlers::configs::alter_configs;
             DescribeLogDirs(DescribeLogDirsRequest) 1..=4 => handlers::log_dirs::describe_log_dirs;

@@ -70,6 +70,9 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let span = tracing::debug_span!("connection", %peer, listener = &*listener);
+    // The connection's principal, which every request is authorized as: ANONYMOUS until TLS
+    // or SASL authenticates the client.
+    let principal: &str = crate::authz::ANONYMOUS;
     async move {
         let max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
@@ -128,7 +131,7 @@ pub async fn serve<S>(
             let body = frame::take(&mut buf, size).freeze();
             broker.metrics.bytes_in.inc_by(size as u64 + 4);
             out.clear();
-            match dispatch::handle(&broker, body, peer, &listener, &mut out).await {
+            match dispatch::handle(&broker, body, peer, &listener, principal, &mut out).await {
                 Outcome::Respond => {
                     broker.metrics.bytes_out.inc_by(out.len() as u64);
                     // A TLS session buffers what it encrypts: flush it out with every response.

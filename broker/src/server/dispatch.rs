@@ -15,6 +15,8 @@ use tracing::Instrument;
 
 use super::handlers;
 use super::Broker;
+use crate::authz::{self, Operation, Requester, Resource};
+use crate::cluster::AdminError;
 use crate::protocol::{self, ApiRequest, DecodeError, Header, SUPPORTED_APIS};
 
 /// What the connection does after a request.
@@ -42,6 +44,43 @@ pub struct Ctx<'a> {
     /// Name of the listener the connection was accepted on: Metadata, FindCoordinator and
     /// DescribeCluster answer with the brokers' addresses on that listener.
     pub listener: &'a str,
+    /// The connection's principal (`User:ANONYMOUS` until TLS or SASL establish another),
+    /// which the authorizer checks.
+    pub principal: &'a str,
+}
+
+impl Ctx<'_> {
+    /// Whether the request's principal may perform `op` on `resource`: always when no
+    /// authorizer is configured, else as the StandardAuthorizer decides from the committed
+    /// ACLs.
+    pub fn authorized(&self, op: Operation, resource: Resource<'_>) -> bool {
+        let cluster = &self.broker.cluster;
+        let Some(config) = &cluster.config.authorizer else {
+            return true;
+        };
+        let host = self.peer.ip().to_canonical().to_string();
+        let who = Requester {
+            principal: self.principal,
+            host: &host,
+        };
+        authz::authorize(config, cluster.acls().values(), who, op, resource)
+    }
+
+    /// Whether the principal may create topic `name`: CREATE on the cluster or on the topic.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        self.authorized(Operation::Create, Resource::cluster())
+            || self.authorized(Operation::Create, Resource::topic(name))
+    }
+
+    /// [`Ctx::authorized`] as a result: the refusal is the resource kind's
+    /// AUTHORIZATION_FAILED error.
+    pub fn authorize(&self, op: Operation, resource: Resource<'_>) -> Result<(), AdminError> {
+        if self.authorized(op, resource) {
+            Ok(())
+        } else {
+            Err(AdminError::Unauthorized(resource.kind))
+        }
+    }
 }
 
 fn write_response<R: Encodable + HeaderVersion>(
@@ -86,6 +125,7 @@ pub async fn handle(
     mut frame: Bytes,
     peer: SocketAddr,
     listener: &str,
+    principal: &str,
     out: &mut BytesMut,
 ) -> Outcome {
     let header = match protocol::decode_header(&mut frame) {
@@ -98,6 +138,7 @@ pub async fn handle(
         client_id: header.client_id(),
         peer,
         listener,
+        principal,
     };
     let label = header.api.label;
     let started = Instant::now();
@@ -262,7 +303,15 @@ mod tests {
         for (frame, reason, category) in cases {
             let before = category.map(|c| errors(&b, c));
             let mut out = BytesMut::new();
-            let outcome = handle(&b, Bytes::from_static(frame), peer, "PLAINTEXT", &mut out).await;
+            let outcome = handle(
+                &b,
+                Bytes::from_static(frame),
+                peer,
+                "PLAINTEXT",
+                authz::ANONYMOUS,
+                &mut out,
+            )
+            .await;
             assert!(
                 matches!(&outcome, Outcome::Close(r) if r.starts_with(reason)),
                 "{frame:?}: {outcome:?}"
@@ -281,7 +330,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let mut out = BytesMut::new();
         let frame = Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 42]);
-        let outcome = handle(&b, frame, peer, "PLAINTEXT", &mut out).await;
+        let outcome = handle(&b, frame, peer, "PLAINTEXT", authz::ANONYMOUS, &mut out).await;
         assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
         let mut body = out.split_off(4).freeze();
         let header = ResponseHeader::decode(&mut body, 0).expect("header");

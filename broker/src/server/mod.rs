@@ -165,6 +165,8 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
 }
 
 #[cfg(test)]
+mod acl_tests;
+#[cfg(test)]
 mod config_tests;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,16 @@ pub(super) fn two_brokers_image() -> MetadataImage {
 
 /// A broker (node 1) over the committed metadata `image`.
 pub(super) fn broker_over(dir: &std::path::Path, image: &MetadataImage) -> Arc<Broker> {
-    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n", dir.display()));
+    broker_with(dir, image, "")
+}
+
+/// Like [`broker_over`], with `extra` lines of `server.properties`.
+pub(super) fn broker_with(
+    dir: &std::path::Path,
+    image: &MetadataImage,
+    extra: &str,
+) -> Arc<Broker> {
+    let props = parse_properties(&format!("node.id=1\nlog.dirs={}\n{extra}", dir.display()));
     let config = Arc::new(Config::from_properties(props).expect("config"));
     let cluster = Arc::new(Cluster::open(config, "c".into()).expect("cluster"));
     cluster.reconcile(image).expect("reconcile");
@@ -94,7 +103,8 @@ async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req:
     req.encode(&mut frame, version).expect("body");
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
     let mut out = BytesMut::new();
-    let outcome = handle(b, frame.freeze(), peer, listener, &mut out).await;
+    let principal = crate::authz::ANONYMOUS;
+    let outcome = handle(b, frame.freeze(), peer, listener, principal, &mut out).await;
     assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
     let mut body = Bytes::from(out.split_off(4).to_vec());
     ResponseHeader::decode(&mut body, R::Response::header_version(version)).expect("header");

@@ -74,11 +74,12 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
 - apiGroups: [gregor.dev]
   resources: [kafkaclusters/finalizers, kafkatopics/finalizers]
   verbs: [update]
-# Children, server-side applied with one field manager (an apply that creates needs create).
-# Nothing deletes them but the garbage collector, through their owner references.
+# Children, server-side applied with one field manager (an apply that creates needs create),
+# and deleted once the spec no longer builds them (a removed external listener's Services, a
+# pool turned off); the garbage collector deletes the rest with the cluster.
 - apiGroups: [""]
   resources: [configmaps, services]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # The broker pods' ServiceAccount of a KafkaCluster with spec.rack, deleted when rack is
 # removed.
 - apiGroups: [""]
@@ -86,13 +87,13 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # Pods: read for node state, deleted one at a time by rolling restarts.
 - apiGroups: [""]
   resources: [pods]

@@ -13,6 +13,11 @@ pub const POOL_LABEL: &str = "gregor.dev/pool";
 pub const CONFIG_HASH_ANNOTATION: &str = "gregor.dev/config-hash";
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "gregor-operator";
+/// The label every child carries naming the operator that manages it: with an owner reference
+/// to the cluster, what makes a child the operator's to delete once the spec no longer builds it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "gregor-operator";
 
 /// Labels selecting every pod of the cluster.
 pub fn cluster_selector(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
@@ -47,10 +52,7 @@ pub fn pool_selector(cluster: &ValidatedCluster, pool: &Pool) -> BTreeMap<String
 /// Labels of every child object (not used in selectors, so they may change freely).
 pub fn labels(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
     let mut labels = cluster_selector(cluster);
-    labels.insert(
-        "app.kubernetes.io/managed-by".to_string(),
-        "gregor-operator".to_string(),
-    );
+    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
     labels.insert(
         "app.kubernetes.io/part-of".to_string(),
         cluster.name.clone(),

@@ -1,5 +1,19 @@
 //! A KafkaCluster: its id, its children applied in order, and its status from the StatefulSets
 //! and pods as they are.
+//!
+//! One reconcile (`converge`) runs these steps, each a function of its own:
+//!
+//! 1. `observe`: every read, once, into one `Observed`: the KafkaCluster as the API server
+//!    has it, its cluster id record, StatefulSets and pods.
+//! 2. `validate_spec` (no client): the cluster id chosen, the image kept, the spec checked.
+//! 3. `size`: the quorum keeps its size; a broker scale step talks to the brokers.
+//! 4. `apply_external_services`: the one exception to build-then-apply, since the brokers
+//!    advertise the addresses Kubernetes gives these Services.
+//! 5. `build_children` (pure): every child, from the sized spec and the observations.
+//! 6. `apply_all`: server-side apply in the written order.
+//! 7. `delete_orphans`: children the spec no longer builds (see [`orphans`]).
+//! 8. `report`: the nodes, the dynamic broker configs, the roll's step (on the pods read again
+//!    once the brokers have answered: they may take seconds), the status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +24,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
@@ -21,8 +35,8 @@ use serde::Serialize;
 use super::conditions::{merge, Want};
 use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
-use super::{broker_configs, cluster_id, nodes, rack, storage, Context, ReconcileError};
-use crate::build::objects::{cluster_selector, label_query, selector_of, FIELD_MANAGER};
+use super::{broker_configs, cluster_id, nodes, orphans, rack, storage, Context, ReconcileError};
+use crate::build::objects::{label_query, selector_of, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
@@ -66,142 +80,400 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     .map_err(super::finalizer_error)
 }
 
-/// Brings the cluster's children and status in line with its spec.
+/// Everything a reconcile reads from the API server before it writes anything, each read once.
+struct Observed {
+    /// The KafkaCluster as the API server has it now.
+    kc: Arc<KafkaCluster>,
+    /// Its status as the previous reconcile left it.
+    previous: KafkaClusterStatus,
+    /// The cluster id record's id, if it has one.
+    cluster_id_record: Option<String>,
+    /// Every StatefulSet carrying the cluster's labels.
+    statefulsets: Vec<StatefulSet>,
+    /// Every pod carrying the cluster's labels.
+    pods: Vec<Pod>,
+}
+
+impl Observed {
+    /// The StatefulSets of `cluster`'s pools (not those of a pool the spec no longer has).
+    fn pool_statefulsets(&self, cluster: &ValidatedCluster) -> Vec<StatefulSet> {
+        cluster
+            .pools
+            .iter()
+            .filter_map(|pool| {
+                self.statefulsets
+                    .iter()
+                    .find(|s| s.name_any() == pool.name)
+                    .cloned()
+            })
+            .collect()
+    }
+}
+
+/// The spec checked and completed, and whether its cluster id is new (to be recorded).
+struct Validated {
+    cluster: ValidatedCluster,
+    record_cluster_id: bool,
+}
+
+/// The sizes the pools take this reconcile: the controller quorum keeps its size, and the
+/// broker pool takes the scale step's.
+struct Sizing {
+    /// The validated cluster at those sizes.
+    cluster: ValidatedCluster,
+    /// Why the quorum's size was kept, if it was.
+    quorum_refused: Option<String>,
+    /// The broker scale step's outcome.
+    scaling: reconcile_scale::Outcome,
+}
+
+/// Brings the cluster's children and status in line with its spec, in the order
+/// docs/architecture.md sets out: observe, validate, size, build, apply, delete orphans, status.
 async fn converge(
     kc: Arc<KafkaCluster>,
     ctx: Arc<Context>,
     namespace: String,
 ) -> Result<Action, ReconcileError> {
-    let name = kc.name_any();
     let client = &ctx.client;
+    let Some(observed) = observe(client, &namespace, &kc.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let kc = &observed.kc;
+    let validated = match validate_spec(&observed, &ctx.default_image) {
+        Ok(v) => v,
+        Err(message) => return invalid(kc, client, &observed.previous, message).await,
+    };
+    let bootstrap = ctx.bootstrap(
+        &namespace,
+        &kc.name_any(),
+        &validated.cluster.bootstrap_servers(),
+    );
+    let sizing = size(client, &observed, &validated.cluster, &bootstrap).await;
+    // The one step out of order: the external Services are applied before the rest is built,
+    // since each broker advertises the address its Service gets (see `apply_external_services`).
+    let external_addresses = apply_external_services(client, &namespace, &sizing.cluster).await?;
+    let target = ValidatedCluster {
+        external_addresses,
+        ..sizing.cluster.clone()
+    };
+    let objects = build_children(&target, &observed);
+    let applied = apply_all(&ctx, &observed, &validated, &target, &objects).await?;
+    delete_orphans(client, kc, &target, &objects).await?;
+    report(&ctx, &observed, &target, &sizing, applied, &bootstrap).await
+}
+
+/// Observe: the KafkaCluster, its cluster id record, StatefulSets and pods; `None` when the
+/// KafkaCluster is gone.
+async fn observe(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Observed>, ReconcileError> {
     // The object the controller hands over comes from its watch cache, which may not yet hold
     // the status the previous reconcile wrote: a child's event (a pod turning ready) can start
     // the next reconcile first. A scale step lives in that status, so a stale copy would drop
     // it half-way, partitions never moved. Read the object as the API server has it now.
-    let Some(kc) = Api::<KafkaCluster>::namespaced(client.clone(), &namespace)
-        .get_opt(&name)
+    let Some(kc) = Api::<KafkaCluster>::namespaced(client.clone(), namespace)
+        .get_opt(name)
         .await?
-        .map(Arc::new)
     else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let previous = kc.status.clone().unwrap_or_default();
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-    let listed = sts_api
-        .list(&ListParams::default().labels(&label_query(&selector_of(&name))))
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cluster_id_record = cluster_id::read_record(&config_maps, name).await?;
+    let selected = ListParams::default().labels(&label_query(&selector_of(name)));
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .list(&selected)
         .await?
         .items;
-    let mut cluster = match validated(&kc, &ctx, &config_maps, &previous, &listed).await? {
-        Ok(cluster) => cluster,
-        Err(action) => return Ok(action),
-    };
-    let existing: Vec<StatefulSet> = cluster
-        .pools
+    let pods = list_pods(client, namespace, name).await?;
+    Ok(Some(Observed {
+        previous: kc.status.clone().unwrap_or_default(),
+        kc: Arc::new(kc),
+        cluster_id_record,
+        statefulsets,
+        pods,
+    }))
+}
+
+/// Validate (no client): the cluster id chosen from the spec, the record and the status, the
+/// image kept, the spec checked and completed; an error is the message for an invalid spec.
+fn validate_spec(observed: &Observed, default_image: &str) -> Result<Validated, String> {
+    let (kc, previous) = (&observed.kc, &observed.previous);
+    let choice = cluster_id::choose(
+        kc.spec.cluster_id.as_deref(),
+        observed.cluster_id_record.as_deref(),
+        previous.cluster_id.as_deref(),
+        cluster_id::generate,
+    )?;
+    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
+    // cluster from before status.image, read off its StatefulSets): a new operator version
+    // restarts no broker. Only a new cluster takes the operator's default.
+    let image = previous
+        .image
+        .clone()
+        .or_else(|| nodes::running_image(&observed.statefulsets))
+        .unwrap_or_else(|| default_image.to_string());
+    let cluster = validate(kc, &choice.id, &image).map_err(|e| e.to_string())?;
+    refuse_dropped_pools(&observed.statefulsets, &cluster)?;
+    Ok(Validated {
+        cluster,
+        record_cluster_id: choice.record,
+    })
+}
+
+/// Refuses a spec that no longer builds a pool the cluster runs: turning `spec.controllers` on
+/// or off renames the pools, and sweeping the old ones would delete the pods that hold the
+/// brokers' data and the metadata quorum (Kafka cannot move a running cluster between
+/// dedicated and combined controllers either).
+fn refuse_dropped_pools(running: &[StatefulSet], cluster: &ValidatedCluster) -> Result<(), String> {
+    let dropped: Vec<String> = running
         .iter()
-        .filter_map(|pool| listed.iter().find(|s| s.name_any() == pool.name).cloned())
+        .map(ResourceExt::name_any)
+        .filter(|name| !cluster.pools.iter().any(|p| &p.name == name))
         .collect();
-    let pods = list_pods(client, &namespace, &cluster).await?;
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "spec.controllers: a running cluster cannot switch between dedicated controllers and \
+         combined nodes: its StatefulSets {} hold the brokers' data and the metadata quorum \
+         and would be deleted with their pods; restore spec.controllers, or create a new \
+         KafkaCluster and move the topics to it",
+        dropped.join(", ")
+    ))
+}
 
-    let bootstrap = ctx.bootstrap(&namespace, &name, &cluster.bootstrap_servers());
-    let (quorum_refused, scaling) = scale_step(
-        client,
-        &kc,
-        &mut cluster,
-        &existing,
-        &pods,
-        &previous,
-        &bootstrap,
-    )
-    .await;
+/// The pools' sizes: the controller quorum keeps its size; a broker scale step talks to the
+/// brokers before any child is applied, so a StatefulSet shrinks only once its departing
+/// brokers are empty. The validated cluster itself is left as it is.
+async fn size(
+    client: &kube::Client,
+    observed: &Observed,
+    validated: &ValidatedCluster,
+    bootstrap: &str,
+) -> Sizing {
+    let existing = observed.pool_statefulsets(validated);
+    let sizes: BTreeMap<String, i32> = existing
+        .iter()
+        .map(|s| (s.name_any(), s.spec.replicas.unwrap_or(1)))
+        .collect();
+    let mut cluster = validated.clone();
+    let quorum_refused = scale::pin_quorum(&mut cluster, &sizes);
+    let broker_pool = cluster.broker_pool().name.clone();
+    let previous = observed.previous.scaling.as_ref();
+    let need = scale::need(
+        sizes.get(&broker_pool).copied(),
+        cluster.broker_pool().replicas,
+        previous,
+        nodes::any_stale(&existing, &observed.pods),
+    );
+    let scaling = reconcile_scale::run(bootstrap, need, previous).await;
+    if let Some(size) = scaling.size {
+        cluster.broker_pool_mut().replicas = size;
+    }
+    for (kind, reason, note) in &scaling.events {
+        event(client, &observed.kc, *kind, reason, note.clone()).await;
+    }
+    Sizing {
+        cluster,
+        quorum_refused,
+        scaling,
+    }
+}
 
-    cluster.external_addresses = external_addresses(client, &namespace, &cluster).await?;
-    let mut objects = build::cluster(&cluster);
+/// Build (pure): every child of `target`. A StatefulSet that exists keeps its claim templates,
+/// which the API server refuses to change.
+fn build_children(target: &ValidatedCluster, observed: &Observed) -> ClusterObjects {
+    let mut objects = build::cluster(target);
+    let existing = observed.pool_statefulsets(target);
     for built in &mut objects.statefulsets {
         let current = existing.iter().find(|s| s.name_any() == built.name_any());
         storage::keep_claim_templates(built, current);
     }
-    // The binding before the StatefulSets whose pods need it.
-    rack::sync(client, &kc, &cluster, &ctx.rack_cluster_role).await?;
-    let mut problems = apply_all(client, &namespace, &objects).await?;
-    problems.extend(storage::resize_claims(client, &cluster).await?);
+    objects
+}
 
-    let statefulsets = read_statefulsets(&sts_api, &cluster).await?;
-    let first = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
-    // Dynamic broker configs, once a broker can take them.
+/// What the apply left: the StatefulSets as the API server has them after it, and problems to
+/// report that are not failures.
+struct Applied {
+    statefulsets: Vec<StatefulSet>,
+    problems: Vec<String>,
+}
+
+/// Apply, in the written order: the cluster id record (before any node is formatted with the
+/// id), the rack binding and the broker pods' ServiceAccount, configuration and Services before
+/// the StatefulSets whose pods run as, read and need them, then the PodDisruptionBudget and
+/// ServiceMonitor, and the claims grown last. The external Services are not among them:
+/// `apply_external_services` applied them before the build.
+async fn apply_all(
+    ctx: &Context,
+    observed: &Observed,
+    validated: &Validated,
+    target: &ValidatedCluster,
+    objects: &ClusterObjects,
+) -> Result<Applied, ReconcileError> {
+    let client = &ctx.client;
+    let namespace = &target.namespace;
+    if validated.record_cluster_id {
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        cluster_id::write_record(&config_maps, target).await?;
+        tracing::info!(cluster = %target.name, cluster_id = %target.cluster_id, "cluster id chosen");
+    }
+    rack::sync(client, &observed.kc, target, &ctx.rack_cluster_role).await?;
+    if let Some(account) = &objects.service_account {
+        apply(client, namespace, account).await?;
+    }
+    apply(client, namespace, &objects.config).await?;
+    apply(client, namespace, &objects.headless).await?;
+    apply(client, namespace, &objects.bootstrap).await?;
+    let mut statefulsets = Vec::new();
+    for s in &objects.statefulsets {
+        statefulsets.push(apply(client, namespace, s).await?);
+    }
+    apply(client, namespace, &objects.pdb).await?;
+    let mut problems = Vec::new();
+    if let Some(monitor) = &objects.service_monitor {
+        problems.extend(apply_service_monitor(client, namespace, monitor).await?);
+    }
+    problems.extend(storage::resize_claims(client, target).await?);
+    Ok(Applied {
+        statefulsets,
+        problems,
+    })
+}
+
+/// Applies the ServiceMonitor; without the Prometheus Operator's CRD, returns the problem to
+/// report instead of failing.
+async fn apply_service_monitor(
+    client: &kube::Client,
+    namespace: &str,
+    monitor: &serde_json::Value,
+) -> Result<Option<String>, ReconcileError> {
+    let resource = orphans::service_monitor_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let name = monitor["metadata"]["name"].as_str().unwrap_or_default();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api.patch(name, &params, &Patch::Apply(monitor)).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Some(
+            "spec.metrics.serviceMonitor is set but the ServiceMonitor CRD \
+             (monitoring.coreos.com/v1) is not installed"
+                .to_string(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete orphans: the children of this cluster that `objects` no longer holds (see
+/// [`orphans`]), once everything built is applied.
+async fn delete_orphans(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    target: &ValidatedCluster,
+    objects: &ClusterObjects,
+) -> Result<(), ReconcileError> {
+    let built = orphans::Built::of(&target.name, objects);
+    let deleted = orphans::delete(client, &target.namespace, &target.uid, &built).await?;
+    if !deleted.is_empty() {
+        let note = format!("deleted, no longer in the spec: {}", deleted.join(", "));
+        event(client, kc, EventType::Normal, "ChildrenDeleted", note).await;
+    }
+    Ok(())
+}
+
+/// Status: the nodes as the applied StatefulSets and the pods have them, the dynamic broker
+/// configs synced once a broker can take them, the roll's next step taken, the status written,
+/// and when to look again.
+async fn report(
+    ctx: &Context,
+    observed: &Observed,
+    target: &ValidatedCluster,
+    sizing: &Sizing,
+    applied: Applied,
+    bootstrap: &str,
+) -> Result<Action, ReconcileError> {
+    let (client, kc) = (&ctx.client, observed.kc.as_ref());
+    let (namespace, name) = (&target.namespace, &target.name);
+    let mut problems = applied.problems;
+    let statefulsets = applied.statefulsets;
+    let first = nodes::observe(target, &statefulsets, &observed.pods, Timestamp::now());
     let brokers_up = first
         .nodes
         .iter()
         .any(|n| n.ready && n.node_id < CONTROLLER_ID_BASE);
-    let configs_synced = if brokers_up {
-        match sync_broker_configs(client, &kc, &cluster, &bootstrap).await {
+    let configs_synced = !brokers_up
+        || match sync_broker_configs(client, kc, target, bootstrap).await {
             Ok(()) => true,
             Err(problem) => {
                 problems.push(problem);
                 false
             }
-        }
-    } else {
-        true
-    };
+        };
+    let scaling = &sizing.scaling;
     let rolling = first.nodes.iter().any(|n| n.stale.is_some());
     // The brokers are asked only when a ready pod may have to restart.
     let ask_health = rolling && !scaling.active;
     let health = if ask_health {
-        read_health(&bootstrap).await
+        read_health(bootstrap).await
     } else {
         None
     };
     // The brokers may have taken seconds to answer: by now a pod may be terminating, replaced
     // or ready, so the roll is planned on the pods as they are now, never on the first read.
     let pods = if brokers_up || ask_health {
-        list_pods(client, &namespace, &cluster).await?
+        list_pods(client, namespace, name).await?
     } else {
-        pods
+        observed.pods.clone()
     };
-    let mut observed = nodes::observe(&cluster, &statefulsets, &pods, Timestamp::now());
-    observed.unapplied = problems;
-    observed.refused = quorum_refused.into_iter().collect();
-    // A scale step under way finishes before a ready pod restarts: the brokers are not asked,
-    // so the roll can only wait, or restart a stale pod that is down anyway, or halt.
-    let mut step = match roll::plan(
-        &observed.nodes,
-        health.as_ref(),
-        cluster.partitions_without_spare,
-        STUCK_AFTER,
-    ) {
-        Step::Wait { .. } if scaling.active => Step::Wait {
-            reason: "the broker scale step to finish".into(),
-        },
-        step => step,
-    };
-    let pending = roll::pending(
-        &observed.nodes,
-        health.as_ref().and_then(|h| h.active_controller),
-    );
-    let changed_under_the_plan = take_step(client, &kc, &namespace, &pods, &mut step).await?;
+    let mut nodes = nodes::observe(target, &statefulsets, &pods, Timestamp::now());
+    nodes.unapplied = problems;
+    nodes.refused = sizing.quorum_refused.iter().cloned().collect();
+    let (mut step, pending) = plan_roll(target, &nodes, health.as_ref(), scaling.active);
+    let changed_under_the_plan = take_step(client, kc, namespace, &pods, &mut step).await?;
     let status = nodes::status(
-        &cluster,
-        &observed,
+        target,
+        &nodes,
         &step,
         pending,
-        &scaling,
-        &previous,
+        scaling,
+        &observed.previous,
         kc.metadata.generation,
     );
-    ctx.metrics.cluster_observed(
-        &namespace,
-        &name,
-        status.ready_replicas,
-        observed.nodes.iter().any(|n| n.stale.is_some()),
-    );
-    let ready = status.ready_replicas == cluster.pools.iter().map(|p| p.replicas).sum::<i32>();
-    patch_status(client, &kc, status).await?;
+    let rolling = nodes.nodes.iter().any(|n| n.stale.is_some());
+    ctx.metrics
+        .cluster_observed(namespace, name, status.ready_replicas, rolling);
+    let ready = status.ready_replicas == target.pools.iter().map(|p| p.replicas).sum::<i32>();
+    patch_status(client, kc, status).await?;
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
     Ok(Action::requeue(requeue_after(
         changed_under_the_plan,
         settled,
     )))
+}
+
+/// The roll's next step and the pods still to restart. A scale step under way finishes before
+/// a ready pod restarts: the brokers are not asked, so the roll can only wait, or restart a
+/// stale pod that is down anyway, or halt.
+fn plan_roll(
+    target: &ValidatedCluster,
+    nodes: &nodes::Observed,
+    health: Option<&roll::Health>,
+    scaling: bool,
+) -> (Step, Vec<String>) {
+    let step = match roll::plan(
+        &nodes.nodes,
+        health,
+        target.partitions_without_spare,
+        STUCK_AFTER,
+    ) {
+        Step::Wait { .. } if scaling => Step::Wait {
+            reason: "the broker scale step to finish".into(),
+        },
+        step => step,
+    };
+    let pending = roll::pending(&nodes.nodes, health.and_then(|h| h.active_controller));
+    (step, pending)
 }
 
 /// How soon to look again: at once when a pod changed under the roll's plan, rarely once
@@ -214,95 +486,6 @@ fn requeue_after(changed_under_the_plan: bool, settled: bool) -> Duration {
     } else {
         SETTLING
     }
-}
-
-/// The spec checked and completed, with the cluster id chosen (and recorded, the first
-/// time); for an invalid spec, reported, the action that waits for the user's edit.
-async fn validated(
-    kc: &KafkaCluster,
-    ctx: &Context,
-    config_maps: &Api<ConfigMap>,
-    previous: &KafkaClusterStatus,
-    listed: &[StatefulSet],
-) -> Result<Result<ValidatedCluster, Action>, ReconcileError> {
-    let client = &ctx.client;
-    let name = kc.name_any();
-    let record = cluster_id::read_record(config_maps, &name).await?;
-    let choice = match cluster_id::choose(
-        kc.spec.cluster_id.as_deref(),
-        record.as_deref(),
-        previous.cluster_id.as_deref(),
-        cluster_id::generate,
-    ) {
-        Ok(c) => c,
-        Err(message) => return invalid(kc, client, previous, message).await.map(Err),
-    };
-    // Without spec.image a cluster keeps the image it runs, recorded in its status (or, for a
-    // cluster from before status.image, read off its StatefulSets): a new operator version
-    // restarts no broker. Only a new cluster takes the operator's default.
-    let image = previous
-        .image
-        .clone()
-        .or_else(|| nodes::running_image(listed))
-        .unwrap_or_else(|| ctx.default_image.clone());
-    let cluster = match validate(kc, &choice.id, &image) {
-        Ok(c) => c,
-        Err(e) => return invalid(kc, client, previous, e.to_string()).await.map(Err),
-    };
-    if choice.record {
-        cluster_id::write_record(config_maps, &cluster).await?;
-        tracing::info!(cluster = %name, cluster_id = %cluster.cluster_id, "cluster id chosen");
-    }
-    Ok(Ok(cluster))
-}
-
-/// The broker scale step: the controller quorum keeps its size; a broker scale step talks to
-/// the brokers before any child is applied, so a StatefulSet shrinks only once its departing
-/// brokers are empty. Returns why the quorum's size was kept (if it was) and the step's
-/// outcome, whose size the broker pool now has.
-async fn scale_step(
-    client: &kube::Client,
-    kc: &KafkaCluster,
-    cluster: &mut ValidatedCluster,
-    existing: &[StatefulSet],
-    pods: &[Pod],
-    previous: &KafkaClusterStatus,
-    bootstrap: &str,
-) -> (Option<String>, reconcile_scale::Outcome) {
-    let sizes: BTreeMap<String, i32> = existing
-        .iter()
-        .map(|s| (s.name_any(), s.spec.replicas.unwrap_or(1)))
-        .collect();
-    let quorum_refused = scale::pin_quorum(cluster, &sizes);
-    let broker_pool = cluster.broker_pool().name.clone();
-    let need = scale::need(
-        sizes.get(&broker_pool).copied(),
-        cluster.broker_pool().replicas,
-        previous.scaling.as_ref(),
-        nodes::any_stale(existing, pods),
-    );
-    let scaling = reconcile_scale::run(bootstrap, need, previous.scaling.as_ref()).await;
-    if let Some(size) = scaling.size {
-        cluster.broker_pool_mut().replicas = size;
-    }
-    for (kind, reason, note) in &scaling.events {
-        event(client, kc, *kind, reason, note.clone()).await;
-    }
-    (quorum_refused, scaling)
-}
-
-/// The pools' StatefulSets as the API server has them after the apply.
-async fn read_statefulsets(
-    sts_api: &Api<StatefulSet>,
-    cluster: &ValidatedCluster,
-) -> Result<Vec<StatefulSet>, kube::Error> {
-    let mut out = Vec::new();
-    for pool in &cluster.pools {
-        if let Some(s) = sts_api.get_opt(&pool.name).await? {
-            out.push(s);
-        }
-    }
-    Ok(out)
 }
 
 /// Brings the cluster-wide dynamic broker configs in line with the spec; the error is the
@@ -394,76 +577,24 @@ async fn take_step(
     Ok(false)
 }
 
-/// Every pod of `cluster`, as the API server has them now.
+/// Every pod of the KafkaCluster named `name`, as the API server has them now.
 async fn list_pods(
     client: &kube::Client,
     namespace: &str,
-    cluster: &ValidatedCluster,
+    name: &str,
 ) -> Result<Vec<Pod>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     Ok(api
-        .list(&ListParams::default().labels(&label_query(&cluster_selector(cluster))))
+        .list(&ListParams::default().labels(&label_query(&selector_of(name))))
         .await?
         .items)
 }
 
-/// Applies every child in the written order: the broker pods' ServiceAccount, configuration
-/// and Services before the StatefulSets whose pods run as, read and need them, the
-/// PodDisruptionBudget and ServiceMonitor last.
-/// The external Services are not among them: `external_addresses` applied them first.
-/// Returns problems to report that are not failures (a missing optional CRD).
-pub async fn apply_all(
-    client: &kube::Client,
-    namespace: &str,
-    objects: &ClusterObjects,
-) -> Result<Vec<String>, ReconcileError> {
-    if let Some(account) = &objects.service_account {
-        apply(client, namespace, account).await?;
-    }
-    apply(client, namespace, &objects.config).await?;
-    apply(client, namespace, &objects.headless).await?;
-    apply(client, namespace, &objects.bootstrap).await?;
-    for s in &objects.statefulsets {
-        apply(client, namespace, s).await?;
-    }
-    apply(client, namespace, &objects.pdb).await?;
-    let mut problems = Vec::new();
-    if let Some(monitor) = &objects.service_monitor {
-        let resource = ApiResource {
-            group: "monitoring.coreos.com".into(),
-            version: "v1".into(),
-            api_version: crate::build::monitor::API_VERSION.into(),
-            kind: "ServiceMonitor".into(),
-            plural: "servicemonitors".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        let name = monitor["metadata"]["name"].as_str().unwrap_or_default();
-        match api
-            .patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(monitor),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // The Prometheus Operator is not installed: say so instead of failing.
-            Err(kube::Error::Api(e)) if e.code == 404 => problems.push(
-                "spec.metrics.serviceMonitor is set but the ServiceMonitor CRD \
-                 (monitoring.coreos.com/v1) is not installed"
-                    .to_string(),
-            ),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(problems)
-}
-
-/// Applies the external Services ahead of the rest, since each broker advertises the address
-/// its Service gets (a node port is allocated when the Service is created; a load balancer's
-/// address arrives later, and the Service watch brings the reconcile back then), and returns
-/// those addresses by node id.
-async fn external_addresses(
+/// Applies the external Services ahead of the rest (built, purely, from the sized cluster),
+/// since each broker advertises the address its Service gets (a node port is allocated when
+/// the Service is created; a load balancer's address arrives later, and the Service watch
+/// brings the reconcile back then), and returns those addresses by node id.
+async fn apply_external_services(
     client: &kube::Client,
     namespace: &str,
     cluster: &ValidatedCluster,

@@ -1,5 +1,6 @@
 //! Reconciliation: what the operator does with each resource, in the order docs/architecture.md sets out:
-//! validate (no client) → build (pure) → apply in a written order → status.
+//! observe → validate (no client) → build (pure) → apply in a written order → delete orphans →
+//! status.
 //!
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
 //!   brokers are reached, the ClusterRole rack-aware broker pods are bound to, the metrics).
@@ -7,6 +8,7 @@
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
+//! - [`orphans`]: children the spec no longer builds, deleted.
 //! - [`restart`]: deleting the pod a roll restarts, only if it is still the pod it planned on.
 //! - [`rack`]: the rack ClusterRoleBinding of broker pods, applied and deleted, behind a
 //!   finalizer since nothing else would delete it.
@@ -20,6 +22,7 @@ pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
 pub mod nodes;
+pub mod orphans;
 pub mod rack;
 pub mod restart;
 pub mod scale;
@@ -28,6 +31,7 @@ pub mod topic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -78,10 +82,15 @@ pub enum ReconcileError {
     /// The API server refused or could not be reached.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The brokers refused or could not be reached.
-    #[error("Kafka admin API: {0}")]
-    Kafka(String),
-    /// An admin request to the brokers failed in a way worth retrying.
+    /// The brokers did not answer in the time a reconcile gives them.
+    #[error("the brokers at {bootstrap} did not answer within {timeout:?}")]
+    KafkaTimedOut {
+        /// Where the brokers were asked.
+        bootstrap: String,
+        /// How long they were given.
+        timeout: Duration,
+    },
+    /// An admin request to the brokers failed: they could not be reached, or refused it.
     #[error("Kafka admin API: {0}")]
     KafkaAdmin(#[from] gregor_client::admin::AdminError),
     /// A resource without the metadata a reconcile needs.
@@ -94,8 +103,30 @@ impl ReconcileError {
     pub fn category(&self) -> &'static str {
         match self {
             ReconcileError::Kube(_) => "kubernetes",
-            ReconcileError::Kafka(_) | ReconcileError::KafkaAdmin(_) => "kafka",
+            ReconcileError::KafkaTimedOut { .. } | ReconcileError::KafkaAdmin(_) => "kafka",
             ReconcileError::Malformed(_) => "malformed",
+        }
+    }
+
+    /// The reason of the condition (`Ready=False`) a resource reports this error with: one per
+    /// cause, and for the brokers' admin API, whether retrying can help.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "KubernetesUnavailable",
+            ReconcileError::KafkaTimedOut { .. } => "KafkaTimedOut",
+            ReconcileError::KafkaAdmin(e) if e.is_transient() => "KafkaUnavailable",
+            ReconcileError::KafkaAdmin(_) => "KafkaRejected",
+            ReconcileError::Malformed(_) => "Malformed",
+        }
+    }
+
+    /// What a condition reporting this error says: the cause alone, without the prefix naming
+    /// the API, since the reason says that.
+    pub fn message(&self) -> String {
+        match self {
+            ReconcileError::Kube(e) => e.to_string(),
+            ReconcileError::KafkaAdmin(e) => e.to_string(),
+            ReconcileError::KafkaTimedOut { .. } | ReconcileError::Malformed(_) => self.to_string(),
         }
     }
 }
@@ -139,5 +170,53 @@ pub(crate) async fn record(
     };
     if let Err(err) = recorder.publish(&e, object).await {
         tracing::debug!(error = %err, "recording an event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gregor_client::admin::AdminError;
+    use kafka_protocol::error::ResponseError;
+
+    fn refused(error: ResponseError) -> ReconcileError {
+        ReconcileError::KafkaAdmin(AdminError::Refused {
+            what: "creating topic t".into(),
+            error,
+            message: "no".into(),
+        })
+    }
+
+    #[test]
+    fn each_cause_has_its_own_condition_reason_and_a_message_without_the_apis_prefix() {
+        let timed_out = ReconcileError::KafkaTimedOut {
+            bootstrap: "b:9092".into(),
+            timeout: Duration::from_secs(60),
+        };
+        let unavailable = refused(ResponseError::NotController);
+        let rejected = refused(ResponseError::InvalidConfig);
+        let malformed = ReconcileError::Malformed("no namespace".into());
+        let reasons: Vec<_> = [&timed_out, &unavailable, &rejected, &malformed]
+            .iter()
+            .map(|e| e.reason())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "KafkaTimedOut",
+                "KafkaUnavailable",
+                "KafkaRejected",
+                "Malformed"
+            ]
+        );
+        assert_eq!(
+            timed_out.message(),
+            "the brokers at b:9092 did not answer within 60s"
+        );
+        assert!(unavailable.to_string().starts_with("Kafka admin API: "));
+        assert!(rejected
+            .message()
+            .starts_with("creating topic t: InvalidConfig"));
+        assert_eq!(timed_out.category(), rejected.category());
     }
 }

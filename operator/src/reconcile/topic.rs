@@ -113,14 +113,17 @@ async fn apply(
         Ok(action) => Ok(action),
         Err(Failure::Kube(e)) => Err(e.into()),
         Err(Failure::TimedOut) => {
-            let message =
-                format!("the brokers at {bootstrap} did not answer within {KAFKA_TIMEOUT:?}");
-            not_ready(api, kt, "KafkaUnavailable", message.clone()).await?;
-            Err(ReconcileError::Kafka(message))
+            let error = ReconcileError::KafkaTimedOut {
+                bootstrap,
+                timeout: KAFKA_TIMEOUT,
+            };
+            not_ready(api, kt, error.reason(), error.message()).await?;
+            Err(error)
         }
         Err(Failure::Kafka(e)) if e.is_transient() => {
-            not_ready(api, kt, "KafkaUnavailable", e.to_string()).await?;
-            Err(e.into())
+            let error = ReconcileError::from(e);
+            not_ready(api, kt, error.reason(), error.message()).await?;
+            Err(error)
         }
         Err(Failure::Kafka(e)) => {
             tracing::warn!(topic = %desired.name, error = %e, "the brokers refused a change");
@@ -133,7 +136,8 @@ async fn apply(
                 note,
             )
             .await;
-            not_ready(api, kt, "KafkaRejected", e.to_string()).await?;
+            let error = ReconcileError::from(e);
+            not_ready(api, kt, error.reason(), error.message()).await?;
             Ok(Action::requeue(BLOCKED))
         }
     }
@@ -388,10 +392,9 @@ async fn cleanup(
         Admin::connect(&bootstrap).await?.delete_topic(&name).await
     })
     .await
-    .map_err(|_| {
-        ReconcileError::Kafka(format!(
-            "the brokers at {bootstrap} did not answer within {KAFKA_TIMEOUT:?}"
-        ))
+    .map_err(|_| ReconcileError::KafkaTimedOut {
+        bootstrap: bootstrap.clone(),
+        timeout: KAFKA_TIMEOUT,
     })?;
     match deleted {
         Ok(existed) => {

@@ -844,6 +844,33 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
         Api::namespaced_with(client.clone(), &ns, &resource);
     let m = monitors.get("events").await.expect("the ServiceMonitor");
     assert_eq!(m.data["spec"]["endpoints"][0]["port"], "metrics");
+
+    // Turned off, the monitor is deleted by the next reconcile, as are the external Services
+    // once the listener is removed.
+    patch_spec(
+        &client,
+        &ns,
+        serde_json::json!({"metrics": {"serviceMonitor": false}, "listeners": {"external": null}}),
+    )
+    .await;
+    reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    assert!(
+        monitors.get_opt("events").await.unwrap().is_none(),
+        "the ServiceMonitor stayed"
+    );
+    for i in 0..2 {
+        let name = format!("events-{i}-external");
+        assert!(
+            svcs.get_opt(&name).await.unwrap().is_none(),
+            "{name} stayed"
+        );
+    }
+    assert!(svcs.get_opt("events-bootstrap").await.unwrap().is_some());
 }
 
 #[tokio::test]

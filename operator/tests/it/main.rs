@@ -1,11 +1,12 @@
 //! The operator against a real kube-apiserver and etcd (see [`apiserver`]): CRDs, a
 //! KafkaCluster's children, owner references, status, the cluster id, no-op reconciles,
-//! broker scale steps, rack awareness.
+//! broker scale steps, rack awareness, orphaned children deleted.
 
 mod apiserver;
 mod binary;
 mod broker_configs;
 mod cluster;
+mod orphans;
 mod rack;
 mod scale;
 mod topic;

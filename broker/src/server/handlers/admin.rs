@@ -11,6 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource, ResourceType};
 use crate::cluster::{AdminError, NewTopic};
 use crate::server::dispatch::{sb, Ctx};
 
@@ -61,6 +62,7 @@ pub async fn create_topics(
         }
         let (partitions, rf) = (t.num_partitions, t.replication_factor);
         let result = match bad_config {
+            _ if !ctx.may_create_topic(&name) => Err(AdminError::Unauthorized(ResourceType::Topic)),
             Some(msg) => Err(if assigned {
                 AdminError::InvalidReplicationFactor(msg)
             } else {
@@ -149,9 +151,12 @@ pub async fn delete_topics(
         };
         let c = Arc::clone(cluster);
         let n = resolved.clone();
-        let outcome = blocking(move || c.delete_topic(&n))
-            .await
-            .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
+        let outcome = match ctx.authorize(Operation::Delete, Resource::topic(&resolved)) {
+            Ok(()) => blocking(move || c.delete_topic(&n))
+                .await
+                .unwrap_or_else(|| Err(AdminError::Storage("task failed".into()))),
+            Err(e) => Err(e),
+        };
         results.push(match outcome {
             Ok(topic_id) => r
                 .with_name(Some(TopicName(sb(resolved))))
@@ -180,10 +185,14 @@ pub async fn create_partitions(
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome =
-            blocking(move || c.create_partitions(&name, count, assignment, validate_only))
-                .await
-                .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())));
+        let outcome = match ctx.authorize(Operation::Alter, Resource::topic(&name)) {
+            Ok(()) => {
+                blocking(move || c.create_partitions(&name, count, assignment, validate_only))
+                    .await
+                    .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
+            }
+            Err(e) => Err(e),
+        };
         let r = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(()) => r,

@@ -12,6 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource};
 use crate::cluster::topic_config::ConfigEntry;
 use crate::cluster::AdminError;
 use crate::config::is_dynamic_broker_key;
@@ -73,6 +74,9 @@ pub async fn describe_configs(
                     .with_error_code(e.code())
                     .with_error_message(Some(sb(message)))
             };
+            if let Err(e) = authorize_configs(ctx, r.resource_type, &r.resource_name, false) {
+                return fail(admin_error_code(&e), e.to_string());
+            }
             let entries: Vec<(ConfigEntry, bool)> = match r.resource_type {
                 TOPIC => match cluster.topic(&r.resource_name) {
                     None => {
@@ -135,6 +139,26 @@ fn check_broker_resource(ctx: &Ctx<'_>, name: &str) -> Result<(), AdminError> {
     }
 }
 
+/// DESCRIBE_CONFIGS (or, when `alter`, ALTER_CONFIGS) on the topic, or on the cluster for a
+/// BROKER resource, as Kafka checks them. Other resource types are refused later.
+fn authorize_configs(
+    ctx: &Ctx<'_>,
+    resource_type: i8,
+    name: &str,
+    alter: bool,
+) -> Result<(), AdminError> {
+    let op = if alter {
+        Operation::AlterConfigs
+    } else {
+        Operation::DescribeConfigs
+    };
+    match resource_type {
+        TOPIC => ctx.authorize(op, Resource::topic(name)),
+        BROKER => ctx.authorize(op, Resource::cluster()),
+        _ => Ok(()),
+    }
+}
+
 async fn apply(
     ctx: &Ctx<'_>,
     resource_type: i8,
@@ -142,6 +166,7 @@ async fn apply(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
+    authorize_configs(ctx, resource_type, name, true)?;
     let cluster = Arc::clone(&ctx.broker.cluster);
     let name = name.to_string();
     match resource_type {

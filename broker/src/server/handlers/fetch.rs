@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
+use crate::authz::{Operation, Resource};
 use crate::cluster::Partition;
 use crate::server::dispatch::Ctx;
 
@@ -24,6 +25,8 @@ struct Want {
     max_bytes: usize,
     /// The leader epoch the fetcher believes in (-1: unknown, not checked).
     current_leader_epoch: i32,
+    /// The consumer may not READ the topic: TOPIC_AUTHORIZATION_FAILED.
+    denied: bool,
 }
 
 /// An empty answer with `error` for partition `index`.
@@ -67,6 +70,10 @@ fn read_all(
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
+        if w.denied {
+            out.push(refused(w.index, ResponseError::TopicAuthorizationFailed));
+            continue;
+        }
         let Some(p) = &w.partition else {
             out.push(
                 PartitionData::default()
@@ -143,8 +150,12 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut wants = Vec::new();
+    // A follower's fetch is inter-broker traffic (Kafka checks CLUSTER_ACTION there); a
+    // consumer's needs READ on each topic.
+    let consumer = req.replica_id.0 < 0;
     for (ti, ft) in req.topics.iter().enumerate() {
         let topic = cluster.topic(&ft.topic.0);
+        let denied = consumer && !ctx.authorized(Operation::Read, Resource::topic(&ft.topic.0));
         topics.push(ft.topic.clone());
         for fp in &ft.partitions {
             wants.push(Want {
@@ -154,6 +165,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
                 offset: fp.fetch_offset,
                 max_bytes: fp.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: fp.current_leader_epoch,
+                denied,
             });
         }
     }
@@ -226,15 +238,27 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
     let cluster = Arc::clone(&ctx.broker.cluster);
     let version = ctx.version;
     let node = ctx.broker.node_id();
+    let denied: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| !ctx.authorized(Operation::Describe, Resource::topic(&t.name.0)))
+        .collect();
     let work = move || {
         req.topics
             .into_iter()
-            .map(|t| {
+            .zip(denied)
+            .map(|(t, denied)| {
                 let topic = cluster.topic(&t.name.0);
                 let partitions = t
                     .partitions
                     .into_iter()
                     .map(|lp| {
+                        if denied {
+                            return refused_offsets(
+                                lp.partition_index,
+                                ResponseError::TopicAuthorizationFailed,
+                            );
+                        }
                         let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                         else {
                             return refused_offsets(

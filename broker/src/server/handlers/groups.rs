@@ -14,11 +14,17 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::blocking;
+use crate::authz::{Operation, Resource};
 use crate::group::{JoinRequest, JoinResult};
 use crate::server::dispatch::{sb, Ctx};
 
 fn code(e: Option<ResponseError>) -> i16 {
     e.map(|e| e.code()).unwrap_or(0)
+}
+
+/// GROUP_AUTHORIZATION_FAILED when the principal may not perform `op` on group `group`.
+pub(super) fn group_denied(ctx: &Ctx<'_>, op: Operation, group: &str) -> Option<ResponseError> {
+    (!ctx.authorized(op, Resource::group(group))).then_some(ResponseError::GroupAuthorizationFailed)
 }
 
 /// FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets`
@@ -33,6 +39,9 @@ pub async fn find_coordinator(
         .is_some_and(|r| r.is_ok());
     let brokers = ctx.broker.cluster.brokers();
     let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
+        if req.key_type == 0 {
+            group_denied(ctx, Operation::Describe, key).map_or(Ok(()), Err)?;
+        }
         if !ready {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -112,6 +121,9 @@ fn join_response(r: JoinResult) -> JoinGroupResponse {
 
 /// JoinGroup (waits for the rebalance to complete).
 pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGroupResponse> {
+    if let Some(e) = group_denied(ctx, Operation::Read, &req.group_id.0) {
+        return Some(JoinGroupResponse::default().with_error_code(e.code()));
+    }
     if !ctx.broker.groups.coordinates(&req.group_id.0) {
         return Some(
             JoinGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
@@ -154,6 +166,9 @@ pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGrou
 
 /// SyncGroup (followers wait for the leader's assignment).
 pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGroupResponse> {
+    if let Some(e) = group_denied(ctx, Operation::Read, &req.group_id.0) {
+        return Some(SyncGroupResponse::default().with_error_code(e.code()));
+    }
     if !ctx.broker.groups.coordinates(&req.group_id.0) {
         return Some(
             SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
@@ -184,6 +199,9 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
 
 /// Heartbeat.
 pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<HeartbeatResponse> {
+    if let Some(e) = group_denied(ctx, Operation::Read, &req.group_id.0) {
+        return Some(HeartbeatResponse::default().with_error_code(e.code()));
+    }
     if !ctx.broker.groups.coordinates(&req.group_id.0) {
         return Some(
             HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
@@ -198,6 +216,9 @@ pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<Heartbeat
 
 /// LeaveGroup (v0–2 one member, v3+ a batch).
 pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveGroupResponse> {
+    if let Some(e) = group_denied(ctx, Operation::Read, &req.group_id.0) {
+        return Some(LeaveGroupResponse::default().with_error_code(e.code()));
+    }
     if !ctx.broker.groups.coordinates(&req.group_id.0) {
         return Some(
             LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
@@ -242,6 +263,9 @@ pub async fn describe_groups(
         .into_iter()
         .map(|g| {
             let base = DescribedGroup::default().with_group_id(g.clone());
+            if let Some(e) = group_denied(ctx, Operation::Describe, &g.0) {
+                return base.with_error_code(e.code());
+            }
             match ctx.broker.groups.describe(&g.0) {
                 None => base.with_group_state(sb("Dead")),
                 Some(d) => base
@@ -281,6 +305,12 @@ pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGr
         .list()
         .into_iter()
         .filter(|(_, _, s)| states.is_empty() || states.contains(&s.as_str().to_ascii_lowercase()))
+        // As Kafka: DESCRIBE on the cluster lists every group, else those the principal may
+        // DESCRIBE.
+        .filter(|(id, _, _)| {
+            ctx.authorized(Operation::Describe, Resource::cluster())
+                || group_denied(ctx, Operation::Describe, id).is_none()
+        })
         .map(|(id, ptype, state)| {
             ListedGroup::default()
                 .with_group_id(GroupId(sb(id)))
@@ -301,9 +331,12 @@ pub async fn delete_groups(
     for g in req.groups_names {
         let coordinator = Arc::clone(&ctx.broker.groups);
         let id = g.0.to_string();
-        let e = blocking(move || coordinator.delete_group(&id))
-            .await
-            .unwrap_or(Some(ResponseError::KafkaStorageError));
+        let e = match group_denied(ctx, Operation::Delete, &id) {
+            Some(e) => Some(e),
+            None => blocking(move || coordinator.delete_group(&id))
+                .await
+                .unwrap_or(Some(ResponseError::KafkaStorageError)),
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(g)

@@ -11,6 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource};
 use crate::cluster::image::BrokerImage;
 use crate::cluster::{NewTopic, Topic};
 use crate::server::dispatch::{sb, Ctx};
@@ -104,8 +105,14 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
         && (ctx.version < 4 || req.allow_auto_topic_creation);
     let registered = cluster.brokers();
     let mut topics = Vec::new();
+    let may_describe = |name: &str| ctx.authorized(Operation::Describe, Resource::topic(name));
     if all {
-        for t in cluster.topics() {
+        // As Kafka: topics the principal may not DESCRIBE are left out of a full listing.
+        for t in cluster
+            .topics()
+            .into_iter()
+            .filter(|t| may_describe(&t.name))
+        {
             topics.push(describe_topic(ctx, &registered, &t));
         }
     } else {
@@ -113,6 +120,11 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             let name = rt.name.map(|n| n.0.to_string());
             let Some(name) = name else {
                 match cluster.topic_by_id(rt.topic_id) {
+                    Some(t) if !may_describe(&t.name) => topics.push(topic_error(
+                        None,
+                        rt.topic_id,
+                        ResponseError::TopicAuthorizationFailed,
+                    )),
                     Some(t) => topics.push(describe_topic(ctx, &registered, &t)),
                     None => topics.push(topic_error(
                         None,
@@ -122,7 +134,16 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
                 }
                 continue;
             };
-            if let Some(t) = cluster.topic(&name) {
+            // Named topics the principal may not DESCRIBE, or may not CREATE when they would
+            // be auto-created, are answered TOPIC_AUTHORIZATION_FAILED whether they exist or not.
+            let exists = cluster.topic(&name);
+            let may_create = || exists.is_some() || !auto_create || ctx.may_create_topic(&name);
+            if !may_describe(&name) || !may_create() {
+                let e = ResponseError::TopicAuthorizationFailed;
+                topics.push(topic_error(Some(name), rt.topic_id, e));
+                continue;
+            }
+            if let Some(t) = exists {
                 topics.push(describe_topic(ctx, &registered, &t));
                 continue;
             }

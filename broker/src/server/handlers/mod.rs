@@ -1,6 +1,7 @@
 //! One module per family of APIs. Handlers take decoded requests and return responses; errors
 //! become Kafka error codes per topic/partition, as Kafka reports them.
 
+pub mod acls;
 pub mod admin;
 pub mod configs;
 pub mod fetch;
@@ -15,6 +16,7 @@ pub mod unregister;
 
 use kafka_protocol::ResponseError;
 
+use crate::authz::ResourceType;
 use crate::cluster::AdminError;
 use crate::log::LogError;
 
@@ -51,6 +53,18 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::ChangedConcurrently(_) => ResponseError::RequestTimedOut,
         AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         AdminError::BrokerNotFenced(_) => ResponseError::InvalidRequest,
+        AdminError::Unauthorized(kind) => authorization_failed(*kind),
+    }
+}
+
+/// The Kafka error code for a request refused on a resource of `kind`.
+pub fn authorization_failed(kind: ResourceType) -> ResponseError {
+    match kind {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+        ResourceType::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+        ResourceType::DelegationToken => ResponseError::DelegationTokenAuthorizationFailed,
+        ResourceType::Cluster | ResourceType::User => ResponseError::ClusterAuthorizationFailed,
     }
 }
 

@@ -8,6 +8,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::blocking;
+use super::groups::group_denied;
+use crate::authz::{Operation, Resource};
 use crate::cluster::{now_ms, Commit};
 use crate::group::offsets_log::OffsetValue;
 use crate::server::dispatch::{sb, Ctx};
@@ -27,7 +29,9 @@ pub async fn offset_commit(
         &req.member_id,
         req.generation_id_or_member_epoch,
     );
-    if group.is_empty() {
+    if let Some(e) = group_denied(ctx, Operation::Read, &group) {
+        error = Some(e);
+    } else if group.is_empty() {
         error = Some(ResponseError::InvalidGroupId);
     } else if !ctx.broker.groups.coordinates(&group) {
         error = Some(ResponseError::NotCoordinator);
@@ -37,9 +41,12 @@ pub async fn offset_commit(
     let mut per_partition: Vec<(usize, i32, Option<ResponseError>)> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let topic = cluster.topic(&t.name.0);
+        let denied = !ctx.authorized(Operation::Read, Resource::topic(&t.name.0));
         for p in &t.partitions {
             let e = if error.is_some() {
                 error
+            } else if denied {
+                Some(ResponseError::TopicAuthorizationFailed)
             } else if topic
                 .as_ref()
                 .and_then(|tp| tp.partition(p.partition_index))
@@ -115,8 +122,11 @@ pub async fn offset_commit(
 
 type Committed = Vec<((String, i32), Option<OffsetValue>)>;
 
+/// The group's committed offsets, leaving out topics the principal may not DESCRIBE.
 fn fetch_group(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Committed {
-    ctx.broker.groups.fetch_offsets(group, wanted)
+    let mut committed = ctx.broker.groups.fetch_offsets(group, wanted);
+    committed.retain(|((topic, _), _)| ctx.authorized(Operation::Describe, Resource::topic(topic)));
+    committed
 }
 
 fn partition_fields(v: &Option<OffsetValue>) -> (i64, i32, String) {
@@ -162,6 +172,11 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             .groups
             .into_iter()
             .map(|g| {
+                if let Some(e) = group_denied(ctx, Operation::Describe, &g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 if !ctx.broker.groups.coordinates(&g.group_id.0) {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
@@ -197,6 +212,9 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             })
             .collect();
         return Some(OffsetFetchResponse::default().with_groups(groups));
+    }
+    if let Some(e) = group_denied(ctx, Operation::Describe, &req.group_id.0) {
+        return Some(OffsetFetchResponse::default().with_error_code(e.code()));
     }
     if ctx.version >= 2 && !ctx.broker.groups.coordinates(&req.group_id.0) {
         return Some(

@@ -3,6 +3,7 @@
 //! watermark passed them), or NOT_LEADER_OR_FOLLOWER if the leadership moves first. acks=0
 //! gets no response at all, as in Kafka.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
+use crate::authz::{Operation, Resource};
 use crate::cluster::{Cluster, Commit, Partition, Topic};
 use crate::log::AppendOutcome;
 use crate::metrics::Metrics;
@@ -80,6 +82,9 @@ struct Appends {
     transactional: bool,
     /// The broker's effective `min.insync.replicas`, for topics that do not override it.
     default_min_isr: i32,
+    /// Topics the principal may not WRITE: their partitions answer TOPIC_AUTHORIZATION_FAILED
+    /// and nothing is appended to them.
+    denied: HashSet<String>,
 }
 
 /// Produce.
@@ -94,6 +99,12 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         acks,
         transactional: req.transactional_id.is_some(),
         default_min_isr: ctx.broker.cluster.effective_config().min_insync_replicas,
+        denied: req
+            .topic_data
+            .iter()
+            .map(|td| td.name.to_string())
+            .filter(|name| !ctx.authorized(Operation::Write, Resource::topic(name)))
+            .collect(),
     };
     let Appended {
         mut responses,
@@ -154,9 +165,15 @@ impl Appends {
         let mut waits = Vec::new();
         for td in &req.topic_data {
             let topic = self.cluster.topic(&td.name);
+            let denied = self.denied.contains(td.name.as_str());
             let mut parts = Vec::with_capacity(td.partition_data.len());
             for pd in &td.partition_data {
-                let (response, uncommitted) = self.partition(topic.as_deref(), pd);
+                let (response, uncommitted) = if denied {
+                    let e = ResponseError::TopicAuthorizationFailed;
+                    (partition_error(pd.index, e, None), None)
+                } else {
+                    self.partition(topic.as_deref(), pd)
+                };
                 if let Some(records) = uncommitted {
                     waits.push(Wait {
                         topic: responses.len(),
