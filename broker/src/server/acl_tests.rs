@@ -42,12 +42,15 @@ fn describe_all() -> DescribeAclsRequest {
         .with_permission_type(ANY)
 }
 
+/// The StandardAuthorizer allowing what no ACL names.
+fn open_authorizer() -> String {
+    format!("authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n")
+}
+
 #[tokio::test]
 async fn a_deny_acl_refuses_the_produce_and_appends_nothing_until_it_is_deleted() {
     let d = tempfile::tempdir().expect("tempdir");
-    let extra = format!(
-        "authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n"
-    );
+    let extra = open_authorizer();
     let b = broker_with(d.path(), &two_brokers_image(), &extra);
     let created = call(
         &b,
@@ -147,9 +150,7 @@ async fn without_an_authorizer_acl_requests_are_security_disabled_and_nothing_is
 #[tokio::test]
 async fn acls_survive_a_restart_from_the_metadata_log() {
     let d = tempfile::tempdir().expect("tempdir");
-    let extra = format!(
-        "authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n"
-    );
+    let extra = open_authorizer();
     let b = broker_with(d.path(), &two_brokers_image(), &extra);
     let created = call(
         &b,
@@ -185,9 +186,7 @@ async fn acls_in_the_committed_image_close_metadata_and_fetch_on_every_broker() 
         })
         .expect("acl"),
     });
-    let extra = format!(
-        "authorizer.class.name={STANDARD_AUTHORIZER}\nallow.everyone.if.no.acl.found=true\n"
-    );
+    let extra = open_authorizer();
     let b = broker_with(d.path(), &image, &extra);
     let all = call(&b, 12, MetadataRequest::default().with_topics(None)).await;
     let names: Vec<String> = all

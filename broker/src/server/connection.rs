@@ -58,6 +58,16 @@ fn looks_like_tls(buf: &[u8]) -> bool {
     buf.len() >= 3 && buf[0] == 0x16 && buf[1] == 0x03 && buf[2] <= 0x04
 }
 
+/// Logs (rate-limited) and counts a connection closed for what it sent instead of a frame.
+fn refuse_frame(broker: &Broker, peer: SocketAddr, listener: &str, reason: &dyn std::fmt::Display) {
+    broker.close_log.closed(peer, listener, reason);
+    broker
+        .metrics
+        .request_errors
+        .with_label_values(&["frame"])
+        .inc();
+}
+
 /// Serves one connection, accepted on the listener called `listener`, until the peer closes
 /// it, a fatal error, or shutdown. `stream` is a TCP socket or a TLS session.
 pub async fn serve<S>(
@@ -83,16 +93,8 @@ pub async fn serve<S>(
             if first && buf.len() >= 3 {
                 first = false;
                 if looks_like_tls(&buf) {
-                    broker.close_log.closed(
-                        peer,
-                        &listener,
-                        &"a TLS handshake on a PLAINTEXT listener",
-                    );
-                    broker
-                        .metrics
-                        .request_errors
-                        .with_label_values(&["frame"])
-                        .inc();
+                    let reason = "a TLS handshake on a PLAINTEXT listener";
+                    refuse_frame(&broker, peer, &listener, &reason);
                     return;
                 }
             }
@@ -119,12 +121,7 @@ pub async fn serve<S>(
                     }
                 }
                 Err(e) => {
-                    broker.close_log.closed(peer, &listener, &e);
-                    broker
-                        .metrics
-                        .request_errors
-                        .with_label_values(&["frame"])
-                        .inc();
+                    refuse_frame(&broker, peer, &listener, &e);
                     return;
                 }
             };
