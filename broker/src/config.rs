@@ -12,6 +12,7 @@ mod providers;
 pub use providers::resolve as resolve_providers;
 mod authorizer;
 mod replication;
+pub mod sasl;
 pub mod ssl;
 pub use authorizer::{AuthorizerConfig, STANDARD_AUTHORIZER};
 pub use dynamic::{is_dynamic_broker_key, DYNAMIC_BROKER_KEYS};
@@ -153,6 +154,9 @@ pub struct Config {
     /// The listeners whose security protocol is SSL, with their `ssl.*` settings; every other
     /// listener is PLAINTEXT.
     pub ssl_listeners: BTreeMap<String, ssl::SslConfig>,
+    /// The listeners whose security protocol is SASL_PLAINTEXT or SASL_SSL, with their SASL
+    /// settings; their clients authenticate before any other request.
+    pub sasl_listeners: BTreeMap<String, sasl::SaslConfig>,
     /// `authorizer.class.name` and its keys: `None` when requests are not authorized.
     pub authorizer: Option<AuthorizerConfig>,
     /// Every key as given (after overrides), for DescribeConfigs.
@@ -443,11 +447,12 @@ fn warn_unknown_keys(map: &BTreeMap<String, String>) {
         let known = KNOWN_KEYS.contains(&key.as_str())
             || replication::KEYS.contains(&key.as_str())
             || authorizer::KEYS.contains(&key.as_str())
+            || sasl::KEYS.contains(&key.as_str())
             || key.starts_with(providers::PROVIDERS_KEY);
         let listener_ssl = key
             .strip_prefix("listener.name.")
             .and_then(|rest| rest.split_once('.'))
-            .is_some_and(|(_, k)| k.starts_with("ssl."));
+            .is_some_and(|(_, k)| k.starts_with("ssl.") || sasl::is_listener_key(k));
         if !known && !key.starts_with("ssl.") && !listener_ssl {
             tracing::warn!(key = %key, "ignoring config key Gregor does not support");
         }
@@ -634,7 +639,7 @@ impl Config {
             .get("inter.broker.listener.name")
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_else(|| "PLAINTEXT".into());
-        let ssl_listeners = ssl::listener_security(
+        let secured = ssl::listener_security(
             &p,
             &ssl::ListenerLayout {
                 listeners: &listeners,
@@ -704,7 +709,8 @@ impl Config {
                 .get("metadata.replication.listener")
                 .map(|v| parse_host_port("metadata.replication.listener", v))
                 .transpose()?,
-            ssl_listeners,
+            ssl_listeners: secured.ssl,
+            sasl_listeners: secured.sasl,
             authorizer: AuthorizerConfig::from_props(&p)?,
             raw: map.clone(),
         };
@@ -930,19 +936,6 @@ mod tests {
     fn missing_node_id_is_an_error() {
         let err = Config::from_properties(props("num.partitions=1\n")).expect_err("invalid");
         assert!(err.to_string().contains("node.id"), "{err}");
-    }
-
-    #[test]
-    fn sasl_listener_is_refused_clearly() {
-        let err = Config::from_properties(props(
-            "node.id=1\nlisteners=PLAINTEXT://:9092,S://:9093\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,S:SASL_PLAINTEXT\n",
-        ))
-        .expect_err("invalid");
-        assert!(
-            err.to_string().contains("SASL is not supported yet"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ enum Command {
         /// Overrides a config key: `--override key=value` (repeatable).
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// A first SCRAM user, as `storage format --add-scram` takes it (repeatable).
+        #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+        add_scram: Vec<String>,
     },
     /// Creates, lists, describes, alters and deletes topics (like kafka-topics).
     Topics(tools::topics::Args),
@@ -80,7 +83,30 @@ enum StorageCommand {
         /// Overrides a config key: `--override key=value` (repeatable).
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// A SCRAM credential the cluster starts with, as kafka-storage takes it:
+        /// `SCRAM-SHA-512=[name=admin,password=admin-secret]` (repeatable; also `salt`,
+        /// `iterations`, `saltedpassword`). Applied once, by the first active controller.
+        #[arg(
+            short = 'S',
+            long = "add-scram",
+            value_name = "MECHANISM=[name=...,password=...]"
+        )]
+        add_scram: Vec<String>,
     },
+}
+
+/// Parses `--add-scram` arguments and writes them into the metadata log dir.
+fn bootstrap_scram(c: &Config, args: &[String]) -> anyhow::Result<()> {
+    if args.is_empty() {
+        return Ok(());
+    }
+    let scram = args
+        .iter()
+        .map(|a| gregor::sasl::bootstrap::parse_add_scram(a).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--add-scram")?;
+    storage::write_bootstrap(&c.metadata_log_dir, &scram)?;
+    Ok(())
 }
 
 fn load_config(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Config> {
@@ -97,7 +123,11 @@ fn all_dirs(c: &Config) -> Vec<PathBuf> {
     dirs
 }
 
-fn dev_config(data_dir: Option<PathBuf>, overrides: &[String]) -> anyhow::Result<Config> {
+fn dev_config(
+    data_dir: Option<PathBuf>,
+    overrides: &[String],
+    add_scram: &[String],
+) -> anyhow::Result<Config> {
     let dir = data_dir.unwrap_or_else(config::default_dev_data_dir);
     let mut props = BTreeMap::new();
     for (k, v) in [
@@ -123,6 +153,7 @@ fn dev_config(data_dir: Option<PathBuf>, overrides: &[String]) -> anyhow::Result
         .map(|m| m.cluster_id)
         .unwrap_or_else(storage::random_uuid);
     storage::format(&dirs, &id, c.node_id, true)?;
+    bootstrap_scram(&c, add_scram)?;
     Ok(c)
 }
 
@@ -154,8 +185,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ignore_formatted,
                 standalone: _,
                 overrides,
+                add_scram,
             } => {
                 let c = load_config(&config, &overrides)?;
+                // Checked before anything is written.
+                for a in &add_scram {
+                    gregor::sasl::bootstrap::parse_add_scram(a)
+                        .map_err(anyhow::Error::msg)
+                        .context("--add-scram")?;
+                }
                 for (dir, outcome) in
                     storage::format(&all_dirs(&c), &cluster_id, c.node_id, ignore_formatted)?
                 {
@@ -171,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                     }
                 }
+                bootstrap_scram(&c, &add_scram)?;
             }
         },
         Command::ServerStart { config, overrides } => {
@@ -179,7 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             overrides,
-        } => run_node(dev_config(data_dir, &overrides)?).await?,
+            add_scram,
+        } => run_node(dev_config(data_dir, &overrides, &add_scram)?).await?,
         Command::Topics(a) => tools::topics::run(a).await?,
         Command::ConsoleProducer(a) => tools::console_producer::run(a).await?,
         Command::ConsoleConsumer(a) => tools::console_consumer::run(a).await?,

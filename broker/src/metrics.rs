@@ -27,6 +27,9 @@ pub struct Metrics {
     pub request_latency: HistogramVec,
     /// Requests refused or connections closed, by category.
     pub request_errors: IntCounterVec,
+    /// SASL authentications by result (`success`, `failure`): Kafka's
+    /// successful-/failed-authentication-total.
+    pub authentications: IntCounterVec,
     /// Bytes read from clients.
     pub bytes_in: IntCounter,
     /// Bytes written to clients.
@@ -70,12 +73,17 @@ impl Metrics {
             ),
             &["category"],
         )?;
+        let authentications = IntCounterVec::new(
+            Opts::new("authentications_total", "SASL authentications by result"),
+            &["result"],
+        )?;
         let counter = |n: &str, h: &str| IntCounter::new(n, h);
         let gauge = |n: &str, h: &str| IntGauge::new(n, h);
         let m = Metrics {
             requests,
             request_latency,
             request_errors,
+            authentications,
             bytes_in: counter("bytes_in_total", "Bytes read from clients")?,
             bytes_out: counter("bytes_out_total", "Bytes written to clients")?,
             produce_bytes: counter("produce_bytes_total", "Record bytes accepted by Produce")?,
@@ -95,6 +103,7 @@ impl Metrics {
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.request_latency.clone()))?;
         m.registry.register(Box::new(m.request_errors.clone()))?;
+        m.registry.register(Box::new(m.authentications.clone()))?;
         for c in [
             &m.bytes_in,
             &m.bytes_out,

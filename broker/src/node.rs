@@ -119,6 +119,8 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         let config = Arc::new(config);
         let cluster_id = check_storage(&config)?;
+        let bootstrap = crate::storage::read_bootstrap(&config.metadata_log_dir)
+            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let metrics = Arc::new(Metrics::new()?);
         let liveness = Arc::new(Liveness::default());
         let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
@@ -127,6 +129,7 @@ impl Node {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let broker = if config.is_broker() {
+            apply_bootstrap(&quorum, &bootstrap).await?;
             let half = start_broker(
                 &config,
                 &cluster_id,
@@ -158,6 +161,7 @@ impl Node {
                 Arc::clone(&quorum),
                 Arc::clone(&liveness),
                 config.replication.clone(),
+                bootstrap,
                 shutdown.clone(),
             ));
         }
@@ -287,6 +291,30 @@ async fn serve_metrics(
     Ok(a)
 }
 
+/// Commits this node's bootstrap credentials (`storage format --add-scram`) unless the
+/// cluster was bootstrapped already, before the broker serves: its SCRAM clients can log in
+/// from its first request. The record applies once in a cluster's life; the active controller
+/// writes the same one (`controller::run`), and whichever commits first wins.
+async fn apply_bootstrap(
+    quorum: &QuorumNode,
+    scram: &[crate::sasl::bootstrap::BootstrapCredential],
+) -> Result<(), NodeError> {
+    if scram.is_empty() || quorum.applied().image.bootstrapped {
+        return Ok(());
+    }
+    let record = crate::cluster::metadata::MetadataRecord::Bootstrap {
+        scram: scram.to_vec(),
+    };
+    quorum.write(vec![record]).await.map_err(|e| {
+        NodeError::Cluster(format!(
+            "committing the bootstrap credentials: {}",
+            error_chain(&e)
+        ))
+    })?;
+    tracing::info!(credentials = scram.len(), "bootstrap credentials committed");
+    Ok(())
+}
+
 /// Starts the broker half: opens the partitions over the quorum's image, binds the client
 /// listeners, registers this broker, and spawns the server, the metadata follower, the
 /// heartbeats to the voters, the ISR checks, group ticks, retention, timed flushes and
@@ -409,6 +437,7 @@ async fn bind_client_listeners(
                 name: Arc::clone(&name),
                 socket,
                 tls: tls.get(&l.name).cloned(),
+                sasl: config.sasl_listeners.get(&l.name).cloned().map(Arc::new),
             });
         }
     }

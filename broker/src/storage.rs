@@ -234,6 +234,38 @@ pub fn format(
     Ok(out)
 }
 
+/// The file, in the metadata log dir, holding the credentials `format --add-scram` gave
+/// (salted, never the passwords): Kafka's `bootstrap.checkpoint`, as JSON.
+pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
+
+/// Writes the bootstrap credentials into `dir` (replacing any), durably.
+pub fn write_bootstrap(
+    dir: &Path,
+    scram: &[crate::sasl::bootstrap::BootstrapCredential],
+) -> Result<(), StorageError> {
+    let path = dir.join(BOOTSTRAP_FILE);
+    let json = serde_json::to_vec_pretty(scram).map_err(|e| StorageError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    crate::durable::replace(&path, &json).map_err(|source| StorageError::Io { path, source })
+}
+
+/// The bootstrap credentials in `dir` (none when it has no bootstrap file).
+pub fn read_bootstrap(
+    dir: &Path,
+) -> Result<Vec<crate::sasl::bootstrap::BootstrapCredential>, StorageError> {
+    let path = dir.join(BOOTSTRAP_FILE);
+    let io = |source| StorageError::Io {
+        path: path.clone(),
+        source,
+    };
+    match crate::durable::read_optional(&path).map_err(io)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| io(std::io::Error::other(e))),
+    }
+}
+
 /// Checks that every dir is formatted for one cluster and this node; returns the cluster id.
 pub fn check(dirs: &[PathBuf], node_id: i32) -> Result<String, StorageError> {
     let mut cluster: Option<String> = None;
@@ -272,6 +304,20 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
             assert!(decode_id(&id).is_some());
         }
+    }
+
+    #[test]
+    fn bootstrap_credentials_round_trip_without_the_password() {
+        let d = tempfile::tempdir().expect("tempdir");
+        assert!(read_bootstrap(d.path()).expect("none").is_empty());
+        let cred = crate::sasl::bootstrap::parse_add_scram(
+            "SCRAM-SHA-512=[name=admin,password=admin-secret]",
+        )
+        .expect("parse");
+        write_bootstrap(d.path(), std::slice::from_ref(&cred)).expect("write");
+        let text = fs::read_to_string(d.path().join(BOOTSTRAP_FILE)).expect("read");
+        assert!(!text.contains("admin-secret"), "{text}");
+        assert_eq!(read_bootstrap(d.path()).expect("read"), vec![cred]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Cluster {
                 acl: acl.clone(),
             });
         }
-        self.commit_acl_records(&mut meta, &records)
+        self.commit_security_records(&mut meta, &records)
     }
 
     /// Deletes every ACL matching each filter (blocking), in one commit; returns what each
@@ -53,37 +53,8 @@ impl Cluster {
             .into_iter()
             .map(|id| MetadataRecord::RemoveAcl { id })
             .collect();
-        self.commit_acl_records(&mut meta, &records)?;
+        self.commit_security_records(&mut meta, &records)?;
         Ok(matched)
-    }
-
-    /// Commits ACL records and takes the result as this node's ACLs: the quorum's committed
-    /// image where there is one (it holds every node's changes), else the records applied to
-    /// the current ACLs (the local log has no other writer).
-    fn commit_acl_records(
-        &self,
-        meta: &mut MetaState,
-        records: &[MetadataRecord],
-    ) -> Result<(), AdminError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        meta.log.append(records)?;
-        let acls = match meta.log.image() {
-            Some(image) => image.acls,
-            None => {
-                let mut image = MetadataImage {
-                    acls: (*self.acls()).clone(),
-                    ..MetadataImage::default()
-                };
-                for r in records {
-                    image.apply(r);
-                }
-                image.acls
-            }
-        };
-        self.apply_acls(&acls);
-        Ok(())
     }
 
     /// Takes `acls` as the committed ACLs (called under the metadata lock). Returns whether

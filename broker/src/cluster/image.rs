@@ -31,7 +31,20 @@ pub struct MetadataImage {
     /// none), so snapshots carry them and older ones still load.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub acls: crate::authz::Acls,
+    /// The SCRAM credentials by user and mechanism. Absent from images written before SCRAM
+    /// existed (and when there are none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram: ScramCredentials,
+    /// Whether the bootstrap records (`storage format --add-scram`) were applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrapped: bool,
 }
+
+/// SCRAM credentials: user → mechanism → credential.
+pub type ScramCredentials = BTreeMap<
+    String,
+    BTreeMap<crate::sasl::scram::ScramMechanism, crate::sasl::scram::ScramCredential>,
+>;
 
 /// How many producer ids one block holds.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -349,6 +362,40 @@ impl MetadataImage {
                 true
             }
             MetadataRecord::RemoveAcl { id } => self.acls.remove(id).is_some(),
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+                true
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                let Some(mechanisms) = self.scram.get_mut(user) else {
+                    return false;
+                };
+                let removed = mechanisms.remove(mechanism).is_some();
+                if mechanisms.is_empty() {
+                    self.scram.remove(user);
+                }
+                removed
+            }
+            MetadataRecord::Bootstrap { scram } => {
+                if self.bootstrapped {
+                    return false;
+                }
+                self.bootstrapped = true;
+                for (user, mechanism, credential) in scram {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mechanism, credential.clone());
+                }
+                true
+            }
             MetadataRecord::ProducerIds { next } => {
                 // Blocks only move forward: a stale allocation can never hand out ids twice.
                 if *next > self.next_producer_id {

@@ -183,6 +183,35 @@ pub enum MetadataRecord {
         /// The id its creation gave it.
         id: uuid::Uuid,
     },
+    /// A user's SCRAM credential for one mechanism was set (Kafka's
+    /// UserScramCredentialRecord): the salted keys, never the password.
+    ScramCredential {
+        /// The user name.
+        user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        mechanism: crate::sasl::scram::ScramMechanism,
+        /// The credential.
+        credential: crate::sasl::scram::ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was deleted (Kafka's
+    /// RemoveUserScramCredentialRecord).
+    RemoveScramCredential {
+        /// The user name.
+        user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        mechanism: crate::sasl::scram::ScramMechanism,
+    },
+    /// The credentials `storage format --add-scram` bootstrapped, written by the first active
+    /// controller. Applied only once in a cluster's life, so a credential deleted later is not
+    /// brought back by a controller that starts with the same bootstrap file.
+    Bootstrap {
+        /// `(user, mechanism, credential)` in the order given to the format command.
+        scram: Vec<(
+            String,
+            crate::sasl::scram::ScramMechanism,
+            crate::sasl::scram::ScramCredential,
+        )>,
+    },
     /// A broker takes the next block of producer ids; the image records which block it got,
     /// so two brokers asking at once get different blocks.
     AllocateProducerIds {

@@ -16,6 +16,7 @@ pub mod placement;
 mod reconcile;
 mod replica_admin;
 pub mod replica_changes;
+pub mod security;
 pub mod topic_config;
 mod unregister;
 
@@ -29,7 +30,9 @@ use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
 use crate::config::Config;
 use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
-use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, PRODUCER_ID_BLOCK};
+use image::{
+    BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, ScramCredentials, PRODUCER_ID_BLOCK,
+};
 use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
@@ -688,6 +691,8 @@ pub struct Cluster {
     /// The committed ACLs. Read (the `Arc` cloned) on every authorized request; replaced only
     /// under the metadata lock, after a change committed.
     acls: RwLock<Arc<crate::authz::Acls>>,
+    /// The committed SCRAM credentials, read on every SCRAM login; replaced like `acls`.
+    scram: RwLock<Arc<ScramCredentials>>,
 }
 
 impl Cluster {
@@ -715,6 +720,7 @@ impl Cluster {
         let dynamic = broker_configs::DynamicConfigs::new(&config, image.broker_configs);
         let cluster = Cluster {
             acls: RwLock::new(Arc::new(image.acls)),
+            scram: RwLock::new(Arc::new(image.scram)),
             dynamic: RwLock::new(dynamic),
             config,
             cluster_id,

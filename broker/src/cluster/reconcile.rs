@@ -31,6 +31,9 @@ impl Cluster {
         if self.apply_acls(&image.acls) {
             changed += 1;
         }
+        if self.apply_scram(&image.scram) {
+            changed += 1;
+        }
         if *self.brokers.read() != image.brokers {
             *self.brokers.write() = image.brokers.clone();
             changed += 1;

@@ -4,9 +4,9 @@
 //! key and trust material is loaded when the listener starts (`server::tls`), so a config that
 //! names a missing file still validates and the start-up fails naming the file.
 //!
-//! This slice serves TLS on client listeners only: SASL is refused, and so is SSL on the
+//! This slice serves TLS and SASL on client listeners only: SSL and SASL are refused on the
 //! controller listener and on the inter-broker listener (replication and controller RPCs do not
-//! speak TLS yet; a cluster must not look secured when it is not).
+//! speak TLS or SASL yet; a cluster must not look secured when it is not).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +23,11 @@ pub const JKS_HINT: &str = "JKS key stores are not supported: convert it to PKCS
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret read from the config.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the code that decrypts with it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -210,46 +215,57 @@ pub(super) struct ListenerLayout<'a> {
     pub is_broker: bool,
 }
 
-/// Checks every listener's security protocol and parses the `ssl.*` keys of the SSL ones:
-/// the SSL listeners by name. PLAINTEXT and SSL are served; SASL is refused, and so is SSL on
+/// The secured listeners by name: the `ssl.*` settings of the SSL and SASL_SSL ones, the
+/// SASL settings of the SASL_PLAINTEXT and SASL_SSL ones.
+#[derive(Debug, Default)]
+pub(super) struct SecuredListeners {
+    /// Listeners that speak TLS.
+    pub ssl: BTreeMap<String, SslConfig>,
+    /// Listeners that authenticate with SASL.
+    pub sasl: BTreeMap<String, super::sasl::SaslConfig>,
+}
+
+/// Checks every listener's security protocol and parses the `ssl.*` and SASL keys of the
+/// secured ones. All four protocols are served on client listeners; SSL and SASL are refused on
 /// the controller or inter-broker listener.
 pub(super) fn listener_security(
     p: &Props,
     layout: &ListenerLayout,
-) -> Result<BTreeMap<String, SslConfig>, ConfigError> {
+) -> Result<SecuredListeners, ConfigError> {
     const MAP: &str = "listener.security.protocol.map";
     let map = p.list(MAP);
     let protocol = |name: &str| protocol_of(&map, name, layout.controller_listener_names);
-    let mut ssl = BTreeMap::new();
+    let mut secured = SecuredListeners::default();
     for l in layout.listeners {
         let proto = protocol(&l.name);
         let refuse = |reason: String| Err(Props::invalid(MAP, &proto, reason));
-        match proto.as_str() {
-            "PLAINTEXT" => {}
-            "SSL" if layout.controller_listener_names.contains(&l.name) => {
-                return refuse(format!(
-                    "listener {} is a controller listener and uses SSL; TLS on the controller \
-                     listener is not supported yet (use PLAINTEXT for it)",
-                    l.name
-                ))
-            }
-            "SSL" => {
-                ssl.insert(l.name.clone(), parse_ssl(p, &l.name)?);
-            }
-            "SASL_PLAINTEXT" | "SASL_SSL" => {
-                return refuse(format!(
-                    "listener {} uses {proto}; SASL is not supported yet (only PLAINTEXT and \
-                     SSL)",
-                    l.name
-                ))
-            }
+        let (tls, sasl) = match proto.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
             _ => {
                 return refuse(format!(
-                    "listener {} uses unknown security protocol {proto}; expected PLAINTEXT or \
-                     SSL",
+                    "listener {} uses unknown security protocol {proto}; expected PLAINTEXT, \
+                     SSL, SASL_PLAINTEXT or SASL_SSL",
                     l.name
                 ))
             }
+        };
+        if (tls || sasl) && layout.controller_listener_names.contains(&l.name) {
+            return refuse(format!(
+                "listener {} is a controller listener and uses {proto}; TLS and SASL on the \
+                 controller listener are not supported yet (use PLAINTEXT for it)",
+                l.name
+            ));
+        }
+        if tls {
+            secured.ssl.insert(l.name.clone(), parse_ssl(p, &l.name)?);
+        }
+        if sasl {
+            secured
+                .sasl
+                .insert(l.name.clone(), super::sasl::parse(p, &l.name)?);
         }
     }
     if let Some(v) = p.get("security.inter.broker.protocol") {
@@ -262,10 +278,10 @@ pub(super) fn listener_security(
         }
     }
     check_inter_broker(layout, &protocol)?;
-    Ok(ssl)
+    Ok(secured)
 }
 
-/// Refuses an SSL inter-broker listener: the one named by `inter.broker.listener.name`, or, when
+/// Refuses an inter-broker listener that is not PLAINTEXT: the one named by `inter.broker.listener.name`, or, when
 /// that is not advertised, the first advertised one (where other brokers would connect).
 fn check_inter_broker(
     layout: &ListenerLayout,
@@ -281,12 +297,14 @@ fn check_inter_broker(
         layout.advertised.first().map(|l| l.name.as_str())
     };
     match effective {
-        Some(e) if protocol(e) == "SSL" => Err(Props::invalid(
+        Some(e) if protocol(e) != "PLAINTEXT" => Err(Props::invalid(
             "inter.broker.listener.name",
             name,
             format!(
-                "the inter-broker listener would be {e}, which uses SSL; TLS between brokers is \
-                 not supported yet: name a PLAINTEXT listener in inter.broker.listener.name"
+                "the inter-broker listener would be {e}, which uses {}; TLS and SASL between \
+                 brokers are not supported yet: name a PLAINTEXT listener in \
+                 inter.broker.listener.name",
+                protocol(e)
             ),
         )),
         _ => Ok(()),
@@ -586,15 +604,21 @@ mod tests {
     }
 
     #[test]
-    fn sasl_listeners_are_refused_naming_the_listener() {
-        let err = Config::from_properties(parse_properties(
-            "node.id=1\nlisteners=PLAINTEXT://:9092,SECURE://:9094\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL\n",
-        ))
-        .expect_err("SASL")
-        .to_string();
-        assert!(err.contains("listener SECURE uses SASL_SSL"), "{err}");
-        assert!(err.contains("SASL is not supported yet"), "{err}");
+    fn a_sasl_ssl_listener_needs_both_its_tls_and_its_sasl_keys() {
+        let base = "node.id=1\nlisteners=PLAINTEXT://:9092,SECURE://:9094\n\
+                    listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL\n";
+        let parse = |extra: &str| {
+            Config::from_properties(parse_properties(&format!("{base}{extra}")))
+                .map_err(|e| e.to_string())
+        };
+        let err = parse("sasl.enabled.mechanisms=SCRAM-SHA-512\n").expect_err("no keystore");
+        assert!(err.contains("ssl.keystore.location"), "{err}");
+        let c = parse("sasl.enabled.mechanisms=SCRAM-SHA-512\nssl.keystore.location=/k.pem\n")
+            .expect("SASL_SSL");
+        assert!(c.ssl_listeners.contains_key("SECURE"));
+        assert!(c.sasl_listeners.contains_key("SECURE"));
+        let err = parse("listener.security.protocol.map=SECURE:SASL_GSS\n").expect_err("unknown");
+        assert!(err.contains("unknown security protocol SASL_GSS"), "{err}");
     }
 
     #[test]
@@ -609,6 +633,19 @@ mod tests {
         .expect_err("SSL controller")
         .to_string();
         assert!(err.contains("controller listener and uses SSL"), "{err}");
+        let err = Config::from_properties(parse_properties(
+            "node.id=1\ncontroller.quorum.voters=1@localhost:9093\n\
+             controller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             sasl.enabled.mechanisms=SCRAM-SHA-256\n",
+        ))
+        .expect_err("SASL controller")
+        .to_string();
+        assert!(
+            err.contains("controller listener and uses SASL_PLAINTEXT"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -617,7 +654,7 @@ mod tests {
             .expect_err("SSL inter-broker")
             .to_string();
         assert!(
-            err.contains("TLS between brokers is not supported yet"),
+            err.contains("TLS and SASL between brokers are not supported yet"),
             "{err}"
         );
         // Only an SSL listener: other brokers would fall back to it.

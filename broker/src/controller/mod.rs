@@ -26,6 +26,7 @@ pub async fn run(
     quorum: Arc<QuorumNode>,
     liveness: Arc<Liveness>,
     config: ReplicationConfig,
+    bootstrap: Vec<crate::sasl::bootstrap::BootstrapCredential>,
     shutdown: CancellationToken,
 ) {
     let session = Duration::from_millis(config.broker_session_timeout_ms);
@@ -53,6 +54,14 @@ pub async fn run(
             last_rebalance = Instant::now();
         }
         let image = quorum.applied().image;
+        if !image.bootstrapped {
+            // A new cluster: its bootstrap record (this node's `--add-scram` credentials, if
+            // any) marks it bootstrapped, once.
+            let record = crate::cluster::metadata::MetadataRecord::Bootstrap {
+                scram: bootstrap.clone(),
+            };
+            commit_decisions(&quorum, vec![record]).await;
+        }
         let now = Instant::now();
         prober.check(&image, now);
         let alive = |b: i32| liveness.is_alive(b, session, now);

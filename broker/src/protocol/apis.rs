@@ -39,6 +39,7 @@ macro_rules! served_apis {
             SyncGroup(SyncGroupRequest) 0..=5 => handlers::groups::sync_group;
             DescribeGroups(DescribeGroupsRequest) 0..=5 => handlers::groups::describe_groups;
             ListGroups(ListGroupsRequest) 0..=4 => handlers::groups::list_groups;
+            SaslHandshake(SaslHandshakeRequest) 0..=1 from 1 => handlers::sasl::sasl_handshake;
             ApiVersions(ApiVersionsRequest) 0..=3 => api_versions;
             CreateTopics(CreateTopicsRequest) 2..=7 => handlers::admin::create_topics;
             DeleteTopics(DeleteTopicsRequest) 1..=6 => handlers::admin::delete_topics;
@@ -51,6 +52,7 @@ macro_rules! served_apis {
             DescribeConfigs(DescribeConfigsRequest) 1..=4 => handlers::configs::describe_configs;
             AlterConfigs(AlterConfigsRequest) 0..=2 => handlers::configs::alter_configs;
             DescribeLogDirs(DescribeLogDirsRequest) 1..=4 => handlers::log_dirs::describe_log_dirs;
+            SaslAuthenticate(SaslAuthenticateRequest) 0..=2 => handlers::sasl::sasl_authenticate;
             DeleteGroups(DeleteGroupsRequest) 0..=2 => handlers::groups::delete_groups;
             ElectLeaders(ElectLeadersRequest) 0..=2 => handlers::replicas::elect_leaders;
             IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1
@@ -60,6 +62,10 @@ macro_rules! served_apis {
                 => handlers::replicas::alter_partition_reassignments;
             ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0
                 => handlers::replicas::list_partition_reassignments;
+            DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) 0..=0
+                => handlers::sasl::describe_user_scram_credentials;
+            AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0
+                => handlers::sasl::alter_user_scram_credentials;
             DescribeCluster(DescribeClusterRequest) 0..=2 => handlers::metadata::describe_cluster;
             DescribeQuorum(DescribeQuorumRequest) 0..=2 => handlers::quorum::describe_quorum;
             UnregisterBroker(UnregisterBrokerRequest) 0..=0

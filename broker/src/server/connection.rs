@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::dispatch::{self, Outcome};
-use super::Broker;
+use super::session::Session;
+use super::{Broker, ListenerInfo};
 use crate::protocol::frame::{self, FrameCheck};
 
 /// At most one line per this long about peers closed for speaking the wrong protocol; the
@@ -74,17 +75,18 @@ pub async fn serve<S>(
     broker: Arc<Broker>,
     mut stream: S,
     peer: SocketAddr,
-    listener: Arc<str>,
+    info: ListenerInfo,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let listener = info.name;
     let span = tracing::debug_span!("connection", %peer, listener = &*listener);
-    // The connection's principal, which every request is authorized as: ANONYMOUS until TLS
-    // or SASL authenticates the client.
-    let principal: &str = crate::authz::ANONYMOUS;
+    // Who the requests are authorized as: ANONYMOUS until SASL authenticates the client. A
+    // plain mutex: locked only between awaits.
+    let session = parking_lot::Mutex::new(Session::new(info.sasl));
     async move {
-        let max = broker.cluster.config.socket_request_max_bytes;
+        let request_max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
         let mut buf = BytesMut::new();
         let mut out = BytesMut::new();
@@ -98,6 +100,7 @@ pub async fn serve<S>(
                     return;
                 }
             }
+            let max = session.lock().frame_limit(request_max);
             let size = match frame::check(&buf, max) {
                 Ok(FrameCheck::Ready(size)) => size,
                 Ok(FrameCheck::Incomplete(want)) => {
@@ -128,7 +131,7 @@ pub async fn serve<S>(
             let body = frame::take(&mut buf, size).freeze();
             broker.metrics.bytes_in.inc_by(size as u64 + 4);
             out.clear();
-            match dispatch::handle(&broker, body, peer, &listener, principal, &mut out).await {
+            match dispatch::handle(&broker, body, peer, &listener, &session, &mut out).await {
                 Outcome::Respond => {
                     broker.metrics.bytes_out.inc_by(out.len() as u64);
                     // A TLS session buffers what it encrypts: flush it out with every response.
@@ -146,6 +149,9 @@ pub async fn serve<S>(
                     tracing::info!(%reason, "closing connection");
                     return;
                 }
+            }
+            if session.lock().closing() {
+                return;
             }
             if buf.capacity() > (4 << 20) && buf.is_empty() {
                 // Do not keep a large buffer alive for an idle connection.

@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 use tracing::Instrument;
 
 use super::handlers;
+use super::session::{Gate, Session};
 use super::Broker;
 use crate::authz::{self, Operation, Requester, Resource};
 use crate::cluster::AdminError;
@@ -44,9 +45,12 @@ pub struct Ctx<'a> {
     /// Name of the listener the connection was accepted on: Metadata, FindCoordinator and
     /// DescribeCluster answer with the brokers' addresses on that listener.
     pub listener: &'a str,
-    /// The connection's principal (`User:ANONYMOUS` until TLS or SASL establish another),
-    /// which the authorizer checks.
+    /// The connection's principal (`User:ANONYMOUS` until SASL establishes another), which
+    /// the authorizer checks.
     pub principal: &'a str,
+    /// The connection's authentication state, which SaslHandshake and SaslAuthenticate move.
+    /// Never locked across an await.
+    pub session: &'a parking_lot::Mutex<Session>,
 }
 
 impl Ctx<'_> {
@@ -125,20 +129,31 @@ pub async fn handle(
     mut frame: Bytes,
     peer: SocketAddr,
     listener: &str,
-    principal: &str,
+    session: &parking_lot::Mutex<Session>,
     out: &mut BytesMut,
 ) -> Outcome {
     let header = match protocol::decode_header(&mut frame) {
         Ok(h) => h,
         Err(e) => return refuse(broker, e, out),
     };
+    let gate = session.lock().admits(header.api.key, Instant::now());
+    if let Gate::Close(reason) = gate {
+        broker
+            .metrics
+            .request_errors
+            .with_label_values(&["unauthenticated"])
+            .inc();
+        return Outcome::Close(reason);
+    }
+    let principal = session.lock().principal();
     let ctx = Ctx {
         broker,
         version: header.version,
         client_id: header.client_id(),
         peer,
         listener,
-        principal,
+        principal: &principal,
+        session,
     };
     let label = header.api.label;
     let started = Instant::now();
@@ -308,7 +323,7 @@ mod tests {
                 Bytes::from_static(frame),
                 peer,
                 "PLAINTEXT",
-                authz::ANONYMOUS,
+                &parking_lot::Mutex::new(Session::new(None)),
                 &mut out,
             )
             .await;
@@ -330,7 +345,8 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let mut out = BytesMut::new();
         let frame = Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 42]);
-        let outcome = handle(&b, frame, peer, "PLAINTEXT", authz::ANONYMOUS, &mut out).await;
+        let session = parking_lot::Mutex::new(Session::new(None));
+        let outcome = handle(&b, frame, peer, "PLAINTEXT", &session, &mut out).await;
         assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
         let mut body = out.split_off(4).freeze();
         let header = ResponseHeader::decode(&mut body, 0).expect("header");

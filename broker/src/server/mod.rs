@@ -6,6 +6,7 @@
 mod connection;
 mod dispatch;
 mod handlers;
+pub mod session;
 pub mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
+use crate::config::sasl::SaslConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 
@@ -72,8 +74,19 @@ pub struct BoundListener {
     pub name: Arc<str>,
     /// The socket.
     pub socket: TcpListener,
-    /// The TLS acceptor of an SSL listener; `None` on a PLAINTEXT one.
+    /// The TLS acceptor of an SSL or SASL_SSL listener; `None` on a PLAINTEXT one.
     pub tls: Option<TlsAcceptor>,
+    /// The SASL settings of a SASL_PLAINTEXT or SASL_SSL listener.
+    pub sasl: Option<Arc<SaslConfig>>,
+}
+
+/// What a connection is served with: its listener's name and SASL settings.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// Its SASL settings, on a SASL listener.
+    pub sasl: Option<Arc<SaslConfig>>,
 }
 
 /// Serves one accepted socket: the TLS handshake first on an SSL listener (a failed one closes
@@ -82,21 +95,22 @@ async fn serve_socket(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    name: Arc<str>,
+    listener: ListenerInfo,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = tls else {
-        connection::serve(broker, stream, peer, name, shutdown).await;
+        connection::serve(broker, stream, peer, listener, shutdown).await;
         return;
     };
+    let name = Arc::clone(&listener.name);
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
         h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
     };
     match handshake {
-        Ok(Ok(tls_stream)) => connection::serve(broker, tls_stream, peer, name, shutdown).await,
+        Ok(Ok(tls_stream)) => connection::serve(broker, tls_stream, peer, listener, shutdown).await,
         Ok(Err(e)) => {
             broker
                 .close_log
@@ -121,6 +135,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
         name,
         socket: listener,
         tls,
+        sasl,
     } in listeners
     {
         let broker = broker.clone();
@@ -149,11 +164,14 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
                 }
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
-                let name = Arc::clone(&name);
+                let info = ListenerInfo {
+                    name: Arc::clone(&name),
+                    sasl: sasl.clone(),
+                };
                 let tls = tls.clone();
                 conns.spawn(async move {
                     broker.metrics.connections.inc();
-                    serve_socket(broker.clone(), stream, peer, name, tls, shutdown).await;
+                    serve_socket(broker.clone(), stream, peer, info, tls, shutdown).await;
                     broker.metrics.connections.dec();
                     broker.connections.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -168,6 +186,8 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
 mod acl_tests;
 #[cfg(test)]
 mod config_tests;
+#[cfg(test)]
+mod sasl_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

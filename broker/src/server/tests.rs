@@ -91,6 +91,21 @@ pub(super) async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R
 
 /// Like [`call`], on a connection accepted by the listener called `listener`.
 async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req: R) -> R::Response {
+    let session = parking_lot::Mutex::new(super::session::Session::new(None));
+    let (outcome, response) = call_in(b, listener, &session, version, req).await;
+    assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
+    response.expect("a response")
+}
+
+/// Sends `req` on a connection whose authentication state is `session`: the outcome, and the
+/// response when there is one.
+pub(super) async fn call_in<R: Request>(
+    b: &Arc<Broker>,
+    listener: &str,
+    session: &parking_lot::Mutex<super::session::Session>,
+    version: i16,
+    req: R,
+) -> (Outcome, Option<R::Response>) {
     let key = ApiKey::try_from(R::KEY).expect("key");
     let mut frame = BytesMut::new();
     RequestHeader::default()
@@ -103,12 +118,14 @@ async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req:
     req.encode(&mut frame, version).expect("body");
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
     let mut out = BytesMut::new();
-    let principal = crate::authz::ANONYMOUS;
-    let outcome = handle(b, frame.freeze(), peer, listener, principal, &mut out).await;
-    assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
+    let outcome = handle(b, frame.freeze(), peer, listener, session, &mut out).await;
+    if !matches!(outcome, Outcome::Respond) {
+        return (outcome, None);
+    }
     let mut body = Bytes::from(out.split_off(4).to_vec());
     ResponseHeader::decode(&mut body, R::Response::header_version(version)).expect("header");
-    R::Response::decode(&mut body, version).expect("response")
+    let response = R::Response::decode(&mut body, version).expect("response");
+    (outcome, Some(response))
 }
 
 fn name(s: &str) -> TopicName {

@@ -1,0 +1,350 @@
+//! The SASL keys of a SASL_PLAINTEXT or SASL_SSL listener, in Kafka's names:
+//! `sasl.enabled.mechanisms` (global, or `listener.name.<l>.sasl.enabled.mechanisms`), the
+//! PLAIN users from `listener.name.<l>.plain.sasl.jaas.config` (Kafka's PlainLoginModule
+//! `user_<name>="<password>"` options), and the node-wide `connections.max.reauth.ms`,
+//! `connection.failed.authentication.delay.ms` and `sasl.server.max.receive.size`.
+
+use std::collections::BTreeMap;
+
+use super::ssl::Secret;
+use super::{ConfigError, Props};
+use crate::sasl::Mechanism;
+
+/// The node-wide keys this module reads (the per-listener ones are recognised by shape).
+pub(super) const KEYS: &[&str] = &[
+    "sasl.enabled.mechanisms",
+    "connections.max.reauth.ms",
+    "connection.failed.authentication.delay.ms",
+    "sasl.server.max.receive.size",
+];
+
+/// Whether `rest` (a key after `listener.name.<l>.`) is a per-listener SASL key.
+pub(super) fn is_listener_key(rest: &str) -> bool {
+    rest == "sasl.enabled.mechanisms"
+        || rest.ends_with(".sasl.jaas.config")
+        || rest.ends_with(".connections.max.reauth.ms")
+}
+
+/// Kafka's PLAIN login module, the one a PLAIN listener's JAAS config must name.
+const PLAIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
+/// Kafka's SCRAM login module: accepted (Kafka requires it) and otherwise unused.
+const SCRAM_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
+
+/// One SASL listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslConfig {
+    /// The enabled mechanisms, in the configured order (SaslHandshake lists them so).
+    pub mechanisms: Vec<Mechanism>,
+    /// The PLAIN users and their passwords, when PLAIN is enabled.
+    pub plain_users: BTreeMap<String, Secret>,
+    /// `connections.max.reauth.ms`: the session lifetime a client is told (KIP-368); 0 means
+    /// sessions never expire.
+    pub max_reauth_ms: i64,
+    /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
+    /// before its answer and the close, so guessing passwords is slow.
+    pub failed_auth_delay_ms: u64,
+    /// `sasl.server.max.receive.size`: the largest SASL token accepted.
+    pub max_receive_size: usize,
+}
+
+/// The SASL settings of listener `name`.
+pub(super) fn parse(p: &Props, name: &str) -> Result<SaslConfig, ConfigError> {
+    let prefix = format!("listener.name.{}.", name.to_ascii_lowercase());
+    let own = format!("{prefix}sasl.enabled.mechanisms");
+    let (key, value) = match p.get(&own) {
+        Some(v) => (own.as_str(), v),
+        // Kafka's default is GSSAPI, which Gregor does not serve: refused below, naming it.
+        None => (
+            "sasl.enabled.mechanisms",
+            p.get("sasl.enabled.mechanisms").unwrap_or("GSSAPI"),
+        ),
+    };
+    let mut mechanisms = Vec::new();
+    for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let mechanism = Mechanism::from_name(m).ok_or_else(|| {
+            Props::invalid(
+                key,
+                value,
+                format!(
+                    "listener {name} enables {m}, which Gregor does not serve; enable PLAIN, \
+                     SCRAM-SHA-256 or SCRAM-SHA-512{}",
+                    if m == "GSSAPI" {
+                        " (GSSAPI is Kafka's default: set sasl.enabled.mechanisms)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })?;
+        if !mechanisms.contains(&mechanism) {
+            mechanisms.push(mechanism);
+        }
+    }
+    if mechanisms.is_empty() {
+        return Err(Props::invalid(
+            key,
+            value,
+            format!("listener {name} enables no SASL mechanism"),
+        ));
+    }
+    let mut plain_users = BTreeMap::new();
+    for m in &mechanisms {
+        let jaas_key = format!("{prefix}{}.sasl.jaas.config", m.name().to_ascii_lowercase());
+        let jaas = p.get(&jaas_key).filter(|v| !v.is_empty());
+        match (m, jaas) {
+            (Mechanism::Plain, None) => {
+                return Err(Props::invalid(
+                    &jaas_key,
+                    "",
+                    format!(
+                        "listener {name} enables PLAIN, whose users come from this key: set it \
+                         to `{PLAIN_MODULE} required user_<name>=\"<password>\";`"
+                    ),
+                ))
+            }
+            (Mechanism::Plain, Some(text)) => {
+                let module = parse_jaas(text).map_err(|e| hidden(&jaas_key, e))?;
+                expect_module(&jaas_key, &module, PLAIN_MODULE)?;
+                plain_users = module.users();
+            }
+            (Mechanism::Scram(_), Some(text)) => {
+                let module = parse_jaas(text).map_err(|e| hidden(&jaas_key, e))?;
+                expect_module(&jaas_key, &module, SCRAM_MODULE)?;
+            }
+            (Mechanism::Scram(_), None) => {}
+        }
+    }
+    Ok(SaslConfig {
+        mechanisms,
+        plain_users,
+        max_reauth_ms: p.num("connections.max.reauth.ms", 0, 0)?,
+        failed_auth_delay_ms: p.num("connection.failed.authentication.delay.ms", 100, 0)?,
+        max_receive_size: p.num("sasl.server.max.receive.size", 524_288, 1)?,
+    })
+}
+
+/// A refusal of a JAAS key: the value holds passwords, so it is never quoted.
+fn hidden(key: &str, reason: String) -> ConfigError {
+    Props::invalid(key, "[hidden]", reason)
+}
+
+fn expect_module(key: &str, module: &JaasModule, class: &str) -> Result<(), ConfigError> {
+    if module.class == class {
+        Ok(())
+    } else {
+        Err(hidden(
+            key,
+            format!("names login module {}; expected {class}", module.class),
+        ))
+    }
+}
+
+/// One login module of a JAAS config: `<class> <flag> key="value" ...;`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JaasModule {
+    /// The login module class.
+    pub class: String,
+    /// `required`, `requisite`, `sufficient` or `optional`.
+    pub flag: String,
+    /// The options, in order.
+    pub options: Vec<(String, String)>,
+}
+
+impl JaasModule {
+    /// The PLAIN users: each `user_<name>` option is that user's password.
+    fn users(&self) -> BTreeMap<String, Secret> {
+        self.options
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.strip_prefix("user_")?.to_string(),
+                    Secret::new(v.as_str()),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Parses a `sasl.jaas.config` value as Kafka does: exactly one login module. Errors never
+/// quote the text (it holds passwords).
+pub fn parse_jaas(text: &str) -> Result<JaasModule, String> {
+    let tokens = jaas_tokens(text)?;
+    let mut it = tokens.into_iter().peekable();
+    let word = |t: Option<JaasToken>, what: &str| match t {
+        Some(JaasToken::Word(w)) => Ok(w),
+        _ => Err(format!("expected {what}")),
+    };
+    let class = word(it.next(), "a login module class")?;
+    let flag = word(it.next(), "a control flag after the login module class")?;
+    if !matches!(
+        flag.as_str(),
+        "required" | "requisite" | "sufficient" | "optional"
+    ) {
+        return Err("the control flag must be required, requisite, sufficient or optional".into());
+    }
+    let mut options = Vec::new();
+    loop {
+        match it.next() {
+            Some(JaasToken::Semicolon) => break,
+            Some(JaasToken::Word(key)) => {
+                if it.next() != Some(JaasToken::Equals) {
+                    return Err(format!("option {key} has no `=`"));
+                }
+                let value = match it.next() {
+                    Some(JaasToken::Word(v) | JaasToken::Quoted(v)) => v,
+                    _ => return Err(format!("option {key} has no value")),
+                };
+                options.push((key, value));
+            }
+            _ => return Err("the login module must end with `;`".into()),
+        }
+    }
+    if it.peek().is_some() {
+        return Err("must contain exactly one login module".into());
+    }
+    Ok(JaasModule {
+        class,
+        flag,
+        options,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JaasToken {
+    Word(String),
+    Quoted(String),
+    Equals,
+    Semicolon,
+}
+
+fn jaas_tokens(text: &str) -> Result<Vec<JaasToken>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '=' => tokens.push(JaasToken::Equals),
+            ';' => tokens.push(JaasToken::Semicolon),
+            '"' => {
+                let mut v = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err("a quoted value is not closed".into()),
+                        Some('"') => break,
+                        Some('\\') => v.extend(chars.next()),
+                        Some(c) => v.push(c),
+                    }
+                }
+                tokens.push(JaasToken::Quoted(v));
+            }
+            c => {
+                let mut v = String::from(c);
+                while let Some(&n) = chars.peek() {
+                    if n.is_whitespace() || matches!(n, '=' | ';' | '"') {
+                        break;
+                    }
+                    v.push(n);
+                    chars.next();
+                }
+                tokens.push(JaasToken::Word(v));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_properties, Config};
+    use crate::sasl::scram::ScramMechanism;
+
+    const BASE: &str = "node.id=1\nlisteners=PLAINTEXT://:9092,SASL://:9094\n\
+                        listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT\n";
+
+    fn config(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_properties(parse_properties(&format!("{BASE}{extra}")))
+    }
+
+    fn err(extra: &str) -> String {
+        config(extra).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn plain_users_come_from_the_listeners_jaas_config() {
+        let c = config(
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\n\
+             listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.\
+             PlainLoginModule required username=\"admin\" password=\"admin-secret\" \
+             user_admin=\"admin-secret\" user_alice=\"a;b c\";\n",
+        )
+        .expect("valid");
+        let sasl = &c.sasl_listeners["SASL"];
+        assert_eq!(
+            sasl.mechanisms,
+            [Mechanism::Plain, Mechanism::Scram(ScramMechanism::Sha512)]
+        );
+        assert_eq!(sasl.plain_users["alice"].expose(), "a;b c");
+        assert_eq!(sasl.plain_users.len(), 2);
+        assert_eq!(sasl.max_reauth_ms, 0);
+        assert_eq!(sasl.failed_auth_delay_ms, 100);
+        assert_eq!(sasl.max_receive_size, 524_288);
+    }
+
+    #[test]
+    fn quoted_values_take_escapes_and_unquoted_ones_end_at_blanks() {
+        let m = parse_jaas("x.Module optional a=\"q\\\"uote\" b=plain c = \"\";").expect("valid");
+        assert_eq!(m.class, "x.Module");
+        assert_eq!(m.flag, "optional");
+        let opts: Vec<(&str, &str)> = m.options.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(opts, [("a", "q\"uote"), ("b", "plain"), ("c", "")]);
+        let e = parse_jaas("x.A required; x.B required;").expect_err("two modules");
+        assert!(e.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn kafkas_gssapi_default_is_refused_with_what_to_set() {
+        let e = err("");
+        assert!(e.contains("GSSAPI is Kafka's default"), "{e}");
+        let e = err("listener.name.sasl.sasl.enabled.mechanisms=OAUTHBEARER\n");
+        assert!(e.contains("enables OAUTHBEARER"), "{e}");
+    }
+
+    #[test]
+    fn plain_without_its_jaas_config_is_refused_naming_the_key() {
+        let e = err("sasl.enabled.mechanisms=PLAIN\n");
+        assert!(
+            e.contains("listener.name.sasl.plain.sasl.jaas.config"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_jaas_config_is_refused_without_quoting_it() {
+        for jaas in [
+            "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"pw\"",
+            "org.apache.kafka.common.security.plain.PlainLoginModule user_a=\"pw\";",
+            "com.example.Other required user_a=\"pw\";",
+            "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"pw;",
+        ] {
+            let e = err(&format!(
+                "sasl.enabled.mechanisms=PLAIN\nlistener.name.sasl.plain.sasl.jaas.config={jaas}\n"
+            ));
+            assert!(!e.contains("pw"), "{e}");
+            assert!(e.contains("sasl.jaas.config"), "{e}");
+        }
+    }
+
+    #[test]
+    fn scram_needs_no_jaas_config_but_a_wrong_module_is_refused() {
+        let c = config("sasl.enabled.mechanisms=SCRAM-SHA-256\n").expect("valid");
+        assert!(c.sasl_listeners["SASL"].plain_users.is_empty());
+        let e = err("sasl.enabled.mechanisms=SCRAM-SHA-256\n\
+             listener.name.sasl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.\
+             plain.PlainLoginModule required;\n");
+        assert!(
+            e.contains("expected org.apache.kafka.common.security.scram"),
+            "{e}"
+        );
+    }
+}

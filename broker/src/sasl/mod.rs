@@ -1,0 +1,76 @@
+//! SASL mechanisms, pure: PLAIN (users from the listener's JAAS config) and SCRAM-SHA-256/512
+//! (credentials from the metadata log). The connection's session (`server::session`) drives
+//! them one token at a time; nothing here does I/O.
+
+pub mod bootstrap;
+pub mod plain;
+pub mod scram;
+
+/// A SASL mechanism Gregor serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mechanism {
+    /// PLAIN (RFC 4616).
+    Plain,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    Scram(scram::ScramMechanism),
+}
+
+impl Mechanism {
+    /// The SASL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(m) => m.name(),
+        }
+    }
+
+    /// The mechanism called `name`, if Gregor serves it.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            other => scram::ScramMechanism::from_name(other).map(Mechanism::Scram),
+        }
+    }
+}
+
+/// Why a SASL exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// What the client is told (credential failures), or what went wrong (protocol errors).
+    pub message: String,
+    /// A malformed message rather than a wrong credential. Kafka answers both with
+    /// SASL_AUTHENTICATION_FAILED; a protocol error's client message is the generic one.
+    pub protocol_error: bool,
+}
+
+impl AuthFailure {
+    /// A wrong or unknown credential, with the message the client sees.
+    pub fn credentials(message: String) -> AuthFailure {
+        AuthFailure {
+            message,
+            protocol_error: false,
+        }
+    }
+
+    /// A malformed exchange.
+    pub fn protocol(message: String) -> AuthFailure {
+        AuthFailure {
+            message,
+            protocol_error: true,
+        }
+    }
+
+    /// The message the client gets for this failure with `mechanism`: a credential failure's
+    /// own message, else Kafka's generic one (which says nothing about the user).
+    pub fn client_message(&self, mechanism: Mechanism) -> String {
+        if self.protocol_error {
+            format!(
+                "Authentication failed during authentication due to invalid credentials with \
+                 SASL mechanism {}",
+                mechanism.name()
+            )
+        } else {
+            self.message.clone()
+        }
+    }
+}

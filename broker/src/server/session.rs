@@ -1,0 +1,394 @@
+//! One connection's authentication state, as Kafka's SaslServerAuthenticator keeps it: on a
+//! SASL listener a client may send only ApiVersions and SaslHandshake until it has
+//! authenticated with SaslAuthenticate; every other request closes the connection. The
+//! authenticated user becomes the principal requests are authorized as. With
+//! `connections.max.reauth.ms`, the session expires and the client must re-authenticate
+//! (KIP-368) as the same principal; a request on an expired session closes the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
+
+use crate::authz::ANONYMOUS;
+use crate::config::sasl::SaslConfig;
+use crate::sasl::scram::{ScramServer, ScramStep};
+use crate::sasl::{plain, AuthFailure, Mechanism};
+
+/// A connection's authentication state.
+#[derive(Debug)]
+pub struct Session {
+    /// The listener's SASL settings; `None` on a PLAINTEXT or SSL listener.
+    sasl: Option<Arc<SaslConfig>>,
+    /// Who the requests are authorized as.
+    principal: Arc<str>,
+    /// Where the SASL exchange is.
+    state: State,
+    /// When the authenticated session ends (`connections.max.reauth.ms`).
+    expires: Option<Instant>,
+    /// Set when the connection must close once the current response is written.
+    closing: bool,
+    /// Whether the client has authenticated (a re-authentication keeps this).
+    authenticated: bool,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not (yet) authenticated; waiting for a SaslHandshake.
+    Unauthenticated,
+    /// A handshake chose `mechanism`; waiting for SaslAuthenticate tokens.
+    Exchange(Mechanism, Option<ScramServer>),
+    /// Authenticated (or no SASL on this listener).
+    Authenticated,
+}
+
+/// Whether a request may be served in the connection's current state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Serve it.
+    Admit,
+    /// Close the connection without an answer, for this reason.
+    Close(String),
+}
+
+/// What a SaslHandshake did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// The mechanism is enabled: the exchange starts.
+    Accepted(Vec<&'static str>),
+    /// The mechanism is not enabled here: answer UNSUPPORTED_SASL_MECHANISM with the enabled
+    /// ones, then close.
+    Unsupported(Vec<&'static str>),
+    /// No handshake is expected (not a SASL listener, or authenticated without expiry):
+    /// ILLEGAL_SASL_STATE.
+    Illegal,
+}
+
+/// What a SaslAuthenticate token did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Authenticate {
+    /// The exchange goes on: send this challenge.
+    Continue(Vec<u8>),
+    /// Authenticated: send this last message and the session lifetime (0: none).
+    Done {
+        /// The mechanism's final message to the client.
+        reply: Vec<u8>,
+        /// `session_lifetime_ms` (SaslAuthenticate v1+).
+        lifetime_ms: i64,
+    },
+    /// Failed: answer SASL_AUTHENTICATION_FAILED with this message after the configured
+    /// delay, then close.
+    Failed(String),
+    /// Not in an exchange: ILLEGAL_SASL_STATE with this message.
+    Illegal(&'static str),
+}
+
+impl Session {
+    /// A new connection's session on a listener with `sasl` settings (`None`: no SASL, the
+    /// connection is ANONYMOUS from the start).
+    pub fn new(sasl: Option<Arc<SaslConfig>>) -> Session {
+        let sasl_none = sasl.is_none();
+        let state = if sasl.is_some() {
+            State::Unauthenticated
+        } else {
+            State::Authenticated
+        };
+        Session {
+            sasl,
+            principal: Arc::from(ANONYMOUS),
+            state,
+            expires: None,
+            closing: false,
+            authenticated: sasl_none,
+        }
+    }
+
+    /// The principal requests are authorized as.
+    pub fn principal(&self) -> Arc<str> {
+        Arc::clone(&self.principal)
+    }
+
+    /// Whether the connection must close after the response now being written.
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// The largest frame to accept now: `sasl.server.max.receive.size` until the client has
+    /// authenticated, `max` after.
+    pub fn frame_limit(&self, max: usize) -> usize {
+        match (&self.sasl, &self.state) {
+            (Some(sasl), State::Unauthenticated | State::Exchange(..)) if !self.authenticated => {
+                sasl.max_receive_size.min(max)
+            }
+            _ => max,
+        }
+    }
+
+    /// The delay before a failed authentication's answer.
+    pub fn failure_delay(&self) -> Duration {
+        Duration::from_millis(self.sasl.as_ref().map_or(0, |s| s.failed_auth_delay_ms))
+    }
+
+    /// Whether a request of `api` may be served now.
+    pub fn admits(&self, api: ApiKey, now: Instant) -> Gate {
+        let sasl_api = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        match &self.state {
+            State::Authenticated => match self.expires {
+                Some(at) if now >= at && api != ApiKey::SaslHandshake => {
+                    Gate::Close("the SASL session expired without re-authentication".into())
+                }
+                _ => Gate::Admit,
+            },
+            State::Unauthenticated
+                if api == ApiKey::ApiVersions || api == ApiKey::SaslHandshake =>
+            {
+                Gate::Admit
+            }
+            // Re-authenticating: the previous authentication still holds for other requests.
+            State::Exchange(..) if sasl_api || self.authenticated => Gate::Admit,
+            State::Unauthenticated | State::Exchange(..) => Gate::Close(format!(
+                "unexpected {api:?} request during SASL authentication"
+            )),
+        }
+    }
+
+    /// A SaslHandshake for `mechanism`.
+    pub fn handshake(&mut self, mechanism: &str) -> Handshake {
+        let Some(sasl) = &self.sasl else {
+            return Handshake::Illegal;
+        };
+        let reauthenticating = matches!(self.state, State::Authenticated);
+        if reauthenticating && self.expires.is_none() {
+            return Handshake::Illegal;
+        }
+        let enabled: Vec<&'static str> = sasl.mechanisms.iter().map(|m| m.name()).collect();
+        match sasl.mechanisms.iter().find(|m| m.name() == mechanism) {
+            Some(&m) => {
+                let scram = match m {
+                    Mechanism::Plain => None,
+                    Mechanism::Scram(s) => Some(ScramServer::new(s)),
+                };
+                self.state = State::Exchange(m, scram);
+                Handshake::Accepted(enabled)
+            }
+            None => {
+                self.closing = true;
+                Handshake::Unsupported(enabled)
+            }
+        }
+    }
+
+    /// A SaslAuthenticate token; `scram` finds a user's stored credential for a mechanism.
+    pub fn authenticate(
+        &mut self,
+        token: &[u8],
+        scram: &dyn Fn(
+            &str,
+            crate::sasl::scram::ScramMechanism,
+        ) -> Option<crate::sasl::scram::ScramCredential>,
+        now: Instant,
+    ) -> Authenticate {
+        let (Some(sasl), State::Exchange(mechanism, exchange)) = (&self.sasl, &mut self.state)
+        else {
+            return Authenticate::Illegal(if self.sasl.is_some() {
+                "SaslAuthenticate request received after successful authentication"
+            } else {
+                "SaslAuthenticate request received on a listener without SASL"
+            });
+        };
+        let mechanism = *mechanism;
+        let step = match (mechanism, exchange) {
+            (Mechanism::Plain, _) => {
+                plain::authenticate(token, &sasl.plain_users).map(|user| (user, Vec::new()))
+            }
+            (Mechanism::Scram(m), Some(server)) => {
+                match server.step(token, &|user| scram(user, m)) {
+                    Ok(ScramStep::Continue(challenge)) => return Authenticate::Continue(challenge),
+                    Ok(ScramStep::Authenticated { user, reply }) => Ok((user, reply)),
+                    Err(e) => Err(e),
+                }
+            }
+            (Mechanism::Scram(_), None) => Err(AuthFailure::protocol("no SCRAM exchange".into())),
+        };
+        let (user, reply) = match step {
+            Ok(done) => done,
+            Err(failure) => return self.fail(failure.client_message(mechanism)),
+        };
+        let principal = format!("User:{user}");
+        let previous = self.principal.as_ref();
+        if self.authenticated && previous != principal {
+            let dotted = |p: &str| p.replacen(':', ".", 1);
+            return self.fail(format!(
+                "Cannot change principals during re-authentication from {}: {}",
+                dotted(previous),
+                dotted(&principal)
+            ));
+        }
+        let lifetime_ms = sasl.max_reauth_ms;
+        self.expires = (lifetime_ms > 0).then(|| now + Duration::from_millis(lifetime_ms as u64));
+        self.principal = Arc::from(principal);
+        self.authenticated = true;
+        self.state = State::Authenticated;
+        Authenticate::Done { reply, lifetime_ms }
+    }
+
+    fn fail(&mut self, message: String) -> Authenticate {
+        self.closing = true;
+        self.state = State::Unauthenticated;
+        Authenticate::Failed(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::ssl::Secret;
+    use crate::sasl::scram::{ScramCredential, ScramMechanism};
+
+    fn sasl(reauth_ms: i64) -> Option<Arc<SaslConfig>> {
+        Some(Arc::new(SaslConfig {
+            mechanisms: vec![Mechanism::Plain, Mechanism::Scram(ScramMechanism::Sha512)],
+            plain_users: BTreeMap::from([
+                ("alice".into(), Secret::new("alice-secret")),
+                ("bob".into(), Secret::new("bob-secret")),
+            ]),
+            max_reauth_ms: reauth_ms,
+            failed_auth_delay_ms: 100,
+            max_receive_size: 1000,
+        }))
+    }
+
+    fn no_scram(_: &str, _: ScramMechanism) -> Option<ScramCredential> {
+        None
+    }
+
+    fn login(s: &mut Session, token: &[u8], now: Instant) -> Authenticate {
+        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        s.authenticate(token, &no_scram, now)
+    }
+
+    #[test]
+    fn only_api_versions_and_the_handshake_come_before_authentication() {
+        let now = Instant::now();
+        let mut s = Session::new(sasl(0));
+        assert_eq!(s.admits(ApiKey::ApiVersions, now), Gate::Admit);
+        assert_eq!(s.admits(ApiKey::SaslHandshake, now), Gate::Admit);
+        assert!(matches!(s.admits(ApiKey::Metadata, now), Gate::Close(_)));
+        assert!(matches!(
+            s.admits(ApiKey::SaslAuthenticate, now),
+            Gate::Close(_)
+        ));
+        assert_eq!(s.frame_limit(1 << 20), 1000);
+        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        assert!(matches!(s.admits(ApiKey::Produce, now), Gate::Close(_)));
+        let done = s.authenticate(b"\0alice\0alice-secret", &no_scram, now);
+        assert_eq!(
+            done,
+            Authenticate::Done {
+                reply: vec![],
+                lifetime_ms: 0
+            }
+        );
+        assert_eq!(&*s.principal(), "User:alice");
+        assert_eq!(s.admits(ApiKey::Produce, now), Gate::Admit);
+        assert_eq!(s.frame_limit(1 << 20), 1 << 20);
+        assert_eq!(s.handshake("PLAIN"), Handshake::Illegal);
+        assert!(matches!(
+            s.authenticate(b"x", &no_scram, now),
+            Authenticate::Illegal(_)
+        ));
+        assert!(!s.closing());
+    }
+
+    #[test]
+    fn a_failed_login_closes_after_answering_and_an_unknown_mechanism_too() {
+        let now = Instant::now();
+        let mut s = Session::new(sasl(0));
+        let failed = login(&mut s, b"\0alice\0wrong", now);
+        assert_eq!(
+            failed,
+            Authenticate::Failed("Authentication failed: Invalid username or password".into())
+        );
+        assert!(s.closing());
+        assert_eq!(&*s.principal(), ANONYMOUS);
+        let mut s = Session::new(sasl(0));
+        assert_eq!(
+            s.handshake("SCRAM-SHA-256"),
+            Handshake::Unsupported(vec!["PLAIN", "SCRAM-SHA-512"])
+        );
+        assert!(s.closing());
+    }
+
+    #[test]
+    fn a_session_expires_and_re_authenticates_only_as_the_same_principal() {
+        let now = Instant::now();
+        let mut s = Session::new(sasl(3000));
+        assert_eq!(
+            login(&mut s, b"\0alice\0alice-secret", now),
+            Authenticate::Done {
+                reply: vec![],
+                lifetime_ms: 3000
+            }
+        );
+        let later = now + Duration::from_millis(3000);
+        assert!(matches!(s.admits(ApiKey::Fetch, later), Gate::Close(_)));
+        assert_eq!(s.admits(ApiKey::SaslHandshake, later), Gate::Admit);
+        // Re-authenticating: other requests still flow under the old authentication.
+        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        assert_eq!(s.admits(ApiKey::Fetch, now), Gate::Admit);
+        assert!(matches!(
+            s.authenticate(b"\0alice\0alice-secret", &no_scram, later),
+            Authenticate::Done { .. }
+        ));
+        assert_eq!(s.admits(ApiKey::Fetch, later), Gate::Admit);
+        let bob = login(&mut s, b"\0bob\0bob-secret", later);
+        assert_eq!(
+            bob,
+            Authenticate::Failed(
+                "Cannot change principals during re-authentication from User.alice: User.bob"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn scram_runs_two_round_trips_and_a_bad_message_gets_the_generic_text() {
+        let now = Instant::now();
+        let cred = ScramCredential::from_password(ScramMechanism::Sha512, "pw", 4096);
+        let lookup = move |u: &str, m: ScramMechanism| {
+            (u == "carol" && m == ScramMechanism::Sha512).then(|| cred.clone())
+        };
+        let mut s = Session::new(sasl(0));
+        assert!(matches!(
+            s.handshake("SCRAM-SHA-512"),
+            Handshake::Accepted(_)
+        ));
+        let step = s.authenticate(b"n,,n=carol,r=abc", &lookup, now);
+        assert!(matches!(step, Authenticate::Continue(ref c) if c.starts_with(b"r=abc")));
+        let bad = s.authenticate(b"c=biws,r=nonsense,p=AAAA", &lookup, now);
+        assert_eq!(
+            bad,
+            Authenticate::Failed(
+                "Authentication failed during authentication due to invalid credentials with \
+                 SASL mechanism SCRAM-SHA-512"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_listener_without_sasl_is_anonymous_and_refuses_sasl_requests() {
+        let now = Instant::now();
+        let mut s = Session::new(None);
+        assert_eq!(&*s.principal(), ANONYMOUS);
+        assert_eq!(s.admits(ApiKey::Produce, now), Gate::Admit);
+        assert_eq!(s.handshake("PLAIN"), Handshake::Illegal);
+        assert!(matches!(
+            s.authenticate(b"\0a\0b", &no_scram, now),
+            Authenticate::Illegal(_)
+        ));
+        assert_eq!(s.frame_limit(77), 77);
+    }
+}
