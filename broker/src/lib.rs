@@ -12,6 +12,7 @@
 //! - [`cluster`]: topics and partitions this node serves; the metadata image and its log; the
 //!   ISR and high-watermark rules (`cluster::isr`, pure functions).
 //! - [`sasl`]: the SASL mechanisms (PLAIN, SCRAM), pure functions of one token at a time.
+//! - [`quotas`]: client quota configs: entities, keys, values and describe filters (pure).
 //! - [`authz`]: ACLs and the StandardAuthorizer's decision, pure functions of the committed
 //!   ACLs the metadata image holds.
 //! - [`config`], [`storage`]: `server.properties` (validated), `meta.properties`.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod quorum;
+pub mod quotas;
 pub mod replication;
 pub mod sasl;
 pub mod server;

@@ -35,6 +35,13 @@ pub struct MetadataImage {
     /// existed (and when there are none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram: ScramCredentials,
+    /// The client quota configs by entity. Absent from images written before quotas existed.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::quotas::as_pairs"
+    )]
+    pub quotas: crate::quotas::ClientQuotas,
     /// Whether the bootstrap records (`storage format --add-scram`) were applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bootstrapped: bool,
@@ -354,6 +361,28 @@ impl MetadataImage {
                 self.next_producer_id += PRODUCER_ID_BLOCK;
                 true
             }
+            MetadataRecord::Acl { .. }
+            | MetadataRecord::RemoveAcl { .. }
+            | MetadataRecord::ScramCredential { .. }
+            | MetadataRecord::RemoveScramCredential { .. }
+            | MetadataRecord::ClientQuota { .. }
+            | MetadataRecord::Bootstrap { .. } => self.apply_security(record),
+            MetadataRecord::ProducerIds { next } => {
+                // Blocks only move forward: a stale allocation can never hand out ids twice.
+                if *next > self.next_producer_id {
+                    self.next_producer_id = *next;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// Applies a security record: an ACL, a SCRAM credential, a client quota or the bootstrap
+    /// credentials.
+    fn apply_security(&mut self, record: &MetadataRecord) -> bool {
+        match record {
             MetadataRecord::Acl { id, acl } => {
                 if self.acls.contains_key(id) || self.acls.values().any(|a| a == acl) {
                     return false;
@@ -383,6 +412,9 @@ impl MetadataImage {
                 }
                 removed
             }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                crate::quotas::apply(&mut self.quotas, entity, key, *value)
+            }
             MetadataRecord::Bootstrap { scram } => {
                 if self.bootstrapped {
                     return false;
@@ -396,15 +428,7 @@ impl MetadataImage {
                 }
                 true
             }
-            MetadataRecord::ProducerIds { next } => {
-                // Blocks only move forward: a stale allocation can never hand out ids twice.
-                if *next > self.next_producer_id {
-                    self.next_producer_id = *next;
-                    true
-                } else {
-                    false
-                }
-            }
+            _ => false,
         }
     }
 

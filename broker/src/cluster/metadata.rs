@@ -201,6 +201,15 @@ pub enum MetadataRecord {
         /// SCRAM-SHA-256 or SCRAM-SHA-512.
         mechanism: crate::sasl::scram::ScramMechanism,
     },
+    /// A client quota config was set or removed (Kafka's ClientQuotaRecord).
+    ClientQuota {
+        /// The user / client id / IP it applies to.
+        entity: crate::quotas::QuotaEntity,
+        /// The quota key, e.g. `producer_byte_rate`.
+        key: String,
+        /// The new value; `None` removes the key.
+        value: Option<f64>,
+    },
     /// The credentials `storage format --add-scram` bootstrapped, written by the first active
     /// controller. Applied only once in a cluster's life, so a credential deleted later is not
     /// brought back by a controller that starts with the same bootstrap file.

@@ -693,6 +693,8 @@ pub struct Cluster {
     acls: RwLock<Arc<crate::authz::Acls>>,
     /// The committed SCRAM credentials, read on every SCRAM login; replaced like `acls`.
     scram: RwLock<Arc<ScramCredentials>>,
+    /// The committed client quota configs; replaced like `acls`.
+    quotas: RwLock<Arc<crate::quotas::ClientQuotas>>,
 }
 
 impl Cluster {
@@ -721,6 +723,7 @@ impl Cluster {
         let cluster = Cluster {
             acls: RwLock::new(Arc::new(image.acls)),
             scram: RwLock::new(Arc::new(image.scram)),
+            quotas: RwLock::new(Arc::new(image.quotas)),
             dynamic: RwLock::new(dynamic),
             config,
             cluster_id,

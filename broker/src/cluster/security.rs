@@ -1,5 +1,6 @@
-//! The committed SCRAM credentials on this node (Kafka's `ScramControlManager`), and the one
-//! commit path of the security records (ACLs and credentials) through the metadata log.
+//! The committed SCRAM credentials (Kafka's `ScramControlManager`) and client quota configs
+//! (`ClientQuotaControlManager`) on this node, and the one commit path of the security records
+//! (ACLs, credentials, quotas) through the metadata log.
 
 use super::*;
 use crate::sasl::scram::{ScramCredential, ScramMechanism};
@@ -61,7 +62,36 @@ impl Cluster {
         true
     }
 
-    /// Commits ACL or credential records and takes the result as this node's: the quorum's
+    /// The committed client quota configs.
+    pub fn client_quotas(&self) -> Arc<crate::quotas::ClientQuotas> {
+        Arc::clone(&self.quotas.read())
+    }
+
+    /// Commits quota changes `(entity, key, value or None to remove)` (blocking) in one batch.
+    pub fn alter_client_quotas(
+        &self,
+        changes: Vec<(crate::quotas::QuotaEntity, String, Option<f64>)>,
+    ) -> Result<(), AdminError> {
+        let mut meta = self.meta.lock();
+        let records: Vec<MetadataRecord> = changes
+            .into_iter()
+            .map(|(entity, key, value)| MetadataRecord::ClientQuota { entity, key, value })
+            .collect();
+        self.commit_security_records(&mut meta, &records)
+    }
+
+    /// Takes `quotas` as the committed quota configs (called under the metadata lock).
+    /// Returns whether they changed.
+    pub(super) fn apply_quotas(&self, quotas: &crate::quotas::ClientQuotas) -> bool {
+        if **self.quotas.read() == *quotas {
+            return false;
+        }
+        *self.quotas.write() = Arc::new(quotas.clone());
+        tracing::info!(entities = quotas.len(), "client quotas applied");
+        true
+    }
+
+    /// Commits ACL, credential or quota records and takes the result as this node's: the quorum's
     /// committed image where there is one (it holds every node's changes), else the records
     /// applied to the current ones (the local log has no other writer).
     pub(super) fn commit_security_records(
@@ -79,6 +109,7 @@ impl Cluster {
                 let mut image = MetadataImage {
                     acls: (*self.acls()).clone(),
                     scram: (*self.scram_credentials()).clone(),
+                    quotas: (*self.client_quotas()).clone(),
                     ..MetadataImage::default()
                 };
                 for r in records {
@@ -89,6 +120,7 @@ impl Cluster {
         };
         self.apply_acls(&image.acls);
         self.apply_scram(&image.scram);
+        self.apply_quotas(&image.quotas);
         Ok(())
     }
 }

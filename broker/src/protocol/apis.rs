@@ -62,6 +62,10 @@ macro_rules! served_apis {
                 => handlers::replicas::alter_partition_reassignments;
             ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0
                 => handlers::replicas::list_partition_reassignments;
+            DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1
+                => handlers::quotas::describe_client_quotas;
+            AlterClientQuotas(AlterClientQuotasRequest) 0..=1
+                => handlers::quotas::alter_client_quotas;
             DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) 0..=0
                 => handlers::sasl::describe_user_scram_credentials;
             AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0

@@ -187,6 +187,8 @@ mod acl_tests;
 #[cfg(test)]
 mod config_tests;
 #[cfg(test)]
+mod quota_tests;
+#[cfg(test)]
 mod sasl_tests;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod quorum;
+pub mod quotas;
 pub mod replicas;
 pub mod sasl;
 pub mod unregister;

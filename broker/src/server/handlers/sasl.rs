@@ -69,7 +69,8 @@ pub async fn sasl_authenticate(
         .session
         .lock()
         .authenticate(&req.auth_bytes, &lookup, Instant::now());
-    let response = SaslAuthenticateResponse::default().with_error_message(None);
+    // Kafka answers an empty (not null) message on success.
+    let response = SaslAuthenticateResponse::default();
     Some(match outcome {
         Authenticate::Continue(challenge) => response.with_auth_bytes(Bytes::from(challenge)),
         Authenticate::Done { reply, lifetime_ms } => {
