@@ -288,9 +288,9 @@ def command_config(path: Path, protocol: str, mechanism: str, user: str, passwor
     return path
 
 
-def java(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+def java(*args: str) -> subprocess.CompletedProcess:
     """scripts/kafka.sh ARGS, whatever its exit code."""
-    return subprocess.run([str(SCRIPTS / "kafka.sh"), *args], input=input, text=True,
+    return subprocess.run([str(SCRIPTS / "kafka.sh"), *args], text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180)
 
 
@@ -351,7 +351,12 @@ class Raw:
         return body
 
     def call(self, api: int, version: int, body: bytes) -> bytes | None:
-        cid = self.send(api, version, body)
+        """Send a request; its response body, or None when the broker closed the connection
+        (before or while the request was sent, or instead of answering)."""
+        try:
+            cid = self.send(api, version, body)
+        except (ConnectionError, ssl.SSLError):
+            return None
         resp = self.recv()
         if resp is not None:
             assert struct.unpack(">i", resp[:4])[0] == cid
@@ -363,9 +368,11 @@ class Raw:
         return self.recv() is None
 
     def handshake(self, mechanism: str, version: int = 1) -> tuple[int, list[str]]:
+        """SaslHandshake: (error_code, enabled mechanisms sorted by name)."""
         resp = self.call(API_SASL_HANDSHAKE, version, kstr(mechanism))
         assert resp is not None, f"SaslHandshake({mechanism}) closed the connection"
-        return parse_handshake(resp)
+        error, mechanisms = parse_handshake(resp)
+        return error, sorted(mechanisms)
 
     def authenticate(self, token: bytes, version: int = 1):
         """SaslAuthenticate; (error_code, error_message, auth_bytes, session_lifetime_ms) or
@@ -411,9 +418,10 @@ def plain_login(port: int, user: str, password: str):
     return raw, raw.authenticate(plain_token(user, password))
 
 
-# Kafka lists the enabled mechanisms in this order (not the configured one) in SaslHandshake
-# responses; the tests compare them as sets.
-ENABLED_ON_SASL = ["PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"]
+# The SASL listener's mechanisms, sorted. (Kafka lists them in SaslHandshake responses in an
+# order of its own, PLAIN, SCRAM-SHA-512, SCRAM-SHA-256, not the configured one; the tests
+# ignore the order.)
+ENABLED_ON_SASL = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PLAIN_FAILED = "Authentication failed: Invalid username or password"
 
 
@@ -666,9 +674,7 @@ def test_handshake_with_an_unknown_mechanism(sasl_broker, version):
     raw = Raw(sasl_broker.sasl_port)
     try:
         error, mechanisms = raw.handshake("NOPE", version)
-        assert error == UNSUPPORTED_SASL_MECHANISM
-        assert sorted(mechanisms) == sorted(ENABLED_ON_SASL)
-        assert len(mechanisms) == 3
+        assert (error, mechanisms) == (UNSUPPORTED_SASL_MECHANISM, ENABLED_ON_SASL)
         # ... and then closes the connection.
         assert raw.closed()
     finally:
@@ -680,9 +686,8 @@ def test_handshake_on_the_saslssl_listener_lists_its_own_mechanisms(sasl_broker)
     raw = Raw(sasl_broker.saslssl_port)
     raw.sock = ctx.wrap_socket(raw.sock, server_hostname="localhost")
     try:
-        error, mechanisms = raw.handshake("SCRAM-SHA-256")
-        assert error == UNSUPPORTED_SASL_MECHANISM
-        assert sorted(mechanisms) == ["PLAIN", "SCRAM-SHA-512"]
+        assert raw.handshake("SCRAM-SHA-256") == (UNSUPPORTED_SASL_MECHANISM,
+                                                  ["PLAIN", "SCRAM-SHA-512"])
         assert raw.closed()
     finally:
         raw.close()
@@ -730,11 +735,7 @@ def test_oversized_sasl_authenticate_closes_the_connection(sasl_broker):
     raw = Raw(port)
     try:
         raw.handshake("PLAIN")
-        token = plain_token("alice", "x" * (1 << 20))
-        try:
-            assert raw.authenticate(token) is None
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # closed while the frame was still being sent
+        assert raw.authenticate(plain_token("alice", "x" * (1 << 20))) is None
     finally:
         raw.close()
     # The limit is on the frame: SASL_MAX_RECEIVE bytes are read (and the PLAIN login fails
@@ -871,7 +872,9 @@ def test_clients_reauthenticate_without_errors(reauth_broker):
     assert any("Received session lifetime 3000 ms from broker" in line for line in lines)
     reauths = [line for line in lines if "Received REAUTH op" in line]
     assert len(reauths) >= 2, "\n".join(lines[-50:])
-    assert not any(re.search(r"Connected \(#[2-9]", line) for line in lines), "reconnected"
+    connects = [int(m.group(1)) for line in lines
+                if (m := re.search(r"Connected \(#(\d+)\)", line))]
+    assert connects and max(connects) == 1, "a connection was re-established"
     got = consume(conf, topic, sent)
     assert sorted(got) == sorted(acked)
 
