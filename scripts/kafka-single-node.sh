@@ -11,11 +11,13 @@
 # "key=value" lines appended to server.properties on first start), KAFKA_EXTRA_LISTENERS
 # ("NAME://host:port,..." added to listeners and advertised.listeners) with
 # KAFKA_EXTRA_PROTOCOL_MAP ("NAME:PROTOCOL,..." added to listener.security.protocol.map), e.g.
-# an SSL listener whose ssl.* keys come in KAFKA_SERVER_PROPS.
+# an SSL listener whose ssl.* keys come in KAFKA_SERVER_PROPS; KAFKA_FORMAT_ARGS (extra
+# arguments to `kafka-storage format` on first start, one per line), e.g. the two lines
+# "--add-scram" and "SCRAM-SHA-512=[name=admin,password=admin-secret]".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-}"; dir="${2:-}"
-[[ -n "$cmd" && -n "$dir" ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[[ -n "$cmd" && -n "$dir" ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
 
 running() { [[ -f "$dir/kafka.pid" ]] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; }
 
@@ -59,7 +61,10 @@ PROPS
   port="$(cat "$dir/port")"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     uuid="$("$here/kafka.sh" storage random-uuid)"
-    "$here/kafka.sh" storage format -t "$uuid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+    format_args=()
+    if [[ -n "${KAFKA_FORMAT_ARGS:-}" ]]; then mapfile -t format_args <<<"$KAFKA_FORMAT_ARGS"; fi
+    "$here/kafka.sh" storage format -t "$uuid" -c "$dir/server.properties" \
+      ${format_args[@]+"${format_args[@]}"} >"$dir/format.log" 2>&1 \
       || { cat "$dir/format.log" >&2; exit 1; }
   fi
   KAFKA_LOG_LEVEL="${KAFKA_LOG_LEVEL:-INFO}" nohup "$here/kafka.sh" server-start "$dir/server.properties" \
@@ -81,5 +86,5 @@ stop|kill)
   rm -f "$dir/kafka.pid"
   ;;
 status) running ;;
-*) sed -n '2,14p' "$0" >&2; exit 2 ;;
+*) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac

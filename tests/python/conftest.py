@@ -127,9 +127,12 @@ class GregorBroker(Broker):
     # Whether it has a Kafka listener to probe (a controller-only node has none).
     serves_clients = True
 
-    def __init__(self, binary: Path, workdir: Path, extra_props: dict[str, str] | None = None):
+    def __init__(self, binary: Path, workdir: Path, extra_props: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None):
         self.binary = binary
         self.extra_props = dict(extra_props or {})
+        # Appended to the `gregor dev` command line as given (e.g. --add-scram ...).
+        self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "data"
         self.log_path = workdir / "gregor.log"
         self.port, self.metrics_port = free_ports(2)
@@ -138,13 +141,14 @@ class GregorBroker(Broker):
 
     def command(self) -> list[str]:
         listener = f"PLAINTEXT://127.0.0.1:{self.port}"
+        extra = [arg for k, v in self.extra_props.items() for arg in ("--override", f"{k}={v}")]
         return [
             str(self.binary), "dev",
             "--data-dir", str(self.data_dir),
             "--override", f"listeners={listener}",
             "--override", f"advertised.listeners={listener}",
             "--override", f"metrics.listener=127.0.0.1:{self.metrics_port}",
-        ] + [arg for k, v in self.extra_props.items() for arg in ("--override", f"{k}={v}")]
+        ] + extra + self.extra_args
 
     def start(self):
         self.launch()
