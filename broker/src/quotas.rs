@@ -75,13 +75,17 @@ pub fn entity(components: &[(&str, Option<&str>)]) -> Result<QuotaEntity, String
     for (kind, name) in components {
         let t = EntityType::from_name(kind)
             .ok_or_else(|| format!("Unhandled client quota entity type: {kind}"))?;
+        if *name == Some("") {
+            return Err(format!("Empty {kind} not supported"));
+        }
         if map.insert(t, name.map(str::to_string)).is_some() {
             return Err(format!("Duplicate {kind} entity in client quota entity"));
         }
     }
     if map.contains_key(&EntityType::Ip) && map.len() > 1 {
         return Err(
-            "Invalid quota entity combination, IP entity should not be combined with User or \
+            // Kafka's words, its missing space included.
+            "Invalid quota entity combination, IP entity shouldnot be combined with User or \
              ClientId"
                 .into(),
         );
@@ -104,26 +108,42 @@ pub fn check_value(entity: &QuotaEntity, key: &str, value: f64) -> Result<(), St
     let Some((_, kind)) = keys.iter().find(|(k, _)| *k == key) else {
         return Err(format!("Invalid configuration key {key}"));
     };
-    if !value.is_finite() || value <= 0.0 {
+    if value <= 0.0 {
         return Err(format!("Quota {key} must be greater than 0"));
     }
-    let whole = value.fract() == 0.0;
-    match kind {
-        ValueType::Double => Ok(()),
-        ValueType::Long if whole && value <= i64::MAX as f64 => Ok(()),
-        ValueType::Int if whole && value <= f64::from(i32::MAX) => Ok(()),
-        ValueType::Long | ValueType::Int => Err(format!(
-            "Proposed value for key {key} is not a valid {}",
-            type_name(*kind)
-        )),
+    let (max, name) = match kind {
+        ValueType::Double => return Ok(()),
+        ValueType::Long => (i64::MAX as f64, "LONG"),
+        ValueType::Int => (f64::from(i32::MAX), "INT"),
+    };
+    if value > max {
+        return Err(format!(
+            "Proposed value for {key} is too large for a {name}."
+        ));
     }
+    // NaN too (Kafka lets it through).
+    if value.fract() != 0.0 {
+        return Err(format!("{key} cannot be a fractional value."));
+    }
+    Ok(())
 }
 
-fn type_name(kind: ValueType) -> &'static str {
-    match kind {
-        ValueType::Long => "LONG",
-        ValueType::Int => "INT",
-        ValueType::Double => "DOUBLE",
+/// Why a DescribeClientQuotas filter is refused: an unknown entity type is answered
+/// UNSUPPORTED_VERSION, anything else INVALID_REQUEST, as Kafka does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    /// The entity type is unknown.
+    pub unsupported_type: bool,
+    /// The message.
+    pub message: String,
+}
+
+impl FilterError {
+    fn invalid(message: impl Into<String>) -> FilterError {
+        FilterError {
+            unsupported_type: false,
+            message: message.into(),
+        }
     }
 }
 
@@ -150,29 +170,51 @@ pub struct Filter {
 
 impl Filter {
     /// Builds a filter from the request's `(type, match type, match)` components.
-    pub fn new(components: &[(&str, i8, Option<&str>)], strict: bool) -> Result<Filter, String> {
+    pub fn new(
+        components: &[(&str, i8, Option<&str>)],
+        strict: bool,
+    ) -> Result<Filter, FilterError> {
         let mut map = BTreeMap::new();
         for (kind, match_type, name) in components {
-            let t = EntityType::from_name(kind)
-                .ok_or_else(|| format!("Unhandled client quota entity type: {kind}"))?;
+            let t = EntityType::from_name(kind).ok_or_else(|| FilterError {
+                unsupported_type: true,
+                message: format!("Unsupported entity type {kind}"),
+            })?;
+            let request = "Request specified";
             let m = match (match_type, name) {
                 (0, Some(n)) => Match::Exact(n.to_string()),
-                (0, None) | (1, _) => Match::Default,
-                (2, _) => Match::Any,
-                (other, _) => return Err(format!("Unknown match type: {other}")),
+                (0, None) => {
+                    return Err(FilterError::invalid(format!(
+                        "{request} MATCH_TYPE_EXACT, but set match string to null."
+                    )))
+                }
+                (1, None) => Match::Default,
+                (2, None) => Match::Any,
+                (1, Some(_)) => {
+                    return Err(FilterError::invalid(format!(
+                        "{request} MATCH_TYPE_DEFAULT, but also specified a match string."
+                    )))
+                }
+                (2, Some(_)) => {
+                    return Err(FilterError::invalid(format!(
+                        "{request} MATCH_TYPE_SPECIFIED, but also specified a match string."
+                    )))
+                }
+                (other, _) => {
+                    return Err(FilterError::invalid(format!("Unknown match type {other}")))
+                }
             };
             if map.insert(t, m).is_some() {
-                return Err(format!(
+                return Err(FilterError::invalid(format!(
                     "Entity type {kind} cannot appear more than once in the filter."
-                ));
+                )));
             }
         }
         if map.contains_key(&EntityType::Ip) && map.len() > 1 {
-            return Err(
-                "Invalid entity filter component combination, IP filter component should not \
-                 be used with User or clientId filter component."
-                    .into(),
-            );
+            return Err(FilterError::invalid(
+                "Invalid entity filter component combination. IP filter component should not \
+                 be used with user or clientId filter component.",
+            ));
         }
         Ok(Filter {
             components: map,
@@ -253,7 +295,8 @@ mod tests {
         e(&[("user", None), ("client-id", Some("app"))]);
         e(&[("ip", Some("127.0.0.1"))]);
         type Components<'a> = &'a [(&'a str, Option<&'a str>)];
-        let cases: [(Components, &str); 5] = [
+        let cases: [(Components, &str); 6] = [
+            (&[("user", Some(""))], "Empty user not supported"),
             (&[], "Invalid empty client quota entity"),
             (
                 &[("group", Some("g"))],
@@ -261,7 +304,7 @@ mod tests {
             ),
             (
                 &[("user", Some("a")), ("ip", Some("::1"))],
-                "IP entity should not be combined",
+                "IP entity shouldnot be combined",
             ),
             (&[("ip", Some("not-an-ip"))], "not a valid IP"),
             (
@@ -291,9 +334,25 @@ mod tests {
                 "Invalid configuration key",
             ),
             (&ip, "producer_byte_rate", 1.0, "Invalid configuration key"),
-            (&user, "producer_byte_rate", 10.5, "not a valid LONG"),
+            (
+                &user,
+                "producer_byte_rate",
+                10.5,
+                "cannot be a fractional value.",
+            ),
             (&user, "consumer_byte_rate", 0.0, "must be greater than 0"),
-            (&ip, "connection_creation_rate", 3e10, "not a valid INT"),
+            (
+                &user,
+                "producer_byte_rate",
+                f64::INFINITY,
+                "too large for a LONG.",
+            ),
+            (
+                &ip,
+                "connection_creation_rate",
+                3e10,
+                "too large for a INT.",
+            ),
         ];
         for (entity, key, value, want) in cases {
             let err = check_value(entity, key, value).expect_err("invalid");
@@ -321,7 +380,11 @@ mod tests {
         assert!(nothing.matches(&alice));
         let err =
             Filter::new(&[("user", 2, None), ("user", 0, Some("a"))], false).expect_err("dup");
-        assert!(err.contains("more than once"), "{err}");
+        assert!(err.message.contains("more than once"), "{err:?}");
+        let err = Filter::new(&[("group", 2, None)], false).expect_err("type");
+        assert!(err.unsupported_type, "{err:?}");
+        let err = Filter::new(&[("user", 0, None)], false).expect_err("exact null");
+        assert!(err.message.contains("MATCH_TYPE_EXACT"), "{err:?}");
     }
 
     #[test]

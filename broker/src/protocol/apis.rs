@@ -39,7 +39,7 @@ macro_rules! served_apis {
             SyncGroup(SyncGroupRequest) 0..=5 => handlers::groups::sync_group;
             DescribeGroups(DescribeGroupsRequest) 0..=5 => handlers::groups::describe_groups;
             ListGroups(ListGroupsRequest) 0..=4 => handlers::groups::list_groups;
-            SaslHandshake(SaslHandshakeRequest) 0..=1 from 1 => handlers::sasl::sasl_handshake;
+            SaslHandshake(SaslHandshakeRequest) 0..=1 => handlers::sasl::sasl_handshake;
             ApiVersions(ApiVersionsRequest) 0..=3 => api_versions;
             CreateTopics(CreateTopicsRequest) 2..=7 => handlers::admin::create_topics;
             DeleteTopics(DeleteTopicsRequest) 1..=6 => handlers::admin::delete_topics;

@@ -113,6 +113,11 @@ impl Session {
         self.closing
     }
 
+    /// Closes the connection once the current response is written.
+    pub fn close_after_response(&mut self) {
+        self.closing = true;
+    }
+
     /// The largest frame to accept now: `sasl.server.max.receive.size` until the client has
     /// authenticated, `max` after.
     pub fn frame_limit(&self, max: usize) -> usize {
@@ -190,11 +195,10 @@ impl Session {
     ) -> Authenticate {
         let (Some(sasl), State::Exchange(mechanism, exchange)) = (&self.sasl, &mut self.state)
         else {
-            return Authenticate::Illegal(if self.sasl.is_some() {
-                "SaslAuthenticate request received after successful authentication"
-            } else {
-                "SaslAuthenticate request received on a listener without SASL"
-            });
+            // Kafka's words on a listener without SASL too.
+            return Authenticate::Illegal(
+                "SaslAuthenticate request received after successful authentication",
+            );
         };
         let mechanism = *mechanism;
         let step = match (mechanism, exchange) {

@@ -19,7 +19,8 @@ pub async fn describe_client_quotas(
     ctx: &Ctx<'_>,
     req: DescribeClientQuotasRequest,
 ) -> Option<DescribeClientQuotasResponse> {
-    let response = DescribeClientQuotasResponse::default().with_error_message(None);
+    // Kafka answers an empty (not null) message on success.
+    let response = DescribeClientQuotasResponse::default();
     let refused = |code: ResponseError, message: String| {
         Some(
             DescribeClientQuotasResponse::default()
@@ -38,7 +39,10 @@ pub async fn describe_client_quotas(
         .collect();
     let filter = match Filter::new(&components, req.strict) {
         Ok(f) => f,
-        Err(message) => return refused(ResponseError::InvalidRequest, message),
+        Err(e) if e.unsupported_type => {
+            return refused(ResponseError::UnsupportedVersion, e.message)
+        }
+        Err(e) => return refused(ResponseError::InvalidRequest, e.message),
     };
     let entries = ctx
         .broker
@@ -82,11 +86,21 @@ fn entry_changes(entry: &alter_client_quotas_request::EntryData) -> EntryChanges
         .map(|c| (&*c.entity_type, c.entity_name.as_deref()))
         .collect();
     let entity = quotas::entity(&components).map_err(invalid)?;
-    let mut changes = Vec::new();
+    let mut changes: Vec<(QuotaEntity, String, Option<f64>)> = Vec::new();
     for op in &entry.ops {
+        if changes.iter().any(|(_, k, _)| **k == *op.key) {
+            let names: Vec<String> = entity
+                .0
+                .iter()
+                .map(|(t, n)| format!("{}={}", t.name(), n.as_deref().unwrap_or("null")))
+                .collect();
+            return Err(invalid(format!(
+                "Ignoring duplicate entity ClientQuotaEntity(entries={{{}}})",
+                names.join(", ")
+            )));
+        }
         if op.remove {
-            // A removal names a key of the entity's type; any value is ignored.
-            quotas::check_value(&entity, &op.key, 1.0).map_err(invalid)?;
+            // As Kafka: removing any key, even one never set or unknown, is accepted.
             changes.push((entity.clone(), op.key.to_string(), None));
         } else {
             quotas::check_value(&entity, &op.key, op.value).map_err(invalid)?;

@@ -39,6 +39,13 @@ pub async fn sasl_handshake(
 ) -> Option<SaslHandshakeResponse> {
     let outcome = ctx.session.lock().handshake(&req.mechanism);
     let (error, mechanisms) = match outcome {
+        Handshake::Accepted(enabled) if ctx.version == 0 => {
+            // v0 sends the tokens unframed, without SaslAuthenticate: no client Gregor
+            // supports does, so the exchange ends here.
+            tracing::info!(peer = %ctx.peer, "SaslHandshake v0 (unframed SASL tokens) is not supported: use v1");
+            ctx.session.lock().close_after_response();
+            (None, enabled)
+        }
         Handshake::Accepted(enabled) => (None, enabled),
         Handshake::Unsupported(enabled) => {
             count(ctx, "failure");
