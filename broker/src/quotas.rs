@@ -91,7 +91,9 @@ pub fn entity(components: &[(&str, Option<&str>)]) -> Result<QuotaEntity, String
         );
     }
     if let Some(Some(ip)) = map.get(&EntityType::Ip) {
-        if ip.parse::<std::net::IpAddr>().is_err() {
+        // An address, or a host name that resolves (Kafka's InetAddress.getByName).
+        let resolves = || std::net::ToSocketAddrs::to_socket_addrs(&(ip.as_str(), 0)).is_ok();
+        if ip.parse::<std::net::IpAddr>().is_err() && !resolves() {
             return Err(format!("{ip} is not a valid IP or resolvable host."));
         }
     }

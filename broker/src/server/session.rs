@@ -30,7 +30,13 @@ pub struct Session {
     closing: bool,
     /// Whether the client has authenticated (a re-authentication keeps this).
     authenticated: bool,
+    /// When the last re-authentication started: Kafka starts at most one a second.
+    last_reauth: Option<Instant>,
 }
+
+/// The least time between two re-authentications' starts (Kafka's
+/// `MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`).
+const MIN_REAUTH_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum State {
@@ -100,6 +106,7 @@ impl Session {
             expires: None,
             closing: false,
             authenticated: sasl_none,
+            last_reauth: None,
         }
     }
 
@@ -157,14 +164,20 @@ impl Session {
         }
     }
 
-    /// A SaslHandshake for `mechanism`.
-    pub fn handshake(&mut self, mechanism: &str) -> Handshake {
+    /// A SaslHandshake for `mechanism`, at `now`.
+    pub fn handshake(&mut self, mechanism: &str, now: Instant) -> Handshake {
         let Some(sasl) = &self.sasl else {
             return Handshake::Illegal;
         };
-        let reauthenticating = matches!(self.state, State::Authenticated);
-        if reauthenticating && self.expires.is_none() {
-            return Handshake::Illegal;
+        if matches!(self.state, State::Authenticated) {
+            // A re-authentication: only when sessions expire, at most one a second.
+            let too_soon = self
+                .last_reauth
+                .is_some_and(|t| now.duration_since(t) < MIN_REAUTH_INTERVAL);
+            if self.expires.is_none() || too_soon {
+                return Handshake::Illegal;
+            }
+            self.last_reauth = Some(now);
         }
         let enabled: Vec<&'static str> = sasl.mechanisms.iter().map(|m| m.name()).collect();
         match sasl.mechanisms.iter().find(|m| m.name() == mechanism) {
@@ -269,7 +282,7 @@ mod tests {
     }
 
     fn login(s: &mut Session, token: &[u8], now: Instant) -> Authenticate {
-        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        assert!(matches!(s.handshake("PLAIN", now), Handshake::Accepted(_)));
         s.authenticate(token, &no_scram, now)
     }
 
@@ -285,7 +298,7 @@ mod tests {
             Gate::Close(_)
         ));
         assert_eq!(s.frame_limit(1 << 20), 1000);
-        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        assert!(matches!(s.handshake("PLAIN", now), Handshake::Accepted(_)));
         assert!(matches!(s.admits(ApiKey::Produce, now), Gate::Close(_)));
         let done = s.authenticate(b"\0alice\0alice-secret", &no_scram, now);
         assert_eq!(
@@ -298,7 +311,7 @@ mod tests {
         assert_eq!(&*s.principal(), "User:alice");
         assert_eq!(s.admits(ApiKey::Produce, now), Gate::Admit);
         assert_eq!(s.frame_limit(1 << 20), 1 << 20);
-        assert_eq!(s.handshake("PLAIN"), Handshake::Illegal);
+        assert_eq!(s.handshake("PLAIN", now), Handshake::Illegal);
         assert!(matches!(
             s.authenticate(b"x", &no_scram, now),
             Authenticate::Illegal(_)
@@ -319,7 +332,7 @@ mod tests {
         assert_eq!(&*s.principal(), ANONYMOUS);
         let mut s = Session::new(sasl(0));
         assert_eq!(
-            s.handshake("SCRAM-SHA-256"),
+            s.handshake("SCRAM-SHA-256", now),
             Handshake::Unsupported(vec!["PLAIN", "SCRAM-SHA-512"])
         );
         assert!(s.closing());
@@ -340,13 +353,16 @@ mod tests {
         assert!(matches!(s.admits(ApiKey::Fetch, later), Gate::Close(_)));
         assert_eq!(s.admits(ApiKey::SaslHandshake, later), Gate::Admit);
         // Re-authenticating: other requests still flow under the old authentication.
-        assert!(matches!(s.handshake("PLAIN"), Handshake::Accepted(_)));
+        assert!(matches!(s.handshake("PLAIN", now), Handshake::Accepted(_)));
         assert_eq!(s.admits(ApiKey::Fetch, now), Gate::Admit);
         assert!(matches!(
             s.authenticate(b"\0alice\0alice-secret", &no_scram, later),
             Authenticate::Done { .. }
         ));
         assert_eq!(s.admits(ApiKey::Fetch, later), Gate::Admit);
+        // At most one re-authentication starts a second.
+        let soon = now + Duration::from_millis(500);
+        assert_eq!(s.handshake("PLAIN", soon), Handshake::Illegal);
         let bob = login(&mut s, b"\0bob\0bob-secret", later);
         assert_eq!(
             bob,
@@ -366,7 +382,7 @@ mod tests {
         };
         let mut s = Session::new(sasl(0));
         assert!(matches!(
-            s.handshake("SCRAM-SHA-512"),
+            s.handshake("SCRAM-SHA-512", now),
             Handshake::Accepted(_)
         ));
         let step = s.authenticate(b"n,,n=carol,r=abc", &lookup, now);
@@ -388,7 +404,7 @@ mod tests {
         let mut s = Session::new(None);
         assert_eq!(&*s.principal(), ANONYMOUS);
         assert_eq!(s.admits(ApiKey::Produce, now), Gate::Admit);
-        assert_eq!(s.handshake("PLAIN"), Handshake::Illegal);
+        assert_eq!(s.handshake("PLAIN", now), Handshake::Illegal);
         assert!(matches!(
             s.authenticate(b"\0a\0b", &no_scram, now),
             Authenticate::Illegal(_)

@@ -37,7 +37,7 @@ pub async fn sasl_handshake(
     ctx: &Ctx<'_>,
     req: SaslHandshakeRequest,
 ) -> Option<SaslHandshakeResponse> {
-    let outcome = ctx.session.lock().handshake(&req.mechanism);
+    let outcome = ctx.session.lock().handshake(&req.mechanism, Instant::now());
     let (error, mechanisms) = match outcome {
         Handshake::Accepted(enabled) if ctx.version == 0 => {
             // v0 sends the tokens unframed, without SaslAuthenticate: no client Gregor
