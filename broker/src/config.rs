@@ -11,6 +11,7 @@ pub mod dynamic;
 mod providers;
 pub use providers::resolve as resolve_providers;
 mod authorizer;
+pub mod principal_rules;
 mod replication;
 pub mod sasl;
 pub mod ssl;

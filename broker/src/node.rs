@@ -438,6 +438,11 @@ async fn bind_client_listeners(
                 socket,
                 tls: tls.get(&l.name).cloned(),
                 sasl: config.sasl_listeners.get(&l.name).cloned().map(Arc::new),
+                principal_rules: config
+                    .ssl_listeners
+                    .get(&l.name)
+                    .filter(|_| !config.sasl_listeners.contains_key(&l.name))
+                    .map(|s| Arc::from(s.principal_rules.clone())),
             });
         }
     }

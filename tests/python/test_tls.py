@@ -22,10 +22,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from conftest import SCRIPTS, GregorBroker, KafkaBroker, free_ports, gregor_binary
+from conftest import SCRIPTS, GregorBroker, KafkaBroker, free_ports, gregor_binary, wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("KAFKA_BOOTSTRAP")),
@@ -83,12 +83,12 @@ class LogOnFailure:
 class TlsGregor(LogOnFailure, GregorBroker):
     """`gregor dev` with the PLAINTEXT, SSL and MTLS listeners."""
 
-    def __init__(self, binary, workdir, certs: Path):
+    def __init__(self, binary, workdir, certs: Path, extra: dict[str, str] | None = None):
         super().__init__(binary, workdir)
         # All four in one call, so none of them is handed out twice.
         self.port, self.metrics_port, self.ssl_port, self.mtls_port = free_ports(4)
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.props = ssl_properties(certs)
+        self.props = {**ssl_properties(certs), **(extra or {})}
 
     def command(self) -> list[str]:
         listeners = (f"PLAINTEXT://127.0.0.1:{self.port},SSL://127.0.0.1:{self.ssl_port},"
@@ -110,10 +110,10 @@ class TlsGregor(LogOnFailure, GregorBroker):
 class TlsKafka(LogOnFailure, KafkaBroker):
     """Apache Kafka with the same listeners and ssl.* keys (scripts/kafka-single-node.sh)."""
 
-    def __init__(self, workdir, certs: Path):
+    def __init__(self, workdir, certs: Path, extra: dict[str, str] | None = None):
         super().__init__(workdir)
         self.ssl_port, self.mtls_port = free_ports(2)
-        self.props = ssl_properties(certs)
+        self.props = {**ssl_properties(certs), **(extra or {})}
 
     def start(self):
         env = dict(os.environ)
@@ -126,18 +126,41 @@ class TlsKafka(LogOnFailure, KafkaBroker):
         self.bootstrap = out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module", params=["gregor", "kafka"])
-def tls_broker(request, certs, tmp_path_factory):
-    """A broker with the TLS listeners: Gregor, then Apache Kafka configured the same way."""
-    workdir = tmp_path_factory.mktemp(f"tls-{request.param}")
-    if request.param == "gregor":
+def start_tls_broker(kind: str, certs: Path, tmp_path_factory, extra=None):
+    workdir = tmp_path_factory.mktemp(f"tls-{kind}")
+    if kind == "gregor":
         binary = gregor_binary()
         if not binary.exists():
             pytest.fail(f"gregor binary not found at {binary}")
-        b = TlsGregor(binary, workdir, certs)
+        b = TlsGregor(binary, workdir, certs, extra)
     else:
-        b = TlsKafka(workdir, certs)
+        b = TlsKafka(workdir, certs, extra)
     b.start()
+    return b
+
+
+@pytest.fixture(scope="module", params=["gregor", "kafka"])
+def tls_broker(request, certs, tmp_path_factory):
+    """A broker with the TLS listeners: Gregor, then Apache Kafka configured the same way."""
+    b = start_tls_broker(request.param, certs, tmp_path_factory)
+    yield b
+    b.stop()
+
+
+# The StandardAuthorizer, the PLAINTEXT listener's ANONYMOUS a super user (Kafka's own
+# broker-to-controller traffic runs there; so does the test's admin), and the MTLS listener
+# naming principals by the certificate's CN, lower-cased.
+MTLS_ACL_PROPS = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "super.users": "User:ANONYMOUS",
+    "listener.name.mtls.ssl.principal.mapping.rules": "RULE:^CN=([^,]*).*$/$1/L,DEFAULT",
+}
+
+
+@pytest.fixture(scope="module", params=["gregor", "kafka"])
+def mtls_acl_broker(request, certs, tmp_path_factory):
+    """A broker whose MTLS listener takes principals from client certificates, with ACLs."""
+    b = start_tls_broker(request.param, certs, tmp_path_factory, MTLS_ACL_PROPS)
     yield b
     b.stop()
 
@@ -262,3 +285,33 @@ def test_java_console_tools_over_tls(tls_broker, certs, tmp_path, listener):
                     "--command-config", str(client), "--from-beginning",
                     "--max-messages", "5", "--timeout-ms", "60000")
     assert out.split() == lines
+
+
+def test_a_client_certificate_names_the_principal_acls_check(mtls_acl_broker, certs):
+    """ssl.principal.mapping.rules turns the client certificate's DN (CN=test-client) into
+    User:test-client; an ACL for that principal lets it write one topic and not another."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, NewTopic,
+                                       ResourcePatternType, ResourceType)
+    admin = AdminClient({"bootstrap.servers": mtls_acl_broker.bootstrap})
+    allowed, denied = (f"mtls-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("ok", "no"))
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in (allowed, denied)]).values():
+        f.result(30)
+    bindings = [AclBinding(ResourceType.TOPIC, allowed, ResourcePatternType.LITERAL,
+                           "User:test-client", "*", op, AclPermissionType.ALLOW)
+                for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]
+    for f in admin.create_acls(bindings).values():
+        f.result(30)
+    conf = {**ssl_conf(certs, mtls_acl_broker.mtls_port, client_cert=True), "acks": "all"}
+
+    def produce(topic: str):
+        errors = []
+        producer = Producer({**conf, "message.timeout.ms": 10000})
+        producer.produce(topic, b"v", on_delivery=lambda err, _m: errors.append(err))
+        producer.flush(30)
+        return errors
+
+    # ACLs reach the broker's authorizer asynchronously: wait until the grant holds.
+    wait_for(lambda: produce(allowed) == [None], 60, "the ACL for User:test-client to apply")
+    refused = produce(denied)
+    assert len(refused) == 1 and refused[0] is not None
+    assert refused[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused[0]

@@ -147,6 +147,8 @@ pub struct SslConfig {
     /// `ssl.cipher.suites` as given (IANA names); empty means rustls's defaults. Checked
     /// against what rustls implements when the listener starts.
     pub cipher_suites: Vec<String>,
+    /// `ssl.principal.mapping.rules`: how a client certificate's DN becomes the principal.
+    pub principal_rules: Vec<super::principal_rules::PrincipalRule>,
 }
 
 /// One listener's `ssl.*` keys: the per-listener key if present, else the global one.
@@ -344,7 +346,14 @@ fn parse_ssl(p: &Props, name: &str) -> Result<SslConfig, ConfigError> {
             ),
         ));
     }
+    let principal_rules = match k.get("ssl.principal.mapping.rules") {
+        None => vec![super::principal_rules::PrincipalRule::Default],
+        Some((key, v)) => {
+            super::principal_rules::parse(v).map_err(|e| Props::invalid(&key, v, e))?
+        }
+    };
     Ok(SslConfig {
+        principal_rules,
         keystore,
         truststore,
         client_auth,

@@ -84,7 +84,7 @@ pub async fn serve<S>(
     let span = tracing::debug_span!("connection", %peer, listener = &*listener);
     // Who the requests are authorized as: ANONYMOUS until SASL authenticates the client. A
     // plain mutex: locked only between awaits.
-    let session = parking_lot::Mutex::new(Session::new(info.sasl));
+    let session = parking_lot::Mutex::new(Session::new(info.sasl, info.principal));
     async move {
         let request_max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.

@@ -323,7 +323,7 @@ mod tests {
                 Bytes::from_static(frame),
                 peer,
                 "PLAINTEXT",
-                &parking_lot::Mutex::new(Session::new(None)),
+                &parking_lot::Mutex::new(Session::new(None, None)),
                 &mut out,
             )
             .await;
@@ -345,7 +345,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let mut out = BytesMut::new();
         let frame = Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 42]);
-        let session = parking_lot::Mutex::new(Session::new(None));
+        let session = parking_lot::Mutex::new(Session::new(None, None));
         let outcome = handle(&b, frame, peer, "PLAINTEXT", &session, &mut out).await;
         assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
         let mut body = out.split_off(4).freeze();

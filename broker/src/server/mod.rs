@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
+use crate::config::principal_rules::PrincipalRule;
 use crate::config::sasl::SaslConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
@@ -78,15 +79,21 @@ pub struct BoundListener {
     pub tls: Option<TlsAcceptor>,
     /// The SASL settings of a SASL_PLAINTEXT or SASL_SSL listener.
     pub sasl: Option<Arc<SaslConfig>>,
+    /// The `ssl.principal.mapping.rules` of an SSL listener: its clients' certificates name
+    /// their principal (on SASL_SSL, SASL does).
+    pub principal_rules: Option<Arc<[PrincipalRule]>>,
 }
 
-/// What a connection is served with: its listener's name and SASL settings.
+/// What a connection is served with: its listener's name and SASL settings, and the
+/// principal its client certificate names.
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
     /// The listener's name.
     pub name: Arc<str>,
     /// Its SASL settings, on a SASL listener.
     pub sasl: Option<Arc<SaslConfig>>,
+    /// The principal of the client's certificate (SSL listeners with a client certificate).
+    pub principal: Option<Arc<str>>,
 }
 
 /// Serves one accepted socket: the TLS handshake first on an SSL listener (a failed one closes
@@ -95,12 +102,12 @@ async fn serve_socket(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    listener: ListenerInfo,
-    tls: Option<TlsAcceptor>,
+    mut listener: ListenerInfo,
+    tls: Option<(TlsAcceptor, Option<Arc<[PrincipalRule]>>)>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let Some(acceptor) = tls else {
+    let Some((acceptor, rules)) = tls else {
         connection::serve(broker, stream, peer, listener, shutdown).await;
         return;
     };
@@ -110,7 +117,24 @@ async fn serve_socket(
         h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
     };
     match handshake {
-        Ok(Ok(tls_stream)) => connection::serve(broker, tls_stream, peer, listener, shutdown).await,
+        Ok(Ok(tls_stream)) => {
+            let certificate = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first());
+            if let (Some(rules), Some(der)) = (rules, certificate) {
+                match tls::certificate_principal(der, &rules) {
+                    Ok(name) => listener.principal = Some(Arc::from(format!("User:{name}"))),
+                    Err(e) => {
+                        let reason = format_args!("client certificate refused: {e}");
+                        broker.close_log.closed(peer, &name, &reason);
+                        return;
+                    }
+                }
+            }
+            connection::serve(broker, tls_stream, peer, listener, shutdown).await
+        }
         Ok(Err(e)) => {
             broker
                 .close_log
@@ -136,6 +160,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
         socket: listener,
         tls,
         sasl,
+        principal_rules,
     } in listeners
     {
         let broker = broker.clone();
@@ -167,8 +192,9 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
                 let info = ListenerInfo {
                     name: Arc::clone(&name),
                     sasl: sasl.clone(),
+                    principal: None,
                 };
-                let tls = tls.clone();
+                let tls = tls.clone().map(|t| (t, principal_rules.clone()));
                 conns.spawn(async move {
                     broker.metrics.connections.inc();
                     serve_socket(broker.clone(), stream, peer, info, tls, shutdown).await;

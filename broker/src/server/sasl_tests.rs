@@ -45,7 +45,7 @@ fn sasl_broker(dir: &std::path::Path, extra: &str) -> Arc<Broker> {
 
 fn new_session(b: &Broker) -> parking_lot::Mutex<Session> {
     let sasl = b.cluster.config.sasl_listeners.get("SASL").cloned();
-    parking_lot::Mutex::new(Session::new(sasl.map(Arc::new)))
+    parking_lot::Mutex::new(Session::new(sasl.map(Arc::new), None))
 }
 
 fn upsertion(
@@ -181,7 +181,7 @@ async fn nothing_but_api_versions_and_the_handshake_is_served_before_authenticat
     assert!(session.lock().closing());
 
     // On a listener without SASL, both SASL requests are answered ILLEGAL_SASL_STATE.
-    let plain = parking_lot::Mutex::new(Session::new(None));
+    let plain = parking_lot::Mutex::new(Session::new(None, None));
     let req = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
     let (_, r) = call_in(&b, "PLAINTEXT", &plain, 1, req).await;
     assert_eq!(

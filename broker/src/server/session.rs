@@ -92,7 +92,8 @@ pub enum Authenticate {
 impl Session {
     /// A new connection's session on a listener with `sasl` settings (`None`: no SASL, the
     /// connection is ANONYMOUS from the start).
-    pub fn new(sasl: Option<Arc<SaslConfig>>) -> Session {
+    /// `principal` is what the client's certificate names (SSL listeners), else ANONYMOUS.
+    pub fn new(sasl: Option<Arc<SaslConfig>>, principal: Option<Arc<str>>) -> Session {
         let sasl_none = sasl.is_none();
         let state = if sasl.is_some() {
             State::Unauthenticated
@@ -101,7 +102,7 @@ impl Session {
         };
         Session {
             sasl,
-            principal: Arc::from(ANONYMOUS),
+            principal: principal.unwrap_or_else(|| Arc::from(ANONYMOUS)),
             state,
             expires: None,
             closing: false,
@@ -289,7 +290,7 @@ mod tests {
     #[test]
     fn only_api_versions_and_the_handshake_come_before_authentication() {
         let now = Instant::now();
-        let mut s = Session::new(sasl(0));
+        let mut s = Session::new(sasl(0), None);
         assert_eq!(s.admits(ApiKey::ApiVersions, now), Gate::Admit);
         assert_eq!(s.admits(ApiKey::SaslHandshake, now), Gate::Admit);
         assert!(matches!(s.admits(ApiKey::Metadata, now), Gate::Close(_)));
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn a_failed_login_closes_after_answering_and_an_unknown_mechanism_too() {
         let now = Instant::now();
-        let mut s = Session::new(sasl(0));
+        let mut s = Session::new(sasl(0), None);
         let failed = login(&mut s, b"\0alice\0wrong", now);
         assert_eq!(
             failed,
@@ -330,7 +331,7 @@ mod tests {
         );
         assert!(s.closing());
         assert_eq!(&*s.principal(), ANONYMOUS);
-        let mut s = Session::new(sasl(0));
+        let mut s = Session::new(sasl(0), None);
         assert_eq!(
             s.handshake("SCRAM-SHA-256", now),
             Handshake::Unsupported(vec!["PLAIN", "SCRAM-SHA-512"])
@@ -341,7 +342,7 @@ mod tests {
     #[test]
     fn a_session_expires_and_re_authenticates_only_as_the_same_principal() {
         let now = Instant::now();
-        let mut s = Session::new(sasl(3000));
+        let mut s = Session::new(sasl(3000), None);
         assert_eq!(
             login(&mut s, b"\0alice\0alice-secret", now),
             Authenticate::Done {
@@ -380,7 +381,7 @@ mod tests {
         let lookup = move |u: &str, m: ScramMechanism| {
             (u == "carol" && m == ScramMechanism::Sha512).then(|| cred.clone())
         };
-        let mut s = Session::new(sasl(0));
+        let mut s = Session::new(sasl(0), None);
         assert!(matches!(
             s.handshake("SCRAM-SHA-512", now),
             Handshake::Accepted(_)
@@ -401,7 +402,7 @@ mod tests {
     #[test]
     fn a_listener_without_sasl_is_anonymous_and_refuses_sasl_requests() {
         let now = Instant::now();
-        let mut s = Session::new(None);
+        let mut s = Session::new(None, None);
         assert_eq!(&*s.principal(), ANONYMOUS);
         assert_eq!(s.admits(ApiKey::Produce, now), Gate::Admit);
         assert_eq!(s.handshake("PLAIN", now), Handshake::Illegal);

@@ -91,7 +91,7 @@ pub(super) async fn call<R: Request>(b: &Arc<Broker>, version: i16, req: R) -> R
 
 /// Like [`call`], on a connection accepted by the listener called `listener`.
 async fn call_on<R: Request>(b: &Arc<Broker>, listener: &str, version: i16, req: R) -> R::Response {
-    let session = parking_lot::Mutex::new(super::session::Session::new(None));
+    let session = parking_lot::Mutex::new(super::session::Session::new(None, None));
     let (outcome, response) = call_in(b, listener, &session, version, req).await;
     assert!(matches!(outcome, Outcome::Respond), "{outcome:?}");
     response.expect("a response")

@@ -15,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::principal_rules::PrincipalRule;
 use crate::config::ssl::{
     ClientAuth, KeyStore, PemSource, Secret, SslConfig, StoreType, TlsVersion, TrustStore, JKS_HINT,
 };
@@ -28,6 +29,16 @@ pub struct TlsError {
     pub listener: String,
     /// What is wrong, naming the file or key.
     pub reason: String,
+}
+
+/// The principal name of a client certificate (DER): its subject DN (RFC 4514 text, as
+/// Java's RFC 2253 form reads) mapped by the listener's `ssl.principal.mapping.rules`.
+pub fn certificate_principal(der: &[u8], rules: &[PrincipalRule]) -> Result<String, String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let dn = cert.tbs_certificate().subject().to_string();
+    crate::config::principal_rules::map(rules, &dn)
 }
 
 /// The TLS acceptor of every SSL listener, by listener name. Reads files: call it off the
