@@ -335,6 +335,60 @@ pub fn authorize<'a>(
     allowed || (!resource_has_acls && config.allow_everyone_if_no_acl_found)
 }
 
+/// Whether `who` may perform `op` on at least one resource of type `kind` (Kafka's
+/// `Authorizer.authorizeByResourceType`, e.g. an idempotent producer needs WRITE on some
+/// topic): a super user or an open resource yes; a DENY on the literal `*` no; else yes when
+/// an ALLOW (exactly `op`, or ALL) names a pattern no DENY dominates.
+pub fn authorize_by_resource_type<'a>(
+    config: &AuthorizerConfig,
+    acls: impl IntoIterator<Item = &'a Acl> + Clone,
+    who: Requester<'_>,
+    op: Operation,
+    kind: ResourceType,
+) -> bool {
+    // A hard-coded name, as Kafka asks: super users, or nothing to deny with.
+    let probe = Resource {
+        kind,
+        name: "hardcode",
+    };
+    if authorize(config, acls.clone(), who, op, probe) {
+        return true;
+    }
+    let mut deny_literal = std::collections::BTreeSet::new();
+    let mut deny_prefixed = std::collections::BTreeSet::new();
+    let mut allowed: Vec<(&Acl, bool)> = Vec::new();
+    for acl in acls {
+        let applies = acl.resource_type == kind
+            && (acl.host == WILDCARD || acl.host == who.host)
+            && (acl.principal == who.principal || acl.principal == "User:*")
+            && (acl.operation == op || acl.operation == Operation::All);
+        if !applies {
+            continue;
+        }
+        let literal = acl.pattern_type == PatternType::Literal;
+        match acl.permission {
+            Permission::Deny if literal && acl.resource_name == WILDCARD => return false,
+            Permission::Deny if literal => {
+                deny_literal.insert(acl.resource_name.as_str());
+            }
+            Permission::Deny => {
+                deny_prefixed.insert(acl.resource_name.as_str());
+            }
+            Permission::Allow if literal && acl.resource_name == WILDCARD => return true,
+            Permission::Allow => allowed.push((acl, literal)),
+        }
+    }
+    allowed.into_iter().any(|(acl, literal)| {
+        let name = acl.resource_name.as_str();
+        let denied_literally = literal && deny_literal.contains(name);
+        let dominated = name
+            .char_indices()
+            .map(|(i, c)| &name[..i + c.len_utf8()])
+            .any(|prefix| deny_prefixed.contains(prefix));
+        !denied_literally && !dominated
+    })
+}
+
 /// How a filter matches pattern types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternFilter {

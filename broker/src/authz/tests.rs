@@ -690,3 +690,83 @@ fn wire_codes_round_trip_and_names_are_kafkas() {
         r#"{"resource_type":"TRANSACTIONAL_ID","resource_name":"x","pattern_type":"PREFIXED","principal":"User:alice","host":"*","operation":"DESCRIBE_CONFIGS","permission":"DENY"}"#
     );
 }
+
+/// `(case, acls, principal, allowed)` for WRITE on any topic, from [`HOST`], default deny:
+/// Kafka's `authorizeByResourceType` cases.
+const BY_TYPE: &[(&str, &[Row], &str, bool)] = &[
+    ("no ACLs", &[], ALICE, false),
+    ("super user", &[], "User:admin", true),
+    (
+        "a literal allow",
+        &[(Topic, "t", Literal, ALICE, "*", Write, Allow)],
+        ALICE,
+        true,
+    ),
+    (
+        "an allow for someone else",
+        &[(Topic, "t", Literal, BOB, "*", Write, Allow)],
+        ALICE,
+        false,
+    ),
+    (
+        "an allow of another operation does not imply WRITE",
+        &[(Topic, "t", Literal, ALICE, "*", Read, Allow)],
+        ALICE,
+        false,
+    ),
+    (
+        "a literal allow denied literally",
+        &[
+            (Topic, "t", Literal, ALICE, "*", Write, Allow),
+            (Topic, "t", Literal, ALICE, "*", Write, Deny),
+        ],
+        ALICE,
+        false,
+    ),
+    (
+        "a prefixed allow dominated by a shorter prefixed deny",
+        &[
+            (Topic, "team-a", Prefixed, ALICE, "*", Write, Allow),
+            (Topic, "team", Prefixed, ALICE, "*", Write, Deny),
+        ],
+        ALICE,
+        false,
+    ),
+    (
+        "a prefixed allow next to a longer prefixed deny",
+        &[
+            (Topic, "team", Prefixed, ALICE, "*", Write, Allow),
+            (Topic, "team-a", Prefixed, ALICE, "*", Write, Deny),
+        ],
+        ALICE,
+        true,
+    ),
+    (
+        "a wildcard deny wins over everything",
+        &[
+            (Topic, "t", Literal, ALICE, "*", All, Allow),
+            (Topic, "*", Literal, "User:*", "*", Write, Deny),
+        ],
+        ALICE,
+        false,
+    ),
+    (
+        "an allow from another host",
+        &[(Topic, "t", Literal, ALICE, "10.9.9.9", Write, Allow)],
+        ALICE,
+        false,
+    ),
+];
+
+#[test]
+fn authorize_by_resource_type_follows_kafkas_cases() {
+    for (case, rows, principal, want) in BY_TYPE {
+        let acls: Vec<Acl> = rows.iter().copied().map(acl).collect();
+        let who = Requester {
+            principal,
+            host: HOST,
+        };
+        let got = authorize_by_resource_type(&config(false), &acls, who, Write, Topic);
+        assert_eq!(got, *want, "{case}");
+    }
+}

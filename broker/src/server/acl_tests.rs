@@ -218,3 +218,100 @@ async fn acls_in_the_committed_image_close_metadata_and_fetch_on_every_broker() 
     let code = r.responses[0].partitions[0].error_code;
     assert_eq!(code, ResponseError::TopicAuthorizationFailed.code());
 }
+
+/// Kafka's checks on the inter-broker and cluster-administration APIs: under a default-deny
+/// authorizer, ANONYMOUS (no ACLs) is refused each with Kafka's code.
+#[tokio::test]
+async fn cluster_apis_need_their_cluster_operation() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let d = tempfile::tempdir().expect("tempdir");
+    let extra = format!("authorizer.class.name={STANDARD_AUTHORIZER}\n");
+    let b = broker_with(d.path(), &two_brokers_image(), &extra);
+    let cluster_denied = ResponseError::ClusterAuthorizationFailed.code();
+
+    let pid = call(
+        &b,
+        4,
+        InitProducerIdRequest::default().with_transactional_id(None),
+    )
+    .await;
+    assert_eq!(pid.error_code, cluster_denied);
+
+    let epochs = |replica: i32| {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(replica))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(s("here")))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default().with_leader_epoch(1)
+                ])])
+    };
+    let client = call(&b, 4, epochs(-1)).await;
+    assert_eq!(
+        client.topics[0].partitions[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    let follower = call(&b, 4, epochs(2)).await;
+    assert_eq!(follower.topics[0].partitions[0].error_code, cluster_denied);
+
+    let fetch = call(
+        &b,
+        12,
+        FetchRequest::default()
+            .with_replica_id(BrokerId(2))
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(s("here")))
+                .with_partitions(vec![FetchPartition::default()])]),
+    )
+    .await;
+    assert_eq!(
+        fetch.responses[0].partitions[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+
+    let dirs = call(&b, 4, DescribeLogDirsRequest::default()).await;
+    assert_eq!((dirs.error_code, dirs.results.len()), (cluster_denied, 0));
+    let elect = call(&b, 2, ElectLeadersRequest::default()).await;
+    assert_eq!(elect.error_code, cluster_denied);
+    let alter = call(&b, 1, AlterPartitionReassignmentsRequest::default()).await;
+    assert_eq!(alter.error_code, cluster_denied);
+    let list = call(&b, 0, ListPartitionReassignmentsRequest::default()).await;
+    assert_eq!(list.error_code, cluster_denied);
+    let quorum = call(&b, 2, DescribeQuorumRequest::default()).await;
+    assert_eq!(quorum.error_code, cluster_denied);
+    let unregister = call(
+        &b,
+        0,
+        UnregisterBrokerRequest::default().with_broker_id(BrokerId(2)),
+    )
+    .await;
+    assert_eq!(unregister.error_code, cluster_denied);
+
+    // WRITE on any one topic is enough for an idempotent producer id.
+    let mut image = two_brokers_image();
+    let write_here = Acl {
+        resource_type: crate::authz::ResourceType::Topic,
+        resource_name: "here".into(),
+        pattern_type: crate::authz::PatternType::Literal,
+        principal: ANONYMOUS.into(),
+        host: "*".into(),
+        operation: crate::authz::Operation::Write,
+        permission: crate::authz::Permission::Allow,
+    };
+    image.apply(&MetadataRecord::Acl {
+        id: uuid::Uuid::new_v4(),
+        acl: write_here,
+    });
+    let d2 = tempfile::tempdir().expect("tempdir");
+    let writer = broker_with(d2.path(), &image, &extra);
+    let pid = call(
+        &writer,
+        4,
+        InitProducerIdRequest::default().with_transactional_id(None),
+    )
+    .await;
+    assert_eq!(pid.error_code, 0);
+    assert!(pid.producer_id.0 >= 0);
+}

@@ -16,8 +16,9 @@ use tracing::Instrument;
 use super::handlers;
 use super::session::{Gate, Session};
 use super::Broker;
-use crate::authz::{self, Operation, Requester, Resource};
+use crate::authz::{self, Operation, Requester, Resource, ResourceType};
 use crate::cluster::AdminError;
+use crate::config::AuthorizerConfig;
 use crate::protocol::{self, ApiRequest, DecodeError, Header, SUPPORTED_APIS};
 
 /// What the connection does after a request.
@@ -58,6 +59,23 @@ impl Ctx<'_> {
     /// authorizer is configured, else as the StandardAuthorizer decides from the committed
     /// ACLs.
     pub fn authorized(&self, op: Operation, resource: Resource<'_>) -> bool {
+        self.decide(|config, acls, who| authz::authorize(config, acls.values(), who, op, resource))
+    }
+
+    /// Whether the principal may perform `op` on at least one resource of type `kind`
+    /// (Kafka's `authorizeByResourceType`): always when no authorizer is configured.
+    pub fn authorized_any(&self, op: Operation, kind: ResourceType) -> bool {
+        self.decide(|config, acls, who| {
+            authz::authorize_by_resource_type(config, acls.values(), who, op, kind)
+        })
+    }
+
+    /// Runs an authorizer decision for this request's principal and host; true without an
+    /// authorizer.
+    fn decide(
+        &self,
+        decision: impl FnOnce(&AuthorizerConfig, &authz::Acls, Requester<'_>) -> bool,
+    ) -> bool {
         let cluster = &self.broker.cluster;
         let Some(config) = &cluster.config.authorizer else {
             return true;
@@ -67,7 +85,7 @@ impl Ctx<'_> {
             principal: self.principal,
             host: &host,
         };
-        authz::authorize(config, cluster.acls().values(), who, op, resource)
+        decision(config, &cluster.acls(), who)
     }
 
     /// Whether the principal may create topic `name`: CREATE on the cluster or on the topic.

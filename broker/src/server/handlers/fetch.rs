@@ -150,12 +150,15 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut wants = Vec::new();
-    // A follower's fetch is inter-broker traffic (Kafka checks CLUSTER_ACTION there); a
-    // consumer's needs READ on each topic.
+    // A follower's fetch is inter-broker traffic: CLUSTER_ACTION on the cluster, else every
+    // partition is refused, as in Kafka. A consumer's needs READ on each topic.
     let consumer = req.replica_id.0 < 0;
+    let follower_denied =
+        !consumer && !ctx.authorized(Operation::ClusterAction, Resource::cluster());
     for (ti, ft) in req.topics.iter().enumerate() {
         let topic = cluster.topic(&ft.topic.0);
-        let denied = consumer && !ctx.authorized(Operation::Read, Resource::topic(&ft.topic.0));
+        let denied = follower_denied
+            || (consumer && !ctx.authorized(Operation::Read, Resource::topic(&ft.topic.0)));
         topics.push(ft.topic.clone());
         for fp in &ft.partitions {
             wants.push(Want {
@@ -332,17 +335,33 @@ pub async fn offset_for_leader_epoch(
 ) -> Option<OffsetForLeaderEpochResponse> {
     let cluster = &ctx.broker.cluster;
     let node = ctx.broker.node_id();
+    // A follower (v3+ names its replica id) needs CLUSTER_ACTION; a client DESCRIBE on the
+    // topic.
+    let follower = req.replica_id.0 >= 0;
+    let follower_denied =
+        follower && !ctx.authorized(Operation::ClusterAction, Resource::cluster());
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = cluster.topic(&t.topic.0);
+            let refusal = if follower_denied {
+                Some(ResponseError::ClusterAuthorizationFailed)
+            } else if !follower && !ctx.authorized(Operation::Describe, Resource::topic(&t.topic.0))
+            {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else {
+                None
+            };
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|op| {
                     let base = EpochEndOffset::default().with_partition(op.partition);
                     let undefined = |b: EpochEndOffset| b.with_leader_epoch(-1).with_end_offset(-1);
+                    if let Some(e) = refusal {
+                        return undefined(base.with_error_code(e.code()));
+                    }
                     match topic.as_ref().and_then(|t| t.partition(op.partition)) {
                         None => undefined(
                             base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),

@@ -10,7 +10,8 @@ use kafka_protocol::messages::describe_log_dirs_response::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::blocking;
+use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource};
 use crate::cluster::Cluster;
 use crate::server::dispatch::{sb, Ctx};
 
@@ -24,6 +25,12 @@ pub async fn describe_log_dirs(
     ctx: &Ctx<'_>,
     req: DescribeLogDirsRequest,
 ) -> Option<DescribeLogDirsResponse> {
+    if let Err(e) = ctx.authorize(Operation::Describe, Resource::cluster()) {
+        // As Kafka: no directories, and (v3+) the refusal.
+        return Some(
+            DescribeLogDirsResponse::default().with_error_code(admin_error_code(&e).code()),
+        );
+    }
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.0.to_string(), t.partitions))

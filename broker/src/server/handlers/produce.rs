@@ -14,7 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{blocking, log_error_code};
-use crate::authz::{Operation, Resource};
+use crate::authz::{Operation, Resource, ResourceType};
 use crate::cluster::{Cluster, Commit, Partition, Topic};
 use crate::log::AppendOutcome;
 use crate::metrics::Metrics;
@@ -313,17 +313,27 @@ async fn await_commits(
 }
 
 /// InitProducerId: a fresh producer id for idempotent producers (transactions are refused).
+/// As in Kafka, an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some
+/// topic.
 pub async fn init_producer_id(
     ctx: &Ctx<'_>,
     req: InitProducerIdRequest,
 ) -> Option<InitProducerIdResponse> {
-    if req.transactional_id.is_some() {
-        return Some(
+    let refuse = |e: ResponseError| {
+        Some(
             InitProducerIdResponse::default()
-                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_error_code(e.code())
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
-        );
+        )
+    };
+    if req.transactional_id.is_some() {
+        return refuse(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if !ctx.authorized(Operation::IdempotentWrite, Resource::cluster())
+        && !ctx.authorized_any(Operation::Write, ResourceType::Topic)
+    {
+        return refuse(ResponseError::ClusterAuthorizationFailed);
     }
     let cluster: Arc<Cluster> = Arc::clone(&ctx.broker.cluster);
     match blocking(move || cluster.allocate_producer_id()).await {

@@ -10,6 +10,7 @@ use kafka_protocol::messages::describe_quorum_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
+use crate::authz::{Operation, Resource};
 use crate::quorum::status::MemberStatus;
 use crate::quorum::types::kafka_node_id;
 use crate::server::dispatch::{sb, Ctx};
@@ -21,6 +22,13 @@ pub async fn describe_quorum(
     ctx: &Ctx<'_>,
     req: DescribeQuorumRequest,
 ) -> Option<DescribeQuorumResponse> {
+    if let Err(e) = ctx.authorize(Operation::Describe, Resource::cluster()) {
+        return Some(
+            DescribeQuorumResponse::default()
+                .with_error_code(super::admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string()))),
+        );
+    }
     let Some(quorum) = ctx.broker.quorum.as_ref() else {
         return Some(
             DescribeQuorumResponse::default()

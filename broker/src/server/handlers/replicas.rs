@@ -12,6 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource};
 use crate::cluster::replica_changes::ElectionType;
 use crate::cluster::AdminError;
 use crate::server::dispatch::{sb, Ctx};
@@ -30,6 +31,13 @@ pub async fn alter_partition_reassignments(
     ctx: &Ctx<'_>,
     req: AlterPartitionReassignmentsRequest,
 ) -> Option<AlterPartitionReassignmentsResponse> {
+    if let Err(e) = ctx.authorize(Operation::Alter, Resource::cluster()) {
+        return Some(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string()))),
+        );
+    }
     // v0 has no such field: the replication factor may change, as it always could.
     let allow_rf_change = ctx.version < 1 || req.allow_replication_factor_change;
     let mut responses = Vec::with_capacity(req.topics.len());
@@ -73,6 +81,13 @@ pub async fn list_partition_reassignments(
     ctx: &Ctx<'_>,
     req: ListPartitionReassignmentsRequest,
 ) -> Option<ListPartitionReassignmentsResponse> {
+    if let Err(e) = ctx.authorize(Operation::Describe, Resource::cluster()) {
+        return Some(
+            ListPartitionReassignmentsResponse::default()
+                .with_error_code(admin_error_code(&e).code())
+                .with_error_message(Some(sb(e.to_string()))),
+        );
+    }
     let mut ongoing = ctx.broker.cluster.reassignments();
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
@@ -137,6 +152,35 @@ pub async fn elect_leaders(
         );
     };
     let cluster = &ctx.broker.cluster;
+    if let Err(e) = ctx.authorize(Operation::Alter, Resource::cluster()) {
+        // Every partition named is refused, and (v1+) the request.
+        let code = admin_error_code(&e).code();
+        let results = req
+            .topic_partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|i| {
+                        PartitionResult::default()
+                            .with_partition_id(*i)
+                            .with_error_code(code)
+                            .with_error_message(Some(sb(e.to_string())))
+                    })
+                    .collect();
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic)
+                    .with_partition_result(partitions)
+            })
+            .collect();
+        return Some(
+            ElectLeadersResponse::default()
+                .with_error_code(code)
+                .with_replica_election_results(results),
+        );
+    }
     let all = req.topic_partitions.is_none();
     let targets: Vec<(TopicName, Vec<i32>)> = match req.topic_partitions {
         Some(tps) => tps.into_iter().map(|t| (t.topic, t.partitions)).collect(),

@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::{admin_error_code, blocking};
+use crate::authz::{Operation, Resource};
 use crate::cluster::{error_chain, AdminError};
 use crate::quorum::learner::LearnerRefusal;
 use crate::quorum::types::node_id;
@@ -35,6 +36,8 @@ pub async fn unregister_broker(
 
 async fn unregister(ctx: &Ctx<'_>, id: i32) -> Result<(), (ResponseError, String)> {
     let admin = |e: AdminError| (admin_error_code(&e), e.to_string());
+    ctx.authorize(Operation::Alter, Resource::cluster())
+        .map_err(admin)?;
     let failed = || admin(AdminError::Storage("task failed".into()));
     let cluster = Arc::clone(&ctx.broker.cluster);
     blocking(move || cluster.unregistrable(id))
