@@ -142,6 +142,10 @@ pub struct Config {
     pub group_max_session_timeout_ms: i32,
     /// `max.connections`: further connections are closed at accept.
     pub max_connections: usize,
+    /// `quota.window.num`: how many windows client quota rates are measured over.
+    pub quota_window_num: usize,
+    /// `quota.window.size.seconds`: each quota window's length.
+    pub quota_window_size_seconds: u64,
     /// `broker.rack`.
     pub broker_rack: Option<String>,
     /// Replication and controller timing.
@@ -209,6 +213,8 @@ const KNOWN_KEYS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "max.connections",
+    "quota.window.num",
+    "quota.window.size.seconds",
     "broker.rack",
     "metrics.listener",
     "metadata.replication.listener",
@@ -703,6 +709,8 @@ impl Config {
             group_min_session_timeout_ms: p.num("group.min.session.timeout.ms", 6000, 0)?,
             group_max_session_timeout_ms: p.num("group.max.session.timeout.ms", 1_800_000, 0)?,
             max_connections: p.num("max.connections", 10_000, 1)?,
+            quota_window_num: p.num("quota.window.num", 11, 1)?,
+            quota_window_size_seconds: p.num("quota.window.size.seconds", 1, 1)?,
             broker_rack: p.get("broker.rack").map(str::to_string),
             replication: ReplicationConfig::from_props(&p)?,
             metrics_listener: p.get("metrics.listener").map(str::to_string),

@@ -63,6 +63,11 @@ class QuotaKafka(LogOnFailure, KafkaBroker):
     pass
 
 
+# Quota rates over 2 windows of 1 s (Kafka's default is 11): a client goes over its quota
+# after a second's worth of bytes, so the throttling tests stay short.
+QUOTA_WINDOWS = {"quota.window.num": "2", "quota.window.size.seconds": "1"}
+
+
 @pytest.fixture(scope="module", params=["gregor", "kafka"])
 def quota_broker(request, tmp_path_factory):
     """A plain single-node broker: Gregor, then Apache Kafka."""
@@ -71,9 +76,9 @@ def quota_broker(request, tmp_path_factory):
         binary = gregor_binary()
         if not binary.exists():
             pytest.fail(f"gregor binary not found at {binary}")
-        b = QuotaGregor(binary, workdir)
+        b = QuotaGregor(binary, workdir, QUOTA_WINDOWS)
     else:
-        b = QuotaKafka(workdir)
+        b = QuotaKafka(workdir, QUOTA_WINDOWS)
     b.start()
     yield b
     b.stop()
@@ -700,3 +705,59 @@ def test_describe_rejects_bad_filters(qb, case, version):
     components, code, message = BAD_FILTERS[case]
     # The error is the whole response's; entries is null.
     assert describe_raw(qb, components, strict=False, version=version) == (code, message, None)
+
+
+# --- enforcement ---------------------------------------------------------------------------
+
+def throttle_stats(seen: list):
+    """A librdkafka stats callback collecting each broker's largest throttle time (ms)."""
+    import json
+
+    def cb(payload: str):
+        for b in json.loads(payload)["brokers"].values():
+            seen.append(b.get("throttle", {}).get("max", 0))
+    return cb
+
+
+def test_clients_over_their_byte_rate_are_throttled_and_lose_nothing(qb, sfx):
+    """producer_byte_rate / consumer_byte_rate for a client id: a producer and a consumer
+    going as fast as they can are told to back off (throttle_time_ms, which librdkafka reports
+    in its stats) instead of failing, and every record arrives."""
+    from confluent_kafka import Consumer, Producer
+    client = f"throttled-{sfx}"
+    topic = f"quota-{sfx}"
+    entity = [("client-id", client)]
+    alter_ok(qb, [(entity, [("producer_byte_rate", 50000), ("consumer_byte_rate", 50000)])])
+    wait_quotas(qb, entity, {"producer_byte_rate": 50000.0, "consumer_byte_rate": 50000.0})
+    n, value = 300, b"x" * 1000  # 300 KB: six times the rate in a second
+    produced_throttle, errors = [], []
+    producer = Producer({"bootstrap.servers": qb, "client.id": client, "acks": "all",
+                         "linger.ms": 5, "batch.size": 16384,
+                         "statistics.interval.ms": 200, "stats_cb": throttle_stats(produced_throttle)})
+    for i in range(n):
+        producer.produce(topic, value, key=str(i).encode(),
+                         on_delivery=lambda err, _m: err and errors.append(err))
+        producer.poll(0)
+    assert producer.flush(120) == 0
+    assert errors == []
+    wait_for(lambda: producer.poll(0.2) is not None and max(produced_throttle, default=0) > 0,
+             10, "the producer to report a throttle time")
+
+    consumed_throttle, got = [], 0
+    consumer = Consumer({"bootstrap.servers": qb, "client.id": client, "group.id": f"g-{sfx}",
+                         "auto.offset.reset": "earliest", "fetch.max.bytes": 1048576,
+                         "max.partition.fetch.bytes": 16384,
+                         "statistics.interval.ms": 200, "stats_cb": throttle_stats(consumed_throttle)})
+    try:
+        consumer.subscribe([topic])
+
+        def all_consumed():
+            nonlocal got
+            for msg in consumer.consume(100, 1.0):
+                assert msg.error() is None, msg.error()
+                got += 1
+            return got >= n and max(consumed_throttle, default=0) > 0
+        wait_for(all_consumed, 120, f"{n} records and a fetch throttle time")
+        assert got == n
+    finally:
+        consumer.close()

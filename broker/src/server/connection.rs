@@ -153,6 +153,14 @@ pub async fn serve<S>(
             if session.lock().closing() {
                 return;
             }
+            // A client over its quota: read nothing more until its throttle time is over.
+            let muted = session.lock().take_mute();
+            if let Some(until) = muted {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+            }
             if buf.capacity() > (4 << 20) && buf.is_empty() {
                 // Do not keep a large buffer alive for an idle connection.
                 buf = BytesMut::new();

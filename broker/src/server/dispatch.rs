@@ -88,6 +88,33 @@ impl Ctx<'_> {
         decision(config, &cluster.acls(), who)
     }
 
+    /// Records `bytes` of `kind` against the client's quota; the throttle time to answer
+    /// (ms, 0 within quota), for which the connection is then muted.
+    pub fn throttle(&self, kind: super::throttle::QuotaKind, bytes: u64) -> i32 {
+        let now = Instant::now();
+        let quotas = self.broker.cluster.client_quotas();
+        let user = super::throttle::quota_user(self.principal);
+        let throttle =
+            self.broker
+                .throttler
+                .record(&quotas, kind, user, &self.client_id, bytes, now);
+        if throttle.is_zero() {
+            return 0;
+        }
+        self.session.lock().mute(now, throttle);
+        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// Takes back `bytes` of `kind` recorded by [`Ctx::throttle`]: a throttled fetch answers
+    /// no records, so they do not count.
+    pub fn unrecord(&self, kind: super::throttle::QuotaKind, bytes: u64) {
+        let quotas = self.broker.cluster.client_quotas();
+        let user = super::throttle::quota_user(self.principal);
+        self.broker
+            .throttler
+            .unrecord(&quotas, kind, user, &self.client_id, bytes, Instant::now());
+    }
+
     /// Whether the principal may create topic `name`: CREATE on the cluster or on the topic.
     pub fn may_create_topic(&self, name: &str) -> bool {
         self.authorized(Operation::Create, Resource::cluster())

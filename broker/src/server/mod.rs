@@ -7,6 +7,7 @@ mod connection;
 mod dispatch;
 mod handlers;
 pub mod session;
+pub mod throttle;
 pub mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +39,8 @@ pub struct Broker {
     connections: AtomicUsize,
     /// The rate limit of the log lines about peers closed for speaking the wrong protocol.
     close_log: connection::CloseLog,
+    /// The measured client rates against their quotas.
+    throttler: throttle::Throttler,
 }
 
 impl Broker {
@@ -48,7 +51,12 @@ impl Broker {
         metrics: Arc<Metrics>,
         quorum: Option<Arc<crate::quorum::node::QuorumNode>>,
     ) -> Broker {
+        let throttler = throttle::Throttler::new(
+            std::time::Duration::from_secs(cluster.config.quota_window_size_seconds),
+            cluster.config.quota_window_num,
+        );
         Broker {
+            throttler,
             cluster,
             groups,
             metrics,

@@ -32,6 +32,8 @@ pub struct Session {
     authenticated: bool,
     /// When the last re-authentication started: Kafka starts at most one a second.
     last_reauth: Option<Instant>,
+    /// Until when the connection reads nothing (a client over its quota, KIP-219).
+    muted_until: Option<Instant>,
 }
 
 /// The least time between two re-authentications' starts (Kafka's
@@ -108,6 +110,7 @@ impl Session {
             closing: false,
             authenticated: sasl_none,
             last_reauth: None,
+            muted_until: None,
         }
     }
 
@@ -119,6 +122,17 @@ impl Session {
     /// Whether the connection must close after the response now being written.
     pub fn closing(&self) -> bool {
         self.closing
+    }
+
+    /// Mutes the connection for `throttle` from `now`: it reads no request before then.
+    pub fn mute(&mut self, now: Instant, throttle: Duration) {
+        let until = now + throttle;
+        self.muted_until = Some(self.muted_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Until when the connection must read nothing, taken (once).
+    pub fn take_mute(&mut self) -> Option<Instant> {
+        self.muted_until.take()
     }
 
     /// Closes the connection once the current response is written.

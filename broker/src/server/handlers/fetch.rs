@@ -16,6 +16,7 @@ use super::{blocking, log_error_code};
 use crate::authz::{Operation, Resource};
 use crate::cluster::Partition;
 use crate::server::dispatch::Ctx;
+use crate::server::throttle::QuotaKind;
 
 struct Want {
     topic: usize,
@@ -216,11 +217,21 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
                 .with_topic_id(ft.topic_id)
         })
         .collect();
-    let mut sent = 0u64;
-    for (w, d) in wants.iter().zip(data) {
-        if let Some(r) = &d.records {
-            sent += r.len() as u64;
+    let sent: u64 = data
+        .iter()
+        .filter_map(|d| d.records.as_ref())
+        .map(|r| r.len() as u64)
+        .sum();
+    // A consumer over its quota gets an empty answer with the time to back off, as Kafka
+    // answers: the records stay to be fetched again, and are not counted.
+    if replica.is_none() {
+        let throttle_ms = ctx.throttle(QuotaKind::Fetch, sent);
+        if throttle_ms > 0 {
+            ctx.unrecord(QuotaKind::Fetch, sent);
+            return Some(FetchResponse::default().with_throttle_time_ms(throttle_ms));
         }
+    }
+    for (w, d) in wants.iter().zip(data) {
         responses[w.topic].partitions.push(d);
     }
     ctx.broker.metrics.fetch_bytes.inc_by(sent);

@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, Commit, Partition, Topic};
 use crate::log::AppendOutcome;
 use crate::metrics::Metrics;
 use crate::server::dispatch::{sb, Ctx};
+use crate::server::throttle::QuotaKind;
 
 /// `acks`: answer once every in-sync replica has the records.
 const ACKS_ALL: i16 = -1;
@@ -92,6 +93,13 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     let acks = req.acks;
     let node = ctx.broker.node_id();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let size: u64 = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .map(|r| r.len() as u64)
+        .sum();
     let appends = Appends {
         cluster: Arc::clone(&ctx.broker.cluster),
         metrics: Arc::clone(&ctx.broker.metrics),
@@ -111,10 +119,15 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         waits,
     } = run_appends(req, move |req| appends.all(req)).await;
     await_commits(&mut responses, waits, node, timeout).await;
+    let throttle_ms = ctx.throttle(QuotaKind::Produce, size);
     if acks == ACKS_NONE {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Some(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_ms),
+    )
 }
 
 /// Runs `append`, the appends of `req`, on a blocking thread. Should it panic, every partition

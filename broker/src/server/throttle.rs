@@ -1,0 +1,288 @@
+//! Client quota enforcement (Kafka's ClientQuotaManager for `producer_byte_rate` and
+//! `consumer_byte_rate`): the bytes each (user, client id) produces and fetches are measured
+//! over `quota.window.num` samples of `quota.window.size.seconds`; a client over its quota is
+//! told how long to back off (`throttle_time_ms`, KIP-219) and its connection reads nothing
+//! more for that long, so it slows down instead of failing.
+//!
+//! Which quota applies follows Kafka's precedence, most specific first: (user, client id),
+//! (user, default client id), user, (default user, client id), (default user, default client
+//! id), default user, client id, default client id. The rate is kept per the matched entity's
+//! kinds: a default user quota is each user's own.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::quotas::{ClientQuotas, EntityType, QuotaEntity};
+
+/// What a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaKind {
+    /// `producer_byte_rate`: bytes of Produce requests.
+    Produce,
+    /// `consumer_byte_rate`: record bytes of Fetch responses.
+    Fetch,
+}
+
+impl QuotaKind {
+    fn key(self) -> &'static str {
+        match self {
+            QuotaKind::Produce => "producer_byte_rate",
+            QuotaKind::Fetch => "consumer_byte_rate",
+        }
+    }
+}
+
+/// The quota that applies to `user` and `client_id` for `kind`: its limit (bytes a second)
+/// and the (user, client id) its rate is kept under.
+pub fn applicable(
+    quotas: &ClientQuotas,
+    kind: QuotaKind,
+    user: &str,
+    client_id: &str,
+) -> Option<(f64, (String, String))> {
+    if quotas.is_empty() {
+        return None;
+    }
+    let named = |s: &str| Some(Some(s.to_string()));
+    let default: Option<Option<String>> = Some(None);
+    // (user component, client component) in Kafka's order of precedence.
+    let order = [
+        (named(user), named(client_id)),
+        (named(user), default.clone()),
+        (named(user), None),
+        (default.clone(), named(client_id)),
+        (default.clone(), default.clone()),
+        (default.clone(), None),
+        (None, named(client_id)),
+        (None, default),
+    ];
+    order.into_iter().find_map(|(u, c)| {
+        let mut entity = std::collections::BTreeMap::new();
+        if let Some(u) = &u {
+            entity.insert(EntityType::User, u.clone());
+        }
+        if let Some(c) = &c {
+            entity.insert(EntityType::ClientId, c.clone());
+        }
+        let limit = *quotas.get(&QuotaEntity(entity))?.get(kind.key())?;
+        let tag = |on: bool, v: &str| if on { v.to_string() } else { String::new() };
+        Some((limit, (tag(u.is_some(), user), tag(c.is_some(), client_id))))
+    })
+}
+
+/// A rate over a sliding run of fixed windows (Kafka's `Rate` over a `SampledStat`).
+#[derive(Debug, Default)]
+struct SampledRate {
+    /// (window start, bytes in it), oldest first.
+    samples: std::collections::VecDeque<(Instant, f64)>,
+}
+
+impl SampledRate {
+    fn record(&mut self, value: f64, now: Instant, window: Duration, count: usize) {
+        match self.samples.back_mut() {
+            Some((start, sum)) if now.duration_since(*start) < window => *sum += value,
+            _ => self.samples.push_back((now, value)),
+        }
+        let span = window * count as u32;
+        while self
+            .samples
+            .front()
+            .is_some_and(|(start, _)| now.duration_since(*start) >= span)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Bytes a second over the samples kept; the window counts at least `count - 1` full
+    /// windows, so a first burst is not measured over a few milliseconds.
+    fn rate(&self, now: Instant, window: Duration, count: usize) -> (f64, Duration) {
+        let total: f64 = self.samples.iter().map(|(_, v)| v).sum();
+        let elapsed = self
+            .samples
+            .front()
+            .map_or(Duration::ZERO, |(start, _)| now.duration_since(*start));
+        let span = elapsed.max(window * (count.saturating_sub(1)) as u32);
+        (total / span.as_secs_f64().max(1e-3), span)
+    }
+}
+
+/// The measured rates of every (kind, user, client id) with a quota.
+#[derive(Debug)]
+pub struct Throttler {
+    window: Duration,
+    count: usize,
+    rates: parking_lot::Mutex<HashMap<(QuotaKind, String, String), SampledRate>>,
+}
+
+impl Throttler {
+    /// Rates over `count` windows of `window` each (`quota.window.num`,
+    /// `quota.window.size.seconds`).
+    pub fn new(window: Duration, count: usize) -> Throttler {
+        Throttler {
+            window,
+            count: count.max(1),
+            rates: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records `bytes` of `kind` by `user` / `client_id` at `now`; how long the client must
+    /// back off (zero when within its quota, or without one).
+    pub fn record(
+        &self,
+        quotas: &ClientQuotas,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        bytes: u64,
+        now: Instant,
+    ) -> Duration {
+        self.add(quotas, kind, (user, client_id), bytes as f64, now)
+    }
+
+    /// Takes back `bytes` recorded at about `now` (a throttled fetch that answered nothing).
+    pub fn unrecord(
+        &self,
+        quotas: &ClientQuotas,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        bytes: u64,
+        now: Instant,
+    ) {
+        self.add(quotas, kind, (user, client_id), -(bytes as f64), now);
+    }
+
+    fn add(
+        &self,
+        quotas: &ClientQuotas,
+        kind: QuotaKind,
+        (user, client_id): (&str, &str),
+        value: f64,
+        now: Instant,
+    ) -> Duration {
+        let Some((limit, (u, c))) = applicable(quotas, kind, user, client_id) else {
+            return Duration::ZERO;
+        };
+        let mut rates = self.rates.lock();
+        let rate = rates.entry((kind, u, c)).or_default();
+        rate.record(value, now, self.window, self.count);
+        let (observed, span) = rate.rate(now, self.window, self.count);
+        if observed <= limit {
+            return Duration::ZERO;
+        }
+        // Kafka's QuotaUtils.throttleTime: long enough for the rate to fall back to the
+        // limit, at most the whole measured window.
+        let throttle = span.mul_f64((observed - limit) / limit);
+        throttle.min(self.window * self.count as u32)
+    }
+}
+
+/// The user name quotas know a principal by: `User:alice` is `alice`.
+pub fn quota_user(principal: &str) -> &str {
+    principal.strip_prefix("User:").unwrap_or(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quotas::{apply, entity};
+
+    /// `(entity components, key, value)`.
+    type Setting<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str, f64);
+
+    fn quotas(entries: &[Setting]) -> ClientQuotas {
+        let mut q = ClientQuotas::new();
+        for (components, key, value) in entries {
+            apply(
+                &mut q,
+                &entity(components).expect("entity"),
+                key,
+                Some(*value),
+            );
+        }
+        q
+    }
+
+    #[test]
+    fn the_most_specific_quota_applies_in_kafkas_order() {
+        let q = quotas(&[
+            (&[("client-id", None)], "producer_byte_rate", 1.0),
+            (&[("client-id", Some("app"))], "producer_byte_rate", 2.0),
+            (&[("user", None)], "producer_byte_rate", 3.0),
+            (&[("user", Some("alice"))], "producer_byte_rate", 4.0),
+            (
+                &[("user", Some("alice")), ("client-id", Some("app"))],
+                "producer_byte_rate",
+                5.0,
+            ),
+            (&[("user", Some("bob"))], "consumer_byte_rate", 6.0),
+        ]);
+        let p = QuotaKind::Produce;
+        let tags = |u: &str, c: &str| (u.to_string(), c.to_string());
+        assert_eq!(
+            applicable(&q, p, "alice", "app"),
+            Some((5.0, tags("alice", "app")))
+        );
+        assert_eq!(
+            applicable(&q, p, "alice", "other"),
+            Some((4.0, tags("alice", "")))
+        );
+        // bob's own quota is for fetching: the default user's applies, to bob alone.
+        assert_eq!(
+            applicable(&q, p, "bob", "app"),
+            Some((3.0, tags("bob", "")))
+        );
+        assert_eq!(
+            applicable(&q, QuotaKind::Fetch, "bob", "x"),
+            Some((6.0, tags("bob", "")))
+        );
+        let clients_only = quotas(&[
+            (&[("client-id", None)], "producer_byte_rate", 1.0),
+            (&[("client-id", Some("app"))], "producer_byte_rate", 2.0),
+        ]);
+        assert_eq!(
+            applicable(&clients_only, p, "carol", "app"),
+            Some((2.0, tags("", "app")))
+        );
+        assert_eq!(
+            applicable(&clients_only, p, "carol", "z"),
+            Some((1.0, tags("", "z")))
+        );
+        assert_eq!(applicable(&ClientQuotas::new(), p, "carol", "z"), None);
+    }
+
+    #[test]
+    fn a_client_over_its_rate_is_throttled_until_the_rate_falls_back() {
+        let q = quotas(&[(&[("client-id", Some("app"))], "producer_byte_rate", 1000.0)]);
+        let t = Throttler::new(Duration::from_secs(1), 11);
+        let start = Instant::now();
+        let record = |bytes, at: Duration| {
+            t.record(
+                &q,
+                QuotaKind::Produce,
+                "ANONYMOUS",
+                "app",
+                bytes,
+                start + at,
+            )
+        };
+        // 5000 bytes over the 10 s minimum window: 500 B/s, within the quota.
+        assert_eq!(record(5000, Duration::ZERO), Duration::ZERO);
+        // 15000 more: 2000 B/s over 10 s is twice the quota: back off another 10 s.
+        assert_eq!(
+            record(15000, Duration::from_millis(100)),
+            Duration::from_secs(10)
+        );
+        // Another client id has no quota.
+        let other = t.record(&q, QuotaKind::Produce, "ANONYMOUS", "x", 1 << 30, start);
+        assert_eq!(other, Duration::ZERO);
+        // Once the samples age out, the client is within its quota again.
+        assert_eq!(record(10, Duration::from_secs(12)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_quota_user_is_the_principals_name() {
+        assert_eq!(quota_user("User:alice"), "alice");
+        assert_eq!(quota_user("User:ANONYMOUS"), "ANONYMOUS");
+    }
+}
