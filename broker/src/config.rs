@@ -146,6 +146,9 @@ pub struct Config {
     pub quota_window_num: usize,
     /// `quota.window.size.seconds`: each quota window's length.
     pub quota_window_size_seconds: u64,
+    /// `ssl.reload.interval.ms` (a Gregor key): how often SSL listeners look for changed key
+    /// and trust store files; 0 turns reloading off.
+    pub ssl_reload_interval_ms: u64,
     /// `broker.rack`.
     pub broker_rack: Option<String>,
     /// Replication and controller timing.
@@ -711,6 +714,7 @@ impl Config {
             max_connections: p.num("max.connections", 10_000, 1)?,
             quota_window_num: p.num("quota.window.num", 11, 1)?,
             quota_window_size_seconds: p.num("quota.window.size.seconds", 1, 1)?,
+            ssl_reload_interval_ms: p.num("ssl.reload.interval.ms", 10_000, 0)?,
             broker_rack: p.get("broker.rack").map(str::to_string),
             replication: ReplicationConfig::from_props(&p)?,
             metrics_listener: p.get("metrics.listener").map(str::to_string),

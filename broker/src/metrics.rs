@@ -30,6 +30,8 @@ pub struct Metrics {
     /// SASL authentications by result (`success`, `failure`): Kafka's
     /// successful-/failed-authentication-total.
     pub authentications: IntCounterVec,
+    /// TLS material reloads by result (`success`, `failure`).
+    pub tls_reloads: IntCounterVec,
     /// Bytes read from clients.
     pub bytes_in: IntCounter,
     /// Bytes written to clients.
@@ -77,6 +79,10 @@ impl Metrics {
             Opts::new("authentications_total", "SASL authentications by result"),
             &["result"],
         )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new("tls_reloads_total", "TLS material reloads by result"),
+            &["result"],
+        )?;
         let counter = |n: &str, h: &str| IntCounter::new(n, h);
         let gauge = |n: &str, h: &str| IntGauge::new(n, h);
         let m = Metrics {
@@ -84,6 +90,7 @@ impl Metrics {
             request_latency,
             request_errors,
             authentications,
+            tls_reloads,
             bytes_in: counter("bytes_in_total", "Bytes read from clients")?,
             bytes_out: counter("bytes_out_total", "Bytes written to clients")?,
             produce_bytes: counter("produce_bytes_total", "Record bytes accepted by Produce")?,
@@ -104,6 +111,7 @@ impl Metrics {
         m.registry.register(Box::new(m.request_latency.clone()))?;
         m.registry.register(Box::new(m.request_errors.clone()))?;
         m.registry.register(Box::new(m.authentications.clone()))?;
+        m.registry.register(Box::new(m.tls_reloads.clone()))?;
         for c in [
             &m.bytes_in,
             &m.bytes_out,

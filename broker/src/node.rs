@@ -350,6 +350,14 @@ async fn start_broker(
     tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
 
     let (listeners, bound) = bind_client_listeners(config, &tls).await?;
+    if config.ssl_reload_interval_ms > 0 && !tls.is_empty() {
+        tracker.spawn(server::tls_reload::watch(
+            tls.values().cloned().collect(),
+            Duration::from_millis(config.ssl_reload_interval_ms),
+            Arc::clone(metrics),
+            shutdown.clone(),
+        ));
+    }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.socket.local_addr().ok())
@@ -421,7 +429,7 @@ type BoundListeners = (Vec<server::BoundListener>, Vec<(String, u16)>);
 /// acceptor from `tls`.
 async fn bind_client_listeners(
     config: &Config,
-    tls: &std::collections::BTreeMap<String, tokio_rustls::TlsAcceptor>,
+    tls: &std::collections::BTreeMap<String, Arc<server::tls_reload::ReloadingAcceptor>>,
 ) -> Result<BoundListeners, NodeError> {
     // Each socket keeps its listener's name: a request is answered with the addresses of the
     // listener it arrived on.

@@ -315,3 +315,121 @@ def test_a_client_certificate_names_the_principal_acls_check(mtls_acl_broker, ce
     refused = produce(denied)
     assert len(refused) == 1 and refused[0] is not None
     assert refused[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused[0]
+
+
+# --- rotation (Gregor only: Kafka reloads only on AlterConfigs, or a restart) ---------------
+
+def issue(d: Path, ca: str, who: str, subject: str, ext: str):
+    """`who`.pem / .key / -bundle.pem signed by CA `ca` (ca.pem / ca.key naming: `ca`.pem)."""
+    (d / f"{who}.ext").write_text(ext)
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key",
+            "-out", f"{who}.csr", "-subj", subject)
+    openssl(d, "x509", "-req", "-in", f"{who}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")
+    (d / f"{who}-bundle.pem").write_text((d / f"{who}.pem").read_text() + (d / f"{who}.key").read_text())
+
+
+def replace_file(path: Path, content: str):
+    """Atomically, as a certificate manager (cert-manager, a kubelet secret update) does."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+
+
+def served_issuer(port: int, cafile: Path) -> str:
+    """The CN of the issuer of the certificate a new TLS connection to `port` gets."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            issuer = dict(x[0] for x in s.getpeercert()["issuer"])
+            return issuer["commonName"]
+
+
+def test_certificates_and_trust_rotate_without_a_restart_or_a_client_error(certs, tmp_path):
+    """The SSL listener's key store file and the MTLS listener's trust store file are replaced
+    while a producer and a consumer run: new handshakes get the new certificate, a client
+    certificate from the new CA is accepted once the trust store names it, and the running
+    clients see no error and no dropped connection."""
+    import json
+    import threading
+    binary = gregor_binary()
+    if not binary.exists():
+        pytest.fail(f"gregor binary not found at {binary}")
+    d = tmp_path / "rot"
+    d.mkdir()
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca2.key",
+            "-out", "ca2.pem", "-days", "2", "-subj", "/CN=gregor-rotated-ca")
+    issue(d, "ca2", "server2", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    issue(d, "ca2", "client2", "/CN=rotated-client", "extendedKeyUsage=clientAuth\n")
+    both = d / "ca-both.pem"
+    both.write_text((certs / "ca.pem").read_text() + (d / "ca2.pem").read_text())
+    keystore, truststore = d / "keystore.pem", d / "truststore.pem"
+    keystore.write_text((certs / "server-bundle.pem").read_text())
+    truststore.write_text((certs / "ca.pem").read_text())
+    broker = TlsGregor(binary, tmp_path / "gregor", certs, {
+        "ssl.keystore.location": str(keystore),
+        "listener.name.mtls.ssl.truststore.location": str(truststore),
+        "ssl.reload.interval.ms": "200",
+    })
+    broker.start()
+    try:
+        assert served_issuer(broker.ssl_port, both) == "gregor-test-ca"
+        conf = {**ssl_conf(certs, broker.ssl_port), "ssl.ca.location": str(both)}
+        topic = f"rotate-{uuid.uuid4().hex[:8]}"
+        stats = {}
+        errors, delivered, stop = [], [], threading.Event()
+
+        def keep_stats(payload):
+            s = json.loads(payload)
+            stats.update({b["name"]: b["disconnects"] for b in s["brokers"].values()
+                          if b["nodeid"] >= 0})
+
+        producer = Producer({**conf, "acks": "all", "statistics.interval.ms": 200,
+                             "stats_cb": keep_stats})
+
+        def produce():
+            i = 0
+            while not stop.is_set():
+                producer.produce(topic, f"r{i}".encode(),
+                                 on_delivery=lambda err, m: (errors if err else delivered).append(err or m.value()))
+                producer.poll(0.02)
+                i += 1
+            producer.flush(30)
+
+        t = threading.Thread(target=produce)
+        t.start()
+        try:
+            wait_for(lambda: len(delivered) > 20, 30, "the producer to get going")
+            # The key store: the new certificate serves new handshakes.
+            replace_file(keystore, (d / "server2-bundle.pem").read_text())
+            wait_for(lambda: served_issuer(broker.ssl_port, both) == "gregor-rotated-ca", 30,
+                     "the rotated certificate to be served")
+            # The trust store: a client certificate from the new CA is refused, then accepted.
+            client2 = {**ssl_conf(certs, broker.mtls_port), "ssl.ca.location": str(both),
+                       "ssl.certificate.location": str(d / "client2.pem"),
+                       "ssl.key.location": str(d / "client2.key")}
+            assert_refused(client2)
+            replace_file(truststore, both.read_text())
+            wait_for(lambda: roundtrip(client2, n=1) == [b"m0"], 60,
+                     "a client certificate of the new CA to be accepted")
+            count = len(delivered)
+            wait_for(lambda: len(delivered) > count + 20, 30, "the producer to keep going")
+        finally:
+            stop.set()
+            t.join(60)
+        assert errors == []
+        producer.poll(0.5)
+        assert stats and all(v == 0 for v in stats.values()), f"disconnects: {stats}"
+        consumer = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+        got = []
+        try:
+            consumer.subscribe([topic])
+            wait_for(lambda: got.extend(m.value() for m in consumer.consume(500, 1.0)
+                                        if m.error() is None) or len(got) >= len(delivered),
+                     60, "every delivered record to be consumed")
+        finally:
+            consumer.close()
+        assert sorted(got) == sorted(delivered)
+    finally:
+        broker.stop()

@@ -9,12 +9,12 @@ mod handlers;
 pub mod session;
 pub mod throttle;
 pub mod tls;
+pub mod tls_reload;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,7 +84,7 @@ pub struct BoundListener {
     /// The socket.
     pub socket: TcpListener,
     /// The TLS acceptor of an SSL or SASL_SSL listener; `None` on a PLAINTEXT one.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<tls_reload::ReloadingAcceptor>>,
     /// The SASL settings of a SASL_PLAINTEXT or SASL_SSL listener.
     pub sasl: Option<Arc<SaslConfig>>,
     /// The `ssl.principal.mapping.rules` of an SSL listener: its clients' certificates name
@@ -111,7 +111,10 @@ async fn serve_socket(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     mut listener: ListenerInfo,
-    tls: Option<(TlsAcceptor, Option<Arc<[PrincipalRule]>>)>,
+    tls: Option<(
+        Arc<tls_reload::ReloadingAcceptor>,
+        Option<Arc<[PrincipalRule]>>,
+    )>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -122,7 +125,7 @@ async fn serve_socket(
     let name = Arc::clone(&listener.name);
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
-        h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+        h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.acceptor().accept(stream)) => h,
     };
     match handshake {
         Ok(Ok(tls_stream)) => {

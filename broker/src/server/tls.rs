@@ -13,7 +13,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::principal_rules::PrincipalRule;
 use crate::config::ssl::{
@@ -41,18 +40,23 @@ pub fn certificate_principal(der: &[u8], rules: &[PrincipalRule]) -> Result<Stri
     crate::config::principal_rules::map(rules, &dn)
 }
 
-/// The TLS acceptor of every SSL listener, by listener name. Reads files: call it off the
-/// reactor.
-pub fn acceptors(config: &Config) -> Result<BTreeMap<String, TlsAcceptor>, TlsError> {
+/// The TLS acceptor of every SSL listener, by listener name, each following its files
+/// (`server::tls_reload`). Reads files: call it off the reactor.
+pub fn acceptors(
+    config: &Config,
+) -> Result<BTreeMap<String, Arc<super::tls_reload::ReloadingAcceptor>>, TlsError> {
     config
         .ssl_listeners
         .iter()
         .map(|(name, ssl)| {
-            let server = server_config(ssl).map_err(|reason| TlsError {
-                listener: name.clone(),
-                reason,
-            })?;
-            Ok((name.clone(), TlsAcceptor::from(Arc::new(server))))
+            let acceptor =
+                super::tls_reload::ReloadingAcceptor::load(name, ssl).map_err(|reason| {
+                    TlsError {
+                        listener: name.clone(),
+                        reason,
+                    }
+                })?;
+            Ok((name.clone(), Arc::new(acceptor)))
         })
         .collect()
 }

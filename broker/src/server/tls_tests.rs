@@ -310,3 +310,43 @@ fn a_missing_file_and_a_legacy_encrypted_key_are_named() {
     .expect_err("legacy");
     assert!(err.contains("openssl pkcs8 -topk8"), "{err}");
 }
+
+#[test]
+fn changed_files_reload_and_a_broken_change_keeps_the_old_material() {
+    use crate::server::tls_reload::ReloadingAcceptor;
+    let m = material();
+    let ssl = ssl_config(
+        m.path(),
+        "ssl.keystore.type=PEM\nssl.keystore.location=$DIR/server-bundle.pem\n\
+         ssl.truststore.type=PEM\nssl.truststore.location=$DIR/ca.pem\n\
+         ssl.client.auth=requested\n",
+    )
+    .expect("config");
+    let acceptor = ReloadingAcceptor::load("SSL", &ssl).expect("loads");
+    assert_eq!(acceptor.check(), Ok(false), "nothing changed");
+    let bundle = m.path().join("server-bundle.pem");
+    let good = std::fs::read(&bundle).expect("read");
+    let before = acceptor.acceptor();
+    // A half-written key store: refused, the previous acceptor stays in use.
+    std::fs::write(&bundle, &good[..good.len() / 2]).expect("write");
+    assert!(acceptor.check().is_err());
+    assert!(std::sync::Arc::ptr_eq(
+        before.config(),
+        acceptor.acceptor().config()
+    ));
+    // Asked again only at the next change.
+    assert_eq!(acceptor.check(), Ok(false));
+    // Whole again (a renewed certificate would read the same way): reloaded.
+    std::fs::write(&bundle, &good).expect("write");
+    assert_eq!(acceptor.check(), Ok(true));
+    assert!(!std::sync::Arc::ptr_eq(
+        before.config(),
+        acceptor.acceptor().config()
+    ));
+    // The trust store is watched too.
+    let ca = m.path().join("ca.pem");
+    let mut trust = std::fs::read(&ca).expect("read");
+    trust.extend_from_slice(b"\n");
+    std::fs::write(&ca, &trust).expect("write");
+    assert_eq!(acceptor.check(), Ok(true));
+}
