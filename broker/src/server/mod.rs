@@ -104,6 +104,12 @@ pub struct ListenerInfo {
     pub principal: Option<Arc<str>>,
 }
 
+/// An SSL listener's acceptor and, when its certificates name principals, its mapping rules.
+type TlsListener = (
+    Arc<tls_reload::ReloadingAcceptor>,
+    Option<Arc<[PrincipalRule]>>,
+);
+
 /// Serves one accepted socket: the TLS handshake first on an SSL listener (a failed one closes
 /// it with a rate-limited log line), then the connection.
 async fn serve_socket(
@@ -111,10 +117,7 @@ async fn serve_socket(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     mut listener: ListenerInfo,
-    tls: Option<(
-        Arc<tls_reload::ReloadingAcceptor>,
-        Option<Arc<[PrincipalRule]>>,
-    )>,
+    tls: Option<TlsListener>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
