@@ -1,9 +1,9 @@
-//! One connection to one broker: size-prefixed frames, request/response headers, correlation
-//! ids and API version negotiation.
+//! One connection to one broker (TCP, or TLS over TCP): size-prefixed frames,
+//! request/response headers, correlation ids, API version negotiation and SASL.
 //!
 //! [`Client::connect_with`] opens TLS first when the [`ClientSecurity`] asks for it, then sends
-//! ApiVersions (v3, ...), then authenticates with SASL when it asks for that;
-//! [`Client::connect`] is the same over PLAINTEXT. ApiVersions comes before anything else (v3, and again at a version the
+//! ApiVersions, then authenticates with SASL when it asks for that; [`Client::connect`] is the
+//! same over PLAINTEXT. ApiVersions comes before anything else (v3, and again at a version the
 //! broker lists if it answers UNSUPPORTED_VERSION with a v0 body), and [`Client::send`] then
 //! picks, per request, the newest version both sides speak. Requests whose shape changes with
 //! the version (topic ids, batched groups) ask [`Client::version`] first and build to suit.

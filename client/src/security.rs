@@ -256,8 +256,6 @@ fn store_type<'a>(
 
 /// The rustls config of the `ssl.*` keys.
 fn tls_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<ClientConfig, SecurityError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = Arc::new(trust_roots(get)?);
     let verify_hostname = match get("ssl.endpoint.identification.algorithm").map(str::trim) {
         None => true,
         Some(v) if v.eq_ignore_ascii_case("https") => true,
@@ -269,6 +267,8 @@ fn tls_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<ClientConfig
             ))
         }
     };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = Arc::new(trust_roots(get)?);
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
         .build()
         .map_err(|e| invalid("ssl.truststore.location", e.to_string()))?;

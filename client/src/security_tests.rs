@@ -130,10 +130,20 @@ fn store_refusals_name_their_keys() {
 
 #[test]
 fn a_bad_endpoint_identification_algorithm_is_refused() {
+    let e = refusal(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n\
+         sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+         username=\"u\" password=\"s3cret-pw\";\nssl.endpoint.identification.algorithm=ldap\n",
+        "ssl.endpoint.identification.algorithm",
+    );
+    assert!(e.contains("expected https or empty"), "{e}");
+}
+
+#[test]
+fn an_empty_trust_store_file_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "").expect("write");
-    // The trust store is read first; an empty one is refused naming it.
     refusal(
         &format!(
             "security.protocol=SSL\nssl.truststore.location={}\n",
