@@ -116,17 +116,19 @@ impl Client {
         timeout: Duration,
         security: &ClientSecurity,
     ) -> Result<Self, ClientError> {
+        // Connecting and the TLS handshake count as the ApiVersions exchange that follows.
+        let timed_out = |_| ClientError::Timeout {
+            addr: addr.to_owned(),
+            api: ApiKey::ApiVersions,
+            millis: timeout.as_millis() as u64,
+        };
         let io = |source| ClientError::Io {
             addr: addr.to_owned(),
             source,
         };
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout {
-                addr: addr.to_owned(),
-                api: ApiKey::ApiVersions,
-                millis: timeout.as_millis() as u64,
-            })?
+            .map_err(timed_out)?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
         let stream: Box<dyn Stream> = match security.tls() {
@@ -136,11 +138,7 @@ impl Client {
                 let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config));
                 let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
                     .await
-                    .map_err(|_| ClientError::Timeout {
-                        addr: addr.to_owned(),
-                        api: ApiKey::ApiVersions,
-                        millis: timeout.as_millis() as u64,
-                    })?
+                    .map_err(timed_out)?
                     .map_err(|source| ClientError::Tls {
                         addr: addr.to_owned(),
                         source,

@@ -7,26 +7,18 @@ security rather than Gregor's own."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import gregor_binary
+from test_gregor_tools import gregor
 from test_sasl import PLAIN_FAILED, command_config, sasl_broker, scram_failed  # noqa: F401
 from test_tls import certs, tls_broker  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(
     not gregor_binary().exists(), reason="needs the gregor binary (GREGOR_BIN)")
-
-
-def gregor(*args: str, input: str | None = None, timeout: float = 90, ok: bool = True):
-    proc = subprocess.run([str(gregor_binary()), *args], input=input, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    if ok and proc.returncode != 0:
-        pytest.fail(f"gregor {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def tools_round_trip(bootstrap: str, props: Path):
@@ -44,7 +36,8 @@ def tools_round_trip(bootstrap: str, props: Path):
     gregor("console-producer", *common, "--topic", topic, input="\n".join(lines) + "\n")
     group = f"{topic}-g"
     out = gregor("console-consumer", *common, "--topic", topic, "--from-beginning",
-                 "--group", group, "--max-messages", "10", "--timeout-ms", "60000").stdout
+                 "--group", group, "--max-messages", "10", "--timeout-ms", "60000",
+                 timeout=90).stdout
     assert sorted(line for line in out.splitlines() if line) == sorted(lines)
     assert group in gregor("consumer-groups", *common, "--list").stdout.split()
 
@@ -105,6 +98,6 @@ def test_a_bad_command_config_names_the_key(sasl_broker, tmp_path):
     props = tmp_path / "gssapi.properties"
     props.write_text("security.protocol=SASL_PLAINTEXT\n")
     proc = gregor("topics", "--bootstrap-server", f"127.0.0.1:{sasl_broker.sasl_port}",
-                  "--command-config", str(props), "--list", ok=False)
+                  "--command-config", str(props), "--list", ok=False, timeout=60)
     assert proc.returncode != 0
     assert "sasl.mechanism" in proc.stderr and "GSSAPI" in proc.stderr, proc.stderr
