@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, ClientSecurity};
 
 /// FindCoordinator v4 batches keys; this client asks for one key at a time.
 const FIND_COORDINATOR_MAX: i16 = 3;
@@ -47,16 +47,28 @@ pub struct Cluster {
     brokers: HashMap<i32, String>,
     /// Open connections by node id; a node's connection is reused for all its requests.
     connections: HashMap<i32, Client>,
+    /// How every connection is secured: the bootstrap one and each broker's alike.
+    security: ClientSecurity,
 }
 
 impl Cluster {
     /// Connects to one of the comma-separated bootstrap servers and reads the broker list.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
-        let client = Client::connect(bootstrap).await?;
+        Self::connect_with(bootstrap, &ClientSecurity::plaintext()).await
+    }
+
+    /// Like [`Cluster::connect`], with every connection (bootstrap and per broker) secured as
+    /// `security` says.
+    pub async fn connect_with(
+        bootstrap: &str,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        let client = Client::connect_with(bootstrap, security).await?;
         let mut cluster = Cluster {
             bootstrap: client,
             brokers: HashMap::new(),
             connections: HashMap::new(),
+            security: security.clone(),
         };
         cluster.metadata(Some(&[])).await?;
         Ok(cluster)
@@ -139,7 +151,7 @@ impl Cluster {
                 .brokers
                 .get(&node_id)
                 .ok_or(ClientError::UnknownNode { node_id })?;
-            let client = Client::connect_one(addr).await?;
+            let client = Client::connect_one_with(addr, &self.security).await?;
             self.connections.insert(node_id, client);
         }
         self.connections

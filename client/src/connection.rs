@@ -1,7 +1,9 @@
-//! One connection to one broker: size-prefixed frames, request/response headers, correlation
-//! ids and API version negotiation.
+//! One connection to one broker (TCP, or TLS over TCP): size-prefixed frames,
+//! request/response headers, correlation ids, API version negotiation and SASL.
 //!
-//! [`Client::connect`] sends ApiVersions before anything else (v3, and again at a version the
+//! [`Client::connect_with`] opens TLS first when the [`ClientSecurity`] asks for it, then sends
+//! ApiVersions, then authenticates with SASL when it asks for that; [`Client::connect`] is the
+//! same over PLAINTEXT. ApiVersions comes before anything else (v3, and again at a version the
 //! broker lists if it answers UNSUPPORTED_VERSION with a v0 body), and [`Client::send`] then
 //! picks, per request, the newest version both sides speak. Requests whose shape changes with
 //! the version (topic ids, batched groups) ask [`Client::version`] first and build to suit.
@@ -15,10 +17,11 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{error_chain, ClientError};
+use crate::{error_chain, ClientError, ClientSecurity};
 
 /// Client id sent in every request header.
 const CLIENT_ID: &str = "gregor-cli";
@@ -30,13 +33,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The ApiVersions version tried first; v3 is the first flexible one and what Java sends.
 const API_VERSIONS_FIRST: i16 = 3;
 
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> Stream for T {}
+
 /// A connection to one broker, with the API versions it advertised.
 #[derive(Debug)]
 pub struct Client {
     /// The address we connected to, for error messages.
     addr: String,
-    /// The socket; requests are sent one at a time, so no pipelining bookkeeping is needed.
-    stream: TcpStream,
+    /// The socket (TCP or TLS); requests are sent one at a time, so no pipelining bookkeeping
+    /// is needed.
+    stream: Box<dyn Stream>,
     /// Next correlation id; each request gets its own so a stray answer is detected.
     next_correlation_id: i32,
     /// Broker-advertised (min, max) version per API key.
@@ -53,13 +62,21 @@ impl Client {
     /// Connects to the first reachable address of a comma-separated `host:port` list and
     /// negotiates API versions.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
+        Self::connect_with(bootstrap, &ClientSecurity::plaintext()).await
+    }
+
+    /// Like [`Client::connect`], secured as `security` says (TLS, SASL).
+    pub async fn connect_with(
+        bootstrap: &str,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
         let mut reasons = Vec::new();
         for addr in bootstrap
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            match Self::connect_one(addr).await {
+            match Self::connect_one_with(addr, security).await {
                 Ok(client) => return Ok(client),
                 Err(e) => reasons.push(format!("{addr}: {}", error_chain(&e))),
             }
@@ -81,19 +98,54 @@ impl Client {
     /// Like [`Client::connect_one`], with `timeout` as the limit for connecting, negotiating
     /// and every later request (a follower's `replica.socket.timeout.ms`).
     pub async fn connect_one_within(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Self::connect_secured(addr, timeout, &ClientSecurity::plaintext()).await
+    }
+
+    /// Like [`Client::connect_one`], secured as `security` says (TLS, SASL).
+    pub async fn connect_one_with(
+        addr: &str,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        Self::connect_secured(addr, REQUEST_TIMEOUT, security).await
+    }
+
+    /// Connects to `addr` within `timeout`, opens TLS if `security` asks for it, negotiates
+    /// API versions and authenticates if `security` asks for SASL.
+    async fn connect_secured(
+        addr: &str,
+        timeout: Duration,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        // Connecting and the TLS handshake count as the ApiVersions exchange that follows.
+        let timed_out = |_| ClientError::Timeout {
+            addr: addr.to_owned(),
+            api: ApiKey::ApiVersions,
+            millis: timeout.as_millis() as u64,
+        };
         let io = |source| ClientError::Io {
             addr: addr.to_owned(),
             source,
         };
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout {
-                addr: addr.to_owned(),
-                api: ApiKey::ApiVersions,
-                millis: timeout.as_millis() as u64,
-            })?
+            .map_err(timed_out)?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
+        let stream: Box<dyn Stream> = match security.tls() {
+            None => Box::new(stream),
+            Some(config) => {
+                let name = server_name(addr)?;
+                let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config));
+                let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(|source| ClientError::Tls {
+                        addr: addr.to_owned(),
+                        source,
+                    })?;
+                Box::new(tls)
+            }
+        };
         let mut client = Client {
             addr: addr.to_owned(),
             stream,
@@ -103,6 +155,9 @@ impl Client {
             request_timeout: timeout,
         };
         client.negotiate_versions().await?;
+        if let Some(credentials) = security.sasl() {
+            client.authenticate(credentials).await?;
+        }
         Ok(client)
     }
 
@@ -322,6 +377,14 @@ impl Client {
     }
 }
 
+/// The TLS server name of `host:port` (a DNS name or an IP address, `[v6]` bracketed).
+fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Protocol(format!("{addr}: not a TLS server name: {e}")))
+}
+
 /// Encodes a whole request frame: length prefix, header, body.
 fn encode_request<R: Request>(
     req: &R,
@@ -500,7 +563,7 @@ mod tests {
             let stream = TcpStream::connect(addr).await.unwrap();
             let mut client = Client {
                 addr: addr.to_string(),
-                stream,
+                stream: Box::new(stream),
                 next_correlation_id: 0,
                 versions: HashMap::new(),
                 broken: false,

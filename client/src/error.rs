@@ -63,6 +63,24 @@ pub enum ClientError {
         /// The error the broker returned.
         error: ResponseError,
     },
+    /// The TLS handshake failed: an untrusted or misnamed certificate, no common protocol.
+    #[error("TLS handshake with {addr} failed")]
+    Tls {
+        /// Broker address.
+        addr: String,
+        /// What rustls reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SASL authentication was refused; `message` is the broker's own text (Kafka's
+    /// SASL_AUTHENTICATION_FAILED message) or what the client found wrong in the exchange.
+    #[error("authentication with {addr} failed: {message}")]
+    Authentication {
+        /// Broker address.
+        addr: String,
+        /// Why.
+        message: String,
+    },
     /// Metadata named a node id that is not in its broker list.
     #[error("broker {node_id} is not in the cluster metadata")]
     UnknownNode {

@@ -13,10 +13,7 @@ use std::path::PathBuf;
 
 use super::{ConfigError, Listener, Props};
 
-/// How to convert a JKS store, quoted in every JKS refusal.
-pub const JKS_HINT: &str = "JKS key stores are not supported: convert it to PKCS12 with \
-     `keytool -importkeystore -srcstoretype JKS -srckeystore store.jks -deststoretype PKCS12 \
-     -destkeystore store.p12` (or to PEM) and set the store type to PKCS12 (or PEM)";
+pub use gregor_client::stores::{StoreType, JKS_HINT};
 
 /// A secret from the config (a password or an inline private key): never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,17 +52,6 @@ pub fn is_sensitive_key(key: &str) -> bool {
             | "ssl.keystore.key"
     ) || key.ends_with(".sasl.jaas.config")
         || key == "sasl.jaas.config"
-}
-
-/// `ssl.keystore.type` / `ssl.truststore.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreType {
-    /// PEM text: certificates and (for a key store) one private key.
-    Pem,
-    /// A PKCS#12 file.
-    Pkcs12,
-    /// Not given: told from the file's content when it is loaded (PEM text or PKCS#12).
-    Detect,
 }
 
 /// Where PEM text comes from.
@@ -175,12 +161,7 @@ impl ListenerKeys<'_> {
     fn store_type(&self, name: &str) -> Result<StoreType, ConfigError> {
         match self.get(name) {
             None => Ok(StoreType::Detect),
-            Some((key, v)) => match v.to_ascii_uppercase().as_str() {
-                "PEM" => Ok(StoreType::Pem),
-                "PKCS12" => Ok(StoreType::Pkcs12),
-                "JKS" | "JCEKS" => Err(Props::invalid(&key, v, JKS_HINT)),
-                _ => Err(Props::invalid(&key, v, "expected PEM or PKCS12")),
-            },
+            Some((key, v)) => StoreType::parse(v).map_err(|why| Props::invalid(&key, v, why)),
         }
     }
 }

@@ -6,32 +6,7 @@ pub mod bootstrap;
 pub mod plain;
 pub mod scram;
 
-/// A SASL mechanism Gregor serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Mechanism {
-    /// PLAIN (RFC 4616).
-    Plain,
-    /// SCRAM-SHA-256 or SCRAM-SHA-512.
-    Scram(scram::ScramMechanism),
-}
-
-impl Mechanism {
-    /// The SASL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::Plain => "PLAIN",
-            Mechanism::Scram(m) => m.name(),
-        }
-    }
-
-    /// The mechanism called `name`, if Gregor serves it.
-    pub fn from_name(name: &str) -> Option<Mechanism> {
-        match name {
-            "PLAIN" => Some(Mechanism::Plain),
-            other => scram::ScramMechanism::from_name(other).map(Mechanism::Scram),
-        }
-    }
-}
+pub use gregor_client::sasl::Mechanism;
 
 /// Why a SASL exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,89 +6,12 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ring::{digest, hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
 
+pub(super) use gregor_client::scram::same_bytes;
+pub use gregor_client::scram::{decode_saslname, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
+
 use super::AuthFailure;
-
-/// Fewest PBKDF2 iterations Kafka accepts for a credential.
-pub const MIN_ITERATIONS: i32 = 4096;
-/// Most PBKDF2 iterations Kafka accepts for a credential.
-pub const MAX_ITERATIONS: i32 = 16384;
-
-/// A SCRAM mechanism. The numbers are Kafka's wire ids (AlterUserScramCredentials).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ScramMechanism {
-    /// SCRAM-SHA-256.
-    #[serde(rename = "SCRAM-SHA-256")]
-    Sha256,
-    /// SCRAM-SHA-512.
-    #[serde(rename = "SCRAM-SHA-512")]
-    Sha512,
-}
-
-impl ScramMechanism {
-    /// Both, in Kafka's order.
-    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
-
-    /// The SASL mechanism name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    /// The mechanism called `name` (case-sensitive, as SASL names are).
-    pub fn from_name(name: &str) -> Option<ScramMechanism> {
-        ScramMechanism::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// Kafka's wire id: 1 for SHA-256, 2 for SHA-512.
-    pub fn id(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    /// The mechanism with wire id `id`.
-    pub fn from_id(id: i8) -> Option<ScramMechanism> {
-        ScramMechanism::ALL.into_iter().find(|m| m.id() == id)
-    }
-
-    fn hmac_key(self, key: &[u8]) -> hmac::Key {
-        match self {
-            ScramMechanism::Sha256 => hmac::Key::new(hmac::HMAC_SHA256, key),
-            ScramMechanism::Sha512 => hmac::Key::new(hmac::HMAC_SHA512, key),
-        }
-    }
-
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        hmac::sign(&self.hmac_key(key), data).as_ref().to_vec()
-    }
-
-    fn hash(self, data: &[u8]) -> Vec<u8> {
-        let alg = match self {
-            ScramMechanism::Sha256 => &digest::SHA256,
-            ScramMechanism::Sha512 => &digest::SHA512,
-        };
-        digest::digest(alg, data).as_ref().to_vec()
-    }
-
-    /// Hi(password, salt, i) of RFC 5802: PBKDF2 with this mechanism's HMAC.
-    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
-        let (alg, len) = match self {
-            ScramMechanism::Sha256 => (pbkdf2::PBKDF2_HMAC_SHA256, 32),
-            ScramMechanism::Sha512 => (pbkdf2::PBKDF2_HMAC_SHA512, 64),
-        };
-        let rounds = std::num::NonZeroU32::new(iterations.max(1) as u32)
-            .unwrap_or(std::num::NonZeroU32::MIN);
-        let mut out = vec![0u8; len];
-        pbkdf2::derive(alg, rounds, salt, password, &mut out);
-        out
-    }
-}
 
 /// A stored SCRAM credential (Kafka's ScramCredential / UserScramCredentialRecord): what the
 /// server needs to verify a client and prove itself, from which the password cannot be had.
@@ -163,29 +86,6 @@ mod b64 {
         let s = String::deserialize(d)?;
         B64.decode(s).map_err(serde::de::Error::custom)
     }
-}
-
-/// Compares without leaking where the first difference is.
-pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The username of a SCRAM `saslname`: `=2C` is `,` and `=3D` is `=`; any other `=` is invalid.
-pub fn decode_saslname(name: &str) -> Option<String> {
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(i) = rest.find('=') {
-        out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 3)?;
-        out.push(match code {
-            "2C" => ',',
-            "3D" => '=',
-            _ => return None,
-        });
-        rest = &rest[i + 3..];
-    }
-    out.push_str(rest);
-    Some(out)
 }
 
 /// Where the server's side of one SCRAM exchange is.
@@ -373,32 +273,31 @@ fn client_final(state: Challenged, message: &[u8]) -> Result<ScramStep, AuthFail
     })
 }
 
-/// The client side of SCRAM, for tests: RFC 5802's computations from the password.
+/// The client side of SCRAM, for tests: gregor-client's [`ScramClient`], which the tools use.
+///
+/// [`ScramClient`]: gregor_client::scram::ScramClient
 #[cfg(test)]
 pub(crate) mod test_client {
     use super::*;
+    use gregor_client::scram::ScramClient;
 
-    /// The client side, for the tests: RFC 5802's computations from the password.
+    /// The client-final message for `client_first_bare` (`n=<user>,r=<nonce>`) answering
+    /// `server_first`.
     pub(crate) fn client_final_message(
         mechanism: ScramMechanism,
         password: &str,
         client_first_bare: &str,
         server_first: &str,
     ) -> String {
-        let fields: Vec<&str> = server_first.split(',').collect();
-        let nonce = fields[0].strip_prefix("r=").expect("nonce");
-        let salt = B64
-            .decode(fields[1].strip_prefix("s=").expect("salt"))
-            .expect("b64");
-        let iterations: i32 = fields[2].strip_prefix("i=").expect("i").parse().expect("n");
-        let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
-        let client_key = mechanism.hmac(&salted, b"Client Key");
-        let stored = mechanism.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!("{client_first_bare},{server_first},{without_proof}");
-        let sig = mechanism.hmac(&stored, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-        format!("{without_proof},p={}", B64.encode(proof))
+        let (user, nonce) = client_first_bare
+            .split_once(",r=")
+            .expect("n=<user>,r=<nonce>");
+        let user = decode_saslname(user.strip_prefix("n=").expect("n=")).expect("saslname");
+        let mut client = ScramClient::with_nonce(mechanism, &user, password, nonce);
+        let last = client
+            .final_message(server_first.as_bytes())
+            .expect("a valid challenge");
+        String::from_utf8(last).expect("utf8")
     }
 }
 
@@ -507,14 +406,6 @@ mod tests {
                 .expect_err("malformed");
             assert!(err.protocol_error, "{msg:?}: {}", err.message);
         }
-    }
-
-    #[test]
-    fn saslnames_decode_escapes_and_refuse_stray_equals() {
-        assert_eq!(decode_saslname("a=2Cb=3Dc").as_deref(), Some("a,b=c"));
-        assert_eq!(decode_saslname("plain").as_deref(), Some("plain"));
-        assert_eq!(decode_saslname("a=4"), None);
-        assert_eq!(decode_saslname("a=ZZb"), None);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Args {
     /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
+    /// A Kafka client properties file: security.protocol, sasl.mechanism, sasl.jaas.config,
+    /// ssl.truststore.*, ssl.keystore.* (Kafka's `--command-config`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// The topic to consume.
     #[arg(long)]
     pub topic: String,
@@ -204,7 +208,8 @@ pub async fn run(args: Args) -> Result<(), super::ToolError> {
         .get("enable.auto.commit")
         .is_none_or(|v| parse_bool(v));
 
-    let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
+    let mut cluster =
+        super::connect(&args.bootstrap_server, args.command_config.as_deref()).await?;
     let topics = [args.topic.clone()];
     let mut layout = Layout::load(&mut cluster, &topics).await?;
     let mut member = match &group {

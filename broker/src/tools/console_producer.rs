@@ -37,6 +37,10 @@ pub struct Args {
     /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
+    /// A Kafka client properties file: security.protocol, sasl.mechanism, sasl.jaas.config,
+    /// ssl.truststore.*, ssl.keystore.* (Kafka's `--command-config`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// The topic to produce to.
     #[arg(long)]
     pub topic: String,
@@ -255,7 +259,8 @@ fn split_nonempty<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
 pub async fn run(args: Args) -> Result<(), super::ToolError> {
     let settings = Settings::from_args(&args)?;
     gregor_client::names::validate_topic_name(&args.topic)?;
-    let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
+    let mut cluster =
+        super::connect(&args.bootstrap_server, args.command_config.as_deref()).await?;
     let mut producer = Producer::new(&mut cluster, &args, settings.clone()).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut line_number = 0u64;

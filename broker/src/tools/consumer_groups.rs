@@ -24,6 +24,10 @@ pub struct Args {
     /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
+    /// A Kafka client properties file: security.protocol, sasl.mechanism, sasl.jaas.config,
+    /// ssl.truststore.*, ssl.keystore.* (Kafka's `--command-config`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// List all consumer groups.
     #[arg(long)]
     pub list: bool,
@@ -214,7 +218,8 @@ pub struct OffsetRow {
 /// Runs the tool.
 pub async fn run(args: Args) -> Result<(), super::ToolError> {
     let action = args.action()?;
-    let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
+    let mut cluster =
+        super::connect(&args.bootstrap_server, args.command_config.as_deref()).await?;
     if let Action::List = action {
         for g in list(&mut cluster).await? {
             println!("{g}");

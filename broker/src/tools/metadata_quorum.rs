@@ -3,7 +3,6 @@
 //! each voter's and observer's replication progress (`--replication`), from DescribeQuorum, in
 //! Kafka's layout.
 
-use gregor_client::Cluster;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::describe_quorum_response::{self, ReplicaState};
 use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
@@ -21,6 +20,10 @@ pub struct Args {
     /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
+    /// A Kafka client properties file: security.protocol, sasl.mechanism, sasl.jaas.config,
+    /// ssl.truststore.*, ssl.keystore.* (Kafka's `--command-config`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// `describe` (the only action, also the default).
     #[arg(value_parser = ["describe"])]
     pub action: Option<String>,
@@ -37,7 +40,8 @@ pub struct Args {
 
 /// Runs the tool, printing to stdout.
 pub async fn run(args: Args) -> Result<(), ToolError> {
-    let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
+    let mut cluster =
+        super::connect(&args.bootstrap_server, args.command_config.as_deref()).await?;
     let cluster_id = cluster
         .metadata(Some(&[]))
         .await?

@@ -28,6 +28,9 @@ pub enum ToolError {
     /// Bad flags or flag combination.
     #[error("{0}")]
     Usage(String),
+    /// The `--command-config` file is unreadable or has a bad value.
+    #[error("--command-config: {0}")]
+    Security(#[from] gregor_client::SecurityError),
     /// Talking to the cluster failed.
     #[error(transparent)]
     Client(#[from] gregor_client::ClientError),
@@ -71,6 +74,24 @@ impl ToolError {
             }),
         }
     }
+}
+
+/// Connects to the cluster at `bootstrap`, secured as the `--command-config` file says
+/// (PLAINTEXT without one). The file and its stores are read off the reactor.
+pub async fn connect(
+    bootstrap: &str,
+    command_config: Option<&std::path::Path>,
+) -> Result<gregor_client::Cluster, ToolError> {
+    let security = match command_config {
+        None => gregor_client::ClientSecurity::plaintext(),
+        Some(path) => {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || gregor_client::ClientSecurity::from_file(&path))
+                .await
+                .map_err(|e| ToolError::Failed(format!("reading --command-config: {e}")))??
+        }
+    };
+    Ok(gregor_client::Cluster::connect_with(bootstrap, &security).await?)
 }
 
 /// Parses `key=value` flags (`--config`, `--property`, ...) in order; `flag` names the flag in

@@ -18,6 +18,10 @@ pub struct Args {
     /// Broker(s) to bootstrap from: host:port, comma-separated for several.
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: String,
+    /// A Kafka client properties file: security.protocol, sasl.mechanism, sasl.jaas.config,
+    /// ssl.truststore.*, ssl.keystore.* (Kafka's `--command-config`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// Create a new topic.
     #[arg(long)]
     pub create: bool,
@@ -149,7 +153,8 @@ impl Args {
 pub async fn run(args: Args) -> Result<(), super::ToolError> {
     let action = args.action()?;
     let configs = parse_key_values("--config", &args.config)?;
-    let mut cluster = Cluster::connect(&args.bootstrap_server).await?;
+    let mut cluster =
+        super::connect(&args.bootstrap_server, args.command_config.as_deref()).await?;
     match action {
         Action::Create => create(&mut cluster, &args, &configs).await,
         Action::List => {
