@@ -209,3 +209,32 @@ def test_a_denied_read_on_a_group_fails_the_consumer(acl_bootstrap, suffix):
 def test_acl_requests_without_an_authorizer_are_security_disabled(bootstrap):
     proc = kafka_acls(bootstrap, "--list", check=False)
     assert "SecurityDisabledException" in proc.stdout + proc.stderr, proc
+
+
+def test_authorized_operations_are_reported_kip_430(acl_bootstrap, suffix):
+    """DescribeTopics and DescribeCluster with include_authorized_operations: a topic whose only
+    ACL allows ANONYMOUS to READ reports READ and the DESCRIBE it implies; the cluster, with no
+    ACL (allow.everyone.if.no.acl.found), reports every cluster operation."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+    b = acl_bootstrap
+    topic = f"kip430-{suffix}"
+    create_topic(b, topic, 1)
+    kafka_acls(b, "--add", "--allow-principal", ANONYMOUS, "--operation", "Read",
+               "--topic", topic)
+    admin = AdminClient({"bootstrap.servers": b})
+    try:
+        def topic_ops():
+            futures = admin.describe_topics(TopicCollection([topic]),
+                                            include_authorized_operations=True)
+            return set(futures[topic].result(30).authorized_operations or [])
+        want = {AclOperation.READ, AclOperation.DESCRIBE}
+        wait_for(lambda: topic_ops() == want, 30,
+                 f"{topic} to report {want} (last: {topic_ops()})")
+        cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+        assert set(cluster.authorized_operations) == {
+            AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+            AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+            AclOperation.DESCRIBE}
+    finally:
+        kafka_acls(b, "--remove", "--force", "--topic", topic)

@@ -335,6 +335,37 @@ pub fn authorize<'a>(
     allowed || (!resource_has_acls && config.allow_everyone_if_no_acl_found)
 }
 
+/// The operations a resource type supports, whose bits KIP-430's authorized operations set
+/// (Kafka's `AclEntry.supportedOperations`).
+pub fn supported_operations(kind: ResourceType) -> &'static [Operation] {
+    use Operation::*;
+    match kind {
+        ResourceType::Topic => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+        ResourceType::Cluster => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+        ResourceType::TransactionalId => &[Describe, Write, TwoPhaseCommit],
+        ResourceType::DelegationToken => &[Describe],
+        ResourceType::User => &[CreateTokens, DescribeTokens],
+    }
+}
+
 /// Whether `who` may perform `op` on at least one resource of type `kind` (Kafka's
 /// `Authorizer.authorizeByResourceType`, e.g. an idempotent producer needs WRITE on some
 /// topic): a super user or an open resource yes; a DENY on the literal `*` no; else yes when

@@ -62,6 +62,15 @@ impl Ctx<'_> {
         self.decide(|config, acls, who| authz::authorize(config, acls.values(), who, op, resource))
     }
 
+    /// KIP-430: the bit field (1 << operation code) of the operations the principal may
+    /// perform on `resource`, of those its type supports; all of them without an authorizer.
+    pub fn authorized_operations(&self, resource: Resource<'_>) -> i32 {
+        authz::supported_operations(resource.kind)
+            .iter()
+            .filter(|op| self.authorized(**op, resource))
+            .fold(0, |bits, op| bits | (1 << op.code()))
+    }
+
     /// Whether the principal may perform `op` on at least one resource of type `kind`
     /// (Kafka's `authorizeByResourceType`): always when no authorizer is configured.
     pub fn authorized_any(&self, op: Operation, kind: ResourceType) -> bool {

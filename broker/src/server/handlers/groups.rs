@@ -266,6 +266,12 @@ pub async fn describe_groups(
             if let Some(e) = group_denied(ctx, Operation::Describe, &g.0) {
                 return base.with_error_code(e.code());
             }
+            // KIP-430 (v3+): what the principal may do with the group.
+            let base = if ctx.version >= 3 && req.include_authorized_operations {
+                base.with_authorized_operations(ctx.authorized_operations(Resource::group(&g.0)))
+            } else {
+                base
+            };
             match ctx.broker.groups.describe(&g.0) {
                 None => base.with_group_state(sb("Dead")),
                 Some(d) => base

@@ -194,6 +194,20 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             }
         }
     }
+    // KIP-430: what the principal may do with each topic (v8+) and the cluster (v8–10).
+    if ctx.version >= 8 && req.include_topic_authorized_operations {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations = ctx.authorized_operations(Resource::topic(&name.0));
+            }
+        }
+    }
+    let cluster_operations =
+        if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
+            ctx.authorized_operations(Resource::cluster())
+        } else {
+            i32::MIN
+        };
     let brokers = reachable(&cluster.brokers(), ctx.listener)
         .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
@@ -211,6 +225,7 @@ pub async fn metadata(ctx: &Ctx<'_>, req: MetadataRequest) -> Option<MetadataRes
             // them to the quorum, so the broker answering is a controller id that always
             // works (the active controller may be down or unknown to the client).
             .with_controller_id(BrokerId(ctx.broker.node_id()))
+            .with_cluster_authorized_operations(cluster_operations)
             .with_topics(topics),
     )
 }
@@ -247,6 +262,11 @@ pub async fn describe_cluster(
             // them to the quorum, so the broker answering is a controller id that always
             // works (the active controller may be down or unknown to the client).
             .with_controller_id(BrokerId(ctx.broker.node_id()))
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                ctx.authorized_operations(Resource::cluster())
+            } else {
+                i32::MIN
+            })
             .with_brokers(brokers),
     )
 }
