@@ -26,6 +26,10 @@
 #   BENCH_KEEP_WORK=1        keep the scratch dir (it is deleted on success otherwise; kept on failure)
 #   BENCH_KEEP_DATA=1        keep each broker's data dir too (deleted once the broker has stopped;
 #                            a full-mode run writes ~3.3 GB per broker)
+#   BENCH_SECURITY           plaintext (default) or sasl_ssl: the clients connect to a SASL_SSL
+#                            listener (TLS 1.3, SCRAM-SHA-512, the same self-signed CA and
+#                            server certificate for both brokers); the report goes to
+#                            bench/results/latest-sasl_ssl.md unless BENCH_OUT says otherwise
 #   GREGOR_BIN               the gregor binary (default: <repo>/target/release/gregor)
 # Exit status: 0 if every step succeeded, 1 if any step failed (the report is written anyway).
 set -euo pipefail
@@ -50,7 +54,12 @@ throughput="${BENCH_THROUGHPUT:--1}"
 brokers="${BENCH_BROKERS:-gregor kafka}"
 rounds="${BENCH_ROUNDS:-1}"
 kafka_heap="${BENCH_KAFKA_HEAP:--Xms1G -Xmx1G}"
-out="${BENCH_OUT:-$here/results/latest.md}"
+security="${BENCH_SECURITY:-plaintext}"
+case "$security" in
+  plaintext) out="${BENCH_OUT:-$here/results/latest.md}" ;;
+  sasl_ssl) out="${BENCH_OUT:-$here/results/latest-sasl_ssl.md}" ;;
+  *) echo "bench: BENCH_SECURITY must be plaintext or sasl_ssl, not '$security'" >&2; exit 2 ;;
+esac
 gregor_bin="${GREGOR_BIN:-$repo/target/release/gregor}"
 ready_timeout=120
 
@@ -60,6 +69,39 @@ gregor_bin="$(cd "$(dirname "$gregor_bin")" && pwd)/$(basename "$gregor_bin")"
 
 if [[ -n "${BENCH_WORK:-}" ]]; then work="$BENCH_WORK"; mkdir -p "$work"; else work="$(mktemp -d /tmp/gregor-bench.XXXXXX)"; fi
 work="$(cd "$work" && pwd)"
+
+# sasl_ssl: a CA, a server certificate for 127.0.0.1, a SCRAM user, and the client properties
+# every Kafka tool gets (`cc`: --command-config FILE); plaintext: no extra arguments.
+cc=()
+tls_dir="$work/tls"
+if [[ "$security" == sasl_ssl ]]; then
+  mkdir -p "$tls_dir"
+  (
+    cd "$tls_dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+      -days 2 -extfile server.ext 2>/dev/null
+    cat server.pem server.key >server-bundle.pem
+  )
+  cat >"$work/client.properties" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="bench" password="bench-secret";
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls_dir/ca.pem
+PROPS
+  cc=(--command-config "$work/client.properties")
+fi
+# The broker keys of the SECURE listener, for Gregor (--override) and Kafka (server.properties).
+secure_props=(
+  "ssl.keystore.type=PEM"
+  "ssl.keystore.location=$tls_dir/server-bundle.pem"
+  "listener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512"
+  "listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+)
+bench_scram="SCRAM-SHA-512=[name=bench,password=bench-secret]"
 
 # name topic record-size acks records
 workloads=(
@@ -109,27 +151,43 @@ broker_cpu_ticks() { cpu_ticks "$broker_pid"; }
 
 # ---------------------------------------------------------------------------------------------
 start_gregor() {
-  local dir="$1" port mport
-  read -r port mport < <("$scripts/free-port.py" 2)
+  local dir="$1" port mport sport
+  read -r port mport sport < <("$scripts/free-port.py" 3)
+  local listeners="PLAINTEXT://127.0.0.1:$port"
+  [[ "$security" == sasl_ssl ]] && listeners+=",SECURE://127.0.0.1:$sport"
   local cmd=("$gregor_bin" dev --data-dir "$dir/data"
-    --override "listeners=PLAINTEXT://127.0.0.1:$port"
-    --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
+    --override "listeners=$listeners"
+    --override "advertised.listeners=$listeners"
     --override "metrics.listener=127.0.0.1:$mport")
+  if [[ "$security" == sasl_ssl ]]; then
+    cmd+=(--override "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL"
+      --override "inter.broker.listener.name=PLAINTEXT" --add-scram "$bench_scram")
+    local kv; for kv in "${secure_props[@]}"; do cmd+=(--override "$kv"); done
+  fi
   record_cmd "${cmd[@]}"
   "${cmd[@]}" >"$dir/server.log" 2>&1 </dev/null &
   broker_pid=$!
   wait_gregor_ready "$broker_pid" "$mport" "$dir/server.log" || return 1
   "$scripts/kafka-wait-ready.py" "127.0.0.1:$port" "$ready_timeout" --pid "$broker_pid" || return 1
   bootstrap="127.0.0.1:$port"
+  [[ "$security" == sasl_ssl ]] && bootstrap="127.0.0.1:$sport"
   data_dir="$dir/data"
 }
 
 start_kafka() {
-  local dir="$1"
+  local dir="$1" sport
   kafka_dir="$dir/node"
+  if [[ "$security" == sasl_ssl ]]; then
+    sport="$("$scripts/free-port.py" 1)"
+    export KAFKA_EXTRA_LISTENERS="SECURE://127.0.0.1:$sport"
+    export KAFKA_EXTRA_PROTOCOL_MAP="SECURE:SASL_SSL"
+    export KAFKA_SERVER_PROPS="$(printf '%s\n' "${secure_props[@]}")"
+    export KAFKA_FORMAT_ARGS="$(printf '%s\n' --add-scram "$bench_scram")"
+  fi
   record_cmd env KAFKA_HEAP_OPTS="$kafka_heap" "$scripts/kafka-single-node.sh" start "$kafka_dir"
   bootstrap="$(KAFKA_HEAP_OPTS="$kafka_heap" KAFKA_READY_TIMEOUT="$ready_timeout" \
     "$scripts/kafka-single-node.sh" start "$kafka_dir" | tail -n 1)" || return 1
+  [[ "$security" == sasl_ssl ]] && bootstrap="127.0.0.1:$sport"
   [[ -n "$bootstrap" && -f "$kafka_dir/kafka.pid" ]] || return 1
   broker_pid="$(cat "$kafka_dir/kafka.pid")"
   # kafka.sh and kafka-run-class.sh exec java, so this is the JVM itself
@@ -193,7 +251,7 @@ bench_broker() {
   local w name topic size acks n
   for w in "${topics[@]}"; do
     read -r name topic size acks n <<<"$w"
-    if ! run_step "$dir/topic-$name.log" "$scripts/kafka.sh" topics --bootstrap-server "$bootstrap" \
+    if ! run_step "$dir/topic-$name.log" "$scripts/kafka.sh" topics --bootstrap-server "$bootstrap" "${cc[@]}" \
         --create --topic "$topic" --partitions "$partitions" --replication-factor 1; then
       log "$b: creating topic $topic failed:"; cat "$dir/topic-$name.log" >&2; failed=1
     fi
@@ -202,7 +260,7 @@ bench_broker() {
   if [[ "$nwarm" -gt 0 ]]; then
     echo warmup >"$dir/phase"
     log "$b: warm-up: $nwarm x 1 KiB (not reported)"
-    run_step "$dir/warmup.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" \
+    run_step "$dir/warmup.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
       --topic bench-warmup --num-records "$nwarm" --record-size 1024 --throughput "$throughput" \
       --command-property acks=1 compression.type=none || { log "$b: warm-up failed (rc $?)"; failed=1; }
   fi
@@ -213,7 +271,7 @@ bench_broker() {
     log "$b: produce $name: $n x $size B, acks=$acks"
     local rc=0
     measured_step "produce_${name}" "$dir/produce-$name.log" "$scripts/kafka.sh" producer-perf-test \
-      --bootstrap-server "$bootstrap" --topic "$topic" --num-records "$n" --record-size "$size" \
+      --bootstrap-server "$bootstrap" "${cc[@]}" --topic "$topic" --num-records "$n" --record-size "$size" \
       --throughput "$throughput" --command-property "acks=$acks" compression.type=none || rc=$?
     echo "rss_after_${name}_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
     tail -n 1 "$dir/produce-$name.log" >&2
@@ -224,7 +282,7 @@ bench_broker() {
   echo consume >"$dir/phase"
   log "$b: consume $consume_topic: $n1k records"
   local rc=0
-  measured_step consume "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" \
+  measured_step consume "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
     --topic "$consume_topic" --num-records "$n1k" --group "bench-consumer-$b" --timeout 30000 || rc=$?
   {
     echo "rss_after_consume_kb=$(status_kb "$broker_pid" VmRSS)"
@@ -255,6 +313,7 @@ bench_broker() {
 # ---------------------------------------------------------------------------------------------
 {
   echo "mode=$mode"
+  echo "security=$security"
   echo "records_1k=$n1k"; echo "records_100b=$n100"; echo "warmup_records=$nwarm"
   echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
   echo "rounds=$rounds"
@@ -283,7 +342,8 @@ echo "total_s=$(( $(date +%s) - bench_start ))" >>"$work/run.env"
 
 mkdir -p "$(dirname "$out")"
 python3 "$here/report.py" "$work" $brokers >"$out"
-cp "$work/commands.txt" "$(dirname "$out")/commands-$mode.txt" 2>/dev/null || true
+suffix=""; [[ "$security" == plaintext ]] || suffix="-$security"
+cp "$work/commands.txt" "$(dirname "$out")/commands-$mode$suffix.txt" 2>/dev/null || true
 cat "$out"
 log "report written to $out ($(( $(date +%s) - bench_start )) s in all)"
 exit "$failed"
