@@ -13,6 +13,7 @@ pub mod dynamic;
 mod providers;
 pub use providers::resolve as resolve_providers;
 mod authorizer;
+pub mod peer;
 pub mod principal_rules;
 mod replication;
 pub mod sasl;
@@ -167,6 +168,10 @@ pub struct Config {
     /// The listeners whose security protocol is SASL_PLAINTEXT or SASL_SSL, with their SASL
     /// settings; their clients authenticate before any other request.
     pub sasl_listeners: BTreeMap<String, sasl::SaslConfig>,
+    /// The controller listener's security (both sides), when there is a controller listener.
+    pub controller_listener: Option<peer::ControllerListener>,
+    /// How this broker connects to the other brokers' inter-broker listener (replication).
+    pub inter_broker_client: peer::ClientProps,
     /// `authorizer.class.name` and its keys: `None` when requests are not authorized.
     pub authorizer: Option<AuthorizerConfig>,
     /// Every key as given (after overrides), for DescribeConfigs.
@@ -394,6 +399,22 @@ fn parse_host_port(key: &str, s: &str) -> Result<(String, u16), ConfigError> {
     Ok((host.to_string(), port))
 }
 
+/// `inter.broker.listener.name`, or the listener `security.inter.broker.protocol` names (as in
+/// Kafka, the two may not both be set); PLAINTEXT when neither is.
+fn parse_inter_broker_listener_name(p: &Props) -> Result<String, ConfigError> {
+    const NAME: &str = "inter.broker.listener.name";
+    const PROTOCOL: &str = "security.inter.broker.protocol";
+    match (p.get(NAME), p.get(PROTOCOL)) {
+        (Some(_), Some(v)) => Err(Props::invalid(
+            PROTOCOL,
+            v,
+            format!("{NAME} and {PROTOCOL} may not both be set (as in Kafka): keep {NAME}"),
+        )),
+        (Some(name), None) | (None, Some(name)) => Ok(name.to_ascii_uppercase()),
+        (None, None) => Ok("PLAINTEXT".into()),
+    }
+}
+
 /// Warns about each key Gregor neither reads nor passes through (config providers, `ssl.*`).
 fn warn_unknown_keys(map: &BTreeMap<String, String>) {
     for key in map.keys() {
@@ -401,6 +422,7 @@ fn warn_unknown_keys(map: &BTreeMap<String, String>) {
             || replication::KEYS.contains(&key.as_str())
             || authorizer::KEYS.contains(&key.as_str())
             || sasl::KEYS.contains(&key.as_str())
+            || peer::KEYS.contains(&key.as_str())
             || key.starts_with(providers::PROVIDERS_KEY);
         let listener_ssl = key
             .strip_prefix("listener.name.")
@@ -588,10 +610,7 @@ impl Config {
             .collect();
         let advertised_listeners =
             parse_advertised_listeners(&p, &listeners, &controller_listener_names)?;
-        let inter_broker_listener_name = p
-            .get("inter.broker.listener.name")
-            .map(|s| s.to_ascii_uppercase())
-            .unwrap_or_else(|| "PLAINTEXT".into());
+        let inter_broker_listener_name = parse_inter_broker_listener_name(&p)?;
         let secured = ssl::listener_security(
             &p,
             &ssl::ListenerLayout {
@@ -667,6 +686,8 @@ impl Config {
                 .transpose()?,
             ssl_listeners: secured.ssl,
             sasl_listeners: secured.sasl,
+            controller_listener: secured.controller,
+            inter_broker_client: secured.inter_broker_client,
             authorizer: AuthorizerConfig::from_props(&p)?,
             raw: map.clone(),
         };

@@ -33,6 +33,7 @@ pub mod group;
 pub mod log;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod protocol;
 pub mod quorum;
 pub mod quotas;

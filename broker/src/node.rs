@@ -45,6 +45,10 @@ pub enum NodeError {
     /// An SSL listener's key or trust material could not be loaded.
     #[error(transparent)]
     Tls(#[from] server::tls::TlsError),
+    /// The security of the connections between nodes could not be set up (a store of the
+    /// controller or inter-broker listener).
+    #[error("inter-node security: {0}")]
+    Peer(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -123,11 +127,25 @@ impl Node {
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let metrics = Arc::new(Metrics::new()?);
         let liveness = Arc::new(Liveness::default());
-        let quorum = crate::quorum::startup::start_for(&config, &cluster_id, Arc::clone(&liveness))
-            .await
-            .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
+        let (transport, quorum_tls) = crate::peer::quorum_transport(&config).await?;
+        let quorum = crate::quorum::startup::start_for(
+            &config,
+            &cluster_id,
+            Arc::clone(&liveness),
+            transport,
+        )
+        .await
+        .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        if let Some(acceptor) = quorum_tls.filter(|_| config.ssl_reload_interval_ms > 0) {
+            tracker.spawn(server::tls_reload::watch(
+                vec![acceptor],
+                Duration::from_millis(config.ssl_reload_interval_ms),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+        }
         let broker = if config.is_broker() {
             apply_bootstrap(&quorum, &bootstrap).await?;
             let half = start_broker(
@@ -333,6 +351,9 @@ async fn start_broker(
     let tls = tokio::task::spawn_blocking(move || server::tls::acceptors(&c))
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))??;
+    crate::peer::inter_broker_security(config)
+        .await
+        .map_err(NodeError::Peer)?;
     let cluster = open_cluster(config, cluster_id, quorum).await?;
     let replicas = crate::replication::manager::ReplicaManager::new(
         Arc::clone(&cluster),

@@ -101,6 +101,15 @@ impl Client {
         Self::connect_secured(addr, timeout, &ClientSecurity::plaintext()).await
     }
 
+    /// Like [`Client::connect_one_within`], secured as `security` says (TLS, SASL).
+    pub async fn connect_one_within_with(
+        addr: &str,
+        timeout: Duration,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        Self::connect_secured(addr, timeout, security).await
+    }
+
     /// Like [`Client::connect_one`], secured as `security` says (TLS, SASL).
     pub async fn connect_one_with(
         addr: &str,
@@ -378,7 +387,7 @@ impl Client {
 }
 
 /// The TLS server name of `host:port` (a DNS name or an IP address, `[v6]` bracketed).
-fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
+pub fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(host.to_owned())

@@ -4,9 +4,9 @@
 //! key and trust material is loaded when the listener starts (`server::tls`), so a config that
 //! names a missing file still validates and the start-up fails naming the file.
 //!
-//! This slice serves TLS and SASL on client listeners only: SSL and SASL are refused on the
-//! controller listener and on the inter-broker listener (replication and controller RPCs do not
-//! speak TLS or SASL yet; a cluster must not look secured when it is not).
+//! Every listener may use any of the four protocols: the client listeners, the inter-broker
+//! listener (replication fetches, secured by the client properties `super::peer` derives) and
+//! the controller listener (the quorum's RPCs; `super::peer::ControllerListener`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -199,18 +199,37 @@ pub(super) struct ListenerLayout<'a> {
 }
 
 /// The secured listeners by name: the `ssl.*` settings of the SSL and SASL_SSL ones, the
-/// SASL settings of the SASL_PLAINTEXT and SASL_SSL ones.
+/// SASL settings of the SASL_PLAINTEXT and SASL_SSL ones (the controller listener apart), and
+/// how this node connects to the others.
 #[derive(Debug, Default)]
 pub(super) struct SecuredListeners {
-    /// Listeners that speak TLS.
+    /// Client listeners that speak TLS.
     pub ssl: BTreeMap<String, SslConfig>,
-    /// Listeners that authenticate with SASL.
+    /// Client listeners that authenticate with SASL.
     pub sasl: BTreeMap<String, super::sasl::SaslConfig>,
+    /// The controller listener, when the node is part of a quorum with one.
+    pub controller: Option<super::peer::ControllerListener>,
+    /// How this broker connects to the other brokers' inter-broker listener.
+    pub inter_broker_client: super::peer::ClientProps,
+}
+
+/// The protocol's (TLS, SASL) flags, or a refusal naming the listener.
+fn protocol_flags(name: &str, proto: &str) -> Result<(bool, bool), String> {
+    match proto {
+        "PLAINTEXT" => Ok((false, false)),
+        "SSL" => Ok((true, false)),
+        "SASL_PLAINTEXT" => Ok((false, true)),
+        "SASL_SSL" => Ok((true, true)),
+        _ => Err(format!(
+            "listener {name} uses unknown security protocol {proto}; expected PLAINTEXT, SSL, \
+             SASL_PLAINTEXT or SASL_SSL"
+        )),
+    }
 }
 
 /// Checks every listener's security protocol and parses the `ssl.*` and SASL keys of the
-/// secured ones. All four protocols are served on client listeners; SSL and SASL are refused on
-/// the controller or inter-broker listener.
+/// secured ones, the controller listener's (which a broker-only node connects to without
+/// listening on it), and the client side of the inter-broker listener.
 pub(super) fn listener_security(
     p: &Props,
     layout: &ListenerLayout,
@@ -221,26 +240,10 @@ pub(super) fn listener_security(
     let mut secured = SecuredListeners::default();
     for l in layout.listeners {
         let proto = protocol(&l.name);
-        let refuse = |reason: String| Err(Props::invalid(MAP, &proto, reason));
-        let (tls, sasl) = match proto.as_str() {
-            "PLAINTEXT" => (false, false),
-            "SSL" => (true, false),
-            "SASL_PLAINTEXT" => (false, true),
-            "SASL_SSL" => (true, true),
-            _ => {
-                return refuse(format!(
-                    "listener {} uses unknown security protocol {proto}; expected PLAINTEXT, \
-                     SSL, SASL_PLAINTEXT or SASL_SSL",
-                    l.name
-                ))
-            }
-        };
-        if (tls || sasl) && layout.controller_listener_names.contains(&l.name) {
-            return refuse(format!(
-                "listener {} is a controller listener and uses {proto}; TLS and SASL on the \
-                 controller listener are not supported yet (use PLAINTEXT for it)",
-                l.name
-            ));
+        let (tls, sasl) =
+            protocol_flags(&l.name, &proto).map_err(|why| Props::invalid(MAP, &proto, why))?;
+        if layout.controller_listener_names.contains(&l.name) {
+            continue;
         }
         if tls {
             secured.ssl.insert(l.name.clone(), parse_ssl(p, &l.name)?);
@@ -251,46 +254,65 @@ pub(super) fn listener_security(
                 .insert(l.name.clone(), super::sasl::parse(p, &l.name)?);
         }
     }
-    if let Some(v) = p.get("security.inter.broker.protocol") {
-        if !v.eq_ignore_ascii_case("PLAINTEXT") {
-            return Err(Props::invalid(
-                "security.inter.broker.protocol",
-                v,
-                "only PLAINTEXT is supported between brokers yet",
-            ));
-        }
+    if let Some(name) = layout.controller_listener_names.first() {
+        let proto = protocol(name);
+        secured.controller = Some(controller_listener(p, name, &proto)?);
     }
-    check_inter_broker(layout, &protocol)?;
+    if let Some(ib) = inter_broker_listener(layout) {
+        let proto = protocol(ib);
+        protocol_flags(ib, &proto).map_err(|why| Props::invalid(MAP, &proto, why))?;
+        secured.inter_broker_client = super::peer::client_props(
+            p,
+            ib,
+            &proto,
+            "sasl.mechanism.inter.broker.protocol",
+        )?;
+    }
     Ok(secured)
 }
 
-/// Refuses an inter-broker listener that is not PLAINTEXT: the one named by `inter.broker.listener.name`, or, when
-/// that is not advertised, the first advertised one (where other brokers would connect).
-fn check_inter_broker(
-    layout: &ListenerLayout,
-    protocol: &dyn Fn(&str) -> String,
-) -> Result<(), ConfigError> {
+/// The controller listener `name`'s settings, both sides.
+fn controller_listener(
+    p: &Props,
+    name: &str,
+    proto: &str,
+) -> Result<super::peer::ControllerListener, ConfigError> {
+    const MECHANISM: &str = "sasl.mechanism.controller.protocol";
+    let (tls, sasl) = protocol_flags(name, proto)
+        .map_err(|why| Props::invalid("listener.security.protocol.map", proto, why))?;
+    let sasl = if sasl {
+        let config = super::sasl::parse(p, name)?;
+        super::peer::check_controller_sasl(p, name, &config)?;
+        if let Some(m) = p.get(MECHANISM).filter(|m| *m != "PLAIN" && *m != "GSSAPI") {
+            return Err(Props::invalid(
+                MECHANISM,
+                m,
+                format!("controller listener {name} authenticates only with PLAIN"),
+            ));
+        }
+        Some(config)
+    } else {
+        None
+    };
+    Ok(super::peer::ControllerListener {
+        name: name.to_string(),
+        ssl: if tls { Some(parse_ssl(p, name)?) } else { None },
+        sasl,
+        client: super::peer::client_props(p, name, proto, MECHANISM)?,
+    })
+}
+
+/// The listener other brokers fetch from: the one `inter.broker.listener.name` names, or, when
+/// that is not advertised, the first advertised one (the address the broker registers).
+fn inter_broker_listener<'a>(layout: &'a ListenerLayout) -> Option<&'a str> {
     if !layout.is_broker {
-        return Ok(());
+        return None;
     }
     let name = layout.inter_broker_listener_name;
-    let effective = if layout.advertised.iter().any(|l| l.name == name) {
+    if layout.advertised.iter().any(|l| l.name == name) {
         Some(name)
     } else {
         layout.advertised.first().map(|l| l.name.as_str())
-    };
-    match effective {
-        Some(e) if protocol(e) != "PLAINTEXT" => Err(Props::invalid(
-            "inter.broker.listener.name",
-            name,
-            format!(
-                "the inter-broker listener would be {e}, which uses {}; TLS and SASL between \
-                 brokers are not supported yet: name a PLAINTEXT listener in \
-                 inter.broker.listener.name",
-                protocol(e)
-            ),
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -611,49 +633,84 @@ mod tests {
         assert!(err.contains("unknown security protocol SASL_GSS"), "{err}");
     }
 
-    #[test]
-    fn ssl_on_the_controller_listener_is_refused() {
-        let err = Config::from_properties(parse_properties(
-            "node.id=1\ncontroller.quorum.voters=1@localhost:9093\n\
-             controller.listener.names=CONTROLLER\n\
-             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL\n\
-             ssl.keystore.location=/k.pem\n",
-        ))
-        .expect_err("SSL controller")
-        .to_string();
-        assert!(err.contains("controller listener and uses SSL"), "{err}");
-        let err = Config::from_properties(parse_properties(
-            "node.id=1\ncontroller.quorum.voters=1@localhost:9093\n\
-             controller.listener.names=CONTROLLER\n\
-             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
-             sasl.enabled.mechanisms=SCRAM-SHA-256\n",
-        ))
-        .expect_err("SASL controller")
-        .to_string();
-        assert!(
-            err.contains("controller listener and uses SASL_PLAINTEXT"),
-            "{err}"
-        );
+    const CONTROLLER: &str = "node.id=1\nprocess.roles=broker,controller\n\
+        controller.quorum.voters=1@localhost:9093\ncontroller.listener.names=CONTROLLER\n\
+        listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n";
+
+    fn controller(extra: &str) -> Result<Config, String> {
+        Config::from_properties(parse_properties(&format!("{CONTROLLER}{extra}")))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn ssl_on_the_inter_broker_listener_is_refused() {
-        let err = config("ssl.keystore.location=/k.pem\ninter.broker.listener.name=SSL\n")
-            .expect_err("SSL inter-broker")
-            .to_string();
-        assert!(
-            err.contains("TLS and SASL between brokers are not supported yet"),
-            "{err}"
-        );
-        // Only an SSL listener: other brokers would fall back to it.
-        let err = Config::from_properties(parse_properties(
+    fn the_controller_listener_takes_ssl_and_plain_on_both_sides() {
+        let c = controller(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL\n\
+             listener.name.controller.ssl.keystore.location=/c.p12\n\
+             listener.name.controller.ssl.keystore.password=ks-secret\n\
+             ssl.truststore.location=/ca.pem\n\
+             listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+             sasl.mechanism.controller.protocol=PLAIN\n\
+             listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.\
+             plain.PlainLoginModule required username=\"ctl\" password=\"pw\" user_ctl=\"pw\";\n",
+        )
+        .expect("SASL_SSL controller");
+        let l = c.controller_listener.expect("controller listener");
+        assert!(l.ssl.is_some() && l.sasl.is_some());
+        let props = l.client.properties();
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+        assert_eq!(props["ssl.keystore.location"], "/c.p12");
+        assert_eq!(props["ssl.truststore.location"], "/ca.pem");
+        assert_eq!(props["sasl.mechanism"], "PLAIN");
+        // The controller listener is not a client listener.
+        assert!(!c.ssl_listeners.contains_key("CONTROLLER"));
+        let shown = format!("{:?}", l.client);
+        assert!(!shown.contains("ks-secret") && !shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn the_controller_listener_refuses_scram_and_a_missing_login() {
+        let map = "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n";
+        let err = controller(&format!(
+            "{map}sasl.enabled.mechanisms=SCRAM-SHA-256\nsasl.mechanism.controller.protocol=PLAIN\n"
+        ))
+        .expect_err("SCRAM controller");
+        assert!(err.contains("can authenticate only with PLAIN"), "{err}");
+        let jaas = "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.\
+                    security.plain.PlainLoginModule required user_ctl=\"pw\";\n";
+        let err = controller(&format!("{map}sasl.enabled.mechanisms=PLAIN\n{jaas}"))
+            .expect_err("GSSAPI default");
+        assert!(err.contains("set sasl.mechanism.controller.protocol"), "{err}");
+        let err = controller(&format!(
+            "{map}sasl.enabled.mechanisms=PLAIN\n{jaas}sasl.mechanism.controller.protocol=SCRAM-SHA-512\n"
+        ))
+        .expect_err("SCRAM login");
+        assert!(err.contains("authenticates only with PLAIN"), "{err}");
+    }
+
+    #[test]
+    fn the_inter_broker_listener_gets_client_properties_from_its_own_keys() {
+        let c = config(
+            "ssl.keystore.location=/k.pem\nssl.truststore.location=/ca.pem\n\
+             inter.broker.listener.name=SSL\n",
+        )
+        .expect("SSL inter-broker");
+        let props = c.inter_broker_client.properties();
+        assert_eq!(props["security.protocol"], "SSL");
+        assert_eq!(props["ssl.truststore.location"], "/ca.pem");
+        // Only an SSL listener: other brokers fetch from it.
+        let c = Config::from_properties(parse_properties(
             "node.id=1\nlisteners=SSL://:9093\nssl.keystore.location=/k.pem\n",
         ))
-        .expect_err("SSL only")
+        .expect("SSL only");
+        assert_eq!(c.inter_broker_client.protocol(), "SSL");
+        let err = config(
+            "ssl.keystore.location=/k.pem\ninter.broker.listener.name=SSL\n\
+             security.inter.broker.protocol=SSL\n",
+        )
+        .expect_err("both")
         .to_string();
-        assert!(err.contains("would be SSL"), "{err}");
+        assert!(err.contains("may not both be set"), "{err}");
     }
 
     #[test]

@@ -139,7 +139,7 @@ async fn beat_all(
     let calls = others.map(|(id, node)| async move {
         let r = crate::quorum::network::heartbeat(
             &node,
-            quorum.cluster_id(),
+            quorum.peer(),
             broker,
             shutting_down,
             timeout,

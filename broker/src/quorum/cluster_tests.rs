@@ -33,6 +33,8 @@ fn config(h: &Harness, id: NodeId) -> QuorumConfig {
         heartbeat: Duration::from_millis(50),
         election_timeout: Duration::from_millis(300),
         liveness: Default::default(),
+        transport: std::sync::Arc::new(super::transport::Plaintext),
+        authorizer: None,
     }
 }
 
@@ -451,7 +453,11 @@ async fn a_voter_id_cannot_join_as_a_learner() {
         host: "127.0.0.1".into(),
         port: 1,
     };
-    let refused = super::learner::join(CLUSTER, 2, &somewhere, &h.voters).await;
+    let peer = super::network::Peer {
+        cluster_id: CLUSTER.into(),
+        transport: std::sync::Arc::new(super::transport::Plaintext),
+    };
+    let refused = super::learner::join(&peer, 2, &somewhere, &h.voters).await;
     assert!(
         matches!(refused, Err(JoinError::Refused(LearnerRefusal::IsVoter(2)))),
         "{refused:?}"

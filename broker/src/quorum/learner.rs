@@ -133,7 +133,7 @@ pub async fn admit(
 /// One round of joining: asks each of `voters` in turn (following the leader hints they give)
 /// to add `me` at `node` as a learner, until one leader does.
 pub async fn join(
-    cluster_id: &str,
+    peer: &super::network::Peer,
     me: NodeId,
     node: &ControllerNode,
     voters: &BTreeMap<NodeId, ControllerNode>,
@@ -143,7 +143,7 @@ pub async fn join(
         let mut target = (*first_id, first.clone());
         for _ in 0..MAX_HOPS {
             let answer =
-                super::network::add_learner(&target.1, cluster_id, me, node.clone(), CALL_TIMEOUT)
+                super::network::add_learner(&target.1, peer, me, node.clone(), CALL_TIMEOUT)
                     .await;
             match answer {
                 Ok(Ok(())) => return Ok(()),
@@ -183,9 +183,9 @@ pub async fn remove(raft: &Raft<TypeConfig>, id: NodeId) -> Result<bool, Learner
 }
 
 /// Asks `leader` (the leader a member knows of) to remove learner `id`, following the leader
-/// hints a voter that no longer leads answers with; `me` and `cluster_id` identify the sender.
+/// hints a voter that no longer leads answers with; `me` and `peer` identify the sender.
 pub async fn remove_at(
-    cluster_id: &str,
+    peer: &super::network::Peer,
     me: NodeId,
     id: NodeId,
     leader: (NodeId, ControllerNode),
@@ -193,7 +193,7 @@ pub async fn remove_at(
     let mut target = leader;
     for _ in 0..MAX_HOPS {
         let answer =
-            super::network::remove_learner(&target.1, cluster_id, me, id, CALL_TIMEOUT).await;
+            super::network::remove_learner(&target.1, peer, me, id, CALL_TIMEOUT).await;
         match answer {
             Ok(Err(LearnerRefusal::NotLeader {
                 leader: Some(leader),

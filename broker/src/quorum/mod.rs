@@ -28,6 +28,7 @@ pub mod rpc_server;
 pub mod startup;
 pub mod state_machine;
 pub mod status;
+pub mod transport;
 pub mod types;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The client half of the quorum network: openraft's `RaftNetworkFactory` / `RaftNetwork` over
-//! TCP to each voter's controller listener, one connection per target kept open and replaced
-//! after any error. Every request carries this node's cluster id ([`super::rpc`]).
+//! the node's [`Transport`] (TCP, or TLS and SASL as the controller listener says) to each
+//! voter's controller listener, one connection per target kept open and replaced after any
+//! error. Every request carries this node's cluster id ([`super::rpc`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,17 +15,26 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 
 use super::rpc::{read_frame, write_frame, RequestFrame, ResponseFrame, Rpc};
 use super::status::Contacts;
+use super::transport::{BoxStream, Transport};
 use super::types::{ControllerNode, NodeId, TypeConfig};
+
+/// How a member reaches the others: the cluster id every request carries, and the transport.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// This node's cluster id.
+    pub cluster_id: String,
+    /// How connections are opened.
+    pub transport: Arc<dyn Transport>,
+}
 
 /// Creates connections to the other members (voters, and learners when leading).
 #[derive(Debug, Clone)]
 pub struct Network {
-    /// This node's cluster id, sent with every request.
-    pub cluster_id: String,
+    /// This node's cluster id and transport.
+    pub peer: Peer,
     /// This node's id.
     pub node_id: NodeId,
     /// Where answered AppendEntries are recorded, for DescribeQuorum's contact times.
@@ -36,7 +46,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &ControllerNode) -> Connection {
         Connection {
-            cluster_id: self.cluster_id.clone(),
+            peer: self.peer.clone(),
             from: self.node_id,
             target,
             node: node.clone(),
@@ -47,15 +57,25 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// A connection to one member.
-#[derive(Debug)]
 pub struct Connection {
-    cluster_id: String,
+    peer: Peer,
     from: NodeId,
     target: NodeId,
     node: ControllerNode,
     contacts: Arc<Contacts>,
     /// Open while healthy; dropped after any error so the next call reconnects.
-    stream: Option<TcpStream>,
+    stream: Option<BoxStream>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("from", &self.from)
+            .field("target", &self.target)
+            .field("node", &self.node)
+            .field("connected", &self.stream.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failure below Raft: connecting, writing or reading.
@@ -89,7 +109,7 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let frame = RequestFrame {
-            cluster_id: self.cluster_id.clone(),
+            cluster_id: self.peer.cluster_id.clone(),
             from: self.from,
             rpc,
         };
@@ -137,10 +157,12 @@ impl Connection {
     ) -> Result<ResponseFrame, Rpc2Error<E>> {
         if self.stream.is_none() {
             let addr = self.node.to_string();
-            let s = TcpStream::connect(&addr)
+            let s = self
+                .peer
+                .transport
+                .connect(&addr)
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&self.transport(e))))?;
-            let _ = s.set_nodelay(true);
             self.stream = Some(s);
         }
         let net = |c: &Connection, e: std::io::Error| {
@@ -237,17 +259,21 @@ pub enum ProposeRefusal {
 /// the JSON answer.
 async fn call_once(
     to: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     from: NodeId,
     rpc: Rpc,
     timeout: Duration,
 ) -> Result<serde_json::Value, CallError> {
     let call = async {
-        let mut s = TcpStream::connect(to.to_string()).await.map_err(|e| {
-            CallError::NotDelivered(format!("connecting to the controller at {to}: {e}"))
-        })?;
+        let mut s = peer
+            .transport
+            .connect(&to.to_string())
+            .await
+            .map_err(|e| {
+                CallError::NotDelivered(format!("connecting to the controller at {to}: {e}"))
+            })?;
         let frame = RequestFrame {
-            cluster_id: cluster_id.to_string(),
+            cluster_id: peer.cluster_id.clone(),
             from,
             rpc,
         };
@@ -275,12 +301,12 @@ async fn call_once(
 /// at and what applying it answered.
 pub async fn propose(
     leader: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     from: NodeId,
     request: super::types::MetadataRequest,
     timeout: Duration,
 ) -> Result<(super::types::LogId, super::types::MetadataResponse), CallError> {
-    let v = call_once(leader, cluster_id, from, Rpc::Propose(request), timeout).await?;
+    let v = call_once(leader, peer, from, Rpc::Propose(request), timeout).await?;
     let answer = serde_json::from_value::<
         Result<(super::types::LogId, super::types::MetadataResponse), ProposeRefusal>,
     >(v)
@@ -295,14 +321,14 @@ pub async fn propose(
 /// learner; a voter that does not lead answers where the leader is.
 pub async fn add_learner(
     to: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     from: NodeId,
     node: ControllerNode,
     timeout: Duration,
 ) -> Result<Result<(), super::learner::LearnerRefusal>, CallError> {
     let v = call_once(
         to,
-        cluster_id,
+        peer,
         from,
         Rpc::AddLearner { id: from, node },
         timeout,
@@ -315,19 +341,19 @@ pub async fn add_learner(
 /// answers where the leader is. `Ok(Ok(removed))`: whether `id` was a learner.
 pub async fn remove_learner(
     to: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     from: NodeId,
     id: NodeId,
     timeout: Duration,
 ) -> Result<Result<bool, super::learner::LearnerRefusal>, CallError> {
-    let v = call_once(to, cluster_id, from, Rpc::RemoveLearner { id }, timeout).await?;
+    let v = call_once(to, peer, from, Rpc::RemoveLearner { id }, timeout).await?;
     serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
 }
 
 /// Tells the voter at `to` that broker `broker` is alive (or shutting down).
 pub async fn heartbeat(
     to: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     broker: i32,
     shutting_down: bool,
     timeout: Duration,
@@ -335,7 +361,7 @@ pub async fn heartbeat(
     let from = super::types::node_id(broker).map_err(|e| CallError::Failed(e.to_string()))?;
     call_once(
         to,
-        cluster_id,
+        peer,
         from,
         Rpc::BrokerHeartbeat {
             broker,
@@ -350,17 +376,17 @@ pub async fn heartbeat(
 /// Asks the voter at `to` for the quorum's status as it sees it.
 pub async fn status(
     to: &ControllerNode,
-    cluster_id: &str,
+    peer: &Peer,
     from: NodeId,
     timeout: Duration,
 ) -> Result<super::status::QuorumStatus, CallError> {
-    let v = call_once(to, cluster_id, from, Rpc::Status, timeout).await?;
+    let v = call_once(to, peer, from, Rpc::Status, timeout).await?;
     serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
 }
 
 /// Asks the voter at `to` to start an election (the leader is stopping).
-pub async fn elect(to: &ControllerNode, cluster_id: &str, from: NodeId) -> Result<(), CallError> {
-    call_once(to, cluster_id, from, Rpc::Elect, Duration::from_secs(2))
+pub async fn elect(to: &ControllerNode, peer: &Peer, from: NodeId) -> Result<(), CallError> {
+    call_once(to, peer, from, Rpc::Elect, Duration::from_secs(2))
         .await
         .map(|_| ())
 }

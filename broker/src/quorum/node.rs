@@ -55,6 +55,11 @@ pub struct QuorumConfig {
     pub election_timeout: Duration,
     /// Where broker heartbeats received on the controller listener are recorded.
     pub liveness: Arc<super::liveness::Liveness>,
+    /// How quorum connections are opened and accepted (TLS, SASL).
+    pub transport: Arc<dyn super::transport::Transport>,
+    /// When set, a peer must be allowed CLUSTER_ACTION on the cluster (as Kafka's controller
+    /// checks for its quorum and broker RPCs).
+    pub authorizer: Option<crate::config::AuthorizerConfig>,
 }
 
 /// Why the quorum could not start or a write failed.
@@ -94,8 +99,8 @@ pub struct QuorumNode {
     configured_voters: BTreeMap<NodeId, ControllerNode>,
     /// When members last answered this node's AppendEntries (DescribeQuorum's contact times).
     contacts: Arc<super::status::Contacts>,
-    /// Sent with forwarded proposals.
-    cluster_id: String,
+    /// The cluster id sent with forwarded proposals, and the transport.
+    peer: super::network::Peer,
     raft: Raft<TypeConfig>,
     applied: watch::Receiver<AppliedState>,
     shutdown: CancellationToken,
@@ -137,8 +142,12 @@ impl QuorumNode {
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
         let contacts = Arc::new(super::status::Contacts::default());
-        let network = Network {
+        let peer = super::network::Peer {
             cluster_id: cfg.cluster_id.clone(),
+            transport: Arc::clone(&cfg.transport),
+        };
+        let network = Network {
+            peer: peer.clone(),
             node_id: cfg.node_id,
             contacts: Arc::clone(&contacts),
         };
@@ -154,6 +163,9 @@ impl QuorumNode {
                 cluster_id: Arc::from(cfg.cluster_id.as_str()),
                 liveness: Arc::clone(&cfg.liveness),
                 contacts: Arc::clone(&contacts),
+                transport: Arc::clone(&cfg.transport),
+                authorizer: cfg.authorizer.clone().map(Arc::new),
+                applied: applied.clone(),
             },
             shutdown.clone(),
         ));
@@ -178,7 +190,7 @@ impl QuorumNode {
             role: cfg.role,
             configured_voters: cfg.voters,
             contacts,
-            cluster_id: cfg.cluster_id.clone(),
+            peer,
             raft,
             applied,
             shutdown,
@@ -224,7 +236,7 @@ impl QuorumNode {
             return Ok(());
         };
         super::learner::join(
-            &self.cluster_id,
+            &self.peer,
             self.node_id,
             advertised,
             &self.configured_voters,
@@ -249,7 +261,7 @@ impl QuorumNode {
             Err(LearnerRefusal::NotLeader {
                 leader: Some(leader),
             }) if leader.0 != self.node_id => {
-                remove_at(&self.cluster_id, self.node_id, id, leader).await
+                remove_at(&self.peer, self.node_id, id, leader).await
             }
             other => other,
         }
@@ -286,7 +298,7 @@ impl QuorumNode {
         };
         let asked = super::network::status(
             &node,
-            &self.cluster_id,
+            &self.peer,
             self.node_id,
             super::status::FORWARD_TIMEOUT,
         )
@@ -302,7 +314,12 @@ impl QuorumNode {
 
     /// The cluster id every quorum RPC carries.
     pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+        &self.peer.cluster_id
+    }
+
+    /// How this member reaches the others (cluster id and transport).
+    pub fn peer(&self) -> &super::network::Peer {
+        &self.peer
     }
 
     /// This node's id.
@@ -388,7 +405,7 @@ impl QuorumNode {
             };
             let proposed = super::network::propose(
                 &node,
-                &self.cluster_id,
+                &self.peer,
                 self.node_id,
                 request.clone(),
                 wait,
@@ -449,14 +466,14 @@ impl QuorumNode {
             closed.await;
         }
         if let Some((id, node)) = successor {
-            hand_over(id, &node, &self.cluster_id, self.node_id).await;
+            hand_over(id, &node, &self.peer, self.node_id).await;
         }
     }
 }
 
 /// Asks follower `id` to start an election now that this member (`from`) has stopped.
-async fn hand_over(id: NodeId, node: &ControllerNode, cluster_id: &str, from: NodeId) {
-    match super::network::elect(node, cluster_id, from).await {
+async fn hand_over(id: NodeId, node: &ControllerNode, peer: &super::network::Peer, from: NodeId) {
+    match super::network::elect(node, peer, from).await {
         Ok(()) => tracing::info!(successor = id, "asked a follower to take over the quorum"),
         Err(e) => tracing::debug!(successor = id, error = %e, "no hand-over"),
     }

@@ -84,6 +84,9 @@ pub enum Refusal {
     /// The frame did not decode.
     #[error("malformed quorum request: {0}")]
     Malformed(String),
+    /// The peer's principal may not act for the cluster.
+    #[error("{0} is not allowed CLUSTER_ACTION on the cluster")]
+    NotAuthorized(String),
 }
 
 /// A response frame: Raft's answer (its own result type per RPC, JSON-encoded) or a refusal.

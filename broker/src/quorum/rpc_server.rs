@@ -1,6 +1,7 @@
 //! The server half of the quorum network: accepts connections on the controller listener (or,
-//! on a broker-only learner, its metadata replication listener), checks each request's cluster
-//! id, and hands AppendEntries / Vote / InstallSnapshot to the local Raft node, broker
+//! on a broker-only learner, its metadata replication listener) through the node's transport
+//! (TLS, SASL), refuses a peer the authorizer does not allow CLUSTER_ACTION, checks each
+//! request's cluster id, and hands AppendEntries / Vote / InstallSnapshot to the local Raft node, broker
 //! heartbeats to the liveness table, a learner's AddLearner to [`super::learner::admit`] and
 //! RemoveLearner to [`super::learner::remove`]. A
 //! request from another cluster gets a refusal and the connection closes.
@@ -9,15 +10,19 @@ use std::sync::Arc;
 
 use openraft::Raft;
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::liveness::Liveness;
 use super::network::ProposeRefusal;
 use super::rpc::{read_frame, write_frame, Refusal, RequestFrame, ResponseFrame, Rpc};
+use super::state_machine::AppliedState;
 use super::status::Contacts;
+use super::transport::{BoxStream, Transport};
 use super::types::TypeConfig;
+use crate::config::AuthorizerConfig;
 
 /// What the RPC handlers share besides Raft itself.
 #[derive(Debug, Clone)]
@@ -28,6 +33,12 @@ pub struct Shared {
     pub liveness: Arc<Liveness>,
     /// When members last answered this node's AppendEntries (for Status).
     pub contacts: Arc<Contacts>,
+    /// How connections are accepted (TLS, SASL).
+    pub transport: Arc<dyn Transport>,
+    /// When set, a peer needs CLUSTER_ACTION on the cluster.
+    pub authorizer: Option<Arc<AuthorizerConfig>>,
+    /// The applied metadata, whose ACLs the authorizer reads.
+    pub applied: watch::Receiver<AppliedState>,
 }
 
 /// Serves quorum RPCs on `listener` until `shutdown`.
@@ -42,18 +53,20 @@ pub async fn serve(
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => match a {
-                Ok((s, _)) => s,
+                Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "controller listener accept failed");
                     continue;
                 }
             },
         };
+        let (stream, peer) = stream;
+        let _ = stream.set_nodelay(true);
         let (raft, shared, shutdown) = (raft.clone(), shared.clone(), shutdown.clone());
         connections.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = serve_connection(stream, raft, shared) => {
+                r = admit_and_serve(stream, peer, raft, shared) => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "quorum connection ended");
                     }
@@ -75,8 +88,45 @@ fn raft_reply<T: Serialize>(r: &T) -> std::io::Result<ResponseFrame> {
     ))
 }
 
+/// Secures an accepted connection, checks the peer may act for the cluster, then serves it.
+async fn admit_and_serve(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    raft: Raft<TypeConfig>,
+    shared: Shared,
+) -> std::io::Result<()> {
+    let accepted = match shared.transport.accept(stream, peer).await {
+        Ok(a) => a,
+        Err(why) => {
+            tracing::warn!(%peer, reason = %why, "closing a quorum connection");
+            return Ok(());
+        }
+    };
+    let mut stream = accepted.stream;
+    if let Some(config) = &shared.authorizer {
+        let host = peer.ip().to_string();
+        let allowed = crate::authz::authorize(
+            config,
+            shared.applied.borrow().image.acls.values(),
+            crate::authz::Requester {
+                principal: &accepted.principal,
+                host: &host,
+            },
+            crate::authz::Operation::ClusterAction,
+            crate::authz::Resource::cluster(),
+        );
+        if !allowed {
+            tracing::warn!(%peer, principal = %accepted.principal, "refusing a quorum connection: not allowed CLUSTER_ACTION on the cluster");
+            let reply = ResponseFrame::Refused(Refusal::NotAuthorized(accepted.principal));
+            write_frame(&mut stream, &encode(&reply)?).await?;
+            return Ok(());
+        }
+    }
+    serve_connection(stream, raft, shared).await
+}
+
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: BoxStream,
     raft: Raft<TypeConfig>,
     shared: Shared,
 ) -> std::io::Result<()> {
@@ -84,8 +134,8 @@ async fn serve_connection(
         cluster_id,
         liveness,
         contacts,
+        ..
     } = shared;
-    let _ = stream.set_nodelay(true);
     while let Some(body) = read_frame(&mut stream).await? {
         let frame: RequestFrame = match serde_json::from_slice(&body) {
             Ok(f) => f,

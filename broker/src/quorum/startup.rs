@@ -36,6 +36,7 @@ pub async fn start_for(
     config: &Config,
     cluster_id: &str,
     liveness: Arc<super::liveness::Liveness>,
+    transport: Arc<dyn super::transport::Transport>,
 ) -> Result<Arc<QuorumNode>, QuorumError> {
     let id = node_id(config.node_id).map_err(|e| QuorumError::Config(e.to_string()))?;
     let mut voters = configured_voters(config)?;
@@ -70,6 +71,8 @@ pub async fn start_for(
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             liveness,
+            transport,
+            authorizer: config.authorizer.clone(),
         },
         listener,
     )

@@ -246,7 +246,8 @@ impl ReplicaManager {
     /// A connection to `leader` at the address the metadata gives it now (a restarted leader
     /// may have moved), whose requests give up after `replica.socket.timeout.ms`: a leader
     /// that stops answering without closing the connection is then dropped and connected to
-    /// again, instead of stalling its partitions.
+    /// again, instead of stalling its partitions. Secured as the inter-broker listener is, its
+    /// stores read afresh so rotated certificates are used.
     async fn connect(&self, leader: i32) -> Option<Client> {
         let broker = self.cluster.brokers().get(&leader).cloned()?;
         let addr = if broker.host.contains(':') {
@@ -255,7 +256,14 @@ impl ReplicaManager {
             format!("{}:{}", broker.host, broker.port)
         };
         let timeout = Duration::from_millis(self.config.replica_socket_timeout_ms);
-        match Client::connect_one_within(&addr, timeout).await {
+        let security = match crate::peer::inter_broker_security(&self.cluster.config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(leader, error = %e, "cannot load the inter-broker listener's security");
+                return None;
+            }
+        };
+        match Client::connect_one_within_with(&addr, timeout, &security).await {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::debug!(leader, %addr, error = %error_chain(&e), "cannot reach the leader");

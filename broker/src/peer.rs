@@ -1,0 +1,256 @@
+//! The security of the quorum's connections, as the controller listener's keys say: TLS (its
+//! key store and trust store on both sides: a node presents its listener certificate when it
+//! connects, and a client certificate names the peer's principal by
+//! `ssl.principal.mapping.rules`) and SASL PLAIN (the login from
+//! `sasl.mechanism.controller.protocol` and the listener's JAAS config, checked against the
+//! listener's JAAS users). A broker-only node serves its metadata replication listener the same
+//! way. The inter-broker listener needs nothing here: replication fetches are Kafka requests,
+//! which gregor-client secures from `Config::inter_broker_client`.
+//!
+//! SASL runs over the quorum's own framing before the first RPC: one login frame (mechanism
+//! and token) and one reply (an error or nothing). A failed login waits
+//! `connection.failed.authentication.delay.ms` before its reply and the close, and never
+//! names the credential.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gregor_client::security::SaslCredentials;
+use gregor_client::ClientSecurity;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+use crate::config::peer::ControllerListener;
+use crate::config::principal_rules::PrincipalRule;
+use crate::config::sasl::SaslConfig;
+use crate::config::Config;
+use crate::node::NodeError;
+use crate::quorum::rpc::{read_frame, write_frame};
+use crate::quorum::transport::{Accepted, BoxStream, Plaintext, Transport, ANONYMOUS};
+use crate::sasl::Mechanism;
+use crate::server::tls_reload::ReloadingAcceptor;
+
+/// How long an accepted peer has for its TLS handshake and login.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first frame on a SASL quorum connection.
+#[derive(Serialize, Deserialize)]
+struct Login {
+    mechanism: String,
+    token: Vec<u8>,
+}
+
+/// The answer to a [`Login`]: `None` when it succeeded.
+#[derive(Serialize, Deserialize)]
+struct LoginReply {
+    error: Option<String>,
+}
+
+/// The quorum transport the controller listener's security asks for, and its TLS acceptor (to
+/// be watched for changed files) when it uses TLS. Reads the stores: a bad one fails the start.
+pub async fn quorum_transport(
+    config: &Config,
+) -> Result<(Arc<dyn Transport>, Option<Arc<ReloadingAcceptor>>), NodeError> {
+    let Some(listener) = config
+        .controller_listener
+        .clone()
+        .filter(|l| l.ssl.is_some() || l.sasl.is_some())
+    else {
+        return Ok((Arc::new(Plaintext), None));
+    };
+    let secured = tokio::task::spawn_blocking(move || Secured::load(&listener))
+        .await
+        .map_err(|e| NodeError::Peer(e.to_string()))?
+        .map_err(NodeError::Peer)?;
+    let acceptor = secured.tls.clone();
+    Ok((Arc::new(secured), acceptor))
+}
+
+/// How this broker connects to the inter-broker listener of the others (replication fetches):
+/// the listener's protocol, TLS stores and login. Reads the stores each time, so a fetcher that
+/// reconnects uses rotated certificates.
+pub async fn inter_broker_security(config: &Config) -> Result<ClientSecurity, String> {
+    let props = config.inter_broker_client.clone();
+    if props.protocol() == "PLAINTEXT" {
+        return Ok(ClientSecurity::plaintext());
+    }
+    let name = config.inter_broker_listener_name.clone();
+    tokio::task::spawn_blocking(move || {
+        ClientSecurity::from_properties(props.properties())
+            .map_err(|e| format!("connecting to inter-broker listener {name}: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// TLS and/or SASL PLAIN on the quorum's connections.
+#[derive(Debug)]
+struct Secured {
+    /// How this node connects (its TLS client config and login).
+    client: ClientSecurity,
+    /// The listener's TLS acceptor.
+    tls: Option<Arc<ReloadingAcceptor>>,
+    /// On SSL (not SASL_SSL): how a client certificate names the principal.
+    principal_rules: Option<Arc<[PrincipalRule]>>,
+    /// The listener's SASL settings (PLAIN users, failure delay, token limit).
+    sasl: Option<Arc<SaslConfig>>,
+}
+
+impl Secured {
+    /// Loads the stores `listener` names (blocking).
+    fn load(listener: &ControllerListener) -> Result<Secured, String> {
+        let name = &listener.name;
+        let client = ClientSecurity::from_properties(listener.client.properties())
+            .map_err(|e| format!("connecting to controller listener {name}: {e}"))?;
+        let tls = listener
+            .ssl
+            .as_ref()
+            .map(|ssl| ReloadingAcceptor::load(name, ssl).map(Arc::new))
+            .transpose()
+            .map_err(|e| format!("controller listener {name}: {e}"))?;
+        let principal_rules = match (&listener.ssl, &listener.sasl) {
+            (Some(ssl), None) => Some(Arc::from(ssl.principal_rules.clone())),
+            _ => None,
+        };
+        Ok(Secured {
+            client,
+            tls,
+            principal_rules,
+            sasl: listener.sasl.clone().map(Arc::new),
+        })
+    }
+
+    async fn open(&self, addr: &str) -> std::io::Result<BoxStream> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BoxStream = match self.client.tls() {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = gregor_client::connection::server_name(addr)
+                    .map_err(std::io::Error::other)?;
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                Box::new(connector.connect(name, tcp).await?)
+            }
+        };
+        if let Some(credentials) = self.client.sasl() {
+            login(&mut stream, credentials).await?;
+        }
+        Ok(stream)
+    }
+
+    async fn admit(&self, tcp: TcpStream) -> Result<Accepted, String> {
+        let (mut stream, mut principal): (BoxStream, String) = match &self.tls {
+            None => (Box::new(tcp), ANONYMOUS.to_string()),
+            Some(acceptor) => {
+                let tls = acceptor
+                    .acceptor()
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                let certificate = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let principal = match (&self.principal_rules, certificate) {
+                    (Some(rules), Some(der)) => {
+                        let name = crate::server::tls::certificate_principal(der, rules)
+                            .map_err(|e| format!("client certificate refused: {e}"))?;
+                        format!("User:{name}")
+                    }
+                    _ => ANONYMOUS.to_string(),
+                };
+                (Box::new(tls), principal)
+            }
+        };
+        if let Some(sasl) = &self.sasl {
+            let user = check_login(&mut stream, sasl).await?;
+            principal = format!("User:{user}");
+        }
+        Ok(Accepted { stream, principal })
+    }
+}
+
+impl Transport for Secured {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, std::io::Result<BoxStream>> {
+        Box::pin(self.open(addr))
+    }
+
+    fn accept(&self, tcp: TcpStream, _: SocketAddr) -> BoxFuture<'_, Result<Accepted, String>> {
+        Box::pin(async move {
+            tokio::time::timeout(ACCEPT_TIMEOUT, self.admit(tcp))
+                .await
+                .map_err(|_| "the TLS handshake or SASL login timed out".to_string())?
+        })
+    }
+}
+
+/// The client's login: PLAIN with `credentials` (the controller listener speaks only PLAIN).
+async fn login(stream: &mut BoxStream, credentials: &SaslCredentials) -> std::io::Result<()> {
+    let token = format!("\0{}\0{}", credentials.username, credentials.password());
+    let frame = Login {
+        mechanism: credentials.mechanism.name().to_string(),
+        token: token.into_bytes(),
+    };
+    write_frame(stream, &serde_json::to_vec(&frame)?).await?;
+    let reply = read_frame(stream)
+        .await?
+        .ok_or_else(|| std::io::Error::other("the controller closed the connection at login"))?;
+    let reply: LoginReply = serde_json::from_slice(&reply)?;
+    match reply.error {
+        None => Ok(()),
+        Some(e) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("SASL login refused: {e}"),
+        )),
+    }
+}
+
+/// The server's side of a login: reads one [`Login`] (at most the listener's
+/// `sasl.server.max.receive.size`), checks it against the PLAIN users and answers. Returns the
+/// user name, or why the connection closes.
+async fn check_login(stream: &mut BoxStream, sasl: &SaslConfig) -> Result<String, String> {
+    let body = read_capped(stream, sasl.max_receive_size)
+        .await
+        .map_err(|e| format!("SASL login not read: {e}"))?;
+    let outcome = match serde_json::from_slice::<Login>(&body) {
+        Err(e) => Err(format!("malformed SASL login: {e}")),
+        Ok(login) => match Mechanism::from_name(&login.mechanism) {
+            Some(m) if sasl.mechanisms.contains(&m) && m == Mechanism::Plain => {
+                crate::sasl::plain::authenticate(&login.token, &sasl.plain_users)
+                    .map_err(|f| f.client_message(m))
+            }
+            _ => Err(format!(
+                "Unsupported SASL mechanism {}: the controller listener enables PLAIN",
+                login.mechanism
+            )),
+        },
+    };
+    let reply = LoginReply {
+        error: outcome.as_ref().err().cloned(),
+    };
+    if outcome.is_err() {
+        tokio::time::sleep(Duration::from_millis(sasl.failed_auth_delay_ms)).await;
+    }
+    let body = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
+    write_frame(stream, &body)
+        .await
+        .map_err(|e| format!("SASL reply not sent: {e}"))?;
+    outcome.map_err(|e| format!("SASL login failed: {e}"))
+}
+
+/// Reads one frame of at most `max` bytes (before authentication a peer's length is not
+/// trusted with more).
+async fn read_capped<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a login frame of {len} bytes exceeds sasl.server.max.receive.size ({max})"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(body)
+}
