@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod authz;
+pub mod close_log;
 pub mod cluster;
 pub mod config;
 pub mod controller;

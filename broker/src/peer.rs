@@ -129,8 +129,8 @@ impl Secured {
         let mut stream: BoxStream = match self.client.tls() {
             None => Box::new(tcp),
             Some(config) => {
-                let name = gregor_client::connection::server_name(addr)
-                    .map_err(std::io::Error::other)?;
+                let name =
+                    gregor_client::connection::server_name(addr).map_err(std::io::Error::other)?;
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
                 Box::new(connector.connect(name, tcp).await?)
             }
@@ -253,4 +253,99 @@ async fn read_capped<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Re
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_properties;
+
+    /// A controller listener on SASL_PLAINTEXT with PLAIN, logging in as `user`/`password`.
+    fn listener(user: &str, password: &str) -> ControllerListener {
+        let text = format!(
+            "node.id=1\nprocess.roles=broker,controller\n\
+             controller.quorum.voters=1@localhost:9093\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             sasl.enabled.mechanisms=PLAIN\nsasl.mechanism.controller.protocol=PLAIN\n\
+             connection.failed.authentication.delay.ms=0\n\
+             listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.\
+             plain.PlainLoginModule required username=\"{user}\" password=\"{password}\" \
+             user_controller=\"controller-secret\";\n"
+        );
+        Config::from_properties(parse_properties(&text))
+            .expect("config")
+            .controller_listener
+            .expect("controller listener")
+    }
+
+    /// Connects `client` to a listener served by `server`; both sides' outcomes.
+    async fn exchange(
+        server: ControllerListener,
+        client: ControllerListener,
+    ) -> (std::io::Result<()>, Result<String, String>) {
+        let server = Secured::load(&server).expect("server side");
+        let client = Secured::load(&client).expect("client side");
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr").to_string();
+        let accepted = tokio::spawn(async move {
+            let (tcp, peer) = socket.accept().await.expect("accept");
+            server.accept(tcp, peer).await.map(|a| a.principal)
+        });
+        let connected = client.connect(&addr).await.map(|_| ());
+        (connected, accepted.await.expect("accept task"))
+    }
+
+    #[tokio::test]
+    async fn a_plain_login_names_the_principal_and_a_wrong_one_is_refused_on_both_sides() {
+        let (connected, accepted) = exchange(
+            listener("controller", "controller-secret"),
+            listener("controller", "controller-secret"),
+        )
+        .await;
+        connected.expect("logged in");
+        assert_eq!(accepted.expect("accepted"), "User:controller");
+
+        let (connected, accepted) = exchange(
+            listener("controller", "controller-secret"),
+            listener("controller", "guess"),
+        )
+        .await;
+        let e = connected.expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string()
+                .contains("Authentication failed: Invalid username or password"),
+            "{e}"
+        );
+        let why = accepted.expect_err("refused");
+        assert!(
+            !why.contains("guess"),
+            "the password must not be logged: {why}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_frame_over_the_token_limit_is_not_read() {
+        let server = Secured::load(&listener("controller", "controller-secret")).expect("server");
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let accepted = tokio::spawn(async move {
+            let (tcp, peer) = socket.accept().await.expect("accept");
+            server.accept(tcp, peer).await.map(|a| a.principal)
+        });
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &u32::MAX.to_be_bytes())
+            .await
+            .expect("write");
+        let why = accepted.await.expect("task").expect_err("refused");
+        assert!(
+            why.contains("exceeds sasl.server.max.receive.size"),
+            "{why}"
+        );
+    }
 }

@@ -114,12 +114,17 @@ class GregorCluster:
     `overrides` are server.properties keys applied on top of the defaults of every node (a
     value of None removes a default); `node_overrides` maps a node id to keys for that node
     alone. `hosts` maps a node id to the address its listeners bind and advertise (default
-    127.0.0.1), `netns` to the network namespace it runs in (see netns.py)."""
+    127.0.0.1), `netns` to the network namespace it runs in (see netns.py).
+
+    On a secured cluster, `client_conf` holds the librdkafka keys (security.protocol,
+    sasl.*, ssl.ca.location) the helper clients here connect with, and `format_args` the
+    extra arguments of `gregor storage format` (e.g. `--add-scram`)."""
 
     def __init__(self, workdir: Path, size: int = 3, overrides: dict | None = None,
                  node_overrides: dict[int, dict] | None = None, binary: Path | None = None,
                  hosts: dict[int, str] | None = None, netns: dict[int, str] | None = None,
-                 controllers: int = 0):
+                 controllers: int = 0, client_conf: dict | None = None,
+                 format_args: list[str] | None = None):
         self.workdir = Path(workdir)
         self.binary = Path(binary) if binary else gregor_binary()
         total = controllers + size
@@ -140,6 +145,8 @@ class GregorCluster:
         self.overrides = dict(overrides or {})
         self.node_overrides = {k: dict(v) for k, v in (node_overrides or {}).items()}
         self.cluster_id: str | None = None
+        self.client_conf = dict(client_conf or {})
+        self.format_args = list(format_args or [])
         # A script that dies before close() must not leave nodes holding ports and dirs.
         atexit.register(self._kill_running)
 
@@ -225,7 +232,8 @@ class GregorCluster:
         self.cluster_id = self._gregor("storage", "random-uuid").strip()
         for node_id, n in self.nodes.items():
             self.write_config(node_id)
-            self._gregor("storage", "format", "-t", self.cluster_id, "-c", str(n.config_path))
+            self._gregor("storage", "format", "-t", self.cluster_id, "-c", str(n.config_path),
+                         *self.format_args)
 
     # -- processes --------------------------------------------------------------------------
 
@@ -339,7 +347,7 @@ class GregorCluster:
         referenced while its futures are pending: they fail with _DESTROY once it is
         collected."""
         servers = self.nodes[node_id].bootstrap if node_id else self.bootstrap
-        return AdminClient({"bootstrap.servers": servers})
+        return AdminClient({"bootstrap.servers": servers, **self.client_conf})
 
     def metadata(self, node_id: int | None = None, topic: str | None = None,
                  timeout: float = 10.0) -> ClusterMetadata:
@@ -352,7 +360,9 @@ class GregorCluster:
 
         def from_node():
             md = self.admin(node_id).list_topics(topic=topic, timeout=timeout)
-            return md if md.orig_broker_name.split("/")[0] == address else None
+            # "host:port/id", or "sasl_ssl://host:port/id" on a secured listener.
+            name = md.orig_broker_name.split("://")[-1]
+            return md if name.split("/")[0] == address else None
 
         return wait_for(from_node, timeout, f"a Metadata response from node {node_id}")
 

@@ -172,9 +172,10 @@ class Stream:
 
 
 def assert_all_acked_readable_once(bootstrap: str, topic: str, partitions: int,
-                                   acked: list[bytes]):
-    """Every value in `acked` is in `topic` and no value is there twice."""
-    got = read_all(bootstrap, topic, partitions, timeout=90)
+                                   acked: list[bytes], extra: dict | None = None):
+    """Every value in `acked` is in `topic` and no value is there twice (`extra`: consumer
+    settings, e.g. a secured cluster's)."""
+    got = read_all(bootstrap, topic, partitions, timeout=90, extra=extra)
     values = Counter(m.value() for msgs in got.values() for m in msgs)
     missing = [v for v in acked if v not in values]
     dups = [v for v, n in values.items() if n > 1]

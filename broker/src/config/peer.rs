@@ -156,7 +156,7 @@ pub(super) fn check_controller_sasl(
         name.to_ascii_lowercase()
     );
     let key = if p.get(&own).is_some() {
-        own
+        own.clone()
     } else {
         "sasl.enabled.mechanisms".to_string()
     };
@@ -166,11 +166,7 @@ pub(super) fn check_controller_sasl(
         &value.join(","),
         format!(
             "controller listener {name} can authenticate only with PLAIN: SCRAM credentials live \
-             in the metadata log the controllers replicate (set {own}=PLAIN)",
-            own = format!(
-                "listener.name.{}.sasl.enabled.mechanisms",
-                name.to_ascii_lowercase()
-            )
+             in the metadata log the controllers replicate (set {own}=PLAIN)"
         ),
     ))
 }

@@ -261,12 +261,8 @@ pub(super) fn listener_security(
     if let Some(ib) = inter_broker_listener(layout) {
         let proto = protocol(ib);
         protocol_flags(ib, &proto).map_err(|why| Props::invalid(MAP, &proto, why))?;
-        secured.inter_broker_client = super::peer::client_props(
-            p,
-            ib,
-            &proto,
-            "sasl.mechanism.inter.broker.protocol",
-        )?;
+        secured.inter_broker_client =
+            super::peer::client_props(p, ib, &proto, "sasl.mechanism.inter.broker.protocol")?;
     }
     Ok(secured)
 }
@@ -665,7 +661,10 @@ mod tests {
         // The controller listener is not a client listener.
         assert!(!c.ssl_listeners.contains_key("CONTROLLER"));
         let shown = format!("{:?}", l.client);
-        assert!(!shown.contains("ks-secret") && !shown.contains("pw"), "{shown}");
+        assert!(
+            !shown.contains("ks-secret") && !shown.contains("pw"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -680,7 +679,10 @@ mod tests {
                     security.plain.PlainLoginModule required user_ctl=\"pw\";\n";
         let err = controller(&format!("{map}sasl.enabled.mechanisms=PLAIN\n{jaas}"))
             .expect_err("GSSAPI default");
-        assert!(err.contains("set sasl.mechanism.controller.protocol"), "{err}");
+        assert!(
+            err.contains("set sasl.mechanism.controller.protocol"),
+            "{err}"
+        );
         let err = controller(&format!(
             "{map}sasl.enabled.mechanisms=PLAIN\n{jaas}sasl.mechanism.controller.protocol=SCRAM-SHA-512\n"
         ))

@@ -137,14 +137,9 @@ async fn beat_all(
     let me = quorum.node_id();
     let others = quorum.voters().into_iter().filter(|(id, _)| *id != me);
     let calls = others.map(|(id, node)| async move {
-        let r = crate::quorum::network::heartbeat(
-            &node,
-            quorum.peer(),
-            broker,
-            shutting_down,
-            timeout,
-        )
-        .await;
+        let r =
+            crate::quorum::network::heartbeat(&node, quorum.peer(), broker, shutting_down, timeout)
+                .await;
         if let Err(e) = r {
             tracing::debug!(voter = id, error = %e, "heartbeat not delivered");
         }

@@ -143,8 +143,7 @@ pub async fn join(
         let mut target = (*first_id, first.clone());
         for _ in 0..MAX_HOPS {
             let answer =
-                super::network::add_learner(&target.1, peer, me, node.clone(), CALL_TIMEOUT)
-                    .await;
+                super::network::add_learner(&target.1, peer, me, node.clone(), CALL_TIMEOUT).await;
             match answer {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(LearnerRefusal::NotLeader {
@@ -192,8 +191,7 @@ pub async fn remove_at(
 ) -> Result<bool, LearnerRefusal> {
     let mut target = leader;
     for _ in 0..MAX_HOPS {
-        let answer =
-            super::network::remove_learner(&target.1, peer, me, id, CALL_TIMEOUT).await;
+        let answer = super::network::remove_learner(&target.1, peer, me, id, CALL_TIMEOUT).await;
         match answer {
             Ok(Err(LearnerRefusal::NotLeader {
                 leader: Some(leader),

@@ -265,13 +265,9 @@ async fn call_once(
     timeout: Duration,
 ) -> Result<serde_json::Value, CallError> {
     let call = async {
-        let mut s = peer
-            .transport
-            .connect(&to.to_string())
-            .await
-            .map_err(|e| {
-                CallError::NotDelivered(format!("connecting to the controller at {to}: {e}"))
-            })?;
+        let mut s = peer.transport.connect(&to.to_string()).await.map_err(|e| {
+            CallError::NotDelivered(format!("connecting to the controller at {to}: {e}"))
+        })?;
         let frame = RequestFrame {
             cluster_id: peer.cluster_id.clone(),
             from,
@@ -326,14 +322,7 @@ pub async fn add_learner(
     node: ControllerNode,
     timeout: Duration,
 ) -> Result<Result<(), super::learner::LearnerRefusal>, CallError> {
-    let v = call_once(
-        to,
-        peer,
-        from,
-        Rpc::AddLearner { id: from, node },
-        timeout,
-    )
-    .await?;
+    let v = call_once(to, peer, from, Rpc::AddLearner { id: from, node }, timeout).await?;
     serde_json::from_value(v).map_err(|e| CallError::Failed(e.to_string()))
 }
 

@@ -166,6 +166,7 @@ impl QuorumNode {
                 transport: Arc::clone(&cfg.transport),
                 authorizer: cfg.authorizer.clone().map(Arc::new),
                 applied: applied.clone(),
+                close_log: Arc::default(),
             },
             shutdown.clone(),
         ));
@@ -260,9 +261,7 @@ impl QuorumNode {
         match asked {
             Err(LearnerRefusal::NotLeader {
                 leader: Some(leader),
-            }) if leader.0 != self.node_id => {
-                remove_at(&self.peer, self.node_id, id, leader).await
-            }
+            }) if leader.0 != self.node_id => remove_at(&self.peer, self.node_id, id, leader).await,
             other => other,
         }
     }
@@ -403,14 +402,9 @@ impl QuorumNode {
                 }
                 continue;
             };
-            let proposed = super::network::propose(
-                &node,
-                &self.peer,
-                self.node_id,
-                request.clone(),
-                wait,
-            )
-            .await;
+            let proposed =
+                super::network::propose(&node, &self.peer, self.node_id, request.clone(), wait)
+                    .await;
             let (log_id, data) = match proposed {
                 Ok(done) => done,
                 // Nothing reached the leader's log (it is gone or no longer leads): wait for

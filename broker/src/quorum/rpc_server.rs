@@ -39,6 +39,8 @@ pub struct Shared {
     pub authorizer: Option<Arc<AuthorizerConfig>>,
     /// The applied metadata, whose ACLs the authorizer reads.
     pub applied: watch::Receiver<AppliedState>,
+    /// Rate-limits the lines about refused peers.
+    pub close_log: Arc<crate::close_log::CloseLog>,
 }
 
 /// Serves quorum RPCs on `listener` until `shutdown`.
@@ -98,7 +100,7 @@ async fn admit_and_serve(
     let accepted = match shared.transport.accept(stream, peer).await {
         Ok(a) => a,
         Err(why) => {
-            tracing::warn!(%peer, reason = %why, "closing a quorum connection");
+            shared.close_log.closed(peer, "controller", &why);
             return Ok(());
         }
     };
@@ -116,7 +118,11 @@ async fn admit_and_serve(
             crate::authz::Resource::cluster(),
         );
         if !allowed {
-            tracing::warn!(%peer, principal = %accepted.principal, "refusing a quorum connection: not allowed CLUSTER_ACTION on the cluster");
+            let why = format!(
+                "{} is not allowed CLUSTER_ACTION on the cluster",
+                accepted.principal
+            );
+            shared.close_log.closed(peer, "controller", &why);
             let reply = ResponseFrame::Refused(Refusal::NotAuthorized(accepted.principal));
             write_frame(&mut stream, &encode(&reply)?).await?;
             return Ok(());

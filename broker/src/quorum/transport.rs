@@ -35,7 +35,11 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
     /// Secures a connection accepted from `peer`; an error (a failed handshake or login) says
     /// why, and the connection is dropped.
-    fn accept(&self, stream: TcpStream, peer: SocketAddr) -> BoxFuture<'_, Result<Accepted, String>>;
+    fn accept(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> BoxFuture<'_, Result<Accepted, String>>;
 }
 
 /// Plain TCP, every peer anonymous.
