@@ -579,7 +579,18 @@ def failed_plain_login(port: int, user: str) -> tuple:
         raw.close()
 
 
-def test_failed_logins_leave_the_broker_serving(sasl_broker):
+def rss_kib(broker) -> int | None:
+    """A Gregor process's resident set (KiB); None for Kafka (a JVM's heap says nothing here)."""
+    proc = getattr(broker, "proc", None)
+    if proc is None:
+        return None
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def test_500_failed_logins_leave_the_broker_serving_with_flat_memory(sasl_broker):
     b = sasl_broker
     # A client with the wrong password, retrying in the background the whole time.
     errors: list[KafkaError] = []
@@ -587,13 +598,30 @@ def test_failed_logins_leave_the_broker_serving(sasl_broker):
                     "error_cb": errors.append, "reconnect.backoff.ms": 10,
                     "reconnect.backoff.max.ms": 100})
     bad.poll(0)
-    # 50 failed logins, 10 connections at a time: each answered SASL_AUTHENTICATION_FAILED
-    # and then closed.
-    users = [("admin" if i % 2 else f"nobody-{i}") for i in range(50)]
-    with concurrent.futures.ThreadPoolExecutor(10) as pool:
-        outcomes = list(pool.map(lambda u: failed_plain_login(b.sasl_port, u), users))
+
+    def storm(n: int, first: int) -> list:
+        # Failed logins, 10 connections at a time: each answered SASL_AUTHENTICATION_FAILED
+        # and then closed.
+        users = [("admin" if i % 2 else f"nobody-{i}") for i in range(first, first + n)]
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            return list(pool.map(lambda u: failed_plain_login(b.sasl_port, u), users))
+
+    outcomes = storm(100, 0)
+    warm = rss_kib(b)
+    # 400 more while a legitimate client works: it is answered the whole time.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        more = pool.submit(storm, 400, 100)
+        started = time.monotonic()
+        assert roundtrip(sasl_conf(b, "PLAIN", "alice", "alice-secret"), 2) == [b"m0", b"m1"]
+        served_in = time.monotonic() - started
+        outcomes += more.result(timeout=300)
+    assert len(outcomes) == 500
     for (error, message, _auth, _lifetime), closed in outcomes:
         assert (error, message, closed) == (SASL_AUTHENTICATION_FAILED, PLAIN_FAILED, True)
+    assert served_in < 20, f"a legitimate client took {served_in:.1f}s during the storm"
+    if warm is not None:
+        grown = rss_kib(b) - warm
+        assert grown < 16 * 1024, f"RSS grew {grown} KiB over 400 failed logins"
 
     def bad_client_refused():
         bad.poll(0.2)

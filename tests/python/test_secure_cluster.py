@@ -246,3 +246,20 @@ def test_the_controller_listener_refuses_bad_logins_plaintext_and_unauthorized_p
         assert "Raft" in reply and reply["Raft"]["leader"] in NODES, reply
     # All three still agree on a leader after all that.
     create(c, "after-the-refusals", 1)
+
+
+def test_dedicated_controllers_replicate_the_metadata_log_to_brokers_over_sasl_ssl(
+        certs, tmp_path, topic_name):  # noqa: F811
+    """Controller-only voters and broker-only learners: the active controller sends the log to
+    each broker's metadata replication listener with the controller listener's security, and
+    the brokers heartbeat and forward their writes over it."""
+    with running_cluster(tmp_path, size=3, controllers=3, overrides=secure_overrides(certs),
+                         client_conf=client_conf(certs), format_args=FORMAT_ARGS) as c:
+        create(c, topic_name, 3)
+        conf = client_conf(certs)
+        with Stream(c.bootstrap, topic_name, config=conf) as s:
+            wait_for(lambda: len(s.acked) > 500, 60, "traffic to flow")
+            s.stop()
+        assert not s.failed, s.failed[:3]
+        assert_all_acked_readable_once(c.bootstrap, topic_name, 3, [v for _, v in s.acked],
+                                       extra=conf)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -251,6 +253,78 @@ def test_wrong_protocol_clients_fail_and_the_broker_keeps_serving(tls_broker, ce
         except ConnectionResetError:
             pass
     assert roundtrip(ssl_conf(certs, tls_broker.ssl_port), n=2) == [b"m0", b"m1"]
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client (Python's ssl module): a ClientHello record."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_truncated_client_hello_is_closed_and_the_listener_keeps_serving(tls_broker, certs):
+    hello = client_hello()
+    assert hello[0] == 0x16, "a TLS handshake record"
+    # Half a ClientHello, then the client stops sending: the broker closes the connection.
+    with socket.create_connection(("127.0.0.1", tls_broker.ssl_port), timeout=30) as s:
+        s.sendall(hello[: len(hello) // 2])
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+    # Half a ClientHello on a connection left open: others are served meanwhile, and Gregor
+    # drops the stalled one after its 10 s handshake limit (Kafka keeps it until
+    # connections.max.idle.ms).
+    stalled = socket.create_connection(("127.0.0.1", tls_broker.ssl_port), timeout=30)
+    try:
+        stalled.sendall(hello[:40])
+        assert roundtrip(ssl_conf(certs, tls_broker.ssl_port), n=2) == [b"m0", b"m1"]
+        if isinstance(tls_broker, TlsGregor):
+            started = time.monotonic()
+            try:
+                while stalled.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - started < 20
+    finally:
+        stalled.close()
+
+
+def expired_client_certificate(certs: Path, d: Path) -> tuple[Path, Path]:
+    """A client certificate the test CA signed for 2020-01-01 only (`openssl ca -startdate
+    -enddate`: OpenSSL 3.0's x509 cannot backdate)."""
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("1000\n")
+    (d / "ca.cnf").write_text(
+        "[ca]\ndefault_ca=own\n[own]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\n"
+        "default_md=sha256\npolicy=any\nunique_subject=no\n[any]\ncommonName=supplied\n")
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "expired.key",
+            "-out", "expired.csr", "-subj", "/CN=expired-client")
+    openssl(d, "ca", "-batch", "-config", "ca.cnf", "-cert", str(certs / "ca.pem"),
+            "-keyfile", str(certs / "ca.key"), "-in", "expired.csr", "-out", "expired.pem",
+            "-startdate", "20200101000000Z", "-enddate", "20200102000000Z", "-notext",
+            "-extfile", str(certs / "client.ext"))
+    return d / "expired.pem", d / "expired.key"
+
+
+def test_an_expired_or_untrusted_client_certificate_is_refused(tls_broker, certs, tmp_path):
+    cert, key = expired_client_certificate(certs, tmp_path)
+    conf = {**ssl_conf(certs, tls_broker.mtls_port), "ssl.certificate.location": str(cert),
+            "ssl.key.location": str(key)}
+    assert_refused(conf)
+    # A self-signed certificate no trust store knows.
+    openssl(tmp_path, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key",
+            "-out", "self.pem", "-days", "2", "-subj", "/CN=self-signed")
+    assert_refused({**ssl_conf(certs, tls_broker.mtls_port),
+                    "ssl.certificate.location": str(tmp_path / "self.pem"),
+                    "ssl.key.location": str(tmp_path / "self.key")})
+    # A valid one still gets through.
+    assert roundtrip(ssl_conf(certs, tls_broker.mtls_port, client_cert=True), n=1) == [b"m0"]
 
 
 def kafka_cli(*args: str, input: str | None = None) -> str:
