@@ -17,8 +17,9 @@ leader (and the quorum leader) under acks=all load and lose nothing.
 
 The controller listener speaks Gregor's quorum protocol, not Kafka's, so the refusal tests
 talk to it at the frame level: a length-prefixed JSON login, then JSON RPC frames. Gregor
-only: a Kafka cluster's controller listener speaks KRaft's RPCs (see the note in
-tests/python/README.md)."""
+only: a Kafka cluster's controller listener speaks KRaft's RPCs, so there is nothing of
+Kafka's to compare these with; the client journeys over SASL_SSL are compared in
+test_sasl.py."""
 
 from __future__ import annotations
 
