@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// At most one line per this long about peers closed for speaking the wrong protocol; the
 /// others are counted into the next line. A port scanner or a misconfigured client fleet must
 /// not flood the log.
-const CLOSE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub const CLOSE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The rate limit of the "wrong protocol" log lines, one per node.
 #[derive(Debug, Default)]
