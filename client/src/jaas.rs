@@ -6,6 +6,9 @@
 pub const PLAIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
 /// Kafka's SCRAM login module.
 pub const SCRAM_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
+/// Kafka's OAUTHBEARER login module (its unsecured options make a development token).
+pub const OAUTHBEARER_MODULE: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
 
 /// One login module of a JAAS config: `<class> <flag> key="value" ...;`.
 #[derive(Debug, Clone, PartialEq, Eq)]

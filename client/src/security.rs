@@ -13,7 +13,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::jaas::{parse_jaas, PLAIN_MODULE, SCRAM_MODULE};
+use crate::jaas::{parse_jaas, OAUTHBEARER_MODULE, PLAIN_MODULE, SCRAM_MODULE};
 use crate::sasl::Mechanism;
 use crate::stores::{self, Identity, StoreType};
 
@@ -82,12 +82,19 @@ pub struct SaslCredentials {
     pub username: String,
     /// The login module's `password`; never printed.
     password: String,
+    /// OAUTHBEARER: the scope an unsecured token claims (`unsecuredLoginListClaim_scope`).
+    scope: Vec<String>,
 }
 
 impl SaslCredentials {
     /// The password, for the exchange that sends or proves it.
     pub fn password(&self) -> &str {
         &self.password
+    }
+
+    /// The scope an OAUTHBEARER token claims.
+    pub fn scope(&self) -> &[String] {
+        &self.scope
     }
 }
 
@@ -208,8 +215,8 @@ fn sasl_credentials<'a>(
         invalid(
             MECHANISM,
             format!(
-                "{name} is not supported{default}; Gregor's tools speak PLAIN, SCRAM-SHA-256 \
-                 and SCRAM-SHA-512"
+                "{name} is not supported{default}; Gregor's tools speak PLAIN, SCRAM-SHA-256, \
+                 SCRAM-SHA-512 and OAUTHBEARER (unsecured tokens)"
             ),
         )
     })?;
@@ -220,6 +227,7 @@ fn sasl_credentials<'a>(
     let expected = match mechanism {
         Mechanism::Plain => PLAIN_MODULE,
         Mechanism::Scram(_) => SCRAM_MODULE,
+        Mechanism::OAuthBearer => OAUTHBEARER_MODULE,
     };
     if module.class != expected {
         return Err(invalid(
@@ -237,10 +245,35 @@ fn sasl_credentials<'a>(
             .map(str::to_owned)
             .ok_or_else(|| invalid(JAAS, format!("the login module has no {key} option")))
     };
+    if mechanism == Mechanism::OAuthBearer {
+        // An unsecured token naming this principal (no identity provider is spoken).
+        // Kafka's list-claim syntax: the first character is the delimiter ("|a|b").
+        let scope = module
+            .option("unsecuredLoginListClaim_scope")
+            .map(|v| {
+                let mut chars = v.chars();
+                let delimiter = chars.next();
+                let rest = chars.as_str();
+                delimiter.map_or_else(Vec::new, |d| {
+                    rest.split(d)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        return Ok(SaslCredentials {
+            mechanism,
+            username: option("unsecuredLoginStringClaim_sub")?,
+            password: String::new(),
+            scope,
+        });
+    }
     Ok(SaslCredentials {
         mechanism,
         username: option("username")?,
         password: option("password")?,
+        scope: Vec::new(),
     })
 }
 

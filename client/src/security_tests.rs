@@ -57,13 +57,36 @@ fn kafkas_gssapi_default_is_refused_saying_what_to_set() {
     );
     assert!(e.contains("GSSAPI, Kerberos, is Kafka's default"), "{e}");
     let e = refusal(
-        &format!(
-            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n\
-             sasl.jaas.config={SCRAM_LOGIN}\n"
-        ),
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\n",
         "sasl.mechanism",
     );
-    assert!(e.contains("OAUTHBEARER is not supported"), "{e}");
+    assert!(e.contains("GSSAPI is not supported"), "{e}");
+}
+
+#[test]
+fn oauthbearer_logs_in_with_an_unsecured_token_naming_its_sub_claim() {
+    let base = "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n";
+    let e = refusal(
+        &format!("{base}sasl.jaas.config={SCRAM_LOGIN}\n"),
+        "sasl.jaas.config",
+    );
+    assert!(
+        e.contains("needs org.apache.kafka.common.security.oauthbearer"),
+        "{e}"
+    );
+    let p = crate::properties::parse_properties(&format!(
+        "{base}sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule \
+         required unsecuredLoginStringClaim_sub=\"alice\" unsecuredLoginListClaim_scope=\"|a|b\";\n"
+    ));
+    let s = ClientSecurity::from_properties(&p).expect("OAUTHBEARER");
+    let sasl = s.sasl().expect("sasl");
+    assert_eq!(sasl.username, "alice");
+    assert_eq!(sasl.scope(), ["a", "b"]);
+    let token = crate::sasl::unsecured_token("alice", sasl.scope(), 60);
+    assert!(
+        token.starts_with("eyJhbGciOiJub25lIn0.") && token.ends_with('.'),
+        "{token}"
+    );
 }
 
 #[test]

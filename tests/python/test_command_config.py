@@ -56,6 +56,28 @@ def test_tools_over_sasl_plaintext_with_plain(sasl_broker, tmp_path):
     tools_round_trip(f"127.0.0.1:{b.sasl_port}", props)
 
 
+def test_tools_over_sasl_plaintext_with_an_unsecured_oauthbearer_token(sasl_broker, tmp_path):
+    props = tmp_path / "oauth.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+        'required unsecuredLoginStringClaim_sub="alice" unsecuredLoginListClaim_scope="|kafka";\n')
+    tools_round_trip(f"127.0.0.1:{sasl_broker.sasl_port}", props)
+
+
+def test_an_oauthbearer_token_without_the_scope_fails_with_the_brokers_json(sasl_broker,
+                                                                          tmp_path):
+    props = tmp_path / "oauth.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+        'required unsecuredLoginStringClaim_sub="alice";\n')
+    out = gregor("topics", "--bootstrap-server", f"127.0.0.1:{sasl_broker.sasl_port}",
+                 "--command-config", str(props), "--list", ok=False)
+    assert out.returncode != 0
+    assert '{"status":"insufficient_scope", "scope":"[kafka]"}' in out.stderr, out.stderr
+
+
 def test_tools_over_mutual_tls(tls_broker, certs, tmp_path):
     props = tmp_path / "client.properties"
     props.write_text("\n".join([

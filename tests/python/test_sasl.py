@@ -21,7 +21,9 @@ built here with struct for the protocol probes."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import json
 import logging
 import os
 import re
@@ -52,6 +54,10 @@ pytestmark = pytest.mark.skipif(
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'user_admin="admin-secret" user_alice="alice-secret";')
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+# Kafka's default OAUTHBEARER validator, the unsecured one, demanding the scope `kafka`. (The
+# sub claim is for Kafka's own broker login, which Kafka makes for every enabled mechanism.)
+OAUTH_JAAS = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+              'unsecuredLoginStringClaim_sub="admin" unsecuredValidatorRequiredScope="kafka";')
 # The bootstrap SCRAM user, for `kafka-storage format` and `gregor dev` alike.
 ADMIN_SCRAM_ARGS = [
     "--add-scram", "SCRAM-SHA-256=[name=admin,password=admin-secret]",
@@ -71,7 +77,9 @@ def sasl_properties(certs: Path, extra: dict[str, str] | None = None) -> dict[st
     return {
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(certs / "server-bundle.pem"),
-        "listener.name.sasl.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        "listener.name.sasl.sasl.enabled.mechanisms":
+            "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
+        "listener.name.sasl.oauthbearer.sasl.jaas.config": OAUTH_JAAS,
         "listener.name.sasl.plain.sasl.jaas.config": PLAIN_JAAS,
         "listener.name.sasl.scram-sha-256.sasl.jaas.config": SCRAM_JAAS,
         "listener.name.sasl.scram-sha-512.sasl.jaas.config": SCRAM_JAAS,
@@ -421,7 +429,7 @@ def plain_login(port: int, user: str, password: str):
 # The SASL listener's mechanisms, sorted. (Kafka lists them in SaslHandshake responses in an
 # order of its own, PLAIN, SCRAM-SHA-512, SCRAM-SHA-256, not the configured one; the tests
 # ignore the order.)
-ENABLED_ON_SASL = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+ENABLED_ON_SASL = ["OAUTHBEARER", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PLAIN_FAILED = "Authentication failed: Invalid username or password"
 
 
@@ -633,6 +641,113 @@ def test_500_failed_logins_leave_the_broker_serving_with_flat_memory(sasl_broker
     assert roundtrip(sasl_conf(b, "SCRAM-SHA-512", "admin", "admin-secret", tls=True), 1) == [b"m0"]
     assert roundtrip({"bootstrap.servers": b.bootstrap}, 1) == [b"m0"]
     bad.poll(0)
+
+
+# --- OAUTHBEARER (RFC 7628) with Kafka's default, unsecured, validator ------------------------
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jws(claims: dict, header: dict | None = None) -> str:
+    """An unsecured JWS (signature empty) with `claims`."""
+    header = header or {"alg": "none"}
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
+
+
+def bearer(token: str) -> bytes:
+    return f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def oauth_conf(broker, principal: str, scope: str = "kafka") -> dict:
+    """confluent-kafka's built-in unsecured token (librdkafka's sasl.oauthbearer.config)."""
+    return {"bootstrap.servers": f"127.0.0.1:{broker.sasl_port}",
+            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+            "enable.sasl.oauthbearer.unsecure.jwt": True,
+            "sasl.oauthbearer.config": f"principal={principal} scope={scope}"}
+
+
+def test_confluent_oauthbearer_with_an_unsecured_token(sasl_broker):
+    assert roundtrip(oauth_conf(sasl_broker, "alice"), 2) == [b"m0", b"m1"]
+
+
+def test_oauthbearer_without_the_required_scope_is_refused(sasl_broker):
+    assert "insufficient_scope" in auth_error(oauth_conf(sasl_broker, "alice", scope="other"))
+
+
+def test_java_console_tools_with_oauthbearer(sasl_broker, tmp_path):
+    props = tmp_path / "oauth.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+        'required unsecuredLoginStringClaim_sub="alice" unsecuredLoginListClaim_scope="|kafka";\n')
+    topic = new_topic()
+    server = f"127.0.0.1:{sasl_broker.sasl_port}"
+    kafka_cli("topics", "--bootstrap-server", server, "--command-config", str(props),
+              "--create", "--topic", topic, "--partitions", "1", "--replication-factor", "1")
+    kafka_cli("console-producer", "--bootstrap-server", server, "--topic", topic,
+              "--command-config", str(props), input="one\ntwo\n")
+    out = kafka_cli("console-consumer", "--bootstrap-server", server, "--topic", topic,
+                    "--command-config", str(props), "--from-beginning", "--max-messages", "2",
+                    "--timeout-ms", "30000")
+    assert out.split() == ["one", "two"]
+
+
+def oauth_exchange(broker, token: str):
+    """SaslHandshake OAUTHBEARER, then the client's first message: (Raw, result)."""
+    raw = Raw(broker.sasl_port)
+    assert raw.handshake("OAUTHBEARER") == (0, ENABLED_ON_SASL)
+    return raw, raw.authenticate(bearer(token))
+
+
+@pytest.mark.parametrize("claims,header,status", [
+    ({"sub": "alice", "exp": 1_000_000_000, "scope": ["kafka"]}, None,
+     '{"status":"invalid_token"}'),
+    ({"sub": "alice", "scope": ["kafka"]}, None, '{"status":"invalid_token"}'),
+    ({"exp": 4_000_000_000, "scope": ["kafka"]}, None, '{"status":"invalid_token"}'),
+    ({"sub": "alice", "exp": 4_000_000_000, "scope": ["kafka"]}, {"alg": "RS256"},
+     '{"status":"invalid_token"}'),
+    ({"sub": "alice", "exp": 4_000_000_000, "scope": ["other"]}, None,
+     '{"status":"insufficient_scope", "scope":"[kafka]"}'),
+], ids=["expired", "no-exp", "no-sub", "signed-alg", "missing-scope"])
+def test_a_refused_token_is_answered_with_the_json_error_then_failed(
+        sasl_broker, claims, header, status):
+    raw, (error, _message, challenge, _lifetime) = oauth_exchange(sasl_broker, jws(claims, header))
+    try:
+        # RFC 7628: the error comes back as a challenge; the client's \x01 ends the exchange.
+        assert (error, challenge.decode()) == (0, status)
+        error, message, _auth, _lifetime = raw.authenticate(b"\x01")
+        assert (error, message) == (SASL_AUTHENTICATION_FAILED, status)
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_a_malformed_first_message_gets_the_generic_failure(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        assert raw.handshake("OAUTHBEARER") == (0, ENABLED_ON_SASL)
+        error, message, _auth, _lifetime = raw.authenticate(b"n,,\x01nothing=here\x01\x01")
+        assert (error, message) == (
+            SASL_AUTHENTICATION_FAILED,
+            "Authentication failed during authentication due to invalid credentials with SASL "
+            "mechanism OAUTHBEARER")
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_the_session_lasts_until_the_token_expires(sasl_broker):
+    exp = time.time() + 600
+    raw, (error, message, auth, lifetime) = oauth_exchange(
+        sasl_broker, jws({"sub": "alice", "exp": exp, "iat": time.time(), "scope": "kafka"}))
+    try:
+        assert (error, auth) == (0, b""), message
+        # KIP-368: without connections.max.reauth.ms the token's expiry ends the session.
+        assert 590_000 < lifetime <= 600_000, lifetime
+        assert raw.metadata() is not None
+    finally:
+        raw.close()
 
 
 # --- 5. Raw protocol probes -------------------------------------------------------------------
@@ -982,6 +1097,10 @@ def test_sasl_principals_are_authorized_by_acls(acl_broker, tmp_path):
     # Refused: alice on a topic without an ACL; mallory (SCRAM) on alice's topic.
     refused = KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert [e and e.code() for e in produce(alice, other, [b"x"])] == [refused]
+    # An OAUTHBEARER token's sub claim is the same principal, User:alice.
+    alice_oauth = oauth_conf(b, "alice")
+    assert produce(alice_oauth, topic, [b"from-alice-token"]) == [None]
+    assert [e and e.code() for e in produce(alice_oauth, other, [b"x"])] == [refused]
     mallory_conf = sasl_conf(b, "SCRAM-SHA-512", "mallory", "mallory-secret")
     # (Waiting, as mallory's credential reaches the broker after the request returns.)
     wait_for(lambda: [e and e.code() for e in produce(mallory_conf, topic, [b"x"], 10)]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use gregor_client::jaas::{parse_jaas, JaasModule, PLAIN_MODULE, SCRAM_MODULE};
+use gregor_client::jaas::{parse_jaas, JaasModule, OAUTHBEARER_MODULE, PLAIN_MODULE, SCRAM_MODULE};
 
 use super::ssl::Secret;
 use super::{ConfigError, Props};
@@ -24,6 +24,7 @@ pub(super) const KEYS: &[&str] = &[
 pub(super) fn is_listener_key(rest: &str) -> bool {
     rest == "sasl.enabled.mechanisms"
         || rest.ends_with(".sasl.jaas.config")
+        || rest.ends_with(".sasl.server.callback.handler.class")
         || rest.ends_with(".connections.max.reauth.ms")
 }
 
@@ -34,6 +35,8 @@ pub struct SaslConfig {
     pub mechanisms: Vec<Mechanism>,
     /// The PLAIN users and their passwords, when PLAIN is enabled.
     pub plain_users: BTreeMap<String, Secret>,
+    /// How OAUTHBEARER tokens are validated, when OAUTHBEARER is enabled.
+    pub oauthbearer: Option<crate::sasl::oauthbearer::UnsecuredValidator>,
     /// `connections.max.reauth.ms`: the session lifetime a client is told (KIP-368); 0 means
     /// sessions never expire.
     pub max_reauth_ms: i64,
@@ -64,7 +67,7 @@ pub(super) fn parse(p: &Props, name: &str) -> Result<SaslConfig, ConfigError> {
                 value,
                 format!(
                     "listener {name} enables {m}, which Gregor does not serve; enable PLAIN, \
-                     SCRAM-SHA-256 or SCRAM-SHA-512{}",
+                     SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER{}",
                     if m == "GSSAPI" {
                         " (GSSAPI is Kafka's default: set sasl.enabled.mechanisms)"
                     } else {
@@ -85,6 +88,7 @@ pub(super) fn parse(p: &Props, name: &str) -> Result<SaslConfig, ConfigError> {
         ));
     }
     let mut plain_users = BTreeMap::new();
+    let mut oauthbearer = None;
     for m in &mechanisms {
         let jaas_key = format!("{prefix}{}.sasl.jaas.config", m.name().to_ascii_lowercase());
         let jaas = p.get(&jaas_key).filter(|v| !v.is_empty());
@@ -109,15 +113,58 @@ pub(super) fn parse(p: &Props, name: &str) -> Result<SaslConfig, ConfigError> {
                 expect_module(&jaas_key, &module, SCRAM_MODULE)?;
             }
             (Mechanism::Scram(_), None) => {}
+            (Mechanism::OAuthBearer, jaas) => {
+                oauthbearer = Some(oauthbearer_validator(p, &prefix, name, &jaas_key, jaas)?);
+            }
         }
     }
     Ok(SaslConfig {
         mechanisms,
         plain_users,
+        oauthbearer,
         max_reauth_ms: p.num("connections.max.reauth.ms", 0, 0)?,
         failed_auth_delay_ms: p.num("connection.failed.authentication.delay.ms", 100, 0)?,
         max_receive_size: p.num("sasl.server.max.receive.size", 524_288, 1)?,
     })
+}
+
+/// OAUTHBEARER's validator on listener `name`: Kafka's default, the unsecured one, with the
+/// `unsecuredValidator*` options of the listener's OAuthBearerLoginModule entry (which Kafka
+/// requires). A server callback handler (Kafka's JWKS validator) is refused: not served yet.
+fn oauthbearer_validator(
+    p: &Props,
+    prefix: &str,
+    name: &str,
+    jaas_key: &str,
+    jaas: Option<&str>,
+) -> Result<crate::sasl::oauthbearer::UnsecuredValidator, ConfigError> {
+    let handler_key = format!("{prefix}oauthbearer.sasl.server.callback.handler.class");
+    if let Some(class) = p.get(&handler_key) {
+        return Err(Props::invalid(
+            &handler_key,
+            class,
+            format!(
+                "listener {name}: Gregor validates OAUTHBEARER tokens with Kafka's default \
+                 unsecured validator only (signed tokens against a JWKS are not served yet); \
+                 remove this key"
+            ),
+        ));
+    }
+    let Some(text) = jaas else {
+        return Err(Props::invalid(
+            jaas_key,
+            "",
+            format!(
+                "listener {name} enables OAUTHBEARER, which needs this key (as in Kafka): set it \
+                 to `{OAUTHBEARER_MODULE} required;`"
+            ),
+        ));
+    };
+    let module = parse_jaas(text).map_err(|e| hidden(jaas_key, e))?;
+    expect_module(jaas_key, &module, OAUTHBEARER_MODULE)?;
+    let options: BTreeMap<String, String> = module.options.iter().cloned().collect();
+    crate::sasl::oauthbearer::UnsecuredValidator::from_options(&options)
+        .map_err(|e| Props::invalid(jaas_key, "[hidden]", e))
 }
 
 /// A refusal of a JAAS key: the value holds passwords, so it is never quoted.
@@ -193,7 +240,30 @@ mod tests {
         let e = err("");
         assert!(e.contains("GSSAPI is Kafka's default"), "{e}");
         let e = err("listener.name.sasl.sasl.enabled.mechanisms=OAUTHBEARER\n");
-        assert!(e.contains("enables OAUTHBEARER"), "{e}");
+        assert!(
+            e.contains("enables OAUTHBEARER, which needs this key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oauthbearer_takes_the_unsecured_validators_options_and_refuses_a_jwks_handler() {
+        let jaas = "listener.name.sasl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.\
+                    security.oauthbearer.OAuthBearerLoginModule required \
+                    unsecuredValidatorRequiredScope=\"read write\";\n";
+        let c = config(&format!("sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}")).expect("valid");
+        let v = c.sasl_listeners["SASL"]
+            .oauthbearer
+            .clone()
+            .expect("validator");
+        assert_eq!(v.required_scope, ["read", "write"]);
+        assert_eq!(v.principal_claim, "sub");
+        let e = err(&format!(
+            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}listener.name.sasl.oauthbearer.sasl.\
+             server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.\
+             OAuthBearerValidatorCallbackHandler\n"
+        ));
+        assert!(e.contains("not served yet"), "{e}");
     }
 
     #[test]

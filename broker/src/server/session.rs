@@ -45,9 +45,66 @@ enum State {
     /// Not (yet) authenticated; waiting for a SaslHandshake.
     Unauthenticated,
     /// A handshake chose `mechanism`; waiting for SaslAuthenticate tokens.
-    Exchange(Mechanism, Option<ScramServer>),
+    Exchange(Mechanism, Step),
     /// Authenticated (or no SASL on this listener).
     Authenticated,
+}
+
+/// Where a mechanism's exchange is.
+#[derive(Debug)]
+enum Step {
+    /// Nothing received yet (PLAIN and OAUTHBEARER's first message).
+    Fresh,
+    /// SCRAM's server, between its messages.
+    Scram(ScramServer),
+    /// OAUTHBEARER sent this JSON error; the client's `\x01` ends the exchange with it.
+    OAuthError(String),
+}
+
+/// What one OAUTHBEARER message did.
+enum OAuthStep {
+    Continue(Vec<u8>),
+    Fail(String),
+    Done { user: String, expires_ms: i64 },
+}
+
+/// One OAUTHBEARER message (RFC 7628; Kafka's OAuthBearerSaslServer): the client's first,
+/// or its `\x01` after an error. `now_ms` is the wall clock the token's expiry is checked
+/// against.
+fn oauthbearer_step(sasl: &SaslConfig, token: &[u8], step: &mut Step, now_ms: i64) -> OAuthStep {
+    use crate::sasl::oauthbearer::parse_client_first;
+    if let Step::OAuthError(json) = step {
+        if token == [1] {
+            return OAuthStep::Fail(json.clone());
+        }
+    }
+    let generic = |f: AuthFailure| OAuthStep::Fail(f.client_message(Mechanism::OAuthBearer));
+    let first = match parse_client_first(token) {
+        Ok(f) => f,
+        Err(f) => return generic(f),
+    };
+    let Some(validator) = &sasl.oauthbearer else {
+        return generic(AuthFailure::protocol("OAUTHBEARER has no validator".into()));
+    };
+    match validator.validate(&first.token, now_ms) {
+        Err(invalid) => {
+            tracing::debug!(reason = %invalid.reason, "OAUTHBEARER token refused");
+            let json = invalid.json();
+            *step = Step::OAuthError(json.clone());
+            OAuthStep::Continue(json.into_bytes())
+        }
+        Ok(v) => match first.authzid {
+            Some(a) if a != v.principal => OAuthStep::Fail(format!(
+                "Authentication failed: Client requested an authorization id ({a}) that is \
+                 different from the token's principal name ({})",
+                v.principal
+            )),
+            _ => OAuthStep::Done {
+                user: v.principal,
+                expires_ms: v.expires_ms,
+            },
+        },
+    }
 }
 
 /// Whether a request may be served in the connection's current state.
@@ -197,11 +254,11 @@ impl Session {
         let enabled: Vec<&'static str> = sasl.mechanisms.iter().map(|m| m.name()).collect();
         match sasl.mechanisms.iter().find(|m| m.name() == mechanism) {
             Some(&m) => {
-                let scram = match m {
-                    Mechanism::Plain => None,
-                    Mechanism::Scram(s) => Some(ScramServer::new(s)),
+                let step = match m {
+                    Mechanism::Plain | Mechanism::OAuthBearer => Step::Fresh,
+                    Mechanism::Scram(s) => Step::Scram(ScramServer::new(s)),
                 };
-                self.state = State::Exchange(m, scram);
+                self.state = State::Exchange(m, step);
                 Handshake::Accepted(enabled)
             }
             None => {
@@ -231,18 +288,27 @@ impl Session {
         let mechanism = *mechanism;
         let step = match (mechanism, exchange) {
             (Mechanism::Plain, _) => {
-                plain::authenticate(token, &sasl.plain_users).map(|user| (user, Vec::new()))
+                plain::authenticate(token, &sasl.plain_users).map(|user| (user, Vec::new(), None))
             }
-            (Mechanism::Scram(m), Some(server)) => {
+            (Mechanism::Scram(m), Step::Scram(server)) => {
                 match server.step(token, &|user| scram(user, m)) {
                     Ok(ScramStep::Continue(challenge)) => return Authenticate::Continue(challenge),
-                    Ok(ScramStep::Authenticated { user, reply }) => Ok((user, reply)),
+                    Ok(ScramStep::Authenticated { user, reply }) => Ok((user, reply, None)),
                     Err(e) => Err(e),
                 }
             }
-            (Mechanism::Scram(_), None) => Err(AuthFailure::protocol("no SCRAM exchange".into())),
+            (Mechanism::Scram(_), _) => Err(AuthFailure::protocol("no SCRAM exchange".into())),
+            (Mechanism::OAuthBearer, step) => {
+                match oauthbearer_step(sasl, token, step, crate::cluster::now_ms()) {
+                    OAuthStep::Continue(challenge) => return Authenticate::Continue(challenge),
+                    OAuthStep::Fail(message) => return self.fail(message),
+                    OAuthStep::Done { user, expires_ms } => {
+                        Ok((user, Vec::new(), Some(expires_ms)))
+                    }
+                }
+            }
         };
-        let (user, reply) = match step {
+        let (user, reply, credential_expiry) = match step {
             Ok(done) => done,
             Err(failure) => return self.fail(failure.client_message(mechanism)),
         };
@@ -256,8 +322,22 @@ impl Session {
                 dotted(&principal)
             ));
         }
-        let lifetime_ms = sasl.max_reauth_ms;
-        self.expires = (lifetime_ms > 0).then(|| now + Duration::from_millis(lifetime_ms as u64));
+        // As Kafka: a credential that expires (an OAUTHBEARER token) ends the session then, or
+        // earlier with `connections.max.reauth.ms`.
+        let max = sasl.max_reauth_ms;
+        let lifetime_ms = match credential_expiry {
+            Some(exp) => {
+                let left = (exp - crate::cluster::now_ms()).max(0);
+                if max > 0 {
+                    left.min(max)
+                } else {
+                    left
+                }
+            }
+            None => max,
+        };
+        self.expires = (credential_expiry.is_some() || lifetime_ms > 0)
+            .then(|| now + Duration::from_millis(lifetime_ms as u64));
         self.principal = Arc::from(principal);
         self.authenticated = true;
         self.state = State::Authenticated;
@@ -286,6 +366,7 @@ mod tests {
                 ("alice".into(), Secret::new("alice-secret")),
                 ("bob".into(), Secret::new("bob-secret")),
             ]),
+            oauthbearer: None,
             max_reauth_ms: reauth_ms,
             failed_auth_delay_ms: 100,
             max_receive_size: 1000,
@@ -411,6 +492,52 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn oauthbearer_fails_in_two_steps_and_a_token_sets_the_sessions_end() {
+        use crate::sasl::oauthbearer::{unsecured_token, UnsecuredValidator};
+        let now = Instant::now();
+        let mut config = (*sasl(0).expect("sasl")).clone();
+        config.mechanisms.push(Mechanism::OAuthBearer);
+        config.oauthbearer = Some(UnsecuredValidator::default());
+        let config = Some(Arc::new(config));
+        let first = |claims: serde_json::Value| {
+            format!("n,,\x01auth=Bearer {}\x01\x01", unsecured_token(&claims)).into_bytes()
+        };
+        let wall = crate::cluster::now_ms() / 1000;
+
+        let mut s = Session::new(config.clone(), None);
+        assert!(matches!(
+            s.handshake("OAUTHBEARER", now),
+            Handshake::Accepted(_)
+        ));
+        let expired = first(serde_json::json!({"sub": "alice", "exp": wall - 10}));
+        let challenge = s.authenticate(&expired, &no_scram, now);
+        assert_eq!(
+            challenge,
+            Authenticate::Continue(br#"{"status":"invalid_token"}"#.to_vec())
+        );
+        assert!(!s.closing());
+        assert_eq!(
+            s.authenticate(&[1], &no_scram, now),
+            Authenticate::Failed(r#"{"status":"invalid_token"}"#.into())
+        );
+        assert!(s.closing());
+
+        let mut s = Session::new(config, None);
+        assert!(matches!(
+            s.handshake("OAUTHBEARER", now),
+            Handshake::Accepted(_)
+        ));
+        let valid = first(serde_json::json!({"sub": "alice", "exp": wall + 100}));
+        let Authenticate::Done { lifetime_ms, .. } = s.authenticate(&valid, &no_scram, now) else {
+            panic!("a valid token authenticates");
+        };
+        assert!((90_000..=100_000).contains(&lifetime_ms), "{lifetime_ms}");
+        assert_eq!(&*s.principal(), "User:alice");
+        let later = now + Duration::from_millis(lifetime_ms as u64);
+        assert!(matches!(s.admits(ApiKey::Fetch, later), Gate::Close(_)));
     }
 
     #[test]
