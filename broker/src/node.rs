@@ -49,6 +49,9 @@ pub enum NodeError {
     /// controller or inter-broker listener).
     #[error("inter-node security: {0}")]
     Peer(String),
+    /// A SASL listener's key material could not be loaded (an OAUTHBEARER JWKS).
+    #[error("SASL: {0}")]
+    Sasl(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -354,6 +357,10 @@ async fn start_broker(
     crate::peer::inter_broker_security(config)
         .await
         .map_err(NodeError::Peer)?;
+    let c = Arc::clone(config);
+    let sasl = tokio::task::spawn_blocking(move || load_sasl(&c))
+        .await
+        .map_err(|e| NodeError::Cluster(e.to_string()))??;
     let cluster = open_cluster(config, cluster_id, quorum).await?;
     let replicas = crate::replication::manager::ReplicaManager::new(
         Arc::clone(&cluster),
@@ -370,7 +377,7 @@ async fn start_broker(
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
     tracing::info!(%cluster_id, node_id = config.node_id, topics = cluster.topics().len(), offsets = loaded, "storage opened");
 
-    let (listeners, bound) = bind_client_listeners(config, &tls).await?;
+    let (listeners, bound) = bind_client_listeners(config, &tls, &sasl).await?;
     if config.ssl_reload_interval_ms > 0 && !tls.is_empty() {
         tracker.spawn(server::tls_reload::watch(
             tls.values().cloned().collect(),
@@ -442,6 +449,24 @@ async fn open_cluster(
     Ok(Arc::new(cluster))
 }
 
+/// The SASL settings of every SASL listener, with the key material they name loaded (an
+/// OAUTHBEARER JWKS file): a bad one fails the start naming the listener (blocking).
+fn load_sasl(
+    config: &Config,
+) -> Result<std::collections::BTreeMap<String, Arc<crate::config::sasl::SaslConfig>>, NodeError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, sasl) in &config.sasl_listeners {
+        let mut sasl = sasl.clone();
+        if let Some(validation) = &mut sasl.oauthbearer {
+            validation
+                .load()
+                .map_err(|e| NodeError::Sasl(format!("listener {name}: OAUTHBEARER JWKS: {e}")))?;
+        }
+        out.insert(name.clone(), Arc::new(sasl));
+    }
+    Ok(out)
+}
+
 /// A client listener's sockets, each with its listener's name (and TLS acceptor), and the
 /// (name, port) pairs bound.
 type BoundListeners = (Vec<server::BoundListener>, Vec<(String, u16)>);
@@ -451,6 +476,7 @@ type BoundListeners = (Vec<server::BoundListener>, Vec<(String, u16)>);
 async fn bind_client_listeners(
     config: &Config,
     tls: &std::collections::BTreeMap<String, Arc<server::tls_reload::ReloadingAcceptor>>,
+    sasl: &std::collections::BTreeMap<String, Arc<crate::config::sasl::SaslConfig>>,
 ) -> Result<BoundListeners, NodeError> {
     // Each socket keeps its listener's name: a request is answered with the addresses of the
     // listener it arrived on.
@@ -466,7 +492,7 @@ async fn bind_client_listeners(
                 name: Arc::clone(&name),
                 socket,
                 tls: tls.get(&l.name).cloned(),
-                sasl: config.sasl_listeners.get(&l.name).cloned().map(Arc::new),
+                sasl: sasl.get(&l.name).cloned(),
                 principal_rules: config
                     .ssl_listeners
                     .get(&l.name)

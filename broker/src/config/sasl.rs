@@ -18,6 +18,11 @@ pub(super) const KEYS: &[&str] = &[
     "connections.max.reauth.ms",
     "connection.failed.authentication.delay.ms",
     "sasl.server.max.receive.size",
+    "sasl.oauthbearer.jwks.endpoint.url",
+    "sasl.oauthbearer.expected.audience",
+    "sasl.oauthbearer.expected.issuer",
+    "sasl.oauthbearer.sub.claim.name",
+    "sasl.oauthbearer.clock.skew.seconds",
 ];
 
 /// Whether `rest` (a key after `listener.name.<l>.`) is a per-listener SASL key.
@@ -25,6 +30,7 @@ pub(super) fn is_listener_key(rest: &str) -> bool {
     rest == "sasl.enabled.mechanisms"
         || rest.ends_with(".sasl.jaas.config")
         || rest.ends_with(".sasl.server.callback.handler.class")
+        || rest.starts_with("oauthbearer.sasl.oauthbearer.")
         || rest.ends_with(".connections.max.reauth.ms")
 }
 
@@ -36,7 +42,7 @@ pub struct SaslConfig {
     /// The PLAIN users and their passwords, when PLAIN is enabled.
     pub plain_users: BTreeMap<String, Secret>,
     /// How OAUTHBEARER tokens are validated, when OAUTHBEARER is enabled.
-    pub oauthbearer: Option<crate::sasl::oauthbearer::UnsecuredValidator>,
+    pub oauthbearer: Option<crate::sasl::oauthbearer::Validation>,
     /// `connections.max.reauth.ms`: the session lifetime a client is told (KIP-368); 0 means
     /// sessions never expire.
     pub max_reauth_ms: i64,
@@ -128,28 +134,23 @@ pub(super) fn parse(p: &Props, name: &str) -> Result<SaslConfig, ConfigError> {
     })
 }
 
-/// OAUTHBEARER's validator on listener `name`: Kafka's default, the unsecured one, with the
-/// `unsecuredValidator*` options of the listener's OAuthBearerLoginModule entry (which Kafka
-/// requires). A server callback handler (Kafka's JWKS validator) is refused: not served yet.
+/// Kafka's secured OAUTHBEARER validator class.
+const JWKS_HANDLER: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
+
+/// OAUTHBEARER's validation on listener `name`: Kafka's default, the unsecured validator, with
+/// the `unsecuredValidator*` options of the listener's OAuthBearerLoginModule entry (which
+/// Kafka requires), or, with Kafka's OAuthBearerValidatorCallbackHandler as the listener's
+/// server callback handler, signed JWTs against the JWKS `sasl.oauthbearer.jwks.endpoint.url`
+/// names.
 fn oauthbearer_validator(
     p: &Props,
     prefix: &str,
     name: &str,
     jaas_key: &str,
     jaas: Option<&str>,
-) -> Result<crate::sasl::oauthbearer::UnsecuredValidator, ConfigError> {
-    let handler_key = format!("{prefix}oauthbearer.sasl.server.callback.handler.class");
-    if let Some(class) = p.get(&handler_key) {
-        return Err(Props::invalid(
-            &handler_key,
-            class,
-            format!(
-                "listener {name}: Gregor validates OAUTHBEARER tokens with Kafka's default \
-                 unsecured validator only (signed tokens against a JWKS are not served yet); \
-                 remove this key"
-            ),
-        ));
-    }
+) -> Result<crate::sasl::oauthbearer::Validation, ConfigError> {
+    use crate::sasl::oauthbearer::{JwksSettings, UnsecuredValidator, Validation};
     let Some(text) = jaas else {
         return Err(Props::invalid(
             jaas_key,
@@ -162,9 +163,67 @@ fn oauthbearer_validator(
     };
     let module = parse_jaas(text).map_err(|e| hidden(jaas_key, e))?;
     expect_module(jaas_key, &module, OAUTHBEARER_MODULE)?;
-    let options: BTreeMap<String, String> = module.options.iter().cloned().collect();
-    crate::sasl::oauthbearer::UnsecuredValidator::from_options(&options)
-        .map_err(|e| Props::invalid(jaas_key, "[hidden]", e))
+    let handler_key = format!("{prefix}oauthbearer.sasl.server.callback.handler.class");
+    match p.get(&handler_key) {
+        None => {
+            let options: BTreeMap<String, String> = module.options.iter().cloned().collect();
+            UnsecuredValidator::from_options(&options)
+                .map(Validation::Unsecured)
+                .map_err(|e| Props::invalid(jaas_key, "[hidden]", e))
+        }
+        Some(JWKS_HANDLER) => {
+            // Kafka reads the listener's OAUTHBEARER-prefixed key first, then the global one.
+            let own = |key: &str| {
+                let scoped = format!("{prefix}oauthbearer.{key}");
+                match p.get(&scoped) {
+                    Some(v) => Some((scoped, v)),
+                    None => p.get(key).map(|v| (key.to_string(), v)),
+                }
+            };
+            const URL: &str = "sasl.oauthbearer.jwks.endpoint.url";
+            let (url_key, url) = own(URL).ok_or_else(|| {
+                ConfigError::Missing(format!(
+                    "{URL} (listener {name} validates OAUTHBEARER tokens against a JWKS)"
+                ))
+            })?;
+            if !url.starts_with("file:") {
+                return Err(Props::invalid(
+                    &url_key,
+                    url,
+                    "only file: URLs are served (an http(s) JWKS endpoint is not yet)",
+                ));
+            }
+            let skew = match own("sasl.oauthbearer.clock.skew.seconds") {
+                None => 30,
+                Some((k, v)) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| *s >= 0)
+                    .ok_or_else(|| Props::invalid(&k, v, "expected seconds, 0 or more"))?,
+            };
+            Ok(Validation::Jwks {
+                settings: JwksSettings {
+                    url: url.to_string(),
+                    audience: own("sasl.oauthbearer.expected.audience")
+                        .map(|(key, _)| p.list(&key))
+                        .unwrap_or_default(),
+                    issuer: own("sasl.oauthbearer.expected.issuer").map(|(_, v)| v.to_string()),
+                    sub_claim: own("sasl.oauthbearer.sub.claim.name")
+                        .map_or_else(|| "sub".to_string(), |(_, v)| v.to_string()),
+                    clock_skew_s: skew,
+                },
+                loaded: None,
+            })
+        }
+        Some(class) => Err(Props::invalid(
+            &handler_key,
+            class,
+            format!(
+                "listener {name}: Gregor validates OAUTHBEARER tokens with Kafka's default \
+                 unsecured validator or with {JWKS_HANDLER}"
+            ),
+        )),
+    }
 }
 
 /// A refusal of a JAAS key: the value holds passwords, so it is never quoted.
@@ -201,6 +260,7 @@ fn plain_users(module: &JaasModule) -> BTreeMap<String, Secret> {
 mod tests {
     use super::*;
     use crate::config::{parse_properties, Config};
+    use crate::sasl::oauthbearer::Validation;
     use crate::sasl::scram::ScramMechanism;
 
     const BASE: &str = "node.id=1\nlisteners=PLAINTEXT://:9092,SASL://:9094\n\
@@ -247,23 +307,44 @@ mod tests {
     }
 
     #[test]
-    fn oauthbearer_takes_the_unsecured_validators_options_and_refuses_a_jwks_handler() {
+    fn oauthbearer_takes_the_unsecured_validators_options_or_kafkas_jwks_handler() {
         let jaas = "listener.name.sasl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.\
                     security.oauthbearer.OAuthBearerLoginModule required \
                     unsecuredValidatorRequiredScope=\"read write\";\n";
         let c = config(&format!("sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}")).expect("valid");
-        let v = c.sasl_listeners["SASL"]
-            .oauthbearer
-            .clone()
-            .expect("validator");
+        let Some(Validation::Unsecured(v)) = c.sasl_listeners["SASL"].oauthbearer.clone() else {
+            panic!("the unsecured validator");
+        };
         assert_eq!(v.required_scope, ["read", "write"]);
         assert_eq!(v.principal_claim, "sub");
+        let handler = "listener.name.sasl.oauthbearer.sasl.server.callback.handler.class=org.\
+                       apache.kafka.common.security.oauthbearer.\
+                       OAuthBearerValidatorCallbackHandler\n";
         let e = err(&format!(
-            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}listener.name.sasl.oauthbearer.sasl.\
-             server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.\
-             OAuthBearerValidatorCallbackHandler\n"
+            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}"
         ));
-        assert!(e.contains("not served yet"), "{e}");
+        assert!(e.contains("sasl.oauthbearer.jwks.endpoint.url"), "{e}");
+        let e = err(&format!(
+            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}\
+             sasl.oauthbearer.jwks.endpoint.url=https://idp/jwks\n"
+        ));
+        assert!(e.contains("only file: URLs"), "{e}");
+        let c = config(&format!(
+            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}\
+             listener.name.sasl.oauthbearer.sasl.oauthbearer.jwks.endpoint.url=file:///k.json\n\
+             sasl.oauthbearer.expected.audience=kafka, other\n"
+        ))
+        .expect("JWKS");
+        let Some(Validation::Jwks {
+            settings,
+            loaded: None,
+        }) = c.sasl_listeners["SASL"].oauthbearer.clone()
+        else {
+            panic!("the JWKS validator, not loaded yet");
+        };
+        assert_eq!(settings.url, "file:///k.json");
+        assert_eq!(settings.audience, ["kafka", "other"]);
+        assert_eq!(settings.clock_skew_s, 30);
     }
 
     #[test]

@@ -359,12 +359,7 @@ fn parse_ssl(p: &Props, name: &str) -> Result<SslConfig, ConfigError> {
         protocols: parse_protocols(&k)?,
         cipher_suites: k
             .get("ssl.cipher.suites")
-            .map(|(_, v)| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|(key, _)| p.list(&key))
             .unwrap_or_default(),
     })
 }

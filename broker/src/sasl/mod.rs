@@ -3,6 +3,7 @@
 //! them one token at a time; nothing here does I/O.
 
 pub mod bootstrap;
+pub mod jwks;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;

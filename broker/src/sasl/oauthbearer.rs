@@ -69,6 +69,71 @@ impl UnsecuredValidator {
     }
 }
 
+/// Where a listener's JWKS comes from and what its tokens must say (Kafka's
+/// `sasl.oauthbearer.*` keys), for [`super::jwks::JwksValidator`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL).
+    pub url: String,
+    /// `sasl.oauthbearer.expected.audience`.
+    pub audience: Vec<String>,
+    /// `sasl.oauthbearer.expected.issuer`.
+    pub issuer: Option<String>,
+    /// `sasl.oauthbearer.sub.claim.name`.
+    pub sub_claim: String,
+    /// `sasl.oauthbearer.clock.skew.seconds`.
+    pub clock_skew_s: i64,
+}
+
+impl JwksSettings {
+    /// Reads the JWKS (blocking).
+    pub fn load(&self) -> Result<super::jwks::JwksValidator, String> {
+        super::jwks::JwksValidator::load(
+            &self.url,
+            self.audience.clone(),
+            self.issuer.clone(),
+            self.sub_claim.clone(),
+            self.clock_skew_s,
+        )
+    }
+}
+
+/// How a listener validates OAUTHBEARER tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// Kafka's default: unsecured JWS.
+    Unsecured(UnsecuredValidator),
+    /// Kafka's OAuthBearerValidatorCallbackHandler: JWTs signed by a JWKS key, the keys loaded
+    /// when the listener starts.
+    Jwks {
+        /// The keys' source and the claims expected.
+        settings: JwksSettings,
+        /// The loaded keys (`None` until the listener starts).
+        loaded: Option<std::sync::Arc<super::jwks::JwksValidator>>,
+    },
+}
+
+impl Validation {
+    /// Checks `token` at `now_ms`.
+    pub fn validate(&self, token: &str, now_ms: i64) -> Result<Validated, Invalid> {
+        match self {
+            Validation::Unsecured(v) => v.validate(token, now_ms),
+            Validation::Jwks {
+                loaded: Some(v), ..
+            } => v.validate(token, now_ms),
+            Validation::Jwks { loaded: None, .. } => Err(Invalid::token("the JWKS was not loaded")),
+        }
+    }
+
+    /// Loads the JWKS of a `Jwks` validation (blocking); `Unsecured` has nothing to load.
+    pub fn load(&mut self) -> Result<(), String> {
+        if let Validation::Jwks { settings, loaded } = self {
+            *loaded = Some(std::sync::Arc::new(settings.load()?));
+        }
+        Ok(())
+    }
+}
+
 /// The parts of a client's first message Gregor uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFirst {
@@ -153,7 +218,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn token(reason: impl Into<String>) -> Invalid {
+    /// An `invalid_token` refusal for `reason`.
+    pub fn token(reason: impl Into<String>) -> Invalid {
         Invalid {
             status: "invalid_token",
             scope: None,
@@ -264,15 +330,18 @@ impl UnsecuredValidator {
         };
         let skew = self.clock_skew_ms;
         let iat = number(&claims, "iat")?;
+        // NumericDates are compared in whole milliseconds: a client's `iat` of "now" with
+        // sub-millisecond digits must not read as the future within the same millisecond.
+        let ms = |seconds: f64| (seconds * 1000.0).round() as i64;
         if let Some(iat) = iat {
-            if iat * 1000.0 > (now_ms + skew) as f64 {
+            if ms(iat) > now_ms + skew {
                 return Err(Invalid::token(format!(
                     "The Issued At value ({iat} seconds) was after the indicated time ({now_ms} \
                      ms) plus allowable clock skew ({skew} ms)"
                 )));
             }
         }
-        if (now_ms - skew) as f64 >= exp * 1000.0 {
+        if now_ms - skew >= ms(exp) {
             return Err(Invalid::token(format!(
                 "The indicated time ({now_ms} ms) minus allowable clock skew ({skew} ms) was on \
                  or after the Expiration Time value ({exp} seconds)"
@@ -292,7 +361,7 @@ impl UnsecuredValidator {
         }
         Ok(Validated {
             principal,
-            expires_ms: (exp * 1000.0).round() as i64,
+            expires_ms: ms(exp),
         })
     }
 

@@ -500,7 +500,9 @@ mod tests {
         let now = Instant::now();
         let mut config = (*sasl(0).expect("sasl")).clone();
         config.mechanisms.push(Mechanism::OAuthBearer);
-        config.oauthbearer = Some(UnsecuredValidator::default());
+        config.oauthbearer = Some(crate::sasl::oauthbearer::Validation::Unsecured(
+            UnsecuredValidator::default(),
+        ));
         let config = Some(Arc::new(config));
         let first = |claims: serde_json::Value| {
             format!("n,,\x01auth=Bearer {}\x01\x01", unsecured_token(&claims)).into_bytes()
