@@ -738,9 +738,10 @@ def test_a_malformed_first_message_gets_the_generic_failure(sasl_broker):
 
 
 def test_the_session_lasts_until_the_token_expires(sasl_broker):
-    exp = time.time() + 600
+    # Whole seconds: the broker's clock is read in milliseconds after this one.
+    now = int(time.time())
     raw, (error, message, auth, lifetime) = oauth_exchange(
-        sasl_broker, jws({"sub": "alice", "exp": exp, "iat": int(time.time()), "scope": "kafka"}))
+        sasl_broker, jws({"sub": "alice", "exp": now + 600, "iat": now, "scope": "kafka"}))
     try:
         assert (error, auth) == (0, b""), message
         # KIP-368: without connections.max.reauth.ms the token's expiry ends the session.
