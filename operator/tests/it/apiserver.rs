@@ -51,6 +51,17 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `n` distinct free loopback ports: all bound at once before any is released, so the kernel
+/// cannot hand one out twice (as separate [`free_port`] calls may).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
 /// Starts `program args` under a shell that kills it once its stdin (our pipe) closes.
 pub fn supervised(program: &Path, args: &[String], log: &Path) -> (Child, ChildStdin) {
     let log = std::fs::File::create(log).expect("log file");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use gregor_client::Cluster;
 
-use crate::apiserver::{free_port, supervised};
+use crate::apiserver::{free_ports, supervised};
 
 /// Nodes in the shared cluster.
 const NODES: i32 = 3;
@@ -90,16 +90,18 @@ impl Brokers {
     pub fn start(nodes: i32) -> Brokers {
         let gregor = binary();
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
+        // Client, controller and metrics ports for every node, distinct.
+        let free = free_ports(3 * nodes as usize);
+        let ports: Vec<(u16, u16, u16)> = free.chunks(3).map(|c| (c[0], c[1], c[2])).collect();
         let voters = ports
             .iter()
             .enumerate()
-            .map(|(id, (_, controller))| format!("{id}@127.0.0.1:{controller}"))
+            .map(|(id, (_, controller, _))| format!("{id}@127.0.0.1:{controller}"))
             .collect::<Vec<_>>()
             .join(",");
         let cluster_id = run(&gregor, &["storage", "random-uuid"]);
         let mut guards = Vec::new();
-        for (id, (port, controller)) in ports.iter().enumerate() {
+        for (id, (port, controller, metrics)) in ports.iter().enumerate() {
             let node = dir.path().join(format!("node-{id}"));
             std::fs::create_dir_all(&node).expect("node dir");
             let config = node.join("server.properties");
@@ -115,9 +117,8 @@ impl Brokers {
                      inter.broker.listener.name=PLAINTEXT\n\
                      controller.quorum.voters={voters}\n\
                      log.dirs={}\n\
-                     metrics.listener=127.0.0.1:{}\n",
+                     metrics.listener=127.0.0.1:{metrics}\n",
                     node.join("data").display(),
-                    free_port(),
                 ),
             )
             .expect("server.properties");
@@ -135,7 +136,7 @@ impl Brokers {
         let brokers = Brokers {
             bootstrap: ports
                 .iter()
-                .map(|(port, _)| format!("127.0.0.1:{port}"))
+                .map(|(port, _, _)| format!("127.0.0.1:{port}"))
                 .collect::<Vec<_>>()
                 .join(","),
             nodes,
