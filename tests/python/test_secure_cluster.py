@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import NewTopic
 
 from cluster import GregorCluster, running_cluster
 from conftest import wait_for
 from helpers import Stream, assert_all_acked_readable_once
+from test_replication import create  # the admin comes with the cluster's client_conf
 from test_tls import certs  # noqa: F401 - a fixture
 
 SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -84,18 +84,6 @@ def secure_cluster(certs, tmp_path):  # noqa: F811 - certs is the imported fixtu
     with running_cluster(tmp_path, overrides=secure_overrides(certs),
                          client_conf=client_conf(certs), format_args=FORMAT_ARGS) as c:
         yield c
-
-
-def create(c: GregorCluster, topic: str, partitions: int, timeout: float = 30.0):
-    admin = c.admin()  # referenced until the futures resolve
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=3,
-                  config={"min.insync.replicas": "2"})],
-        operation_timeout=timeout, request_timeout=timeout)
-    futures[topic].result(timeout=timeout)
-    wait_for(lambda: len(c.describe(topic)) == partitions
-             and all(p.leader > 0 and len(p.isr) == 3 for p in c.describe(topic).values()),
-             timeout, f"{topic} to have leaders and full ISRs (replication over SASL_SSL)")
 
 
 def quorum_leader(c: GregorCluster, certs: Path, tmp_path: Path) -> int:
