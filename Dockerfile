@@ -69,6 +69,8 @@ RUN set -eu; \
     chmod 1777 /out/tmp; \
     chown 65532:65532 /out/home/nonroot /out/var/lib/gregor; \
     find /out -type f | sort
+# Names the stage's images, so scripts/docker-build.sh can remove the ones a rebuild replaced.
+LABEL dev.gregor.stage="build"
 
 FROM scratch
 ARG VERSION=0.1.0

@@ -33,6 +33,14 @@ version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Car
 image="${IMAGE:-gregor:$version}"
 t0=$(date +%s)
 say() { echo "==> [docker-build $(( $(date +%s) - t0 ))s] $*" >&2; }
+# Removes the untagged images of Gregor's builds (its build stage and its image) and nothing
+# else (scripts/e2e/prepare.sh does the same after it replaces its upgrade image).
+prune_replaced_images() {
+  local label
+  for label in dev.gregor.stage=build org.opencontainers.image.title=gregor; do
+    docker image prune -f --filter "label=$label" >/dev/null
+  done
+}
 
 if [[ $stock == 1 ]]; then
   builder="$(sed -n 's/^ARG BUILDER=//p' Dockerfile)"
@@ -55,12 +63,19 @@ fi
 # classic builder (the Dockerfile suits both).
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 
-say "docker build -t $image (builder $builder)"
+# The build stage is tagged (<name>-build:cache): the next build's cache. The images earlier
+# builds left untagged are then removed, and only those (the labels are Gregor's): each build
+# stage holds ~2 GB of compiled crates, and a day of CI runs once filled the disk with them.
+stage="${image%:*}-build:cache"
+say "docker build --target build -t $stage (builder $builder)"
+docker build --build-arg "BUILDER=$builder" --target build -t "$stage" .
+say "docker build -t $image"
 docker build \
   --build-arg "BUILDER=$builder" \
   --build-arg "VERSION=$version" \
   --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || true)" \
   -t "$image" .
+prune_replaced_images
 
 size="$(docker image inspect -f '{{ .Size }}' "$image")"
 say "$image: $size bytes ($(( size / 1024 / 1024 )) MiB)"

@@ -32,4 +32,8 @@ else
 fi
 printf 'FROM %s\nLABEL dev.gregor.e2e="next"\n' "$E2E_IMAGE" |
   docker build -q -t "$E2E_NEXT_IMAGE" - >/dev/null
+# The "-next" image this replaced, then the Gregor image under it, now both untagged.
+for _ in 1 2; do
+  docker image prune -f --filter label=org.opencontainers.image.title=gregor >/dev/null
+done
 say "ready ($mode)"

@@ -64,12 +64,28 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 /// Starts `program args` under a shell that kills it once its stdin (our pipe) closes.
 pub fn supervised(program: &Path, args: &[String], log: &Path) -> (Child, ChildStdin) {
+    supervised_removing(program, args, log, None)
+}
+
+/// [`supervised`], and once the program is dead the shell removes `remove` (if given): the
+/// shared API server lives in a static that is never dropped, so its `TempDir` (etcd's data,
+/// ~120 MB) would otherwise outlive every test run.
+fn supervised_removing(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    remove: Option<&Path>,
+) -> (Child, ChildStdin) {
     let log = std::fs::File::create(log).expect("log file");
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(r#""$0" "$@" & pid=$!; read _ignored; kill -9 "$pid"; wait "$pid""#)
+        .arg(
+            r#""$0" "$@" & pid=$!; read _ignored; kill -9 "$pid"; wait "$pid"
+               [ -z "$GREGOR_REMOVE_AFTER" ] || rm -rf "$GREGOR_REMOVE_AFTER""#,
+        )
         .arg(program)
         .args(args)
+        .env("GREGOR_REMOVE_AFTER", remove.unwrap_or(Path::new("")))
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log)
@@ -116,7 +132,7 @@ impl ApiServer {
         let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let etcd = supervised(
+        let etcd = supervised_removing(
             &bin.join("etcd"),
             &[
                 format!("--data-dir={}", d.join("etcd").display()),
@@ -128,6 +144,7 @@ impl ApiServer {
                 "--quota-backend-bytes=1073741824".into(),
             ],
             &d.join("etcd.log"),
+            Some(d),
         );
         let key = d.join("sa.key");
         let status = Command::new("openssl")
