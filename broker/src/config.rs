@@ -289,6 +289,11 @@ impl Props<'_> {
     }
 
     fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+        let value = if ssl::is_sensitive_key(key) {
+            "[hidden]"
+        } else {
+            value
+        };
         ConfigError::Invalid {
             key: key.to_string(),
             value: value.to_string(),

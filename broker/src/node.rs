@@ -362,6 +362,21 @@ async fn start_broker(
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))??;
     let cluster = open_cluster(config, cluster_id, quorum).await?;
+    // The listener TLS settings this broker was given through AlterConfigs (kept in the
+    // metadata log) replace the static ones; material that no longer loads is logged and the
+    // static material serves.
+    let (effective, acceptors) = (cluster.effective_config(), tls.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        for (name, acceptor) in &acceptors {
+            let Some(ssl) = effective.ssl_listeners.get(name) else {
+                continue;
+            };
+            if let Err(reason) = acceptor.reconfigure(ssl) {
+                tracing::warn!(listener = %name, "dynamic TLS settings not applied: {reason}");
+            }
+        }
+    })
+    .await;
     let replicas = crate::replication::manager::ReplicaManager::new(
         Arc::clone(&cluster),
         config.replication.clone(),
@@ -396,12 +411,15 @@ async fn start_broker(
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))?
         .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-    let broker = Arc::new(Broker::new(
-        Arc::clone(&cluster),
-        Arc::clone(&groups),
-        Arc::clone(metrics),
-        Some(Arc::clone(quorum)),
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            Arc::clone(&cluster),
+            Arc::clone(&groups),
+            Arc::clone(metrics),
+            Some(Arc::clone(quorum)),
+        )
+        .with_tls(tls.clone()),
+    );
     let refresh = gauge_refresh(&cluster, &groups, metrics);
 
     tracker.spawn(server::run(

@@ -15,10 +15,13 @@ tools with a client.properties (security.protocol=SSL, ssl.truststore.type=PEM, 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -420,13 +423,46 @@ def served_issuer(port: int, cafile: Path) -> str:
             return issuer["commonName"]
 
 
+@contextlib.contextmanager
+def running_producer(conf: dict, topic: str):
+    """A producer sending to `topic` (acks=all) on a thread of its own while the block runs,
+    entered once it delivers; yields (errors, delivered values, disconnects by broker name from
+    librdkafka's statistics), complete once the block has ended."""
+    errors, delivered, stats, stop = [], [], {}, threading.Event()
+
+    def keep_stats(payload):
+        s = json.loads(payload)
+        stats.update({b["name"]: b["disconnects"] for b in s["brokers"].values()
+                      if b["nodeid"] >= 0})
+
+    producer = Producer({**conf, "acks": "all", "statistics.interval.ms": 200,
+                         "stats_cb": keep_stats})
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            producer.produce(topic, f"r{i}".encode(),
+                             on_delivery=lambda err, m: (errors if err else delivered).append(err or m.value()))
+            producer.poll(0.02)
+            i += 1
+        producer.flush(30)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        wait_for(lambda: len(delivered) > 20, 30, "the producer to get going")
+        yield errors, delivered, stats
+    finally:
+        stop.set()
+        t.join(60)
+        producer.poll(0.5)
+
+
 def test_certificates_and_trust_rotate_without_a_restart_or_a_client_error(certs, tmp_path):
     """The SSL listener's key store file and the MTLS listener's trust store file are replaced
     while a producer and a consumer run: new handshakes get the new certificate, a client
     certificate from the new CA is accepted once the trust store names it, and the running
     clients see no error and no dropped connection."""
-    import json
-    import threading
     binary = gregor_binary()
     if not binary.exists():
         pytest.fail(f"gregor binary not found at {binary}")
@@ -451,30 +487,7 @@ def test_certificates_and_trust_rotate_without_a_restart_or_a_client_error(certs
         assert served_issuer(broker.ssl_port, both) == "gregor-test-ca"
         conf = {**ssl_conf(certs, broker.ssl_port), "ssl.ca.location": str(both)}
         topic = f"rotate-{uuid.uuid4().hex[:8]}"
-        stats = {}
-        errors, delivered, stop = [], [], threading.Event()
-
-        def keep_stats(payload):
-            s = json.loads(payload)
-            stats.update({b["name"]: b["disconnects"] for b in s["brokers"].values()
-                          if b["nodeid"] >= 0})
-
-        producer = Producer({**conf, "acks": "all", "statistics.interval.ms": 200,
-                             "stats_cb": keep_stats})
-
-        def produce():
-            i = 0
-            while not stop.is_set():
-                producer.produce(topic, f"r{i}".encode(),
-                                 on_delivery=lambda err, m: (errors if err else delivered).append(err or m.value()))
-                producer.poll(0.02)
-                i += 1
-            producer.flush(30)
-
-        t = threading.Thread(target=produce)
-        t.start()
-        try:
-            wait_for(lambda: len(delivered) > 20, 30, "the producer to get going")
+        with running_producer(conf, topic) as (errors, delivered, stats):
             # The key store: the new certificate serves new handshakes.
             replace_file(keystore, (d / "server2-bundle.pem").read_text())
             wait_for(lambda: served_issuer(broker.ssl_port, both) == "gregor-rotated-ca", 30,
@@ -489,11 +502,7 @@ def test_certificates_and_trust_rotate_without_a_restart_or_a_client_error(certs
                      "a client certificate of the new CA to be accepted")
             count = len(delivered)
             wait_for(lambda: len(delivered) > count + 20, 30, "the producer to keep going")
-        finally:
-            stop.set()
-            t.join(60)
         assert errors == []
-        producer.poll(0.5)
         assert stats and all(v == 0 for v in stats.values()), f"disconnects: {stats}"
         consumer = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
         got = []
@@ -507,3 +516,110 @@ def test_certificates_and_trust_rotate_without_a_restart_or_a_client_error(certs
         assert sorted(got) == sorted(delivered)
     finally:
         broker.stop()
+
+
+# --- rotation through AlterConfigs (Kafka's way; both brokers) -------------------------------
+
+@pytest.fixture(scope="module", params=["gregor", "kafka"])
+def alterable_tls_broker(request, certs, tmp_path_factory):
+    """A broker whose SSL listener serves a key store file of its own (keystore.pem), which the
+    tests replace through AlterConfigs; `rotated` holds the material they switch to: one from
+    a second CA with the same DN and SANs, one with another DN."""
+    d = tmp_path_factory.mktemp("alter-certs")
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca2.key",
+            "-out", "ca2.pem", "-days", "2", "-subj", "/CN=gregor-altered-ca")
+    san = "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    issue(d, "ca2", "same-names", "/CN=localhost", san)
+    issue(d, "ca2", "other-dn", "/CN=somebody-else", san)
+    (d / "keystore.pem").write_text((certs / "server-bundle.pem").read_text())
+    (d / "ca-both.pem").write_text((certs / "ca.pem").read_text() + (d / "ca2.pem").read_text())
+    b = start_tls_broker(request.param, certs, tmp_path_factory,
+                         {"ssl.keystore.location": str(d / "keystore.pem")})
+    b.rotated = d
+    b.node_id = next(iter(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(
+        timeout=30).brokers))
+    yield b
+    b.stop()
+
+
+def alter_broker(bootstrap: str, resource: str, key: str, value: str):
+    """IncrementalAlterConfigs SET of `key` on BROKER resource `resource` (confluent-kafka,
+    which sends a broker's own resource to that broker, as Kafka's Admin does)."""
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ResourceType.BROKER, resource, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    for fut in admin.incremental_alter_configs([res]).values():
+        fut.result(timeout=60)
+
+
+def test_alter_configs_of_a_listener_key_store_rotates_it_with_no_client_error(
+        alterable_tls_broker, certs):
+    """`kafka-configs --alter --entity-type brokers --entity-name <id> --add-config
+    listener.name.ssl.ssl.keystore.location=<new>` while a producer runs: new handshakes get the
+    new certificate, the producer sees no error, the broker describes the key as its own
+    dynamic config, and serves the new certificate again after a restart."""
+    b = alterable_tls_broker
+    d = b.rotated
+    both = d / "ca-both.pem"
+    assert served_issuer(b.ssl_port, both) == "gregor-test-ca"
+    conf = {**ssl_conf(certs, b.ssl_port), "ssl.ca.location": str(both)}
+    topic = f"alter-tls-{uuid.uuid4().hex[:8]}"
+    with running_producer(conf, topic) as (errors, delivered, stats):
+        new = d / "same-names-bundle.pem"
+        kafka_cli("configs", "--bootstrap-server", b.bootstrap, "--entity-type", "brokers",
+                  "--entity-name", str(b.node_id), "--alter", "--add-config",
+                  f"listener.name.ssl.ssl.keystore.location={new}")
+        wait_for(lambda: served_issuer(b.ssl_port, both) == "gregor-altered-ca", 30,
+                 "the altered key store to be served")
+        count = len(delivered)
+        wait_for(lambda: len(delivered) > count + 20, 30, "the producer to keep going")
+    assert errors == []
+    assert stats and all(v == 0 for v in stats.values()), f"disconnects: {stats}"
+    out = kafka_cli("configs", "--bootstrap-server", b.bootstrap, "--entity-type", "brokers",
+                    "--entity-name", str(b.node_id), "--describe")
+    line = next(l for l in out.splitlines()
+                if l.strip().startswith("listener.name.ssl.ssl.keystore.location="))
+    assert f"listener.name.ssl.ssl.keystore.location={new}" in line
+    assert "DYNAMIC_BROKER_CONFIG" in line
+    # Kept in the metadata log: a restarted broker serves the altered key store at once.
+    b.stop()
+    b.start()
+    assert served_issuer(b.ssl_port, both) == "gregor-altered-ca"
+
+
+@pytest.mark.parametrize("resource,key,value,expected", [
+    ("self", "ssl.keystore.location", "same-names-bundle.pem",
+     "can be dynamically updated only per-listener using the listener prefix"),
+    ("", "listener.name.ssl.ssl.keystore.location", "same-names-bundle.pem",
+     "Cannot update these configs at default cluster level, broker id must be specified"),
+    ("self", "listener.name.ssl.ssl.keystore.location", "other-dn-bundle.pem",
+     "Keystore DistinguishedName does not match"),
+    ("self", "listener.name.ssl.ssl.keystore.location", "no-such-file.pem",
+     "Validation of dynamic config update of SSLFactory failed"),
+], ids=["no-listener-prefix", "cluster-default", "another-dn", "missing-file"])
+def test_alter_configs_refuses_listener_tls_updates_kafka_refuses(
+        alterable_tls_broker, resource, key, value, expected):
+    """Each update Kafka's broker refuses gets INVALID_REQUEST with Kafka's words, and the
+    listener keeps serving what it served."""
+    b = alterable_tls_broker
+    d = b.rotated
+    before = served_issuer(b.ssl_port, d / "ca-both.pem")
+    if resource == "self":
+        with pytest.raises(KafkaException) as refused:
+            alter_broker(b.bootstrap, str(b.node_id), key, str(d / value))
+        err = refused.value.args[0]
+        assert err.code() == KafkaError.INVALID_REQUEST, err
+        assert expected in err.str(), err.str()
+    else:
+        # The cluster default (librdkafka cannot name it): Kafka's own tool.
+        proc = subprocess.run(
+            [str(SCRIPTS / "kafka.sh"), "configs", "--bootstrap-server", b.bootstrap,
+             "--entity-type", "brokers", "--entity-default", "--alter", "--add-config",
+             f"{key}={d / value}"],
+            text=True, capture_output=True, timeout=180)
+        assert proc.returncode != 0
+        assert "InvalidRequestException" in proc.stderr and expected in proc.stderr, \
+            proc.stderr[-2000:]
+    assert served_issuer(b.ssl_port, d / "ca-both.pem") == before

@@ -46,7 +46,36 @@ fn effective(
     config.reconfigured(layer(""), layer(&config.node_id.to_string()))
 }
 
+/// `by_resource` with `resource` holding `configs` (none: removed).
+fn with_resource(
+    by_resource: &BTreeMap<String, BTreeMap<String, String>>,
+    resource: &str,
+    configs: &BTreeMap<String, String>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = by_resource.clone();
+    if configs.is_empty() {
+        out.remove(resource);
+    } else {
+        out.insert(resource.to_string(), configs.clone());
+    }
+    out
+}
+
 impl Cluster {
+    /// The config this broker would run with if BROKER resource `resource` held `configs`,
+    /// checked as [`Cluster::set_broker_configs`] checks them; nothing is committed. The
+    /// AlterConfigs handler checks what needs more than the config (TLS material) with it.
+    pub fn effective_with(
+        &self,
+        resource: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Config, AdminError> {
+        dynamic::check_dynamic(configs, !resource.is_empty())
+            .map_err(AdminError::InvalidRequest)?;
+        let by_resource = with_resource(&self.dynamic.read().by_resource, resource, configs);
+        effective(&self.config, &by_resource).map_err(|e| AdminError::InvalidRequest(e.to_string()))
+    }
+
     /// The config this broker runs with now: static, overlaid with the dynamic broker configs.
     /// Topic defaults, `min.insync.replicas`, `unclean.leader.election.enable` and
     /// `log.flush.interval.messages` are read from it.
@@ -73,15 +102,11 @@ impl Cluster {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
-        dynamic::check_dynamic(&configs).map_err(AdminError::InvalidRequest)?;
+        dynamic::check_dynamic(&configs, !resource.is_empty())
+            .map_err(AdminError::InvalidRequest)?;
         let mut meta = self.meta.lock();
         let current = self.dynamic.read().by_resource.clone();
-        let mut by_resource = current.clone();
-        if configs.is_empty() {
-            by_resource.remove(resource);
-        } else {
-            by_resource.insert(resource.to_string(), configs.clone());
-        }
+        let by_resource = with_resource(&current, resource, &configs);
         if by_resource == current {
             // Nothing to commit (deleting a key that is not set, or setting what is).
             return Ok(());

@@ -153,22 +153,63 @@ impl Layers<'_> {
     }
 }
 
-/// The keys of `configs` Gregor cannot apply at runtime, refused in Kafka's words
-/// (`DynamicBrokerConfig.validateConfigs`): `Cannot update these configs dynamically: [k]`.
-pub fn check_dynamic(configs: &BTreeMap<String, String>) -> Result<(), String> {
-    let refused: Vec<&str> = configs
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !is_dynamic_broker_key(k))
-        .collect();
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "Cannot update these configs dynamically: [{}]",
-            refused.join(", ")
-        ))
+/// Kafka's `SslConfigs.RECONFIGURABLE_CONFIGS`: the TLS keys a broker takes at runtime, and
+/// only per broker and per listener (`listener.name.<l>.ssl.keystore.location`, ...).
+pub const RECONFIGURABLE_SSL_KEYS: &[&str] = &[
+    "ssl.key.password",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.keystore.type",
+    "ssl.truststore.certificates",
+    "ssl.truststore.location",
+    "ssl.truststore.password",
+    "ssl.truststore.type",
+];
+
+/// The listener (lower case, as written) and the reconfigurable TLS key of a
+/// `listener.name.<l>.ssl.*` key; `None` for any other key.
+pub fn listener_ssl_key(key: &str) -> Option<(&str, &str)> {
+    let (listener, ssl_key) = key.strip_prefix("listener.name.")?.split_once('.')?;
+    (!listener.is_empty() && RECONFIGURABLE_SSL_KEYS.contains(&ssl_key))
+        .then_some((listener, ssl_key))
+}
+
+/// The keys of `configs` that cannot be set on this BROKER resource (`per_broker`: one
+/// broker's own, else the cluster default), refused in Kafka's words
+/// (`DynamicBrokerConfig.validateConfigs`): keys Gregor cannot apply at runtime, TLS keys
+/// without a listener prefix, and listener TLS keys as a cluster default.
+pub fn check_dynamic(configs: &BTreeMap<String, String>, per_broker: bool) -> Result<(), String> {
+    let refuse = |message: &str, keys: Vec<&str>| {
+        if keys.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{message}: [{}]", keys.join(", ")))
+        }
+    };
+    let keys = || configs.keys().map(String::as_str);
+    let unprefixed_ssl = |k: &str| RECONFIGURABLE_SSL_KEYS.contains(&k);
+    refuse(
+        "Cannot update these configs dynamically",
+        keys()
+            .filter(|k| {
+                !is_dynamic_broker_key(k) && listener_ssl_key(k).is_none() && !unprefixed_ssl(k)
+            })
+            .collect(),
+    )?;
+    refuse(
+        "These security configs can be dynamically updated only per-listener using the \
+         listener prefix",
+        keys().filter(|k| unprefixed_ssl(k)).collect(),
+    )?;
+    if per_broker {
+        return Ok(());
     }
+    refuse(
+        "Cannot update these configs at default cluster level, broker id must be specified",
+        keys().filter(|k| listener_ssl_key(k).is_some()).collect(),
+    )
 }
 
 /// The property map a broker runs with: the static config overlaid with the cluster default,
@@ -266,16 +307,60 @@ mod tests {
         assert!(is_dynamic_broker_key("log.retention.ms"));
         assert!(!is_dynamic_broker_key("listeners"));
         assert_eq!(
-            check_dynamic(&map(&[
-                ("listeners", "x"),
-                ("log.retention.ms", "1"),
-                ("a.b", "1")
-            ])),
+            check_dynamic(
+                &map(&[("listeners", "x"), ("log.retention.ms", "1"), ("a.b", "1")]),
+                true
+            ),
             Err("Cannot update these configs dynamically: [a.b, listeners]".into())
         );
-        assert_eq!(check_dynamic(&map(&[("min.insync.replicas", "2")])), Ok(()));
+        assert_eq!(
+            check_dynamic(&map(&[("min.insync.replicas", "2")]), false),
+            Ok(())
+        );
         let mut sorted = DYNAMIC_BROKER_KEYS.to_vec();
         sorted.sort_unstable();
         assert_eq!(sorted, DYNAMIC_BROKER_KEYS, "kept sorted for the docs");
+    }
+
+    #[test]
+    fn listener_tls_keys_are_dynamic_per_broker_and_per_listener_only() {
+        let prefixed = map(&[
+            ("listener.name.external.ssl.keystore.location", "/k.pem"),
+            ("listener.name.external.ssl.truststore.certificates", "x"),
+        ]);
+        assert_eq!(check_dynamic(&prefixed, true), Ok(()));
+        assert_eq!(
+            check_dynamic(&prefixed, false),
+            Err(
+                "Cannot update these configs at default cluster level, broker id must be \
+                 specified: [listener.name.external.ssl.keystore.location, \
+                 listener.name.external.ssl.truststore.certificates]"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check_dynamic(&map(&[("ssl.keystore.location", "/k.pem")]), true),
+            Err(
+                "These security configs can be dynamically updated only per-listener using \
+                 the listener prefix: [ssl.keystore.location]"
+                    .into()
+            )
+        );
+        // A key that is not one of the reconfigurable ones is not dynamic, prefixed or not.
+        assert_eq!(
+            check_dynamic(
+                &map(&[("listener.name.external.ssl.client.auth", "none")]),
+                true
+            ),
+            Err("Cannot update these configs dynamically: \
+                 [listener.name.external.ssl.client.auth]"
+                .into())
+        );
+        assert_eq!(
+            listener_ssl_key("listener.name.external.ssl.key.password"),
+            Some(("external", "ssl.key.password"))
+        );
+        assert_eq!(listener_ssl_key("listener.name..ssl.key.password"), None);
+        assert_eq!(listener_ssl_key("ssl.key.password"), None);
     }
 }

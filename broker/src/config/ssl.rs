@@ -38,7 +38,8 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Whether DescribeConfigs must hide a key's value, as Kafka does for its PASSWORD-typed keys:
-/// store and key passwords and inline private keys, global or per listener.
+/// store and key passwords and inline keys and certificates, global or per listener. An
+/// invalid value of one is not quoted in errors either.
 pub fn is_sensitive_key(key: &str) -> bool {
     let key = key
         .strip_prefix("listener.name.")
@@ -50,6 +51,8 @@ pub fn is_sensitive_key(key: &str) -> bool {
             | "ssl.key.password"
             | "ssl.truststore.password"
             | "ssl.keystore.key"
+            | "ssl.keystore.certificate.chain"
+            | "ssl.truststore.certificates"
     ) || key.ends_with(".sasl.jaas.config")
         || key == "sasl.jaas.config"
 }
@@ -135,6 +138,10 @@ pub struct SslConfig {
     pub cipher_suites: Vec<String>,
     /// `ssl.principal.mapping.rules`: how a client certificate's DN becomes the principal.
     pub principal_rules: Vec<super::principal_rules::PrincipalRule>,
+    /// `ssl.allow.dn.changes`: a dynamic key store update may change the certificate's DN.
+    pub allow_dn_changes: bool,
+    /// `ssl.allow.san.changes`: it may drop SubjectAltNames.
+    pub allow_san_changes: bool,
 }
 
 /// One listener's `ssl.*` keys: the per-listener key if present, else the global one.
@@ -152,6 +159,18 @@ impl ListenerKeys<'_> {
             None => self.p.get(name).map(|v| (name.to_string(), v)),
         }
         .filter(|(_, v)| !v.is_empty())
+    }
+
+    /// A boolean key, false when absent.
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some((key, v)) => match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Props::invalid(&key, v, "expected true or false")),
+            },
+        }
     }
 
     fn secret(&self, name: &str) -> Option<Secret> {
@@ -352,6 +371,8 @@ fn parse_ssl(p: &Props, name: &str) -> Result<SslConfig, ConfigError> {
         }
     };
     Ok(SslConfig {
+        allow_dn_changes: k.flag("ssl.allow.dn.changes")?,
+        allow_san_changes: k.flag("ssl.allow.san.changes")?,
         principal_rules,
         keystore,
         truststore,

@@ -11,6 +11,7 @@ pub mod throttle;
 pub mod tls;
 pub mod tls_reload;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -41,6 +42,9 @@ pub struct Broker {
     close_log: connection::CloseLog,
     /// The measured client rates against their quotas.
     throttler: throttle::Throttler,
+    /// The TLS acceptor of each SSL client listener, by name, which AlterConfigs of its
+    /// `listener.name.<l>.ssl.*` keys reconfigures.
+    pub tls: BTreeMap<String, Arc<tls_reload::ReloadingAcceptor>>,
 }
 
 impl Broker {
@@ -63,7 +67,14 @@ impl Broker {
             quorum,
             connections: AtomicUsize::new(0),
             close_log: connection::CloseLog::default(),
+            tls: BTreeMap::new(),
         }
+    }
+
+    /// The broker with the TLS acceptors of its SSL client listeners.
+    pub fn with_tls(mut self, tls: BTreeMap<String, Arc<tls_reload::ReloadingAcceptor>>) -> Broker {
+        self.tls = tls;
+        self
     }
 
     /// This node's id.

@@ -4,7 +4,7 @@
 //! convert it. Everything that can be wrong with the material fails the start-up naming the
 //! listener and the file or key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gregor_client::stores::{self, pem_certs, pem_key, Identity};
@@ -61,8 +61,17 @@ pub fn acceptors(
 
 /// The rustls server config for one listener; the error says what is wrong.
 pub fn server_config(ssl: &SslConfig) -> Result<ServerConfig, String> {
+    server_material(ssl).map(|(config, _)| config)
+}
+
+/// [`server_config`], and the certificate it serves (DER).
+pub fn server_material(ssl: &SslConfig) -> Result<(ServerConfig, Vec<u8>), String> {
     let provider = Arc::new(provider(ssl)?);
     let (chain, key) = load_keystore(&ssl.keystore)?;
+    let leaf = chain
+        .first()
+        .map(|c| c.as_ref().to_vec())
+        .ok_or("the key store holds no certificate")?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = ssl
         .protocols
         .iter()
@@ -92,9 +101,48 @@ pub fn server_config(ssl: &SslConfig) -> Result<ServerConfig, String> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    builder
+    let config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| format!("the key store's certificate and key do not fit: {e}"))
+        .map_err(|e| format!("the key store's certificate and key do not fit: {e}"))?;
+    Ok((config, leaf))
+}
+
+/// A certificate's subject DN (RFC 4514 text) and SubjectAltNames (`DNS:host`, `IP:addr`,
+/// `email:...`, `URI:...`, `DirName:...`), what Kafka compares when a listener's key store is
+/// replaced through AlterConfigs.
+pub fn certificate_names(der: &[u8]) -> Result<(String, BTreeSet<String>), String> {
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let tbs = cert.tbs_certificate();
+    let sans = match tbs.get_extension::<SubjectAltName>() {
+        Err(e) => return Err(format!("unreadable SubjectAltName extension: {e}")),
+        Ok(None) => BTreeSet::new(),
+        Ok(Some((_, san))) => san
+            .0
+            .iter()
+            .map(|name| match name {
+                GeneralName::DnsName(s) => format!("DNS:{s}"),
+                GeneralName::Rfc822Name(s) => format!("email:{s}"),
+                GeneralName::UniformResourceIdentifier(s) => format!("URI:{s}"),
+                GeneralName::DirectoryName(n) => format!("DirName:{n}"),
+                GeneralName::IpAddress(ip) => ip_text(ip.as_bytes()),
+                other => format!("{other:?}"),
+            })
+            .collect(),
+    };
+    Ok((tbs.subject().to_string(), sans))
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    let ip: Option<std::net::IpAddr> = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(Into::into),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(Into::into),
+        _ => None,
+    };
+    ip.map_or_else(|| format!("IP:{bytes:02x?}"), |ip| format!("IP:{ip}"))
 }
 
 /// The IANA name of a rustls cipher suite (rustls calls the TLS 1.3 ones `TLS13_*`).

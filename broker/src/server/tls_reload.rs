@@ -3,6 +3,11 @@
 //! restart and without touching established connections: new handshakes use the new
 //! certificates. Material that does not load (a half-written file, a key that does not match
 //! its certificate) is refused with a warning and the listener keeps serving the old one.
+//!
+//! A listener's material may also be replaced through AlterConfigs of its
+//! `listener.name.<l>.ssl.*` keys on this broker, as Kafka allows: [`ReloadingAcceptor::validate`]
+//! checks the new material as Kafka's SslFactory does, [`ReloadingAcceptor::reconfigure`] puts
+//! it in use.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +22,11 @@ use crate::metrics::Metrics;
 /// One listener's acceptor, replaced when its files change.
 pub struct ReloadingAcceptor {
     listener: String,
-    ssl: SslConfig,
+    /// The settings in use: the static ones, or those dynamic configs replaced them with.
+    ssl: parking_lot::RwLock<SslConfig>,
     current: parking_lot::RwLock<TlsAcceptor>,
+    /// The certificate served (DER), which a dynamic update is compared with.
+    served: parking_lot::Mutex<Vec<u8>>,
     /// The checksum of every watched file's content (`None`: unreadable) at the last load.
     seen: parking_lot::Mutex<Vec<Option<u32>>>,
 }
@@ -54,11 +62,12 @@ impl ReloadingAcceptor {
     /// Loads listener `listener`'s material (blocking: reads files).
     pub fn load(listener: &str, ssl: &SslConfig) -> Result<ReloadingAcceptor, String> {
         let seen = checksums(&watched_files(ssl));
-        let server = super::tls::server_config(ssl)?;
+        let (server, leaf) = super::tls::server_material(ssl)?;
         Ok(ReloadingAcceptor {
             listener: listener.to_string(),
-            ssl: ssl.clone(),
+            ssl: parking_lot::RwLock::new(ssl.clone()),
             current: parking_lot::RwLock::new(TlsAcceptor::from(Arc::new(server))),
+            served: parking_lot::Mutex::new(leaf),
             seen: parking_lot::Mutex::new(seen),
         })
     }
@@ -71,7 +80,8 @@ impl ReloadingAcceptor {
     /// Re-reads the material if a file changed (blocking). `Ok(true)`: reloaded; `Err`: the
     /// new material does not load, and the old stays in use (asked again at the next change).
     pub fn check(&self) -> Result<bool, String> {
-        let now = checksums(&watched_files(&self.ssl));
+        let ssl = self.ssl.read().clone();
+        let now = checksums(&watched_files(&ssl));
         {
             let mut seen = self.seen.lock();
             if *seen == now {
@@ -79,9 +89,62 @@ impl ReloadingAcceptor {
             }
             *seen = now;
         }
-        let server = super::tls::server_config(&self.ssl)?;
-        *self.current.write() = TlsAcceptor::from(Arc::new(server));
+        let (server, leaf) = super::tls::server_material(&ssl)?;
+        self.install(server, leaf);
         Ok(true)
+    }
+
+    /// Checks `next` as this listener's settings (blocking: reads files), as Kafka's SslFactory
+    /// checks a dynamic update, with its messages: the material loads, and its certificate
+    /// names the subject of the one served now (the DN, ignoring case) and at least its
+    /// SubjectAltNames, unless `ssl.allow.dn.changes` / `ssl.allow.san.changes` allow
+    /// otherwise. Settings equal to those in use pass as they are.
+    pub fn validate(&self, next: &SslConfig) -> Result<(), String> {
+        if *self.ssl.read() == *next {
+            return Ok(());
+        }
+        let failed =
+            |e: String| format!("Validation of dynamic config update of SSLFactory failed: {e}");
+        let (_, leaf) = super::tls::server_material(next).map_err(failed)?;
+        let (old_dn, old_sans) = super::tls::certificate_names(&self.served.lock())?;
+        let (new_dn, new_sans) = super::tls::certificate_names(&leaf).map_err(failed)?;
+        if !next.allow_dn_changes && !old_dn.eq_ignore_ascii_case(&new_dn) {
+            return Err(failed(format!(
+                "Keystore DistinguishedName does not match:  existing={{DN={old_dn}}}, \
+                 new={{DN={new_dn}}}"
+            )));
+        }
+        if !next.allow_san_changes && !new_sans.is_superset(&old_sans) {
+            let list = |s: &std::collections::BTreeSet<String>| {
+                s.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            return Err(failed(format!(
+                "Keystore SubjectAltNames do not match:  existing={{DN={old_dn}, SAN=[{}]}}, \
+                 new={{DN={new_dn}, SAN=[{}]}}",
+                list(&old_sans),
+                list(&new_sans)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Serves `next` from now on (blocking: reads files); `Ok(false)` when those are the
+    /// settings in use already. On an error the listener keeps its material.
+    pub fn reconfigure(&self, next: &SslConfig) -> Result<bool, String> {
+        if *self.ssl.read() == *next {
+            return Ok(false);
+        }
+        let seen = checksums(&watched_files(next));
+        let (server, leaf) = super::tls::server_material(next)?;
+        *self.ssl.write() = next.clone();
+        *self.seen.lock() = seen;
+        self.install(server, leaf);
+        Ok(true)
+    }
+
+    fn install(&self, server: rustls::ServerConfig, leaf: Vec<u8>) {
+        *self.current.write() = TlsAcceptor::from(Arc::new(server));
+        *self.served.lock() = leaf;
     }
 
     /// The listener's name.

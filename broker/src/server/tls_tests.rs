@@ -45,52 +45,12 @@ fn material() -> tempfile::TempDir {
             "/CN=test-ca",
         ],
     );
-    openssl(
+    issue(
         d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        d.join("ext.cnf"),
+        "server",
+        "/CN=localhost",
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .expect("write");
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
     );
-    let bundle = [
-        std::fs::read_to_string(d.join("server.pem")).expect("read"),
-        std::fs::read_to_string(d.join("server.key")).expect("read"),
-    ]
-    .concat();
-    std::fs::write(d.join("server-bundle.pem"), bundle).expect("write");
     openssl(
         d,
         &[
@@ -349,4 +309,155 @@ fn changed_files_reload_and_a_broken_change_keeps_the_old_material() {
     trust.extend_from_slice(b"\n");
     std::fs::write(&ca, &trust).expect("write");
     assert_eq!(acceptor.check(), Ok(true));
+}
+
+/// `<name>.pem`, `<name>.key` and the two in `<name>-bundle.pem`: a certificate for `subject`
+/// with extensions `ext`, signed by the CA in `d` (`ca.pem`, `ca.key`).
+fn issue(d: &Path, name: &str, subject: &str, ext: &str) {
+    let (key, csr, pem, cnf) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.cnf"),
+    );
+    std::fs::write(d.join(&cnf), ext).expect("write");
+    openssl(
+        d,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &cnf,
+        ],
+    );
+    let bundle = [
+        std::fs::read_to_string(d.join(&pem)).expect("read"),
+        std::fs::read_to_string(d.join(&key)).expect("read"),
+    ]
+    .concat();
+    std::fs::write(d.join(format!("{name}-bundle.pem")), bundle).expect("write");
+}
+
+#[test]
+fn a_dynamic_key_store_must_load_and_keep_the_dn_and_the_subject_alt_names() {
+    use crate::server::tls::certificate_names;
+    use crate::server::tls_reload::ReloadingAcceptor;
+    let m = material();
+    let d = m.path();
+    issue(
+        d,
+        "other-dn",
+        "/CN=elsewhere",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    );
+    issue(
+        d,
+        "fewer-sans",
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost\n",
+    );
+    issue(
+        d,
+        "more-sans",
+        "/CN=LOCALHOST",
+        "subjectAltName=DNS:localhost,DNS:b1,IP:127.0.0.1\n",
+    );
+    let with = |extra: &str| ssl_config(d, extra).expect("config");
+    let acceptor = ReloadingAcceptor::load(
+        "SSL",
+        &with("ssl.keystore.location=$DIR/server-bundle.pem\n"),
+    )
+    .expect("loads");
+    let pem = std::fs::read(d.join("server.pem")).expect("read");
+    let der = rustls_pemfile_der(&pem);
+    let (dn, sans) = certificate_names(&der).expect("names");
+    assert_eq!(dn, "CN=localhost");
+    assert_eq!(
+        sans.into_iter().collect::<Vec<_>>(),
+        ["DNS:localhost", "IP:127.0.0.1"]
+    );
+
+    // The same certificate from a PKCS#12 store; the DN in another case with more names.
+    let p12 = with(
+        "ssl.keystore.type=PKCS12\nssl.keystore.location=$DIR/server.p12\n\
+         ssl.keystore.password=storepass\n",
+    );
+    assert_eq!(acceptor.validate(&p12), Ok(()));
+    assert_eq!(
+        acceptor.validate(&with("ssl.keystore.location=$DIR/more-sans-bundle.pem\n")),
+        Ok(())
+    );
+    // Another DN, fewer names, or nothing to load: refused in Kafka's words.
+    let err = acceptor
+        .validate(&with("ssl.keystore.location=$DIR/other-dn-bundle.pem\n"))
+        .expect_err("another DN");
+    assert!(
+        err.starts_with("Validation of dynamic config update of SSLFactory failed: ")
+            && err.contains("Keystore DistinguishedName does not match")
+            && err.contains("CN=elsewhere"),
+        "{err}"
+    );
+    let err = acceptor
+        .validate(&with("ssl.keystore.location=$DIR/fewer-sans-bundle.pem\n"))
+        .expect_err("fewer names");
+    assert!(
+        err.contains("Keystore SubjectAltNames do not match"),
+        "{err}"
+    );
+    let err = acceptor
+        .validate(&with("ssl.keystore.location=$DIR/missing.pem\n"))
+        .expect_err("no file");
+    assert!(err.contains("missing.pem"), "{err}");
+    // Unless the listener allows the change.
+    assert_eq!(
+        acceptor.validate(&with(
+            "ssl.keystore.location=$DIR/other-dn-bundle.pem\nssl.allow.dn.changes=true\n"
+        )),
+        Ok(())
+    );
+
+    // Reconfigured: new handshakes get the new acceptor; the same settings change nothing.
+    let before = acceptor.acceptor();
+    assert_eq!(acceptor.reconfigure(&p12), Ok(true));
+    assert!(!std::sync::Arc::ptr_eq(
+        before.config(),
+        acceptor.acceptor().config()
+    ));
+    assert_eq!(acceptor.reconfigure(&p12), Ok(false));
+    assert_eq!(acceptor.validate(&p12), Ok(()));
+    // A broken one leaves the material in use.
+    let in_use = acceptor.acceptor();
+    assert!(acceptor
+        .reconfigure(&with("ssl.keystore.location=$DIR/missing.pem\n"))
+        .is_err());
+    assert!(std::sync::Arc::ptr_eq(
+        in_use.config(),
+        acceptor.acceptor().config()
+    ));
+}
+
+/// The DER of the first certificate of PEM text.
+fn rustls_pemfile_der(pem: &[u8]) -> Vec<u8> {
+    gregor_client::stores::pem_certs(pem, "test")
+        .expect("pem")
+        .remove(0)
+        .as_ref()
+        .to_vec()
 }

@@ -15,8 +15,10 @@ use super::{admin_error_code, blocking};
 use crate::authz::{Operation, Resource};
 use crate::cluster::topic_config::ConfigEntry;
 use crate::cluster::AdminError;
-use crate::config::is_dynamic_broker_key;
+use crate::config::dynamic::listener_ssl_key;
+use crate::config::{is_dynamic_broker_key, Config};
 use crate::server::dispatch::{sb, Ctx};
+use crate::server::Broker;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -96,7 +98,8 @@ pub async fn describe_configs(
                     Ok(entries) => entries
                         .into_iter()
                         .map(|e| {
-                            let read_only = !is_dynamic_broker_key(&e.name);
+                            let read_only = !is_dynamic_broker_key(&e.name)
+                                && listener_ssl_key(&e.name).is_none();
                             (e, read_only)
                         })
                         .collect(),
@@ -182,7 +185,21 @@ async fn apply(
             check_broker_resource(ctx, &name)?;
             let mut configs = cluster.broker_configs(&name);
             change(&mut configs)?;
-            blocking(move || cluster.set_broker_configs(&name, configs, validate_only)).await
+            let broker = Arc::clone(ctx.broker);
+            blocking(move || {
+                if name.is_empty() {
+                    return cluster.set_broker_configs(&name, configs, validate_only);
+                }
+                // This broker's own configs: its listeners' TLS material is checked before
+                // anything is committed, and put in use once it is.
+                check_listener_tls(&broker, &cluster.effective_with(&name, &configs)?, &configs)?;
+                cluster.set_broker_configs(&name, configs, validate_only)?;
+                if !validate_only {
+                    reconfigure_tls(&broker, &cluster.effective_config());
+                }
+                Ok(())
+            })
+            .await
         }
         other => {
             return Err(AdminError::InvalidRequest(format!(
@@ -191,6 +208,75 @@ async fn apply(
         }
     }
     .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
+}
+
+/// Checks what this broker's own dynamic `configs` do to its SSL client listeners (blocking:
+/// reads files): each `listener.name.<l>.ssl.*` key names one of them, and every listener whose
+/// TLS settings change under `next` gets material Kafka's SslFactory would take
+/// ([`ReloadingAcceptor::validate`](crate::server::tls_reload::ReloadingAcceptor::validate)).
+fn check_listener_tls(
+    broker: &Broker,
+    next: &Config,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), AdminError> {
+    for key in configs.keys() {
+        let Some((listener, _)) = listener_ssl_key(key) else {
+            continue;
+        };
+        let name = listener.to_ascii_uppercase();
+        if listener != name.to_ascii_lowercase() {
+            return Err(AdminError::InvalidRequest(format!(
+                "{key}: the listener prefix is lower case (listener.name.{}.)",
+                name.to_ascii_lowercase()
+            )));
+        }
+        if !broker.tls.contains_key(&name) {
+            let ssl: Vec<&str> = broker.tls.keys().map(String::as_str).collect();
+            return Err(AdminError::InvalidRequest(format!(
+                "{key}: {name} is not an SSL client listener of broker {} (those are: [{}])",
+                broker.node_id(),
+                ssl.join(", ")
+            )));
+        }
+    }
+    for (name, acceptor) in &broker.tls {
+        if let Some(ssl) = next.ssl_listeners.get(name) {
+            acceptor.validate(ssl).map_err(AdminError::InvalidRequest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts `effective`'s TLS settings in use on every SSL client listener of `broker` (blocking),
+/// and re-reads material changed in place: Kafka reloads a key store when AlterConfigs names
+/// the path it already has.
+fn reconfigure_tls(broker: &Broker, effective: &Config) {
+    for (name, acceptor) in &broker.tls {
+        let outcome = match effective.ssl_listeners.get(name) {
+            Some(ssl) => acceptor.reconfigure(ssl),
+            None => Ok(false),
+        }
+        .and_then(|changed| if changed { Ok(true) } else { acceptor.check() });
+        match outcome {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(listener = %name, "TLS material replaced by a dynamic config");
+                broker
+                    .metrics
+                    .tls_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+            }
+            Err(reason) => {
+                tracing::warn!(listener = %name, "TLS material not replaced: {reason}");
+                broker
+                    .metrics
+                    .tls_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+            }
+        }
+    }
 }
 
 fn result(
