@@ -761,3 +761,43 @@ def test_clients_over_their_byte_rate_are_throttled_and_lose_nothing(qb, sfx):
         assert got == n
     finally:
         consumer.close()
+
+
+def metadata_throttles(bootstrap: str, client_id: str, n: int) -> list[int]:
+    """Up to `n` Metadata requests (v9, every topic) back to back on one connection as
+    `client_id`: each response's throttle_time_ms, up to the first that is not zero. (A muted
+    connection is read again once its throttle time is over, so the loop just waits.)"""
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    host, port = bootstrap.rsplit(":", 1)
+    seen = []
+    with socket.create_connection((host, int(port)), timeout=20) as s:
+        stream = s.makefile("rb")
+        for _ in range(n):
+            correlation_id = next(_correlation)
+            request = MetadataRequest(topics=None)
+            request.with_header(correlation_id=correlation_id, client_id=client_id)
+            s.sendall(request.encode(version=9, header=True, framed=True))
+            size = struct.unpack(">i", stream.read(4))[0]
+            response = MetadataResponse.decode(stream.read(size), version=9, header=True)
+            assert response.header.correlation_id == correlation_id
+            seen.append(response.throttle_time_ms)
+            if response.throttle_time_ms > 0:
+                break
+    return seen
+
+
+def test_a_client_over_its_request_percentage_is_throttled(qb, sfx):
+    """request_percentage for a client id: requests sent back to back are answered with a
+    throttle time once they have kept the broker busy for more than the client's share of one
+    thread (0.01%: a tenth of a millisecond a second here), and the connection goes on serving
+    after it; a client without the quota sending the same is never throttled."""
+    client = f"busy-{sfx}"
+    entity = [("client-id", client)]
+    alter_ok(qb, [(entity, [("request_percentage", 0.01)])])
+    wait_quotas(qb, entity, {"request_percentage": 0.01})
+    unlimited = metadata_throttles(qb, f"free-{sfx}", 300)
+    assert unlimited == [0] * 300
+    seen = metadata_throttles(qb, client, 3000)
+    assert seen[-1] > 0, f"no throttle in {len(seen)} requests"
+    # Bounded by one quota window (1 s here), as Kafka bounds request throttling.
+    assert seen[-1] <= 1000, seen[-1]

@@ -114,6 +114,24 @@ impl Ctx<'_> {
         i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
     }
 
+    /// Records the time this request kept the broker busy against the client's
+    /// `request_percentage`; the throttle time to answer (ms, 0 within quota), for which the
+    /// connection is then muted.
+    fn throttle_request(&self, busy: std::time::Duration) -> i32 {
+        let now = Instant::now();
+        let quotas = self.broker.cluster.client_quotas();
+        let user = super::throttle::quota_user(self.principal);
+        let throttle = self
+            .broker
+            .throttler
+            .record_time(&quotas, user, &self.client_id, busy, now);
+        if throttle.is_zero() {
+            return 0;
+        }
+        self.session.lock().mute(now, throttle);
+        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+
     /// Takes back `bytes` of `kind` recorded by [`Ctx::throttle`]: a throttled fetch answers
     /// no records, so they do not count.
     pub fn unrecord(&self, kind: super::throttle::QuotaKind, bytes: u64) {
@@ -302,19 +320,128 @@ async fn api_versions(_: &Ctx<'_>, _: ApiVersionsRequest) -> Option<ApiVersionsR
     Some(api_versions_body(None))
 }
 
+/// A response's `throttle_time_ms`, where its message has one (every response Gregor serves
+/// but SaslHandshake's, SaslAuthenticate's and DescribeQuorum's).
+trait ThrottleTime {
+    fn throttle_time_mut(&mut self) -> Option<&mut i32>;
+}
+
+macro_rules! throttle_time {
+    ($($response:ty),* $(,)?) => {$(
+        impl ThrottleTime for $response {
+            fn throttle_time_mut(&mut self) -> Option<&mut i32> {
+                Some(&mut self.throttle_time_ms)
+            }
+        }
+    )*};
+}
+
+macro_rules! no_throttle_time {
+    ($($response:ty),* $(,)?) => {$(
+        impl ThrottleTime for $response {
+            fn throttle_time_mut(&mut self) -> Option<&mut i32> {
+                None
+            }
+        }
+    )*};
+}
+
+throttle_time!(
+    ProduceResponse,
+    FetchResponse,
+    ListOffsetsResponse,
+    MetadataResponse,
+    OffsetCommitResponse,
+    OffsetFetchResponse,
+    FindCoordinatorResponse,
+    JoinGroupResponse,
+    HeartbeatResponse,
+    LeaveGroupResponse,
+    SyncGroupResponse,
+    DescribeGroupsResponse,
+    ListGroupsResponse,
+    ApiVersionsResponse,
+    CreateTopicsResponse,
+    DeleteTopicsResponse,
+    InitProducerIdResponse,
+    OffsetForLeaderEpochResponse,
+    DescribeAclsResponse,
+    CreateAclsResponse,
+    DeleteAclsResponse,
+    DescribeConfigsResponse,
+    AlterConfigsResponse,
+    DescribeLogDirsResponse,
+    DeleteGroupsResponse,
+    ElectLeadersResponse,
+    IncrementalAlterConfigsResponse,
+    CreatePartitionsResponse,
+    AlterPartitionReassignmentsResponse,
+    ListPartitionReassignmentsResponse,
+    DescribeClientQuotasResponse,
+    AlterClientQuotasResponse,
+    DescribeUserScramCredentialsResponse,
+    AlterUserScramCredentialsResponse,
+    DescribeClusterResponse,
+    UnregisterBrokerResponse,
+);
+
+no_throttle_time!(
+    SaslHandshakeResponse,
+    SaslAuthenticateResponse,
+    DescribeQuorumResponse
+);
+
+/// Whether `request` is exempt from `request_percentage`, as Kafka exempts it: a follower's
+/// replication fetch (a cluster action), and a Produce with acks=0 (no response to carry a
+/// throttle time).
+fn exempt_from_request_quota(request: &ApiRequest) -> bool {
+    match request {
+        ApiRequest::Fetch(f) => f.replica_id.0 >= 0,
+        ApiRequest::Produce(p) => p.acks == 0,
+        _ => false,
+    }
+}
+
+/// Applies the request quota to `response`, the answer to a request that kept the broker busy
+/// for `busy`: over the quota, its throttle time is at least the request throttle (Produce and
+/// Fetch carry their byte-rate throttle already; the larger wins, as in Kafka).
+fn request_quota<R: ThrottleTime>(
+    ctx: &Ctx<'_>,
+    exempt: bool,
+    busy: std::time::Duration,
+    response: Option<R>,
+) -> Option<R> {
+    if exempt {
+        return response;
+    }
+    let throttle = ctx.throttle_request(busy);
+    response.map(|mut r| {
+        if let Some(t) = r.throttle_time_mut() {
+            *t = (*t).max(throttle);
+        }
+        r
+    })
+}
+
 /// Expands the table of served APIs into `route`: each request to its handler.
 macro_rules! expand_route {
     ($( $key:ident($req:ty) $min:literal..=$max:literal $(from $from:literal)?
         => $handler:path; )*) => {
-        /// Calls the handler of `request` and writes its response.
+        /// Calls the handler of `request`, applies the client's request quota to its response
+        /// and writes it.
         async fn route(
             ctx: &Ctx<'_>,
             correlation_id: i32,
             request: ApiRequest,
             out: &mut BytesMut,
         ) -> Outcome {
+            let exempt = exempt_from_request_quota(&request);
             match request {$(
-                ApiRequest::$key(r) => respond(ctx, correlation_id, out, $handler(ctx, r).await),
+                ApiRequest::$key(r) => {
+                    let (response, busy) = super::request_time::timed($handler(ctx, r)).await;
+                    let response = request_quota(ctx, exempt, busy, response);
+                    respond(ctx, correlation_id, out, response)
+                }
             )*}
         }
     };

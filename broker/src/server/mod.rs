@@ -6,6 +6,7 @@
 mod connection;
 mod dispatch;
 mod handlers;
+mod request_time;
 pub mod session;
 pub mod throttle;
 pub mod tls;

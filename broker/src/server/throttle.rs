@@ -1,8 +1,9 @@
 //! Client quota enforcement (Kafka's ClientQuotaManager for `producer_byte_rate` and
-//! `consumer_byte_rate`): the bytes each (user, client id) produces and fetches are measured
-//! over `quota.window.num` samples of `quota.window.size.seconds`; a client over its quota is
-//! told how long to back off (`throttle_time_ms`, KIP-219) and its connection reads nothing
-//! more for that long, so it slows down instead of failing.
+//! `consumer_byte_rate`, ClientRequestQuotaManager for `request_percentage`): the bytes each
+//! (user, client id) produces and fetches, and the time its requests keep the broker busy, are
+//! measured over `quota.window.num` samples of `quota.window.size.seconds`; a client over its
+//! quota is told how long to back off (`throttle_time_ms`, KIP-219) and its connection reads
+//! nothing more for that long, so it slows down instead of failing.
 //!
 //! Which quota applies follows Kafka's precedence, most specific first: (user, client id),
 //! (user, default client id), user, (default user, client id), (default user, default client
@@ -21,6 +22,9 @@ pub enum QuotaKind {
     Produce,
     /// `consumer_byte_rate`: record bytes of Fetch responses.
     Fetch,
+    /// `request_percentage`: the time requests keep the broker busy, as a percentage of one
+    /// thread.
+    Request,
 }
 
 impl QuotaKind {
@@ -28,6 +32,7 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => "producer_byte_rate",
             QuotaKind::Fetch => "consumer_byte_rate",
+            QuotaKind::Request => "request_percentage",
         }
     }
 }
@@ -137,6 +142,23 @@ impl Throttler {
         now: Instant,
     ) -> Duration {
         self.add(quotas, kind, (user, client_id), bytes as f64, now)
+    }
+
+    /// Records `busy`, the time a request of `user` / `client_id` kept the broker busy, against
+    /// its `request_percentage` (a percentage of one thread: the value is seconds × 100, as
+    /// Kafka's `nanosToPercentage`); how long the client must back off, at most one window, as
+    /// Kafka bounds request throttling.
+    pub fn record_time(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        busy: Duration,
+        now: Instant,
+    ) -> Duration {
+        let value = busy.as_secs_f64() * 100.0;
+        let throttle = self.add(quotas, QuotaKind::Request, (user, client_id), value, now);
+        throttle.min(self.window)
     }
 
     /// Takes back `bytes` recorded at about `now` (a throttled fetch that answered nothing).
@@ -278,6 +300,24 @@ mod tests {
         assert_eq!(other, Duration::ZERO);
         // Once the samples age out, the client is within its quota again.
         assert_eq!(record(10, Duration::from_secs(12)), Duration::ZERO);
+    }
+
+    #[test]
+    fn request_time_counts_as_a_percentage_of_one_thread_and_throttles_at_most_a_window() {
+        // 1% of one thread: 10 ms of busy time a second.
+        let q = quotas(&[(&[("user", Some("alice"))], "request_percentage", 1.0)]);
+        let t = Throttler::new(Duration::from_secs(1), 11);
+        let start = Instant::now();
+        let busy = |ms, at: Duration| {
+            t.record_time(&q, "alice", "any", Duration::from_millis(ms), start + at)
+        };
+        // 50 ms over the 10 s minimum window: 0.5%, within the quota.
+        assert_eq!(busy(50, Duration::ZERO), Duration::ZERO);
+        // 100 ms more: 1.5%, half again over: 5 s by the rate, bounded by one window.
+        assert_eq!(busy(100, Duration::from_millis(10)), Duration::from_secs(1));
+        // Byte quotas of the same user are kept apart.
+        let bytes = t.record(&q, QuotaKind::Produce, "alice", "any", 1 << 30, start);
+        assert_eq!(bytes, Duration::ZERO);
     }
 
     #[test]

@@ -22,10 +22,19 @@ use crate::authz::ResourceType;
 use crate::cluster::AdminError;
 use crate::log::LogError;
 
-/// Runs blocking work (file I/O, fsync) off the reactor.
+/// Runs blocking work (file I/O, fsync) off the reactor; its time counts as the request's
+/// for `request_percentage` quotas.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(v) => Some(v),
+    let timed = move || {
+        let start = std::time::Instant::now();
+        let out = f();
+        (out, start.elapsed())
+    };
+    match tokio::task::spawn_blocking(timed).await {
+        Ok((v, spent)) => {
+            super::request_time::add_blocking(spent);
+            Some(v)
+        }
         Err(e) => {
             tracing::error!(error = %e, "blocking task failed");
             None

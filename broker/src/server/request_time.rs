@@ -1,0 +1,70 @@
+//! How long a request keeps the broker busy, for `request_percentage` quotas (Kafka's request
+//! thread time): the time its handler spends being polled, plus the time of the blocking work
+//! it hands to the blocking pool ([`super::handlers::blocking`]). Time spent waiting (a
+//! fetch's `max_wait_ms`, acks=all replication, a rebalance) does not count, as Kafka's
+//! purgatory time does not.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+tokio::task_local! {
+    /// The blocking work of the request being timed.
+    static BLOCKING: Cell<Duration>;
+}
+
+/// Runs `fut` to completion; its output and the time it kept the broker busy.
+pub async fn timed<F: Future>(fut: F) -> (F::Output, Duration) {
+    let mut polled = Duration::ZERO;
+    let mut fut = std::pin::pin!(fut);
+    let (out, blocking) = BLOCKING
+        .scope(Cell::new(Duration::ZERO), async {
+            let out = std::future::poll_fn(|cx| {
+                let start = Instant::now();
+                let poll = fut.as_mut().poll(cx);
+                polled += start.elapsed();
+                poll
+            })
+            .await;
+            (out, BLOCKING.with(Cell::get))
+        })
+        .await;
+    (out, polled + blocking)
+}
+
+/// Adds `spent` on the blocking pool to the request being timed, if any.
+pub fn add_blocking(spent: Duration) {
+    let _ = BLOCKING.try_with(|b| b.set(b.get() + spent));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn busy_time_counts_polling_and_blocking_work_but_not_waiting() {
+        let ((), busy) = timed(async {
+            // Waiting: not counted.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Blocking work, as `handlers::blocking` reports it.
+            let spent = tokio::task::spawn_blocking(|| {
+                let start = Instant::now();
+                std::thread::sleep(Duration::from_millis(40));
+                start.elapsed()
+            })
+            .await
+            .expect("joins");
+            add_blocking(spent);
+            // Busy on the reactor: counted.
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(30) {
+                std::hint::spin_loop();
+            }
+        })
+        .await;
+        assert!(busy >= Duration::from_millis(70), "{busy:?}");
+        assert!(busy < Duration::from_millis(800), "{busy:?}");
+        // Outside a timed request, blocking time goes nowhere.
+        add_blocking(Duration::from_secs(1));
+    }
+}
