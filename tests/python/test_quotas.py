@@ -801,3 +801,50 @@ def test_a_client_over_its_request_percentage_is_throttled(qb, sfx):
     assert seen[-1] > 0, f"no throttle in {len(seen)} requests"
     # Bounded by one quota window (1 s here), as Kafka bounds request throttling.
     assert seen[-1] <= 1000, seen[-1]
+
+
+def burst_answered(bootstrap: str, source_ip: str, n: int) -> int:
+    """Opens `n` connections from `source_ip` (a loopback address of its own, so the quota
+    under test holds no other traffic) one after the other, then sends ApiVersions on each;
+    how many are answered (a throttled connection is closed unanswered)."""
+    from kafka.protocol.metadata import ApiVersionsRequest
+    host, port = bootstrap.rsplit(":", 1)
+    socks = [socket.create_connection((host, int(port)), timeout=10,
+                                      source_address=(source_ip, 0)) for _ in range(n)]
+    answered = 0
+    try:
+        for s in socks:
+            request = ApiVersionsRequest()
+            request.with_header(correlation_id=next(_correlation), client_id="burst")
+            try:
+                s.sendall(request.encode(version=0, header=True, framed=True))
+            except OSError:
+                pass  # closed already: unanswered
+        for s in socks:
+            try:
+                answered += len(s.recv(4)) == 4
+            except OSError:
+                pass  # reset: unanswered
+    finally:
+        for s in socks:
+            s.close()
+    return answered
+
+
+def test_connections_over_an_ips_connection_creation_rate_are_closed_unanswered(qb):
+    """connection_creation_rate for an IP (KIP-612): of a burst of connections from it, those
+    over the rate are held, then closed without being read; other addresses are not held to
+    it, and once it is removed the address connects freely again."""
+    ip = "127.0.0.2"
+    entity = [(IP, ip)]
+    assert burst_answered(qb, ip, 20) == 20
+    alter_ok(qb, [(entity, [("connection_creation_rate", 3)])])
+    wait_quotas(qb, entity, {"connection_creation_rate": 3.0})
+    try:
+        answered = burst_answered(qb, ip, 20)
+        assert 1 <= answered <= 10, answered
+        assert burst_answered(qb, "127.0.0.3", 20) == 20
+    finally:
+        alter_ok(qb, [(entity, [("connection_creation_rate", None)])])
+        wait_quotas(qb, entity, {})
+    wait_for(lambda: burst_answered(qb, ip, 20) == 20, 30, "the address to connect freely again")

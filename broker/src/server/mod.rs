@@ -177,8 +177,37 @@ async fn serve_socket(
     }
 }
 
+/// How long to hold a connection from `peer` before closing it unread, when its IP is over its
+/// `connection_creation_rate` (counted and logged, rate-limited); `None` within it.
+fn over_connection_rate(
+    broker: &Broker,
+    peer: std::net::SocketAddr,
+    listener: &str,
+) -> Option<std::time::Duration> {
+    let quotas = broker.cluster.client_quotas();
+    let held = broker
+        .throttler
+        .record_connection(&quotas, peer.ip(), std::time::Instant::now());
+    if held.is_zero() {
+        return None;
+    }
+    broker
+        .metrics
+        .request_errors
+        .with_label_values(&["connection_throttled"])
+        .inc();
+    let reason = format!(
+        "over its IP's connection_creation_rate, closed after {} ms",
+        held.as_millis()
+    );
+    broker.close_log.closed(peer, listener, &reason);
+    Some(held)
+}
+
 /// Accepts connections on `listeners` (each with the name of the listener it serves) until
 /// `shutdown` is cancelled, then waits for open connections to finish their in-flight request.
+/// A connection from an IP over its `connection_creation_rate` is held unread for its
+/// throttle time, then closed.
 pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     for BoundListener {
@@ -207,6 +236,19 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: C
                         continue;
                     }
                 };
+                if let Some(held) = over_connection_rate(&broker, peer, &name) {
+                    // Held unread, then closed: the client backs off instead of reconnecting
+                    // at once (KIP-612).
+                    let shutdown = shutdown.clone();
+                    conns.spawn(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(held) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        drop(stream);
+                    });
+                    continue;
+                }
                 let open = broker.connections.fetch_add(1, Ordering::AcqRel) + 1;
                 if open > broker.cluster.config.max_connections {
                     broker.connections.fetch_sub(1, Ordering::AcqRel);

@@ -11,6 +11,7 @@
 //! kinds: a default user quota is each user's own.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::quotas::{ClientQuotas, EntityType, QuotaEntity};
@@ -25,6 +26,8 @@ pub enum QuotaKind {
     /// `request_percentage`: the time requests keep the broker busy, as a percentage of one
     /// thread.
     Request,
+    /// `connection_creation_rate`: connections accepted from one IP a second.
+    Connection,
 }
 
 impl QuotaKind {
@@ -33,6 +36,7 @@ impl QuotaKind {
             QuotaKind::Produce => "producer_byte_rate",
             QuotaKind::Fetch => "consumer_byte_rate",
             QuotaKind::Request => "request_percentage",
+            QuotaKind::Connection => "connection_creation_rate",
         }
     }
 }
@@ -186,18 +190,74 @@ impl Throttler {
             return Duration::ZERO;
         };
         let mut rates = self.rates.lock();
+        self.prune(&mut rates, now);
         let rate = rates.entry((kind, u, c)).or_default();
         rate.record(value, now, self.window, self.count);
+        self.over(rate, limit, now)
+    }
+
+    /// Records a connection accepted from `ip` against its `connection_creation_rate` (its
+    /// own, else the default IP quota; KIP-612); how long to hold it before closing it unread,
+    /// at most one window, when it is over the rate. A throttled connection is taken back out
+    /// of the rate, as Kafka's ConnectionQuotas does.
+    pub fn record_connection(&self, quotas: &ClientQuotas, ip: IpAddr, now: Instant) -> Duration {
+        if quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let ip = ip.to_canonical().to_string();
+        let entity = |name: Option<&str>| {
+            QuotaEntity(std::collections::BTreeMap::from([(
+                EntityType::Ip,
+                name.map(str::to_string),
+            )]))
+        };
+        let Some(limit) = [entity(Some(&ip)), entity(None)]
+            .iter()
+            .find_map(|e| quotas.get(e)?.get("connection_creation_rate").copied())
+        else {
+            return Duration::ZERO;
+        };
+        let mut rates = self.rates.lock();
+        self.prune(&mut rates, now);
+        let rate = rates
+            .entry((QuotaKind::Connection, ip, String::new()))
+            .or_default();
+        rate.record(1.0, now, self.window, self.count);
+        let throttle = self.over(rate, limit, now);
+        if !throttle.is_zero() {
+            rate.record(-1.0, now, self.window, self.count);
+        }
+        throttle.min(self.window)
+    }
+
+    /// How long `rate` must rest to fall back to `limit`: Kafka's QuotaUtils.throttleTime,
+    /// at most the whole measured window.
+    fn over(&self, rate: &SampledRate, limit: f64, now: Instant) -> Duration {
         let (observed, span) = rate.rate(now, self.window, self.count);
         if observed <= limit {
             return Duration::ZERO;
         }
-        // Kafka's QuotaUtils.throttleTime: long enough for the rate to fall back to the
-        // limit, at most the whole measured window.
         let throttle = span.mul_f64((observed - limit) / limit);
         throttle.min(self.window * self.count as u32)
     }
+
+    /// Drops the rates of clients (or addresses) not heard from for a whole measured window,
+    /// once there are many: a default quota keeps one per client, and clients come and go.
+    fn prune(&self, rates: &mut HashMap<(QuotaKind, String, String), SampledRate>, now: Instant) {
+        if rates.len() < PRUNE_ABOVE {
+            return;
+        }
+        let span = self.window * self.count as u32;
+        rates.retain(|_, r| {
+            r.samples
+                .back()
+                .is_some_and(|(start, _)| now.duration_since(*start) < span)
+        });
+    }
 }
+
+/// How many measured rates are kept before the idle ones are dropped.
+const PRUNE_ABOVE: usize = 4096;
 
 /// The user name quotas know a principal by: `User:alice` is `alice`.
 pub fn quota_user(principal: &str) -> &str {
@@ -318,6 +378,48 @@ mod tests {
         // Byte quotas of the same user are kept apart.
         let bytes = t.record(&q, QuotaKind::Produce, "alice", "any", 1 << 30, start);
         assert_eq!(bytes, Duration::ZERO);
+    }
+
+    #[test]
+    fn connections_over_an_ips_rate_are_throttled_and_not_counted() {
+        let q = quotas(&[
+            (
+                &[("ip", Some("127.0.0.1"))],
+                "connection_creation_rate",
+                2.0,
+            ),
+            (&[("ip", None)], "connection_creation_rate", 100.0),
+        ]);
+        let t = Throttler::new(Duration::from_secs(1), 2);
+        let start = Instant::now();
+        let local: IpAddr = "127.0.0.1".parse().expect("ip");
+        // Over a 1 s window, two connections are within the rate, the third is not.
+        assert_eq!(t.record_connection(&q, local, start), Duration::ZERO);
+        assert_eq!(t.record_connection(&q, local, start), Duration::ZERO);
+        assert_eq!(
+            t.record_connection(&q, local, start),
+            Duration::from_millis(500)
+        );
+        // The throttled one was taken back: the next is throttled the same, no longer.
+        assert_eq!(
+            t.record_connection(&q, local, start),
+            Duration::from_millis(500)
+        );
+        // Another address falls back to the default IP quota.
+        let other: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        for _ in 0..50 {
+            assert_eq!(t.record_connection(&q, other, start), Duration::ZERO);
+        }
+        // Without an IP quota nothing is throttled.
+        let none = ClientQuotas::new();
+        for _ in 0..50 {
+            assert_eq!(t.record_connection(&none, local, start), Duration::ZERO);
+        }
+        // Once the samples age out, the address is within its rate again.
+        assert_eq!(
+            t.record_connection(&q, local, start + Duration::from_secs(3)),
+            Duration::ZERO
+        );
     }
 
     #[test]
