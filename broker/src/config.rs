@@ -147,6 +147,11 @@ pub struct Config {
     pub max_connections: usize,
     /// `quota.window.num`: how many windows client quota rates are measured over.
     pub quota_window_num: usize,
+    /// `controller.quota.window.num`: with the window size, how many seconds of a client's
+    /// `controller_mutation_rate` it may spend at once (Kafka's token bucket burst).
+    pub controller_quota_window_num: usize,
+    /// `controller.quota.window.size.seconds`.
+    pub controller_quota_window_size_seconds: u64,
     /// `quota.window.size.seconds`: each quota window's length.
     pub quota_window_size_seconds: u64,
     /// `ssl.reload.interval.ms` (a Gregor key): how often SSL listeners look for changed key
@@ -225,6 +230,8 @@ const KNOWN_KEYS: &[&str] = &[
     "max.connections",
     "quota.window.num",
     "quota.window.size.seconds",
+    "controller.quota.window.num",
+    "controller.quota.window.size.seconds",
     "broker.rack",
     "metrics.listener",
     "metadata.replication.listener",
@@ -680,6 +687,12 @@ impl Config {
             group_max_session_timeout_ms: p.num("group.max.session.timeout.ms", 1_800_000, 0)?,
             max_connections: p.num("max.connections", 10_000, 1)?,
             quota_window_num: p.num("quota.window.num", 11, 1)?,
+            controller_quota_window_num: p.num("controller.quota.window.num", 11, 1)?,
+            controller_quota_window_size_seconds: p.num(
+                "controller.quota.window.size.seconds",
+                1,
+                1,
+            )?,
             quota_window_size_seconds: p.num("quota.window.size.seconds", 1, 1)?,
             ssl_reload_interval_ms: p.num("ssl.reload.interval.ms", 10_000, 0)?,
             broker_rack: p.get("broker.rack").map(str::to_string),

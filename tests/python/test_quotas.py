@@ -101,11 +101,12 @@ def sfx() -> str:
 _correlation = count(1)
 
 
-def roundtrip(bootstrap: str, request, response_cls, version: int):
+def roundtrip(bootstrap: str, request, response_cls, version: int,
+              client_id: str = "quota-tests"):
     """Send `request` at `version` on a fresh connection; the decoded response."""
     host, port = bootstrap.rsplit(":", 1)
     correlation_id = next(_correlation)
-    request.with_header(correlation_id=correlation_id, client_id="quota-tests")
+    request.with_header(correlation_id=correlation_id, client_id=client_id)
     frame = request.encode(version=version, header=True, framed=True)
     with socket.create_connection((host, int(port)), timeout=20) as s:
         s.sendall(frame)
@@ -848,3 +849,64 @@ def test_connections_over_an_ips_connection_creation_rate_are_closed_unanswered(
         alter_ok(qb, [(entity, [("connection_creation_rate", None)])])
         wait_quotas(qb, entity, {})
     wait_for(lambda: burst_answered(qb, ip, 20) == 20, 30, "the address to connect freely again")
+
+
+def create_topics(bootstrap: str, client_id: str, topics, version: int):
+    """CreateTopics of [(name, partitions)] (replication factor 1) as `client_id`:
+    (throttle_time_ms, {name: (error_code, error_message)})."""
+    from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
+    T = CreateTopicsRequest.CreatableTopic
+    request = CreateTopicsRequest(
+        topics=[T(name=n, num_partitions=p, replication_factor=1, assignments=[], configs=[])
+                for n, p in topics],
+        timeout_ms=30000, validate_only=False)
+    r = roundtrip(bootstrap, request, CreateTopicsResponse, version, client_id)
+    return r.throttle_time_ms, {t.name: (t.error_code, t.error_message) for t in r.topics}
+
+
+def delete_topics(bootstrap: str, client_id: str, names, version: int):
+    """DeleteTopics (by name) as `client_id`: (throttle_time_ms, {name: error_code})."""
+    from kafka.protocol.admin import DeleteTopicsRequest, DeleteTopicsResponse
+    request = DeleteTopicsRequest(topic_names=list(names), timeout_ms=30000)
+    r = roundtrip(bootstrap, request, DeleteTopicsResponse, version, client_id)
+    return r.throttle_time_ms, {t.name: t.error_code for t in r.responses}
+
+
+THROTTLING_QUOTA_EXCEEDED = 89
+
+
+def test_a_client_over_its_controller_mutation_rate_is_refused_on_new_versions(qb, sfx):
+    """controller_mutation_rate for a client id (KIP-599): partitions created and deleted
+    come out of a bucket of rate × 11 s (controller.quota.window.*). A full bucket takes one
+    topic of any size; while the bucket is negative, CreateTopics v6+ and DeleteTopics v5+
+    refuse each topic with THROTTLING_QUOTA_EXCEEDED (no message) and older versions go
+    through; an answer with a violation carries the time to back off. Other clients are not
+    held to it."""
+    client = f"mutating-{sfx}"
+    entity = [("client-id", client)]
+    alter_ok(qb, [(entity, [("controller_mutation_rate", 1)])])
+    wait_quotas(qb, entity, {"controller_mutation_rate": 1.0})
+    big, small, old, free = (f"{w}-{sfx}" for w in ("big", "small", "old", "free"))
+    try:
+        # 20 partitions from a bucket of 11: taken (no violation yet), 9 below zero.
+        throttle, results = create_topics(qb, client, [(big, 20)], version=7)
+        assert results == {big: (0, None)} and throttle == 0
+        # The next is refused, with about 9 s to wait.
+        throttle, results = create_topics(qb, client, [(small, 1)], version=7)
+        assert results == {small: (THROTTLING_QUOTA_EXCEEDED, None)}
+        assert 5000 < throttle <= 11000, throttle
+        throttle, results = delete_topics(qb, client, [big], version=5)
+        assert results == {big: THROTTLING_QUOTA_EXCEEDED} and throttle > 0
+        # Before v6, CreateTopics is throttled, not refused.
+        throttle, results = create_topics(qb, client, [(old, 1)], version=5)
+        assert results[old][0] == 0 and throttle > 0
+        throttle, results = create_topics(qb, f"other-{sfx}", [(free, 1)], version=7)
+        assert results == {free: (0, None)} and throttle == 0
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": qb})
+        listed = lambda: set(admin.list_topics(timeout=30).topics)  # noqa: E731
+        wait_for(lambda: {big, old, free} <= listed(), 30, "the created topics to be listed")
+        assert small not in listed()
+    finally:
+        alter_ok(qb, [(entity, [("controller_mutation_rate", None)])])
+        wait_quotas(qb, entity, {})

@@ -114,6 +114,10 @@ pub enum AdminError {
     /// partition (the controller's elections and ISR changes); retrying may succeed.
     #[error("{0}")]
     ChangedConcurrently(String),
+    /// THROTTLING_QUOTA_EXCEEDED: the client has spent its `controller_mutation_rate`; Kafka
+    /// answers it with no error message (its clients show this, the code's own text).
+    #[error("The throttling quota has been exceeded.")]
+    ThrottlingQuotaExceeded,
 }
 
 impl From<MetadataError> for AdminError {

@@ -132,6 +132,40 @@ impl Ctx<'_> {
         i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
     }
 
+    /// Whether this client has spent its `controller_mutation_rate` (KIP-599): its bucket is
+    /// negative.
+    pub fn mutations_spent(&self) -> bool {
+        !self.mutation_throttle().is_zero()
+    }
+
+    /// Takes `partitions` created or deleted from this client's mutation bucket.
+    pub fn record_mutation(&self, partitions: u32) {
+        let quotas = self.broker.cluster.client_quotas();
+        let user = super::throttle::quota_user(self.principal);
+        self.broker
+            .mutations
+            .record(&quotas, user, &self.client_id, partitions, Instant::now());
+    }
+
+    /// How long this client must back off after its mutations (ms, 0 within its
+    /// `controller_mutation_rate`); the connection is muted for that long.
+    pub fn mutation_throttle_ms(&self) -> i32 {
+        let throttle = self.mutation_throttle();
+        if throttle.is_zero() {
+            return 0;
+        }
+        self.session.lock().mute(Instant::now(), throttle);
+        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    fn mutation_throttle(&self) -> std::time::Duration {
+        let quotas = self.broker.cluster.client_quotas();
+        let user = super::throttle::quota_user(self.principal);
+        self.broker
+            .mutations
+            .throttle(&quotas, user, &self.client_id, Instant::now())
+    }
+
     /// Takes back `bytes` of `kind` recorded by [`Ctx::throttle`]: a throttled fetch answers
     /// no records, so they do not count.
     pub fn unrecord(&self, kind: super::throttle::QuotaKind, bytes: u64) {

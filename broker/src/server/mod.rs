@@ -43,6 +43,8 @@ pub struct Broker {
     close_log: connection::CloseLog,
     /// The measured client rates against their quotas.
     throttler: throttle::Throttler,
+    /// Each client's `controller_mutation_rate` bucket.
+    mutations: throttle::MutationBuckets,
     /// The TLS acceptor of each SSL client listener, by name, which AlterConfigs of its
     /// `listener.name.<l>.ssl.*` keys reconfigures.
     pub tls: BTreeMap<String, Arc<tls_reload::ReloadingAcceptor>>,
@@ -60,7 +62,12 @@ impl Broker {
             std::time::Duration::from_secs(cluster.config.quota_window_size_seconds),
             cluster.config.quota_window_num,
         );
+        let mutations = throttle::MutationBuckets::new(
+            std::time::Duration::from_secs(cluster.config.controller_quota_window_size_seconds),
+            cluster.config.controller_quota_window_num,
+        );
         Broker {
+            mutations,
             throttler,
             cluster,
             groups,

@@ -28,6 +28,8 @@ pub enum QuotaKind {
     Request,
     /// `connection_creation_rate`: connections accepted from one IP a second.
     Connection,
+    /// `controller_mutation_rate`: partitions created or deleted a second.
+    Mutation,
 }
 
 impl QuotaKind {
@@ -37,6 +39,7 @@ impl QuotaKind {
             QuotaKind::Fetch => "consumer_byte_rate",
             QuotaKind::Request => "request_percentage",
             QuotaKind::Connection => "connection_creation_rate",
+            QuotaKind::Mutation => "controller_mutation_rate",
         }
     }
 }
@@ -259,6 +262,91 @@ impl Throttler {
 /// How many measured rates are kept before the idle ones are dropped.
 const PRUNE_ABOVE: usize = 4096;
 
+/// `controller_mutation_rate` (KIP-599): partitions created and deleted by CreateTopics,
+/// CreatePartitions and DeleteTopics, taken from a token bucket per (user, client id) as
+/// Kafka's ControllerMutationQuotaManager does. The bucket holds `rate × window.num ×
+/// window.size` tokens and refills at `rate` a second; a mutation is allowed while it is not
+/// negative (however far it then takes it below zero), and a client with a negative bucket
+/// backs off until it is back to zero.
+#[derive(Debug)]
+pub struct MutationBuckets {
+    /// Seconds of the rate the bucket holds.
+    burst_seconds: f64,
+    buckets: parking_lot::Mutex<HashMap<(String, String), TokenBucket>>,
+}
+
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl MutationBuckets {
+    /// Buckets holding `count` windows of `window` of each client's rate
+    /// (`controller.quota.window.num`, `controller.quota.window.size.seconds`).
+    pub fn new(window: Duration, count: usize) -> MutationBuckets {
+        MutationBuckets {
+            burst_seconds: window.as_secs_f64() * count.max(1) as f64,
+            buckets: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` on the bucket of `user` / `client_id`'s quota, refilled to `now`, and its
+    /// rate; `None` without a quota.
+    fn with<T>(
+        &self,
+        quotas: &ClientQuotas,
+        (user, client_id): (&str, &str),
+        now: Instant,
+        f: impl FnOnce(&mut TokenBucket, f64) -> T,
+    ) -> Option<T> {
+        let (rate, tags) = applicable(quotas, QuotaKind::Mutation, user, client_id)?;
+        let burst = rate * self.burst_seconds;
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= PRUNE_ABOVE {
+            // Full buckets are as good as new ones.
+            buckets.retain(|_, b| b.tokens < burst);
+        }
+        let bucket = buckets.entry(tags).or_insert(TokenBucket {
+            tokens: burst,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.at = now;
+        Some(f(bucket, rate))
+    }
+
+    /// How long `user` / `client_id` must back off before it may mutate again: zero while
+    /// its bucket is not negative (or it has no quota).
+    pub fn throttle(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        now: Instant,
+    ) -> Duration {
+        self.with(quotas, (user, client_id), now, |b, rate| {
+            Duration::from_secs_f64((-b.tokens / rate).max(0.0))
+        })
+        .unwrap_or(Duration::ZERO)
+    }
+
+    /// Takes `partitions` created or deleted from the bucket of `user` / `client_id`.
+    pub fn record(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        partitions: u32,
+        now: Instant,
+    ) {
+        self.with(quotas, (user, client_id), now, |b, _| {
+            b.tokens -= f64::from(partitions)
+        });
+    }
+}
+
 /// The user name quotas know a principal by: `User:alice` is `alice`.
 pub fn quota_user(principal: &str) -> &str {
     principal.strip_prefix("User:").unwrap_or(principal)
@@ -420,6 +508,35 @@ mod tests {
             t.record_connection(&q, local, start + Duration::from_secs(3)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn mutations_spend_a_bucket_that_refills_at_the_rate() {
+        let q = quotas(&[(
+            &[("client-id", Some("admin"))],
+            "controller_mutation_rate",
+            2.0,
+        )]);
+        // 2 partitions a second, 11 windows of 1 s: 22 at once.
+        let m = MutationBuckets::new(Duration::from_secs(1), 11);
+        let start = Instant::now();
+        assert_eq!(m.throttle(&q, "u", "admin", start), Duration::ZERO);
+        // A full bucket takes any one mutation, however large.
+        m.record(&q, "u", "admin", 30, start);
+        // 8 below zero at 2 a second: 4 s to wait, less as time passes.
+        assert_eq!(m.throttle(&q, "u", "admin", start), Duration::from_secs(4));
+        assert_eq!(
+            m.throttle(&q, "u", "admin", start + Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            m.throttle(&q, "u", "admin", start + Duration::from_secs(5)),
+            Duration::ZERO
+        );
+        // Other clients have their own bucket (or no quota).
+        assert_eq!(m.throttle(&q, "u", "other", start), Duration::ZERO);
+        m.record(&q, "u", "other", 1000, start);
+        assert_eq!(m.throttle(&q, "u", "other", start), Duration::ZERO);
     }
 
     #[test]

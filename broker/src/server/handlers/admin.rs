@@ -1,5 +1,12 @@
 //! CreateTopics, DeleteTopics and CreatePartitions. Each topic's change runs on a blocking
 //! thread through the metadata log; errors are per topic, with messages naming the problem.
+//!
+//! The partitions each creates or deletes count against the client's
+//! `controller_mutation_rate` (KIP-599): from CreateTopics v6, DeleteTopics v5 and
+//! CreatePartitions v3 a topic asked for while the client's bucket is spent fails with
+//! THROTTLING_QUOTA_EXCEEDED; older versions go through. A response with such a violation (a
+//! refused topic, or on an older version a mutation that overdraws the bucket) carries the time
+//! the client must back off, and its connection waits that long ([`Mutations`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +17,55 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::{admin_error_code, blocking};
+use super::{admin_error_code, admin_error_message, blocking};
 use crate::authz::{Operation, Resource, ResourceType};
 use crate::cluster::{AdminError, NewTopic};
 use crate::server::dispatch::{sb, Ctx};
+
+/// One request's use of the client's `controller_mutation_rate`, as Kafka's
+/// ControllerMutationQuota: strict (from `strict_since`) refuses topics once the bucket is
+/// spent; permissive lets them through. A violation makes the response carry a throttle time.
+struct Mutations<'a, 'b> {
+    ctx: &'a Ctx<'b>,
+    strict: bool,
+    violated: bool,
+}
+
+impl<'a, 'b> Mutations<'a, 'b> {
+    fn new(ctx: &'a Ctx<'b>, strict_since: i16) -> Mutations<'a, 'b> {
+        Mutations {
+            ctx,
+            strict: ctx.version >= strict_since,
+            violated: false,
+        }
+    }
+
+    /// THROTTLING_QUOTA_EXCEEDED for a topic asked for while the bucket is spent (strict).
+    fn admit(&mut self) -> Result<(), AdminError> {
+        if self.strict && self.ctx.mutations_spent() {
+            self.violated = true;
+            return Err(AdminError::ThrottlingQuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// Takes `partitions` created or deleted from the bucket.
+    fn record(&mut self, partitions: u32) {
+        self.ctx.record_mutation(partitions);
+        if !self.strict && self.ctx.mutations_spent() {
+            self.violated = true;
+        }
+    }
+
+    /// The response's throttle time: the time to back off after a violation, else 0.
+    fn throttle_ms(&self) -> i32 {
+        if self.violated {
+            self.ctx.mutation_throttle_ms()
+        } else {
+            0
+        }
+    }
+}
 
 /// CreateTopics.
 pub async fn create_topics(
@@ -21,6 +73,7 @@ pub async fn create_topics(
     req: CreateTopicsRequest,
 ) -> Option<CreateTopicsResponse> {
     let mut results = Vec::with_capacity(req.topics.len());
+    let mut mutations = Mutations::new(ctx, 6);
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut configs = BTreeMap::new();
@@ -68,24 +121,37 @@ pub async fn create_topics(
             } else {
                 AdminError::InvalidConfig(msg)
             }),
-            None => {
-                let cluster = Arc::clone(&ctx.broker.cluster);
-                let new = NewTopic {
-                    name: name.clone(),
-                    partitions,
-                    replication_factor: rf,
-                    configs: configs.clone(),
-                    assignments,
-                };
-                let validate_only = req.validate_only;
-                blocking(move || cluster.create_topic(new, validate_only))
-                    .await
-                    .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
-            }
+            None => match mutations.admit() {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let cluster = Arc::clone(&ctx.broker.cluster);
+                    let new = NewTopic {
+                        name: name.clone(),
+                        partitions,
+                        replication_factor: rf,
+                        configs: configs.clone(),
+                        assignments,
+                    };
+                    let validate_only = req.validate_only;
+                    blocking(move || cluster.create_topic(new, validate_only))
+                        .await
+                        .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
+                }
+            },
         };
         let r = CreatableTopicResult::default().with_name(t.name);
         results.push(match result {
             Ok(topic) => {
+                let created = if req.validate_only {
+                    match (&t.assignments.len(), partitions) {
+                        (n, _) if *n > 0 => *n as i32,
+                        (_, -1) => ctx.broker.cluster.config.num_partitions,
+                        (_, p) => p,
+                    }
+                } else {
+                    topic.partition_count()
+                };
+                mutations.record(created.unsigned_abs());
                 let cfg = ctx
                     .broker
                     .cluster
@@ -99,27 +165,24 @@ pub async fn create_topics(
                     })
                     .collect();
                 r.with_topic_id(topic.id)
-                    .with_num_partitions(if req.validate_only {
-                        match (&t.assignments.len(), partitions) {
-                            (n, _) if *n > 0 => *n as i32,
-                            (_, -1) => ctx.broker.cluster.config.num_partitions,
-                            (_, p) => p,
-                        }
-                    } else {
-                        topic.partition_count()
-                    })
+                    .with_error_message(None)
+                    .with_num_partitions(created)
                     .with_replication_factor(topic.replication_factor)
                     // Configs are part of the response from v5 only.
                     .with_configs((ctx.version >= 5).then_some(cfg))
             }
             Err(e) => r
                 .with_error_code(admin_error_code(&e).code())
-                .with_error_message(Some(sb(e.to_string())))
+                .with_error_message(admin_error_message(&e))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1),
         });
     }
-    Some(CreateTopicsResponse::default().with_topics(results))
+    Some(
+        CreateTopicsResponse::default()
+            .with_topics(results)
+            .with_throttle_time_ms(mutations.throttle_ms()),
+    )
 }
 
 /// DeleteTopics (by name, or by id from v6).
@@ -137,6 +200,7 @@ pub async fn delete_topics(
         targets.push((t.name.as_ref().map(|n| n.0.to_string()), t.topic_id));
     }
     let mut results = Vec::with_capacity(targets.len());
+    let mut mutations = Mutations::new(ctx, 5);
     for (name, id) in targets {
         let resolved = match &name {
             Some(n) => Some(n.clone()),
@@ -151,22 +215,33 @@ pub async fn delete_topics(
         };
         let c = Arc::clone(cluster);
         let n = resolved.clone();
-        let outcome = match ctx.authorize(Operation::Delete, Resource::topic(&resolved)) {
+        let partitions = cluster.topic(&resolved).map_or(0, |t| t.partition_count());
+        let outcome = match ctx
+            .authorize(Operation::Delete, Resource::topic(&resolved))
+            .and_then(|()| mutations.admit())
+        {
             Ok(()) => blocking(move || c.delete_topic(&n))
                 .await
                 .unwrap_or_else(|| Err(AdminError::Storage("task failed".into()))),
             Err(e) => Err(e),
         };
+        if outcome.is_ok() {
+            mutations.record(partitions.unsigned_abs());
+        }
         results.push(match outcome {
             Ok(topic_id) => r
                 .with_name(Some(TopicName(sb(resolved))))
                 .with_topic_id(topic_id),
             Err(e) => r
                 .with_error_code(admin_error_code(&e).code())
-                .with_error_message(Some(sb(e.to_string()))),
+                .with_error_message(admin_error_message(&e)),
         });
     }
-    Some(DeleteTopicsResponse::default().with_responses(results))
+    Some(
+        DeleteTopicsResponse::default()
+            .with_responses(results)
+            .with_throttle_time_ms(mutations.throttle_ms()),
+    )
 }
 
 /// CreatePartitions.
@@ -175,6 +250,7 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
 ) -> Option<CreatePartitionsResponse> {
     let mut results = Vec::with_capacity(req.topics.len());
+    let mut mutations = Mutations::new(ctx, 3);
     for t in req.topics {
         let c = Arc::clone(&ctx.broker.cluster);
         let name = t.name.0.to_string();
@@ -185,7 +261,11 @@ pub async fn create_partitions(
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = match ctx.authorize(Operation::Alter, Resource::topic(&name)) {
+        let before = c.topic(&name).map_or(0, |t| t.partition_count());
+        let outcome = match ctx
+            .authorize(Operation::Alter, Resource::topic(&name))
+            .and_then(|()| mutations.admit())
+        {
             Ok(()) => {
                 blocking(move || c.create_partitions(&name, count, assignment, validate_only))
                     .await
@@ -193,13 +273,20 @@ pub async fn create_partitions(
             }
             Err(e) => Err(e),
         };
+        if outcome.is_ok() {
+            mutations.record((count - before).unsigned_abs());
+        }
         let r = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r
                 .with_error_code(admin_error_code(&e).code())
-                .with_error_message(Some(sb(e.to_string()))),
+                .with_error_message(admin_error_message(&e)),
         });
     }
-    Some(CreatePartitionsResponse::default().with_results(results))
+    Some(
+        CreatePartitionsResponse::default()
+            .with_results(results)
+            .with_throttle_time_ms(mutations.throttle_ms()),
+    )
 }

@@ -65,6 +65,16 @@ pub fn admin_error_code(e: &AdminError) -> ResponseError {
         AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         AdminError::BrokerNotFenced(_) => ResponseError::InvalidRequest,
         AdminError::Unauthorized(kind) => authorization_failed(*kind),
+        AdminError::ThrottlingQuotaExceeded => ResponseError::ThrottlingQuotaExceeded,
+    }
+}
+
+/// The error message for an admin failure: its text, but none for THROTTLING_QUOTA_EXCEEDED,
+/// as Kafka answers it.
+pub fn admin_error_message(e: &AdminError) -> Option<kafka_protocol::protocol::StrBytes> {
+    match e {
+        AdminError::ThrottlingQuotaExceeded => None,
+        _ => Some(crate::server::dispatch::sb(e.to_string())),
     }
 }
 
