@@ -130,7 +130,8 @@ impl Node {
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
         let metrics = Arc::new(Metrics::new()?);
         let liveness = Arc::new(Liveness::default());
-        let (transport, quorum_tls) = crate::peer::quorum_transport(&config).await?;
+        let (transport, quorum_tls) =
+            crate::peer::quorum_transport(&config, Arc::clone(&metrics)).await?;
         let quorum = crate::quorum::startup::start_for(
             &config,
             &cluster_id,

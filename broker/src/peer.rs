@@ -12,7 +12,9 @@
 //! `connection.failed.authentication.delay.ms` before its reply and the close, and never
 //! names the credential.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +29,12 @@ use crate::config::peer::ControllerListener;
 use crate::config::principal_rules::PrincipalRule;
 use crate::config::sasl::SaslConfig;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::quorum::rpc::{read_frame, write_frame};
 use crate::quorum::transport::{Accepted, BoxStream, Plaintext, Transport, ANONYMOUS};
 use crate::sasl::Mechanism;
-use crate::server::tls_reload::ReloadingAcceptor;
+use crate::server::tls_reload::{checksums, ReloadingAcceptor};
 
 /// How long an accepted peer has for its TLS handshake and login.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +56,7 @@ struct LoginReply {
 /// be watched for changed files) when it uses TLS. Reads the stores: a bad one fails the start.
 pub async fn quorum_transport(
     config: &Config,
+    metrics: Arc<Metrics>,
 ) -> Result<(Arc<dyn Transport>, Option<Arc<ReloadingAcceptor>>), NodeError> {
     let Some(listener) = config
         .controller_listener
@@ -61,7 +65,7 @@ pub async fn quorum_transport(
     else {
         return Ok((Arc::new(Plaintext), None));
     };
-    let secured = tokio::task::spawn_blocking(move || Secured::load(&listener))
+    let secured = tokio::task::spawn_blocking(move || Secured::load(&listener, metrics))
         .await
         .map_err(|e| NodeError::Peer(e.to_string()))?
         .map_err(NodeError::Peer)?;
@@ -89,8 +93,11 @@ pub async fn inter_broker_security(config: &Config) -> Result<ClientSecurity, St
 /// TLS and/or SASL PLAIN on the quorum's connections.
 #[derive(Debug)]
 struct Secured {
-    /// How this node connects (its TLS client config and login).
-    client: ClientSecurity,
+    /// How this node connects (its TLS client config and login), re-read when its stores
+    /// change.
+    client: Arc<ClientStores>,
+    /// Counts the logins this node's listener checks.
+    metrics: Arc<Metrics>,
     /// The listener's TLS acceptor.
     tls: Option<Arc<ReloadingAcceptor>>,
     /// On SSL (not SASL_SSL): how a client certificate names the principal.
@@ -101,10 +108,9 @@ struct Secured {
 
 impl Secured {
     /// Loads the stores `listener` names (blocking).
-    fn load(listener: &ControllerListener) -> Result<Secured, String> {
+    fn load(listener: &ControllerListener, metrics: Arc<Metrics>) -> Result<Secured, String> {
         let name = &listener.name;
-        let client = ClientSecurity::from_properties(listener.client.properties())
-            .map_err(|e| format!("connecting to controller listener {name}: {e}"))?;
+        let client = Arc::new(ClientStores::load(listener)?);
         let tls = listener
             .ssl
             .as_ref()
@@ -117,6 +123,7 @@ impl Secured {
         };
         Ok(Secured {
             client,
+            metrics,
             tls,
             principal_rules,
             sasl: listener.sasl.clone().map(Arc::new),
@@ -124,9 +131,13 @@ impl Secured {
     }
 
     async fn open(&self, addr: &str) -> std::io::Result<BoxStream> {
+        let stores = Arc::clone(&self.client);
+        let client = tokio::task::spawn_blocking(move || stores.current())
+            .await
+            .map_err(std::io::Error::other)?;
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
-        let mut stream: BoxStream = match self.client.tls() {
+        let mut stream: BoxStream = match client.tls() {
             None => Box::new(tcp),
             Some(config) => {
                 let name =
@@ -135,7 +146,7 @@ impl Secured {
                 Box::new(connector.connect(name, tcp).await?)
             }
         };
-        if let Some(credentials) = self.client.sasl() {
+        if let Some(credentials) = client.sasl() {
             login(&mut stream, credentials).await?;
         }
         Ok(stream)
@@ -163,10 +174,70 @@ impl Secured {
             }
         };
         if let Some(sasl) = &self.sasl {
-            let user = check_login(&mut stream, sasl).await?;
-            principal = format!("User:{user}");
+            let login = check_login(&mut stream, sasl).await;
+            let result = if login.is_ok() { "success" } else { "failure" };
+            self.metrics
+                .authentications
+                .with_label_values(&[result])
+                .inc();
+            principal = format!("User:{}", login?);
         }
         Ok(Accepted { stream, principal })
+    }
+}
+
+/// This node's client settings for the controller listener, re-read when the key or trust
+/// store files they name change, so rotated certificates are used by the next connection.
+#[derive(Debug)]
+struct ClientStores {
+    /// The listener's name, for messages.
+    listener: String,
+    /// The Kafka client properties the settings come from.
+    props: BTreeMap<String, String>,
+    /// The store files they name.
+    files: Vec<PathBuf>,
+    /// The files' checksums at the last load, and what was loaded.
+    loaded: parking_lot::Mutex<(Vec<Option<u32>>, ClientSecurity)>,
+}
+
+impl ClientStores {
+    /// Loads the client settings of `listener` (blocking: reads the stores).
+    fn load(listener: &ControllerListener) -> Result<ClientStores, String> {
+        let props = listener.client.properties().clone();
+        let files: Vec<PathBuf> = ["ssl.keystore.location", "ssl.truststore.location"]
+            .iter()
+            .filter_map(|k| props.get(*k).map(PathBuf::from))
+            .collect();
+        let sums = checksums(&files);
+        let client = ClientSecurity::from_properties(&props)
+            .map_err(|e| format!("connecting to controller listener {}: {e}", listener.name))?;
+        Ok(ClientStores {
+            listener: listener.name.clone(),
+            props,
+            files,
+            loaded: parking_lot::Mutex::new((sums, client)),
+        })
+    }
+
+    /// The settings for a new connection (blocking): reloaded first if a store file changed;
+    /// a change that does not load is logged and the previous settings stay in use.
+    fn current(&self) -> ClientSecurity {
+        let sums = checksums(&self.files);
+        let mut loaded = self.loaded.lock();
+        if loaded.0 != sums {
+            loaded.0 = sums;
+            match ClientSecurity::from_properties(&self.props) {
+                Ok(client) => {
+                    tracing::info!(listener = %self.listener, "controller client stores reloaded");
+                    loaded.1 = client;
+                }
+                Err(e) => tracing::warn!(
+                    listener = %self.listener,
+                    "changed controller client stores not loaded, still using the previous: {e}"
+                ),
+            }
+        }
+        loaded.1.clone()
     }
 }
 
@@ -279,13 +350,24 @@ mod tests {
             .expect("controller listener")
     }
 
-    /// Connects `client` to a listener served by `server`; both sides' outcomes.
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new().expect("metrics"))
+    }
+
+    /// The logins `metrics` counted with `result`.
+    fn logins(metrics: &Metrics, result: &str) -> u64 {
+        metrics.authentications.with_label_values(&[result]).get()
+    }
+
+    /// Connects `client` to a listener served by `server` (counting into `counted`); both
+    /// sides' outcomes.
     async fn exchange(
         server: ControllerListener,
         client: ControllerListener,
+        counted: &Arc<Metrics>,
     ) -> (std::io::Result<()>, Result<String, String>) {
-        let server = Secured::load(&server).expect("server side");
-        let client = Secured::load(&client).expect("client side");
+        let server = Secured::load(&server, Arc::clone(counted)).expect("server side");
+        let client = Secured::load(&client, metrics()).expect("client side");
         let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -300,19 +382,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_plain_login_names_the_principal_and_a_wrong_one_is_refused_on_both_sides() {
+        let counted = metrics();
         let (connected, accepted) = exchange(
             listener("controller", "controller-secret"),
             listener("controller", "controller-secret"),
+            &counted,
         )
         .await;
         connected.expect("logged in");
         assert_eq!(accepted.expect("accepted"), "User:controller");
+        assert_eq!(
+            (logins(&counted, "success"), logins(&counted, "failure")),
+            (1, 0)
+        );
 
         let (connected, accepted) = exchange(
             listener("controller", "controller-secret"),
             listener("controller", "guess"),
+            &counted,
         )
         .await;
+        assert_eq!(
+            (logins(&counted, "success"), logins(&counted, "failure")),
+            (1, 1)
+        );
         let e = connected.expect_err("refused");
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
         assert!(
@@ -329,7 +422,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_login_frame_over_the_token_limit_is_not_read() {
-        let server = Secured::load(&listener("controller", "controller-secret")).expect("server");
+        let server =
+            Secured::load(&listener("controller", "controller-secret"), metrics()).expect("server");
         let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -347,5 +441,65 @@ mod tests {
             why.contains("exceeds sasl.server.max.receive.size"),
             "{why}"
         );
+    }
+
+    /// A self-signed certificate for localhost and its key, as one PEM bundle at `path`.
+    fn self_signed(dir: &std::path::Path, path: &std::path::Path) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+            ])
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "{out:?}");
+        let bundle = [
+            std::fs::read_to_string(dir.join("c.pem")).expect("cert"),
+            std::fs::read_to_string(dir.join("k.pem")).expect("key"),
+        ]
+        .concat();
+        std::fs::write(path, bundle).expect("write");
+    }
+
+    #[test]
+    fn the_controller_client_rereads_changed_stores_and_keeps_them_when_a_change_is_broken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let (keystore, truststore) = (d.join("keystore.pem"), d.join("truststore.pem"));
+        self_signed(d, &keystore);
+        std::fs::copy(&keystore, &truststore).expect("copy");
+        let text = format!(
+            "node.id=1\nprocess.roles=broker,controller\n\
+             controller.quorum.voters=1@localhost:9093\ncontroller.listener.names=CONTROLLER\n\
+             listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={}\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            keystore.display(),
+            truststore.display()
+        );
+        let listener = Config::from_properties(parse_properties(&text))
+            .expect("config")
+            .controller_listener
+            .expect("controller listener");
+        let stores = ClientStores::load(&listener).expect("loads");
+        let tls = |c: &ClientSecurity| Arc::clone(c.tls().expect("TLS"));
+        let first = tls(&stores.current());
+        assert!(Arc::ptr_eq(&first, &tls(&stores.current())), "unchanged");
+        // A broken trust store: the previous settings stay in use.
+        std::fs::write(&truststore, "not a certificate").expect("write");
+        assert!(Arc::ptr_eq(&first, &tls(&stores.current())));
+        // A new CA (and certificate): read for the next connection.
+        self_signed(d, &keystore);
+        std::fs::copy(&keystore, &truststore).expect("copy");
+        assert!(!Arc::ptr_eq(&first, &tls(&stores.current())));
     }
 }

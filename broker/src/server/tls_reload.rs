@@ -51,7 +51,8 @@ fn watched_files(ssl: &SslConfig) -> Vec<PathBuf> {
     files
 }
 
-fn checksums(files: &[PathBuf]) -> Vec<Option<u32>> {
+/// The checksum of each file's content (`None`: unreadable), to tell when one changed.
+pub fn checksums(files: &[PathBuf]) -> Vec<Option<u32>> {
     files
         .iter()
         .map(|f| std::fs::read(f).ok().map(|bytes| crc32c::crc32c(&bytes)))
