@@ -362,6 +362,23 @@ async fn start_broker(
     let sasl = tokio::task::spawn_blocking(move || load_sasl(&c))
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))??;
+    for (name, listener) in &sasl {
+        use crate::sasl::jwks_endpoint::{is_remote, refresh};
+        if let Some(crate::sasl::oauthbearer::Validation::Jwks {
+            settings,
+            loaded: Some(keys),
+        }) = &listener.oauthbearer
+        {
+            if is_remote(&settings.url) {
+                tracker.spawn(refresh(
+                    Arc::clone(keys),
+                    settings.clone(),
+                    name.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
     let cluster = open_cluster(config, cluster_id, quorum).await?;
     // The listener TLS settings this broker was given through AlterConfigs (kept in the
     // metadata log) replace the static ones; material that no longer loads is logged and the
@@ -469,7 +486,8 @@ async fn open_cluster(
 }
 
 /// The SASL settings of every SASL listener, with the key material they name loaded (an
-/// OAUTHBEARER JWKS file): a bad one fails the start naming the listener (blocking).
+/// OAUTHBEARER JWKS, from its file or endpoint): a bad one fails the start naming the
+/// listener (blocking; called on the runtime's blocking pool).
 fn load_sasl(
     config: &Config,
 ) -> Result<std::collections::BTreeMap<String, Arc<crate::config::sasl::SaslConfig>>, NodeError> {

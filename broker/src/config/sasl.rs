@@ -23,6 +23,9 @@ pub(super) const KEYS: &[&str] = &[
     "sasl.oauthbearer.expected.issuer",
     "sasl.oauthbearer.sub.claim.name",
     "sasl.oauthbearer.clock.skew.seconds",
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
 ];
 
 /// Whether `rest` (a key after `listener.name.<l>.`) is a per-listener SASL key.
@@ -150,7 +153,7 @@ fn oauthbearer_validator(
     jaas_key: &str,
     jaas: Option<&str>,
 ) -> Result<crate::sasl::oauthbearer::Validation, ConfigError> {
-    use crate::sasl::oauthbearer::{JwksSettings, UnsecuredValidator, Validation};
+    use crate::sasl::oauthbearer::{UnsecuredValidator, Validation};
     let Some(text) = jaas else {
         return Err(Props::invalid(
             jaas_key,
@@ -171,50 +174,10 @@ fn oauthbearer_validator(
                 .map(Validation::Unsecured)
                 .map_err(|e| Props::invalid(jaas_key, "[hidden]", e))
         }
-        Some(JWKS_HANDLER) => {
-            // Kafka reads the listener's OAUTHBEARER-prefixed key first, then the global one.
-            let own = |key: &str| {
-                let scoped = format!("{prefix}oauthbearer.{key}");
-                match p.get(&scoped) {
-                    Some(v) => Some((scoped, v)),
-                    None => p.get(key).map(|v| (key.to_string(), v)),
-                }
-            };
-            const URL: &str = "sasl.oauthbearer.jwks.endpoint.url";
-            let (url_key, url) = own(URL).ok_or_else(|| {
-                ConfigError::Missing(format!(
-                    "{URL} (listener {name} validates OAUTHBEARER tokens against a JWKS)"
-                ))
-            })?;
-            if !url.starts_with("file:") {
-                return Err(Props::invalid(
-                    &url_key,
-                    url,
-                    "only file: URLs are served (an http(s) JWKS endpoint is not yet)",
-                ));
-            }
-            let skew = match own("sasl.oauthbearer.clock.skew.seconds") {
-                None => 30,
-                Some((k, v)) => v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|s| *s >= 0)
-                    .ok_or_else(|| Props::invalid(&k, v, "expected seconds, 0 or more"))?,
-            };
-            Ok(Validation::Jwks {
-                settings: JwksSettings {
-                    url: url.to_string(),
-                    audience: own("sasl.oauthbearer.expected.audience")
-                        .map(|(key, _)| p.list(&key))
-                        .unwrap_or_default(),
-                    issuer: own("sasl.oauthbearer.expected.issuer").map(|(_, v)| v.to_string()),
-                    sub_claim: own("sasl.oauthbearer.sub.claim.name")
-                        .map_or_else(|| "sub".to_string(), |(_, v)| v.to_string()),
-                    clock_skew_s: skew,
-                },
-                loaded: None,
-            })
-        }
+        Some(JWKS_HANDLER) => Ok(Validation::Jwks {
+            settings: jwks_settings(p, prefix, name, &module.options)?,
+            loaded: None,
+        }),
         Some(class) => Err(Props::invalid(
             &handler_key,
             class,
@@ -224,6 +187,67 @@ fn oauthbearer_validator(
             ),
         )),
     }
+}
+
+/// The JWKS settings of listener `name` (key prefix `prefix`), whose OAUTHBEARER JAAS config
+/// has `options` (an https endpoint's trust store comes from their `ssl.*` ones, as in Kafka).
+fn jwks_settings(
+    p: &Props,
+    prefix: &str,
+    name: &str,
+    options: &[(String, String)],
+) -> Result<crate::sasl::oauthbearer::JwksSettings, ConfigError> {
+    // Kafka reads the listener's OAUTHBEARER-prefixed key first, then the global one.
+    let own = |key: &str| {
+        let scoped = format!("{prefix}oauthbearer.{key}");
+        match p.get(&scoped) {
+            Some(v) => Some((scoped, v)),
+            None => p.get(key).map(|v| (key.to_string(), v)),
+        }
+    };
+    const URL: &str = "sasl.oauthbearer.jwks.endpoint.url";
+    let (url_key, url) = own(URL).ok_or_else(|| {
+        ConfigError::Missing(format!(
+            "{URL} (listener {name} validates OAUTHBEARER tokens against a JWKS)"
+        ))
+    })?;
+    if !["file:", "http://", "https://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
+        return Err(Props::invalid(
+            &url_key,
+            url,
+            "expected a file:, http:// or https:// URL",
+        ));
+    }
+    let number = |key: &str, default: u64| match own(key) {
+        None => Ok(default),
+        Some((k, v)) => v
+            .parse::<u64>()
+            .map_err(|_| Props::invalid(&k, v, "expected a whole number, 0 or more")),
+    };
+    Ok(crate::sasl::oauthbearer::JwksSettings {
+        url: url.to_string(),
+        audience: own("sasl.oauthbearer.expected.audience")
+            .map(|(key, _)| p.list(&key))
+            .unwrap_or_default(),
+        issuer: own("sasl.oauthbearer.expected.issuer").map(|(_, v)| v.to_string()),
+        sub_claim: own("sasl.oauthbearer.sub.claim.name")
+            .map_or_else(|| "sub".to_string(), |(_, v)| v.to_string()),
+        clock_skew_s: number("sasl.oauthbearer.clock.skew.seconds", 30)? as i64,
+        refresh_ms: number("sasl.oauthbearer.jwks.endpoint.refresh.ms", 3_600_000)?,
+        retry_backoff_ms: number("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", 100)?,
+        retry_backoff_max_ms: number(
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+            10_000,
+        )?,
+        trust: options
+            .iter()
+            .filter(|(k, _)| k.starts_with("ssl."))
+            .cloned()
+            .collect(),
+    })
 }
 
 /// A refusal of a JAAS key: the value holds passwords, so it is never quoted.
@@ -326,9 +350,21 @@ mod tests {
         assert!(e.contains("sasl.oauthbearer.jwks.endpoint.url"), "{e}");
         let e = err(&format!(
             "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}\
-             sasl.oauthbearer.jwks.endpoint.url=https://idp/jwks\n"
+             sasl.oauthbearer.jwks.endpoint.url=ftp://idp/jwks\n"
         ));
-        assert!(e.contains("only file: URLs"), "{e}");
+        assert!(
+            e.contains("expected a file:, http:// or https:// URL"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}\
+             sasl.oauthbearer.jwks.endpoint.url=https://idp/jwks\n\
+             sasl.oauthbearer.jwks.endpoint.refresh.ms=soon\n"
+        ));
+        assert!(
+            e.contains("sasl.oauthbearer.jwks.endpoint.refresh.ms"),
+            "{e}"
+        );
         let c = config(&format!(
             "sasl.enabled.mechanisms=OAUTHBEARER\n{jaas}{handler}\
              listener.name.sasl.oauthbearer.sasl.oauthbearer.jwks.endpoint.url=file:///k.json\n\
@@ -345,6 +381,14 @@ mod tests {
         assert_eq!(settings.url, "file:///k.json");
         assert_eq!(settings.audience, ["kafka", "other"]);
         assert_eq!(settings.clock_skew_s, 30);
+        assert_eq!(
+            (
+                settings.refresh_ms,
+                settings.retry_backoff_ms,
+                settings.retry_backoff_max_ms
+            ),
+            (3_600_000, 100, 10_000)
+        );
     }
 
     #[test]

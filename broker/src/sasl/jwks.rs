@@ -1,10 +1,10 @@
 //! OAUTHBEARER's secured validator, as Kafka's OAuthBearerValidatorCallbackHandler checks a
-//! token: a JWS signed by a key of the JWKS `sasl.oauthbearer.jwks.endpoint.url` names (a
-//! `file:` URL, read when the listener starts), with `exp` and `iat`, `nbf` when present, the
+//! token: a JWS signed by a key of the JWKS `sasl.oauthbearer.jwks.endpoint.url` names
+//! (fetched by `super::jwks_endpoint`), with `exp` and `iat`, `nbf` when present, the
 //! expected issuer and audience when configured (a token with an audience is refused when none
 //! is expected), and the principal from the subject claim. RS256/384/512 and ES256/384 are
 //! verified (with ring); `none` never is. Every refusal reaches the client as
-//! `invalid_token`; the reason is logged only. Pure apart from [`JwksValidator::load`].
+//! `invalid_token`; the reason is logged only. Pure.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -86,29 +86,9 @@ impl JwksValidator {
         })
     }
 
-    /// Reads the JWKS a `file:` URL names (blocking).
-    pub fn load(
-        url: &str,
-        expected_audience: Vec<String>,
-        expected_issuer: Option<String>,
-        sub_claim: String,
-        clock_skew_s: i64,
-    ) -> Result<JwksValidator, String> {
-        let path = url
-            .strip_prefix("file://")
-            .or_else(|| url.strip_prefix("file:"))
-            .ok_or_else(|| {
-                format!("{url}: only file: URLs are served (an http(s) JWKS endpoint is not yet)")
-            })?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        JwksValidator::from_jwks(
-            &text,
-            expected_audience,
-            expected_issuer,
-            sub_claim,
-            clock_skew_s,
-        )
-        .map_err(|e| format!("{path}: {e}"))
+    /// Whether the set holds a key with id `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Checks a signed JWT at `now_ms` (milliseconds since the epoch).
@@ -212,6 +192,12 @@ impl JwksValidator {
             expires_ms: (exp * 1000.0) as i64,
         })
     }
+}
+
+/// The key id (`kid`) a JWT's header names, if it reads.
+pub fn kid_of(token: &str) -> Option<String> {
+    let header = object(token.split('.').next()?).ok()?;
+    header.get("kid")?.as_str().map(str::to_string)
 }
 
 fn object(part: &str) -> Result<Map<String, Value>, Invalid> {
@@ -333,32 +319,37 @@ fn parse_key(k: &Value) -> Result<Option<Key>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
+    //! Keys and tokens for the tests of the validator and of its endpoint.
+
     use super::*;
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use serde_json::json;
 
-    const NOW: i64 = 1_800_000_000_000;
-
-    fn b64(v: &[u8]) -> String {
+    pub fn b64(v: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(v)
     }
 
-    /// An EC P-256 key pair and its JWKS (kid `k1`).
-    fn key() -> (EcdsaKeyPair, String) {
+    /// An EC P-256 key pair and its JWKS, the key named `kid`.
+    pub fn key_with_id(kid: &str) -> (EcdsaKeyPair, String) {
         let rng = SystemRandom::new();
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .expect("pair");
         let point = pair.public_key().as_ref();
-        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
             "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
         (pair, jwks.to_string())
     }
 
-    fn sign(pair: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
+    /// An EC P-256 key pair and its JWKS (kid `k1`).
+    pub fn key() -> (EcdsaKeyPair, String) {
+        key_with_id("k1")
+    }
+
+    pub fn sign(pair: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
         let signed = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -369,6 +360,15 @@ mod tests {
             .expect("sign");
         format!("{signed}.{}", b64(sig.as_ref()))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000_000;
 
     fn validator(jwks: &str, audience: &[&str]) -> JwksValidator {
         JwksValidator::from_jwks(

@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod jwks;
+pub mod jwks_endpoint;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;

@@ -70,10 +70,10 @@ impl UnsecuredValidator {
 }
 
 /// Where a listener's JWKS comes from and what its tokens must say (Kafka's
-/// `sasl.oauthbearer.*` keys), for [`super::jwks::JwksValidator`].
+/// `sasl.oauthbearer.*` keys), for [`super::jwks_endpoint::JwksKeys`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
-    /// `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL).
+    /// `sasl.oauthbearer.jwks.endpoint.url`: a `file:`, `http:` or `https:` URL.
     pub url: String,
     /// `sasl.oauthbearer.expected.audience`.
     pub audience: Vec<String>,
@@ -83,19 +83,15 @@ pub struct JwksSettings {
     pub sub_claim: String,
     /// `sasl.oauthbearer.clock.skew.seconds`.
     pub clock_skew_s: i64,
-}
-
-impl JwksSettings {
-    /// Reads the JWKS (blocking).
-    pub fn load(&self) -> Result<super::jwks::JwksValidator, String> {
-        super::jwks::JwksValidator::load(
-            &self.url,
-            self.audience.clone(),
-            self.issuer.clone(),
-            self.sub_claim.clone(),
-            self.clock_skew_s,
-        )
-    }
+    /// `sasl.oauthbearer.jwks.endpoint.refresh.ms` (an http(s) endpoint's).
+    pub refresh_ms: u64,
+    /// `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms`.
+    pub retry_backoff_ms: u64,
+    /// `sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms`.
+    pub retry_backoff_max_ms: u64,
+    /// The `ssl.*` options of the listener's OAUTHBEARER JAAS config: an https endpoint's
+    /// trust store, as Kafka reads it.
+    pub trust: BTreeMap<String, String>,
 }
 
 /// How a listener validates OAUTHBEARER tokens.
@@ -104,12 +100,12 @@ pub enum Validation {
     /// Kafka's default: unsecured JWS.
     Unsecured(UnsecuredValidator),
     /// Kafka's OAuthBearerValidatorCallbackHandler: JWTs signed by a JWKS key, the keys loaded
-    /// when the listener starts.
+    /// when the listener starts (and an http(s) endpoint's kept current).
     Jwks {
         /// The keys' source and the claims expected.
         settings: JwksSettings,
         /// The loaded keys (`None` until the listener starts).
-        loaded: Option<std::sync::Arc<super::jwks::JwksValidator>>,
+        loaded: Option<std::sync::Arc<super::jwks_endpoint::JwksKeys>>,
     },
 }
 
@@ -125,10 +121,13 @@ impl Validation {
         }
     }
 
-    /// Loads the JWKS of a `Jwks` validation (blocking); `Unsecured` has nothing to load.
+    /// Loads the JWKS of a `Jwks` validation (blocking; an http(s) endpoint is fetched on the
+    /// runtime this is called from); `Unsecured` has nothing to load.
     pub fn load(&mut self) -> Result<(), String> {
         if let Validation::Jwks { settings, loaded } = self {
-            *loaded = Some(std::sync::Arc::new(settings.load()?));
+            *loaded = Some(std::sync::Arc::new(super::jwks_endpoint::JwksKeys::load(
+                settings,
+            )?));
         }
         Ok(())
     }
