@@ -910,3 +910,4 @@ def test_a_client_over_its_controller_mutation_rate_is_refused_on_new_versions(q
     finally:
         alter_ok(qb, [(entity, [("controller_mutation_rate", None)])])
         wait_quotas(qb, entity, {})
+

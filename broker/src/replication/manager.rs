@@ -256,7 +256,10 @@ impl ReplicaManager {
             format!("{}:{}", broker.host, broker.port)
         };
         let timeout = Duration::from_millis(self.config.replica_socket_timeout_ms);
-        let security = match crate::peer::inter_broker_security(&self.cluster.config).await {
+        // The effective config: the inter-broker listener's TLS keys may have been replaced
+        // through AlterConfigs since the start.
+        let config = self.cluster.effective_config();
+        let security = match crate::peer::inter_broker_security(&config).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(leader, error = %e, "cannot load the inter-broker listener's security");

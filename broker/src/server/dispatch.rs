@@ -358,6 +358,32 @@ async fn api_versions(_: &Ctx<'_>, _: ApiVersionsRequest) -> Option<ApiVersionsR
 /// but SaslHandshake's, SaslAuthenticate's and DescribeQuorum's).
 trait ThrottleTime {
     fn throttle_time_mut(&mut self) -> Option<&mut i32>;
+
+    /// Takes out the data a throttled answer must not carry; the record bytes taken (only a
+    /// Fetch response has any).
+    fn withhold_data(&mut self) -> u64 {
+        0
+    }
+}
+
+/// A fetch throttled by its request quota answers no records, as Kafka's
+/// (`getThrottledResponse`); they stay to be fetched again.
+impl ThrottleTime for FetchResponse {
+    fn throttle_time_mut(&mut self) -> Option<&mut i32> {
+        Some(&mut self.throttle_time_ms)
+    }
+
+    fn withhold_data(&mut self) -> u64 {
+        let bytes = self
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref())
+            .map(|r| r.len() as u64)
+            .sum();
+        self.responses.clear();
+        bytes
+    }
 }
 
 macro_rules! throttle_time {
@@ -382,7 +408,6 @@ macro_rules! no_throttle_time {
 
 throttle_time!(
     ProduceResponse,
-    FetchResponse,
     ListOffsetsResponse,
     MetadataResponse,
     OffsetCommitResponse,
@@ -438,7 +463,8 @@ fn exempt_from_request_quota(request: &ApiRequest) -> bool {
 
 /// Applies the request quota to `response`, the answer to a request that kept the broker busy
 /// for `busy`: over the quota, its throttle time is at least the request throttle (Produce and
-/// Fetch carry their byte-rate throttle already; the larger wins, as in Kafka).
+/// Fetch carry their byte-rate throttle already; the larger wins, as in Kafka), and a fetch
+/// answers no records (they are taken back out of its byte rate).
 fn request_quota<R: ThrottleTime>(
     ctx: &Ctx<'_>,
     exempt: bool,
@@ -450,6 +476,12 @@ fn request_quota<R: ThrottleTime>(
     }
     let throttle = ctx.throttle_request(busy);
     response.map(|mut r| {
+        if throttle > 0 {
+            let withheld = r.withhold_data();
+            if withheld > 0 {
+                ctx.unrecord(super::throttle::QuotaKind::Fetch, withheld);
+            }
+        }
         if let Some(t) = r.throttle_time_mut() {
             *t = (*t).max(throttle);
         }
@@ -492,6 +524,23 @@ mod tests {
     use kafka_protocol::protocol::Decodable;
 
     use super::*;
+
+    #[test]
+    fn a_request_throttled_fetch_withholds_its_records_and_other_answers_have_none() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let partition = |bytes: &'static [u8]| {
+            PartitionData::default().with_records(Some(bytes::Bytes::from_static(bytes)))
+        };
+        let mut fetch = FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_partitions(vec![partition(b"abcd"), partition(b"ef")]),
+            FetchableTopicResponse::default().with_partitions(vec![partition(b"")]),
+        ]);
+        assert_eq!(fetch.withhold_data(), 6);
+        assert!(fetch.responses.is_empty());
+        assert_eq!(fetch.withhold_data(), 0);
+        assert_eq!(MetadataResponse::default().withhold_data(), 0);
+    }
 
     fn errors(b: &Broker, category: &str) -> u64 {
         b.metrics
