@@ -230,3 +230,29 @@ def test_a_jwks_over_https_is_fetched_again_for_a_new_key_id(https_jwks_broker):
              interval=1.0)
     assert accepted(b, first.token())
     assert roundtrip(oauth_cb_conf(b, second.token()), 1) == [b"m0"]
+
+
+@pytest.mark.parametrize("kind", ["gregor", "kafka"])
+def test_an_https_jwks_endpoint_the_broker_cannot_trust_fails_its_start(
+        kind, certs, tmp_path_factory):  # noqa: F811
+    """No trust store in the JAAS options, and the endpoint's certificate comes from the test
+    CA, which the system bundle does not hold: the first fetch fails and the broker does not
+    start (as Kafka), saying why."""
+    signer = Signer(tmp_path_factory.mktemp("untrusted-jwks"), "key")
+    server = JwksServer(certs, signer.jwks)
+    try:
+        props = sasl_properties(certs, {
+            "listener.name.sasl.oauthbearer.sasl.server.callback.handler.class": HANDLER,
+            "listener.name.sasl.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                'unsecuredLoginStringClaim_sub="admin";',
+            "sasl.oauthbearer.jwks.endpoint.url": server.url,
+        })
+        with pytest.raises((RuntimeError, subprocess.CalledProcessError)) as failed:
+            b = start_jwks_broker(kind, certs, props, server.url, tmp_path_factory)
+            b.stop()
+        if kind == "gregor":
+            why = str(failed.value)
+            assert server.url in why and "TLS" in why, why[-2000:]
+    finally:
+        server.close()
