@@ -38,7 +38,8 @@ say() { echo "==> [docker-build $(( $(date +%s) - t0 ))s] $*" >&2; }
 prune_replaced_images() {
   local label
   for label in dev.gregor.stage=build org.opencontainers.image.title=gregor; do
-    docker image prune -f --filter "label=$label" >/dev/null
+    # A concurrent prune elsewhere makes this one fail: that is no reason to fail the build.
+    docker image prune -f --filter "label=$label" >/dev/null || true
   done
 }
 
@@ -66,7 +67,9 @@ docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 # The build stage is tagged (<name>-build:cache): the next build's cache. The images earlier
 # builds left untagged are then removed, and only those (the labels are Gregor's): each build
 # stage holds ~2 GB of compiled crates, and a day of CI runs once filled the disk with them.
-stage="${image%:*}-build:cache"
+repo="$image"
+[[ "${image##*/}" == *:* ]] && repo="${image%:*}"   # a tag, not a registry's port
+stage="$repo-build:cache"
 say "docker build --target build -t $stage (builder $builder)"
 docker build --build-arg "BUILDER=$builder" --target build -t "$stage" .
 say "docker build -t $image"

@@ -110,10 +110,14 @@ pub fn check_value(entity: &QuotaEntity, key: &str, value: f64) -> Result<(), St
     let Some((_, kind)) = keys.iter().find(|(k, _)| *k == key) else {
         return Err(format!("Invalid configuration key {key}"));
     };
-    if value <= 0.0 {
+    if value.is_nan() || value <= 0.0 {
         return Err(format!("Quota {key} must be greater than 0"));
     }
     let (max, name) = match kind {
+        // An infinite rate would mean no quota; refused rather than kept.
+        ValueType::Double if value.is_infinite() => {
+            return Err(format!("Quota {key} must be a finite number"))
+        }
         ValueType::Double => return Ok(()),
         ValueType::Long => (i64::MAX as f64, "LONG"),
         ValueType::Int => (f64::from(i32::MAX), "INT"),
@@ -343,6 +347,18 @@ mod tests {
                 "cannot be a fractional value.",
             ),
             (&user, "consumer_byte_rate", 0.0, "must be greater than 0"),
+            (
+                &user,
+                "request_percentage",
+                f64::NAN,
+                "must be greater than 0",
+            ),
+            (
+                &user,
+                "controller_mutation_rate",
+                f64::INFINITY,
+                "must be a finite number",
+            ),
             (
                 &user,
                 "producer_byte_rate",

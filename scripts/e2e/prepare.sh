@@ -34,6 +34,6 @@ printf 'FROM %s\nLABEL dev.gregor.e2e="next"\n' "$E2E_IMAGE" |
   docker build -q -t "$E2E_NEXT_IMAGE" - >/dev/null
 # The "-next" image this replaced, then the Gregor image under it, now both untagged.
 for _ in 1 2; do
-  docker image prune -f --filter label=org.opencontainers.image.title=gregor >/dev/null
+  docker image prune -f --filter label=org.opencontainers.image.title=gregor >/dev/null || true
 done
 say "ready ($mode)"

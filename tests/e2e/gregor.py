@@ -234,6 +234,10 @@ class Load:
             lambda: (p := self.progress()) and p.get("acked", 0) >= base + at_least and p,
             timeout, interval=2)
 
+    def halt(self) -> None:
+        """Ends the producer without a verdict (a scenario that failed midway)."""
+        kube.delete("pod", self.pod, KAFKA_NS, "--wait=true")
+
     def stop(self, timeout: float = 600) -> dict:
         """Stops producing and returns the final verdict (see loadgen.py)."""
         kube.kubectl("exec", "-n", KAFKA_NS, self.pod, "--", "touch", "/tmp/stop")

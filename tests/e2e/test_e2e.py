@@ -8,6 +8,7 @@ failed to the application, zero acknowledged records missing, zero duplicates.""
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import gregor as g
@@ -32,9 +33,16 @@ class RollWatch:
     """Watches a cluster's pods, once a second, until `done` holds: which pods were replaced
     and in what order, how long each took from going down to its replacement being Ready, and
     how many were unready at once. With `metrics`, it also reads the leading operator's
-    /metrics each time: the most rolls in progress and the fewest ready brokers it reported."""
+    /metrics, continuously until `until` returns: the most rolls in progress and the fewest
+    ready brokers it reported."""
 
     def __init__(self, names: list[str], selector: str = BROKERS, metrics: bool = False):
+        self._stop = threading.Event()
+        self._sampler = None
+        if metrics:
+            # On a thread of its own, as often as the API server answers: a broker's restart
+            # can be over in two seconds, between two of the pod polls.
+            self._sampler = threading.Thread(target=self._sample_gauges, daemon=True)
         self.names = names
         self.selector = selector
         self.uids: dict[str, list[str]] = {}
@@ -47,13 +55,21 @@ class RollWatch:
         self.min_ready: float | None = None
         for p in kube.pods(selector):
             self.uids[p["metadata"]["name"]] = [p["metadata"]["uid"]]
+        if self._sampler:
+            self._sampler.start()
 
-    def poll(self) -> None:
-        if self.metrics:
-            rolls, ready = operator_gauges()
+    def _sample_gauges(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rolls, ready = operator_gauges()
+            except Exception:  # noqa: BLE001 - an operator between leaders: sample again
+                rolls, ready = None, None
             self.max_rolls = max(self.max_rolls, rolls or 0)
             if ready is not None:
                 self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
+            self._stop.wait(0.1)
+
+    def poll(self) -> None:
         now = time.monotonic()
         found = {p["metadata"]["name"]: p for p in kube.pods(self.selector)}
         unready = 0
@@ -81,8 +97,13 @@ class RollWatch:
             self.poll()
             return done()
 
-        wait_for(what, probe, timeout)
-        self.poll()
+        try:
+            wait_for(what, probe, timeout)
+            self.poll()
+        finally:
+            self._stop.set()
+            if self._sampler:
+                self._sampler.join(60)
         return round(time.monotonic() - start, 1)
 
     def replaced(self) -> dict[str, int]:
@@ -184,17 +205,22 @@ def roll_under_load(figures: dict, name: str, change: dict) -> RollWatch:
     asserts one restart per pod, one pod down at a time, the active controller last, and no
     loss."""
     load = g.Load(name, "orders", BOOTSTRAP).start()
-    load.wait_acked(1000, timeout=180)
-    leader = g.quorum_leader()
-    watch = RollWatch(EVENTS_PODS, metrics=True)
-    kube.patch("kafkacluster", "events", change)
-    figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
-    # The operator's own gauges followed the roll: one in progress, brokers down one at a
-    # time, and back to none and three once it is over.
-    assert watch.max_rolls == 1 and watch.min_ready == 2, (watch.max_rolls, watch.min_ready)
-    assert wait_for("the operator's gauges to settle",
-                    lambda: operator_gauges() == (0, 3), 60)
-    load.wait_acked(500)
+    try:
+        load.wait_acked(1000, timeout=180)
+        leader = g.quorum_leader()
+        watch = RollWatch(EVENTS_PODS, metrics=True)
+        kube.patch("kafkacluster", "events", change)
+        figures["roll_s"] = watch.until("the roll to finish", all_current("events", 3), 900)
+        # The operator's own gauges followed the roll: one in progress, brokers down one at a
+        # time, and back to none and three once it is over.
+        assert watch.max_rolls == 1 and watch.min_ready == 2, (watch.max_rolls, watch.min_ready)
+        assert wait_for("the operator's gauges to settle",
+                        lambda: operator_gauges() == (0, 3), 60)
+        load.wait_acked(500)
+    except BaseException:
+        # The next scenarios count the topic's records: no producer may outlive this one.
+        load.halt()
+        raise
     verdict = load.stop()
     record_load(figures, verdict)
     figures["restart_s"] = " ".join(f"{n}:{s}" for n, s in sorted(watch.restart_s.items()))

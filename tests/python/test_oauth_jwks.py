@@ -253,6 +253,7 @@ def test_an_https_jwks_endpoint_the_broker_cannot_trust_fails_its_start(
             b.stop()
         if kind == "gregor":
             why = str(failed.value)
-            assert server.url in why and "TLS" in why, why[-2000:]
+            # Refused by the system bundle, or none to be found on this host.
+            assert server.url in why and ("TLS" in why or "no trust store" in why), why[-2000:]
     finally:
         server.close()

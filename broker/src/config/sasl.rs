@@ -245,7 +245,7 @@ fn jwks_settings(
         trust: options
             .iter()
             .filter(|(k, _)| k.starts_with("ssl."))
-            .cloned()
+            .map(|(k, v)| (k.clone(), super::ssl::Secret::new(v.clone())))
             .collect(),
     })
 }

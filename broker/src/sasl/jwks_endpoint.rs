@@ -9,7 +9,7 @@
 //!
 //! An https endpoint is trusted by the `ssl.truststore.*` options of the listener's
 //! OAUTHBEARER JAAS config, as Kafka reads them, else by the system CA bundle
-//! ([`SYSTEM_CA_BUNDLE`]).
+//! ([`SYSTEM_CA_BUNDLES`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,9 +22,15 @@ use tokio_util::sync::CancellationToken;
 use super::jwks::{kid_of, JwksValidator};
 use super::oauthbearer::{Invalid, JwksSettings, Validated};
 
-/// The CA bundle an https endpoint is checked against when the JAAS options name no trust
-/// store (Debian's path; a `FROM scratch` image has none).
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The CA bundles an https endpoint is checked against when the JAAS options name no trust
+/// store, the first that exists: Debian's and Ubuntu's, Fedora's and RHEL's, Alpine's,
+/// openSUSE's (a `FROM scratch` image has none).
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
 /// The most of a JWKS document read (jose4j's limit).
 const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// How long a fetch may take, connection included (jose4j's timeouts).
@@ -35,6 +41,8 @@ const MISSING_KID_INTERVAL: Duration = Duration::from_secs(60);
 const MISSING_KIDS_KEPT: usize = 16;
 /// Key ids longer than this never ask for a refresh.
 const MAX_KID_LEN: usize = 1000;
+/// The least time between two refreshes asked for by missing key ids, whoever sends them.
+const MIN_EXPEDITED_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A listener's verification keys, replaced when the endpoint is fetched again.
 #[derive(Debug)]
@@ -97,12 +105,17 @@ impl JwksKeys {
             return;
         }
         if missing.len() >= MISSING_KIDS_KEPT {
-            missing.retain(|_, at| now.duration_since(*at) < MISSING_KID_INTERVAL);
+            // The oldest goes, as from Kafka's LRU: junk ids cannot keep a real one out.
+            let oldest = missing
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                missing.remove(&oldest);
+            }
         }
-        if missing.len() < MISSING_KIDS_KEPT {
-            missing.insert(kid, now);
-            self.expedite.notify_one();
-        }
+        missing.insert(kid, now);
+        self.expedite.notify_one();
     }
 }
 
@@ -230,21 +243,23 @@ fn trust(settings: &JwksSettings) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut props: BTreeMap<String, String> = settings
         .trust
         .iter()
-        .filter(|(k, _)| k.starts_with("ssl."))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), v.expose().to_string()))
         .collect();
     let named = props.contains_key("ssl.truststore.location")
         || props.contains_key("ssl.truststore.certificates");
     if !named {
-        if !std::path::Path::new(SYSTEM_CA_BUNDLE).exists() {
+        let Some(bundle) = SYSTEM_CA_BUNDLES
+            .iter()
+            .find(|b| std::path::Path::new(b).exists())
+        else {
             return Err(format!(
                 "{}: no trust store for the https endpoint: give ssl.truststore.location (and \
                  ssl.truststore.type) in the listener's OAUTHBEARER sasl.jaas.config options, as \
-                 Kafka reads them, or install a CA bundle at {SYSTEM_CA_BUNDLE}",
+                 Kafka reads them, or install a CA bundle at one of {SYSTEM_CA_BUNDLES:?}",
                 settings.url
             ));
-        }
-        props.insert("ssl.truststore.location".into(), SYSTEM_CA_BUNDLE.into());
+        };
+        props.insert("ssl.truststore.location".into(), bundle.to_string());
         props.insert("ssl.truststore.type".into(), "PEM".into());
     }
     props.insert("security.protocol".into(), "SSL".into());
@@ -277,12 +292,21 @@ pub async fn refresh(
         }
     };
     let every = Duration::from_millis(settings.refresh_ms.max(1));
+    let mut last = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
-            _ = keys.expedite.notified() => {}
+            _ = keys.expedite.notified() => {
+                // Tokens naming ever new key ids must not turn into a stream of fetches.
+                let spaced = (last + MIN_EXPEDITED_INTERVAL).into();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(spaced) => {}
+                }
+            }
         }
+        last = Instant::now();
         match fetch_with_retries(&endpoint, &settings, &shutdown).await {
             Ok(v) => {
                 *keys.current.write() = Arc::new(v);
@@ -307,10 +331,11 @@ async fn fetch_with_retries(
     let give_up = Instant::now() + Duration::from_millis(settings.retry_backoff_max_ms);
     let mut wait = Duration::from_millis(settings.retry_backoff_ms.max(1));
     loop {
-        let outcome = endpoint
-            .fetch()
-            .await
-            .and_then(|text| validator(settings, &text));
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => return Err("shutting down".into()),
+            f = endpoint.fetch() => f,
+        };
+        let outcome = fetched.and_then(|text| validator(settings, &text));
         let now = Instant::now();
         match outcome {
             Ok(v) => return Ok(v),
@@ -433,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_id_asks_for_a_refresh_once_a_minute_at_most() {
+    fn a_missing_key_id_asks_for_a_refresh_once_a_minute_and_junk_ids_cannot_crowd_it_out() {
         let (_, jwks) = key_with_id("a");
         let keys = JwksKeys {
             current: parking_lot::RwLock::new(Arc::new(
@@ -446,9 +471,13 @@ mod tests {
         keys.missing_kid("b".into());
         keys.missing_kid("x".repeat(MAX_KID_LEN + 1));
         assert_eq!(keys.missing.lock().len(), 1);
+        // Junk ids do not keep a real one out: the oldest make room.
         for i in 0..40 {
-            keys.missing_kid(format!("k{i}"));
+            keys.missing_kid(format!("junk{i}"));
         }
-        assert_eq!(keys.missing.lock().len(), MISSING_KIDS_KEPT);
+        keys.missing_kid("real".into());
+        let missing = keys.missing.lock();
+        assert_eq!(missing.len(), MISSING_KIDS_KEPT);
+        assert!(missing.contains_key("real"));
     }
 }

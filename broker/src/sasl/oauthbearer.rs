@@ -90,8 +90,8 @@ pub struct JwksSettings {
     /// `sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms`.
     pub retry_backoff_max_ms: u64,
     /// The `ssl.*` options of the listener's OAUTHBEARER JAAS config: an https endpoint's
-    /// trust store, as Kafka reads it.
-    pub trust: BTreeMap<String, String>,
+    /// trust store, as Kafka reads it (kept as secrets: a store password is among them).
+    pub trust: BTreeMap<String, crate::config::ssl::Secret>,
 }
 
 /// How a listener validates OAUTHBEARER tokens.

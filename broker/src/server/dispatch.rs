@@ -451,12 +451,14 @@ no_throttle_time!(
 );
 
 /// Whether `request` is exempt from `request_percentage`, as Kafka exempts it: a follower's
-/// replication fetch (a cluster action), and a Produce with acks=0 (no response to carry a
-/// throttle time).
+/// replication fetch (a cluster action), a Produce with acks=0 (no response to carry a
+/// throttle time), and the SASL exchange (Kafka's network threads authenticate, outside the
+/// request quota; its answers carry no throttle time either).
 fn exempt_from_request_quota(request: &ApiRequest) -> bool {
     match request {
         ApiRequest::Fetch(f) => f.replica_id.0 >= 0,
         ApiRequest::Produce(p) => p.acks == 0,
+        ApiRequest::SaslHandshake(_) | ApiRequest::SaslAuthenticate(_) => true,
         _ => false,
     }
 }

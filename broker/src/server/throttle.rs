@@ -124,6 +124,8 @@ pub struct Throttler {
     window: Duration,
     count: usize,
     rates: parking_lot::Mutex<HashMap<(QuotaKind, String, String), SampledRate>>,
+    /// When idle rates were last dropped.
+    pruned: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl Throttler {
@@ -134,6 +136,7 @@ impl Throttler {
             window,
             count: count.max(1),
             rates: parking_lot::Mutex::new(HashMap::new()),
+            pruned: parking_lot::Mutex::new(None),
         }
     }
 
@@ -207,19 +210,23 @@ impl Throttler {
         if quotas.is_empty() {
             return Duration::ZERO;
         }
-        let ip = ip.to_canonical().to_string();
-        let entity = |name: Option<&str>| {
-            QuotaEntity(std::collections::BTreeMap::from([(
-                EntityType::Ip,
-                name.map(str::to_string),
-            )]))
+        let ip = ip.to_canonical();
+        const KEY: &str = "connection_creation_rate";
+        // The address's own quota (its name read as an address, however it was written),
+        // else the default IP quota.
+        let own = quotas.iter().find_map(|(entity, values)| {
+            let name = entity.0.get(&EntityType::Ip)?.as_deref()?;
+            let named: IpAddr = name.parse().ok()?;
+            (named.to_canonical() == ip).then(|| values.get(KEY).copied())?
+        });
+        let default = || {
+            let entity = QuotaEntity(std::collections::BTreeMap::from([(EntityType::Ip, None)]));
+            quotas.get(&entity)?.get(KEY).copied()
         };
-        let Some(limit) = [entity(Some(&ip)), entity(None)]
-            .iter()
-            .find_map(|e| quotas.get(e)?.get("connection_creation_rate").copied())
-        else {
+        let Some(limit) = own.or_else(default) else {
             return Duration::ZERO;
         };
+        let ip = ip.to_string();
         let mut rates = self.rates.lock();
         self.prune(&mut rates, now);
         let rate = rates
@@ -240,8 +247,8 @@ impl Throttler {
         if observed <= limit {
             return Duration::ZERO;
         }
-        let throttle = span.mul_f64((observed - limit) / limit);
-        throttle.min(self.window * self.count as u32)
+        bounded(span.as_secs_f64() * (observed - limit) / limit)
+            .min(self.window * self.count as u32)
     }
 
     /// Drops the rates of clients (or addresses) not heard from for a whole measured window,
@@ -250,13 +257,34 @@ impl Throttler {
         if rates.len() < PRUNE_ABOVE {
             return;
         }
+        // Once per measured window at most: when every rate is live, scanning again at each
+        // request would cost more than the map.
         let span = self.window * self.count as u32;
+        {
+            let mut pruned = self.pruned.lock();
+            if pruned.is_some_and(|at| now.saturating_duration_since(at) < span) {
+                return;
+            }
+            *pruned = Some(now);
+        }
         rates.retain(|_, r| {
             r.samples
                 .back()
                 .is_some_and(|(start, _)| now.duration_since(*start) < span)
         });
     }
+}
+
+/// The longest throttle time: what `throttle_time_ms` (an i32) can say.
+const MAX_THROTTLE: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// `seconds` as a throttle time: zero when not positive (or NaN), at most [`MAX_THROTTLE`]
+/// (a tiny quota must not overflow a `Duration` or an `Instant`).
+fn bounded(seconds: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).map_or(MAX_THROTTLE, |d| d.min(MAX_THROTTLE))
 }
 
 /// How many measured rates are kept before the idle ones are dropped.
@@ -273,12 +301,24 @@ pub struct MutationBuckets {
     /// Seconds of the rate the bucket holds.
     burst_seconds: f64,
     buckets: parking_lot::Mutex<HashMap<(String, String), TokenBucket>>,
+    /// When full buckets were last dropped.
+    pruned: parking_lot::Mutex<Option<Instant>>,
 }
 
 #[derive(Debug)]
 struct TokenBucket {
     tokens: f64,
     at: Instant,
+    /// The rate and capacity it last refilled with.
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// Whether it would be full again at `now` (and so is as good as a new one).
+    fn full_at(&self, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.rate >= self.burst
+    }
 }
 
 impl MutationBuckets {
@@ -288,6 +328,7 @@ impl MutationBuckets {
         MutationBuckets {
             burst_seconds: window.as_secs_f64() * count.max(1) as f64,
             buckets: parking_lot::Mutex::new(HashMap::new()),
+            pruned: parking_lot::Mutex::new(None),
         }
     }
 
@@ -304,16 +345,25 @@ impl MutationBuckets {
         let burst = rate * self.burst_seconds;
         let mut buckets = self.buckets.lock();
         if buckets.len() >= PRUNE_ABOVE {
-            // Full buckets are as good as new ones.
-            buckets.retain(|_, b| b.tokens < burst);
+            // Full buckets are as good as new ones; looked for once a window's worth at most.
+            let mut pruned = self.pruned.lock();
+            let every = Duration::from_secs_f64(self.burst_seconds);
+            if pruned.is_none_or(|at| now.saturating_duration_since(at) >= every) {
+                *pruned = Some(now);
+                buckets.retain(|_, b| !b.full_at(now));
+            }
         }
         let bucket = buckets.entry(tags).or_insert(TokenBucket {
             tokens: burst,
             at: now,
+            rate,
+            burst,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;
+        bucket.rate = rate;
+        bucket.burst = burst;
         Some(f(bucket, rate))
     }
 
@@ -327,7 +377,7 @@ impl MutationBuckets {
         now: Instant,
     ) -> Duration {
         self.with(quotas, (user, client_id), now, |b, rate| {
-            Duration::from_secs_f64((-b.tokens / rate).max(0.0))
+            bounded(-b.tokens / rate)
         })
         .unwrap_or(Duration::ZERO)
     }
@@ -492,6 +542,18 @@ mod tests {
         assert_eq!(
             t.record_connection(&q, local, start),
             Duration::from_millis(500)
+        );
+        // An address written another way is the same address.
+        let v6 = quotas(&[(
+            &[("ip", Some("0:0:0:0:0:0:0:1"))],
+            "connection_creation_rate",
+            1.0,
+        )]);
+        let loopback: IpAddr = "::1".parse().expect("ip");
+        assert_eq!(t.record_connection(&v6, loopback, start), Duration::ZERO);
+        assert_eq!(
+            t.record_connection(&v6, loopback, start),
+            Duration::from_secs(1)
         );
         // Another address falls back to the default IP quota.
         let other: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");

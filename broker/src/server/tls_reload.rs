@@ -29,6 +29,9 @@ pub struct ReloadingAcceptor {
     served: parking_lot::Mutex<Vec<u8>>,
     /// The checksum of every watched file's content (`None`: unreadable) at the last load.
     seen: parking_lot::Mutex<Vec<Option<u32>>>,
+    /// Held while material is loaded and put in use, so a file reload and a dynamic update
+    /// cannot interleave (and leave the older material serving).
+    loading: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for ReloadingAcceptor {
@@ -70,6 +73,7 @@ impl ReloadingAcceptor {
             current: parking_lot::RwLock::new(TlsAcceptor::from(Arc::new(server))),
             served: parking_lot::Mutex::new(leaf),
             seen: parking_lot::Mutex::new(seen),
+            loading: parking_lot::Mutex::new(()),
         })
     }
 
@@ -81,6 +85,7 @@ impl ReloadingAcceptor {
     /// Re-reads the material if a file changed (blocking). `Ok(true)`: reloaded; `Err`: the
     /// new material does not load, and the old stays in use (asked again at the next change).
     pub fn check(&self) -> Result<bool, String> {
+        let _loading = self.loading.lock();
         let ssl = self.ssl.read().clone();
         let now = checksums(&watched_files(&ssl));
         {
@@ -99,9 +104,12 @@ impl ReloadingAcceptor {
     /// checks a dynamic update, with its messages: the material loads, and its certificate
     /// names the subject of the one served now (the DN, ignoring case) and at least its
     /// SubjectAltNames, unless `ssl.allow.dn.changes` / `ssl.allow.san.changes` allow
-    /// otherwise. Settings equal to those in use pass as they are.
+    /// otherwise. Settings equal to those in use pass as they are when their files have not
+    /// changed.
     pub fn validate(&self, next: &SslConfig) -> Result<(), String> {
-        if *self.ssl.read() == *next {
+        // The same settings pass as they are, unless their files changed in place: Kafka
+        // checks a key store re-read from the same path too.
+        if *self.ssl.read() == *next && checksums(&watched_files(next)) == *self.seen.lock() {
             return Ok(());
         }
         let failed =
@@ -132,6 +140,7 @@ impl ReloadingAcceptor {
     /// Serves `next` from now on (blocking: reads files); `Ok(false)` when those are the
     /// settings in use already. On an error the listener keeps its material.
     pub fn reconfigure(&self, next: &SslConfig) -> Result<bool, String> {
+        let _loading = self.loading.lock();
         if *self.ssl.read() == *next {
             return Ok(false);
         }
@@ -146,6 +155,11 @@ impl ReloadingAcceptor {
     fn install(&self, server: rustls::ServerConfig, leaf: Vec<u8>) {
         *self.current.write() = TlsAcceptor::from(Arc::new(server));
         *self.served.lock() = leaf;
+    }
+
+    /// Whether `ssl` are the settings in use.
+    pub fn serves(&self, ssl: &SslConfig) -> bool {
+        *self.ssl.read() == *ssl
     }
 
     /// The listener's name.

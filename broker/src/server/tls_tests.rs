@@ -451,6 +451,13 @@ fn a_dynamic_key_store_must_load_and_keep_the_dn_and_the_subject_alt_names() {
         in_use.config(),
         acceptor.acceptor().config()
     ));
+    // The same settings with their file changed in place are checked too.
+    let bundle = with("ssl.keystore.location=$DIR/server-bundle.pem\n");
+    assert_eq!(acceptor.reconfigure(&bundle), Ok(true));
+    assert_eq!(acceptor.validate(&bundle), Ok(()));
+    std::fs::copy(d.join("other-dn-bundle.pem"), d.join("server-bundle.pem")).expect("copy");
+    let err = acceptor.validate(&bundle).expect_err("another DN in place");
+    assert!(err.contains("DistinguishedName"), "{err}");
 }
 
 /// The DER of the first certificate of PEM text.

@@ -40,9 +40,11 @@ impl<'a, 'b> Mutations<'a, 'b> {
         }
     }
 
-    /// THROTTLING_QUOTA_EXCEEDED for a topic asked for while the bucket is spent (strict).
-    fn admit(&mut self) -> Result<(), AdminError> {
-        if self.strict && self.ctx.mutations_spent() {
+    /// THROTTLING_QUOTA_EXCEEDED for a topic asked for while the bucket is spent (strict),
+    /// when the change `applies` (a topic that exists already, or does not, gets its own error
+    /// first, as Kafka checks it first).
+    fn admit(&mut self, applies: bool) -> Result<(), AdminError> {
+        if applies && self.strict && self.ctx.mutations_spent() {
             self.violated = true;
             return Err(AdminError::ThrottlingQuotaExceeded);
         }
@@ -121,7 +123,7 @@ pub async fn create_topics(
             } else {
                 AdminError::InvalidConfig(msg)
             }),
-            None => match mutations.admit() {
+            None => match mutations.admit(ctx.broker.cluster.topic(&name).is_none()) {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let cluster = Arc::clone(&ctx.broker.cluster);
@@ -215,10 +217,11 @@ pub async fn delete_topics(
         };
         let c = Arc::clone(cluster);
         let n = resolved.clone();
-        let partitions = cluster.topic(&resolved).map_or(0, |t| t.partition_count());
+        let existing = cluster.topic(&resolved).map(|t| t.partition_count());
+        let partitions = existing.unwrap_or(0);
         let outcome = match ctx
             .authorize(Operation::Delete, Resource::topic(&resolved))
-            .and_then(|()| mutations.admit())
+            .and_then(|()| mutations.admit(existing.is_some()))
         {
             Ok(()) => blocking(move || c.delete_topic(&n))
                 .await
@@ -261,10 +264,11 @@ pub async fn create_partitions(
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let before = c.topic(&name).map_or(0, |t| t.partition_count());
+        let existing = c.topic(&name).map(|t| t.partition_count());
+        let before = existing.unwrap_or(0);
         let outcome = match ctx
             .authorize(Operation::Alter, Resource::topic(&name))
-            .and_then(|()| mutations.admit())
+            .and_then(|()| mutations.admit(existing.is_some()))
         {
             Ok(()) => {
                 blocking(move || c.create_partitions(&name, count, assignment, validate_only))
@@ -274,7 +278,8 @@ pub async fn create_partitions(
             Err(e) => Err(e),
         };
         if outcome.is_ok() {
-            mutations.record((count - before).unsigned_abs());
+            // Partitions only grow; a topic recreated meanwhile counts as nothing added.
+            mutations.record(u32::try_from(count - before).unwrap_or(0));
         }
         let r = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {

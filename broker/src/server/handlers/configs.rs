@@ -219,11 +219,13 @@ fn check_listener_tls(
     next: &Config,
     configs: &BTreeMap<String, String>,
 ) -> Result<(), AdminError> {
+    let mut named = std::collections::BTreeSet::new();
     for key in configs.keys() {
         let Some((listener, _)) = listener_ssl_key(key) else {
             continue;
         };
         let name = listener.to_ascii_uppercase();
+        named.insert(name.clone());
         if listener != name.to_ascii_lowercase() {
             return Err(AdminError::InvalidRequest(format!(
                 "{key}: the listener prefix is lower case (listener.name.{}.)",
@@ -239,8 +241,14 @@ fn check_listener_tls(
             )));
         }
     }
+    // The listeners the update concerns: those it names, and those whose settings it changes
+    // (a removed key brings the static one back). Another listener's files are its own
+    // business, even if they changed in place.
     for (name, acceptor) in &broker.tls {
-        if let Some(ssl) = next.ssl_listeners.get(name) {
+        let Some(ssl) = next.ssl_listeners.get(name) else {
+            continue;
+        };
+        if named.contains(name) || !acceptor.serves(ssl) {
             acceptor.validate(ssl).map_err(AdminError::InvalidRequest)?;
         }
     }

@@ -186,10 +186,20 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     let mut appends = cluster.subscribe_appends();
     let wants = Arc::new(wants);
     let mut first_hw: Option<Vec<i64>> = None;
+    // The reads at wake-ups that answer nothing are refunded from the request quota's busy
+    // time: the first read and the one answered are this client's, the rest others' appends'.
+    let (mut idle_reads, mut last_read, mut reads) = (Duration::ZERO, Duration::ZERO, 0u32);
     let (data, _) = loop {
         appends.borrow_and_update();
         let w = Arc::clone(&wants);
+        if reads >= 2 {
+            // The read before this one was neither the first nor the answer.
+            idle_reads += last_read;
+        }
+        let read_at = std::time::Instant::now();
         let (data, total) = blocking(move || read_all(&w, max_bytes, replica, node)).await?;
+        last_read = read_at.elapsed();
+        reads += 1;
         let has_error = data.iter().any(|d| d.error_code != 0);
         // A follower learns a moved high watermark at once (as Kafka completes a delayed
         // fetch when it moves), so a new leader elected from it starts from where it was.
@@ -208,6 +218,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
             _ = tokio::time::sleep_until(deadline) => {},
         }
     };
+    crate::server::request_time::refund_blocking(idle_reads);
     let mut responses: Vec<FetchableTopicResponse> = topics
         .into_iter()
         .zip(req.topics.iter())
