@@ -280,44 +280,52 @@ pub async fn refresh(
     listener: String,
     shutdown: CancellationToken,
 ) {
-    let endpoint = {
-        let s = settings.clone();
-        match tokio::task::spawn_blocking(move || Endpoint::new(&s)).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                tracing::warn!(%listener, "JWKS endpoint not refreshed: {e}");
-                return;
-            }
-            Err(_) => return,
-        }
+    let s = settings.clone();
+    let endpoint = match tokio::task::spawn_blocking(move || Endpoint::new(&s)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return tracing::warn!(%listener, "JWKS endpoint not refreshed: {e}"),
+        Err(_) => return,
     };
     let every = Duration::from_millis(settings.refresh_ms.max(1));
     let mut last = Instant::now();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-            _ = keys.expedite.notified() => {
-                // Tokens naming ever new key ids must not turn into a stream of fetches.
-                let spaced = (last + MIN_EXPEDITED_INTERVAL).into();
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(spaced) => {}
-                }
-            }
-        }
+    while next_refresh(&keys, every, last, &shutdown).await {
         last = Instant::now();
-        match fetch_with_retries(&endpoint, &settings, &shutdown).await {
-            Ok(v) => {
-                *keys.current.write() = Arc::new(v);
-                tracing::info!(%listener, url = %settings.url, "OAuth JWKS refreshed");
-            }
-            Err(e) => tracing::warn!(
-                %listener,
-                "OAuth JWKS refresh of {} encountered an error; not updating local JWKS cache: {e}",
-                settings.url
-            ),
+        let fetched = fetch_with_retries(&endpoint, &settings, &shutdown).await;
+        install(&keys, fetched, &settings.url, &listener);
+    }
+}
+
+/// Puts freshly fetched keys in use, or logs why there are none (the keys in use stay).
+fn install(keys: &JwksKeys, fetched: Result<JwksValidator, String>, url: &str, listener: &str) {
+    match fetched {
+        Ok(v) => {
+            *keys.current.write() = Arc::new(v);
+            tracing::info!(%listener, %url, "OAuth JWKS refreshed");
         }
+        Err(e) => tracing::warn!(
+            %listener,
+            "OAuth JWKS refresh of {url} encountered an error; not updating local JWKS cache: {e}"
+        ),
+    }
+}
+
+/// Waits for the next refresh: `every` after the last one, or a missing key id's request, at
+/// least [`MIN_EXPEDITED_INTERVAL`] after the last (tokens naming ever new key ids must not
+/// turn into a stream of fetches). False once `shutdown` is cancelled.
+async fn next_refresh(
+    keys: &JwksKeys,
+    every: Duration,
+    last: Instant,
+    shutdown: &CancellationToken,
+) -> bool {
+    let due = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(every) => return true,
+        _ = keys.expedite.notified() => (last + MIN_EXPEDITED_INTERVAL).into(),
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep_until(due) => true,
     }
 }
 
