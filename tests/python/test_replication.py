@@ -110,8 +110,12 @@ def test_losing_the_controller_then_a_majority_and_healing(fresh_cluster, topic_
     create(c, f"{topic_name}-after", 3, rf=2)
 
     acked, failed = [], []
+    # Reconnects every second at most: librdkafka's default backoff grows to 10 s while nodes
+    # are down, longer than a message's 8 s, so writes right after the healing could time out
+    # before the producer even reconnects.
     p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True,
-                  "message.timeout.ms": 8000, "request.timeout.ms": 5000})
+                  "message.timeout.ms": 8000, "request.timeout.ms": 5000,
+                  "reconnect.backoff.max.ms": 1000})
 
     def delivered(err, msg):
         (failed if err else acked).append(err or msg.value())
