@@ -188,20 +188,28 @@ pub async fn watch(
             let Ok(outcome) = tokio::task::spawn_blocking(move || checked.check()).await else {
                 continue;
             };
-            match outcome {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::info!(listener = a.listener(), "TLS material reloaded");
-                    metrics.tls_reloads.with_label_values(&["success"]).inc();
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        listener = a.listener(),
-                        "changed TLS material not loaded, still serving the previous: {reason}"
-                    );
-                    metrics.tls_reloads.with_label_values(&["failure"]).inc();
-                }
-            }
+            report(&metrics, a.listener(), "changed files", outcome);
+        }
+    }
+}
+
+/// Logs and counts (`gregor_tls_reloads_total{result}`) the outcome of re-reading a listener's
+/// material for `cause`: `Ok(false)` is nothing to do; an error leaves the previous material
+/// serving.
+pub fn report(metrics: &Metrics, listener: &str, cause: &str, outcome: Result<bool, String>) {
+    match outcome {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::info!(listener, cause, "TLS material reloaded");
+            metrics.tls_reloads.with_label_values(&["success"]).inc();
+        }
+        Err(reason) => {
+            tracing::warn!(
+                listener,
+                cause,
+                "changed TLS material not loaded, still serving the previous: {reason}"
+            );
+            metrics.tls_reloads.with_label_values(&["failure"]).inc();
         }
     }
 }

@@ -265,25 +265,7 @@ fn reconfigure_tls(broker: &Broker, effective: &Config) {
             None => Ok(false),
         }
         .and_then(|changed| if changed { Ok(true) } else { acceptor.check() });
-        match outcome {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::info!(listener = %name, "TLS material replaced by a dynamic config");
-                broker
-                    .metrics
-                    .tls_reloads
-                    .with_label_values(&["success"])
-                    .inc();
-            }
-            Err(reason) => {
-                tracing::warn!(listener = %name, "TLS material not replaced: {reason}");
-                broker
-                    .metrics
-                    .tls_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
-            }
-        }
+        crate::server::tls_reload::report(&broker.metrics, name, "a dynamic config", outcome);
     }
 }
 
