@@ -258,7 +258,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("error: {e:#}");
+            eprintln!("{message}");
+            gregor_client::termination::record(&message);
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,8 @@
 //! - [`admin`]: the typed admin API the operator reconciles with.
 //! - [`names`], [`broker_configs`]: Kafka vocabulary both sides check: the topic-name rule,
 //!   the text form of topic ids, the broker configs that change without a restart.
+//! - [`termination`]: the error a failed command leaves for Kubernetes to show in a pod's
+//!   status.
 //!
 //! Typed requests and responses come from kafka-protocol; this crate owns the I/O and the
 //! vocabulary, nothing of the broker's storage, consensus or server.
@@ -36,6 +38,7 @@ pub mod sasl;
 pub mod scram;
 pub mod security;
 pub mod stores;
+pub mod termination;
 
 pub use cluster::{Cluster, CoordinatorType};
 pub use connection::Client;

@@ -298,7 +298,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if let Some(Command::Rack { node, label, out }) = &args.command {
-        return rack(node, label, out).await;
+        // Its failure is reported in the pod's status (see `gregor_client::termination`).
+        let result = rack(node, label, out).await;
+        if let Err(e) = &result {
+            gregor_client::termination::record(&format!("error: {e:#}"));
+        }
+        return result;
     }
     let client = kube::Client::try_default()
         .await

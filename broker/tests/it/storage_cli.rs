@@ -81,6 +81,46 @@ fn format_is_idempotent_with_ignore_formatted_and_refuses_another_cluster() {
     assert!(!ok && err.contains(&id) && err.contains(&other), "{err}");
 }
 
+/// In a pod the operator names the container's termination message file: a refused format
+/// writes its error there too, so the pod's status names both cluster ids.
+#[test]
+fn a_refused_format_writes_its_error_to_the_termination_log_when_asked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    let cfg = write_config(tmp.path(), &logs);
+    let (_, id, _) = gregor(&["storage", "random-uuid"]);
+    let id = id.trim().to_string();
+    let (ok, _, err) = gregor(&["storage", "format", "-t", &id, "-c", &cfg]);
+    assert!(ok, "{err}");
+    let termination_log = tmp.path().join("termination-log");
+    let format = |cluster_id: &str| {
+        Command::new(gregor_bin())
+            .args(["storage", "format", "-t", cluster_id, "-c", &cfg])
+            .arg("--ignore-formatted")
+            .env(
+                gregor_client::termination::TERMINATION_LOG_ENV,
+                &termination_log,
+            )
+            .output()
+            .expect("run gregor")
+    };
+    assert!(format(&id).status.success());
+    assert!(!termination_log.exists(), "a success writes no message");
+    let other = "AAAAAAAAAAAAAAAAAAAAAA";
+    let out = format(other);
+    assert!(!out.status.success());
+    let message = std::fs::read_to_string(&termination_log).expect("the termination message");
+    assert!(
+        message.contains(&id) && message.contains(other),
+        "{message}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.starts_with("error: ") && stderr.trim_end().ends_with(message.trim()),
+        "the message is the error on stderr, without the log lines before it: {stderr}"
+    );
+}
+
 #[test]
 fn server_start_refuses_an_unformatted_dir_and_malformed_values() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -458,7 +458,16 @@ mod tests {
         let init = pods.init_containers.as_ref().unwrap();
         let format = init.iter().find(|c| c.name == "format").unwrap();
         let broker = &pods.containers[0];
-        assert_eq!(format.env, broker.env);
+        // (plus where it writes its error for the pod's status).
+        let format_env = format.env.as_ref().unwrap();
+        assert_eq!(
+            &format_env[..format_env.len() - 1],
+            broker.env.as_ref().unwrap()
+        );
+        assert_eq!(
+            format_env.last().unwrap().name,
+            gregor_client::termination::TERMINATION_LOG_ENV
+        );
         assert!(format
             .volume_mounts
             .as_ref()

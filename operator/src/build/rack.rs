@@ -21,7 +21,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::objects::{labels, meta};
-use super::statefulset::field_env;
+use super::statefulset::{field_env, termination_log_env, TERMINATION_LOG};
 use crate::validate::{Pool, ValidatedCluster};
 
 /// The operator binary inside the image (which holds both binaries).
@@ -115,8 +115,12 @@ pub fn init_container(
             "--out".into(),
             format!("{RACK_DIR}/{RACK_FILE}"),
         ]),
-        env: Some(vec![field_env(NODE_NAME_ENV, "spec.nodeName")]),
+        env: Some(vec![
+            field_env(NODE_NAME_ENV, "spec.nodeName"),
+            termination_log_env(),
+        ]),
         // The pod's status says which node lacks which label.
+        termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![mount(false)]),
         security_context: Some(security.clone()),

@@ -157,8 +157,10 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         ]),
         // Loading the properties resolves their config providers (`${env:HOST_IP}`,
         // `${dir:...}`), so format sees what the broker sees.
-        env: Some(env.clone()),
-        // The operator reports why a format failed from the container's last log lines.
+        env: Some(env.iter().cloned().chain([termination_log_env()]).collect()),
+        // The operator reports why a format failed from the message format writes, else
+        // from the container's last log lines.
+        termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts.clone()),
         security_context: Some(security.clone()),
@@ -280,6 +282,21 @@ fn claim_retention(storage: &Storage) -> StatefulSetPersistentVolumeClaimRetenti
 
 fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!map.is_empty()).then_some(map)
+}
+
+/// Where an init container whose failure the operator reports writes its error: Kubernetes'
+/// default `terminationMessagePath`, named in the container's spec and its environment (see
+/// `gregor_client::termination`), so the pod's status has the message even when the kubelet
+/// reads the log before the error line reaches it.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The environment variable telling a command where to write its error (`TERMINATION_LOG`).
+pub(super) fn termination_log_env() -> EnvVar {
+    EnvVar {
+        name: gregor_client::termination::TERMINATION_LOG_ENV.into(),
+        value: Some(TERMINATION_LOG.into()),
+        ..Default::default()
+    }
 }
 
 /// An environment variable holding a field of the pod (downward API).
