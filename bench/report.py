@@ -270,8 +270,14 @@ def main():
       f"{run.get('warmup_records')} × 1 KiB warm-up records first (not reported). Then "
       f"`ConsumerPerformance` reads the {run.get('records_1k')} records of the 1 KiB acks=1 topic "
       "(consumer defaults, group subscribe). Perf-tool JVMs: `-Xms64m -Xmx512m`.")
-    p("- Load generator and broker share the same 2 CPUs, so the numbers are for the pair; "
-      "client-side latency includes time queued in the producer (unthrottled runs).")
+    broker_cpus, client_cpus = run.get("broker_cpus", "any"), run.get("client_cpus", "any")
+    if broker_cpus == "any" and client_cpus == "any":
+        p("- Load generator and broker share the same CPUs, so the numbers are for the pair; "
+          "client-side latency includes time queued in the producer (unthrottled runs).")
+    else:
+        p(f"- Pinned with taskset: the broker to CPU(s) {broker_cpus}, the perf tools to CPU(s) "
+          f"{client_cpus}. Client-side latency includes time queued in the producer "
+          "(unthrottled runs).")
     p("- ↑ higher is better, ↓ lower is better; ratio = Gregor / Kafka. MiB = 2^20 bytes "
       "(the tools print it as \"MB\").")
     if nrounds > 1:

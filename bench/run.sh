@@ -30,6 +30,10 @@
 #                            listener (TLS 1.3, SCRAM-SHA-512, the same self-signed CA and
 #                            server certificate for both brokers); the report goes to
 #                            bench/results/latest-sasl_ssl.md unless BENCH_OUT says otherwise
+#   BENCH_BROKER_CPUS        CPUs the broker runs on (a taskset list, e.g. "1"; default: any)
+#   BENCH_CLIENT_CPUS        CPUs the perf tools run on (e.g. "0"; default: any). With both set
+#                            the broker and the load generator do not take each other's CPU, so
+#                            a broker's figures show its own ceiling on the CPUs it was given
 #   GREGOR_BIN               the gregor binary (default: <repo>/target/release/gregor)
 # Exit status: 0 if every step succeeded, 1 if any step failed (the report is written anyway).
 set -euo pipefail
@@ -62,6 +66,10 @@ case "$security" in
 esac
 gregor_bin="${GREGOR_BIN:-$repo/target/release/gregor}"
 ready_timeout=120
+# taskset prefixes for the broker and for the load generator (empty: no pinning)
+broker_pin=(); client_pin=()
+[[ -n "${BENCH_BROKER_CPUS:-}" ]] && broker_pin=(taskset -c "$BENCH_BROKER_CPUS")
+[[ -n "${BENCH_CLIENT_CPUS:-}" ]] && client_pin=(taskset -c "$BENCH_CLIENT_CPUS")
 
 [[ -x "$gregor_bin" ]] || { echo "bench: gregor binary not found: $gregor_bin (cargo build --release -p gregor, or set GREGOR_BIN)" >&2; exit 2; }
 gregor_bin="$(cd "$(dirname "$gregor_bin")" && pwd)/$(basename "$gregor_bin")"
@@ -155,7 +163,7 @@ start_gregor() {
   read -r port mport sport < <("$scripts/free-port.py" 3)
   local listeners="PLAINTEXT://127.0.0.1:$port"
   [[ "$security" == sasl_ssl ]] && listeners+=",SECURE://127.0.0.1:$sport"
-  local cmd=("$gregor_bin" dev --data-dir "$dir/data"
+  local cmd=("${broker_pin[@]}" "$gregor_bin" dev --data-dir "$dir/data"
     --override "listeners=$listeners"
     --override "advertised.listeners=$listeners"
     --override "metrics.listener=127.0.0.1:$mport")
@@ -184,9 +192,10 @@ start_kafka() {
     export KAFKA_SERVER_PROPS="$(printf '%s\n' "${secure_props[@]}")"
     export KAFKA_FORMAT_ARGS="$(printf '%s\n' --add-scram "$bench_scram")"
   fi
-  record_cmd env KAFKA_HEAP_OPTS="$kafka_heap" "$scripts/kafka-single-node.sh" start "$kafka_dir"
+  record_cmd env KAFKA_HEAP_OPTS="$kafka_heap" "${broker_pin[@]}" "$scripts/kafka-single-node.sh" start "$kafka_dir"
+  # (the JVM inherits the CPU affinity of the script that starts it)
   bootstrap="$(KAFKA_HEAP_OPTS="$kafka_heap" KAFKA_READY_TIMEOUT="$ready_timeout" \
-    "$scripts/kafka-single-node.sh" start "$kafka_dir" | tail -n 1)" || return 1
+    "${broker_pin[@]}" "$scripts/kafka-single-node.sh" start "$kafka_dir" | tail -n 1)" || return 1
   [[ "$security" == sasl_ssl ]] && bootstrap="127.0.0.1:$sport"
   [[ -n "$bootstrap" && -f "$kafka_dir/kafka.pid" ]] || return 1
   broker_pid="$(cat "$kafka_dir/kafka.pid")"
@@ -251,7 +260,7 @@ bench_broker() {
   local w name topic size acks n
   for w in "${topics[@]}"; do
     read -r name topic size acks n <<<"$w"
-    if ! run_step "$dir/topic-$name.log" "$scripts/kafka.sh" topics --bootstrap-server "$bootstrap" "${cc[@]}" \
+    if ! run_step "$dir/topic-$name.log" "${client_pin[@]}" "$scripts/kafka.sh" topics --bootstrap-server "$bootstrap" "${cc[@]}" \
         --create --topic "$topic" --partitions "$partitions" --replication-factor 1; then
       log "$b: creating topic $topic failed:"; cat "$dir/topic-$name.log" >&2; failed=1
     fi
@@ -260,7 +269,7 @@ bench_broker() {
   if [[ "$nwarm" -gt 0 ]]; then
     echo warmup >"$dir/phase"
     log "$b: warm-up: $nwarm x 1 KiB (not reported)"
-    run_step "$dir/warmup.log" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
+    run_step "$dir/warmup.log" "${client_pin[@]}" "$scripts/kafka.sh" producer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
       --topic bench-warmup --num-records "$nwarm" --record-size 1024 --throughput "$throughput" \
       --command-property acks=1 compression.type=none || { log "$b: warm-up failed (rc $?)"; failed=1; }
   fi
@@ -270,7 +279,7 @@ bench_broker() {
     echo "$name" >"$dir/phase"
     log "$b: produce $name: $n x $size B, acks=$acks"
     local rc=0
-    measured_step "produce_${name}" "$dir/produce-$name.log" "$scripts/kafka.sh" producer-perf-test \
+    measured_step "produce_${name}" "$dir/produce-$name.log" "${client_pin[@]}" "$scripts/kafka.sh" producer-perf-test \
       --bootstrap-server "$bootstrap" "${cc[@]}" --topic "$topic" --num-records "$n" --record-size "$size" \
       --throughput "$throughput" --command-property "acks=$acks" compression.type=none || rc=$?
     echo "rss_after_${name}_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
@@ -282,7 +291,7 @@ bench_broker() {
   echo consume >"$dir/phase"
   log "$b: consume $consume_topic: $n1k records"
   local rc=0
-  measured_step consume "$dir/consume.log" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
+  measured_step consume "$dir/consume.log" "${client_pin[@]}" "$scripts/kafka.sh" consumer-perf-test --bootstrap-server "$bootstrap" "${cc[@]}" \
     --topic "$consume_topic" --num-records "$n1k" --group "bench-consumer-$b" --timeout 30000 || rc=$?
   {
     echo "rss_after_consume_kb=$(status_kb "$broker_pid" VmRSS)"
@@ -318,6 +327,7 @@ bench_broker() {
   echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
   echo "rounds=$rounds"
   echo "kafka_heap=$kafka_heap"
+  echo "broker_cpus=${BENCH_BROKER_CPUS:-any}"; echo "client_cpus=${BENCH_CLIENT_CPUS:-any}"
   machine_env "$gregor_bin" "$repo"
 } >"$work/run.env"
 : >"$work/commands.txt"

@@ -8,6 +8,7 @@
 //! - [`health`]: what a running cluster says about its ISRs and quorum, for the roll.
 //! - [`leader`]: leader election over a Lease, so replicas can run side by side.
 //! - [`metrics`]: the operator's Prometheus metrics and their endpoint.
+//! - [`pki`]: certificate authorities and the certificates they issue, made and read back.
 //! - [`placement`]: where a topic's new partitions go, balanced and rack-aware.
 //! - [`rack`]: the `rack` subcommand of broker pods' init container: their node's rack label.
 //! - [`rebalance`]: which partitions a broker scale step reassigns, so every topic stays
@@ -24,6 +25,7 @@ pub mod crd;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod pki;
 pub mod placement;
 pub mod rack;
 pub mod rebalance;

@@ -1,0 +1,480 @@
+//! Certificates (pure, no client): certificate authorities made and renewed, certificates
+//! they issue, and what a PEM certificate says about itself.
+//!
+//! Keys are ECDSA P-256, generated with ring through rcgen. A CA renewed under
+//! `renew-certificate` keeps its key and its subject, so every certificate it issued before
+//! still chains to the new CA certificate: clients and brokers that trust either copy keep
+//! verifying the other's certificates. User-supplied CAs may hold ECDSA or RSA keys, in
+//! PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+
+use std::collections::BTreeSet;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::Pem;
+
+/// How far back a new certificate's validity starts, so a node whose clock runs a little
+/// behind the operator's accepts it at once.
+const BACKDATE_SECONDS: i64 = 3600;
+
+/// Why a certificate could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// rcgen refused: a bad name, a key it cannot sign with.
+    #[error("{0}")]
+    Generate(#[from] rcgen::Error),
+    /// A certificate or key that does not parse, or does not fit.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A private key and its certificate, both PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAndCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its PKCS#8 private key, PEM.
+    pub key_pem: String,
+}
+
+/// When a new certificate is valid: unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// Not valid before (backdated by an hour from `now`).
+    pub not_before: i64,
+    /// Not valid after.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// Valid from `now` (backdated) for `days` days.
+    pub fn days_from(now: i64, days: i64) -> Validity {
+        Validity {
+            not_before: now - BACKDATE_SECONDS,
+            not_after: now + days * 86_400,
+        }
+    }
+
+    /// The same, ending no later than `limit` (a certificate outliving its CA is useless).
+    pub fn capped(self, limit: i64) -> Validity {
+        Validity {
+            not_after: self.not_after.min(limit),
+            ..self
+        }
+    }
+}
+
+/// What a certificate says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Subject DN, RFC 4514 text.
+    pub subject: String,
+    /// Issuer DN, RFC 4514 text.
+    pub issuer: String,
+    /// Not valid before, unix seconds.
+    pub not_before: i64,
+    /// Not valid after, unix seconds.
+    pub not_after: i64,
+    /// Whether it is a CA certificate (basic constraints).
+    pub is_ca: bool,
+    /// Its DNS and IP subject alternative names.
+    pub names: BTreeSet<String>,
+    /// Its SubjectPublicKeyInfo, DER.
+    spki: Vec<u8>,
+    /// The whole certificate, DER.
+    der: Vec<u8>,
+}
+
+impl CertInfo {
+    /// Whether `key_pem` is this certificate's private key.
+    pub fn key_matches(&self, key_pem: &str) -> bool {
+        use rcgen::PublicKeyData;
+        KeyPair::from_pem(key_pem).is_ok_and(|k| k.subject_public_key_info() == self.spki)
+    }
+
+    /// Whether `ca` signed this certificate (its subject is this one's issuer and its key
+    /// verifies the signature).
+    pub fn signed_by(&self, ca: &CertInfo) -> bool {
+        if self.issuer != ca.subject {
+            return false;
+        }
+        let (Ok((_, this)), Ok((_, ca))) = (
+            x509_parser::parse_x509_certificate(&self.der),
+            x509_parser::parse_x509_certificate(&ca.der),
+        ) else {
+            return false;
+        };
+        this.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+/// Every certificate in `pem` (a bundle may hold several), in order.
+pub fn inspect_all(pem: &str) -> Result<Vec<CertInfo>, PkiError> {
+    let mut out = Vec::new();
+    for block in Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| PkiError::Invalid(format!("not PEM: {e}")))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        let cert = block
+            .parse_x509()
+            .map_err(|e| PkiError::Invalid(format!("not an X.509 certificate: {e}")))?;
+        out.push(info(&cert, &block.contents));
+    }
+    if out.is_empty() {
+        return Err(PkiError::Invalid("no PEM certificate found".into()));
+    }
+    Ok(out)
+}
+
+/// The first certificate in `pem`.
+pub fn inspect(pem: &str) -> Result<CertInfo, PkiError> {
+    Ok(inspect_all(pem)?.remove(0))
+}
+
+fn info(cert: &X509Certificate<'_>, der: &[u8]) -> CertInfo {
+    let mut names = BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => {
+                    names.insert((*dns).to_string());
+                }
+                GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_of(bytes) {
+                        names.insert(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    CertInfo {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        is_ca: cert.is_ca(),
+        names,
+        spki: cert.public_key().raw.to_vec(),
+        der: der.to_vec(),
+    }
+}
+
+fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
+/// A new certificate authority: a new ECDSA P-256 key and a self-signed CA certificate with
+/// subject `CN=<common_name>, O=gregor.dev`.
+pub fn new_ca(common_name: &str, validity: Validity) -> Result<KeyAndCert, PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "gregor.dev");
+    dn.push(DnType::CommonName, common_name);
+    let cert = ca_params(dn, validity)?.self_signed(&key)?;
+    Ok(KeyAndCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The CA `ca` with a new certificate: the same key and subject, new dates. Certificates it
+/// issued before chain to the new certificate too. For CAs [`new_ca`] made (their subject is
+/// UTF8String text, which is how this writes it back; a different encoding is refused, since
+/// the old certificates would no longer chain).
+pub fn renew_ca(ca: &KeyAndCert, validity: Validity) -> Result<KeyAndCert, PkiError> {
+    let key = KeyPair::from_pem(&ca.key_pem)?;
+    let current = inspect(&ca.cert_pem)?;
+    if !current.key_matches(&ca.key_pem) {
+        return Err(PkiError::Invalid(
+            "the CA key does not match its certificate".into(),
+        ));
+    }
+    let (_, parsed) = x509_parser::parse_x509_certificate(current.der())
+        .map_err(|e| PkiError::Invalid(format!("not an X.509 certificate: {e}")))?;
+    let mut dn = DistinguishedName::new();
+    for attribute in parsed.subject().iter_attributes() {
+        let oid: Vec<u64> = attribute
+            .attr_type()
+            .iter()
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        let value = attribute
+            .as_str()
+            .map_err(|e| PkiError::Invalid(format!("a CA subject that is not text: {e}")))?;
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    let cert = ca_params(dn, validity)?.self_signed(&key)?;
+    let (_, renewed) = x509_parser::parse_x509_certificate(cert.der())
+        .map_err(|e| PkiError::Invalid(format!("the renewed certificate: {e}")))?;
+    if renewed.subject().as_raw() != parsed.subject().as_raw() {
+        return Err(PkiError::Invalid(format!(
+            "the CA subject {} cannot be written back unchanged",
+            parsed.subject()
+        )));
+    }
+    Ok(KeyAndCert {
+        cert_pem: cert.pem(),
+        key_pem: ca.key_pem.clone(),
+    })
+}
+
+fn ca_params(dn: DistinguishedName, validity: Validity) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_dates(&mut params, validity)?;
+    Ok(params)
+}
+
+fn set_dates(params: &mut CertificateParams, validity: Validity) -> Result<(), PkiError> {
+    let at = |secs: i64| {
+        OffsetDateTime::from_unix_timestamp(secs)
+            .map_err(|e| PkiError::Invalid(format!("a date out of range: {e}")))
+    };
+    params.not_before = at(validity.not_before)?;
+    params.not_after = at(validity.not_after)?;
+    params.serial_number = Some(serial()?);
+    Ok(())
+}
+
+/// A random positive 16-byte serial number.
+fn serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Invalid("the system random source failed".into()))?;
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// What an issued certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// A node: the server side of its listeners and the client side towards its peers.
+    Node,
+    /// A client (a KafkaUser, the operator itself).
+    Client,
+}
+
+/// A new key and a certificate for it with subject `CN=<common_name>, O=gregor.dev` and
+/// `names` (DNS names or IP addresses) as subject alternative names, signed by `ca`.
+pub fn issue(
+    ca: &KeyAndCert,
+    common_name: &str,
+    names: &BTreeSet<String>,
+    usage: Usage,
+    validity: Validity,
+) -> Result<KeyAndCert, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca_key)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(names.iter().cloned().collect::<Vec<_>>())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "gregor.dev");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = match usage {
+        Usage::Node => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    params.use_authority_key_identifier_extension = true;
+    set_dates(&mut params, validity)?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(KeyAndCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A PKCS#12 trust store (for Java clients: `ssl.truststore.type=PKCS12`) holding `certs`,
+/// each a trusted certificate entry, protected by `password`.
+pub fn truststore_p12(certs: &[CertInfo], password: &str) -> Result<Vec<u8>, PkiError> {
+    let mut store = p12_keystore::KeyStore::new();
+    for (i, cert) in certs.iter().enumerate() {
+        let cert = p12_keystore::Certificate::from_der(cert.der())
+            .map_err(|e| PkiError::Invalid(format!("PKCS#12: {e}")))?;
+        store.add_entry(
+            &format!("ca-{i}"),
+            p12_keystore::KeyStoreEntry::Certificate(cert),
+        );
+    }
+    store
+        .writer(password)
+        .write()
+        .map_err(|e| PkiError::Invalid(format!("PKCS#12: {e}")))
+}
+
+/// A random password of 32 letters and digits (for PKCS#12 stores).
+pub fn password() -> Result<String, PkiError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // Bytes below the largest multiple of the alphabet's size map onto it evenly.
+    let even = u8::try_from(256 / ALPHABET.len() * ALPHABET.len()).unwrap_or(u8::MAX);
+    let random = SystemRandom::new();
+    let mut out = String::with_capacity(32);
+    let mut bytes = [0u8; 64];
+    while out.len() < 32 {
+        random
+            .fill(&mut bytes)
+            .map_err(|_| PkiError::Invalid("the system random source failed".into()))?;
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < even)
+                .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+                .take(32 - out.len()),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_ca_is_a_ca_with_its_key_and_dates() {
+        let ca = new_ca("events-cluster-ca v0", Validity::days_from(NOW, 365)).unwrap();
+        let info = inspect(&ca.cert_pem).unwrap();
+        assert!(info.is_ca);
+        assert_eq!(info.subject, "O=gregor.dev, CN=events-cluster-ca v0");
+        assert_eq!(info.issuer, info.subject);
+        assert_eq!(info.not_after, NOW + 365 * 86_400);
+        assert_eq!(info.not_before, NOW - BACKDATE_SECONDS);
+        assert!(info.key_matches(&ca.key_pem));
+        assert!(info.signed_by(&info));
+        let other = new_ca("other", Validity::days_from(NOW, 1)).unwrap();
+        assert!(!info.key_matches(&other.key_pem));
+    }
+
+    #[test]
+    fn a_renewed_ca_keeps_key_and_subject_so_what_it_issued_still_chains() {
+        let ca = new_ca("events-cluster-ca v0", Validity::days_from(NOW, 10)).unwrap();
+        let leaf = issue(
+            &ca,
+            "events-0",
+            &names(&["events-0.events-nodes.kafka.svc", "10.0.0.7"]),
+            Usage::Node,
+            Validity::days_from(NOW, 10),
+        )
+        .unwrap();
+        let renewed = renew_ca(&ca, Validity::days_from(NOW + 86_400, 365)).unwrap();
+        assert_eq!(renewed.key_pem, ca.key_pem);
+        let (old, new) = (inspect(&ca.cert_pem).unwrap(), inspect(&renewed.cert_pem).unwrap());
+        assert_eq!(new.subject, old.subject);
+        assert_ne!(new.der(), old.der());
+        assert_eq!(new.not_after, NOW + 86_400 + 365 * 86_400);
+        let leaf = inspect(&leaf.cert_pem).unwrap();
+        assert!(leaf.signed_by(&old) && leaf.signed_by(&new));
+        assert_eq!(
+            leaf.names,
+            names(&["events-0.events-nodes.kafka.svc", "10.0.0.7"])
+        );
+        assert!(!leaf.is_ca);
+    }
+
+    #[test]
+    fn an_issued_certificate_is_signed_by_its_ca_only_and_ends_with_it() {
+        let ca = new_ca("clients-ca v0", Validity::days_from(NOW, 30)).unwrap();
+        let other = new_ca("clients-ca v0", Validity::days_from(NOW, 30)).unwrap();
+        let ca_info = inspect(&ca.cert_pem).unwrap();
+        let validity = Validity::days_from(NOW, 365).capped(ca_info.not_after);
+        let user = issue(&ca, "alice", &BTreeSet::new(), Usage::Client, validity).unwrap();
+        let info = inspect(&user.cert_pem).unwrap();
+        assert_eq!(info.not_after, ca_info.not_after);
+        assert!(info.signed_by(&ca_info));
+        // The same subject, another key: not its issuer.
+        assert!(!info.signed_by(&inspect(&other.cert_pem).unwrap()));
+        assert!(info.key_matches(&user.key_pem));
+    }
+
+    #[test]
+    fn a_bundle_is_read_in_order_and_junk_is_refused() {
+        let a = new_ca("a", Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", Validity::days_from(NOW, 1)).unwrap();
+        let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
+        let all = inspect_all(&bundle).unwrap();
+        assert_eq!(
+            all.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
+            ["O=gregor.dev, CN=a", "O=gregor.dev, CN=b"]
+        );
+        assert!(inspect("not a certificate").is_err());
+        assert!(inspect(&a.key_pem).is_err(), "a key alone holds no certificate");
+    }
+
+    #[test]
+    fn a_truststore_holds_each_ca_as_a_trusted_entry() {
+        let a = new_ca("a", Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", Validity::days_from(NOW, 1)).unwrap();
+        let certs = [inspect(&a.cert_pem).unwrap(), inspect(&b.cert_pem).unwrap()];
+        let password = password().unwrap();
+        let p12 = truststore_p12(&certs, &password).unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &p12,
+            &password,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .unwrap();
+        let ders: BTreeSet<Vec<u8>> = store
+            .entries()
+            .filter_map(|(_, e)| match e {
+                p12_keystore::KeyStoreEntry::Certificate(c) => Some(c.as_der().to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ders,
+            certs.iter().map(|c| c.der().to_vec()).collect::<BTreeSet<_>>()
+        );
+        assert!(p12_keystore::KeyStore::from_pkcs12(
+            &p12,
+            "wrong",
+            p12_keystore::Pkcs12ImportPolicy::Relaxed
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn passwords_are_32_letters_and_digits_and_differ() {
+        let (a, b) = (password().unwrap(), password().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+}
