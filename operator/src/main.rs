@@ -19,7 +19,7 @@ use gregor_operator::metrics::Metrics;
 use gregor_operator::reconcile::{self, Context, ReconcileError};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -246,6 +246,8 @@ async fn run_clusters(
     .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
     .owns(api::<Service>(&client, &namespace), owned.clone())
     .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+    // The certificate Secrets: a force-renew annotation (or a deleted Secret) acts at once.
+    .owns(api::<Secret>(&client, &namespace), owned.clone())
     // Pods are owned by the StatefulSets, not the cluster: map them by their labels, so a
     // pod turning ready (or failing) wakes its cluster.
     .watches(api::<Pod>(&client, &namespace), owned, |pod: Pod| {
@@ -358,6 +360,7 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
             rack_cluster_role: args.rack_cluster_role.clone(),
+            clock: gregor_operator::reconcile::Clock::system(),
             metrics: Arc::clone(&metrics),
         }),
         failures: Mutex::default(),

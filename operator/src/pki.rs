@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
@@ -180,10 +180,17 @@ fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
-/// A new certificate authority: a new ECDSA P-256 key and a self-signed CA certificate with
-/// subject `CN=<common_name>, O=gregor.dev`.
-pub fn new_ca(common_name: &str, validity: Validity) -> Result<KeyAndCert, PkiError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+/// A certificate authority: a self-signed CA certificate with subject `O=gregor.dev,
+/// CN=<common_name>` for `key_pem`, or for a new ECDSA P-256 key.
+pub fn new_ca(
+    common_name: &str,
+    key_pem: Option<&str>,
+    validity: Validity,
+) -> Result<KeyAndCert, PkiError> {
+    let key = match key_pem {
+        Some(pem) => KeyPair::from_pem(pem)?,
+        None => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+    };
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "gregor.dev");
     dn.push(DnType::CommonName, common_name);
@@ -370,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_new_ca_is_a_ca_with_its_key_and_dates() {
-        let ca = new_ca("events-cluster-ca v0", Validity::days_from(NOW, 365)).unwrap();
+        let ca = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 365)).unwrap();
         let info = inspect(&ca.cert_pem).unwrap();
         assert!(info.is_ca);
         assert_eq!(info.subject, "O=gregor.dev, CN=events-cluster-ca v0");
@@ -379,13 +386,13 @@ mod tests {
         assert_eq!(info.not_before, NOW - BACKDATE_SECONDS);
         assert!(info.key_matches(&ca.key_pem));
         assert!(info.signed_by(&info));
-        let other = new_ca("other", Validity::days_from(NOW, 1)).unwrap();
+        let other = new_ca("other", None, Validity::days_from(NOW, 1)).unwrap();
         assert!(!info.key_matches(&other.key_pem));
     }
 
     #[test]
     fn a_renewed_ca_keeps_key_and_subject_so_what_it_issued_still_chains() {
-        let ca = new_ca("events-cluster-ca v0", Validity::days_from(NOW, 10)).unwrap();
+        let ca = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 10)).unwrap();
         let leaf = issue(
             &ca,
             "events-0",
@@ -396,7 +403,10 @@ mod tests {
         .unwrap();
         let renewed = renew_ca(&ca, Validity::days_from(NOW + 86_400, 365)).unwrap();
         assert_eq!(renewed.key_pem, ca.key_pem);
-        let (old, new) = (inspect(&ca.cert_pem).unwrap(), inspect(&renewed.cert_pem).unwrap());
+        let (old, new) = (
+            inspect(&ca.cert_pem).unwrap(),
+            inspect(&renewed.cert_pem).unwrap(),
+        );
         assert_eq!(new.subject, old.subject);
         assert_ne!(new.der(), old.der());
         assert_eq!(new.not_after, NOW + 86_400 + 365 * 86_400);
@@ -411,8 +421,8 @@ mod tests {
 
     #[test]
     fn an_issued_certificate_is_signed_by_its_ca_only_and_ends_with_it() {
-        let ca = new_ca("clients-ca v0", Validity::days_from(NOW, 30)).unwrap();
-        let other = new_ca("clients-ca v0", Validity::days_from(NOW, 30)).unwrap();
+        let ca = new_ca("clients-ca v0", None, Validity::days_from(NOW, 30)).unwrap();
+        let other = new_ca("clients-ca v0", None, Validity::days_from(NOW, 30)).unwrap();
         let ca_info = inspect(&ca.cert_pem).unwrap();
         let validity = Validity::days_from(NOW, 365).capped(ca_info.not_after);
         let user = issue(&ca, "alice", &BTreeSet::new(), Usage::Client, validity).unwrap();
@@ -426,8 +436,8 @@ mod tests {
 
     #[test]
     fn a_bundle_is_read_in_order_and_junk_is_refused() {
-        let a = new_ca("a", Validity::days_from(NOW, 1)).unwrap();
-        let b = new_ca("b", Validity::days_from(NOW, 1)).unwrap();
+        let a = new_ca("a", None, Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", None, Validity::days_from(NOW, 1)).unwrap();
         let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
         let all = inspect_all(&bundle).unwrap();
         assert_eq!(
@@ -435,13 +445,16 @@ mod tests {
             ["O=gregor.dev, CN=a", "O=gregor.dev, CN=b"]
         );
         assert!(inspect("not a certificate").is_err());
-        assert!(inspect(&a.key_pem).is_err(), "a key alone holds no certificate");
+        assert!(
+            inspect(&a.key_pem).is_err(),
+            "a key alone holds no certificate"
+        );
     }
 
     #[test]
     fn a_truststore_holds_each_ca_as_a_trusted_entry() {
-        let a = new_ca("a", Validity::days_from(NOW, 1)).unwrap();
-        let b = new_ca("b", Validity::days_from(NOW, 1)).unwrap();
+        let a = new_ca("a", None, Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", None, Validity::days_from(NOW, 1)).unwrap();
         let certs = [inspect(&a.cert_pem).unwrap(), inspect(&b.cert_pem).unwrap()];
         let password = password().unwrap();
         let p12 = truststore_p12(&certs, &password).unwrap();
@@ -460,7 +473,10 @@ mod tests {
             .collect();
         assert_eq!(
             ders,
-            certs.iter().map(|c| c.der().to_vec()).collect::<BTreeSet<_>>()
+            certs
+                .iter()
+                .map(|c| c.der().to_vec())
+                .collect::<BTreeSet<_>>()
         );
         assert!(p12_keystore::KeyStore::from_pkcs12(
             &p12,

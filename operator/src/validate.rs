@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::crd::cluster::{
-    ExternalListener, ExternalType, Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
+    CertificateAuthority, ExternalListener, ExternalType, Metrics, PartitionsWithoutSpare,
+    PodTemplate, Rack, Storage,
 };
 use crate::crd::KafkaCluster;
 
@@ -72,6 +73,16 @@ pub enum SpecError {
     /// Two listeners on one port, or a port out of range.
     #[error("{0}")]
     Ports(String),
+    /// A CA whose renewal window does not fit in its validity.
+    #[error("{field}.renewalDays ({renewal}) must be at least 1 and less than {field}.validityDays ({validity})")]
+    CaDays {
+        /// `spec.clusterCa` or `spec.clientsCa`.
+        field: &'static str,
+        /// Its validityDays.
+        validity: i32,
+        /// Its renewalDays.
+        renewal: i32,
+    },
     /// Rack awareness without a valid node label key.
     #[error("spec.rack.topologyKey {value:?} is not a node label key: {reason}")]
     Rack {
@@ -189,6 +200,10 @@ pub struct ValidatedCluster {
     pub partitions_without_spare: PartitionsWithoutSpare,
     /// The id every node's storage is formatted with.
     pub cluster_id: String,
+    /// The cluster CA's settings.
+    pub cluster_ca: CertificateAuthority,
+    /// The clients CA's settings.
+    pub clients_ca: CertificateAuthority,
 }
 
 impl ValidatedCluster {
@@ -357,6 +372,8 @@ pub fn validate(
         check_node_ports(e)?;
     }
     check_ports(&ports)?;
+    check_ca("spec.clusterCa", &spec.cluster_ca)?;
+    check_ca("spec.clientsCa", &spec.clients_ca)?;
     Ok(ValidatedCluster {
         name,
         namespace,
@@ -383,7 +400,21 @@ pub fn validate(
         template: spec.template.clone().unwrap_or_default(),
         partitions_without_spare: spec.rolling_update.partitions_without_spare,
         cluster_id,
+        cluster_ca: spec.cluster_ca.clone(),
+        clients_ca: spec.clients_ca.clone(),
     })
+}
+
+/// A CA's renewal window must start after its certificates are issued.
+fn check_ca(field: &'static str, ca: &CertificateAuthority) -> Result<(), SpecError> {
+    if ca.validity_days < 1 || ca.renewal_days < 1 || ca.renewal_days >= ca.validity_days {
+        return Err(SpecError::CaDays {
+            field,
+            validity: ca.validity_days,
+            renewal: ca.renewal_days,
+        });
+    }
+    Ok(())
 }
 
 /// Whether `id` is a Kafka cluster id: 22 base64url characters encoding 16 bytes.
@@ -601,6 +632,28 @@ mod tests {
         assert_eq!(v.controller_pool().role.process_roles(), "controller");
         assert!(v.quorum_voters().starts_with(
             "1000@events-controller-0.events-nodes.prod.svc:9093,1001@events-controller-1."
+        ));
+    }
+
+    #[test]
+    fn a_ca_renewal_window_must_fit_in_its_validity() {
+        let mut s = spec(1);
+        s.clients_ca.validity_days = 30;
+        let err = validate(&cluster(s.clone()), ID, "img").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.clientsCa.renewalDays (30) must be at least 1 and less than \
+             spec.clientsCa.validityDays (30)"
+        );
+        s.clients_ca.renewal_days = 29;
+        assert!(validate(&cluster(s.clone()), ID, "img").is_ok());
+        s.cluster_ca.renewal_days = 0;
+        assert!(matches!(
+            validate(&cluster(s), ID, "img"),
+            Err(SpecError::CaDays {
+                field: "spec.clusterCa",
+                ..
+            })
         ));
     }
 

@@ -80,6 +80,12 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [get, list, watch, create, patch, delete]
+# The CAs' and the nodes' certificates: read (a user-supplied CA too), applied, watched
+# (only those carrying the operator's labels), and the force-renew annotation removed once a
+# renewal is done.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch]
 # The broker pods' ServiceAccount of a KafkaCluster with spec.rack, deleted when rack is
 # removed.
 - apiGroups: [""]

@@ -78,6 +78,61 @@ pub struct KafkaClusterSpec {
     /// random-uuid` prints); generated once when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The cluster CA: it signs each node's certificate (its listeners, and the TLS between
+    /// nodes). Secrets `<cluster>-cluster-ca` (`ca.key`) and `<cluster>-cluster-ca-cert`
+    /// (`ca.crt`, `ca.p12`, `ca.password`), in Strimzi's shape.
+    #[serde(default)]
+    pub cluster_ca: CertificateAuthority,
+    /// The clients CA: it signs the certificates of TLS users, which the brokers trust.
+    /// Secrets `<cluster>-clients-ca` and `<cluster>-clients-ca-cert`.
+    #[serde(default)]
+    pub clients_ca: CertificateAuthority,
+}
+
+/// A certificate authority the operator keeps (or, with `generateCertificateAuthority:
+/// false`, one the user supplies in the same Secrets).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthority {
+    /// Whether the operator makes and renews this CA (default). When false the user puts the
+    /// CA in its two Secrets (a PKCS#8 `ca.key`, a PEM `ca.crt`) and renews it; the operator
+    /// only issues certificates with it and warns before it expires.
+    #[serde(default = "CertificateAuthority::yes")]
+    pub generate_certificate_authority: bool,
+    /// Days a generated CA certificate is valid, and at most any certificate it issues
+    /// (default 365).
+    #[serde(default = "CertificateAuthority::default_validity")]
+    #[schemars(range(min = 1))]
+    pub validity_days: i32,
+    /// Days before expiry a certificate is renewed: its key stays, its dates move (default
+    /// 30). Must be less than `validityDays`.
+    #[serde(default = "CertificateAuthority::default_renewal")]
+    #[schemars(range(min = 1))]
+    pub renewal_days: i32,
+}
+
+impl CertificateAuthority {
+    fn yes() -> bool {
+        true
+    }
+
+    fn default_validity() -> i32 {
+        365
+    }
+
+    fn default_renewal() -> i32 {
+        30
+    }
+}
+
+impl Default for CertificateAuthority {
+    fn default() -> Self {
+        CertificateAuthority {
+            generate_certificate_authority: true,
+            validity_days: CertificateAuthority::default_validity(),
+            renewal_days: CertificateAuthority::default_renewal(),
+        }
+    }
 }
 
 /// Dedicated controller nodes.
@@ -316,6 +371,26 @@ pub struct KafkaClusterStatus {
     /// The broker scale step under way, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+    /// The cluster CA's certificate, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<CaStatus>,
+    /// The clients CA's certificate, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca: Option<CaStatus>,
+}
+
+/// A CA certificate as the operator last read it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaStatus {
+    /// When the CA certificate expires (RFC 3339).
+    pub certificate_expiry: String,
+    /// When the operator renews it, or for a user-supplied CA when it warns (RFC 3339).
+    pub renewal_from: String,
+    /// How many times its certificate was renewed (`gregor.dev/ca-cert-generation`).
+    pub cert_generation: i64,
+    /// Whether the operator generated it (false: supplied by the user).
+    pub generated: bool,
 }
 
 /// Progress of a broker scale step: brokers added and partitions reassigned onto them, or

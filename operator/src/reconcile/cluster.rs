@@ -35,7 +35,10 @@ use serde::Serialize;
 use super::conditions::{merge, Want};
 use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
-use super::{broker_configs, cluster_id, nodes, orphans, rack, storage, Context, ReconcileError};
+use super::{
+    broker_configs, certificates, cluster_id, nodes, orphans, rack, storage, Context,
+    ReconcileError,
+};
 use crate::build::objects::{label_query, selector_of, FIELD_MANAGER};
 use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
@@ -156,8 +159,11 @@ async fn converge(
         external_addresses,
         ..sizing.cluster.clone()
     };
+    // The CAs and the nodes' certificates, before the pods that mount them.
+    let certificates = certificates::sync(client, kc, &target, ctx.clock.now()).await?;
     let objects = build_children(&target, &observed);
-    let applied = apply_all(&ctx, &observed, &validated, &target, &objects).await?;
+    let mut applied = apply_all(&ctx, &observed, &validated, &target, &objects).await?;
+    applied.certificates = certificates;
     delete_orphans(client, kc, &target, &objects).await?;
     report(&ctx, &observed, &target, &sizing, applied, &bootstrap).await
 }
@@ -299,6 +305,8 @@ fn build_children(target: &ValidatedCluster, observed: &Observed) -> ClusterObje
 struct Applied {
     statefulsets: Vec<StatefulSet>,
     problems: Vec<String>,
+    /// What the certificates step did and found.
+    certificates: certificates::Outcome,
 }
 
 /// Apply, in the written order: the cluster id record (before any node is formatted with the
@@ -340,6 +348,7 @@ async fn apply_all(
     Ok(Applied {
         statefulsets,
         problems,
+        certificates: certificates::Outcome::default(),
     })
 }
 
@@ -429,9 +438,11 @@ async fn report(
     let mut nodes = nodes::observe(target, &statefulsets, &pods, Timestamp::now());
     nodes.unapplied = problems;
     nodes.refused = sizing.quorum_refused.iter().cloned().collect();
+    let certs = applied.certificates;
+    nodes.certificates = certs.problems;
     let (mut step, pending) = plan_roll(target, &nodes, health.as_ref(), scaling.active);
     let changed_under_the_plan = take_step(client, kc, namespace, &pods, &mut step).await?;
-    let status = nodes::status(
+    let mut status = nodes::status(
         target,
         &nodes,
         &step,
@@ -440,16 +451,26 @@ async fn report(
         &observed.previous,
         kc.metadata.generation,
     );
+    status.cluster_ca = certs.cluster_ca;
+    status.clients_ca = certs.clients_ca;
+    status.conditions.extend(merge(
+        &observed.previous.conditions,
+        &[certificates::expiring_condition(&certs.expiring)],
+        kc.metadata.generation.unwrap_or_default(),
+        now(),
+    ));
     let rolling = nodes.nodes.iter().any(|n| n.stale.is_some());
     ctx.metrics
         .cluster_observed(namespace, name, status.ready_replicas, rolling);
     let ready = status.ready_replicas == target.pools.iter().map(|p| p.replicas).sum::<i32>();
     patch_status(client, kc, status).await?;
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
-    Ok(Action::requeue(requeue_after(
-        changed_under_the_plan,
-        settled,
-    )))
+    let again = requeue_after(changed_under_the_plan, settled);
+    // A certificate due for renewal before then brings the reconcile back in time.
+    let renewal = certs
+        .next_renewal
+        .map(|at| Duration::from_secs(u64::try_from(at - ctx.clock.now()).unwrap_or(0).max(1)));
+    Ok(Action::requeue(renewal.map_or(again, |r| r.min(again))))
 }
 
 /// The roll's next step and the pods still to restart. A scale step under way finishes before

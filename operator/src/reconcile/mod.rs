@@ -6,6 +6,7 @@
 //!   brokers are reached, the ClusterRole rack-aware broker pods are bound to, the metrics).
 //! - [`cluster`]: a KafkaCluster into its children and status.
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
+//! - [`certificates`]: the cluster and clients CAs and the nodes' certificates, in Secrets.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
 //! - [`nodes`]: each node's state read off the pods, and the status it makes.
 //! - [`orphans`]: children the spec no longer builds, deleted.
@@ -18,6 +19,7 @@
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
 pub mod broker_configs;
+pub mod certificates;
 pub mod cluster;
 pub mod cluster_id;
 pub mod conditions;
@@ -52,6 +54,34 @@ pub struct Context {
     pub rack_cluster_role: String,
     /// The operator's metrics, which a KafkaCluster reconcile updates with what it found.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The time certificates are made and renewed by.
+    pub clock: Clock,
+}
+
+/// The time the operator goes by: the system clock, or (in tests of what happens months
+/// later, such as certificate renewal) the system clock moved ahead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    ahead_seconds: i64,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    /// The system clock, `seconds` ahead.
+    pub fn ahead(seconds: i64) -> Clock {
+        Clock {
+            ahead_seconds: seconds,
+        }
+    }
+
+    /// Now, in unix seconds.
+    pub fn now(&self) -> i64 {
+        k8s_openapi::jiff::Timestamp::now().as_second() + self.ahead_seconds
+    }
 }
 
 impl Context {
@@ -71,6 +101,7 @@ impl std::fmt::Debug for Context {
             .field("default_image", &self.default_image)
             .field("bootstrap_overrides", &self.bootstrap_overrides)
             .field("rack_cluster_role", &self.rack_cluster_role)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }

@@ -49,6 +49,8 @@ pub struct Observed {
     pub unapplied: Vec<String>,
     /// Spec changes refused until the user edits the spec (a controller count), with why.
     pub refused: Vec<String>,
+    /// Why certificates could not be issued (a user-supplied CA missing or broken).
+    pub certificates: Vec<String>,
 }
 
 /// Whether any pod is stale against its StatefulSet as it is now: a roll is under way (or due)
@@ -303,6 +305,7 @@ pub fn status(
     degraded.extend(observed.rack_failures.iter().cloned());
     degraded.extend(observed.unapplied.iter().cloned());
     degraded.extend(observed.refused.iter().cloned());
+    degraded.extend(observed.certificates.iter().cloned());
     degraded.extend(scaling.blocked.iter().cloned());
     match step {
         Step::Halt { reason } => degraded.push(reason.clone()),
@@ -318,6 +321,8 @@ pub fn status(
         "SpecNotApplied"
     } else if !observed.refused.is_empty() {
         "ControllerScalingRefused"
+    } else if !observed.certificates.is_empty() {
+        "CertificateAuthorityInvalid"
     } else if scaling.blocked.is_some() {
         "ScaleDownBlocked"
     } else if matches!(step, Step::Blocked { .. }) {
@@ -353,6 +358,8 @@ pub fn status(
             .collect(),
         roll,
         scaling: scaling.status.clone(),
+        cluster_ca: previous.cluster_ca.clone(),
+        clients_ca: previous.clients_ca.clone(),
     }
 }
 

@@ -19,6 +19,7 @@ pub fn context(client: &kube::Client) -> Arc<Context> {
         default_image: "gregor:test".into(),
         bootstrap_overrides: BTreeMap::new(),
         rack_cluster_role: "gregor-broker-rack".into(),
+        clock: gregor_operator::reconcile::Clock::system(),
         metrics: Arc::new(gregor_operator::metrics::Metrics::new().expect("metrics")),
     })
 }

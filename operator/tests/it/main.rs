@@ -5,6 +5,7 @@
 mod apiserver;
 mod binary;
 mod broker_configs;
+mod certificates;
 mod cluster;
 mod orphans;
 mod rack;

@@ -1,0 +1,389 @@
+//! The cluster and clients CAs and the nodes' certificates, in Secrets on the real API server:
+//! made once, kept, renewed in their window (the clock moved ahead) or on `force-renew`, and a
+//! user-supplied CA used as it is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gregor_operator::crd::cluster::CertificateAuthority;
+use gregor_operator::crd::KafkaClusterSpec;
+use gregor_operator::pki::{self, CertInfo, Validity};
+use gregor_operator::reconcile::certificates::{
+    nodes_secret, Which, CERT_GENERATION_ANNOTATION, FORCE_RENEW_ANNOTATION,
+};
+use gregor_operator::reconcile::{cluster::reconcile, Clock, Context};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+
+use crate::cluster::{condition, context, create, get};
+use crate::{api_server_or_skip, install_crds};
+
+const DAY: i64 = 86_400;
+
+fn text(secret: &Secret, key: &str) -> String {
+    let bytes = &secret.data.as_ref().expect("data")[key].0;
+    String::from_utf8(bytes.clone()).expect("UTF-8")
+}
+
+async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"))
+}
+
+async fn reconcile_with(client: &kube::Client, ns: &str, ctx: &Arc<Context>) {
+    reconcile(Arc::new(get(client, ns, "events").await), Arc::clone(ctx))
+        .await
+        .expect("reconcile");
+}
+
+fn ahead(client: &kube::Client, seconds: i64) -> Arc<Context> {
+    let mut ctx = (*context(client)).clone();
+    ctx.clock = Clock::ahead(seconds);
+    Arc::new(ctx)
+}
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// The CA certificate of `which` and the node certificate of `pod` (first of its chain).
+async fn read(client: &kube::Client, ns: &str, which: Which, pod: &str) -> (CertInfo, CertInfo) {
+    let ca = pki::inspect(&text(
+        &secret(client, ns, &which.cert_secret("events")).await,
+        "ca.crt",
+    ))
+    .unwrap();
+    let node = pki::inspect(&text(
+        &secret(client, ns, &nodes_secret("events")).await,
+        &format!("{pod}.crt"),
+    ))
+    .unwrap();
+    (ca, node)
+}
+
+#[tokio::test]
+async fn a_cluster_gets_both_cas_and_node_certificates_and_a_second_reconcile_rewrites_nothing() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("certs").await;
+    install_crds(&client).await;
+    let spec = KafkaClusterSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    let kc = create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    let started = now();
+    reconcile(Arc::new(kc), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    let kc = get(&client, &ns, "events").await;
+    let uid = kc.uid().unwrap();
+
+    let mut cas = BTreeMap::new();
+    for which in [Which::Cluster, Which::Clients] {
+        let key = secret(&client, &ns, &which.key_secret("events")).await;
+        let cert = secret(&client, &ns, &which.cert_secret("events")).await;
+        for s in [&key, &cert] {
+            let owners = s.metadata.owner_references.as_ref().expect("owned");
+            assert_eq!(owners[0].uid, uid, "{}", s.name_any());
+        }
+        assert_eq!(cert.annotations()[CERT_GENERATION_ANNOTATION], "0");
+        let info = pki::inspect(&text(&cert, "ca.crt")).unwrap();
+        assert!(info.is_ca && info.key_matches(&text(&key, "ca.key")));
+        assert!(
+            (info.not_after - started - 365 * DAY).abs() < 60,
+            "365 days by default"
+        );
+        // The PKCS#12 trust store Java clients take holds the same certificate.
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &cert.data.as_ref().unwrap()["ca.p12"].0,
+            &text(&cert, "ca.password"),
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .expect("ca.p12 opens with ca.password");
+        assert!(store.entries().any(|(_, e)| matches!(
+            e,
+            p12_keystore::KeyStoreEntry::Certificate(c) if c.as_der() == info.der()
+        )));
+        cas.insert(format!("{which:?}"), info);
+    }
+    assert_ne!(cas["Cluster"].subject, cas["Clients"].subject);
+
+    let nodes = secret(&client, &ns, &nodes_secret("events")).await;
+    for pod in ["events-0", "events-1", "events-2"] {
+        let chain = pki::inspect_all(&text(&nodes, &format!("{pod}.crt"))).unwrap();
+        assert_eq!(chain.len(), 2, "the node's certificate, then the CA's");
+        assert_eq!(chain[1].der(), cas["Cluster"].der());
+        let cert = &chain[0];
+        assert!(cert.signed_by(&cas["Cluster"]) && !cert.signed_by(&cas["Clients"]));
+        assert!(cert.key_matches(&text(&nodes, &format!("{pod}.key"))));
+        let bundle = text(&nodes, &format!("{pod}.pem"));
+        assert!(
+            bundle.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "key, then chain"
+        );
+        assert!(cert.names.contains(&format!("{pod}.events-nodes.{ns}.svc")));
+        assert!(cert
+            .names
+            .contains(&format!("{pod}.events-nodes.{ns}.svc.cluster.local")));
+        assert!(cert.names.contains(&format!("events-bootstrap.{ns}.svc")));
+        assert!(!cert.is_ca);
+    }
+
+    let status = kc.status.clone().unwrap();
+    let cluster_ca = status.cluster_ca.expect("status.clusterCa");
+    assert!(cluster_ca.generated);
+    assert_eq!(cluster_ca.cert_generation, 0);
+    assert_eq!(
+        cluster_ca.certificate_expiry,
+        k8s_openapi::jiff::Timestamp::from_second(cas["Cluster"].not_after)
+            .unwrap()
+            .to_string()
+    );
+    assert!(status.clients_ca.is_some());
+    assert_eq!(condition(&kc, "CertificateExpiring").status, "False");
+
+    // Nothing due: nothing written.
+    let names = [
+        Which::Cluster.key_secret("events"),
+        Which::Cluster.cert_secret("events"),
+        Which::Clients.key_secret("events"),
+        Which::Clients.cert_secret("events"),
+        nodes_secret("events"),
+    ];
+    let mut before = Vec::new();
+    for name in &names {
+        before.push(secret(&client, &ns, name).await.resource_version());
+    }
+    reconcile_with(&client, &ns, &ctx).await;
+    for (name, version) in names.iter().zip(before) {
+        assert_eq!(
+            secret(&client, &ns, name).await.resource_version(),
+            version,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn certificates_are_renewed_in_their_window_and_on_force_renew_keeping_the_ca_key() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("renew").await;
+    install_crds(&client).await;
+    let spec = KafkaClusterSpec {
+        replicas: 1,
+        cluster_ca: CertificateAuthority {
+            validity_days: 10,
+            renewal_days: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    create(&client, &ns, "events", spec).await;
+    reconcile_with(&client, &ns, &context(&client)).await;
+    let key = text(
+        &secret(&client, &ns, &Which::Cluster.key_secret("events")).await,
+        "ca.key",
+    );
+    let (ca, node) = read(&client, &ns, Which::Cluster, "events-0").await;
+    let (clients_ca, _) = read(&client, &ns, Which::Clients, "events-0").await;
+
+    // Seven days on: outside the two-day window, nothing moves.
+    reconcile_with(&client, &ns, &ahead(&client, 7 * DAY)).await;
+    let (same_ca, same_node) = read(&client, &ns, Which::Cluster, "events-0").await;
+    assert_eq!((same_ca.der(), same_node.der()), (ca.der(), node.der()));
+
+    // Nine days on: inside it. The CA certificate is renewed for its key, and the node's
+    // certificate issued again; the old node certificate still verifies against the new CA.
+    let later = ahead(&client, 9 * DAY);
+    reconcile_with(&client, &ns, &later).await;
+    let (renewed, reissued) = read(&client, &ns, Which::Cluster, "events-0").await;
+    assert_ne!(renewed.der(), ca.der());
+    assert_eq!(renewed.subject, ca.subject);
+    assert!(renewed.key_matches(&key), "the CA keeps its key");
+    assert!(renewed.not_after >= ca.not_after + 8 * DAY);
+    assert!(
+        node.signed_by(&renewed),
+        "what the CA issued before still chains"
+    );
+    assert_ne!(reissued.der(), node.der());
+    assert!(reissued.signed_by(&renewed) && reissued.not_after > node.not_after);
+    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
+    assert_eq!(cert_secret.annotations()[CERT_GENERATION_ANNOTATION], "1");
+    let kc = get(&client, &ns, "events").await;
+    assert_eq!(kc.status.unwrap().cluster_ca.unwrap().cert_generation, 1);
+    // The clients CA has its own dates (365 days): untouched.
+    let (clients_now, _) = read(&client, &ns, Which::Clients, "events-0").await;
+    assert_eq!(clients_now.der(), clients_ca.der());
+
+    // force-renew: renewed at once, whatever the dates, and the annotation goes.
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {FORCE_RENEW_ANNOTATION: "true"}}});
+    api.patch(
+        &Which::Cluster.cert_secret("events"),
+        &PatchParams::default(),
+        &Patch::Merge(&annotate),
+    )
+    .await
+    .unwrap();
+    reconcile_with(&client, &ns, &later).await;
+    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
+    assert_eq!(cert_secret.annotations()[CERT_GENERATION_ANNOTATION], "2");
+    assert!(!cert_secret
+        .annotations()
+        .contains_key(FORCE_RENEW_ANNOTATION));
+    let (forced, node_now) = read(&client, &ns, Which::Cluster, "events-0").await;
+    assert_ne!(forced.der(), renewed.der());
+    assert!(forced.key_matches(&key));
+    // The node's chain carries the CA certificate as it now is.
+    let chain = pki::inspect_all(&text(
+        &secret(&client, &ns, &nodes_secret("events")).await,
+        "events-0.crt",
+    ))
+    .unwrap();
+    assert_eq!(chain[1].der(), forced.der());
+    assert!(node_now.signed_by(&forced));
+}
+
+/// Writes a user-supplied CA into the cluster CA's two Secrets.
+async fn supply(client: &kube::Client, ns: &str, ca: &pki::KeyAndCert, key_pem: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, key, value) in [
+        (Which::Cluster.key_secret("events"), "ca.key", key_pem),
+        (
+            Which::Cluster.cert_secret("events"),
+            "ca.crt",
+            ca.cert_pem.as_str(),
+        ),
+    ] {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        };
+        match api.get_opt(&name).await.unwrap() {
+            Some(_) => {
+                api.replace(
+                    &name,
+                    &PostParams::default(),
+                    &Secret {
+                        metadata: api.get(&name).await.unwrap().metadata,
+                        ..secret
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            None => {
+                api.create(&PostParams::default(), &secret).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or_expiring() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("userca").await;
+    install_crds(&client).await;
+    let spec = KafkaClusterSpec {
+        replicas: 1,
+        cluster_ca: CertificateAuthority {
+            generate_certificate_authority: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+
+    // Missing: said, and no node certificate issued.
+    reconcile_with(&client, &ns, &ctx).await;
+    let kc = get(&client, &ns, "events").await;
+    let degraded = condition(&kc, "Degraded");
+    assert_eq!(
+        degraded.reason, "CertificateAuthorityInvalid",
+        "{degraded:?}"
+    );
+    assert!(
+        degraded.message.contains("events-cluster-ca-cert"),
+        "{}",
+        degraded.message
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    assert!(secrets
+        .get_opt(&nodes_secret("events"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // The wrong key: said.
+    let user_ca = pki::new_ca("my-org-ca", None, Validity::days_from(now(), 40)).unwrap();
+    let other = pki::new_ca("other", None, Validity::days_from(now(), 40)).unwrap();
+    supply(&client, &ns, &user_ca, &other.key_pem).await;
+    reconcile_with(&client, &ns, &ctx).await;
+    let message = condition(&get(&client, &ns, "events").await, "Degraded")
+        .message
+        .clone();
+    assert!(
+        message.contains("is not the key of the certificate"),
+        "{message}"
+    );
+
+    // The right one: used as it is, never written by the operator.
+    supply(&client, &ns, &user_ca, &user_ca.key_pem).await;
+    let version = secrets
+        .get(&Which::Cluster.cert_secret("events"))
+        .await
+        .unwrap()
+        .resource_version();
+    reconcile_with(&client, &ns, &ctx).await;
+    let kc = get(&client, &ns, "events").await;
+    assert_ne!(
+        condition(&kc, "Degraded").reason,
+        "CertificateAuthorityInvalid"
+    );
+    let status = kc.status.clone().unwrap().cluster_ca.unwrap();
+    assert!(!status.generated);
+    assert_eq!(condition(&kc, "CertificateExpiring").status, "False");
+    let (ca, node) = read(&client, &ns, Which::Cluster, "events-0").await;
+    assert_eq!(ca.subject, "O=gregor.dev, CN=my-org-ca");
+    assert!(node.signed_by(&ca));
+    assert!(
+        node.not_after <= ca.not_after,
+        "no certificate outlives its CA"
+    );
+    assert_eq!(
+        secrets
+            .get(&Which::Cluster.cert_secret("events"))
+            .await
+            .unwrap()
+            .resource_version(),
+        version
+    );
+
+    // Within its renewal window (30 days before the end of its 40): a condition says so.
+    reconcile_with(&client, &ns, &ahead(&client, 15 * DAY)).await;
+    let kc = get(&client, &ns, "events").await;
+    let expiring = condition(&kc, "CertificateExpiring");
+    assert_eq!(
+        (expiring.status.as_str(), expiring.reason.as_str()),
+        ("True", "UserCaExpiring")
+    );
+    assert!(
+        expiring.message.contains("my-org-ca"),
+        "{}",
+        expiring.message
+    );
+}
