@@ -232,7 +232,15 @@ impl Admin {
 
     /// Connects to one of the comma-separated `bootstrap` servers.
     pub async fn connect(bootstrap: &str) -> Result<Admin, AdminError> {
-        let cluster = Cluster::connect(bootstrap)
+        Admin::connect_with(bootstrap, &crate::ClientSecurity::plaintext()).await
+    }
+
+    /// Like [`Admin::connect`], with every connection secured as `security` says.
+    pub async fn connect_with(
+        bootstrap: &str,
+        security: &crate::ClientSecurity,
+    ) -> Result<Admin, AdminError> {
+        let cluster = Cluster::connect_with(bootstrap, security)
             .await
             .map_err(|e| AdminError::client(format!("connecting to {bootstrap}"), e))?;
         Ok(Admin { cluster })

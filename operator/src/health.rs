@@ -19,9 +19,9 @@ const METADATA_TOPIC: &str = "__cluster_metadata";
 /// Kafka's default `min.insync.replicas`, for a broker that does not say.
 const DEFAULT_MIN_ISR: usize = 1;
 
-/// Asks the brokers at `bootstrap` for the cluster's health.
-pub async fn read(bootstrap: &str) -> Result<Health, ClientError> {
-    let mut cluster = Cluster::connect(bootstrap).await?;
+/// Asks the brokers `access` reaches for the cluster's health.
+pub async fn read(access: &crate::reconcile::access::Access) -> Result<Health, ClientError> {
+    let mut cluster = access.cluster().await?;
     let metadata = cluster.metadata(None).await?;
     let mut partitions = Vec::new();
     let mut topics = Vec::new();

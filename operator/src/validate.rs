@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::crd::cluster::{
-    CertificateAuthority, ExternalListener, ExternalType, Metrics, PartitionsWithoutSpare,
-    PodTemplate, Rack, Storage,
+    Authorization, CertificateAuthority, ExternalListener, ExternalType, ListenerAuthentication,
+    Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
 };
 use crate::crd::KafkaCluster;
 
@@ -30,10 +30,16 @@ pub const OWNED_KEYS: &[&str] = &[
     "metadata.log.dir",
     "broker.rack",
     "metrics.listener",
+    "authorizer.class.name",
+    "super.users",
 ];
 
 /// Port of the controller listener (Raft and broker heartbeats) on every node.
 pub const CONTROLLER_PORT: i32 = 9093;
+
+/// Port of the replication listener of a secured cluster's brokers: replication between
+/// brokers and the operator's admin requests, over mutual TLS with the cluster CA.
+pub const REPLICATION_PORT: i32 = 9091;
 
 /// Node ids of dedicated controllers start here, so they never collide with broker ids
 /// (brokers take their pod ordinal).
@@ -73,6 +79,9 @@ pub enum SpecError {
     /// Two listeners on one port, or a port out of range.
     #[error("{0}")]
     Ports(String),
+    /// A listener's security settings that do not fit together.
+    #[error("{0}")]
+    Security(String),
     /// A CA whose renewal window does not fit in its validity.
     #[error("{field}.renewalDays ({renewal}) must be at least 1 and less than {field}.validityDays ({validity})")]
     CaDays {
@@ -204,6 +213,15 @@ pub struct ValidatedCluster {
     pub cluster_ca: CertificateAuthority,
     /// The clients CA's settings.
     pub clients_ca: CertificateAuthority,
+    /// TLS on the in-cluster client listener.
+    pub tls: bool,
+    /// How the in-cluster client listener's clients authenticate.
+    pub authentication: Option<ListenerAuthentication>,
+    /// Authorization of client requests.
+    pub authorization: Option<Authorization>,
+    /// Whether anything is secured: the nodes then talk to each other, and the operator to
+    /// them, over mutual TLS on the replication and controller listeners.
+    pub secured: bool,
 }
 
 impl ValidatedCluster {
@@ -230,6 +248,20 @@ impl ValidatedCluster {
             self.namespace,
             self.port
         )
+    }
+
+    /// Where the operator reaches the brokers: the replication listener through the bootstrap
+    /// Service for a secured cluster, else the client listener.
+    pub fn operator_bootstrap(&self) -> String {
+        if self.secured {
+            format!(
+                "{}.{}.svc:{REPLICATION_PORT}",
+                self.bootstrap_service(),
+                self.namespace
+            )
+        } else {
+            self.bootstrap_servers()
+        }
     }
 
     /// A pod's stable DNS name.
@@ -371,6 +403,10 @@ pub fn validate(
         ports.push(("spec.listeners.external.port", e.port));
         check_node_ports(e)?;
     }
+    check_security(spec)?;
+    if secured(spec) {
+        ports.push(("the replication listener", REPLICATION_PORT));
+    }
     check_ports(&ports)?;
     check_ca("spec.clusterCa", &spec.cluster_ca)?;
     check_ca("spec.clientsCa", &spec.clients_ca)?;
@@ -402,7 +438,50 @@ pub fn validate(
         cluster_id,
         cluster_ca: spec.cluster_ca.clone(),
         clients_ca: spec.clients_ca.clone(),
+        tls: spec.listeners.tls,
+        authentication: spec.listeners.authentication.clone(),
+        authorization: spec.authorization.clone(),
+        secured: secured(spec),
     })
+}
+
+/// Whether a spec secures anything: TLS or authentication on a listener, or authorization
+/// (which needs the nodes to prove who they are to each other).
+pub fn secured(spec: &crate::crd::KafkaClusterSpec) -> bool {
+    let l = &spec.listeners;
+    l.tls
+        || l.authentication.is_some()
+        || l.external
+            .as_ref()
+            .is_some_and(|e| e.tls || e.authentication.is_some())
+        || spec.authorization.is_some()
+}
+
+/// TLS client authentication needs TLS; super users are principals.
+fn check_security(spec: &crate::crd::KafkaClusterSpec) -> Result<(), SpecError> {
+    let l = &spec.listeners;
+    let mut listeners = vec![("spec.listeners", l.tls, &l.authentication)];
+    if let Some(e) = &l.external {
+        listeners.push(("spec.listeners.external", e.tls, &e.authentication));
+    }
+    for (field, tls, authentication) in listeners {
+        if authentication == &Some(ListenerAuthentication::Tls) && !tls {
+            return Err(SpecError::Security(format!(
+                "{field}.authentication type tls (client certificates) needs {field}.tls: true"
+            )));
+        }
+    }
+    if let Some(Authorization::Simple { super_users }) = &spec.authorization {
+        for user in super_users {
+            if user.trim().is_empty() || user.contains(';') {
+                return Err(SpecError::Security(format!(
+                    "spec.authorization.superUsers: {user:?} is not a principal (User:name; \
+                     no ';')"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A CA's renewal window must start after its certificates are issued.
@@ -773,6 +852,8 @@ mod tests {
             s.listeners.external = Some(ExternalListener {
                 kind,
                 port: 9094,
+                tls: false,
+                authentication: None,
                 advertised: BTreeMap::new(),
                 node_ports: node_ports
                     .iter()

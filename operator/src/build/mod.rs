@@ -94,6 +94,8 @@ mod tests {
         Some(crate::crd::cluster::ExternalListener {
             kind: crate::crd::cluster::ExternalType::NodePort,
             port: 9094,
+            tls: false,
+            authentication: None,
             advertised: advertised
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -141,6 +143,34 @@ mod tests {
         let objects = cluster(&validated(spec));
         assert_snapshot("dedicated-configmap", &objects.config);
         assert_snapshot("dedicated-statefulsets", &objects.statefulsets);
+    }
+
+    #[test]
+    fn a_secured_cluster_renders_as_snapshotted() {
+        use crate::crd::cluster::{Authorization, ListenerAuthentication};
+        let mut spec = KafkaClusterSpec {
+            replicas: 2,
+            controllers: Some(ControllerPool {
+                replicas: 1,
+                ..Default::default()
+            }),
+            authorization: Some(Authorization::Simple {
+                super_users: vec!["admin".into(), "User:CN=ops,O=example".into()],
+            }),
+            ..Default::default()
+        };
+        spec.listeners.tls = true;
+        spec.listeners.authentication = Some(ListenerAuthentication::ScramSha512);
+        let mut external = node_port_listener(&[("0", "kafka-0.example.com:31000")], &[]);
+        if let Some(e) = external.as_mut() {
+            e.tls = true;
+            e.authentication = Some(ListenerAuthentication::Tls);
+        }
+        spec.listeners.external = external;
+        let objects = cluster(&validated(spec));
+        assert_snapshot("secured-configmap", &objects.config);
+        assert_snapshot("secured-bootstrap", &objects.bootstrap);
+        assert_snapshot("secured-statefulsets", &objects.statefulsets);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::objects::meta;
 use super::rack;
-use crate::validate::{Pool, ValidatedCluster, CONTROLLER_PORT};
+use crate::crd::cluster::{Authorization, ListenerAuthentication};
+use crate::reconcile::certificates;
+use crate::validate::{Pool, ValidatedCluster, CONTROLLER_PORT, REPLICATION_PORT};
 
 /// Where the volume is mounted and the log dir lives.
 pub const DATA_DIR: &str = "/var/lib/gregor/data";
@@ -33,6 +35,17 @@ const DIR_PROVIDER: Provider = (
 /// The environment variable holding the pod's node address (downward API `status.hostIP`).
 pub const HOST_IP_ENV: &str = "HOST_IP";
 
+/// Where a secured node's certificates (Secret `<cluster>-node-certs`) are mounted.
+pub const NODE_CERTS_DIR: &str = "/etc/gregor-tls/node";
+/// Where the cluster CA's certificate (`<cluster>-cluster-ca-cert`) is mounted: the trust of
+/// the controller and replication listeners, and of each node towards its peers.
+pub const CLUSTER_CA_DIR: &str = "/etc/gregor-tls/cluster-ca";
+/// Where the clients CA's certificate (`<cluster>-clients-ca-cert`) is mounted: the trust of
+/// listeners whose clients authenticate with certificates.
+pub const CLIENTS_CA_DIR: &str = "/etc/gregor-tls/clients-ca";
+/// The class of Kafka's StandardAuthorizer, which Gregor's authorizer answers to.
+const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
 /// The ConfigMap key of `pod`'s properties.
 pub fn key(pod: &str) -> String {
     format!("{pod}.properties")
@@ -44,11 +57,23 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
     let host = cluster.pod_host(&pod);
     let mut listeners = Vec::new();
     let mut advertised = Vec::new();
-    let mut protocols = vec!["CONTROLLER:PLAINTEXT".to_string()];
+    let secured = cluster.secured;
+    let mut protocols = vec![format!(
+        "CONTROLLER:{}",
+        if secured { "SSL" } else { "PLAINTEXT" }
+    )];
     if pool.role.is_broker() {
         listeners.push(format!("CLIENT://:{}", cluster.port));
         advertised.push(format!("CLIENT://{host}:{}", cluster.port));
-        protocols.push("CLIENT:PLAINTEXT".into());
+        protocols.push(format!(
+            "CLIENT:{}",
+            protocol(cluster.tls, cluster.authentication.as_ref())
+        ));
+        if secured {
+            listeners.push(format!("REPLICATION://:{REPLICATION_PORT}"));
+            advertised.push(format!("REPLICATION://{host}:{REPLICATION_PORT}"));
+            protocols.push("REPLICATION:SSL".into());
+        }
         if let Some(e) = &cluster.external {
             listeners.push(format!("EXTERNAL://:{}", e.port));
             let id = pool.node_id(ordinal);
@@ -60,12 +85,20 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
             if let Some(addr) = address {
                 advertised.push(format!("EXTERNAL://{addr}"));
             }
-            protocols.push("EXTERNAL:PLAINTEXT".into());
+            protocols.push(format!(
+                "EXTERNAL:{}",
+                protocol(e.tls, e.authentication.as_ref())
+            ));
         }
     }
     if pool.role.is_controller() {
         listeners.push(format!("CONTROLLER://:{CONTROLLER_PORT}"));
     }
+    let security_keys = if secured {
+        security(cluster, pool, &pod)
+    } else {
+        BTreeMap::new()
+    };
     let mut owned: BTreeMap<&str, String> = BTreeMap::from([
         ("node.id", pool.node_id(ordinal).to_string()),
         ("process.roles", pool.role.process_roles().to_string()),
@@ -87,8 +120,10 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
             providers.push(ENV_PROVIDER);
         }
         owned.insert("advertised.listeners", advertised);
-        owned.insert("inter.broker.listener.name", "CLIENT".to_string());
+        let inter_broker = if secured { "REPLICATION" } else { "CLIENT" };
+        owned.insert("inter.broker.listener.name", inter_broker.to_string());
     }
+    owned.extend(security_keys.iter().map(|(k, v)| (k.as_str(), v.clone())));
     if rack::applies(cluster, pool) {
         owned.insert("broker.rack", rack::broker_rack());
         providers.push(DIR_PROVIDER);
@@ -142,6 +177,104 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
         ));
     }
     out
+}
+
+/// Kafka's security protocol of a listener with `tls` and `authentication`.
+fn protocol(tls: bool, authentication: Option<&ListenerAuthentication>) -> &'static str {
+    match (tls, authentication) {
+        (true, Some(ListenerAuthentication::ScramSha512)) => "SASL_SSL",
+        (false, Some(ListenerAuthentication::ScramSha512)) => "SASL_PLAINTEXT",
+        (true, _) => "SSL",
+        (false, _) => "PLAINTEXT",
+    }
+}
+
+/// The security keys of a secured cluster's node `pod`: its certificate on every TLS
+/// listener and towards its peers, the cluster CA trusted (and required of clients) on the
+/// controller and replication listeners, each client listener's authentication, and the
+/// authorizer with the nodes and the operator as super users.
+fn security(cluster: &ValidatedCluster, pool: &Pool, pod: &str) -> BTreeMap<String, String> {
+    let mut keys: BTreeMap<String, String> = [
+        ("ssl.keystore.type", "PEM".to_string()),
+        (
+            "ssl.keystore.location",
+            format!("{NODE_CERTS_DIR}/{pod}.pem"),
+        ),
+        ("ssl.truststore.type", "PEM".to_string()),
+        (
+            "ssl.truststore.location",
+            format!("{CLUSTER_CA_DIR}/ca.crt"),
+        ),
+        (
+            "listener.name.controller.ssl.client.auth",
+            "required".to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if pool.role.is_broker() {
+        keys.insert(
+            "listener.name.replication.ssl.client.auth".into(),
+            "required".into(),
+        );
+        let mut listeners = vec![("client", cluster.authentication.as_ref())];
+        if let Some(e) = &cluster.external {
+            listeners.push(("external", e.authentication.as_ref()));
+        }
+        for (name, authentication) in listeners {
+            listener_authentication(&mut keys, name, authentication);
+        }
+    }
+    if let Some(Authorization::Simple { super_users }) = &cluster.authorization {
+        keys.insert(
+            "authorizer.class.name".into(),
+            STANDARD_AUTHORIZER.to_string(),
+        );
+        let mut supers = vec![
+            certificates::node_principal(&cluster.name),
+            certificates::operator_principal(&cluster.name),
+        ];
+        supers.extend(super_users.iter().map(|u| {
+            let u = u.trim();
+            if u.contains(':') {
+                u.to_string()
+            } else {
+                format!("User:{u}")
+            }
+        }));
+        keys.insert("super.users".into(), supers.join(";"));
+    }
+    keys
+}
+
+/// The keys of client listener `name` (lower case) for `authentication`.
+fn listener_authentication(
+    keys: &mut BTreeMap<String, String>,
+    name: &str,
+    authentication: Option<&ListenerAuthentication>,
+) {
+    let mut set = |suffix: &str, value: String| {
+        keys.insert(format!("listener.name.{name}.{suffix}"), value);
+    };
+    match authentication {
+        Some(ListenerAuthentication::Tls) => {
+            set("ssl.client.auth", "required".into());
+            set("ssl.truststore.type", "PEM".into());
+            set(
+                "ssl.truststore.location",
+                format!("{CLIENTS_CA_DIR}/ca.crt"),
+            );
+        }
+        Some(ListenerAuthentication::ScramSha512) => {
+            set("sasl.enabled.mechanisms", "SCRAM-SHA-512".into());
+            set(
+                "scram-sha-512.sasl.jaas.config",
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+            );
+        }
+        None => {}
+    }
 }
 
 /// The ConfigMap with every pod's properties.

@@ -53,7 +53,15 @@ pub fn bootstrap(cluster: &ValidatedCluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(pool_selector(cluster, cluster.broker_pool())),
-            ports: Some(vec![port("kafka", cluster.port)]),
+            ports: Some(if cluster.secured {
+                // The operator reaches a secured cluster here, over mutual TLS.
+                vec![
+                    port("kafka", cluster.port),
+                    port("replication", crate::validate::REPLICATION_PORT),
+                ]
+            } else {
+                vec![port("kafka", cluster.port)]
+            }),
             ..Default::default()
         }),
         ..Default::default()

@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,7 +22,7 @@ use super::objects::{meta, pool_selector, stable_hash, CONFIG_HASH_ANNOTATION};
 use super::properties::{key, CONFIG_DIR};
 use super::{rack, spread};
 use crate::crd::cluster::Storage;
-use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT};
+use crate::validate::{Pool, PoolRole, ValidatedCluster, CONTROLLER_PORT, REPLICATION_PORT};
 
 /// The broker binary inside the image.
 pub const GREGOR_BINARY: &str = "/usr/local/bin/gregor";
@@ -100,6 +100,9 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
     ];
     if pool.role.is_broker() {
         ports.insert(0, container_port("kafka", cluster.port));
+        if cluster.secured {
+            ports.push(container_port("replication", REPLICATION_PORT));
+        }
         if let Some(e) = &cluster.external {
             ports.push(container_port("external", e.port));
         }
@@ -130,6 +133,41 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         // `format`, which resolves the same properties.
         mounts.push(rack::mount(true));
         volumes.push(rack::volume());
+    }
+    if cluster.secured {
+        // The node's certificate and the CAs' certificates. Kubernetes updates a mounted
+        // Secret in place (one atomic swap of its files), and the broker reloads its key and
+        // trust stores when their files change: a renewal restarts nothing.
+        use super::properties::{CLIENTS_CA_DIR, CLUSTER_CA_DIR, NODE_CERTS_DIR};
+        use crate::reconcile::certificates::{nodes_secret, Which};
+        for (volume, secret, dir) in [
+            ("node-certs", nodes_secret(&cluster.name), NODE_CERTS_DIR),
+            (
+                "cluster-ca",
+                Which::Cluster.cert_secret(&cluster.name),
+                CLUSTER_CA_DIR,
+            ),
+            (
+                "clients-ca",
+                Which::Clients.cert_secret(&cluster.name),
+                CLIENTS_CA_DIR,
+            ),
+        ] {
+            mounts.push(VolumeMount {
+                name: volume.into(),
+                mount_path: dir.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+            volumes.push(Volume {
+                name: volume.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
     }
     let security = SecurityContext {
         allow_privilege_escalation: Some(false),

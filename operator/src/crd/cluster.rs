@@ -62,9 +62,14 @@ pub struct KafkaClusterSpec {
     /// ClusterRole that may get nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
-    /// Client listeners.
+    /// Client listeners. With any of them secured (TLS or authentication), the nodes talk to
+    /// each other over mutual TLS with certificates from the cluster CA: the controller
+    /// listener, and a replication listener (port 9091) for replication and the operator.
     #[serde(default)]
     pub listeners: Listeners,
+    /// Authorization of client requests; every request is allowed when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
     /// The Prometheus endpoint of every node.
     #[serde(default)]
     pub metrics: Metrics,
@@ -200,6 +205,12 @@ pub struct Listeners {
     /// Port of the in-cluster listener (default 9092).
     #[serde(default = "Listeners::default_port")]
     pub port: i32,
+    /// TLS on the in-cluster listener, with each broker's certificate from the cluster CA.
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients of the in-cluster listener authenticate; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
     /// A listener reachable from outside the Kubernetes cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalListener>,
@@ -215,9 +226,39 @@ impl Default for Listeners {
     fn default() -> Self {
         Listeners {
             port: Listeners::default_port(),
+            tls: false,
+            authentication: None,
             external: None,
         }
     }
+}
+
+/// How a listener's clients authenticate.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(tag = "type")]
+pub enum ListenerAuthentication {
+    /// SASL SCRAM-SHA-512 (SASL_SSL with `tls: true`, else SASL_PLAINTEXT); users are
+    /// KafkaUsers with `scram-sha-512` authentication, or made with Kafka's tools.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// A client certificate signed by the clients CA (mutual TLS; needs `tls: true`). The
+    /// principal is the certificate's subject DN, e.g. `User:CN=alice,O=gregor.dev`.
+    #[serde(rename = "tls")]
+    Tls,
+}
+
+/// Who may do what, checked by Kafka's StandardAuthorizer.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(tag = "type")]
+pub enum Authorization {
+    /// ACLs (`kafka-acls.sh`, KafkaUsers) decide; a request no ACL allows is refused.
+    #[serde(rename = "simple")]
+    Simple {
+        /// Principals allowed everything besides the nodes and the operator (`User:admin`, or
+        /// a bare name, taken as `User:<name>`).
+        #[serde(default, rename = "superUsers", skip_serializing_if = "Vec::is_empty")]
+        super_users: Vec<String>,
+    },
 }
 
 /// How the external listener is exposed.
@@ -243,6 +284,13 @@ pub struct ExternalListener {
     /// without an entry advertise their Service's address once known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub advertised: BTreeMap<String, String>,
+    /// TLS on the external listener, with each broker's certificate from the cluster CA
+    /// naming its external address.
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients of the external listener authenticate; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
     /// For `NodePort`: the node port of each broker's Service, by node id (`"0": 31090`);
     /// brokers without an entry get one Kubernetes allocates. Fixed ports let a firewall rule,
     /// a port mapping (kind's `extraPortMappings`) or an `advertised` address name them before

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use gregor_client::admin::{Admin, AdminError, ConfigChange};
+use gregor_client::admin::{AdminError, ConfigChange};
 
 use crate::validate::ValidatedCluster;
 
@@ -53,10 +53,10 @@ pub fn changes(
 /// Brings the brokers' cluster-wide dynamic configs in line with the spec; returns the
 /// changes made (none when they already were).
 pub async fn sync(
-    bootstrap: &str,
+    access: &super::access::Access,
     cluster: &ValidatedCluster,
 ) -> Result<Vec<ConfigChange>, AdminError> {
-    let mut admin = Admin::connect(bootstrap).await?;
+    let mut admin = access.admin().await?;
     let current = admin.broker_defaults().await?;
     let changes = changes(&desired(cluster), &current);
     if !changes.is_empty() {

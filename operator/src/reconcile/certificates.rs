@@ -25,6 +25,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
+use super::access::Access;
 use super::ReconcileError;
 use crate::build::objects::{meta, FIELD_MANAGER};
 use crate::crd::cluster::{CaStatus, CertificateAuthority};
@@ -74,6 +75,31 @@ impl Which {
     }
 }
 
+/// The principal of every node of `cluster` on a mutual TLS listener (its certificate's
+/// subject): a super user when the cluster has authorization.
+pub fn node_principal(cluster: &str) -> String {
+    format!("User:CN={},O=gregor.dev", node_common_name(cluster))
+}
+
+/// The principal the operator connects to `cluster` as: a super user.
+pub fn operator_principal(cluster: &str) -> String {
+    format!("User:CN={},O=gregor.dev", operator_common_name(cluster))
+}
+
+fn node_common_name(cluster: &str) -> String {
+    format!("{cluster}-node")
+}
+
+fn operator_common_name(cluster: &str) -> String {
+    format!("{cluster}-operator")
+}
+
+/// The Secret holding the operator's own certificate for `cluster` (`operator.crt`, the
+/// certificate then the cluster CA's; `operator.key`).
+pub fn operator_secret(cluster: &str) -> String {
+    format!("{cluster}-operator-certs")
+}
+
 /// The Secret holding the nodes' certificates.
 pub fn nodes_secret(cluster: &str) -> String {
     format!("{cluster}-node-certs")
@@ -92,6 +118,13 @@ pub struct Outcome {
     pub expiring: Vec<String>,
     /// The earliest time something is due for renewal (unix seconds).
     pub next_renewal: Option<i64>,
+}
+
+impl Outcome {
+    /// Notes that something is due for renewal at `at`.
+    fn due(&mut self, at: i64) {
+        self.next_renewal = Some(self.next_renewal.map_or(at, |n| n.min(at)));
+    }
 }
 
 /// The CA's two Secrets as read.
@@ -381,7 +414,8 @@ pub fn node_names(
                     .as_ref()
                     .and_then(|e| e.advertised.get(&node_id.to_string()).cloned())
             });
-        if let Some(address) = external {
+        // A NodePort address is the node's (`${env:HOST_IP}`), known only to the pod.
+        if let Some(address) = external.filter(|a| !a.contains("${")) {
             names.insert(host_of(&address).to_string());
         }
     }
@@ -394,9 +428,9 @@ fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Whether the stored certificate of a node can stay: it parses, fits its key, the cluster CA
+/// Whether a stored certificate can stay: it parses, fits its key, the cluster CA
 /// verifies it, it names exactly `names`, and it is not within its renewal window.
-fn node_cert_current(
+fn cert_current(
     stored: &BTreeMap<String, ByteString>,
     pod: &str,
     names: &BTreeSet<String>,
@@ -419,60 +453,147 @@ fn node_cert_current(
     fits.then_some(cert)
 }
 
-/// The nodes' certificates Secret: each node's kept, or issued anew; and how many were issued
-/// and the earliest renewal among them.
-fn plan_node_certs(
-    cluster: &ValidatedCluster,
+/// The data of a certificates Secret holding `wanted`: each kept when it is current, else
+/// issued anew (`<prefix>.crt`: the certificate then the CA's; `<prefix>.key`; for nodes
+/// also `<prefix>.pem`, key and chain in one file); with how many were issued and the
+/// earliest renewal among them. `days` is the validity in days and the renewal window in
+/// seconds.
+fn plan_certs(
     ca: &Ca,
     stored: Option<&Secret>,
+    wanted: &[Wanted],
+    (validity_days, renewal): (i64, i64),
     now: i64,
 ) -> Result<(BTreeMap<String, ByteString>, usize, i64), pki::PkiError> {
-    let settings = &cluster.cluster_ca;
-    let renewal = i64::from(settings.renewal_days) * DAY;
     let empty = BTreeMap::new();
     let stored = stored.and_then(|s| s.data.as_ref()).unwrap_or(&empty);
     let mut out = BTreeMap::new();
     let mut issued = 0;
     let mut next = ca.info.not_after - renewal;
-    for pool in &cluster.pools {
-        for (ordinal, pod) in pool.pods() {
-            let names = node_names(cluster, &pod, pool.node_id(ordinal), pool.role.is_broker());
-            let keys = [".crt", ".key", ".pem"].map(|suffix| format!("{pod}{suffix}"));
-            let kept = node_cert_current(stored, &pod, &names, &ca.info, renewal, now)
-                .filter(|_| keys.iter().all(|k| stored.contains_key(k)));
-            if let Some(cert) = kept {
-                next = next.min(cert.not_after - renewal);
-                for k in keys {
-                    out.insert(k.clone(), stored[&k].clone());
-                }
-                continue;
-            }
-            let validity = Validity::days_from(now, i64::from(settings.validity_days))
-                .capped(ca.info.not_after);
-            let leaf = pki::issue(&ca.pair, &cluster.name, &names, Usage::Node, validity)?;
-            next = next.min(validity.not_after - renewal);
-            let chain = format!("{}{}", leaf.cert_pem, ca.pair.cert_pem);
-            let [crt, key, pem] = keys;
-            out.insert(
-                pem,
-                ByteString(format!("{}{chain}", leaf.key_pem).into_bytes()),
-            );
-            out.insert(crt, ByteString(chain.into_bytes()));
-            out.insert(key, ByteString(leaf.key_pem.into_bytes()));
-            issued += 1;
+    for (prefix, common_name, names, usage) in wanted {
+        let mut keys = vec![format!("{prefix}.crt"), format!("{prefix}.key")];
+        if *usage == Usage::Node {
+            keys.push(format!("{prefix}.pem"));
         }
+        let kept = cert_current(stored, prefix, names, &ca.info, renewal, now)
+            .filter(|_| keys.iter().all(|k| stored.contains_key(k)));
+        if let Some(cert) = kept {
+            next = next.min(cert.not_after - renewal);
+            for k in keys {
+                let value = stored[&k].clone();
+                out.insert(k, value);
+            }
+            continue;
+        }
+        let validity = Validity::days_from(now, validity_days).capped(ca.info.not_after);
+        let leaf = pki::issue(&ca.pair, common_name, names, *usage, validity)?;
+        next = next.min(validity.not_after - renewal);
+        let chain = format!("{}{}", leaf.cert_pem, ca.pair.cert_pem);
+        if *usage == Usage::Node {
+            let bundle = format!("{}{chain}", leaf.key_pem);
+            out.insert(format!("{prefix}.pem"), ByteString(bundle.into_bytes()));
+        }
+        out.insert(format!("{prefix}.crt"), ByteString(chain.into_bytes()));
+        out.insert(
+            format!("{prefix}.key"),
+            ByteString(leaf.key_pem.into_bytes()),
+        );
+        issued += 1;
     }
     Ok((out, issued, next))
 }
 
-/// Makes, renews and reads the CAs and issues the nodes' certificates, writing the Secrets
-/// that changed; events say what was made or renewed.
-pub async fn sync(
+/// The CAs as this reconcile left them, and what it found.
+pub struct Authorities {
+    /// What was found so far (the nodes' step adds to it).
+    pub outcome: Outcome,
+    cluster_ca: Option<Ca>,
+    operator: Option<KeyAndCert>,
+}
+
+impl Authorities {
+    /// How the operator reaches `cluster`'s brokers: on the replication listener over mutual
+    /// TLS as itself when the cluster is secured (host names verified unless a bootstrap
+    /// override sends it elsewhere), else on the client listener.
+    pub fn access(&self, ctx: &super::Context, cluster: &ValidatedCluster) -> Access {
+        let default = cluster.operator_bootstrap();
+        let bootstrap = ctx.bootstrap(&cluster.namespace, &cluster.name, &default);
+        if !cluster.secured {
+            return Access::plaintext(bootstrap);
+        }
+        let overridden = bootstrap != default;
+        let secured = self
+            .operator
+            .as_ref()
+            .zip(self.cluster_ca.as_ref())
+            .ok_or_else(|| "no cluster CA, so no certificate of its own".to_string())
+            .and_then(|(identity, ca)| {
+                Access::mutual_tls(&bootstrap, identity, &ca.pair.cert_pem, !overridden)
+            });
+        secured.unwrap_or_else(|problem| {
+            tracing::warn!(cluster = %cluster.name, %problem, "the operator cannot reach the brokers over TLS");
+            Access::plaintext(bootstrap)
+        })
+    }
+}
+
+/// How the operator reaches the brokers of `kc` from outside its reconcile (for a
+/// KafkaTopic): as [`Authorities::access`] does, from the Secrets the cluster's reconcile
+/// wrote; `None` until that reconcile has run (no bootstrap address, or no certificate yet).
+pub async fn access_of(
+    ctx: &super::Context,
+    kc: &KafkaCluster,
+) -> Result<Option<Access>, ReconcileError> {
+    let (namespace, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
+    let Some(reconciled) = kc
+        .status
+        .as_ref()
+        .and_then(|s| s.bootstrap_servers.clone())
+        .filter(|b| !b.is_empty())
+    else {
+        return Ok(ctx
+            .bootstrap_overrides
+            .get(&format!("{namespace}/{name}"))
+            .filter(|_| !crate::validate::secured(&kc.spec))
+            .map(Access::plaintext));
+    };
+    if !crate::validate::secured(&kc.spec) {
+        return Ok(Some(Access::plaintext(ctx.bootstrap(
+            &namespace,
+            &name,
+            &reconciled,
+        ))));
+    }
+    let default = format!(
+        "{name}-bootstrap.{namespace}.svc:{}",
+        crate::validate::REPLICATION_PORT
+    );
+    let bootstrap = ctx.bootstrap(&namespace, &name, &default);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let identity = secrets.get_opt(&operator_secret(&name)).await?;
+    let ca = secrets.get_opt(&Which::Cluster.cert_secret(&name)).await?;
+    let read = |s: &Option<Secret>, key: &str| s.as_ref().and_then(|s| text(s, key));
+    let (Some(cert_pem), Some(key_pem), Some(ca_pem)) = (
+        read(&identity, "operator.crt"),
+        read(&identity, "operator.key"),
+        read(&ca, "ca.crt"),
+    ) else {
+        return Ok(None);
+    };
+    let identity = KeyAndCert { cert_pem, key_pem };
+    Access::mutual_tls(&bootstrap, &identity, &ca_pem, bootstrap == default)
+        .map(Some)
+        .map_err(ReconcileError::Malformed)
+}
+
+/// Makes, renews or reads the two CAs and the operator's own certificate, writing the
+/// Secrets that changed; events say what was made or renewed.
+pub async fn authorities(
     client: &kube::Client,
     kc: &KafkaCluster,
     cluster: &ValidatedCluster,
     now: i64,
-) -> Result<Outcome, ReconcileError> {
+) -> Result<Authorities, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &cluster.namespace);
     let mut outcome = Outcome::default();
     let mut cluster_ca = None;
@@ -494,8 +615,7 @@ pub async fn sync(
             continue;
         };
         let status = ca_status(&ca, settings);
-        let due = renewal_from(&ca.info, settings);
-        outcome.next_renewal = Some(outcome.next_renewal.map_or(due, |n| n.min(due)));
+        outcome.due(renewal_from(&ca.info, settings));
         match which {
             Which::Cluster => {
                 outcome.cluster_ca = Some(status);
@@ -504,40 +624,103 @@ pub async fn sync(
             Which::Clients => outcome.clients_ca = Some(status),
         }
     }
-    if let Some(ca) = cluster_ca {
-        let name = nodes_secret(&cluster.name);
-        let stored = secrets.get_opt(&name).await?;
-        let (data, issued, next) = plan_node_certs(cluster, &ca, stored.as_ref(), now)
-            .map_err(|e| ReconcileError::Malformed(format!("issuing node certificates: {e}")))?;
-        outcome.next_renewal = Some(outcome.next_renewal.map_or(next, |n| n.min(next)));
-        if stored.as_ref().and_then(|s| s.data.as_ref()) != Some(&data) {
-            let mut secret = Secret {
-                metadata: meta(cluster, name.clone()),
-                type_: Some("Opaque".into()),
-                data: Some(data),
-                ..Default::default()
-            };
-            secret.metadata.annotations = Some(BTreeMap::from([(
-                CERT_GENERATION_ANNOTATION.to_string(),
-                ca.generation.to_string(),
-            )]));
-            apply(&secrets, &secret).await?;
-            if issued > 0 {
-                let note =
-                    format!("{issued} node certificate(s) issued by the cluster CA into {name}");
-                tracing::info!(cluster = %cluster.name, %note);
-                super::record(
-                    client,
-                    &kc.object_ref(&()),
-                    EventType::Normal,
-                    "NodeCertificatesIssued",
-                    note,
-                )
-                .await;
-            }
+    let mut operator = None;
+    if let Some(ca) = &cluster_ca {
+        let identity = [(
+            "operator".to_string(),
+            operator_common_name(&cluster.name),
+            BTreeSet::new(),
+            Usage::Client,
+        )];
+        let name = operator_secret(&cluster.name);
+        let data = issue_into(client, kc, cluster, ca, &name, &identity, now, &mut outcome).await?;
+        operator = Some(KeyAndCert {
+            cert_pem: String::from_utf8_lossy(&data["operator.crt"].0).into_owned(),
+            key_pem: String::from_utf8_lossy(&data["operator.key"].0).into_owned(),
+        });
+    }
+    Ok(Authorities {
+        outcome,
+        cluster_ca,
+        operator,
+    })
+}
+
+/// Issues (or keeps) the nodes' certificates of `cluster` with the cluster CA, once there is
+/// one, into `<cluster>-node-certs`.
+pub async fn nodes(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    authorities: &mut Authorities,
+    now: i64,
+) -> Result<(), ReconcileError> {
+    let Some(ca) = &authorities.cluster_ca else {
+        return Ok(());
+    };
+    let wanted: Vec<_> = cluster
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            pool.pods().map(move |(ordinal, pod)| {
+                let names = node_names(cluster, &pod, pool.node_id(ordinal), pool.role.is_broker());
+                (pod, node_common_name(&cluster.name), names, Usage::Node)
+            })
+        })
+        .collect();
+    let name = nodes_secret(&cluster.name);
+    let outcome = &mut authorities.outcome;
+    issue_into(client, kc, cluster, ca, &name, &wanted, now, outcome).await?;
+    Ok(())
+}
+
+/// One certificate to hold: its key prefix in the Secret, common name, names and usage.
+type Wanted = (String, String, BTreeSet<String>, Usage);
+
+/// Keeps or issues every certificate of `wanted` into Secret `name`, writing it when it
+/// changed; returns its data.
+#[allow(clippy::too_many_arguments)]
+async fn issue_into(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    ca: &Ca,
+    name: &str,
+    wanted: &[Wanted],
+    now: i64,
+    outcome: &mut Outcome,
+) -> Result<BTreeMap<String, ByteString>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &cluster.namespace);
+    let stored = secrets.get_opt(name).await?;
+    let renewal = i64::from(cluster.cluster_ca.renewal_days) * DAY;
+    let validity_days = i64::from(cluster.cluster_ca.validity_days);
+    let (data, issued, next) =
+        plan_certs(ca, stored.as_ref(), wanted, (validity_days, renewal), now).map_err(|e| {
+            ReconcileError::Malformed(format!("issuing certificates into {name}: {e}"))
+        })?;
+    outcome.due(next);
+    if stored.as_ref().and_then(|s| s.data.as_ref()) != Some(&data) {
+        let secret = Secret {
+            metadata: meta(cluster, name.to_string()),
+            type_: Some("Opaque".into()),
+            data: Some(data.clone()),
+            ..Default::default()
+        };
+        apply(&secrets, &secret).await?;
+        if issued > 0 {
+            let note = format!("{issued} certificate(s) issued by the cluster CA into {name}");
+            tracing::info!(cluster = %cluster.name, %note);
+            super::record(
+                client,
+                &kc.object_ref(&()),
+                EventType::Normal,
+                "CertificatesIssued",
+                note,
+            )
+            .await;
         }
     }
-    Ok(outcome)
+    Ok(data)
 }
 
 /// One CA: made, renewed and written when generated, read and checked when supplied.

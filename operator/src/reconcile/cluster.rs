@@ -32,6 +32,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::access::Access;
 use super::conditions::{merge, Want};
 use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
@@ -146,12 +147,12 @@ async fn converge(
         Ok(v) => v,
         Err(message) => return invalid(kc, client, &observed.previous, message).await,
     };
-    let bootstrap = ctx.bootstrap(
-        &namespace,
-        &kc.name_any(),
-        &validated.cluster.bootstrap_servers(),
-    );
-    let sizing = size(client, &observed, &validated.cluster, &bootstrap).await;
+    // The CAs and the operator's own certificate first: the brokers of a secured cluster
+    // are reached with it.
+    let now = ctx.clock.now();
+    let mut authorities = certificates::authorities(client, kc, &validated.cluster, now).await?;
+    let access = authorities.access(&ctx, &validated.cluster);
+    let sizing = size(client, &observed, &validated.cluster, &access).await;
     // The one step out of order: the external Services are applied before the rest is built,
     // since each broker advertises the address its Service gets (see `apply_external_services`).
     let external_addresses = apply_external_services(client, &namespace, &sizing.cluster).await?;
@@ -159,13 +160,14 @@ async fn converge(
         external_addresses,
         ..sizing.cluster.clone()
     };
-    // The CAs and the nodes' certificates, before the pods that mount them.
-    let certificates = certificates::sync(client, kc, &target, ctx.clock.now()).await?;
+    // The nodes' certificates (naming the external addresses), before the pods that mount
+    // them.
+    certificates::nodes(client, kc, &target, &mut authorities, now).await?;
     let objects = build_children(&target, &observed);
     let mut applied = apply_all(&ctx, &observed, &validated, &target, &objects).await?;
-    applied.certificates = certificates;
+    applied.certificates = authorities.outcome;
     delete_orphans(client, kc, &target, &objects).await?;
-    report(&ctx, &observed, &target, &sizing, applied, &bootstrap).await
+    report(&ctx, &observed, &target, &sizing, applied, &access).await
 }
 
 /// Observe: the KafkaCluster, its cluster id record, StatefulSets and pods; `None` when the
@@ -257,7 +259,7 @@ async fn size(
     client: &kube::Client,
     observed: &Observed,
     validated: &ValidatedCluster,
-    bootstrap: &str,
+    access: &Access,
 ) -> Sizing {
     let existing = observed.pool_statefulsets(validated);
     let sizes: BTreeMap<String, i32> = existing
@@ -274,7 +276,7 @@ async fn size(
         previous,
         nodes::any_stale(&existing, &observed.pods),
     );
-    let scaling = reconcile_scale::run(bootstrap, need, previous).await;
+    let scaling = reconcile_scale::run(access, need, previous).await;
     if let Some(size) = scaling.size {
         cluster.broker_pool_mut().replicas = size;
     }
@@ -400,7 +402,7 @@ async fn report(
     target: &ValidatedCluster,
     sizing: &Sizing,
     applied: Applied,
-    bootstrap: &str,
+    access: &Access,
 ) -> Result<Action, ReconcileError> {
     let (client, kc) = (&ctx.client, observed.kc.as_ref());
     let (namespace, name) = (&target.namespace, &target.name);
@@ -412,7 +414,7 @@ async fn report(
         .iter()
         .any(|n| n.ready && n.node_id < CONTROLLER_ID_BASE);
     let configs_synced = !brokers_up
-        || match sync_broker_configs(client, kc, target, bootstrap).await {
+        || match sync_broker_configs(client, kc, target, access).await {
             Ok(()) => true,
             Err(problem) => {
                 problems.push(problem);
@@ -424,7 +426,7 @@ async fn report(
     // The brokers are asked only when a ready pod may have to restart.
     let ask_health = rolling && !scaling.active;
     let health = if ask_health {
-        read_health(bootstrap).await
+        read_health(access).await
     } else {
         None
     };
@@ -515,10 +517,10 @@ async fn sync_broker_configs(
     client: &kube::Client,
     kc: &KafkaCluster,
     cluster: &ValidatedCluster,
-    bootstrap: &str,
+    access: &Access,
 ) -> Result<(), String> {
-    let synced =
-        tokio::time::timeout(HEALTH_TIMEOUT, broker_configs::sync(bootstrap, cluster)).await;
+    let bootstrap = &access.bootstrap;
+    let synced = tokio::time::timeout(HEALTH_TIMEOUT, broker_configs::sync(access, cluster)).await;
     match synced {
         Ok(Ok(changes)) => {
             if !changes.is_empty() {
@@ -538,10 +540,11 @@ async fn sync_broker_configs(
 }
 
 /// What the brokers say about the cluster's ISRs and quorum, if they answer in time.
-async fn read_health(bootstrap: &str) -> Option<roll::Health> {
-    match tokio::time::timeout(HEALTH_TIMEOUT, health::read(bootstrap)).await {
+async fn read_health(access: &Access) -> Option<roll::Health> {
+    match tokio::time::timeout(HEALTH_TIMEOUT, health::read(access)).await {
         Ok(Ok(h)) => Some(h),
         Ok(Err(e)) => {
+            let bootstrap = &access.bootstrap;
             tracing::info!(%bootstrap, error = %e, "cannot read the cluster's health");
             None
         }

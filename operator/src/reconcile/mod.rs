@@ -5,6 +5,8 @@
 //! - [`context`](Context): what every reconcile shares (the client, the default image, where
 //!   brokers are reached, the ClusterRole rack-aware broker pods are bound to, the metrics).
 //! - [`cluster`]: a KafkaCluster into its children and status.
+//! - [`access`]: where and how the operator reaches a cluster's brokers (mutual TLS when the
+//!   cluster is secured).
 //! - [`broker_configs`]: spec.config keys the brokers take at runtime, set as dynamic configs.
 //! - [`certificates`]: the cluster and clients CAs and the nodes' certificates, in Secrets.
 //! - [`cluster_id`]: the cluster id, chosen once and kept where a status wipe cannot lose it.
@@ -18,6 +20,7 @@
 //! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
+pub mod access;
 pub mod broker_configs;
 pub mod certificates;
 pub mod cluster;

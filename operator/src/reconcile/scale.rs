@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::access::Access;
 use gregor_client::admin::{Admin, AdminError};
 use kube::runtime::events::EventType;
 
@@ -54,9 +55,9 @@ async fn read(admin: &mut Admin) -> Result<View, AdminError> {
 /// Connects, reads, decides and sends, each within [`KAFKA_TIMEOUT`]. Returns the size the
 /// decided action allows, what the brokers said (when they did) and the action as it turned
 /// out (a failed send or an election still pending becomes a wait).
-async fn session(bootstrap: &str, sizes: Sizes) -> (i32, Option<View>, Action) {
+async fn session(access: &Access, sizes: Sizes) -> (i32, Option<View>, Action) {
     let work = async {
-        let mut admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+        let mut admin = access.admin().await.map_err(|e| e.to_string())?;
         let view = read(&mut admin).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((admin, view))
     };
@@ -103,9 +104,9 @@ fn wait(reason: String) -> Action {
 }
 
 /// Unregisters every broker [`scale::removal`] finds fenced among those `sizes` removed.
-async fn unregister_removed(bootstrap: &str, sizes: Sizes) -> Removed {
+async fn unregister_removed(access: &Access, sizes: Sizes) -> Removed {
     let work = async {
-        let mut admin = Admin::connect(bootstrap).await?;
+        let mut admin = access.admin().await?;
         let plan = scale::removal(sizes, &admin.registrations().await?);
         let mut problems = Vec::new();
         if !plan.running.is_empty() {
@@ -173,9 +174,9 @@ fn removal_outcome(sizes: Sizes, (done, waiting): Removed) -> Outcome {
     out
 }
 
-/// Carries out the step `need` asks for against the brokers at `bootstrap`; `recorded` is the
+/// Carries out the step `need` asks for against the brokers `access` reaches; `recorded` is the
 /// step in the status.
-pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) -> Outcome {
+pub async fn run(access: &Access, need: Need, recorded: Option<&ScalingStatus>) -> Outcome {
     let sizes = match need {
         Need::Nothing => return Outcome::default(),
         Need::AfterRoll { current, target } => {
@@ -188,9 +189,9 @@ pub async fn run(bootstrap: &str, need: Need, recorded: Option<&ScalingStatus>) 
         Need::Step(sizes) => sizes,
     };
     if sizes.removing() {
-        return removal_outcome(sizes, unregister_removed(bootstrap, sizes).await);
+        return removal_outcome(sizes, unregister_removed(access, sizes).await);
     }
-    let (size, view, sent) = session(bootstrap, sizes).await;
+    let (size, view, sent) = session(access, sizes).await;
     let growing = sizes.from <= sizes.to;
     let (reason, what) = if growing {
         ("ScalingUp", format!("adding brokers up to {}", sizes.to))

@@ -31,6 +31,8 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::{Resource, ResourceExt};
 
 use self::plan::{Desired, Observed, Plan, Step};
+use super::access::Access;
+use super::certificates;
 use super::conditions::{merge, Want};
 use super::{record, Context, ReconcileError};
 use crate::build::objects::FIELD_MANAGER;
@@ -89,7 +91,7 @@ async fn apply(
             return Ok(Action::await_change());
         }
     };
-    let Some(bootstrap) = locate(kt, ctx, api).await? else {
+    let Some(access) = locate(kt, ctx, api).await? else {
         return Ok(Action::requeue(SETTLING));
     };
     let others = api.list(&ListParams::default()).await?.items;
@@ -105,7 +107,7 @@ async fn apply(
     }
     let session = tokio::time::timeout(
         KAFKA_TIMEOUT,
-        converge(kt, api, &ctx.client, &bootstrap, &desired),
+        converge(kt, api, &ctx.client, &access, &desired),
     )
     .await
     .unwrap_or_else(|_| Err(Failure::TimedOut));
@@ -114,7 +116,7 @@ async fn apply(
         Err(Failure::Kube(e)) => Err(e.into()),
         Err(Failure::TimedOut) => {
             let error = ReconcileError::KafkaTimedOut {
-                bootstrap,
+                bootstrap: access.bootstrap,
                 timeout: KAFKA_TIMEOUT,
             };
             not_ready(api, kt, error.reason(), error.message()).await?;
@@ -162,13 +164,12 @@ impl From<kube::Error> for Failure {
     }
 }
 
-/// The bootstrap address of the topic's cluster, or `None` after reporting why there is none
-/// yet.
+/// How the topic's cluster is reached, or `None` after reporting why it cannot be yet.
 async fn locate(
     kt: &KafkaTopic,
     ctx: &Context,
     api: &Api<KafkaTopic>,
-) -> Result<Option<String>, ReconcileError> {
+) -> Result<Option<Access>, ReconcileError> {
     let clusters: Api<KafkaCluster> =
         Api::namespaced(ctx.client.clone(), &kt.namespace().unwrap_or_default());
     let Some(kc) = clusters.get_opt(&kt.spec.cluster).await? else {
@@ -176,31 +177,15 @@ async fn locate(
         not_ready(api, kt, "ClusterNotFound", message).await?;
         return Ok(None);
     };
-    let bootstrap = bootstrap(ctx, &kc);
-    if bootstrap.is_none() {
+    let access = certificates::access_of(ctx, &kc).await?;
+    if access.is_none() {
         let message = format!(
-            "KafkaCluster {} has no bootstrap address yet",
+            "KafkaCluster {} has no bootstrap address (or no operator certificate) yet",
             kt.spec.cluster
         );
         not_ready(api, kt, "ClusterNotReady", message).await?;
     }
-    Ok(bootstrap)
-}
-
-/// Where the cluster's brokers are reached: its override, else the bootstrap address in its
-/// status (written by its first reconcile).
-fn bootstrap(ctx: &Context, kc: &KafkaCluster) -> Option<String> {
-    let default = kc
-        .status
-        .as_ref()
-        .and_then(|s| s.bootstrap_servers.clone())
-        .unwrap_or_default();
-    Some(ctx.bootstrap(
-        &kc.namespace().unwrap_or_default(),
-        &kc.name_any(),
-        &default,
-    ))
-    .filter(|b| !b.is_empty())
+    Ok(access)
 }
 
 /// Describes the topic and its configs.
@@ -222,10 +207,10 @@ async fn converge(
     kt: &KafkaTopic,
     api: &Api<KafkaTopic>,
     client: &kube::Client,
-    bootstrap: &str,
+    access: &Access,
     desired: &Desired,
 ) -> Result<Action, Failure> {
-    let mut admin = Admin::connect(bootstrap).await?;
+    let mut admin = access.admin().await?;
     let previous = kt.status.as_ref().and_then(|s| s.topic_name.clone());
     if let Some(previous) = previous.filter(|p| *p != desired.name) {
         // Kafka cannot rename: following the new name would leave the old topic behind.
@@ -384,12 +369,13 @@ async fn cleanup(
     ctx: &Context,
     api: &Api<KafkaTopic>,
 ) -> Result<Action, ReconcileError> {
-    let Some((name, bootstrap)) = deletion_target(kt, ctx, api).await? else {
+    let Some((name, access)) = deletion_target(kt, ctx, api).await? else {
         return Ok(Action::await_change());
     };
+    let bootstrap = &access.bootstrap;
     let resource = kt.name_any();
     let deleted = tokio::time::timeout(KAFKA_TIMEOUT, async {
-        Admin::connect(&bootstrap).await?.delete_topic(&name).await
+        access.admin().await?.delete_topic(&name).await
     })
     .await
     .map_err(|_| ReconcileError::KafkaTimedOut {
@@ -432,7 +418,7 @@ async fn deletion_target(
     kt: &KafkaTopic,
     ctx: &Context,
     api: &Api<KafkaTopic>,
-) -> Result<Option<(String, String)>, ReconcileError> {
+) -> Result<Option<(String, Access)>, ReconcileError> {
     let resource = kt.name_any();
     if plan::unmanaged(kt) {
         tracing::info!(%resource, "unmanaged: the topic stays in Kafka");
@@ -458,11 +444,11 @@ async fn deletion_target(
         tracing::info!(%resource, other = %other.name_any(), "another KafkaTopic names the topic: it stays");
         return Ok(None);
     }
-    let Some(bootstrap) = bootstrap(ctx, &kc) else {
+    let Some(access) = certificates::access_of(ctx, &kc).await? else {
         // Never reachable, so never created by this operator.
         return Ok(None);
     };
-    Ok(Some((name, bootstrap)))
+    Ok(Some((name, access)))
 }
 
 /// Records `keys` as the configs the operator has set on the topic.

@@ -749,6 +749,8 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
     spec.listeners.external = Some(ExternalListener {
         kind: ExternalType::NodePort,
         port: 9094,
+        tls: false,
+        authentication: None,
         advertised: BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]),
         node_ports: BTreeMap::new(),
     });
@@ -887,6 +889,8 @@ async fn a_load_balancer_address_is_advertised_once_the_service_has_one() {
     spec.listeners.external = Some(ExternalListener {
         kind: ExternalType::LoadBalancer,
         port: 9094,
+        tls: false,
+        authentication: None,
         advertised: BTreeMap::new(),
         node_ports: BTreeMap::new(),
     });
@@ -965,7 +969,8 @@ async fn with_healthy_brokers_a_follower_restarts_first_and_the_active_controlle
     .await
     .unwrap();
 
-    let health = gregor_operator::health::read(&brokers.bootstrap)
+    let access = gregor_operator::reconcile::access::Access::plaintext(brokers.bootstrap.clone());
+    let health = gregor_operator::health::read(&access)
         .await
         .expect("the brokers answer");
     let controller = health.active_controller.expect("an active controller");

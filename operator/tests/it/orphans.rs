@@ -86,6 +86,8 @@ async fn a_removed_external_listener_takes_its_services_and_leaves_the_rest() {
     spec.listeners.external = Some(ExternalListener {
         kind: ExternalType::NodePort,
         port: 9094,
+        tls: false,
+        authentication: None,
         advertised: BTreeMap::new(),
         node_ports: BTreeMap::new(),
     });
