@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::crd::cluster::{
-    Authorization, CertificateAuthority, ExternalListener, ExternalType, ListenerAuthentication,
-    Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
+    AuthenticationType, Authorization, CertificateAuthority, ExternalListener, ExternalType,
+    ListenerAuthentication, Metrics, PartitionsWithoutSpare, PodTemplate, Rack, Storage,
 };
 use crate::crd::KafkaCluster;
 
@@ -465,14 +465,14 @@ fn check_security(spec: &crate::crd::KafkaClusterSpec) -> Result<(), SpecError> 
         listeners.push(("spec.listeners.external", e.tls, &e.authentication));
     }
     for (field, tls, authentication) in listeners {
-        if authentication == &Some(ListenerAuthentication::Tls) && !tls {
+        if authentication.as_ref().map(|a| a.kind) == Some(AuthenticationType::Tls) && !tls {
             return Err(SpecError::Security(format!(
                 "{field}.authentication type tls (client certificates) needs {field}.tls: true"
             )));
         }
     }
-    if let Some(Authorization::Simple { super_users }) = &spec.authorization {
-        for user in super_users {
+    if let Some(authorization) = &spec.authorization {
+        for user in &authorization.super_users {
             if user.trim().is_empty() || user.contains(';') {
                 return Err(SpecError::Security(format!(
                     "spec.authorization.superUsers: {user:?} is not a principal (User:name; \

@@ -147,24 +147,31 @@ mod tests {
 
     #[test]
     fn a_secured_cluster_renders_as_snapshotted() {
-        use crate::crd::cluster::{Authorization, ListenerAuthentication};
+        use crate::crd::cluster::{
+            AuthenticationType, Authorization, AuthorizationType, ListenerAuthentication,
+        };
         let mut spec = KafkaClusterSpec {
             replicas: 2,
             controllers: Some(ControllerPool {
                 replicas: 1,
                 ..Default::default()
             }),
-            authorization: Some(Authorization::Simple {
+            authorization: Some(Authorization {
+                kind: AuthorizationType::Simple,
                 super_users: vec!["admin".into(), "User:CN=ops,O=example".into()],
             }),
             ..Default::default()
         };
         spec.listeners.tls = true;
-        spec.listeners.authentication = Some(ListenerAuthentication::ScramSha512);
+        spec.listeners.authentication = Some(ListenerAuthentication {
+            kind: AuthenticationType::ScramSha512,
+        });
         let mut external = node_port_listener(&[("0", "kafka-0.example.com:31000")], &[]);
         if let Some(e) = external.as_mut() {
             e.tls = true;
-            e.authentication = Some(ListenerAuthentication::Tls);
+            e.authentication = Some(ListenerAuthentication {
+                kind: AuthenticationType::Tls,
+            });
         }
         spec.listeners.external = external;
         let objects = cluster(&validated(spec));

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::objects::meta;
 use super::rack;
-use crate::crd::cluster::{Authorization, ListenerAuthentication};
+use crate::crd::cluster::{AuthenticationType, AuthorizationType, ListenerAuthentication};
 use crate::reconcile::certificates;
 use crate::validate::{Pool, ValidatedCluster, CONTROLLER_PORT, REPLICATION_PORT};
 
@@ -181,9 +181,9 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
 
 /// Kafka's security protocol of a listener with `tls` and `authentication`.
 fn protocol(tls: bool, authentication: Option<&ListenerAuthentication>) -> &'static str {
-    match (tls, authentication) {
-        (true, Some(ListenerAuthentication::ScramSha512)) => "SASL_SSL",
-        (false, Some(ListenerAuthentication::ScramSha512)) => "SASL_PLAINTEXT",
+    match (tls, authentication.map(|a| a.kind)) {
+        (true, Some(AuthenticationType::ScramSha512)) => "SASL_SSL",
+        (false, Some(AuthenticationType::ScramSha512)) => "SASL_PLAINTEXT",
         (true, _) => "SSL",
         (false, _) => "PLAINTEXT",
     }
@@ -226,7 +226,9 @@ fn security(cluster: &ValidatedCluster, pool: &Pool, pod: &str) -> BTreeMap<Stri
             listener_authentication(&mut keys, name, authentication);
         }
     }
-    if let Some(Authorization::Simple { super_users }) = &cluster.authorization {
+    if let Some(authorization) = &cluster.authorization {
+        let AuthorizationType::Simple = authorization.kind;
+        let super_users = &authorization.super_users;
         keys.insert(
             "authorizer.class.name".into(),
             STANDARD_AUTHORIZER.to_string(),
@@ -257,8 +259,8 @@ fn listener_authentication(
     let mut set = |suffix: &str, value: String| {
         keys.insert(format!("listener.name.{name}.{suffix}"), value);
     };
-    match authentication {
-        Some(ListenerAuthentication::Tls) => {
+    match authentication.map(|a| a.kind) {
+        Some(AuthenticationType::Tls) => {
             set("ssl.client.auth", "required".into());
             set("ssl.truststore.type", "PEM".into());
             set(
@@ -266,7 +268,7 @@ fn listener_authentication(
                 format!("{CLIENTS_CA_DIR}/ca.crt"),
             );
         }
-        Some(ListenerAuthentication::ScramSha512) => {
+        Some(AuthenticationType::ScramSha512) => {
             set("sasl.enabled.mechanisms", "SCRAM-SHA-512".into());
             set(
                 "scram-sha-512.sasl.jaas.config",

@@ -135,39 +135,9 @@ pub fn statefulset(cluster: &ValidatedCluster, pool: &Pool, config: &ConfigMap) 
         volumes.push(rack::volume());
     }
     if cluster.secured {
-        // The node's certificate and the CAs' certificates. Kubernetes updates a mounted
-        // Secret in place (one atomic swap of its files), and the broker reloads its key and
-        // trust stores when their files change: a renewal restarts nothing.
-        use super::properties::{CLIENTS_CA_DIR, CLUSTER_CA_DIR, NODE_CERTS_DIR};
-        use crate::reconcile::certificates::{nodes_secret, Which};
-        for (volume, secret, dir) in [
-            ("node-certs", nodes_secret(&cluster.name), NODE_CERTS_DIR),
-            (
-                "cluster-ca",
-                Which::Cluster.cert_secret(&cluster.name),
-                CLUSTER_CA_DIR,
-            ),
-            (
-                "clients-ca",
-                Which::Clients.cert_secret(&cluster.name),
-                CLIENTS_CA_DIR,
-            ),
-        ] {
-            mounts.push(VolumeMount {
-                name: volume.into(),
-                mount_path: dir.into(),
-                read_only: Some(true),
-                ..Default::default()
-            });
-            volumes.push(Volume {
-                name: volume.into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-        }
+        let (more_mounts, more_volumes) = certificate_volumes(cluster);
+        mounts.extend(more_mounts);
+        volumes.extend(more_volumes);
     }
     let security = SecurityContext {
         allow_privilege_escalation: Some(false),
@@ -335,6 +305,46 @@ pub(super) fn termination_log_env() -> EnvVar {
         value: Some(TERMINATION_LOG.into()),
         ..Default::default()
     }
+}
+
+/// The node's certificate and the CAs' certificates of a secured cluster, mounted read-only.
+/// Kubernetes updates a mounted Secret in place (one atomic swap of its files), and the broker
+/// reloads its key and trust stores when their files change: a renewal restarts nothing.
+fn certificate_volumes(cluster: &ValidatedCluster) -> (Vec<VolumeMount>, Vec<Volume>) {
+    use super::properties::{CLIENTS_CA_DIR, CLUSTER_CA_DIR, NODE_CERTS_DIR};
+    use crate::reconcile::certificates::{nodes_secret, Which};
+    [
+        ("node-certs", nodes_secret(&cluster.name), NODE_CERTS_DIR),
+        (
+            "cluster-ca",
+            Which::Cluster.cert_secret(&cluster.name),
+            CLUSTER_CA_DIR,
+        ),
+        (
+            "clients-ca",
+            Which::Clients.cert_secret(&cluster.name),
+            CLIENTS_CA_DIR,
+        ),
+    ]
+    .into_iter()
+    .map(|(volume, secret, dir)| {
+        let mount = VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        let volume = Volume {
+            name: volume.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        (mount, volume)
+    })
+    .unzip()
 }
 
 /// An environment variable holding a field of the pod (downward API).

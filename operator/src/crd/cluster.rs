@@ -234,31 +234,46 @@ impl Default for Listeners {
 }
 
 /// How a listener's clients authenticate.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(tag = "type")]
-pub enum ListenerAuthentication {
-    /// SASL SCRAM-SHA-512 (SASL_SSL with `tls: true`, else SASL_PLAINTEXT); users are
-    /// KafkaUsers with `scram-sha-512` authentication, or made with Kafka's tools.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ListenerAuthentication {
+    /// `scram-sha-512`: SASL SCRAM-SHA-512 (SASL_SSL with `tls: true`, else SASL_PLAINTEXT),
+    /// for KafkaUsers with `scram-sha-512` authentication or users made with Kafka's tools.
+    /// `tls`: a client certificate signed by the clients CA (needs `tls: true`); the
+    /// principal is the certificate's subject DN, e.g. `User:CN=alice,O=gregor.dev`.
+    #[serde(rename = "type")]
+    pub kind: AuthenticationType,
+}
+
+/// A listener's kind of client authentication.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuthenticationType {
+    /// SASL SCRAM-SHA-512.
     #[serde(rename = "scram-sha-512")]
     ScramSha512,
-    /// A client certificate signed by the clients CA (mutual TLS; needs `tls: true`). The
-    /// principal is the certificate's subject DN, e.g. `User:CN=alice,O=gregor.dev`.
+    /// Mutual TLS with the clients CA.
     #[serde(rename = "tls")]
     Tls,
 }
 
 /// Who may do what, checked by Kafka's StandardAuthorizer.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(tag = "type")]
-pub enum Authorization {
-    /// ACLs (`kafka-acls.sh`, KafkaUsers) decide; a request no ACL allows is refused.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Authorization {
+    /// `simple`: ACLs (`kafka-acls.sh`, KafkaUsers) decide; a request no ACL allows is
+    /// refused.
+    #[serde(rename = "type")]
+    pub kind: AuthorizationType,
+    /// Principals allowed everything besides the nodes and the operator (`User:admin`, or a
+    /// bare name, taken as `User:<name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// The authorizer.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuthorizationType {
+    /// Kafka's StandardAuthorizer, with ACLs.
     #[serde(rename = "simple")]
-    Simple {
-        /// Principals allowed everything besides the nodes and the operator (`User:admin`, or
-        /// a bare name, taken as `User:<name>`).
-        #[serde(default, rename = "superUsers", skip_serializing_if = "Vec::is_empty")]
-        super_users: Vec<String>,
-    },
+    Simple,
 }
 
 /// How the external listener is exposed.

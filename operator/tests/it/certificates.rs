@@ -387,3 +387,252 @@ async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or
         expiring.message
     );
 }
+
+/// One local node run with the properties the operator wrote for `events-0`: its security
+/// keys as they are (with the mounted Secrets' paths pointing at files written from the
+/// Secrets), only its addresses moved to loopback ports.
+struct SecuredNode {
+    /// The replication listener (mutual TLS, where the operator connects).
+    replication: String,
+    /// The client listener (SASL_SSL with SCRAM-SHA-512).
+    client: String,
+    dir: tempfile::TempDir,
+    _guard: (std::process::Child, std::process::ChildStdin),
+}
+
+async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
+    use gregor_operator::reconcile::certificates::Which;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    for (sub, secret_name) in [
+        ("node", nodes_secret("events")),
+        ("cluster-ca", Which::Cluster.cert_secret("events")),
+        ("clients-ca", Which::Clients.cert_secret("events")),
+    ] {
+        std::fs::create_dir_all(tls.join(sub)).unwrap();
+        let s = secret(client, ns, &secret_name).await;
+        for (key, value) in s.data.unwrap() {
+            std::fs::write(tls.join(sub).join(key), value.0).unwrap();
+        }
+    }
+    let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
+        .get("events-config")
+        .await
+        .unwrap();
+    let generated = &config.data.unwrap()["events-0.properties"];
+    let ports = crate::apiserver::free_ports(4);
+    let (client_port, replication, controller, metrics) = (ports[0], ports[1], ports[2], ports[3]);
+    let moved = [
+        "listeners",
+        "advertised.listeners",
+        "controller.quorum.voters",
+        "log.dirs",
+        "metrics.listener",
+    ];
+    let mut properties: String = generated
+        .lines()
+        .filter(|l| !moved.iter().any(|k| l.starts_with(&format!("{k}="))))
+        .map(|l| l.replace("/etc/gregor-tls", &tls.display().to_string()) + "\n")
+        .collect();
+    properties.push_str(&format!(
+        "listeners=CLIENT://127.0.0.1:{client_port},REPLICATION://127.0.0.1:{replication},\
+         CONTROLLER://127.0.0.1:{controller}\n\
+         advertised.listeners=CLIENT://127.0.0.1:{client_port},\
+         REPLICATION://127.0.0.1:{replication}\n\
+         controller.quorum.voters=0@127.0.0.1:{controller}\n\
+         log.dirs={}\n\
+         metrics.listener=127.0.0.1:{metrics}\n\
+         # Its own connections go to 127.0.0.1, which its certificate does not name.\n\
+         ssl.endpoint.identification.algorithm=\n",
+        dir.path().join("data").display()
+    ));
+    let path = dir.path().join("server.properties");
+    std::fs::write(&path, &properties).unwrap();
+    let gregor = crate::topic::brokers::binary();
+    let path = path.display().to_string();
+    let id = "MkU3OEVBNTcwNTJENDM2Qg";
+    let format = std::process::Command::new(&gregor)
+        .args(["storage", "format", "-t", id, "-c", &path])
+        .args([
+            "--add-scram",
+            "SCRAM-SHA-512=[name=admin,password=admin-secret]",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        format.status.success(),
+        "{}",
+        String::from_utf8_lossy(&format.stderr)
+    );
+    let guard = crate::apiserver::supervised(
+        &gregor,
+        &["server-start".into(), path],
+        &dir.path().join("gregor.log"),
+    );
+    SecuredNode {
+        replication: format!("127.0.0.1:{replication}"),
+        client: format!("127.0.0.1:{client_port}"),
+        dir,
+        _guard: guard,
+    }
+}
+
+impl SecuredNode {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gregor.log")).unwrap_or_default()
+    }
+}
+
+/// A client's properties trusting the cluster CA (at the path the node test wrote it).
+fn trusting(node: &SecuredNode, extra: &[(&str, &str)]) -> gregor_client::ClientSecurity {
+    let ca = node.dir.path().join("tls/cluster-ca/ca.crt");
+    let mut p = BTreeMap::from([
+        ("ssl.truststore.type".to_string(), "PEM".to_string()),
+        (
+            "ssl.truststore.location".to_string(),
+            ca.display().to_string(),
+        ),
+        (
+            "ssl.endpoint.identification.algorithm".to_string(),
+            String::new(),
+        ),
+    ]);
+    p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    gregor_client::ClientSecurity::from_properties(&p).unwrap()
+}
+
+#[tokio::test]
+async fn a_secured_cluster_runs_on_its_certificates_and_the_operator_reaches_it_as_a_super_user() {
+    use gregor_operator::crd::cluster::{
+        AuthenticationType, Authorization, AuthorizationType, ListenerAuthentication,
+    };
+    use gregor_operator::crd::{KafkaTopic, KafkaTopicSpec};
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("secured").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        authorization: Some(Authorization {
+            kind: AuthorizationType::Simple,
+            super_users: vec!["admin".into()],
+        }),
+        ..Default::default()
+    };
+    spec.listeners.tls = true;
+    spec.listeners.authentication = Some(ListenerAuthentication {
+        kind: AuthenticationType::ScramSha512,
+    });
+    spec.config
+        .insert("log.retention.ms".into(), "3600000".into());
+    create(&client, &ns, "events", spec).await;
+    // The first reconcile writes the Secrets and the node's properties; then the node runs.
+    reconcile_with(&client, &ns, &context(&client)).await;
+    let node = start_secured_node(&client, &ns).await;
+
+    // Reached at its replication listener, as the operator, over mutual TLS.
+    let mut ctx = (*context(&client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), node.replication.clone());
+    let ctx = Arc::new(ctx);
+    let kc = get(&client, &ns, "events").await;
+    let access = gregor_operator::reconcile::certificates::access_of(&ctx, &kc)
+        .await
+        .unwrap()
+        .expect("the operator's certificate exists");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut admin = loop {
+        match access.admin().await {
+            Ok(admin) => break admin,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the node: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("the operator cannot reach the node: {e}\n{}", node.log()),
+        }
+    };
+    assert_eq!(admin.registrations().await.unwrap().len(), 1);
+
+    // Pods ready: the reconcile sets the dynamic config through that access.
+    let sts = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns)
+        .get("events")
+        .await
+        .unwrap();
+    crate::cluster::pods_like_the_statefulset(&client, &ns, &sts, true).await;
+    reconcile_with(&client, &ns, &ctx).await;
+    let kc = get(&client, &ns, "events").await;
+    assert_ne!(condition(&kc, "Degraded").status, "True", "{:?}", kc.status);
+    assert_eq!(
+        admin
+            .broker_defaults()
+            .await
+            .unwrap()
+            .get("log.retention.ms")
+            .map(String::as_str),
+        Some("3600000")
+    );
+
+    // A KafkaTopic of the cluster: created by the operator, a super user under the
+    // StandardAuthorizer (a principal that did not match would be refused).
+    let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), &ns);
+    topics
+        .create(
+            &PostParams::default(),
+            &KafkaTopic::new(
+                "orders",
+                KafkaTopicSpec {
+                    cluster: "events".into(),
+                    partitions: 2,
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    gregor_operator::reconcile::topic::reconcile(
+        Arc::new(topics.get("orders").await.unwrap()),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("the topic reconcile");
+    gregor_operator::reconcile::topic::reconcile(
+        Arc::new(topics.get("orders").await.unwrap()),
+        Arc::clone(&ctx),
+    )
+    .await
+    .expect("the topic reconcile");
+    let (_, topic) = admin.describe("orders").await.unwrap();
+    assert_eq!(topic.expect("created").partitions.len(), 2);
+
+    // The replication listener takes nothing but a certificate from the cluster CA.
+    let plain = gregor_client::Cluster::connect(&node.replication).await;
+    assert!(plain.is_err(), "plaintext on the replication listener");
+    let anonymous_tls = trusting(&node, &[("security.protocol", "SSL")]);
+    let no_cert = gregor_client::Cluster::connect_with(&node.replication, &anonymous_tls).await;
+    assert!(no_cert.is_err(), "TLS without a client certificate");
+
+    // The client listener: SASL_SSL with SCRAM-SHA-512 against the node's certificate.
+    let scram = |user: &str, password: &str| {
+        trusting(
+            &node,
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                (
+                    "sasl.jaas.config",
+                    &format!(
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                         username=\"{user}\" password=\"{password}\";"
+                    ),
+                ),
+            ],
+        )
+    };
+    let mut admin_user =
+        gregor_client::admin::Admin::connect_with(&node.client, &scram("admin", "admin-secret"))
+            .await
+            .expect("the super user admin over SASL_SSL");
+    assert!(admin_user.describe("orders").await.unwrap().1.is_some());
+    let wrong = gregor_client::Cluster::connect_with(&node.client, &scram("admin", "nope")).await;
+    assert!(wrong.is_err(), "a wrong password is refused");
+}
