@@ -84,6 +84,14 @@ pub enum AdminError {
         /// The broker's message, or the code's description when it sent none.
         message: String,
     },
+    /// Something failed on this side before a request went out (the system's random source).
+    #[error("{what}: {reason}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// What failed.
+        reason: String,
+    },
     /// The brokers do not speak a version of an API the operator needs.
     #[error("{what}: {source}")]
     Unsupported {
@@ -109,8 +117,16 @@ impl AdminError {
         }
     }
 
+    /// A failure on this side; `what` says what was being done.
+    pub(crate) fn local(what: impl Into<String>, reason: impl Into<String>) -> AdminError {
+        AdminError::Local {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Checks a response's error code; `what` says what was being done.
-    fn check(
+    pub(crate) fn check(
         code: i16,
         message: Option<&StrBytes>,
         what: impl FnOnce() -> String,
@@ -138,7 +154,7 @@ impl AdminError {
             AdminError::Refused { error, .. } => {
                 error.is_retriable() || matches!(error, ResponseError::TopicAlreadyExists)
             }
-            AdminError::Unsupported { .. } => false,
+            AdminError::Unsupported { .. } | AdminError::Local { .. } => false,
         }
     }
 
@@ -218,7 +234,7 @@ fn replicas_of(t: &MetadataResponseTopic) -> Vec<Vec<i32>> {
 
 impl Admin {
     /// Sends `req` to the bootstrap broker at the newest version both speak.
-    async fn send<R: Request>(
+    pub(crate) async fn send<R: Request>(
         &mut self,
         req: R,
         what: &(dyn Fn() -> String + Sync),

@@ -12,7 +12,8 @@
 //!   leaders and group coordinators by node id.
 //! - [`requests`]: the admin requests the tools and the operator both build (CreateTopics,
 //!   CreatePartitions, DeleteTopics, DescribeConfigs) and the admin timeout.
-//! - [`admin`]: the typed admin API the operator reconciles with.
+//! - [`admin`]: the typed admin API the operator reconciles with; [`admin_principals`] its
+//!   ACLs, SCRAM credentials and user quotas.
 //! - [`names`], [`broker_configs`]: Kafka vocabulary both sides check: the topic-name rule,
 //!   the text form of topic ids, the broker configs that change without a restart.
 //! - [`termination`]: the error a failed command leaves for Kubernetes to show in a pod's
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admin_principals;
 pub mod broker_configs;
 pub mod cluster;
 pub mod connection;
