@@ -55,9 +55,13 @@ pub struct AclBinding {
 impl Admin {
     /// Every ACL binding of `principal`.
     pub async fn acls_of(&mut self, principal: &str) -> Result<BTreeSet<AclBinding>, AdminError> {
+        // kafka-protocol's defaults for these nullable filters are "" (match nothing), not
+        // null (match anything): every field is set.
         let req = DescribeAclsRequest::default()
             .with_resource_type_filter(ANY)
+            .with_resource_name_filter(None)
             .with_pattern_type_filter(ANY)
+            .with_host_filter(None)
             .with_principal_filter(Some(StrBytes::from_string(principal.to_string())))
             .with_operation(ANY)
             .with_permission_type(ANY);
@@ -101,7 +105,10 @@ impl Admin {
             .collect();
         let what = || "creating ACLs".to_string();
         let resp = self
-            .send(CreateAclsRequest::default().with_creations(creations), &what)
+            .send(
+                CreateAclsRequest::default().with_creations(creations),
+                &what,
+            )
             .await?;
         for (result, acl) in resp.results.iter().zip(acls) {
             AdminError::check(result.error_code, result.error_message.as_ref(), || {
@@ -151,14 +158,12 @@ impl Admin {
         iterations: i32,
     ) -> Result<(), AdminError> {
         let mut salt = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut salt)
-            .map_err(|_| {
-                AdminError::local(
-                    format!("salting the password of {user}"),
-                    "the system random source failed",
-                )
-            })?;
+        SystemRandom::new().fill(&mut salt).map_err(|_| {
+            AdminError::local(
+                format!("salting the password of {user}"),
+                "the system random source failed",
+            )
+        })?;
         let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
         let upsertion = ScramCredentialUpsertion::default()
             .with_name(StrBytes::from_string(user.to_string()))
@@ -188,9 +193,7 @@ impl Admin {
         let what = || format!("deleting the {} credential of {user}", mechanism.name());
         let resp = self.send(req, &what).await?;
         for r in &resp.results {
-            if ResponseError::try_from_code(r.error_code)
-                == Some(ResponseError::ResourceNotFound)
-            {
+            if ResponseError::try_from_code(r.error_code) == Some(ResponseError::ResourceNotFound) {
                 return Ok(false);
             }
             AdminError::check(r.error_code, r.error_message.as_ref(), what)?;

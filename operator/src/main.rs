@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use futures::{FutureExt, StreamExt};
-use gregor_operator::crd::{KafkaCluster, KafkaTopic};
+use gregor_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 use gregor_operator::leader::Election;
 use gregor_operator::metrics::Metrics;
 use gregor_operator::reconcile::{self, Context, ReconcileError};
@@ -167,6 +167,11 @@ async fn reconcile_topic(
     instrumented(kt.as_ref(), &shared, work).await
 }
 
+async fn reconcile_user(ku: Arc<KafkaUser>, shared: Arc<Shared>) -> Result<Action, ReconcileError> {
+    let work = reconcile::user::reconcile(Arc::clone(&ku), Arc::clone(&shared.ctx));
+    instrumented(ku.as_ref(), &shared, work).await
+}
+
 /// Requeues a failed object after 2 s, doubling with each consecutive failure up to 5 min.
 fn backoff<K: kube::Resource<DynamicType = ()>>(
     object: Arc<K>,
@@ -225,6 +230,45 @@ async fn run_topics(
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile_topic, backoff, shared)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// Runs the KafkaUser controller over `namespace` (every namespace when `None`) until
+/// `shutdown`. A change to a KafkaCluster (its CAs renewed, say) wakes the users that name it;
+/// a change to a user's Secret (a password edited) wakes the user.
+async fn run_users(
+    client: kube::Client,
+    namespace: Option<String>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let controller = Controller::new(
+        api::<KafkaUser>(&client, &namespace),
+        watcher::Config::default(),
+    );
+    let users = controller.store();
+    controller
+        .owns(
+            api::<Secret>(&client, &namespace),
+            watcher::Config::default().labels("gregor.dev/kafka-user"),
+        )
+        .watches(
+            api::<KafkaCluster>(&client, &namespace),
+            watcher::Config::default(),
+            move |kc: KafkaCluster| {
+                let ns = kc.namespace();
+                let name = kc.name_any();
+                users
+                    .state()
+                    .into_iter()
+                    .filter(|u| u.namespace() == ns && u.spec.cluster == name)
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile_user, backoff, shared)
         .for_each(|_| futures::future::ready(()))
         .await;
 }
@@ -377,8 +421,14 @@ async fn main() -> anyhow::Result<()> {
             Arc::clone(&shared),
             shutdown.clone(),
         );
-        let topics = run_topics(client.clone(), ns, Arc::clone(&shared), shutdown.clone());
-        [clusters.boxed(), topics.boxed()]
+        let topics = run_topics(
+            client.clone(),
+            ns.clone(),
+            Arc::clone(&shared),
+            shutdown.clone(),
+        );
+        let users = run_users(client.clone(), ns, Arc::clone(&shared), shutdown.clone());
+        [clusters.boxed(), topics.boxed(), users.boxed()]
     }));
     let mut lost = false;
     match &election {

@@ -286,11 +286,21 @@ pub enum Usage {
     Client,
 }
 
-/// A new key and a certificate for it with subject `CN=<common_name>, O=gregor.dev` and
-/// `names` (DNS names or IP addresses) as subject alternative names, signed by `ca`.
+/// The subject of an issued certificate: `O=gregor.dev, CN=<name>` (the nodes and the
+/// operator), or `CN=<name>` alone (users, whose principal is `User:CN=<name>` as in Strimzi).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// `O=gregor.dev, CN=<name>`.
+    Gregor(&'a str),
+    /// `CN=<name>`.
+    CommonName(&'a str),
+}
+
+/// A new key and a certificate for it with `subject` and `names` (DNS names or IP
+/// addresses) as subject alternative names, signed by `ca`.
 pub fn issue(
     ca: &KeyAndCert,
-    common_name: &str,
+    subject: Subject<'_>,
     names: &BTreeSet<String>,
     usage: Usage,
     validity: Validity,
@@ -300,7 +310,13 @@ pub fn issue(
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(names.iter().cloned().collect::<Vec<_>>())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "gregor.dev");
+    let common_name = match subject {
+        Subject::Gregor(name) => {
+            dn.push(DnType::OrganizationName, "gregor.dev");
+            name
+        }
+        Subject::CommonName(name) => name,
+    };
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
@@ -340,6 +356,33 @@ pub fn truststore_p12(certs: &[CertInfo], password: &str) -> Result<Vec<u8>, Pki
         .writer(password)
         .write()
         .map_err(|e| PkiError::Invalid(format!("PKCS#12: {e}")))
+}
+
+/// A PKCS#12 key store (for Java clients: `ssl.keystore.type=PKCS12`) holding `pair`'s key
+/// with its certificate chain (the certificate, then `chain`), protected by `password`.
+pub fn keystore_p12(
+    pair: &KeyAndCert,
+    chain: &[CertInfo],
+    alias: &str,
+    password: &str,
+) -> Result<Vec<u8>, PkiError> {
+    let p12 = |e: p12_keystore::error::Error| PkiError::Invalid(format!("PKCS#12: {e}"));
+    let key_der = Pem::iter_from_buffer(pair.key_pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|p| p.label == "PRIVATE KEY")
+        .ok_or_else(|| PkiError::Invalid("no PKCS#8 PEM private key".into()))?
+        .contents;
+    let key = p12_keystore::PrivateKey::from_der(&key_der).map_err(p12)?;
+    let mut certs = vec![inspect(&pair.cert_pem)?];
+    certs.extend(chain.iter().cloned());
+    let certs = certs
+        .iter()
+        .map(|c| p12_keystore::Certificate::from_der(c.der()).map_err(p12))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut store = p12_keystore::KeyStore::new();
+    let chain = p12_keystore::PrivateKeyChain::new(alias.as_bytes(), key, certs);
+    store.add_entry(alias, p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    store.writer(password).write().map_err(p12)
 }
 
 /// A random password of 32 letters and digits (for PKCS#12 stores).
@@ -395,7 +438,7 @@ mod tests {
         let ca = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 10)).unwrap();
         let leaf = issue(
             &ca,
-            "events-0",
+            Subject::Gregor("events-0"),
             &names(&["events-0.events-nodes.kafka.svc", "10.0.0.7"]),
             Usage::Node,
             Validity::days_from(NOW, 10),
@@ -425,8 +468,27 @@ mod tests {
         let other = new_ca("clients-ca v0", None, Validity::days_from(NOW, 30)).unwrap();
         let ca_info = inspect(&ca.cert_pem).unwrap();
         let validity = Validity::days_from(NOW, 365).capped(ca_info.not_after);
-        let user = issue(&ca, "alice", &BTreeSet::new(), Usage::Client, validity).unwrap();
+        let user = issue(
+            &ca,
+            Subject::CommonName("alice"),
+            &BTreeSet::new(),
+            Usage::Client,
+            validity,
+        )
+        .unwrap();
         let info = inspect(&user.cert_pem).unwrap();
+        assert_eq!(info.subject, "CN=alice");
+        let password = password().unwrap();
+        let p12 = keystore_p12(&user, std::slice::from_ref(&ca_info), "alice", &password).unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &p12,
+            &password,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .unwrap();
+        let (_, chain) = store.private_key_chain().expect("a key entry");
+        assert_eq!(chain.certs().len(), 2);
+        assert_eq!(chain.certs()[1].as_der(), ca_info.der());
         assert_eq!(info.not_after, ca_info.not_after);
         assert!(info.signed_by(&ca_info));
         // The same subject, another key: not its issuer.

@@ -64,15 +64,15 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
 {{- define "gregor.rules" -}}
 # The custom resources: watched, and patched (finalizers, the config-keys annotation).
 - apiGroups: [gregor.dev]
-  resources: [kafkaclusters, kafkatopics]
+  resources: [kafkaclusters, kafkatopics, kafkausers]
   verbs: [get, list, watch, patch]
 - apiGroups: [gregor.dev]
-  resources: [kafkaclusters/status, kafkatopics/status]
+  resources: [kafkaclusters/status, kafkatopics/status, kafkausers/status]
   verbs: [patch]
 # Children carry owner references with blockOwnerDeletion, which needs update on the owner's
 # finalizers subresource.
 - apiGroups: [gregor.dev]
-  resources: [kafkaclusters/finalizers, kafkatopics/finalizers]
+  resources: [kafkaclusters/finalizers, kafkatopics/finalizers, kafkausers/finalizers]
   verbs: [update]
 # Children, server-side applied with one field manager (an apply that creates needs create),
 # and deleted once the spec no longer builds them (a removed external listener's Services, a
@@ -80,9 +80,9 @@ ClusterRole (every namespace) and for each Role (watchNamespaces).
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [get, list, watch, create, patch, delete]
-# The CAs' and the nodes' certificates: read (a user-supplied CA too), applied, watched
-# (only those carrying the operator's labels), and the force-renew annotation removed once a
-# renewal is done.
+# The CAs', the nodes' and the KafkaUsers' certificates and passwords: read (a user-supplied
+# CA or password too), applied, watched (only those carrying the operator's labels), and
+# annotated (force-renew removed once a renewal is done, a password's check recorded).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch]

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod topic;
+pub mod user;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -10,12 +11,14 @@ use kube::CustomResourceExt;
 pub use cluster::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 pub use topic::{KafkaTopic, KafkaTopicSpec, KafkaTopicStatus};
+pub use user::{KafkaUser, KafkaUserSpec, KafkaUserStatus};
 
 /// Every CRD this operator serves, with the file name each is written to.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("kafkaclusters.gregor.dev.yaml", KafkaCluster::crd()),
         ("kafkatopics.gregor.dev.yaml", KafkaTopic::crd()),
+        ("kafkausers.gregor.dev.yaml", KafkaUser::crd()),
     ]
 }
 

@@ -486,7 +486,13 @@ fn plan_certs(
             continue;
         }
         let validity = Validity::days_from(now, validity_days).capped(ca.info.not_after);
-        let leaf = pki::issue(&ca.pair, common_name, names, *usage, validity)?;
+        let leaf = pki::issue(
+            &ca.pair,
+            pki::Subject::Gregor(common_name),
+            names,
+            *usage,
+            validity,
+        )?;
         next = next.min(validity.not_after - renewal);
         let chain = format!("{}{}", leaf.cert_pem, ca.pair.cert_pem);
         if *usage == Usage::Node {
@@ -535,6 +541,24 @@ impl Authorities {
             Access::plaintext(bootstrap)
         })
     }
+}
+
+/// The CA `which` of `cluster` as its Secrets hold it (key and certificate), if both are
+/// there and fit each other.
+pub async fn read_ca(
+    secrets: &Api<Secret>,
+    cluster: &str,
+    which: Which,
+) -> Result<Option<KeyAndCert>, kube::Error> {
+    let stored = Stored {
+        key: secrets.get_opt(&which.key_secret(cluster)).await?,
+        cert: secrets.get_opt(&which.cert_secret(cluster)).await?,
+    };
+    let (Some(key_pem), Some(cert_pem)) = (stored.key_pem(), stored.cert_pem()) else {
+        return Ok(None);
+    };
+    let fits = pki::inspect(&cert_pem).is_ok_and(|c| c.is_ca && c.key_matches(&key_pem));
+    Ok(fits.then_some(KeyAndCert { cert_pem, key_pem }))
 }
 
 /// How the operator reaches the brokers of `kc` from outside its reconcile (for a

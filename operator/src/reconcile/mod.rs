@@ -18,6 +18,7 @@
 //! - [`scale`]: a broker scale step carried out against the brokers, and what it reports.
 //! - [`storage`]: volume growth on the claims, and refused shrinks.
 //! - [`topic`]: a KafkaTopic into its topic in Kafka, through the admin API.
+//! - [`user`]: a KafkaUser into its credentials, ACLs and quotas on the brokers.
 //! - [`conditions`]: status conditions that keep their transition time while unchanged.
 
 pub mod access;
@@ -33,6 +34,7 @@ pub mod restart;
 pub mod scale;
 pub mod storage;
 pub mod topic;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

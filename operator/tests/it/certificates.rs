@@ -391,16 +391,18 @@ async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or
 /// One local node run with the properties the operator wrote for `events-0`: its security
 /// keys as they are (with the mounted Secrets' paths pointing at files written from the
 /// Secrets), only its addresses moved to loopback ports.
-struct SecuredNode {
+pub struct SecuredNode {
+    /// Each listener's loopback address, by name (`CLIENT`, `REPLICATION`, `EXTERNAL`).
+    pub listeners: BTreeMap<String, String>,
     /// The replication listener (mutual TLS, where the operator connects).
-    replication: String,
-    /// The client listener (SASL_SSL with SCRAM-SHA-512).
-    client: String,
-    dir: tempfile::TempDir,
+    pub replication: String,
+    /// The client listener.
+    pub client: String,
+    pub dir: tempfile::TempDir,
     _guard: (std::process::Child, std::process::ChildStdin),
 }
 
-async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
+pub async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
     use gregor_operator::reconcile::certificates::Which;
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls");
@@ -420,8 +422,21 @@ async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
         .await
         .unwrap();
     let generated = &config.data.unwrap()["events-0.properties"];
-    let ports = crate::apiserver::free_ports(4);
-    let (client_port, replication, controller, metrics) = (ports[0], ports[1], ports[2], ports[3]);
+    let listed = generated
+        .lines()
+        .find_map(|l| l.strip_prefix("listeners="))
+        .expect("listeners");
+    let names: Vec<String> = listed
+        .split(',')
+        .map(|l| l.split("://").next().unwrap().to_string())
+        .collect();
+    let ports = crate::apiserver::free_ports(names.len() + 1);
+    let listeners: BTreeMap<String, String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(n, p)| (n.clone(), format!("127.0.0.1:{p}")))
+        .collect();
+    let metrics = ports[names.len()];
     let moved = [
         "listeners",
         "advertised.listeners",
@@ -434,16 +449,23 @@ async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
         .filter(|l| !moved.iter().any(|k| l.starts_with(&format!("{k}="))))
         .map(|l| l.replace("/etc/gregor-tls", &tls.display().to_string()) + "\n")
         .collect();
+    let join = |names: &mut dyn Iterator<Item = (&String, &String)>| {
+        names
+            .map(|(n, a)| format!("{n}://{a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let advertised = join(&mut listeners.iter().filter(|(n, _)| *n != "CONTROLLER"));
     properties.push_str(&format!(
-        "listeners=CLIENT://127.0.0.1:{client_port},REPLICATION://127.0.0.1:{replication},\
-         CONTROLLER://127.0.0.1:{controller}\n\
-         advertised.listeners=CLIENT://127.0.0.1:{client_port},\
-         REPLICATION://127.0.0.1:{replication}\n\
-         controller.quorum.voters=0@127.0.0.1:{controller}\n\
+        "listeners={}\n\
+         advertised.listeners={advertised}\n\
+         controller.quorum.voters=0@{}\n\
          log.dirs={}\n\
          metrics.listener=127.0.0.1:{metrics}\n\
          # Its own connections go to 127.0.0.1, which its certificate does not name.\n\
          ssl.endpoint.identification.algorithm=\n",
+        join(&mut listeners.iter()),
+        listeners["CONTROLLER"],
         dir.path().join("data").display()
     ));
     let path = dir.path().join("server.properties");
@@ -470,21 +492,40 @@ async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
         &dir.path().join("gregor.log"),
     );
     SecuredNode {
-        replication: format!("127.0.0.1:{replication}"),
-        client: format!("127.0.0.1:{client_port}"),
+        replication: listeners["REPLICATION"].clone(),
+        client: listeners["CLIENT"].clone(),
+        listeners,
         dir,
         _guard: guard,
     }
 }
 
 impl SecuredNode {
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gregor.log")).unwrap_or_default()
+    }
+
+    /// The operator's admin connection to the node, once it answers.
+    pub async fn admin(
+        &self,
+        access: &gregor_operator::reconcile::access::Access,
+    ) -> gregor_client::admin::Admin {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match access.admin().await {
+                Ok(admin) => return admin,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("waiting for the node: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("the operator cannot reach the node: {e}\n{}", self.log()),
+            }
+        }
     }
 }
 
 /// A client's properties trusting the cluster CA (at the path the node test wrote it).
-fn trusting(node: &SecuredNode, extra: &[(&str, &str)]) -> gregor_client::ClientSecurity {
+pub fn trusting(node: &SecuredNode, extra: &[(&str, &str)]) -> gregor_client::ClientSecurity {
     let ca = node.dir.path().join("tls/cluster-ca/ca.crt");
     let mut p = BTreeMap::from([
         ("ssl.truststore.type".to_string(), "PEM".to_string()),
@@ -539,17 +580,7 @@ async fn a_secured_cluster_runs_on_its_certificates_and_the_operator_reaches_it_
         .await
         .unwrap()
         .expect("the operator's certificate exists");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut admin = loop {
-        match access.admin().await {
-            Ok(admin) => break admin,
-            Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("waiting for the node: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-            Err(e) => panic!("the operator cannot reach the node: {e}\n{}", node.log()),
-        }
-    };
+    let mut admin = node.admin(&access).await;
     assert_eq!(admin.registrations().await.unwrap().len(), 1);
 
     // Pods ready: the reconcile sets the dynamic config through that access.

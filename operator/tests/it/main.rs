@@ -11,6 +11,7 @@ mod orphans;
 mod rack;
 mod scale;
 mod topic;
+mod user;
 
 use std::time::Duration;
 

@@ -1,0 +1,468 @@
+//! KafkaUsers against the real API server and a real secured node (the operator's own
+//! properties and certificates, see [`crate::certificates::start_secured_node`]): SCRAM and
+//! TLS users get their credentials into Secrets, exactly their ACLs and their quotas; a user
+//! logs in and is allowed exactly what its ACLs say; ACLs added elsewhere are removed; a
+//! password changed in the user's Secret is applied; a deleted user is gone from the brokers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gregor_client::admin::{Admin, AdminError};
+use gregor_client::admin_principals::AclBinding;
+use gregor_client::ClientSecurity;
+use gregor_operator::crd::cluster::{
+    AuthenticationType, Authorization, AuthorizationType, ExternalListener, ExternalType,
+    KafkaClusterSpec, ListenerAuthentication,
+};
+use gregor_operator::crd::user::{
+    AclOperation, AclPatternType, AclPermission, AclResource, AclResourceType, AclRule, KafkaUser,
+    KafkaUserSpec, UserAuthentication, UserAuthorization, UserQuotas,
+};
+use gregor_operator::reconcile::certificates::access_of;
+use gregor_operator::reconcile::user::{reconcile, FINALIZER};
+use gregor_operator::reconcile::Context;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kafka_protocol::error::ResponseError;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+
+use crate::certificates::{start_secured_node, trusting, SecuredNode};
+use crate::cluster::{context, create, get};
+use crate::{api_server_or_skip, install_crds};
+
+fn rule(kind: AclResourceType, name: &str, operations: &[AclOperation]) -> AclRule {
+    AclRule {
+        resource: AclResource {
+            kind,
+            name: Some(name.into()),
+            pattern_type: AclPatternType::Literal,
+        },
+        operations: operations.to_vec(),
+        permission: AclPermission::Allow,
+        host: "*".into(),
+    }
+}
+
+fn user_spec(kind: AuthenticationType, acls: Vec<AclRule>) -> KafkaUserSpec {
+    KafkaUserSpec {
+        cluster: "events".into(),
+        authentication: Some(UserAuthentication {
+            kind,
+            password: None,
+        }),
+        authorization: Some(UserAuthorization {
+            kind: AuthorizationType::Simple,
+            acls,
+        }),
+        quotas: None,
+    }
+}
+
+/// Reconciles the user until its status describes its generation (the first reconcile only
+/// adds the finalizer); returns the Ready condition's (status, reason, message).
+async fn settle(api: &Api<KafkaUser>, ctx: &Arc<Context>, name: &str) -> (String, String, String) {
+    for _ in 0..5 {
+        let ku = api.get(name).await.unwrap();
+        reconcile(Arc::new(ku), Arc::clone(ctx))
+            .await
+            .unwrap_or_else(|e| panic!("reconciling {name}: {e}"));
+        let ku = api.get(name).await.unwrap();
+        let status = ku.status.clone().unwrap_or_default();
+        if status.observed_generation == ku.metadata.generation {
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .expect("Ready");
+            return (
+                ready.status.clone(),
+                ready.reason.clone(),
+                ready.message.clone(),
+            );
+        }
+    }
+    panic!("KafkaUser {name} never reported its generation");
+}
+
+fn scram(node: &SecuredNode, user: &str, password: &str) -> ClientSecurity {
+    let jaas = format!(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" \
+         password=\"{password}\";"
+    );
+    trusting(
+        node,
+        &[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.jaas.config", &jaas),
+        ],
+    )
+}
+
+/// The ACLs of `principal` once `done` holds of them (the brokers apply ACL changes from the
+/// metadata log a moment after the controller commits them, as Kafka's do).
+async fn acls_when(
+    admin: &mut Admin,
+    principal: &str,
+    done: impl Fn(&std::collections::BTreeSet<AclBinding>) -> bool,
+) -> std::collections::BTreeSet<AclBinding> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let acls = admin.acls_of(principal).await.unwrap();
+        if done(&acls) {
+            return acls;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{principal}: {acls:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn text(secret: &Secret, key: &str) -> String {
+    String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+}
+
+fn refused(result: Result<impl std::fmt::Debug, AdminError>) -> Option<ResponseError> {
+    match result {
+        Err(e) => e.code(),
+        Ok(v) => panic!("allowed: {v:?}"),
+    }
+}
+
+/// A TLS user: a certificate from the clients CA in its Secret (PEM and PKCS#12), logging in
+/// on the external listener (mutual TLS) with exactly its ACLs.
+async fn a_tls_user_logs_in_with_its_certificate(
+    users: &Api<KafkaUser>,
+    ctx: &Arc<Context>,
+    node: &SecuredNode,
+    operator: &mut Admin,
+    secrets: &Api<Secret>,
+) {
+    users
+        .create(
+            &PostParams::default(),
+            &KafkaUser::new(
+                "bob",
+                user_spec(
+                    AuthenticationType::Tls,
+                    vec![rule(
+                        AclResourceType::Topic,
+                        "payroll",
+                        &[AclOperation::Describe],
+                    )],
+                ),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settle(users, ctx, "bob").await.0, "True");
+    let bob = secrets.get("bob").await.unwrap();
+    let p12 = &bob.data.as_ref().unwrap()["user.p12"].0;
+    assert!(p12_keystore::KeyStore::from_pkcs12(
+        p12,
+        &text(&bob, "user.password"),
+        p12_keystore::Pkcs12ImportPolicy::Relaxed
+    )
+    .is_ok());
+    let clients_ca = text(&bob, "ca.crt");
+    assert_eq!(
+        gregor_operator::pki::inspect(&text(&bob, "user.crt"))
+            .unwrap()
+            .subject,
+        "CN=bob"
+    );
+    let cert = trusting(
+        node,
+        &[
+            ("security.protocol", "SSL"),
+            ("ssl.keystore.type", "PEM"),
+            ("ssl.keystore.certificate.chain", &text(&bob, "user.crt")),
+            ("ssl.keystore.key", &text(&bob, "user.key")),
+        ],
+    );
+    let external = &node.listeners["EXTERNAL"];
+    let mut as_bob = Admin::connect_with(external, &cert)
+        .await
+        .expect("bob logs in");
+    assert!(as_bob.describe("payroll").await.unwrap().1.is_some());
+    assert_eq!(
+        refused(as_bob.describe("orders").await),
+        Some(ResponseError::TopicAuthorizationFailed)
+    );
+    assert!(operator
+        .acls_of("User:CN=bob")
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.resource_name == "payroll"));
+    assert!(gregor_operator::pki::inspect(&clients_ca).unwrap().is_ca);
+}
+
+#[tokio::test]
+async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_deleted() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("users").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        authorization: Some(Authorization {
+            kind: AuthorizationType::Simple,
+            super_users: vec![],
+        }),
+        ..Default::default()
+    };
+    spec.listeners.tls = true;
+    spec.listeners.authentication = Some(ListenerAuthentication {
+        kind: AuthenticationType::ScramSha512,
+    });
+    spec.listeners.external = Some(ExternalListener {
+        kind: ExternalType::NodePort,
+        port: 9094,
+        tls: true,
+        authentication: Some(ListenerAuthentication {
+            kind: AuthenticationType::Tls,
+        }),
+        advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
+        node_ports: BTreeMap::new(),
+    });
+    create(&client, &ns, "events", spec).await;
+    gregor_operator::reconcile::cluster::reconcile(
+        Arc::new(get(&client, &ns, "events").await),
+        context(&client),
+    )
+    .await
+    .expect("the cluster's reconcile");
+    let node = start_secured_node(&client, &ns).await;
+    let mut ctx = (*context(&client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), node.replication.clone());
+    let ctx = Arc::new(ctx);
+    let access = access_of(&ctx, &get(&client, &ns, "events").await)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut operator = node.admin(&access).await;
+    for topic in ["orders", "payroll"] {
+        operator
+            .create_topic(topic, &[vec![0]], &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+
+    // A SCRAM user with a generated password, Describe and Write on orders, and a quota.
+    let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
+    let mut alice = user_spec(
+        AuthenticationType::ScramSha512,
+        vec![rule(
+            AclResourceType::Topic,
+            "orders",
+            &[AclOperation::Describe, AclOperation::Write],
+        )],
+    );
+    alice.quotas = Some(UserQuotas {
+        producer_byte_rate: Some(1_048_576),
+        ..Default::default()
+    });
+    users
+        .create(&PostParams::default(), &KafkaUser::new("alice", alice))
+        .await
+        .unwrap();
+    assert_eq!(settle(&users, &ctx, "alice").await.0, "True");
+    let ku = users.get("alice").await.unwrap();
+    assert!(ku.finalizers().iter().any(|f| f == FINALIZER));
+    assert_eq!(
+        ku.status.as_ref().unwrap().username.as_deref(),
+        Some("alice")
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = secrets.get("alice").await.unwrap();
+    let password = text(&secret, "password");
+    assert_eq!(password.len(), 32);
+    assert!(text(&secret, "sasl.jaas.config").contains(&format!("password=\"{password}\"")));
+
+    // alice logs in and may do exactly what her ACLs say.
+    let mut as_alice = Admin::connect_with(&node.client, &scram(&node, "alice", &password))
+        .await
+        .expect("alice logs in");
+    assert!(as_alice.describe("orders").await.unwrap().1.is_some());
+    let create = as_alice
+        .create_topic("alice-new", &[vec![0]], &BTreeMap::new())
+        .await;
+    assert_eq!(
+        refused(create),
+        Some(ResponseError::TopicAuthorizationFailed)
+    );
+    let payroll = as_alice.describe("payroll").await;
+    assert_eq!(
+        refused(payroll),
+        Some(ResponseError::TopicAuthorizationFailed)
+    );
+    assert_eq!(
+        operator.user_quotas("alice").await.unwrap(),
+        BTreeMap::from([("producer_byte_rate".to_string(), 1_048_576.0)])
+    );
+
+    // An ACL for alice made elsewhere is removed; a second reconcile changes nothing else.
+    let stray = AclBinding {
+        resource_type: 2,
+        resource_name: "payroll".into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: 3,
+        permission: 3,
+    };
+    operator
+        .create_acls(std::slice::from_ref(&stray))
+        .await
+        .unwrap();
+    acls_when(&mut operator, "User:alice", |a| a.contains(&stray)).await;
+    reconcile(
+        Arc::new(users.get("alice").await.unwrap()),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    let acls = acls_when(&mut operator, "User:alice", |a| !a.contains(&stray)).await;
+    assert_eq!(acls.len(), 2, "{acls:?}");
+
+    // Her password moves to a Secret of her own: applied, the old one refused, nothing else
+    // recreated.
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("alice-password".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([(
+                    "pw".to_string(),
+                    ByteString(b"correct-horse".to_vec()),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let patch = serde_json::json!({"spec": {"authentication": {"type": "scram-sha-512",
+        "password": {"valueFrom": {"secretKeyRef": {"name": "alice-password", "key": "pw"}}}}}});
+    users
+        .patch("alice", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(settle(&users, &ctx, "alice").await.0, "True");
+    assert!(
+        Admin::connect_with(&node.client, &scram(&node, "alice", "correct-horse"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        Admin::connect_with(&node.client, &scram(&node, "alice", &password))
+            .await
+            .is_err()
+    );
+    assert_eq!(operator.acls_of("User:alice").await.unwrap().len(), 2);
+
+    a_tls_user_logs_in_with_its_certificate(&users, &ctx, &node, &mut operator, &secrets).await;
+
+    // alice deleted: her credential, ACLs and quotas go with her.
+    users
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile(
+        Arc::new(users.get("alice").await.unwrap()),
+        Arc::clone(&ctx),
+    )
+    .await
+    .unwrap();
+    assert!(
+        users.get_opt("alice").await.unwrap().is_none(),
+        "the finalizer is removed"
+    );
+    acls_when(
+        &mut operator,
+        "User:alice",
+        std::collections::BTreeSet::is_empty,
+    )
+    .await;
+    assert!(operator.user_quotas("alice").await.unwrap().is_empty());
+    assert!(
+        Admin::connect_with(&node.client, &scram(&node, "alice", "correct-horse"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("baduser").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    spec.listeners.authentication = Some(ListenerAuthentication {
+        kind: AuthenticationType::ScramSha512,
+    });
+    create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
+
+    // A TLS user on a cluster without a listener taking certificates.
+    let tls = user_spec(AuthenticationType::Tls, vec![]);
+    users
+        .create(&PostParams::default(), &KafkaUser::new("carol", tls))
+        .await
+        .unwrap();
+    let (status, reason, message) = settle(&users, &ctx, "carol").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.authentication.type tls"),
+        "{message}"
+    );
+
+    // A topic name no topic can have.
+    let bad = user_spec(
+        AuthenticationType::ScramSha512,
+        vec![rule(
+            AclResourceType::Topic,
+            "no/slashes",
+            &[AclOperation::Read],
+        )],
+    );
+    users
+        .create(&PostParams::default(), &KafkaUser::new("dave", bad))
+        .await
+        .unwrap();
+    let (status, reason, message) = settle(&users, &ctx, "dave").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.authorization.acls[0].resource.name"),
+        "{message}"
+    );
+
+    // An unknown operation never gets in: the schema refuses it, naming the field.
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<KafkaUser>(&()),
+    );
+    let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gregor.dev/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "frank"},
+        "spec": {"cluster": "events", "authorization": {"type": "simple", "acls": [
+            {"resource": {"type": "topic", "name": "orders"}, "operations": ["Fly"]}]}}
+    }))
+    .unwrap();
+    let err = raw
+        .create(&PostParams::default(), &object)
+        .await
+        .expect_err("the schema refuses Fly");
+    assert!(err.to_string().contains("operations"), "{err}");
+}
