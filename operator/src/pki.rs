@@ -117,6 +117,19 @@ impl CertInfo {
     pub fn der(&self) -> &[u8] {
         &self.der
     }
+
+    /// The certificate, PEM.
+    pub fn pem(&self) -> String {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(&self.der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in text.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
 }
 
 /// Every certificate in `pem` (a bundle may hold several), in order.
@@ -213,7 +226,38 @@ pub fn renew_ca(ca: &KeyAndCert, validity: Validity) -> Result<KeyAndCert, PkiEr
             "the CA key does not match its certificate".into(),
         ));
     }
-    let (_, parsed) = x509_parser::parse_x509_certificate(current.der())
+    let cert = ca_params(subject_of(&current)?, validity)?.self_signed(&key)?;
+    same_subject(&current, cert.der())?;
+    Ok(KeyAndCert {
+        cert_pem: cert.pem(),
+        key_pem: ca.key_pem.clone(),
+    })
+}
+
+/// The certificate of CA `new` (its subject and key) signed by CA `old`, valid as `validity`
+/// says (at most while `old` is). Served after a certificate `new` issued, it lets a client
+/// that still trusts only `old` verify it (the chain goes on through this certificate to
+/// `old`), while a client that trusts `new` finds its anchor at once: a CA's key is replaced
+/// without a client losing the brokers.
+pub fn cross_sign(
+    new: &KeyAndCert,
+    old: &KeyAndCert,
+    validity: Validity,
+) -> Result<String, PkiError> {
+    let new_key = KeyPair::from_pem(&new.key_pem)?;
+    let new_info = inspect(&new.cert_pem)?;
+    let old_key = KeyPair::from_pem(&old.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&old.cert_pem, &old_key)?;
+    let mut params = ca_params(subject_of(&new_info)?, validity)?;
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&new_key, &issuer)?;
+    same_subject(&new_info, cert.der())?;
+    Ok(cert.pem())
+}
+
+/// The subject of `cert` as rcgen builds names (UTF8String values).
+fn subject_of(cert: &CertInfo) -> Result<DistinguishedName, PkiError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.der())
         .map_err(|e| PkiError::Invalid(format!("not an X.509 certificate: {e}")))?;
     let mut dn = DistinguishedName::new();
     for attribute in parsed.subject().iter_attributes() {
@@ -227,19 +271,24 @@ pub fn renew_ca(ca: &KeyAndCert, validity: Validity) -> Result<KeyAndCert, PkiEr
             .map_err(|e| PkiError::Invalid(format!("a CA subject that is not text: {e}")))?;
         dn.push(DnType::from_oid(&oid), value);
     }
-    let cert = ca_params(dn, validity)?.self_signed(&key)?;
-    let (_, renewed) = x509_parser::parse_x509_certificate(cert.der())
-        .map_err(|e| PkiError::Invalid(format!("the renewed certificate: {e}")))?;
-    if renewed.subject().as_raw() != parsed.subject().as_raw() {
+    Ok(dn)
+}
+
+/// Refuses a certificate (`der`) whose subject is not byte for byte `model`'s: what chained to
+/// the one would not chain to the other.
+fn same_subject(model: &CertInfo, der: &[u8]) -> Result<(), PkiError> {
+    let parse = |der: &[u8]| {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c.subject().as_raw().to_vec())
+            .map_err(|e| PkiError::Invalid(format!("not an X.509 certificate: {e}")))
+    };
+    if parse(der)? != parse(model.der())? {
         return Err(PkiError::Invalid(format!(
             "the CA subject {} cannot be written back unchanged",
-            parsed.subject()
+            model.subject
         )));
     }
-    Ok(KeyAndCert {
-        cert_pem: cert.pem(),
-        key_pem: ca.key_pem.clone(),
-    })
+    Ok(())
 }
 
 fn ca_params(dn: DistinguishedName, validity: Validity) -> Result<CertificateParams, PkiError> {
@@ -497,6 +546,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cross_signed_ca_certificate_chains_a_new_key_to_the_old_ca() {
+        let old = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 100)).unwrap();
+        let new = new_ca("events-cluster-ca v1", None, Validity::days_from(NOW, 365)).unwrap();
+        let old_info = inspect(&old.cert_pem).unwrap();
+        let validity = Validity::days_from(NOW, 365).capped(old_info.not_after);
+        let cross = inspect(&cross_sign(&new, &old, validity).unwrap()).unwrap();
+        let new_info = inspect(&new.cert_pem).unwrap();
+        assert_eq!(cross.subject, new_info.subject);
+        assert!(cross.is_ca && cross.key_matches(&new.key_pem));
+        assert!(cross.signed_by(&old_info) && !cross.signed_by(&new_info));
+        assert_eq!(cross.not_after, old_info.not_after);
+        let leaf = issue(
+            &new,
+            Subject::Gregor("events-0"),
+            &names(&["events-0.events-nodes.kafka.svc"]),
+            Usage::Node,
+            Validity::days_from(NOW, 30),
+        )
+        .unwrap();
+        let leaf = inspect(&leaf.cert_pem).unwrap();
+        // Trusting the new CA: directly; trusting the old: through the cross certificate.
+        assert!(leaf.signed_by(&new_info) && leaf.signed_by(&cross));
+        assert!(!leaf.signed_by(&old_info));
+    }
+
+    #[test]
     fn a_bundle_is_read_in_order_and_junk_is_refused() {
         let a = new_ca("a", None, Validity::days_from(NOW, 1)).unwrap();
         let b = new_ca("b", None, Validity::days_from(NOW, 1)).unwrap();
@@ -505,6 +580,11 @@ mod tests {
         assert_eq!(
             all.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
             ["O=gregor.dev, CN=a", "O=gregor.dev, CN=b"]
+        );
+        assert_eq!(
+            inspect(&all[1].pem()).unwrap(),
+            all[1],
+            "PEM written back reads the same"
         );
         assert!(inspect("not a certificate").is_err());
         assert!(

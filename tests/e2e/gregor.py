@@ -182,12 +182,17 @@ class Load:
     """One run of tests/e2e/loadgen.py in a pod: idempotent acks=all records at a fixed rate to
     `topic`, read back by a consumer group; stopped by a file, its verdict read off its log."""
 
-    def __init__(self, name: str, topic: str, bootstrap: str, rate: int = 200):
+    def __init__(self, name: str, topic: str, bootstrap: str, rate: int = 200,
+                 user: str | None = None, cluster_ca: str | None = None):
+        """`user`: a SCRAM KafkaUser whose Secret gives the password (SASL_SSL), trusting
+        the CA certificate in the Secret `cluster_ca` (mounted at /ca)."""
         self.pod = f"load-{name}"
         self.run = f"{name}-{uuid.uuid4().hex[:8]}"
         self.topic = topic
         self.bootstrap = bootstrap
         self.rate = rate
+        self.user = user
+        self.cluster_ca = cluster_ca
 
     def start(self) -> "Load":
         kube.apply({
@@ -198,6 +203,17 @@ class Load:
         kube.delete("pod", self.pod)
         env = {"BOOTSTRAP": self.bootstrap, "TOPIC": self.topic, "RATE": str(self.rate),
                "RUN_ID": self.run}
+        env_list = [{"name": k, "value": v} for k, v in env.items()]
+        mounts = [{"name": "load", "mountPath": "/load"}]
+        volumes = [{"name": "load", "configMap": {"name": "loadgen"}}]
+        if self.user:
+            env_list.append({"name": "CLIENT_CONFIG", "value": json.dumps({
+                "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": self.user, "ssl.ca.location": "/ca/ca.crt"})})
+            env_list.append({"name": "SASL_PASSWORD", "valueFrom": {
+                "secretKeyRef": {"name": self.user, "key": "password"}}})
+            mounts.append({"name": "ca", "mountPath": "/ca", "readOnly": True})
+            volumes.append({"name": "ca", "secret": {"secretName": self.cluster_ca}})
         kube.apply({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": self.pod, "namespace": KAFKA_NS, "labels": {"app": "e2e-load"}},
@@ -207,10 +223,10 @@ class Load:
                 "containers": [{
                     "name": "load", "image": CLIENT_IMAGE, "imagePullPolicy": "IfNotPresent",
                     "command": ["python3", "-u", "/load/loadgen.py"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "volumeMounts": [{"name": "load", "mountPath": "/load"}],
+                    "env": env_list,
+                    "volumeMounts": mounts,
                 }],
-                "volumes": [{"name": "load", "configMap": {"name": "loadgen"}}],
+                "volumes": volumes,
             },
         })
         return self

@@ -39,6 +39,13 @@ class Settings:
     message_timeout_ms: int = int(os.environ.get("MESSAGE_TIMEOUT_MS", "300000"))
     # How long the consumer gets, after the producer stopped, to see every acknowledged record.
     catch_up_s: float = float(os.environ.get("CATCH_UP_S", "180"))
+    # Extra client settings for every client (a secured cluster's), as JSON; SASL_PASSWORD,
+    # when set (from the KafkaUser's Secret), becomes `sasl.password`.
+    security: dict = field(default_factory=lambda: {
+        **json.loads(os.environ.get("CLIENT_CONFIG", "{}")),
+        **({"sasl.password": os.environ["SASL_PASSWORD"]}
+           if os.environ.get("SASL_PASSWORD") else {}),
+    })
 
 
 @dataclass
@@ -80,6 +87,7 @@ def number_of(run: str, value: bytes | None) -> int | None:
 
 def produce(s: Settings, tally: Tally, stop: threading.Event) -> None:
     producer = Producer({
+        **s.security,
         "bootstrap.servers": s.bootstrap,
         "acks": "all",
         "enable.idempotence": True,
@@ -127,6 +135,7 @@ def produce(s: Settings, tally: Tally, stop: threading.Event) -> None:
 
 def consume(s: Settings, tally: Tally, done: threading.Event) -> None:
     consumer = Consumer({
+        **s.security,
         "bootstrap.servers": s.bootstrap,
         "group.id": s.group,
         "auto.offset.reset": "earliest",
@@ -156,6 +165,7 @@ def read_log(s: Settings) -> dict[int, int]:
     """Every record of this run in the topic, counted: a consumer without a group reads each
     partition from its start to the end it has when the read begins."""
     consumer = Consumer({
+        **s.security,
         "bootstrap.servers": s.bootstrap,
         "group.id": f"{s.group}-verify",
         "enable.auto.commit": False,

@@ -520,6 +520,135 @@ def test_s4_scale_a_broker_pool(figures):
     g.assert_no_loss(verdict)
 
 
+# --- 9. security --------------------------------------------------------------------------------
+
+SECURE = "app.kubernetes.io/instance=secure"
+
+
+def secure_cluster() -> dict:
+    """Three combined nodes with SCRAM over TLS on the in-cluster listener, the
+    StandardAuthorizer, and the cluster CA the operator generates."""
+    return {
+        "apiVersion": "gregor.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": {"name": "secure", "namespace": KAFKA_NS},
+        "spec": {
+            "replicas": 3,
+            "config": {"min.insync.replicas": "2", "default.replication.factor": "3",
+                       "offsets.topic.replication.factor": "3"},
+            "storage": {"size": "1Gi", "deleteClaim": True},
+            "listeners": {"tls": True, "authentication": {"type": "scram-sha-512"}},
+            "authorization": {"type": "simple"},
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"memory": "512Mi"}},
+        },
+    }
+
+
+def writer_user() -> dict:
+    """A SCRAM user that may produce to and consume secure-orders, nothing else."""
+    return {
+        "apiVersion": "gregor.dev/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "writer", "namespace": KAFKA_NS},
+        "spec": {
+            "cluster": "secure",
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": [
+                {"resource": {"type": "topic", "name": "secure-orders"},
+                 "operations": ["Describe", "Write", "Read"]},
+                {"resource": {"type": "group", "name": "loadgen-", "patternType": "prefix"},
+                 "operations": ["Read"]},
+            ]},
+        },
+    }
+
+
+def tls_reloads(pod: str) -> float:
+    """A broker's successful TLS reloads, from its /metrics through the API server's proxy."""
+    text = kube.kubectl("get", "--raw",
+                        f"/api/v1/namespaces/{KAFKA_NS}/pods/{pod}:9404/proxy/metrics")
+    return kube.metric(text, "gregor_tls_reloads_total", {"result": "success"}) or 0.0
+
+
+def restarts(selector: str) -> dict[str, tuple[str, int, str]]:
+    """Each pod's UID, container restart count and start time."""
+    out = {}
+    for p in kube.pods(selector):
+        statuses = p["status"].get("containerStatuses", [])
+        out[p["metadata"]["name"]] = (p["metadata"]["uid"],
+                                      sum(c.get("restartCount", 0) for c in statuses),
+                                      p["status"].get("startTime"))
+    return out
+
+
+def test_s9_secured_cluster_renews_its_ca_under_load(figures):
+    """9. Security: a TLS+SCRAM cluster with ACLs; a KafkaUser's client produces through a cluster CA renewal and key replacement, no broker restarted"""
+    start = time.monotonic()
+    kube.apply(secure_cluster())
+    kube.apply(g.topic("secure-orders", "secure"))
+    kube.apply(writer_user())
+    wait_for("KafkaCluster secure Ready", lambda: kube.cluster_ready("secure", 3), 420)
+    wait_for("KafkaTopic secure-orders Ready (created by the operator over mutual TLS)",
+             lambda: g.topic_ready("secure-orders"), 180)
+    user = wait_for("KafkaUser writer Ready",
+                    lambda: (u := kube.get("kafkauser", "writer")) and
+                    kube.condition(u, "Ready").get("status") == "True" and u, 180)
+    assert user["status"]["secret"] == "writer"
+    figures["secured_ready_s"] = round(time.monotonic() - start)
+    load = g.Load("secure", "secure-orders", "secure-bootstrap.kafka.svc:9092", rate=100,
+                  user="writer", cluster_ca="secure-cluster-ca-cert").start()
+    try:
+        load.wait_acked(300, timeout=180)
+        before = restarts(SECURE)
+        reloads = {pod: tls_reloads(pod) for pod in before}
+        ca = kube.get("secret", "secure-cluster-ca-cert")
+        old_ca = ca["data"]["ca.crt"]
+        renew_at = time.monotonic()
+        kube.kubectl("annotate", "secret", "-n", KAFKA_NS, "secure-cluster-ca-cert",
+                     "gregor.dev/force-renew=true")
+        renewed = wait_for(
+            "the cluster CA certificate renewed",
+            lambda: (c := kube.get("secret", "secure-cluster-ca-cert")) and
+            c["data"]["ca.crt"] != old_ca and c, 300)
+        assert renewed["metadata"]["annotations"]["gregor.dev/ca-cert-generation"] == "1"
+        assert "gregor.dev/force-renew" not in renewed["metadata"].get("annotations", {})
+        # Kubernetes brings the renewed Secrets into the pods (its sync period, up to a minute
+        # or so), then each broker reloads its listeners' key and trust stores.
+        wait_for("every broker reloaded its certificates",
+                 lambda: all(tls_reloads(p) > reloads[p] for p in reloads), 300, interval=3)
+        figures["renewal_to_reload_s"] = round(time.monotonic() - renew_at, 1)
+        load.wait_acked(300, timeout=180)
+        # A new key: the brokers get certificates from it, chained through the new CA
+        # certificate signed by the old key, which is all the client (started with the old
+        # CA certificate) trusts.
+        reloads = {pod: tls_reloads(pod) for pod in before}
+        replace_at = time.monotonic()
+        kube.kubectl("annotate", "secret", "-n", KAFKA_NS, "secure-cluster-ca",
+                     "gregor.dev/force-replace=true")
+        replaced = wait_for(
+            "the cluster CA key replaced",
+            lambda: (k := kube.get("secret", "secure-cluster-ca")) and
+            k["metadata"].get("annotations", {}).get("gregor.dev/ca-key-generation") == "1"
+            and k, 300)
+        assert "gregor.dev/force-replace" not in replaced["metadata"].get("annotations", {})
+        wait_for("every broker reloaded certificates from the new key",
+                 lambda: all(tls_reloads(p) > reloads[p] for p in reloads), 300, interval=3)
+        figures["replacement_to_reload_s"] = round(time.monotonic() - replace_at, 1)
+        status = kube.get("kafkacluster", "secure")["status"]["clusterCa"]
+        assert status["keyGeneration"] == 1 and status.get("previousTrustedUntil"), status
+        load.wait_acked(300, timeout=180)
+        verdict = load.stop()
+    except BaseException:
+        load.halt()
+        raise
+    record_load(figures, verdict)
+    g.assert_no_loss(verdict)
+    after = restarts(SECURE)
+    figures["brokers_restarted"] = sum(1 for p, v in before.items() if after.get(p) != v)
+    assert after == before, f"broker pods restarted or replaced: {before} -> {after}"
+    kube.delete("kafkauser", "writer")
+    wait_for("KafkaUser writer deleted (its finalizer done)", gone("kafkauser", "writer"), 120)
+
+
 # --- 8. clean-up ---------------------------------------------------------------------------------
 
 def gone(kind: str, name: str, ns: str | None = KAFKA_NS):
@@ -532,12 +661,16 @@ def test_s8_clean_up(figures):
         kube.delete("kafkatopic", t)
     kube.delete("kafkacluster", "events", KAFKA_NS, "--wait=false")
     kube.delete("kafkacluster", "scaled", KAFKA_NS, "--wait=false")
+    kube.delete("kafkatopic", "secure-orders")
+    kube.delete("kafkacluster", "secure", KAFKA_NS, "--wait=false")
     children = [("statefulset", "events"), ("service", "events-nodes"),
                 ("service", "events-bootstrap"), ("service", "events-0-external"),
                 ("configmap", "events-config"), ("configmap", "events-cluster-id"),
                 ("poddisruptionbudget", "events"), ("serviceaccount", "events-broker"),
                 ("statefulset", "scaled-broker"), ("statefulset", "scaled-controller"),
-                ("kafkacluster", "events"), ("kafkacluster", "scaled")]
+                ("statefulset", "secure"), ("secret", "secure-cluster-ca"),
+                ("secret", "secure-node-certs"), ("kafkacluster", "events"),
+                ("kafkacluster", "scaled"), ("kafkacluster", "secure")]
     for kind, name in children:
         wait_for(f"{kind} {name} deleted", gone(kind, name), 300)
     wait_for("the rack ClusterRoleBinding deleted",

@@ -114,6 +114,26 @@ pub struct CertificateAuthority {
     #[serde(default = "CertificateAuthority::default_renewal")]
     #[schemars(range(min = 1))]
     pub renewal_days: i32,
+    /// What happens in the renewal window: `renew-certificate` (default) keeps the key and
+    /// renews the certificate; `replace-key` makes a new key and certificate. A replaced CA
+    /// trusts the previous one alongside it until that one expires, and the certificates the
+    /// new key issues carry the new CA certificate signed by the previous key, so clients
+    /// that still trust only the previous CA keep verifying the brokers. Set
+    /// `gregor.dev/force-replace: "true"` on the CA's key Secret to replace the key now.
+    #[serde(default)]
+    pub certificate_expiration_policy: ExpirationPolicy,
+}
+
+/// What a CA's renewal does.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ExpirationPolicy {
+    /// A new certificate for the same key.
+    #[default]
+    #[serde(rename = "renew-certificate")]
+    RenewCertificate,
+    /// A new key and certificate, the previous CA trusted alongside until it expires.
+    #[serde(rename = "replace-key")]
+    ReplaceKey,
 }
 
 impl CertificateAuthority {
@@ -136,6 +156,7 @@ impl Default for CertificateAuthority {
             generate_certificate_authority: true,
             validity_days: CertificateAuthority::default_validity(),
             renewal_days: CertificateAuthority::default_renewal(),
+            certificate_expiration_policy: ExpirationPolicy::default(),
         }
     }
 }
@@ -450,8 +471,15 @@ pub struct CaStatus {
     pub certificate_expiry: String,
     /// When the operator renews it, or for a user-supplied CA when it warns (RFC 3339).
     pub renewal_from: String,
-    /// How many times its certificate was renewed (`gregor.dev/ca-cert-generation`).
+    /// How many times its certificate was renewed or replaced
+    /// (`gregor.dev/ca-cert-generation`).
     pub cert_generation: i64,
+    /// How many times its key was replaced (`gregor.dev/ca-key-generation`).
+    #[serde(default)]
+    pub key_generation: i64,
+    /// After a key replacement: until when the previous CA is trusted alongside (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_trusted_until: Option<String>,
     /// Whether the operator generated it (false: supplied by the user).
     pub generated: bool,
 }

@@ -28,7 +28,7 @@ use kube::{Resource, ResourceExt};
 use super::access::Access;
 use super::ReconcileError;
 use crate::build::objects::{meta, FIELD_MANAGER};
-use crate::crd::cluster::{CaStatus, CertificateAuthority};
+use crate::crd::cluster::{CaStatus, CertificateAuthority, ExpirationPolicy};
 use crate::crd::KafkaCluster;
 use crate::pki::{self, CertInfo, KeyAndCert, Usage, Validity};
 use crate::validate::ValidatedCluster;
@@ -37,6 +37,13 @@ use crate::validate::ValidatedCluster;
 pub const CERT_GENERATION_ANNOTATION: &str = "gregor.dev/ca-cert-generation";
 /// Set to `"true"` on a CA's certificate Secret to renew the certificate now.
 pub const FORCE_RENEW_ANNOTATION: &str = "gregor.dev/force-renew";
+/// How many times a CA's key was replaced, on its key Secret.
+pub const KEY_GENERATION_ANNOTATION: &str = "gregor.dev/ca-key-generation";
+/// Set to `"true"` on a CA's key Secret to replace the key now.
+pub const FORCE_REPLACE_ANNOTATION: &str = "gregor.dev/force-replace";
+/// The key of the CA certificate Secret holding the current CA certificate signed by the
+/// previous key, while the previous CA is still trusted.
+const CROSS_KEY: &str = "cross.crt";
 
 const DAY: i64 = 86_400;
 
@@ -150,11 +157,37 @@ impl Stored {
             .unwrap_or(0)
     }
 
+    fn key_generation(&self) -> i64 {
+        self.key
+            .as_ref()
+            .and_then(|s| s.annotations().get(KEY_GENERATION_ANNOTATION))
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn force_renew(&self) -> bool {
         self.cert
             .as_ref()
             .and_then(|s| s.annotations().get(FORCE_RENEW_ANNOTATION))
             .is_some_and(|v| v == "true")
+    }
+
+    fn force_replace(&self) -> bool {
+        self.key
+            .as_ref()
+            .and_then(|s| s.annotations().get(FORCE_REPLACE_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
+
+    /// The certificates of `ca.crt`: the current one first, then previous ones still trusted.
+    fn certs(&self) -> Vec<CertInfo> {
+        self.cert_pem()
+            .and_then(|p| pki::inspect_all(&p).ok())
+            .unwrap_or_default()
+    }
+
+    fn cross(&self) -> Option<CertInfo> {
+        pki::inspect(&text(self.cert.as_ref()?, CROSS_KEY)?).ok()
     }
 }
 
@@ -171,18 +204,48 @@ enum Change {
     Created,
     /// A new certificate for the stored key (renewal, or a lost certificate remade).
     Renewed,
+    /// A new key and certificate; the previous CA stays trusted.
+    Replaced,
 }
 
 /// A usable CA and what happened to it.
 struct Ca {
+    /// The current key and certificate (alone, not the trust bundle).
     pair: KeyAndCert,
     info: CertInfo,
+    /// Earlier CA certificates still trusted (after a key replacement, until they expire).
+    previous: Vec<CertInfo>,
+    /// The current certificate signed by the previous key, while `previous` is trusted.
+    cross: Option<CertInfo>,
     generation: i64,
+    key_generation: i64,
     change: Option<Change>,
 }
 
-/// The CA a generated `which` should be now, from what is stored: kept, renewed, remade for
-/// its stored key, or created.
+impl Ca {
+    /// What to trust: the current certificate, then the previous ones.
+    fn trust_pem(&self) -> String {
+        std::iter::once(&self.info)
+            .chain(&self.previous)
+            .map(CertInfo::pem)
+            .collect()
+    }
+
+    /// What follows an issued certificate in its chain: the cross-signed certificate while
+    /// the previous CA is trusted (clients trusting only it verify through it), else the
+    /// current one.
+    fn chain(&self) -> &CertInfo {
+        self.cross.as_ref().unwrap_or(&self.info)
+    }
+
+    /// The earliest time a previous CA stops being trusted.
+    fn previous_until(&self) -> Option<i64> {
+        self.previous.iter().map(|c| c.not_after).min()
+    }
+}
+
+/// The CA a generated `which` should be now, from what is stored: kept, renewed, its key
+/// replaced, remade for its stored key, or created.
 fn plan_generated(
     which: Which,
     cluster: &str,
@@ -190,63 +253,104 @@ fn plan_generated(
     stored: &Stored,
     now: i64,
 ) -> Result<Ca, pki::PkiError> {
-    let validity = Validity::days_from(now, i64::from(settings.validity_days));
+    let validity_days = i64::from(settings.validity_days);
+    let validity = Validity::days_from(now, validity_days);
     let renewal = i64::from(settings.renewal_days) * DAY;
-    let generation = stored.cert_generation();
+    let (generation, key_generation) = (stored.cert_generation(), stored.key_generation());
     let key = stored.key_pem();
-    let current = match (&key, stored.cert_pem()) {
-        (Some(key), Some(cert)) => pki::inspect(&cert)
-            .ok()
-            .filter(|info| info.is_ca && info.key_matches(key))
-            .map(|info| {
-                (
-                    KeyAndCert {
-                        cert_pem: cert,
-                        key_pem: key.clone(),
-                    },
-                    info,
-                )
-            }),
+    let mut certs = stored.certs().into_iter();
+    let current = match (&key, certs.next()) {
+        (Some(key), Some(info)) if info.is_ca && info.key_matches(key) => Some((
+            KeyAndCert {
+                cert_pem: info.pem(),
+                key_pem: key.clone(),
+            },
+            info,
+        )),
         _ => None,
     };
-    let (pair, change, generation) = match current {
-        Some((pair, info)) if !stored.force_renew() && now < info.not_after - renewal => {
-            return Ok(Ca {
-                pair,
-                info,
-                generation,
-                change: None,
-            });
-        }
-        Some((pair, _)) => (
-            pki::renew_ca(&pair, validity)?,
-            Change::Renewed,
-            generation + 1,
-        ),
+    // Previous CAs stay trusted until they expire, with the cross-signed certificate that
+    // chains the current key to them.
+    let previous: Vec<CertInfo> = certs.filter(|c| now < c.not_after).collect();
+    let cross = stored.cross().filter(|c| {
+        !previous.is_empty()
+            && now < c.not_after
+            && current
+                .as_ref()
+                .is_some_and(|(_, info)| c.subject == info.subject)
+    });
+    let name = |generation: i64| format!("{cluster}-{} v{generation}", which.part());
+    let Some((pair, info)) = current else {
         // The key without a certificate that fits it: a certificate for it again, under the
         // subject it was made with, so what it issued still verifies.
-        None if key
-            .as_deref()
-            .is_some_and(|k| rcgen::KeyPair::from_pem(k).is_ok()) =>
-        {
-            let name = format!("{cluster}-{} v0", which.part());
-            (
-                pki::new_ca(&name, key.as_deref(), validity)?,
+        let (pair, change, generation) = match key {
+            Some(k) if rcgen::KeyPair::from_pem(&k).is_ok() => (
+                pki::new_ca(&name(key_generation), Some(&k), validity)?,
                 Change::Renewed,
                 generation + 1,
-            )
-        }
-        None => {
-            let name = format!("{cluster}-{} v0", which.part());
-            (pki::new_ca(&name, None, validity)?, Change::Created, 0)
-        }
+            ),
+            _ => (pki::new_ca(&name(0), None, validity)?, Change::Created, 0),
+        };
+        let info = pki::inspect(&pair.cert_pem)?;
+        let key_generation = if change == Change::Created {
+            0
+        } else {
+            key_generation
+        };
+        return Ok(Ca {
+            pair,
+            info,
+            previous: Vec::new(),
+            cross: None,
+            generation,
+            key_generation,
+            change: Some(change),
+        });
+    };
+    let due = now >= info.not_after - renewal;
+    let replace = stored.force_replace()
+        || (due && settings.certificate_expiration_policy == ExpirationPolicy::ReplaceKey);
+    if replace {
+        let new = pki::new_ca(&name(key_generation + 1), None, validity)?;
+        let cross_validity = Validity::days_from(now, validity_days).capped(info.not_after);
+        let cross = pki::inspect(&pki::cross_sign(&new, &pair, cross_validity)?)?;
+        let mut trusted = vec![info];
+        trusted.extend(previous);
+        let info = pki::inspect(&new.cert_pem)?;
+        return Ok(Ca {
+            pair: new,
+            info,
+            previous: trusted,
+            cross: Some(cross),
+            generation: generation + 1,
+            key_generation: key_generation + 1,
+            change: Some(Change::Replaced),
+        });
+    }
+    let (pair, change, generation) = if stored.force_renew() || due {
+        (
+            pki::renew_ca(&pair, validity)?,
+            Some(Change::Renewed),
+            generation + 1,
+        )
+    } else {
+        (pair, None, generation)
     };
     let info = pki::inspect(&pair.cert_pem)?;
+    // Without its cross-signed certificate a previous CA cannot help anyone: dropped.
+    let previous = if cross.is_some() {
+        previous
+    } else {
+        Vec::new()
+    };
     Ok(Ca {
         pair,
         info,
+        previous,
+        cross,
         generation,
-        change: Some(change),
+        key_generation,
+        change,
     })
 }
 
@@ -264,6 +368,7 @@ fn read_supplied(which: Which, cluster: &str, stored: &Stored) -> Result<Ca, Str
         .key_pem()
         .ok_or_else(|| format!("{supplied}: Secret {key_name} with a ca.key is missing"))?;
     let info = pki::inspect(&cert).map_err(|e| format!("{cert_name} ca.crt: {e}"))?;
+    let cert = info.pem();
     if !info.is_ca {
         return Err(format!(
             "{cert_name} ca.crt ({}) is not a CA certificate",
@@ -287,7 +392,10 @@ fn read_supplied(which: Which, cluster: &str, stored: &Stored) -> Result<Ca, Str
             key_pem: key,
         },
         info,
+        previous: Vec::new(),
+        cross: None,
         generation: stored.cert_generation(),
+        key_generation: stored.key_generation(),
         change: None,
     })
 }
@@ -319,6 +427,8 @@ fn ca_status(ca: &Ca, settings: &CertificateAuthority) -> CaStatus {
         certificate_expiry: rfc3339(ca.info.not_after),
         renewal_from: rfc3339(renewal_from(&ca.info, settings)),
         cert_generation: ca.generation,
+        key_generation: ca.key_generation,
+        previous_trusted_until: ca.previous_until().map(rfc3339),
         generated: settings.generate_certificate_authority,
     }
 }
@@ -339,13 +449,18 @@ fn ca_secrets(
         type_: Some("Opaque".into()),
         ..Default::default()
     };
+    key.metadata.annotations = Some(BTreeMap::from([(
+        KEY_GENERATION_ANNOTATION.to_string(),
+        ca.key_generation.to_string(),
+    )]));
     key.data = Some(data([("ca.key", ca.pair.key_pem.clone().into_bytes())]));
-    // The trust store is made again only with a new certificate (it holds a new salt each
-    // time, so making it every reconcile would write the Secret every time).
+    let trust = ca.trust_pem();
+    // The trust store is made again only when what it holds changes (it holds a new salt
+    // each time, so making it every reconcile would write the Secret every time).
     let kept_store = stored
         .cert
         .as_ref()
-        .filter(|_| ca.change.is_none())
+        .filter(|_| stored.cert_pem().as_deref() == Some(trust.as_str()))
         .and_then(|s| {
             let data = s.data.as_ref()?;
             Some((
@@ -357,7 +472,11 @@ fn ca_secrets(
         Some(kept) => kept,
         None => {
             let password = pki::password()?;
-            let p12 = pki::truststore_p12(std::slice::from_ref(&ca.info), &password)?;
+            let trusted: Vec<CertInfo> = std::iter::once(&ca.info)
+                .chain(&ca.previous)
+                .cloned()
+                .collect();
+            let p12 = pki::truststore_p12(&trusted, &password)?;
             (p12, password.into_bytes())
         }
     };
@@ -366,15 +485,25 @@ fn ca_secrets(
         type_: Some("Opaque".into()),
         ..Default::default()
     };
-    cert.metadata.annotations = Some(BTreeMap::from([(
-        CERT_GENERATION_ANNOTATION.to_string(),
-        ca.generation.to_string(),
-    )]));
-    cert.data = Some(data([
-        ("ca.crt", ca.pair.cert_pem.clone().into_bytes()),
+    cert.metadata.annotations = Some(BTreeMap::from([
+        (
+            CERT_GENERATION_ANNOTATION.to_string(),
+            ca.generation.to_string(),
+        ),
+        (
+            KEY_GENERATION_ANNOTATION.to_string(),
+            ca.key_generation.to_string(),
+        ),
+    ]));
+    let mut entries = data([
+        ("ca.crt", trust.into_bytes()),
         ("ca.p12", p12),
         ("ca.password", password),
-    ]));
+    ]);
+    if let Some(cross) = &ca.cross {
+        entries.insert(CROSS_KEY.to_string(), ByteString(cross.pem().into_bytes()));
+    }
+    cert.data = Some(entries);
     Ok((key, cert))
 }
 
@@ -434,20 +563,21 @@ fn cert_current(
     stored: &BTreeMap<String, ByteString>,
     pod: &str,
     names: &BTreeSet<String>,
-    ca: &CertInfo,
+    ca: &Ca,
     renewal: i64,
     now: i64,
 ) -> Option<CertInfo> {
     let get = |key: String| String::from_utf8(stored.get(&key)?.0.clone()).ok();
     let mut chain = pki::inspect_all(&get(format!("{pod}.crt"))?).ok()?;
-    // The chain ends with the CA certificate as it is now (a renewed one replaces it).
-    if chain.len() != 2 || chain[1].der() != ca.der() {
+    // The chain ends with the CA certificate as it is now (a renewed one replaces it; while
+    // a previous CA is trusted, the cross-signed one).
+    if chain.len() != 2 || chain[1].der() != ca.chain().der() {
         return None;
     }
     let cert = chain.remove(0);
     let key = get(format!("{pod}.key"))?;
     let fits = cert.key_matches(&key)
-        && cert.signed_by(ca)
+        && cert.signed_by(&ca.info)
         && &cert.names == names
         && now < cert.not_after - renewal;
     fits.then_some(cert)
@@ -475,7 +605,7 @@ fn plan_certs(
         if *usage == Usage::Node {
             keys.push(format!("{prefix}.pem"));
         }
-        let kept = cert_current(stored, prefix, names, &ca.info, renewal, now)
+        let kept = cert_current(stored, prefix, names, ca, renewal, now)
             .filter(|_| keys.iter().all(|k| stored.contains_key(k)));
         if let Some(cert) = kept {
             next = next.min(cert.not_after - renewal);
@@ -494,7 +624,7 @@ fn plan_certs(
             validity,
         )?;
         next = next.min(validity.not_after - renewal);
-        let chain = format!("{}{}", leaf.cert_pem, ca.pair.cert_pem);
+        let chain = format!("{}{}", leaf.cert_pem, ca.chain().pem());
         if *usage == Usage::Node {
             let bundle = format!("{}{chain}", leaf.key_pem);
             out.insert(format!("{prefix}.pem"), ByteString(bundle.into_bytes()));
@@ -534,7 +664,7 @@ impl Authorities {
             .zip(self.cluster_ca.as_ref())
             .ok_or_else(|| "no cluster CA, so no certificate of its own".to_string())
             .and_then(|(identity, ca)| {
-                Access::mutual_tls(&bootstrap, identity, &ca.pair.cert_pem, !overridden)
+                Access::mutual_tls(&bootstrap, identity, &ca.trust_pem(), !overridden)
             });
         secured.unwrap_or_else(|problem| {
             tracing::warn!(cluster = %cluster.name, %problem, "the operator cannot reach the brokers over TLS");
@@ -543,22 +673,49 @@ impl Authorities {
     }
 }
 
-/// The CA `which` of `cluster` as its Secrets hold it (key and certificate), if both are
-/// there and fit each other.
+/// A CA as those it issues to need it.
+pub struct CaMaterial {
+    /// The current key and certificate.
+    pub pair: KeyAndCert,
+    /// What to trust (`ca.crt`): the current certificate, then previous ones still trusted.
+    pub trust_pem: String,
+    /// What follows an issued certificate in its chain: the current certificate signed by
+    /// the previous key while that one is trusted, else the current certificate.
+    pub chain_pem: String,
+}
+
+/// The CA `which` of `cluster` as its Secrets hold it, if both are there and its key fits
+/// its current certificate.
 pub async fn read_ca(
     secrets: &Api<Secret>,
     cluster: &str,
     which: Which,
-) -> Result<Option<KeyAndCert>, kube::Error> {
+) -> Result<Option<CaMaterial>, kube::Error> {
     let stored = Stored {
         key: secrets.get_opt(&which.key_secret(cluster)).await?,
         cert: secrets.get_opt(&which.cert_secret(cluster)).await?,
     };
-    let (Some(key_pem), Some(cert_pem)) = (stored.key_pem(), stored.cert_pem()) else {
+    let (Some(key_pem), Some(trust_pem)) = (stored.key_pem(), stored.cert_pem()) else {
         return Ok(None);
     };
-    let fits = pki::inspect(&cert_pem).is_ok_and(|c| c.is_ca && c.key_matches(&key_pem));
-    Ok(fits.then_some(KeyAndCert { cert_pem, key_pem }))
+    let Some(current) = stored.certs().into_iter().next() else {
+        return Ok(None);
+    };
+    if !current.is_ca || !current.key_matches(&key_pem) {
+        return Ok(None);
+    }
+    let chain = stored
+        .cross()
+        .filter(|c| c.subject == current.subject)
+        .unwrap_or_else(|| current.clone());
+    Ok(Some(CaMaterial {
+        pair: KeyAndCert {
+            cert_pem: current.pem(),
+            key_pem,
+        },
+        trust_pem,
+        chain_pem: chain.pem(),
+    }))
 }
 
 /// How the operator reaches the brokers of `kc` from outside its reconcile (for a
@@ -640,6 +797,11 @@ pub async fn authorities(
         };
         let status = ca_status(&ca, settings);
         outcome.due(renewal_from(&ca.info, settings));
+        if let Some(until) = ca.previous_until() {
+            // The previous CA goes from the trust, and the cross-signed certificate from the
+            // chains, once it expires.
+            outcome.due(until);
+        }
         match which {
             Which::Cluster => {
                 outcome.cluster_ca = Some(status);
@@ -785,20 +947,21 @@ async fn sync_ca(
         .map_err(|e| ReconcileError::Malformed(format!("{}: {e}", which.part())))?;
     let (key, cert) = ca_secrets(which, cluster, &ca, &stored)
         .map_err(|e| ReconcileError::Malformed(format!("{}: {e}", which.part())))?;
-    if stored.key.as_ref().and_then(|s| s.data.as_ref()) != key.data.as_ref() {
-        apply(secrets, &key).await?;
-    }
-    let annotations_differ =
-        stored.cert.as_ref().map(|s| s.annotations().clone()) != cert.metadata.annotations;
-    if stored.cert.as_ref().and_then(|s| s.data.as_ref()) != cert.data.as_ref()
-        || annotations_differ
-    {
-        apply(secrets, &cert).await?;
+    // Written when their data or the operator's annotations differ from what is stored.
+    for (stored, built) in [(&stored.key, &key), (&stored.cert, &cert)] {
+        let ours = built.metadata.annotations.iter().flatten();
+        let current = stored.as_ref().is_some_and(|s| {
+            s.data == built.data && ours.clone().all(|(k, v)| s.annotations().get(k) == Some(v))
+        });
+        if !current {
+            apply(secrets, built).await?;
+        }
     }
     if let Some(change) = ca.change {
         let (reason, verb) = match change {
             Change::Created => ("CaCreated", "created"),
             Change::Renewed => ("CaCertificateRenewed", "renewed"),
+            Change::Replaced => ("CaKeyReplaced", "replaced by a new key"),
         };
         let note = format!(
             "{} {verb}: {} valid until {} (certificate generation {})",
@@ -810,17 +973,25 @@ async fn sync_ca(
         tracing::info!(cluster = %cluster.name, %note);
         super::record(client, &kc.object_ref(&()), EventType::Normal, reason, note).await;
     }
-    if stored.force_renew() {
-        let patch = serde_json::json!({
-            "metadata": {"annotations": {FORCE_RENEW_ANNOTATION: null}}
-        });
-        secrets
-            .patch(
-                &which.cert_secret(&cluster.name),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+    // The requests are done: their annotations go.
+    for (asked, secret, annotation) in [
+        (
+            stored.force_renew(),
+            which.cert_secret(&cluster.name),
+            FORCE_RENEW_ANNOTATION,
+        ),
+        (
+            stored.force_replace(),
+            which.key_secret(&cluster.name),
+            FORCE_REPLACE_ANNOTATION,
+        ),
+    ] {
+        if asked {
+            let patch = serde_json::json!({"metadata": {"annotations": {annotation: null}}});
+            secrets
+                .patch(&secret, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
     }
     Ok(Some(ca))
 }

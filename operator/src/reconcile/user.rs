@@ -33,7 +33,7 @@ use crate::crd::cluster::{AuthenticationType, KafkaCluster};
 use crate::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, KafkaUser, KafkaUserStatus,
 };
-use crate::pki::{self, Subject, Usage, Validity};
+use crate::pki::{self, CertInfo, Subject, Usage, Validity};
 
 /// The finalizer that removes the user's credentials, ACLs and quotas from the brokers.
 pub const FINALIZER: &str = "gregor.dev/user";
@@ -549,7 +549,8 @@ async fn tls_secret(
     namespace: &str,
 ) -> Result<(), NotReady> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(ca) = certificates::read_ca(&secrets, &kc.name_any(), Which::Clients).await? else {
+    let Some(material) = certificates::read_ca(&secrets, &kc.name_any(), Which::Clients).await?
+    else {
         let message = format!(
             "the clients CA of KafkaCluster {} is not there yet",
             kc.name_any()
@@ -564,27 +565,30 @@ async fn tls_secret(
     let renewal = i64::from(settings.renewal_days) * DAY;
     let now = ctx.clock.now();
     let name = ku.name_any();
-    let ca_info = pki::inspect(&ca.cert_pem)
-        .map_err(|e| NotReady::new("Failed", e.to_string(), Action::requeue(SETTLING)))?;
+    let ca = &material.pair;
+    let failed =
+        |e: pki::PkiError| NotReady::new("Failed", e.to_string(), Action::requeue(SETTLING));
+    let ca_info = pki::inspect(&ca.cert_pem).map_err(failed)?;
+    let chain_info = pki::inspect(&material.chain_pem).map_err(failed)?;
     let ours = secrets.get_opt(&name).await?;
     let current = ours.as_ref().and_then(|s| {
-        let cert = pki::inspect(&value(s, "user.crt")?).ok()?;
+        let chain = pki::inspect_all(&value(s, "user.crt")?).ok()?;
+        let (cert, rest) = chain.split_first()?;
         let key = value(s, "user.key")?;
         let fits = cert.key_matches(&key)
             && cert.signed_by(&ca_info)
-            && value(s, "ca.crt").as_deref() == Some(ca.cert_pem.as_str())
+            && rest.iter().map(CertInfo::der).eq([chain_info.der()])
+            && value(s, "ca.crt").as_deref() == Some(material.trust_pem.as_str())
             && now < cert.not_after - renewal;
         fits.then_some(())
     });
     if current.is_some() {
         return Ok(());
     }
-    let failed =
-        |e: pki::PkiError| NotReady::new("Failed", e.to_string(), Action::requeue(SETTLING));
     let validity =
         Validity::days_from(now, i64::from(settings.validity_days)).capped(ca_info.not_after);
     let leaf = pki::issue(
-        &ca,
+        ca,
         Subject::CommonName(&name),
         &BTreeSet::new(),
         Usage::Client,
@@ -592,27 +596,22 @@ async fn tls_secret(
     )
     .map_err(failed)?;
     let password = pki::password().map_err(failed)?;
-    let p12 = pki::keystore_p12(&leaf, std::slice::from_ref(&ca_info), &name, &password)
+    let p12 = pki::keystore_p12(&leaf, std::slice::from_ref(&chain_info), &name, &password)
         .map_err(failed)?;
-    let data = BTreeMap::from([
-        (
-            "ca.crt".to_string(),
-            ByteString(ca.cert_pem.clone().into_bytes()),
-        ),
-        (
-            "user.crt".to_string(),
-            ByteString(leaf.cert_pem.into_bytes()),
-        ),
-        (
-            "user.key".to_string(),
-            ByteString(leaf.key_pem.into_bytes()),
-        ),
-        ("user.p12".to_string(), ByteString(p12)),
-        (
-            "user.password".to_string(),
-            ByteString(password.into_bytes()),
-        ),
-    ]);
+    // The certificate, then the CA's (cross-signed while a replaced clients CA is trusted,
+    // so a broker that still trusts only that one accepts it).
+    let user_crt = format!("{}{}", leaf.cert_pem, material.chain_pem);
+    let entries = [
+        ("ca.crt", material.trust_pem.clone().into_bytes()),
+        ("user.crt", user_crt.into_bytes()),
+        ("user.key", leaf.key_pem.into_bytes()),
+        ("user.p12", p12),
+        ("user.password", password.into_bytes()),
+    ];
+    let data = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v)))
+        .collect();
     write_secret(&secrets, ku, data, BTreeMap::new()).await?;
     let note = format!("certificate CN={name} issued by the clients CA");
     record(

@@ -402,10 +402,10 @@ pub struct SecuredNode {
     _guard: (std::process::Child, std::process::ChildStdin),
 }
 
-pub async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
+/// Writes the Secrets a node mounts into `tls` (what the kubelet does for a pod), each file
+/// replaced in one rename so a reload never reads half of one.
+pub async fn write_mounted_secrets(client: &kube::Client, ns: &str, tls: &std::path::Path) {
     use gregor_operator::reconcile::certificates::Which;
-    let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
     for (sub, secret_name) in [
         ("node", nodes_secret("events")),
         ("cluster-ca", Which::Cluster.cert_secret("events")),
@@ -414,9 +414,17 @@ pub async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode 
         std::fs::create_dir_all(tls.join(sub)).unwrap();
         let s = secret(client, ns, &secret_name).await;
         for (key, value) in s.data.unwrap() {
-            std::fs::write(tls.join(sub).join(key), value.0).unwrap();
+            let staged = tls.join(sub).join(format!(".{key}.new"));
+            std::fs::write(&staged, value.0).unwrap();
+            std::fs::rename(&staged, tls.join(sub).join(key)).unwrap();
         }
     }
+}
+
+pub async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    write_mounted_secrets(client, ns, &tls).await;
     let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
         .get("events-config")
         .await
@@ -463,7 +471,8 @@ pub async fn start_secured_node(client: &kube::Client, ns: &str) -> SecuredNode 
          log.dirs={}\n\
          metrics.listener=127.0.0.1:{metrics}\n\
          # Its own connections go to 127.0.0.1, which its certificate does not name.\n\
-         ssl.endpoint.identification.algorithm=\n",
+         ssl.endpoint.identification.algorithm=\n\
+         ssl.reload.interval.ms=300\n",
         join(&mut listeners.iter()),
         listeners["CONTROLLER"],
         dir.path().join("data").display()
@@ -666,4 +675,169 @@ async fn a_secured_cluster_runs_on_its_certificates_and_the_operator_reaches_it_
     assert!(admin_user.describe("orders").await.unwrap().1.is_some());
     let wrong = gregor_client::Cluster::connect_with(&node.client, &scram("admin", "nope")).await;
     assert!(wrong.is_err(), "a wrong password is refused");
+}
+
+#[tokio::test]
+async fn a_replaced_ca_key_keeps_clients_of_the_old_ca_verifying_through_a_cross_signed_certificate(
+) {
+    use gregor_operator::crd::cluster::{AuthenticationType, ListenerAuthentication};
+    use gregor_operator::reconcile::certificates::{
+        Which, FORCE_REPLACE_ANNOTATION, KEY_GENERATION_ANNOTATION,
+    };
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("replace").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    spec.listeners.tls = true;
+    spec.listeners.authentication = Some(ListenerAuthentication {
+        kind: AuthenticationType::ScramSha512,
+    });
+    create(&client, &ns, "events", spec).await;
+    reconcile_with(&client, &ns, &context(&client)).await;
+    let node = start_secured_node(&client, &ns).await;
+    let mut ctx = (*context(&client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), node.replication.clone());
+    let ctx = Arc::new(ctx);
+    let access = gregor_operator::reconcile::certificates::access_of(
+        &ctx,
+        &get(&client, &ns, "events").await,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    node.admin(&access).await;
+    let (old_ca, _) = read(&client, &ns, Which::Cluster, "events-0").await;
+    let old_key = text(
+        &secret(&client, &ns, &Which::Cluster.key_secret("events")).await,
+        "ca.key",
+    );
+
+    // Replace the key now.
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {FORCE_REPLACE_ANNOTATION: "true"}}});
+    api.patch(
+        &Which::Cluster.key_secret("events"),
+        &PatchParams::default(),
+        &Patch::Merge(&annotate),
+    )
+    .await
+    .unwrap();
+    reconcile_with(&client, &ns, &ctx).await;
+    let key_secret = secret(&client, &ns, &Which::Cluster.key_secret("events")).await;
+    assert_eq!(key_secret.annotations()[KEY_GENERATION_ANNOTATION], "1");
+    assert!(!key_secret
+        .annotations()
+        .contains_key(FORCE_REPLACE_ANNOTATION));
+    assert_ne!(text(&key_secret, "ca.key"), old_key);
+    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
+    let trusted = pki::inspect_all(&text(&cert_secret, "ca.crt")).unwrap();
+    assert_eq!(trusted.len(), 2, "the new CA, then the previous one");
+    let new_ca = trusted[0].clone();
+    assert_eq!(trusted[1].der(), old_ca.der());
+    assert!(new_ca.key_matches(&text(&key_secret, "ca.key")));
+    assert_eq!(new_ca.subject, "O=gregor.dev, CN=events-cluster-ca v1");
+    let cross = pki::inspect(&text(&cert_secret, "cross.crt")).unwrap();
+    assert!(cross.signed_by(&old_ca) && cross.subject == new_ca.subject);
+    let chain = pki::inspect_all(&text(
+        &secret(&client, &ns, &nodes_secret("events")).await,
+        "events-0.crt",
+    ))
+    .unwrap();
+    assert!(chain[0].signed_by(&new_ca) && chain[1].der() == cross.der());
+    let status = get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .cluster_ca
+        .unwrap();
+    assert_eq!((status.key_generation, status.cert_generation), (1, 1));
+    assert_eq!(
+        status.previous_trusted_until,
+        Some(
+            k8s_openapi::jiff::Timestamp::from_second(old_ca.not_after)
+                .unwrap()
+                .to_string()
+        )
+    );
+
+    // The node gets the new files (as the kubelet updates a mounted Secret) and reloads: a
+    // client trusting only the old CA and one trusting only the new one both connect, and so
+    // does the operator with its new certificate.
+    let tls = node.dir.path().join("tls");
+    write_mounted_secrets(&client, &ns, &tls).await;
+    let only = |name: &str, cert: &CertInfo| {
+        let path = node.dir.path().join(name);
+        std::fs::write(&path, cert.pem()).unwrap();
+        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                    username=\"admin\" password=\"admin-secret\";";
+        gregor_client::ClientSecurity::from_properties(&BTreeMap::from([
+            ("security.protocol".to_string(), "SASL_SSL".to_string()),
+            ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+            ("sasl.jaas.config".to_string(), jaas.to_string()),
+            ("ssl.truststore.type".to_string(), "PEM".to_string()),
+            (
+                "ssl.truststore.location".to_string(),
+                path.display().to_string(),
+            ),
+            (
+                "ssl.endpoint.identification.algorithm".to_string(),
+                String::new(),
+            ),
+        ]))
+        .unwrap()
+    };
+    let (trusts_new, trusts_old) = (only("new.pem", &new_ca), only("old.pem", &old_ca));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gregor_client::Cluster::connect_with(&node.client, &trusts_new)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never served the new certificate\n{}",
+            node.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    gregor_client::Cluster::connect_with(&node.client, &trusts_old)
+        .await
+        .expect("a client of the old CA verifies through the cross-signed certificate");
+    let access = gregor_operator::reconcile::certificates::access_of(
+        &ctx,
+        &get(&client, &ns, "events").await,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    access
+        .admin()
+        .await
+        .expect("the operator, with its new certificate");
+
+    // Once the old CA has expired it is no longer trusted, and chains end with the new one.
+    let later = ahead(&client, old_ca.not_after - now() + DAY);
+    reconcile_with(&client, &ns, &later).await;
+    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
+    let trusted = pki::inspect_all(&text(&cert_secret, "ca.crt")).unwrap();
+    assert_eq!(trusted.len(), 1);
+    assert!(!cert_secret.data.as_ref().unwrap().contains_key("cross.crt"));
+    let chain = pki::inspect_all(&text(
+        &secret(&client, &ns, &nodes_secret("events")).await,
+        "events-0.crt",
+    ))
+    .unwrap();
+    assert_eq!(chain[1].der(), trusted[0].der());
+    assert!(get(&client, &ns, "events")
+        .await
+        .status
+        .unwrap()
+        .cluster_ca
+        .unwrap()
+        .previous_trusted_until
+        .is_none());
 }
