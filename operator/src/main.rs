@@ -200,6 +200,27 @@ where
     }
 }
 
+/// A watch mapper: a KafkaCluster to the objects of `store` (in its namespace) whose
+/// `cluster_of` names it.
+fn naming_their_cluster<K>(
+    store: kube::runtime::reflector::Store<K>,
+    cluster_of: fn(&K) -> &String,
+) -> impl Fn(KafkaCluster) -> Vec<ObjectRef<K>> + Send + Sync + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    move |kc: KafkaCluster| {
+        let ns = kc.namespace();
+        let name = kc.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.namespace() == ns && *cluster_of(o) == name)
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
+}
+
 /// Runs the KafkaTopic controller over `namespace` (every namespace when `None`) until
 /// `shutdown`. A change to a KafkaCluster wakes the topics that name it.
 async fn run_topics(
@@ -212,21 +233,12 @@ async fn run_topics(
         api::<KafkaTopic>(&client, &namespace),
         watcher::Config::default(),
     );
-    let topics = controller.store();
+    let topics = naming_their_cluster(controller.store(), |t: &KafkaTopic| &t.spec.cluster);
     controller
         .watches(
             api::<KafkaCluster>(&client, &namespace),
             watcher::Config::default(),
-            move |kc: KafkaCluster| {
-                let ns = kc.namespace();
-                let name = kc.name_any();
-                topics
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.namespace() == ns && t.spec.cluster == name)
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            topics,
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile_topic, backoff, shared)
@@ -247,7 +259,7 @@ async fn run_users(
         api::<KafkaUser>(&client, &namespace),
         watcher::Config::default(),
     );
-    let users = controller.store();
+    let users = naming_their_cluster(controller.store(), |u: &KafkaUser| &u.spec.cluster);
     controller
         .owns(
             api::<Secret>(&client, &namespace),
@@ -256,16 +268,7 @@ async fn run_users(
         .watches(
             api::<KafkaCluster>(&client, &namespace),
             watcher::Config::default(),
-            move |kc: KafkaCluster| {
-                let ns = kc.namespace();
-                let name = kc.name_any();
-                users
-                    .state()
-                    .into_iter()
-                    .filter(|u| u.namespace() == ns && u.spec.cluster == name)
-                    .map(|u| ObjectRef::from_obj(u.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            users,
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile_user, backoff, shared)

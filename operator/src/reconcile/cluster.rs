@@ -695,17 +695,7 @@ async fn patch_status(
 ) -> Result<(), ReconcileError> {
     let api: Api<KafkaCluster> =
         Api::namespaced(client.clone(), &kc.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "gregor.dev/v1alpha1",
-        "kind": "KafkaCluster",
-        "status": status,
-    });
-    api.patch_status(
-        &kc.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    super::apply_status(&api, kc, &status).await?;
     Ok(())
 }
 

@@ -111,6 +111,31 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// Server-side applies `status` as the status of `object`, under the operator's field
+/// manager (every reconciler writes its resource's status this way).
+pub(crate) async fn apply_status<K>(
+    api: &kube::Api<K>,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &kube::api::PatchParams::apply(crate::build::objects::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Why a reconcile failed (an invalid spec is not a failure: it is reported in the status and
 /// waits for an edit).
 #[derive(Debug, thiserror::Error)]

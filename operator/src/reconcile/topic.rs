@@ -35,7 +35,6 @@ use super::access::Access;
 use super::certificates;
 use super::conditions::{merge, Want};
 use super::{record, Context, ReconcileError};
-use crate::build::objects::FIELD_MANAGER;
 use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
 
 /// The finalizer that deletes the topic in Kafka before the resource goes.
@@ -515,16 +514,5 @@ async fn report(
             status.replicas = topic.partitions.clone();
         }
     }
-    let patch = serde_json::json!({
-        "apiVersion": "gregor.dev/v1alpha1",
-        "kind": "KafkaTopic",
-        "status": status,
-    });
-    api.patch_status(
-        &kt.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    super::apply_status(api, kt, &status).await
 }

@@ -724,16 +724,5 @@ async fn report(
         username: Some(username.to_string()),
         secret: ku.spec.authentication.as_ref().map(|_| secret.to_string()),
     };
-    let patch = serde_json::json!({
-        "apiVersion": "gregor.dev/v1alpha1",
-        "kind": "KafkaUser",
-        "status": status,
-    });
-    api.patch_status(
-        &ku.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    super::apply_status(api, ku, &status).await
 }

@@ -34,6 +34,15 @@ async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
         .unwrap_or_else(|e| panic!("Secret {name}: {e}"))
 }
 
+/// Sets `annotation: "true"` on the Secret `name`, as `kubectl annotate` would.
+async fn annotate(client: &kube::Client, ns: &str, name: &str, annotation: &str) {
+    let patch = serde_json::json!({"metadata": {"annotations": {annotation: "true"}}});
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
+}
+
 async fn reconcile_with(client: &kube::Client, ns: &str, ctx: &Arc<Context>) {
     reconcile(Arc::new(get(client, ns, "events").await), Arc::clone(ctx))
         .await
@@ -221,16 +230,13 @@ async fn certificates_are_renewed_in_their_window_and_on_force_renew_keeping_the
     assert_eq!(clients_now.der(), clients_ca.der());
 
     // force-renew: renewed at once, whatever the dates, and the annotation goes.
-    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let annotate =
-        serde_json::json!({"metadata": {"annotations": {FORCE_RENEW_ANNOTATION: "true"}}});
-    api.patch(
+    annotate(
+        &client,
+        &ns,
         &Which::Cluster.cert_secret("events"),
-        &PatchParams::default(),
-        &Patch::Merge(&annotate),
+        FORCE_RENEW_ANNOTATION,
     )
-    .await
-    .unwrap();
+    .await;
     reconcile_with(&client, &ns, &later).await;
     let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
     assert_eq!(cert_secret.annotations()[CERT_GENERATION_ANNOTATION], "2");
@@ -717,16 +723,13 @@ async fn a_replaced_ca_key_keeps_clients_of_the_old_ca_verifying_through_a_cross
     );
 
     // Replace the key now.
-    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let annotate =
-        serde_json::json!({"metadata": {"annotations": {FORCE_REPLACE_ANNOTATION: "true"}}});
-    api.patch(
+    annotate(
+        &client,
+        &ns,
         &Which::Cluster.key_secret("events"),
-        &PatchParams::default(),
-        &Patch::Merge(&annotate),
+        FORCE_REPLACE_ANNOTATION,
     )
-    .await
-    .unwrap();
+    .await;
     reconcile_with(&client, &ns, &ctx).await;
     let key_secret = secret(&client, &ns, &Which::Cluster.key_secret("events")).await;
     assert_eq!(key_secret.annotations()[KEY_GENERATION_ANNOTATION], "1");
