@@ -18,6 +18,7 @@ use gregor_operator::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResource, AclResourceType, AclRule, KafkaUser,
     KafkaUserSpec, UserAuthentication, UserAuthorization, UserQuotas,
 };
+use gregor_operator::reconcile::access::Access;
 use gregor_operator::reconcile::certificates::access_of;
 use gregor_operator::reconcile::user::{reconcile, FINALIZER};
 use gregor_operator::reconcile::Context;
@@ -201,11 +202,11 @@ async fn a_tls_user_logs_in_with_its_certificate(
     assert!(gregor_operator::pki::inspect(&clients_ca).unwrap().is_ca);
 }
 
-#[tokio::test]
-async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_deleted() {
-    let server = api_server_or_skip!();
-    let (client, ns) = server.namespace("users").await;
-    install_crds(&client).await;
+/// A KafkaCluster `events` in `ns` with SCRAM over TLS on its client listener, client
+/// certificates on its external one and the StandardAuthorizer, reconciled once; a node run
+/// on what that wrote, and how the operator reaches it.
+async fn secured_node(client: &kube::Client, ns: &str) -> (SecuredNode, Arc<Context>, Access) {
+    install_crds(client).await;
     let mut spec = KafkaClusterSpec {
         replicas: 1,
         authorization: Some(Authorization {
@@ -228,22 +229,30 @@ async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_
         advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
         node_ports: BTreeMap::new(),
     });
-    create(&client, &ns, "events", spec).await;
+    create(client, ns, "events", spec).await;
     gregor_operator::reconcile::cluster::reconcile(
-        Arc::new(get(&client, &ns, "events").await),
-        context(&client),
+        Arc::new(get(client, ns, "events").await),
+        context(client),
     )
     .await
     .expect("the cluster's reconcile");
-    let node = start_secured_node(&client, &ns).await;
-    let mut ctx = (*context(&client)).clone();
+    let node = start_secured_node(client, ns).await;
+    let mut ctx = (*context(client)).clone();
     ctx.bootstrap_overrides
         .insert(format!("{ns}/events"), node.replication.clone());
     let ctx = Arc::new(ctx);
-    let access = access_of(&ctx, &get(&client, &ns, "events").await)
+    let access = access_of(&ctx, &get(client, ns, "events").await)
         .await
         .unwrap()
         .unwrap();
+    (node, ctx, access)
+}
+
+#[tokio::test]
+async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_deleted() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("users").await;
+    let (node, ctx, access) = secured_node(&client, &ns).await;
     let mut operator = node.admin(&access).await;
     for topic in ["orders", "payroll"] {
         operator
@@ -465,4 +474,131 @@ async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
         .await
         .expect_err("the schema refuses Fly");
     assert!(err.to_string().contains("operations"), "{err}");
+}
+
+/// Runs `program` with `args` and `stdin`, within two minutes; its output, or the failure.
+fn run(program: &std::path::Path, args: &[&str], stdin: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A TLS user's Secret as a Java client uses it: Kafka's own console tools with the user's
+/// PKCS#12 key store and the cluster CA's PKCS#12 trust store produce and read back in the
+/// user's group. (librdkafka with a SCRAM user's password and the PEM CA certificate is the
+/// end-to-end suite's client, scenario 9.)
+#[tokio::test]
+async fn a_java_client_logs_in_with_a_tls_users_pkcs12_stores() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("clients").await;
+    let (node, ctx, access) = secured_node(&client, &ns).await;
+    let mut operator = node.admin(&access).await;
+    operator
+        .create_topic("ledger", &[vec![0]], &BTreeMap::new())
+        .await
+        .unwrap();
+    let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
+    let writer = user_spec(
+        AuthenticationType::Tls,
+        vec![
+            rule(
+                AclResourceType::Topic,
+                "ledger",
+                &[AclOperation::Write, AclOperation::Read],
+            ),
+            rule(
+                AclResourceType::Group,
+                "ledger-readers",
+                &[AclOperation::Read],
+            ),
+        ],
+    );
+    users
+        .create(&PostParams::default(), &KafkaUser::new("carl", writer))
+        .await
+        .unwrap();
+    assert_eq!(settle(&users, &ctx, "carl").await.0, "True");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let carl = secrets.get("carl").await.unwrap();
+    let ca = secrets.get("events-cluster-ca-cert").await.unwrap();
+    let dir = node.dir.path();
+    let file = |name: &str, secret: &Secret, key: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, &secret.data.as_ref().unwrap()[key].0).unwrap();
+        path.display().to_string()
+    };
+
+    // Java, with the PKCS#12 stores: carl produces and reads back in his group.
+    let java = dir.join("carl.properties");
+    std::fs::write(
+        &java,
+        format!(
+            "security.protocol=SSL\nssl.keystore.type=PKCS12\nssl.keystore.location={}\n\
+             ssl.keystore.password={}\nssl.truststore.type=PKCS12\n\
+             ssl.truststore.location={}\nssl.truststore.password={}\n\
+             ssl.endpoint.identification.algorithm=\n",
+            file("carl.p12", &carl, "user.p12"),
+            text(&carl, "user.password"),
+            file("ca.p12", &ca, "ca.p12"),
+            text(&ca, "ca.password"),
+        ),
+    )
+    .unwrap();
+    let kafka = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let external = node.listeners["EXTERNAL"].as_str();
+    let config = java.display().to_string();
+    run(
+        &kafka,
+        &[
+            "console-producer",
+            "--bootstrap-server",
+            external,
+            "--topic",
+            "ledger",
+            "--command-config",
+            &config,
+        ],
+        "one\ntwo\nthree\n",
+    )
+    .expect("carl produces with Kafka's console producer");
+    let read = run(
+        &kafka,
+        &[
+            "console-consumer",
+            "--bootstrap-server",
+            external,
+            "--topic",
+            "ledger",
+            "--group",
+            "ledger-readers",
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--timeout-ms",
+            "30000",
+            "--command-config",
+            &config,
+        ],
+        "",
+    )
+    .expect("carl consumes in his group");
+    assert_eq!(read.lines().collect::<Vec<_>>(), ["one", "two", "three"]);
 }
