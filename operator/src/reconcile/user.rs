@@ -284,6 +284,21 @@ async fn converge(
         let message = format!("no KafkaCluster {} in this namespace", ku.spec.cluster);
         return Err(NotReady::new("ClusterNotFound", message, wait));
     };
+    // Without an authorizer the brokers keep no ACLs (Kafka answers SECURITY_DISABLED): a
+    // user's ACLs there would protect nothing, so they are refused, and none are synced.
+    let authorized = kc.spec.authorization.is_some();
+    if !authorized && !acls.is_empty() {
+        let message = format!(
+            "spec.authorization: KafkaCluster {} has no spec.authorization, so its brokers \
+             would not enforce ACLs",
+            ku.spec.cluster
+        );
+        return Err(NotReady::new(
+            "InvalidSpec",
+            message,
+            Action::await_change(),
+        ));
+    }
     let kind = ku.spec.authentication.as_ref().map(|a| a.kind);
     if kind == Some(AuthenticationType::Tls) && !has_tls_authentication(&kc) {
         let message = format!(
@@ -311,7 +326,8 @@ async fn converge(
         None => None,
     };
     let quotas = quotas(ku);
-    let work = brokers(&access, name, principal, password.as_ref(), &acls, &quotas);
+    let acls = authorized.then_some(&acls);
+    let work = brokers(&access, name, principal, password.as_ref(), acls, &quotas);
     match tokio::time::timeout(KAFKA_TIMEOUT, work).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e.into()),
@@ -625,14 +641,14 @@ async fn tls_secret(
     Ok(())
 }
 
-/// The brokers' side: the password when it changed, then the ACLs and quotas made exactly
-/// what the spec says.
+/// The brokers' side: the password when it changed, then the ACLs (when the cluster has an
+/// authorizer) and quotas made exactly what the spec says.
 async fn brokers(
     access: &Access,
     name: &str,
     principal: &str,
     password: Option<&PasswordToSet>,
-    acls: &BTreeSet<AclBinding>,
+    acls: Option<&BTreeSet<AclBinding>>,
     quotas: &BTreeMap<String, f64>,
 ) -> Result<(), AdminError> {
     let mut admin = access.admin().await?;
@@ -641,7 +657,9 @@ async fn brokers(
             .upsert_scram(name, ScramMechanism::Sha512, &p.password, ITERATIONS)
             .await?;
     }
-    sync_acls(&mut admin, principal, acls).await?;
+    if let Some(acls) = acls {
+        sync_acls(&mut admin, principal, acls).await?;
+    }
     let current = admin.user_quotas(name).await?;
     let set: BTreeMap<String, f64> = quotas
         .iter()
@@ -686,7 +704,9 @@ async fn cleanup(ku: &KafkaUser, ctx: &Context) -> Result<Action, ReconcileError
         if ku.spec.authentication.as_ref().map(|a| a.kind) != Some(AuthenticationType::Tls) {
             admin.delete_scram(&name, ScramMechanism::Sha512).await?;
         }
-        sync_acls(&mut admin, &principal, &BTreeSet::new()).await?;
+        if kc.spec.authorization.is_some() {
+            sync_acls(&mut admin, &principal, &BTreeSet::new()).await?;
+        }
         let current = admin.user_quotas(&name).await?;
         let remove: Vec<String> = current.into_keys().collect();
         admin

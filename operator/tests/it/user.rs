@@ -436,6 +436,23 @@ async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
         "{message}"
     );
 
+    // ACLs on a cluster without an authorizer would protect nothing.
+    let unenforced = user_spec(
+        AuthenticationType::ScramSha512,
+        vec![rule(
+            AclResourceType::Topic,
+            "orders",
+            &[AclOperation::Read],
+        )],
+    );
+    users
+        .create(&PostParams::default(), &KafkaUser::new("gina", unenforced))
+        .await
+        .unwrap();
+    let (status, reason, message) = settle(&users, &ctx, "gina").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("has no spec.authorization"), "{message}");
+
     // A topic name no topic can have.
     let bad = user_spec(
         AuthenticationType::ScramSha512,
