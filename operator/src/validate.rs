@@ -232,7 +232,7 @@ impl ValidatedCluster {
 
     /// The Service clients bootstrap from.
     pub fn bootstrap_service(&self) -> String {
-        format!("{}-bootstrap", self.name)
+        bootstrap_service(&self.name)
     }
 
     /// The ConfigMap holding each pod's `server.properties`.
@@ -254,11 +254,7 @@ impl ValidatedCluster {
     /// Service for a secured cluster, else the client listener.
     pub fn operator_bootstrap(&self) -> String {
         if self.secured {
-            format!(
-                "{}.{}.svc:{REPLICATION_PORT}",
-                self.bootstrap_service(),
-                self.namespace
-            )
+            replication_bootstrap(&self.name, &self.namespace)
         } else {
             self.bootstrap_servers()
         }
@@ -443,6 +439,20 @@ pub fn validate(
         authorization: spec.authorization.clone(),
         secured: secured(spec),
     })
+}
+
+/// The bootstrap Service of KafkaCluster `cluster`.
+pub fn bootstrap_service(cluster: &str) -> String {
+    format!("{cluster}-bootstrap")
+}
+
+/// Where the operator reaches the brokers of secured KafkaCluster `namespace/cluster`: their
+/// replication listener, through the bootstrap Service.
+pub fn replication_bootstrap(cluster: &str, namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{REPLICATION_PORT}",
+        bootstrap_service(cluster)
+    )
 }
 
 /// Whether a spec secures anything: TLS or authentication on a listener, or authorization

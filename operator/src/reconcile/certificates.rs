@@ -657,14 +657,13 @@ impl Authorities {
         if !cluster.secured {
             return Access::plaintext(bootstrap);
         }
-        let overridden = bootstrap != default;
         let secured = self
             .operator
             .as_ref()
             .zip(self.cluster_ca.as_ref())
             .ok_or_else(|| "no cluster CA, so no certificate of its own".to_string())
             .and_then(|(identity, ca)| {
-                Access::mutual_tls(&bootstrap, identity, &ca.trust_pem(), !overridden)
+                secured_access(&bootstrap, &default, identity, &ca.trust_pem())
             });
         secured.unwrap_or_else(|problem| {
             tracing::warn!(cluster = %cluster.name, %problem, "the operator cannot reach the brokers over TLS");
@@ -745,10 +744,7 @@ pub async fn access_of(
             &reconciled,
         ))));
     }
-    let default = format!(
-        "{name}-bootstrap.{namespace}.svc:{}",
-        crate::validate::REPLICATION_PORT
-    );
+    let default = crate::validate::replication_bootstrap(&name, &namespace);
     let bootstrap = ctx.bootstrap(&namespace, &name, &default);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let identity = secrets.get_opt(&operator_secret(&name)).await?;
@@ -762,9 +758,21 @@ pub async fn access_of(
         return Ok(None);
     };
     let identity = KeyAndCert { cert_pem, key_pem };
-    Access::mutual_tls(&bootstrap, &identity, &ca_pem, bootstrap == default)
+    secured_access(&bootstrap, &default, &identity, &ca_pem)
         .map(Some)
         .map_err(ReconcileError::Malformed)
+}
+
+/// Mutual TLS to `bootstrap` as `identity`, trusting `trust_pem`; host names are verified
+/// unless a bootstrap override replaced the `default` address (the certificates name the
+/// cluster's Services, not the override).
+fn secured_access(
+    bootstrap: &str,
+    default: &str,
+    identity: &KeyAndCert,
+    trust_pem: &str,
+) -> Result<Access, String> {
+    Access::mutual_tls(bootstrap, identity, trust_pem, bootstrap == default)
 }
 
 /// Makes, renews or reads the two CAs and the operator's own certificate, writing the
