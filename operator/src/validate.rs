@@ -475,11 +475,15 @@ fn check_security(spec: &crate::crd::KafkaClusterSpec) -> Result<(), SpecError> 
         listeners.push(("spec.listeners.external", e.tls, &e.authentication));
     }
     for (field, tls, authentication) in listeners {
-        if authentication.as_ref().map(|a| a.kind) == Some(AuthenticationType::Tls) && !tls {
+        let Some(authentication) = authentication else {
+            continue;
+        };
+        if authentication.kind == AuthenticationType::Tls && !tls {
             return Err(SpecError::Security(format!(
                 "{field}.authentication type tls (client certificates) needs {field}.tls: true"
             )));
         }
+        check_oauth(field, authentication)?;
     }
     if let Some(authorization) = &spec.authorization {
         for user in &authorization.super_users {
@@ -487,6 +491,48 @@ fn check_security(spec: &crate::crd::KafkaClusterSpec) -> Result<(), SpecError> 
                 return Err(SpecError::Security(format!(
                     "spec.authorization.superUsers: {user:?} is not a principal (User:name; \
                      no ';')"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// OAuth settings only on `oauth` authentication, which needs a JWKS URL the brokers can
+/// read.
+fn check_oauth(field: &str, authentication: &ListenerAuthentication) -> Result<(), SpecError> {
+    let settings = [
+        ("jwksUri", &authentication.jwks_uri),
+        ("issuer", &authentication.issuer),
+        ("audience", &authentication.audience),
+        ("userNameClaim", &authentication.user_name_claim),
+    ];
+    if authentication.kind != AuthenticationType::OAuth {
+        if let Some((name, _)) = settings.iter().find(|(_, v)| v.is_some()) {
+            return Err(SpecError::Security(format!(
+                "{field}.authentication.{name} applies to type oauth only"
+            )));
+        }
+        return Ok(());
+    }
+    let Some(uri) = &authentication.jwks_uri else {
+        return Err(SpecError::Security(format!(
+            "{field}.authentication type oauth needs jwksUri (the identity provider's JWKS URL)"
+        )));
+    };
+    if !["https://", "http://", "file:"]
+        .iter()
+        .any(|scheme| uri.starts_with(scheme) && uri.len() > scheme.len())
+    {
+        return Err(SpecError::Security(format!(
+            "{field}.authentication.jwksUri: {uri:?} is not an https://, http:// or file: URL"
+        )));
+    }
+    for (name, value) in &settings {
+        if let Some(value) = value {
+            if value.trim().is_empty() || value.contains(['\n', '\r']) {
+                return Err(SpecError::Security(format!(
+                    "{field}.authentication.{name}: {value:?} is empty or spans lines"
                 )));
             }
         }
@@ -744,6 +790,49 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn listener_authentication_is_refused_naming_the_field_it_lacks_or_misplaces() {
+        use crate::crd::cluster::{AuthenticationType as Kind, ListenerAuthentication as Auth};
+        let refusal = |tls: bool, auth: Auth| {
+            let mut s = spec(1);
+            s.listeners.tls = tls;
+            s.listeners.authentication = Some(auth);
+            validate(&cluster(s), ID, "img")
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            refusal(false, Auth::of(Kind::Tls)).unwrap(),
+            "spec.listeners.authentication type tls (client certificates) needs \
+             spec.listeners.tls: true"
+        );
+        assert_eq!(
+            refusal(true, Auth::of(Kind::OAuth)).unwrap(),
+            "spec.listeners.authentication type oauth needs jwksUri (the identity \
+             provider's JWKS URL)"
+        );
+        let mut oauth = Auth::of(Kind::OAuth);
+        oauth.jwks_uri = Some("ldap://idp".into());
+        assert_eq!(
+            refusal(true, oauth.clone()).unwrap(),
+            "spec.listeners.authentication.jwksUri: \"ldap://idp\" is not an https://, \
+             http:// or file: URL"
+        );
+        oauth.jwks_uri = Some("https://idp.example/jwks".into());
+        assert_eq!(refusal(true, oauth.clone()), None);
+        oauth.audience = Some(" ".into());
+        assert_eq!(
+            refusal(true, oauth.clone()).unwrap(),
+            "spec.listeners.authentication.audience: \" \" is empty or spans lines"
+        );
+        let mut scram = Auth::of(Kind::ScramSha512);
+        scram.issuer = Some("https://idp.example".into());
+        assert_eq!(
+            refusal(true, scram).unwrap(),
+            "spec.listeners.authentication.issuer applies to type oauth only"
+        );
     }
 
     #[test]

@@ -163,21 +163,59 @@ mod tests {
             ..Default::default()
         };
         spec.listeners.tls = true;
-        spec.listeners.authentication = Some(ListenerAuthentication {
-            kind: AuthenticationType::ScramSha512,
-        });
+        spec.listeners.authentication =
+            Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
         let mut external = node_port_listener(&[("0", "kafka-0.example.com:31000")], &[]);
         if let Some(e) = external.as_mut() {
             e.tls = true;
-            e.authentication = Some(ListenerAuthentication {
-                kind: AuthenticationType::Tls,
-            });
+            e.authentication = Some(ListenerAuthentication::of(AuthenticationType::Tls));
         }
         spec.listeners.external = external;
         let objects = cluster(&validated(spec));
         assert_snapshot("secured-configmap", &objects.config);
         assert_snapshot("secured-bootstrap", &objects.bootstrap);
         assert_snapshot("secured-statefulsets", &objects.statefulsets);
+    }
+
+    #[test]
+    fn an_oauth_listener_validates_tokens_as_the_broker_reads_it() {
+        use crate::crd::cluster::{AuthenticationType, ListenerAuthentication};
+        let mut spec = KafkaClusterSpec {
+            replicas: 1,
+            ..Default::default()
+        };
+        spec.listeners.tls = true;
+        let mut oauth = ListenerAuthentication::of(AuthenticationType::OAuth);
+        oauth.jwks_uri = Some("https://idp.example/jwks".into());
+        oauth.issuer = Some("https://idp.example".into());
+        oauth.audience = Some("kafka".into());
+        oauth.user_name_claim = Some("preferred_username".into());
+        spec.listeners.authentication = Some(oauth);
+        let objects = cluster(&validated(spec));
+        let text = &objects.config.data.as_ref().unwrap()["events-0.properties"];
+        let env = |name: &str| Some(format!("{name}-value"));
+        let props = gregor::config::resolve_providers(gregor::config::parse_properties(text), &env)
+            .unwrap();
+        assert!(props["listener.security.protocol.map"].contains("CLIENT:SASL_SSL"));
+        let prefix = "listener.name.client.oauthbearer.sasl.oauthbearer.";
+        assert_eq!(
+            props[&format!("{prefix}jwks.endpoint.url")],
+            "https://idp.example/jwks"
+        );
+        assert_eq!(props[&format!("{prefix}expected.audience")], "kafka");
+        assert_eq!(
+            props[&format!("{prefix}sub.claim.name")],
+            "preferred_username"
+        );
+        // The broker takes the file as it stands: its OAUTHBEARER validator is the JWKS one.
+        let config = gregor::config::Config::from_properties(props)
+            .unwrap_or_else(|e| panic!("the broker refuses it: {e}"));
+        let client = &config.sasl_listeners["CLIENT"];
+        assert!(matches!(
+            &client.oauthbearer,
+            Some(gregor::sasl::oauthbearer::Validation::Jwks { settings, .. })
+                if settings.issuer.as_deref() == Some("https://idp.example")
+        ));
     }
 
     #[test]

@@ -182,8 +182,10 @@ pub fn properties(cluster: &ValidatedCluster, pool: &Pool, ordinal: i32) -> Stri
 /// Kafka's security protocol of a listener with `tls` and `authentication`.
 fn protocol(tls: bool, authentication: Option<&ListenerAuthentication>) -> &'static str {
     match (tls, authentication.map(|a| a.kind)) {
-        (true, Some(AuthenticationType::ScramSha512)) => "SASL_SSL",
-        (false, Some(AuthenticationType::ScramSha512)) => "SASL_PLAINTEXT",
+        (true, Some(AuthenticationType::ScramSha512 | AuthenticationType::OAuth)) => "SASL_SSL",
+        (false, Some(AuthenticationType::ScramSha512 | AuthenticationType::OAuth)) => {
+            "SASL_PLAINTEXT"
+        }
         (true, _) => "SSL",
         (false, _) => "PLAINTEXT",
     }
@@ -259,8 +261,11 @@ fn listener_authentication(
     let mut set = |suffix: &str, value: String| {
         keys.insert(format!("listener.name.{name}.{suffix}"), value);
     };
-    match authentication.map(|a| a.kind) {
-        Some(AuthenticationType::Tls) => {
+    let Some(authentication) = authentication else {
+        return;
+    };
+    match authentication.kind {
+        AuthenticationType::Tls => {
             set("ssl.client.auth", "required".into());
             set("ssl.truststore.type", "PEM".into());
             set(
@@ -268,14 +273,40 @@ fn listener_authentication(
                 format!("{CLIENTS_CA_DIR}/ca.crt"),
             );
         }
-        Some(AuthenticationType::ScramSha512) => {
+        AuthenticationType::ScramSha512 => {
             set("sasl.enabled.mechanisms", "SCRAM-SHA-512".into());
             set(
                 "scram-sha-512.sasl.jaas.config",
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
             );
         }
-        None => {}
+        AuthenticationType::OAuth => {
+            set("sasl.enabled.mechanisms", "OAUTHBEARER".into());
+            set(
+                "oauthbearer.sasl.jaas.config",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+                    .into(),
+            );
+            set(
+                "oauthbearer.sasl.server.callback.handler.class",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+                    .into(),
+            );
+            let settings = [
+                ("jwks.endpoint.url", &authentication.jwks_uri),
+                ("expected.issuer", &authentication.issuer),
+                ("expected.audience", &authentication.audience),
+                ("sub.claim.name", &authentication.user_name_claim),
+            ];
+            for (key, value) in settings {
+                if let Some(value) = value {
+                    set(
+                        &format!("oauthbearer.sasl.oauthbearer.{key}"),
+                        value.clone(),
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -256,13 +256,44 @@ impl Default for Listeners {
 
 /// How a listener's clients authenticate.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ListenerAuthentication {
     /// `scram-sha-512`: SASL SCRAM-SHA-512 (SASL_SSL with `tls: true`, else SASL_PLAINTEXT),
     /// for KafkaUsers with `scram-sha-512` authentication or users made with Kafka's tools.
     /// `tls`: a client certificate signed by the clients CA (needs `tls: true`); the
     /// principal is the certificate's subject DN, e.g. `User:CN=alice,O=gregor.dev`.
+    /// `oauth`: SASL OAUTHBEARER with JWTs signed by an identity provider whose keys
+    /// `jwksUri` serves (Kafka's OAuthBearerValidatorCallbackHandler); the principal is
+    /// `User:<the userNameClaim claim>`.
     #[serde(rename = "type")]
     pub kind: AuthenticationType,
+    /// `oauth`: where the identity provider's signing keys are, a JWKS document at an
+    /// `https://` or `http://` URL (or a `file:` URL inside the broker pods), re-read every
+    /// hour and when a token names an unknown key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// `oauth`: the `iss` claim every token must carry; not checked when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `oauth`: a value the tokens' `aud` claim must contain; not checked when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `oauth`: the claim naming the user (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name_claim: Option<String>,
+}
+
+impl ListenerAuthentication {
+    /// Authentication of `kind`, with no OAuth settings.
+    pub fn of(kind: AuthenticationType) -> Self {
+        ListenerAuthentication {
+            kind,
+            jwks_uri: None,
+            issuer: None,
+            audience: None,
+            user_name_claim: None,
+        }
+    }
 }
 
 /// A listener's kind of client authentication.
@@ -274,6 +305,9 @@ pub enum AuthenticationType {
     /// Mutual TLS with the clients CA.
     #[serde(rename = "tls")]
     Tls,
+    /// SASL OAUTHBEARER with JWTs checked against a JWKS.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 /// Who may do what, checked by Kafka's StandardAuthorizer.

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cluster::{AuthenticationType, AuthorizationType};
+use super::cluster::AuthorizationType;
 use super::Condition;
 
 /// A user of a KafkaCluster in the same namespace.
@@ -41,6 +41,18 @@ pub struct KafkaUserSpec {
     pub quotas: Option<UserQuotas>,
 }
 
+/// A KafkaUser's kind of credentials. (An `oauth` listener's users come from the identity
+/// provider: their KafkaUsers have no `authentication`, only ACLs and quotas.)
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum UserAuthenticationType {
+    /// A SCRAM-SHA-512 password.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// A client certificate from the clients CA.
+    #[serde(rename = "tls")]
+    Tls,
+}
+
 /// The user's credentials.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +63,7 @@ pub struct UserAuthentication {
     /// `user.key`, `user.p12`, `user.password`), renewed before it expires; the principal is
     /// `User:CN=<user>`.
     #[serde(rename = "type")]
-    pub kind: AuthenticationType,
+    pub kind: UserAuthenticationType,
     /// For `scram-sha-512`: the password, from a Secret of the user's. A change to it is
     /// applied without recreating the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]

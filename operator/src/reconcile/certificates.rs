@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -516,11 +516,15 @@ fn data<const N: usize>(entries: [(&str, Vec<u8>); N]) -> BTreeMap<String, ByteS
 
 /// Every name a client or peer reaches `pod` by: its names under the headless Service, the
 /// bootstrap Service's for brokers, and its external address (the host part) when it has one.
+/// A NodePort address is the IP of the node the pod runs on (`host_ip`), known once the pod
+/// is scheduled; the certificate is issued again, and reloaded, when it becomes known or
+/// changes.
 pub fn node_names(
     cluster: &ValidatedCluster,
     pod: &str,
     node_id: i32,
     broker: bool,
+    host_ip: Option<&str>,
 ) -> BTreeSet<String> {
     let ns = &cluster.namespace;
     let mut names = BTreeSet::new();
@@ -543,9 +547,15 @@ pub fn node_names(
                     .as_ref()
                     .and_then(|e| e.advertised.get(&node_id.to_string()).cloned())
             });
-        // A NodePort address is the node's (`${env:HOST_IP}`), known only to the pod.
-        if let Some(address) = external.filter(|a| !a.contains("${")) {
-            names.insert(host_of(&address).to_string());
+        match external {
+            // The node's address, which the pod reads from `${env:HOST_IP}`.
+            Some(address) if address.contains("${env:HOST_IP}") => {
+                names.extend(host_ip.map(str::to_string));
+            }
+            Some(address) if !address.contains("${") => {
+                names.insert(host_of(&address).to_string());
+            }
+            _ => {}
         }
     }
     names
@@ -841,11 +851,13 @@ pub async fn authorities(
 }
 
 /// Issues (or keeps) the nodes' certificates of `cluster` with the cluster CA, once there is
-/// one, into `<cluster>-node-certs`.
+/// one, into `<cluster>-node-certs`; `pods` are the cluster's pods as observed (the nodes
+/// they run on name NodePort addresses).
 pub async fn nodes(
     client: &kube::Client,
     kc: &KafkaCluster,
     cluster: &ValidatedCluster,
+    pods: &[Pod],
     authorities: &mut Authorities,
     now: i64,
 ) -> Result<(), ReconcileError> {
@@ -857,7 +869,12 @@ pub async fn nodes(
         .iter()
         .flat_map(|pool| {
             pool.pods().map(move |(ordinal, pod)| {
-                let names = node_names(cluster, &pod, pool.node_id(ordinal), pool.role.is_broker());
+                let host_ip = pods
+                    .iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+                    .and_then(|p| p.status.as_ref()?.host_ip.as_deref());
+                let (id, broker) = (pool.node_id(ordinal), pool.role.is_broker());
+                let names = node_names(cluster, &pod, id, broker, host_ip);
                 (pod, node_common_name(&cluster.name), names, Usage::Node)
             })
         })

@@ -162,7 +162,7 @@ async fn converge(
     };
     // The nodes' certificates (naming the external addresses), before the pods that mount
     // them.
-    certificates::nodes(client, kc, &target, &mut authorities, now).await?;
+    certificates::nodes(client, kc, &target, &observed.pods, &mut authorities, now).await?;
     let objects = build_children(&target, &observed);
     let mut applied = apply_all(&ctx, &observed, &validated, &target, &objects).await?;
     applied.certificates = authorities.outcome;

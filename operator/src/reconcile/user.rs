@@ -30,6 +30,7 @@ use super::conditions::{merge, Want};
 use super::{record, Context, ReconcileError};
 use crate::build::objects::FIELD_MANAGER;
 use crate::crd::cluster::{AuthenticationType, KafkaCluster};
+use crate::crd::user::UserAuthenticationType;
 use crate::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, KafkaUser, KafkaUserStatus,
 };
@@ -75,7 +76,7 @@ pub async fn reconcile(ku: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action, 
 /// The user's name on the brokers and its principal: `alice` / `User:alice`, or for a TLS user
 /// its certificate's subject, `CN=alice` / `User:CN=alice`.
 pub fn principal(ku: &KafkaUser) -> (String, String) {
-    let tls = ku.spec.authentication.as_ref().map(|a| a.kind) == Some(AuthenticationType::Tls);
+    let tls = ku.spec.authentication.as_ref().map(|a| a.kind) == Some(UserAuthenticationType::Tls);
     let name = if tls {
         format!("CN={}", ku.name_any())
     } else {
@@ -300,7 +301,7 @@ async fn converge(
         ));
     }
     let kind = ku.spec.authentication.as_ref().map(|a| a.kind);
-    if kind == Some(AuthenticationType::Tls) && !has_tls_authentication(&kc) {
+    if kind == Some(UserAuthenticationType::Tls) && !has_tls_authentication(&kc) {
         let message = format!(
             "spec.authentication.type tls: KafkaCluster {} has no listener with tls \
              authentication (spec.listeners.authentication or \
@@ -318,8 +319,8 @@ async fn converge(
         return Err(NotReady::new("ClusterNotReady", message, wait));
     };
     let password = match kind {
-        Some(AuthenticationType::ScramSha512) => Some(scram_secret(ku, ctx, &namespace).await?),
-        Some(AuthenticationType::Tls) => {
+        Some(UserAuthenticationType::ScramSha512) => Some(scram_secret(ku, ctx, &namespace).await?),
+        Some(UserAuthenticationType::Tls) => {
             tls_secret(ku, ctx, &kc, &namespace).await?;
             None
         }
@@ -701,7 +702,7 @@ async fn cleanup(ku: &KafkaUser, ctx: &Context) -> Result<Action, ReconcileError
     let (name, principal) = principal(ku);
     let work = async {
         let mut admin = access.admin().await?;
-        if ku.spec.authentication.as_ref().map(|a| a.kind) != Some(AuthenticationType::Tls) {
+        if ku.spec.authentication.as_ref().map(|a| a.kind) != Some(UserAuthenticationType::Tls) {
             admin.delete_scram(&name, ScramMechanism::Sha512).await?;
         }
         if kc.spec.authorization.is_some() {

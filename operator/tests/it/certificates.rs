@@ -178,6 +178,87 @@ async fn a_cluster_gets_both_cas_and_node_certificates_and_a_second_reconcile_re
     }
 }
 
+/// A NodePort broker is reached at the address of the node its pod runs on: that IP joins
+/// the certificate's names once the pod is scheduled, and follows the pod to another node.
+#[tokio::test]
+async fn a_node_port_brokers_certificate_names_the_ip_of_the_node_its_pod_runs_on() {
+    use gregor_operator::crd::cluster::{ExternalListener, ExternalType};
+    use k8s_openapi::api::core::v1::Pod;
+
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("nodeport").await;
+    install_crds(&client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 2,
+        ..Default::default()
+    };
+    spec.listeners.external = Some(ExternalListener {
+        kind: ExternalType::NodePort,
+        port: 9094,
+        tls: true,
+        authentication: None,
+        advertised: BTreeMap::new(),
+        node_ports: BTreeMap::new(),
+    });
+    create(&client, &ns, "events", spec).await;
+    let ctx = context(&client);
+    reconcile_with(&client, &ns, &ctx).await;
+    let names = |secret: &Secret, pod: &str| {
+        pki::inspect(&text(secret, &format!("{pod}.crt")))
+            .unwrap()
+            .names
+    };
+    let before = secret(&client, &ns, &nodes_secret("events")).await;
+    assert!(names(&before, "events-0").contains(&format!("events-0.events-nodes.{ns}.svc")));
+
+    // events-0 lands on a node (as the scheduler would place it, here by hand).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "events-0", "labels": {
+            "app.kubernetes.io/name": "gregor", "app.kubernetes.io/instance": "events"}},
+        "spec": {"containers": [{"name": "gregor", "image": "gregor:test"}]},
+    }))
+    .unwrap();
+    // (A reconcile may restart the stand-in pod, which has no StatefulSet revision: then it
+    // comes back, as a StatefulSet would bring it.)
+    let place = |ip: &'static str| {
+        let (pods, pod) = (pods.clone(), pod.clone());
+        async move {
+            if pods.get_opt("events-0").await.unwrap().is_none() {
+                pods.create(&PostParams::default(), &pod).await.unwrap();
+            }
+            let status = serde_json::json!({"status": {"hostIP": ip, "hostIPs": [{"ip": ip}]}});
+            pods.patch_status("events-0", &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .unwrap();
+        }
+    };
+    place("172.18.0.3").await;
+    reconcile_with(&client, &ns, &ctx).await;
+    let placed = secret(&client, &ns, &nodes_secret("events")).await;
+    assert!(names(&placed, "events-0").contains("172.18.0.3"));
+    assert!(
+        !names(&placed, "events-1")
+            .iter()
+            .any(|n| n.starts_with("172.")),
+        "events-1 runs nowhere yet"
+    );
+    assert_eq!(
+        text(&placed, "events-1.crt"),
+        text(&before, "events-1.crt"),
+        "events-1 keeps its certificate"
+    );
+
+    // Moved to another node: the certificate names the new IP only.
+    place("172.18.0.4").await;
+    reconcile_with(&client, &ns, &ctx).await;
+    let moved = names(
+        &secret(&client, &ns, &nodes_secret("events")).await,
+        "events-0",
+    );
+    assert!(moved.contains("172.18.0.4") && !moved.contains("172.18.0.3"));
+}
+
 #[tokio::test]
 async fn certificates_are_renewed_in_their_window_and_on_force_renew_keeping_the_ca_key() {
     let server = api_server_or_skip!();
@@ -575,9 +656,8 @@ async fn a_secured_cluster_runs_on_its_certificates_and_the_operator_reaches_it_
         ..Default::default()
     };
     spec.listeners.tls = true;
-    spec.listeners.authentication = Some(ListenerAuthentication {
-        kind: AuthenticationType::ScramSha512,
-    });
+    spec.listeners.authentication =
+        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
     spec.config
         .insert("log.retention.ms".into(), "3600000".into());
     create(&client, &ns, "events", spec).await;
@@ -698,9 +778,8 @@ async fn a_replaced_ca_key_keeps_clients_of_the_old_ca_verifying_through_a_cross
         ..Default::default()
     };
     spec.listeners.tls = true;
-    spec.listeners.authentication = Some(ListenerAuthentication {
-        kind: AuthenticationType::ScramSha512,
-    });
+    spec.listeners.authentication =
+        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
     create(&client, &ns, "events", spec).await;
     reconcile_with(&client, &ns, &context(&client)).await;
     let node = start_secured_node(&client, &ns).await;

@@ -16,7 +16,7 @@ use gregor_operator::crd::cluster::{
 };
 use gregor_operator::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResource, AclResourceType, AclRule, KafkaUser,
-    KafkaUserSpec, UserAuthentication, UserAuthorization, UserQuotas,
+    KafkaUserSpec, UserAuthentication, UserAuthenticationType, UserAuthorization, UserQuotas,
 };
 use gregor_operator::reconcile::access::Access;
 use gregor_operator::reconcile::certificates::access_of;
@@ -45,7 +45,7 @@ fn rule(kind: AclResourceType, name: &str, operations: &[AclOperation]) -> AclRu
     }
 }
 
-fn user_spec(kind: AuthenticationType, acls: Vec<AclRule>) -> KafkaUserSpec {
+fn user_spec(kind: UserAuthenticationType, acls: Vec<AclRule>) -> KafkaUserSpec {
     KafkaUserSpec {
         cluster: "events".into(),
         authentication: Some(UserAuthentication {
@@ -148,7 +148,7 @@ async fn a_tls_user_logs_in_with_its_certificate(
             &KafkaUser::new(
                 "bob",
                 user_spec(
-                    AuthenticationType::Tls,
+                    UserAuthenticationType::Tls,
                     vec![rule(
                         AclResourceType::Topic,
                         "payroll",
@@ -206,6 +206,16 @@ async fn a_tls_user_logs_in_with_its_certificate(
 /// certificates on its external one and the StandardAuthorizer, reconciled once; a node run
 /// on what that wrote, and how the operator reaches it.
 async fn secured_node(client: &kube::Client, ns: &str) -> (SecuredNode, Arc<Context>, Access) {
+    let external = ListenerAuthentication::of(AuthenticationType::Tls);
+    secured_node_with(client, ns, external).await
+}
+
+/// [`secured_node`] with `external` as the external (TLS) listener's authentication.
+async fn secured_node_with(
+    client: &kube::Client,
+    ns: &str,
+    external: ListenerAuthentication,
+) -> (SecuredNode, Arc<Context>, Access) {
     install_crds(client).await;
     let mut spec = KafkaClusterSpec {
         replicas: 1,
@@ -216,16 +226,13 @@ async fn secured_node(client: &kube::Client, ns: &str) -> (SecuredNode, Arc<Cont
         ..Default::default()
     };
     spec.listeners.tls = true;
-    spec.listeners.authentication = Some(ListenerAuthentication {
-        kind: AuthenticationType::ScramSha512,
-    });
+    spec.listeners.authentication =
+        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
     spec.listeners.external = Some(ExternalListener {
         kind: ExternalType::NodePort,
         port: 9094,
         tls: true,
-        authentication: Some(ListenerAuthentication {
-            kind: AuthenticationType::Tls,
-        }),
+        authentication: Some(external),
         advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
         node_ports: BTreeMap::new(),
     });
@@ -264,7 +271,7 @@ async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_
     // A SCRAM user with a generated password, Describe and Write on orders, and a quota.
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
     let mut alice = user_spec(
-        AuthenticationType::ScramSha512,
+        UserAuthenticationType::ScramSha512,
         vec![rule(
             AclResourceType::Topic,
             "orders",
@@ -416,15 +423,14 @@ async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
         replicas: 1,
         ..Default::default()
     };
-    spec.listeners.authentication = Some(ListenerAuthentication {
-        kind: AuthenticationType::ScramSha512,
-    });
+    spec.listeners.authentication =
+        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
     create(&client, &ns, "events", spec).await;
     let ctx = context(&client);
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
 
     // A TLS user on a cluster without a listener taking certificates.
-    let tls = user_spec(AuthenticationType::Tls, vec![]);
+    let tls = user_spec(UserAuthenticationType::Tls, vec![]);
     users
         .create(&PostParams::default(), &KafkaUser::new("carol", tls))
         .await
@@ -438,7 +444,7 @@ async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
 
     // ACLs on a cluster without an authorizer would protect nothing.
     let unenforced = user_spec(
-        AuthenticationType::ScramSha512,
+        UserAuthenticationType::ScramSha512,
         vec![rule(
             AclResourceType::Topic,
             "orders",
@@ -455,7 +461,7 @@ async fn a_user_the_cluster_cannot_have_is_refused_naming_the_field() {
 
     // A topic name no topic can have.
     let bad = user_spec(
-        AuthenticationType::ScramSha512,
+        UserAuthenticationType::ScramSha512,
         vec![rule(
             AclResourceType::Topic,
             "no/slashes",
@@ -534,7 +540,7 @@ async fn a_java_client_logs_in_with_a_tls_users_pkcs12_stores() {
         .unwrap();
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
     let writer = user_spec(
-        AuthenticationType::Tls,
+        UserAuthenticationType::Tls,
         vec![
             rule(
                 AclResourceType::Topic,
@@ -618,4 +624,235 @@ async fn a_java_client_logs_in_with_a_tls_users_pkcs12_stores() {
     )
     .expect("carl consumes in his group");
     assert_eq!(read.lines().collect::<Vec<_>>(), ["one", "two", "three"]);
+}
+
+/// Runs `kafka_client.py` (confluent-kafka, in the test venv: `GREGOR_PYTHON`, as .ci/run
+/// sets it) in `mode` with librdkafka `config` on `topic`; its JSON report.
+fn librdkafka(
+    mode: &str,
+    config: &serde_json::Value,
+    topic: &str,
+    count: usize,
+) -> serde_json::Value {
+    let python = std::env::var("GREGOR_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/gregor/venv/bin/python")
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/kafka_client.py");
+    let script = script.display().to_string();
+    let count = count.to_string();
+    let out = run(
+        std::path::Path::new(&python),
+        &[&script, mode, &config.to_string(), topic, &count],
+        "",
+    )
+    .unwrap_or_else(|e| panic!("{python} {script} {mode} (confluent-kafka): {e}"));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}"))
+}
+
+/// A TLS user's Secret as a librdkafka application uses it: the PEM certificate, key and CA
+/// straight from the Secret. The user's ACLs let it produce to and read its topic, in its
+/// group, and nothing else; its quota throttles the producer (the broker's throttle time
+/// reaches librdkafka), and not one record is lost for it.
+#[tokio::test]
+async fn a_librdkafka_client_uses_a_tls_users_pem_secret_and_its_quota_throttles_it() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("pem").await;
+    let (node, ctx, access) = secured_node(&client, &ns).await;
+    let mut operator = node.admin(&access).await;
+    for topic in ["metrics", "payroll"] {
+        operator
+            .create_topic(topic, &[vec![0]], &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
+    let mut spec = user_spec(
+        UserAuthenticationType::Tls,
+        vec![
+            rule(
+                AclResourceType::Topic,
+                "metrics",
+                &[AclOperation::Write, AclOperation::Read],
+            ),
+            rule(AclResourceType::Group, "dashboards", &[AclOperation::Read]),
+        ],
+    );
+    spec.quotas = Some(UserQuotas {
+        producer_byte_rate: Some(1024),
+        ..Default::default()
+    });
+    users
+        .create(&PostParams::default(), &KafkaUser::new("dora", spec))
+        .await
+        .unwrap();
+    assert_eq!(settle(&users, &ctx, "dora").await.0, "True");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let dora = secrets.get("dora").await.unwrap();
+    // The brokers' certificates chain to the cluster CA (the user's `ca.crt` is the clients
+    // CA, which signed the user's own), as with Strimzi.
+    let ca = secrets.get("events-cluster-ca-cert").await.unwrap();
+    let config = serde_json::json!({
+        "bootstrap.servers": node.listeners["EXTERNAL"],
+        "security.protocol": "SSL",
+        "ssl.certificate.pem": text(&dora, "user.crt"),
+        "ssl.key.pem": text(&dora, "user.key"),
+        "ssl.ca.pem": text(&ca, "ca.crt"),
+    });
+
+    // About 24 KiB, well over 1 KiB/s (Kafka measures the rate over its 11 one-second
+    // samples from the start): throttled, and every record delivered.
+    let produced = librdkafka("produce", &config, "metrics", 24);
+    assert_eq!(produced["delivered"], 24, "{produced}");
+    assert_eq!(produced["errors"], serde_json::json!([]), "{produced}");
+    let throttled = produced["throttled_ms"].as_array().unwrap();
+    assert!(
+        throttled.iter().any(|t| t.as_i64() > Some(0)),
+        "the quota throttles dora's producer: {produced}"
+    );
+    let mut reader = config.clone();
+    reader["group.id"] = "dashboards".into();
+    let read = librdkafka("consume", &reader, "metrics", 24);
+    assert_eq!(read["error"], serde_json::Value::Null, "{read}");
+    let values = read["values"].as_array().unwrap();
+    assert_eq!(values.len(), 24, "{read}");
+    assert!(values[0].as_str().unwrap().starts_with("0-"));
+
+    // No ACL names payroll: refused, not lost in a retry loop.
+    let denied = librdkafka("produce", &config, "payroll", 1);
+    assert_eq!(
+        denied["errors"],
+        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
+        "{denied}"
+    );
+}
+
+/// Signs ES256 JWTs with a fresh P-256 key; its JWKS document.
+struct TokenIssuer {
+    key: ring::signature::EcdsaKeyPair,
+    jwks: serde_json::Value,
+}
+
+impl TokenIssuer {
+    fn new() -> Self {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING as ES256};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ES256, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ES256, pkcs8.as_ref(), &rng).unwrap();
+        let point = key.public_key().as_ref().to_vec();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "idp-1",
+            "use": "sig", "alg": "ES256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
+        TokenIssuer { key, jwks }
+    }
+
+    /// A token for `sub` with audience `aud`, from issuer `https://idp.example`.
+    fn token(&self, sub: &str, aud: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "idp-1"});
+        let claims = serde_json::json!({"sub": sub, "aud": aud, "iss": "https://idp.example",
+            "iat": now, "exp": now + 600});
+        let signed = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
+            .unwrap();
+        format!("{signed}.{}", b64(signature.as_ref()))
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An `oauth` listener: the brokers check the identity provider's tokens against its JWKS,
+/// issuer and audience, and a KafkaUser without credentials gives the token's subject its
+/// ACLs.
+#[tokio::test]
+async fn an_oauth_listener_takes_the_identity_providers_tokens_and_a_kafka_users_acls() {
+    let server = api_server_or_skip!();
+    let (client, ns) = server.namespace("oauth").await;
+    let idp = TokenIssuer::new();
+    let jwks_dir = tempfile::tempdir().unwrap();
+    let jwks = jwks_dir.path().join("jwks.json");
+    std::fs::write(&jwks, idp.jwks.to_string()).unwrap();
+    let mut oauth = ListenerAuthentication::of(AuthenticationType::OAuth);
+    oauth.jwks_uri = Some(format!("file://{}", jwks.display()));
+    oauth.issuer = Some("https://idp.example".into());
+    oauth.audience = Some("kafka".into());
+    let (node, ctx, access) = secured_node_with(&client, &ns, oauth).await;
+    let mut operator = node.admin(&access).await;
+    for topic in ["clicks", "payroll"] {
+        operator
+            .create_topic(topic, &[vec![0]], &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    // The identity provider knows erin; the KafkaUser only gives her rights.
+    let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
+    let mut spec = user_spec(
+        UserAuthenticationType::Tls,
+        vec![rule(
+            AclResourceType::Topic,
+            "clicks",
+            &[AclOperation::Write],
+        )],
+    );
+    spec.authentication = None;
+    users
+        .create(&PostParams::default(), &KafkaUser::new("erin", spec))
+        .await
+        .unwrap();
+    assert_eq!(settle(&users, &ctx, "erin").await.0, "True");
+    assert!(
+        secrets_named(&client, &ns, "erin").await.is_none(),
+        "no credentials to keep"
+    );
+
+    let ca = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("events-cluster-ca-cert")
+        .await
+        .unwrap();
+    let config = |token: String| {
+        serde_json::json!({
+            "bootstrap.servers": node.listeners["EXTERNAL"],
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "OAUTHBEARER",
+            "oauth.token": token,
+            "ssl.ca.pem": text(&ca, "ca.crt"),
+            "message.timeout.ms": 8000,
+        })
+    };
+    let produced = librdkafka("produce", &config(idp.token("erin", "kafka")), "clicks", 3);
+    assert_eq!(produced["delivered"], 3, "{produced}");
+    let denied = librdkafka("produce", &config(idp.token("erin", "kafka")), "payroll", 1);
+    assert_eq!(
+        denied["errors"],
+        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
+        "{denied}"
+    );
+    // A token for another audience does not log in: nothing is delivered.
+    let elsewhere = librdkafka(
+        "produce",
+        &config(idp.token("erin", "billing")),
+        "clicks",
+        1,
+    );
+    assert_eq!(elsewhere["delivered"], 0, "{elsewhere}");
+    assert_ne!(elsewhere["errors"], serde_json::json!([]), "{elsewhere}");
+}
+
+/// The Secret `name` in `ns`, if there is one.
+async fn secrets_named(client: &kube::Client, ns: &str, name: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
 }
