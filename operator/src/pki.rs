@@ -1,7 +1,10 @@
 //! Certificates (pure, no client): certificate authorities made and renewed, certificates
 //! they issue, and what a PEM certificate says about itself.
 //!
-//! Keys are ECDSA P-256, generated with ring through rcgen. A CA renewed under
+//! Keys are ECDSA P-256, generated with ring through rcgen, or RSA 3072 (generated with the
+//! `rsa` crate, which ring cannot do; ring signs with them: the `rsa` crate never touches a
+//! private key after making it, so its side channels in decryption and signing do not
+//! apply). A CA renewed under
 //! `renew-certificate` keeps its key and its subject, so every certificate it issued before
 //! still chains to the new CA certificate: clients and brokers that trust either copy keep
 //! verifying the other's certificates. User-supplied CAs may hold ECDSA or RSA keys, in
@@ -33,6 +36,77 @@ pub enum PkiError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// The kind of key a CA, and every certificate it issues, gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA on the P-256 curve, signing with SHA-256.
+    #[default]
+    EcdsaP256,
+    /// RSA with a 3072-bit modulus, signing PKCS#1 v1.5 with SHA-256.
+    Rsa3072,
+}
+
+impl KeyAlgorithm {
+    /// A new key of this kind.
+    fn generate(self) -> Result<KeyPair, PkiError> {
+        match self {
+            KeyAlgorithm::EcdsaP256 => Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?),
+            KeyAlgorithm::Rsa3072 => {
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::PrivateKey::new(&mut RingRandom, 3072)
+                    .map_err(|e| PkiError::Invalid(format!("RSA key generation: {e}")))?;
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| PkiError::Invalid(format!("RSA key encoding: {e}")))?;
+                let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+                Ok(KeyPair::from_pkcs8_der_and_sign_algo(
+                    &der,
+                    &rcgen::PKCS_RSA_SHA256,
+                )?)
+            }
+        }
+    }
+
+    /// The kind of `spki` (a SubjectPublicKeyInfo, DER), when it is one of these.
+    fn of_spki(spki: &[u8]) -> Option<KeyAlgorithm> {
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).ok()?;
+        match info.parsed().ok()? {
+            PublicKey::EC(point) if point.key_size() == 256 => Some(KeyAlgorithm::EcdsaP256),
+            PublicKey::RSA(rsa) if rsa.key_size() == 3072 => Some(KeyAlgorithm::Rsa3072),
+            _ => None,
+        }
+    }
+}
+
+/// ring's system random source, as the `rsa` crate takes randomness.
+struct RingRandom;
+
+impl rsa::rand_core::TryRng for RingRandom {
+    type Error = std::io::Error;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0u8; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0u8; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        SystemRandom::new()
+            .fill(dst)
+            .map_err(|_| std::io::Error::other("the system random source failed"))
+    }
+}
+
+impl rsa::rand_core::TryCryptoRng for RingRandom {}
 
 /// A private key and its certificate, both PEM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +170,11 @@ impl CertInfo {
     pub fn key_matches(&self, key_pem: &str) -> bool {
         use rcgen::PublicKeyData;
         KeyPair::from_pem(key_pem).is_ok_and(|k| k.subject_public_key_info() == self.spki)
+    }
+
+    /// The kind of its key, when Gregor makes keys of that kind.
+    pub fn key_algorithm(&self) -> Option<KeyAlgorithm> {
+        KeyAlgorithm::of_spki(&self.spki)
     }
 
     /// Whether `ca` signed this certificate (its subject is this one's issuer and its key
@@ -193,16 +272,25 @@ fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// The key a CA is made with: the one it has, or a new one of a kind.
+#[derive(Clone, Copy, Debug)]
+pub enum CaKey<'a> {
+    /// This PKCS#8 PEM key.
+    Existing(&'a str),
+    /// A new key of this kind.
+    New(KeyAlgorithm),
+}
+
 /// A certificate authority: a self-signed CA certificate with subject `O=gregor.dev,
-/// CN=<common_name>` for `key_pem`, or for a new ECDSA P-256 key.
+/// CN=<common_name>` for `key`.
 pub fn new_ca(
     common_name: &str,
-    key_pem: Option<&str>,
+    key: CaKey<'_>,
     validity: Validity,
 ) -> Result<KeyAndCert, PkiError> {
-    let key = match key_pem {
-        Some(pem) => KeyPair::from_pem(pem)?,
-        None => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+    let key = match key {
+        CaKey::Existing(pem) => KeyPair::from_pem(pem)?,
+        CaKey::New(algorithm) => algorithm.generate()?,
     };
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "gregor.dev");
@@ -356,7 +444,9 @@ pub fn issue(
 ) -> Result<KeyAndCert, PkiError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca_key)?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    // The CA's kind of key (a user-supplied CA of another kind: ECDSA P-256).
+    let algorithm = inspect(&ca.cert_pem)?.key_algorithm().unwrap_or_default();
+    let key = algorithm.generate()?;
     let mut params = CertificateParams::new(names.iter().cloned().collect::<Vec<_>>())?;
     let mut dn = DistinguishedName::new();
     let common_name = match subject {
@@ -462,6 +552,7 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+    const EC: CaKey<'static> = CaKey::New(KeyAlgorithm::EcdsaP256);
 
     fn names(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| (*s).to_string()).collect()
@@ -469,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_new_ca_is_a_ca_with_its_key_and_dates() {
-        let ca = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 365)).unwrap();
+        let ca = new_ca("events-cluster-ca v0", EC, Validity::days_from(NOW, 365)).unwrap();
         let info = inspect(&ca.cert_pem).unwrap();
         assert!(info.is_ca);
         assert_eq!(info.subject, "O=gregor.dev, CN=events-cluster-ca v0");
@@ -478,13 +569,60 @@ mod tests {
         assert_eq!(info.not_before, NOW - BACKDATE_SECONDS);
         assert!(info.key_matches(&ca.key_pem));
         assert!(info.signed_by(&info));
-        let other = new_ca("other", None, Validity::days_from(NOW, 1)).unwrap();
+        let other = new_ca("other", EC, Validity::days_from(NOW, 1)).unwrap();
         assert!(!info.key_matches(&other.key_pem));
     }
 
     #[test]
+    fn an_rsa_ca_issues_rsa_certificates_that_chain_and_fit_java_stores() {
+        let ca = new_ca(
+            "events-cluster-ca v0",
+            CaKey::New(KeyAlgorithm::Rsa3072),
+            Validity::days_from(NOW, 30),
+        )
+        .unwrap();
+        let info = inspect(&ca.cert_pem).unwrap();
+        assert_eq!(info.key_algorithm(), Some(KeyAlgorithm::Rsa3072));
+        assert!(info.is_ca && info.key_matches(&ca.key_pem) && info.signed_by(&info));
+        let leaf = issue(
+            &ca,
+            Subject::CommonName("alice"),
+            &names(&["alice"]),
+            Usage::Client,
+            Validity::days_from(NOW, 30),
+        )
+        .unwrap();
+        let leaf_info = inspect(&leaf.cert_pem).unwrap();
+        assert_eq!(leaf_info.key_algorithm(), Some(KeyAlgorithm::Rsa3072));
+        assert!(leaf_info.signed_by(&info) && leaf_info.key_matches(&leaf.key_pem));
+        // Renewal keeps the RSA key; a PKCS#12 key store holds it.
+        let renewed = renew_ca(&ca, Validity::days_from(NOW, 60)).unwrap();
+        assert!(leaf_info.signed_by(&inspect(&renewed.cert_pem).unwrap()));
+        let p12 = keystore_p12(&leaf, &[info], "alice", "secret").unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &p12,
+            "secret",
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .unwrap();
+        assert_eq!(store.entries().count(), 1);
+        // An ECDSA CA's certificates are ECDSA.
+        let ec = new_ca("ec", EC, Validity::days_from(NOW, 1)).unwrap();
+        let ec_leaf = issue(
+            &ec,
+            Subject::CommonName("bob"),
+            &names(&["bob"]),
+            Usage::Client,
+            Validity::days_from(NOW, 1),
+        )
+        .unwrap();
+        let ec_leaf = inspect(&ec_leaf.cert_pem).unwrap();
+        assert_eq!(ec_leaf.key_algorithm(), Some(KeyAlgorithm::EcdsaP256));
+    }
+
+    #[test]
     fn a_renewed_ca_keeps_key_and_subject_so_what_it_issued_still_chains() {
-        let ca = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 10)).unwrap();
+        let ca = new_ca("events-cluster-ca v0", EC, Validity::days_from(NOW, 10)).unwrap();
         let leaf = issue(
             &ca,
             Subject::Gregor("events-0"),
@@ -513,8 +651,8 @@ mod tests {
 
     #[test]
     fn an_issued_certificate_is_signed_by_its_ca_only_and_ends_with_it() {
-        let ca = new_ca("clients-ca v0", None, Validity::days_from(NOW, 30)).unwrap();
-        let other = new_ca("clients-ca v0", None, Validity::days_from(NOW, 30)).unwrap();
+        let ca = new_ca("clients-ca v0", EC, Validity::days_from(NOW, 30)).unwrap();
+        let other = new_ca("clients-ca v0", EC, Validity::days_from(NOW, 30)).unwrap();
         let ca_info = inspect(&ca.cert_pem).unwrap();
         let validity = Validity::days_from(NOW, 365).capped(ca_info.not_after);
         let user = issue(
@@ -547,8 +685,8 @@ mod tests {
 
     #[test]
     fn a_cross_signed_ca_certificate_chains_a_new_key_to_the_old_ca() {
-        let old = new_ca("events-cluster-ca v0", None, Validity::days_from(NOW, 100)).unwrap();
-        let new = new_ca("events-cluster-ca v1", None, Validity::days_from(NOW, 365)).unwrap();
+        let old = new_ca("events-cluster-ca v0", EC, Validity::days_from(NOW, 100)).unwrap();
+        let new = new_ca("events-cluster-ca v1", EC, Validity::days_from(NOW, 365)).unwrap();
         let old_info = inspect(&old.cert_pem).unwrap();
         let validity = Validity::days_from(NOW, 365).capped(old_info.not_after);
         let cross = inspect(&cross_sign(&new, &old, validity).unwrap()).unwrap();
@@ -573,8 +711,8 @@ mod tests {
 
     #[test]
     fn a_bundle_is_read_in_order_and_junk_is_refused() {
-        let a = new_ca("a", None, Validity::days_from(NOW, 1)).unwrap();
-        let b = new_ca("b", None, Validity::days_from(NOW, 1)).unwrap();
+        let a = new_ca("a", EC, Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", EC, Validity::days_from(NOW, 1)).unwrap();
         let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
         let all = inspect_all(&bundle).unwrap();
         assert_eq!(
@@ -595,8 +733,8 @@ mod tests {
 
     #[test]
     fn a_truststore_holds_each_ca_as_a_trusted_entry() {
-        let a = new_ca("a", None, Validity::days_from(NOW, 1)).unwrap();
-        let b = new_ca("b", None, Validity::days_from(NOW, 1)).unwrap();
+        let a = new_ca("a", EC, Validity::days_from(NOW, 1)).unwrap();
+        let b = new_ca("b", EC, Validity::days_from(NOW, 1)).unwrap();
         let certs = [inspect(&a.cert_pem).unwrap(), inspect(&b.cert_pem).unwrap()];
         let password = password().unwrap();
         let p12 = truststore_p12(&certs, &password).unwrap();

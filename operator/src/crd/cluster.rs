@@ -122,6 +122,33 @@ pub struct CertificateAuthority {
     /// `gregor.dev/force-replace: "true"` on the CA's key Secret to replace the key now.
     #[serde(default)]
     pub certificate_expiration_policy: ExpirationPolicy,
+    /// The kind of key a generated CA, and every certificate it issues, gets: `ecdsa-p256`
+    /// (default) or `rsa-3072`. A change replaces the CA's key at once, as `replace-key`
+    /// does (the previous CA stays trusted), and the certificates it issued are issued again
+    /// with keys of the new kind.
+    #[serde(default)]
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// The kind of a CA's keys.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KeyAlgorithm {
+    /// ECDSA on the P-256 curve.
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA, 3072-bit modulus.
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+}
+
+impl From<KeyAlgorithm> for crate::pki::KeyAlgorithm {
+    fn from(algorithm: KeyAlgorithm) -> Self {
+        match algorithm {
+            KeyAlgorithm::EcdsaP256 => crate::pki::KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::Rsa3072 => crate::pki::KeyAlgorithm::Rsa3072,
+        }
+    }
 }
 
 /// What a CA's renewal does.
@@ -157,6 +184,7 @@ impl Default for CertificateAuthority {
             validity_days: CertificateAuthority::default_validity(),
             renewal_days: CertificateAuthority::default_renewal(),
             certificate_expiration_policy: ExpirationPolicy::default(),
+            key_algorithm: KeyAlgorithm::default(),
         }
     }
 }
@@ -516,6 +544,25 @@ pub struct CaStatus {
     pub previous_trusted_until: Option<String>,
     /// Whether the operator generated it (false: supplied by the user).
     pub generated: bool,
+    /// Where the CA is in its life: `Ready` (one CA, trusted alone), `TrustingPrevious`
+    /// (its key was replaced: certificates are issued with the new key and the previous CA
+    /// is trusted alongside until `previousTrustedUntil`, or until
+    /// `gregor.dev/drop-previous-ca: "true"` on the CA certificate Secret says clients have
+    /// moved), or `Expiring` (a user-supplied CA within its renewal window).
+    #[serde(default)]
+    pub phase: CaPhase,
+}
+
+/// The phase of a CA (see [`CaStatus::phase`]).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CaPhase {
+    /// One CA, trusted alone.
+    #[default]
+    Ready,
+    /// A replaced key: the previous CA is trusted alongside the new one.
+    TrustingPrevious,
+    /// A user-supplied CA within its renewal window.
+    Expiring,
 }
 
 /// Progress of a broker scale step: brokers added and partitions reassigned onto them, or

@@ -28,9 +28,9 @@ use kube::{Resource, ResourceExt};
 use super::access::Access;
 use super::ReconcileError;
 use crate::build::objects::{meta, FIELD_MANAGER};
-use crate::crd::cluster::{CaStatus, CertificateAuthority, ExpirationPolicy};
+use crate::crd::cluster::{CaPhase, CaStatus, CertificateAuthority, ExpirationPolicy};
 use crate::crd::KafkaCluster;
-use crate::pki::{self, CertInfo, KeyAndCert, Usage, Validity};
+use crate::pki::{self, CaKey, CertInfo, KeyAndCert, Usage, Validity};
 use crate::validate::ValidatedCluster;
 
 /// How many times a CA's certificate was renewed, on its certificate Secret.
@@ -41,6 +41,9 @@ pub const FORCE_RENEW_ANNOTATION: &str = "gregor.dev/force-renew";
 pub const KEY_GENERATION_ANNOTATION: &str = "gregor.dev/ca-key-generation";
 /// Set to `"true"` on a CA's key Secret to replace the key now.
 pub const FORCE_REPLACE_ANNOTATION: &str = "gregor.dev/force-replace";
+/// Set to `"true"` on a CA's certificate Secret to stop trusting the previous CA now (its
+/// clients have moved to the new one), rather than when it expires.
+pub const DROP_PREVIOUS_ANNOTATION: &str = "gregor.dev/drop-previous-ca";
 /// The key of the CA certificate Secret holding the current CA certificate signed by the
 /// previous key, while the previous CA is still trusted.
 const CROSS_KEY: &str = "cross.crt";
@@ -172,6 +175,13 @@ impl Stored {
             .is_some_and(|v| v == "true")
     }
 
+    fn drop_previous(&self) -> bool {
+        self.cert
+            .as_ref()
+            .and_then(|s| s.annotations().get(DROP_PREVIOUS_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
+
     fn force_replace(&self) -> bool {
         self.key
             .as_ref()
@@ -256,6 +266,8 @@ fn plan_generated(
     let validity_days = i64::from(settings.validity_days);
     let validity = Validity::days_from(now, validity_days);
     let renewal = i64::from(settings.renewal_days) * DAY;
+    let algorithm = pki::KeyAlgorithm::from(settings.key_algorithm);
+    let new_key = CaKey::New(algorithm);
     let (generation, key_generation) = (stored.cert_generation(), stored.key_generation());
     let key = stored.key_pem();
     let mut certs = stored.certs().into_iter();
@@ -269,9 +281,11 @@ fn plan_generated(
         )),
         _ => None,
     };
-    // Previous CAs stay trusted until they expire, with the cross-signed certificate that
-    // chains the current key to them.
-    let previous: Vec<CertInfo> = certs.filter(|c| now < c.not_after).collect();
+    // Previous CAs stay trusted until they expire (or the user says clients have moved),
+    // with the cross-signed certificate that chains the current key to them.
+    let previous: Vec<CertInfo> = certs
+        .filter(|c| now < c.not_after && !stored.drop_previous())
+        .collect();
     let cross = stored.cross().filter(|c| {
         !previous.is_empty()
             && now < c.not_after
@@ -285,11 +299,15 @@ fn plan_generated(
         // subject it was made with, so what it issued still verifies.
         let (pair, change, generation) = match key {
             Some(k) if rcgen::KeyPair::from_pem(&k).is_ok() => (
-                pki::new_ca(&name(key_generation), Some(&k), validity)?,
+                pki::new_ca(&name(key_generation), CaKey::Existing(&k), validity)?,
                 Change::Renewed,
                 generation + 1,
             ),
-            _ => (pki::new_ca(&name(0), None, validity)?, Change::Created, 0),
+            _ => (
+                pki::new_ca(&name(0), new_key, validity)?,
+                Change::Created,
+                0,
+            ),
         };
         let info = pki::inspect(&pair.cert_pem)?;
         let key_generation = if change == Change::Created {
@@ -309,9 +327,10 @@ fn plan_generated(
     };
     let due = now >= info.not_after - renewal;
     let replace = stored.force_replace()
+        || info.key_algorithm() != Some(algorithm)
         || (due && settings.certificate_expiration_policy == ExpirationPolicy::ReplaceKey);
     if replace {
-        let new = pki::new_ca(&name(key_generation + 1), None, validity)?;
+        let new = pki::new_ca(&name(key_generation + 1), new_key, validity)?;
         let cross_validity = Validity::days_from(now, validity_days).capped(info.not_after);
         let cross = pki::inspect(&pki::cross_sign(&new, &pair, cross_validity)?)?;
         let mut trusted = vec![info];
@@ -422,8 +441,16 @@ fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-fn ca_status(ca: &Ca, settings: &CertificateAuthority) -> CaStatus {
+fn ca_status(ca: &Ca, settings: &CertificateAuthority, now: i64) -> CaStatus {
+    let phase = if !ca.previous.is_empty() {
+        CaPhase::TrustingPrevious
+    } else if !settings.generate_certificate_authority && now >= renewal_from(&ca.info, settings) {
+        CaPhase::Expiring
+    } else {
+        CaPhase::Ready
+    };
     CaStatus {
+        phase,
         certificate_expiry: rfc3339(ca.info.not_after),
         renewal_from: rfc3339(renewal_from(&ca.info, settings)),
         cert_generation: ca.generation,
@@ -813,7 +840,7 @@ pub async fn authorities(
         else {
             continue;
         };
-        let status = ca_status(&ca, settings);
+        let status = ca_status(&ca, settings, now);
         outcome.due(renewal_from(&ca.info, settings));
         if let Some(until) = ca.previous_until() {
             // The previous CA goes from the trust, and the cross-signed certificate from the
@@ -982,6 +1009,37 @@ async fn sync_ca(
             apply(secrets, built).await?;
         }
     }
+    announce(client, kc, cluster, which, &ca, &stored).await;
+    clear_requests(secrets, cluster, which, &stored).await?;
+    Ok(Some(ca))
+}
+
+/// Events for what became of CA `which` this reconcile (its previous CA dropped, created,
+/// renewed, replaced).
+async fn announce(
+    client: &kube::Client,
+    kc: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    which: Which,
+    ca: &Ca,
+    stored: &Stored,
+) {
+    let trusted_before = stored.certs().len();
+    if trusted_before > 1 && ca.previous.is_empty() && ca.change != Some(Change::Created) {
+        let note = format!(
+            "{}: the previous CA is no longer trusted ({}); {} alone is",
+            which.part(),
+            if stored.drop_previous() {
+                format!("{DROP_PREVIOUS_ANNOTATION} asked")
+            } else {
+                "it expired".to_string()
+            },
+            ca.info.subject
+        );
+        tracing::info!(cluster = %cluster.name, %note);
+        let reason = "CaPreviousDropped";
+        super::record(client, &kc.object_ref(&()), EventType::Normal, reason, note).await;
+    }
     if let Some(change) = ca.change {
         let (reason, verb) = match change {
             Change::Created => ("CaCreated", "created"),
@@ -998,7 +1056,15 @@ async fn sync_ca(
         tracing::info!(cluster = %cluster.name, %note);
         super::record(client, &kc.object_ref(&()), EventType::Normal, reason, note).await;
     }
-    // The requests are done: their annotations go.
+}
+
+/// The user's requests on `which`'s Secrets are done: their annotations go.
+async fn clear_requests(
+    secrets: &Api<Secret>,
+    cluster: &ValidatedCluster,
+    which: Which,
+    stored: &Stored,
+) -> Result<(), kube::Error> {
     for (asked, secret, annotation) in [
         (
             stored.force_renew(),
@@ -1010,6 +1076,11 @@ async fn sync_ca(
             which.key_secret(&cluster.name),
             FORCE_REPLACE_ANNOTATION,
         ),
+        (
+            stored.drop_previous(),
+            which.cert_secret(&cluster.name),
+            DROP_PREVIOUS_ANNOTATION,
+        ),
     ] {
         if asked {
             let patch = serde_json::json!({"metadata": {"annotations": {annotation: null}}});
@@ -1018,7 +1089,7 @@ async fn sync_ca(
                 .await?;
         }
     }
-    Ok(Some(ca))
+    Ok(())
 }
 
 /// Server-side applies `secret` with the operator's field manager.

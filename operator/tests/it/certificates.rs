@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gregor_operator::crd::cluster::CertificateAuthority;
-use gregor_operator::crd::KafkaClusterSpec;
+use gregor_operator::crd::{KafkaCluster, KafkaClusterSpec};
 use gregor_operator::pki::{self, CertInfo, Validity};
 use gregor_operator::reconcile::certificates::{
-    nodes_secret, Which, CERT_GENERATION_ANNOTATION, FORCE_RENEW_ANNOTATION,
+    nodes_secret, operator_secret, Which, CERT_GENERATION_ANNOTATION, FORCE_RENEW_ANNOTATION,
 };
 use gregor_operator::reconcile::{cluster::reconcile, Clock, Context};
 use k8s_openapi::api::core::v1::Secret;
@@ -416,8 +416,18 @@ async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or
         .is_none());
 
     // The wrong key: said.
-    let user_ca = pki::new_ca("my-org-ca", None, Validity::days_from(now(), 40)).unwrap();
-    let other = pki::new_ca("other", None, Validity::days_from(now(), 40)).unwrap();
+    let user_ca = pki::new_ca(
+        "my-org-ca",
+        pki::CaKey::New(pki::KeyAlgorithm::EcdsaP256),
+        Validity::days_from(now(), 40),
+    )
+    .unwrap();
+    let other = pki::new_ca(
+        "other",
+        pki::CaKey::New(pki::KeyAlgorithm::EcdsaP256),
+        Validity::days_from(now(), 40),
+    )
+    .unwrap();
     supply(&client, &ns, &user_ca, &other.key_pem).await;
     reconcile_with(&client, &ns, &ctx).await;
     let message = condition(&get(&client, &ns, "events").await, "Degraded")
@@ -443,6 +453,7 @@ async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or
     );
     let status = kc.status.clone().unwrap().cluster_ca.unwrap();
     assert!(!status.generated);
+    assert_eq!(status.phase, gregor_operator::crd::cluster::CaPhase::Ready);
     assert_eq!(condition(&kc, "CertificateExpiring").status, "False");
     let (ca, node) = read(&client, &ns, Which::Cluster, "events-0").await;
     assert_eq!(ca.subject, "O=gregor.dev, CN=my-org-ca");
@@ -472,6 +483,11 @@ async fn a_user_supplied_ca_is_used_as_it_is_and_reported_when_missing_broken_or
         expiring.message.contains("my-org-ca"),
         "{}",
         expiring.message
+    );
+    let status = kc.status.clone().unwrap().cluster_ca.unwrap();
+    assert_eq!(
+        status.phase,
+        gregor_operator::crd::cluster::CaPhase::Expiring
     );
 }
 
@@ -766,126 +782,116 @@ async fn a_secured_cluster_runs_on_its_certificates_and_the_operator_reaches_it_
 #[tokio::test]
 async fn a_replaced_ca_key_keeps_clients_of_the_old_ca_verifying_through_a_cross_signed_certificate(
 ) {
-    use gregor_operator::crd::cluster::{AuthenticationType, ListenerAuthentication};
-    use gregor_operator::reconcile::certificates::{
-        Which, FORCE_REPLACE_ANNOTATION, KEY_GENERATION_ANNOTATION,
-    };
-    let server = api_server_or_skip!();
-    let (client, ns) = server.namespace("replace").await;
-    install_crds(&client).await;
-    let mut spec = KafkaClusterSpec {
-        replicas: 1,
-        ..Default::default()
-    };
-    spec.listeners.tls = true;
-    spec.listeners.authentication =
-        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
-    create(&client, &ns, "events", spec).await;
-    reconcile_with(&client, &ns, &context(&client)).await;
-    let node = start_secured_node(&client, &ns).await;
-    let mut ctx = (*context(&client)).clone();
-    ctx.bootstrap_overrides
-        .insert(format!("{ns}/events"), node.replication.clone());
-    let ctx = Arc::new(ctx);
-    let access = gregor_operator::reconcile::certificates::access_of(
-        &ctx,
-        &get(&client, &ns, "events").await,
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    node.admin(&access).await;
-    let (old_ca, _) = read(&client, &ns, Which::Cluster, "events-0").await;
-    let old_key = text(
-        &secret(&client, &ns, &Which::Cluster.key_secret("events")).await,
-        "ca.key",
-    );
+    replace_the_ca_key(Replacement::Annotation).await;
+}
 
-    // Replace the key now.
-    annotate(
-        &client,
-        &ns,
-        &Which::Cluster.key_secret("events"),
-        FORCE_REPLACE_ANNOTATION,
-    )
-    .await;
-    reconcile_with(&client, &ns, &ctx).await;
-    let key_secret = secret(&client, &ns, &Which::Cluster.key_secret("events")).await;
-    assert_eq!(key_secret.annotations()[KEY_GENERATION_ANNOTATION], "1");
-    assert!(!key_secret
-        .annotations()
-        .contains_key(FORCE_REPLACE_ANNOTATION));
-    assert_ne!(text(&key_secret, "ca.key"), old_key);
-    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
-    let trusted = pki::inspect_all(&text(&cert_secret, "ca.crt")).unwrap();
-    assert_eq!(trusted.len(), 2, "the new CA, then the previous one");
-    let new_ca = trusted[0].clone();
-    assert_eq!(trusted[1].der(), old_ca.der());
-    assert!(new_ca.key_matches(&text(&key_secret, "ca.key")));
-    assert_eq!(new_ca.subject, "O=gregor.dev, CN=events-cluster-ca v1");
-    let cross = pki::inspect(&text(&cert_secret, "cross.crt")).unwrap();
-    assert!(cross.signed_by(&old_ca) && cross.subject == new_ca.subject);
-    let chain = pki::inspect_all(&text(
-        &secret(&client, &ns, &nodes_secret("events")).await,
-        "events-0.crt",
-    ))
-    .unwrap();
-    assert!(chain[0].signed_by(&new_ca) && chain[1].der() == cross.der());
-    let status = get(&client, &ns, "events")
+/// A CA's key algorithm changed in the spec replaces its key as the annotation does: the
+/// node serves RSA certificates from the new CA, which clients of the old ECDSA CA still
+/// verify through the cross-signed certificate.
+#[tokio::test]
+async fn a_new_key_algorithm_replaces_the_ca_key_and_the_node_serves_rsa_certificates() {
+    replace_the_ca_key(Replacement::KeyAlgorithm).await;
+}
+
+/// What replaces the CA keys in [`replace_the_ca_key`].
+#[derive(PartialEq)]
+enum Replacement {
+    /// `gregor.dev/force-replace` on the cluster CA's key Secret.
+    Annotation,
+    /// Both CAs' `keyAlgorithm` set to `rsa-3072`.
+    KeyAlgorithm,
+}
+
+/// Asks for the CA keys' replacement `how`.
+async fn ask_for_a_new_key(client: &kube::Client, ns: &str, how: &Replacement) {
+    use gregor_operator::reconcile::certificates::{Which, FORCE_REPLACE_ANNOTATION};
+    match how {
+        Replacement::Annotation => {
+            let secret = Which::Cluster.key_secret("events");
+            annotate(client, ns, &secret, FORCE_REPLACE_ANNOTATION).await;
+        }
+        Replacement::KeyAlgorithm => {
+            let rsa = serde_json::json!({"spec": {"clusterCa": {"keyAlgorithm": "rsa-3072"},
+                "clientsCa": {"keyAlgorithm": "rsa-3072"}}});
+            Api::<KafkaCluster>::namespaced(client.clone(), ns)
+                .patch("events", &PatchParams::default(), &Patch::Merge(&rsa))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A SASL_SSL client of `node` as the super user `admin`, trusting only `cert` (written to
+/// `name` in the node's directory).
+fn trusting_only(node: &SecuredNode, name: &str, cert: &CertInfo) -> gregor_client::ClientSecurity {
+    let path = node.dir.path().join(name);
+    std::fs::write(&path, cert.pem()).unwrap();
+    let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                username=\"admin\" password=\"admin-secret\";";
+    gregor_client::ClientSecurity::from_properties(&BTreeMap::from([
+        ("security.protocol".to_string(), "SASL_SSL".to_string()),
+        ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+        ("sasl.jaas.config".to_string(), jaas.to_string()),
+        ("ssl.truststore.type".to_string(), "PEM".to_string()),
+        (
+            "ssl.truststore.location".to_string(),
+            path.display().to_string(),
+        ),
+        (
+            "ssl.endpoint.identification.algorithm".to_string(),
+            String::new(),
+        ),
+    ]))
+    .unwrap()
+}
+
+/// Waits (30 s at most) until `security` connects to `node`'s client listener, or when
+/// `connects` is false until it no longer does: the node reloaded its certificate.
+async fn await_reload(
+    node: &SecuredNode,
+    security: &gregor_client::ClientSecurity,
+    connects: bool,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gregor_client::Cluster::connect_with(&node.client, security)
         .await
-        .status
-        .unwrap()
-        .cluster_ca
-        .unwrap();
-    assert_eq!((status.key_generation, status.cert_generation), (1, 1));
-    assert_eq!(
-        status.previous_trusted_until,
-        Some(
-            k8s_openapi::jiff::Timestamp::from_second(old_ca.not_after)
-                .unwrap()
-                .to_string()
-        )
-    );
+        .is_ok()
+        != connects
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn replace_the_ca_key(how: Replacement) {
+    use gregor_operator::reconcile::certificates::Which;
+    let server = api_server_or_skip!();
+    let name = match how {
+        Replacement::Annotation => "replace",
+        Replacement::KeyAlgorithm => "rsa",
+    };
+    let (client, ns) = server.namespace(name).await;
+    let (node, ctx) = secured_scram_node(&client, &ns).await;
+    let (old_ca, _) = read(&client, &ns, Which::Cluster, "events-0").await;
+
+    ask_for_a_new_key(&client, &ns, &how).await;
+    reconcile_with(&client, &ns, &ctx).await;
+    let new_ca = check_replaced(&client, &ns, &how, &old_ca).await;
 
     // The node gets the new files (as the kubelet updates a mounted Secret) and reloads: a
     // client trusting only the old CA and one trusting only the new one both connect, and so
     // does the operator with its new certificate.
     let tls = node.dir.path().join("tls");
     write_mounted_secrets(&client, &ns, &tls).await;
-    let only = |name: &str, cert: &CertInfo| {
-        let path = node.dir.path().join(name);
-        std::fs::write(&path, cert.pem()).unwrap();
-        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required \
-                    username=\"admin\" password=\"admin-secret\";";
-        gregor_client::ClientSecurity::from_properties(&BTreeMap::from([
-            ("security.protocol".to_string(), "SASL_SSL".to_string()),
-            ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
-            ("sasl.jaas.config".to_string(), jaas.to_string()),
-            ("ssl.truststore.type".to_string(), "PEM".to_string()),
-            (
-                "ssl.truststore.location".to_string(),
-                path.display().to_string(),
-            ),
-            (
-                "ssl.endpoint.identification.algorithm".to_string(),
-                String::new(),
-            ),
-        ]))
-        .unwrap()
-    };
-    let (trusts_new, trusts_old) = (only("new.pem", &new_ca), only("old.pem", &old_ca));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while gregor_client::Cluster::connect_with(&node.client, &trusts_new)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node never served the new certificate\n{}",
-            node.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let trusts_new = trusting_only(&node, "new.pem", &new_ca);
+    let trusts_old = trusting_only(&node, "old.pem", &old_ca);
+    let what = "the node never served the new certificate";
+    await_reload(&node, &trusts_new, true, what).await;
     gregor_client::Cluster::connect_with(&node.client, &trusts_old)
         .await
         .expect("a client of the old CA verifies through the cross-signed certificate");
@@ -901,25 +907,149 @@ async fn a_replaced_ca_key_keeps_clients_of_the_old_ca_verifying_through_a_cross
         .await
         .expect("the operator, with its new certificate");
 
-    // Once the old CA has expired it is no longer trusted, and chains end with the new one.
-    let later = ahead(&client, old_ca.not_after - now() + DAY);
-    reconcile_with(&client, &ns, &later).await;
-    let cert_secret = secret(&client, &ns, &Which::Cluster.cert_secret("events")).await;
+    // Once the old CA has expired, or the user says its clients have moved, it is no longer
+    // trusted, and chains end with the new one.
+    let clients = (&trusts_old, &trusts_new);
+    drop_the_previous_ca(&client, &ns, (&node, &ctx), &how, old_ca.not_after, clients).await;
+}
+
+/// Ends the trust in the previous CA `how` asks (it expires, or the user says so); the node
+/// then serves only the new chain, which a client of the old CA alone no longer verifies.
+async fn drop_the_previous_ca(
+    client: &kube::Client,
+    ns: &str,
+    (node, ctx): (&SecuredNode, &Arc<Context>),
+    how: &Replacement,
+    old_ca_expiry: i64,
+    (trusts_old, trusts_new): (
+        &gregor_client::ClientSecurity,
+        &gregor_client::ClientSecurity,
+    ),
+) {
+    use gregor_operator::crd::cluster::CaPhase;
+    use gregor_operator::reconcile::certificates::{Which, DROP_PREVIOUS_ANNOTATION};
+    match how {
+        Replacement::Annotation => {
+            let cert_secret = Which::Cluster.cert_secret("events");
+            annotate(client, ns, &cert_secret, DROP_PREVIOUS_ANNOTATION).await;
+            reconcile_with(client, ns, ctx).await;
+            let annotations = secret(client, ns, &cert_secret).await.annotations().clone();
+            assert!(!annotations.contains_key(DROP_PREVIOUS_ANNOTATION));
+            // The node reloads: a client of the old CA alone no longer verifies it.
+            write_mounted_secrets(client, ns, &node.dir.path().join("tls")).await;
+            let what = "the node kept the cross-signed chain";
+            await_reload(node, trusts_old, false, what).await;
+            await_reload(node, trusts_new, true, "a client of the new CA").await;
+        }
+        Replacement::KeyAlgorithm => {
+            let later = ahead(client, old_ca_expiry - now() + DAY);
+            reconcile_with(client, ns, &later).await;
+        }
+    }
+    let cert_secret = secret(client, ns, &Which::Cluster.cert_secret("events")).await;
     let trusted = pki::inspect_all(&text(&cert_secret, "ca.crt")).unwrap();
     assert_eq!(trusted.len(), 1);
     assert!(!cert_secret.data.as_ref().unwrap().contains_key("cross.crt"));
     let chain = pki::inspect_all(&text(
-        &secret(&client, &ns, &nodes_secret("events")).await,
+        &secret(client, ns, &nodes_secret("events")).await,
         "events-0.crt",
     ))
     .unwrap();
     assert_eq!(chain[1].der(), trusted[0].der());
-    assert!(get(&client, &ns, "events")
+    let status = get(client, ns, "events")
         .await
         .status
         .unwrap()
         .cluster_ca
+        .unwrap();
+    assert!(status.previous_trusted_until.is_none());
+    assert_eq!(status.phase, CaPhase::Ready);
+}
+
+/// A KafkaCluster `events` in `ns` with SCRAM over TLS, reconciled, its node running, and
+/// the operator's context reaching it.
+async fn secured_scram_node(client: &kube::Client, ns: &str) -> (SecuredNode, Arc<Context>) {
+    use gregor_operator::crd::cluster::{AuthenticationType, ListenerAuthentication};
+    install_crds(client).await;
+    let mut spec = KafkaClusterSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    spec.listeners.tls = true;
+    spec.listeners.authentication =
+        Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
+    create(client, ns, "events", spec).await;
+    reconcile_with(client, ns, &context(client)).await;
+    let node = start_secured_node(client, ns).await;
+    let mut ctx = (*context(client)).clone();
+    ctx.bootstrap_overrides
+        .insert(format!("{ns}/events"), node.replication.clone());
+    let ctx = Arc::new(ctx);
+    let access =
+        gregor_operator::reconcile::certificates::access_of(&ctx, &get(client, ns, "events").await)
+            .await
+            .unwrap()
+            .unwrap();
+    node.admin(&access).await;
+    (node, ctx)
+}
+
+/// After the key replacement `how`: a new key of the kind asked for, both CAs trusted, the
+/// new CA certificate cross-signed by the old key and following the node's certificate,
+/// and the status saying so. The new CA certificate.
+async fn check_replaced(
+    client: &kube::Client,
+    ns: &str,
+    how: &Replacement,
+    old_ca: &CertInfo,
+) -> CertInfo {
+    use gregor_operator::crd::cluster::CaPhase;
+    use gregor_operator::reconcile::certificates::{
+        Which, FORCE_REPLACE_ANNOTATION, KEY_GENERATION_ANNOTATION,
+    };
+    let key_secret = secret(client, ns, &Which::Cluster.key_secret("events")).await;
+    assert_eq!(key_secret.annotations()[KEY_GENERATION_ANNOTATION], "1");
+    assert!(!key_secret
+        .annotations()
+        .contains_key(FORCE_REPLACE_ANNOTATION));
+    assert!(!old_ca.key_matches(&text(&key_secret, "ca.key")));
+    let cert_secret = secret(client, ns, &Which::Cluster.cert_secret("events")).await;
+    let trusted = pki::inspect_all(&text(&cert_secret, "ca.crt")).unwrap();
+    assert_eq!(trusted.len(), 2, "the new CA, then the previous one");
+    let new_ca = trusted[0].clone();
+    assert_eq!(trusted[1].der(), old_ca.der());
+    assert!(new_ca.key_matches(&text(&key_secret, "ca.key")));
+    assert_eq!(new_ca.subject, "O=gregor.dev, CN=events-cluster-ca v1");
+    let cross = pki::inspect(&text(&cert_secret, "cross.crt")).unwrap();
+    assert!(cross.signed_by(old_ca) && cross.subject == new_ca.subject);
+    let chain = pki::inspect_all(&text(
+        &secret(client, ns, &nodes_secret("events")).await,
+        "events-0.crt",
+    ))
+    .unwrap();
+    assert!(chain[0].signed_by(&new_ca) && chain[1].der() == cross.der());
+    let operator_cert = secret(client, ns, &operator_secret("events")).await;
+    let operator_cert = pki::inspect(&text(&operator_cert, "operator.crt")).unwrap();
+    // The operator's certificate, from the clients CA, follows that CA's spec.
+    let algorithm = match how {
+        Replacement::Annotation => pki::KeyAlgorithm::EcdsaP256,
+        Replacement::KeyAlgorithm => pki::KeyAlgorithm::Rsa3072,
+    };
+    let kinds = [old_ca, &new_ca, &chain[0], &operator_cert].map(CertInfo::key_algorithm);
+    let ec = Some(pki::KeyAlgorithm::EcdsaP256);
+    assert_eq!(
+        kinds,
+        [ec, Some(algorithm), Some(algorithm), Some(algorithm)]
+    );
+    let status = get(client, ns, "events")
+        .await
+        .status
         .unwrap()
-        .previous_trusted_until
-        .is_none());
+        .cluster_ca
+        .unwrap();
+    assert_eq!((status.key_generation, status.cert_generation), (1, 1));
+    assert_eq!(status.phase, CaPhase::TrustingPrevious);
+    let until = k8s_openapi::jiff::Timestamp::from_second(old_ca.not_after).unwrap();
+    assert_eq!(status.previous_trusted_until, Some(until.to_string()));
+    new_ca
 }
