@@ -594,8 +594,31 @@ fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Whether a stored certificate can stay: it parses, fits its key, the cluster CA
-/// verifies it, it names exactly `names`, and it is not within its renewal window.
+/// Whether a stored certificate of `ca`'s can stay: its key fits, `ca` signed it, the rest
+/// of its chain is `chain_tail` (the CA certificate as it is now: a renewed one replaces it;
+/// while a previous CA is trusted, the cross-signed one), it names exactly `names`, and it
+/// is not within its renewal window. The certificate when it can.
+pub fn current_leaf(
+    (crt_pem, key_pem): (&str, &str),
+    (ca, chain_tail): (&CertInfo, &CertInfo),
+    names: &BTreeSet<String>,
+    renewal: i64,
+    now: i64,
+) -> Option<CertInfo> {
+    let mut chain = pki::inspect_all(crt_pem).ok()?;
+    if chain.len() != 2 || chain[1].der() != chain_tail.der() {
+        return None;
+    }
+    let cert = chain.remove(0);
+    let fits = cert.key_matches(key_pem)
+        && cert.signed_by(ca)
+        && &cert.names == names
+        && now < cert.not_after - renewal;
+    fits.then_some(cert)
+}
+
+/// [`current_leaf`] for the certificate `<pod>.crt` (key `<pod>.key`) of a Secret's `stored`
+/// data.
 fn cert_current(
     stored: &BTreeMap<String, ByteString>,
     pod: &str,
@@ -605,19 +628,8 @@ fn cert_current(
     now: i64,
 ) -> Option<CertInfo> {
     let get = |key: String| String::from_utf8(stored.get(&key)?.0.clone()).ok();
-    let mut chain = pki::inspect_all(&get(format!("{pod}.crt"))?).ok()?;
-    // The chain ends with the CA certificate as it is now (a renewed one replaces it; while
-    // a previous CA is trusted, the cross-signed one).
-    if chain.len() != 2 || chain[1].der() != ca.chain().der() {
-        return None;
-    }
-    let cert = chain.remove(0);
-    let key = get(format!("{pod}.key"))?;
-    let fits = cert.key_matches(&key)
-        && cert.signed_by(&ca.info)
-        && &cert.names == names
-        && now < cert.not_after - renewal;
-    fits.then_some(cert)
+    let (crt, key) = (get(format!("{pod}.crt"))?, get(format!("{pod}.key"))?);
+    current_leaf((&crt, &key), (&ca.info, ca.chain()), names, renewal, now)
 }
 
 /// The data of a certificates Secret holding `wanted`: each kept when it is current, else

@@ -34,7 +34,7 @@ use crate::crd::user::UserAuthenticationType;
 use crate::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, KafkaUser, KafkaUserStatus,
 };
-use crate::pki::{self, CertInfo, Subject, Usage, Validity};
+use crate::pki::{self, Subject, Usage, Validity};
 
 /// The finalizer that removes the user's credentials, ACLs and quotas from the brokers.
 pub const FINALIZER: &str = "gregor.dev/user";
@@ -589,15 +589,11 @@ async fn tls_secret(
     let chain_info = pki::inspect(&material.chain_pem).map_err(failed)?;
     let ours = secrets.get_opt(&name).await?;
     let current = ours.as_ref().and_then(|s| {
-        let chain = pki::inspect_all(&value(s, "user.crt")?).ok()?;
-        let (cert, rest) = chain.split_first()?;
-        let key = value(s, "user.key")?;
-        let fits = cert.key_matches(&key)
-            && cert.signed_by(&ca_info)
-            && rest.iter().map(CertInfo::der).eq([chain_info.der()])
-            && value(s, "ca.crt").as_deref() == Some(material.trust_pem.as_str())
-            && now < cert.not_after - renewal;
-        fits.then_some(())
+        let (crt, key) = (value(s, "user.crt")?, value(s, "user.key")?);
+        let cas = (&ca_info, &chain_info);
+        let leaf = certificates::current_leaf((&crt, &key), cas, &BTreeSet::new(), renewal, now);
+        let trusts = value(s, "ca.crt").as_deref() == Some(material.trust_pem.as_str());
+        leaf.filter(|_| trusts)
     });
     if current.is_some() {
         return Ok(());
