@@ -15,7 +15,9 @@
 #      KafkaCluster is (the cluster-scoped calls, and `bind`, checked in both modes). The first
 #      run also takes a KafkaTopic through creation (finalizer, topic created in a local
 #      `gregor dev` broker reached through --bootstrap-override, Ready) and deletion (topic
-#      deleted, finalizer removed), so the KafkaTopic controller's calls are checked too.
+#      deleted, finalizer removed), and a KafkaUser with a SCRAM password through Ready (its
+#      Secret written) and deletion, so the KafkaTopic and KafkaUser controllers' calls are
+#      checked too.
 #
 # helm: HELM_VERSION from PATH, else built once with `go install` (scripts/go-tool.sh).
 # Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
@@ -373,7 +375,8 @@ PY
   local topic_ok=1 rack_ok=0
   if [[ $reconciled == 1 && -n "$bootstrap" ]]; then
     topic_ok=0
-    kafka_topic "$ns" "$name" "$bootstrap" "$pid" && topic_ok=1
+    kafka_topic "$ns" "$name" "$bootstrap" "$pid" && kafka_user "$ns" "$name" "$pid" &&
+      topic_ok=1
   fi
   [[ $reconciled == 1 ]] && rack_binding "$ns" "$name" "$pid" && rack_ok=1
   local leading=0
@@ -388,7 +391,7 @@ PY
   fi
   if [[ $topic_ok == 0 ]]; then
     tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
-    fail "the operator, as the chart's ServiceAccount, did not create and delete a KafkaTopic in $ns"
+    fail "the operator, as the chart's ServiceAccount, did not create and delete a KafkaTopic and a KafkaUser in $ns"
   fi
   if [[ $rack_ok == 0 ]]; then
     tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
@@ -457,6 +460,31 @@ kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
   topics="$("$gregor" topics --bootstrap-server "$bootstrap" --list 2>&1)" || return 1
   [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] && { echo "topic left: $topics" >&2; return 1; }
   echo "KafkaTopic $ns/helm-check deleted, and its topic with it ($(( $(date +%s) - t0 ))s)"
+}
+
+# A KafkaUser of NAMESPACE/CLUSTER with a generated SCRAM password and a quota, created then
+# deleted while the operator (PID) runs: Ready with its Secret written, then gone with the
+# Secret (the KafkaUser controller's calls: users, their status and finalizers, Secrets).
+kafka_user() { # NAMESPACE CLUSTER PID
+  local ns="$1" cluster="$2" pid="$3" path i
+  path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkausers"
+  kapi POST "$path" "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaUser\",\"metadata\":{\"name\":\"helm-check\"},\"spec\":{\"cluster\":\"$cluster\",\"authentication\":{\"type\":\"scram-sha-512\"},\"quotas\":{\"producerByteRate\":1048576}}}" >/dev/null
+  for i in $(seq 120); do
+    [[ "$(kapi GET "$path/helm-check" 2>/dev/null | "$py" -c "$ready_py" 2>/dev/null)" == True ]] &&
+      break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  [[ "$(kapi GET "$path/helm-check" | "$py" -c "$ready_py")" == True ]] ||
+    { echo "the KafkaUser never became Ready" >&2; return 1; }
+  kapi GET "/api/v1/namespaces/$ns/secrets/helm-check" | "$py" -c '
+import json, sys
+sys.exit(0 if {"password", "sasl.jaas.config"} <= set(json.load(sys.stdin)["data"]) else 1)' ||
+    { echo "the KafkaUser's Secret lacks its password" >&2; return 1; }
+  echo "KafkaUser $ns/helm-check is Ready with its Secret ($(( $(date +%s) - t0 ))s)"
+  delete_and_wait "$path/helm-check" "$pid" ||
+    { echo "the KafkaUser was not removed" >&2; return 1; }
+  echo "KafkaUser $ns/helm-check deleted ($(( $(date +%s) - t0 ))s)"
 }
 
 say "gregor dev (a broker for the KafkaTopic)"
