@@ -441,16 +441,23 @@ sys.exit(0 if ok else 1)' "$ns" "$cluster" < <(kapi GET "$binding") || return 1
 ready_py='import json, sys
 conditions = json.load(sys.stdin).get("status", {}).get("conditions", [])
 print(next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown"))'
-kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
-  local ns="$1" cluster="$2" bootstrap="$3" pid="$4" path topics i
-  path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkatopics"
-  kapi POST "$path" "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaTopic\",\"metadata\":{\"name\":\"helm-check\"},\"spec\":{\"cluster\":\"$cluster\",\"partitions\":2,\"replicationFactor\":1}}" >/dev/null
+# Waits (60 s at most) until the object at PATH is Ready=True; fails when the operator (PID)
+# exits first.
+await_ready() { # PATH PID
+  local path="$1" pid="$2" i
   for i in $(seq 120); do
-    [[ "$(kapi GET "$path/helm-check" 2>/dev/null | "$py" -c "$ready_py" 2>/dev/null)" == True ]] &&
-      break
+    [[ "$(kapi GET "$path" 2>/dev/null | "$py" -c "$ready_py" 2>/dev/null)" == True ]] &&
+      return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.5
   done
+  return 0
+}
+kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
+  local ns="$1" cluster="$2" bootstrap="$3" pid="$4" path topics
+  path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkatopics"
+  kapi POST "$path" "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaTopic\",\"metadata\":{\"name\":\"helm-check\"},\"spec\":{\"cluster\":\"$cluster\",\"partitions\":2,\"replicationFactor\":1}}" >/dev/null
+  await_ready "$path/helm-check" "$pid" || return 1
   topics="$("$gregor" topics --bootstrap-server "$bootstrap" --list 2>&1)" || return 1
   [[ $'\n'"$topics"$'\n' == *$'\n'helm-check$'\n'* ]] || { echo "topics: $topics" >&2; return 1; }
   echo "KafkaTopic $ns/helm-check is Ready and its topic exists ($(( $(date +%s) - t0 ))s)"
@@ -466,15 +473,10 @@ kafka_topic() { # NAMESPACE CLUSTER BOOTSTRAP PID
 # deleted while the operator (PID) runs: Ready with its Secret written, then gone with the
 # Secret (the KafkaUser controller's calls: users, their status and finalizers, Secrets).
 kafka_user() { # NAMESPACE CLUSTER PID
-  local ns="$1" cluster="$2" pid="$3" path i
+  local ns="$1" cluster="$2" pid="$3" path
   path="/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkausers"
   kapi POST "$path" "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaUser\",\"metadata\":{\"name\":\"helm-check\"},\"spec\":{\"cluster\":\"$cluster\",\"authentication\":{\"type\":\"scram-sha-512\"},\"quotas\":{\"producerByteRate\":1048576}}}" >/dev/null
-  for i in $(seq 120); do
-    [[ "$(kapi GET "$path/helm-check" 2>/dev/null | "$py" -c "$ready_py" 2>/dev/null)" == True ]] &&
-      break
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.5
-  done
+  await_ready "$path/helm-check" "$pid" || return 1
   [[ "$(kapi GET "$path/helm-check" | "$py" -c "$ready_py")" == True ]] ||
     { echo "the KafkaUser never became Ready" >&2; return 1; }
   kapi GET "/api/v1/namespaces/$ns/secrets/helm-check" | "$py" -c '

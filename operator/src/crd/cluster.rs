@@ -398,6 +398,19 @@ pub struct ExternalListener {
 }
 
 impl ExternalListener {
+    /// A listener exposed as `kind` on the default port, without TLS, authentication or
+    /// spec'd addresses.
+    pub fn of(kind: ExternalType) -> Self {
+        ExternalListener {
+            kind,
+            port: ExternalListener::default_port(),
+            advertised: BTreeMap::new(),
+            tls: false,
+            authentication: None,
+            node_ports: BTreeMap::new(),
+        }
+    }
+
     fn default_port() -> i32 {
         9094
     }

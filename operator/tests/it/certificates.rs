@@ -192,13 +192,10 @@ async fn a_node_port_brokers_certificate_names_the_ip_of_the_node_its_pod_runs_o
         replicas: 2,
         ..Default::default()
     };
-    spec.listeners.external = Some(ExternalListener {
-        kind: ExternalType::NodePort,
-        port: 9094,
-        tls: true,
-        authentication: None,
-        advertised: BTreeMap::new(),
-        node_ports: BTreeMap::new(),
+    spec.listeners.external = Some({
+        let mut e = ExternalListener::of(ExternalType::NodePort);
+        e.tls = true;
+        e
     });
     create(&client, &ns, "events", spec).await;
     let ctx = context(&client);

@@ -746,13 +746,10 @@ async fn external_services_and_a_service_monitor_follow_the_spec() {
         replicas: 2,
         ..Default::default()
     };
-    spec.listeners.external = Some(ExternalListener {
-        kind: ExternalType::NodePort,
-        port: 9094,
-        tls: false,
-        authentication: None,
-        advertised: BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]),
-        node_ports: BTreeMap::new(),
+    spec.listeners.external = Some({
+        let mut e = ExternalListener::of(ExternalType::NodePort);
+        e.advertised = BTreeMap::from([("0".to_string(), "kafka-0.example.com:31000".to_string())]);
+        e
     });
     spec.metrics.service_monitor = true;
     let kc = create(&client, &ns, "events", spec).await;
@@ -886,14 +883,7 @@ async fn a_load_balancer_address_is_advertised_once_the_service_has_one() {
         replicas: 1,
         ..Default::default()
     };
-    spec.listeners.external = Some(ExternalListener {
-        kind: ExternalType::LoadBalancer,
-        port: 9094,
-        tls: false,
-        authentication: None,
-        advertised: BTreeMap::new(),
-        node_ports: BTreeMap::new(),
-    });
+    spec.listeners.external = Some(ExternalListener::of(ExternalType::LoadBalancer));
     create(&client, &ns, "lb", spec).await;
     let ctx = context(&client);
     let properties = || async {

@@ -83,14 +83,7 @@ async fn a_removed_external_listener_takes_its_services_and_leaves_the_rest() {
         replicas: 2,
         ..Default::default()
     };
-    spec.listeners.external = Some(ExternalListener {
-        kind: ExternalType::NodePort,
-        port: 9094,
-        tls: false,
-        authentication: None,
-        advertised: BTreeMap::new(),
-        node_ports: BTreeMap::new(),
-    });
+    spec.listeners.external = Some(ExternalListener::of(ExternalType::NodePort));
     create(&client, &ns, "events", spec).await;
     let ctx = context(&client);
     let kc = reconcile_events(&client, &ns, &ctx).await;

@@ -228,13 +228,12 @@ async fn secured_node_with(
     spec.listeners.tls = true;
     spec.listeners.authentication =
         Some(ListenerAuthentication::of(AuthenticationType::ScramSha512));
-    spec.listeners.external = Some(ExternalListener {
-        kind: ExternalType::NodePort,
-        port: 9094,
-        tls: true,
-        authentication: Some(external),
-        advertised: BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]),
-        node_ports: BTreeMap::new(),
+    spec.listeners.external = Some({
+        let mut e = ExternalListener::of(ExternalType::NodePort);
+        e.tls = true;
+        e.authentication = Some(external);
+        e.advertised = BTreeMap::from([("0".into(), "kafka-0.example.com:31000".into())]);
+        e
     });
     create(client, ns, "events", spec).await;
     gregor_operator::reconcile::cluster::reconcile(
@@ -255,18 +254,23 @@ async fn secured_node_with(
     (node, ctx, access)
 }
 
+/// Creates `topics`, one partition on node 0 each, as the operator.
+async fn create_topics(operator: &mut Admin, topics: &[&str]) {
+    for topic in topics {
+        operator
+            .create_topic(topic, &[vec![0]], &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn users_get_credentials_exactly_their_acls_and_quotas_and_lose_them_when_deleted() {
     let server = api_server_or_skip!();
     let (client, ns) = server.namespace("users").await;
     let (node, ctx, access) = secured_node(&client, &ns).await;
     let mut operator = node.admin(&access).await;
-    for topic in ["orders", "payroll"] {
-        operator
-            .create_topic(topic, &[vec![0]], &BTreeMap::new())
-            .await
-            .unwrap();
-    }
+    create_topics(&mut operator, &["orders", "payroll"]).await;
 
     // A SCRAM user with a generated password, Describe and Write on orders, and a quota.
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
@@ -534,10 +538,7 @@ async fn a_java_client_logs_in_with_a_tls_users_pkcs12_stores() {
     let (client, ns) = server.namespace("clients").await;
     let (node, ctx, access) = secured_node(&client, &ns).await;
     let mut operator = node.admin(&access).await;
-    operator
-        .create_topic("ledger", &[vec![0]], &BTreeMap::new())
-        .await
-        .unwrap();
+    create_topics(&mut operator, &["ledger"]).await;
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
     let writer = user_spec(
         UserAuthenticationType::Tls,
@@ -660,12 +661,7 @@ async fn a_librdkafka_client_uses_a_tls_users_pem_secret_and_its_quota_throttles
     let (client, ns) = server.namespace("pem").await;
     let (node, ctx, access) = secured_node(&client, &ns).await;
     let mut operator = node.admin(&access).await;
-    for topic in ["metrics", "payroll"] {
-        operator
-            .create_topic(topic, &[vec![0]], &BTreeMap::new())
-            .await
-            .unwrap();
-    }
+    create_topics(&mut operator, &["metrics", "payroll"]).await;
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
     let mut spec = user_spec(
         UserAuthenticationType::Tls,
@@ -789,12 +785,7 @@ async fn an_oauth_listener_takes_the_identity_providers_tokens_and_a_kafka_users
     oauth.audience = Some("kafka".into());
     let (node, ctx, access) = secured_node_with(&client, &ns, oauth).await;
     let mut operator = node.admin(&access).await;
-    for topic in ["clicks", "payroll"] {
-        operator
-            .create_topic(topic, &[vec![0]], &BTreeMap::new())
-            .await
-            .unwrap();
-    }
+    create_topics(&mut operator, &["clicks", "payroll"]).await;
     // The identity provider knows erin; the KafkaUser only gives her rights.
     let users: Api<KafkaUser> = Api::namespaced(client.clone(), &ns);
     let mut spec = user_spec(
