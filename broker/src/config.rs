@@ -559,7 +559,11 @@ fn parse_log_config(p: &Props) -> Result<LogConfig, ConfigError> {
     let cleanup_policy = match p.get("log.cleanup.policy") {
         None => CleanupPolicy::Delete,
         Some(v) => parse_cleanup_policy(v).ok_or_else(|| {
-            Props::invalid("log.cleanup.policy", v, "expected delete, compact or both")
+            Props::invalid(
+                "log.cleanup.policy",
+                v,
+                "expected delete, compact, both, or nothing (no cleanup)",
+            )
         })?,
     };
     Ok(LogConfig {
@@ -876,6 +880,8 @@ pub fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
         ["delete"] => Some(CleanupPolicy::Delete),
         ["compact"] => Some(CleanupPolicy::Compact),
         ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
+        // Kafka 4.x: an empty list applies no cleanup policy, retention is infinite.
+        [] => Some(CleanupPolicy::Keep),
         _ => None,
     }
 }
@@ -1100,5 +1106,7 @@ mod tests {
             Some(CleanupPolicy::Compact)
         );
         assert_eq!(parse_cleanup_policy("zap"), None);
+        assert_eq!(parse_cleanup_policy(""), Some(CleanupPolicy::Keep));
+        assert_eq!(parse_cleanup_policy(" , "), Some(CleanupPolicy::Keep));
     }
 }

@@ -77,6 +77,42 @@ def test_kill9_of_a_leader_under_idempotent_acks_all_loses_nothing(fresh_cluster
              f"node {victim} to rejoin every ISR of {topic_name}")
 
 
+def test_deleted_records_stay_deleted_when_leadership_moves(fresh_cluster, topic_name):
+    """DeleteRecords moves the leader's log start; the followers take it from the leader's
+    fetch responses, so the next leader starts there too."""
+    from confluent_kafka.admin import AdminClient
+    c = fresh_cluster
+    create(c, topic_name, 1)
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+    for i in range(20):
+        p.produce(topic_name, value=f"v{i}".encode())
+    assert p.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    futures = admin.delete_records([TopicPartition(topic_name, 0, 12)])
+    deleted = next(iter(futures.values())).result(timeout=30)
+    assert deleted.low_watermark == 12
+    # One more record acknowledged by the whole ISR: every follower fetched it, and with it
+    # the leader's new log start.
+    p.produce(topic_name, value=b"v20")
+    assert p.flush(30) == 0
+    leader = c.describe(topic_name)[0].leader
+    c.kill(leader)
+    survivors = NODES - {leader}
+    wait_for(lambda: c.describe(topic_name, min(survivors))[0].leader in survivors, 15,
+             "a new leader among the survivors")
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "watermarks"})
+    try:
+        def watermarks():
+            try:
+                return consumer.get_watermark_offsets(TopicPartition(topic_name, 0),
+                                                      timeout=5)
+            except Exception:  # noqa: BLE001 - the metadata may still name the dead leader
+                return None
+        wait_for(lambda: watermarks() == (12, 21), 30, "the new leader's log to start at 12")
+    finally:
+        consumer.close()
+
+
 def test_controlled_shutdown_and_restart_fail_no_produce_request(fresh_cluster, topic_name):
     c = fresh_cluster
     create(c, topic_name, 6)

@@ -408,6 +408,25 @@ impl Partition {
         Some(dir)
     }
 
+    /// DeleteRecords on the leader: moves the log start offset to `offset` (`-1`: the high
+    /// watermark), which must not pass the high watermark; one at or below the log start
+    /// changes nothing. The log start offset after.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let mut log = self.log().ok_or(LogError::NotLeader)?;
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: log.log_start_offset(),
+                end: hw,
+            });
+        }
+        log.advance_log_start(target)?;
+        self.refresh(&log);
+        Ok(log.log_start_offset())
+    }
+
     /// A follower's high watermark: the leader's, as far as this log reaches.
     pub fn set_follower_high_watermark(&self, leader_hw: i64) {
         let hw = leader_hw.min(self.log_end.load(Ordering::Acquire));

@@ -65,7 +65,7 @@ pub fn resolve_log_config(
         match k.as_str() {
             "cleanup.policy" => {
                 c.cleanup_policy = parse_cleanup_policy(v).ok_or_else(|| {
-                    format!("invalid value {v:?} for topic config cleanup.policy: expected delete, compact or both")
+                    format!("invalid value {v:?} for topic config cleanup.policy: expected delete, compact, both, or nothing (no cleanup)")
                 })?
             }
             "retention.ms" => {

@@ -56,6 +56,9 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
+/// A partition of a group request (topic, partition) and its error, if it has one.
+pub type PartitionOutcome = ((String, i32), Option<ResponseError>);
+
 /// Offsets records written to `__consumer_offsets` but perhaps not yet replicated.
 #[derive(Debug)]
 pub struct Appended {
@@ -697,6 +700,76 @@ impl GroupCoordinator {
         }
         self.groups.lock().remove(group_id);
         None
+    }
+
+    /// OffsetDelete (blocking): removes the committed offsets of `partitions` from group
+    /// `group_id`, as Kafka does: GROUP_ID_NOT_FOUND for an unknown group, NON_EMPTY_GROUP
+    /// for a group with members that is not a consumer group, and for a consumer group with
+    /// members GROUP_SUBSCRIBED_TO_TOPIC on each partition of a topic a member subscribes
+    /// to (those keep their offsets). The error of each partition otherwise; tombstones go
+    /// to `__consumer_offsets` first.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<PartitionOutcome>, ResponseError> {
+        let subscribed = {
+            let groups = self.groups.lock();
+            let g = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+            if !g.members.is_empty() && g.protocol_type.as_deref() != Some("consumer") {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            g.subscribed_topics()
+        };
+        let (kept, deleted): (Vec<_>, Vec<_>) = partitions
+            .into_iter()
+            .partition(|(topic, _)| subscribed.contains(topic));
+        let partition_count = self
+            .ensure_offsets_topic()
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        let pidx = offsets_log::partition_for(group_id, partition_count);
+        let offsets = self
+            .cluster
+            .partition(CONSUMER_OFFSETS, pidx)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        {
+            let _order = self.commit_order.lock();
+            let committed: Vec<(String, i32)> = {
+                let groups = self.groups.lock();
+                let g = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+                deleted
+                    .iter()
+                    .filter(|k| g.offsets.contains_key(*k))
+                    .cloned()
+                    .collect()
+            };
+            let tombstones = committed
+                .iter()
+                .map(|(topic, partition)| {
+                    let k = OffsetKey {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (offsets_log::encode_key(&k), None)
+                })
+                .collect();
+            self.append_offsets_records(&offsets, tombstones)
+                .map_err(|_| ResponseError::KafkaStorageError)?;
+            if let Some(g) = self.groups.lock().get_mut(group_id) {
+                for k in &committed {
+                    g.offsets.remove(k);
+                }
+            }
+        }
+        let refused = kept
+            .into_iter()
+            .map(|k| (k, Some(ResponseError::GroupSubscribedToTopic)));
+        Ok(deleted
+            .into_iter()
+            .map(|k| (k, None))
+            .chain(refused)
+            .collect())
     }
 
     /// Number of groups known.

@@ -2,7 +2,7 @@
 //! the waiters parked by JoinGroup and SyncGroup. Pure in-memory state, driven by
 //! [`super::GroupCoordinator`] under its lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -142,6 +142,26 @@ impl Group {
             initial_delay_until: None,
             offsets: BTreeMap::new(),
         }
+    }
+
+    /// The topics the members subscribe to, from their `consumer` protocol subscriptions
+    /// in the chosen protocol (none while no protocol is chosen, or for another protocol
+    /// type), as Kafka's GroupMetadata computes them.
+    pub(super) fn subscribed_topics(&self) -> BTreeSet<String> {
+        let Some(protocol) = self
+            .protocol
+            .as_deref()
+            .filter(|_| self.protocol_type.as_deref() == Some("consumer"))
+        else {
+            return BTreeSet::new();
+        };
+        self.member_metadata(protocol)
+            .iter()
+            .filter_map(|(_, _, metadata)| {
+                crate::tools::consumer_protocol::decode_subscription(metadata).ok()
+            })
+            .flatten()
+            .collect()
     }
 
     fn member_metadata(&self, protocol: &str) -> Vec<(String, Option<String>, Bytes)> {

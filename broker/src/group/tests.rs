@@ -163,3 +163,57 @@ fn committed_offsets_survive_a_reload() {
         vec![(("t".to_string(), 0), Some(v))]
     );
 }
+
+#[tokio::test]
+async fn offsets_are_deleted_unless_a_member_subscribes_to_their_topic() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let v = |offset| OffsetValue {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 1,
+    };
+    let offsets = vec![(("t".into(), 0), v(5)), (("u".into(), 0), v(7))];
+    c.commit("g", offsets).expect("commit");
+    assert_eq!(
+        c.delete_offsets("nope", vec![("t".into(), 0)]).unwrap_err(),
+        ResponseError::GroupIdNotFound
+    );
+    // A member subscribed to `t` (the consumer protocol's subscription): t's offsets stay.
+    let subscription =
+        crate::tools::consumer_protocol::encode_subscription(&["t".to_string()]).unwrap();
+    let mut join = join_req("", 10_000);
+    join.protocols = vec![("range".into(), subscription.clone())];
+    join.require_known_member_id = false;
+    let member = match c.join(join) {
+        Ok(r) => r.member_id,
+        Err(rx) => rx.await.expect("join completes").member_id,
+    };
+    let deleted = c
+        .delete_offsets("g", vec![("t".into(), 0), ("u".into(), 0), ("u".into(), 1)])
+        .expect("delete");
+    assert_eq!(
+        deleted,
+        vec![
+            (("u".to_string(), 0), None),
+            (("u".to_string(), 1), None),
+            (
+                ("t".to_string(), 0),
+                Some(ResponseError::GroupSubscribedToTopic)
+            ),
+        ]
+    );
+    assert_eq!(
+        c.fetch_offsets("g", None),
+        vec![(("t".to_string(), 0), Some(v(5)))]
+    );
+    // Once the member has left, t's go too, and stay gone after a reload.
+    c.leave("g", &[member]);
+    c.delete_offsets("g", vec![("t".into(), 0)])
+        .expect("delete");
+    drop(c);
+    let c = coordinator(d.path());
+    c.load().expect("load");
+    assert!(c.fetch_offsets("g", None).is_empty());
+}

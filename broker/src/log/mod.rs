@@ -77,6 +77,8 @@ pub enum CleanupPolicy {
     Compact,
     /// Both compaction and time/size retention.
     CompactDelete,
+    /// Neither (an empty `cleanup.policy`, Kafka 4.x): segments are kept indefinitely.
+    Keep,
 }
 
 /// What went wrong in the log; each maps to a Kafka error code in responses.
@@ -522,6 +524,18 @@ impl PartitionLog {
                 Some(b) if b.0 >= candidate.0 => Some(b),
                 _ => Some(candidate),
             })
+    }
+
+    /// The record with the largest timestamp, as (timestamp, offset): the first record
+    /// carrying it, not its batch's last offset (ListOffsets -3, KIP-734, as Kafka answers
+    /// since KAFKA-16310); `None` when the log is empty.
+    pub fn max_timestamp_record(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let Some((timestamp, _)) = self.max_timestamp() else {
+            return Ok(None);
+        };
+        Ok(self
+            .offset_for_timestamp(timestamp)?
+            .map(|(offset, ts)| (ts, offset)))
     }
 
     /// Applies time and size retention (whole segments, never the active one) and, for

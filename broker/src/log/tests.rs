@@ -5,7 +5,7 @@ use std::path::Path;
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::batch::tests::{batch_of, idempotent_batch};
+use super::batch::tests::{batch_of, encode, idempotent_batch, record};
 use super::batch::BatchHeader;
 use super::*;
 
@@ -411,6 +411,30 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     assert_eq!(log.offset_for_timestamp(290).expect("ts"), Some((58, 290)));
     assert_eq!(log.offset_for_timestamp(291).expect("ts"), None);
     assert_eq!(log.max_timestamp(), Some((290, 59)));
+}
+
+#[test]
+fn the_max_timestamp_record_is_the_record_not_its_batchs_last_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    assert_eq!(log.max_timestamp_record().expect("empty"), None);
+    log.append(batch_of(2, 5), 0, 0).expect("append");
+    // One batch, timestamps out of order: the largest is on its middle record, offset 3.
+    let mixed = ["a", "b", "c"]
+        .iter()
+        .zip([10, 30, 20])
+        .map(|(k, ts)| record(Some(k), Some("v"), ts))
+        .collect();
+    let compression = kafka_protocol::records::Compression::Gzip;
+    log.append(encode(mixed, compression), 0, 0)
+        .expect("append");
+    log.append(batch_of(2, 25), 0, 0).expect("append");
+    assert_eq!(
+        log.max_timestamp(),
+        Some((30, 4)),
+        "the segment knows the batch"
+    );
+    assert_eq!(log.max_timestamp_record().expect("read"), Some((30, 3)));
 }
 
 #[test]

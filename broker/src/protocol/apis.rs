@@ -28,7 +28,7 @@ macro_rules! served_apis {
         $then! {
             Produce(ProduceRequest) 0..=9 from 3 => handlers::produce::produce;
             Fetch(FetchRequest) 4..=12 => handlers::fetch::fetch;
-            ListOffsets(ListOffsetsRequest) 1..=7 => handlers::fetch::list_offsets;
+            ListOffsets(ListOffsetsRequest) 1..=10 => handlers::fetch::list_offsets;
             Metadata(MetadataRequest) 0..=12 => handlers::metadata::metadata;
             OffsetCommit(OffsetCommitRequest) 2..=8 => handlers::offsets::offset_commit;
             OffsetFetch(OffsetFetchRequest) 1..=8 => handlers::offsets::offset_fetch;
@@ -43,6 +43,7 @@ macro_rules! served_apis {
             ApiVersions(ApiVersionsRequest) 0..=3 => api_versions;
             CreateTopics(CreateTopicsRequest) 2..=7 => handlers::admin::create_topics;
             DeleteTopics(DeleteTopicsRequest) 1..=6 => handlers::admin::delete_topics;
+            DeleteRecords(DeleteRecordsRequest) 0..=2 => handlers::records::delete_records;
             InitProducerId(InitProducerIdRequest) 0..=4 => handlers::produce::init_producer_id;
             OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4
                 => handlers::fetch::offset_for_leader_epoch;
@@ -62,6 +63,7 @@ macro_rules! served_apis {
                 => handlers::replicas::alter_partition_reassignments;
             ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0
                 => handlers::replicas::list_partition_reassignments;
+            OffsetDelete(OffsetDeleteRequest) 0..=0 => handlers::offsets::offset_delete;
             DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1
                 => handlers::quotas::describe_client_quotas;
             AlterClientQuotas(AlterClientQuotasRequest) 0..=1

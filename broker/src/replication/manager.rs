@@ -454,6 +454,14 @@ fn apply_fetched(key: &Key, p: &Partition, d: Fetched, me: i32, now: i64) {
             return;
         }
     }
+    // The leader's log start moved (DeleteRecords, retention): so does this replica's, as
+    // far as its log reaches.
+    let start = d.log_start_offset.min(log.log_end_offset());
+    if start > log.log_start_offset() {
+        if let Err(e) = log.advance_log_start(start) {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %error_chain(&e), "log start not moved to the leader's");
+        }
+    }
     p.refresh_follower(&log);
     drop(log);
     p.set_follower_high_watermark(d.high_watermark);

@@ -407,6 +407,8 @@ macro_rules! no_throttle_time {
 }
 
 throttle_time!(
+    DeleteRecordsResponse,
+    OffsetDeleteResponse,
     ProduceResponse,
     ListOffsetsResponse,
     MetadataResponse,

@@ -326,6 +326,26 @@ async fn find_coordinator_answers_with_the_listener_the_request_came_through() {
 }
 
 #[tokio::test]
+async fn a_transaction_coordinator_is_refused_saying_why() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    register_listeners(&b, 1);
+    let txn = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str("app-1"))
+        .with_key_type(1);
+    let r = call(&b, 3, txn).await;
+    assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+    let message = r.error_message.expect("a message").to_string();
+    assert!(message.contains("transactions"), "{message}");
+    let batched = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("app-1")]);
+    let r = call(&b, 4, batched).await;
+    let message = r.coordinators[0].error_message.clone().expect("a message");
+    assert!(message.contains("transaction coordinators"), "{message}");
+}
+
+#[tokio::test]
 async fn groups_whose_offsets_partition_is_led_elsewhere_are_sent_to_that_broker() {
     let d = tempfile::tempdir().expect("tempdir");
     let b = broker(d.path());
@@ -465,6 +485,56 @@ fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
         isr,
     });
     b.cluster.reconcile(&image).expect("reconcile");
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_up_to_the_high_watermark_only() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    replicated(&b, vec![1], "1");
+    for _ in 0..5 {
+        let r = call(&b, 8, produce_req("replicated", 1)).await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let delete = |topic: &str, offset: i64| {
+        DeleteRecordsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(offset)])])
+    };
+    let answer = |r: DeleteRecordsResponse| {
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.low_watermark)
+    };
+    assert_eq!(answer(call(&b, 2, delete("replicated", 3)).await), (0, 3));
+    assert_eq!(
+        b.cluster
+            .partition("replicated", 0)
+            .unwrap()
+            .log_start_offset(),
+        3
+    );
+    let beyond = answer(call(&b, 2, delete("replicated", 9)).await);
+    assert_eq!(beyond, (ResponseError::OffsetOutOfRange.code(), -1));
+    // Below the log start: nothing moves.
+    assert_eq!(answer(call(&b, 2, delete("replicated", 1)).await), (0, 3));
+    // -1: up to the high watermark.
+    assert_eq!(answer(call(&b, 1, delete("replicated", -1)).await), (0, 5));
+    let unknown = answer(call(&b, 0, delete("nope", 0)).await);
+    assert_eq!(unknown, (ResponseError::UnknownTopicOrPartition.code(), -1));
+    // A consumer asking below the log start is out of range; the earliest offset is 5.
+    let r = call(&b, 12, fetch_req("replicated", 2, -1)).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.log_start_offset),
+        (ResponseError::OffsetOutOfRange.code(), 5)
+    );
 }
 
 #[tokio::test]

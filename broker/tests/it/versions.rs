@@ -54,6 +54,7 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
     metadata_at_every_version(&mut c);
     fetch_at_every_version(&mut c);
     list_offsets_at_every_version(&mut c);
+    delete_records_at_every_version(&mut c);
     offset_for_leader_epoch_at_every_version(&mut c);
     describe_configs_at_every_version(&mut c);
     create_partitions_at_every_version(&mut c);
@@ -147,20 +148,51 @@ fn fetch_at_every_version(c: &mut Conn) {
 /// ListOffsets at every advertised version, on the broker behind `c`.
 fn list_offsets_at_every_version(c: &mut Conn) {
     for v in versions(ApiKey::ListOffsets) {
-        for ts in [-2, -1, 0] {
+        // Max timestamp from v7, earliest local from v8, latest tiered from v9.
+        let specs = [(-2, 1), (-1, 1), (0, 1), (-3, 7), (-4, 8), (-5, 9)];
+        for (ts, _) in specs.into_iter().filter(|(_, since)| v >= *since) {
             let r = c.call(
                 v,
-                &ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic("ct-v2"))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(ts)])]),
+                &ListOffsetsRequest::default()
+                    .with_timeout_ms(if v >= 10 { 5000 } else { 0 })
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(topic("ct-v2"))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts)])]),
             );
             assert_eq!(
                 r.topics[0].partitions[0].error_code, 0,
                 "ListOffsets v{v} ts {ts}"
             );
         }
+    }
+}
+
+/// DeleteRecords at every advertised version, on the broker behind `c`: each moves the log
+/// start of `ct-v2`-0 one record further.
+fn delete_records_at_every_version(c: &mut Conn) {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    for v in versions(ApiKey::DeleteRecords) {
+        let offset = i64::from(v) + 1;
+        let r = c.call(
+            v,
+            &DeleteRecordsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(topic("ct-v2"))
+                    .with_partitions(vec![DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset)])]),
+        );
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.low_watermark),
+            (0, offset),
+            "DeleteRecords v{v}"
+        );
     }
 }
 
@@ -472,6 +504,23 @@ fn every_group_api_answers_at_every_advertised_version() {
     for v in versions(ApiKey::ListGroups) {
         let r = c.call(v, &ListGroupsRequest::default());
         assert!(r.groups.len() >= 5, "ListGroups v{v}");
+    }
+    for v in versions(ApiKey::OffsetDelete) {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        let r = c.call(
+            v,
+            &OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("grp-5")))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(topic("g"))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]),
+        );
+        assert_eq!(r.error_code, 0, "OffsetDelete v{v}");
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetDelete v{v}");
     }
     for v in versions(ApiKey::DeleteGroups) {
         let r = c.call(

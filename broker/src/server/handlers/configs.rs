@@ -317,6 +317,21 @@ pub async fn alter_configs(
     Some(AlterConfigsResponse::default().with_responses(out))
 }
 
+/// Every config of a TOPIC or BROKER resource with the value in force (its own, else the
+/// default); empty for a resource that does not exist (`apply` refuses it).
+fn current_values(ctx: &Ctx<'_>, resource_type: i8, name: &str) -> BTreeMap<String, String> {
+    let cluster = &ctx.broker.cluster;
+    let entries = match resource_type {
+        TOPIC => cluster
+            .topic(name)
+            .map(|t| cluster.topic_config_entries(&t.configs.read()))
+            .unwrap_or_default(),
+        BROKER => cluster.broker_config_entries(name).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    entries.into_iter().map(|e| (e.name, e.value)).collect()
+}
+
 /// IncrementalAlterConfigs: SET (0), DELETE (1); APPEND (2) / SUBTRACT (3) on list values.
 pub async fn incremental_alter_configs(
     ctx: &Ctx<'_>,
@@ -335,6 +350,10 @@ pub async fn incremental_alter_configs(
                 )
             })
             .collect();
+        // APPEND and SUBTRACT work on the value in force: a key the resource does not set has
+        // its default (APPEND `compact` to a topic on the default `delete` gives
+        // `delete,compact`, as in Kafka).
+        let in_force = current_values(ctx, r.resource_type, &r.resource_name);
         // Deleting a key that is not set is a no-op: Kafka's reassignment tool clears its
         // replication throttles (never set on Gregor) this way after every --verify.
         let outcome = apply(
@@ -351,7 +370,11 @@ pub async fn incremental_alter_configs(
                             cfg.remove(&k);
                         }
                         (2, Some(v)) => {
-                            let cur = cfg.get(&k).cloned().unwrap_or_default();
+                            let cur = cfg
+                                .get(&k)
+                                .or_else(|| in_force.get(&k))
+                                .cloned()
+                                .unwrap_or_default();
                             let mut items: Vec<String> = cur
                                 .split(',')
                                 .filter(|s| !s.is_empty())
@@ -366,7 +389,11 @@ pub async fn incremental_alter_configs(
                         }
                         (3, Some(v)) => {
                             let remove: Vec<&str> = v.split(',').collect();
-                            let cur = cfg.get(&k).cloned().unwrap_or_default();
+                            let cur = cfg
+                                .get(&k)
+                                .or_else(|| in_force.get(&k))
+                                .cloned()
+                                .unwrap_or_default();
                             let items: Vec<&str> = cur
                                 .split(',')
                                 .filter(|s| !s.is_empty() && !remove.contains(s))

@@ -258,7 +258,8 @@ fn refused_offsets(index: i32, error: ResponseError) -> ListOffsetsPartitionResp
         .with_timestamp(-1)
 }
 
-/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
+/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), latest
+/// tiered (-5) or by timestamp.
 pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let cluster = Arc::clone(&ctx.broker.cluster);
     let version = ctx.version;
@@ -306,13 +307,24 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                             );
                         }
                         let (offset, ts) = match lp.timestamp {
-                            -2 => (p.log_start_offset(), -1),
+                            // Earliest, and earliest local (v8+, KIP-405): no log is tiered.
+                            -2 | -4 => (p.log_start_offset(), -1),
+                            // Latest tiered (v9+, KIP-1005): nothing is, as in Kafka without
+                            // remote storage.
+                            -5 => (-1, -1),
                             -1 => (p.high_watermark(), -1),
-                            -3 => p
-                                .log()
-                                .and_then(|log| log.max_timestamp())
-                                .map(|(t, o)| (o, t))
-                                .unwrap_or((-1, -1)),
+                            -3 => match p.log().map(|log| log.max_timestamp_record()) {
+                                None => {
+                                    return refused_offsets(
+                                        lp.partition_index,
+                                        ResponseError::NotLeaderOrFollower,
+                                    )
+                                }
+                                Some(Ok(found)) => found.map_or((-1, -1), |(t, o)| (o, t)),
+                                Some(Err(e)) => {
+                                    return refused_offsets(lp.partition_index, log_error_code(&e))
+                                }
+                            },
                             ts => match p.log().map(|log| log.offset_for_timestamp(ts)) {
                                 None => {
                                     return refused_offsets(

@@ -38,6 +38,24 @@ pub async fn find_coordinator(
         .await
         .is_some_and(|r| r.is_ok());
     let brokers = ctx.broker.cluster.brokers();
+    // Said in the response, never a bare INVALID_REQUEST: a client (Kafka Streams under
+    // exactly-once) shows it.
+    let unsupported = (req.key_type != 0).then(|| {
+        let kind = match req.key_type {
+            1 => "transaction coordinators (transactional.id): Gregor does not support \
+                  transactions yet"
+                .to_string(),
+            2 => "share coordinators: Gregor does not support share groups yet".to_string(),
+            other => format!("unknown coordinator key type {other}"),
+        };
+        tracing::debug!(client_id = %ctx.client_id, key_type = req.key_type, "FindCoordinator refused: {kind}");
+        format!("FindCoordinator key type {}: {kind}", req.key_type)
+    });
+    let message = |e: ResponseError| {
+        (e == ResponseError::InvalidRequest)
+            .then(|| unsupported.clone().map(sb))
+            .flatten()
+    };
     let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
         if req.key_type == 0 {
             group_denied(ctx, Operation::Describe, key).map_or(Ok(()), Err)?;
@@ -79,7 +97,8 @@ pub async fn find_coordinator(
                         .with_node_id(BrokerId(-1))
                         .with_host(sb(""))
                         .with_port(-1)
-                        .with_error_code(e.code()),
+                        .with_error_code(e.code())
+                        .with_error_message(message(e)),
                 }
             })
             .collect();
@@ -92,6 +111,7 @@ pub async fn find_coordinator(
             .with_port(port),
         Err(e) => FindCoordinatorResponse::default()
             .with_error_code(e.code())
+            .with_error_message(message(e))
             .with_node_id(BrokerId(-1))
             .with_host(sb(""))
             .with_port(-1),

@@ -12,6 +12,7 @@ pub mod offsets;
 pub mod produce;
 pub mod quorum;
 pub mod quotas;
+pub mod records;
 pub mod replicas;
 pub mod sasl;
 pub mod unregister;

@@ -247,3 +247,70 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
         .collect();
     Some(OffsetFetchResponse::default().with_topics(topics))
 }
+
+/// OffsetDelete (`kafka-consumer-groups --delete-offsets`): removes a group's committed
+/// offsets of the asked partitions. Needs DELETE on the group and READ on each topic; a topic
+/// that does not exist is UNKNOWN_TOPIC_OR_PARTITION; a consumer group still subscribed to a
+/// topic keeps that topic's offsets (GROUP_SUBSCRIBED_TO_TOPIC).
+pub async fn offset_delete(
+    ctx: &Ctx<'_>,
+    req: OffsetDeleteRequest,
+) -> Option<OffsetDeleteResponse> {
+    use kafka_protocol::messages::offset_delete_response::*;
+    let group = req.group_id.0.to_string();
+    let refused =
+        |e: ResponseError| Some(OffsetDeleteResponse::default().with_error_code(e.code()));
+    if let Some(e) = group_denied(ctx, Operation::Delete, &group) {
+        return refused(e);
+    }
+    if !ctx.broker.groups.coordinates(&group) {
+        return refused(ResponseError::NotCoordinator);
+    }
+    // Each asked partition with the error it already has (authorization, unknown topic).
+    let mut asked: Vec<crate::group::PartitionOutcome> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let error = if !ctx.authorized(Operation::Read, Resource::topic(&name)) {
+            Some(ResponseError::TopicAuthorizationFailed)
+        } else if ctx.broker.cluster.topic(&name).is_none() {
+            Some(ResponseError::UnknownTopicOrPartition)
+        } else {
+            None
+        };
+        asked.extend(
+            t.partitions
+                .iter()
+                .map(|p| ((name.clone(), p.partition_index), error)),
+        );
+    }
+    let deletable: Vec<(String, i32)> = asked
+        .iter()
+        .filter(|(_, e)| e.is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let deleted = match blocking(move || coordinator.delete_offsets(&group, deletable)).await? {
+        Ok(deleted) => deleted,
+        Err(e) => return refused(e),
+    };
+    let outcome: std::collections::BTreeMap<(String, i32), Option<ResponseError>> = asked
+        .into_iter()
+        .filter(|(_, e)| e.is_some())
+        .chain(deleted)
+        .collect();
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+    for ((topic, partition), error) in outcome {
+        let result = OffsetDeleteResponsePartition::default()
+            .with_partition_index(partition)
+            .with_error_code(error.map_or(0, |e| e.code()));
+        match topics.last_mut() {
+            Some(last) if *last.name.0 == *topic => last.partitions.push(result),
+            _ => topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(TopicName(sb(topic)))
+                    .with_partitions(vec![result]),
+            ),
+        }
+    }
+    Some(OffsetDeleteResponse::default().with_topics(topics))
+}
