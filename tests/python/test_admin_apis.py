@@ -173,3 +173,21 @@ def test_subtract_the_last_cleanup_policy_leaves_an_empty_list(bootstrap, topic_
     policy = configs["cleanup.policy"]
     assert policy.value == "", policy
     assert not policy.is_default, policy
+
+
+def test_a_topic_value_equal_to_the_default_is_still_the_topics_own(bootstrap, topic_name):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
+    kafka("topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic_name,
+          "--partitions", "1", "--config", "min.insync.replicas=1",
+          "--config", "retention.ms=604800000")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
+    configs = next(iter(described.values())).result(timeout=30)
+    for key, value in [("min.insync.replicas", "1"), ("retention.ms", "604800000")]:
+        entry = configs[key]
+        assert entry.value == value, entry
+        assert not entry.is_default, entry
+        assert entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, entry
+    untouched = configs["segment.ms"]
+    assert untouched.is_default and untouched.source == ConfigSource.DEFAULT_CONFIG.value, \
+        untouched
