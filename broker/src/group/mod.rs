@@ -288,7 +288,34 @@ impl GroupCoordinator {
             ));
         }
         let mut member_id = req.member_id.clone();
-        if member_id.is_empty() {
+        let instance = req.group_instance_id.clone();
+        let registered = instance
+            .as_deref()
+            .and_then(|i| group.static_member(i))
+            .cloned();
+        let fresh_static = instance.is_some() && member_id.is_empty() && registered.is_none();
+        if let (Some(instance), Some(old)) = (&instance, &registered) {
+            if member_id.is_empty() {
+                // A static member back (a restart): it takes its old place.
+                let new = format!("{instance}-{}", uuid::Uuid::new_v4());
+                tracing::info!(group = %req.group_id, %instance, old = %old, new = %new, "static member rejoined");
+                return group.replace_static_member(old, new, req, now);
+            }
+            if *old != member_id {
+                return Ok(JoinResult::error(
+                    ResponseError::FencedInstanceId,
+                    member_id,
+                ));
+            }
+        }
+        if fresh_static {
+            // A static member needs no MEMBER_ID_REQUIRED round: its instance id names it.
+            member_id = format!(
+                "{}-{}",
+                instance.as_deref().unwrap_or_default(),
+                uuid::Uuid::new_v4()
+            );
+        } else if member_id.is_empty() {
             member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
             if req.require_known_member_id {
                 group.pending.insert(member_id.clone(), now);
@@ -360,7 +387,7 @@ impl GroupCoordinator {
     pub fn sync(
         &self,
         group_id: &str,
-        member_id: &str,
+        (member_id, instance): (&str, Option<&str>),
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<SyncResult, oneshot::Receiver<SyncResult>> {
@@ -368,6 +395,9 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Ok(Err(ResponseError::UnknownMemberId));
         };
+        if group.fenced(member_id, instance) {
+            return Ok(Err(ResponseError::FencedInstanceId));
+        }
         if !group.members.contains_key(member_id) {
             return Ok(Err(ResponseError::UnknownMemberId));
         }
@@ -407,13 +437,16 @@ impl GroupCoordinator {
     pub fn heartbeat(
         &self,
         group_id: &str,
-        member_id: &str,
+        (member_id, instance): (&str, Option<&str>),
         generation: i32,
     ) -> Option<ResponseError> {
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
+        if group.fenced(member_id, instance) {
+            return Some(ResponseError::FencedInstanceId);
+        }
         let state = group.state;
         let current = group.generation;
         let Some(m) = group.members.get_mut(member_id) else {
@@ -429,20 +462,33 @@ impl GroupCoordinator {
         None
     }
 
-    /// LeaveGroup for each member id; returns a per-member error.
-    pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Option<ResponseError>> {
+    /// LeaveGroup for each (member id, static instance id); returns a per-member error. A
+    /// static member may leave by its instance id alone (an empty member id, as
+    /// `kafka-consumer-groups --remove-members` does), and an old incarnation of one is
+    /// FENCED_INSTANCE_ID.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Option<ResponseError>> {
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
-            return member_ids
+            return members
                 .iter()
                 .map(|_| Some(ResponseError::UnknownMemberId))
                 .collect();
         };
-        member_ids
+        members
             .iter()
-            .map(|id| {
-                if group.members.contains_key(id) {
-                    group.remove_member(id);
+            .map(|(id, instance)| {
+                let instance = instance.as_deref();
+                let id = match instance.and_then(|i| group.static_member(i)) {
+                    Some(current) if id.is_empty() || current == id => current.clone(),
+                    Some(_) => return Some(ResponseError::FencedInstanceId),
+                    None => id.clone(),
+                };
+                if group.members.contains_key(&id) {
+                    group.remove_member(&id);
                     None
                 } else {
                     Some(ResponseError::UnknownMemberId)
@@ -481,13 +527,16 @@ impl GroupCoordinator {
     pub fn validate_commit(
         &self,
         group_id: &str,
-        member_id: &str,
+        (member_id, instance): (&str, Option<&str>),
         generation: i32,
     ) -> Option<ResponseError> {
         let groups = self.groups.lock();
         let Some(group) = groups.get(group_id) else {
             return (generation >= 0).then_some(ResponseError::IllegalGeneration);
         };
+        if group.fenced(member_id, instance) {
+            return Some(ResponseError::FencedInstanceId);
+        }
         if generation < 0 && member_id.is_empty() {
             // A "simple" consumer committing outside a group generation.
             return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);

@@ -79,7 +79,7 @@ pub struct JoinRequest {
     pub group_id: String,
     /// Member id ("" on first join).
     pub member_id: String,
-    /// Static membership id (treated as dynamic for now).
+    /// Static membership id (`group.instance.id`, KIP-345).
     pub group_instance_id: Option<String>,
     /// Client id.
     pub client_id: String,
@@ -142,6 +142,78 @@ impl Group {
             initial_delay_until: None,
             offsets: BTreeMap::new(),
         }
+    }
+
+    /// The member id a static member (`group.instance.id`, KIP-345) has now.
+    pub(super) fn static_member(&self, instance: &str) -> Option<&String> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.group_instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id)
+    }
+
+    /// Whether `member_id`, claiming static id `instance`, is an old incarnation of a static
+    /// member that has since joined again under another id (FENCED_INSTANCE_ID).
+    pub(super) fn fenced(&self, member_id: &str, instance: Option<&str>) -> bool {
+        instance
+            .and_then(|i| self.static_member(i))
+            .is_some_and(|current| current != member_id)
+    }
+
+    /// A static member restarted (JoinGroup with its `group.instance.id` and no member id):
+    /// the member `old` becomes `new` with the request's protocols and timeouts, keeping its
+    /// assignment; the old incarnation's waiting calls are fenced. In a stable group whose
+    /// protocol stays the same this is all, no rebalance (KIP-345): the answer names the
+    /// leader as it was, so the member, even if it led, only syncs to get its assignment back.
+    /// Otherwise the group rebalances and the answer comes with the next generation.
+    pub(super) fn replace_static_member(
+        &mut self,
+        old: &str,
+        new: String,
+        req: JoinRequest,
+        now: Instant,
+    ) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
+        let leader_before = self.leader.clone().unwrap_or_default();
+        let Some(mut m) = self.members.remove(old) else {
+            return Ok(JoinResult::error(ResponseError::UnknownMemberId, new));
+        };
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(JoinResult::error(
+                ResponseError::FencedInstanceId,
+                old.to_string(),
+            ));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(Err(ResponseError::FencedInstanceId));
+        }
+        m.client_id = req.client_id;
+        m.client_host = req.client_host;
+        m.protocols = req.protocols;
+        m.session_timeout = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+        m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+        m.last_heartbeat = now;
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new.clone());
+        }
+        self.members.insert(new.clone(), m);
+        if self.state == GroupState::Stable && self.select_protocol() == self.protocol {
+            return Ok(JoinResult {
+                error: None,
+                generation_id: self.generation,
+                protocol_type: self.protocol_type.clone(),
+                protocol_name: self.protocol.clone(),
+                leader: leader_before,
+                member_id: new,
+                members: Vec::new(),
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Some(m) = self.members.get_mut(&new) {
+            m.join_waiter = Some(tx);
+        }
+        self.prepare_rebalance();
+        self.maybe_complete_join(now);
+        Err(rx)
     }
 
     /// The topics the members subscribe to, from their `consumer` protocol subscriptions

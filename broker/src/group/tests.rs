@@ -57,11 +57,16 @@ async fn a_lone_member_becomes_leader_and_gets_its_assignment() {
     );
     assert_eq!(r.members.len(), 1);
     // The leader's own sync resolves through its waiter, with its assignment.
-    let Err(sync) = c.sync("g", &id, 1, vec![(id.clone(), Bytes::from_static(b"a"))]) else {
+    let Err(sync) = c.sync(
+        "g",
+        (&id, None),
+        1,
+        vec![(id.clone(), Bytes::from_static(b"a"))],
+    ) else {
         panic!("sync in CompletingRebalance parks a waiter")
     };
     assert_eq!(sync.await.expect("sync"), Ok(Bytes::from_static(b"a")));
-    assert_eq!(c.heartbeat("g", &id, 1), None);
+    assert_eq!(c.heartbeat("g", (&id, None), 1), None);
     assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Stable));
 }
 
@@ -71,13 +76,18 @@ async fn a_second_member_triggers_a_rebalance_and_both_rejoin() {
     let c = coordinator(d.path());
     let (a, rx) = join_new(&c, 10_000);
     rx.await.expect("first generation");
-    let Err(sync_rx) = c.sync("g", &a, 1, vec![(a.clone(), Bytes::from_static(b"x"))]) else {
+    let Err(sync_rx) = c.sync(
+        "g",
+        (&a, None),
+        1,
+        vec![(a.clone(), Bytes::from_static(b"x"))],
+    ) else {
         panic!("leader sync waits on its own waiter")
     };
     assert_eq!(sync_rx.await.expect("sync"), Ok(Bytes::from_static(b"x")));
     let (b, rx_b) = join_new(&c, 10_000);
     assert_eq!(
-        c.heartbeat("g", &a, 1),
+        c.heartbeat("g", (&a, None), 1),
         Some(ResponseError::RebalanceInProgress)
     );
     let Err(rx_a) = c.join(join_req(&a, 10_000)) else {
@@ -92,7 +102,7 @@ async fn a_second_member_triggers_a_rebalance_and_both_rejoin() {
         "followers do not get the member list"
     );
     assert_eq!(
-        c.heartbeat("g", &b, 1),
+        c.heartbeat("g", (&b, None), 1),
         Some(ResponseError::IllegalGeneration)
     );
 }
@@ -104,7 +114,7 @@ async fn leaving_and_expiring_members_empty_the_group() {
     let (a, rx) = join_new(&c, 10_000);
     rx.await.expect("join");
     assert_eq!(
-        c.leave("g", &[a.clone(), "nobody".into()]),
+        c.leave("g", &[(a.clone(), None), ("nobody".into(), None)]),
         vec![None, Some(ResponseError::UnknownMemberId)]
     );
     assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Empty));
@@ -113,7 +123,7 @@ async fn leaving_and_expiring_members_empty_the_group() {
     tokio::time::sleep(Duration::from_millis(120)).await;
     c.tick();
     assert_eq!(
-        c.heartbeat("g", &b, 3),
+        c.heartbeat("g", (&b, None), 3),
         Some(ResponseError::UnknownMemberId)
     );
 }
@@ -209,11 +219,114 @@ async fn offsets_are_deleted_unless_a_member_subscribes_to_their_topic() {
         vec![(("t".to_string(), 0), Some(v(5)))]
     );
     // Once the member has left, t's go too, and stay gone after a reload.
-    c.leave("g", &[member]);
+    c.leave("g", &[(member.clone(), None)]);
     c.delete_offsets("g", vec![("t".into(), 0)])
         .expect("delete");
     drop(c);
     let c = coordinator(d.path());
     c.load().expect("load");
     assert!(c.fetch_offsets("g", None).is_empty());
+}
+
+/// A static member's JoinGroup: instance id `instance`, member id `member` ("" when new).
+fn static_join(member: &str, instance: &str) -> JoinRequest {
+    JoinRequest {
+        group_instance_id: Some(instance.into()),
+        ..join_req(member, 10_000)
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_static_member_takes_its_place_without_a_rebalance() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    // Two static members: no MEMBER_ID_REQUIRED round, one generation for both.
+    let Err(rx_a) = c.join(static_join("", "ia")) else {
+        panic!("waits for the rebalance")
+    };
+    let first = rx_a.await.expect("a joins");
+    assert_eq!((first.error, first.generation_id), (None, 1));
+    let a = first.member_id.clone();
+    assert!(a.starts_with("ia-"), "{a}");
+    let assign = |id: &str, bytes: &'static [u8]| (id.to_string(), Bytes::from_static(bytes));
+    let Err(sync) = c.sync("g", (&a, Some("ia")), 1, vec![assign(&a, b"A")]) else {
+        panic!("the leader's sync")
+    };
+    assert_eq!(sync.await.expect("sync"), Ok(Bytes::from_static(b"A")));
+    let Err(rx_b) = c.join(static_join("", "ib")) else {
+        panic!("b's join starts a rebalance")
+    };
+    let Err(rx_a) = c.join(static_join(&a, "ia")) else {
+        panic!("a rejoins")
+    };
+    let (ra, rb) = (rx_a.await.expect("a"), rx_b.await.expect("b"));
+    let b = rb.member_id.clone();
+    assert_eq!(
+        (ra.generation_id, rb.generation_id, ra.leader.as_str()),
+        (2, 2, a.as_str())
+    );
+    let Err(sync_b) = c.sync("g", (&b, Some("ib")), 2, vec![]) else {
+        panic!("b waits for the leader")
+    };
+    let Err(sync_a) = c.sync(
+        "g",
+        (&a, Some("ia")),
+        2,
+        vec![assign(&a, b"A2"), assign(&b, b"B2")],
+    ) else {
+        panic!("the leader's sync")
+    };
+    assert_eq!(sync_a.await.expect("a"), Ok(Bytes::from_static(b"A2")));
+    assert_eq!(sync_b.await.expect("b"), Ok(Bytes::from_static(b"B2")));
+
+    // The leader restarts (no LeaveGroup, as a static member closes): at once back, same
+    // generation, told the old leader id so it only syncs, and given its assignment back.
+    let Ok(back) = c.join(static_join("", "ia")) else {
+        panic!("a stable group answers a returning static member at once")
+    };
+    let a2 = back.member_id.clone();
+    assert_ne!(a2, a);
+    assert_eq!(
+        (back.error, back.generation_id, back.leader.as_str()),
+        (None, 2, a.as_str())
+    );
+    assert!(back.members.is_empty());
+    assert_eq!(
+        c.sync("g", (&a2, Some("ia")), 2, vec![]).ok(),
+        Some(Ok(Bytes::from_static(b"A2")))
+    );
+    assert_eq!(
+        c.heartbeat("g", (&b, Some("ib")), 2),
+        None,
+        "b saw no rebalance"
+    );
+    assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Stable));
+
+    // The old incarnation is fenced wherever it shows up.
+    assert_eq!(
+        c.heartbeat("g", (&a, Some("ia")), 2),
+        Some(ResponseError::FencedInstanceId)
+    );
+    assert_eq!(
+        c.validate_commit("g", (&a, Some("ia")), 2),
+        Some(ResponseError::FencedInstanceId)
+    );
+    let Ok(again) = c.join(static_join(&a, "ia")) else {
+        panic!("answered at once")
+    };
+    assert_eq!(again.error, Some(ResponseError::FencedInstanceId));
+    assert_eq!(
+        c.leave("g", &[(a.clone(), Some("ia".into()))]),
+        vec![Some(ResponseError::FencedInstanceId)]
+    );
+
+    // Removed by its instance id alone: the group rebalances without it.
+    assert_eq!(
+        c.leave("g", &[(String::new(), Some("ib".into()))]),
+        vec![None]
+    );
+    assert_eq!(
+        c.heartbeat("g", (&a2, Some("ia")), 2),
+        Some(ResponseError::RebalanceInProgress)
+    );
 }

@@ -199,15 +199,16 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
         .into_iter()
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
-    let outcome = match ctx.broker.groups.sync(
-        &req.group_id.0,
-        &req.member_id,
-        req.generation_id,
-        assignments,
-    ) {
-        Ok(r) => r,
-        Err(rx) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
-    };
+    let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
+    let outcome =
+        match ctx
+            .broker
+            .groups
+            .sync(&req.group_id.0, member, req.generation_id, assignments)
+        {
+            Ok(r) => r,
+            Err(rx) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
+        };
     Some(match outcome {
         Ok(assignment) => SyncGroupResponse::default()
             .with_protocol_type(req.protocol_type)
@@ -227,10 +228,11 @@ pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<Heartbeat
             HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
         );
     }
+    let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
     let e = ctx
         .broker
         .groups
-        .heartbeat(&req.group_id.0, &req.member_id, req.generation_id);
+        .heartbeat(&req.group_id.0, member, req.generation_id);
     Some(HeartbeatResponse::default().with_error_code(code(e)))
 }
 
@@ -248,15 +250,18 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
         let e = ctx
             .broker
             .groups
-            .leave(&req.group_id.0, &[req.member_id.to_string()]);
+            .leave(&req.group_id.0, &[(req.member_id.to_string(), None)]);
         return Some(
             LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())),
         );
     }
-    let ids: Vec<String> = req
+    let ids: Vec<(String, Option<String>)> = req
         .members
         .iter()
-        .map(|m| m.member_id.to_string())
+        .map(|m| {
+            let instance = m.group_instance_id.as_ref().map(ToString::to_string);
+            (m.member_id.to_string(), instance)
+        })
         .collect();
     let errors = ctx.broker.groups.leave(&req.group_id.0, &ids);
     let members = req

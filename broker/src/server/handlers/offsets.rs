@@ -24,11 +24,11 @@ pub async fn offset_commit(
 ) -> Option<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
     let cluster = &ctx.broker.cluster;
-    let mut error = ctx.broker.groups.validate_commit(
-        &group,
-        &req.member_id,
-        req.generation_id_or_member_epoch,
-    );
+    let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
+    let mut error =
+        ctx.broker
+            .groups
+            .validate_commit(&group, member, req.generation_id_or_member_epoch);
     if let Some(e) = group_denied(ctx, Operation::Read, &group) {
         error = Some(e);
     } else if group.is_empty() {
