@@ -191,3 +191,30 @@ def test_a_topic_value_equal_to_the_default_is_still_the_topics_own(bootstrap, t
     untouched = configs["segment.ms"]
     assert untouched.is_default and untouched.source == ConfigSource.DEFAULT_CONFIG.value, \
         untouched
+
+
+def features(bootstrap: str) -> dict[str, dict[str, str]]:
+    """`kafka-features describe`: feature -> its fields (but the epoch)."""
+    out = kafka("features", "--bootstrap-server", bootstrap, "describe")
+    described = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+): (\S+)", line))
+        fields.pop("Epoch", None)  # Kafka's moves with every metadata change
+        if "Feature" in fields:
+            described[fields.pop("Feature")] = fields
+    return described
+
+
+def test_features_are_described_and_only_the_levels_in_force_can_be_set(bootstrap):
+    described = features(bootstrap)
+    mv = described["metadata.version"]
+    assert mv["FinalizedVersionLevel"] == mv["SupportedMaxVersion"], described
+    # Setting what is in force is accepted (nothing changes); a level nobody supports is
+    # refused with a message, and nothing changes either.
+    out = kafka("features", "--bootstrap-server", bootstrap, "upgrade", "--metadata",
+                mv["FinalizedVersionLevel"])
+    assert "upgraded" in out, out
+    out = kafka("features", "--bootstrap-server", bootstrap, "upgrade", "--feature",
+                "transaction.version=99", check=False)
+    assert "transaction.version" in out and "fail" in out.lower(), out
+    assert features(bootstrap) == described

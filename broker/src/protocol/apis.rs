@@ -74,6 +74,7 @@ macro_rules! served_apis {
                 => handlers::sasl::alter_user_scram_credentials;
             DescribeCluster(DescribeClusterRequest) 0..=2 => handlers::metadata::describe_cluster;
             DescribeQuorum(DescribeQuorumRequest) 0..=2 => handlers::quorum::describe_quorum;
+            UpdateFeatures(UpdateFeaturesRequest) 0..=2 => handlers::features::update_features;
             UnregisterBroker(UnregisterBrokerRequest) 0..=0
                 => handlers::unregister::unregister_broker;
         }

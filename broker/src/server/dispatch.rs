@@ -351,7 +351,7 @@ fn respond<R: Encodable + HeaderVersion>(
 
 /// ApiVersions: the table's advertised ranges.
 async fn api_versions(_: &Ctx<'_>, _: ApiVersionsRequest) -> Option<ApiVersionsResponse> {
-    Some(api_versions_body(None))
+    Some(handlers::features::with_features(api_versions_body(None)))
 }
 
 /// A response's `throttle_time_ms`, where its message has one (every response Gregor serves
@@ -408,6 +408,7 @@ macro_rules! no_throttle_time {
 
 throttle_time!(
     DeleteRecordsResponse,
+    UpdateFeaturesResponse,
     OffsetDeleteResponse,
     ProduceResponse,
     ListOffsetsResponse,

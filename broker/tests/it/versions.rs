@@ -67,6 +67,53 @@ fn every_admin_and_data_api_answers_at_every_advertised_version() {
     list_partition_reassignments_at_every_version(&mut c);
     elect_leaders_at_every_version(&mut c);
     delete_topics_at_every_version(&mut c);
+    update_features_at_every_version(&mut c);
+}
+
+/// UpdateFeatures at every advertised version, on the broker behind `c`: the level in force
+/// is accepted, another refused with a message.
+fn update_features_at_every_version(c: &mut Conn) {
+    use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
+    for v in versions(ApiKey::UpdateFeatures) {
+        let update = |level: i16| {
+            let key = FeatureUpdateKey::default()
+                .with_feature(s("metadata.version"))
+                .with_max_version_level(level);
+            let key = if v >= 1 {
+                key.with_upgrade_type(1)
+            } else {
+                key
+            };
+            UpdateFeaturesRequest::default()
+                .with_timeout_ms(5000)
+                .with_feature_updates(vec![key])
+        };
+        let ok = c.call(v, &update(25));
+        assert_eq!(ok.error_code, 0, "UpdateFeatures v{v}");
+        let refused = c.call(v, &update(30));
+        let (code, message) = if v >= 2 {
+            (refused.error_code, refused.error_message)
+        } else {
+            let r = &refused.results[0];
+            (r.error_code, r.error_message.clone())
+        };
+        assert_eq!(
+            code,
+            ResponseError::InvalidUpdateVersion.code(),
+            "UpdateFeatures v{v}"
+        );
+        assert!(
+            message.is_some_and(|m| m.contains("fixed")),
+            "UpdateFeatures v{v}"
+        );
+    }
+    let r = c.call(3, &ApiVersionsRequest::default());
+    let mv = r
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "metadata.version")
+        .expect("metadata.version finalized");
+    assert_eq!(mv.max_version_level, 25);
 }
 
 /// CreateTopics at every advertised version, on the broker behind `c`.
