@@ -19,7 +19,7 @@ pub enum DecodeError {
     #[error("unknown API key {0}")]
     UnknownApi(i16),
     /// A known API that Gregor does not serve, or a version of it Gregor does not serve.
-    #[error("unsupported version {version} of {key:?}")]
+    #[error("unsupported version {version} of {key:?} (client id {client_id:?})")]
     UnsupportedVersion {
         /// The API asked for.
         key: ApiKey,
@@ -28,6 +28,9 @@ pub enum DecodeError {
         /// From the fixed header fields: ApiVersions answers an unsupported version anyway,
         /// so the client can retry with one Gregor lists.
         correlation_id: i32,
+        /// The client id that follows them (empty when absent or unreadable), so the log line
+        /// about the refusal names the client.
+        client_id: String,
     },
     /// Header bytes after the fixed fields (client id, tagged fields) the codec rejects.
     #[error("undecodable request header: {0}")]
@@ -89,6 +92,7 @@ pub fn decode_header(frame: &mut Bytes) -> Result<Header, DecodeError> {
             key,
             version,
             correlation_id: i32::from_be_bytes([c0, c1, c2, c3]),
+            client_id: raw_client_id(&frame[8..]),
         });
     };
     let fields = RequestHeader::decode(frame, key.request_header_version(version))
@@ -98,6 +102,19 @@ pub fn decode_header(frame: &mut Bytes) -> Result<Header, DecodeError> {
         version,
         fields,
     })
+}
+
+/// The client id at the start of `rest` (every request header from v1 has it there, as an
+/// int16-length string), or "" when it is null or cut short.
+fn raw_client_id(rest: &[u8]) -> String {
+    let &[l0, l1, ref text @ ..] = rest else {
+        return String::new();
+    };
+    usize::try_from(i16::from_be_bytes([l0, l1]))
+        .ok()
+        .and_then(|len| text.get(..len))
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default()
 }
 
 /// Decodes the request body that follows `header`.

@@ -559,8 +559,14 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let b = super::super::tests::broker(d.path());
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-        let cases: [(&[u8], &str, Option<&str>); 5] = [
+        let cases: [(&[u8], &str, Option<&str>); 6] = [
             (&[0, 3, 0], "request of 3 bytes has no header", None),
+            // The refusal names the client.
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 1, 0, 3, b'a', b'p', b'p'],
+                "unsupported version 1 of Produce (client id \"app\")",
+                Some("unsupported_version"),
+            ),
             (
                 &[0x7f, 0, 0, 0, 0, 0, 0, 1],
                 "unknown API key 32512",

@@ -105,10 +105,11 @@ pub async fn describe_configs(
                         .collect(),
                 },
                 other => {
+                    tracing::debug!(client_id = %ctx.client_id, resource_type = other, "DescribeConfigs refused: unsupported resource type");
                     return fail(
                         ResponseError::InvalidRequest,
                         format!("unsupported resource type {other}"),
-                    )
+                    );
                 }
             };
             base.with_configs(
@@ -202,9 +203,10 @@ async fn apply(
             .await
         }
         other => {
+            tracing::debug!(client_id = %ctx.client_id, resource_type = other, "config change refused: unsupported resource type");
             return Err(AdminError::InvalidRequest(format!(
                 "Unknown resource type {other}"
-            )))
+            )));
         }
     }
     .unwrap_or_else(|| Err(AdminError::Storage("task failed".into())))
