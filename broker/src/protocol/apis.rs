@@ -77,6 +77,8 @@ macro_rules! served_apis {
             UpdateFeatures(UpdateFeaturesRequest) 0..=2 => handlers::features::update_features;
             UnregisterBroker(UnregisterBrokerRequest) 0..=0
                 => handlers::unregister::unregister_broker;
+            DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0
+                => handlers::topic_partitions::describe_topic_partitions;
         }
     };
 }

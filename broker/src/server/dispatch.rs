@@ -408,6 +408,7 @@ macro_rules! no_throttle_time {
 
 throttle_time!(
     DeleteRecordsResponse,
+    DescribeTopicPartitionsResponse,
     UpdateFeaturesResponse,
     OffsetDeleteResponse,
     ProduceResponse,

@@ -384,3 +384,91 @@ fn a_long_poll_fetch_returns_as_soon_as_data_arrives() {
         Some(0)
     );
 }
+
+#[test]
+fn topic_partitions_are_described_a_page_at_a_time_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    assert_eq!(create(&mut c, "pages-a", 3).topics[0].error_code, 0);
+    assert_eq!(create(&mut c, "pages-b", 2).topics[0].error_code, 0);
+    let ask = |names: &[&str], cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| TopicRequest::default().with_name(name(n)))
+                    .collect(),
+            )
+            .with_response_partition_limit(2)
+            .with_cursor(cursor.map(|(t, p)| {
+                Cursor::default()
+                    .with_topic_name(name(t))
+                    .with_partition_index(p)
+            }))
+    };
+    let page = |r: &DescribeTopicPartitionsResponse| {
+        let listed: Vec<(String, i32)> = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let n = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+                t.partitions
+                    .iter()
+                    .map(move |p| (n.clone(), p.partition_index))
+            })
+            .collect();
+        let next = r
+            .next_cursor
+            .as_ref()
+            .map(|c| (c.topic_name.0.to_string(), c.partition_index));
+        (listed, next)
+    };
+    let topics = ["pages-b", "pages-a"];
+    let first = c.call(0, &ask(&topics, None));
+    let owned = |v: &[(&str, i32)]| {
+        v.iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        page(&first),
+        (
+            owned(&[("pages-a", 0), ("pages-a", 1)]),
+            Some(("pages-a".into(), 2))
+        )
+    );
+    assert!(first.topics[0].partitions[0].leader_id.0 >= 0);
+    let second = c.call(0, &ask(&topics, Some(("pages-a", 2))));
+    assert_eq!(
+        page(&second),
+        (
+            owned(&[("pages-a", 2), ("pages-b", 0)]),
+            Some(("pages-b".into(), 1))
+        )
+    );
+    let last = c.call(0, &ask(&topics, Some(("pages-b", 1))));
+    assert_eq!(page(&last), (owned(&[("pages-b", 1)]), None));
+    // An unknown topic is named with its error; a cursor outside the asked topics is refused.
+    let unknown = c.call(0, &ask(&["nope"], None));
+    assert_eq!(
+        unknown.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let stray = c.call(0, &ask(&["pages-a"], Some(("pages-b", 0))));
+    assert_eq!(
+        stray.topics[0].error_code,
+        ResponseError::InvalidRequest.code()
+    );
+    // None named: every topic, in name order.
+    let everything = c.call(
+        0,
+        &DescribeTopicPartitionsRequest::default().with_response_partition_limit(100),
+    );
+    let names: Vec<String> = everything
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    assert_eq!(names, ["pages-a", "pages-b"]);
+}

@@ -16,6 +16,7 @@ pub mod quotas;
 pub mod records;
 pub mod replicas;
 pub mod sasl;
+pub mod topic_partitions;
 pub mod unregister;
 
 use kafka_protocol::ResponseError;
