@@ -109,8 +109,7 @@ pub async fn describe_topic_partitions(
     let mut topics = Vec::new();
     let mut refused = Vec::new();
     let mut next_cursor = None;
-    let mut names = names.into_iter().peekable();
-    while let Some(name) = names.next() {
+    for name in names {
         if !ctx.authorized(Operation::Describe, Resource::topic(&name)) {
             if !all {
                 refused.push(topic_entry(&name, ResponseError::TopicAuthorizationFailed));
