@@ -141,36 +141,31 @@ def test_max_timestamp_offset_is_the_record_carrying_it(bootstrap, topic_name):
     assert offsets(bootstrap, topic_name, "-3") == {0: 1}
 
 
-def test_append_to_a_list_config_starts_from_its_default(bootstrap, topic_name):
+def alter_cleanup_policy(bootstrap: str, topic: str, operation: str, value: str):
+    """IncrementalAlterConfigs `operation` (APPEND, SUBTRACT) of `value` on the topic's
+    cleanup.policy; its entry as DescribeConfigs then answers it."""
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                        ConfigResource, ResourceType)
-    create(bootstrap, topic_name)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    resource = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
-        ConfigEntry("cleanup.policy", "compact",
-                    incremental_operation=AlterConfigOpType.APPEND)])
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("cleanup.policy", value,
+                    incremental_operation=getattr(AlterConfigOpType, operation))])
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
-    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
-    configs = next(iter(described.values())).result(timeout=30)
-    policy = configs["cleanup.policy"]
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+    return next(iter(described.values())).result(timeout=30)["cleanup.policy"]
+
+
+def test_append_to_a_list_config_starts_from_its_default(bootstrap, topic_name):
+    create(bootstrap, topic_name)
+    policy = alter_cleanup_policy(bootstrap, topic_name, "APPEND", "compact")
     assert sorted(policy.value.split(",")) == ["compact", "delete"], policy.value
     assert not policy.is_default, policy
 
 
 def test_subtract_the_last_cleanup_policy_leaves_an_empty_list(bootstrap, topic_name):
-    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
-                                       ConfigResource, ResourceType)
     create(bootstrap, topic_name)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    resource = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
-        ConfigEntry("cleanup.policy", "delete",
-                    incremental_operation=AlterConfigOpType.SUBTRACT)])
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
-    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
-    configs = next(iter(described.values())).result(timeout=30)
-    policy = configs["cleanup.policy"]
+    policy = alter_cleanup_policy(bootstrap, topic_name, "SUBTRACT", "delete")
     assert policy.value == "", policy
     assert not policy.is_default, policy
 

@@ -12,7 +12,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::{blocking, log_error_code};
+use super::{blocking, led_partition, log_error_code};
 use crate::authz::{Operation, Resource};
 use crate::cluster::Partition;
 use crate::server::dispatch::Ctx;
@@ -279,25 +279,11 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                     .partitions
                     .into_iter()
                     .map(|lp| {
-                        if denied {
-                            return refused_offsets(
-                                lp.partition_index,
-                                ResponseError::TopicAuthorizationFailed,
-                            );
-                        }
-                        let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
-                        else {
-                            return refused_offsets(
-                                lp.partition_index,
-                                ResponseError::UnknownTopicOrPartition,
-                            );
-                        };
-                        if !p.is_led_by(node) {
-                            return refused_offsets(
-                                lp.partition_index,
-                                ResponseError::NotLeaderOrFollower,
-                            );
-                        }
+                        let p =
+                            match led_partition(topic.as_ref(), denied, lp.partition_index, node) {
+                                Ok(p) => p,
+                                Err(e) => return refused_offsets(lp.partition_index, e),
+                            };
                         // A new leader whose high watermark has not yet caught up with what it
                         // had when elected cannot tell what is committed (KIP-207): retriable.
                         if !p.high_watermark_settled() {

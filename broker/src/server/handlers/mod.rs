@@ -93,6 +93,27 @@ pub fn authorization_failed(kind: ResourceType) -> ResponseError {
 }
 
 /// The Kafka error code for a log failure.
+/// The partition `index` of `topic` when this node (`node`) leads it, else the error Kafka
+/// answers for it, in Kafka's order: the topic's authorization `denied`, no such topic or
+/// partition, another node leading it.
+pub fn led_partition(
+    topic: Option<&std::sync::Arc<crate::cluster::Topic>>,
+    denied: bool,
+    index: i32,
+    node: i32,
+) -> Result<std::sync::Arc<crate::cluster::Partition>, ResponseError> {
+    if denied {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    let p = topic
+        .and_then(|t| t.partition(index))
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if !p.is_led_by(node) {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    Ok(p)
+}
+
 pub fn log_error_code(e: &LogError) -> ResponseError {
     match e {
         LogError::NotLeader => ResponseError::NotLeaderOrFollower,

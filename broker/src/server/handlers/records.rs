@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::delete_records_response::*;
 use kafka_protocol::messages::*;
-use kafka_protocol::ResponseError;
 
-use super::{blocking, log_error_code};
+use super::{blocking, led_partition, log_error_code};
 use crate::authz::{Operation, Resource};
 use crate::server::dispatch::Ctx;
 
@@ -39,19 +38,11 @@ pub async fn delete_records(
                     .map(|dp| {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(dp.partition_index);
-                        let outcome = if denied {
-                            Err(ResponseError::TopicAuthorizationFailed)
-                        } else {
-                            match topic.as_ref().and_then(|t| t.partition(dp.partition_index)) {
-                                None => Err(ResponseError::UnknownTopicOrPartition),
-                                Some(p) if !p.is_led_by(node) => {
-                                    Err(ResponseError::NotLeaderOrFollower)
-                                }
-                                Some(p) => {
+                        let outcome =
+                            led_partition(topic.as_ref(), denied, dp.partition_index, node)
+                                .and_then(|p| {
                                     p.delete_records(dp.offset).map_err(|e| log_error_code(&e))
-                                }
-                            }
-                        };
+                                });
                         match outcome {
                             Ok(low_watermark) => result.with_low_watermark(low_watermark),
                             Err(e) => result.with_low_watermark(-1).with_error_code(e.code()),
