@@ -111,6 +111,19 @@ pub(super) struct Member {
     pub(super) sync_waiter: Option<oneshot::Sender<SyncResult>>,
 }
 
+impl Member {
+    /// Answers this member's (id `id`) parked JoinGroup and SyncGroup with `error`: it is
+    /// gone from the group, or an old incarnation of a static member.
+    fn release(&mut self, id: &str, error: ResponseError) {
+        if let Some(w) = self.join_waiter.take() {
+            let _ = w.send(JoinResult::error(error, id.to_string()));
+        }
+        if let Some(w) = self.sync_waiter.take() {
+            let _ = w.send(Err(error));
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Group {
     pub(super) state: GroupState,
@@ -177,15 +190,7 @@ impl Group {
         let Some(mut m) = self.members.remove(old) else {
             return Ok(JoinResult::error(ResponseError::UnknownMemberId, new));
         };
-        if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinResult::error(
-                ResponseError::FencedInstanceId,
-                old.to_string(),
-            ));
-        }
-        if let Some(w) = m.sync_waiter.take() {
-            let _ = w.send(Err(ResponseError::FencedInstanceId));
-        }
+        m.release(old, ResponseError::FencedInstanceId);
         m.client_id = req.client_id;
         m.client_host = req.client_host;
         m.protocols = req.protocols;
@@ -368,15 +373,7 @@ impl Group {
 
     pub(super) fn remove_member(&mut self, id: &str) {
         if let Some(mut m) = self.members.remove(id) {
-            if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinResult::error(
-                    ResponseError::UnknownMemberId,
-                    id.to_string(),
-                ));
-            }
-            if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(Err(ResponseError::UnknownMemberId));
-            }
+            m.release(id, ResponseError::UnknownMemberId);
         }
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(),
