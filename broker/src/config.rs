@@ -133,6 +133,18 @@ pub struct Config {
     pub offsets_topic_segment_bytes: u64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
+    /// `transaction.state.log.num.partitions`.
+    pub transaction_state_num_partitions: i32,
+    /// `transaction.state.log.replication.factor`.
+    pub transaction_state_replication_factor: i16,
+    /// `transaction.state.log.min.isr`.
+    pub transaction_state_min_isr: i32,
+    /// `transaction.state.log.segment.bytes`.
+    pub transaction_state_segment_bytes: u64,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub transaction_abort_check_interval_ms: u64,
     /// `socket.request.max.bytes`: frames larger than this close the connection.
     pub socket_request_max_bytes: usize,
     /// `message.max.bytes`: the largest record batch accepted (topic `max.message.bytes`).
@@ -240,8 +252,12 @@ const KNOWN_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
+    "transaction.state.log.num.partitions",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
+    "transaction.state.log.segment.bytes",
+    "transaction.max.timeout.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
 ];
@@ -684,6 +700,28 @@ impl Config {
             offsets_retention_ms: p
                 .num::<i64>("offsets.retention.minutes", 10_080, 1)?
                 .saturating_mul(60_000),
+            transaction_state_num_partitions: p.num(
+                "transaction.state.log.num.partitions",
+                50,
+                1,
+            )?,
+            transaction_state_replication_factor: p.num(
+                "transaction.state.log.replication.factor",
+                3,
+                1,
+            )?,
+            transaction_state_min_isr: p.num("transaction.state.log.min.isr", 2, 1)?,
+            transaction_state_segment_bytes: p.num(
+                "transaction.state.log.segment.bytes",
+                104_857_600,
+                14,
+            )?,
+            transaction_max_timeout_ms: p.num("transaction.max.timeout.ms", 900_000, 1)?,
+            transaction_abort_check_interval_ms: p.num(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                10_000,
+                1,
+            )?,
             socket_request_max_bytes: p.num("socket.request.max.bytes", 104_857_600, 1024)?,
             message_max_bytes,
             group_initial_rebalance_delay_ms: p.num("group.initial.rebalance.delay.ms", 3000, 0)?,

@@ -43,3 +43,4 @@ pub mod sasl;
 pub mod server;
 pub mod storage;
 pub mod tools;
+pub mod transaction;

@@ -438,6 +438,7 @@ async fn start_broker(
         )
         .with_tls(tls.clone()),
     );
+    load_transactions(&broker.txns).await;
     let refresh = gauge_refresh(&cluster, &groups, metrics);
 
     tracker.spawn(server::run(
@@ -445,7 +446,18 @@ async fn start_broker(
         listeners,
         shutdown.clone(),
     ));
-    spawn_metadata_follower(&cluster, quorum, &replicas, &groups, shutdown, tracker);
+    let coordinators = Coordinators {
+        groups: Arc::clone(&groups),
+        txns: Arc::clone(&broker.txns),
+    };
+    spawn_metadata_follower(
+        &cluster,
+        quorum,
+        &replicas,
+        &coordinators,
+        shutdown,
+        tracker,
+    );
     // This broker's heartbeats to every voter.
     tracker.spawn(crate::controller::heartbeat(
         Arc::clone(quorum),
@@ -456,6 +468,7 @@ async fn start_broker(
     ));
     spawn_isr_checks(config, &replicas, &cluster, shutdown, tracker);
     spawn_group_ticks(&groups, shutdown, tracker);
+    spawn_transaction_timeouts(config, &broker.txns, shutdown, tracker);
     spawn_log_maintenance(config, &cluster, shutdown, tracker);
     Ok(BrokerHalf {
         cluster,
@@ -566,20 +579,29 @@ fn gauge_refresh(
     })
 }
 
+/// The coordinators that follow the leadership of their internal topics.
+struct Coordinators {
+    /// Of consumer groups (`__consumer_offsets`).
+    groups: Arc<GroupCoordinator>,
+    /// Of transactional ids (`__transaction_state`).
+    txns: Arc<crate::transaction::TransactionCoordinator>,
+}
+
 /// Follows the quorum's applied metadata into the local partitions, the fetchers and the
-/// loaded groups.
+/// loaded groups and transactional ids.
 fn spawn_metadata_follower(
     cluster: &Arc<Cluster>,
     quorum: &Arc<QuorumNode>,
     replicas: &Arc<crate::replication::manager::ReplicaManager>,
-    groups: &Arc<GroupCoordinator>,
+    coordinators: &Coordinators,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
     // Metadata committed elsewhere (or forwarded) reaches the local state here; then the
-    // fetchers follow the new leaders and the group coordinator the offsets partitions.
+    // fetchers follow the new leaders and the coordinators their internal partitions.
     let (c, mut applied, s) = (Arc::clone(cluster), quorum.subscribe(), shutdown.clone());
-    let (r, g) = (Arc::clone(replicas), Arc::clone(groups));
+    let (r, g) = (Arc::clone(replicas), Arc::clone(&coordinators.groups));
+    let t = Arc::clone(&coordinators.txns);
     tracker.spawn(async move {
         loop {
             tokio::select! {
@@ -590,10 +612,14 @@ fn spawn_metadata_follower(
                     }
                     applied.borrow_and_update();
                     let (c, latest, g) = (Arc::clone(&c), applied.clone(), Arc::clone(&g));
+                    let t = Arc::clone(&t);
                     let work = move || {
                         let changed = c.reconcile_latest(|| latest.borrow().image.clone())?;
                         if let Err(e) = g.load() {
                             tracing::warn!(error = %error_chain(&e), "loading consumer groups failed");
+                        }
+                        if let Err(e) = t.load() {
+                            tracing::warn!(error = %error_chain(&e), "loading transaction state failed");
                         }
                         Ok::<_, crate::cluster::AdminError>(changed)
                     };
@@ -656,6 +682,37 @@ fn spawn_group_ticks(
             tokio::select! {
                 _ = s.cancelled() => break,
                 _ = tick.tick() => g.tick(),
+            }
+        }
+    });
+}
+
+/// Loads the transactional ids of the `__transaction_state` partitions this node leads.
+async fn load_transactions(txns: &Arc<crate::transaction::TransactionCoordinator>) {
+    let t = Arc::clone(txns);
+    match tokio::task::spawn_blocking(move || t.load()).await {
+        Ok(Ok(loaded)) => tracing::debug!(loaded, "transaction state loaded"),
+        Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "loading transaction state failed"),
+        Err(e) => tracing::warn!(error = %e, "loading transaction state failed"),
+    }
+}
+
+/// The transaction coordinator's aborts of transactions open past their timeout.
+fn spawn_transaction_timeouts(
+    config: &Config,
+    txns: &Arc<crate::transaction::TransactionCoordinator>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let (t, s) = (Arc::clone(txns), shutdown.clone());
+    let every = Duration::from_millis(config.transaction_abort_check_interval_ms);
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => t.abort_timed_out().await,
             }
         }
     });

@@ -326,6 +326,40 @@ async fn read_capped<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Re
     Ok(body)
 }
 
+/// A connection to broker `node` at the address the metadata gives it now (a restarted
+/// broker may have moved), whose requests give up after `timeout`, secured as the
+/// inter-broker listener is: its stores are read afresh, so rotated certificates are used.
+/// `None` (logged at debug) when the broker is unknown or cannot be reached.
+pub async fn connect_broker(
+    cluster: &crate::cluster::Cluster,
+    node: i32,
+    timeout: Duration,
+) -> Option<gregor_client::Client> {
+    let broker = cluster.brokers().get(&node).cloned()?;
+    let addr = if broker.host.contains(':') {
+        format!("[{}]:{}", broker.host, broker.port)
+    } else {
+        format!("{}:{}", broker.host, broker.port)
+    };
+    // The effective config: the inter-broker listener's TLS keys may have been replaced
+    // through AlterConfigs since the start.
+    let config = cluster.effective_config();
+    let security = match inter_broker_security(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(node, error = %e, "cannot load the inter-broker listener's security");
+            return None;
+        }
+    };
+    match gregor_client::Client::connect_one_within_with(&addr, timeout, &security).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(node, %addr, error = %crate::cluster::error_chain(&e), "cannot reach the broker");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -287,6 +287,14 @@ impl<'a> Resource<'a> {
         }
     }
 
+    /// The transactional id `name`.
+    pub fn transactional_id(name: &'a str) -> Resource<'a> {
+        Resource {
+            kind: ResourceType::TransactionalId,
+            name,
+        }
+    }
+
     /// The cluster.
     pub fn cluster() -> Resource<'static> {
         Resource {

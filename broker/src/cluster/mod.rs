@@ -29,7 +29,8 @@ use bytes::Bytes;
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
 use crate::config::Config;
-use crate::log::{AppendOutcome, LogConfig, LogError, PartitionLog};
+use crate::log::control::Marker;
+use crate::log::{AppendInfo, AppendOutcome, LogConfig, LogError, PartitionLog};
 use image::{
     BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, ScramCredentials, PRODUCER_ID_BLOCK,
 };
@@ -37,6 +38,8 @@ use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 
 /// Name of the internal topic holding committed offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+/// The transaction coordinators' log.
+pub const TRANSACTION_STATE: &str = "__transaction_state";
 
 /// Why an admin operation failed; each variant maps to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +165,9 @@ pub struct Partition {
     followers: Mutex<BTreeMap<i32, isr::FollowerProgress>>,
     /// The log end offset, mirrored for the high-watermark rule.
     log_end: AtomicI64,
+    /// The first offset of the oldest open transaction (`i64::MAX`: none), mirrored so the
+    /// last stable offset needs no log lock.
+    first_unstable: AtomicI64,
     /// Bumped whenever the high watermark moves, for acks=all waiters.
     hw_moved: tokio::sync::watch::Sender<i64>,
     /// This node's id: the high-watermark rule applies only while it leads.
@@ -197,6 +203,7 @@ impl Partition {
             }),
             followers: Mutex::new(BTreeMap::new()),
             log_end: AtomicI64::new(0),
+            first_unstable: AtomicI64::new(i64::MAX),
             hw_moved: tokio::sync::watch::Sender::new(0),
             node,
             data_arrived,
@@ -258,7 +265,20 @@ impl Partition {
         self.log_start
             .store(log.log_start_offset(), Ordering::Release);
         self.log_end.store(log.log_end_offset(), Ordering::Release);
+        self.mirror_transactions(log);
         self.advance_high_watermark();
+    }
+
+    fn mirror_transactions(&self, log: &PartitionLog) {
+        let unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
+        self.first_unstable.store(unstable, Ordering::Release);
+    }
+
+    /// The last stable offset (LSO): read_committed consumers read below it. The high
+    /// watermark, held back to the first offset of the oldest transaction still open.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+            .min(self.first_unstable.load(Ordering::Acquire))
     }
 
     /// Recomputes the high watermark: the smallest log end offset in the ISR (just this log's
@@ -441,6 +461,7 @@ impl Partition {
             .store(log.log_start_offset(), Ordering::Release);
         let leo = log.log_end_offset();
         self.log_end.store(leo, Ordering::Release);
+        self.mirror_transactions(log);
         if self.high_watermark() > leo {
             self.high_watermark.store(leo, Ordering::Release);
         }
@@ -516,6 +537,41 @@ impl Partition {
         drop(log);
         self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
         Ok((outcome, epoch))
+    }
+
+    /// Writes a transaction marker for `producer_id` while this node leads (blocking), as
+    /// [`Partition::append`] does records. Returns where it landed and the leader epoch.
+    pub fn append_marker(
+        &self,
+        marker: Marker,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        now: i64,
+    ) -> Result<(AppendInfo, i32), LogError> {
+        let Some(mut log) = self.log() else {
+            return Err(LogError::NotLeader);
+        };
+        let epoch = {
+            let state = self.state.read();
+            if state.leader != self.node {
+                return Err(LogError::NotLeader);
+            }
+            state.leader_epoch
+        };
+        let info = log.append_marker(
+            marker,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            epoch,
+            now,
+        )?;
+        self.unflushed.fetch_add(1, Ordering::Relaxed);
+        self.refresh(&log);
+        drop(log);
+        self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
+        Ok((info, epoch))
     }
 
     /// fsyncs this node's log if messages were appended since the last fsync (blocking).
@@ -601,7 +657,7 @@ impl Topic {
 
     /// Whether this is an internal topic.
     pub fn is_internal(&self) -> bool {
-        self.name == CONSUMER_OFFSETS
+        self.name == CONSUMER_OFFSETS || self.name == TRANSACTION_STATE
     }
 
     /// The partition with this index.

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -79,7 +77,12 @@ pub struct GroupCoordinator {
     commit_order: Mutex<()>,
     /// The `__consumer_offsets` partitions whose groups are loaded (those this node leads).
     led: Mutex<BTreeSet<i32>>,
+    /// Offsets committed in transactions still open, by producer: (group, partition, offset).
+    pending_txn: Mutex<PendingOffsets>,
 }
+
+/// Offsets committed in open transactions, by producer id.
+type PendingOffsets = HashMap<i64, Vec<(String, (String, i32), OffsetValue)>>;
 
 impl GroupCoordinator {
     /// A coordinator over `cluster`; call [`GroupCoordinator::load`] before serving.
@@ -89,6 +92,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             commit_order: Mutex::new(()),
             led: Mutex::new(BTreeSet::new()),
+            pending_txn: Mutex::new(HashMap::new()),
         }
     }
 
@@ -187,6 +191,10 @@ impl GroupCoordinator {
         self.groups
             .lock()
             .retain(|name, _| !changed.contains(&offsets_log::partition_for(name, count)));
+        for entries in self.pending_txn.lock().values_mut() {
+            entries
+                .retain(|(name, _, _)| !changed.contains(&offsets_log::partition_for(name, count)));
+        }
         let mut loaded = 0;
         for p in partitions
             .iter()
@@ -224,7 +232,26 @@ impl GroupCoordinator {
                     if r.offset < offset {
                         continue;
                     }
+                    if r.control {
+                        let commit = control_record_commits(r.key.as_ref());
+                        let done = self.pending_txn.lock().remove(&r.producer_id);
+                        for (group, tp, v) in done.into_iter().flatten().filter(|_| commit) {
+                            groups
+                                .entry(group)
+                                .or_insert_with(Group::new)
+                                .offsets
+                                .insert(tp, v);
+                        }
+                        continue;
+                    }
                     match offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                        Some(OffsetsRecord::Offset(k, Some(v))) if r.transactional => {
+                            let tp = (k.topic, k.partition);
+                            let mut pending = self.pending_txn.lock();
+                            let entries = pending.entry(r.producer_id).or_default();
+                            entries.retain(|(g, p, _)| *g != k.group || *p != tp);
+                            entries.push((k.group, tp, v));
+                        }
                         Some(OffsetsRecord::Offset(k, Some(v))) => {
                             groups
                                 .entry(k.group)
@@ -562,6 +589,73 @@ impl GroupCoordinator {
         group_id: &str,
         offsets: Vec<((String, i32), OffsetValue)>,
     ) -> Result<Option<Appended>, crate::cluster::AdminError> {
+        self.write_offsets(group_id, offsets, None)
+    }
+
+    /// TxnOffsetCommit: appends offsets to the group's offsets partition as part of the
+    /// producer's transaction (blocking). They reach the group only once the transaction's
+    /// commit marker reaches that partition ([`Self::complete_transaction`]).
+    pub fn commit_in_transaction(
+        &self,
+        group_id: &str,
+        offsets: Vec<((String, i32), OffsetValue)>,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<Option<Appended>, crate::cluster::AdminError> {
+        self.write_offsets(group_id, offsets, Some((producer_id, producer_epoch)))
+    }
+
+    /// A transaction marker reached offsets partition `partition`: the offsets the producer
+    /// committed there in its transaction join their groups (commit) or are dropped (abort).
+    pub fn complete_transaction(&self, producer_id: i64, partition: i32, commit: bool) {
+        let count = self
+            .cluster
+            .topic(CONSUMER_OFFSETS)
+            .map_or(1, |t| t.partition_count());
+        let done = {
+            let mut pending = self.pending_txn.lock();
+            let Some(entries) = pending.get_mut(&producer_id) else {
+                return;
+            };
+            let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(entries)
+                .into_iter()
+                .partition(|(group, _, _)| offsets_log::partition_for(group, count) == partition);
+            *entries = rest;
+            if entries.is_empty() {
+                pending.remove(&producer_id);
+            }
+            done
+        };
+        if commit {
+            let mut groups = self.groups.lock();
+            for (group, tp, value) in done {
+                groups
+                    .entry(group)
+                    .or_insert_with(Group::new)
+                    .offsets
+                    .insert(tp, value);
+            }
+        }
+    }
+
+    /// Whether `group_id` has offsets for `tp` (any partition when `None`) in a transaction
+    /// still open: OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them.
+    pub fn has_pending_transaction(&self, group_id: &str, tp: Option<&(String, i32)>) -> bool {
+        self.pending_txn
+            .lock()
+            .values()
+            .flatten()
+            .any(|(group, p, _)| group == group_id && tp.is_none_or(|tp| tp == p))
+    }
+
+    /// Writes offsets to the group's offsets partition, applying them at once, or, from a
+    /// transactional producer, holding them until its transaction ends.
+    fn write_offsets(
+        &self,
+        group_id: &str,
+        offsets: Vec<((String, i32), OffsetValue)>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<Option<Appended>, crate::cluster::AdminError> {
         let partitions = self.ensure_offsets_topic()?;
         let pidx = offsets_log::partition_for(group_id, partitions);
         let partition = self
@@ -583,7 +677,16 @@ impl GroupCoordinator {
             })
             .collect();
         let _order = self.commit_order.lock();
-        let appended = self.append_offsets_records(&partition, records)?;
+        let appended = self.append_offsets_records(&partition, records, producer)?;
+        if let Some((producer_id, _)) = producer {
+            let mut pending = self.pending_txn.lock();
+            let entries = pending.entry(producer_id).or_default();
+            for (tp, v) in offsets {
+                entries.retain(|(g, p, _)| g != group_id || *p != tp);
+                entries.push((group_id.to_string(), tp, v));
+            }
+            return Ok(appended);
+        }
         let mut groups = self.groups.lock();
         let g = groups
             .entry(group_id.to_string())
@@ -594,45 +697,19 @@ impl GroupCoordinator {
         Ok(appended)
     }
 
+    /// Appends keyed records to an offsets partition, as part of `producer`'s transaction
+    /// when given (TxnOffsetCommit).
     fn append_offsets_records(
         &self,
         partition: &Arc<crate::cluster::Partition>,
         records: Vec<(Bytes, Option<Bytes>)>,
+        producer: Option<(i64, i16)>,
     ) -> Result<Option<Appended>, crate::cluster::AdminError> {
         if records.is_empty() {
             return Ok(None);
         }
-        let now = now_ms();
-        let recs: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &recs,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| crate::cluster::AdminError::Storage(e.to_string()))?;
-        let (outcome, epoch) = self.cluster.append(partition, buf.freeze())?;
+        let batch = crate::log::batch::encode_keyed(records, now_ms(), producer)?;
+        let (outcome, epoch) = self.cluster.append(partition, batch)?;
         let (crate::log::AppendOutcome::Appended(info)
         | crate::log::AppendOutcome::Duplicate(info)) = outcome;
         Ok(Some(Appended {
@@ -743,7 +820,7 @@ impl GroupCoordinator {
                 })
                 .collect();
             let _order = self.commit_order.lock();
-            if self.append_offsets_records(&p, tombstones).is_err() {
+            if self.append_offsets_records(&p, tombstones, None).is_err() {
                 return Some(ResponseError::KafkaStorageError);
             }
         }
@@ -803,7 +880,7 @@ impl GroupCoordinator {
                     (offsets_log::encode_key(&k), None)
                 })
                 .collect();
-            self.append_offsets_records(&offsets, tombstones)
+            self.append_offsets_records(&offsets, tombstones, None)
                 .map_err(|_| ResponseError::KafkaStorageError)?;
             if let Some(g) = self.groups.lock().get_mut(group_id) {
                 for k in &committed {
@@ -829,3 +906,9 @@ impl GroupCoordinator {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a control record's key (version, type) is a COMMIT marker (type 1).
+fn control_record_commits(key: Option<&Bytes>) -> bool {
+    key.and_then(|k| k.get(2..4))
+        .is_some_and(|t| i16::from_be_bytes([t[0], t[1]]) == 1)
+}

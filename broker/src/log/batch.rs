@@ -247,6 +247,50 @@ pub fn recompute_crc(batch: &mut [u8]) {
     }
 }
 
+/// Encodes keyed records as one uncompressed v2 batch stamped `timestamp`, as the broker
+/// writes its own records (offsets, group metadata, transaction state): from no producer, or,
+/// with `producer` (id, epoch), as part of that producer's transaction. Base sequence -1: the
+/// broker's batches are not sequence-checked.
+pub fn encode_keyed(
+    records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>,
+    timestamp: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<bytes::Bytes, LogError> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch wherever offset - sequence changes: consecutive
+            // sequences from -1 keep one batch whose base sequence is -1.
+            sequence: (i as i32).wrapping_sub(1),
+            timestamp,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)
+        .map_err(|e| LogError::CorruptBatch(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

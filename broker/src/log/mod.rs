@@ -14,20 +14,27 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
+use batch::BatchHeader;
+use control::Marker;
+
 pub mod batch;
 pub mod checkpoint;
 mod compaction;
+pub(crate) mod control;
 pub mod epoch_cache;
 mod index;
 mod producer_state;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use epoch_cache::EpochCache;
 use index::io_err;
 use producer_state::{ProducerStates, SequenceCheck};
-use segment::{Recovery, Segment, MAX_SEGMENT_BYTES};
+use segment::{segment_path, Recovery, Segment, MAX_SEGMENT_BYTES};
+pub use txn::AbortedTxn;
+use txn::{Transactions, TxnEvent};
 
 /// File holding a log start offset moved past the first segment's base (DeleteRecords).
 const LOG_START_FILE: &str = "log-start-offset";
@@ -100,6 +107,13 @@ pub enum LogError {
     /// The produced bytes are not a valid v2 record batch (CORRUPT_MESSAGE).
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// A batch a client may not write, such as a control batch (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A transactional batch of a producer whose transaction does not include this partition
+    /// (INVALID_TXN_STATE; KIP-890 verification).
+    #[error("producer {0} has no transaction open that includes this partition")]
+    NoOpenTransaction(i64),
     /// Magic other than 2 (UNSUPPORTED_FOR_MESSAGE_FORMAT).
     #[error("unsupported record batch magic {0}")]
     UnsupportedMagic(i8),
@@ -178,6 +192,8 @@ pub struct PartitionLog {
     log_start: i64,
     /// Idempotent-producer state, rebuilt from batch headers on open.
     producers: ProducerStates,
+    /// Open and aborted transactions, rebuilt from batch headers and `.txnindex` files.
+    txns: Transactions,
     /// First offset of each leader epoch, for OffsetForLeaderEpoch and truncation.
     epochs: EpochCache,
     /// Active segment base and clock of the last compaction, to skip needless rescans.
@@ -212,6 +228,7 @@ impl PartitionLog {
             tracing::warn!(error = %e, "rebuilding the leader-epoch cache from the log");
             EpochCache::new()
         });
+        let mut txns = Transactions::default();
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let recovery = if i + 1 == bases.len() {
@@ -219,11 +236,35 @@ impl PartitionLog {
             } else {
                 Recovery::Trust
             };
+            // Markers that closed a transaction, at their position in the segment.
+            let mut ended = Vec::new();
+            let mut position = 0u64;
             let segment =
                 Segment::open(dir, base, recovery, config.index_interval_bytes, &mut |h| {
                     producers.record(h);
                     note_epoch(&mut epochs, h);
+                    let event = txns.observe(h);
+                    if event != TxnEvent::None {
+                        ended.push((event, position, h.total_len()));
+                    }
+                    position += h.total_len() as u64;
                 })?;
+            let index = segment_path(dir, base, "txnindex");
+            if recovery == Recovery::Trust {
+                txns.adopt_aborted(txn::read_index(&index)?);
+            } else {
+                // The newest segment's index may lag its log after a crash: rebuilt from the
+                // markers themselves.
+                let mut aborted = Vec::new();
+                for (event, position, len) in ended {
+                    let bytes = segment.read_bytes(position, len)?;
+                    let marker = control::marker_of(&bytes);
+                    let unstable = txns.first_unstable_offset();
+                    aborted.extend(txn::abort_entry(event, marker, unstable));
+                }
+                txn::write_index(&index, &aborted)?;
+                txns.adopt_aborted(aborted);
+            }
             segments.insert(base, segment);
         }
         if segments.is_empty() {
@@ -236,6 +277,7 @@ impl PartitionLog {
             segments,
             log_start: 0,
             producers,
+            txns,
             epochs,
             last_compaction: None,
         };
@@ -275,7 +317,47 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
+        self.append_batches(records, leader_epoch, now_ms, None)
+    }
+
+    /// Writes a transaction marker (a control batch) for `producer_id`, closing its
+    /// transaction in this partition, as the leader does on WriteTxnMarkers.
+    pub fn append_marker(
+        &mut self,
+        marker: Marker,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let batch = control::encode_marker(
+            marker,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            now_ms,
+        );
+        match self.append_batches(batch, leader_epoch, now_ms, Some(marker))? {
+            AppendOutcome::Appended(info) | AppendOutcome::Duplicate(info) => Ok(info),
+        }
+    }
+
+    /// Offsets and leader epochs stamped on `records`, which [`Self::append`] checks and
+    /// writes; `marker` is the kind of the control batch when the records are one.
+    fn append_batches(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+        marker: Option<Marker>,
+    ) -> Result<AppendOutcome, LogError> {
         let headers = batch::validate_record_set(&records, self.config.max_message_bytes)?;
+        if marker.is_none() && headers.iter().any(BatchHeader::is_control) {
+            return Err(LogError::InvalidRecord(
+                "control batches are written only by the transaction coordinator".into(),
+            ));
+        }
         let mut next = self.log_end_offset();
         let mut stamped = Vec::with_capacity(headers.len());
         for mut header in headers {
@@ -337,6 +419,9 @@ impl PartitionLog {
         self.active_mut()?
             .append(&data, &stamped, interval, now_ms)?;
         self.producers.merge(staged);
+        for header in &stamped {
+            self.follow_transactions(header, marker)?;
+        }
         if leader_epoch >= 0 && self.epochs.latest_epoch().is_none_or(|e| leader_epoch > e) {
             self.epochs.assign(leader_epoch, base_offset);
             self.write_epochs()?;
@@ -381,9 +466,16 @@ impl PartitionLog {
         self.active_mut()?
             .append(&records, &headers, interval, now_ms)?;
         let before = self.epochs.latest_epoch();
+        let mut position = 0;
         for h in &headers {
             self.producers.record(h);
             note_epoch(&mut self.epochs, h);
+            let marker = records
+                .get(position..position + h.total_len())
+                .filter(|_| h.is_control())
+                .and_then(control::marker_of);
+            self.follow_transactions(h, marker)?;
+            position += h.total_len();
         }
         if self.epochs.latest_epoch() != before {
             self.write_epochs()?;
@@ -394,6 +486,44 @@ impl PartitionLog {
             log_append_time: -1,
             log_start_offset: self.log_start,
         })
+    }
+
+    /// Follows a batch just written: opens or closes its producer's transaction, and records
+    /// an abort marker in memory and in the active segment's `.txnindex`.
+    fn follow_transactions(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<Marker>,
+    ) -> Result<(), LogError> {
+        let event = self.txns.observe(header);
+        let unstable = self.txns.first_unstable_offset();
+        if let Some(entry) = txn::abort_entry(event, marker, unstable) {
+            let base = self.active()?.base_offset;
+            txn::append_index(&segment_path(&self.dir, base, "txnindex"), entry)?;
+            self.txns.record_abort(entry);
+        }
+        Ok(())
+    }
+
+    /// The first offset of the oldest transaction still open in this partition: the last
+    /// stable offset cannot pass it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.txns.first_unstable_offset()
+    }
+
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.txns.is_open(producer_id)
+    }
+
+    /// Producers with a transaction open here, with each one's first offset.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.txns.open_transactions().collect()
+    }
+
+    /// The aborted transactions a read_committed fetch of offsets `from..to` must be told of.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.txns.aborted_between(from, to)
     }
 
     /// Starts `epoch` at the current log end, as a new partition leader does, so
@@ -586,6 +716,7 @@ impl PartitionLog {
             deleted += 1;
         }
         self.log_start = self.log_start.max(self.first_base());
+        self.txns.drop_before(self.first_base());
         Ok(deleted)
     }
 
@@ -614,6 +745,7 @@ impl PartitionLog {
                 segment.delete_files(&self.dir)?;
             }
         }
+        self.txns.drop_before(self.first_base());
         self.persist_log_start()
     }
 
@@ -627,6 +759,7 @@ impl PartitionLog {
             .insert(offset, Segment::create(&self.dir, offset)?);
         self.log_start = offset;
         self.producers = ProducerStates::default();
+        self.txns = Transactions::default();
         self.epochs = EpochCache::new();
         self.write_epochs()?;
         self.persist_log_start()
@@ -656,12 +789,47 @@ impl PartitionLog {
         }
         let end = self.log_end_offset();
         self.producers.truncate(end);
+        if self.txns.touches_from(end) {
+            self.rebuild_transactions()?;
+        }
         self.epochs.truncate_from_end(end);
         self.write_epochs()?;
         if self.log_start > end {
             self.log_start = end;
             self.persist_log_start()?;
         }
+        Ok(())
+    }
+
+    /// Rebuilds the transactions from the log (after a truncation cut a transactional batch
+    /// or marker): headers of every segment, and the markers of the newest one; the older
+    /// segments' `.txnindex` files are intact.
+    fn rebuild_transactions(&mut self) -> Result<(), LogError> {
+        let mut txns = Transactions::default();
+        let active_base = self.active()?.base_offset;
+        let mut aborted = Vec::new();
+        for (&base, segment) in &self.segments {
+            let mut position = 0;
+            while let Some(header) = segment.header_at(position)? {
+                let event = txns.observe(&header);
+                if base == active_base && event != TxnEvent::None {
+                    let bytes = segment.read_bytes(position, header.total_len())?;
+                    let unstable = txns.first_unstable_offset();
+                    aborted.extend(txn::abort_entry(
+                        event,
+                        control::marker_of(&bytes),
+                        unstable,
+                    ));
+                }
+                position += header.total_len() as u64;
+            }
+            if base != active_base {
+                txns.adopt_aborted(txn::read_index(&segment_path(&self.dir, base, "txnindex"))?);
+            }
+        }
+        txn::write_index(&segment_path(&self.dir, active_base, "txnindex"), &aborted)?;
+        txns.adopt_aborted(aborted);
+        self.txns = txns;
         Ok(())
     }
 

@@ -468,11 +468,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Removes the segment's three files.
+    /// Removes the segment's files.
     pub fn delete_files(self, dir: &Path) -> Result<(), LogError> {
         let base = self.base_offset;
         drop(self);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", "txnindex"] {
             let path = segment_path(dir, base, ext);
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

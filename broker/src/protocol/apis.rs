@@ -44,9 +44,18 @@ macro_rules! served_apis {
             CreateTopics(CreateTopicsRequest) 2..=7 => handlers::admin::create_topics;
             DeleteTopics(DeleteTopicsRequest) 1..=6 => handlers::admin::delete_topics;
             DeleteRecords(DeleteRecordsRequest) 0..=2 => handlers::records::delete_records;
-            InitProducerId(InitProducerIdRequest) 0..=4 => handlers::produce::init_producer_id;
+            InitProducerId(InitProducerIdRequest) 0..=5 => handlers::produce::init_producer_id;
             OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4
                 => handlers::fetch::offset_for_leader_epoch;
+            AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=5
+                => handlers::transactions::add_partitions_to_txn;
+            AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=4
+                => handlers::transactions::add_offsets_to_txn;
+            EndTxn(EndTxnRequest) 0..=5 => handlers::transactions::end_txn;
+            WriteTxnMarkers(WriteTxnMarkersRequest) 1..=1
+                => handlers::transactions::write_txn_markers;
+            TxnOffsetCommit(TxnOffsetCommitRequest) 0..=5
+                => handlers::transactions::txn_offset_commit;
             DescribeAcls(DescribeAclsRequest) 1..=3 => handlers::acls::describe_acls;
             CreateAcls(CreateAclsRequest) 1..=3 => handlers::acls::create_acls;
             DeleteAcls(DeleteAclsRequest) 1..=3 => handlers::acls::delete_acls;

@@ -249,30 +249,8 @@ impl ReplicaManager {
     /// again, instead of stalling its partitions. Secured as the inter-broker listener is, its
     /// stores read afresh so rotated certificates are used.
     async fn connect(&self, leader: i32) -> Option<Client> {
-        let broker = self.cluster.brokers().get(&leader).cloned()?;
-        let addr = if broker.host.contains(':') {
-            format!("[{}]:{}", broker.host, broker.port)
-        } else {
-            format!("{}:{}", broker.host, broker.port)
-        };
         let timeout = Duration::from_millis(self.config.replica_socket_timeout_ms);
-        // The effective config: the inter-broker listener's TLS keys may have been replaced
-        // through AlterConfigs since the start.
-        let config = self.cluster.effective_config();
-        let security = match crate::peer::inter_broker_security(&config).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(leader, error = %e, "cannot load the inter-broker listener's security");
-                return None;
-            }
-        };
-        match Client::connect_one_within_with(&addr, timeout, &security).await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::debug!(leader, %addr, error = %error_chain(&e), "cannot reach the leader");
-                None
-            }
-        }
+        crate::peer::connect_broker(&self.cluster, leader, timeout).await
     }
 
     /// Cuts each partition to the leader's history of its latest epoch.

@@ -428,6 +428,10 @@ throttle_time!(
     DeleteTopicsResponse,
     InitProducerIdResponse,
     OffsetForLeaderEpochResponse,
+    AddPartitionsToTxnResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
+    TxnOffsetCommitResponse,
     DescribeAclsResponse,
     CreateAclsResponse,
     DeleteAclsResponse,
@@ -449,6 +453,7 @@ throttle_time!(
 );
 
 no_throttle_time!(
+    WriteTxnMarkersResponse,
     SaslHandshakeResponse,
     SaslAuthenticateResponse,
     DescribeQuorumResponse

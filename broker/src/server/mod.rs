@@ -5,7 +5,7 @@
 
 mod connection;
 mod dispatch;
-mod handlers;
+pub(crate) mod handlers;
 mod request_time;
 pub mod session;
 pub mod throttle;
@@ -33,6 +33,8 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     /// Consumer groups.
     pub groups: Arc<GroupCoordinator>,
+    /// Transactional ids.
+    pub txns: Arc<crate::transaction::TransactionCoordinator>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// This node's controller quorum member, for DescribeQuorum.
@@ -66,11 +68,16 @@ impl Broker {
             std::time::Duration::from_secs(cluster.config.controller_quota_window_size_seconds),
             cluster.config.controller_quota_window_num,
         );
+        let txns = Arc::new(crate::transaction::TransactionCoordinator::new(
+            Arc::clone(&cluster),
+            Arc::clone(&groups),
+        ));
         Broker {
             mutations,
             throttler,
             cluster,
             groups,
+            txns,
             metrics,
             quorum,
             connections: AtomicUsize::new(0),

@@ -326,7 +326,7 @@ async fn find_coordinator_answers_with_the_listener_the_request_came_through() {
 }
 
 #[tokio::test]
-async fn a_transaction_coordinator_is_refused_saying_why() {
+async fn a_transaction_coordinator_is_found_and_a_share_coordinator_refused_saying_why() {
     let d = tempfile::tempdir().expect("tempdir");
     let b = broker(d.path());
     register_listeners(&b, 1);
@@ -334,15 +334,28 @@ async fn a_transaction_coordinator_is_refused_saying_why() {
         .with_key(StrBytes::from_static_str("app-1"))
         .with_key_type(1);
     let r = call(&b, 3, txn).await;
-    assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-    let message = r.error_message.expect("a message").to_string();
-    assert!(message.contains("transactions"), "{message}");
+    assert_eq!(r.error_code, 0);
+    let leader = b.txns.coordinator_for("app-1").expect("a coordinator");
+    assert_eq!(
+        r.node_id.0, leader,
+        "the leader of the id's state partition"
+    );
+    let state = b
+        .cluster
+        .topic(crate::cluster::TRANSACTION_STATE)
+        .expect("__transaction_state is created on first use");
+    assert_eq!(state.partition_count(), 50);
+    assert!(state.is_internal());
     let batched = FindCoordinatorRequest::default()
-        .with_key_type(1)
-        .with_coordinator_keys(vec![StrBytes::from_static_str("app-1")]);
+        .with_key_type(2)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("share-1:t:0")]);
     let r = call(&b, 4, batched).await;
+    assert_eq!(
+        r.coordinators[0].error_code,
+        ResponseError::InvalidRequest.code()
+    );
     let message = r.coordinators[0].error_message.clone().expect("a message");
-    assert!(message.contains("transaction coordinators"), "{message}");
+    assert!(message.contains("share coordinators"), "{message}");
 }
 
 #[tokio::test]

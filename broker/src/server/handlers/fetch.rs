@@ -18,6 +18,9 @@ use crate::cluster::Partition;
 use crate::server::dispatch::Ctx;
 use crate::server::throttle::QuotaKind;
 
+/// `isolation_level` of a read_committed consumer's Fetch and ListOffsets.
+const READ_COMMITTED: i8 = 1;
+
 struct Want {
     topic: usize,
     index: i32,
@@ -60,12 +63,23 @@ fn epoch_mismatch(asked: i32, ours: i32) -> Option<ResponseError> {
     }
 }
 
-/// Reads every wanted partition; a follower (`replica`) reads up to the log end, consumers up
-/// to the high watermark.
+/// Whose fetch this is, which decides how far it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// A follower (its node id): up to the log end.
+    Replica(i32),
+    /// A read_uncommitted consumer: up to the high watermark.
+    Uncommitted,
+    /// A read_committed consumer: up to the last stable offset, told which transactions
+    /// in what it reads were aborted.
+    Committed,
+}
+
+/// Reads every wanted partition as `reader` may.
 fn read_all(
     wants: &[Want],
     max_bytes: usize,
-    replica: Option<i32>,
+    reader: Reader,
     node: i32,
 ) -> (Vec<PartitionData>, usize) {
     let mut total = 0usize;
@@ -93,7 +107,7 @@ fn read_all(
             out.push(refused(w.index, e));
             continue;
         }
-        if let Some(follower) = replica {
+        if let Reader::Replica(follower) = reader {
             // A follower's fetch offset is its log end: it has everything before it.
             if !p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms()) {
                 out.push(refused(w.index, not_a_replica(w.current_leader_epoch)));
@@ -101,13 +115,14 @@ fn read_all(
             }
         }
         let hw = p.high_watermark();
+        let lso = p.last_stable_offset();
         let log_start = p.log_start_offset();
         let base = PartitionData::default()
             .with_partition_index(w.index)
             .with_high_watermark(hw)
-            .with_last_stable_offset(hw)
+            .with_last_stable_offset(lso)
             .with_log_start_offset(log_start)
-            .with_aborted_transactions(None);
+            .with_aborted_transactions((reader == Reader::Committed).then(Vec::new));
         // Kafka returns at least one batch for the first partition with data even past
         // max_bytes, so a consumer never stalls on a large batch.
         let budget = if total == 0 {
@@ -125,16 +140,33 @@ fn read_all(
                 out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
                 continue;
             };
-            let upper = if replica.is_some() {
-                log.log_end_offset()
-            } else {
-                hw
+            let upper = match reader {
+                Reader::Replica(_) => log.log_end_offset(),
+                Reader::Uncommitted => hw,
+                Reader::Committed => lso,
             };
-            log.read(w.offset, budget, upper)
+            log.read(w.offset, budget, upper).map(|records| {
+                let aborted = (reader == Reader::Committed && !records.is_empty())
+                    .then(|| log.aborted_transactions(w.offset, upper));
+                (records, aborted)
+            })
         };
         match result {
-            Ok(records) => {
+            Ok((records, aborted)) => {
                 total += records.len();
+                let base = match aborted {
+                    Some(aborted) => base.with_aborted_transactions(Some(
+                        aborted
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect(),
+                    )),
+                    None => base,
+                };
                 out.push(base.with_records(Some(records)));
             }
             Err(e) => out.push(
@@ -180,6 +212,11 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     };
     let min_bytes = req.min_bytes.max(0) as usize;
     let replica = (req.replica_id.0 >= 0).then_some(req.replica_id.0);
+    let reader = match replica {
+        Some(node) => Reader::Replica(node),
+        None if req.isolation_level == READ_COMMITTED => Reader::Committed,
+        None => Reader::Uncommitted,
+    };
     let node = ctx.broker.node_id();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -197,7 +234,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
             idle_reads += last_read;
         }
         let read_at = std::time::Instant::now();
-        let (data, total) = blocking(move || read_all(&w, max_bytes, replica, node)).await?;
+        let (data, total) = blocking(move || read_all(&w, max_bytes, reader, node)).await?;
         last_read = read_at.elapsed();
         reads += 1;
         let has_error = data.iter().any(|d| d.error_code != 0);
@@ -269,6 +306,7 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
         .iter()
         .map(|t| !ctx.authorized(Operation::Describe, Resource::topic(&t.name.0)))
         .collect();
+    let isolation = req.isolation_level;
     let work = move || {
         req.topics
             .into_iter()
@@ -298,6 +336,7 @@ pub async fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> Option<List
                             // Latest tiered (v9+, KIP-1005): nothing is, as in Kafka without
                             // remote storage.
                             -5 => (-1, -1),
+                            -1 if isolation == READ_COMMITTED => (p.last_stable_offset(), -1),
                             -1 => (p.high_watermark(), -1),
                             -3 => match p.log().map(|log| log.max_timestamp_record()) {
                                 None => {

@@ -27,24 +27,30 @@ pub(super) fn group_denied(ctx: &Ctx<'_>, op: Operation, group: &str) -> Option<
     (!ctx.authorized(op, Resource::group(group))).then_some(ResponseError::GroupAuthorizationFailed)
 }
 
-/// FindCoordinator: the coordinator of a group is the leader of its `__consumer_offsets`
-/// partition (created on first use); transaction coordinators (key type 1) are not supported.
+/// FindCoordinator: the coordinator of a group (key type 0) is the leader of its
+/// `__consumer_offsets` partition, that of a transactional id (key type 1) the leader of its
+/// `__transaction_state` partition, each topic created on first use; share coordinators (key
+/// type 2) are not supported yet.
 pub async fn find_coordinator(
     ctx: &Ctx<'_>,
     req: FindCoordinatorRequest,
 ) -> Option<FindCoordinatorResponse> {
-    let groups = Arc::clone(&ctx.broker.groups);
-    let ready = blocking(move || groups.ensure_offsets_topic())
-        .await
-        .is_some_and(|r| r.is_ok());
+    let ready = match req.key_type {
+        0 => {
+            let groups = Arc::clone(&ctx.broker.groups);
+            blocking(move || groups.ensure_offsets_topic().is_ok()).await
+        }
+        1 => {
+            let txns = Arc::clone(&ctx.broker.txns);
+            blocking(move || txns.ensure_state_topic().is_ok()).await
+        }
+        _ => Some(true),
+    }
+    .unwrap_or(false);
     let brokers = ctx.broker.cluster.brokers();
-    // Said in the response, never a bare INVALID_REQUEST: a client (Kafka Streams under
-    // exactly-once) shows it.
-    let unsupported = (req.key_type != 0).then(|| {
+    // Said in the response, never a bare INVALID_REQUEST: a client (a share consumer) shows it.
+    let unsupported = (req.key_type > 1).then(|| {
         let kind = match req.key_type {
-            1 => "transaction coordinators (transactional.id): Gregor does not support \
-                  transactions yet"
-                .to_string(),
             2 => "share coordinators: Gregor does not support share groups yet".to_string(),
             other => format!("unknown coordinator key type {other}"),
         };
@@ -57,20 +63,23 @@ pub async fn find_coordinator(
             .flatten()
     };
     let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
-        if req.key_type == 0 {
-            group_denied(ctx, Operation::Describe, key).map_or(Ok(()), Err)?;
+        match req.key_type {
+            0 => group_denied(ctx, Operation::Describe, key).map_or(Ok(()), Err)?,
+            1 if !ctx.authorized(Operation::Describe, Resource::transactional_id(key)) => {
+                return Err(ResponseError::TransactionalIdAuthorizationFailed)
+            }
+            1 => {}
+            _ => return Err(ResponseError::InvalidRequest),
         }
         if !ready {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        if req.key_type != 0 {
-            return Err(ResponseError::InvalidRequest);
-        }
-        let leader = ctx
-            .broker
-            .groups
-            .coordinator_for(key)
-            .unwrap_or(ctx.broker.node_id());
+        let leader = if req.key_type == 0 {
+            ctx.broker.groups.coordinator_for(key)
+        } else {
+            ctx.broker.txns.coordinator_for(key)
+        };
+        let leader = leader.unwrap_or(ctx.broker.node_id());
         // As Kafka: the coordinator's address on the listener this request came through; a
         // fenced coordinator or one without that listener is not available.
         match brokers

@@ -17,6 +17,7 @@ pub mod records;
 pub mod replicas;
 pub mod sasl;
 pub mod topic_partitions;
+pub mod transactions;
 pub mod unregister;
 
 use kafka_protocol::ResponseError;
@@ -119,6 +120,8 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         LogError::NotLeader => ResponseError::NotLeaderOrFollower,
         LogError::Io { .. } => ResponseError::KafkaStorageError,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::NoOpenTransaction(_) => ResponseError::InvalidTxnState,
         LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,

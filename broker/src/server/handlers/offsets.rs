@@ -23,7 +23,6 @@ pub async fn offset_commit(
     req: OffsetCommitRequest,
 ) -> Option<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
-    let cluster = &ctx.broker.cluster;
     let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
     let mut error =
         ctx.broker
@@ -37,87 +36,118 @@ pub async fn offset_commit(
         error = Some(ResponseError::NotCoordinator);
     }
     let now = now_ms();
+    let topics: Vec<TopicOffsets> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t.partitions.iter().map(|p| {
+                let value = OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                (p.partition_index, value)
+            });
+            (t.name.0.to_string(), parts.collect())
+        })
+        .collect();
+    let outcome = store_offsets(ctx, &group, error, topics, None).await;
+    let topics = req
+        .topics
+        .iter()
+        .zip(outcome)
+        .map(|(t, parts)| {
+            let parts = parts.into_iter().map(|(idx, e)| {
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(idx)
+                    .with_error_code(e.map_or(0, |e| e.code()))
+            });
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(parts.collect())
+        })
+        .collect();
+    Some(OffsetCommitResponse::default().with_topics(topics))
+}
+
+/// A topic's offsets to commit: its name and (partition, offset) pairs.
+pub(super) type TopicOffsets = (String, Vec<(i32, OffsetValue)>);
+
+/// Stores a group's offsets, as OffsetCommit or (with `producer`) TxnOffsetCommit: each
+/// partition answers `error` when given, TOPIC_AUTHORIZATION_FAILED without READ on its topic,
+/// UNKNOWN_TOPIC_OR_PARTITION when it does not exist; the rest are written to the group's
+/// offsets partition and answered once its ISR has them, as Kafka commits with acks=all.
+/// Returns each topic's (partition, error), in the order given.
+pub(super) async fn store_offsets(
+    ctx: &Ctx<'_>,
+    group: &str,
+    error: Option<ResponseError>,
+    topics: Vec<TopicOffsets>,
+    producer: Option<(i64, i16)>,
+) -> Vec<Vec<(i32, Option<ResponseError>)>> {
+    let cluster = &ctx.broker.cluster;
     let mut accepted = Vec::new();
-    let mut per_partition: Vec<(usize, i32, Option<ResponseError>)> = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let topic = cluster.topic(&t.name.0);
-        let denied = !ctx.authorized(Operation::Read, Resource::topic(&t.name.0));
-        for p in &t.partitions {
+    let mut outcome: Vec<Vec<(i32, Option<ResponseError>)>> = Vec::with_capacity(topics.len());
+    for (name, parts) in topics {
+        let topic = cluster.topic(&name);
+        let denied = !ctx.authorized(Operation::Read, Resource::topic(&name));
+        let mut answers = Vec::with_capacity(parts.len());
+        for (index, value) in parts {
             let e = if error.is_some() {
                 error
             } else if denied {
                 Some(ResponseError::TopicAuthorizationFailed)
-            } else if topic
-                .as_ref()
-                .and_then(|tp| tp.partition(p.partition_index))
-                .is_none()
-            {
+            } else if topic.as_ref().and_then(|tp| tp.partition(index)).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else {
-                accepted.push((
-                    (t.name.0.to_string(), p.partition_index),
-                    OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        commit_timestamp: now,
-                    },
-                ));
+                accepted.push(((name.clone(), index), value));
                 None
             };
-            per_partition.push((ti, p.partition_index, e));
+            answers.push((index, e));
         }
+        outcome.push(answers);
     }
-    if !accepted.is_empty() {
-        let coordinator = Arc::clone(&ctx.broker.groups);
-        let g = group.clone();
-        let stored = blocking(move || coordinator.commit(&g, accepted)).await;
-        // Kafka commits offsets with acks=all: wait until the offsets partition's ISR has them.
-        let failed = match stored {
-            Some(Ok(None)) => None,
-            Some(Ok(Some(a))) => {
-                let node = ctx.broker.node_id();
-                match a
-                    .partition
-                    .wait_for_high_watermark(a.next_offset, node, a.epoch, OFFSET_COMMIT_TIMEOUT)
-                    .await
-                {
-                    Commit::Committed => None,
-                    Commit::NotLeader => Some(ResponseError::NotCoordinator),
-                    Commit::TimedOut => Some(ResponseError::CoordinatorNotAvailable),
-                }
-            }
-            Some(Err(e)) => {
-                tracing::warn!(group = %group, error = %e, "offset commit failed");
-                Some(ResponseError::CoordinatorNotAvailable)
-            }
-            None => Some(ResponseError::CoordinatorNotAvailable),
-        };
-        if let Some(error) = failed {
-            for pp in per_partition.iter_mut() {
-                if pp.2.is_none() {
-                    pp.2 = Some(error);
-                }
+    if accepted.is_empty() {
+        return outcome;
+    }
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let g = group.to_string();
+    let stored = blocking(move || match producer {
+        None => coordinator.commit(&g, accepted),
+        Some((id, epoch)) => coordinator.commit_in_transaction(&g, accepted, id, epoch),
+    })
+    .await;
+    let failed = match stored {
+        Some(Ok(None)) => None,
+        Some(Ok(Some(a))) => {
+            let node = ctx.broker.node_id();
+            match a
+                .partition
+                .wait_for_high_watermark(a.next_offset, node, a.epoch, OFFSET_COMMIT_TIMEOUT)
+                .await
+            {
+                Commit::Committed => None,
+                Commit::NotLeader => Some(ResponseError::NotCoordinator),
+                Commit::TimedOut => Some(ResponseError::CoordinatorNotAvailable),
             }
         }
+        Some(Err(e)) => {
+            tracing::warn!(group = %group, error = %e, "offset commit failed");
+            Some(ResponseError::CoordinatorNotAvailable)
+        }
+        None => Some(ResponseError::CoordinatorNotAvailable),
+    };
+    if let Some(error) = failed {
+        for (_, e) in outcome.iter_mut().flatten() {
+            e.get_or_insert(error);
+        }
     }
-    let mut topics: Vec<OffsetCommitResponseTopic> = req
-        .topics
-        .iter()
-        .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
-        .collect();
-    for (ti, idx, e) in per_partition {
-        topics[ti].partitions.push(
-            OffsetCommitResponsePartition::default()
-                .with_partition_index(idx)
-                .with_error_code(e.map(|e| e.code()).unwrap_or(0)),
-        );
-    }
-    Some(OffsetCommitResponse::default().with_topics(topics))
+    outcome
 }
 
 type Committed = Vec<((String, i32), Option<OffsetValue>)>;

@@ -3,7 +3,7 @@
 //! watermark passed them), or NOT_LEADER_OR_FOLLOWER if the leadership moves first. acks=0
 //! gets no response at all, as in Kafka.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,8 +79,9 @@ struct Appends {
     node: i32,
     /// The request's `acks`: whether the answer waits for the ISR (or is refused).
     acks: i16,
-    /// Transactional produce is refused.
-    transactional: bool,
+    /// Partitions refused before any append (a transactional produce that failed its
+    /// verification), with the error each answers.
+    refused: HashMap<(String, i32), ResponseError>,
     /// The broker's effective `min.insync.replicas`, for topics that do not override it.
     default_min_isr: i32,
     /// Topics the principal may not WRITE: their partitions answer TOPIC_AUTHORIZATION_FAILED
@@ -105,7 +106,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         metrics: Arc::clone(&ctx.broker.metrics),
         node,
         acks,
-        transactional: req.transactional_id.is_some(),
+        refused: verify_transaction(ctx, &req).await,
         default_min_isr: ctx.broker.cluster.effective_config().min_insync_replicas,
         denied: req
             .topic_data
@@ -128,6 +129,77 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
             .with_responses(responses)
             .with_throttle_time_ms(throttle_ms),
     )
+}
+
+/// KIP-890 verification of a transactional produce, before anything is appended: each
+/// partition this node leads where the producer has no transaction open yet must be in its
+/// transaction at the coordinator, so a late or stray write cannot open a transaction nobody
+/// will end. Returns the partitions refused and why: TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+/// without WRITE on the id; the coordinator's answer otherwise, its retriable errors as
+/// NOT_ENOUGH_REPLICAS (which producers retry), as Kafka answers them.
+async fn verify_transaction(
+    ctx: &Ctx<'_>,
+    req: &ProduceRequest,
+) -> HashMap<(String, i32), ResponseError> {
+    let mut refused = HashMap::new();
+    let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) else {
+        return refused;
+    };
+    let node = ctx.broker.node_id();
+    let denied = !ctx.authorized(Operation::Write, Resource::transactional_id(id));
+    // Producer (id, epoch) → partitions to verify.
+    let mut unverified: HashMap<(i64, i16), Vec<(String, i32)>> = HashMap::new();
+    for td in &req.topic_data {
+        for pd in &td.partition_data {
+            let key = (td.name.to_string(), pd.index);
+            if denied {
+                refused.insert(key, ResponseError::TransactionalIdAuthorizationFailed);
+                continue;
+            }
+            let Some(header) = pd
+                .records
+                .as_deref()
+                .and_then(crate::log::batch::BatchHeader::parse)
+                .filter(|h| h.is_transactional())
+            else {
+                continue;
+            };
+            let Some(p) = ctx.broker.cluster.partition(&key.0, key.1) else {
+                continue;
+            };
+            let open = p.is_led_by(node)
+                && p.log()
+                    .is_some_and(|log| log.has_open_transaction(header.producer_id));
+            if !open {
+                unverified
+                    .entry((header.producer_id, header.producer_epoch))
+                    .or_default()
+                    .push(key);
+            }
+        }
+    }
+    for ((producer_id, epoch), parts) in unverified {
+        let answers = ctx
+            .broker
+            .txns
+            .verify_produce(id, producer_id, epoch, &parts)
+            .await;
+        for (part, e) in parts.into_iter().zip(answers) {
+            let e = match e {
+                None => continue,
+                Some(
+                    ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::ConcurrentTransactions,
+                ) => ResponseError::NotEnoughReplicas,
+                Some(ResponseError::ProducerFenced) => ResponseError::InvalidProducerEpoch,
+                Some(e) => e,
+            };
+            refused.insert(part, e);
+        }
+    }
+    refused
 }
 
 /// Runs `append`, the appends of `req`, on a blocking thread. Should it panic, every partition
@@ -215,12 +287,6 @@ impl Appends {
         if !matches!(self.acks, ACKS_ALL..=ACKS_LEADER) {
             return refuse(ResponseError::InvalidRequiredAcks, None);
         }
-        if self.transactional {
-            return refuse(
-                ResponseError::TransactionalIdAuthorizationFailed,
-                Some("transactions are not supported yet"),
-            );
-        }
         let Some(topic) = topic else {
             return refuse(ResponseError::UnknownTopicOrPartition, None);
         };
@@ -244,6 +310,12 @@ impl Appends {
         let Some(records) = pd.records.clone() else {
             return refuse(ResponseError::CorruptMessage, None);
         };
+        if let Some(&e) = self.refused.get(&(topic.name.clone(), pd.index)) {
+            return refuse(
+                e,
+                Some("the partition is not in the producer's transaction"),
+            );
+        }
         self.append(p, records)
     }
 
@@ -340,8 +412,8 @@ pub async fn init_producer_id(
                 .with_producer_epoch(-1),
         )
     };
-    if req.transactional_id.is_some() {
-        return refuse(ResponseError::TransactionalIdAuthorizationFailed);
+    if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        return Some(super::transactions::init_transactional_producer(ctx, &req, id).await);
     }
     if !ctx.authorized(Operation::IdempotentWrite, Resource::cluster())
         && !ctx.authorized_any(Operation::Write, ResourceType::Topic)

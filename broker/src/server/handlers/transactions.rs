@@ -1,0 +1,371 @@
+//! The transaction APIs, translating between the wire and
+//! [`crate::transaction::TransactionCoordinator`]: AddPartitionsToTxn (the clients' form and
+//! the brokers' batched, verify-only form), AddOffsetsToTxn, EndTxn, TxnOffsetCommit and
+//! WriteTxnMarkers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::*;
+use kafka_protocol::messages::txn_offset_commit_response::*;
+use kafka_protocol::messages::write_txn_markers_response::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::groups::group_denied;
+use super::offsets::{store_offsets, TopicOffsets};
+use crate::authz::{Operation, Resource};
+use crate::cluster::{now_ms, CONSUMER_OFFSETS};
+use crate::group::offsets_log::{self, OffsetValue};
+use crate::log::control::Marker;
+use crate::server::dispatch::Ctx;
+use crate::transaction::coordinator::write_marker;
+
+/// How long EndTxn waits for the markers before answering on the durable decision alone.
+const END_TXN_WAIT: Duration = Duration::from_secs(10);
+
+/// PRODUCER_FENCED as a client of `version` understands it: versions before the error
+/// existed (KIP-588) are told INVALID_PRODUCER_EPOCH, as Kafka tells them.
+fn fenced_for(e: ResponseError, version: i16, first_with_fenced: i16) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < first_with_fenced {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
+}
+
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id.
+fn txn_denied(ctx: &Ctx<'_>, transactional_id: &str) -> Option<ResponseError> {
+    (!ctx.authorized(
+        Operation::Write,
+        Resource::transactional_id(transactional_id),
+    ))
+    .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+}
+
+/// InitProducerId with a transactional id (the idempotent form is in `produce`).
+pub async fn init_transactional_producer(
+    ctx: &Ctx<'_>,
+    req: &InitProducerIdRequest,
+    transactional_id: &str,
+) -> InitProducerIdResponse {
+    let answer = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(fenced_for(e, ctx.version, 4).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if let Some(e) = txn_denied(ctx, transactional_id) {
+        return answer(e);
+    }
+    let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    let txns = Arc::clone(&ctx.broker.txns);
+    match txns
+        .init_producer_id(transactional_id, req.transaction_timeout_ms, expected)
+        .await
+    {
+        Ok((id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch),
+        Err(e) => answer(e),
+    }
+}
+
+/// One transaction's partitions: checked to exist, authorized, then added (or verified).
+/// Returns each topic's per-partition errors.
+async fn add_partitions(
+    ctx: &Ctx<'_>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    verify_only: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let cluster = &ctx.broker.cluster;
+    let mut refused: Vec<((String, i32), ResponseError)> = Vec::new();
+    let mut wanted = Vec::new();
+    for t in topics {
+        let name = t.name.0.to_string();
+        let topic = cluster.topic(&name);
+        let denied = !ctx.authorized(Operation::Write, Resource::topic(&name));
+        for &p in &t.partitions {
+            if denied {
+                refused.push(((name.clone(), p), ResponseError::TopicAuthorizationFailed));
+            } else if topic.as_ref().and_then(|t| t.partition(p)).is_none()
+                || topic.as_ref().is_some_and(|t| t.is_internal())
+            {
+                refused.push(((name.clone(), p), ResponseError::UnknownTopicOrPartition));
+            } else {
+                wanted.push((name.clone(), p));
+            }
+        }
+    }
+    let refused = refused.into_iter().map(|(p, e)| (p, Some(e)));
+    let outcome: Vec<((String, i32), Option<ResponseError>)> =
+        if let Some(e) = txn_denied(ctx, transactional_id) {
+            wanted
+                .into_iter()
+                .map(|p| (p, Some(e)))
+                .chain(refused)
+                .collect()
+        } else if refused.len() > 0 {
+            // As Kafka: nothing is added when any partition is refused; the rest were not tried.
+            let rest = wanted
+                .into_iter()
+                .map(|p| (p, Some(ResponseError::OperationNotAttempted)));
+            rest.chain(refused).collect()
+        } else if verify_only {
+            let txns = &ctx.broker.txns;
+            wanted
+                .into_iter()
+                .map(|p| {
+                    let e = txns.verify(transactional_id, producer_id, producer_epoch, &p);
+                    (p, e.err())
+                })
+                .collect()
+        } else {
+            let added = ctx
+                .broker
+                .txns
+                .add_partitions(transactional_id, producer_id, producer_epoch, &wanted)
+                .await;
+            let e = added.err();
+            wanted.into_iter().map(|p| (p, e)).collect()
+        };
+    let mut by_topic: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    for ((topic, index), e) in outcome {
+        let code = e.map_or(0, |e| fenced_for(e, ctx.version, 2).code());
+        let result = AddPartitionsToTxnPartitionResult::default()
+            .with_partition_index(index)
+            .with_partition_error_code(code);
+        match by_topic.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.results_by_partition.push(result),
+            None => by_topic.push(
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(TopicName(crate::server::dispatch::sb(topic)))
+                    .with_results_by_partition(vec![result]),
+            ),
+        }
+    }
+    by_topic
+}
+
+/// AddPartitionsToTxn: v0–3 from a producer (one transaction), v4+ from brokers (several,
+/// possibly verify-only: KIP-890's check that a partition is in its transaction).
+pub async fn add_partitions_to_txn(
+    ctx: &Ctx<'_>,
+    req: AddPartitionsToTxnRequest,
+) -> Option<AddPartitionsToTxnResponse> {
+    if ctx.version <= 3 {
+        let results = add_partitions(
+            ctx,
+            &req.v3_and_below_transactional_id.0,
+            req.v3_and_below_producer_id.0,
+            req.v3_and_below_producer_epoch,
+            &req.v3_and_below_topics,
+            false,
+        )
+        .await;
+        return Some(
+            AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+        );
+    }
+    if !ctx.authorized(Operation::ClusterAction, Resource::cluster()) {
+        return Some(
+            AddPartitionsToTxnResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
+    let mut results = Vec::with_capacity(req.transactions.len());
+    for t in &req.transactions {
+        let topics = add_partitions(
+            ctx,
+            &t.transactional_id.0,
+            t.producer_id.0,
+            t.producer_epoch,
+            &t.topics,
+            t.verify_only,
+        )
+        .await;
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(topics),
+        );
+    }
+    Some(AddPartitionsToTxnResponse::default().with_results_by_transaction(results))
+}
+
+/// AddOffsetsToTxn: the group's offsets partition joins the transaction, so that offsets
+/// committed in it (TxnOffsetCommit) end with it.
+pub async fn add_offsets_to_txn(
+    ctx: &Ctx<'_>,
+    req: AddOffsetsToTxnRequest,
+) -> Option<AddOffsetsToTxnResponse> {
+    let group = req.group_id.0.to_string();
+    let id = req.transactional_id.0.to_string();
+    let error = if let Some(e) = txn_denied(ctx, &id) {
+        Some(e)
+    } else if let Some(e) = group_denied(ctx, Operation::Read, &group) {
+        Some(e)
+    } else {
+        let groups = Arc::clone(&ctx.broker.groups);
+        match super::blocking(move || groups.ensure_offsets_topic()).await {
+            Some(Ok(count)) => {
+                let partition = (
+                    CONSUMER_OFFSETS.to_string(),
+                    offsets_log::partition_for(&group, count),
+                );
+                ctx.broker
+                    .txns
+                    .add_partitions(&id, req.producer_id.0, req.producer_epoch, &[partition])
+                    .await
+                    .err()
+            }
+            _ => Some(ResponseError::CoordinatorNotAvailable),
+        }
+    };
+    let code = error.map_or(0, |e| fenced_for(e, ctx.version, 2).code());
+    Some(AddOffsetsToTxnResponse::default().with_error_code(code))
+}
+
+/// EndTxn: commit or abort.
+pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> Option<EndTxnResponse> {
+    let id = req.transactional_id.0.to_string();
+    let error = match txn_denied(ctx, &id) {
+        Some(e) => Some(e),
+        None => ctx
+            .broker
+            .txns
+            .end_txn(
+                &id,
+                req.producer_id.0,
+                req.producer_epoch,
+                req.committed,
+                END_TXN_WAIT,
+            )
+            .await
+            .err(),
+    };
+    let code = error.map_or(0, |e| fenced_for(e, ctx.version, 2).code());
+    Some(
+        EndTxnResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+}
+
+/// TxnOffsetCommit: a transactional producer commits a group's offsets; they become the
+/// group's only when its transaction commits.
+pub async fn txn_offset_commit(
+    ctx: &Ctx<'_>,
+    req: TxnOffsetCommitRequest,
+) -> Option<TxnOffsetCommitResponse> {
+    let group = req.group_id.0.to_string();
+    let id = req.transactional_id.0.to_string();
+    let groups = &ctx.broker.groups;
+    let mut error = txn_denied(ctx, &id).or_else(|| group_denied(ctx, Operation::Read, &group));
+    if error.is_none() && !groups.coordinates(&group) {
+        error = Some(ResponseError::NotCoordinator);
+    }
+    // A producer that passed its consumer's group metadata (v3+) is checked as a member is.
+    if error.is_none() && (req.generation_id >= 0 || !req.member_id.is_empty()) {
+        let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
+        error = groups.validate_commit(&group, member, req.generation_id);
+    }
+    let now = now_ms();
+    let topics: Vec<TopicOffsets> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t.partitions.iter().map(|p| {
+                let value = OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                (p.partition_index, value)
+            });
+            (t.name.0.to_string(), parts.collect())
+        })
+        .collect();
+    let producer = Some((req.producer_id.0, req.producer_epoch));
+    let outcome = store_offsets(ctx, &group, error, topics, producer).await;
+    let topics = req
+        .topics
+        .iter()
+        .zip(outcome)
+        .map(|(t, parts)| {
+            let parts = parts.into_iter().map(|(index, e)| {
+                TxnOffsetCommitResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_error_code(e.map_or(0, |e| fenced_for(e, ctx.version, 3).code()))
+            });
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(parts.collect())
+        })
+        .collect();
+    Some(TxnOffsetCommitResponse::default().with_topics(topics))
+}
+
+/// WriteTxnMarkers, from a transaction coordinator on another broker: writes each marker into
+/// the partitions this broker leads.
+pub async fn write_txn_markers(
+    ctx: &Ctx<'_>,
+    req: WriteTxnMarkersRequest,
+) -> Option<WriteTxnMarkersResponse> {
+    let allowed = ctx.authorized(Operation::ClusterAction, Resource::cluster());
+    let mut results = Vec::with_capacity(req.markers.len());
+    for m in &req.markers {
+        let marker = if m.transaction_result {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in &m.topics {
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for &index in &t.partition_indexes {
+                let e = if allowed {
+                    write_marker(
+                        &ctx.broker.cluster,
+                        &ctx.broker.groups,
+                        &t.name.0,
+                        index,
+                        m.producer_id.0,
+                        m.producer_epoch,
+                        marker,
+                        m.coordinator_epoch,
+                    )
+                    .await
+                    .err()
+                } else {
+                    Some(ResponseError::ClusterAuthorizationFailed)
+                };
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(e.map_or(0, |e| e.code())),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    Some(WriteTxnMarkersResponse::default().with_markers(results))
+}
