@@ -11,14 +11,20 @@ their isolation level, and the read_committed ones must get there."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import time
 import uuid
+
+import pytest
 
 from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from conftest import wait_for
+from conftest import SCRIPTS, wait_for
 from helpers import DeliveryLog, create_topic
 
 TIMEOUT = 20.0
@@ -354,3 +360,55 @@ def test_new_producer_with_same_transactional_id_fences_the_old(bootstrap):
     # A's first record was written, and aborted when B took over the transactional.id.
     uncommitted, _ = read_to_end(bootstrap, topic, 1, committed=False)
     assert values(uncommitted[0]) == [b"A0", b"B0", b"B1"]
+
+
+def kafka_tool(*args: str) -> str:
+    """`scripts/kafka.sh ARGS...` (Kafka's own tools): stdout and stderr; fails on an error."""
+    proc = subprocess.run([str(SCRIPTS / "kafka.sh"), *args], text=True, timeout=120,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, f"kafka.sh {' '.join(args)} exited {proc.returncode}\n" \
+                                 f"{proc.stdout[-4000:]}"
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
+                    reason="needs java (and scripts/kafka-dist.sh)")
+def test_kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction(bootstrap):
+    """`kafka-transactions` against an open transaction: `list` and `describe` show it
+    Ongoing with its partition, `describe-producers` shows its producer and where its
+    transaction starts, `find-hanging` finds nothing hanging (it is within its timeout), and
+    `abort` (WriteTxnMarkers from an admin) ends it in the partition: the last stable offset
+    moves past it and read_committed readers never see its records."""
+    topic = new_topic(bootstrap, "txn-tool", 1)
+    txn_id = f"tool-{uuid.uuid4().hex[:8]}"
+    p = txn_producer(bootstrap, txn_id)
+    log = DeliveryLog()
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"open-{i}".encode(), partition=0, on_delivery=log)
+    assert p.flush(TIMEOUT) == 0 and len(log.ok) == 3, log.errors
+
+    tool = ("transactions", "--bootstrap-server", bootstrap)
+    listed = kafka_tool(*tool, "list")
+    assert re.search(rf"^{txn_id}\s+\S+\s+\d+\s+Ongoing\s*$", listed, re.M), listed
+    described = kafka_tool(*tool, "describe", "--transactional-id", txn_id)
+    assert re.search(r"\bOngoing\b", described), described
+    assert f"{topic}-0" in described, described
+    producers = kafka_tool(*tool, "describe-producers", "--topic", topic, "--partition", "0")
+    row = [line.split() for line in producers.splitlines() if line.split()[:1] != ["ProducerId"]]
+    row = [r for r in row if r and r[0].isdigit()]
+    assert len(row) == 1, producers
+    # ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp
+    # CurrentTransactionStartOffset
+    assert row[0][-1] == "0", producers
+    hanging = kafka_tool(*tool, "find-hanging", "--topic", topic, "--partition", "0")
+    # A header and no row: the transaction is within its timeout.
+    rows = [line for line in hanging.splitlines() if line.strip()]
+    assert rows[0].split()[:3] == ["Topic", "Partition", "ProducerId"] and len(rows) == 1, hanging
+
+    assert end_offsets(bootstrap, topic, 1, committed=True) == {0: 0}
+    kafka_tool(*tool, "abort", "--topic", topic, "--partition", "0", "--start-offset", "0")
+    # The abort marker takes offset 3: stable up to the end, nothing of the transaction shown.
+    assert end_offsets(bootstrap, topic, 1, committed=True) == {0: 4}
+    committed, _ = read_to_end(bootstrap, topic, 1, committed=True)
+    assert values(committed[0]) == []

@@ -179,6 +179,21 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// A producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSnapshot {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// Sequence of its last record, or -1.
+    pub last_sequence: i32,
+    /// The largest timestamp of its newest batch.
+    pub last_timestamp: i64,
+    /// First offset of its open transaction here, or -1.
+    pub txn_start_offset: i64,
+}
+
 /// One partition's log on disk.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -331,6 +346,17 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        // A marker from an older incarnation than the log has seen (a fenced producer's, or a
+        // stale admin abort) would reopen its epoch: refused, as Kafka refuses it.
+        if let Some(current) = self.producers.epoch_of(producer_id) {
+            if producer_epoch < current {
+                return Err(LogError::InvalidProducerEpoch {
+                    producer_id,
+                    current,
+                    got: producer_epoch,
+                });
+            }
+        }
         let batch = control::encode_marker(
             marker,
             producer_id,
@@ -509,6 +535,21 @@ impl PartitionLog {
     /// stable offset cannot pass it.
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.txns.first_unstable_offset()
+    }
+
+    /// The producers this partition's log knows, with their open transactions.
+    pub fn active_producers(&self) -> Vec<ProducerSnapshot> {
+        let open: BTreeMap<i64, i64> = self.txns.open_transactions().collect();
+        self.producers
+            .iter()
+            .map(|(producer_id, e)| ProducerSnapshot {
+                producer_id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: open.get(&producer_id).copied().unwrap_or(-1),
+            })
+            .collect()
     }
 
     /// Whether `producer_id` has a transaction open in this partition.

@@ -32,6 +32,8 @@ pub(crate) struct ProducerEntry {
     pub epoch: i16,
     /// Its newest batches, oldest first.
     pub batches: VecDeque<BatchMeta>,
+    /// The largest timestamp of its newest batch.
+    pub last_timestamp: i64,
 }
 
 /// The verdict on one batch.
@@ -106,6 +108,7 @@ impl ProducerStates {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = header.max_timestamp;
         if header.base_sequence < 0 {
             return;
         }
@@ -118,6 +121,16 @@ impl ProducerStates {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+    }
+
+    /// The epoch the log last saw from `producer_id`.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// Every producer known here, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&id, e)| (id, e))
     }
 
     /// A copy of the state of just these producers, to stage a request's batches on.

@@ -84,8 +84,14 @@ macro_rules! served_apis {
             DescribeCluster(DescribeClusterRequest) 0..=2 => handlers::metadata::describe_cluster;
             DescribeQuorum(DescribeQuorumRequest) 0..=2 => handlers::quorum::describe_quorum;
             UpdateFeatures(UpdateFeaturesRequest) 0..=2 => handlers::features::update_features;
+            DescribeProducers(DescribeProducersRequest) 0..=0
+                => handlers::transactions::describe_producers;
             UnregisterBroker(UnregisterBrokerRequest) 0..=0
                 => handlers::unregister::unregister_broker;
+            DescribeTransactions(DescribeTransactionsRequest) 0..=0
+                => handlers::transactions::describe_transactions;
+            ListTransactions(ListTransactionsRequest) 0..=2
+                => handlers::transactions::list_transactions;
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0
                 => handlers::topic_partitions::describe_topic_partitions;
         }

@@ -908,6 +908,18 @@ impl TransactionCoordinator {
         }
     }
 
+    /// One transactional id's state: NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) when
+    /// it is not coordinated here, TRANSACTIONAL_ID_NOT_FOUND when it is unknown.
+    pub fn lookup(&self, transactional_id: &str) -> Result<TxnMetadata, ResponseError> {
+        self.check_coordinator(transactional_id)?;
+        self.txns
+            .lock()
+            .get(transactional_id)
+            .filter(|e| e.meta.producer_id >= 0)
+            .map(|e| e.meta.clone())
+            .ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
     /// Whether this node coordinates `transactional_id` and has loaded it.
     pub fn coordinates(&self, transactional_id: &str) -> Result<(), ResponseError> {
         self.check_coordinator(transactional_id).map(|_| ())

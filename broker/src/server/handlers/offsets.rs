@@ -217,23 +217,24 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
                         .as_ref()
                         .map(|ts| ts.iter().map(|t| (&t.name, &t.partition_indexes))),
                 );
+                let unstable = unstable_offsets(ctx, &g.group_id.0, req.require_stable);
                 let topics = by_topic(fetch_group(ctx, &g.group_id.0, asked))
                     .into_iter()
                     .map(|(topic, parts)| {
+                        let parts = parts.into_iter().map(|(p, o, e, m)| {
+                            let answer = OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(e)
+                                .with_metadata(Some(sb(m)));
+                            match unstable(&topic, p) {
+                                Some(e) => answer.with_committed_offset(-1).with_error_code(e),
+                                None => answer,
+                            }
+                        });
                         OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(sb(topic)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, o, e, m)| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(o)
-                                            .with_committed_leader_epoch(e)
-                                            .with_metadata(Some(sb(m)))
-                                    })
-                                    .collect(),
-                            )
+                            .with_name(TopicName(sb(topic.clone())))
+                            .with_partitions(parts.collect())
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
@@ -256,26 +257,43 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
             .as_ref()
             .map(|ts| ts.iter().map(|t| (&t.name, &t.partition_indexes))),
     );
+    let unstable = unstable_offsets(ctx, &req.group_id.0, req.require_stable);
     let topics = by_topic(fetch_group(ctx, &req.group_id.0, asked))
         .into_iter()
         .map(|(topic, parts)| {
+            let parts = parts.into_iter().map(|(p, o, e, m)| {
+                let answer = OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(o)
+                    .with_committed_leader_epoch(e)
+                    .with_metadata(Some(sb(m)));
+                match unstable(&topic, p) {
+                    Some(e) => answer.with_committed_offset(-1).with_error_code(e),
+                    None => answer,
+                }
+            });
             OffsetFetchResponseTopic::default()
-                .with_name(TopicName(sb(topic)))
-                .with_partitions(
-                    parts
-                        .into_iter()
-                        .map(|(p, o, e, m)| {
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(o)
-                                .with_committed_leader_epoch(e)
-                                .with_metadata(Some(sb(m)))
-                        })
-                        .collect(),
-                )
+                .with_name(TopicName(sb(topic.clone())))
+                .with_partitions(parts.collect())
         })
         .collect();
     Some(OffsetFetchResponse::default().with_topics(topics))
+}
+
+/// For OffsetFetch with `require_stable` (KIP-447, what read_committed consumers send): the
+/// UNSTABLE_OFFSET_COMMIT code of a partition whose offset is part of a transaction still
+/// open, so the consumer waits for the transaction instead of starting from a stale offset.
+fn unstable_offsets(
+    ctx: &Ctx<'_>,
+    group: &str,
+    require_stable: bool,
+) -> impl Fn(&str, i32) -> Option<i16> {
+    let (groups, group) = (Arc::clone(&ctx.broker.groups), group.to_string());
+    move |topic, partition| {
+        let key = (topic.to_string(), partition);
+        (require_stable && groups.has_pending_transaction(&group, Some(&key)))
+            .then_some(ResponseError::UnstableOffsetCommit.code())
+    }
 }
 
 /// OffsetDelete (`kafka-consumer-groups --delete-offsets`): removes a group's committed

@@ -1,7 +1,8 @@
 //! The transaction APIs, translating between the wire and
 //! [`crate::transaction::TransactionCoordinator`]: AddPartitionsToTxn (the clients' form and
 //! the brokers' batched, verify-only form), AddOffsetsToTxn, EndTxn, TxnOffsetCommit and
-//! WriteTxnMarkers.
+//! WriteTxnMarkers; and what `kafka-transactions` asks: DescribeProducers,
+//! DescribeTransactions and ListTransactions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -368,4 +369,169 @@ pub async fn write_txn_markers(
         );
     }
     Some(WriteTxnMarkersResponse::default().with_markers(results))
+}
+
+/// DescribeTransactions: the state of each transactional id this node coordinates.
+pub async fn describe_transactions(
+    ctx: &Ctx<'_>,
+    req: DescribeTransactionsRequest,
+) -> Option<DescribeTransactionsResponse> {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    let states = req
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            let base = TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            let found = if ctx.authorized(Operation::Describe, Resource::transactional_id(id)) {
+                ctx.broker.txns.lookup(id)
+            } else {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            };
+            let meta = match found {
+                Ok(meta) => meta,
+                Err(e) => return base.with_error_code(e.code()),
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (topic, index) in &meta.partitions {
+                if !ctx.authorized(Operation::Describe, Resource::topic(topic)) {
+                    continue;
+                }
+                match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+                    Some(t) => t.partitions.push(*index),
+                    None => topics.push(
+                        TopicData::default()
+                            .with_topic(TopicName(crate::server::dispatch::sb(topic.clone())))
+                            .with_partitions(vec![*index]),
+                    ),
+                }
+            }
+            base.with_transaction_state(crate::server::dispatch::sb(meta.state.name().to_string()))
+                .with_transaction_timeout_ms(meta.timeout_ms)
+                .with_transaction_start_time_ms(meta.start_ms)
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_producer_epoch(meta.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    Some(DescribeTransactionsResponse::default().with_transaction_states(states))
+}
+
+/// ListTransactions: the transactional ids this node coordinates, filtered by state,
+/// producer id, time running (v1+) and id pattern (v2+).
+pub async fn list_transactions(
+    ctx: &Ctx<'_>,
+    req: ListTransactionsRequest,
+) -> Option<ListTransactionsResponse> {
+    use crate::transaction::log::TxnState;
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    let mut states = Vec::new();
+    let mut unknown = Vec::new();
+    for f in &req.state_filters {
+        match TxnState::ALL.iter().find(|s| s.name() == f.as_str()) {
+            Some(s) => states.push(*s),
+            None => unknown.push(f.clone()),
+        }
+    }
+    let pattern = match req
+        .transactional_id_pattern
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        None => None,
+        Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(client_id = %ctx.client_id, pattern = p, error = %e, "ListTransactions refused: bad pattern");
+                return Some(
+                    ListTransactionsResponse::default()
+                        .with_error_code(ResponseError::InvalidRegularExpression.code()),
+                );
+            }
+        },
+    };
+    let now = now_ms();
+    let listed = ctx
+        .broker
+        .txns
+        .describe(None)
+        .into_iter()
+        .filter(|(id, meta)| {
+            (states.is_empty() || states.contains(&meta.state))
+                && (req.producer_id_filters.is_empty()
+                    || req
+                        .producer_id_filters
+                        .contains(&ProducerId(meta.producer_id)))
+                && (req.duration_filter < 0
+                    || (meta.start_ms >= 0 && now - meta.start_ms >= req.duration_filter))
+                && pattern.as_ref().is_none_or(|r| r.is_match(id))
+                && ctx.authorized(Operation::Describe, Resource::transactional_id(id))
+        })
+        .map(|(id, meta)| {
+            TransactionState::default()
+                .with_transactional_id(TransactionalId(crate::server::dispatch::sb(id)))
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_transaction_state(crate::server::dispatch::sb(meta.state.name().to_string()))
+        })
+        .collect();
+    Some(
+        ListTransactionsResponse::default()
+            .with_unknown_state_filters(unknown)
+            .with_transaction_states(listed),
+    )
+}
+
+/// DescribeProducers: the producers each partition this node leads knows, with their open
+/// transactions (what `kafka-transactions describe-producers` and `find-hanging` read).
+pub async fn describe_producers(
+    ctx: &Ctx<'_>,
+    req: DescribeProducersRequest,
+) -> Option<DescribeProducersResponse> {
+    use kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    let node = ctx.broker.node_id();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = ctx.broker.cluster.topic(&t.name.0);
+            let denied = !ctx.authorized(Operation::Read, Resource::topic(&t.name.0));
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let answer = PartitionResponse::default().with_partition_index(index);
+                    let p = match super::led_partition(topic.as_ref(), denied, index, node) {
+                        Ok(p) => p,
+                        Err(e) => return answer.with_error_code(e.code()),
+                    };
+                    let Some(producers) = p.log().map(|log| log.active_producers()) else {
+                        return answer.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    };
+                    answer.with_active_producers(
+                        producers
+                            .into_iter()
+                            .map(|s| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(s.producer_id))
+                                    .with_producer_epoch(i32::from(s.epoch))
+                                    .with_last_sequence(s.last_sequence)
+                                    .with_last_timestamp(s.last_timestamp)
+                                    .with_coordinator_epoch(-1)
+                                    .with_current_txn_start_offset(s.txn_start_offset)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    Some(DescribeProducersResponse::default().with_topics(topics))
 }

@@ -1,0 +1,621 @@
+"""Exactly-once through Java software the team did not write, run from the jars of
+scripts/kafka-dist.sh:
+
+- Apache Kafka's own `TransactionalMessageCopier` (kafka-tools, the copy loop of Kafka's
+  transaction system tests): a read_committed consumer, a transactional producer, the consumed
+  positions sent to every transaction (KIP-447 group metadata in group mode), transactions
+  aborted at random; every input record is in the output exactly once, in order, and the
+  aborted copies are in the log for read_uncommitted readers only;
+- Kafka Streams' shipped `WordCountDemo` (kafka-streams-examples) under
+  processing.guarantee=exactly_once_v2: a stateful topology (a repartition topic, a RocksDB
+  store and its changelog) whose committed output counts every word once per occurrence, also
+  across a kill -9 of the application and its restart on the same state dir;
+- the copier on a three-node Gregor cluster (RF 3, min.insync.replicas=2, __transaction_state
+  RF 3) while the broker coordinating its transactional id is killed -9 and started again: the
+  copier carries on against the new coordinator and the output is still exactly once.
+
+The first two run against the broker under test (GREGOR_TEST_BROKER=kafka checks them against
+Apache Kafka); the failover test starts its own Gregor cluster. `GREGOR_JAVA_TESTS=0` skips
+the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from pathlib import Path
+
+import pytest
+from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Producer,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from kafka import KafkaAdminClient
+
+from cluster import cluster_fixture
+from conftest import SCRIPTS, GiveUp, tail, wait_for
+from helpers import DeliveryLog
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
+    reason="needs java (and scripts/kafka-dist.sh); GREGOR_JAVA_TESTS=0 turns these off")
+
+TIMEOUT = 30.0
+COPIER = "org.apache.kafka.tools.TransactionalMessageCopier"
+WORDCOUNT = "org.apache.kafka.streams.examples.wordcount.WordCountDemo"
+# WordCountDemo's topics are fixed in its code.
+STREAMS_INPUT, STREAMS_OUTPUT = "streams-plaintext-input", "streams-wordcount-output"
+
+
+@pytest.fixture(scope="module")
+def kafka_libs() -> Path:
+    """The jars of the Kafka distribution, fetched (again, when scripts/kafka-pom.xml changed)
+    by kafka-dist.sh; kafka-run-class.sh alone only fetches a missing one."""
+    out = subprocess.run([str(SCRIPTS / "kafka-dist.sh")], check=True, text=True,
+                         stdout=subprocess.PIPE, timeout=600)
+    return Path(out.stdout.strip().splitlines()[-1]) / "libs"
+
+
+# -- topics and readers -------------------------------------------------------------------------
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int, rf: int = 1,
+                  exist_ok: bool = False, timeout: float = TIMEOUT):
+    """Create `names` and wait until every partition has a leader (and, with `rf` > 1, a full
+    ISR)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    conf = {"min.insync.replicas": "2"} if rf > 1 else {}
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=rf, config=conf)
+         for n in names], operation_timeout=timeout, request_timeout=timeout)
+    for name, f in futures.items():
+        try:
+            f.result(timeout=timeout)
+        except KafkaException as e:
+            if not (exist_ok and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
+
+    def ready():
+        md = admin.list_topics(timeout=5)
+        for name in names:
+            t = md.topics.get(name)
+            if t is None or t.error is not None or len(t.partitions) != partitions:
+                return False
+            if not all(p.error is None and p.leader >= 0 and len(p.isrs) == rf
+                       for p in t.partitions.values()):
+                return False
+        return True
+
+    wait_for(ready, timeout, f"topics {names} to have leaders and full ISRs")
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int, committed: bool) -> dict[int, int]:
+    """ListOffsets(latest): the LSO when `committed`, else the high watermark."""
+    level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    futures = admin.list_offsets(
+        {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)},
+        isolation_level=level, request_timeout=TIMEOUT)
+    return {tp.partition: f.result(timeout=TIMEOUT).offset for tp, f in futures.items()}
+
+
+def read_values(bootstrap: str, topic: str, partitions: int, committed: bool,
+                timeout: float = 60.0) -> dict[int, list[bytes]]:
+    """Every value of `topic` per partition, in offset order, read from offset 0 until the
+    consumer reports the end offset for its isolation level (as of the call): the LSO for
+    read_committed, past the last transaction marker."""
+    end = end_offsets(bootstrap, topic, partitions, committed)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"unused-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "isolation.level": "read_committed" if committed else "read_uncommitted"})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        out: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+        at_end = {p for p in range(partitions) if end[p] == 0}
+        deadline = time.monotonic() + timeout
+        while len(at_end) < partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read_values({topic}, committed={committed}): reached the "
+                                   f"end of {sorted(at_end)} only, want offsets {end}")
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is None:
+                out[msg.partition()].append(msg.value())
+            elif err.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(err)
+            elif msg.offset() >= end[msg.partition()]:
+                at_end.add(msg.partition())
+        return out
+    finally:
+        c.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets for `topic` (OffsetFetch, stable offsets only)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=TIMEOUT)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def produce_inputs(bootstrap: str, topic: str, partitions: int, n: int) -> dict[int, list[bytes]]:
+    """`n` distinct values, round-robin over the partitions; {partition: values in order}."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    log = DeliveryLog()
+    sent: dict[int, list[bytes]] = {q: [] for q in range(partitions)}
+    for i in range(n):
+        q, v = i % partitions, f"value-{i:07d}".encode()
+        while True:
+            try:
+                p.produce(topic, value=v, partition=q, on_delivery=log)
+                break
+            except BufferError:
+                p.poll(0.05)
+        sent[q].append(v)
+    assert p.flush(TIMEOUT) == 0
+    assert not log.errors and len(log.ok) == n, log.errors[:3]
+    return sent
+
+
+# -- Java processes -----------------------------------------------------------------------------
+
+
+class JavaMain:
+    """A main class of the Kafka distribution run through scripts/kafka.sh (which execs java, so
+    signals reach the JVM itself). A thread keeps the last stdout lines, and `on_line` sees each
+    one; stderr (the client's log, WARN and up) goes to a file."""
+
+    def __init__(self, workdir: Path, name: str, main_class: str, args: list[str],
+                 on_line=None, env: dict | None = None):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.stderr_path = workdir / f"{name}.stderr"
+        self.lines: deque[str] = deque(maxlen=40)
+        self._on_line = on_line
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen([str(SCRIPTS / "kafka.sh"), main_class, *args],
+                                         stdout=subprocess.PIPE, stderr=err,
+                                         stdin=subprocess.DEVNULL, text=True,
+                                         env={**os.environ, **(env or {})})
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; its exit code. Fails with `report()` on a timeout."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.name} still running after {timeout}s\n{self.report()}")
+        self._reader.join(timeout=10)
+        return rc
+
+    def kill(self):
+        """SIGKILL, and reap."""
+        if self.running():
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        """SIGTERM (the JVM runs its shutdown hooks), SIGKILL after 30 s."""
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def report(self) -> str:
+        out = "\n".join(self.lines)
+        return (f"--- {self.name} exit code {self.proc.poll()}; stdout (tail) ---\n{out}\n"
+                f"--- {self.name} stderr (tail) ---\n{tail(self.stderr_path, 80)}")
+
+
+class Copier(JavaMain):
+    """Kafka's TransactionalMessageCopier. It prints a JSON status line per poll
+    ({"totalProcessed": committed records, "remaining": ...}) and, from its shutdown hook, a
+    last one with "stage": "ShutdownComplete"."""
+
+    def __init__(self, workdir: Path, bootstrap: str, src: str, dst: str, group: str,
+                 txn_id: str, max_messages: int, partition: int | None = None,
+                 transaction_size: int = 200):
+        self.status: dict = {}
+        self.shutdown: dict | None = None
+        args = ["--broker-list", bootstrap, "--input-topic", src, "--output-topic", dst,
+                "--consumer-group", group, "--transactional-id", txn_id,
+                "--max-messages", str(max_messages),
+                "--transaction-size", str(transaction_size), "--enable-random-aborts"]
+        if partition is None:
+            # Subscribe (a group member) and send the consumer's group metadata (KIP-447).
+            args += ["--input-partition", "0", "--group-mode", "--use-group-metadata"]
+        else:
+            # Assign one partition; offsets go to the transaction under the group id alone.
+            args += ["--input-partition", str(partition)]
+        super().__init__(workdir, f"copier-{txn_id}", COPIER, args, on_line=self._status)
+
+    def _status(self, line: str):
+        if not line.startswith("{"):
+            return
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return
+        # Kafka 4.x marks the last line with "stage": "ShutdownComplete", earlier versions
+        # with a "shutdown_complete" key.
+        if data.get("stage") == "ShutdownComplete" or "shutdown_complete" in data:
+            self.shutdown = data
+        else:
+            self.status = data
+
+    @property
+    def processed(self) -> int:
+        """Records copied in committed transactions so far."""
+        return int(self.status.get("totalProcessed", 0))
+
+    def finish(self, timeout: float) -> dict:
+        """Wait for a clean exit; the shutdown status line."""
+        rc = self.wait(timeout)
+        assert rc == 0 and self.shutdown is not None, \
+            f"the copier failed (exit code {rc})\n{self.report()}"
+        return self.shutdown
+
+
+# -- 1. the transactional copy loop ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["group-mode", "per-partition"])
+def test_java_transactional_copier_output_is_exactly_once(bootstrap, kafka_libs, tmp_path, mode):
+    """5000 distinct values over three partitions, copied by Kafka's TransactionalMessageCopier
+    in transactions of up to 200 records, a third of them aborted at random after the records
+    were sent and the offsets added. group-mode: one copier subscribed as a group member,
+    committing with the consumer's group metadata; per-partition: three copiers at once, each
+    with a transactional id of its own, assigned one partition and committing under the group
+    id alone. read_committed readers see the input exactly once, in order; the aborted copies
+    are in the log (read_uncommitted sees more), and the group's committed offsets are the
+    input's end."""
+    partitions, n = 3, 5000
+    tag = uuid.uuid4().hex[:8]
+    src, dst, group = f"eos-in-{tag}", f"eos-out-{tag}", f"eos-copier-{tag}"
+    create_topics(bootstrap, [src, dst], partitions)
+    inputs = produce_inputs(bootstrap, src, partitions, n)
+
+    if mode == "group-mode":
+        copiers = [Copier(tmp_path, bootstrap, src, dst, group, f"copier-{tag}", n)]
+    else:
+        copiers = [Copier(tmp_path, bootstrap, src, dst, group, f"copier-{tag}-{p}",
+                          len(inputs[p]), partition=p) for p in range(partitions)]
+    try:
+        done = [c.finish(timeout=75) for c in copiers]
+    finally:
+        for c in copiers:
+            c.kill()
+    assert sum(d["totalProcessed"] for d in done) == n, done
+
+    committed = read_values(bootstrap, dst, partitions, committed=True)
+    for p in range(partitions):
+        got, want = committed[p], inputs[p]
+        if got != want:
+            counts = Counter(got)
+            dups = [v for v, k in counts.items() if k > 1]
+            missing = [v for v in want if v not in counts]
+            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
+                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
+                        f"(e.g. {missing[:3]}), in order: {got == sorted(got)}")
+    raw = read_values(bootstrap, dst, partitions, committed=False)
+    # About one transaction in three was aborted after its records had been sent: those stay in
+    # the log. (No abort at all in the ~25+ transactions has odds of (2/3)^25, about 4e-5.)
+    assert sum(map(len, raw.values())) > n, "no aborted record in the log"
+    assert committed_offsets(bootstrap, group, src, partitions) == \
+        end_offsets(bootstrap, src, partitions, committed=False)
+
+
+# -- 2. Kafka Streams, exactly_once_v2 ------------------------------------------------------------
+
+
+class WordCount(JavaMain):
+    """Kafka Streams' WordCountDemo (streams-plaintext-input -> streams-wordcount-output), its
+    only argument a properties file that takes precedence over the demo's defaults (among them
+    statestore.cache.max.bytes=0: every count update is sent downstream)."""
+
+    def __init__(self, workdir: Path, bootstrap: str, app_id: str, name: str = "wordcount"):
+        props = {
+            "application.id": app_id,
+            "bootstrap.servers": bootstrap,
+            "processing.guarantee": "exactly_once_v2",
+            "state.dir": str(workdir / "state"),
+            "num.stream.threads": "2",
+            "commit.interval.ms": "100",
+            # A killed instance's consumer leaves the group within 6 s (the broker's minimum),
+            # not the default 45 s.
+            "session.timeout.ms": "6000",
+            "heartbeat.interval.ms": "1000",
+        }
+        config = workdir / f"{name}.properties"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        super().__init__(workdir, name, WORDCOUNT, [str(config)],
+                         env={"KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"})
+
+
+class CountReader:
+    """A read_committed consumer of the word counts (String word -> 8-byte big-endian count),
+    keeping, for the words of one test, every count in the order read."""
+
+    def __init__(self, bootstrap: str, words: set[str]):
+        self.words = words
+        self.seen: dict[str, list[int]] = {w: [] for w in words}
+        self.consumer = Consumer({"bootstrap.servers": bootstrap,
+                                  "group.id": f"unused-{uuid.uuid4().hex[:8]}",
+                                  "enable.auto.commit": False,
+                                  "isolation.level": "read_committed"})
+        md = self.consumer.list_topics(STREAMS_OUTPUT, timeout=TIMEOUT)
+        self.consumer.assign([TopicPartition(STREAMS_OUTPUT, p, 0)
+                              for p in md.topics[STREAMS_OUTPUT].partitions])
+
+    def poll(self, seconds: float = 0.5):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                raise KafkaException(msg.error())
+            word = msg.key().decode()
+            if word in self.words:
+                self.seen[word].append(struct.unpack(">q", msg.value())[0])
+
+    def latest(self) -> dict[str, int]:
+        return {w: counts[-1] if counts else 0 for w, counts in self.seen.items()}
+
+    def wait_counts(self, expected: dict[str, int], timeout: float, app: WordCount):
+        """Poll until every word's latest committed count is its expected final count."""
+        def reached():
+            if not app.running():
+                raise GiveUp(f"WordCountDemo exited\n{app.report()}")
+            self.poll()
+            return self.latest() == expected
+
+        try:
+            wait_for(reached, timeout, "the committed word counts to reach their final values",
+                     interval=0)
+        except (TimeoutError, GiveUp) as e:
+            behind = {w: (self.latest()[w], n) for w, n in expected.items()
+                      if self.latest()[w] != n}
+            pytest.fail(f"{e}\n(latest, expected) of the words behind: {behind}\n{app.report()}")
+
+    def assert_each_occurrence_counted_once(self, expected: dict[str, int]):
+        """With the store cache off, each occurrence of a word emits its new count: committed,
+        the counts of a word are 1, 2, ..., n, with no count twice (a redone update) and none
+        skipped (a lost one)."""
+        wrong = {w: self.seen[w] for w, n in expected.items()
+                 if self.seen[w] != list(range(1, n + 1))}
+        assert not wrong, f"count sequences not 1..n: {wrong}"
+
+    def close(self):
+        self.consumer.close()
+
+
+def word_lines(tag: str, lines: int, seed: int) -> tuple[list[str], Counter]:
+    """`lines` lines of one to six words from a vocabulary of 15 words unique to `tag` (letters
+    only, lower case: the demo splits on \\W+ and lower-cases); the lines and the word counts."""
+    rng = random.Random(seed)
+    vocab = [f"{tag}{chr(ord('a') + i)}" for i in range(15)]
+    out = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 6))) for _ in range(lines)]
+    return out, Counter(w for line in out for w in line.split())
+
+
+def streams_setup(bootstrap: str) -> str:
+    """WordCountDemo's topics (three partitions each; they may exist from an earlier test) and
+    a tag of letters for this test's words."""
+    create_topics(bootstrap, [STREAMS_INPUT, STREAMS_OUTPUT], 3, exist_ok=True)
+    return "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+
+
+def list_transactions(bootstrap: str) -> list:
+    """ListTransactions on every broker (kafka-python's admin client), the listings of all."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return [t for listings in admin.list_transactions().values() for t in listings]
+    finally:
+        admin.close()
+
+
+def produce_lines(bootstrap: str, lines: list[str]):
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    log = DeliveryLog()
+    for line in lines:
+        p.produce(STREAMS_INPUT, value=line.encode(), on_delivery=log)
+    assert p.flush(TIMEOUT) == 0
+    assert not log.errors and len(log.ok) == len(lines), log.errors[:3]
+
+
+def test_streams_wordcount_exactly_once_v2(bootstrap, kafka_libs, tmp_path):
+    """WordCountDemo under exactly_once_v2 (a transactional producer per stream thread, the
+    repartition topic and the store's changelog written in the same transactions as the output
+    and the input offsets): the committed counts of 600 lines' words reach their expected
+    final values, each word's counts going 1, 2, ..., n."""
+    tag = streams_setup(bootstrap)
+    lines, expected = word_lines(tag, 600, seed=1)
+    produce_lines(bootstrap, lines)
+    reader = CountReader(bootstrap, set(expected))
+    app = WordCount(tmp_path, bootstrap, f"wordcount-{tag}")
+    try:
+        reader.wait_counts(dict(expected), 75, app)
+        reader.assert_each_occurrence_counted_once(dict(expected))
+        # The counts went through transactions: exactly_once_v2 gives each stream thread a
+        # transactional producer, "<application.id>-<process id>-<thread index>".
+        txn_ids = {t.transactional_id for t in list_transactions(bootstrap)}
+        assert any(t.startswith(f"wordcount-{tag}-") for t in txn_ids), sorted(txn_ids)
+    finally:
+        app.stop()
+        reader.close()
+
+
+def test_streams_wordcount_exactly_once_across_kill9(bootstrap, kafka_libs, tmp_path):
+    """Lines keep arriving while WordCountDemo (exactly_once_v2) is killed -9 in the middle of
+    its work and started again on the same state dir: the new instance fences the old one's
+    transactional producers, its aborted transactions are never read, and the committed counts
+    still go 1, 2, ..., n for every word, ending at the expected totals."""
+    tag = streams_setup(bootstrap)
+    lines, expected = word_lines(tag, 1500, seed=2)
+    reader = CountReader(bootstrap, set(expected))
+    app = WordCount(tmp_path, bootstrap, f"wordcount-{tag}", name="wordcount-1")
+    stop = threading.Event()
+    fed: list[int] = [0]
+
+    def feed():
+        # Paced, so the kill lands while transactions are open.
+        for start in range(0, len(lines), 25):
+            if stop.is_set():
+                return
+            produce_lines(bootstrap, lines[start:start + 25])
+            fed[0] = start + 25
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    second = None
+    try:
+        feeder.start()
+        wait_for(lambda: (reader.poll() or sum(reader.latest().values()) > 500)
+                 or not app.running(), 60, "the first instance to commit 500 counts",
+                 interval=0)
+        assert app.running(), app.report()
+        assert fed[0] < len(lines), "the input was all in before the kill: slow the feeder"
+        app.kill()
+        second = WordCount(tmp_path, bootstrap, f"wordcount-{tag}", name="wordcount-2")
+        feeder.join(timeout=60)
+        assert not feeder.is_alive()
+        reader.wait_counts(dict(expected), 75, second)
+        reader.assert_each_occurrence_counted_once(dict(expected))
+    finally:
+        stop.set()
+        app.kill()
+        if second is not None:
+            second.stop()
+        reader.close()
+
+
+# -- 3. the copier across the loss of its transaction coordinator --------------------------------
+
+# RF 3 everywhere and min.insync.replicas=2: one broker may go; fencing is quick (as in
+# test_replication.py) so leadership moves within seconds of the kill.
+failover_cluster = cluster_fixture(scope="function", overrides={
+    "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
+    "min.insync.replicas": 2,
+    "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
+})
+
+
+def java_string_hash(s: str) -> int:
+    """Java's String.hashCode, a signed 32-bit int."""
+    h = 0
+    for unit in struct.unpack(f">{len(s.encode('utf-16-be')) // 2}H", s.encode("utf-16-be")):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def transaction_state_partition(txn_id: str, partitions: int) -> int:
+    """The __transaction_state partition of `txn_id`: Utils.abs(hashCode) % partitions, as
+    Kafka's TransactionStateManager maps it (Utils.abs maps Integer.MIN_VALUE to 0)."""
+    h = java_string_hash(txn_id)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def transaction_coordinator(bootstrap: str, txn_id: str) -> int:
+    """FindCoordinator(key_type=1) and DescribeTransactions through kafka-python: the broker
+    coordinating `txn_id`."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return admin.describe_transactions([txn_id])[txn_id].coordinator_id
+    finally:
+        admin.close()
+
+
+def test_java_copier_survives_kill9_of_its_transaction_coordinator(failover_cluster, kafka_libs,
+                                                                    tmp_path):
+    """30000 values over three RF-3 partitions, copied by TransactionalMessageCopier (group
+    mode, random aborts). Once a fifth is copied, the broker leading the __transaction_state
+    partition of its transactional id is killed -9: the copier's transactions carry on against
+    the new coordinator while it is down, and after it has been started again the copier
+    finishes cleanly; read_committed readers see every input value exactly once, in order."""
+    c = failover_cluster
+    partitions, n = 3, 30000
+    tag = uuid.uuid4().hex[:8]
+    src, dst, group, txn_id = f"eos-in-{tag}", f"eos-out-{tag}", f"eos-fo-{tag}", f"fo-{tag}"
+    create_topics(c.bootstrap, [src, dst], partitions, rf=3)
+    inputs = produce_inputs(c.bootstrap, src, partitions, n)
+
+    copier = Copier(tmp_path, c.bootstrap, src, dst, group, txn_id, n)
+    try:
+        def copied(count: int):
+            def check():
+                if not copier.running():
+                    raise GiveUp(f"the copier exited\n{copier.report()}")
+                return copier.processed >= count
+            return check
+
+        wait_for(copied(n // 5), 60, f"the copier to commit {n // 5} records")
+        coordinator = transaction_coordinator(c.bootstrap, txn_id)
+        txn_state = c.describe("__transaction_state")
+        leader = txn_state[transaction_state_partition(txn_id, len(txn_state))].leader
+        assert coordinator == leader, \
+            f"FindCoordinator names {coordinator}, the __transaction_state leader is {leader}"
+
+        at_kill = copier.processed
+        c.kill(coordinator)
+        killed_at = time.monotonic()
+        # Two more committed transactions' worth with the coordinator gone.
+        try:
+            wait_for(copied(at_kill + 400), 45,
+                     f"the copier to commit again with broker {coordinator} down")
+        except TimeoutError as e:
+            pytest.fail(f"{e}: stuck at {copier.processed} of {n} (at the kill: {at_kill})\n"
+                        f"{copier.report()}")
+        resumed_after = time.monotonic() - killed_at
+        survivors = ",".join(node.bootstrap for i, node in c.nodes.items() if i != coordinator)
+        successor = transaction_coordinator(survivors, txn_id)
+        assert successor != coordinator, f"broker {coordinator} still named the coordinator"
+        c.start(coordinator)
+        done = copier.finish(timeout=90)
+    finally:
+        copier.kill()
+    assert done["totalProcessed"] == n, done
+    assert at_kill < n // 2, f"the copier was nearly done ({at_kill}) before the kill"
+
+    committed = read_values(c.bootstrap, dst, partitions, committed=True, timeout=90)
+    for p in range(partitions):
+        got, want = committed[p], inputs[p]
+        if got != want:
+            counts = Counter(got)
+            dups = [v for v, k in counts.items() if k > 1]
+            missing = [v for v in want if v not in counts]
+            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
+                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
+                        f"(e.g. {missing[:3]}); the copier resumed {resumed_after:.1f}s after "
+                        f"the kill of broker {coordinator}")
+    assert committed_offsets(c.bootstrap, group, src, partitions) == \
+        end_offsets(c.bootstrap, src, partitions, committed=False)
