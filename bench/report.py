@@ -4,8 +4,9 @@
 usage: report.py WORK_DIR BROKER...   (brokers in column order, e.g. gregor kafka)
 
 Reads WORK_DIR/run.env, WORK_DIR/commands.txt and per broker and round
-WORK_DIR/<broker>/round-<n>/: metrics.env, produce-*.log (ProducerPerformance), consume.log
-(ConsumerPerformance), rss.tsv (VmRSS samples) and server.log. With several rounds every figure
+WORK_DIR/<broker>/round-<n>/: metrics.env, produce-*.log (ProducerPerformance; produce-txn.log is
+the transactional one), consume.log and consume-txn.log (ConsumerPerformance; the second reads the
+transactional topic with read_committed), rss.tsv (VmRSS samples) and server.log. With several rounds every figure
 is the median over the rounds.
 """
 import os
@@ -19,6 +20,7 @@ WORKLOADS = [  # name, label
     ("100b-acks1", "100 B acks=1"),
     ("100b-acksall", "100 B acks=all"),
 ]
+TXN_LABEL = "1 KiB transactional"  # the label's duration comes from run.env
 # The summary line ProducerPerformance prints last (the periodic ones lack the percentiles).
 PRODUCE_RE = re.compile(
     r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
@@ -133,16 +135,22 @@ def mib(kb):
     return None if kb in (None, "") else int(kb) / 1024
 
 
-def produce_rows(label, get):
-    """Report rows (label, fn, digits) for a ProducerPerformance summary; get(x) returns it."""
-    return [
+def produce_rows(label, get, p999=False):
+    """Report rows (label, fn, digits) for a ProducerPerformance summary; get(x) returns it.
+
+    p999: also a p99.9 row (the transactional workload has it; the others keep their rows).
+    """
+    rows = [
         (f"{label}: throughput, records/s ↑", lambda x: get(x)["rps"], 0),
         (f"{label}: throughput, MiB/s ↑", lambda x: get(x)["mbps"], 1),
         (f"{label}: latency avg, ms ↓", lambda x: get(x)["avg"], 1),
         (f"{label}: latency p50, ms ↓", lambda x: get(x)["p50"], 0),
         (f"{label}: latency p99, ms ↓", lambda x: get(x)["p99"], 0),
-        (f"{label}: latency max, ms ↓", lambda x: get(x)["max"], 0),
     ]
+    if p999:
+        rows.append((f"{label}: latency p99.9, ms ↓", lambda x: get(x)["p999"], 0))
+    rows.append((f"{label}: latency max, ms ↓", lambda x: get(x)["max"], 0))
+    return rows
 
 
 def consume_rows(label, get):
@@ -194,11 +202,13 @@ def main():
         for r in range(1, nrounds + 1):
             d = os.path.join(work, b, f"round-{r}")
             env = read_env(os.path.join(d, "metrics.env"))
-            prod = {w: parse_produce(read(os.path.join(d, f"produce-{w}.log"))) for w, _ in WORKLOADS}
+            prod = {w: parse_produce(read(os.path.join(d, f"produce-{w}.log")))
+                    for w in [w for w, _ in WORKLOADS] + ["txn"]}
             cons = parse_consume(read(os.path.join(d, "consume.log")))
+            cons_txn = parse_consume(read(os.path.join(d, "consume-txn.log")))
             phases, rss_max = rss_samples(os.path.join(d, "rss.tsv"))
-            data[b].append(dict(env=env, prod=prod, cons=cons, phases=phases, rss_max=rss_max, dir=d,
-                                round=r))
+            data[b].append(dict(env=env, prod=prod, cons=cons, cons_txn=cons_txn, phases=phases,
+                                rss_max=rss_max, dir=d, round=r))
 
     def per_round(b, fn):
         vals = []
@@ -227,6 +237,14 @@ def main():
     for r in consume_rows("consume 1 KiB", lambda x: x["cons"]):
         row(*r)
     row("consume 1 KiB: broker CPU, s ↓", lambda x: float(x["env"]["consume_cpu_s"]), 1)
+    txn_label = f"{TXN_LABEL} ({run.get('txn_duration_ms', '?')} ms txns)"
+    for r in produce_rows(txn_label, lambda x: x["prod"]["txn"], p999=True):
+        row(*r)
+    row(f"{txn_label}: broker CPU, s ↓", lambda x: float(x["env"]["produce_txn_cpu_s"]), 1)
+    for r in consume_rows("consume transactional, read_committed", lambda x: x["cons_txn"]):
+        row(*r)
+    row("consume transactional, read_committed: broker CPU, s ↓",
+        lambda x: float(x["env"]["consume_txn_cpu_s"]), 1)
     row("broker RSS idle after start, MiB ↓", lambda x: mib(x["env"]["rss_idle_kb"]), 1)
     row("broker RSS max sampled (VmRSS, 0.5 s), MiB ↓", lambda x: mib(x["rss_max"]) if x["rss_max"] else None, 1)
     row("broker peak RSS (VmHWM at end), MiB ↓", lambda x: mib(x["env"]["vmhwm_kb"]), 1)
@@ -269,7 +287,12 @@ def main():
       f"records: {run.get('records_1k')} × 1 KiB and {run.get('records_100b')} × 100 B per workload; "
       f"{run.get('warmup_records')} × 1 KiB warm-up records first (not reported). Then "
       f"`ConsumerPerformance` reads the {run.get('records_1k')} records of the 1 KiB acks=1 topic "
-      "(consumer defaults, group subscribe). Perf-tool JVMs: `-Xms64m -Xmx512m`.")
+      "(consumer defaults, group subscribe). "
+      f"Then {run.get('records_txn')} × 1 KiB in transactions (`--transactional-id`, "
+      f"`--transaction-duration-ms {run.get('txn_duration_ms')}`: a commit every "
+      f"{run.get('txn_duration_ms')} ms; idempotent, acks=all) into their own topic, read back by "
+      "`ConsumerPerformance` with `isolation.level=read_committed`. "
+      "Perf-tool JVMs: `-Xms64m -Xmx512m`.")
     broker_cpus, client_cpus = run.get("broker_cpus", "any"), run.get("client_cpus", "any")
     if broker_cpus == "any" and client_cpus == "any":
         p("- Load generator and broker share the same CPUs, so the numbers are for the pair; "
@@ -308,7 +331,7 @@ def main():
 
     p("### RSS by phase (max VmRSS sampled in each phase, MiB)")
     p("")
-    phases = ["startup", "topics", "warmup"] + [w for w, _ in WORKLOADS] + ["consume", "end"]
+    phases = ["startup", "topics", "warmup"] + [w for w, _ in WORKLOADS] + ["consume", "txn", "consume-txn", "end"]
     p("| phase | " + " | ".join(cols) + " |")
     p("|---|" + "---:|" * len(brokers))
     for ph in phases:
@@ -323,22 +346,25 @@ def main():
     p("| step | " + " | ".join(NAMES.get(b, b) + (f" #{x['round']}" if nrounds > 1 else "")
                               for b, x in runs) + " |")
     p("|---|" + "---|" * len(runs))
-    for w, label in WORKLOADS:
-        cells = []
-        for b, x in runs:
-            e = x["env"]
-            rc, wall = e.get(f"produce_{w}_rc"), e.get(f"produce_{w}_wall_s")
-            sent = x["prod"][w].get("sent")
-            cells.append("not run" if rc is None else
-                         f"rc {rc}, {wall} s" + (f", {sent} sent" if sent is not None else ", no summary"))
-        p(f"| produce {label} | " + " | ".join(cells) + " |")
-    cells = []
-    for b, x in runs:
+    def produce_cell(x, w):
         e = x["env"]
-        rc = e.get("consume_rc")
-        cells.append("not run" if rc is None else
-                     f"rc {rc}, {e.get('consume_wall_s')} s, {x['cons'].get('n', 'no summary')} read")
-    p("| consume 1 KiB | " + " | ".join(cells) + " |")
+        rc, wall = e.get(f"produce_{w}_rc"), e.get(f"produce_{w}_wall_s")
+        sent = x["prod"][w].get("sent")
+        return ("not run" if rc is None else
+                f"rc {rc}, {wall} s" + (f", {sent} sent" if sent is not None else ", no summary"))
+
+    def consume_cell(x, key, cons):
+        e = x["env"]
+        rc = e.get(f"{key}_rc")
+        return ("not run" if rc is None else
+                f"rc {rc}, {e.get(f'{key}_wall_s')} s, {x[cons].get('n', 'no summary')} read")
+
+    for w, label in WORKLOADS:
+        p(f"| produce {label} | " + " | ".join(produce_cell(x, w) for b, x in runs) + " |")
+    p("| consume 1 KiB | " + " | ".join(consume_cell(x, "consume", "cons") for b, x in runs) + " |")
+    p(f"| produce {TXN_LABEL} | " + " | ".join(produce_cell(x, "txn") for b, x in runs) + " |")
+    p("| consume transactional, read_committed | " + " | ".join(
+        consume_cell(x, "consume_txn", "cons_txn") for b, x in runs) + " |")
     p("| shutdown | " + " | ".join(
         f"rc {x['env'].get('shutdown_rc', '?')}, {x['env'].get('shutdown_s', '?')} s" for b, x in runs) + " |")
     p("")

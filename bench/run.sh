@@ -4,13 +4,18 @@
 # For each broker (Gregor first, then Kafka) this starts a fresh single node on 127.0.0.1 with a
 # fresh data dir, creates the topics with Kafka's own TopicCommand, runs Kafka's
 # ProducerPerformance for 1 KiB/100 B records with acks=1 and acks=all, reads the 1 KiB topic back
-# with ConsumerPerformance, samples the broker's RSS and CPU time, stops the broker, and finally
-# writes a Markdown report (metric | Gregor | Kafka | ratio) to bench/results/latest.md.
+# with ConsumerPerformance, produces 1 KiB records in transactions and reads them back with
+# isolation.level=read_committed, samples the broker's RSS and CPU time, stops the broker, and
+# finally writes a Markdown report (metric | Gregor | Kafka | ratio) to bench/results/latest.md.
 #
 # Env (all optional):
 #   BENCH_QUICK=1            small record counts (smoke test, a few minutes)
 #   BENCH_RECORDS_1K         records per 1 KiB workload   (default 1000000; quick 100000)
 #   BENCH_RECORDS_100B       records per 100 B workload   (default 5000000; quick 500000)
+#   BENCH_RECORDS_TXN        1 KiB records of the transactional workload, all read back with
+#                            read_committed (default: BENCH_RECORDS_1K)
+#   BENCH_TXN_DURATION_MS    ProducerPerformance --transaction-duration-ms: each transaction is
+#                            committed after this long (default 100)
 #   BENCH_WARMUP_RECORDS     1 KiB records produced first to an unreported warm-up topic
 #                            (default 200000; quick 20000; 0 = no warm-up)
 #   BENCH_PARTITIONS         partitions per topic (default 6), replication factor is always 1
@@ -25,7 +30,7 @@
 #   BENCH_WORK               scratch dir for data dirs and logs (default: a new /tmp/gregor-bench.*)
 #   BENCH_KEEP_WORK=1        keep the scratch dir (it is deleted on success otherwise; kept on failure)
 #   BENCH_KEEP_DATA=1        keep each broker's data dir too (deleted once the broker has stopped;
-#                            a full-mode run writes ~3.3 GB per broker)
+#                            a full-mode run writes ~4.3 GB per broker)
 #   BENCH_SECURITY           plaintext (default) or sasl_ssl: the clients connect to a SASL_SSL
 #                            listener (TLS 1.3, SCRAM-SHA-512, the same self-signed CA and
 #                            server certificate for both brokers); the report goes to
@@ -53,6 +58,8 @@ else
   nwarm="${BENCH_WARMUP_RECORDS:-200000}"; step_timeout="${BENCH_STEP_TIMEOUT:-900}"
   mode=full
 fi
+ntxn="${BENCH_RECORDS_TXN:-$n1k}"
+txn_ms="${BENCH_TXN_DURATION_MS:-100}"
 partitions="${BENCH_PARTITIONS:-6}"
 throughput="${BENCH_THROUGHPUT:--1}"
 brokers="${BENCH_BROKERS:-gregor kafka}"
@@ -102,6 +109,12 @@ ssl.truststore.location=$tls_dir/ca.pem
 PROPS
   cc=(--command-config "$work/client.properties")
 fi
+# The read_committed consumer's config: the client properties above (if any) plus the isolation
+# level, in one file, since ConsumerPerformance reads one --command-config.
+{
+  [[ "$security" == sasl_ssl ]] && cat "$work/client.properties"
+  echo "isolation.level=read_committed"
+} >"$work/read-committed.properties"
 # The broker keys of the SECURE listener, for Gregor (--override) and Kafka (server.properties).
 secure_props=(
   "ssl.keystore.type=PEM"
@@ -119,6 +132,9 @@ workloads=(
   "100b-acksall bench-100b-acksall 100 all $n100"
 )
 consume_topic=bench-1k-acks1
+# The transactional workload: produced after the consume step above, then read back with
+# read_committed (so the steps before it run exactly as without it).
+txn_topic=bench-1k-txn
 
 # ---------------------------------------------------------------------------------------------
 # process bookkeeping and cleanup (runs on exit, error, INT and TERM)
@@ -257,6 +273,7 @@ bench_broker() {
   echo topics >"$dir/phase"
   local topics=("${workloads[@]}")
   [[ "$nwarm" -gt 0 ]] && topics+=("warmup bench-warmup 1024 1 $nwarm")
+  topics+=("txn $txn_topic 1024 all $ntxn")
   local w name topic size acks n
   for w in "${topics[@]}"; do
     read -r name topic size acks n <<<"$w"
@@ -299,6 +316,30 @@ bench_broker() {
   } >>"$dir/metrics.env"
   tail -n 2 "$dir/consume.log" >&2
   if [[ $rc -ne 0 ]]; then log "$b: consume failed (rc $rc)"; failed=1; fi
+  kill -0 "$broker_pid" 2>/dev/null || { log "$b: broker died!"; tail -n 40 "$dir/server.log" >&2; failed=1; return 1; }
+
+  # Transactions: idempotence (so acks=all) is implied; a commit every $txn_ms ms.
+  echo txn >"$dir/phase"
+  log "$b: produce txn: $ntxn x 1024 B, transactions of $txn_ms ms"
+  rc=0
+  measured_step produce_txn "$dir/produce-txn.log" "${client_pin[@]}" "$scripts/kafka.sh" producer-perf-test \
+    --bootstrap-server "$bootstrap" "${cc[@]}" --topic "$txn_topic" --num-records "$ntxn" --record-size 1024 \
+    --throughput "$throughput" --transactional-id "bench-txn-$b-$2" --transaction-duration-ms "$txn_ms" \
+    --command-property acks=all compression.type=none || rc=$?
+  echo "rss_after_txn_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
+  tail -n 1 "$dir/produce-txn.log" >&2
+  if [[ $rc -ne 0 ]]; then log "$b: produce txn failed (rc $rc)"; failed=1; fi
+  kill -0 "$broker_pid" 2>/dev/null || { log "$b: broker died!"; tail -n 40 "$dir/server.log" >&2; failed=1; return 1; }
+
+  echo consume-txn >"$dir/phase"
+  log "$b: consume $txn_topic with read_committed: $ntxn records"
+  rc=0
+  measured_step consume_txn "$dir/consume-txn.log" "${client_pin[@]}" "$scripts/kafka.sh" consumer-perf-test \
+    --bootstrap-server "$bootstrap" --command-config "$work/read-committed.properties" \
+    --topic "$txn_topic" --num-records "$ntxn" --group "bench-consumer-txn-$b" --timeout 30000 || rc=$?
+  echo "rss_after_consume_txn_kb=$(status_kb "$broker_pid" VmRSS)" >>"$dir/metrics.env"
+  tail -n 2 "$dir/consume-txn.log" >&2
+  if [[ $rc -ne 0 ]]; then log "$b: consume txn failed (rc $rc)"; failed=1; fi
 
   echo end >"$dir/phase"
   {
@@ -324,6 +365,7 @@ bench_broker() {
   echo "mode=$mode"
   echo "security=$security"
   echo "records_1k=$n1k"; echo "records_100b=$n100"; echo "warmup_records=$nwarm"
+  echo "records_txn=$ntxn"; echo "txn_duration_ms=$txn_ms"
   echo "partitions=$partitions"; echo "throughput=$throughput"; echo "step_timeout=$step_timeout"
   echo "rounds=$rounds"
   echo "kafka_heap=$kafka_heap"
@@ -331,7 +373,7 @@ bench_broker() {
   machine_env "$gregor_bin" "$repo"
 } >"$work/run.env"
 : >"$work/commands.txt"
-log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, $partitions partitions, $rounds round(s); scratch dir $work"
+log "mode $mode: ${n1k} x 1 KiB, ${n100} x 100 B, ${ntxn} x 1 KiB in ${txn_ms} ms transactions, $partitions partitions, $rounds round(s); scratch dir $work"
 
 for b in $brokers; do
   case "$b" in gregor|kafka) ;; *) echo "bench: unknown broker '$b'" >&2; exit 2 ;; esac

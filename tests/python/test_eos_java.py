@@ -355,8 +355,7 @@ class WordCount(JavaMain):
         config = workdir / f"{name}.properties"
         workdir.mkdir(parents=True, exist_ok=True)
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        super().__init__(workdir, name, WORDCOUNT, [str(config)],
-                         env={"KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"})
+        super().__init__(workdir, name, WORDCOUNT, [str(config)])
 
 
 class CountReader:
@@ -389,21 +388,29 @@ class CountReader:
     def latest(self) -> dict[str, int]:
         return {w: counts[-1] if counts else 0 for w, counts in self.seen.items()}
 
-    def wait_counts(self, expected: dict[str, int], timeout: float, app: WordCount):
-        """Poll until every word's latest committed count is its expected final count."""
+    def _wait(self, done, timeout: float, what: str, app: WordCount, expected: dict[str, int]):
         def reached():
             if not app.running():
                 raise GiveUp(f"WordCountDemo exited\n{app.report()}")
             self.poll()
-            return self.latest() == expected
+            return done(self.latest())
 
         try:
-            wait_for(reached, timeout, "the committed word counts to reach their final values",
-                     interval=0)
+            wait_for(reached, timeout, what, interval=0)
         except (TimeoutError, GiveUp) as e:
-            behind = {w: (self.latest()[w], n) for w, n in expected.items()
-                      if self.latest()[w] != n}
+            latest = self.latest()
+            behind = {w: (latest[w], n) for w, n in expected.items() if latest[w] != n}
             pytest.fail(f"{e}\n(latest, expected) of the words behind: {behind}\n{app.report()}")
+
+    def wait_counts(self, expected: dict[str, int], timeout: float, app: WordCount):
+        """Poll until every word's latest committed count is its expected final count."""
+        self._wait(lambda latest: latest == expected, timeout,
+                   "the committed word counts to reach their final values", app, expected)
+
+    def wait_total(self, total: int, timeout: float, app: WordCount):
+        """Poll until the latest committed counts add up to at least `total` occurrences."""
+        self._wait(lambda latest: sum(latest.values()) >= total, timeout,
+                   f"{total} word occurrences counted", app, {})
 
     def assert_each_occurrence_counted_once(self, expected: dict[str, int]):
         """With the store cache off, each occurrence of a word emits its new count: committed,
@@ -473,44 +480,60 @@ def test_streams_wordcount_exactly_once_v2(bootstrap, kafka_libs, tmp_path):
         reader.close()
 
 
+class LineFeeder(threading.Thread):
+    """Produces `lines` to WordCountDemo's input from a thread, 20 at a time every 50 ms, so
+    that the application is busy (transactions open) for the few seconds it takes."""
+
+    def __init__(self, bootstrap: str, lines: list[str]):
+        super().__init__(daemon=True)
+        self.lines = lines
+        self.fed = 0
+        self.log = DeliveryLog()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "linger.ms": 5})
+
+    def run(self):
+        for start in range(0, len(self.lines), 20):
+            for line in self.lines[start:start + 20]:
+                self.producer.produce(STREAMS_INPUT, value=line.encode(), on_delivery=self.log)
+            self.fed = min(start + 20, len(self.lines))
+            self.producer.poll(0)
+            time.sleep(0.05)
+        self.producer.flush(TIMEOUT)
+
+    def finish(self):
+        self.join(timeout=60)
+        assert not self.is_alive(), f"the feeder is stuck after {self.fed} lines"
+        assert not self.log.errors and len(self.log.ok) == len(self.lines), self.log.errors[:3]
+
+
 def test_streams_wordcount_exactly_once_across_kill9(bootstrap, kafka_libs, tmp_path):
-    """Lines keep arriving while WordCountDemo (exactly_once_v2) is killed -9 in the middle of
-    its work and started again on the same state dir: the new instance fences the old one's
-    transactional producers, its aborted transactions are never read, and the committed counts
-    still go 1, 2, ..., n for every word, ending at the expected totals."""
+    """WordCountDemo (exactly_once_v2) is killed -9 while lines keep arriving and it is in the
+    middle of its transactions, and started again on the same state dir (so with the same
+    transactional ids): the new instance fences the old producers, whose open transactions are
+    aborted and never read, wipes its local state (EOS after a crash) and restores it from the
+    changelog; the committed counts still go 1, 2, ..., n for every word, ending at the
+    expected totals."""
     tag = streams_setup(bootstrap)
-    lines, expected = word_lines(tag, 1500, seed=2)
+    lines, expected = word_lines(tag, 1600, seed=2)
+    warmup, rest = lines[:100], lines[100:]
+    warmup_words = sum(len(line.split()) for line in warmup)
+    produce_lines(bootstrap, warmup)
     reader = CountReader(bootstrap, set(expected))
     app = WordCount(tmp_path, bootstrap, f"wordcount-{tag}", name="wordcount-1")
-    stop = threading.Event()
-    fed: list[int] = [0]
-
-    def feed():
-        # Paced, so the kill lands while transactions are open.
-        for start in range(0, len(lines), 25):
-            if stop.is_set():
-                return
-            produce_lines(bootstrap, lines[start:start + 25])
-            fed[0] = start + 25
-            time.sleep(0.05)
-
-    feeder = threading.Thread(target=feed, daemon=True)
+    feeder = LineFeeder(bootstrap, rest)
     second = None
     try:
+        reader.wait_total(warmup_words, 60, app)
         feeder.start()
-        wait_for(lambda: (reader.poll() or sum(reader.latest().values()) > 500)
-                 or not app.running(), 60, "the first instance to commit 500 counts",
-                 interval=0)
-        assert app.running(), app.report()
-        assert fed[0] < len(lines), "the input was all in before the kill: slow the feeder"
+        reader.wait_total(warmup_words + 600, 30, app)
+        assert feeder.fed < len(rest), "the input was all in before the kill: slow the feeder"
         app.kill()
         second = WordCount(tmp_path, bootstrap, f"wordcount-{tag}", name="wordcount-2")
-        feeder.join(timeout=60)
-        assert not feeder.is_alive()
+        feeder.finish()
         reader.wait_counts(dict(expected), 75, second)
         reader.assert_each_occurrence_counted_once(dict(expected))
     finally:
-        stop.set()
         app.kill()
         if second is not None:
             second.stop()

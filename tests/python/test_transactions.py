@@ -412,3 +412,25 @@ def test_kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction(
     assert end_offsets(bootstrap, topic, 1, committed=True) == {0: 4}
     committed, _ = read_to_end(bootstrap, topic, 1, committed=True)
     assert values(committed[0]) == []
+
+
+def test_an_abandoned_transaction_is_aborted_at_its_timeout(bootstrap):
+    """A producer that opens a transaction and goes quiet holds the last stable offset only
+    until `transaction.timeout.ms`: the coordinator then aborts it (within its periodic check),
+    read_committed readers move past it without seeing its records, and the producer's late
+    commit fails."""
+    topic = new_topic(bootstrap, "txn-timeout", 1)
+    p = txn_producer(bootstrap, **{"transaction.timeout.ms": 2000})
+    log = DeliveryLog()
+    p.begin_transaction()
+    p.produce(topic, value=b"abandoned", partition=0, on_delivery=log)
+    assert p.flush(TIMEOUT) == 0 and len(log.ok) == 1, log.errors
+    assert end_offsets(bootstrap, topic, 1, committed=True) == {0: 0}
+    # The abort marker follows the record: stable up to 2 once the coordinator has acted
+    # (Kafka checks every transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s).
+    wait_for(lambda: end_offsets(bootstrap, topic, 1, committed=True) == {0: 2}, 40,
+             "the timed-out transaction to be aborted")
+    committed, _ = read_to_end(bootstrap, topic, 1, committed=True)
+    assert values(committed[0]) == []
+    with pytest.raises(KafkaException):
+        p.commit_transaction(TIMEOUT)

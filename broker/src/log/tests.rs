@@ -571,3 +571,142 @@ fn replica_appends_keep_the_leaders_offsets_and_epochs() {
         Err(LogError::CorruptBatch(_))
     ));
 }
+
+/// A transactional batch of `n` records from `producer_id`/`epoch` starting at `base_seq`.
+fn txn_batch(producer_id: i64, epoch: i16, base_seq: i32, n: usize) -> Bytes {
+    let records = (0..n)
+        .map(|_| {
+            let mut r = record(Some("k"), Some("v"), 1_000);
+            r.producer_id = producer_id;
+            r.producer_epoch = epoch;
+            r.sequence = base_seq;
+            r.transactional = true;
+            r
+        })
+        .collect();
+    encode(records, kafka_protocol::records::Compression::None)
+}
+
+#[test]
+fn an_open_transaction_holds_stability_until_its_marker_and_an_abort_is_listed() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("open");
+    appended(log.append(batch_of(2, 0), 0, 0).expect("plain"));
+    appended(log.append(txn_batch(7, 0, 0, 3), 0, 0).expect("txn 7"));
+    appended(log.append(txn_batch(8, 0, 0, 1), 0, 0).expect("txn 8"));
+    assert_eq!(log.first_unstable_offset(), Some(2));
+    assert!(log.has_open_transaction(7) && log.has_open_transaction(8));
+    let abort = log
+        .append_marker(Marker::Abort, 7, 0, 0, 0, 0)
+        .expect("abort marker");
+    assert_eq!(abort.base_offset, 6);
+    assert_eq!(
+        log.first_unstable_offset(),
+        Some(5),
+        "8's transaction is still open"
+    );
+    log.append_marker(Marker::Commit, 8, 0, 0, 0, 0)
+        .expect("commit marker");
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(
+        log.aborted_transactions(0, 8),
+        [AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+            last_offset: 6,
+            last_stable_offset: 5,
+        }]
+    );
+    assert!(
+        log.aborted_transactions(7, 8).is_empty(),
+        "read past the abort marker"
+    );
+    let producers = log.active_producers();
+    assert!(
+        producers.iter().all(|p| p.txn_start_offset == -1),
+        "{producers:?}"
+    );
+}
+
+#[test]
+fn a_client_may_not_write_a_control_batch_nor_a_marker_an_older_epoch() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("open");
+    let marker = control::encode_marker(Marker::Commit, 7, 0, 0, 0);
+    assert!(matches!(
+        log.append(marker, 0, 0),
+        Err(LogError::InvalidRecord(_))
+    ));
+    appended(log.append(txn_batch(7, 3, 0, 1), 0, 0).expect("epoch 3"));
+    assert!(matches!(
+        log.append_marker(Marker::Abort, 7, 2, 0, 0, 0),
+        Err(LogError::InvalidProducerEpoch {
+            current: 3,
+            got: 2,
+            ..
+        })
+    ));
+    assert_eq!(log.log_end_offset(), 1, "nothing written");
+    assert_eq!(log.first_unstable_offset(), Some(0));
+}
+
+#[test]
+fn aborted_transactions_survive_a_restart_through_txnindex_files_and_a_lost_one_is_rebuilt() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("open");
+    // One transaction left open, then twenty aborted over several 1 KiB segments: the last
+    // abort marker is in the active segment.
+    appended(log.append(txn_batch(99, 0, 0, 2), 0, 0).expect("open txn"));
+    for i in 0..20i64 {
+        appended(log.append(txn_batch(i, 0, 0, 8), 0, 0).expect("txn"));
+        log.append_marker(Marker::Abort, i, 0, 0, 0, 0)
+            .expect("abort");
+    }
+    let end = log.log_end_offset();
+    let aborted = log.aborted_transactions(0, end);
+    assert_eq!(aborted.len(), 20);
+    assert!(
+        segment_files(d.path()).len() > 2,
+        "the markers span segments"
+    );
+    let index_files: Vec<_> = std::fs::read_dir(d.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+        .collect();
+    assert!(index_files.len() > 1, "{index_files:?}");
+    let entries: u64 = index_files
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("meta").len())
+        .sum();
+    assert_eq!(entries, 20 * 34, "one 34-byte entry per abort");
+    drop(log);
+
+    let log = PartitionLog::open(d.path(), small_config()).expect("reopen");
+    assert_eq!(log.aborted_transactions(0, end), aborted);
+    assert_eq!(log.first_unstable_offset(), Some(0));
+    let active = segment_files(d.path()).pop().expect("a segment");
+    drop(log);
+    // A crash lost the newest segment's index: rebuilt from the markers in its log.
+    let newest_index = d.path().join(active.replace(".log", ".txnindex"));
+    std::fs::remove_file(&newest_index).expect("the newest segment has an index");
+    let log = PartitionLog::open(d.path(), small_config()).expect("recover");
+    assert_eq!(log.aborted_transactions(0, end), aborted);
+}
+
+#[test]
+fn truncating_away_a_marker_reopens_its_transaction() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(d.path(), small_config()).expect("open");
+    appended(log.append(txn_batch(7, 0, 0, 2), 0, 0).expect("txn"));
+    log.append_marker(Marker::Abort, 7, 0, 0, 0, 0)
+        .expect("abort");
+    assert_eq!(log.aborted_transactions(0, 3).len(), 1);
+    log.truncate_to(2).expect("truncate");
+    assert_eq!(log.first_unstable_offset(), Some(0), "open again");
+    assert!(log.aborted_transactions(0, 3).is_empty());
+    log.append_marker(Marker::Commit, 7, 0, 0, 0, 0)
+        .expect("commit");
+    assert_eq!(log.first_unstable_offset(), None);
+    assert!(log.aborted_transactions(0, 3).is_empty());
+}

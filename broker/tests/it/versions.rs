@@ -685,3 +685,233 @@ fn join_and_sync_group_at_every_version(c: &mut Conn) {
         assert_eq!(lr.error_code, 0, "LeaveGroup v{lv}");
     }
 }
+
+/// Initialises `id` as a transactional producer (InitProducerId v4, retried while the
+/// coordinator loads): its producer id and epoch.
+fn transactional_producer(c: &mut Conn, id: &str) -> (i64, i16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // As a client does: the coordinator first (which creates __transaction_state).
+    let found = c.call(
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(s(id))
+            .with_key_type(1),
+    );
+    assert_eq!(found.error_code, 0, "FindCoordinator for {id}");
+    loop {
+        let r = c.call(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(id))))
+                .with_transaction_timeout_ms(60_000),
+        );
+        if r.error_code == 0 {
+            return (r.producer_id.0, r.producer_epoch);
+        }
+        let retriable = [
+            ResponseError::CoordinatorLoadInProgress.code(),
+            ResponseError::NotCoordinator.code(),
+            ResponseError::CoordinatorNotAvailable.code(),
+        ];
+        assert!(
+            retriable.contains(&r.error_code) && std::time::Instant::now() < deadline,
+            "InitProducerId for {id}: error {}",
+            r.error_code
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn every_transaction_api_answers_at_every_advertised_version() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    let r = c.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic("txv"))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
+    let txv = || {
+        vec![AddPartitionsToTxnTopic::default()
+            .with_name(topic("txv"))
+            .with_partitions(vec![0])]
+    };
+    let mut ended = Vec::new();
+    for v in versions(ApiKey::AddPartitionsToTxn).filter(|v| *v <= 3) {
+        let id = format!("apt-v{v}");
+        let (pid, epoch) = transactional_producer(&mut c, &id);
+        let r = c.call(
+            v,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s(&id)))
+                .with_v3_and_below_producer_id(ProducerId(pid))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(txv()),
+        );
+        let codes: Vec<i16> = r.results_by_topic_v3_and_below[0]
+            .results_by_partition
+            .iter()
+            .map(|p| p.partition_error_code)
+            .collect();
+        assert_eq!(codes, [0], "AddPartitionsToTxn v{v}");
+        ended.push((id, pid, epoch));
+    }
+    // The brokers' batched form (v4+), verify-only: the partition is in the first producer's
+    // transaction, not in a stranger's.
+    let (first_id, first_pid, first_epoch) = ended[0].clone();
+    for v in versions(ApiKey::AddPartitionsToTxn).filter(|v| *v >= 4) {
+        let check = |id: &str, pid: i64| {
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(first_epoch)
+                .with_verify_only(true)
+                .with_topics(txv())
+        };
+        let r = c.call(
+            v,
+            &AddPartitionsToTxnRequest::default()
+                .with_transactions(vec![check(&first_id, first_pid), check("nobody", 1)]),
+        );
+        let codes: Vec<i16> = r
+            .results_by_transaction
+            .iter()
+            .map(|t| t.topic_results[0].results_by_partition[0].partition_error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            [0, ResponseError::InvalidProducerIdMapping.code()],
+            "AddPartitionsToTxn v{v}"
+        );
+    }
+    for v in versions(ApiKey::AddOffsetsToTxn) {
+        let (id, pid, epoch) = &ended[v as usize % ended.len()];
+        let r = c.call(
+            v,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_producer_id(ProducerId(*pid))
+                .with_producer_epoch(*epoch)
+                .with_group_id(GroupId(s("txv-group"))),
+        );
+        assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{v}");
+    }
+    for v in versions(ApiKey::TxnOffsetCommit) {
+        let (id, pid, epoch) = &ended[v as usize % ended.len()];
+        let r = c.call(
+            v,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_group_id(GroupId(s("txv-group")))
+                .with_producer_id(ProducerId(*pid))
+                .with_producer_epoch(*epoch)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic("txv"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])]),
+        );
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "TxnOffsetCommit v{v}"
+        );
+    }
+    for v in versions(ApiKey::DescribeTransactions) {
+        let r = c.call(
+            v,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                TransactionalId(s(&first_id)),
+                TransactionalId(s("nobody")),
+            ]),
+        );
+        let states: Vec<(i16, &str)> = r
+            .transaction_states
+            .iter()
+            .map(|t| (t.error_code, t.transaction_state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (0, "Ongoing"),
+                (ResponseError::TransactionalIdNotFound.code(), "")
+            ],
+            "DescribeTransactions v{v}"
+        );
+    }
+    for v in versions(ApiKey::ListTransactions) {
+        let r = c.call(
+            v,
+            &ListTransactionsRequest::default()
+                .with_state_filters(vec![s("Ongoing"), s("Bogus")])
+                .with_duration_filter(-1),
+        );
+        assert_eq!(r.error_code, 0, "ListTransactions v{v}");
+        assert_eq!(
+            r.unknown_state_filters,
+            [s("Bogus")],
+            "ListTransactions v{v}"
+        );
+        assert_eq!(
+            r.transaction_states.len(),
+            ended.len(),
+            "ListTransactions v{v}"
+        );
+    }
+    for v in versions(ApiKey::DescribeProducers) {
+        let r = c.call(
+            v,
+            &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                .with_name(topic("txv"))
+                .with_partition_indexes(vec![0])]),
+        );
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "DescribeProducers v{v}"
+        );
+    }
+    for (i, v) in versions(ApiKey::EndTxn).enumerate() {
+        let (id, pid, epoch) = &ended[i % ended.len()];
+        let r = c.call(
+            v,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_producer_id(ProducerId(*pid))
+                .with_producer_epoch(*epoch)
+                .with_committed(true),
+        );
+        // A retried commit of a completed transaction succeeds too.
+        assert_eq!(r.error_code, 0, "EndTxn v{v}");
+    }
+    for v in versions(ApiKey::WriteTxnMarkers) {
+        let r = c.call(
+            v,
+            &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(4242))
+                .with_producer_epoch(0)
+                .with_transaction_result(false)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic("txv"))
+                    .with_partition_indexes(vec![0])])]),
+        );
+        assert_eq!(
+            r.markers[0].topics[0].partitions[0].error_code, 0,
+            "WriteTxnMarkers v{v}"
+        );
+    }
+}
