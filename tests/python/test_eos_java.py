@@ -178,7 +178,7 @@ class JavaMain:
     one; stderr (the client's log, WARN and up) goes to a file."""
 
     def __init__(self, workdir: Path, name: str, main_class: str, args: list[str],
-                 on_line=None, env: dict | None = None):
+                 on_line=None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.stderr_path = workdir / f"{name}.stderr"
@@ -187,8 +187,7 @@ class JavaMain:
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen([str(SCRIPTS / "kafka.sh"), main_class, *args],
                                          stdout=subprocess.PIPE, stderr=err,
-                                         stdin=subprocess.DEVNULL, text=True,
-                                         env={**os.environ, **(env or {})})
+                                         stdin=subprocess.DEVNULL, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -282,6 +281,21 @@ class Copier(JavaMain):
         return self.shutdown
 
 
+def assert_copied_exactly_once(output: dict[int, list[bytes]], inputs: dict[int, list[bytes]],
+                               context: str = ""):
+    """Each output partition holds its input partition's values, in order, each once (the
+    copier writes a record to the partition it was read from)."""
+    for p, want in inputs.items():
+        got = output[p]
+        if got != want:
+            counts = Counter(got)
+            dups = [v for v, k in counts.items() if k > 1]
+            missing = [v for v in want if v not in counts]
+            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
+                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
+                        f"(e.g. {missing[:3]}), in order: {got == sorted(got)}. {context}")
+
+
 # -- 1. the transactional copy loop ---------------------------------------------------------------
 
 
@@ -313,16 +327,7 @@ def test_java_transactional_copier_output_is_exactly_once(bootstrap, kafka_libs,
             c.kill()
     assert sum(d["totalProcessed"] for d in done) == n, done
 
-    committed = read_values(bootstrap, dst, partitions, committed=True)
-    for p in range(partitions):
-        got, want = committed[p], inputs[p]
-        if got != want:
-            counts = Counter(got)
-            dups = [v for v, k in counts.items() if k > 1]
-            missing = [v for v in want if v not in counts]
-            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
-                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
-                        f"(e.g. {missing[:3]}), in order: {got == sorted(got)}")
+    assert_copied_exactly_once(read_values(bootstrap, dst, partitions, committed=True), inputs)
     raw = read_values(bootstrap, dst, partitions, committed=False)
     # About one transaction in three was aborted after its records had been sent: those stay in
     # the log. (No abort at all in the ~25+ transactions has odds of (2/3)^25, about 4e-5.)
@@ -629,16 +634,9 @@ def test_java_copier_survives_kill9_of_its_transaction_coordinator(failover_clus
     assert done["totalProcessed"] == n, done
     assert at_kill < n // 2, f"the copier was nearly done ({at_kill}) before the kill"
 
-    committed = read_values(c.bootstrap, dst, partitions, committed=True, timeout=90)
-    for p in range(partitions):
-        got, want = committed[p], inputs[p]
-        if got != want:
-            counts = Counter(got)
-            dups = [v for v, k in counts.items() if k > 1]
-            missing = [v for v in want if v not in counts]
-            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
-                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
-                        f"(e.g. {missing[:3]}); the copier resumed {resumed_after:.1f}s after "
-                        f"the kill of broker {coordinator}")
+    assert_copied_exactly_once(read_values(c.bootstrap, dst, partitions, committed=True,
+                                           timeout=90), inputs,
+                               f"the copier resumed {resumed_after:.1f}s after the kill of "
+                               f"broker {coordinator}")
     assert committed_offsets(c.bootstrap, group, src, partitions) == \
         end_offsets(c.bootstrap, src, partitions, committed=False)

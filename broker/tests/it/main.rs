@@ -8,4 +8,5 @@ mod protocol;
 mod retention;
 mod storage_cli;
 mod support;
+mod transactions;
 mod versions;

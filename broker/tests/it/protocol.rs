@@ -36,12 +36,26 @@ pub fn batch(
     producer: Option<(i64, i16, i32)>,
     compression: Compression,
 ) -> Bytes {
+    encode_values(values, producer, compression, false)
+}
+
+/// A v2 batch of `values` in the transaction of producer (id, epoch), from sequence `seq`.
+pub fn transactional_batch(values: &[&str], producer: (i64, i16, i32)) -> Bytes {
+    encode_values(values, Some(producer), Compression::None, true)
+}
+
+fn encode_values(
+    values: &[&str],
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+    transactional: bool,
+) -> Bytes {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

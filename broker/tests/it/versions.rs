@@ -30,6 +30,7 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::batch;
 use crate::support::{Broker, Conn};
+use crate::transactions::transactional_producer;
 use gregor::protocol::supported;
 
 fn s(v: &str) -> StrBytes {
@@ -683,42 +684,6 @@ fn join_and_sync_group_at_every_version(c: &mut Conn) {
         };
         let lr = c.call(lv, &leave);
         assert_eq!(lr.error_code, 0, "LeaveGroup v{lv}");
-    }
-}
-
-/// Initialises `id` as a transactional producer (InitProducerId v4, retried while the
-/// coordinator loads): its producer id and epoch.
-fn transactional_producer(c: &mut Conn, id: &str) -> (i64, i16) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    // As a client does: the coordinator first (which creates __transaction_state).
-    let found = c.call(
-        3,
-        &FindCoordinatorRequest::default()
-            .with_key(s(id))
-            .with_key_type(1),
-    );
-    assert_eq!(found.error_code, 0, "FindCoordinator for {id}");
-    loop {
-        let r = c.call(
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(s(id))))
-                .with_transaction_timeout_ms(60_000),
-        );
-        if r.error_code == 0 {
-            return (r.producer_id.0, r.producer_epoch);
-        }
-        let retriable = [
-            ResponseError::CoordinatorLoadInProgress.code(),
-            ResponseError::NotCoordinator.code(),
-            ResponseError::CoordinatorNotAvailable.code(),
-        ];
-        assert!(
-            retriable.contains(&r.error_code) && std::time::Instant::now() < deadline,
-            "InitProducerId for {id}: error {}",
-            r.error_code
-        );
-        std::thread::yield_now();
     }
 }
 

@@ -143,6 +143,22 @@ async fn verify_transaction(
 ) -> HashMap<(String, i32), ResponseError> {
     let mut refused = HashMap::new();
     let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) else {
+        // Transactional records need a transactional id to be checked against, as in Kafka.
+        for td in &req.topic_data {
+            for pd in &td.partition_data {
+                let transactional = pd
+                    .records
+                    .as_deref()
+                    .and_then(crate::log::batch::BatchHeader::parse)
+                    .is_some_and(|h| h.is_transactional());
+                if transactional {
+                    refused.insert(
+                        (td.name.to_string(), pd.index),
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                    );
+                }
+            }
+        }
         return refused;
     };
     let node = ctx.broker.node_id();
