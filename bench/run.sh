@@ -30,7 +30,7 @@
 #   BENCH_WORK               scratch dir for data dirs and logs (default: a new /tmp/gregor-bench.*)
 #   BENCH_KEEP_WORK=1        keep the scratch dir (it is deleted on success otherwise; kept on failure)
 #   BENCH_KEEP_DATA=1        keep each broker's data dir too (deleted once the broker has stopped;
-#                            a full-mode run writes ~4.3 GB per broker)
+#                            a full-mode run writes ~4.4 GB per broker)
 #   BENCH_SECURITY           plaintext (default) or sasl_ssl: the clients connect to a SASL_SSL
 #                            listener (TLS 1.3, SCRAM-SHA-512, the same self-signed CA and
 #                            server certificate for both brokers); the report goes to
