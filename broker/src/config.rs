@@ -133,6 +133,11 @@ pub struct Config {
     pub offsets_topic_segment_bytes: u64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member not heard from for
+    /// this long leaves its group.
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// `transaction.state.log.num.partitions`.
     pub transaction_state_num_partitions: i32,
     /// `transaction.state.log.replication.factor`.
@@ -253,6 +258,8 @@ const KNOWN_KEYS: &[&str] = &[
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
     "transaction.state.log.num.partitions",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "transaction.state.log.segment.bytes",
@@ -700,6 +707,16 @@ impl Config {
             offsets_retention_ms: p
                 .num::<i64>("offsets.retention.minutes", 10_080, 1)?
                 .saturating_mul(60_000),
+            group_consumer_session_timeout_ms: p.num(
+                "group.consumer.session.timeout.ms",
+                45_000,
+                1,
+            )?,
+            group_consumer_heartbeat_interval_ms: p.num(
+                "group.consumer.heartbeat.interval.ms",
+                5_000,
+                1,
+            )?,
             transaction_state_num_partitions: p.num(
                 "transaction.state.log.num.partitions",
                 50,

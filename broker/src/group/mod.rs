@@ -6,6 +6,7 @@
 //! All groups share one mutex: every operation is a short in-memory state change, never held
 //! across an await. Joins and syncs that must wait park a oneshot sender in the member.
 
+pub mod consumer;
 pub mod offsets_log;
 mod state;
 
@@ -52,6 +53,19 @@ pub struct GroupDescription {
     pub protocol: String,
     /// Members.
     pub members: Vec<MemberDescription>,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    /// Group id.
+    pub id: String,
+    /// Protocol type ("consumer" for consumer groups of either protocol).
+    pub protocol_type: String,
+    /// State, as Kafka names it for the group's type.
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// A partition of a group request (topic, partition) and its error, if it has one.
@@ -268,7 +282,9 @@ impl GroupCoordinator {
                         _ => {}
                     }
                 }
-                groups.retain(|_, g| !g.offsets.is_empty() || !g.members.is_empty());
+                groups.retain(|_, g| {
+                    !g.offsets.is_empty() || !g.members.is_empty() || g.has_consumer_members()
+                });
                 offset = next.max(offset + 1);
             }
         }
@@ -303,6 +319,13 @@ impl GroupCoordinator {
         let group = groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
+        if group.has_consumer_members() {
+            // Mixed classic and consumer-protocol membership is not supported yet.
+            return Ok(JoinResult::error(
+                ResponseError::InconsistentGroupProtocol,
+                req.member_id,
+            ));
+        }
         if group.state != GroupState::Empty
             && (group.protocol_type.as_deref() != Some(req.protocol_type.as_str())
                 || !req.protocols.iter().any(|(n, _)| {
@@ -527,6 +550,8 @@ impl GroupCoordinator {
     /// Expires silent members and completes rebalances whose deadline passed; call periodically.
     pub fn tick(&self) {
         let now = Instant::now();
+        let consumer_session =
+            Duration::from_millis(self.cluster.config.group_consumer_session_timeout_ms);
         let mut groups = self.groups.lock();
         for group in groups.values_mut() {
             let expired: Vec<String> = group
@@ -547,6 +572,11 @@ impl GroupCoordinator {
                 .pending
                 .retain(|_, since| now.duration_since(*since) < Duration::from_secs(300));
             group.maybe_complete_join(now);
+            if let Some(c) = group.consumer.as_mut() {
+                for id in c.expire(now, consumer_session) {
+                    tracing::info!(member = %id, "consumer group member session expired");
+                }
+            }
         }
     }
 
@@ -566,7 +596,12 @@ impl GroupCoordinator {
         }
         if generation < 0 && member_id.is_empty() {
             // A "simple" consumer committing outside a group generation.
-            return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+            let members = !group.members.is_empty() || group.has_consumer_members();
+            return members.then_some(ResponseError::UnknownMemberId);
+        }
+        if let Some(c) = group.consumer.as_ref().filter(|_| group.members.is_empty()) {
+            // A consumer-protocol member commits with its member epoch (OffsetCommit v9+).
+            return c.validate(member_id, generation);
         }
         if !group.members.contains_key(member_id) {
             return Some(ResponseError::UnknownMemberId);
@@ -746,21 +781,104 @@ impl GroupCoordinator {
         }
     }
 
-    /// Every group: (id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// Every group: (id, protocol type, state name, group type: "classic" or "consumer").
+    pub fn list(&self) -> Vec<ListedGroup> {
         let groups = self.groups.lock();
         let mut v: Vec<_> = groups
             .iter()
-            .map(|(id, g)| {
-                (
-                    id.clone(),
-                    g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
-                    g.state,
-                )
+            .map(|(id, g)| match &g.consumer {
+                Some(c) if g.members.is_empty() => ListedGroup {
+                    id: id.clone(),
+                    protocol_type: "consumer".into(),
+                    state: c.state(),
+                    group_type: "consumer",
+                },
+                _ => ListedGroup {
+                    id: id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                    state: g.state.as_str(),
+                    group_type: "classic",
+                },
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848) for `group_id`. A group whose members use the classic
+    /// protocol refuses it (INCONSISTENT_GROUP_PROTOCOL: online upgrade is not supported yet).
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        hb: consumer::Heartbeat,
+    ) -> Result<consumer::HeartbeatAnswer, consumer::Refusal> {
+        if group_id.is_empty() {
+            return Err((
+                ResponseError::InvalidGroupId,
+                "the group id is empty".into(),
+            ));
+        }
+        if let Some(a) = hb.assignor.as_deref().filter(|a| !a.is_empty()) {
+            if !consumer::ASSIGNORS.contains(&a) {
+                return Err((
+                    ResponseError::UnsupportedAssignor,
+                    format!(
+                        "assignor {a} is not one of {}",
+                        consumer::ASSIGNORS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let topics: BTreeMap<String, i32> = self
+            .cluster
+            .topics()
+            .iter()
+            .filter(|t| !t.is_internal())
+            .map(|t| (t.name.clone(), t.partition_count()))
+            .collect();
+        let mut groups = self.groups.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        if !group.members.is_empty() {
+            return Err((
+                ResponseError::InconsistentGroupProtocol,
+                format!(
+                    "group {group_id} has members using the classic protocol; Gregor does not \
+                     upgrade a non-empty classic group to the consumer protocol yet"
+                ),
+            ));
+        }
+        let c = group
+            .consumer
+            .get_or_insert_with(|| consumer::ConsumerGroup::new(consumer::ASSIGNORS[0]));
+        c.heartbeat(hb, &topics, Instant::now(), || {
+            uuid::Uuid::new_v4().to_string()
+        })
+    }
+
+    /// Checks an OffsetFetch v9+ by a consumer-protocol member at `epoch`; `None` when it
+    /// may proceed (or the group is not a consumer-protocol group).
+    pub fn validate_member_epoch(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+    ) -> Option<ResponseError> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        g.consumer
+            .as_ref()
+            .filter(|_| g.members.is_empty())?
+            .validate(member_id, epoch)
+    }
+
+    /// A consumer-protocol group as ConsumerGroupDescribe reports it; `None` if there is no
+    /// such group (a classic group is reported by DescribeGroups).
+    pub fn describe_consumer_group(&self, group_id: &str) -> Option<consumer::ConsumerGroup> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        g.consumer.clone().filter(|_| g.members.is_empty())
     }
 
     /// Describes a group; `None` if unknown.

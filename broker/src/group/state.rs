@@ -139,6 +139,8 @@ pub(super) struct Group {
     /// A new group waits `group.initial.rebalance.delay.ms` for more members.
     pub(super) initial_delay_until: Option<Instant>,
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Membership under the consumer protocol (KIP-848), once a member has heartbeated.
+    pub(super) consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -154,7 +156,15 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
+    }
+
+    /// Whether members of the consumer protocol (KIP-848) are in the group.
+    pub(super) fn has_consumer_members(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|c| !c.members.is_empty())
     }
 
     /// The member id a static member (`group.instance.id`, KIP-345) has now.

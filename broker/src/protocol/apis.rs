@@ -30,15 +30,15 @@ macro_rules! served_apis {
             Fetch(FetchRequest) 4..=12 => handlers::fetch::fetch;
             ListOffsets(ListOffsetsRequest) 1..=10 => handlers::fetch::list_offsets;
             Metadata(MetadataRequest) 0..=12 => handlers::metadata::metadata;
-            OffsetCommit(OffsetCommitRequest) 2..=8 => handlers::offsets::offset_commit;
-            OffsetFetch(OffsetFetchRequest) 1..=8 => handlers::offsets::offset_fetch;
+            OffsetCommit(OffsetCommitRequest) 2..=9 => handlers::offsets::offset_commit;
+            OffsetFetch(OffsetFetchRequest) 1..=9 => handlers::offsets::offset_fetch;
             FindCoordinator(FindCoordinatorRequest) 0..=4 => handlers::groups::find_coordinator;
             JoinGroup(JoinGroupRequest) 0..=7 => handlers::groups::join_group;
             Heartbeat(HeartbeatRequest) 0..=4 => handlers::groups::heartbeat;
             LeaveGroup(LeaveGroupRequest) 0..=4 => handlers::groups::leave_group;
             SyncGroup(SyncGroupRequest) 0..=5 => handlers::groups::sync_group;
             DescribeGroups(DescribeGroupsRequest) 0..=5 => handlers::groups::describe_groups;
-            ListGroups(ListGroupsRequest) 0..=4 => handlers::groups::list_groups;
+            ListGroups(ListGroupsRequest) 0..=5 => handlers::groups::list_groups;
             SaslHandshake(SaslHandshakeRequest) 0..=1 => handlers::sasl::sasl_handshake;
             ApiVersions(ApiVersionsRequest) 0..=3 => api_versions;
             CreateTopics(CreateTopicsRequest) 2..=7 => handlers::admin::create_topics;
@@ -92,6 +92,10 @@ macro_rules! served_apis {
                 => handlers::transactions::describe_transactions;
             ListTransactions(ListTransactionsRequest) 0..=2
                 => handlers::transactions::list_transactions;
+            ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1
+                => handlers::consumer_groups::consumer_group_heartbeat;
+            ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1
+                => handlers::consumer_groups::consumer_group_describe;
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0
                 => handlers::topic_partitions::describe_topic_partitions;
         }

@@ -432,6 +432,8 @@ throttle_time!(
     AddOffsetsToTxnResponse,
     EndTxnResponse,
     TxnOffsetCommitResponse,
+    ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribeResponse,
     DescribeProducersResponse,
     DescribeTransactionsResponse,
     ListTransactionsResponse,

@@ -880,3 +880,83 @@ fn every_transaction_api_answers_at_every_advertised_version() {
         );
     }
 }
+
+#[test]
+fn the_consumer_group_protocol_answers_at_every_advertised_version() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    let r = c.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic("cgv"))
+                .with_num_partitions(2)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
+    // The coordinator first, as a client does (it creates __consumer_offsets).
+    let found = c.call(3, &FindCoordinatorRequest::default().with_key(s("cg-v0")));
+    assert_eq!(found.error_code, 0);
+    for v in versions(ApiKey::ConsumerGroupHeartbeat) {
+        let group = GroupId(s(&format!("cg-v{v}")));
+        let member = format!("member-v{v}");
+        let r = c.call(
+            v,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(s(&member))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![topic("cgv")]))
+                .with_topic_partitions(Some(vec![])),
+        );
+        assert_eq!(
+            r.error_code, 0,
+            "ConsumerGroupHeartbeat v{v}: {:?}",
+            r.error_message
+        );
+        assert!(r.member_epoch > 0, "ConsumerGroupHeartbeat v{v}");
+        let assigned: usize = r.assignment.as_ref().map_or(0, |a| {
+            a.topic_partitions.iter().map(|t| t.partitions.len()).sum()
+        });
+        assert_eq!(
+            assigned, 2,
+            "ConsumerGroupHeartbeat v{v}: a lone member gets both"
+        );
+        let member_id = r.member_id.clone().expect("member id");
+        for dv in versions(ApiKey::ConsumerGroupDescribe) {
+            let d = c.call(
+                dv,
+                &ConsumerGroupDescribeRequest::default().with_group_ids(vec![group.clone()]),
+            );
+            let g = &d.groups[0];
+            assert_eq!(
+                (g.error_code, g.members.len()),
+                (0, 1),
+                "ConsumerGroupDescribe v{dv}"
+            );
+            assert_eq!(
+                g.members[0].member_id, member_id,
+                "ConsumerGroupDescribe v{dv}"
+            );
+        }
+        // A bogus epoch is fenced; leaving (-1) succeeds.
+        let fenced = c.call(
+            v,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(member_id.clone())
+                .with_member_epoch(r.member_epoch + 7),
+        );
+        assert_eq!(fenced.error_code, ResponseError::FencedMemberEpoch.code());
+        let left = c.call(
+            v,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group)
+                .with_member_id(member_id)
+                .with_member_epoch(-1),
+        );
+        assert_eq!((left.error_code, left.member_epoch), (0, -1), "leave v{v}");
+    }
+}

@@ -20,8 +20,9 @@ struct Feature {
 
 /// What Gregor implements. `metadata.version` 25 is Kafka's `4.0-IV3`: the client protocol of
 /// Kafka 4.0, which Gregor serves (from 7, `3.3-IV3`, the first KRaft level). The static
-/// voter set is `kraft.version` 0; the KIP-848 group protocol (`group.version` 1) and
-/// KIP-890 transactions (`transaction.version` 2) are not implemented, so they stay at 0.
+/// voter set is `kraft.version` 0; the KIP-848 consumer group protocol is `group.version` 1;
+/// KIP-890 part 2 transactions (`transaction.version` 2) are not implemented, so that stays
+/// at 0 (transactions work the way they did before KIP-890's epoch bump per transaction).
 const FEATURES: [Feature; 4] = [
     Feature {
         name: "metadata.version",
@@ -38,8 +39,8 @@ const FEATURES: [Feature; 4] = [
     Feature {
         name: "group.version",
         min: 0,
-        max: 0,
-        level: 0,
+        max: 1,
+        level: 1,
     },
     Feature {
         name: "transaction.version",

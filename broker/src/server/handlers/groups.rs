@@ -11,6 +11,7 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::blocking;
@@ -334,29 +335,28 @@ pub async fn describe_groups(
 
 /// ListGroups (with the v4 state filter).
 pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGroupsResponse> {
-    let states: Vec<String> = req
-        .states_filter
-        .iter()
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
+    let lower =
+        |v: &[StrBytes]| -> Vec<String> { v.iter().map(|s| s.to_ascii_lowercase()).collect() };
+    let (states, types) = (lower(&req.states_filter), lower(&req.types_filter));
     let groups = ctx
         .broker
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, s)| states.is_empty() || states.contains(&s.as_str().to_ascii_lowercase()))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.contains(&g.group_type.to_string()))
         // As Kafka: DESCRIBE on the cluster lists every group, else those the principal may
         // DESCRIBE.
-        .filter(|(id, _, _)| {
+        .filter(|g| {
             ctx.authorized(Operation::Describe, Resource::cluster())
-                || group_denied(ctx, Operation::Describe, id).is_none()
+                || group_denied(ctx, Operation::Describe, &g.id).is_none()
         })
-        .map(|(id, ptype, state)| {
+        .map(|g| {
             ListedGroup::default()
-                .with_group_id(GroupId(sb(id)))
-                .with_protocol_type(sb(ptype))
-                .with_group_state(sb(state.as_str()))
-                .with_group_type(sb("classic"))
+                .with_group_id(GroupId(sb(g.id)))
+                .with_protocol_type(sb(g.protocol_type))
+                .with_group_state(sb(g.state))
+                .with_group_type(sb(g.group_type))
         })
         .collect();
     Some(ListGroupsResponse::default().with_groups(groups))

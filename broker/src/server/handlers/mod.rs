@@ -4,6 +4,7 @@
 pub mod acls;
 pub mod admin;
 pub mod configs;
+pub mod consumer_groups;
 pub mod features;
 pub mod fetch;
 pub mod groups;

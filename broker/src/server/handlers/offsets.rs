@@ -212,6 +212,21 @@ pub async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> Option<Offs
                         .with_group_id(g.group_id)
                         .with_error_code(ResponseError::NotCoordinator.code());
                 }
+                // v9+: a consumer-protocol member fetches with its member epoch.
+                let stale = g
+                    .member_id
+                    .as_ref()
+                    .filter(|_| g.member_epoch >= 0)
+                    .and_then(|m| {
+                        ctx.broker
+                            .groups
+                            .validate_member_epoch(&g.group_id.0, m, g.member_epoch)
+                    });
+                if let Some(e) = stale {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 let asked = wanted(
                     g.topics
                         .as_ref()
