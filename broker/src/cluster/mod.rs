@@ -503,6 +503,17 @@ impl Partition {
         Some(next)
     }
 
+    /// This node's log, locked, and the leader epoch, while this node leads; else
+    /// NOT_LEADER. Appends hold the lock from this check to their refreshed offsets.
+    fn led_log(&self) -> Result<(MappedMutexGuard<'_, PartitionLog>, i32), LogError> {
+        let log = self.log().ok_or(LogError::NotLeader)?;
+        let state = self.state.read();
+        if state.leader != self.node {
+            return Err(LogError::NotLeader);
+        }
+        Ok((log, state.leader_epoch))
+    }
+
     /// Appends `records` at `now` while this node leads (blocking), fsyncs once `flush_every`
     /// messages are unflushed (`log.flush.interval.messages`), and wakes long-polling fetches.
     /// Returns the outcome and the leader epoch the records were appended in. The log lock is
@@ -514,16 +525,7 @@ impl Partition {
         now: i64,
         flush_every: Option<u64>,
     ) -> Result<(AppendOutcome, i32), LogError> {
-        let Some(mut log) = self.log() else {
-            return Err(LogError::NotLeader);
-        };
-        let epoch = {
-            let state = self.state.read();
-            if state.leader != self.node {
-                return Err(LogError::NotLeader);
-            }
-            state.leader_epoch
-        };
+        let (mut log, epoch) = self.led_log()?;
         let outcome = log.append(records, epoch, now)?;
         if let AppendOutcome::Appended(info) = &outcome {
             let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
@@ -549,16 +551,7 @@ impl Partition {
         coordinator_epoch: i32,
         now: i64,
     ) -> Result<(AppendInfo, i32), LogError> {
-        let Some(mut log) = self.log() else {
-            return Err(LogError::NotLeader);
-        };
-        let epoch = {
-            let state = self.state.read();
-            if state.leader != self.node {
-                return Err(LogError::NotLeader);
-            }
-            state.leader_epoch
-        };
+        let (mut log, epoch) = self.led_log()?;
         let info = log.append_marker(
             marker,
             producer_id,

@@ -574,17 +574,11 @@ fn replica_appends_keep_the_leaders_offsets_and_epochs() {
 
 /// A transactional batch of `n` records from `producer_id`/`epoch` starting at `base_seq`.
 fn txn_batch(producer_id: i64, epoch: i16, base_seq: i32, n: usize) -> Bytes {
-    let records = (0..n)
-        .map(|_| {
-            let mut r = record(Some("k"), Some("v"), 1_000);
-            r.producer_id = producer_id;
-            r.producer_epoch = epoch;
-            r.sequence = base_seq;
-            r.transactional = true;
-            r
-        })
-        .collect();
-    encode(records, kafka_protocol::records::Compression::None)
+    let mut batch = idempotent_batch(producer_id, epoch, base_seq, n).to_vec();
+    // Attribute bit 4 (transactional), at byte 22, inside the CRC.
+    batch[22] |= 0x10;
+    batch::recompute_crc(&mut batch);
+    Bytes::from(batch)
 }
 
 #[test]

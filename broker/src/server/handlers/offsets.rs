@@ -41,16 +41,12 @@ pub async fn offset_commit(
         .iter()
         .map(|t| {
             let parts = t.partitions.iter().map(|p| {
-                let value = OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                };
+                let value = committed(
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                    now,
+                );
                 (p.partition_index, value)
             });
             (t.name.0.to_string(), parts.collect())
@@ -73,6 +69,21 @@ pub async fn offset_commit(
         })
         .collect();
     Some(OffsetCommitResponse::default().with_topics(topics))
+}
+
+/// An offset as committed at `now`.
+pub(super) fn committed(
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&str>,
+    now: i64,
+) -> OffsetValue {
+    OffsetValue {
+        offset,
+        leader_epoch,
+        metadata: metadata.unwrap_or_default().to_string(),
+        commit_timestamp: now,
+    }
 }
 
 /// A topic's offsets to commit: its name and (partition, offset) pairs.

@@ -14,10 +14,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::groups::group_denied;
-use super::offsets::{store_offsets, TopicOffsets};
+use super::offsets::{committed, store_offsets, TopicOffsets};
 use crate::authz::{Operation, Resource};
 use crate::cluster::{now_ms, CONSUMER_OFFSETS};
-use crate::group::offsets_log::{self, OffsetValue};
+use crate::group::offsets_log;
 use crate::log::control::Marker;
 use crate::server::dispatch::Ctx;
 use crate::transaction::coordinator::write_marker;
@@ -281,16 +281,12 @@ pub async fn txn_offset_commit(
         .iter()
         .map(|t| {
             let parts = t.partitions.iter().map(|p| {
-                let value = OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                };
+                let value = committed(
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                    now,
+                );
                 (p.partition_index, value)
             });
             (t.name.0.to_string(), parts.collect())
