@@ -138,6 +138,8 @@ pub struct Config {
     pub group_consumer_session_timeout_ms: u64,
     /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// The `group.share.*` defaults of share groups (KIP-932).
+    pub share: ShareGroupDefaults,
     /// `transaction.state.log.num.partitions`.
     pub transaction_state_num_partitions: i32,
     /// `transaction.state.log.replication.factor`.
@@ -260,6 +262,13 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.num.partitions",
     "group.consumer.session.timeout.ms",
     "group.consumer.heartbeat.interval.ms",
+    "group.share.record.lock.duration.ms",
+    "group.share.min.record.lock.duration.ms",
+    "group.share.max.record.lock.duration.ms",
+    "group.share.delivery.count.limit",
+    "group.share.partition.max.record.locks",
+    "group.share.heartbeat.interval.ms",
+    "group.share.session.timeout.ms",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "transaction.state.log.segment.bytes",
@@ -717,6 +726,27 @@ impl Config {
                 5_000,
                 1,
             )?,
+            share: ShareGroupDefaults {
+                record_lock_duration_ms: p.num("group.share.record.lock.duration.ms", 30_000, 1)?,
+                min_record_lock_duration_ms: p.num(
+                    "group.share.min.record.lock.duration.ms",
+                    15_000,
+                    1,
+                )?,
+                max_record_lock_duration_ms: p.num(
+                    "group.share.max.record.lock.duration.ms",
+                    60_000,
+                    1,
+                )?,
+                delivery_count_limit: p.num("group.share.delivery.count.limit", 5, 2)?,
+                partition_max_record_locks: p.num(
+                    "group.share.partition.max.record.locks",
+                    2_000,
+                    100,
+                )?,
+                heartbeat_interval_ms: p.num("group.share.heartbeat.interval.ms", 5_000, 1)?,
+                session_timeout_ms: p.num("group.share.session.timeout.ms", 45_000, 1)?,
+            },
             transaction_state_num_partitions: p.num(
                 "transaction.state.log.num.partitions",
                 50,
@@ -939,6 +969,26 @@ pub fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
         [] => Some(CleanupPolicy::Keep),
         _ => None,
     }
+}
+
+/// The broker's defaults for share groups (Kafka's `ShareGroupConfig`); a group's own configs
+/// (`share.record.lock.duration.ms`, ...) override them within the min/max bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareGroupDefaults {
+    /// `group.share.record.lock.duration.ms`.
+    pub record_lock_duration_ms: i32,
+    /// `group.share.min.record.lock.duration.ms`.
+    pub min_record_lock_duration_ms: i32,
+    /// `group.share.max.record.lock.duration.ms`.
+    pub max_record_lock_duration_ms: i32,
+    /// `group.share.delivery.count.limit`.
+    pub delivery_count_limit: i32,
+    /// `group.share.partition.max.record.locks`.
+    pub partition_max_record_locks: i32,
+    /// `group.share.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: i32,
+    /// `group.share.session.timeout.ms`.
+    pub session_timeout_ms: i32,
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub mod quotas;
 pub mod replication;
 pub mod sasl;
 pub mod server;
+pub mod share;
 pub mod storage;
 pub mod tools;
 pub mod transaction;

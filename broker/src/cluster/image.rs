@@ -42,6 +42,10 @@ pub struct MetadataImage {
         with = "crate::quotas::as_pairs"
     )]
     pub quotas: crate::quotas::ClientQuotas,
+    /// Group configs (GROUP config resources) by group id. Absent from images written before
+    /// group configs existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Whether the bootstrap records (`storage format --add-scram`) were applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bootstrapped: bool,
@@ -367,6 +371,14 @@ impl MetadataImage {
             | MetadataRecord::RemoveScramCredential { .. }
             | MetadataRecord::ClientQuota { .. }
             | MetadataRecord::Bootstrap { .. } => self.apply_security(record),
+            MetadataRecord::GroupConfigs { group, configs } => {
+                if configs.is_empty() {
+                    self.group_configs.remove(group).is_some()
+                } else {
+                    self.group_configs.insert(group.clone(), configs.clone())
+                        != Some(configs.clone())
+                }
+            }
             MetadataRecord::ProducerIds { next } => {
                 // Blocks only move forward: a stale allocation can never hand out ids twice.
                 if *next > self.next_producer_id {

@@ -227,6 +227,14 @@ pub enum MetadataRecord {
         /// The broker taking the block.
         broker: i32,
     },
+    /// A GROUP config resource's configs were replaced (Kafka's ConfigRecord of resource type
+    /// GROUP, KIP-848/KIP-932). An empty map clears the group's configs.
+    GroupConfigs {
+        /// The group id.
+        group: String,
+        /// The complete new configs of the group.
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What committing a batch of records did: how many changed the metadata and how many were

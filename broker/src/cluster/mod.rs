@@ -17,6 +17,7 @@ mod reconcile;
 mod replica_admin;
 pub mod replica_changes;
 pub mod security;
+pub use security::GroupConfigs;
 pub mod topic_config;
 mod unregister;
 
@@ -767,6 +768,8 @@ pub struct Cluster {
     scram: RwLock<Arc<ScramCredentials>>,
     /// The committed client quota configs; replaced like `acls`.
     quotas: RwLock<Arc<crate::quotas::ClientQuotas>>,
+    /// The committed group configs (GROUP config resources), by group id.
+    group_configs: RwLock<Arc<GroupConfigs>>,
 }
 
 impl Cluster {
@@ -796,6 +799,7 @@ impl Cluster {
             acls: RwLock::new(Arc::new(image.acls)),
             scram: RwLock::new(Arc::new(image.scram)),
             quotas: RwLock::new(Arc::new(image.quotas)),
+            group_configs: RwLock::new(Arc::new(image.group_configs)),
             dynamic: RwLock::new(dynamic),
             config,
             cluster_id,

@@ -37,6 +37,9 @@ impl Cluster {
         if self.apply_quotas(&image.quotas) {
             changed += 1;
         }
+        if self.apply_group_configs(&image.group_configs) {
+            changed += 1;
+        }
         if *self.brokers.read() != image.brokers {
             *self.brokers.write() = image.brokers.clone();
             changed += 1;

@@ -1,6 +1,6 @@
-//! The committed SCRAM credentials (Kafka's `ScramControlManager`) and client quota configs
-//! (`ClientQuotaControlManager`) on this node, and the one commit path of the security records
-//! (ACLs, credentials, quotas) through the metadata log.
+//! The committed SCRAM credentials (Kafka's `ScramControlManager`), client quota configs
+//! (`ClientQuotaControlManager`) and group configs on this node, and the one commit path of
+//! these records (ACLs, credentials, quotas, group configs) through the metadata log.
 
 use super::*;
 use crate::sasl::scram::{ScramCredential, ScramMechanism};
@@ -110,6 +110,7 @@ impl Cluster {
                     acls: (*self.acls()).clone(),
                     scram: (*self.scram_credentials()).clone(),
                     quotas: (*self.client_quotas()).clone(),
+                    group_configs: (*self.all_group_configs()).clone(),
                     ..MetadataImage::default()
                 };
                 for r in records {
@@ -121,6 +122,55 @@ impl Cluster {
         self.apply_acls(&image.acls);
         self.apply_scram(&image.scram);
         self.apply_quotas(&image.quotas);
+        self.apply_group_configs(&image.group_configs);
         Ok(())
     }
+
+    /// Every group's committed configs.
+    pub fn all_group_configs(&self) -> Arc<GroupConfigs> {
+        Arc::clone(&self.group_configs.read())
+    }
+
+    /// The committed configs of group `group` (empty if it sets none).
+    pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs
+            .read()
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces group `group`'s configs (blocking): checked by
+    /// [`crate::share::check_group_configs`], then committed through the metadata log.
+    pub fn set_group_configs(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        crate::share::check_group_configs(&configs).map_err(AdminError::InvalidConfig)?;
+        if validate_only || self.group_configs(group) == configs {
+            return Ok(());
+        }
+        let mut meta = self.meta.lock();
+        let record = MetadataRecord::GroupConfigs {
+            group: group.to_string(),
+            configs,
+        };
+        self.commit_security_records(&mut meta, &[record])
+    }
+
+    /// Takes `configs` as the committed group configs (called under the metadata lock).
+    /// Returns whether they changed.
+    pub(super) fn apply_group_configs(&self, configs: &GroupConfigs) -> bool {
+        if **self.group_configs.read() == *configs {
+            return false;
+        }
+        *self.group_configs.write() = Arc::new(configs.clone());
+        tracing::info!(groups = configs.len(), "group configs applied");
+        true
+    }
 }
+
+/// Group configs by group id.
+pub type GroupConfigs = BTreeMap<String, BTreeMap<String, String>>;

@@ -21,6 +21,8 @@ pub enum Source {
     Static = 4,
     /// Kafka's built-in default.
     Default = 5,
+    /// A group's own config (GROUP resource).
+    Group = 8,
 }
 
 /// Kafka's built-in defaults of the dynamic keys that have one (the `.ms`/`.minutes` forms of

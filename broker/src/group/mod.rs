@@ -93,6 +93,8 @@ pub struct GroupCoordinator {
     led: Mutex<BTreeSet<i32>>,
     /// Offsets committed in transactions still open, by producer: (group, partition, offset).
     pending_txn: Mutex<PendingOffsets>,
+    /// The share-partitions this node leads and the share sessions fetching them.
+    pub shares: crate::share::SharePartitions,
 }
 
 /// Offsets committed in open transactions, by producer id.
@@ -107,6 +109,7 @@ impl GroupCoordinator {
             commit_order: Mutex::new(()),
             led: Mutex::new(BTreeSet::new()),
             pending_txn: Mutex::new(HashMap::new()),
+            shares: crate::share::SharePartitions::default(),
         }
     }
 
@@ -319,8 +322,9 @@ impl GroupCoordinator {
         let group = groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
-        if group.has_consumer_members() {
-            // Mixed classic and consumer-protocol membership is not supported yet.
+        if group.has_consumer_members() || group.share.is_some() {
+            // Mixed classic and consumer-protocol membership is not supported yet; a share
+            // group is no classic group.
             return Ok(JoinResult::error(
                 ResponseError::InconsistentGroupProtocol,
                 req.member_id,
@@ -578,6 +582,89 @@ impl GroupCoordinator {
                 }
             }
         }
+        self.expire_share_members(&mut groups, now);
+    }
+
+    /// Removes share group members not heard from within their group's session timeout;
+    /// what they held is released.
+    fn expire_share_members(&self, groups: &mut HashMap<String, Group>, now: Instant) {
+        let shared: Vec<String> = groups
+            .iter()
+            .filter(|(_, g)| g.share.as_ref().is_some_and(|s| !s.members.is_empty()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if shared.is_empty() {
+            return;
+        }
+        let topics = self.topic_partition_counts();
+        for id in shared {
+            let settings = self.share_settings(&id);
+            let Some(share) = groups.get_mut(&id).and_then(|g| g.share.as_mut()) else {
+                continue;
+            };
+            for member in share.expire(now, settings.session_timeout, &topics) {
+                tracing::info!(group = %id, member = %member, "share group member session expired");
+                self.shares.release_member(&id, &member);
+            }
+        }
+    }
+
+    /// Every topic clients may subscribe to, with its partition count.
+    fn topic_partition_counts(&self) -> BTreeMap<String, i32> {
+        self.cluster
+            .topics()
+            .iter()
+            .filter(|t| !t.is_internal())
+            .map(|t| (t.name.clone(), t.partition_count()))
+            .collect()
+    }
+
+    /// What governs share group `group`: the broker's defaults under its group configs.
+    pub fn share_settings(&self, group: &str) -> crate::share::Settings {
+        crate::share::Settings::of(&self.cluster.config, &self.cluster.group_configs(group))
+    }
+
+    /// ShareGroupHeartbeat (KIP-932) for `group_id`: joins, heartbeats and leaves a share
+    /// group, answering the member's partitions when they change. A group of another type is
+    /// GROUP_ID_NOT_FOUND, as Kafka answers. A member that leaves gives back what it holds.
+    pub fn share_heartbeat(
+        &self,
+        group_id: &str,
+        hb: crate::share::group::Heartbeat,
+    ) -> Result<crate::share::group::HeartbeatAnswer, consumer::Refusal> {
+        if group_id.is_empty() {
+            return Err((
+                ResponseError::InvalidGroupId,
+                "the group id is empty".into(),
+            ));
+        }
+        let topics = self.topic_partition_counts();
+        let member = hb.member_id.clone();
+        let answer = {
+            let mut groups = self.groups.lock();
+            let group = groups
+                .entry(group_id.to_string())
+                .or_insert_with(Group::new);
+            if group.is_consumer_group() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a share group."),
+                ));
+            }
+            group
+                .share
+                .get_or_insert_with(crate::share::group::ShareGroup::new)
+                .heartbeat(hb, &topics, Instant::now())?
+        };
+        if answer.member_epoch == -1 {
+            self.shares.release_member(group_id, &member);
+        }
+        Ok(answer)
+    }
+
+    /// A share group as ShareGroupDescribe reports it; `None` if there is no such group.
+    pub fn describe_share_group(&self, group_id: &str) -> Option<crate::share::group::ShareGroup> {
+        self.groups.lock().get(group_id)?.share.clone()
     }
 
     /// Checks an offset commit against group membership; `None` means it may proceed.
@@ -787,6 +874,12 @@ impl GroupCoordinator {
         let mut v: Vec<_> = groups
             .iter()
             .map(|(id, g)| match &g.consumer {
+                _ if g.share.is_some() => ListedGroup {
+                    id: id.clone(),
+                    protocol_type: "share".into(),
+                    state: g.share.as_ref().map_or("Empty", |s| s.state()),
+                    group_type: "share",
+                },
                 Some(c) if g.members.is_empty() => ListedGroup {
                     id: id.clone(),
                     protocol_type: "consumer".into(),
@@ -829,17 +922,17 @@ impl GroupCoordinator {
                 ));
             }
         }
-        let topics: BTreeMap<String, i32> = self
-            .cluster
-            .topics()
-            .iter()
-            .filter(|t| !t.is_internal())
-            .map(|t| (t.name.clone(), t.partition_count()))
-            .collect();
+        let topics = self.topic_partition_counts();
         let mut groups = self.groups.lock();
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(Group::new);
+        if group.share.is_some() {
+            return Err((
+                ResponseError::GroupIdNotFound,
+                format!("Group {group_id} is not a consumer group."),
+            ));
+        }
         if !group.members.is_empty() {
             return Err((
                 ResponseError::InconsistentGroupProtocol,
@@ -917,6 +1010,9 @@ impl GroupCoordinator {
             match groups.get(group_id) {
                 None => return Some(ResponseError::GroupIdNotFound),
                 Some(g) if !g.members.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(g) if g.share.as_ref().is_some_and(|s| !s.members.is_empty()) => {
+                    return Some(ResponseError::NonEmptyGroup)
+                }
                 Some(g) => g.offsets.keys().cloned().collect(),
             }
         };
@@ -943,6 +1039,7 @@ impl GroupCoordinator {
             }
         }
         self.groups.lock().remove(group_id);
+        self.shares.remove(group_id, None);
         None
     }
 

@@ -141,6 +141,9 @@ pub(super) struct Group {
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Membership under the consumer protocol (KIP-848), once a member has heartbeated.
     pub(super) consumer: Option<super::consumer::ConsumerGroup>,
+    /// A share group's membership (KIP-932): set once a share member has heartbeated, and
+    /// then the group is nothing else.
+    pub(super) share: Option<crate::share::group::ShareGroup>,
 }
 
 impl Group {
@@ -157,7 +160,18 @@ impl Group {
             initial_delay_until: None,
             offsets: BTreeMap::new(),
             consumer: None,
+            share: None,
         }
+    }
+
+    /// Whether the group is a classic or consumer-protocol group: it has members of either
+    /// kind, committed offsets or a protocol.
+    pub(super) fn is_consumer_group(&self) -> bool {
+        self.share.is_none()
+            && (!self.members.is_empty()
+                || self.consumer.is_some()
+                || !self.offsets.is_empty()
+                || self.protocol_type.is_some())
     }
 
     /// Whether members of the consumer protocol (KIP-848) are in the group.

@@ -98,6 +98,18 @@ macro_rules! served_apis {
                 => handlers::consumer_groups::consumer_group_describe;
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0
                 => handlers::topic_partitions::describe_topic_partitions;
+            ShareGroupHeartbeat(ShareGroupHeartbeatRequest) 1..=1
+                => handlers::share::share_group_heartbeat;
+            ShareGroupDescribe(ShareGroupDescribeRequest) 1..=1
+                => handlers::share::share_group_describe;
+            ShareFetch(ShareFetchRequest) 1..=1 => handlers::share::share_fetch;
+            ShareAcknowledge(ShareAcknowledgeRequest) 1..=1 => handlers::share::share_acknowledge;
+            DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest) 0..=0
+                => handlers::share::describe_share_group_offsets;
+            AlterShareGroupOffsets(AlterShareGroupOffsetsRequest) 0..=0
+                => handlers::share::alter_share_group_offsets;
+            DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest) 0..=0
+                => handlers::share::delete_share_group_offsets;
         }
     };
 }

@@ -455,6 +455,13 @@ throttle_time!(
     AlterUserScramCredentialsResponse,
     DescribeClusterResponse,
     UnregisterBrokerResponse,
+    ShareGroupHeartbeatResponse,
+    ShareGroupDescribeResponse,
+    ShareFetchResponse,
+    ShareAcknowledgeResponse,
+    DescribeShareGroupOffsetsResponse,
+    AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsResponse,
 );
 
 no_throttle_time!(

@@ -6,6 +6,7 @@ mod crash;
 mod golden;
 mod protocol;
 mod retention;
+mod share;
 mod storage_cli;
 mod support;
 mod transactions;

@@ -2,6 +2,8 @@
 //! types: 2 = topic, 4 = broker (`""` the cluster-wide dynamic default, `"<id>"` one broker).
 //! Broker resources take the dynamic keys of [`crate::config::DYNAMIC_BROKER_KEYS`], stored in
 //! the metadata log like topic configs; describing one reports Kafka's sources and synonyms.
+//! Type 32 = group: a group's own `consumer.*` / `share.*` / `streams.*` configs
+//! ([`crate::share::check_group_configs`]), committed in the metadata log too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use crate::server::Broker;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// A group's configs (KIP-848, KIP-932): session and heartbeat settings, share settings.
+const GROUP: i8 = 32;
 
 fn describe_entry(
     e: ConfigEntry,
@@ -93,6 +97,13 @@ pub async fn describe_configs(
                         .map(|e| (e, false))
                         .collect(),
                 },
+                GROUP => crate::share::group_config_entries(
+                    &cluster.config,
+                    &cluster.group_configs(&r.resource_name),
+                )
+                .into_iter()
+                .map(|e| (e, false))
+                .collect(),
                 BROKER => match cluster.broker_config_entries(&r.resource_name) {
                     Err(e) => return fail(admin_error_code(&e), e.to_string()),
                     Ok(entries) => entries
@@ -159,6 +170,7 @@ fn authorize_configs(
     match resource_type {
         TOPIC => ctx.authorize(op, Resource::topic(name)),
         BROKER => ctx.authorize(op, Resource::cluster()),
+        GROUP => ctx.authorize(op, Resource::group(name)),
         _ => Ok(()),
     }
 }
@@ -181,6 +193,14 @@ async fn apply(
             let mut configs = topic.configs.read().clone();
             change(&mut configs)?;
             blocking(move || cluster.set_topic_configs(&name, configs, validate_only)).await
+        }
+        GROUP => {
+            if name.is_empty() {
+                return Err(AdminError::InvalidRequest("the group id is empty".into()));
+            }
+            let mut configs = cluster.group_configs(&name);
+            change(&mut configs)?;
+            blocking(move || cluster.set_group_configs(&name, configs, validate_only)).await
         }
         BROKER => {
             check_broker_resource(ctx, &name)?;
@@ -329,6 +349,7 @@ fn current_values(ctx: &Ctx<'_>, resource_type: i8, name: &str) -> BTreeMap<Stri
             .map(|t| cluster.topic_config_entries(&t.configs.read()))
             .unwrap_or_default(),
         BROKER => cluster.broker_config_entries(name).unwrap_or_default(),
+        GROUP => crate::share::group_config_entries(&cluster.config, &cluster.group_configs(name)),
         _ => Vec::new(),
     };
     entries.into_iter().map(|e| (e.name, e.value)).collect()

@@ -23,7 +23,8 @@ struct Feature {
 /// voter set is `kraft.version` 0; the KIP-848 consumer group protocol is `group.version` 1;
 /// KIP-890 part 2 transactions (`transaction.version` 2) are not implemented, so that stays
 /// at 0 (transactions work the way they did before KIP-890's epoch bump per transaction).
-const FEATURES: [Feature; 4] = [
+/// Share groups (KIP-932) are `share.version` 1.
+const FEATURES: [Feature; 5] = [
     Feature {
         name: "metadata.version",
         min: 7,
@@ -47,6 +48,12 @@ const FEATURES: [Feature; 4] = [
         min: 0,
         max: 0,
         level: 0,
+    },
+    Feature {
+        name: "share.version",
+        min: 0,
+        max: 1,
+        level: 1,
     },
 ];
 

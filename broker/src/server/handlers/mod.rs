@@ -17,6 +17,7 @@ pub mod quotas;
 pub mod records;
 pub mod replicas;
 pub mod sasl;
+pub mod share;
 pub mod topic_partitions;
 pub mod transactions;
 pub mod unregister;

@@ -1,0 +1,936 @@
+//! Share groups on the wire (KIP-932): ShareGroupHeartbeat and ShareGroupDescribe at the group
+//! coordinator; ShareFetch and ShareAcknowledge at the partition leaders, which hold the
+//! share-partitions ([`crate::share`]); and the admin APIs `kafka-share-groups` uses
+//! (DescribeShareGroupOffsets, AlterShareGroupOffsets, DeleteShareGroupOffsets).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::blocking;
+use super::groups::group_denied;
+use crate::authz::{Operation, Resource};
+use crate::cluster::{Cluster, Partition};
+use crate::log::batch::BatchHeader;
+use crate::server::dispatch::{sb, Ctx};
+use crate::share::partition::{Acquired, ReadBatch};
+use crate::share::{AutoReset, SessionStep, Settings, SharePartitions};
+
+/// ShareGroupHeartbeat: joins, heartbeats and leaves a share group.
+pub async fn share_group_heartbeat(
+    ctx: &Ctx<'_>,
+    req: ShareGroupHeartbeatRequest,
+) -> Option<ShareGroupHeartbeatResponse> {
+    use kafka_protocol::messages::share_group_heartbeat_response::{Assignment, TopicPartitions};
+    let group = req.group_id.0.to_string();
+    let refuse = |e: ResponseError, message: Option<String>| {
+        if let Some(m) = &message {
+            tracing::debug!(client_id = %ctx.client_id, group = %group, error = ?e, "ShareGroupHeartbeat refused: {m}");
+        }
+        Some(
+            ShareGroupHeartbeatResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(message.map(sb))
+                .with_member_epoch(-1),
+        )
+    };
+    if let Some(e) = group_denied(ctx, Operation::Read, &group) {
+        return refuse(e, None);
+    }
+    if !ctx.broker.groups.coordinates(&group) {
+        return refuse(ResponseError::NotCoordinator, None);
+    }
+    let subscribed = req.subscribed_topic_names.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|n| n.0.to_string())
+            .filter(|n| ctx.authorized(Operation::Describe, Resource::topic(n)))
+            .collect::<BTreeSet<String>>()
+    });
+    let hb = crate::share::group::Heartbeat {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+        subscribed,
+        client_id: ctx.client_id.to_string(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    let answer = match ctx.broker.groups.share_heartbeat(&group, hb) {
+        Ok(a) => a,
+        Err((e, message)) => return refuse(e, Some(message)),
+    };
+    let cluster = &ctx.broker.cluster;
+    let assignment = answer.assignment.map(|parts| {
+        Assignment::default().with_topic_partitions(
+            by_topic(&parts)
+                .into_iter()
+                .filter_map(|(t, ps)| {
+                    Some(
+                        TopicPartitions::default()
+                            .with_topic_id(cluster.topic(t)?.id)
+                            .with_partitions(ps),
+                    )
+                })
+                .collect(),
+        )
+    });
+    let settings = ctx.broker.groups.share_settings(&group);
+    Some(
+        ShareGroupHeartbeatResponse::default()
+            .with_member_id(Some(req.member_id))
+            .with_member_epoch(answer.member_epoch)
+            .with_heartbeat_interval_ms(settings.heartbeat_interval_ms)
+            .with_assignment(assignment),
+    )
+}
+
+/// `(topic, partition)` pairs grouped by topic.
+fn by_topic(parts: &BTreeSet<(String, i32)>) -> BTreeMap<&str, Vec<i32>> {
+    let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in parts {
+        out.entry(t).or_default().push(*p);
+    }
+    out
+}
+
+/// ShareGroupDescribe: what `kafka-share-groups --describe --members` shows.
+pub async fn share_group_describe(
+    ctx: &Ctx<'_>,
+    req: ShareGroupDescribeRequest,
+) -> Option<ShareGroupDescribeResponse> {
+    use kafka_protocol::messages::share_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let cluster = &ctx.broker.cluster;
+    let groups = req
+        .group_ids
+        .iter()
+        .map(|id| {
+            let base = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            if let Some(e) = group_denied(ctx, Operation::Describe, id) {
+                return base.with_error_code(e.code());
+            }
+            if !ctx.broker.groups.coordinates(id) {
+                return base.with_error_code(ResponseError::NotCoordinator.code());
+            }
+            let Some(g) = ctx.broker.groups.describe_share_group(id) else {
+                let message = if ctx.broker.groups.describe(id).is_some() {
+                    format!("Group {} is not a share group.", id.as_str())
+                } else {
+                    format!("Group {} not found.", id.as_str())
+                };
+                return base
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(sb(message)));
+            };
+            let members = g
+                .members
+                .iter()
+                .map(|(mid, m)| {
+                    let assignment = Assignment::default().with_topic_partitions(
+                        by_topic(&m.assignment)
+                            .into_iter()
+                            .filter_map(|(t, ps)| {
+                                Some(
+                                    TopicPartitions::default()
+                                        .with_topic_id(cluster.topic(t)?.id)
+                                        .with_topic_name(TopicName(sb(t.to_string())))
+                                        .with_partitions(ps),
+                                )
+                            })
+                            .collect(),
+                    );
+                    Member::default()
+                        .with_member_id(sb(mid.clone()))
+                        .with_rack_id(m.rack_id.clone().map(sb))
+                        .with_member_epoch(m.epoch)
+                        .with_client_id(sb(m.client_id.clone()))
+                        .with_client_host(sb(m.client_host.clone()))
+                        .with_subscribed_topic_names(
+                            m.subscribed
+                                .iter()
+                                .map(|t| TopicName(sb(t.clone())))
+                                .collect(),
+                        )
+                        .with_assignment(assignment)
+                })
+                .collect();
+            base.with_group_state(sb(g.state().to_string()))
+                .with_group_epoch(g.group_epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(sb(crate::share::group::ASSIGNOR.to_string()))
+                .with_members(members)
+        })
+        .collect();
+    Some(ShareGroupDescribeResponse::default().with_groups(groups))
+}
+
+/// Acknowledgement batches of one partition: `((first, last), types)`.
+type Acks = Vec<((i64, i64), Vec<i8>)>;
+
+/// Where a share-partition without state starts, under `reset`: the log start, the high
+/// watermark, or the first record at most the duration old.
+fn initial_offset(p: &Partition, reset: AutoReset) -> i64 {
+    match reset {
+        AutoReset::Earliest => p.log_start_offset(),
+        AutoReset::Latest => p.high_watermark(),
+        AutoReset::ByDuration(d) => {
+            let since = crate::cluster::now_ms() - d.as_millis() as i64;
+            p.log()
+                .and_then(|log| log.offset_for_timestamp(since).ok().flatten())
+                .map_or_else(|| p.high_watermark(), |(offset, _)| offset)
+        }
+    }
+}
+
+/// The partition `index` of the topic with id `topic_id` if this node leads it and the client
+/// may read it, else the error to answer for it.
+fn share_partition_of(
+    ctx: &Ctx<'_>,
+    topic_id: Uuid,
+    index: i32,
+) -> Result<Arc<Partition>, ResponseError> {
+    let cluster = &ctx.broker.cluster;
+    let topic = cluster
+        .topic_by_id(topic_id)
+        .ok_or(ResponseError::UnknownTopicId)?;
+    if !ctx.authorized(Operation::Read, Resource::topic(&topic.name)) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    let p = topic
+        .partition(index)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if !p.is_led_by(ctx.broker.node_id()) {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    Ok(p)
+}
+
+/// Applies `member`'s acknowledgements of one partition; the error to answer, if any.
+fn acknowledge(
+    shares: &SharePartitions,
+    (group, member): (&str, &str),
+    key: (Uuid, i32),
+    acks: &Acks,
+    settings: &Settings,
+) -> Option<ResponseError> {
+    let sp = shares.get(&(group.to_string(), key.0, key.1))?;
+    let mut sp = sp.lock();
+    sp.expire_locks(Instant::now(), settings.limits.delivery_count_limit);
+    let mut error = None;
+    for (range, types) in acks {
+        if let Err(e) = sp.acknowledge(member, *range, types, settings.limits.delivery_count_limit)
+        {
+            error = Some(e);
+        }
+    }
+    if acks
+        .iter()
+        .any(|(_, t)| t.contains(&crate::share::partition::RELEASE))
+    {
+        shares.released.notify_waiters();
+    }
+    error
+}
+
+/// What one share fetch read from one partition.
+struct Fetched {
+    records: Bytes,
+    acquired: Vec<Acquired>,
+}
+
+/// Acquires records of `p` for `member` (blocking: reads the log): redeliveries first, then
+/// new records up to the high watermark (the last stable offset under read_committed), at
+/// most `max_records` (batch-aligned) and about `max_bytes`.
+fn fetch_partition(
+    shares: &SharePartitions,
+    (group, member): (&str, &str),
+    (key, p): ((Uuid, i32), &Partition),
+    (max_records, max_bytes): (usize, usize),
+    settings: &Settings,
+) -> Result<Fetched, ResponseError> {
+    let sp = shares.get_or_init(&(group.to_string(), key.0, key.1), || {
+        initial_offset(p, settings.auto_reset)
+    });
+    let mut sp = sp.lock();
+    let now = Instant::now();
+    let limits = settings.limits;
+    sp.expire_locks(now, limits.delivery_count_limit);
+    let log_start = p.log_start_offset();
+    sp.clamp_to_log_start(log_start);
+    let upper = if settings.read_committed {
+        p.last_stable_offset()
+    } else {
+        p.high_watermark()
+    };
+    let redeliver = sp.available(max_records);
+    let read_new =
+        sp.may_read_new(redeliver.len(), max_records, &limits) && sp.end_offset() < upper;
+    let Some(from) = redeliver
+        .first()
+        .copied()
+        .or(read_new.then(|| sp.end_offset()))
+    else {
+        return Ok(Fetched {
+            records: Bytes::new(),
+            acquired: Vec::new(),
+        });
+    };
+    let to = if read_new {
+        upper
+    } else {
+        redeliver.last().map_or(upper, |o| o + 1)
+    };
+    let bytes = {
+        let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
+        log.read(from, max_bytes, to)
+            .map_err(|e| super::log_error_code(&e))?
+    };
+    let mut batches = Vec::new();
+    let mut ends = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = BatchHeader::parse(&bytes[at..]) {
+        let end = at + h.total_len();
+        if end > bytes.len() {
+            break;
+        }
+        batches.push(ReadBatch {
+            base: h.base_offset,
+            last: h.last_offset(),
+            control: h.is_control(),
+        });
+        ends.push(end);
+        at = end;
+    }
+    let (acquired, used) = sp.acquire(
+        member,
+        &redeliver,
+        &batches,
+        (read_new, max_records),
+        now,
+        &limits,
+    );
+    let records = match used {
+        0 => Bytes::new(),
+        n => bytes.slice(..ends[n - 1]),
+    };
+    Ok(Fetched { records, acquired })
+}
+
+/// The share session step of a request, or the top-level error to answer.
+fn open_session(
+    ctx: &Ctx<'_>,
+    (group, member): (&str, &str),
+    epoch: i32,
+    add: &[(Uuid, i32)],
+    forget: &[(Uuid, i32)],
+) -> Result<SessionStep, (ResponseError, String)> {
+    if group.is_empty() {
+        return Err((
+            ResponseError::InvalidGroupId,
+            "the group id is empty".into(),
+        ));
+    }
+    if member.is_empty() {
+        return Err((
+            ResponseError::InvalidRequest,
+            "the member id is empty".into(),
+        ));
+    }
+    if let Some(e) = group_denied(ctx, Operation::Read, group) {
+        return Err((e, format!("not authorized to read group {group}")));
+    }
+    ctx.broker
+        .groups
+        .shares
+        .session((group, member), epoch, add, forget)
+        .map_err(|e| {
+            let message = match e {
+                ResponseError::ShareSessionNotFound => {
+                    format!("member {member} of group {group} has no share session here")
+                }
+                _ => format!("share session epoch {epoch} is not the session's next epoch"),
+            };
+            (e, message)
+        })
+}
+
+/// ShareFetch: acknowledges what the request carries, then acquires records for the member
+/// from every partition of its share session, waiting up to MaxWaitMs for some.
+pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareFetchResponse> {
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let settings = ctx.broker.groups.share_settings(&group);
+    let lock_ms = settings.limits.lock_duration.as_millis() as i32;
+    let refuse = |e: ResponseError, message: String| {
+        tracing::debug!(client_id = %ctx.client_id, group = %group, error = ?e, "ShareFetch refused: {message}");
+        Some(
+            ShareFetchResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(message)))
+                .with_acquisition_lock_timeout_ms(lock_ms),
+        )
+    };
+    let mut acks: BTreeMap<(Uuid, i32), Acks> = BTreeMap::new();
+    let mut add = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            add.push((t.topic_id, p.partition_index));
+            if !p.acknowledgement_batches.is_empty() {
+                acks.entry((t.topic_id, p.partition_index))
+                    .or_default()
+                    .extend(
+                        p.acknowledgement_batches.iter().map(|b| {
+                            ((b.first_offset, b.last_offset), b.acknowledge_types.clone())
+                        }),
+                    );
+            }
+        }
+    }
+    if req.share_session_epoch == 0 && !acks.is_empty() {
+        return refuse(
+            ResponseError::InvalidRequest,
+            "acknowledgements cannot open a share session (epoch 0)".into(),
+        );
+    }
+    let forget: Vec<(Uuid, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |&p| (t.topic_id, p)))
+        .collect();
+    let step = match open_session(
+        ctx,
+        (&group, &member),
+        req.share_session_epoch,
+        &add,
+        &forget,
+    ) {
+        Ok(s) => s,
+        Err((e, m)) => return refuse(e, m),
+    };
+    let shares = &ctx.broker.groups.shares;
+    let mut out: BTreeMap<(Uuid, i32), PartitionData> = BTreeMap::new();
+    for (key, batches) in &acks {
+        let mut d = PartitionData::default().with_partition_index(key.1);
+        let error = match share_partition_of(ctx, key.0, key.1) {
+            Err(e) => Some(e),
+            Ok(_) => acknowledge(shares, (&group, &member), *key, batches, &settings),
+        };
+        if let Some(e) = error {
+            d = d.with_acknowledge_error_code(e.code());
+        }
+        out.insert(*key, d);
+    }
+    let partitions = match step {
+        SessionStep::Closed => {
+            shares.release_member(&group, &member);
+            return Some(share_fetch_response(out, lock_ms));
+        }
+        SessionStep::Open(p) => p,
+    };
+    let mut leading = Vec::new();
+    for key in partitions {
+        match share_partition_of(ctx, key.0, key.1) {
+            Ok(p) => leading.push((key, p)),
+            Err(e) => {
+                let d = out
+                    .remove(&key)
+                    .unwrap_or_else(|| PartitionData::default().with_partition_index(key.1));
+                out.insert(key, not_served(ctx, d, e, key));
+            }
+        }
+    }
+    let max_records = if req.max_records > 0 {
+        req.max_records as usize
+    } else {
+        500
+    };
+    let max_bytes = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appends = ctx.broker.cluster.subscribe_appends();
+    let leading = Arc::new(leading);
+    let (group_arc, member_arc) = (Arc::new(group.clone()), Arc::new(member.clone()));
+    loop {
+        appends.borrow_and_update();
+        let released = shares.released.notified();
+        let groups = Arc::clone(&ctx.broker.groups);
+        let (l, g, m) = (
+            Arc::clone(&leading),
+            Arc::clone(&group_arc),
+            Arc::clone(&member_arc),
+        );
+        let fetched = blocking(move || {
+            let mut budget = max_records;
+            let mut bytes = max_bytes;
+            l.iter()
+                .map(|(key, p)| {
+                    let r = fetch_partition(
+                        &groups.shares,
+                        (&g, &m),
+                        (*key, p),
+                        (budget.max(1), bytes.max(1)),
+                        &settings,
+                    );
+                    if let Ok(f) = &r {
+                        let n: i64 = f.acquired.iter().map(|a| a.last - a.first + 1).sum();
+                        budget = budget.saturating_sub(n as usize);
+                        bytes = bytes.saturating_sub(f.records.len());
+                    }
+                    (*key, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let got = fetched
+            .iter()
+            .any(|(_, r)| r.as_ref().map_or(true, |f| !f.acquired.is_empty()));
+        if got || !out.is_empty() || tokio::time::Instant::now() >= deadline {
+            for (key, r) in fetched {
+                let d = out
+                    .remove(&key)
+                    .unwrap_or_else(|| PartitionData::default().with_partition_index(key.1));
+                let d = match r {
+                    Ok(f) if f.acquired.is_empty() => {
+                        if d == PartitionData::default().with_partition_index(key.1) {
+                            continue;
+                        }
+                        d
+                    }
+                    Ok(f) => d.with_records(Some(f.records)).with_acquired_records(
+                        f.acquired
+                            .iter()
+                            .map(|a| {
+                                AcquiredRecords::default()
+                                    .with_first_offset(a.first)
+                                    .with_last_offset(a.last)
+                                    .with_delivery_count(a.deliveries)
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => not_served(ctx, d, e, key),
+                };
+                out.insert(key, d);
+            }
+            ctx.broker.metrics.fetch_bytes.inc_by(
+                out.values()
+                    .filter_map(|d| d.records.as_ref())
+                    .map(|r| r.len() as u64)
+                    .sum(),
+            );
+            return Some(share_fetch_response(out, lock_ms));
+        }
+        tokio::select! {
+            changed = appends.changed() => if changed.is_err() {
+                return Some(share_fetch_response(out, lock_ms));
+            },
+            _ = released => {},
+            _ = tokio::time::sleep_until(deadline) => {},
+        }
+    }
+}
+
+/// `d` answering `error` for partition `key`, with the current leader when it moved.
+fn not_served(
+    ctx: &Ctx<'_>,
+    d: PartitionData,
+    error: ResponseError,
+    key: (Uuid, i32),
+) -> PartitionData {
+    let leader = (error == ResponseError::NotLeaderOrFollower)
+        .then(|| ctx.broker.cluster.topic_by_id(key.0))
+        .flatten()
+        .and_then(|t| t.partition(key.1))
+        .map(|p| p.state());
+    let d = d.with_error_code(error.code());
+    match leader {
+        Some(s) => d.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(s.leader)
+                .with_leader_epoch(s.leader_epoch),
+        ),
+        None => d,
+    }
+}
+
+fn share_fetch_response(
+    out: BTreeMap<(Uuid, i32), PartitionData>,
+    lock_ms: i32,
+) -> ShareFetchResponse {
+    let mut topics: Vec<ShareFetchableTopicResponse> = Vec::new();
+    for ((topic, _), d) in out {
+        match topics.last_mut() {
+            Some(t) if t.topic_id == topic => t.partitions.push(d),
+            _ => topics.push(
+                ShareFetchableTopicResponse::default()
+                    .with_topic_id(topic)
+                    .with_partitions(vec![d]),
+            ),
+        }
+    }
+    ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(lock_ms)
+        .with_responses(topics)
+}
+
+/// ShareAcknowledge: acknowledges records without fetching more; epoch -1 also closes the
+/// member's share session, giving back what it still holds.
+pub async fn share_acknowledge(
+    ctx: &Ctx<'_>,
+    req: ShareAcknowledgeRequest,
+) -> Option<ShareAcknowledgeResponse> {
+    use kafka_protocol::messages::share_acknowledge_response::{
+        PartitionData as AckData, ShareAcknowledgeTopicResponse,
+    };
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let refuse = |e: ResponseError, message: String| {
+        tracing::debug!(client_id = %ctx.client_id, group = %group, error = ?e, "ShareAcknowledge refused: {message}");
+        Some(
+            ShareAcknowledgeResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(message))),
+        )
+    };
+    if req.share_session_epoch == 0 {
+        return refuse(
+            ResponseError::InvalidShareSessionEpoch,
+            "ShareAcknowledge cannot open a share session (epoch 0)".into(),
+        );
+    }
+    let step = match open_session(ctx, (&group, &member), req.share_session_epoch, &[], &[]) {
+        Ok(s) => s,
+        Err((e, m)) => return refuse(e, m),
+    };
+    let settings = ctx.broker.groups.share_settings(&group);
+    let shares = &ctx.broker.groups.shares;
+    let mut topics = Vec::new();
+    for t in &req.topics {
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let acks: Acks = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| ((b.first_offset, b.last_offset), b.acknowledge_types.clone()))
+                .collect();
+            let key = (t.topic_id, p.partition_index);
+            let error = match share_partition_of(ctx, key.0, key.1) {
+                Err(e) => Some(e),
+                Ok(_) => acknowledge(shares, (&group, &member), key, &acks, &settings),
+            };
+            parts.push(
+                AckData::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(error.map_or(0, |e| e.code())),
+            );
+        }
+        topics.push(
+            ShareAcknowledgeTopicResponse::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    if step == SessionStep::Closed {
+        shares.release_member(&group, &member);
+    }
+    Some(ShareAcknowledgeResponse::default().with_responses(topics))
+}
+
+/// The share-partitions of `group` this node knows: (topic name, partition) → start offset.
+fn start_offsets(
+    cluster: &Cluster,
+    shares: &SharePartitions,
+    group: &str,
+) -> BTreeMap<(String, i32), i64> {
+    shares
+        .of_group(group)
+        .into_iter()
+        .filter_map(|((id, p), sp)| {
+            let t = cluster.topic_by_id(id)?;
+            let start = sp.lock().start_offset();
+            Some(((t.name.clone(), p), start))
+        })
+        .collect()
+}
+
+/// Why `group` cannot have its share offsets read or changed here, if it cannot.
+fn share_group_refused(
+    ctx: &Ctx<'_>,
+    group: &str,
+    op: Operation,
+) -> Option<(ResponseError, String)> {
+    if let Some(e) = group_denied(ctx, op, group) {
+        return Some((e, format!("not authorized on group {group}")));
+    }
+    if !ctx.broker.groups.coordinates(group) {
+        return Some((
+            ResponseError::NotCoordinator,
+            format!("this broker does not coordinate group {group}"),
+        ));
+    }
+    match ctx.broker.groups.describe_share_group(group) {
+        Some(_) => None,
+        None if ctx.broker.groups.describe(group).is_some() => Some((
+            ResponseError::GroupIdNotFound,
+            format!("Group {group} is not a share group."),
+        )),
+        None => Some((
+            ResponseError::GroupIdNotFound,
+            format!("Group {group} not found."),
+        )),
+    }
+}
+
+/// DescribeShareGroupOffsets: each share-partition's start offset (`-1`: no state yet). The
+/// state is held by the partitions' leaders; a partition led by another broker is reported
+/// without a start offset for now.
+pub async fn describe_share_group_offsets(
+    ctx: &Ctx<'_>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> Option<DescribeShareGroupOffsetsResponse> {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as Group,
+        DescribeShareGroupOffsetsResponsePartition as Part,
+        DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    let cluster = &ctx.broker.cluster;
+    let shares = &ctx.broker.groups.shares;
+    let groups = req
+        .groups
+        .iter()
+        .map(|g| {
+            let id = g.group_id.0.to_string();
+            let base = Group::default().with_group_id(g.group_id.clone());
+            if let Some((e, m)) = share_group_refused(ctx, &id, Operation::Describe) {
+                return base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(m)));
+            }
+            let known = start_offsets(cluster, shares, &id);
+            let wanted: BTreeMap<String, Vec<i32>> = match &g.topics {
+                Some(topics) => topics
+                    .iter()
+                    .map(|t| (t.topic_name.0.to_string(), t.partitions.clone()))
+                    .collect(),
+                None => {
+                    let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                    let assigned = ctx
+                        .broker
+                        .groups
+                        .describe_share_group(&id)
+                        .map(|s| {
+                            s.members
+                                .values()
+                                .flat_map(|m| m.assignment.iter().cloned())
+                                .collect::<BTreeSet<_>>()
+                        })
+                        .unwrap_or_default();
+                    for (t, p) in known.keys().cloned().chain(assigned) {
+                        let ps = all.entry(t).or_default();
+                        if !ps.contains(&p) {
+                            ps.push(p);
+                        }
+                    }
+                    all.values_mut().for_each(|ps| ps.sort_unstable());
+                    all
+                }
+            };
+            let topics = wanted
+                .into_iter()
+                .map(|(name, ps)| {
+                    let topic = cluster.topic(&name);
+                    if !ctx.authorized(Operation::Describe, Resource::topic(&name)) {
+                        let parts = ps
+                            .iter()
+                            .map(|&p| {
+                                Part::default()
+                                    .with_partition_index(p)
+                                    .with_start_offset(-1)
+                                    .with_leader_epoch(-1)
+                                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            })
+                            .collect();
+                        return Topic::default()
+                            .with_topic_name(TopicName(sb(name)))
+                            .with_partitions(parts);
+                    }
+                    let parts = ps
+                        .iter()
+                        .map(|&p| {
+                            let base = Part::default()
+                                .with_partition_index(p)
+                                .with_leader_epoch(-1);
+                            match topic.as_ref().and_then(|t| t.partition(p)) {
+                                None => base
+                                    .with_start_offset(-1)
+                                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                                    .with_error_message(Some(sb(format!(
+                                        "partition {name}-{p} does not exist"
+                                    )))),
+                                Some(part) => base
+                                    .with_start_offset(
+                                        known.get(&(name.clone(), p)).copied().unwrap_or(-1),
+                                    )
+                                    .with_leader_epoch(part.leader_epoch()),
+                            }
+                        })
+                        .collect();
+                    Topic::default()
+                        .with_topic_name(TopicName(sb(name)))
+                        .with_topic_id(topic.map_or(Uuid::nil(), |t| t.id))
+                        .with_partitions(parts)
+                })
+                .collect();
+            base.with_topics(topics)
+        })
+        .collect();
+    Some(DescribeShareGroupOffsetsResponse::default().with_groups(groups))
+}
+
+/// Why `group`'s share offsets may not be changed now (it has members), if so.
+fn non_empty(ctx: &Ctx<'_>, group: &str) -> Option<(ResponseError, String)> {
+    ctx.broker
+        .groups
+        .describe_share_group(group)
+        .filter(|g| !g.members.is_empty())
+        .map(|_| {
+            (
+                ResponseError::NonEmptyGroup,
+                format!("The group {group} has active members."),
+            )
+        })
+}
+
+/// AlterShareGroupOffsets (`kafka-share-groups --reset-offsets`): sets the start offset of
+/// share-partitions of an empty share group. Partitions led by this broker only, for now.
+pub async fn alter_share_group_offsets(
+    ctx: &Ctx<'_>,
+    req: AlterShareGroupOffsetsRequest,
+) -> Option<AlterShareGroupOffsetsResponse> {
+    use kafka_protocol::messages::alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as Part,
+        AlterShareGroupOffsetsResponseTopic as Topic,
+    };
+    let group = req.group_id.0.to_string();
+    let refused =
+        share_group_refused(ctx, &group, Operation::Read).or_else(|| non_empty(ctx, &group));
+    if let Some((e, m)) = refused {
+        return Some(
+            AlterShareGroupOffsetsResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(m))),
+        );
+    }
+    let cluster = &ctx.broker.cluster;
+    let node = ctx.broker.node_id();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.topic_name.0.to_string();
+            let topic = cluster.topic(&name);
+            let denied = !ctx.authorized(Operation::Read, Resource::topic(&name));
+            let parts = t
+                .partitions
+                .iter()
+                .map(|rp| {
+                    let base = Part::default().with_partition_index(rp.partition_index);
+                    let fail = |e: ResponseError, m: String| {
+                        base.clone().with_error_code(e.code()).with_error_message(Some(sb(m)))
+                    };
+                    let p = match super::led_partition(topic.as_ref(), denied, rp.partition_index, node) {
+                        Ok(p) => p,
+                        Err(ResponseError::NotLeaderOrFollower) => {
+                            return fail(
+                                ResponseError::NotLeaderOrFollower,
+                                format!("{name}-{} is led by another broker; Gregor resets share offsets only on the partition leader's coordinator for now", rp.partition_index),
+                            )
+                        }
+                        Err(e) => return fail(e, format!("cannot reset {name}-{}", rp.partition_index)),
+                    };
+                    let (start, end) = (p.log_start_offset(), p.high_watermark());
+                    let offset = if rp.start_offset < 0 { end } else { rp.start_offset.clamp(start, end) };
+                    let id = topic.as_ref().map_or(Uuid::nil(), |t| t.id);
+                    ctx.broker.groups.shares.reset((group.clone(), id, rp.partition_index), offset);
+                    base
+                })
+                .collect();
+            Topic::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_topic_id(topic.map_or(Uuid::nil(), |t| t.id))
+                .with_partitions(parts)
+        })
+        .collect();
+    Some(AlterShareGroupOffsetsResponse::default().with_responses(topics))
+}
+
+/// DeleteShareGroupOffsets: forgets an empty share group's state for whole topics, so they
+/// start again from `share.auto.offset.reset`.
+pub async fn delete_share_group_offsets(
+    ctx: &Ctx<'_>,
+    req: DeleteShareGroupOffsetsRequest,
+) -> Option<DeleteShareGroupOffsetsResponse> {
+    use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
+    let group = req.group_id.0.to_string();
+    let refused =
+        share_group_refused(ctx, &group, Operation::Delete).or_else(|| non_empty(ctx, &group));
+    if let Some((e, m)) = refused {
+        return Some(
+            DeleteShareGroupOffsetsResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(m))),
+        );
+    }
+    let cluster = &ctx.broker.cluster;
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.topic_name.0.to_string();
+            let base = Topic::default().with_topic_name(t.topic_name.clone());
+            if !ctx.authorized(Operation::Read, Resource::topic(&name)) {
+                return base.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+            }
+            match cluster.topic(&name) {
+                None => base
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_message(Some(sb(format!("topic {name} does not exist")))),
+                Some(topic) => {
+                    ctx.broker.groups.shares.remove(&group, Some(topic.id));
+                    base.with_topic_id(topic.id)
+                }
+            }
+        })
+        .collect();
+    Some(DeleteShareGroupOffsetsResponse::default().with_responses(topics))
+}

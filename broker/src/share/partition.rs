@@ -1,0 +1,424 @@
+//! One share-partition (KIP-932): a share group's view of one topic partition on its leader.
+//! Records between the share-partition start offset (SPSO) and the end offset (the next offset
+//! not yet read from the log) are in flight: each is available, or acquired by one member
+//! under a time lock; acknowledged and archived records leave the window. The SPSO is the
+//! first offset still in flight, so it moves as soon as everything before it is done.
+//!
+//! Pure state: the caller reads the log and hands in the batches it read.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+
+/// Acknowledgement types as ShareFetch and ShareAcknowledge carry them.
+pub const GAP: i8 = 0;
+/// The record was processed.
+pub const ACCEPT: i8 = 1;
+/// The record goes back to be delivered again (to any member).
+pub const RELEASE: i8 = 2;
+/// The record could not be processed and must not be delivered again.
+pub const REJECT: i8 = 3;
+
+/// An in-flight record: available, or acquired by `member` until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lock {
+    Available,
+    Acquired { member: String, until: Instant },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    lock: Lock,
+    /// How many times the record has been acquired.
+    deliveries: i16,
+}
+
+/// A batch the log returned: its offsets, and whether it is a control batch (transaction
+/// markers are never delivered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// First offset.
+    pub base: i64,
+    /// Last offset.
+    pub last: i64,
+    /// A control batch.
+    pub control: bool,
+}
+
+/// Records acquired in one fetch: consecutive offsets with one delivery count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    /// First offset.
+    pub first: i64,
+    /// Last offset (inclusive).
+    pub last: i64,
+    /// The delivery count of these records, this delivery included.
+    pub deliveries: i16,
+}
+
+/// The limits a share group puts on its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long an acquired record stays locked to its member.
+    pub lock_duration: Duration,
+    /// A record is archived once delivered this many times without being accepted.
+    pub delivery_count_limit: i16,
+    /// At most this many records in flight.
+    pub max_in_flight: i64,
+}
+
+/// The in-flight state of one share-partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePartition {
+    /// The share-partition end: the next offset to read from the log.
+    end: i64,
+    /// Records in flight that are still to be completed, by offset; an offset in
+    /// `[start, end)` that is not here was acknowledged, archived or never a record.
+    records: BTreeMap<i64, InFlight>,
+}
+
+impl SharePartition {
+    /// A share-partition starting (and reading) at `offset`.
+    pub fn starting_at(offset: i64) -> SharePartition {
+        SharePartition {
+            end: offset,
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// The share-partition start offset: the first record not yet completed.
+    pub fn start_offset(&self) -> i64 {
+        self.records.keys().next().copied().unwrap_or(self.end)
+    }
+
+    /// The next offset to read from the log.
+    pub fn end_offset(&self) -> i64 {
+        self.end
+    }
+
+    /// Records in flight (from the start offset to the end).
+    pub fn in_flight(&self) -> i64 {
+        self.end - self.start_offset()
+    }
+
+    /// Drops what the log no longer holds: records before `log_start` are gone.
+    pub fn clamp_to_log_start(&mut self, log_start: i64) {
+        self.records = self.records.split_off(&log_start);
+        self.end = self.end.max(log_start);
+    }
+
+    /// Makes records whose lock expired by `now` available again, or archives them once
+    /// delivered `limit` times. Returns how many changed.
+    pub fn expire_locks(&mut self, now: Instant, limit: i16) -> usize {
+        let expired: Vec<i64> = self
+            .records
+            .iter()
+            .filter(|(_, r)| matches!(&r.lock, Lock::Acquired { until, .. } if *until <= now))
+            .map(|(&o, _)| o)
+            .collect();
+        for o in &expired {
+            self.make_available(*o, limit);
+        }
+        expired.len()
+    }
+
+    fn make_available(&mut self, offset: i64, limit: i16) {
+        if let Some(r) = self.records.get_mut(&offset) {
+            if r.deliveries >= limit {
+                self.records.remove(&offset);
+            } else {
+                r.lock = Lock::Available;
+            }
+        }
+    }
+
+    /// Up to `max` offsets available for delivery, in order.
+    pub fn available(&self, max: usize) -> Vec<i64> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.lock == Lock::Available)
+            .map(|(&o, _)| o)
+            .take(max)
+            .collect()
+    }
+
+    /// Whether new records may be read from the log: fewer than `max_records` are being
+    /// redelivered and the in-flight window has room.
+    pub fn may_read_new(&self, redelivering: usize, max_records: usize, limits: &Limits) -> bool {
+        redelivering < max_records && self.in_flight() < limits.max_in_flight
+    }
+
+    /// Acquires for `member`, until `now` plus the lock duration, the `redeliver` offsets (from
+    /// [`SharePartition::available`]) found in `batches`, and, when `read_new`, the records of
+    /// the batches at or past the end, batch by batch until `max_records` are acquired in all.
+    /// Returns the acquired ranges and the number of batches that carry them (the rest of
+    /// what was read can be left out of the answer).
+    pub fn acquire(
+        &mut self,
+        member: &str,
+        redeliver: &[i64],
+        batches: &[ReadBatch],
+        (read_new, max_records): (bool, usize),
+        now: Instant,
+        limits: &Limits,
+    ) -> (Vec<Acquired>, usize) {
+        let until = now + limits.lock_duration;
+        let lock = || Lock::Acquired {
+            member: member.to_string(),
+            until,
+        };
+        let mut taken: Vec<(i64, i16)> = Vec::new();
+        let mut used = 0;
+        for (i, b) in batches.iter().enumerate() {
+            let before = taken.len();
+            for &o in redeliver.iter().filter(|&&o| o >= b.base && o <= b.last) {
+                if let Some(r) = self.records.get_mut(&o) {
+                    r.deliveries += 1;
+                    r.lock = lock();
+                    taken.push((o, r.deliveries));
+                }
+            }
+            let new_from = b.base.max(self.end);
+            if read_new && b.last >= self.end && taken.len() < max_records {
+                if !b.control {
+                    for o in new_from..=b.last {
+                        self.records.insert(
+                            o,
+                            InFlight {
+                                lock: lock(),
+                                deliveries: 1,
+                            },
+                        );
+                        taken.push((o, 1));
+                    }
+                }
+                self.end = b.last + 1;
+            }
+            if taken.len() > before {
+                used = i + 1;
+            }
+        }
+        taken.sort_unstable();
+        let mut ranges: Vec<Acquired> = Vec::new();
+        for (o, d) in taken {
+            match ranges.last_mut() {
+                Some(r) if r.last + 1 == o && r.deliveries == d => r.last = o,
+                _ => ranges.push(Acquired {
+                    first: o,
+                    last: o,
+                    deliveries: d,
+                }),
+            }
+        }
+        (ranges, used)
+    }
+
+    /// Applies `member`'s acknowledgement of `first..=last`: one type for the whole range, or
+    /// one per offset. Every offset must be acquired by `member` (a gap, which has no record,
+    /// may also be already complete), else nothing changes and the answer is
+    /// INVALID_RECORD_STATE, as Kafka answers a late or foreign acknowledgement.
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        (first, last): (i64, i64),
+        types: &[i8],
+        limit: i16,
+    ) -> Result<(), ResponseError> {
+        let count = last.checked_sub(first).map(|d| d + 1).unwrap_or(0);
+        if count <= 0
+            || types.is_empty()
+            || (types.len() != 1 && types.len() as i64 != count)
+            || types.iter().any(|t| !(GAP..=REJECT).contains(t))
+        {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let kind = |o: i64| {
+            if types.len() == 1 {
+                types[0]
+            } else {
+                types[(o - first) as usize]
+            }
+        };
+        for o in first..=last {
+            let held = matches!(self.records.get(&o),
+                Some(InFlight { lock: Lock::Acquired { member: m, .. }, .. }) if m == member);
+            let settled_gap = kind(o) == GAP && o < self.end && !self.records.contains_key(&o);
+            if !held && !settled_gap {
+                return Err(ResponseError::InvalidRecordState);
+            }
+        }
+        for o in first..=last {
+            match kind(o) {
+                RELEASE => self.make_available(o, limit),
+                _ => {
+                    self.records.remove(&o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases every record `member` holds (its share session closed): they become
+    /// available again, and this delivery does not count, as in Kafka.
+    pub fn release_member(&mut self, member: &str) -> usize {
+        let mut n = 0;
+        for r in self.records.values_mut() {
+            if matches!(&r.lock, Lock::Acquired { member: m, .. } if m == member) {
+                r.lock = Lock::Available;
+                r.deliveries = (r.deliveries - 1).max(0);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether any record is acquired by a member now.
+    pub fn has_acquired(&self) -> bool {
+        self.records
+            .values()
+            .any(|r| matches!(r.lock, Lock::Acquired { .. }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            lock_duration: Duration::from_secs(30),
+            delivery_count_limit: 3,
+            max_in_flight: 100,
+        }
+    }
+
+    fn batch(base: i64, last: i64) -> ReadBatch {
+        ReadBatch {
+            base,
+            last,
+            control: false,
+        }
+    }
+
+    #[test]
+    fn new_records_are_acquired_batch_by_batch_and_accepting_moves_the_start() {
+        let mut sp = SharePartition::starting_at(0);
+        let now = Instant::now();
+        let (got, used) = sp.acquire(
+            "a",
+            &[],
+            &[batch(0, 4), batch(5, 9), batch(10, 14)],
+            (true, 6),
+            now,
+            &limits(),
+        );
+        // Six records asked for: two whole batches.
+        assert_eq!(
+            got,
+            [Acquired {
+                first: 0,
+                last: 9,
+                deliveries: 1
+            }]
+        );
+        assert_eq!(used, 2);
+        assert_eq!(sp.end_offset(), 10);
+        assert_eq!(sp.start_offset(), 0);
+        sp.acknowledge("a", (0, 4), &[ACCEPT], 3).unwrap();
+        assert_eq!(sp.start_offset(), 5);
+        // Another member cannot acknowledge what "a" holds; nothing changes.
+        assert_eq!(
+            sp.acknowledge("b", (5, 5), &[ACCEPT], 3),
+            Err(ResponseError::InvalidRecordState)
+        );
+        assert_eq!(sp.start_offset(), 5);
+    }
+
+    #[test]
+    fn released_and_expired_records_are_redelivered_until_the_limit_then_archived() {
+        let mut sp = SharePartition::starting_at(0);
+        let t0 = Instant::now();
+        sp.acquire("a", &[], &[batch(0, 1)], (true, 10), t0, &limits());
+        sp.acknowledge("a", (0, 1), &[RELEASE, ACCEPT], 3).unwrap();
+        assert_eq!(sp.available(10), [0]);
+        let (got, _) = sp.acquire("b", &[0], &[batch(0, 1)], (false, 10), t0, &limits());
+        assert_eq!(
+            got,
+            [Acquired {
+                first: 0,
+                last: 0,
+                deliveries: 2
+            }]
+        );
+        // The lock runs out: back to available, then a third delivery, then archived.
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(sp.expire_locks(later, 3), 1);
+        let (got, _) = sp.acquire("c", &[0], &[batch(0, 1)], (false, 10), later, &limits());
+        assert_eq!(got[0].deliveries, 3);
+        assert_eq!(sp.expire_locks(later + Duration::from_secs(31), 3), 1);
+        assert!(sp.available(10).is_empty());
+        assert_eq!(sp.start_offset(), 2);
+    }
+
+    #[test]
+    fn rejected_records_never_return_and_a_closed_session_gives_records_back() {
+        let mut sp = SharePartition::starting_at(10);
+        let now = Instant::now();
+        sp.acquire("a", &[], &[batch(10, 13)], (true, 10), now, &limits());
+        sp.acknowledge("a", (10, 11), &[REJECT], 3).unwrap();
+        assert_eq!(sp.release_member("a"), 2);
+        assert_eq!(sp.available(10), [12, 13]);
+        let (got, _) = sp.acquire(
+            "b",
+            &[12, 13],
+            &[batch(10, 13)],
+            (false, 10),
+            now,
+            &limits(),
+        );
+        // The session that closed did not count as a delivery.
+        assert_eq!(
+            got,
+            [Acquired {
+                first: 12,
+                last: 13,
+                deliveries: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn control_batches_and_gaps_are_not_delivered_and_bad_acknowledgements_are_refused() {
+        let mut sp = SharePartition::starting_at(0);
+        let now = Instant::now();
+        let control = ReadBatch {
+            base: 2,
+            last: 2,
+            control: true,
+        };
+        let (got, _) = sp.acquire(
+            "a",
+            &[],
+            &[batch(0, 1), control],
+            (true, 10),
+            now,
+            &limits(),
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(sp.end_offset(), 3);
+        assert_eq!(
+            sp.acknowledge("a", (0, 1), &[ACCEPT, ACCEPT, ACCEPT], 3),
+            Err(ResponseError::InvalidRequest)
+        );
+        assert_eq!(
+            sp.acknowledge("a", (0, 1), &[7], 3),
+            Err(ResponseError::InvalidRequest)
+        );
+        sp.acknowledge("a", (0, 2), &[ACCEPT, ACCEPT, GAP], 3)
+            .unwrap();
+        assert_eq!(sp.start_offset(), 3);
+        sp.clamp_to_log_start(8);
+        assert_eq!((sp.start_offset(), sp.end_offset()), (8, 8));
+    }
+}

@@ -1,0 +1,325 @@
+//! The share group APIs (KIP-932) at every advertised version, as a share consumer and
+//! `kafka-share-groups` use them: join, describe, fetch with acquisition, acknowledge (accept,
+//! release, redelivery with a higher delivery count), the share session's epochs, the group's
+//! start offset, reset and delete — and Kafka's errors for a stale session epoch, a foreign
+//! acknowledgement, a busy group and a group of another type.
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::share_acknowledge_request as ack;
+use kafka_protocol::messages::share_fetch_request as sf;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::protocol::batch;
+use crate::support::{Broker, Conn};
+use gregor::protocol::supported;
+
+const GROUP: &str = "sg-v1";
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn group() -> GroupId {
+    GroupId(s(GROUP))
+}
+
+fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let a = supported(key).expect("served");
+    a.min..=a.max
+}
+
+#[test]
+fn share_group_apis_answer_at_every_advertised_version() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    let topic_id = topic_with_three_records(&mut c);
+    group_reads_from_the_start(&mut c);
+    join_and_describe(&mut c, topic_id);
+    fetch_acknowledge_and_redeliver(&mut c, topic_id);
+    start_offsets_reset_and_delete(&mut c);
+    a_classic_group_is_no_share_group(&mut c);
+}
+
+/// Creates topic `shv` (one partition) holding "a", "b", "c"; returns its id.
+fn topic_with_three_records(c: &mut Conn) -> Uuid {
+    let r = c.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic("shv"))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
+    let p = c.call(
+        9,
+        &ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic("shv"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(
+                        &["a", "b", "c"],
+                        None,
+                        Compression::None,
+                    )))])]),
+    );
+    assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+    // The coordinator first, as a client does (it creates __consumer_offsets).
+    let found = c.call(3, &FindCoordinatorRequest::default().with_key(s(GROUP)));
+    assert_eq!(found.error_code, 0);
+    r.topics[0].topic_id
+}
+
+/// Sets a config of the group (a GROUP config resource, as `kafka-configs` sets it): the
+/// error code and message.
+fn set_group_config(c: &mut Conn, name: &str, value: &str) -> (i16, Option<StrBytes>) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let r = c.call(
+        1,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(s(GROUP))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s(name))
+                    .with_config_operation(0)
+                    .with_value(Some(s(value)))]),
+        ]),
+    );
+    (
+        r.responses[0].error_code,
+        r.responses[0].error_message.clone(),
+    )
+}
+
+/// The group reads from the start; an unknown group config is refused by name.
+fn group_reads_from_the_start(c: &mut Conn) {
+    assert_eq!(
+        set_group_config(c, "share.auto.offset.reset", "earliest").0,
+        0
+    );
+    let (code, message) = set_group_config(c, "share.bogus", "1");
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+    assert!(message.expect("message").contains("share.bogus"));
+}
+
+fn join_and_describe(c: &mut Conn, topic_id: Uuid) {
+    for v in versions(ApiKey::ShareGroupHeartbeat) {
+        let joined = c.call(
+            v,
+            &ShareGroupHeartbeatRequest::default()
+                .with_group_id(group())
+                .with_member_id(s("m1"))
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![topic("shv")])),
+        );
+        assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+        let assigned = joined.assignment.expect("assignment");
+        assert_eq!(assigned.topic_partitions[0].topic_id, topic_id);
+        assert_eq!(assigned.topic_partitions[0].partitions, [0]);
+    }
+    for v in versions(ApiKey::ShareGroupDescribe) {
+        let d = c.call(
+            v,
+            &ShareGroupDescribeRequest::default()
+                .with_group_ids(vec![group(), GroupId(s("nobody"))]),
+        );
+        assert_eq!(d.groups[0].error_code, 0);
+        assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+        assert_eq!(d.groups[0].members[0].member_id.as_str(), "m1");
+        assert_eq!(
+            d.groups[1].error_code,
+            ResponseError::GroupIdNotFound.code()
+        );
+    }
+}
+
+/// A ShareFetch of `shv`-0 by member m1 at session `epoch`, acknowledging `acks`.
+fn fetch(topic_id: Uuid, epoch: i32, acks: Vec<sf::AcknowledgementBatch>) -> ShareFetchRequest {
+    ShareFetchRequest::default()
+        .with_group_id(Some(group()))
+        .with_member_id(Some(s("m1")))
+        .with_share_session_epoch(epoch)
+        .with_max_wait_ms(2000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_max_records(500)
+        .with_batch_size(500)
+        .with_topics(vec![sf::FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![sf::FetchPartition::default()
+                .with_partition_index(0)
+                .with_acknowledgement_batches(acks)])])
+}
+
+/// The acquired records of a ShareFetch answer: (first, last, delivery count).
+fn acquired(r: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
+    r.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| &p.acquired_records)
+        .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+        .collect()
+}
+
+/// ShareAcknowledge at session epoch 1: accepts offsets 0 and 1, releases 2.
+fn accept_two_release_one(topic_id: Uuid) -> ShareAcknowledgeRequest {
+    ShareAcknowledgeRequest::default()
+        .with_group_id(Some(group()))
+        .with_member_id(Some(s("m1")))
+        .with_share_session_epoch(1)
+        .with_topics(vec![ack::AcknowledgeTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![ack::AcknowledgePartition::default()
+                .with_partition_index(0)
+                .with_acknowledgement_batches(vec![
+                    ack::AcknowledgementBatch::default()
+                        .with_first_offset(0)
+                        .with_last_offset(2)
+                        .with_acknowledge_types(vec![1, 1, 2]),
+                ])])])
+}
+
+fn fetch_acknowledge_and_redeliver(c: &mut Conn, topic_id: Uuid) {
+    for v in versions(ApiKey::ShareFetch) {
+        let first = c.call(v, &fetch(topic_id, 0, vec![]));
+        assert_eq!(first.error_code, 0, "{:?}", first.error_message);
+        assert_eq!(acquired(&first), [(0, 2, 1)]);
+        assert!(first.acquisition_lock_timeout_ms > 0);
+        let records = first.responses[0].partitions[0].records.clone();
+        assert!(!records.expect("records").is_empty());
+        // A stale session epoch is refused.
+        let stale = c.call(v, &fetch(topic_id, 5, vec![]));
+        assert_eq!(
+            stale.error_code,
+            ResponseError::InvalidShareSessionEpoch.code()
+        );
+        for av in versions(ApiKey::ShareAcknowledge) {
+            let acked = c.call(av, &accept_two_release_one(topic_id));
+            assert_eq!(acked.error_code, 0, "{:?}", acked.error_message);
+            assert_eq!(acked.responses[0].partitions[0].error_code, 0);
+        }
+        // The released record comes back with its second delivery; accepting an offset the
+        // member no longer holds is INVALID_RECORD_STATE, and changes nothing.
+        let accept_zero = sf::AcknowledgementBatch::default()
+            .with_first_offset(0)
+            .with_last_offset(0)
+            .with_acknowledge_types(vec![1]);
+        let again = c.call(v, &fetch(topic_id, 2, vec![accept_zero]));
+        assert_eq!(
+            again.responses[0].partitions[0].acknowledge_error_code,
+            ResponseError::InvalidRecordState.code()
+        );
+        assert_eq!(acquired(&again), [(2, 2, 2)]);
+        // Closing the session gives the held record back.
+        let closed = c.call(v, &fetch(topic_id, -1, vec![]));
+        assert_eq!(closed.error_code, 0);
+    }
+}
+
+fn start_offsets_reset_and_delete(c: &mut Conn) {
+    use kafka_protocol::messages::alter_share_group_offsets_request::{
+        AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+    };
+    use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+    use kafka_protocol::messages::describe_share_group_offsets_request::{
+        DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+    };
+    for v in versions(ApiKey::DescribeShareGroupOffsets) {
+        let d = c.call(
+            v,
+            &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(group())
+                    .with_topics(Some(vec![DescribeShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(topic("shv"))
+                        .with_partitions(vec![0])])),
+            ]),
+        );
+        assert_eq!(d.groups[0].error_code, 0);
+        // Offsets 0 and 1 were accepted; 2 is available again.
+        assert_eq!(d.groups[0].topics[0].partitions[0].start_offset, 2);
+    }
+    // Offsets change only in an empty group.
+    let alter = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(group())
+        .with_topics(vec![AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(topic("shv"))
+            .with_partitions(vec![
+                AlterShareGroupOffsetsRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_start_offset(0),
+            ])]);
+    for v in versions(ApiKey::AlterShareGroupOffsets) {
+        let busy = c.call(v, &alter);
+        assert_eq!(busy.error_code, ResponseError::NonEmptyGroup.code());
+    }
+    let left = c.call(
+        1,
+        &ShareGroupHeartbeatRequest::default()
+            .with_group_id(group())
+            .with_member_id(s("m1"))
+            .with_member_epoch(-1),
+    );
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    for v in versions(ApiKey::AlterShareGroupOffsets) {
+        let r = c.call(v, &alter);
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    }
+    for v in versions(ApiKey::DeleteShareGroupOffsets) {
+        let r = c.call(
+            v,
+            &DeleteShareGroupOffsetsRequest::default()
+                .with_group_id(group())
+                .with_topics(vec![
+                    DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(topic("shv"))
+                ]),
+        );
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.responses[0].error_code, 0);
+    }
+}
+
+/// A classic group's id is not a share group's: GROUP_ID_NOT_FOUND, as Kafka answers.
+fn a_classic_group_is_no_share_group(c: &mut Conn) {
+    let committed = c.call(
+        2,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("sg-v1-classic")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic("shv"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(1)])]),
+    );
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let refused = c.call(
+        1,
+        &ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("sg-v1-classic")))
+            .with_member_id(s("m2"))
+            .with_member_epoch(0)
+            .with_subscribed_topic_names(Some(vec![topic("shv")])),
+    );
+    assert_eq!(refused.error_code, ResponseError::GroupIdNotFound.code());
+}
