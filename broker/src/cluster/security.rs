@@ -148,7 +148,8 @@ impl Cluster {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
-        crate::share::check_group_configs(&configs).map_err(AdminError::InvalidConfig)?;
+        crate::share::check_group_configs(&self.config, &configs)
+            .map_err(AdminError::InvalidConfig)?;
         if validate_only || self.group_configs(group) == configs {
             return Ok(());
         }

@@ -604,7 +604,8 @@ impl GroupCoordinator {
             };
             for member in share.expire(now, settings.session_timeout, &topics) {
                 tracing::info!(group = %id, member = %member, "share group member session expired");
-                self.shares.release_member(&id, &member);
+                self.shares
+                    .release_member(&id, &member, settings.limits.delivery_count_limit);
             }
         }
     }
@@ -657,9 +658,25 @@ impl GroupCoordinator {
                 .heartbeat(hb, &topics, Instant::now())?
         };
         if answer.member_epoch == -1 {
-            self.shares.release_member(group_id, &member);
+            self.release_share_member(group_id, &member);
         }
         Ok(answer)
+    }
+
+    /// Releases what `member` of share group `group` holds on this node and ends its share
+    /// session here.
+    pub fn release_share_member(&self, group: &str, member: &str) {
+        let limit = self.share_settings(group).limits.delivery_count_limit;
+        self.shares.release_member(group, member, limit);
+    }
+
+    /// Ends the share sessions opened on the connection from `peer`, which closed: as in
+    /// Kafka, what their members hold is released at once, not when the locks run out.
+    pub fn share_connection_closed(&self, peer: std::net::SocketAddr) {
+        for (group, member) in self.shares.sessions_on(peer) {
+            tracing::debug!(%group, %member, %peer, "share session ended with its connection");
+            self.release_share_member(&group, &member);
+        }
     }
 
     /// A share group as ShareGroupDescribe reports it; `None` if there is no such group.

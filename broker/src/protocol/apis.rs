@@ -104,7 +104,7 @@ macro_rules! served_apis {
                 => handlers::share::share_group_describe;
             ShareFetch(ShareFetchRequest) 1..=1 => handlers::share::share_fetch;
             ShareAcknowledge(ShareAcknowledgeRequest) 1..=1 => handlers::share::share_acknowledge;
-            DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest) 0..=0
+            DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest) 0..=1
                 => handlers::share::describe_share_group_offsets;
             AlterShareGroupOffsets(AlterShareGroupOffsetsRequest) 0..=0
                 => handlers::share::alter_share_group_offsets;

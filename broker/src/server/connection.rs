@@ -52,6 +52,7 @@ pub async fn serve<S>(
     // Who the requests are authorized as: ANONYMOUS until SASL authenticates the client. A
     // plain mutex: locked only between awaits.
     let session = parking_lot::Mutex::new(Session::new(info.sasl, info.principal));
+    let groups = Arc::clone(&broker.groups);
     async move {
         let request_max = broker.cluster.config.socket_request_max_bytes;
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
@@ -138,5 +139,8 @@ pub async fn serve<S>(
         }
     }
     .instrument(span)
-    .await
+    .await;
+    // As in Kafka, the share sessions opened on this connection end with it: what their
+    // members hold goes back to be delivered again at once, not after the lock runs out.
+    groups.share_connection_closed(peer);
 }

@@ -15,6 +15,7 @@ pub mod group;
 pub mod partition;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,21 +58,97 @@ enum Kind {
     Isolation,
 }
 
-/// Checks a GROUP resource's configs as Kafka's `GroupConfig.validate` does: known names,
-/// values of the right kind. Values out of the broker's bounds are clamped where used.
-pub fn check_group_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+/// A broker config a group config must stay within: its name and value here.
+type Bound = Option<(&'static str, i32)>;
+
+/// The bounds of a numeric group config: Kafka's `atLeast` and the broker configs (name,
+/// value here) it must stay within.
+fn int_bounds(config: &Config, key: &str) -> (i32, Bound, Bound) {
+    let d = &config.share;
+    match key {
+        "consumer.session.timeout.ms" => (
+            1,
+            Some(("group.consumer.min.session.timeout.ms", 45_000)),
+            Some(("group.consumer.max.session.timeout.ms", 60_000)),
+        ),
+        "consumer.heartbeat.interval.ms" => (
+            1,
+            Some(("group.consumer.min.heartbeat.interval.ms", 5_000)),
+            Some(("group.consumer.max.heartbeat.interval.ms", 15_000)),
+        ),
+        "share.session.timeout.ms" => (
+            1,
+            Some(("group.share.min.session.timeout.ms", 45_000)),
+            Some(("group.share.max.session.timeout.ms", 60_000)),
+        ),
+        "share.heartbeat.interval.ms" => (
+            1,
+            Some(("group.share.min.heartbeat.interval.ms", 5_000)),
+            Some(("group.share.max.heartbeat.interval.ms", 15_000)),
+        ),
+        "share.record.lock.duration.ms" => (
+            1_000,
+            Some((
+                "group.share.min.record.lock.duration.ms",
+                d.min_record_lock_duration_ms,
+            )),
+            Some((
+                "group.share.max.record.lock.duration.ms",
+                d.max_record_lock_duration_ms,
+            )),
+        ),
+        "share.delivery.count.limit" => {
+            (2, None, Some(("group.share.max.delivery.count.limit", 10)))
+        }
+        "share.partition.max.record.locks" => (
+            100,
+            None,
+            Some(("group.share.max.partition.max.record.locks", 10_000)),
+        ),
+        _ => (0, None, None),
+    }
+}
+
+/// Checks a GROUP resource's configs as Kafka's `GroupConfig.validate` does, with its
+/// messages: known names, values of the right kind, numbers within the broker's bounds.
+pub fn check_group_configs(
+    config: &Config,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), String> {
     for (k, v) in configs {
         let Some((_, kind)) = GROUP_CONFIGS.iter().find(|(n, _)| n == k) else {
             return Err(format!("Unknown group config name: {k}"));
         };
-        let ok = match kind {
-            Kind::Int => v.trim().parse::<i32>().is_ok_and(|n| n >= 0),
-            Kind::Bool => matches!(v.trim(), "true" | "false"),
-            Kind::AutoReset => AutoReset::parse(v).is_some(),
-            Kind::Isolation => matches!(v.trim(), "read_committed" | "read_uncommitted"),
-        };
-        if !ok {
-            return Err(format!("Invalid value {v} for configuration {k}"));
+        let invalid = |why: &str| Err(format!("Invalid value {v} for configuration {k}: {why}"));
+        match kind {
+            Kind::Int => {
+                let Ok(n) = v.trim().parse::<i32>() else {
+                    return invalid("Not a number of type INT");
+                };
+                let (at_least, min, max) = int_bounds(config, k);
+                if n < at_least {
+                    return invalid(&format!("Value must be at least {at_least}"));
+                }
+                if let Some((name, _)) = min.filter(|(_, m)| n < *m) {
+                    return Err(format!("{k} must be greater than or equal to {name}"));
+                }
+                if let Some((name, _)) = max.filter(|(_, m)| n > *m) {
+                    return Err(format!("{k} must be less than or equal to {name}"));
+                }
+            }
+            Kind::Bool if !matches!(v.trim(), "true" | "false") => {
+                return invalid("Expected value to be either true or false");
+            }
+            Kind::AutoReset if AutoReset::parse(v).is_none() => {
+                return invalid(
+                    "The value must be either 'earliest', 'latest' or of the format \
+                     'by_duration:<PnDTnHnMn.nS.>'.",
+                );
+            }
+            Kind::Isolation if !matches!(v.trim(), "read_committed" | "read_uncommitted") => {
+                return invalid("String must be one of: read_committed, read_uncommitted");
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -83,7 +160,7 @@ pub fn group_config_entries(
     config: &Config,
     group_configs: &BTreeMap<String, String>,
 ) -> Vec<crate::cluster::topic_config::ConfigEntry> {
-    use crate::config::dynamic::Source;
+    use crate::config::dynamic::{Source, Synonym};
     let d = &config.share;
     let defaults: [(&str, String); 11] = [
         (
@@ -116,23 +193,35 @@ pub fn group_config_entries(
         ("streams.session.timeout.ms", "45000".into()),
         ("streams.heartbeat.interval.ms", "5000".into()),
     ];
-    let mut entries: BTreeMap<String, (String, Source)> = defaults
+    let defaults: BTreeMap<String, String> = defaults
         .into_iter()
-        .map(|(k, v)| (k.to_string(), (v, Source::Default)))
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
-    for (k, v) in group_configs {
-        entries.insert(k.clone(), (v.clone(), Source::Group));
-    }
-    entries
+    let names: BTreeSet<&String> = defaults.keys().chain(group_configs.keys()).collect();
+    names
         .into_iter()
-        .map(
-            |(name, (value, source))| crate::cluster::topic_config::ConfigEntry {
-                name,
-                value,
-                source,
-                synonyms: Vec::new(),
-            },
-        )
+        .map(|name| {
+            // Kafka's synonyms: the group's own value, then the default under it.
+            let layers = [
+                group_configs.get(name).map(|v| (v, Source::Group)),
+                defaults.get(name).map(|v| (v, Source::Default)),
+            ];
+            let synonyms: Vec<Synonym> = layers
+                .into_iter()
+                .flatten()
+                .map(|(value, source)| Synonym {
+                    name: name.clone(),
+                    value: value.clone(),
+                    source,
+                })
+                .collect();
+            crate::cluster::topic_config::ConfigEntry {
+                name: name.clone(),
+                value: synonyms[0].value.clone(),
+                source: synonyms[0].source,
+                synonyms,
+            }
+        })
         .collect()
 }
 
@@ -262,6 +351,8 @@ pub type Shared = Arc<Mutex<SharePartition>>;
 struct Session {
     next_epoch: i32,
     partitions: BTreeSet<(Uuid, i32)>,
+    /// The connection the session's last request came on.
+    peer: SocketAddr,
 }
 
 /// What a request does to its share session.
@@ -291,6 +382,7 @@ impl SharePartitions {
     pub fn session(
         &self,
         (group, member): (&str, &str),
+        peer: SocketAddr,
         epoch: i32,
         add: &[(Uuid, i32)],
         forget: &[(Uuid, i32)],
@@ -304,6 +396,7 @@ impl SharePartitions {
                     Session {
                         next_epoch: 1,
                         partitions: BTreeSet::new(),
+                        peer,
                     },
                 );
             }
@@ -324,6 +417,7 @@ impl SharePartitions {
             }
         }
         let s = sessions.get_mut(&key).expect("opened or checked above");
+        s.peer = peer;
         s.partitions.extend(add.iter().copied());
         for f in forget {
             s.partitions.remove(f);
@@ -349,19 +443,31 @@ impl SharePartitions {
         self.partitions.lock().get(key).cloned()
     }
 
-    /// Releases every record `member` of `group` holds here and ends its share session: it
-    /// closed its session, left the group or expired.
-    pub fn release_member(&self, group: &str, member: &str) {
+    /// Releases every record `member` of `group` holds here (archiving those delivered
+    /// `limit` times) and ends its share session: it closed its session, its connection
+    /// dropped, it left the group or expired.
+    pub fn release_member(&self, group: &str, member: &str, limit: i16) {
         self.sessions
             .lock()
             .remove(&(group.to_string(), member.to_string()));
         let mut released = 0;
         for sp in self.of_group(group) {
-            released += sp.1.lock().release_member(member);
+            released += sp.1.lock().release_member(member, limit);
         }
         if released > 0 {
             self.released.notify_waiters();
         }
+    }
+
+    /// The (group, member) of every share session whose last request came on the connection
+    /// from `peer`.
+    pub fn sessions_on(&self, peer: SocketAddr) -> Vec<(String, String)> {
+        self.sessions
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.peer == peer)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The share-partitions of `group` here, by (topic id, partition).
@@ -398,8 +504,14 @@ impl SharePartitions {
 mod tests {
     use super::*;
 
+    fn config() -> Config {
+        let props = crate::config::parse_properties("node.id=1\nlog.dirs=/nonexistent\n");
+        Config::from_properties(props).expect("config")
+    }
+
     #[test]
-    fn group_configs_are_checked_by_name_and_kind() {
+    fn group_configs_are_checked_by_name_kind_and_the_broker_bounds() {
+        let config = config();
         let ok = BTreeMap::from([
             (
                 "share.auto.offset.reset".to_string(),
@@ -410,14 +522,30 @@ mod tests {
                 "20000".to_string(),
             ),
         ]);
-        assert_eq!(check_group_configs(&ok), Ok(()));
+        assert_eq!(check_group_configs(&config, &ok), Ok(()));
         let unknown = BTreeMap::from([("share.bogus".to_string(), "1".to_string())]);
         assert_eq!(
-            check_group_configs(&unknown).unwrap_err(),
+            check_group_configs(&config, &unknown).unwrap_err(),
             "Unknown group config name: share.bogus"
         );
         let bad = BTreeMap::from([("share.auto.offset.reset".to_string(), "soon".to_string())]);
-        assert!(check_group_configs(&bad).unwrap_err().contains("soon"));
+        assert!(check_group_configs(&config, &bad)
+            .unwrap_err()
+            .starts_with("Invalid value soon for configuration share.auto.offset.reset"));
+        let short = BTreeMap::from([(
+            "share.record.lock.duration.ms".to_string(),
+            "5000".to_string(),
+        )]);
+        assert_eq!(
+            check_group_configs(&config, &short).unwrap_err(),
+            "share.record.lock.duration.ms must be greater than or equal to \
+             group.share.min.record.lock.duration.ms"
+        );
+        let once = BTreeMap::from([("share.delivery.count.limit".to_string(), "1".to_string())]);
+        assert_eq!(
+            check_group_configs(&config, &once).unwrap_err(),
+            "Invalid value 1 for configuration share.delivery.count.limit: Value must be at least 2"
+        );
         assert_eq!(
             AutoReset::parse("by_duration:P1DT2H0.5S"),
             Some(AutoReset::ByDuration(Duration::from_secs_f64(
@@ -429,8 +557,7 @@ mod tests {
 
     #[test]
     fn settings_take_the_group_config_within_the_broker_bounds() {
-        let props = crate::config::parse_properties("node.id=1\nlog.dirs=/nonexistent\n");
-        let config = Config::from_properties(props).expect("config");
+        let config = config();
         let configs = BTreeMap::from([(
             "share.record.lock.duration.ms".to_string(),
             "1000".to_string(),
@@ -447,25 +574,26 @@ mod tests {
         let s = SharePartitions::default();
         let t = Uuid::new_v4();
         let who = ("g", "m");
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert_eq!(
-            s.session(who, 1, &[], &[]),
+            s.session(who, peer, 1, &[], &[]),
             Err(ResponseError::ShareSessionNotFound)
         );
         assert_eq!(
-            s.session(who, 0, &[(t, 0), (t, 1)], &[]),
+            s.session(who, peer, 0, &[(t, 0), (t, 1)], &[]),
             Ok(SessionStep::Open(vec![(t, 0), (t, 1)]))
         );
         assert_eq!(
-            s.session(who, 2, &[], &[]),
+            s.session(who, peer, 2, &[], &[]),
             Err(ResponseError::InvalidShareSessionEpoch)
         );
         assert_eq!(
-            s.session(who, 1, &[], &[(t, 0)]),
+            s.session(who, peer, 1, &[], &[(t, 0)]),
             Ok(SessionStep::Open(vec![(t, 1)]))
         );
-        assert_eq!(s.session(who, -1, &[], &[]), Ok(SessionStep::Closed));
+        assert_eq!(s.session(who, peer, -1, &[], &[]), Ok(SessionStep::Closed));
         assert_eq!(
-            s.session(who, -1, &[], &[]),
+            s.session(who, peer, -1, &[], &[]),
             Err(ResponseError::ShareSessionNotFound)
         );
     }

@@ -259,18 +259,25 @@ impl SharePartition {
         Ok(())
     }
 
-    /// Releases every record `member` holds (its share session closed): they become
-    /// available again, and this delivery does not count, as in Kafka.
-    pub fn release_member(&mut self, member: &str) -> usize {
-        let mut n = 0;
-        for r in self.records.values_mut() {
-            if matches!(&r.lock, Lock::Acquired { member: m, .. } if m == member) {
-                r.lock = Lock::Available;
-                r.deliveries = (r.deliveries - 1).max(0);
-                n += 1;
-            }
+    /// Releases every record `member` holds (its share session closed or its connection
+    /// dropped): they become available again at once, and the delivery counts, as in Kafka.
+    pub fn release_member(&mut self, member: &str, limit: i16) -> usize {
+        let held: Vec<i64> = self
+            .records
+            .iter()
+            .filter(|(_, r)| matches!(&r.lock, Lock::Acquired { member: m, .. } if m == member))
+            .map(|(&o, _)| o)
+            .collect();
+        for &o in &held {
+            self.make_available(o, limit);
         }
-        n
+        held.len()
+    }
+
+    /// Records up to `high_watermark` not yet delivered for good (KIP-1226's lag): those past
+    /// the end, and those in flight still to be completed.
+    pub fn lag(&self, high_watermark: i64) -> i64 {
+        (high_watermark - self.end).max(0) + self.records.len() as i64
     }
 
     /// Whether any record is acquired by a member now.
@@ -362,12 +369,12 @@ mod tests {
     }
 
     #[test]
-    fn rejected_records_never_return_and_a_closed_session_gives_records_back() {
+    fn rejected_records_never_return_and_a_closed_session_gives_records_back_at_once() {
         let mut sp = SharePartition::starting_at(10);
         let now = Instant::now();
         sp.acquire("a", &[], &[batch(10, 13)], (true, 10), now, &limits());
         sp.acknowledge("a", (10, 11), &[REJECT], 3).unwrap();
-        assert_eq!(sp.release_member("a"), 2);
+        assert_eq!(sp.release_member("a", 3), 2);
         assert_eq!(sp.available(10), [12, 13]);
         let (got, _) = sp.acquire(
             "b",
@@ -377,13 +384,13 @@ mod tests {
             now,
             &limits(),
         );
-        // The session that closed did not count as a delivery.
+        // The delivery to the member whose session closed counts.
         assert_eq!(
             got,
             [Acquired {
                 first: 12,
                 last: 13,
-                deliveries: 1
+                deliveries: 2
             }]
         );
     }

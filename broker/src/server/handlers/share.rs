@@ -353,7 +353,7 @@ fn open_session(
     ctx.broker
         .groups
         .shares
-        .session((group, member), epoch, add, forget)
+        .session((group, member), ctx.peer, epoch, add, forget)
         .map_err(|e| {
             let message = match e {
                 ResponseError::ShareSessionNotFound => {
@@ -441,7 +441,7 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
     }
     let partitions = match step {
         SessionStep::Closed => {
-            shares.release_member(&group, &member);
+            ctx.broker.groups.release_share_member(&group, &member);
             return Some(share_fetch_response(out, lock_ms));
         }
         SessionStep::Open(p) => p,
@@ -661,24 +661,26 @@ pub async fn share_acknowledge(
         );
     }
     if step == SessionStep::Closed {
-        shares.release_member(&group, &member);
+        ctx.broker.groups.release_share_member(&group, &member);
     }
     Some(ShareAcknowledgeResponse::default().with_responses(topics))
 }
 
-/// The share-partitions of `group` this node knows: (topic name, partition) → start offset.
+/// The share-partitions of `group` this node knows: (topic name, partition) → start offset
+/// and lag.
 fn start_offsets(
     cluster: &Cluster,
     shares: &SharePartitions,
     group: &str,
-) -> BTreeMap<(String, i32), i64> {
+) -> BTreeMap<(String, i32), (i64, i64)> {
     shares
         .of_group(group)
         .into_iter()
         .filter_map(|((id, p), sp)| {
             let t = cluster.topic_by_id(id)?;
-            let start = sp.lock().start_offset();
-            Some(((t.name.clone(), p), start))
+            let hw = t.partition(p)?.high_watermark();
+            let sp = sp.lock();
+            Some(((t.name.clone(), p), (sp.start_offset(), sp.lag(hw))))
         })
         .collect()
 }
@@ -789,7 +791,8 @@ pub async fn describe_share_group_offsets(
                         .map(|&p| {
                             let base = Part::default()
                                 .with_partition_index(p)
-                                .with_leader_epoch(-1);
+                                .with_leader_epoch(-1)
+                                .with_lag(-1);
                             match topic.as_ref().and_then(|t| t.partition(p)) {
                                 None => base
                                     .with_start_offset(-1)
@@ -797,11 +800,13 @@ pub async fn describe_share_group_offsets(
                                     .with_error_message(Some(sb(format!(
                                         "partition {name}-{p} does not exist"
                                     )))),
-                                Some(part) => base
-                                    .with_start_offset(
-                                        known.get(&(name.clone(), p)).copied().unwrap_or(-1),
-                                    )
-                                    .with_leader_epoch(part.leader_epoch()),
+                                Some(part) => {
+                                    let (start, lag) =
+                                        known.get(&(name.clone(), p)).copied().unwrap_or((-1, -1));
+                                    base.with_start_offset(start)
+                                        .with_lag(lag)
+                                        .with_leader_epoch(part.leader_epoch())
+                                }
                             }
                         })
                         .collect();
