@@ -269,6 +269,10 @@ const KNOWN_KEYS: &[&str] = &[
     "group.share.partition.max.record.locks",
     "group.share.heartbeat.interval.ms",
     "group.share.session.timeout.ms",
+    "share.coordinator.state.topic.num.partitions",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "share.coordinator.state.topic.segment.bytes",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "transaction.state.log.segment.bytes",
@@ -746,6 +750,22 @@ impl Config {
                 )?,
                 heartbeat_interval_ms: p.num("group.share.heartbeat.interval.ms", 5_000, 1)?,
                 session_timeout_ms: p.num("group.share.session.timeout.ms", 45_000, 1)?,
+                state_topic_partitions: p.num(
+                    "share.coordinator.state.topic.num.partitions",
+                    50,
+                    1,
+                )?,
+                state_topic_replication_factor: p.num(
+                    "share.coordinator.state.topic.replication.factor",
+                    3,
+                    1,
+                )?,
+                state_topic_min_isr: p.num("share.coordinator.state.topic.min.isr", 2, 1)?,
+                state_topic_segment_bytes: p.num(
+                    "share.coordinator.state.topic.segment.bytes",
+                    104_857_600,
+                    14,
+                )?,
             },
             transaction_state_num_partitions: p.num(
                 "transaction.state.log.num.partitions",
@@ -989,6 +1009,14 @@ pub struct ShareGroupDefaults {
     pub heartbeat_interval_ms: i32,
     /// `group.share.session.timeout.ms`.
     pub session_timeout_ms: i32,
+    /// `share.coordinator.state.topic.num.partitions`: partitions of `__share_group_state`.
+    pub state_topic_partitions: i32,
+    /// `share.coordinator.state.topic.replication.factor`.
+    pub state_topic_replication_factor: i16,
+    /// `share.coordinator.state.topic.min.isr`.
+    pub state_topic_min_isr: i32,
+    /// `share.coordinator.state.topic.segment.bytes`.
+    pub state_topic_segment_bytes: u64,
 }
 
 #[cfg(test)]

@@ -659,3 +659,47 @@ def test_invalid_share_group_configs_are_refused(bootstrap, config, value, messa
     assert got == {"share.auto.offset.reset": ("earliest", ConfigSource.GROUP_CONFIG.value),
                    "share.record.lock.duration.ms": ("30000", ConfigSource.DEFAULT_CONFIG.value),
                    "share.delivery.count.limit": ("5", ConfigSource.DEFAULT_CONFIG.value)}, got
+
+
+# -- 6. the share-partition state is persisted ------------------------------------------------------
+
+
+def test_acknowledged_records_stay_acknowledged_across_a_broker_kill9(
+        restartable_broker, topic_name, helper, tmp_path):
+    """The share-partition state is written before an acknowledgement is answered (Kafka:
+    to __share_group_state, through the share coordinator), so it outlives the broker: a
+    consumer RELEASEs each of 20 records once and accepts it on its second delivery, the
+    broker is killed -9 and restarted, and a new consumer of the group gets only the 5 records
+    produced after the restart (first deliveries) — none of the 20 accepted — and then the
+    group lags by nothing. (Kafka may report a start offset behind the last acceptance even
+    with no lag, so only the lag is checked exactly.)"""
+    broker = restartable_broker
+    group = fresh("sg-restart")
+    create_topic(broker.bootstrap, topic_name, 1)
+    sent = produce(broker.bootstrap, topic_name, [f"p-{i:02d}" for i in range(20)])
+    first = ShareConsumers(helper, tmp_path, "before", broker.bootstrap, group, topic_name,
+                           mode="explicit", release_below=2,
+                           group_config={"share.auto.offset.reset": "earliest"},
+                           consumer_config={"max.poll.records": "20"})
+    try:
+        first.wait(lambda: len(first.acked_offsets()) == len(sent), JOIN_TIMEOUT,
+                   "the first consumer's acknowledgements of all 20 records")
+    finally:
+        first.kill()
+    # Every record was released once, came back and was accepted.
+    accepted = {r["offset"] for r in first.records() if r["ack"] == "ACCEPT"}
+    assert accepted == set(range(len(sent))), first.report()
+
+    broker.restart(hard=True)
+    later = produce(broker.bootstrap, topic_name, [f"q-{i}" for i in range(5)])
+    second = ShareConsumers(helper, tmp_path, "after", broker.bootstrap, group, topic_name,
+                            mode="explicit")
+    try:
+        second.wait(lambda: len(second.acked_offsets()) >= len(later), JOIN_TIMEOUT,
+                    "the second consumer to read what came after the restart")
+    finally:
+        second.stop()
+    got = [(r["value"], r["deliveryCount"]) for r in second.records()]
+    assert got == [(v, 1) for v in later], second.report()
+    [(topic, partition, start, lag)] = offsets_table(broker.bootstrap, group)
+    assert (topic, partition, lag) == (topic_name, 0, 0) and start <= 25

@@ -9,6 +9,7 @@ mod acls;
 mod broker_configs;
 pub mod hw_checkpoint;
 pub mod image;
+pub mod internal;
 pub mod isr;
 mod local_logs;
 pub mod metadata;
@@ -41,6 +42,8 @@ use metadata::{MetadataError, MetadataLog, MetadataRecord, MetadataStore};
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
 /// The transaction coordinators' log.
 pub const TRANSACTION_STATE: &str = "__transaction_state";
+/// The share coordinator's topic (KIP-932).
+pub const SHARE_GROUP_STATE: &str = "__share_group_state";
 
 /// Why an admin operation failed; each variant maps to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -651,7 +654,9 @@ impl Topic {
 
     /// Whether this is an internal topic.
     pub fn is_internal(&self) -> bool {
-        self.name == CONSUMER_OFFSETS || self.name == TRANSACTION_STATE
+        self.name == CONSUMER_OFFSETS
+            || self.name == TRANSACTION_STATE
+            || self.name == SHARE_GROUP_STATE
     }
 
     /// The partition with this index.

@@ -95,6 +95,9 @@ pub struct GroupCoordinator {
     pending_txn: Mutex<PendingOffsets>,
     /// The share-partitions this node leads and the share sessions fetching them.
     pub shares: crate::share::SharePartitions,
+    /// The share coordinator: the persisted share-partition states of the
+    /// `__share_group_state` partitions this node leads.
+    pub share_states: Arc<crate::share::coordinator::ShareCoordinator>,
 }
 
 /// Offsets committed in open transactions, by producer id.
@@ -103,6 +106,9 @@ type PendingOffsets = HashMap<i64, Vec<(String, (String, i32), OffsetValue)>>;
 impl GroupCoordinator {
     /// A coordinator over `cluster`; call [`GroupCoordinator::load`] before serving.
     pub fn new(cluster: Arc<Cluster>) -> GroupCoordinator {
+        let share_states = Arc::new(crate::share::coordinator::ShareCoordinator::new(
+            Arc::clone(&cluster),
+        ));
         GroupCoordinator {
             cluster,
             groups: Mutex::new(HashMap::new()),
@@ -110,6 +116,7 @@ impl GroupCoordinator {
             led: Mutex::new(BTreeSet::new()),
             pending_txn: Mutex::new(HashMap::new()),
             shares: crate::share::SharePartitions::default(),
+            share_states,
         }
     }
 
@@ -188,6 +195,10 @@ impl GroupCoordinator {
     /// partitions this node has come to lead from their log, and drops those of partitions it
     /// no longer leads (their new coordinator loads them). Returns the offsets loaded.
     pub fn load(&self) -> Result<usize, crate::log::LogError> {
+        // The share coordinator follows `__share_group_state` the same way.
+        if let Err(e) = self.share_states.load() {
+            tracing::warn!(error = %e, "loading share group state failed");
+        }
         let Some(topic) = self.cluster.topic(CONSUMER_OFFSETS) else {
             return Ok(0);
         };
@@ -677,6 +688,17 @@ impl GroupCoordinator {
             tracing::debug!(%group, %member, %peer, "share session ended with its connection");
             self.release_share_member(&group, &member);
         }
+    }
+
+    /// The partitions share group `group`'s members were ever assigned (empty for another
+    /// kind of group).
+    pub fn share_group_partitions(&self, group: &str) -> Vec<(String, i32)> {
+        let groups = self.groups.lock();
+        groups
+            .get(group)
+            .and_then(|g| g.share.as_ref())
+            .map(|s| s.initialized.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A share group as ShareGroupDescribe reports it; `None` if there is no such group.

@@ -104,12 +104,20 @@ macro_rules! served_apis {
                 => handlers::share::share_group_describe;
             ShareFetch(ShareFetchRequest) 1..=1 => handlers::share::share_fetch;
             ShareAcknowledge(ShareAcknowledgeRequest) 1..=1 => handlers::share::share_acknowledge;
+            InitializeShareGroupState(InitializeShareGroupStateRequest) 0..=0
+                => handlers::share_offsets::initialize_share_group_state;
+            ReadShareGroupState(ReadShareGroupStateRequest) 0..=0
+                => handlers::share_offsets::read_share_group_state;
+            WriteShareGroupState(WriteShareGroupStateRequest) 0..=0
+                => handlers::share_offsets::write_share_group_state;
+            DeleteShareGroupState(DeleteShareGroupStateRequest) 0..=0
+                => handlers::share_offsets::delete_share_group_state;
             DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest) 0..=1
-                => handlers::share::describe_share_group_offsets;
+                => handlers::share_offsets::describe_share_group_offsets;
             AlterShareGroupOffsets(AlterShareGroupOffsetsRequest) 0..=0
-                => handlers::share::alter_share_group_offsets;
+                => handlers::share_offsets::alter_share_group_offsets;
             DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest) 0..=0
-                => handlers::share::delete_share_group_offsets;
+                => handlers::share_offsets::delete_share_group_offsets;
         }
     };
 }

@@ -466,6 +466,10 @@ throttle_time!(
 
 no_throttle_time!(
     WriteTxnMarkersResponse,
+    InitializeShareGroupStateResponse,
+    ReadShareGroupStateResponse,
+    WriteShareGroupStateResponse,
+    DeleteShareGroupStateResponse,
     SaslHandshakeResponse,
     SaslAuthenticateResponse,
     DescribeQuorumResponse

@@ -47,6 +47,8 @@ pub struct ShareGroup {
     pub members: BTreeMap<String, ShareMember>,
     /// Subscribed topics and their partition counts as of the last assignment.
     assigned_over: BTreeMap<String, i32>,
+    /// Every partition the group's members were ever assigned: those it may have state of.
+    pub initialized: BTreeSet<TopicPartition>,
 }
 
 /// A ShareGroupHeartbeat, protocol-neutral.
@@ -89,6 +91,7 @@ impl ShareGroup {
             assignment_epoch: 0,
             members: BTreeMap::new(),
             assigned_over: BTreeMap::new(),
+            initialized: BTreeSet::new(),
         }
     }
 
@@ -253,6 +256,7 @@ impl ShareGroup {
             for (i, p) in pairs {
                 if let Some(m) = self.members.get_mut(&subscribers[i]) {
                     m.assignment.insert((topic.clone(), p));
+                    self.initialized.insert((topic.clone(), p));
                 }
             }
         }

@@ -11,8 +11,10 @@
 //! to `__share_group_state`: after a restart or a leader change a share-partition starts again
 //! from `share.auto.offset.reset`, so records may be delivered again (never lost).
 
+pub mod coordinator;
 pub mod group;
 pub mod partition;
+pub mod state_log;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -368,6 +370,8 @@ pub enum SessionStep {
 #[derive(Debug, Default)]
 pub struct SharePartitions {
     partitions: Mutex<HashMap<Key, Arc<Mutex<SharePartition>>>>,
+    /// One writer at a time per share-partition to its share coordinator.
+    writes: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
     /// Woken when records become available again (released, or a session closed), so
     /// long-polling fetches of other members see them.
@@ -425,17 +429,25 @@ impl SharePartitions {
         Ok(SessionStep::Open(s.partitions.iter().copied().collect()))
     }
 
-    /// The share-partition `key`, created starting at `start()` if this node has none.
-    pub fn get_or_init(
-        &self,
-        key: &Key,
-        start: impl FnOnce() -> i64,
-    ) -> Arc<Mutex<SharePartition>> {
-        let mut map = self.partitions.lock();
+    /// Adopts `sp` as the share-partition `key` unless this node has one already; returns the
+    /// one in use.
+    pub fn adopt(&self, key: &Key, sp: SharePartition) -> Shared {
         Arc::clone(
-            map.entry(key.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(SharePartition::starting_at(start())))),
+            self.partitions
+                .lock()
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(sp))),
         )
+    }
+
+    /// The lock that orders the writes of share-partition `key`'s state.
+    pub fn write_order(&self, key: &Key) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.writes.lock().entry(key.clone()).or_default())
+    }
+
+    /// Forgets the share-partition `key` here (its persisted state is read again next time).
+    pub fn forget(&self, key: &Key) {
+        self.partitions.lock().remove(key);
     }
 
     /// The share-partition `key`, if this node has it.
@@ -478,15 +490,6 @@ impl SharePartitions {
             .filter(|((g, _, _), _)| g == group)
             .map(|((_, t, p), sp)| ((*t, *p), Arc::clone(sp)))
             .collect()
-    }
-
-    /// Sets where `group` reads `topic`-`partition` from (AlterShareGroupOffsets; the group
-    /// has no members): nothing is in flight afterwards.
-    pub fn reset(&self, key: Key, offset: i64) {
-        self.partitions.lock().insert(
-            key,
-            Arc::new(Mutex::new(SharePartition::starting_at(offset))),
-        );
     }
 
     /// Forgets `group`'s state for `topic` (DeleteShareGroupOffsets), or for every topic.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
+use super::state_log::{self, StateBatch};
+
 /// Acknowledgement types as ShareFetch and ShareAcknowledge carry them.
 pub const GAP: i8 = 0;
 /// The record was processed.
@@ -71,6 +73,8 @@ pub struct Limits {
 /// The in-flight state of one share-partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharePartition {
+    /// The state epoch of the persisted state this was read from (its writes carry it).
+    pub state_epoch: i32,
     /// The share-partition end: the next offset to read from the log.
     end: i64,
     /// Records in flight that are still to be completed, by offset; an offset in
@@ -82,9 +86,56 @@ impl SharePartition {
     /// A share-partition starting (and reading) at `offset`.
     pub fn starting_at(offset: i64) -> SharePartition {
         SharePartition {
+            state_epoch: 0,
             end: offset,
             records: BTreeMap::new(),
         }
+    }
+
+    /// The share-partition a persisted state describes: records in available batches are
+    /// in flight with their delivery counts, the rest of the batches are complete.
+    pub fn from_state(state_epoch: i32, start: i64, batches: &[StateBatch]) -> SharePartition {
+        let mut sp = SharePartition::starting_at(start);
+        sp.state_epoch = state_epoch;
+        for b in batches.iter().filter(|b| b.last >= start) {
+            sp.end = sp.end.max(b.last + 1);
+            if b.state == state_log::AVAILABLE {
+                for o in b.first.max(start)..=b.last {
+                    sp.records.insert(
+                        o,
+                        InFlight {
+                            lock: Lock::Available,
+                            deliveries: b.deliveries,
+                        },
+                    );
+                }
+            }
+        }
+        sp
+    }
+
+    /// The state to persist: the start offset and, from it to the end, runs of in-flight
+    /// records (available, with their delivery counts: an acquired record is persisted as
+    /// available) and of complete ones.
+    pub fn state(&self) -> (i64, Vec<StateBatch>) {
+        let start = self.start_offset();
+        let mut batches: Vec<StateBatch> = Vec::new();
+        for o in start..self.end {
+            let (state, deliveries) = match self.records.get(&o) {
+                Some(r) => (state_log::AVAILABLE, r.deliveries),
+                None => (state_log::ACKNOWLEDGED, 1),
+            };
+            match batches.last_mut() {
+                Some(b) if b.state == state && b.deliveries == deliveries => b.last = o,
+                _ => batches.push(StateBatch {
+                    first: o,
+                    last: o,
+                    state,
+                    deliveries,
+                }),
+            }
+        }
+        (start, batches)
     }
 
     /// The share-partition start offset: the first record not yet completed.
@@ -427,5 +478,35 @@ mod tests {
         assert_eq!(sp.start_offset(), 3);
         sp.clamp_to_log_start(8);
         assert_eq!((sp.start_offset(), sp.end_offset()), (8, 8));
+    }
+
+    #[test]
+    fn the_persisted_state_gives_back_the_same_share_partition() {
+        let mut sp = SharePartition::starting_at(0);
+        let now = Instant::now();
+        sp.acquire("a", &[], &[batch(0, 5)], (true, 10), now, &limits());
+        sp.acknowledge(
+            "a",
+            (0, 5),
+            &[ACCEPT, RELEASE, ACCEPT, REJECT, ACCEPT, ACCEPT],
+            3,
+        )
+        .unwrap();
+        let (start, batches) = sp.state();
+        assert_eq!(start, 1);
+        assert_eq!(batches.len(), 2);
+        assert_eq!(
+            (batches[0].first, batches[0].last, batches[0].state),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            (batches[1].first, batches[1].last, batches[1].state),
+            (2, 5, 2)
+        );
+        let back = SharePartition::from_state(4, start, &batches);
+        assert_eq!(back.state_epoch, 4);
+        assert_eq!(back.available(10), [1]);
+        assert_eq!((back.start_offset(), back.end_offset()), (1, 6));
+        assert_eq!(back.state(), (start, batches));
     }
 }

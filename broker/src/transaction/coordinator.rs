@@ -22,7 +22,7 @@ use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 
 use super::log::{self as txn_log, TxnLogValue, TxnState};
-use crate::cluster::{now_ms, AdminError, Cluster, Commit, NewTopic, Partition};
+use crate::cluster::{now_ms, AdminError, Cluster, Commit, Partition};
 use crate::cluster::{CONSUMER_OFFSETS, TRANSACTION_STATE};
 use crate::group::GroupCoordinator;
 use crate::log::control::Marker;
@@ -143,57 +143,22 @@ impl TransactionCoordinator {
 
     /// Ensures `__transaction_state` exists (blocking); returns its partition count.
     pub fn ensure_state_topic(self: &Arc<Self>) -> Result<i32, AdminError> {
-        if let Some(t) = self.cluster.topic(TRANSACTION_STATE) {
-            return Ok(t.partition_count());
-        }
         let cfg = &self.cluster.config;
-        let live = self
-            .cluster
-            .brokers()
-            .values()
-            .filter(|b| !b.fenced)
-            .count();
-        // Capped by the live brokers, as the offsets topic is, so a small cluster can run
-        // transactions; min.insync.replicas never above the replication factor.
-        let replication_factor = (live as i16)
-            .min(cfg.transaction_state_replication_factor)
-            .max(1);
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                cfg.transaction_state_segment_bytes.to_string(),
-            ),
-            (
-                "min.insync.replicas".to_string(),
-                cfg.transaction_state_min_isr
-                    .min(i32::from(replication_factor))
-                    .to_string(),
-            ),
-        ]);
-        let created = self.cluster.create_topic(
-            NewTopic {
-                name: TRANSACTION_STATE.to_string(),
-                partitions: cfg.transaction_state_num_partitions,
-                replication_factor,
-                configs,
-                assignments: None,
-            },
-            false,
-        );
-        match created {
-            Ok(t) => {
-                if let Err(e) = self.load() {
-                    tracing::warn!(error = %e, "loading the new transaction state partitions failed");
-                }
-                Ok(t.partition_count())
+        let (partitions, created) =
+            self.cluster
+                .ensure_internal_topic(&crate::cluster::internal::InternalTopic {
+                    name: TRANSACTION_STATE,
+                    partitions: cfg.transaction_state_num_partitions,
+                    replication_factor: cfg.transaction_state_replication_factor,
+                    min_isr: cfg.transaction_state_min_isr,
+                    segment_bytes: cfg.transaction_state_segment_bytes,
+                })?;
+        if created {
+            if let Err(e) = self.load() {
+                tracing::warn!(error = %e, "loading the new transaction state partitions failed");
             }
-            Err(AdminError::TopicExists(_)) => Ok(self
-                .cluster
-                .topic(TRANSACTION_STATE)
-                .map_or(1, |t| t.partition_count())),
-            Err(e) => Err(e),
         }
+        Ok(partitions)
     }
 
     /// The `__transaction_state` partition of `transactional_id`, if the topic exists.
@@ -323,41 +288,12 @@ impl TransactionCoordinator {
         let p = self
             .state_partition(transactional_id)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let min_isr = self.cluster.config.transaction_state_min_isr;
-        if !p.enough_replicas(min_isr.min(p.state().replicas.len() as i32)) {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
         let record = vec![(
             txn_log::encode_key(transactional_id),
             Some(txn_log::encode_value(&meta.value())),
         )];
-        let (cluster, part) = (Arc::clone(&self.cluster), Arc::clone(&p));
-        let appended = tokio::task::spawn_blocking(move || {
-            let batch = crate::log::batch::encode_keyed(record, now_ms(), None)?;
-            cluster.append(&part, batch)
-        })
-        .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        let (info, epoch) = match appended {
-            Ok((
-                crate::log::AppendOutcome::Appended(i) | crate::log::AppendOutcome::Duplicate(i),
-                e,
-            )) => (i, e),
-            Err(crate::log::LogError::NotLeader) => return Err(ResponseError::NotCoordinator),
-            Err(e) => {
-                tracing::warn!(error = %e, "writing transaction state failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
-            }
-        };
-        let node = self.cluster.config.node_id;
-        match p
-            .wait_for_high_watermark(info.last_offset + 1, node, epoch, WRITE_TIMEOUT)
-            .await
-        {
-            Commit::Committed => Ok(()),
-            Commit::NotLeader => Err(ResponseError::NotCoordinator),
-            Commit::TimedOut => Err(ResponseError::CoordinatorNotAvailable),
-        }
+        let min_isr = self.cluster.config.transaction_state_min_isr;
+        crate::cluster::internal::persist(&self.cluster, &p, record, min_isr).await
     }
 
     /// InitProducerId with a transactional id: a new producer id (first use) or the next epoch
@@ -1004,42 +940,17 @@ pub async fn write_marker(
 
 /// Every transactional id's latest state in a `__transaction_state` partition (blocking).
 fn read_states(p: &Partition) -> Result<HashMap<String, TxnMetadata>, crate::log::LogError> {
-    use kafka_protocol::records::RecordBatchDecoder;
     let mut states = HashMap::new();
-    let Some(log) = p.log() else {
-        return Ok(states);
-    };
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let mut bytes = log.read(offset, 1 << 20, end)?;
-        if bytes.is_empty() {
-            break;
-        }
-        let records = match RecordBatchDecoder::decode_all(&mut bytes) {
-            Ok(sets) => sets.into_iter().flat_map(|s| s.records),
-            Err(e) => {
-                tracing::warn!(partition = p.index, offset, error = %e, "skipping undecodable __transaction_state data");
-                break;
+    p.each_record(
+        |r| match txn_log::decode(r.key.as_ref(), r.value.as_ref()) {
+            Some((id, Some(value))) => {
+                states.insert(id, TxnMetadata::from_value(value));
             }
-        };
-        let mut next = offset + 1;
-        for r in records {
-            next = next.max(r.offset + 1);
-            if r.offset < offset || r.control {
-                continue;
+            Some((id, None)) => {
+                states.remove(&id);
             }
-            match txn_log::decode(r.key.as_ref(), r.value.as_ref()) {
-                Some((id, Some(value))) => {
-                    states.insert(id, TxnMetadata::from_value(value));
-                }
-                Some((id, None)) => {
-                    states.remove(&id);
-                }
-                None => {}
-            }
-        }
-        offset = next;
-    }
+            None => {}
+        },
+    )?;
     Ok(states)
 }

@@ -142,16 +142,15 @@ fn api_versions_lists_served_apis_and_downgrades_unknown_versions() {
         .find(|k| k.api_key == 0)
         .expect("produce listed");
     assert_eq!((produce.min_version, produce.max_version), (0, 9));
-    // Share groups (KIP-932) are served; the share coordinator's inter-broker APIs are not
-    // (Gregor keeps share-partition state on the partition leaders), so not advertised.
+    // Share groups (KIP-932) are served, with the share coordinator's state APIs; the
+    // ReadShareGroupStateSummary shortcut is not.
+    for served in [ApiKey::ShareGroupHeartbeat, ApiKey::ReadShareGroupState] {
+        assert!(r.api_keys.iter().any(|k| k.api_key == served as i16));
+    }
     assert!(r
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::ShareGroupHeartbeat as i16));
-    assert!(r
-        .api_keys
-        .iter()
-        .all(|k| k.api_key != ApiKey::ReadShareGroupState as i16));
+        .all(|k| k.api_key != ApiKey::ReadShareGroupStateSummary as i16));
     // ApiVersions v99: a v0 body with UNSUPPORTED_VERSION listing ApiVersions' range.
     c.send_raw(&raw_header(18, 99, 7));
     let frame = c.read_frame().expect("v0 error response");

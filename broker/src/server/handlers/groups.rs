@@ -362,7 +362,28 @@ pub async fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> Option<ListGr
     Some(ListGroupsResponse::default().with_groups(groups))
 }
 
-/// DeleteGroups.
+/// Before an empty share group is deleted, the persisted state of its share-partitions.
+async fn delete_share_states(ctx: &Ctx<'_>, group: &str) -> Option<ResponseError> {
+    let groups = &ctx.broker.groups;
+    let share = groups.describe_share_group(group)?;
+    if !share.members.is_empty() {
+        return Some(ResponseError::NonEmptyGroup);
+    }
+    let cluster = &ctx.broker.cluster;
+    let mut keys: Vec<crate::share::Key> = share
+        .initialized
+        .iter()
+        .filter_map(|(t, p)| Some((group.to_string(), cluster.topic(t)?.id, *p)))
+        .collect();
+    for ((topic, p), _) in groups.shares.of_group(group) {
+        keys.push((group.to_string(), topic, p));
+    }
+    keys.sort();
+    keys.dedup();
+    super::share_offsets::delete_states(ctx, &keys).await
+}
+
+/// DeleteGroups (of a share group, with its share-partitions' state).
 pub async fn delete_groups(
     ctx: &Ctx<'_>,
     req: DeleteGroupsRequest,
@@ -373,9 +394,12 @@ pub async fn delete_groups(
         let id = g.0.to_string();
         let e = match group_denied(ctx, Operation::Delete, &id) {
             Some(e) => Some(e),
-            None => blocking(move || coordinator.delete_group(&id))
-                .await
-                .unwrap_or(Some(ResponseError::KafkaStorageError)),
+            None => match delete_share_states(ctx, &id).await {
+                Some(e) => Some(e),
+                None => blocking(move || coordinator.delete_group(&id))
+                    .await
+                    .unwrap_or(Some(ResponseError::KafkaStorageError)),
+            },
         };
         results.push(
             DeletableGroupResult::default()

@@ -18,6 +18,7 @@ pub mod records;
 pub mod replicas;
 pub mod sasl;
 pub mod share;
+pub mod share_offsets;
 pub mod topic_partitions;
 pub mod transactions;
 pub mod unregister;

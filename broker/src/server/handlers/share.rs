@@ -18,11 +18,13 @@ use uuid::Uuid;
 use super::blocking;
 use super::groups::group_denied;
 use crate::authz::{Operation, Resource};
-use crate::cluster::{Cluster, Partition};
+use crate::cluster::Partition;
 use crate::log::batch::BatchHeader;
 use crate::server::dispatch::{sb, Ctx};
+use crate::share::coordinator::Op;
+use crate::share::partition::SharePartition;
 use crate::share::partition::{Acquired, ReadBatch};
-use crate::share::{AutoReset, SessionStep, Settings, SharePartitions};
+use crate::share::{AutoReset, Key, SessionStep, Settings, SharePartitions};
 
 /// ShareGroupHeartbeat: joins, heartbeats and leaves a share group.
 pub async fn share_group_heartbeat(
@@ -178,6 +180,9 @@ pub async fn share_group_describe(
 /// Acknowledgement batches of one partition: `((first, last), types)`.
 type Acks = Vec<((i64, i64), Vec<i8>)>;
 
+/// Acknowledgement batches by (topic id, partition).
+type AcksByPartition = BTreeMap<(Uuid, i32), Acks>;
+
 /// Where a share-partition without state starts, under `reset`: the log start, the high
 /// watermark, or the first record at most the duration old.
 fn initial_offset(p: &Partition, reset: AutoReset) -> i64 {
@@ -243,6 +248,104 @@ fn acknowledge(
     error
 }
 
+/// Applies `member`'s acknowledgements of one partition led here and persists the
+/// share-partition's new state with its share coordinator before answering; the error to
+/// answer, if any.
+async fn acknowledge_and_persist(
+    ctx: &Ctx<'_>,
+    who: (&str, &str),
+    key: (Uuid, i32),
+    acks: &Acks,
+    settings: &Settings,
+) -> Option<ResponseError> {
+    let p = match share_partition_of(ctx, key.0, key.1) {
+        Ok(p) => p,
+        Err(e) => return Some(e),
+    };
+    let shares = &ctx.broker.groups.shares;
+    if let Some(e) = acknowledge(shares, who, key, acks, settings) {
+        return Some(e);
+    }
+    persist_state(ctx, &(who.0.to_string(), key.0, key.1), p.leader_epoch()).await
+}
+
+/// Writes share-partition `key`'s state to its share coordinator. Writes of one
+/// share-partition go one at a time, each with the state as it is when it goes, so the last
+/// one written is the newest. A reset since this state was read (FENCED_STATE_EPOCH) drops it
+/// here, to be read again.
+async fn persist_state(ctx: &Ctx<'_>, key: &Key, leader_epoch: i32) -> Option<ResponseError> {
+    let groups = &ctx.broker.groups;
+    let order = groups.shares.write_order(key);
+    let _order = order.lock().await;
+    let sp = groups.shares.get(key)?;
+    let (state_epoch, (start_offset, batches)) = {
+        let sp = sp.lock();
+        (sp.state_epoch, sp.state())
+    };
+    let op = Op::Write {
+        state_epoch,
+        leader_epoch,
+        start_offset,
+        batches,
+    };
+    match groups.share_states.call(key, op).await {
+        Ok(_) => None,
+        Err(ResponseError::FencedStateEpoch) => {
+            groups.shares.forget(key);
+            Some(ResponseError::InvalidRecordState)
+        }
+        Err(e) => Some(e),
+    }
+}
+
+/// Makes sure this node holds the state of each share-partition in `leading`: read from its
+/// share coordinator, or, when there is none yet, started from `share.auto.offset.reset` and
+/// written. A session opening (`reopen`) checks the state of partitions nobody holds records
+/// of against their coordinator, so a reset (a newer state epoch) or a delete made through
+/// another broker is seen; otherwise the live state, newer than what was written, stays.
+/// Returns the partitions whose state could not be had, with why.
+async fn load_states(
+    ctx: &Ctx<'_>,
+    group: &str,
+    leading: &[((Uuid, i32), Arc<Partition>)],
+    reopen: bool,
+    settings: &Settings,
+) -> Vec<((Uuid, i32), ResponseError)> {
+    let groups = &ctx.broker.groups;
+    let mut failed = Vec::new();
+    for (key, p) in leading {
+        let k: Key = (group.to_string(), key.0, key.1);
+        let live = groups.shares.get(&k);
+        let live_epoch = match &live {
+            Some(sp) if !reopen || sp.lock().has_acquired() => continue,
+            Some(sp) => Some(sp.lock().state_epoch),
+            None => None,
+        };
+        let read = groups.share_states.call(&k, Op::Read).await;
+        if let (Some(epoch), Ok(Some(s))) = (live_epoch, &read) {
+            if s.state_epoch <= epoch {
+                continue;
+            }
+        }
+        groups.shares.forget(&k);
+        match read {
+            Ok(Some(s)) if s.start_offset >= 0 => {
+                let sp = SharePartition::from_state(s.state_epoch, s.start_offset, &s.batches);
+                groups.shares.adopt(&k, sp);
+            }
+            Ok(_) => {
+                let start = initial_offset(p, settings.auto_reset);
+                groups.shares.adopt(&k, SharePartition::starting_at(start));
+                if let Some(e) = persist_state(ctx, &k, p.leader_epoch()).await {
+                    tracing::debug!(group, error = ?e, "the new share-partition state was not persisted yet");
+                }
+            }
+            Err(e) => failed.push((*key, e)),
+        }
+    }
+    failed
+}
+
 /// What one share fetch read from one partition.
 struct Fetched {
     records: Bytes,
@@ -259,9 +362,13 @@ fn fetch_partition(
     (max_records, max_bytes): (usize, usize),
     settings: &Settings,
 ) -> Result<Fetched, ResponseError> {
-    let sp = shares.get_or_init(&(group.to_string(), key.0, key.1), || {
-        initial_offset(p, settings.auto_reset)
-    });
+    let Some(sp) = shares.get(&(group.to_string(), key.0, key.1)) else {
+        // Forgotten meanwhile (reset, or fenced): read again on the next fetch.
+        return Ok(Fetched {
+            records: Bytes::new(),
+            acquired: Vec::new(),
+        });
+    };
     let mut sp = sp.lock();
     let now = Instant::now();
     let limits = settings.limits;
@@ -365,6 +472,27 @@ fn open_session(
         })
 }
 
+/// A ShareFetch's acknowledgements by partition, and every partition it names.
+fn requested(req: &ShareFetchRequest) -> (AcksByPartition, Vec<(Uuid, i32)>) {
+    let mut acks = AcksByPartition::new();
+    let mut add = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            add.push((t.topic_id, p.partition_index));
+            if !p.acknowledgement_batches.is_empty() {
+                acks.entry((t.topic_id, p.partition_index))
+                    .or_default()
+                    .extend(
+                        p.acknowledgement_batches.iter().map(|b| {
+                            ((b.first_offset, b.last_offset), b.acknowledge_types.clone())
+                        }),
+                    );
+            }
+        }
+    }
+    (acks, add)
+}
+
 /// ShareFetch: acknowledges what the request carries, then acquires records for the member
 /// from every partition of its share session, waiting up to MaxWaitMs for some.
 pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareFetchResponse> {
@@ -389,22 +517,7 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
                 .with_acquisition_lock_timeout_ms(lock_ms),
         )
     };
-    let mut acks: BTreeMap<(Uuid, i32), Acks> = BTreeMap::new();
-    let mut add = Vec::new();
-    for t in &req.topics {
-        for p in &t.partitions {
-            add.push((t.topic_id, p.partition_index));
-            if !p.acknowledgement_batches.is_empty() {
-                acks.entry((t.topic_id, p.partition_index))
-                    .or_default()
-                    .extend(
-                        p.acknowledgement_batches.iter().map(|b| {
-                            ((b.first_offset, b.last_offset), b.acknowledge_types.clone())
-                        }),
-                    );
-            }
-        }
-    }
+    let (acks, add) = requested(&req);
     if req.share_session_epoch == 0 && !acks.is_empty() {
         return refuse(
             ResponseError::InvalidRequest,
@@ -430,10 +543,7 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
     let mut out: BTreeMap<(Uuid, i32), PartitionData> = BTreeMap::new();
     for (key, batches) in &acks {
         let mut d = PartitionData::default().with_partition_index(key.1);
-        let error = match share_partition_of(ctx, key.0, key.1) {
-            Err(e) => Some(e),
-            Ok(_) => acknowledge(shares, (&group, &member), *key, batches, &settings),
-        };
+        let error = acknowledge_and_persist(ctx, (&group, &member), *key, batches, &settings).await;
         if let Some(e) = error {
             d = d.with_acknowledge_error_code(e.code());
         }
@@ -457,6 +567,14 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
                 out.insert(key, not_served(ctx, d, e, key));
             }
         }
+    }
+    let reopen = req.share_session_epoch == 0;
+    for (key, e) in load_states(ctx, &group, &leading, reopen, &settings).await {
+        leading.retain(|(k, _)| *k != key);
+        let d = out
+            .remove(&key)
+            .unwrap_or_else(|| PartitionData::default().with_partition_index(key.1));
+        out.insert(key, d.with_error_code(e.code()));
     }
     let max_records = if req.max_records > 0 {
         req.max_records as usize
@@ -633,7 +751,6 @@ pub async fn share_acknowledge(
         Err((e, m)) => return refuse(e, m),
     };
     let settings = ctx.broker.groups.share_settings(&group);
-    let shares = &ctx.broker.groups.shares;
     let mut topics = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
@@ -644,10 +761,8 @@ pub async fn share_acknowledge(
                 .map(|b| ((b.first_offset, b.last_offset), b.acknowledge_types.clone()))
                 .collect();
             let key = (t.topic_id, p.partition_index);
-            let error = match share_partition_of(ctx, key.0, key.1) {
-                Err(e) => Some(e),
-                Ok(_) => acknowledge(shares, (&group, &member), key, &acks, &settings),
-            };
+            let error =
+                acknowledge_and_persist(ctx, (&group, &member), key, &acks, &settings).await;
             parts.push(
                 AckData::default()
                     .with_partition_index(p.partition_index)
@@ -664,278 +779,4 @@ pub async fn share_acknowledge(
         ctx.broker.groups.release_share_member(&group, &member);
     }
     Some(ShareAcknowledgeResponse::default().with_responses(topics))
-}
-
-/// The share-partitions of `group` this node knows: (topic name, partition) → start offset
-/// and lag.
-fn start_offsets(
-    cluster: &Cluster,
-    shares: &SharePartitions,
-    group: &str,
-) -> BTreeMap<(String, i32), (i64, i64)> {
-    shares
-        .of_group(group)
-        .into_iter()
-        .filter_map(|((id, p), sp)| {
-            let t = cluster.topic_by_id(id)?;
-            let hw = t.partition(p)?.high_watermark();
-            let sp = sp.lock();
-            Some(((t.name.clone(), p), (sp.start_offset(), sp.lag(hw))))
-        })
-        .collect()
-}
-
-/// Why `group` cannot have its share offsets read or changed here, if it cannot.
-fn share_group_refused(
-    ctx: &Ctx<'_>,
-    group: &str,
-    op: Operation,
-) -> Option<(ResponseError, String)> {
-    if let Some(e) = group_denied(ctx, op, group) {
-        return Some((e, format!("not authorized on group {group}")));
-    }
-    if !ctx.broker.groups.coordinates(group) {
-        return Some((
-            ResponseError::NotCoordinator,
-            format!("this broker does not coordinate group {group}"),
-        ));
-    }
-    match ctx.broker.groups.describe_share_group(group) {
-        Some(_) => None,
-        None if ctx.broker.groups.describe(group).is_some() => Some((
-            ResponseError::GroupIdNotFound,
-            format!("Group {group} is not a share group."),
-        )),
-        None => Some((
-            ResponseError::GroupIdNotFound,
-            format!("Group {group} not found."),
-        )),
-    }
-}
-
-/// DescribeShareGroupOffsets: each share-partition's start offset (`-1`: no state yet). The
-/// state is held by the partitions' leaders; a partition led by another broker is reported
-/// without a start offset for now.
-pub async fn describe_share_group_offsets(
-    ctx: &Ctx<'_>,
-    req: DescribeShareGroupOffsetsRequest,
-) -> Option<DescribeShareGroupOffsetsResponse> {
-    use kafka_protocol::messages::describe_share_group_offsets_response::{
-        DescribeShareGroupOffsetsResponseGroup as Group,
-        DescribeShareGroupOffsetsResponsePartition as Part,
-        DescribeShareGroupOffsetsResponseTopic as Topic,
-    };
-    let cluster = &ctx.broker.cluster;
-    let shares = &ctx.broker.groups.shares;
-    let groups = req
-        .groups
-        .iter()
-        .map(|g| {
-            let id = g.group_id.0.to_string();
-            let base = Group::default().with_group_id(g.group_id.clone());
-            if let Some((e, m)) = share_group_refused(ctx, &id, Operation::Describe) {
-                return base
-                    .with_error_code(e.code())
-                    .with_error_message(Some(sb(m)));
-            }
-            let known = start_offsets(cluster, shares, &id);
-            let wanted: BTreeMap<String, Vec<i32>> = match &g.topics {
-                Some(topics) => topics
-                    .iter()
-                    .map(|t| (t.topic_name.0.to_string(), t.partitions.clone()))
-                    .collect(),
-                None => {
-                    let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    let assigned = ctx
-                        .broker
-                        .groups
-                        .describe_share_group(&id)
-                        .map(|s| {
-                            s.members
-                                .values()
-                                .flat_map(|m| m.assignment.iter().cloned())
-                                .collect::<BTreeSet<_>>()
-                        })
-                        .unwrap_or_default();
-                    for (t, p) in known.keys().cloned().chain(assigned) {
-                        let ps = all.entry(t).or_default();
-                        if !ps.contains(&p) {
-                            ps.push(p);
-                        }
-                    }
-                    all.values_mut().for_each(|ps| ps.sort_unstable());
-                    all
-                }
-            };
-            let topics = wanted
-                .into_iter()
-                .map(|(name, ps)| {
-                    let topic = cluster.topic(&name);
-                    if !ctx.authorized(Operation::Describe, Resource::topic(&name)) {
-                        let parts = ps
-                            .iter()
-                            .map(|&p| {
-                                Part::default()
-                                    .with_partition_index(p)
-                                    .with_start_offset(-1)
-                                    .with_leader_epoch(-1)
-                                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                            })
-                            .collect();
-                        return Topic::default()
-                            .with_topic_name(TopicName(sb(name)))
-                            .with_partitions(parts);
-                    }
-                    let parts = ps
-                        .iter()
-                        .map(|&p| {
-                            let base = Part::default()
-                                .with_partition_index(p)
-                                .with_leader_epoch(-1)
-                                .with_lag(-1);
-                            match topic.as_ref().and_then(|t| t.partition(p)) {
-                                None => base
-                                    .with_start_offset(-1)
-                                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                    .with_error_message(Some(sb(format!(
-                                        "partition {name}-{p} does not exist"
-                                    )))),
-                                Some(part) => {
-                                    let (start, lag) =
-                                        known.get(&(name.clone(), p)).copied().unwrap_or((-1, -1));
-                                    base.with_start_offset(start)
-                                        .with_lag(lag)
-                                        .with_leader_epoch(part.leader_epoch())
-                                }
-                            }
-                        })
-                        .collect();
-                    Topic::default()
-                        .with_topic_name(TopicName(sb(name)))
-                        .with_topic_id(topic.map_or(Uuid::nil(), |t| t.id))
-                        .with_partitions(parts)
-                })
-                .collect();
-            base.with_topics(topics)
-        })
-        .collect();
-    Some(DescribeShareGroupOffsetsResponse::default().with_groups(groups))
-}
-
-/// Why `group`'s share offsets may not be changed now (it has members), if so.
-fn non_empty(ctx: &Ctx<'_>, group: &str) -> Option<(ResponseError, String)> {
-    ctx.broker
-        .groups
-        .describe_share_group(group)
-        .filter(|g| !g.members.is_empty())
-        .map(|_| {
-            (
-                ResponseError::NonEmptyGroup,
-                format!("The group {group} has active members."),
-            )
-        })
-}
-
-/// AlterShareGroupOffsets (`kafka-share-groups --reset-offsets`): sets the start offset of
-/// share-partitions of an empty share group. Partitions led by this broker only, for now.
-pub async fn alter_share_group_offsets(
-    ctx: &Ctx<'_>,
-    req: AlterShareGroupOffsetsRequest,
-) -> Option<AlterShareGroupOffsetsResponse> {
-    use kafka_protocol::messages::alter_share_group_offsets_response::{
-        AlterShareGroupOffsetsResponsePartition as Part,
-        AlterShareGroupOffsetsResponseTopic as Topic,
-    };
-    let group = req.group_id.0.to_string();
-    let refused =
-        share_group_refused(ctx, &group, Operation::Read).or_else(|| non_empty(ctx, &group));
-    if let Some((e, m)) = refused {
-        return Some(
-            AlterShareGroupOffsetsResponse::default()
-                .with_error_code(e.code())
-                .with_error_message(Some(sb(m))),
-        );
-    }
-    let cluster = &ctx.broker.cluster;
-    let node = ctx.broker.node_id();
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            let name = t.topic_name.0.to_string();
-            let topic = cluster.topic(&name);
-            let denied = !ctx.authorized(Operation::Read, Resource::topic(&name));
-            let parts = t
-                .partitions
-                .iter()
-                .map(|rp| {
-                    let base = Part::default().with_partition_index(rp.partition_index);
-                    let fail = |e: ResponseError, m: String| {
-                        base.clone().with_error_code(e.code()).with_error_message(Some(sb(m)))
-                    };
-                    let p = match super::led_partition(topic.as_ref(), denied, rp.partition_index, node) {
-                        Ok(p) => p,
-                        Err(ResponseError::NotLeaderOrFollower) => {
-                            return fail(
-                                ResponseError::NotLeaderOrFollower,
-                                format!("{name}-{} is led by another broker; Gregor resets share offsets only on the partition leader's coordinator for now", rp.partition_index),
-                            )
-                        }
-                        Err(e) => return fail(e, format!("cannot reset {name}-{}", rp.partition_index)),
-                    };
-                    let (start, end) = (p.log_start_offset(), p.high_watermark());
-                    let offset = if rp.start_offset < 0 { end } else { rp.start_offset.clamp(start, end) };
-                    let id = topic.as_ref().map_or(Uuid::nil(), |t| t.id);
-                    ctx.broker.groups.shares.reset((group.clone(), id, rp.partition_index), offset);
-                    base
-                })
-                .collect();
-            Topic::default()
-                .with_topic_name(t.topic_name.clone())
-                .with_topic_id(topic.map_or(Uuid::nil(), |t| t.id))
-                .with_partitions(parts)
-        })
-        .collect();
-    Some(AlterShareGroupOffsetsResponse::default().with_responses(topics))
-}
-
-/// DeleteShareGroupOffsets: forgets an empty share group's state for whole topics, so they
-/// start again from `share.auto.offset.reset`.
-pub async fn delete_share_group_offsets(
-    ctx: &Ctx<'_>,
-    req: DeleteShareGroupOffsetsRequest,
-) -> Option<DeleteShareGroupOffsetsResponse> {
-    use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
-    let group = req.group_id.0.to_string();
-    let refused =
-        share_group_refused(ctx, &group, Operation::Delete).or_else(|| non_empty(ctx, &group));
-    if let Some((e, m)) = refused {
-        return Some(
-            DeleteShareGroupOffsetsResponse::default()
-                .with_error_code(e.code())
-                .with_error_message(Some(sb(m))),
-        );
-    }
-    let cluster = &ctx.broker.cluster;
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            let name = t.topic_name.0.to_string();
-            let base = Topic::default().with_topic_name(t.topic_name.clone());
-            if !ctx.authorized(Operation::Read, Resource::topic(&name)) {
-                return base.with_error_code(ResponseError::TopicAuthorizationFailed.code());
-            }
-            match cluster.topic(&name) {
-                None => base
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                    .with_error_message(Some(sb(format!("topic {name} does not exist")))),
-                Some(topic) => {
-                    ctx.broker.groups.shares.remove(&group, Some(topic.id));
-                    base.with_topic_id(topic.id)
-                }
-            }
-        })
-        .collect();
-    Some(DeleteShareGroupOffsetsResponse::default().with_responses(topics))
 }
