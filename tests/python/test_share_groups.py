@@ -38,6 +38,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    ConfigSource, ResourceType)
 
 from conftest import SCRIPTS, GiveUp, tail, wait_for
+from cluster import cluster_fixture
 from helpers import DeliveryLog, create_topic
 
 pytestmark = pytest.mark.skipif(
@@ -703,3 +704,63 @@ def test_acknowledged_records_stay_acknowledged_across_a_broker_kill9(
     assert got == [(v, 1) for v in later], second.report()
     [(topic, partition, start, lag)] = offsets_table(broker.bootstrap, group)
     assert (topic, partition, lag) == (topic_name, 0, 0) and start <= 25
+
+
+# -- 7. a partition leader's loss (Gregor only: a three-node cluster) ------------------------------
+
+# RF 3 everywhere and min.insync.replicas=2: one broker may go; fencing is quick so leadership
+# moves within seconds of the kill.
+failover_cluster = cluster_fixture(scope="function", overrides={
+    "share.coordinator.state.topic.replication.factor": 3,
+    "share.coordinator.state.topic.min.isr": 2,
+    "offsets.topic.replication.factor": 3,
+    "min.insync.replicas": 2,
+    "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
+})
+
+
+def test_share_consumers_survive_kill9_of_the_partition_leader(failover_cluster, helper,
+                                                               tmp_path):
+    """Two share consumers read 3000 records of an RF-3 partition on three brokers; once a
+    quarter are acknowledged, the partition's leader is killed -9. The new leader reads the
+    share-partition's state from its share coordinator (replicated in __share_group_state), so
+    every record ends up acknowledged, and no record whose acknowledgement a broker confirmed
+    is ever delivered again (records acquired but not yet acknowledged may be)."""
+    from confluent_kafka.admin import NewTopic
+    c = failover_cluster
+    topic, group, n = fresh("sg-fo"), fresh("sg-fo"), 3000
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(TIMEOUT)
+    wait_for(lambda: len(getattr(c.describe(topic).get(0), "isr", [])) == 3, TIMEOUT,
+             "the topic's full ISR")
+    sent = produce(c.bootstrap, topic, [f"f-{i:04d}" for i in range(n)])
+    run = ShareConsumers(helper, tmp_path, "fo", c.bootstrap, group, topic, consumers=2,
+                         process_ms=2, group_config={"share.auto.offset.reset": "earliest"},
+                         consumer_config={"max.poll.records": "50"})
+
+    def confirmed():
+        return {o for a in run.of("acked") if a["error"] is None for o in a["offsets"]}
+
+    try:
+        run.wait(lambda: len(confirmed()) >= n // 4, 90, "a quarter of the records acknowledged")
+        leader = c.describe(topic)[0].leader
+        at_kill = len(confirmed())
+        c.kill(leader)
+        run.wait(lambda: len(confirmed()) == n, 120,
+                 f"every record acknowledged after the kill of broker {leader}")
+    finally:
+        run.stop()
+    assert at_kill < n * 3 // 4, f"nearly done ({at_kill}) before the kill"
+    # Every delivery of an offset after a broker confirmed its acknowledgement is a record
+    # delivered twice.
+    first_confirmed: dict[int, float] = {}
+    for t, e in run.timed("acked"):
+        if e["error"] is None:
+            for o in e["offsets"]:
+                first_confirmed.setdefault(o, t)
+    again = [e for t, e in run.timed("record")
+             if e["offset"] in first_confirmed and t > first_confirmed[e["offset"]]]
+    assert not again, f"delivered after their acknowledgement was confirmed: {again[:5]}"
+    assert {r["value"] for r in run.records()} == set(sent)
