@@ -326,7 +326,7 @@ async fn find_coordinator_answers_with_the_listener_the_request_came_through() {
 }
 
 #[tokio::test]
-async fn a_transaction_coordinator_is_found_and_a_share_coordinator_refused_saying_why() {
+async fn transaction_and_share_coordinators_are_found_and_an_unknown_key_type_refused() {
     let d = tempfile::tempdir().expect("tempdir");
     let b = broker(d.path());
     register_listeners(&b, 1);
@@ -346,16 +346,34 @@ async fn a_transaction_coordinator_is_found_and_a_share_coordinator_refused_sayi
         .expect("__transaction_state is created on first use");
     assert_eq!(state.partition_count(), 50);
     assert!(state.is_internal());
+    // A share coordinator: the leader of the key's __share_group_state partition.
+    let key = "share-1:AAAAAAAAAAAAAAAAAAAAAQ:0";
     let batched = FindCoordinatorRequest::default()
         .with_key_type(2)
-        .with_coordinator_keys(vec![StrBytes::from_static_str("share-1:t:0")]);
+        .with_coordinator_keys(vec![StrBytes::from_static_str(key)]);
     let r = call(&b, 4, batched).await;
+    assert_eq!(r.coordinators[0].error_code, 0);
+    let state = b
+        .cluster
+        .topic(crate::cluster::SHARE_GROUP_STATE)
+        .expect("__share_group_state is created on first use");
+    let index = crate::group::offsets_log::partition_for(key, state.partition_count());
+    let leader = state.partition(index).expect("partition").state().leader;
+    assert_eq!(r.coordinators[0].node_id.0, leader);
+    // An unknown key type is refused, saying so.
+    let unknown = FindCoordinatorRequest::default()
+        .with_key_type(3)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("x")]);
+    let r = call(&b, 4, unknown).await;
     assert_eq!(
         r.coordinators[0].error_code,
         ResponseError::InvalidRequest.code()
     );
     let message = r.coordinators[0].error_message.clone().expect("a message");
-    assert!(message.contains("share coordinators"), "{message}");
+    assert!(
+        message.contains("unknown coordinator key type 3"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -103,6 +103,15 @@ impl ShareCoordinator {
         topic.partition(state_log::partition_for(key, topic.partition_count()))
     }
 
+    /// The broker coordinating the share-partition named `coordinator_key`
+    /// (`group:topicId:partition`, as FindCoordinator key type 2 carries it).
+    pub fn coordinator_for(&self, coordinator_key: &str) -> Option<i32> {
+        let topic = self.cluster.topic(SHARE_GROUP_STATE)?;
+        let index =
+            crate::group::offsets_log::partition_for(coordinator_key, topic.partition_count());
+        Some(topic.partition(index)?.state().leader)
+    }
+
     /// NOT_COORDINATOR unless this node leads `key`'s state partition, and
     /// COORDINATOR_LOAD_IN_PROGRESS until it has loaded it.
     fn check_coordinator(&self, key: &Key) -> Result<Arc<Partition>, ResponseError> {

@@ -30,8 +30,9 @@ pub(super) fn group_denied(ctx: &Ctx<'_>, op: Operation, group: &str) -> Option<
 
 /// FindCoordinator: the coordinator of a group (key type 0) is the leader of its
 /// `__consumer_offsets` partition, that of a transactional id (key type 1) the leader of its
-/// `__transaction_state` partition, each topic created on first use; share coordinators (key
-/// type 2) are not supported yet.
+/// `__transaction_state` partition, that of a share-partition (key type 2, the key
+/// `group:topicId:partition`) the leader of its `__share_group_state` partition; each topic
+/// is created on first use.
 pub async fn find_coordinator(
     ctx: &Ctx<'_>,
     req: FindCoordinatorRequest,
@@ -45,16 +46,17 @@ pub async fn find_coordinator(
             let txns = Arc::clone(&ctx.broker.txns);
             blocking(move || txns.ensure_state_topic().is_ok()).await
         }
+        2 => {
+            let shares = Arc::clone(&ctx.broker.groups.share_states);
+            blocking(move || shares.ensure_state_topic().is_ok()).await
+        }
         _ => Some(true),
     }
     .unwrap_or(false);
     let brokers = ctx.broker.cluster.brokers();
     // Said in the response, never a bare INVALID_REQUEST: a client (a share consumer) shows it.
-    let unsupported = (req.key_type > 1).then(|| {
-        let kind = match req.key_type {
-            2 => "share coordinators: Gregor does not support share groups yet".to_string(),
-            other => format!("unknown coordinator key type {other}"),
-        };
+    let unsupported = (req.key_type > 2).then(|| {
+        let kind = format!("unknown coordinator key type {}", req.key_type);
         tracing::debug!(client_id = %ctx.client_id, key_type = req.key_type, "FindCoordinator refused: {kind}");
         format!("FindCoordinator key type {}: {kind}", req.key_type)
     });
@@ -70,15 +72,20 @@ pub async fn find_coordinator(
                 return Err(ResponseError::TransactionalIdAuthorizationFailed)
             }
             1 => {}
+            // Share coordinators are looked up by brokers: CLUSTER_ACTION, as in Kafka.
+            2 if !ctx.authorized(Operation::ClusterAction, Resource::cluster()) => {
+                return Err(ResponseError::ClusterAuthorizationFailed)
+            }
+            2 => {}
             _ => return Err(ResponseError::InvalidRequest),
         }
         if !ready {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let leader = if req.key_type == 0 {
-            ctx.broker.groups.coordinator_for(key)
-        } else {
-            ctx.broker.txns.coordinator_for(key)
+        let leader = match req.key_type {
+            0 => ctx.broker.groups.coordinator_for(key),
+            1 => ctx.broker.txns.coordinator_for(key),
+            _ => ctx.broker.groups.share_states.coordinator_for(key),
         };
         let leader = leader.unwrap_or(ctx.broker.node_id());
         // As Kafka: the coordinator's address on the listener this request came through; a
