@@ -62,6 +62,59 @@ impl Cluster {
     }
 }
 
+/// What changed in the leadership of a coordinator's internal topic since it last loaded.
+#[derive(Debug)]
+pub struct LeadershipChange {
+    /// The topic's partition count.
+    pub partitions: i32,
+    /// The partitions this node leads now, with their leader epochs.
+    pub led_now: BTreeMap<i32, i32>,
+    /// Those it has come to lead (or leads in a new epoch) since: to load.
+    pub gained: Vec<Arc<Partition>>,
+}
+
+impl LeadershipChange {
+    /// Whether a key on partition `index` stays loaded: still led, and not reloaded.
+    pub fn keeps(&self, index: i32) -> bool {
+        self.led_now.contains_key(&index) && !self.gained.iter().any(|p| p.index == index)
+    }
+}
+
+impl Cluster {
+    /// How the leadership of internal topic `name` moved for this node since `loaded` (the
+    /// partitions it loaded, with their leader epochs); `None` when it has not (or the topic
+    /// does not exist).
+    pub fn leadership_change(
+        &self,
+        name: &str,
+        loaded: &BTreeMap<i32, i32>,
+    ) -> Option<LeadershipChange> {
+        let topic = self.topic(name)?;
+        let me = self.config.node_id;
+        let partitions = topic.partitions.read().clone();
+        let led_now: BTreeMap<i32, i32> = partitions
+            .iter()
+            .filter(|p| p.is_led_by(me))
+            .map(|p| (p.index, p.leader_epoch()))
+            .collect();
+        if *loaded == led_now {
+            return None;
+        }
+        let gained = partitions
+            .iter()
+            .filter(|p| {
+                led_now.contains_key(&p.index) && loaded.get(&p.index) != led_now.get(&p.index)
+            })
+            .cloned()
+            .collect();
+        Some(LeadershipChange {
+            partitions: partitions.len() as i32,
+            led_now,
+            gained,
+        })
+    }
+}
+
 impl Partition {
     /// Hands every data record of this node's log of the partition to `f`, in offset order
     /// (blocking); nothing when this node holds no replica. Undecodable data ends the walk

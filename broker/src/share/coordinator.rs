@@ -130,33 +130,15 @@ impl ShareCoordinator {
     /// Follows the leadership of `__share_group_state` (blocking): loads the states of the
     /// partitions this node has come to lead, drops those of partitions it no longer leads.
     pub fn load(&self) -> Result<usize, crate::log::LogError> {
-        let Some(topic) = self.cluster.topic(SHARE_GROUP_STATE) else {
+        let mut led = self.led.lock();
+        let Some(change) = self.cluster.leadership_change(SHARE_GROUP_STATE, &led) else {
             return Ok(0);
         };
-        let me = self.cluster.config.node_id;
-        let partitions = topic.partitions.read().clone();
-        let count = partitions.len() as i32;
-        let led_now: BTreeMap<i32, i32> = partitions
-            .iter()
-            .filter(|p| p.is_led_by(me))
-            .map(|p| (p.index, p.leader_epoch()))
-            .collect();
-        let mut led = self.led.lock();
-        if *led == led_now {
-            return Ok(0);
-        }
-        let gained: Vec<&Arc<Partition>> = partitions
-            .iter()
-            .filter(|p| {
-                led_now.contains_key(&p.index) && led.get(&p.index) != led_now.get(&p.index)
-            })
-            .collect();
-        self.states.lock().retain(|key, _| {
-            let index = state_log::partition_for(key, count);
-            led_now.contains_key(&index) && !gained.iter().any(|p| p.index == index)
-        });
+        self.states
+            .lock()
+            .retain(|key, _| change.keeps(state_log::partition_for(key, change.partitions)));
         let mut loaded = 0;
-        for p in gained {
+        for p in &change.gained {
             let mut found: HashMap<Key, Snapshot> = HashMap::new();
             p.each_record(
                 |r| match state_log::decode(r.key.as_ref(), r.value.as_ref()) {
@@ -172,7 +154,7 @@ impl ShareCoordinator {
             loaded += found.len();
             self.states.lock().extend(found);
         }
-        *led = led_now;
+        *led = change.led_now;
         tracing::debug!(loaded, "share group state partitions followed");
         Ok(loaded)
     }
@@ -317,6 +299,17 @@ fn partition_error(code: i16, message: Option<&StrBytes>) -> Result<(), Response
     Err(e)
 }
 
+/// The one partition result of a share state RPC's answer (UNKNOWN_SERVER_ERROR if none).
+macro_rules! only_partition {
+    ($response:expr) => {
+        $response
+            .results
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or(ResponseError::UnknownServerError)?
+    };
+}
+
 /// Runs `op` at broker `coordinator` over its share state RPCs.
 async fn remote(
     cluster: &Cluster,
@@ -345,11 +338,7 @@ async fn remote(
                         .with_partition(*partition)
                         .with_leader_epoch(-1)])]);
             let r = client.send(request).await.map_err(failed)?;
-            let p = r
-                .results
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or(ResponseError::UnknownServerError)?;
+            let p = only_partition!(r);
             partition_error(p.error_code, p.error_message.as_ref())?;
             if p.start_offset < 0 && p.state_batches.is_empty() {
                 return Ok(None);
@@ -402,11 +391,7 @@ async fn remote(
                                 .collect(),
                         )])]);
             let r = client.send(request).await.map_err(failed)?;
-            let p = r
-                .results
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or(ResponseError::UnknownServerError)?;
+            let p = only_partition!(r);
             partition_error(p.error_code, p.error_message.as_ref()).map(|()| None)
         }
         Op::Initialize {
@@ -422,11 +407,7 @@ async fn remote(
                         .with_state_epoch(state_epoch)
                         .with_start_offset(start_offset)])]);
             let r = client.send(request).await.map_err(failed)?;
-            let p = r
-                .results
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or(ResponseError::UnknownServerError)?;
+            let p = only_partition!(r);
             partition_error(p.error_code, p.error_message.as_ref()).map(|()| None)
         }
         Op::Delete => {
@@ -438,11 +419,7 @@ async fn remote(
                         del::PartitionData::default().with_partition(*partition)
                     ])]);
             let r = client.send(request).await.map_err(failed)?;
-            let p = r
-                .results
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or(ResponseError::UnknownServerError)?;
+            let p = only_partition!(r);
             partition_error(p.error_code, p.error_message.as_ref()).map(|()| None)
         }
     }

@@ -195,34 +195,16 @@ impl TransactionCoordinator {
     /// ids of partitions this node has come to lead and finishes their prepared transactions;
     /// drops those of partitions it no longer leads. Returns the ids loaded.
     pub fn load(self: &Arc<Self>) -> Result<usize, crate::log::LogError> {
-        let Some(topic) = self.cluster.topic(TRANSACTION_STATE) else {
+        let mut led = self.led.lock();
+        let Some(change) = self.cluster.leadership_change(TRANSACTION_STATE, &led) else {
             return Ok(0);
         };
-        let me = self.cluster.config.node_id;
-        let partitions = topic.partitions.read().clone();
-        let count = partitions.len() as i32;
-        let led_now: BTreeMap<i32, i32> = partitions
-            .iter()
-            .filter(|p| p.is_led_by(me))
-            .map(|p| (p.index, p.leader_epoch()))
-            .collect();
-        let mut led = self.led.lock();
-        if *led == led_now {
-            return Ok(0);
-        }
-        let gained: Vec<&Arc<Partition>> = partitions
-            .iter()
-            .filter(|p| {
-                led_now.contains_key(&p.index) && led.get(&p.index) != led_now.get(&p.index)
-            })
-            .collect();
-        self.txns.lock().retain(|id, _| {
-            let index = txn_log::partition_for(id, count);
-            led_now.contains_key(&index) && !gained.iter().any(|p| p.index == index)
-        });
+        self.txns
+            .lock()
+            .retain(|id, _| change.keeps(txn_log::partition_for(id, change.partitions)));
         let mut loaded = 0;
         let mut to_finish = Vec::new();
-        for p in gained {
+        for p in &change.gained {
             let states = read_states(p)?;
             loaded += states.len();
             let mut txns = self.txns.lock();
@@ -233,7 +215,7 @@ impl TransactionCoordinator {
                 txns.insert(id, Entry { meta, busy: false });
             }
         }
-        *led = led_now;
+        *led = change.led_now;
         drop(led);
         // Decisions written before a failover: their markers are (re)sent.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

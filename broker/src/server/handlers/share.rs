@@ -12,6 +12,7 @@ use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -472,6 +473,14 @@ fn open_session(
         })
 }
 
+/// The group and member a ShareFetch or ShareAcknowledge names (empty when null).
+fn who(group: Option<&GroupId>, member: Option<&StrBytes>) -> (String, String) {
+    (
+        group.map(|g| g.0.to_string()).unwrap_or_default(),
+        member.map(|m| m.to_string()).unwrap_or_default(),
+    )
+}
+
 /// A ShareFetch's acknowledgements by partition, and every partition it names.
 fn requested(req: &ShareFetchRequest) -> (AcksByPartition, Vec<(Uuid, i32)>) {
     let mut acks = AcksByPartition::new();
@@ -496,16 +505,7 @@ fn requested(req: &ShareFetchRequest) -> (AcksByPartition, Vec<(Uuid, i32)>) {
 /// ShareFetch: acknowledges what the request carries, then acquires records for the member
 /// from every partition of its share session, waiting up to MaxWaitMs for some.
 pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareFetchResponse> {
-    let group = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = who(req.group_id.as_ref(), req.member_id.as_ref());
     let settings = ctx.broker.groups.share_settings(&group);
     let lock_ms = settings.limits.lock_duration.as_millis() as i32;
     let refuse = |e: ResponseError, message: String| {
@@ -722,16 +722,7 @@ pub async fn share_acknowledge(
     use kafka_protocol::messages::share_acknowledge_response::{
         PartitionData as AckData, ShareAcknowledgeTopicResponse,
     };
-    let group = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = who(req.group_id.as_ref(), req.member_id.as_ref());
     let refuse = |e: ResponseError, message: String| {
         tracing::debug!(client_id = %ctx.client_id, group = %group, error = ?e, "ShareAcknowledge refused: {message}");
         Some(
