@@ -116,9 +116,9 @@ impl Cluster {
 }
 
 impl Partition {
-    /// Hands every data record of this node's log of the partition to `f`, in offset order
-    /// (blocking); nothing when this node holds no replica. Undecodable data ends the walk
-    /// with a warning.
+    /// Hands every record of this node's log of the partition to `f`, in offset order
+    /// (blocking), control records (transaction markers) included; nothing when this node
+    /// holds no replica. Undecodable data ends the walk with a warning.
     pub fn each_record(&self, mut f: impl FnMut(Record)) -> Result<(), LogError> {
         let Some(log) = self.log() else {
             return Ok(());
@@ -140,7 +140,7 @@ impl Partition {
             let mut next = offset + 1;
             for r in records {
                 next = next.max(r.offset + 1);
-                if r.offset >= offset && !r.control {
+                if r.offset >= offset {
                     f(r);
                 }
             }

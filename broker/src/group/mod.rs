@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -238,70 +237,47 @@ impl GroupCoordinator {
     fn load_partition(&self, p: &crate::cluster::Partition) -> Result<usize, crate::log::LogError> {
         let mut loaded = 0;
         // Led here, so held here; a leadership that moved on since leaves nothing to load.
-        if let Some(log) = p.log() {
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let mut bytes = log.read(offset, 1 << 20, end)?;
-                if bytes.is_empty() {
-                    break;
+        p.each_record(|r| {
+            let mut groups = self.groups.lock();
+            if r.control {
+                let commit = control_record_commits(r.key.as_ref());
+                let done = self.pending_txn.lock().remove(&r.producer_id);
+                for (group, tp, v) in done.into_iter().flatten().filter(|_| commit) {
+                    groups
+                        .entry(group)
+                        .or_insert_with(Group::new)
+                        .offsets
+                        .insert(tp, v);
                 }
-                let records: Vec<Record> = match RecordBatchDecoder::decode_all(&mut bytes) {
-                    Ok(sets) => sets.into_iter().flat_map(|s| s.records).collect(),
-                    Err(e) => {
-                        tracing::warn!(partition = p.index, offset, error = %e, "skipping undecodable __consumer_offsets data");
-                        break;
-                    }
-                };
-                let Some(last) = records.last() else { break };
-                let next = last.offset + 1;
-                let mut groups = self.groups.lock();
-                for r in records {
-                    if r.offset < offset {
-                        continue;
-                    }
-                    if r.control {
-                        let commit = control_record_commits(r.key.as_ref());
-                        let done = self.pending_txn.lock().remove(&r.producer_id);
-                        for (group, tp, v) in done.into_iter().flatten().filter(|_| commit) {
-                            groups
-                                .entry(group)
-                                .or_insert_with(Group::new)
-                                .offsets
-                                .insert(tp, v);
-                        }
-                        continue;
-                    }
-                    match offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
-                        Some(OffsetsRecord::Offset(k, Some(v))) if r.transactional => {
-                            let tp = (k.topic, k.partition);
-                            let mut pending = self.pending_txn.lock();
-                            let entries = pending.entry(r.producer_id).or_default();
-                            entries.retain(|(g, p, _)| *g != k.group || *p != tp);
-                            entries.push((k.group, tp, v));
-                        }
-                        Some(OffsetsRecord::Offset(k, Some(v))) => {
-                            groups
-                                .entry(k.group)
-                                .or_insert_with(Group::new)
-                                .offsets
-                                .insert((k.topic, k.partition), v);
-                            loaded += 1;
-                        }
-                        Some(OffsetsRecord::Offset(k, None)) => {
-                            if let Some(g) = groups.get_mut(&k.group) {
-                                g.offsets.remove(&(k.topic, k.partition));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                groups.retain(|_, g| {
-                    !g.offsets.is_empty() || !g.members.is_empty() || g.has_consumer_members()
-                });
-                offset = next.max(offset + 1);
+                return;
             }
-        }
+            match offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                Some(OffsetsRecord::Offset(k, Some(v))) if r.transactional => {
+                    let tp = (k.topic, k.partition);
+                    let mut pending = self.pending_txn.lock();
+                    let entries = pending.entry(r.producer_id).or_default();
+                    entries.retain(|(g, p, _)| *g != k.group || *p != tp);
+                    entries.push((k.group, tp, v));
+                }
+                Some(OffsetsRecord::Offset(k, Some(v))) => {
+                    groups
+                        .entry(k.group)
+                        .or_insert_with(Group::new)
+                        .offsets
+                        .insert((k.topic, k.partition), v);
+                    loaded += 1;
+                }
+                Some(OffsetsRecord::Offset(k, None)) => {
+                    if let Some(g) = groups.get_mut(&k.group) {
+                        g.offsets.remove(&(k.topic, k.partition));
+                    }
+                }
+                _ => {}
+            }
+        })?;
+        self.groups.lock().retain(|_, g| {
+            !g.offsets.is_empty() || !g.members.is_empty() || g.has_consumer_members()
+        });
         Ok(loaded)
     }
 

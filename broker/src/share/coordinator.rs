@@ -142,6 +142,7 @@ impl ShareCoordinator {
             let mut found: HashMap<Key, Snapshot> = HashMap::new();
             p.each_record(
                 |r| match state_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                    _ if r.control => {}
                     Some((key, Some(s))) => {
                         found.insert(key, s);
                     }

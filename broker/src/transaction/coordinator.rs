@@ -925,6 +925,7 @@ fn read_states(p: &Partition) -> Result<HashMap<String, TxnMetadata>, crate::log
     let mut states = HashMap::new();
     p.each_record(
         |r| match txn_log::decode(r.key.as_ref(), r.value.as_ref()) {
+            _ if r.control => {}
             Some((id, Some(value))) => {
                 states.insert(id, TxnMetadata::from_value(value));
             }
