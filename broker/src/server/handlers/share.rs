@@ -304,14 +304,14 @@ async fn persist_state(ctx: &Ctx<'_>, key: &Key, leader_epoch: i32) -> Option<Re
 /// written. A session opening (`reopen`) checks the state of partitions nobody holds records
 /// of against their coordinator, so a reset (a newer state epoch) or a delete made through
 /// another broker is seen; otherwise the live state, newer than what was written, stays.
-/// Returns the partitions whose state could not be had, with why.
+/// Returns the partitions whose state could not be had (logged at debug).
 async fn load_states(
     ctx: &Ctx<'_>,
     group: &str,
     leading: &[((Uuid, i32), Arc<Partition>)],
     reopen: bool,
     settings: &Settings,
-) -> Vec<((Uuid, i32), ResponseError)> {
+) -> Vec<(Uuid, i32)> {
     let groups = &ctx.broker.groups;
     let mut failed = Vec::new();
     for (key, p) in leading {
@@ -341,7 +341,10 @@ async fn load_states(
                     tracing::debug!(group, error = ?e, "the new share-partition state was not persisted yet");
                 }
             }
-            Err(e) => failed.push((*key, e)),
+            Err(e) => {
+                tracing::debug!(group, partition = key.1, error = ?e, "share-partition state not available yet");
+                failed.push(*key);
+            }
         }
     }
     failed
@@ -569,13 +572,11 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
         }
     }
     let reopen = req.share_session_epoch == 0;
-    for (key, e) in load_states(ctx, &group, &leading, reopen, &settings).await {
-        leading.retain(|(k, _)| *k != key);
-        let d = out
-            .remove(&key)
-            .unwrap_or_else(|| PartitionData::default().with_partition_index(key.1));
-        out.insert(key, d.with_error_code(e.code()));
-    }
+    // A share-partition whose state cannot be had yet (its share coordinator is still being
+    // created, loaded or elected) gives no records this time; the member fetches again. Kafka's
+    // share consumer takes a coordinator error on a partition as fatal, so none is answered.
+    let unloaded = load_states(ctx, &group, &leading, reopen, &settings).await;
+    leading.retain(|(k, _)| !unloaded.contains(k));
     let max_records = if req.max_records > 0 {
         req.max_records as usize
     } else {
