@@ -683,8 +683,10 @@ def test_acknowledged_records_stay_acknowledged_across_a_broker_kill9(
                            group_config={"share.auto.offset.reset": "earliest"},
                            consumer_config={"max.poll.records": "20"})
     try:
-        first.wait(lambda: len(first.acked_offsets()) == len(sent), JOIN_TIMEOUT,
-                   "the first consumer's acknowledgements of all 20 records")
+        # Each record is acknowledged twice: released on its first delivery, accepted on its
+        # second; waiting for the releases only would stop the consumer before it accepts.
+        first.wait(lambda: first.acked_offsets() == Counter({(0, o): 2 for o in range(len(sent))}),
+                   JOIN_TIMEOUT, "the first consumer's release and acceptance of all 20 records")
     finally:
         first.kill()
     # Every record was released once, came back and was accepted.
