@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
 /// A topic partition by name.
@@ -53,6 +54,42 @@ pub struct ConsumerMember {
     pub last_heartbeat: Instant,
     /// When partitions must have been given up by.
     pub revoke_deadline: Option<Instant>,
+    /// Set for a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat) in
+    /// this consumer-protocol group: Kafka 4.x's mixed groups.
+    pub classic: Option<ClassicMember>,
+}
+
+/// What a classic-protocol member of a consumer-protocol group has besides: the timeout and
+/// protocols of its last JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMember {
+    /// Its session timeout (a consumer-protocol member has the group's).
+    pub session_timeout: Duration,
+    /// Its protocols (assignor names) with their embedded subscriptions, in its order.
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+/// A classic member's JoinGroup, its embedded subscription decoded.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    /// Its member id (never empty: the coordinator hands one out first).
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Topics subscribed.
+    pub subscribed: BTreeSet<String>,
+    /// The partitions it owns (empty for an eager assignor: it gave up everything first).
+    pub owned: BTreeSet<TopicPartition>,
+    /// Rack, if its subscription names one.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Its session timeout and protocols.
+    pub classic: ClassicMember,
 }
 
 /// One consumer-protocol group's membership and assignment.
@@ -122,6 +159,50 @@ impl ConsumerGroup {
         }
     }
 
+    /// A classic group taken over by the consumer protocol (Kafka's online upgrade, when a
+    /// consumer-protocol member joins it): each member keeps what it was assigned, at the
+    /// classic generation as group and member epoch, and goes on speaking the classic protocol.
+    /// `members` carry their assignments as what they own.
+    pub fn from_classic(
+        generation: i32,
+        members: Vec<ClassicJoin>,
+        topics: &BTreeMap<String, i32>,
+        now: Instant,
+    ) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(ASSIGNORS[0]);
+        g.epoch = generation;
+        g.assignment_epoch = generation;
+        for j in members {
+            g.target.insert(j.member_id.clone(), j.owned.clone());
+            let member = ConsumerMember {
+                instance_id: j.instance_id,
+                rack_id: j.rack_id,
+                client_id: j.client_id,
+                client_host: j.client_host,
+                subscribed: j.subscribed,
+                regex: None,
+                assignor: None,
+                rebalance_timeout: Duration::from_millis(j.rebalance_timeout_ms.max(0) as u64),
+                epoch: generation,
+                previous_epoch: -1,
+                sent: Some(j.owned.clone()),
+                assigned: j.owned,
+                revoking: BTreeSet::new(),
+                last_heartbeat: now,
+                revoke_deadline: None,
+                classic: Some(j.classic),
+            };
+            g.members.insert(j.member_id, member);
+        }
+        g.topics_seen = g
+            .subscriptions(topics)
+            .into_values()
+            .flatten()
+            .filter_map(|t| topics.get(&t).map(|&n| (t, n)))
+            .collect();
+        g
+    }
+
     /// The group's state as Kafka names it: Empty, Assigning (the target is not computed
     /// for the current epoch), Reconciling (some member is not at it yet), Stable.
     pub fn state(&self) -> &'static str {
@@ -183,20 +264,143 @@ impl ConsumerGroup {
                 req.member_id.clone()
             }
         };
-        self.update_member(&id, &req, now);
-        if self.topics_changed(topics) {
-            self.epoch += 1;
-        }
-        if self.assignment_epoch < self.epoch {
-            self.compute_target(topics);
-        }
-        let assignment = self.reconcile(&id, req.owned.as_ref(), now);
+        let assignment = self.advance(&id, &req, topics, now);
         let epoch = self.members.get(&id).map_or(-1, |m| m.epoch);
         Ok(HeartbeatAnswer {
             member_id: id,
             member_epoch: epoch,
             assignment,
         })
+    }
+
+    /// Applies a member's request, recomputes the target when the epoch moved, and moves the
+    /// member towards it; returns its assignment when that changed.
+    fn advance(
+        &mut self,
+        id: &str,
+        req: &Heartbeat,
+        topics: &BTreeMap<String, i32>,
+        now: Instant,
+    ) -> Option<BTreeSet<TopicPartition>> {
+        self.update_member(id, req, now);
+        if self.topics_changed(topics) {
+            self.epoch += 1;
+        }
+        if self.assignment_epoch < self.epoch {
+            self.compute_target(topics);
+        }
+        self.reconcile(id, req.owned.as_ref(), now)
+    }
+
+    /// A classic member's JoinGroup: it joins (or, known, updates its subscription) and moves
+    /// towards its target as a consumer-protocol member would, what it owns standing for what
+    /// it reports. Answers its epoch, which is its generation: Kafka's JoinGroup answer in a
+    /// consumer-protocol group, given at once, the member never its leader.
+    pub fn classic_join(
+        &mut self,
+        req: ClassicJoin,
+        topics: &BTreeMap<String, i32>,
+        now: Instant,
+    ) -> Result<i32, Refusal> {
+        let hb = Heartbeat {
+            member_id: req.member_id.clone(),
+            member_epoch: 0,
+            instance_id: req.instance_id,
+            rack_id: req.rack_id,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed: Some(req.subscribed),
+            regex: None,
+            assignor: None,
+            owned: Some(req.owned),
+            client_id: req.client_id,
+            client_host: req.client_host,
+        };
+        if !self.members.contains_key(&req.member_id) {
+            self.join(&hb, now, || req.member_id.clone())?;
+        }
+        if let Some(m) = self.members.get_mut(&req.member_id) {
+            m.classic = Some(req.classic);
+        }
+        self.advance(&req.member_id, &hb, topics, now);
+        Ok(self.members.get(&req.member_id).map_or(-1, |m| m.epoch))
+    }
+
+    /// The classic member `member_id` at `generation`, if it may sync or heartbeat: a
+    /// consumer-protocol member or none is UNKNOWN_MEMBER_ID, another generation
+    /// ILLEGAL_GENERATION.
+    fn classic_member(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<&mut ConsumerMember, ResponseError> {
+        let m = self
+            .members
+            .get_mut(member_id)
+            .filter(|m| m.classic.is_some())
+            .ok_or(ResponseError::UnknownMemberId)?;
+        if m.epoch != generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(m)
+    }
+
+    /// A classic member's SyncGroup: its current assignment, or REBALANCE_IN_PROGRESS when
+    /// the group moved on since its join and it has nothing to give up first.
+    pub fn classic_sync(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        now: Instant,
+    ) -> Result<BTreeSet<TopicPartition>, ResponseError> {
+        let epoch = self.epoch;
+        let m = self.classic_member(member_id, generation)?;
+        m.last_heartbeat = now;
+        if epoch > m.epoch && m.revoking.is_empty() {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(m.assigned.clone())
+    }
+
+    /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS (rejoin) when the group moved on,
+    /// when it must give partitions up, or when partitions it waits for were released.
+    pub fn classic_heartbeat(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        now: Instant,
+    ) -> Option<ResponseError> {
+        let epoch = self.epoch;
+        let pending: BTreeSet<TopicPartition> = self
+            .target
+            .get(member_id)
+            .map(|t| {
+                t.iter()
+                    .filter(|tp| !self.held_by_others(member_id).contains(*tp))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let m = match self.classic_member(member_id, generation) {
+            Ok(m) => m,
+            Err(e) => return Some(e),
+        };
+        m.last_heartbeat = now;
+        let rejoin = m.epoch < epoch || !m.revoking.is_empty() || !pending.is_subset(&m.assigned);
+        rejoin.then_some(ResponseError::RebalanceInProgress)
+    }
+
+    /// Whether every member speaks the classic protocol (and there is one).
+    pub fn all_classic(&self) -> bool {
+        !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
+    }
+
+    /// The partitions members other than `id` own or are still giving up.
+    fn held_by_others(&self, id: &str) -> BTreeSet<TopicPartition> {
+        self.members
+            .iter()
+            .filter(|(other, _)| other.as_str() != id)
+            .flat_map(|(_, m)| m.assigned.iter().chain(&m.revoking).cloned())
+            .collect()
     }
 
     /// A member joining (epoch 0): new, a static member's new incarnation taking over its
@@ -260,6 +464,7 @@ impl ConsumerGroup {
                     sent: None,
                     last_heartbeat: now,
                     revoke_deadline: None,
+                    classic: None,
                 }
             }
         };
@@ -371,12 +576,7 @@ impl ConsumerGroup {
         now: Instant,
     ) -> Option<BTreeSet<TopicPartition>> {
         let target = self.target.get(id).cloned().unwrap_or_default();
-        let held_by_others: BTreeSet<TopicPartition> = self
-            .members
-            .iter()
-            .filter(|(other, _)| other.as_str() != id)
-            .flat_map(|(_, m)| m.assigned.iter().chain(&m.revoking).cloned())
-            .collect();
+        let held_by_others = self.held_by_others(id);
         let assignment_epoch = self.assignment_epoch;
         let m = self.members.get_mut(id)?;
         if let Some(owned) = owned {
@@ -386,7 +586,14 @@ impl ConsumerGroup {
             }
         }
         if m.revoking.is_empty() {
-            let lose: BTreeSet<TopicPartition> = m.assigned.difference(&target).cloned().collect();
+            let mut lose: BTreeSet<TopicPartition> =
+                m.assigned.difference(&target).cloned().collect();
+            if m.classic.is_some() && owned.is_some_and(|o| o.is_disjoint(&lose)) {
+                // A classic member that no longer owns them (an eager assignor gives up
+                // everything before it joins) has nothing to give up first.
+                m.assigned.retain(|p| !lose.contains(p));
+                lose.clear();
+            }
             if lose.is_empty() {
                 if m.epoch != assignment_epoch {
                     m.previous_epoch = m.epoch;
@@ -418,7 +625,11 @@ impl ConsumerGroup {
             .members
             .iter()
             .filter(|(_, m)| {
-                now.duration_since(m.last_heartbeat) > session_timeout
+                let session = m
+                    .classic
+                    .as_ref()
+                    .map_or(session_timeout, |c| c.session_timeout);
+                now.duration_since(m.last_heartbeat) > session
                     || m.revoke_deadline.is_some_and(|d| now > d)
             })
             .map(|(id, _)| id.clone())
@@ -776,6 +987,148 @@ mod tests {
             g.validate("m1", a.member_epoch + 1),
             Some(ResponseError::StaleMemberEpoch)
         );
+    }
+
+    fn classic(id: &str, owned: &[i32]) -> ClassicJoin {
+        ClassicJoin {
+            member_id: id.into(),
+            instance_id: None,
+            rebalance_timeout_ms: 60_000,
+            subscribed: BTreeSet::from(["a".to_string()]),
+            owned: owned.iter().map(|&p| ("a".to_string(), p)).collect(),
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            classic: ClassicMember {
+                session_timeout: Duration::from_secs(45),
+                protocols: vec![("range".into(), Bytes::new())],
+            },
+        }
+    }
+
+    fn parts(set: &BTreeSet<TopicPartition>) -> Vec<i32> {
+        set.iter().map(|(_, p)| *p).collect()
+    }
+
+    #[test]
+    fn a_classic_member_shares_a_consumer_group_through_rejoins() {
+        let t = BTreeMap::from([("a".to_string(), 4)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("uniform");
+        let a1 = g
+            .heartbeat(join("m1", &["a"]), &t, now, || unreachable!())
+            .expect("m1");
+        let m1_parts = a1.assignment.expect("assigned");
+        assert_eq!(m1_parts.len(), 4);
+        // An eager classic member joins owning nothing: it is at the new epoch at once, and
+        // gets only what m1 has given up.
+        let generation = g.classic_join(classic("c1", &[]), &t, now).expect("join");
+        assert_eq!(generation, g.epoch);
+        assert!(g
+            .classic_sync("c1", generation, now)
+            .expect("sync")
+            .is_empty());
+        assert_eq!(
+            g.classic_heartbeat("c1", generation, now),
+            None,
+            "nothing free yet"
+        );
+        assert_eq!(
+            g.classic_heartbeat("c1", generation - 1, now),
+            Some(ResponseError::IllegalGeneration)
+        );
+        let r1 = g
+            .heartbeat(
+                beat("m1", a1.member_epoch, &m1_parts),
+                &t,
+                now,
+                || unreachable!(),
+            )
+            .expect("m1 told to revoke");
+        let kept = r1.assignment.expect("shrunk");
+        g.heartbeat(
+            beat("m1", r1.member_epoch, &kept),
+            &t,
+            now,
+            || unreachable!(),
+        )
+        .expect("m1 acknowledges");
+        // Now what c1 waits for is free: its heartbeat sends it to rejoin, and it gets it.
+        assert_eq!(
+            g.classic_heartbeat("c1", generation, now),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        let generation = g.classic_join(classic("c1", &[]), &t, now).expect("rejoin");
+        let got = g.classic_sync("c1", generation, now).expect("sync");
+        assert_eq!(got.len(), 2);
+        assert!(got.is_disjoint(&kept));
+        assert_eq!(g.classic_heartbeat("c1", generation, now), None);
+        assert_eq!(g.state(), "Stable");
+        // A consumer-protocol request for the classic member, or a classic one for m1, is refused.
+        assert_eq!(
+            g.classic_sync("m1", g.epoch, now),
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert!(!g.all_classic());
+        g.leave("m1");
+        assert!(g.all_classic());
+    }
+
+    #[test]
+    fn a_cooperative_classic_member_gives_up_what_it_owns_before_others_get_it() {
+        let t = BTreeMap::from([("a".to_string(), 4)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::from_classic(7, vec![classic("c1", &[0, 1, 2, 3])], &t, now);
+        assert_eq!((g.epoch, g.state()), (7, "Stable"));
+        assert_eq!(
+            g.classic_heartbeat("c1", 7, now),
+            None,
+            "upgraded as it was"
+        );
+        let m2 = g
+            .heartbeat(join("m2", &["a"]), &t, now, || unreachable!())
+            .expect("m2 joins");
+        assert!(m2.assignment.unwrap_or_default().is_empty());
+        assert_eq!(
+            g.classic_heartbeat("c1", 7, now),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        // Rejoining while owning all four: it keeps two, still at epoch 7, must give two up.
+        let generation = g
+            .classic_join(classic("c1", &[0, 1, 2, 3]), &t, now)
+            .expect("rejoin");
+        assert_eq!(generation, 7);
+        let kept = g.classic_sync("c1", generation, now).expect("sync");
+        assert_eq!(kept.len(), 2);
+        let m2 = g
+            .heartbeat(
+                beat("m2", m2.member_epoch, &BTreeSet::new()),
+                &t,
+                now,
+                || unreachable!(),
+            )
+            .expect("m2");
+        assert!(
+            m2.assignment.unwrap_or_default().is_empty(),
+            "still owned by c1"
+        );
+        // It revoked them and rejoins owning the rest: then it is at the new epoch and m2 may
+        // take the two.
+        let owned: Vec<i32> = parts(&kept);
+        let generation = g
+            .classic_join(classic("c1", &owned), &t, now)
+            .expect("rejoin");
+        assert_eq!(generation, g.epoch);
+        let m2 = g
+            .heartbeat(
+                beat("m2", g.epoch, &BTreeSet::new()),
+                &t,
+                now,
+                || unreachable!(),
+            )
+            .expect("m2");
+        let got = m2.assignment.expect("released partitions");
+        assert!(got.is_disjoint(&kept) && got.len() == 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! across an await. Joins and syncs that must wait park a oneshot sender in the member.
 
 pub mod consumer;
+mod mixed;
 pub mod offsets_log;
 mod state;
 
@@ -227,14 +228,18 @@ impl GroupCoordinator {
             .iter()
             .filter(|p| led_now.contains(&p.index) && !led.contains(&p.index))
         {
-            loaded += self.load_partition(p)?;
+            loaded += self.load_partition(p, count)?;
         }
         tracing::debug!(led = led_now.len(), loaded, "offsets partitions followed");
         *led = led_now;
         Ok(loaded)
     }
 
-    fn load_partition(&self, p: &crate::cluster::Partition) -> Result<usize, crate::log::LogError> {
+    fn load_partition(
+        &self,
+        p: &crate::cluster::Partition,
+        count: i32,
+    ) -> Result<usize, crate::log::LogError> {
         let mut loaded = 0;
         // Led here, so held here; a leadership that moved on since leaves nothing to load.
         p.each_record(|r| {
@@ -275,8 +280,10 @@ impl GroupCoordinator {
                 _ => {}
             }
         })?;
-        self.groups.lock().retain(|_, g| {
-            !g.offsets.is_empty() || !g.members.is_empty() || g.has_consumer_members()
+        // What the log left of this partition's groups is kept if it holds anything; other
+        // partitions' groups (a share group has no offsets) are not this load's business.
+        self.groups.lock().retain(|name, g| {
+            offsets_log::partition_for(name, count) != p.index || g.holds_state()
         });
         Ok(loaded)
     }
@@ -305,18 +312,22 @@ impl GroupCoordinator {
             ));
         }
         let now = Instant::now();
+        let topics = self.topic_partition_counts();
         let mut groups = self.groups.lock();
         let group = groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
-        if group.has_consumer_members() || group.share.is_some() {
-            // Mixed classic and consumer-protocol membership is not supported yet; a share
-            // group is no classic group.
+        if group.share.is_some() {
             return Ok(JoinResult::error(
                 ResponseError::InconsistentGroupProtocol,
                 req.member_id,
             ));
         }
+        if group.is_mixed() {
+            return Ok(group.classic_join_to_consumer_group(req, &topics, now));
+        }
+        // An empty consumer-protocol group becomes a classic one.
+        group.consumer = None;
         if group.state != GroupState::Empty
             && (group.protocol_type.as_deref() != Some(req.protocol_type.as_str())
                 || !req.protocols.iter().any(|(n, _)| {
@@ -436,6 +447,13 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Ok(Err(ResponseError::UnknownMemberId));
         };
+        if group.is_mixed() {
+            return Ok(group.classic_sync_to_consumer_group(
+                (member_id, instance),
+                generation,
+                Instant::now(),
+            ));
+        }
         if group.fenced(member_id, instance) {
             return Ok(Err(ResponseError::FencedInstanceId));
         }
@@ -485,6 +503,13 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
+        if group.is_mixed() {
+            return group.classic_heartbeat_to_consumer_group(
+                (member_id, instance),
+                generation,
+                Instant::now(),
+            );
+        }
         if group.fenced(member_id, instance) {
             return Some(ResponseError::FencedInstanceId);
         }
@@ -519,6 +544,9 @@ impl GroupCoordinator {
                 .map(|_| Some(ResponseError::UnknownMemberId))
                 .collect();
         };
+        if group.is_mixed() {
+            return group.classic_leave_from_consumer_group(members);
+        }
         members
             .iter()
             .map(|(id, instance)| {
@@ -567,6 +595,7 @@ impl GroupCoordinator {
                 for id in c.expire(now, consumer_session) {
                     tracing::info!(member = %id, "consumer group member session expired");
                 }
+                group.maybe_downgrade(now);
             }
         }
         self.expire_share_members(&mut groups, now);
@@ -913,8 +942,10 @@ impl GroupCoordinator {
         v
     }
 
-    /// ConsumerGroupHeartbeat (KIP-848) for `group_id`. A group whose members use the classic
-    /// protocol refuses it (INCONSISTENT_GROUP_PROTOCOL: online upgrade is not supported yet).
+    /// ConsumerGroupHeartbeat (KIP-848) for `group_id`. A member joining a classic group
+    /// with members upgrades it to a consumer-protocol group (the classic members stay, see
+    /// `mixed`); the last consumer-protocol member leaving a group of classic members
+    /// downgrades it again.
     pub fn consumer_heartbeat(
         &self,
         group_id: &str,
@@ -948,21 +979,22 @@ impl GroupCoordinator {
                 format!("Group {group_id} is not a consumer group."),
             ));
         }
+        let now = Instant::now();
         if !group.members.is_empty() {
-            return Err((
-                ResponseError::InconsistentGroupProtocol,
-                format!(
-                    "group {group_id} has members using the classic protocol; Gregor does not \
-                     upgrade a non-empty classic group to the consumer protocol yet"
-                ),
-            ));
+            if hb.member_epoch != 0 {
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("member {} is not in the group", hb.member_id),
+                ));
+            }
+            group.upgrade(group_id, &topics, now)?;
         }
         let c = group
             .consumer
             .get_or_insert_with(|| consumer::ConsumerGroup::new(consumer::ASSIGNORS[0]));
-        c.heartbeat(hb, &topics, Instant::now(), || {
-            uuid::Uuid::new_v4().to_string()
-        })
+        let answer = c.heartbeat(hb, &topics, now, || uuid::Uuid::new_v4().to_string());
+        group.maybe_downgrade(now);
+        answer
     }
 
     /// Checks an OffsetFetch v9+ by a consumer-protocol member at `epoch`; `None` when it

@@ -114,7 +114,7 @@ pub(super) struct Member {
 impl Member {
     /// Answers this member's (id `id`) parked JoinGroup and SyncGroup with `error`: it is
     /// gone from the group, or an old incarnation of a static member.
-    fn release(&mut self, id: &str, error: ResponseError) {
+    pub(super) fn release(&mut self, id: &str, error: ResponseError) {
         if let Some(w) = self.join_waiter.take() {
             let _ = w.send(JoinResult::error(error, id.to_string()));
         }
@@ -172,6 +172,15 @@ impl Group {
                 || self.consumer.is_some()
                 || !self.offsets.is_empty()
                 || self.protocol_type.is_some())
+    }
+
+    /// Whether the group has anything to keep: offsets, members of either protocol, or a
+    /// share group's existence (its state lives with the share coordinator).
+    pub(super) fn holds_state(&self) -> bool {
+        !self.offsets.is_empty()
+            || !self.members.is_empty()
+            || self.has_consumer_members()
+            || self.share.is_some()
     }
 
     /// Whether members of the consumer protocol (KIP-848) are in the group.
@@ -364,7 +373,7 @@ impl Group {
     }
 
     /// The protocol every member supports with the most first-choice votes.
-    fn select_protocol(&self) -> Option<String> {
+    pub(super) fn select_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let candidates: Vec<&String> = first
             .protocols

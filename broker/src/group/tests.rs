@@ -330,3 +330,13 @@ async fn a_restarted_static_member_takes_its_place_without_a_rebalance() {
         Some(ResponseError::RebalanceInProgress)
     );
 }
+
+#[test]
+fn a_share_group_outlives_a_load_of_its_offsets_partition() {
+    // Loading an offsets partition keeps the groups that hold state; a share group holds no
+    // offsets and, once its members left, no members, but it still exists (Kafka lists it).
+    let mut g = Group::new();
+    assert!(!g.holds_state(), "a new group holds nothing");
+    g.share = Some(crate::share::group::ShareGroup::new());
+    assert!(g.holds_state());
+}

@@ -47,6 +47,35 @@ pub fn decode_subscription(bytes: &Bytes) -> Result<Vec<String>, ConsumerProtoco
     Ok(sub.topics.iter().map(|t| t.as_str().to_owned()).collect())
 }
 
+/// What a member's subscription says: its topics, the partitions it owns (v1+, what a
+/// cooperative assignor keeps across a rebalance) and its rack (v3+).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// Topics subscribed.
+    pub topics: Vec<String>,
+    /// Partitions owned.
+    pub owned: Assignment,
+    /// Rack.
+    pub rack: Option<String>,
+}
+
+/// Decodes a subscription in full.
+pub fn decode_subscription_details(bytes: &Bytes) -> Result<Subscription, ConsumerProtocolError> {
+    let sub: ConsumerProtocolSubscription = decode_versioned(bytes, "subscription")?;
+    let mut owned = Assignment::new();
+    for tp in sub.owned_partitions {
+        owned
+            .entry(tp.topic.as_str().to_owned())
+            .or_default()
+            .extend(tp.partitions);
+    }
+    Ok(Subscription {
+        topics: sub.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+        owned,
+        rack: sub.rack_id.map(|r| r.as_str().to_owned()),
+    })
+}
+
 /// Encodes an assignment.
 pub fn encode_assignment(assignment: &Assignment) -> Result<Bytes, ConsumerProtocolError> {
     let msg = ConsumerProtocolAssignment::default().with_assigned_partitions(

@@ -174,7 +174,8 @@ pub async fn consumer_group_describe(
                         .with_subscribed_topic_regex(m.regex.clone().map(sb))
                         .with_assignment(described(ctx, &m.assigned))
                         .with_target_assignment(described(ctx, &target))
-                        .with_member_type(1)
+                        // Kafka's member types: 0 classic, 1 consumer.
+                        .with_member_type(i8::from(m.classic.is_none()))
                 })
                 .collect();
             base.with_group_state(sb(g.state()))
