@@ -443,11 +443,12 @@ impl ConsumerGroup {
         let member = match carried {
             Some(m) => m,
             None => {
-                if let Some(old) = self.members.remove(&id) {
-                    // Rejoining under the same id: it starts over.
-                    drop(old);
+                if self.members.remove(&id).is_some() {
+                    // Rejoining under the same id: it starts over, the group moves on.
+                    self.target.remove(&id);
+                    self.epoch += 1;
                 }
-                self.epoch += 1;
+                // A new member's subscription (applied next) moves the group's epoch on, once.
                 ConsumerMember {
                     instance_id: req.instance_id.clone(),
                     rack_id: None,

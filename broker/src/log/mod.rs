@@ -552,9 +552,12 @@ impl PartitionLog {
             .collect()
     }
 
-    /// Whether `producer_id` has a transaction open in this partition.
-    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+    /// Whether `producer_id` has a transaction open in this partition, written at
+    /// `producer_epoch`: with `transaction.version` 2 every transaction has its own epoch, so
+    /// one open at another epoch is an earlier transaction whose marker is still to come.
+    pub fn has_open_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
         self.txns.is_open(producer_id)
+            && self.producers.epoch_of(producer_id) == Some(producer_epoch)
     }
 
     /// Producers with a transaction open here, with each one's first offset.

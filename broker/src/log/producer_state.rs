@@ -87,7 +87,14 @@ impl ProducerStates {
             return Ok(SequenceCheck::Duplicate(*meta));
         }
         match entry.batches.back() {
-            None => Ok(SequenceCheck::Accept),
+            // Known at this epoch with no batch: a marker of a newer epoch came last (with
+            // `transaction.version` 2 every transaction ends so), and the epoch starts at 0.
+            None if got == 0 => Ok(SequenceCheck::Accept),
+            None => Err(LogError::OutOfOrderSequence {
+                producer_id,
+                expected: 0,
+                got,
+            }),
             Some(newest) if add_sequence(newest.last_seq, 1) == got => Ok(SequenceCheck::Accept),
             Some(newest) => Err(LogError::OutOfOrderSequence {
                 producer_id,
@@ -242,6 +249,31 @@ mod tests {
         assert!(state.check(&header(7, 4, 5, 1, 1)).is_err());
         assert_eq!(
             state.check(&header(7, 4, 0, 1, 1)).expect("new epoch"),
+            SequenceCheck::Accept
+        );
+    }
+
+    #[test]
+    fn after_a_marker_of_a_newer_epoch_the_epoch_starts_at_sequence_zero() {
+        let mut state = ProducerStates::default();
+        state.record(&header(7, 3, 0, 5, 0));
+        // The marker ending the transaction under the next epoch (transaction.version 2).
+        state.record(&header(7, 4, -1, 1, 5));
+        assert!(
+            matches!(
+                state.check(&header(7, 4, 3, 1, 6)),
+                Err(LogError::OutOfOrderSequence {
+                    expected: 0,
+                    got: 3,
+                    ..
+                })
+            ),
+            "a later batch must not land before the epoch's first"
+        );
+        assert_eq!(
+            state
+                .check(&header(7, 4, 0, 1, 6))
+                .expect("first of the epoch"),
             SequenceCheck::Accept
         );
     }

@@ -589,7 +589,11 @@ fn an_open_transaction_holds_stability_until_its_marker_and_an_abort_is_listed()
     appended(log.append(txn_batch(7, 0, 0, 3), 0, 0).expect("txn 7"));
     appended(log.append(txn_batch(8, 0, 0, 1), 0, 0).expect("txn 8"));
     assert_eq!(log.first_unstable_offset(), Some(2));
-    assert!(log.has_open_transaction(7) && log.has_open_transaction(8));
+    assert!(log.has_open_transaction(7, 0) && log.has_open_transaction(8, 0));
+    assert!(
+        !log.has_open_transaction(7, 1),
+        "a transaction of the next epoch (transaction.version 2) is another one"
+    );
     let abort = log
         .append_marker(Marker::Abort, 7, 0, 0, 0, 0)
         .expect("abort marker");

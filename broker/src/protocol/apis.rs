@@ -26,7 +26,7 @@ use super::DecodeError;
 macro_rules! served_apis {
     ($then:ident) => {
         $then! {
-            Produce(ProduceRequest) 0..=9 from 3 => handlers::produce::produce;
+            Produce(ProduceRequest) 0..=12 from 3 => handlers::produce::produce;
             Fetch(FetchRequest) 4..=12 => handlers::fetch::fetch;
             ListOffsets(ListOffsetsRequest) 1..=10 => handlers::fetch::list_offsets;
             Metadata(MetadataRequest) 0..=12 => handlers::metadata::metadata;

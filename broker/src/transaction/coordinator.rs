@@ -10,9 +10,12 @@
 //! the markers of a transactional id are in flight, other requests for it answer
 //! CONCURRENT_TRANSACTIONS, which clients retry.
 //!
-//! The transaction version in force is 0 (KIP-890 part 2 is not finalized): the epoch is
-//! bumped by InitProducerId, by fencing and by the coordinator's timeout aborts, not by every
-//! EndTxn.
+//! Both transaction protocols are served, chosen per request as Kafka chooses them. Clients
+//! of `transaction.version` 2 (KIP-890 part 2: EndTxn v5, Produce v12, TxnOffsetCommit v5) add
+//! partitions implicitly, by producing to them, and every EndTxn bumps their epoch (a new
+//! producer id once the epoch is exhausted), so a late write of an ended transaction is
+//! fenced. Older clients add partitions with AddPartitionsToTxn, and their epoch moves only with
+//! InitProducerId, fencing and the coordinator's timeout aborts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -29,6 +32,10 @@ use crate::log::control::Marker;
 
 /// How long a write to `__transaction_state` or a marker may wait for the ISR.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often, and how far apart, a `transaction.version` 2 produce tries to add its partition
+/// while the transactional id is busy, before it answers CONCURRENT_TRANSACTIONS.
+const ADD_RETRIES: u32 = 10;
+const ADD_RETRY: Duration = Duration::from_millis(10);
 /// Pause between rounds of markers that could not all be written yet.
 const MARKER_RETRY: Duration = Duration::from_millis(100);
 
@@ -39,6 +46,10 @@ pub struct TxnMetadata {
     pub producer_id: i64,
     /// The producer id before the last change of id (epoch exhausted), or -1.
     pub previous_producer_id: i64,
+    /// The producer id an ending transaction moves to (its epoch is exhausted), or -1.
+    pub next_producer_id: i64,
+    /// The transaction protocol its client uses: 0, or 2 (KIP-890 part 2).
+    pub client_version: i16,
     /// The current epoch.
     pub producer_epoch: i16,
     /// `transaction.timeout.ms` the producer asked for.
@@ -62,7 +73,7 @@ impl TxnMetadata {
         TxnLogValue {
             producer_id: self.producer_id,
             previous_producer_id: self.previous_producer_id,
-            next_producer_id: -1,
+            next_producer_id: self.next_producer_id,
             producer_epoch: self.producer_epoch,
             timeout_ms: self.timeout_ms,
             state: self.state,
@@ -72,7 +83,7 @@ impl TxnMetadata {
                 .collect(),
             last_update_ms: self.last_update_ms,
             start_ms: self.start_ms,
-            client_transaction_version: 0,
+            client_transaction_version: self.client_version,
         }
     }
 
@@ -80,6 +91,8 @@ impl TxnMetadata {
         TxnMetadata {
             producer_id: v.producer_id,
             previous_producer_id: v.previous_producer_id,
+            next_producer_id: v.next_producer_id,
+            client_version: v.client_transaction_version,
             producer_epoch: v.producer_epoch,
             timeout_ms: v.timeout_ms,
             state: v.state,
@@ -103,6 +116,35 @@ impl TxnMetadata {
         }
         Ok(())
     }
+
+    /// The producer id and epoch its client goes on with once the transaction ends.
+    fn identity_after(&self) -> (i64, i16) {
+        if self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
+        }
+    }
+
+    /// Whether (`producer_id`, `epoch`) is what a `transaction.version` 2 client had before
+    /// the EndTxn that bumped it: a retry of that EndTxn.
+    fn bumped_from(&self, producer_id: i64, epoch: i16) -> bool {
+        let same_id =
+            producer_id == self.producer_id && epoch.checked_add(1) == Some(self.producer_epoch);
+        let rotated = producer_id == self.previous_producer_id
+            && self.producer_epoch == 0
+            && epoch == i16::MAX - 1;
+        same_id || rotated
+    }
+}
+
+/// What EndTxn does with a transaction.
+#[derive(Debug)]
+enum Ending {
+    /// It already ended as asked (a retried EndTxn): the producer's id and epoch.
+    Already((i64, i16)),
+    /// It moves to this prepared state.
+    Prepare(TxnMetadata),
 }
 
 /// One transactional id as the coordinator holds it.
@@ -372,6 +414,8 @@ impl TransactionCoordinator {
             let placeholder = TxnMetadata {
                 producer_id: -1,
                 previous_producer_id: -1,
+                next_producer_id: -1,
+                client_version: 0,
                 producer_epoch: -1,
                 timeout_ms,
                 state: TxnState::Empty,
@@ -400,6 +444,8 @@ impl TransactionCoordinator {
         let meta = TxnMetadata {
             producer_id,
             previous_producer_id: -1,
+            next_producer_id: -1,
+            client_version: 0,
             producer_epoch: 0,
             timeout_ms,
             state: TxnState::Empty,
@@ -486,6 +532,13 @@ impl TransactionCoordinator {
         let mut complete = prepared;
         complete.state = done;
         complete.partitions.clear();
+        if complete.next_producer_id >= 0 {
+            // The epoch was exhausted: the producer goes on under its next id.
+            complete.previous_producer_id = complete.producer_id;
+            complete.producer_id = complete.next_producer_id;
+            complete.producer_epoch = 0;
+            complete.next_producer_id = -1;
+        }
         complete.last_update_ms = now_ms();
         self.persist(transactional_id, &complete).await?;
         self.release_keep_busy(transactional_id, complete.clone());
@@ -704,17 +757,37 @@ impl TransactionCoordinator {
         }
     }
 
-    /// KIP-890 verification for a transactional produce: for each of `parts`, `None` when
-    /// it is in the producer's open transaction, else why not, asking the coordinator on
-    /// another broker when the transactional id is not coordinated here.
+    /// KIP-890 verification for a transactional produce (or offset commit): for each of
+    /// `parts`, `None` when it is in the producer's open transaction, else why not, asking the
+    /// coordinator on another broker when the transactional id is not coordinated here. With
+    /// `add` (`transaction.version` 2) the partitions join the transaction instead, starting
+    /// it if none is open.
     pub async fn verify_produce(
         &self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         parts: &[(String, i32)],
+        add: bool,
     ) -> Vec<Option<ResponseError>> {
         match self.coordinator_for(transactional_id) {
+            Some(node) if node == self.cluster.config.node_id && add => {
+                // A producer's concurrent requests (or the previous transaction's markers)
+                // hold the id for moments: wait briefly rather than send the producer away.
+                let mut tries = 0;
+                let e = loop {
+                    let added = self
+                        .add_partitions(transactional_id, producer_id, producer_epoch, parts)
+                        .await;
+                    match added {
+                        Err(ResponseError::ConcurrentTransactions) if tries < ADD_RETRIES => {
+                            tries += 1;
+                            tokio::time::sleep(ADD_RETRY).await;
+                        }
+                        other => break other.err(),
+                    }
+                };
+                vec![e; parts.len()]
+            }
             Some(node) if node == self.cluster.config.node_id => parts
                 .iter()
                 .map(|p| {
@@ -727,9 +800,9 @@ impl TransactionCoordinator {
                     &self.cluster,
                     node,
                     transactional_id,
-                    producer_id,
-                    producer_epoch,
+                    (producer_id, producer_epoch),
                     parts,
+                    !add,
                 )
                 .await
             }
@@ -739,40 +812,53 @@ impl TransactionCoordinator {
 
     /// EndTxn: commits or aborts the producer's transaction. Answers once the markers are
     /// written, or, should that take longer than `wait`, once the decision is durable (the
-    /// markers then follow in the background).
+    /// markers then follow in the background). `tv2` (EndTxn v5, `transaction.version` 2)
+    /// bumps the epoch, the markers carrying the new one; answers the producer id and epoch
+    /// the client goes on with.
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         commit: bool,
+        tv2: bool,
         wait: Duration,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<(i64, i16), ResponseError> {
         self.check_coordinator(transactional_id)?;
         let current = self
             .claim(transactional_id)?
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let prepared = match end_transition(&current, producer_id, producer_epoch, commit) {
-            Ok(Some(prepared)) => prepared,
-            Ok(None) => {
-                self.release(transactional_id, None);
-                return Ok(());
+        let mut prepared =
+            match end_transition(&current, (producer_id, producer_epoch), commit, tv2) {
+                Ok(Ending::Prepare(prepared)) => prepared,
+                Ok(Ending::Already(identity)) => {
+                    self.release(transactional_id, None);
+                    return Ok(identity);
+                }
+                Err(e) => {
+                    self.release(transactional_id, None);
+                    return Err(e);
+                }
+            };
+        if tv2 && prepared.producer_epoch == i16::MAX {
+            match self.new_producer_id().await {
+                Ok(id) => prepared.next_producer_id = id,
+                Err(e) => {
+                    self.release(transactional_id, None);
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                self.release(transactional_id, None);
-                return Err(e);
-            }
-        };
+        }
         if let Err(e) = self.persist(transactional_id, &prepared).await {
             self.release(transactional_id, None);
             return Err(e);
         }
+        let identity = prepared.identity_after();
         self.release_keep_busy(transactional_id, prepared.clone());
         let me = Arc::clone(self);
         let id = transactional_id.to_string();
         let completing = tokio::spawn(async move { me.complete(id, prepared).await });
         let _ = tokio::time::timeout(wait, completing).await;
-        Ok(())
+        Ok(identity)
     }
 
     /// Aborts transactions open longer than their timeout, fencing their producers, as
@@ -844,30 +930,53 @@ impl TransactionCoordinator {
     }
 }
 
-/// The prepared state EndTxn moves a transaction to; `None` when it already ended as asked
-/// (a retried EndTxn).
+/// What EndTxn does with `current`. Under `tv2` the prepared state has the next epoch, an
+/// abort with no transaction open still bumps it (how such a client recovers from an
+/// abortable error), and a retry from before the bump is recognised.
 fn end_transition(
     current: &TxnMetadata,
-    producer_id: i64,
-    producer_epoch: i16,
+    (producer_id, producer_epoch): (i64, i16),
     commit: bool,
-) -> Result<Option<TxnMetadata>, ResponseError> {
-    current.check_producer(producer_id, producer_epoch)?;
-    match (current.state, commit) {
-        (TxnState::Ongoing, _) => {
-            let mut prepared = current.clone();
-            prepared.state = if commit {
-                TxnState::PrepareCommit
-            } else {
-                TxnState::PrepareAbort
-            };
-            prepared.last_update_ms = now_ms();
-            Ok(Some(prepared))
-        }
-        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
-        (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+    tv2: bool,
+) -> Result<Ending, ResponseError> {
+    let ended_as_asked = matches!(
+        (current.state, commit),
+        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
+    );
+    let ending_as_asked = matches!(
+        (current.state, commit),
+        (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false)
+    );
+    if tv2 && current.bumped_from(producer_id, producer_epoch) {
+        return if ended_as_asked {
+            Ok(Ending::Already(current.identity_after()))
+        } else if ending_as_asked {
             Err(ResponseError::ConcurrentTransactions)
+        } else {
+            Err(ResponseError::ProducerFenced)
+        };
+    }
+    current.check_producer(producer_id, producer_epoch)?;
+    let prepare = |state: TxnState| {
+        let mut prepared = current.clone();
+        prepared.state = state;
+        prepared.last_update_ms = now_ms();
+        if tv2 {
+            prepared.client_version = 2;
+            prepared.producer_epoch = prepared.producer_epoch.saturating_add(1);
         }
+        prepared
+    };
+    match (current.state, commit) {
+        (TxnState::Ongoing, true) => Ok(Ending::Prepare(prepare(TxnState::PrepareCommit))),
+        (TxnState::Ongoing, false) => Ok(Ending::Prepare(prepare(TxnState::PrepareAbort))),
+        (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) if tv2 => {
+            let mut prepared = prepare(TxnState::PrepareAbort);
+            prepared.partitions.clear();
+            Ok(Ending::Prepare(prepared))
+        }
+        _ if ended_as_asked => Ok(Ending::Already(current.identity_after())),
+        _ if ending_as_asked => Err(ResponseError::ConcurrentTransactions),
         _ => Err(ResponseError::InvalidTxnState),
     }
 }

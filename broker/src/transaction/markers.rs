@@ -69,15 +69,16 @@ pub async fn send(
 }
 
 /// KIP-890 verification through the coordinator `coordinator` on another broker: for each of
-/// `parts`, `None` when it is in the producer's open transaction, else the coordinator's error
+/// `parts`, `None` when it is in the producer's open transaction (or, unless `verify_only`,
+/// now added to it: `transaction.version` 2), else the coordinator's error
 /// (COORDINATOR_NOT_AVAILABLE when it cannot be asked, which producers retry).
 pub async fn verify_remote(
     cluster: &Cluster,
     coordinator: i32,
     transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
+    (producer_id, producer_epoch): (i64, i16),
     parts: &[(String, i32)],
+    verify_only: bool,
 ) -> Vec<Option<kafka_protocol::ResponseError>> {
     use kafka_protocol::messages::add_partitions_to_txn_request::{
         AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -98,7 +99,7 @@ pub async fn verify_remote(
         )))
         .with_producer_id(ProducerId(producer_id))
         .with_producer_epoch(producer_epoch)
-        .with_verify_only(true)
+        .with_verify_only(verify_only)
         .with_topics(
             topics
                 .into_iter()

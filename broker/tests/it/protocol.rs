@@ -141,7 +141,8 @@ fn api_versions_lists_served_apis_and_downgrades_unknown_versions() {
         .iter()
         .find(|k| k.api_key == 0)
         .expect("produce listed");
-    assert_eq!((produce.min_version, produce.max_version), (0, 9));
+    // Up to v12: a transaction.version 2 producer adds partitions by producing (KIP-890).
+    assert_eq!((produce.min_version, produce.max_version), (0, 12));
     // Share groups (KIP-932) are served, with the share coordinator's state APIs; the
     // ReadShareGroupStateSummary shortcut is not.
     for served in [ApiKey::ShareGroupHeartbeat, ApiKey::ReadShareGroupState] {

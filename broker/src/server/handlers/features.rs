@@ -21,9 +21,9 @@ struct Feature {
 /// What Gregor implements. `metadata.version` 25 is Kafka's `4.0-IV3`: the client protocol of
 /// Kafka 4.0, which Gregor serves (from 7, `3.3-IV3`, the first KRaft level). The static
 /// voter set is `kraft.version` 0; the KIP-848 consumer group protocol is `group.version` 1;
-/// KIP-890 part 2 transactions (`transaction.version` 2) are not implemented, so that stays
-/// at 0 (transactions work the way they did before KIP-890's epoch bump per transaction).
-/// Share groups (KIP-932) are `share.version` 1.
+/// KIP-890 part 2 transactions (an epoch per transaction, partitions added by producing) are
+/// `transaction.version` 2, which Kafka 4.x clients take up when it is finalized. Share groups
+/// (KIP-932) are `share.version` 1.
 const FEATURES: [Feature; 5] = [
     Feature {
         name: "metadata.version",
@@ -46,8 +46,8 @@ const FEATURES: [Feature; 5] = [
     Feature {
         name: "transaction.version",
         min: 0,
-        max: 0,
-        level: 0,
+        max: 2,
+        level: 2,
     },
     Feature {
         name: "share.version",

@@ -184,8 +184,9 @@ async fn verify_transaction(
                 continue;
             };
             let open = p.is_led_by(node)
-                && p.log()
-                    .is_some_and(|log| log.has_open_transaction(header.producer_id));
+                && p.log().is_some_and(|log| {
+                    log.has_open_transaction(header.producer_id, header.producer_epoch)
+                });
             if !open {
                 unverified
                     .entry((header.producer_id, header.producer_epoch))
@@ -195,10 +196,13 @@ async fn verify_transaction(
         }
     }
     for ((producer_id, epoch), parts) in unverified {
+        // Produce v12+ is transaction.version 2: the partition joins the transaction here,
+        // the producer sends no AddPartitionsToTxn (KIP-890 part 2).
+        let add = ctx.version >= 12;
         let answers = ctx
             .broker
             .txns
-            .verify_produce(id, producer_id, epoch, &parts)
+            .verify_produce(id, (producer_id, epoch), &parts, add)
             .await;
         for (part, e) in parts.into_iter().zip(answers) {
             let e = match e {

@@ -73,7 +73,9 @@ pub async fn init_transactional_producer(
 }
 
 /// One transaction's partitions: checked to exist, authorized, then added (or verified).
-/// Returns each topic's per-partition errors.
+/// Returns each topic's per-partition errors. A producer may not name an internal topic; a
+/// broker (v4+) may: a group's `__consumer_offsets` partition joins a `transaction.version` 2
+/// transaction through its group coordinator.
 async fn add_partitions(
     ctx: &Ctx<'_>,
     transactional_id: &str,
@@ -93,7 +95,7 @@ async fn add_partitions(
             if denied {
                 refused.push(((name.clone(), p), ResponseError::TopicAuthorizationFailed));
             } else if topic.as_ref().and_then(|t| t.partition(p)).is_none()
-                || topic.as_ref().is_some_and(|t| t.is_internal())
+                || (ctx.version <= 3 && topic.as_ref().is_some_and(|t| t.is_internal()))
             {
                 refused.push(((name.clone(), p), ResponseError::UnknownTopicOrPartition));
             } else {
@@ -230,30 +232,34 @@ pub async fn add_offsets_to_txn(
     Some(AddOffsetsToTxnResponse::default().with_error_code(code))
 }
 
-/// EndTxn: commit or abort.
+/// EndTxn: commit or abort. v5 is `transaction.version` 2: the epoch moves on, and the
+/// answer carries the producer id and epoch to go on with.
 pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> Option<EndTxnResponse> {
     let id = req.transactional_id.0.to_string();
-    let error = match txn_denied(ctx, &id) {
-        Some(e) => Some(e),
-        None => ctx
-            .broker
-            .txns
-            .end_txn(
-                &id,
-                req.producer_id.0,
-                req.producer_epoch,
-                req.committed,
-                END_TXN_WAIT,
-            )
-            .await
-            .err(),
+    let outcome = match txn_denied(ctx, &id) {
+        Some(e) => Err(e),
+        None => {
+            ctx.broker
+                .txns
+                .end_txn(
+                    &id,
+                    (req.producer_id.0, req.producer_epoch),
+                    req.committed,
+                    ctx.version >= 5,
+                    END_TXN_WAIT,
+                )
+                .await
+        }
     };
-    let code = error.map_or(0, |e| fenced_for(e, ctx.version, 2).code());
+    let (code, (producer_id, epoch)) = match outcome {
+        Ok(identity) => (0, identity),
+        Err(e) => (fenced_for(e, ctx.version, 2).code(), (-1, -1)),
+    };
     Some(
         EndTxnResponse::default()
             .with_error_code(code)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
     )
 }
 
@@ -274,6 +280,12 @@ pub async fn txn_offset_commit(
     if error.is_none() && (req.generation_id >= 0 || !req.member_id.is_empty()) {
         let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
         error = groups.validate_commit(&group, member, req.generation_id);
+    }
+    // v5 is `transaction.version` 2: the group's offsets partition joins the transaction
+    // here, the producer sends no AddOffsetsToTxn.
+    if error.is_none() && ctx.version >= 5 {
+        error =
+            add_offsets_partition(ctx, &id, &group, (req.producer_id.0, req.producer_epoch)).await;
     }
     let now = now_ms();
     let topics: Vec<TopicOffsets> = req
@@ -310,6 +322,39 @@ pub async fn txn_offset_commit(
         })
         .collect();
     Some(TxnOffsetCommitResponse::default().with_topics(topics))
+}
+
+/// Adds `group`'s offsets partition to the producer's transaction, through its coordinator
+/// wherever that is; a coordinator that cannot answer yet, or is busy ending the previous
+/// transaction, is CONCURRENT_TRANSACTIONS, which the producer retries.
+async fn add_offsets_partition(
+    ctx: &Ctx<'_>,
+    transactional_id: &str,
+    group: &str,
+    producer: (i64, i16),
+) -> Option<ResponseError> {
+    let count = ctx
+        .broker
+        .cluster
+        .topic(CONSUMER_OFFSETS)
+        .map(|t| t.partition_count())?;
+    let partition = (
+        CONSUMER_OFFSETS.to_string(),
+        offsets_log::partition_for(group, count),
+    );
+    let answers = ctx
+        .broker
+        .txns
+        .verify_produce(transactional_id, producer, &[partition], true)
+        .await;
+    match answers.into_iter().next().flatten() {
+        Some(
+            ResponseError::NotCoordinator
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::CoordinatorLoadInProgress,
+        ) => Some(ResponseError::ConcurrentTransactions),
+        e => e,
+    }
 }
 
 /// WriteTxnMarkers, from a transaction coordinator on another broker: writes each marker into
