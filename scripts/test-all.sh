@@ -78,14 +78,15 @@ export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"
 # shellcheck disable=SC2086
 "$py" -m pytest tests/python ${PYTEST_ARGS:-}
 
-step "pytest test_gregor_tools.py, test_acls.py, test_admin_apis.py, test_static_members.py, test_transactions.py, test_eos_java.py, test_consumer_protocol.py, test_mixed_groups.py and test_share_groups.py against Apache Kafka (the same assertions hold there)"
+step "pytest test_gregor_tools.py, test_acls.py, test_admin_apis.py, test_static_members.py, test_transactions.py, test_transaction_version.py, test_eos_java.py, test_consumer_protocol.py, test_mixed_groups.py and test_share_groups.py against Apache Kafka (the same assertions hold there)"
 if command -v java >/dev/null && [[ "${GREGOR_JAVA_TESTS:-1}" != "0" ]]; then
   # shellcheck disable=SC2086
   GREGOR_TEST_BROKER=kafka "$py" -m pytest tests/python/test_gregor_tools.py \
     tests/python/test_acls.py tests/python/test_admin_apis.py \
     tests/python/test_static_members.py tests/python/test_transactions.py \
-    tests/python/test_eos_java.py tests/python/test_consumer_protocol.py \
-    tests/python/test_mixed_groups.py tests/python/test_share_groups.py ${PYTEST_ARGS:-}
+    tests/python/test_transaction_version.py tests/python/test_eos_java.py \
+    tests/python/test_consumer_protocol.py tests/python/test_mixed_groups.py \
+    tests/python/test_share_groups.py ${PYTEST_ARGS:-}
 else
   echo "skipped: no java"
 fi

@@ -662,6 +662,50 @@ def test_invalid_share_group_configs_are_refused(bootstrap, config, value, messa
                    "share.delivery.count.limit": ("5", ConfigSource.DEFAULT_CONFIG.value)}, got
 
 
+# -- 5b. share.isolation.level -------------------------------------------------------------------
+
+
+def produce_transactions(bootstrap: str, topic: str, outcomes: list[tuple[list[str], bool]]):
+    """Each (values, commit) a transaction of one transactional producer, committed or
+    aborted, in order."""
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": fresh("sg-txn"),
+                  "linger.ms": 0})
+    p.init_transactions(TIMEOUT)
+    for values, commit in outcomes:
+        p.begin_transaction()
+        for v in values:
+            p.produce(topic, value=v.encode(), partition=0)
+        p.flush(TIMEOUT)
+        if commit:
+            p.commit_transaction(TIMEOUT)
+        else:
+            p.abort_transaction(TIMEOUT)
+
+
+@pytest.mark.parametrize("isolation", ["read_committed", "read_uncommitted"])
+def test_share_isolation_level_decides_whether_aborted_records_are_delivered(
+        bootstrap, topic_name, helper, tmp_path, isolation):
+    """`share.isolation.level` is a group config: under read_committed the share group is
+    delivered only committed transactions' records (the aborted ones, and the markers, are
+    read past and never acquired), under read_uncommitted (the default) every record."""
+    group = fresh(f"sg-{isolation.replace('_', '-')}")
+    create_topic(bootstrap, topic_name, 1)
+    produce_transactions(bootstrap, topic_name, [(["c1", "c2"], True), (["a1", "a2"], False),
+                                                 (["c3"], True)])
+    expected = ["c1", "c2", "c3"] if isolation == "read_committed" else \
+        ["c1", "c2", "a1", "a2", "c3"]
+    run = ShareConsumers(helper, tmp_path, isolation, bootstrap, group, topic_name,
+                         group_config={"share.auto.offset.reset": "earliest",
+                                       "share.isolation.level": isolation})
+    try:
+        run.wait(lambda: len(run.acked_offsets()) >= len(expected), JOIN_TIMEOUT,
+                 f"acknowledgements of the {len(expected)} records {isolation} delivers")
+    finally:
+        run.stop()
+    got = [r["value"] for r in sorted(run.records(), key=lambda r: r["offset"])]
+    assert got == expected, run.report()
+
+
 # -- 6. the share-partition state is persisted ------------------------------------------------------
 
 

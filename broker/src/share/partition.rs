@@ -36,16 +36,17 @@ struct InFlight {
     deliveries: i16,
 }
 
-/// A batch the log returned: its offsets, and whether it is a control batch (transaction
-/// markers are never delivered).
+/// A batch the log returned: its offsets, and whether its records are never delivered (a
+/// control batch, or, under `share.isolation.level=read_committed`, a batch of an aborted
+/// transaction: read past and complete at once, as Kafka archives them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadBatch {
     /// First offset.
     pub base: i64,
     /// Last offset.
     pub last: i64,
-    /// A control batch.
-    pub control: bool,
+    /// Never delivered.
+    pub skip: bool,
 }
 
 /// Records acquired in one fetch: consecutive offsets with one delivery count.
@@ -232,7 +233,7 @@ impl SharePartition {
             }
             let new_from = b.base.max(self.end);
             if read_new && b.last >= self.end && taken.len() < max_records {
-                if !b.control {
+                if !b.skip {
                     for o in new_from..=b.last {
                         self.records.insert(
                             o,
@@ -355,7 +356,7 @@ mod tests {
         ReadBatch {
             base,
             last,
-            control: false,
+            skip: false,
         }
     }
 
@@ -453,7 +454,7 @@ mod tests {
         let control = ReadBatch {
             base: 2,
             last: 2,
-            control: true,
+            skip: true,
         };
         let (got, _) = sp.acquire(
             "a",

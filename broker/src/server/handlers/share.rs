@@ -402,10 +402,26 @@ fn fetch_partition(
     } else {
         redeliver.last().map_or(upper, |o| o + 1)
     };
-    let bytes = {
+    let (bytes, aborted) = {
         let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
-        log.read(from, max_bytes, to)
-            .map_err(|e| super::log_error_code(&e))?
+        let bytes = log
+            .read(from, max_bytes, to)
+            .map_err(|e| super::log_error_code(&e))?;
+        let aborted = if settings.read_committed {
+            log.aborted_transactions(from, to)
+        } else {
+            Vec::new()
+        };
+        (bytes, aborted)
+    };
+    // Under read_committed a batch of a transaction that was aborted is never delivered.
+    let aborted_batch = |h: &BatchHeader| {
+        h.is_transactional()
+            && aborted.iter().any(|a| {
+                a.producer_id == h.producer_id
+                    && a.first_offset <= h.base_offset
+                    && h.last_offset() < a.last_offset
+            })
     };
     let mut batches = Vec::new();
     let mut ends = Vec::new();
@@ -418,7 +434,7 @@ fn fetch_partition(
         batches.push(ReadBatch {
             base: h.base_offset,
             last: h.last_offset(),
-            control: h.is_control(),
+            skip: h.is_control() || aborted_batch(&h),
         });
         ends.push(end);
         at = end;
