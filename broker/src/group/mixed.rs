@@ -116,10 +116,10 @@ impl Group {
         let answers = members
             .iter()
             .map(|(id, instance)| {
-                let id = match instance.as_deref().and_then(|i| c.static_member(i)) {
-                    Some(current) if id.is_empty() || current == *id => current,
-                    Some(_) => return Some(ResponseError::FencedInstanceId),
-                    None => id.clone(),
+                let current = instance.as_deref().and_then(|i| c.static_member(i));
+                let id = match super::leaving_member(id, current.as_deref()) {
+                    Ok(id) => id,
+                    Err(e) => return Some(e),
                 };
                 if c.members.contains_key(&id) {
                     c.leave(&id);

@@ -550,11 +550,10 @@ impl GroupCoordinator {
         members
             .iter()
             .map(|(id, instance)| {
-                let instance = instance.as_deref();
-                let id = match instance.and_then(|i| group.static_member(i)) {
-                    Some(current) if id.is_empty() || current == id => current.clone(),
-                    Some(_) => return Some(ResponseError::FencedInstanceId),
-                    None => id.clone(),
+                let current = instance.as_deref().and_then(|i| group.static_member(i));
+                let id = match leaving_member(id, current.map(String::as_str)) {
+                    Ok(id) => id,
+                    Err(e) => return Some(e),
                 };
                 if group.members.contains_key(&id) {
                     group.remove_member(&id);
@@ -1163,6 +1162,17 @@ impl GroupCoordinator {
     /// Number of groups known.
     pub fn group_count(&self) -> usize {
         self.groups.lock().len()
+    }
+}
+
+/// The member a LeaveGroup entry names: `id`, or the static member its instance id has now
+/// (`current`; a leave by instance id alone, as `kafka-consumer-groups --remove-members`
+/// sends); an old incarnation of a static member is FENCED_INSTANCE_ID.
+fn leaving_member(id: &str, current: Option<&str>) -> Result<String, ResponseError> {
+    match current {
+        Some(current) if id.is_empty() || current == id => Ok(current.to_string()),
+        Some(_) => Err(ResponseError::FencedInstanceId),
+        None => Ok(id.to_string()),
     }
 }
 
