@@ -69,25 +69,13 @@ pub struct ClassicMember {
     pub protocols: Vec<(String, Bytes)>,
 }
 
-/// A classic member's JoinGroup, its embedded subscription decoded.
+/// A classic member's JoinGroup, its embedded subscription decoded: the join (epoch 0) a
+/// consumer-protocol member would send, with the subscription and the partitions it owns
+/// (empty for an eager assignor: it gave up everything first), and its classic part.
 #[derive(Debug, Clone)]
 pub struct ClassicJoin {
-    /// Its member id (never empty: the coordinator hands one out first).
-    pub member_id: String,
-    /// Static membership id.
-    pub instance_id: Option<String>,
-    /// Rebalance timeout.
-    pub rebalance_timeout_ms: i32,
-    /// Topics subscribed.
-    pub subscribed: BTreeSet<String>,
-    /// The partitions it owns (empty for an eager assignor: it gave up everything first).
-    pub owned: BTreeSet<TopicPartition>,
-    /// Rack, if its subscription names one.
-    pub rack_id: Option<String>,
-    /// Client id.
-    pub client_id: String,
-    /// Client host.
-    pub client_host: String,
+    /// The join; its member id is never empty (the coordinator hands one out first).
+    pub heartbeat: Heartbeat,
     /// Its session timeout and protocols.
     pub classic: ClassicMember,
 }
@@ -172,25 +160,30 @@ impl ConsumerGroup {
         let mut g = ConsumerGroup::new(ASSIGNORS[0]);
         g.epoch = generation;
         g.assignment_epoch = generation;
-        for j in members {
-            g.target.insert(j.member_id.clone(), j.owned.clone());
+        for ClassicJoin {
+            heartbeat: j,
+            classic,
+        } in members
+        {
+            let owned = j.owned.unwrap_or_default();
+            g.target.insert(j.member_id.clone(), owned.clone());
             let member = ConsumerMember {
                 instance_id: j.instance_id,
                 rack_id: j.rack_id,
                 client_id: j.client_id,
                 client_host: j.client_host,
-                subscribed: j.subscribed,
+                subscribed: j.subscribed.unwrap_or_default(),
                 regex: None,
                 assignor: None,
                 rebalance_timeout: Duration::from_millis(j.rebalance_timeout_ms.max(0) as u64),
                 epoch: generation,
                 previous_epoch: -1,
-                sent: Some(j.owned.clone()),
-                assigned: j.owned,
+                sent: Some(owned.clone()),
+                assigned: owned,
                 revoking: BTreeSet::new(),
                 last_heartbeat: now,
                 revoke_deadline: None,
-                classic: Some(j.classic),
+                classic: Some(classic),
             };
             g.members.insert(j.member_id, member);
         }
@@ -302,27 +295,19 @@ impl ConsumerGroup {
         topics: &BTreeMap<String, i32>,
         now: Instant,
     ) -> Result<i32, Refusal> {
-        let hb = Heartbeat {
-            member_id: req.member_id.clone(),
-            member_epoch: 0,
-            instance_id: req.instance_id,
-            rack_id: req.rack_id,
-            rebalance_timeout_ms: req.rebalance_timeout_ms,
-            subscribed: Some(req.subscribed),
-            regex: None,
-            assignor: None,
-            owned: Some(req.owned),
-            client_id: req.client_id,
-            client_host: req.client_host,
-        };
-        if !self.members.contains_key(&req.member_id) {
-            self.join(&hb, now, || req.member_id.clone())?;
+        let ClassicJoin {
+            heartbeat: hb,
+            classic,
+        } = req;
+        let id = hb.member_id.clone();
+        if !self.members.contains_key(&id) {
+            self.join(&hb, now, || id.clone())?;
         }
-        if let Some(m) = self.members.get_mut(&req.member_id) {
-            m.classic = Some(req.classic);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.classic = Some(classic);
         }
-        self.advance(&req.member_id, &hb, topics, now);
-        Ok(self.members.get(&req.member_id).map_or(-1, |m| m.epoch))
+        self.advance(&id, &hb, topics, now);
+        Ok(self.members.get(&id).map_or(-1, |m| m.epoch))
     }
 
     /// The classic member `member_id` at `generation`, if it may sync or heartbeat: a
@@ -992,14 +977,10 @@ mod tests {
 
     fn classic(id: &str, owned: &[i32]) -> ClassicJoin {
         ClassicJoin {
-            member_id: id.into(),
-            instance_id: None,
-            rebalance_timeout_ms: 60_000,
-            subscribed: BTreeSet::from(["a".to_string()]),
-            owned: owned.iter().map(|&p| ("a".to_string(), p)).collect(),
-            rack_id: None,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
+            heartbeat: Heartbeat {
+                owned: Some(owned.iter().map(|&p| ("a".to_string(), p)).collect()),
+                ..join(id, &["a"])
+            },
             classic: ClassicMember {
                 session_timeout: Duration::from_secs(45),
                 protocols: vec![("range".into(), Bytes::new())],

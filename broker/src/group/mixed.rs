@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
-use super::consumer::{ClassicJoin, ClassicMember, ConsumerGroup, Refusal, TopicPartition};
+use super::consumer::{
+    ClassicJoin, ClassicMember, ConsumerGroup, Heartbeat, Refusal, TopicPartition,
+};
 use super::state::{Group, GroupState, JoinRequest, JoinResult, Member};
 use crate::tools::consumer_protocol::{
     decode_assignment, decode_subscription_details, encode_assignment, Assignment,
@@ -168,11 +170,8 @@ impl Group {
                 require_known_member_id: false,
             };
             let mut join = classic_join(&req, id.clone()).ok_or_else(not_consumer)?;
-            join.owned = decode_assignment(&m.assignment)
-                .map_err(|_| not_consumer())?
-                .into_iter()
-                .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
-                .collect();
+            let assigned = decode_assignment(&m.assignment).map_err(|_| not_consumer())?;
+            join.heartbeat.owned = Some(partitions(assigned));
             joins.push(join);
         }
         tracing::info!(group = %group_id, generation = self.generation, members = joins.len(),
@@ -259,18 +258,19 @@ fn classic_join(req: &JoinRequest, member_id: String) -> Option<ClassicJoin> {
     let (_, metadata) = req.protocols.first()?;
     let sub = decode_subscription_details(metadata).ok()?;
     Some(ClassicJoin {
-        member_id,
-        instance_id: req.group_instance_id.clone(),
-        rebalance_timeout_ms: req.rebalance_timeout_ms,
-        subscribed: sub.topics.into_iter().collect(),
-        owned: sub
-            .owned
-            .into_iter()
-            .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
-            .collect(),
-        rack_id: sub.rack,
-        client_id: req.client_id.clone(),
-        client_host: req.client_host.clone(),
+        heartbeat: Heartbeat {
+            member_id,
+            member_epoch: 0,
+            instance_id: req.group_instance_id.clone(),
+            rack_id: sub.rack,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed: Some(sub.topics.into_iter().collect()),
+            regex: None,
+            assignor: None,
+            owned: Some(partitions(sub.owned)),
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+        },
         classic: ClassicMember {
             session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
             protocols: req.protocols.clone(),
@@ -290,6 +290,14 @@ fn chosen_first(protocols: &[(String, Bytes)], chosen: Option<&str>) -> Vec<(Str
 
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The embedded protocol's topics and partitions as a set of partitions.
+fn partitions(assignment: Assignment) -> BTreeSet<TopicPartition> {
+    assignment
+        .into_iter()
+        .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+        .collect()
 }
 
 /// Partitions as the embedded protocol's assignment.

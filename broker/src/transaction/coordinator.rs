@@ -762,7 +762,7 @@ impl TransactionCoordinator {
     /// coordinator on another broker when the transactional id is not coordinated here. With
     /// `add` (`transaction.version` 2) the partitions join the transaction instead, starting
     /// it if none is open.
-    pub async fn verify_produce(
+    pub async fn verify_or_add(
         &self,
         transactional_id: &str,
         (producer_id, producer_epoch): (i64, i16),

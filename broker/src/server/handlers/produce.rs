@@ -202,7 +202,7 @@ async fn verify_transaction(
         let answers = ctx
             .broker
             .txns
-            .verify_produce(id, (producer_id, epoch), &parts, add)
+            .verify_or_add(id, (producer_id, epoch), &parts, add)
             .await;
         for (part, e) in parts.into_iter().zip(answers) {
             let e = match e {

@@ -345,7 +345,7 @@ async fn add_offsets_partition(
     let answers = ctx
         .broker
         .txns
-        .verify_produce(transactional_id, producer, &[partition], true)
+        .verify_or_add(transactional_id, producer, &[partition], true)
         .await;
     match answers.into_iter().next().flatten() {
         Some(
