@@ -25,8 +25,9 @@ from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupType, Ka
                              Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewPartitions
 
+from cluster import cluster_fixture
 from conftest import SCRIPTS, GiveUp, wait_for
-from helpers import consume_n, create_topic
+from helpers import consume_n, create_topic, create_topics
 
 # A rebalance is a few heartbeat intervals; this is several of Kafka's default 5 s.
 REBALANCE_TIMEOUT = 45.0
@@ -397,3 +398,74 @@ def test_console_consumer_with_the_consumer_protocol_reads_and_commits(bootstrap
     out = kafka("groups", *bs, "--list", "--group-type", "consumer")
     assert table(out, group) == [{"GROUP": group, "TYPE": "Consumer",
                                   "PROTOCOL": "consumer"}], out
+
+
+# ---- coordinator failover (three Gregor nodes; skipped against another broker) ----
+
+failover_cluster = cluster_fixture(scope="function", overrides={
+    "offsets.topic.replication.factor": 3,
+    "min.insync.replicas": 2,
+    "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
+    "group.consumer.heartbeat.interval.ms": 500,
+})
+
+
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+def test_members_carry_on_across_a_kill9_of_their_coordinator(failover_cluster, protocol):
+    """Three members hold two of six partitions each (topic and __consumer_offsets RF 3), with
+    the consumer protocol or the classic one. The broker coordinating the group is killed -9.
+    The broker that takes over the group's __consumer_offsets partition loads the membership
+    from it, as Kafka's coordinator does (record types 3-8 for the consumer protocol, the
+    GroupMetadata record of the last complete generation for a classic group), so the members
+    go on at their epochs or generation: each commits to the new coordinator, none is fenced
+    or has a partition revoked or lost, the assignments stay as they were, and every record
+    produced after the kill is read once, by the member holding its partition."""
+    c = failover_cluster
+    partitions = 6
+    topic, group = fresh("cp-failover"), fresh("cp-failover")
+    create_topics(c.bootstrap, [topic], partitions, rf=3)
+    if protocol == "consumer":
+        members = [Member(c.bootstrap, group, topic, "uniform") for _ in range(3)]
+    else:
+        conf = {"group.protocol": "classic", "partition.assignment.strategy": "range",
+                "heartbeat.interval.ms": 500}
+        members = [Member(c.bootstrap, group, topic, **conf) for _ in range(3)]
+    try:
+        poll_until(members, lambda: balanced(members, partitions), REBALANCE_TIMEOUT,
+                   "three members with two partitions each")
+        before = {m.consumer.memberid(): m.assigned() for m in members}
+        coordinator = c.group_coordinator(group)
+        for m in members:
+            m.events.clear()
+            m.errors.clear()
+
+        c.kill(coordinator)
+        survivors = ",".join(n.bootstrap for i, n in c.nodes.items() if i != coordinator)
+        wait_for(lambda: c.group_coordinator(group, next(i for i in c.nodes if i != coordinator))
+                 != coordinator, 30, "another broker to coordinate the group")
+
+        # A commit carries the member's id and epoch: the new coordinator takes it only if it
+        # knows the member at that epoch.
+        for m in members:
+            def committed(m=m):
+                m.poll()
+                offsets = [TopicPartition(topic, q, 0) for q in before[m.consumer.memberid()]]
+                result = m.consumer.commit(offsets=offsets, asynchronous=False)
+                return all(tp.error is None for tp in result)
+            try:
+                wait_for(committed, 45, f"member {m.consumer.memberid()} to commit")
+            except TimeoutError as e:
+                raise AssertionError(f"{e}: the new coordinator did not take the member's "
+                                     f"commit; its errors: {m.errors[-3:]}") from None
+
+        sent = produce_to_every_partition(survivors, topic, partitions, 5, "after")
+        assert_consumed_once_by_owners(members, sent)
+        assert {m.consumer.memberid(): m.assigned() for m in members} == before
+        assert [m.events for m in members] == [[], [], []], \
+            "partitions were revoked, lost or assigned after the coordinator's kill"
+        fenced = [e for m in members for e in m.errors
+                  if e.code() in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_MEMBER_EPOCH)]
+        assert not fenced, fenced[:3]
+    finally:
+        close_all(members)

@@ -59,6 +59,31 @@ pub struct ConsumerMember {
     pub classic: Option<ClassicMember>,
 }
 
+impl ConsumerMember {
+    /// A member that has not heartbeated yet: epoch 0, nothing subscribed or owned, last
+    /// heard of at `now`.
+    pub fn new(now: Instant) -> ConsumerMember {
+        ConsumerMember {
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscribed: BTreeSet::new(),
+            regex: None,
+            assignor: None,
+            rebalance_timeout: Duration::from_secs(300),
+            epoch: 0,
+            previous_epoch: -1,
+            assigned: BTreeSet::new(),
+            revoking: BTreeSet::new(),
+            sent: None,
+            last_heartbeat: now,
+            revoke_deadline: None,
+            classic: None,
+        }
+    }
+}
+
 /// What a classic-protocol member of a consumer-protocol group has besides: the timeout and
 /// protocols of its last JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,21 +461,7 @@ impl ConsumerGroup {
                 // A new member's subscription (applied next) moves the group's epoch on, once.
                 ConsumerMember {
                     instance_id: req.instance_id.clone(),
-                    rack_id: None,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    subscribed: BTreeSet::new(),
-                    regex: None,
-                    assignor: None,
-                    rebalance_timeout: Duration::from_secs(300),
-                    epoch: 0,
-                    previous_epoch: -1,
-                    assigned: BTreeSet::new(),
-                    revoking: BTreeSet::new(),
-                    sent: None,
-                    last_heartbeat: now,
-                    revoke_deadline: None,
-                    classic: None,
+                    ..ConsumerMember::new(now)
                 }
             }
         };

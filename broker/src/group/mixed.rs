@@ -182,6 +182,7 @@ impl Group {
         let generation = self.generation;
         *self = Group {
             offsets: std::mem::take(&mut self.offsets),
+            persisted: std::mem::take(&mut self.persisted),
             consumer: Some(ConsumerGroup::from_classic(generation, joins, topics, now)),
             ..Group::new()
         };

@@ -6,7 +6,9 @@
 //! All groups share one mutex: every operation is a short in-memory state change, never held
 //! across an await. Joins and syncs that must wait park a oneshot sender in the member.
 
+mod classic_log;
 pub mod consumer;
+mod consumer_log;
 mod mixed;
 pub mod offsets_log;
 mod state;
@@ -80,6 +82,23 @@ pub struct Appended {
     pub next_offset: i64,
     /// The leader epoch they were appended in.
     pub epoch: i32,
+}
+
+impl Appended {
+    /// Waits until the offsets partition's ISR has the records, as Kafka's coordinator writes
+    /// with acks=all: NOT_COORDINATOR if the leadership moved on meanwhile,
+    /// COORDINATOR_NOT_AVAILABLE after `timeout`.
+    pub async fn committed(&self, node: i32, timeout: Duration) -> Result<(), ResponseError> {
+        match self
+            .partition
+            .wait_for_high_watermark(self.next_offset, node, self.epoch, timeout)
+            .await
+        {
+            crate::cluster::Commit::Committed => Ok(()),
+            crate::cluster::Commit::NotLeader => Err(ResponseError::NotCoordinator),
+            crate::cluster::Commit::TimedOut => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
 }
 
 /// The coordinator of every group on this node.
@@ -241,8 +260,20 @@ impl GroupCoordinator {
         count: i32,
     ) -> Result<usize, crate::log::LogError> {
         let mut loaded = 0;
+        let mut membership: HashMap<String, consumer_log::Records> = HashMap::new();
         // Led here, so held here; a leadership that moved on since leaves nothing to load.
         p.each_record(|r| {
+            if let Some(key) = r.key.as_ref() {
+                let group = consumer_log::group_of(key).or_else(|| classic_log::group_of(key));
+                if let Some(group) = group {
+                    let records = membership.entry(group).or_default();
+                    match r.value {
+                        Some(v) => records.insert(key.clone(), v),
+                        None => records.remove(key),
+                    };
+                    return;
+                }
+            }
             let mut groups = self.groups.lock();
             if r.control {
                 let commit = control_record_commits(r.key.as_ref());
@@ -280,6 +311,33 @@ impl GroupCoordinator {
                 _ => {}
             }
         })?;
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        for (group_id, records) in membership {
+            let classic = records
+                .get(&classic_log::key(&group_id))
+                .and_then(|v| classic_log::restore(v, now));
+            let rebuilt = consumer_log::rebuild(
+                &records,
+                |id| self.cluster.topic_by_id(id).map(|t| t.name.clone()),
+                now,
+            );
+            let g = groups.entry(group_id.clone()).or_insert_with(Group::new);
+            if let Some(consumer) = rebuilt {
+                tracing::info!(group = %group_id, epoch = consumer.epoch,
+                    members = consumer.members.len(), "consumer group membership loaded");
+                g.consumer = Some(consumer);
+            } else if let Some(c) = classic {
+                tracing::info!(group = %group_id, generation = c.generation,
+                    members = c.members.len(), "classic group membership loaded");
+                *g = Group {
+                    offsets: std::mem::take(&mut g.offsets),
+                    ..c
+                };
+            }
+            g.persisted = records;
+        }
+        drop(groups);
         // What the log left of this partition's groups is kept if it holds anything; other
         // partitions' groups (a share group has no offsets) are not this load's business.
         self.groups.lock().retain(|name, g| {
@@ -311,9 +369,20 @@ impl GroupCoordinator {
                 req.member_id,
             ));
         }
+        let group_id = req.group_id.clone();
+        self.change_group(&group_id, |groups| self.join_group(groups, req))
+            .0
+    }
+
+    /// JoinGroup, its request checked, on the locked groups.
+    fn join_group(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        req: JoinRequest,
+    ) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
+        let cfg = &self.cluster.config;
         let now = Instant::now();
         let topics = self.topic_partition_counts();
-        let mut groups = self.groups.lock();
         let group = groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
@@ -443,7 +512,26 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<SyncResult, oneshot::Receiver<SyncResult>> {
-        let mut groups = self.groups.lock();
+        self.change_group(group_id, |groups| {
+            Self::sync_group(
+                groups,
+                group_id,
+                (member_id, instance),
+                generation,
+                assignments,
+            )
+        })
+        .0
+    }
+
+    /// SyncGroup on the locked groups.
+    fn sync_group(
+        groups: &mut HashMap<String, Group>,
+        group_id: &str,
+        (member_id, instance): (&str, Option<&str>),
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<SyncResult, oneshot::Receiver<SyncResult>> {
         let Some(group) = groups.get_mut(group_id) else {
             return Ok(Err(ResponseError::UnknownMemberId));
         };
@@ -499,7 +587,19 @@ impl GroupCoordinator {
         (member_id, instance): (&str, Option<&str>),
         generation: i32,
     ) -> Option<ResponseError> {
-        let mut groups = self.groups.lock();
+        self.change_group(group_id, |groups| {
+            Self::heartbeat_group(groups, group_id, (member_id, instance), generation)
+        })
+        .0
+    }
+
+    /// Heartbeat on the locked groups.
+    fn heartbeat_group(
+        groups: &mut HashMap<String, Group>,
+        group_id: &str,
+        (member_id, instance): (&str, Option<&str>),
+        generation: i32,
+    ) -> Option<ResponseError> {
         let Some(group) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
@@ -537,7 +637,18 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Vec<Option<ResponseError>> {
-        let mut groups = self.groups.lock();
+        self.change_group(group_id, |groups| {
+            Self::leave_group(groups, group_id, members)
+        })
+        .0
+    }
+
+    /// LeaveGroup on the locked groups.
+    fn leave_group(
+        groups: &mut HashMap<String, Group>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Option<ResponseError>> {
         let Some(group) = groups.get_mut(group_id) else {
             return members
                 .iter()
@@ -570,8 +681,12 @@ impl GroupCoordinator {
         let now = Instant::now();
         let consumer_session =
             Duration::from_millis(self.cluster.config.group_consumer_session_timeout_ms);
+        let ids = self.topic_ids();
+        let _order = self.commit_order.lock();
+        let mut writes = Vec::new();
         let mut groups = self.groups.lock();
-        for group in groups.values_mut() {
+        for (group_id, group) in groups.iter_mut() {
+            let before = (group.state, group.generation);
             let expired: Vec<String> = group
                 .members
                 .iter()
@@ -591,13 +706,25 @@ impl GroupCoordinator {
                 .retain(|_, since| now.duration_since(*since) < Duration::from_secs(300));
             group.maybe_complete_join(now);
             if let Some(c) = group.consumer.as_mut() {
-                for id in c.expire(now, consumer_session) {
+                let expired = c.expire(now, consumer_session);
+                for id in &expired {
                     tracing::info!(member = %id, "consumer group member session expired");
                 }
                 group.maybe_downgrade(now);
+                if !expired.is_empty() {
+                    writes.push((group_id.clone(), membership_changes(group_id, group, &ids)));
+                    continue;
+                }
+            }
+            if (group.state, group.generation) != before {
+                writes.push((group_id.clone(), membership_changes(group_id, group, &ids)));
             }
         }
         self.expire_share_members(&mut groups, now);
+        drop(groups);
+        for (group_id, records) in writes {
+            self.append_membership(&group_id, records);
+        }
     }
 
     /// Removes share group members not heard from within their group's session timeout;
@@ -949,7 +1076,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         hb: consumer::Heartbeat,
-    ) -> Result<consumer::HeartbeatAnswer, consumer::Refusal> {
+    ) -> Result<(consumer::HeartbeatAnswer, Option<Appended>), consumer::Refusal> {
         if group_id.is_empty() {
             return Err((
                 ResponseError::InvalidGroupId,
@@ -968,32 +1095,103 @@ impl GroupCoordinator {
             }
         }
         let topics = self.topic_partition_counts();
-        let mut groups = self.groups.lock();
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(Group::new);
-        if group.share.is_some() {
-            return Err((
-                ResponseError::GroupIdNotFound,
-                format!("Group {group_id} is not a consumer group."),
-            ));
-        }
-        let now = Instant::now();
-        if !group.members.is_empty() {
-            if hb.member_epoch != 0 {
+        let (answer, appended) = self.change_group(group_id, |groups| {
+            let group = groups
+                .entry(group_id.to_string())
+                .or_insert_with(Group::new);
+            if group.share.is_some() {
                 return Err((
-                    ResponseError::UnknownMemberId,
-                    format!("member {} is not in the group", hb.member_id),
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group."),
                 ));
             }
-            group.upgrade(group_id, &topics, now)?;
+            let now = Instant::now();
+            if !group.members.is_empty() {
+                if hb.member_epoch != 0 {
+                    return Err((
+                        ResponseError::UnknownMemberId,
+                        format!("member {} is not in the group", hb.member_id),
+                    ));
+                }
+                group.upgrade(group_id, &topics, now)?;
+            }
+            let c = group
+                .consumer
+                .get_or_insert_with(|| consumer::ConsumerGroup::new(consumer::ASSIGNORS[0]));
+            let answer = c.heartbeat(hb, &topics, now, || uuid::Uuid::new_v4().to_string());
+            group.maybe_downgrade(now);
+            answer
+        });
+        Ok((answer?, appended))
+    }
+
+    /// Runs `f` on the locked groups, then writes to `__consumer_offsets` what it changed of
+    /// `group_id`'s consumer-protocol membership (blocking). Under `commit_order`, so the
+    /// log has the changes in the order they were made. The caller may wait for the ISR to
+    /// have the returned append; if it cannot be written, the next change rewrites the
+    /// group whole.
+    fn change_group<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut HashMap<String, Group>) -> T,
+    ) -> (T, Option<Appended>) {
+        let ids = self.topic_ids();
+        let _order = self.commit_order.lock();
+        let (out, records) = {
+            let mut groups = self.groups.lock();
+            let out = f(&mut groups);
+            let records = groups
+                .get_mut(group_id)
+                .map(|g| membership_changes(group_id, g, &ids))
+                .unwrap_or_default();
+            (out, records)
+        };
+        (out, self.append_membership(group_id, records))
+    }
+
+    /// Every topic's id by name.
+    fn topic_ids(&self) -> HashMap<String, uuid::Uuid> {
+        self.cluster
+            .topics()
+            .iter()
+            .map(|t| (t.name.clone(), t.id))
+            .collect()
+    }
+
+    /// Appends membership records of `group_id`; on failure its next change writes the whole
+    /// group again.
+    fn append_membership(
+        &self,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Option<Appended> {
+        if records.is_empty() {
+            return None;
         }
-        let c = group
-            .consumer
-            .get_or_insert_with(|| consumer::ConsumerGroup::new(consumer::ASSIGNORS[0]));
-        let answer = c.heartbeat(hb, &topics, now, || uuid::Uuid::new_v4().to_string());
-        group.maybe_downgrade(now);
-        answer
+        // Not `ensure_offsets_topic`: creating the topic here would load its partitions and
+        // drop the very group being written. Without it (a lone broker before any
+        // FindCoordinator) there is nowhere to write yet.
+        let Some(partition) = self
+            .cluster
+            .topic(CONSUMER_OFFSETS)
+            .and_then(|t| t.partition(offsets_log::partition_for(group_id, t.partition_count())))
+        else {
+            if let Some(g) = self.groups.lock().get_mut(group_id) {
+                g.persisted.clear();
+            }
+            return None;
+        };
+        let written = self.append_offsets_records(&partition, records, None);
+        match written {
+            Ok(appended) => appended,
+            Err(e) => {
+                tracing::warn!(group = %group_id, error = %e, "writing group membership failed");
+                if let Some(g) = self.groups.lock().get_mut(group_id) {
+                    g.persisted.clear();
+                }
+                None
+            }
+        }
     }
 
     /// Checks an OffsetFetch v9+ by a consumer-protocol member at `epoch`; `None` when it
@@ -1051,15 +1249,20 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its offsets (blocking).
     pub fn delete_group(&self, group_id: &str) -> Option<ResponseError> {
-        let offsets: Vec<(String, i32)> = {
+        let (offsets, membership): (Vec<(String, i32)>, Vec<Bytes>) = {
             let groups = self.groups.lock();
             match groups.get(group_id) {
                 None => return Some(ResponseError::GroupIdNotFound),
-                Some(g) if !g.members.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(g) if !g.members.is_empty() || g.has_consumer_members() => {
+                    return Some(ResponseError::NonEmptyGroup)
+                }
                 Some(g) if g.share.as_ref().is_some_and(|s| !s.members.is_empty()) => {
                     return Some(ResponseError::NonEmptyGroup)
                 }
-                Some(g) => g.offsets.keys().cloned().collect(),
+                Some(g) => (
+                    g.offsets.keys().cloned().collect(),
+                    g.persisted.keys().cloned().collect(),
+                ),
             }
         };
         let partitions = match self.ensure_offsets_topic() {
@@ -1078,6 +1281,7 @@ impl GroupCoordinator {
                     };
                     (offsets_log::encode_key(&k), None)
                 })
+                .chain(membership.into_iter().map(|k| (k, None)))
                 .collect();
             let _order = self.commit_order.lock();
             if self.append_offsets_records(&p, tombstones, None).is_err() {
@@ -1163,6 +1367,42 @@ impl GroupCoordinator {
     pub fn group_count(&self) -> usize {
         self.groups.lock().len()
     }
+}
+
+/// What to write of group `group_id`'s membership since its last write: its classic
+/// `GroupMetadata` at each complete generation, or its consumer-protocol records (each
+/// tombstoned once it has none); `ids` are the topics' ids.
+fn membership_changes(
+    group_id: &str,
+    g: &mut Group,
+    ids: &HashMap<String, uuid::Uuid>,
+) -> Vec<(Bytes, Option<Bytes>)> {
+    let classic = classic_log::value(g);
+    if g.consumer.is_none() && g.persisted.is_empty() && classic == Ok(None) {
+        return Vec::new();
+    }
+    let mut now = g
+        .consumer
+        .as_ref()
+        .map_or_else(consumer_log::Records::new, |c| {
+            consumer_log::records(group_id, c, |t| ids.get(t).copied())
+        });
+    let key = classic_log::key(group_id);
+    match classic {
+        Ok(Some(value)) => {
+            now.insert(key, value);
+        }
+        Ok(None) => {}
+        // Mid-rebalance: the last complete generation stays.
+        Err(()) => {
+            if let Some(value) = g.persisted.get(&key) {
+                now.insert(key, value.clone());
+            }
+        }
+    }
+    let changes = consumer_log::changes(&g.persisted, &now);
+    g.persisted = now;
+    changes
 }
 
 /// The member a LeaveGroup entry names: `id`, or the static member its instance id has now

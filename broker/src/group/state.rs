@@ -144,6 +144,9 @@ pub(super) struct Group {
     /// A share group's membership (KIP-932): set once a share member has heartbeated, and
     /// then the group is nothing else.
     pub(super) share: Option<crate::share::group::ShareGroup>,
+    /// The consumer-protocol membership records last written to (or loaded from)
+    /// `__consumer_offsets`, to write only what changes.
+    pub(super) persisted: super::consumer_log::Records,
 }
 
 impl Group {
@@ -161,6 +164,7 @@ impl Group {
             offsets: BTreeMap::new(),
             consumer: None,
             share: None,
+            persisted: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod apis;
 mod decode;
+pub mod fields;
 pub mod frame;
 
 pub(crate) use apis::served_apis;

@@ -14,6 +14,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::protocol::fields::{clip, put_compact_len, put_uvarint, Reader};
+
 /// Key version, the same `0` as Kafka 4's coordinator record type of this log.
 const KEY_VERSION: i16 = 0;
 /// Value version written: the first flexible one.
@@ -24,8 +26,6 @@ const TAG_PREVIOUS_PRODUCER_ID: u32 = 0;
 const TAG_NEXT_PRODUCER_ID: u32 = 1;
 /// Tag of `ClientTransactionVersion` (int16, default 0).
 const TAG_CLIENT_TRANSACTION_VERSION: u32 = 2;
-/// Longest string Kafka reads or writes (its lengths are checked against `i16::MAX`).
-const MAX_STRING: usize = i16::MAX as usize;
 
 /// The state of a transaction, numbered and named as Kafka's `TransactionState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,7 +224,7 @@ fn decode_value(bytes: &Bytes) -> Option<TxnLogValue> {
     let producer_epoch = r.i16()?;
     let timeout_ms = r.i32()?;
     let state = TxnState::from_id(r.i8()?)?;
-    let partitions = r.partitions()?;
+    let partitions = read_partitions(&mut r)?;
     let mut v = TxnLogValue {
         producer_id,
         previous_producer_id: -1,
@@ -265,141 +265,23 @@ fn decode_value(bytes: &Bytes) -> Option<TxnLogValue> {
     Some(v)
 }
 
-/// The longest prefix of `s`, on a character boundary, that Kafka can hold in a string.
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(MAX_STRING);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Writes Kafka's unsigned varint (7 bits a byte, least significant first).
-fn put_uvarint(b: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        b.put_u8((v & 0x7f) as u8 | 0x80);
-        v >>= 7;
-    }
-    b.put_u8(v as u8);
-}
-
-/// Writes a compact (flexible-version) length of a non-null string or array: `n + 1`.
-fn put_compact_len(b: &mut BytesMut, n: usize) {
-    put_uvarint(
-        b,
-        u32::try_from(n).map_or(u32::MAX, |n| n.saturating_add(1)),
-    );
-}
-
-/// A cursor over one record's bytes; every read is `None` once they run out.
-struct Reader {
-    /// What is left to read.
-    buf: Bytes,
-    /// Whether lengths are compact varints (flexible versions) rather than fixed-width.
-    flexible: bool,
-}
-
-impl Reader {
-    /// A non-flexible reader over `buf`.
-    fn new(buf: Bytes) -> Reader {
-        Reader {
-            buf,
-            flexible: false,
+/// `TransactionPartitions`: a nullable array (null reads as empty) of topics, each with a
+/// non-null array of partition ids.
+fn read_partitions(r: &mut Reader) -> Option<Vec<(String, Vec<i32>)>> {
+    let Some(topics) = r.array_len()? else {
+        return Some(Vec::new());
+    };
+    // Counts come off the wire: nothing is allocated for more entries than the bytes hold.
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let topic = r.string()?;
+        let ids = r.i32s()?;
+        if r.flexible {
+            r.skip_tags()?;
         }
+        out.push((topic, ids));
     }
-
-    /// The next `n` bytes.
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        (self.buf.remaining() >= n).then(|| self.buf.split_to(n))
-    }
-
-    /// An int8.
-    fn i8(&mut self) -> Option<i8> {
-        (self.buf.remaining() >= 1).then(|| self.buf.get_i8())
-    }
-
-    /// An int16.
-    fn i16(&mut self) -> Option<i16> {
-        (self.buf.remaining() >= 2).then(|| self.buf.get_i16())
-    }
-
-    /// An int32.
-    fn i32(&mut self) -> Option<i32> {
-        (self.buf.remaining() >= 4).then(|| self.buf.get_i32())
-    }
-
-    /// An int64.
-    fn i64(&mut self) -> Option<i64> {
-        (self.buf.remaining() >= 8).then(|| self.buf.get_i64())
-    }
-
-    /// An unsigned varint of at most five bytes, as Kafka reads them.
-    fn uvarint(&mut self) -> Option<u32> {
-        let mut v = 0u32;
-        for shift in [0, 7, 14, 21, 28] {
-            let byte = self.buf.has_remaining().then(|| self.buf.get_u8())?;
-            v |= u32::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    /// A non-null string.
-    fn string(&mut self) -> Option<String> {
-        let n = if self.flexible {
-            usize::try_from(self.uvarint()?.checked_sub(1)?).ok()?
-        } else {
-            usize::try_from(self.i16()?).ok()?
-        };
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-
-    /// An array length: `Some(None)` for a null array.
-    fn array_len(&mut self) -> Option<Option<usize>> {
-        if self.flexible {
-            Some(
-                self.uvarint()?
-                    .checked_sub(1)
-                    .and_then(|n| usize::try_from(n).ok()),
-            )
-        } else {
-            Some(usize::try_from(self.i32()?).ok())
-        }
-    }
-
-    /// `TransactionPartitions`: a nullable array (null reads as empty) of topics, each with a
-    /// non-null array of partition ids.
-    fn partitions(&mut self) -> Option<Vec<(String, Vec<i32>)>> {
-        let Some(topics) = self.array_len()? else {
-            return Some(Vec::new());
-        };
-        // Counts come off the wire: nothing is allocated for more entries than the bytes hold.
-        let mut out = Vec::new();
-        for _ in 0..topics {
-            let topic = self.string()?;
-            let count = self.array_len()??;
-            let mut raw = self.take(count.checked_mul(4)?)?;
-            let ids = (0..count).map(|_| raw.get_i32()).collect();
-            if self.flexible {
-                self.tagged_fields(|_, _| Some(()))?;
-            }
-            out.push((topic, ids));
-        }
-        Some(out)
-    }
-
-    /// A tagged-field section, handing each field's tag and bytes to `field`.
-    fn tagged_fields(&mut self, mut field: impl FnMut(u32, Bytes) -> Option<()>) -> Option<()> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = usize::try_from(self.uvarint()?).ok()?;
-            field(tag, self.take(size)?)?;
-        }
-        Some(())
-    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -12,7 +12,11 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
+use std::sync::Arc;
+
+use super::blocking;
 use super::groups::group_denied;
+use super::offsets::OFFSET_COMMIT_TIMEOUT;
 use crate::authz::{Operation, Resource};
 use crate::group::consumer::{Heartbeat, TopicPartition};
 use crate::server::dispatch::{sb, Ctx};
@@ -72,9 +76,25 @@ pub async fn consumer_group_heartbeat(
         client_id: ctx.client_id.to_string(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
-    let answer = match ctx.broker.groups.consumer_heartbeat(&group, hb) {
-        Ok(a) => a,
-        Err((e, message)) => return refuse(e, Some(message)),
+    // What changed of the membership is written to `__consumer_offsets` (blocking) and
+    // answered once the ISR has it, as Kafka's coordinator answers.
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let id = group.clone();
+    let answer = match blocking(move || coordinator.consumer_heartbeat(&id, hb)).await {
+        Some(Ok((a, None))) => a,
+        Some(Ok((a, Some(appended)))) => {
+            match appended
+                .committed(ctx.broker.node_id(), OFFSET_COMMIT_TIMEOUT)
+                .await
+            {
+                Ok(()) => a,
+                Err(e) => {
+                    return refuse(e, Some("the group's new state was not replicated".into()))
+                }
+            }
+        }
+        Some(Err((e, message))) => return refuse(e, Some(message)),
+        None => return refuse(ResponseError::CoordinatorNotAvailable, None),
     };
     let assignment = answer.assignment.map(|parts| {
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();

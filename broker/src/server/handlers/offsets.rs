@@ -10,12 +10,12 @@ use kafka_protocol::ResponseError;
 use super::blocking;
 use super::groups::group_denied;
 use crate::authz::{Operation, Resource};
-use crate::cluster::{now_ms, Commit};
+use crate::cluster::now_ms;
 use crate::group::offsets_log::OffsetValue;
 use crate::server::dispatch::{sb, Ctx};
 
 /// `offsets.commit.timeout.ms`: how long a commit waits for the offsets partition's ISR.
-const OFFSET_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const OFFSET_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// OffsetCommit.
 pub async fn offset_commit(
@@ -135,18 +135,10 @@ pub(super) async fn store_offsets(
     .await;
     let failed = match stored {
         Some(Ok(None)) => None,
-        Some(Ok(Some(a))) => {
-            let node = ctx.broker.node_id();
-            match a
-                .partition
-                .wait_for_high_watermark(a.next_offset, node, a.epoch, OFFSET_COMMIT_TIMEOUT)
-                .await
-            {
-                Commit::Committed => None,
-                Commit::NotLeader => Some(ResponseError::NotCoordinator),
-                Commit::TimedOut => Some(ResponseError::CoordinatorNotAvailable),
-            }
-        }
+        Some(Ok(Some(a))) => a
+            .committed(ctx.broker.node_id(), OFFSET_COMMIT_TIMEOUT)
+            .await
+            .err(),
         Some(Err(e)) => {
             tracing::warn!(group = %group, error = %e, "offset commit failed");
             Some(ResponseError::CoordinatorNotAvailable)
