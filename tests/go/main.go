@@ -12,6 +12,17 @@
 //	    nothing left; list and describe groups, committed offsets and lag with kadm.
 //	clientcheck versions BOOTSTRAP
 //	    print the API versions the broker advertises next to the ones franz-go would use.
+//	clientcheck copy [-aborts F] [-txn-records N] [-seed S] BOOTSTRAP SRC DST GROUP TXNID COUNT
+//	    the exactly-once copy loop (consume-transform-produce) of a kgo.GroupTransactSession: a
+//	    read_committed member of GROUP polls up to N records of SRC, copies each to the same
+//	    partition of DST in a transaction of TXNID, and ends the transaction, which commits the
+//	    consumed offsets with it (TxnOffsetCommit with the group's generation, KIP-447) or, for a
+//	    fraction F of them picked at random, aborts it after the copies were written, rewinding
+//	    to the committed offsets. After each transaction it prints a status line,
+//	    {"totalProcessed": records copied in committed transactions, "remaining": ...,
+//	    "transactions": ..., "aborted": ...}, the format of Kafka's TransactionalMessageCopier,
+//	    and once COUNT records are committed it leaves the group and prints a last one with
+//	    "stage": "ShutdownComplete".
 //
 // Env: CLIENTCHECK_DEBUG=1 logs franz-go at debug level to stderr (default: info).
 // CLIENTCHECK_TIMEOUT (Go duration, default 150s) bounds the whole run.
@@ -19,8 +30,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sort"
 	"strconv"
@@ -56,7 +70,8 @@ var variants = []codecVariant{
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: clientcheck produce-consume BOOTSTRAP TOPIC | clientcheck versions BOOTSTRAP")
+	fmt.Fprintln(os.Stderr, "usage: clientcheck produce-consume BOOTSTRAP TOPIC | clientcheck versions BOOTSTRAP\n"+
+		"       clientcheck copy [-aborts F] [-txn-records N] [-seed S] BOOTSTRAP SRC DST GROUP TXNID COUNT")
 	os.Exit(2)
 }
 
@@ -79,13 +94,16 @@ func logger(name string) kgo.Opt {
 	}))
 }
 
-func newClient(bootstrap, name string, opts ...kgo.Opt) *kgo.Client {
-	base := []kgo.Opt{
-		kgo.SeedBrokers(bootstrap),
+func baseOpts(bootstrap, name string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.ClientID("clientcheck-" + name),
 		logger(name),
-		kgo.RequestRetries(10),
 	}
+}
+
+func newClient(bootstrap, name string, opts ...kgo.Opt) *kgo.Client {
+	base := append(baseOpts(bootstrap, name), kgo.RequestRetries(10))
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		fail("%s: kgo.NewClient: %v", name, err)
@@ -120,6 +138,8 @@ func main() {
 			usage()
 		}
 		versions(ctx, os.Args[2])
+	case "copy":
+		copyLoop(ctx, os.Args[2:])
 	default:
 		usage()
 	}
@@ -532,4 +552,126 @@ func checkGroupAdmin(ctx context.Context, adm *kadm.Client, topic, group string)
 		fail("kadm Lag: group %s lags by %d records, want 0", group, total)
 	}
 	step("kadm Lag: group %s lag 0", group)
+}
+
+// copyStatus is one status line of the copy mode, in the fields of Kafka's
+// TransactionalMessageCopier (totalProcessed, remaining, stage) and a few of its own.
+type copyStatus struct {
+	// "ShutdownComplete" on the last line only.
+	Stage string `json:"stage,omitempty"`
+	// Records copied in committed transactions; what the tests wait on.
+	TotalProcessed int `json:"totalProcessed"`
+	Remaining      int `json:"remaining"`
+	// Transactions ended, committed or not.
+	Transactions int `json:"transactions"`
+	// Transactions aborted on purpose.
+	Aborted int `json:"aborted"`
+	// Transactions meant to commit that did not (a produce error, a rebalance): redone.
+	Failed int `json:"failed"`
+}
+
+func (s copyStatus) print() {
+	line, err := json.Marshal(s)
+	if err != nil {
+		fail("status line: %v", err)
+	}
+	fmt.Println(string(line))
+}
+
+// copyLoop is the copy mode (see the package comment). Every transaction that does not commit,
+// whether aborted on purpose or failed (a produce error, a rebalance, a coordinator that moved),
+// is redone from the committed offsets, which GroupTransactSession.End rewinds to; only an error
+// from End itself, which franz-go does not retry, ends the program.
+func copyLoop(ctx context.Context, args []string) {
+	fs := flag.NewFlagSet("copy", flag.ExitOnError)
+	aborts := fs.Float64("aborts", 0, "fraction of the transactions aborted on purpose")
+	txnRecords := fs.Int("txn-records", 100, "most records copied in one transaction")
+	seed := fs.Uint64("seed", 1, "seed of the random aborts")
+	_ = fs.Parse(args)
+	if fs.NArg() != 6 {
+		usage()
+	}
+	bootstrap, src, dst, group, txnID := fs.Arg(0), fs.Arg(1), fs.Arg(2), fs.Arg(3), fs.Arg(4)
+	count, err := strconv.Atoi(fs.Arg(5))
+	if err != nil || count <= 0 {
+		fail("copy: COUNT %q is not a positive number", fs.Arg(5))
+	}
+	rng := rand.New(rand.NewPCG(*seed, 0))
+
+	opts := append(baseOpts(bootstrap, "copier"),
+		kgo.TransactionalID(txnID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(src),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		fail("copy: kgo.NewGroupTransactSession: %v", err)
+	}
+	status := copyStatus{Remaining: count}
+	step("copier %s: copying %d records of %s to %s in group %s", txnID, count, src, dst, group)
+	for status.TotalProcessed < count {
+		if ctx.Err() != nil {
+			sess.Close()
+			fail("copy: timed out with %d of %d records copied", status.TotalProcessed, count)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fetches := sess.PollRecords(pctx, *txnRecords)
+		pcancel()
+		if fetches.IsClientClosed() {
+			fail("copy: client closed")
+		}
+		for _, fe := range fetches.Errors() {
+			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
+				continue
+			}
+			// Errors a client shows the application while retrying (a leader moving, a
+			// broker gone) are logged; the transactions decide what is copied.
+			fmt.Fprintf(os.Stderr, "%s copy: fetch error on %s[%d]: %v\n",
+				time.Now().Format("15:04:05.000"), fe.Topic, fe.Partition, fe.Err)
+		}
+		records := fetches.Records()
+		if len(records) == 0 {
+			continue
+		}
+
+		if err := sess.Begin(); err != nil {
+			fail("copy: Begin: %v", err)
+		}
+		copies := make([]*kgo.Record, len(records))
+		for i, r := range records {
+			copies[i] = &kgo.Record{Topic: dst, Partition: r.Partition, Key: r.Key, Value: r.Value}
+		}
+		// Produced before End, so that an aborted transaction leaves its copies in the log
+		// (read_uncommitted readers see them; read_committed ones must not).
+		produceErr := sess.ProduceSync(ctx, copies...).FirstErr()
+		commit := produceErr == nil && rng.Float64() >= *aborts
+		if produceErr != nil {
+			fmt.Fprintf(os.Stderr, "%s copy: produce failed, aborting: %v\n",
+				time.Now().Format("15:04:05.000"), produceErr)
+		}
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(commit))
+		if err != nil {
+			fail("copy: End (commit %v) after %d records: %v", commit, status.TotalProcessed, err)
+		}
+		status.Transactions++
+		switch {
+		case committed:
+			status.TotalProcessed += len(records)
+			status.Remaining = count - status.TotalProcessed
+		case commit:
+			status.Failed++
+		default:
+			status.Aborted++
+		}
+		status.print()
+	}
+	// Close leaves the group, so that a later member need not wait out this one's session.
+	sess.Close()
+	status.Stage = "ShutdownComplete"
+	status.print()
 }

@@ -14,6 +14,7 @@ Other brokers, to check the tests themselves against the real thing:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,20 +28,43 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
+GO_DIR = REPO_ROOT / "tests" / "go"
 READY_TIMEOUT = float(os.environ.get("GREGOR_READY_TIMEOUT", "60"))
 
 
+# Ports for brokers come from below Linux's ephemeral range (32768-60999), so that no client's
+# outgoing connection takes one between its choice and the broker's bind, and, under
+# pytest-xdist, from a slice of its own per worker (scripts/free-port.py takes ports from the
+# slices above these, for the Kafka nodes the tests start).
+PORTS_BASE, PORTS_PER_WORKER, WORKERS = 20000, 875, 8
+_next_port = 0
+
+
+def worker_index() -> int:
+    """This pytest-xdist worker's number (gw0 is 0), or 0 without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) % WORKERS if name[2:].isdigit() else 0
+
+
 def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """`n` distinct ports of this worker's slice that nothing listens on now."""
+    global _next_port
+    base = PORTS_BASE + worker_index() * PORTS_PER_WORKER
+    ports: list[int] = []
+    for _ in range(PORTS_PER_WORKER):
+        if len(ports) == n:
+            break
+        port = base + _next_port
+        _next_port = (_next_port + 1) % PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < n:
+        raise RuntimeError(f"no {n} free ports in {base}-{base + PORTS_PER_WORKER - 1}")
+    return ports
 
 
 class GiveUp(Exception):
@@ -330,6 +354,46 @@ def topic_name(request) -> str:
     """A fresh topic name for this test."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]
     return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+# -- tests/go: franz-go's clientcheck (test_go_js_clients.py, test_eos_clients.py) -------------
+
+
+def find_tool(name: str, *fallbacks: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for f in fallbacks:
+        if os.access(f, os.X_OK):
+            return f
+    return None
+
+
+def run_logged(cmd: list[str], cwd: Path, timeout: float, what: str, env=None):
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    took = time.monotonic() - t0
+    print(f"{what}: exit {r.returncode} in {took:.1f}s")
+    return r, took
+
+
+def describe(r: subprocess.CompletedProcess) -> str:
+    return (f"exit code {r.returncode}\n--- stdout ---\n{r.stdout[-20000:]}"
+            f"\n--- stderr ---\n{r.stderr[-30000:]}")
+
+
+@pytest.fixture(scope="session")
+def clientcheck(tmp_path_factory) -> str:
+    """Path of the built tests/go program."""
+    go = find_tool("go", "/usr/local/go/bin/go")
+    if go is None:
+        pytest.skip("go is not installed: the franz-go check needs it")
+    out = tmp_path_factory.mktemp("go-bin") / "clientcheck"
+    r, _ = run_logged([go, "build", "-buildvcs=false", "-o", str(out), "."], GO_DIR, 600,
+                      "go build clientcheck")
+    if r.returncode != 0:
+        pytest.fail(f"go build in {GO_DIR} failed:\n{describe(r)}")
+    return str(out)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -21,7 +21,6 @@ the module.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -30,18 +29,19 @@ import subprocess
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Producer,
-                             TopicPartition)
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kafka import KafkaAdminClient
 
 from cluster import cluster_fixture
-from conftest import SCRIPTS, GiveUp, tail, wait_for
-from helpers import DeliveryLog
+from conftest import SCRIPTS, GiveUp, wait_for
+from helpers import (EOS_FAILOVER_OVERRIDES, ClientProcess, CopierProcess, DeliveryLog,
+                     assert_copied_exactly_once, committed_offsets, create_topics, end_offsets,
+                     produce_inputs, read_values, transaction_coordinator,
+                     transaction_state_partition)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("java") is None or os.environ.get("GREGOR_JAVA_TESTS") == "0",
@@ -63,176 +63,25 @@ def kafka_libs() -> Path:
     return Path(out.stdout.strip().splitlines()[-1]) / "libs"
 
 
-# -- topics and readers -------------------------------------------------------------------------
-
-
-def create_topics(bootstrap: str, names: list[str], partitions: int, rf: int = 1,
-                  exist_ok: bool = False, timeout: float = TIMEOUT):
-    """Create `names` and wait until every partition has a leader (and, with `rf` > 1, a full
-    ISR)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    conf = {"min.insync.replicas": "2"} if rf > 1 else {}
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=rf, config=conf)
-         for n in names], operation_timeout=timeout, request_timeout=timeout)
-    for name, f in futures.items():
-        try:
-            f.result(timeout=timeout)
-        except KafkaException as e:
-            if not (exist_ok and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
-                raise
-
-    def ready():
-        md = admin.list_topics(timeout=5)
-        for name in names:
-            t = md.topics.get(name)
-            if t is None or t.error is not None or len(t.partitions) != partitions:
-                return False
-            if not all(p.error is None and p.leader >= 0 and len(p.isrs) == rf
-                       for p in t.partitions.values()):
-                return False
-        return True
-
-    wait_for(ready, timeout, f"topics {names} to have leaders and full ISRs")
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int, committed: bool) -> dict[int, int]:
-    """ListOffsets(latest): the LSO when `committed`, else the high watermark."""
-    level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
-    futures = admin.list_offsets(
-        {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)},
-        isolation_level=level, request_timeout=TIMEOUT)
-    return {tp.partition: f.result(timeout=TIMEOUT).offset for tp, f in futures.items()}
-
-
-def read_values(bootstrap: str, topic: str, partitions: int, committed: bool,
-                timeout: float = 60.0) -> dict[int, list[bytes]]:
-    """Every value of `topic` per partition, in offset order, read from offset 0 until the
-    consumer reports the end offset for its isolation level (as of the call): the LSO for
-    read_committed, past the last transaction marker."""
-    end = end_offsets(bootstrap, topic, partitions, committed)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"unused-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False, "enable.partition.eof": True,
-                  "isolation.level": "read_committed" if committed else "read_uncommitted"})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        out: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-        at_end = {p for p in range(partitions) if end[p] == 0}
-        deadline = time.monotonic() + timeout
-        while len(at_end) < partitions:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read_values({topic}, committed={committed}): reached the "
-                                   f"end of {sorted(at_end)} only, want offsets {end}")
-            msg = c.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is None:
-                out[msg.partition()].append(msg.value())
-            elif err.code() != KafkaError._PARTITION_EOF:
-                raise KafkaException(err)
-            elif msg.offset() >= end[msg.partition()]:
-                at_end.add(msg.partition())
-        return out
-    finally:
-        c.close()
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets for `topic` (OffsetFetch, stable offsets only)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
-    try:
-        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=TIMEOUT)
-        return {tp.partition: tp.offset for tp in tps}
-    finally:
-        c.close()
-
-
-def produce_inputs(bootstrap: str, topic: str, partitions: int, n: int) -> dict[int, list[bytes]]:
-    """`n` distinct values, round-robin over the partitions; {partition: values in order}."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    log = DeliveryLog()
-    sent: dict[int, list[bytes]] = {q: [] for q in range(partitions)}
-    for i in range(n):
-        q, v = i % partitions, f"value-{i:07d}".encode()
-        while True:
-            try:
-                p.produce(topic, value=v, partition=q, on_delivery=log)
-                break
-            except BufferError:
-                p.poll(0.05)
-        sent[q].append(v)
-    assert p.flush(TIMEOUT) == 0
-    assert not log.errors and len(log.ok) == n, log.errors[:3]
-    return sent
-
-
 # -- Java processes -----------------------------------------------------------------------------
 
 
-class JavaMain:
-    """A main class of the Kafka distribution run through scripts/kafka.sh (which execs java, so
-    signals reach the JVM itself). A thread keeps the last stdout lines, and `on_line` sees each
-    one; stderr (the client's log, WARN and up) goes to a file."""
+def java_command(main_class: str, args: list[str]) -> list[str]:
+    """A main class of the Kafka distribution run through scripts/kafka.sh (which execs java,
+    so signals reach the JVM itself)."""
+    return [str(SCRIPTS / "kafka.sh"), main_class, *args]
+
+
+class JavaMain(ClientProcess):
+    """A main class of the Kafka distribution in a process of its own; stderr is the client's
+    log (WARN and up), and SIGTERM runs the JVM's shutdown hooks."""
 
     def __init__(self, workdir: Path, name: str, main_class: str, args: list[str],
                  on_line=None):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.stderr_path = workdir / f"{name}.stderr"
-        self.lines: deque[str] = deque(maxlen=40)
-        self._on_line = on_line
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([str(SCRIPTS / "kafka.sh"), main_class, *args],
-                                         stdout=subprocess.PIPE, stderr=err,
-                                         stdin=subprocess.DEVNULL, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            if self._on_line is not None:
-                self._on_line(line)
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the process to exit; its exit code. Fails with `report()` on a timeout."""
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"{self.name} still running after {timeout}s\n{self.report()}")
-        self._reader.join(timeout=10)
-        return rc
-
-    def kill(self):
-        """SIGKILL, and reap."""
-        if self.running():
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-
-    def stop(self):
-        """SIGTERM (the JVM runs its shutdown hooks), SIGKILL after 30 s."""
-        if self.running():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def report(self) -> str:
-        out = "\n".join(self.lines)
-        return (f"--- {self.name} exit code {self.proc.poll()}; stdout (tail) ---\n{out}\n"
-                f"--- {self.name} stderr (tail) ---\n{tail(self.stderr_path, 80)}")
+        super().__init__(workdir, name, java_command(main_class, args), on_line=on_line)
 
 
-class Copier(JavaMain):
+class Copier(CopierProcess):
     """Kafka's TransactionalMessageCopier. It prints a JSON status line per poll
     ({"totalProcessed": committed records, "remaining": ...}) and, from its shutdown hook, a
     last one with "stage": "ShutdownComplete"."""
@@ -240,8 +89,6 @@ class Copier(JavaMain):
     def __init__(self, workdir: Path, bootstrap: str, src: str, dst: str, group: str,
                  txn_id: str, max_messages: int, partition: int | None = None,
                  transaction_size: int = 200):
-        self.status: dict = {}
-        self.shutdown: dict | None = None
         args = ["--broker-list", bootstrap, "--input-topic", src, "--output-topic", dst,
                 "--consumer-group", group, "--transactional-id", txn_id,
                 "--max-messages", str(max_messages),
@@ -252,48 +99,7 @@ class Copier(JavaMain):
         else:
             # Assign one partition; offsets go to the transaction under the group id alone.
             args += ["--input-partition", str(partition)]
-        super().__init__(workdir, f"copier-{txn_id}", COPIER, args, on_line=self._status)
-
-    def _status(self, line: str):
-        if not line.startswith("{"):
-            return
-        try:
-            data = json.loads(line)
-        except ValueError:
-            return
-        # Kafka 4.x marks the last line with "stage": "ShutdownComplete", earlier versions
-        # with a "shutdown_complete" key.
-        if data.get("stage") == "ShutdownComplete" or "shutdown_complete" in data:
-            self.shutdown = data
-        else:
-            self.status = data
-
-    @property
-    def processed(self) -> int:
-        """Records copied in committed transactions so far."""
-        return int(self.status.get("totalProcessed", 0))
-
-    def finish(self, timeout: float) -> dict:
-        """Wait for a clean exit; the shutdown status line."""
-        rc = self.wait(timeout)
-        assert rc == 0 and self.shutdown is not None, \
-            f"the copier failed (exit code {rc})\n{self.report()}"
-        return self.shutdown
-
-
-def assert_copied_exactly_once(output: dict[int, list[bytes]], inputs: dict[int, list[bytes]],
-                               context: str = ""):
-    """Each output partition holds its input partition's values, in order, each once (the
-    copier writes a record to the partition it was read from)."""
-    for p, want in inputs.items():
-        got = output[p]
-        if got != want:
-            counts = Counter(got)
-            dups = [v for v, k in counts.items() if k > 1]
-            missing = [v for v in want if v not in counts]
-            pytest.fail(f"partition {p}: {len(got)} committed records for {len(want)} inputs, "
-                        f"{len(dups)} duplicated (e.g. {dups[:3]}), {len(missing)} missing "
-                        f"(e.g. {missing[:3]}), in order: {got == sorted(got)}. {context}")
+        super().__init__(workdir, f"copier-{txn_id}", java_command(COPIER, args))
 
 
 # -- 1. the transactional copy loop ---------------------------------------------------------------
@@ -547,40 +353,7 @@ def test_streams_wordcount_exactly_once_across_kill9(bootstrap, kafka_libs, tmp_
 
 # -- 3. the copier across the loss of its transaction coordinator --------------------------------
 
-# RF 3 everywhere and min.insync.replicas=2: one broker may go; fencing is quick (as in
-# test_replication.py) so leadership moves within seconds of the kill.
-failover_cluster = cluster_fixture(scope="function", overrides={
-    "transaction.state.log.replication.factor": 3,
-    "transaction.state.log.min.isr": 2,
-    "min.insync.replicas": 2,
-    "broker.session.timeout.ms": 3000,
-    "broker.heartbeat.interval.ms": 500,
-})
-
-
-def java_string_hash(s: str) -> int:
-    """Java's String.hashCode, a signed 32-bit int."""
-    h = 0
-    for unit in struct.unpack(f">{len(s.encode('utf-16-be')) // 2}H", s.encode("utf-16-be")):
-        h = (31 * h + unit) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def transaction_state_partition(txn_id: str, partitions: int) -> int:
-    """The __transaction_state partition of `txn_id`: Utils.abs(hashCode) % partitions, as
-    Kafka's TransactionStateManager maps it (Utils.abs maps Integer.MIN_VALUE to 0)."""
-    h = java_string_hash(txn_id)
-    return (0 if h == -(1 << 31) else abs(h)) % partitions
-
-
-def transaction_coordinator(bootstrap: str, txn_id: str) -> int:
-    """FindCoordinator(key_type=1) and DescribeTransactions through kafka-python: the broker
-    coordinating `txn_id`."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return admin.describe_transactions([txn_id])[txn_id].coordinator_id
-    finally:
-        admin.close()
+failover_cluster = cluster_fixture(scope="function", overrides=EOS_FAILOVER_OVERRIDES)
 
 
 def test_java_copier_survives_kill9_of_its_transaction_coordinator(failover_cluster, kafka_libs,

@@ -7,64 +7,23 @@ them in a consumer group checking exactly-once arrival and per-key order, commit
 second member of the group finds nothing left, and looks at the group with the admin client. They
 exit non-zero with a `FAIL:` line on any mismatch; their whole output is shown on a failure.
 
-The Go program is built once per session into a temporary directory (the default Go build and
-module caches make later builds fast); `npm ci` runs once per session in a temporary copy of
-tests/js. Tests skip when `go` or `node`/`npm` is not installed. CLIENTCHECK_DEBUG=1 in the
-environment turns on the clients' debug logs.
+The Go program is built once per session into a temporary directory by conftest.py's
+`clientcheck` fixture (the default Go build and module caches make later builds fast); `npm ci`
+runs once per session in a temporary copy of tests/js. Tests skip when `go` or `node`/`npm` is
+not installed. CLIENTCHECK_DEBUG=1 in the environment turns on the clients' debug logs.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import GO_DIR, REPO_ROOT, describe, find_tool, run_logged
 
-GO_DIR = REPO_ROOT / "tests" / "go"
 JS_DIR = REPO_ROOT / "tests" / "js"
 RUN_TIMEOUT = 240  # the programs bound themselves at 150 s
-
-
-def find_tool(name: str, *fallbacks: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for f in fallbacks:
-        if os.access(f, os.X_OK):
-            return f
-    return None
-
-
-def run_logged(cmd: list[str], cwd: Path, timeout: float, what: str, env=None):
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    took = time.monotonic() - t0
-    print(f"{what}: exit {r.returncode} in {took:.1f}s")
-    return r, took
-
-
-def describe(r: subprocess.CompletedProcess) -> str:
-    return (f"exit code {r.returncode}\n--- stdout ---\n{r.stdout[-20000:]}"
-            f"\n--- stderr ---\n{r.stderr[-30000:]}")
-
-
-@pytest.fixture(scope="session")
-def clientcheck(tmp_path_factory) -> str:
-    """Path of the built tests/go program."""
-    go = find_tool("go", "/usr/local/go/bin/go")
-    if go is None:
-        pytest.skip("go is not installed: the franz-go check needs it")
-    out = tmp_path_factory.mktemp("go-bin") / "clientcheck"
-    r, _ = run_logged([go, "build", "-buildvcs=false", "-o", str(out), "."], GO_DIR, 600,
-                      "go build clientcheck")
-    if r.returncode != 0:
-        pytest.fail(f"go build in {GO_DIR} failed:\n{describe(r)}")
-    return str(out)
 
 
 @pytest.fixture(scope="session")
