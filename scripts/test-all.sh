@@ -49,9 +49,20 @@ if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
     echo "fuzz/Cargo.lock is stale: run 'cargo metadata --format-version 1 >/dev/null' in fuzz/ and commit it" >&2
     exit 1
   }
-  (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}" \
-    cargo fuzz run --sanitizer none decode_request corpus/decode_request -- \
-    -max_total_time=30 -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 2>&1 | tail -n 12)
+  # The same sources (by git's blob hashes) that already passed here are not fuzzed again:
+  # the build is most of the step's four minutes.
+  fuzz_stamp="$(git ls-files -s broker client fuzz vendor Cargo.toml Cargo.lock 2>/dev/null |
+    sha256sum | cut -c1-16)"
+  fuzz_passed="$HOME/.cache/gregor/fuzz-passed"
+  if [[ -n "$fuzz_stamp" && "$(cat "$fuzz_passed" 2>/dev/null)" == "$fuzz_stamp" ]]; then
+    echo "skipped: these sources ($fuzz_stamp) passed the fuzzing before"
+  else
+    (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}" \
+      cargo fuzz run --sanitizer none decode_request corpus/decode_request -- \
+      -max_total_time=30 -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 2>&1 |
+      tail -n 12; exit "${PIPESTATUS[0]}")
+    mkdir -p "$(dirname "$fuzz_passed")" && echo "$fuzz_stamp" >"$fuzz_passed"
+  fi
 fi
 step "cargo build --release -p gregor"
 cargo build --release -p gregor
@@ -73,20 +84,28 @@ if [[ -n "${GREGOR_E2E_PREPARE_RC:-}" ]]; then
   fi
 fi
 
-step "pytest tests/python"
+# The suites mostly wait (on brokers, timeouts and clients), so they run in parallel:
+# pytest-xdist workers (GREGOR_PYTEST_WORKERS, default 3; 0 runs them in this process), each
+# taking whole files (--dist loadfile: a file's fixtures stay in one worker) and ports from a
+# range of its own (tests/python/conftest.py free_ports).
+workers="${GREGOR_PYTEST_WORKERS:-3}"
+xdist=()
+if [[ "$workers" != 0 ]]; then xdist=(-n "$workers" --dist loadfile); fi
+
+step "pytest tests/python (${workers} workers)"
 export GREGOR_BIN="${GREGOR_BIN:-$CARGO_TARGET_DIR/release/gregor}"
 # shellcheck disable=SC2086
-"$py" -m pytest tests/python ${PYTEST_ARGS:-}
+"$py" -m pytest tests/python "${xdist[@]}" ${PYTEST_ARGS:-}
 
-step "pytest test_gregor_tools.py, test_acls.py, test_admin_apis.py, test_static_members.py, test_transactions.py, test_transaction_version.py, test_eos_java.py, test_consumer_protocol.py, test_mixed_groups.py and test_share_groups.py against Apache Kafka (the same assertions hold there)"
+step "pytest test_gregor_tools.py, test_acls.py, test_admin_apis.py, test_static_members.py, test_transactions.py, test_transaction_version.py, test_eos_java.py, test_eos_clients.py, test_consumer_protocol.py, test_mixed_groups.py and test_share_groups.py against Apache Kafka (the same assertions hold there)"
 if command -v java >/dev/null && [[ "${GREGOR_JAVA_TESTS:-1}" != "0" ]]; then
   # shellcheck disable=SC2086
-  GREGOR_TEST_BROKER=kafka "$py" -m pytest tests/python/test_gregor_tools.py \
+  GREGOR_TEST_BROKER=kafka "$py" -m pytest "${xdist[@]}" tests/python/test_gregor_tools.py \
     tests/python/test_acls.py tests/python/test_admin_apis.py \
     tests/python/test_static_members.py tests/python/test_transactions.py \
     tests/python/test_transaction_version.py tests/python/test_eos_java.py \
-    tests/python/test_consumer_protocol.py tests/python/test_mixed_groups.py \
-    tests/python/test_share_groups.py ${PYTEST_ARGS:-}
+    tests/python/test_eos_clients.py tests/python/test_consumer_protocol.py \
+    tests/python/test_mixed_groups.py tests/python/test_share_groups.py ${PYTEST_ARGS:-}
 else
   echo "skipped: no java"
 fi
