@@ -39,7 +39,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 
 from conftest import SCRIPTS, GiveUp, tail, wait_for
 from cluster import cluster_fixture
-from helpers import DeliveryLog, create_topic
+from helpers import DeliveryLog, create_topic, create_topics
 
 pytestmark = pytest.mark.skipif(
     shutil.which("java") is None or shutil.which("javac") is None
@@ -810,3 +810,54 @@ def test_share_consumers_survive_kill9_of_the_partition_leader(failover_cluster,
              if e["offset"] in first_confirmed and t > first_confirmed[e["offset"]]]
     assert not again, f"delivered after their acknowledgement was confirmed: {again[:5]}"
     assert {r["value"] for r in run.records()} == set(sent)
+
+
+def test_share_members_carry_on_across_a_kill9_of_their_coordinator(failover_cluster, helper,
+                                                                   tmp_path):
+    """Three share consumers join a group on an RF-3 topic of three partitions; one leaves,
+    so the group epoch is past what a group rebuilt from rejoins would reach. The broker
+    coordinating the group is then killed -9. The broker that takes over the group's
+    __consumer_offsets partition loads the membership from it (Kafka's share-group records,
+    types 10-15), so the two remaining members go on at their epochs: kafka-share-groups
+    shows the same group epoch, the same members with the same epochs and assignments, and
+    every record produced after the kill is delivered and accepted."""
+    c = failover_cluster
+    topic, group, partitions = fresh("sg-coord"), fresh("sg-coord"), 3
+    create_topics(c.bootstrap, [topic], partitions, rf=3)
+    config = {"share.auto.offset.reset": "earliest"}
+    stay = ShareConsumers(helper, tmp_path, "stay", c.bootstrap, group, topic, consumers=2,
+                          client_id="stay", group_config=config)
+    leave = ShareConsumers(helper, tmp_path, "leave", c.bootstrap, group, topic,
+                           client_id="leave", await_members=3)
+
+    def described(bootstrap: str) -> tuple[str, list[tuple[str, ...]]]:
+        state = table(share_groups(bootstrap, "--describe", "--group", group, "--state",
+                                   "--verbose"), group)
+        members = table(share_groups(bootstrap, "--describe", "--group", group, "--members",
+                                     "--verbose"), group)
+        return (state[0]["GROUP-EPOCH"] if state else "",
+                sorted((m["CONSUMER-ID"], m["CLIENT-ID"], m["MEMBER-EPOCH"], m["ASSIGNMENT"])
+                       for m in members))
+
+    try:
+        leave.wait(lambda: leave.of("assigned"), JOIN_TIMEOUT, "three members with assignments")
+        leave.stop()
+        # The two that stay are told the assignment of the group without the third.
+        wait_for(lambda: (lambda d: len(d[1]) == 2 and
+                          {m[2] for m in d[1]} == {d[0]})(described(c.bootstrap)),
+                 JOIN_TIMEOUT, "the two remaining members at the group's epoch")
+        before = described(c.bootstrap)
+        assert int(before[0]) >= 4, before
+
+        coordinator = c.group_coordinator(group)
+        c.kill(coordinator)
+        survivors = ",".join(n.bootstrap for i, n in c.nodes.items() if i != coordinator)
+        wait_for(lambda: c.group_coordinator(group, next(i for i in c.nodes if i != coordinator))
+                 != coordinator, 30, "another broker to coordinate the group")
+        sent = produce(survivors, topic, [f"k-{i:02d}" for i in range(30)], partitions)
+        stay.wait(lambda: {r["value"] for r in stay.records() if r["ack"] == "ACCEPT"}
+                  >= set(sent), 90, "the remaining members to accept what came after the kill")
+        assert described(survivors) == before
+    finally:
+        leave.stop()
+        stay.stop()

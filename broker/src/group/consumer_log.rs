@@ -46,15 +46,17 @@ const UNRELEASED_PARTITIONS: i8 = 2;
 /// One group's records: key to value.
 pub type Records = BTreeMap<Bytes, Bytes>;
 
-/// The group a record of these types belongs to, or `None` for another record.
+/// The group a membership record belongs to, or `None` for another record: these types, and
+/// a share group's (9 to 15, see `share_log`).
 pub fn group_of(key: &Bytes) -> Option<String> {
     let mut r = Reader::new(key.clone());
-    (GROUP_METADATA..=CURRENT_ASSIGNMENT)
+    (GROUP_METADATA..=15)
         .contains(&r.i16()?)
         .then(|| r.string())?
 }
 
-fn key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
+/// A key: `kind`, the group, and the member for a member's record.
+pub(super) fn key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(kind);
     put_str(&mut b, group);
@@ -64,8 +66,8 @@ fn key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
     b.freeze()
 }
 
-/// A value: version 0, `body`, then the value's tagged fields (none, or a classic member's).
-fn value(body: impl FnOnce(&mut BytesMut)) -> Bytes {
+/// A value: version 0, then `body` (which ends with the value's tagged fields).
+pub(super) fn value(body: impl FnOnce(&mut BytesMut)) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(0);
     body(&mut b);
@@ -74,7 +76,7 @@ fn value(body: impl FnOnce(&mut BytesMut)) -> Bytes {
 
 /// `[]TopicPartitions`: topic ids with their partitions; topics without an id (deleted) are
 /// left out.
-fn put_partitions(
+pub(super) fn put_partitions(
     b: &mut BytesMut,
     parts: &BTreeSet<TopicPartition>,
     id_of: &impl Fn(&str) -> Option<Uuid>,
@@ -96,7 +98,8 @@ fn put_partitions(
     }
 }
 
-fn read_partitions(
+/// Reads what `put_partitions` wrote; topics `name_of` does not know are left out.
+pub(super) fn read_partitions(
     r: &mut Reader,
     name_of: &impl Fn(Uuid) -> Option<String>,
 ) -> Option<BTreeSet<TopicPartition>> {
@@ -271,7 +274,8 @@ fn read_classic(data: Bytes) -> Option<ClassicMember> {
     })
 }
 
-fn value_reader(v: &Bytes) -> Option<Reader> {
+/// A reader of a value's body, if it is of version 0.
+pub(super) fn value_reader(v: &Bytes) -> Option<Reader> {
     let mut r = Reader::new(v.clone());
     r.flexible = true;
     (r.i16()? == 0).then_some(r)

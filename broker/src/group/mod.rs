@@ -11,6 +11,7 @@ pub mod consumer;
 mod consumer_log;
 mod mixed;
 pub mod offsets_log;
+mod share_log;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -312,18 +313,21 @@ impl GroupCoordinator {
             }
         })?;
         let now = Instant::now();
+        let topics = self.topic_partition_counts();
+        let name_of = |id| self.cluster.topic_by_id(id).map(|t| t.name.clone());
         let mut groups = self.groups.lock();
         for (group_id, records) in membership {
             let classic = records
                 .get(&classic_log::key(&group_id))
                 .and_then(|v| classic_log::restore(v, now));
-            let rebuilt = consumer_log::rebuild(
-                &records,
-                |id| self.cluster.topic_by_id(id).map(|t| t.name.clone()),
-                now,
-            );
+            let rebuilt = consumer_log::rebuild(&records, name_of, now);
             let g = groups.entry(group_id.clone()).or_insert_with(Group::new);
-            if let Some(consumer) = rebuilt {
+            let share = share_log::rebuild(&records, name_of, &topics, now);
+            if let Some(share) = share {
+                tracing::info!(group = %group_id, epoch = share.group_epoch,
+                    members = share.members.len(), "share group membership loaded");
+                g.share = Some(share);
+            } else if let Some(consumer) = rebuilt {
                 tracing::info!(group = %group_id, epoch = consumer.epoch,
                     members = consumer.members.len(), "consumer group membership loaded");
                 g.consumer = Some(consumer);
@@ -720,7 +724,11 @@ impl GroupCoordinator {
                 writes.push((group_id.clone(), membership_changes(group_id, group, &ids)));
             }
         }
-        self.expire_share_members(&mut groups, now);
+        for group_id in self.expire_share_members(&mut groups, now) {
+            if let Some(group) = groups.get_mut(&group_id) {
+                writes.push((group_id.clone(), membership_changes(&group_id, group, &ids)));
+            }
+        }
         drop(groups);
         for (group_id, records) in writes {
             self.append_membership(&group_id, records);
@@ -728,28 +736,38 @@ impl GroupCoordinator {
     }
 
     /// Removes share group members not heard from within their group's session timeout;
-    /// what they held is released.
-    fn expire_share_members(&self, groups: &mut HashMap<String, Group>, now: Instant) {
+    /// what they held is released. Returns the groups that lost members.
+    fn expire_share_members(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        now: Instant,
+    ) -> Vec<String> {
         let shared: Vec<String> = groups
             .iter()
             .filter(|(_, g)| g.share.as_ref().is_some_and(|s| !s.members.is_empty()))
             .map(|(id, _)| id.clone())
             .collect();
         if shared.is_empty() {
-            return;
+            return shared;
         }
         let topics = self.topic_partition_counts();
+        let mut changed = Vec::new();
         for id in shared {
             let settings = self.share_settings(&id);
             let Some(share) = groups.get_mut(&id).and_then(|g| g.share.as_mut()) else {
                 continue;
             };
-            for member in share.expire(now, settings.session_timeout, &topics) {
+            let expired = share.expire(now, settings.session_timeout, &topics);
+            for member in &expired {
                 tracing::info!(group = %id, member = %member, "share group member session expired");
                 self.shares
-                    .release_member(&id, &member, settings.limits.delivery_count_limit);
+                    .release_member(&id, member, settings.limits.delivery_count_limit);
+            }
+            if !expired.is_empty() {
+                changed.push(id);
             }
         }
+        changed
     }
 
     /// Every topic clients may subscribe to, with its partition count.
@@ -767,14 +785,16 @@ impl GroupCoordinator {
         crate::share::Settings::of(&self.cluster.config, &self.cluster.group_configs(group))
     }
 
-    /// ShareGroupHeartbeat (KIP-932) for `group_id`: joins, heartbeats and leaves a share
-    /// group, answering the member's partitions when they change. A group of another type is
-    /// GROUP_ID_NOT_FOUND, as Kafka answers. A member that leaves gives back what it holds.
+    /// ShareGroupHeartbeat (KIP-932) for `group_id` (blocking): joins, heartbeats and leaves a
+    /// share group, answering the member's partitions when they change, and writes what
+    /// changed to `__consumer_offsets` (the caller may await the returned append). A group of
+    /// another type is GROUP_ID_NOT_FOUND, as Kafka answers. A member that leaves gives back
+    /// what it holds.
     pub fn share_heartbeat(
         &self,
         group_id: &str,
         hb: crate::share::group::Heartbeat,
-    ) -> Result<crate::share::group::HeartbeatAnswer, consumer::Refusal> {
+    ) -> Result<(crate::share::group::HeartbeatAnswer, Option<Appended>), consumer::Refusal> {
         if group_id.is_empty() {
             return Err((
                 ResponseError::InvalidGroupId,
@@ -783,8 +803,7 @@ impl GroupCoordinator {
         }
         let topics = self.topic_partition_counts();
         let member = hb.member_id.clone();
-        let answer = {
-            let mut groups = self.groups.lock();
+        let (answer, appended) = self.change_group(group_id, |groups| {
             let group = groups
                 .entry(group_id.to_string())
                 .or_insert_with(Group::new);
@@ -797,12 +816,13 @@ impl GroupCoordinator {
             group
                 .share
                 .get_or_insert_with(crate::share::group::ShareGroup::new)
-                .heartbeat(hb, &topics, Instant::now())?
-        };
+                .heartbeat(hb, &topics, Instant::now())
+        });
+        let answer = answer?;
         if answer.member_epoch == -1 {
             self.release_share_member(group_id, &member);
         }
-        Ok(answer)
+        Ok((answer, appended))
     }
 
     /// Releases what `member` of share group `group` holds on this node and ends its share
@@ -1370,23 +1390,23 @@ impl GroupCoordinator {
 }
 
 /// What to write of group `group_id`'s membership since its last write: its classic
-/// `GroupMetadata` at each complete generation, or its consumer-protocol records (each
-/// tombstoned once it has none); `ids` are the topics' ids.
+/// `GroupMetadata` at each complete generation, or its consumer-protocol or share group
+/// records (each tombstoned once it has none); `ids` are the topics' ids.
 fn membership_changes(
     group_id: &str,
     g: &mut Group,
     ids: &HashMap<String, uuid::Uuid>,
 ) -> Vec<(Bytes, Option<Bytes>)> {
     let classic = classic_log::value(g);
-    if g.consumer.is_none() && g.persisted.is_empty() && classic == Ok(None) {
+    if g.consumer.is_none() && g.share.is_none() && g.persisted.is_empty() && classic == Ok(None) {
         return Vec::new();
     }
-    let mut now = g
-        .consumer
-        .as_ref()
-        .map_or_else(consumer_log::Records::new, |c| {
-            consumer_log::records(group_id, c, |t| ids.get(t).copied())
-        });
+    let id_of = |t: &str| ids.get(t).copied();
+    let mut now = match (&g.consumer, &g.share) {
+        (Some(c), _) => consumer_log::records(group_id, c, id_of),
+        (None, Some(s)) => share_log::records(group_id, s, id_of),
+        (None, None) => consumer_log::Records::new(),
+    };
     let key = classic_log::key(group_id);
     match classic {
         Ok(Some(value)) => {

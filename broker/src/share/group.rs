@@ -46,7 +46,7 @@ pub struct ShareGroup {
     /// Members by id.
     pub members: BTreeMap<String, ShareMember>,
     /// Subscribed topics and their partition counts as of the last assignment.
-    assigned_over: BTreeMap<String, i32>,
+    pub(crate) assigned_over: BTreeMap<String, i32>,
     /// Every partition the group's members were ever assigned: those it may have state of.
     pub initialized: BTreeSet<TopicPartition>,
 }
@@ -222,7 +222,10 @@ impl ShareGroup {
     }
 
     /// The subscribed topics that exist, with their partition counts.
-    fn subscribed_topics(&self, topics: &BTreeMap<String, i32>) -> BTreeMap<String, i32> {
+    pub(crate) fn subscribed_topics(
+        &self,
+        topics: &BTreeMap<String, i32>,
+    ) -> BTreeMap<String, i32> {
         self.members
             .values()
             .flat_map(|m| &m.subscribed)

@@ -18,7 +18,8 @@ use super::blocking;
 use super::groups::group_denied;
 use super::offsets::OFFSET_COMMIT_TIMEOUT;
 use crate::authz::{Operation, Resource};
-use crate::group::consumer::{Heartbeat, TopicPartition};
+use crate::group::consumer::{Heartbeat, Refusal, TopicPartition};
+use crate::group::Appended;
 use crate::server::dispatch::{sb, Ctx};
 
 /// ConsumerGroupHeartbeat: joins, heartbeats, reconciles and leaves a consumer-protocol group.
@@ -80,22 +81,11 @@ pub async fn consumer_group_heartbeat(
     // answered once the ISR has it, as Kafka's coordinator answers.
     let coordinator = Arc::clone(&ctx.broker.groups);
     let id = group.clone();
-    let answer = match blocking(move || coordinator.consumer_heartbeat(&id, hb)).await {
-        Some(Ok((a, None))) => a,
-        Some(Ok((a, Some(appended)))) => {
-            match appended
-                .committed(ctx.broker.node_id(), OFFSET_COMMIT_TIMEOUT)
-                .await
-            {
-                Ok(()) => a,
-                Err(e) => {
-                    return refuse(e, Some("the group's new state was not replicated".into()))
-                }
-            }
-        }
-        Some(Err((e, message))) => return refuse(e, Some(message)),
-        None => return refuse(ResponseError::CoordinatorNotAvailable, None),
-    };
+    let answer =
+        match membership_written(ctx, move || coordinator.consumer_heartbeat(&id, hb)).await {
+            Ok(a) => a,
+            Err((e, message)) => return refuse(e, message),
+        };
     let assignment = answer.assignment.map(|parts| {
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for (t, p) in parts {
@@ -206,4 +196,22 @@ pub async fn consumer_group_describe(
         })
         .collect();
     Some(ConsumerGroupDescribeResponse::default().with_groups(groups))
+}
+
+/// Runs a group coordinator's membership change `f` on the blocking pool and answers once the
+/// ISR has what it wrote, as Kafka's coordinator answers a heartbeat that changed the group.
+pub(super) async fn membership_written<T: Send + 'static>(
+    ctx: &Ctx<'_>,
+    f: impl FnOnce() -> Result<(T, Option<Appended>), Refusal> + Send + 'static,
+) -> Result<T, (ResponseError, Option<String>)> {
+    match blocking(f).await {
+        Some(Ok((a, None))) => Ok(a),
+        Some(Ok((a, Some(appended)))) => appended
+            .committed(ctx.broker.node_id(), OFFSET_COMMIT_TIMEOUT)
+            .await
+            .map(|()| a)
+            .map_err(|e| (e, Some("the group's new state was not replicated".into()))),
+        Some(Err((e, message))) => Err((e, Some(message))),
+        None => Err((ResponseError::CoordinatorNotAvailable, None)),
+    }
 }

@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::blocking;
+use super::consumer_groups::membership_written;
 use super::groups::group_denied;
 use crate::authz::{Operation, Resource};
 use crate::cluster::Partition;
@@ -66,9 +67,11 @@ pub async fn share_group_heartbeat(
         client_id: ctx.client_id.to_string(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
-    let answer = match ctx.broker.groups.share_heartbeat(&group, hb) {
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let id = group.clone();
+    let answer = match membership_written(ctx, move || coordinator.share_heartbeat(&id, hb)).await {
         Ok(a) => a,
-        Err((e, message)) => return refuse(e, Some(message)),
+        Err((e, message)) => return refuse(e, message),
     };
     let cluster = &ctx.broker.cluster;
     let assignment = answer.assignment.map(|parts| {
