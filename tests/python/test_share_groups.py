@@ -861,3 +861,40 @@ def test_share_members_carry_on_across_a_kill9_of_their_coordinator(failover_clu
     finally:
         leave.stop()
         stay.stop()
+
+
+def test_share_lag_of_a_partition_the_coordinator_holds_no_replica_of(failover_cluster, helper,
+                                                                      tmp_path):
+    """kafka-share-groups --describe on three brokers, for a one-replica partition led by a
+    broker other than the group's coordinator: the coordinator has the share-partition's
+    persisted state but no replica, so it asks the leader for the high watermark (as Kafka
+    does) and reports the real lag, not "-": 0 once the 20 records are accepted, then 5."""
+    from confluent_kafka.admin import NewTopic
+    c = failover_cluster
+    topic, group = fresh("sg-lag"), fresh("sg-lag")
+
+    def found():
+        try:
+            return c.group_coordinator(group)
+        except KafkaException:  # NOT_COORDINATOR while __consumer_offsets is being created
+            return None
+    coordinator = wait_for(found, TIMEOUT, "the group's coordinator")
+    leader = next(i for i in c.nodes if i != coordinator)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[leader]],
+                                  config={"min.insync.replicas": "1"})])[topic].result(TIMEOUT)
+    wait_for(lambda: getattr(c.describe(topic).get(0), "leader", None) == leader, TIMEOUT,
+             f"broker {leader} to lead the topic")
+    n = 20
+    produce(c.bootstrap, topic, [f"l-{i:02d}" for i in range(n)])
+    run = ShareConsumers(helper, tmp_path, "lag", c.bootstrap, group, topic,
+                         group_config={"share.auto.offset.reset": "earliest"})
+    try:
+        run.wait(lambda: len(run.acked_offsets()) == n, JOIN_TIMEOUT, "the 20 records accepted")
+    finally:
+        run.stop()
+    wait_for(lambda: [row[3] for row in offsets_table(c.bootstrap, group)] == [0], TIMEOUT,
+             "no lag once every record is accepted")
+    produce(c.bootstrap, topic, [f"m-{i}" for i in range(5)])
+    [(t, p, start, lag)] = offsets_table(c.bootstrap, group)
+    assert (t, p, lag) == (topic, 0, 5) and start <= n, (t, p, start, lag)

@@ -108,6 +108,8 @@ macro_rules! served_apis {
                 => handlers::share_offsets::initialize_share_group_state;
             ReadShareGroupState(ReadShareGroupStateRequest) 0..=0
                 => handlers::share_offsets::read_share_group_state;
+            ReadShareGroupStateSummary(ReadShareGroupStateSummaryRequest) 0..=0
+                => handlers::share_offsets::read_share_group_state_summary;
             WriteShareGroupState(WriteShareGroupStateRequest) 0..=0
                 => handlers::share_offsets::write_share_group_state;
             DeleteShareGroupState(DeleteShareGroupStateRequest) 0..=0

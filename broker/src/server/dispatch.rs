@@ -468,6 +468,7 @@ no_throttle_time!(
     WriteTxnMarkersResponse,
     InitializeShareGroupStateResponse,
     ReadShareGroupStateResponse,
+    ReadShareGroupStateSummaryResponse,
     WriteShareGroupStateResponse,
     DeleteShareGroupStateResponse,
     SaslHandshakeResponse,

@@ -48,7 +48,7 @@ fn share_group_apis_answer_at_every_advertised_version() {
     group_reads_from_the_start(&mut c);
     join_and_describe(&mut c, topic_id);
     fetch_acknowledge_and_redeliver(&mut c, topic_id);
-    start_offsets_reset_and_delete(&mut c);
+    start_offsets_reset_and_delete(&mut c, topic_id);
     a_classic_group_is_no_share_group(&mut c);
 }
 
@@ -235,7 +235,7 @@ fn fetch_acknowledge_and_redeliver(c: &mut Conn, topic_id: Uuid) {
     }
 }
 
-fn start_offsets_reset_and_delete(c: &mut Conn) {
+fn start_offsets_reset_and_delete(c: &mut Conn, topic_id: Uuid) {
     use kafka_protocol::messages::alter_share_group_offsets_request::{
         AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
     };
@@ -257,6 +257,31 @@ fn start_offsets_reset_and_delete(c: &mut Conn) {
         assert_eq!(d.groups[0].error_code, 0);
         // Offsets 0 and 1 were accepted; 2 is available again.
         assert_eq!(d.groups[0].topics[0].partitions[0].start_offset, 2);
+    }
+    // The share coordinator's summary of the same state (what Kafka's group coordinator asks
+    // its share coordinator for): the start offset, and nothing for a partition without state.
+    for v in versions(ApiKey::ReadShareGroupStateSummary) {
+        use kafka_protocol::messages::read_share_group_state_summary_request as summary;
+        let r = c.call(
+            v,
+            &ReadShareGroupStateSummaryRequest::default()
+                .with_group_id(s(GROUP))
+                .with_topics(vec![summary::ReadStateSummaryData::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(
+                        [0, 7]
+                            .map(|p| summary::PartitionData::default().with_partition(p))
+                            .to_vec(),
+                    )]),
+        );
+        let parts = &r.results[0].partitions;
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.partition, p.error_code, p.start_offset))
+                .collect::<Vec<_>>(),
+            [(0, 0, 2), (7, 0, -1)]
+        );
     }
     // Offsets change only in an empty group.
     let alter = AlterShareGroupOffsetsRequest::default()

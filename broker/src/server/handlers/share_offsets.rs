@@ -6,6 +6,7 @@
 //! live copy of what it serves.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
@@ -13,10 +14,14 @@ use uuid::Uuid;
 
 use super::groups::group_denied;
 use crate::authz::{Operation, Resource};
+use crate::cluster::Partition;
 use crate::server::dispatch::{sb, Ctx};
 use crate::share::coordinator::Op;
 use crate::share::state_log::{Snapshot, StateBatch, AVAILABLE};
 use crate::share::Key;
+
+/// How long a partition's leader has to tell its high watermark.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why `group`'s share offsets cannot be read or changed here, if so.
 fn share_group_refused(
@@ -80,15 +85,12 @@ fn lag_of(s: &Snapshot, hw: i64) -> i64 {
 }
 
 /// The start offset and lag of share-partition `key` (`-1`: not known): the live state when
-/// this node leads the partition, else the persisted one, whose lag needs a local replica's
-/// high watermark.
+/// this node leads the partition, else the persisted one, whose lag is measured against a
+/// local replica's high watermark or, without one, the leader's (ListOffsets latest).
 async fn offsets_of(ctx: &Ctx<'_>, key: &Key) -> Result<(i64, i64), ResponseError> {
     let groups = &ctx.broker.groups;
-    let partition = ctx
-        .broker
-        .cluster
-        .topic_by_id(key.1)
-        .and_then(|t| t.partition(key.2));
+    let topic = ctx.broker.cluster.topic_by_id(key.1);
+    let partition = topic.as_ref().and_then(|t| t.partition(key.2));
     let hw = partition
         .as_ref()
         .filter(|p| p.log().is_some())
@@ -97,10 +99,43 @@ async fn offsets_of(ctx: &Ctx<'_>, key: &Key) -> Result<(i64, i64), ResponseErro
         let sp = sp.lock();
         return Ok((sp.start_offset(), sp.lag(hw)));
     }
-    Ok(match groups.share_states.call(key, Op::Read).await? {
-        Some(s) if s.start_offset >= 0 => (s.start_offset, hw.map_or(-1, |hw| lag_of(&s, hw))),
-        _ => (-1, -1),
-    })
+    let Some(s) = groups
+        .share_states
+        .call(key, Op::Read)
+        .await?
+        .filter(|s| s.start_offset >= 0)
+    else {
+        return Ok((-1, -1));
+    };
+    let hw = match (hw, &topic, &partition) {
+        (Some(hw), _, _) => Some(hw),
+        (None, Some(t), Some(p)) => leader_high_watermark(ctx, &t.name, p).await,
+        _ => None,
+    };
+    Ok((s.start_offset, hw.map_or(-1, |hw| lag_of(&s, hw))))
+}
+
+/// The high watermark of `partition` of `topic` as its leader answers ListOffsets (latest),
+/// or `None` when the leader cannot be asked.
+async fn leader_high_watermark(ctx: &Ctx<'_>, topic: &str, partition: &Partition) -> Option<i64> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let leader = partition.state().leader;
+    let cluster = &ctx.broker.cluster;
+    let mut client = crate::peer::connect_broker(cluster, leader, LEADER_TIMEOUT).await?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(sb(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition.index)
+                .with_timestamp(-1)])]);
+    let response = tokio::time::timeout(LEADER_TIMEOUT, client.send(request))
+        .await
+        .ok()?
+        .map_err(|e| tracing::debug!(leader, error = %e, "ListOffsets for a share lag failed"))
+        .ok()?;
+    let p = response.topics.first()?.partitions.first()?;
+    (p.error_code == 0).then_some(p.offset)
 }
 
 /// Every share-partition of `group` (topic name → partitions) this node can name: those it
@@ -437,6 +472,52 @@ pub async fn read_share_group_state(
         })
         .collect();
     Some(ReadShareGroupStateResponse::default().with_results(results))
+}
+
+/// ReadShareGroupStateSummary (at the share coordinator): each share-partition's state and
+/// leader epochs and start offset, without its in-flight batches (start offset -1 and state
+/// epoch 0 for one with no state, as ReadShareGroupState answers).
+pub async fn read_share_group_state_summary(
+    ctx: &Ctx<'_>,
+    req: ReadShareGroupStateSummaryRequest,
+) -> Option<ReadShareGroupStateSummaryResponse> {
+    use kafka_protocol::messages::read_share_group_state_summary_response as r;
+    let parts = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic_id, p.partition, Op::Read))
+        })
+        .collect();
+    let results = each_partition(ctx, &req.group_id, parts).await;
+    let results = by_topic(results)
+        .into_iter()
+        .map(|(topic, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(p, result)| {
+                    let base = r::PartitionResult::default()
+                        .with_partition(p)
+                        .with_start_offset(-1)
+                        .with_leader_epoch(-1);
+                    match result {
+                        Err(e) => base.with_error_code(e.code()),
+                        Ok(None) => base,
+                        Ok(Some(s)) => base
+                            .with_state_epoch(s.state_epoch)
+                            .with_leader_epoch(s.leader_epoch)
+                            .with_start_offset(s.start_offset),
+                    }
+                })
+                .collect();
+            r::ReadStateSummaryResult::default()
+                .with_topic_id(topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Some(ReadShareGroupStateSummaryResponse::default().with_results(results))
 }
 
 /// The per-partition answers of the share state RPCs that change state.
