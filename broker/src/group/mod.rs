@@ -312,42 +312,31 @@ impl GroupCoordinator {
                 _ => {}
             }
         })?;
-        let now = Instant::now();
-        let topics = self.topic_partition_counts();
-        let name_of = |id| self.cluster.topic_by_id(id).map(|t| t.name.clone());
-        let mut groups = self.groups.lock();
-        for (group_id, records) in membership {
-            let classic = records
-                .get(&classic_log::key(&group_id))
-                .and_then(|v| classic_log::restore(v, now));
-            let rebuilt = consumer_log::rebuild(&records, name_of, now);
-            let g = groups.entry(group_id.clone()).or_insert_with(Group::new);
-            let share = share_log::rebuild(&records, name_of, &topics, now);
-            if let Some(share) = share {
-                tracing::info!(group = %group_id, epoch = share.group_epoch,
-                    members = share.members.len(), "share group membership loaded");
-                g.share = Some(share);
-            } else if let Some(consumer) = rebuilt {
-                tracing::info!(group = %group_id, epoch = consumer.epoch,
-                    members = consumer.members.len(), "consumer group membership loaded");
-                g.consumer = Some(consumer);
-            } else if let Some(c) = classic {
-                tracing::info!(group = %group_id, generation = c.generation,
-                    members = c.members.len(), "classic group membership loaded");
-                *g = Group {
-                    offsets: std::mem::take(&mut g.offsets),
-                    ..c
-                };
-            }
-            g.persisted = records;
-        }
-        drop(groups);
+        self.restore_membership(membership);
         // What the log left of this partition's groups is kept if it holds anything; other
         // partitions' groups (a share group has no offsets) are not this load's business.
         self.groups.lock().retain(|name, g| {
             offsets_log::partition_for(name, count) != p.index || g.holds_state()
         });
         Ok(loaded)
+    }
+
+    /// Rebuilds each group of `membership` (its records by key, as a partition's log left
+    /// them); every member's session starts over now.
+    fn restore_membership(&self, membership: HashMap<String, consumer_log::Records>) {
+        let now = Instant::now();
+        let topics = self.topic_partition_counts();
+        let name_of = |id| self.cluster.topic_by_id(id).map(|t| t.name.clone());
+        let mut groups = self.groups.lock();
+        for (group_id, records) in membership {
+            let g = groups.entry(group_id.clone()).or_insert_with(Group::new);
+            if let Some((kind, epoch, members)) =
+                restore_group(g, &group_id, &records, name_of, &topics, now)
+            {
+                tracing::info!(group = %group_id, kind, epoch, members, "group membership loaded");
+            }
+            g.persisted = records;
+        }
     }
 
     /// JoinGroup: returns at once or a receiver that resolves when the rebalance completes.
@@ -1387,6 +1376,36 @@ impl GroupCoordinator {
     pub fn group_count(&self) -> usize {
         self.groups.lock().len()
     }
+}
+
+/// Restores into `g` the group `records` hold: a share, consumer-protocol or classic group,
+/// whichever they hold (`name_of` names a topic id, `topics` are the cluster's partition
+/// counts). Returns its kind, epoch (or generation) and member count, if it held one.
+fn restore_group(
+    g: &mut Group,
+    group_id: &str,
+    records: &consumer_log::Records,
+    name_of: impl Fn(uuid::Uuid) -> Option<String> + Copy,
+    topics: &BTreeMap<String, i32>,
+    now: Instant,
+) -> Option<(&'static str, i32, usize)> {
+    if let Some(share) = share_log::rebuild(records, name_of, topics, now) {
+        let loaded = ("share", share.group_epoch, share.members.len());
+        g.share = Some(share);
+        return Some(loaded);
+    }
+    if let Some(consumer) = consumer_log::rebuild(records, name_of, now) {
+        let loaded = ("consumer", consumer.epoch, consumer.members.len());
+        g.consumer = Some(consumer);
+        return Some(loaded);
+    }
+    let classic = classic_log::restore(records.get(&classic_log::key(group_id))?, now)?;
+    let loaded = ("classic", classic.generation, classic.members.len());
+    *g = Group {
+        offsets: std::mem::take(&mut g.offsets),
+        ..classic
+    };
+    Some(loaded)
 }
 
 /// What to write of group `group_id`'s membership since its last write: its classic
