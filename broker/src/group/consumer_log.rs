@@ -66,6 +66,15 @@ pub(super) fn key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
     b.freeze()
 }
 
+/// A key's record type and, for the `member_kinds`, its member id.
+pub(super) fn split_key(key: &Bytes, member_kinds: [i16; 3]) -> Option<(i16, Option<String>)> {
+    let mut r = Reader::new(key.clone());
+    let kind = r.i16()?;
+    r.string()?;
+    let member = member_kinds.contains(&kind).then(|| r.string()).flatten();
+    Some((kind, member))
+}
+
 /// A value: version 0, then `body` (which ends with the value's tagged fields).
 pub(super) fn value(body: impl FnOnce(&mut BytesMut)) -> Bytes {
     let mut b = BytesMut::new();
@@ -294,12 +303,7 @@ pub fn rebuild(
     let mut targets: BTreeMap<String, BTreeSet<TopicPartition>> = BTreeMap::new();
     let mut current = BTreeMap::new();
     for (k, v) in records {
-        let mut kr = Reader::new(k.clone());
-        let kind = kr.i16()?;
-        kr.string()?;
-        let member = matches!(kind, MEMBER_METADATA | TARGET_MEMBER | CURRENT_ASSIGNMENT)
-            .then(|| kr.string())
-            .flatten();
+        let (kind, member) = split_key(k, [MEMBER_METADATA, TARGET_MEMBER, CURRENT_ASSIGNMENT])?;
         let mut r = value_reader(v)?;
         match (kind, member) {
             (GROUP_METADATA, _) => {

@@ -18,7 +18,9 @@ use bytes::{BufMut, BytesMut};
 use uuid::Uuid;
 
 use super::consumer::TopicPartition;
-use super::consumer_log::{key, put_partitions, read_partitions, value, value_reader, Records};
+use super::consumer_log::{
+    key, put_partitions, read_partitions, split_key, value, value_reader, Records,
+};
 use crate::protocol::fields::{
     put_compact_len, put_compact_nullable_str, put_compact_str, put_no_tags, Reader,
 };
@@ -196,12 +198,7 @@ pub fn rebuild(
     let mut targets = BTreeMap::new();
     let mut told = BTreeMap::new();
     for (k, v) in records {
-        let mut kr = Reader::new(k.clone());
-        let kind = kr.i16()?;
-        kr.string()?;
-        let member = matches!(kind, MEMBER_METADATA | TARGET_MEMBER | CURRENT_ASSIGNMENT)
-            .then(|| kr.string())
-            .flatten();
+        let (kind, member) = split_key(k, [MEMBER_METADATA, TARGET_MEMBER, CURRENT_ASSIGNMENT])?;
         let mut r = value_reader(v)?;
         match (kind, member) {
             (GROUP_METADATA, _) => {

@@ -421,22 +421,27 @@ fn by_topic<T>(results: Vec<(Uuid, i32, T)>) -> Vec<(Uuid, Vec<(i32, T)>)> {
     out
 }
 
+/// The reads a ReadShareGroupState or ReadShareGroupStateSummary request asks for.
+macro_rules! reads {
+    ($req:expr) => {
+        $req.topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.topic_id, p.partition, Op::Read))
+            })
+            .collect()
+    };
+}
+
 /// ReadShareGroupState: a share-partition's persisted state (start offset -1: none).
 pub async fn read_share_group_state(
     ctx: &Ctx<'_>,
     req: ReadShareGroupStateRequest,
 ) -> Option<ReadShareGroupStateResponse> {
     use kafka_protocol::messages::read_share_group_state_response as r;
-    let parts = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.topic_id, p.partition, Op::Read))
-        })
-        .collect();
-    let results = each_partition(ctx, &req.group_id, parts).await;
+    let results = each_partition(ctx, &req.group_id, reads!(req)).await;
     let results = by_topic(results)
         .into_iter()
         .map(|(topic, parts)| {
@@ -482,16 +487,7 @@ pub async fn read_share_group_state_summary(
     req: ReadShareGroupStateSummaryRequest,
 ) -> Option<ReadShareGroupStateSummaryResponse> {
     use kafka_protocol::messages::read_share_group_state_summary_response as r;
-    let parts = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.topic_id, p.partition, Op::Read))
-        })
-        .collect();
-    let results = each_partition(ctx, &req.group_id, parts).await;
+    let results = each_partition(ctx, &req.group_id, reads!(req)).await;
     let results = by_topic(results)
         .into_iter()
         .map(|(topic, parts)| {
