@@ -1158,6 +1158,22 @@ impl GroupCoordinator {
         (out, self.append_membership(group_id, records))
     }
 
+    /// All that has been written to group `group_id`'s `__consumer_offsets` partition so far
+    /// (if this node has it), to wait on before answering a request whose change was
+    /// written there, or is pending in the same log.
+    pub fn written(&self, group_id: &str) -> Option<Appended> {
+        let topic = self.cluster.topic(CONSUMER_OFFSETS)?;
+        let partition = topic.partition(offsets_log::partition_for(
+            group_id,
+            topic.partition_count(),
+        ))?;
+        Some(Appended {
+            next_offset: partition.log_end_offset(),
+            epoch: partition.leader_epoch(),
+            partition,
+        })
+    }
+
     /// Every topic's id by name.
     fn topic_ids(&self) -> HashMap<String, uuid::Uuid> {
         self.cluster

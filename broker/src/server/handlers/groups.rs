@@ -15,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::blocking;
+use super::offsets::OFFSET_COMMIT_TIMEOUT;
 use crate::authz::{Operation, Resource};
 use crate::group::{JoinRequest, JoinResult};
 use crate::server::dispatch::{sb, Ctx};
@@ -226,6 +227,15 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
             Ok(r) => r,
             Err(rx) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
         };
+    // The generation's GroupMetadata was written when the leader's assignment arrived: as
+    // Kafka's coordinator, answer once the ISR has it, so the generation outlives a failover.
+    let outcome = match (outcome, ctx.broker.groups.written(&req.group_id.0)) {
+        (Ok(assignment), Some(written)) => written
+            .committed(ctx.broker.node_id(), OFFSET_COMMIT_TIMEOUT)
+            .await
+            .map(|()| assignment),
+        (outcome, _) => outcome,
+    };
     Some(match outcome {
         Ok(assignment) => SyncGroupResponse::default()
             .with_protocol_type(req.protocol_type)
