@@ -144,8 +144,8 @@ pub(super) struct Group {
     /// A share group's membership (KIP-932): set once a share member has heartbeated, and
     /// then the group is nothing else.
     pub(super) share: Option<crate::share::group::ShareGroup>,
-    /// The consumer-protocol membership records last written to (or loaded from)
-    /// `__consumer_offsets`, to write only what changes.
+    /// The membership records (classic, consumer-protocol or share) last written to (or
+    /// loaded from) `__consumer_offsets`, to write only what changes.
     pub(super) persisted: super::consumer_log::Records,
 }
 
