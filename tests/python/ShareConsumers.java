@@ -10,6 +10,7 @@
 //   {"event":"acked","consumer":I,"partition":P,"offsets":[...],"error":null|"Class: msg"}
 //                                                         the broker's answer to acknowledgements
 //                                                         (the acknowledgement commit callback)
+//   {"event":"polled","consumer":I,"count":N}             a poll returned N > 0 records
 //   {"event":"holding","consumer":I}                      hold=true: records kept unacknowledged
 //   {"event":"error","consumer":I,"error":"Class","message":M}   poll threw; the consumer closes
 //   {"event":"closed","consumer":I}                       close() returned
@@ -29,6 +30,9 @@
 //   await-members=N               report "assigned" once the group has N members with assignments
 //   hold=true                     acknowledge nothing: after the first poll that returns records
 //                                 stop polling until told to stop
+//   renew-for-ms=N                explicit: RENEW a record (AcknowledgeType.RENEW, KIP-1222)
+//                                 until N ms after it was first received, then ACCEPT it;
+//                                 after a poll with renewals sleep renew-every-ms (default 3000)
 //
 // It runs until stdin ends or reads a line "stop": then each consumer closes, and the process
 // exits 0. Run it with the jars of scripts/kafka-dist.sh on the class path.
@@ -196,6 +200,9 @@ public class ShareConsumers {
         Set<String> release = csv(args.get("release")), reject = csv(args.get("reject"));
         boolean hold = Boolean.parseBoolean(args.getOrDefault("hold", "false"));
         long processMs = Long.parseLong(args.getOrDefault("process-ms", "0"));
+        long renewForMs = Long.parseLong(args.getOrDefault("renew-for-ms", "0"));
+        long renewEveryMs = Long.parseLong(args.getOrDefault("renew-every-ms", "3000"));
+        Map<String, Long> firstSeen = new HashMap<>();
 
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, args.get("bootstrap"));
@@ -231,12 +238,21 @@ public class ShareConsumers {
                     break;
                 }
                 String lock = c.acquisitionLockTimeoutMs().map(String::valueOf).orElse("null");
+                if (!records.isEmpty()) {
+                    emit("{\"event\":\"polled\",\"consumer\":" + index + ",\"count\":" + records.count() + "}");
+                }
+                boolean renewed = false;
                 for (ConsumerRecord<String, String> r : records) {
                     AcknowledgeType ack;
+                    long seen = firstSeen.computeIfAbsent(r.partition() + ":" + r.offset(),
+                                                          k -> System.currentTimeMillis());
                     if (hold) {
                         ack = null;
                     } else if (!explicit) {
                         ack = AcknowledgeType.ACCEPT;  // implicitly, by the next poll
+                    } else if (System.currentTimeMillis() < seen + renewForMs) {
+                        ack = AcknowledgeType.RENEW;
+                        renewed = true;
                     } else if (reject.contains(r.value())) {
                         ack = AcknowledgeType.REJECT;
                     } else if (release.contains(r.value())
@@ -262,6 +278,9 @@ public class ShareConsumers {
                     emit("{\"event\":\"holding\",\"consumer\":" + index + "}");
                 } else if (explicit && !records.isEmpty()) {
                     c.commitSync(Duration.ofSeconds(30));
+                    if (renewed) {
+                        Thread.sleep(renewEveryMs);
+                    }
                 }
             }
         } catch (Exception e) {

@@ -190,11 +190,14 @@ class ShareConsumers:
                 + f"\n--- {self.name} stderr (tail) ---\n{tail(self.stderr_path, 60)}")
 
 
-def produce(bootstrap: str, topic: str, values: list[str], partitions: int = 1) -> list[str]:
+def produce(bootstrap: str, topic: str, values: list[str], partitions: int = 1,
+            one_batch: bool = False) -> list[str]:
     """`values` to `topic`, round-robin over `partitions`, one record per batch (so that a
-    share fetch can hand out any number of them), all acknowledged."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0,
-                  "batch.num.messages": 1})
+    share fetch can hand out any number of them) or, with `one_batch`, all in one batch per
+    partition; all acknowledged."""
+    batching = ({"linger.ms": 2000, "batch.num.messages": 10000} if one_batch
+                else {"linger.ms": 0, "batch.num.messages": 1})
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **batching})
     log = DeliveryLog()
     for i, v in enumerate(values):
         p.produce(topic, value=v.encode(), partition=i % partitions, on_delivery=log)
@@ -420,6 +423,100 @@ def test_records_a_consumer_sits_on_go_to_another_after_the_acquisition_lock(
     # allows (slack for the time the lines took to reach this process).
     waited = min(t for t, _ in again) - got_at
     assert waited >= MIN_LOCK_MS / 1000 - 3, f"redelivered after only {waited:.1f}s"
+
+
+def test_record_limit_mode_acquires_no_more_than_max_poll_records(bootstrap, topic_name, helper,
+                                                                  tmp_path):
+    """share.acquire.mode=record_limit (ShareFetch v2's ShareAcquireMode 1): a consumer with
+    max.poll.records=3 that holds its first poll holds 3 records of a 20-record batch, not the
+    whole batch as batch_optimized would; another consumer gets the other 17, each delivered for
+    the first time (the held 3 come to it only once their lock has run out, delivered twice),
+    and no poll of either returns more than 3."""
+    group = fresh("sg-limit")
+    create_topic(bootstrap, topic_name, 1)
+    sent = produce(bootstrap, topic_name, [f"r-{i}" for i in range(20)], one_batch=True)
+    config = {"share.auto.offset.reset": "earliest",
+              "share.record.lock.duration.ms": str(MIN_LOCK_MS)}
+    limited = {"share.acquire.mode": "record_limit", "max.poll.records": "3"}
+    first = ShareConsumers(helper, tmp_path, "limited-holder", bootstrap, group, topic_name,
+                           hold="true", group_config=config, consumer_config=limited)
+    second = None
+    try:
+        first.wait(lambda: first.of("holding"), JOIN_TIMEOUT, "the first consumer to hold records")
+        held = sorted(e["value"] for e in first.records())
+        assert len(held) == 3, first.report()
+        second = ShareConsumers(helper, tmp_path, "limited-rest", bootstrap, group, topic_name,
+                                mode="explicit", consumer_config=limited)
+        second.wait(lambda: len(second.acked_offsets()) >= 17, JOIN_TIMEOUT,
+                    "the other 17 records to go to the second consumer")
+        assert first.of("error") == [] and first.proc.poll() is None, first.report()
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+    fresh_ones = sorted(e["value"] for e in second.records() if e["deliveryCount"] == 1)
+    assert fresh_ones == sorted(set(sent) - set(held)), second.report()
+    assert max(e["count"] for e in first.of("polled") + second.of("polled")) <= 3
+
+
+def test_a_record_released_from_the_middle_of_a_batch_is_redelivered(bootstrap, topic_name,
+                                                                      helper, tmp_path):
+    """Ten records produced in one batch; the consumer accepts all but the sixth, which it
+    releases every time: the sixth comes back (the broker reads the whole batch around it) and
+    is archived at share.delivery.count.limit=3; the rest are delivered once."""
+    group = fresh("sg-mid")
+    create_topic(bootstrap, topic_name, 1)
+    sent = produce(bootstrap, topic_name, [f"m-{i}" for i in range(10)], one_batch=True)
+    c = ShareConsumers(helper, tmp_path, "middle", bootstrap, group, topic_name, mode="explicit",
+                       release="m-5",
+                       group_config={"share.auto.offset.reset": "earliest",
+                                     "share.delivery.count.limit": "3"})
+    try:
+        c.wait(lambda: [e["deliveryCount"] for e in c.records() if e["value"] == "m-5"]
+               == [1, 2, 3], JOIN_TIMEOUT, "the released record's three deliveries")
+    finally:
+        c.stop()
+    others = sorted((e["value"], e["deliveryCount"]) for e in c.records() if e["value"] != "m-5")
+    assert others == [(v, 1) for v in sorted(sent) if v != "m-5"], c.report()
+
+
+def test_a_consumer_renews_its_locks_while_it_works_and_nobody_else_gets_the_records(
+        bootstrap, topic_name, helper, tmp_path):
+    """AcknowledgeType.RENEW (KIP-1222, ShareAcknowledge/ShareFetch v2 with IsRenewAck): a
+    consumer works 25 s on 5 records under a 15 s acquisition lock, renewing the locks every
+    3 s, then accepts them. A second consumer of the group, started once the first has the
+    records, gets none of them; each record was delivered once, and every renewal and
+    acknowledgement was accepted."""
+    group = fresh("sg-renew")
+    create_topic(bootstrap, topic_name, 1)
+    sent = produce(bootstrap, topic_name, [f"w-{i}" for i in range(5)])
+    config = {"share.auto.offset.reset": "earliest",
+              "share.record.lock.duration.ms": str(MIN_LOCK_MS)}
+    worker = ShareConsumers(helper, tmp_path, "renewer", bootstrap, group, topic_name,
+                            mode="explicit", renew_for_ms="25000", renew_every_ms="3000",
+                            group_config=config)
+    other = None
+    try:
+        worker.wait(lambda: len({e["value"] for e in worker.records()}) == len(sent),
+                    JOIN_TIMEOUT, "the worker to get the records")
+        other = ShareConsumers(helper, tmp_path, "bystander", bootstrap, group, topic_name,
+                               mode="explicit")
+        worker.wait(lambda: len([e for e in worker.records() if e["ack"] == "ACCEPT"])
+                    == len(sent), 90, "the worker to accept the records after its work")
+        other.wait(lambda: other.of("started"), JOIN_TIMEOUT, "the bystander to subscribe")
+    finally:
+        if other is not None:
+            other.stop()
+        worker.stop()
+    records = worker.records()
+    renews = [e for e in records if e["ack"] == "RENEW"]
+    assert renews, worker.report()
+    accepted = sorted(e["value"] for e in records if e["ack"] == "ACCEPT")
+    assert accepted == sorted(sent)
+    assert {e["deliveryCount"] for e in records} == {1}, worker.report()
+    assert other.records() == [], other.report()
+    acked = worker.acked_offsets()   # fails on a refused renewal or acknowledgement
+    assert {o for _, o in acked} == set(range(len(sent)))
 
 
 @pytest.mark.parametrize("end", ["close", "kill"])

@@ -102,8 +102,8 @@ macro_rules! served_apis {
                 => handlers::share::share_group_heartbeat;
             ShareGroupDescribe(ShareGroupDescribeRequest) 1..=1
                 => handlers::share::share_group_describe;
-            ShareFetch(ShareFetchRequest) 1..=1 => handlers::share::share_fetch;
-            ShareAcknowledge(ShareAcknowledgeRequest) 1..=1 => handlers::share::share_acknowledge;
+            ShareFetch(ShareFetchRequest) 1..=2 => handlers::share::share_fetch;
+            ShareAcknowledge(ShareAcknowledgeRequest) 1..=2 => handlers::share::share_acknowledge;
             InitializeShareGroupState(InitializeShareGroupStateRequest) 0..=0
                 => handlers::share_offsets::initialize_share_group_state;
             ReadShareGroupState(ReadShareGroupStateRequest) 0..=0

@@ -297,6 +297,8 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// Whether the group reads only committed transactional records.
     pub read_committed: bool,
+    /// Whether members may renew acquisition locks (`share.renew.acknowledge.enable`).
+    pub renew_enabled: bool,
 }
 
 impl Settings {
@@ -337,6 +339,9 @@ impl Settings {
             read_committed: configs
                 .get("share.isolation.level")
                 .is_some_and(|v| v.trim() == "read_committed"),
+            renew_enabled: configs
+                .get("share.renew.acknowledge.enable")
+                .is_none_or(|v| v.trim() != "false"),
         }
     }
 }

@@ -21,6 +21,31 @@ pub const ACCEPT: i8 = 1;
 pub const RELEASE: i8 = 2;
 /// The record could not be processed and must not be delivered again.
 pub const REJECT: i8 = 3;
+/// The member still works on the record: its acquisition lock starts again (KIP-1222; only in
+/// requests of version 2 that say `IsRenewAck`).
+pub const RENEW: i8 = 4;
+
+/// Whether an acknowledgement may renew acquisition locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The request may not carry RENEW (before version 2, or without `IsRenewAck`): a RENEW
+    /// is INVALID_REQUEST.
+    NotInRequest,
+    /// The group's `share.renew.acknowledge.enable` is off: INVALID_RECORD_STATE.
+    Disabled,
+    /// A renewed lock runs until then.
+    Until(Instant),
+}
+
+/// How records are acquired for a fetch (ShareFetch v2's `ShareAcquireMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireMode {
+    /// Whole batches of new records, so a fetch may get more than it asked for.
+    BatchOptimized,
+    /// At most the number asked for: a batch is split, its records past the limit stay
+    /// available for the next fetch.
+    RecordLimit,
+}
 
 /// An in-flight record: available, or acquired by `member` until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +228,8 @@ impl SharePartition {
 
     /// Acquires for `member`, until `now` plus the lock duration, the `redeliver` offsets (from
     /// [`SharePartition::available`]) found in `batches`, and, when `read_new`, the records of
-    /// the batches at or past the end, batch by batch until `max_records` are acquired in all.
+    /// the batches at or past the end, batch by batch until `max_records` are acquired in all
+    /// (in [`AcquireMode::RecordLimit`], record by record up to exactly `max_records`).
     /// Returns the acquired ranges and the number of batches that carry them (the rest of
     /// what was read can be left out of the answer).
     pub fn acquire(
@@ -211,7 +237,7 @@ impl SharePartition {
         member: &str,
         redeliver: &[i64],
         batches: &[ReadBatch],
-        (read_new, max_records): (bool, usize),
+        fetch: (bool, usize, AcquireMode),
         now: Instant,
         limits: &Limits,
     ) -> (Vec<Acquired>, usize) {
@@ -222,6 +248,7 @@ impl SharePartition {
         };
         let mut taken: Vec<(i64, i16)> = Vec::new();
         let mut used = 0;
+        let (read_new, max_records, mode) = fetch;
         for (i, b) in batches.iter().enumerate() {
             let before = taken.len();
             for &o in redeliver.iter().filter(|&&o| o >= b.base && o <= b.last) {
@@ -235,14 +262,19 @@ impl SharePartition {
             if read_new && b.last >= self.end && taken.len() < max_records {
                 if !b.skip {
                     for o in new_from..=b.last {
+                        // Past the limit in record_limit mode the rest of the batch is in
+                        // flight but not yet delivered.
+                        let take = mode == AcquireMode::BatchOptimized || taken.len() < max_records;
                         self.records.insert(
                             o,
                             InFlight {
-                                lock: lock(),
-                                deliveries: 1,
+                                lock: if take { lock() } else { Lock::Available },
+                                deliveries: i16::from(take),
                             },
                         );
-                        taken.push((o, 1));
+                        if take {
+                            taken.push((o, 1));
+                        }
                     }
                 }
                 self.end = b.last + 1;
@@ -269,21 +301,30 @@ impl SharePartition {
     /// Applies `member`'s acknowledgement of `first..=last`: one type for the whole range, or
     /// one per offset. Every offset must be acquired by `member` (a gap, which has no record,
     /// may also be already complete), else nothing changes and the answer is
-    /// INVALID_RECORD_STATE, as Kafka answers a late or foreign acknowledgement.
+    /// INVALID_RECORD_STATE, as Kafka answers a late or foreign acknowledgement. A RENEW
+    /// keeps the record acquired, its lock running again from now, as `renewal` allows.
     pub fn acknowledge(
         &mut self,
         member: &str,
         (first, last): (i64, i64),
         types: &[i8],
-        limit: i16,
+        (limit, renewal): (i16, Renewal),
     ) -> Result<(), ResponseError> {
         let count = last.checked_sub(first).map(|d| d + 1).unwrap_or(0);
+        let highest = if renewal == Renewal::NotInRequest {
+            REJECT
+        } else {
+            RENEW
+        };
         if count <= 0
             || types.is_empty()
             || (types.len() != 1 && types.len() as i64 != count)
-            || types.iter().any(|t| !(GAP..=REJECT).contains(t))
+            || types.iter().any(|t| !(GAP..=highest).contains(t))
         {
             return Err(ResponseError::InvalidRequest);
+        }
+        if renewal == Renewal::Disabled && types.contains(&RENEW) {
+            return Err(ResponseError::InvalidRecordState);
         }
         let kind = |o: i64| {
             if types.len() == 1 {
@@ -303,6 +344,14 @@ impl SharePartition {
         for o in first..=last {
             match kind(o) {
                 RELEASE => self.make_available(o, limit),
+                RENEW => {
+                    if let (Some(r), Renewal::Until(until)) = (self.records.get_mut(&o), renewal) {
+                        r.lock = Lock::Acquired {
+                            member: member.to_string(),
+                            until,
+                        };
+                    }
+                }
                 _ => {
                     self.records.remove(&o);
                 }
@@ -344,6 +393,9 @@ impl SharePartition {
 mod tests {
     use super::*;
 
+    const BO: AcquireMode = AcquireMode::BatchOptimized;
+    const NO_RENEW: (i16, Renewal) = (3, Renewal::NotInRequest);
+
     fn limits() -> Limits {
         Limits {
             lock_duration: Duration::from_secs(30),
@@ -368,7 +420,7 @@ mod tests {
             "a",
             &[],
             &[batch(0, 4), batch(5, 9), batch(10, 14)],
-            (true, 6),
+            (true, 6, BO),
             now,
             &limits(),
         );
@@ -384,11 +436,11 @@ mod tests {
         assert_eq!(used, 2);
         assert_eq!(sp.end_offset(), 10);
         assert_eq!(sp.start_offset(), 0);
-        sp.acknowledge("a", (0, 4), &[ACCEPT], 3).unwrap();
+        sp.acknowledge("a", (0, 4), &[ACCEPT], NO_RENEW).unwrap();
         assert_eq!(sp.start_offset(), 5);
         // Another member cannot acknowledge what "a" holds; nothing changes.
         assert_eq!(
-            sp.acknowledge("b", (5, 5), &[ACCEPT], 3),
+            sp.acknowledge("b", (5, 5), &[ACCEPT], NO_RENEW),
             Err(ResponseError::InvalidRecordState)
         );
         assert_eq!(sp.start_offset(), 5);
@@ -398,10 +450,11 @@ mod tests {
     fn released_and_expired_records_are_redelivered_until_the_limit_then_archived() {
         let mut sp = SharePartition::starting_at(0);
         let t0 = Instant::now();
-        sp.acquire("a", &[], &[batch(0, 1)], (true, 10), t0, &limits());
-        sp.acknowledge("a", (0, 1), &[RELEASE, ACCEPT], 3).unwrap();
+        sp.acquire("a", &[], &[batch(0, 1)], (true, 10, BO), t0, &limits());
+        sp.acknowledge("a", (0, 1), &[RELEASE, ACCEPT], NO_RENEW)
+            .unwrap();
         assert_eq!(sp.available(10), [0]);
-        let (got, _) = sp.acquire("b", &[0], &[batch(0, 1)], (false, 10), t0, &limits());
+        let (got, _) = sp.acquire("b", &[0], &[batch(0, 1)], (false, 10, BO), t0, &limits());
         assert_eq!(
             got,
             [Acquired {
@@ -413,7 +466,7 @@ mod tests {
         // The lock runs out: back to available, then a third delivery, then archived.
         let later = t0 + Duration::from_secs(31);
         assert_eq!(sp.expire_locks(later, 3), 1);
-        let (got, _) = sp.acquire("c", &[0], &[batch(0, 1)], (false, 10), later, &limits());
+        let (got, _) = sp.acquire("c", &[0], &[batch(0, 1)], (false, 10, BO), later, &limits());
         assert_eq!(got[0].deliveries, 3);
         assert_eq!(sp.expire_locks(later + Duration::from_secs(31), 3), 1);
         assert!(sp.available(10).is_empty());
@@ -424,15 +477,15 @@ mod tests {
     fn rejected_records_never_return_and_a_closed_session_gives_records_back_at_once() {
         let mut sp = SharePartition::starting_at(10);
         let now = Instant::now();
-        sp.acquire("a", &[], &[batch(10, 13)], (true, 10), now, &limits());
-        sp.acknowledge("a", (10, 11), &[REJECT], 3).unwrap();
+        sp.acquire("a", &[], &[batch(10, 13)], (true, 10, BO), now, &limits());
+        sp.acknowledge("a", (10, 11), &[REJECT], NO_RENEW).unwrap();
         assert_eq!(sp.release_member("a", 3), 2);
         assert_eq!(sp.available(10), [12, 13]);
         let (got, _) = sp.acquire(
             "b",
             &[12, 13],
             &[batch(10, 13)],
-            (false, 10),
+            (false, 10, BO),
             now,
             &limits(),
         );
@@ -460,21 +513,21 @@ mod tests {
             "a",
             &[],
             &[batch(0, 1), control],
-            (true, 10),
+            (true, 10, BO),
             now,
             &limits(),
         );
         assert_eq!(got.len(), 1);
         assert_eq!(sp.end_offset(), 3);
         assert_eq!(
-            sp.acknowledge("a", (0, 1), &[ACCEPT, ACCEPT, ACCEPT], 3),
+            sp.acknowledge("a", (0, 1), &[ACCEPT, ACCEPT, ACCEPT], NO_RENEW),
             Err(ResponseError::InvalidRequest)
         );
         assert_eq!(
-            sp.acknowledge("a", (0, 1), &[7], 3),
+            sp.acknowledge("a", (0, 1), &[7], NO_RENEW),
             Err(ResponseError::InvalidRequest)
         );
-        sp.acknowledge("a", (0, 2), &[ACCEPT, ACCEPT, GAP], 3)
+        sp.acknowledge("a", (0, 2), &[ACCEPT, ACCEPT, GAP], NO_RENEW)
             .unwrap();
         assert_eq!(sp.start_offset(), 3);
         sp.clamp_to_log_start(8);
@@ -482,15 +535,76 @@ mod tests {
     }
 
     #[test]
+    fn record_limit_splits_a_batch_and_the_rest_waits_undelivered() {
+        let mut sp = SharePartition::starting_at(0);
+        let now = Instant::now();
+        let fetch = (true, 3, AcquireMode::RecordLimit);
+        let (got, used) = sp.acquire("a", &[], &[batch(0, 4), batch(5, 9)], fetch, now, &limits());
+        assert_eq!(
+            got,
+            [Acquired {
+                first: 0,
+                last: 2,
+                deliveries: 1
+            }]
+        );
+        assert_eq!((used, sp.end_offset()), (1, 5));
+        // 3 and 4 were read but not delivered: next, and as first deliveries.
+        assert_eq!(sp.available(10), [3, 4]);
+        let (got, _) = sp.acquire("b", &[3, 4], &[batch(0, 4)], fetch, now, &limits());
+        assert_eq!(
+            got,
+            [Acquired {
+                first: 3,
+                last: 4,
+                deliveries: 1
+            }]
+        );
+        let (start, batches) = sp.state();
+        assert_eq!((start, batches.len()), (0, 1));
+    }
+
+    #[test]
+    fn renew_restarts_the_lock_of_held_records_only_where_allowed() {
+        let mut sp = SharePartition::starting_at(0);
+        let t0 = Instant::now();
+        sp.acquire("a", &[], &[batch(0, 3)], (true, 10, BO), t0, &limits());
+        let later = t0 + Duration::from_secs(20);
+        let renew = (3, Renewal::Until(later + limits().lock_duration));
+        // A RENEW is a bad request where the request may not carry it, refused where the
+        // group disabled it, and only for records the member holds.
+        assert_eq!(
+            sp.acknowledge("a", (0, 1), &[RENEW], NO_RENEW),
+            Err(ResponseError::InvalidRequest)
+        );
+        assert_eq!(
+            sp.acknowledge("a", (0, 1), &[RENEW], (3, Renewal::Disabled)),
+            Err(ResponseError::InvalidRecordState)
+        );
+        assert_eq!(
+            sp.acknowledge("b", (0, 1), &[RENEW], renew),
+            Err(ResponseError::InvalidRecordState)
+        );
+        sp.acknowledge("a", (0, 1), &[RENEW], renew).unwrap();
+        // 31 s after the fetch the renewed records are still held, the others expired.
+        assert_eq!(sp.expire_locks(t0 + Duration::from_secs(31), 3), 2);
+        assert_eq!(sp.available(10), [2, 3]);
+        sp.acknowledge("a", (0, 1), &[ACCEPT, RENEW], renew)
+            .unwrap();
+        assert_eq!(sp.start_offset(), 1);
+        assert!(sp.has_acquired());
+    }
+
+    #[test]
     fn the_persisted_state_gives_back_the_same_share_partition() {
         let mut sp = SharePartition::starting_at(0);
         let now = Instant::now();
-        sp.acquire("a", &[], &[batch(0, 5)], (true, 10), now, &limits());
+        sp.acquire("a", &[], &[batch(0, 5)], (true, 10, BO), now, &limits());
         sp.acknowledge(
             "a",
             (0, 5),
             &[ACCEPT, RELEASE, ACCEPT, REJECT, ACCEPT, ACCEPT],
-            3,
+            NO_RENEW,
         )
         .unwrap();
         let (start, batches) = sp.state();

@@ -199,7 +199,12 @@ fn accept_two_release_one(topic_id: Uuid) -> ShareAcknowledgeRequest {
 }
 
 fn fetch_acknowledge_and_redeliver(c: &mut Conn, topic_id: Uuid) {
-    for v in versions(ApiKey::ShareFetch) {
+    // Version 1 takes the records through acknowledgement and redelivery; version 2 then
+    // renews the lock of the one left (KIP-1222).
+    assert_eq!(versions(ApiKey::ShareFetch), 1..=2);
+    assert_eq!(versions(ApiKey::ShareAcknowledge), 1..=2);
+    {
+        let v = 1;
         let first = c.call(v, &fetch(topic_id, 0, vec![]));
         assert_eq!(first.error_code, 0, "{:?}", first.error_message);
         assert_eq!(acquired(&first), [(0, 2, 1)]);
@@ -212,11 +217,9 @@ fn fetch_acknowledge_and_redeliver(c: &mut Conn, topic_id: Uuid) {
             stale.error_code,
             ResponseError::InvalidShareSessionEpoch.code()
         );
-        for av in versions(ApiKey::ShareAcknowledge) {
-            let acked = c.call(av, &accept_two_release_one(topic_id));
-            assert_eq!(acked.error_code, 0, "{:?}", acked.error_message);
-            assert_eq!(acked.responses[0].partitions[0].error_code, 0);
-        }
+        let acked = c.call(v, &accept_two_release_one(topic_id));
+        assert_eq!(acked.error_code, 0, "{:?}", acked.error_message);
+        assert_eq!(acked.responses[0].partitions[0].error_code, 0);
         // The released record comes back with its second delivery; accepting an offset the
         // member no longer holds is INVALID_RECORD_STATE, and changes nothing.
         let accept_zero = sf::AcknowledgementBatch::default()
@@ -233,6 +236,57 @@ fn fetch_acknowledge_and_redeliver(c: &mut Conn, topic_id: Uuid) {
         let closed = c.call(v, &fetch(topic_id, -1, vec![]));
         assert_eq!(closed.error_code, 0);
     }
+    renew_at_version_two(c, topic_id);
+}
+
+/// A RENEW of offset 2 at session `epoch`.
+fn renew_two(topic_id: Uuid, epoch: i32, flag: bool) -> ShareAcknowledgeRequest {
+    let mut r = accept_two_release_one(topic_id)
+        .with_share_session_epoch(epoch)
+        .with_is_renew_ack(flag);
+    r.topics[0].partitions[0].acknowledgement_batches = vec![ack::AcknowledgementBatch::default()
+        .with_first_offset(2)
+        .with_last_offset(2)
+        .with_acknowledge_types(vec![4])];
+    r
+}
+
+/// Version 2: RENEW only with IsRenewAck, in a ShareAcknowledge or in a ShareFetch that asks
+/// for no records; the renewed record stays the member's.
+fn renew_at_version_two(c: &mut Conn, topic_id: Uuid) {
+    let held = c.call(2, &fetch(topic_id, 0, vec![]));
+    assert_eq!(acquired(&held), [(2, 2, 3)]);
+    let unflagged = c.call(2, &renew_two(topic_id, 1, false));
+    assert_eq!(
+        unflagged.responses[0].partitions[0].error_code,
+        ResponseError::InvalidRequest.code()
+    );
+    let renewed = c.call(2, &renew_two(topic_id, 2, true));
+    assert_eq!(renewed.responses[0].partitions[0].error_code, 0);
+    assert!(renewed.acquisition_lock_timeout_ms > 0);
+    let renew = sf::AcknowledgementBatch::default()
+        .with_first_offset(2)
+        .with_last_offset(2)
+        .with_acknowledge_types(vec![4]);
+    let sized = c.call(
+        2,
+        &fetch(topic_id, 3, vec![renew.clone()]).with_is_renew_ack(true),
+    );
+    assert_eq!(sized.error_code, ResponseError::InvalidRequest.code());
+    let message = sized.error_message.expect("message");
+    assert!(message.contains("maxBytes"), "{message}");
+    let renewing = fetch(topic_id, 3, vec![renew])
+        .with_is_renew_ack(true)
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(0)
+        .with_max_records(0);
+    let r = c.call(2, &renewing);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.responses[0].partitions[0].acknowledge_error_code, 0);
+    assert!(acquired(&r).is_empty());
+    let closed = c.call(2, &fetch(topic_id, -1, vec![]));
+    assert_eq!(closed.error_code, 0);
 }
 
 fn start_offsets_reset_and_delete(c: &mut Conn, topic_id: Uuid) {

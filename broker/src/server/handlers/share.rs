@@ -25,7 +25,7 @@ use crate::log::batch::BatchHeader;
 use crate::server::dispatch::{sb, Ctx};
 use crate::share::coordinator::Op;
 use crate::share::partition::SharePartition;
-use crate::share::partition::{Acquired, ReadBatch};
+use crate::share::partition::{AcquireMode, Acquired, ReadBatch, Renewal, RENEW};
 use crate::share::{AutoReset, Key, SessionStep, Settings, SharePartitions};
 
 /// ShareGroupHeartbeat: joins, heartbeats and leaves a share group.
@@ -225,21 +225,28 @@ fn share_partition_of(
     Ok(p)
 }
 
-/// Applies `member`'s acknowledgements of one partition; the error to answer, if any.
+/// Applies `member`'s acknowledgements of one partition (RENEWs where the request may carry
+/// them: `renew`); the error to answer, if any.
 fn acknowledge(
     shares: &SharePartitions,
     (group, member): (&str, &str),
     key: (Uuid, i32),
-    acks: &Acks,
+    (acks, renew): (&Acks, bool),
     settings: &Settings,
 ) -> Option<ResponseError> {
     let sp = shares.get(&(group.to_string(), key.0, key.1))?;
     let mut sp = sp.lock();
-    sp.expire_locks(Instant::now(), settings.limits.delivery_count_limit);
+    let now = Instant::now();
+    let limit = settings.limits.delivery_count_limit;
+    sp.expire_locks(now, limit);
+    let renewal = match (renew, settings.renew_enabled) {
+        (false, _) => Renewal::NotInRequest,
+        (true, false) => Renewal::Disabled,
+        (true, true) => Renewal::Until(now + settings.limits.lock_duration),
+    };
     let mut error = None;
     for (range, types) in acks {
-        if let Err(e) = sp.acknowledge(member, *range, types, settings.limits.delivery_count_limit)
-        {
+        if let Err(e) = sp.acknowledge(member, *range, types, (limit, renewal)) {
             error = Some(e);
         }
     }
@@ -254,12 +261,12 @@ fn acknowledge(
 
 /// Applies `member`'s acknowledgements of one partition led here and persists the
 /// share-partition's new state with its share coordinator before answering; the error to
-/// answer, if any.
+/// answer, if any. Renewed locks change nothing persisted: renewals alone write nothing.
 async fn acknowledge_and_persist(
     ctx: &Ctx<'_>,
     who: (&str, &str),
     key: (Uuid, i32),
-    acks: &Acks,
+    acks: (&Acks, bool),
     settings: &Settings,
 ) -> Option<ResponseError> {
     let p = match share_partition_of(ctx, key.0, key.1) {
@@ -269,6 +276,13 @@ async fn acknowledge_and_persist(
     let shares = &ctx.broker.groups.shares;
     if let Some(e) = acknowledge(shares, who, key, acks, settings) {
         return Some(e);
+    }
+    if acks
+        .0
+        .iter()
+        .all(|(_, types)| types.iter().all(|&t| t == RENEW))
+    {
+        return None;
     }
     persist_state(ctx, &(who.0.to_string(), key.0, key.1), p.leader_epoch()).await
 }
@@ -366,7 +380,7 @@ fn fetch_partition(
     shares: &SharePartitions,
     (group, member): (&str, &str),
     (key, p): ((Uuid, i32), &Partition),
-    (max_records, max_bytes): (usize, usize),
+    (max_records, max_bytes, mode): (usize, usize, AcquireMode),
     settings: &Settings,
 ) -> Result<Fetched, ResponseError> {
     let Some(sp) = shares.get(&(group.to_string(), key.0, key.1)) else {
@@ -400,11 +414,10 @@ fn fetch_partition(
             acquired: Vec::new(),
         });
     };
-    let to = if read_new {
-        upper
-    } else {
-        redeliver.last().map_or(upper, |o| o + 1)
-    };
+    // Redelivered records lie in batches already read, which end within the in-flight window:
+    // reading stops at its end (a bound short of the end of a redelivered record's batch would
+    // leave that batch out).
+    let to = if read_new { upper } else { sp.end_offset() };
     let (bytes, aborted) = {
         let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
         let bytes = log
@@ -446,7 +459,7 @@ fn fetch_partition(
         member,
         &redeliver,
         &batches,
-        (read_new, max_records),
+        (read_new, max_records, mode),
         now,
         &limits,
     );
@@ -540,6 +553,36 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
         )
     };
     let (acks, add) = requested(&req);
+    let renew = ctx.version >= 2 && req.is_renew_ack;
+    if renew {
+        let sizes = [
+            ("maxBytes", req.max_bytes),
+            ("minBytes", req.min_bytes),
+            ("maxRecords", req.max_records),
+            ("maxWaitMs", req.max_wait_ms),
+        ];
+        let set: Vec<&str> = sizes
+            .iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(n, _)| *n)
+            .collect();
+        if !set.is_empty() {
+            return refuse(
+                ResponseError::InvalidRequest,
+                format!("{} must be set to 0 if isRenewAck is true.", set.join(", ")),
+            );
+        }
+    }
+    let mode = match req.share_acquire_mode {
+        0 => AcquireMode::BatchOptimized,
+        1 => AcquireMode::RecordLimit,
+        m => {
+            return refuse(
+                ResponseError::InvalidRequest,
+                format!("unknown share acquire mode {m} (0: batch_optimized, 1: record_limit)"),
+            )
+        }
+    };
     if req.share_session_epoch == 0 && !acks.is_empty() {
         return refuse(
             ResponseError::InvalidRequest,
@@ -565,7 +608,9 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
     let mut out: BTreeMap<(Uuid, i32), PartitionData> = BTreeMap::new();
     for (key, batches) in &acks {
         let mut d = PartitionData::default().with_partition_index(key.1);
-        let error = acknowledge_and_persist(ctx, (&group, &member), *key, batches, &settings).await;
+        let error =
+            acknowledge_and_persist(ctx, (&group, &member), *key, (batches, renew), &settings)
+                .await;
         if let Some(e) = error {
             d = d.with_acknowledge_error_code(e.code());
         }
@@ -576,6 +621,8 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
             ctx.broker.groups.release_share_member(&group, &member);
             return Some(share_fetch_response(out, lock_ms));
         }
+        // A renewing fetch only acknowledges (KIP-1222).
+        SessionStep::Open(_) if renew => return Some(share_fetch_response(out, lock_ms)),
         SessionStep::Open(p) => p,
     };
     let mut leading = Vec::new();
@@ -629,7 +676,7 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
                         &groups.shares,
                         (&g, &m),
                         (*key, p),
-                        (budget.max(1), bytes.max(1)),
+                        (budget.max(1), bytes.max(1), mode),
                         &settings,
                     );
                     if let Ok(f) = &r {
@@ -762,6 +809,7 @@ pub async fn share_acknowledge(
         Err((e, m)) => return refuse(e, m),
     };
     let settings = ctx.broker.groups.share_settings(&group);
+    let renew = ctx.version >= 2 && req.is_renew_ack;
     let mut topics = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
@@ -773,7 +821,8 @@ pub async fn share_acknowledge(
                 .collect();
             let key = (t.topic_id, p.partition_index);
             let error =
-                acknowledge_and_persist(ctx, (&group, &member), key, &acks, &settings).await;
+                acknowledge_and_persist(ctx, (&group, &member), key, (&acks, renew), &settings)
+                    .await;
             parts.push(
                 AckData::default()
                     .with_partition_index(p.partition_index)
@@ -789,5 +838,9 @@ pub async fn share_acknowledge(
     if step == SessionStep::Closed {
         ctx.broker.groups.release_share_member(&group, &member);
     }
-    Some(ShareAcknowledgeResponse::default().with_responses(topics))
+    Some(
+        ShareAcknowledgeResponse::default()
+            .with_acquisition_lock_timeout_ms(settings.limits.lock_duration.as_millis() as i32)
+            .with_responses(topics),
+    )
 }
