@@ -50,7 +50,9 @@ if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
     exit 1
   }
   # The same sources (by git's blob hashes) that already passed here are not fuzzed again:
-  # the build is most of the step's four minutes.
+  # the build is most of the step. It is a dev build (--dev: debug assertions on, no
+  # optimisation): about 3 minutes from a cold cache where the release build took 17, and
+  # still some 15,000 runs a second.
   fuzz_stamp="$(git ls-files -s broker client fuzz vendor Cargo.toml Cargo.lock 2>/dev/null |
     sha256sum | cut -c1-16)"
   fuzz_passed="$HOME/.cache/gregor/fuzz-passed"
@@ -58,7 +60,7 @@ if [[ $e2e_only == 0 ]] && command -v cargo-fuzz >/dev/null; then
     echo "skipped: these sources ($fuzz_stamp) passed the fuzzing before"
   else
     (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}" \
-      cargo fuzz run --sanitizer none decode_request corpus/decode_request -- \
+      cargo fuzz run --dev --sanitizer none decode_request corpus/decode_request -- \
       -max_total_time=30 -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 2>&1 |
       tail -n 12; exit "${PIPESTATUS[0]}")
     mkdir -p "$(dirname "$fuzz_passed")" && echo "$fuzz_stamp" >"$fuzz_passed"

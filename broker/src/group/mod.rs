@@ -675,6 +675,7 @@ impl GroupCoordinator {
         let consumer_session =
             Duration::from_millis(self.cluster.config.group_consumer_session_timeout_ms);
         let ids = self.topic_ids();
+        let id_of = |t: &str| ids.get(t).copied();
         let _order = self.commit_order.lock();
         let mut writes = Vec::new();
         let mut groups = self.groups.lock();
@@ -705,17 +706,26 @@ impl GroupCoordinator {
                 }
                 group.maybe_downgrade(now);
                 if !expired.is_empty() {
-                    writes.push((group_id.clone(), membership_changes(group_id, group, &ids)));
+                    writes.push((
+                        group_id.clone(),
+                        membership_changes(group_id, group, &id_of),
+                    ));
                     continue;
                 }
             }
             if (group.state, group.generation) != before {
-                writes.push((group_id.clone(), membership_changes(group_id, group, &ids)));
+                writes.push((
+                    group_id.clone(),
+                    membership_changes(group_id, group, &id_of),
+                ));
             }
         }
         for group_id in self.expire_share_members(&mut groups, now) {
             if let Some(group) = groups.get_mut(&group_id) {
-                writes.push((group_id.clone(), membership_changes(&group_id, group, &ids)));
+                writes.push((
+                    group_id.clone(),
+                    membership_changes(&group_id, group, &id_of),
+                ));
             }
         }
         drop(groups);
@@ -1144,14 +1154,16 @@ impl GroupCoordinator {
         group_id: &str,
         f: impl FnOnce(&mut HashMap<String, Group>) -> T,
     ) -> (T, Option<Appended>) {
-        let ids = self.topic_ids();
+        // Ids looked up per topic the group names: a map of every topic's, built on each
+        // heartbeat, would cost O(topics) per heartbeat.
+        let id_of = |t: &str| self.cluster.topic(t).map(|t| t.id);
         let _order = self.commit_order.lock();
         let (out, records) = {
             let mut groups = self.groups.lock();
             let out = f(&mut groups);
             let records = groups
                 .get_mut(group_id)
-                .map(|g| membership_changes(group_id, g, &ids))
+                .map(|g| membership_changes(group_id, g, &id_of))
                 .unwrap_or_default();
             (out, records)
         };
@@ -1430,13 +1442,12 @@ fn restore_group(
 fn membership_changes(
     group_id: &str,
     g: &mut Group,
-    ids: &HashMap<String, uuid::Uuid>,
+    id_of: &impl Fn(&str) -> Option<uuid::Uuid>,
 ) -> Vec<(Bytes, Option<Bytes>)> {
     let classic = classic_log::value(g);
     if g.consumer.is_none() && g.share.is_none() && g.persisted.is_empty() && classic == Ok(None) {
         return Vec::new();
     }
-    let id_of = |t: &str| ids.get(t).copied();
     let mut now = match (&g.consumer, &g.share) {
         (Some(c), _) => consumer_log::records(group_id, c, id_of),
         (None, Some(s)) => share_log::records(group_id, s, id_of),

@@ -187,7 +187,16 @@ pub async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> Option<JoinGrou
             .collect(),
         require_known_member_id: ctx.version >= 4,
     };
-    let result = match ctx.broker.groups.join(jr) {
+    // The coordinator appends what changed to __consumer_offsets: off the async runtime.
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let joined = blocking(move || coordinator.join(jr)).await;
+    let Some(joined) = joined else {
+        return Some(
+            JoinGroupResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        );
+    };
+    let result = match joined {
         Ok(r) => r,
         Err(rx) => rx.await.unwrap_or_else(|_| JoinResult {
             error: Some(ResponseError::RebalanceInProgress),
@@ -217,16 +226,20 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
         .into_iter()
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
-    let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
-    let outcome =
-        match ctx
-            .broker
-            .groups
-            .sync(&req.group_id.0, member, req.generation_id, assignments)
-        {
-            Ok(r) => r,
-            Err(rx) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
-        };
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let (group, member, instance) =
+        owned_member(&req.group_id, &req.member_id, &req.group_instance_id);
+    let generation = req.generation_id;
+    let synced = blocking(move || {
+        let member = (member.as_str(), instance.as_deref());
+        coordinator.sync(&group, member, generation, assignments)
+    })
+    .await;
+    let outcome = match synced {
+        Some(Ok(r)) => r,
+        Some(Err(rx)) => rx.await.unwrap_or(Err(ResponseError::RebalanceInProgress)),
+        None => Err(ResponseError::CoordinatorNotAvailable),
+    };
     // The generation's GroupMetadata was written when the leader's assignment arrived: as
     // Kafka's coordinator, answer once the ISR has it, so the generation outlives a failover.
     let outcome = match (outcome, ctx.broker.groups.written(&req.group_id.0)) {
@@ -245,6 +258,19 @@ pub async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> Option<SyncGrou
     })
 }
 
+/// A request's group id, member id and instance id, owned (to move to the blocking pool).
+fn owned_member(
+    group: &GroupId,
+    member: &StrBytes,
+    instance: &Option<StrBytes>,
+) -> (String, String, Option<String>) {
+    (
+        group.0.to_string(),
+        member.to_string(),
+        instance.as_ref().map(ToString::to_string),
+    )
+}
+
 /// Heartbeat.
 pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<HeartbeatResponse> {
     if let Some(e) = group_denied(ctx, Operation::Read, &req.group_id.0) {
@@ -255,11 +281,14 @@ pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> Option<Heartbeat
             HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
         );
     }
-    let member = (req.member_id.as_str(), req.group_instance_id.as_deref());
-    let e = ctx
-        .broker
-        .groups
-        .heartbeat(&req.group_id.0, member, req.generation_id);
+    let coordinator = Arc::clone(&ctx.broker.groups);
+    let (group, member, instance) =
+        owned_member(&req.group_id, &req.member_id, &req.group_instance_id);
+    let generation = req.generation_id;
+    let e =
+        blocking(move || coordinator.heartbeat(&group, (&member, instance.as_deref()), generation))
+            .await
+            .unwrap_or(Some(ResponseError::CoordinatorNotAvailable));
     Some(HeartbeatResponse::default().with_error_code(code(e)))
 }
 
@@ -273,11 +302,18 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
             LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
         );
     }
+    let leave = |ids: Vec<(String, Option<String>)>| {
+        let coordinator = Arc::clone(&ctx.broker.groups);
+        let group = req.group_id.0.to_string();
+        let n = ids.len();
+        async move {
+            blocking(move || coordinator.leave(&group, &ids))
+                .await
+                .unwrap_or_else(|| vec![Some(ResponseError::CoordinatorNotAvailable); n])
+        }
+    };
     if ctx.version < 3 {
-        let e = ctx
-            .broker
-            .groups
-            .leave(&req.group_id.0, &[(req.member_id.to_string(), None)]);
+        let e = leave(vec![(req.member_id.to_string(), None)]).await;
         return Some(
             LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())),
         );
@@ -290,7 +326,7 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
             (m.member_id.to_string(), instance)
         })
         .collect();
-    let errors = ctx.broker.groups.leave(&req.group_id.0, &ids);
+    let errors = leave(ids).await;
     let members = req
         .members
         .into_iter()
