@@ -480,6 +480,46 @@ def test_a_record_released_from_the_middle_of_a_batch_is_redelivered(bootstrap, 
     assert others == [(v, 1) for v in sorted(sent) if v != "m-5"], c.report()
 
 
+def polls(c: ShareConsumers) -> list[list[dict]]:
+    """The records of each poll, in order (one consumer: a "polled" line, then its records)."""
+    out: list[list[dict]] = []
+    for _, e in c.events:
+        if e["event"] == "polled":
+            out.append([])
+        elif e["event"] == "record":
+            out[-1].append(e)
+    return out
+
+
+def test_records_that_keep_coming_back_are_throttled_then_delivered_alone(
+        bootstrap, topic_name, helper, tmp_path):
+    """Throttled delivery (Kafka 4.3, KAFKA-17541): 20 records the consumer always releases,
+    under the default share.delivery.count.limit (5). The first three deliveries come 20 at a
+    time; from the 4th (max(2, ⌈5/2⌉) = 3 before it) the broker hands out at most half of the
+    in-flight batch per fetch, and the 5th and last delivery of each record alone, so one bad
+    record cannot take a whole batch down with it. Every record is delivered exactly 5 times,
+    then archived."""
+    group = fresh("sg-throttle")
+    create_topic(bootstrap, topic_name, 1)
+    sent = produce(bootstrap, topic_name, [f"t-{i:02}" for i in range(20)])
+    c = ShareConsumers(helper, tmp_path, "releaser", bootstrap, group, topic_name,
+                       mode="explicit", release=",".join(sent),
+                       group_config={"share.auto.offset.reset": "earliest"})
+    try:
+        c.wait(lambda: len(c.records()) == 5 * len(sent), 90, "five deliveries of each record")
+    finally:
+        c.stop()
+    counts = Counter((e["value"], e["deliveryCount"]) for e in c.records())
+    assert counts == Counter({(v, d): 1 for v in sent for d in range(1, 6)}), c.report()
+    seen = polls(c)
+    early = [len(p) for p in seen if p[0]["deliveryCount"] <= 3]
+    assert max(early) == 20, early
+    fourth = [len(p) for p in seen if any(e["deliveryCount"] == 4 for e in p)]
+    assert max(fourth) == 10, fourth
+    last = [len(p) for p in seen if any(e["deliveryCount"] == 5 for e in p)]
+    assert last == [1] * 20, last
+
+
 def test_a_consumer_renews_its_locks_while_it_works_and_nobody_else_gets_the_records(
         bootstrap, topic_name, helper, tmp_path):
     """AcknowledgeType.RENEW (KIP-1222, ShareAcknowledge/ShareFetch v2 with IsRenewAck): a

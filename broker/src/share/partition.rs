@@ -59,6 +59,24 @@ struct InFlight {
     lock: Lock,
     /// How many times the record has been acquired.
     deliveries: i16,
+    /// The first and last offset of the in-flight batch the record came in: the records read
+    /// for one fetch (cut at a log batch's end once it holds `BatchSize`), or a run of the
+    /// persisted state. Throttled redelivery is reckoned by it, as Kafka's `InFlightBatch`.
+    batch: (i64, i64),
+}
+
+/// What a fetch asks of [`SharePartition::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch {
+    /// Whether new records (past the end) may be acquired.
+    pub read_new: bool,
+    /// How many records to acquire (a whole batch may exceed it in batch-optimized mode).
+    pub max_records: usize,
+    /// The client's preferred batch size (ShareFetch's `BatchSize`): in-flight batches are
+    /// cut at the first log batch end past it.
+    pub batch_size: usize,
+    /// Batch-optimized or record-limit.
+    pub mode: AcquireMode,
 }
 
 /// A batch the log returned: its offsets, and whether its records are never delivered (a
@@ -132,6 +150,7 @@ impl SharePartition {
                         InFlight {
                             lock: Lock::Available,
                             deliveries: b.deliveries,
+                            batch: (b.first.max(start), b.last),
                         },
                     );
                 }
@@ -220,6 +239,65 @@ impl SharePartition {
             .collect()
     }
 
+    /// Up to `max` available offsets to deliver again, in order, throttled as Kafka 4.3
+    /// throttles records that keep coming back (KIP-932's poison-record handling,
+    /// KAFKA-17541): an in-flight batch with an available record delivered at least
+    /// max(2, ⌈limit/2⌉) times is served alone in a fetch of its own (true: no new records
+    /// with it), at most N >> (d − that + 1) of its records (N its size, d the record's
+    /// delivery count, at least one), and a record on its last delivery (d = limit − 1, limit
+    /// above 2) alone.
+    pub fn redeliverable(&self, max: usize, limit: i16) -> (Vec<i64>, bool) {
+        let throttle = 2.max((limit + 1) / 2);
+        let last_try = |d: i16| limit > 2 && d == limit - 1;
+        let available: Vec<(i64, &InFlight)> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.lock == Lock::Available)
+            .map(|(&o, r)| (o, r))
+            .collect();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < available.len() && out.len() < max {
+            let batch = available[at].1.batch;
+            let end = available[at..]
+                .iter()
+                .position(|(_, r)| r.batch != batch)
+                .map_or(available.len(), |n| at + n);
+            let run = &available[at..end];
+            if run.iter().all(|(_, r)| r.deliveries < throttle) {
+                out.extend(run.iter().map(|(o, _)| *o).take(max - out.len()));
+                at = end;
+                continue;
+            }
+            if !out.is_empty() {
+                // The throttled batch goes alone, in the next fetch.
+                return (out, true);
+            }
+            let size = batch.1 - batch.0 + 1;
+            let mut cap = max;
+            let mut capped = false;
+            for (o, r) in run {
+                if last_try(r.deliveries) {
+                    if out.is_empty() {
+                        out.push(*o);
+                    }
+                    break;
+                }
+                if r.deliveries >= throttle && !capped {
+                    capped = true;
+                    let shift = (r.deliveries - throttle + 1) as u32;
+                    cap = cap.min(size.checked_shr(shift).unwrap_or(0).max(1) as usize);
+                }
+                out.push(*o);
+                if out.len() >= cap {
+                    break;
+                }
+            }
+            return (out, true);
+        }
+        (out, false)
+    }
+
     /// Whether new records may be read from the log: fewer than `max_records` are being
     /// redelivered and the in-flight window has room.
     pub fn may_read_new(&self, redelivering: usize, max_records: usize, limits: &Limits) -> bool {
@@ -237,7 +315,7 @@ impl SharePartition {
         member: &str,
         redeliver: &[i64],
         batches: &[ReadBatch],
-        fetch: (bool, usize, AcquireMode),
+        fetch: Fetch,
         now: Instant,
         limits: &Limits,
     ) -> (Vec<Acquired>, usize) {
@@ -248,7 +326,14 @@ impl SharePartition {
         };
         let mut taken: Vec<(i64, i16)> = Vec::new();
         let mut used = 0;
-        let (read_new, max_records, mode) = fetch;
+        let Fetch {
+            read_new,
+            max_records,
+            batch_size,
+            mode,
+        } = fetch;
+        // The in-flight batches the new records form: (first, last) each.
+        let mut formed: Vec<(i64, i64)> = Vec::new();
         for (i, b) in batches.iter().enumerate() {
             let before = taken.len();
             for &o in redeliver.iter().filter(|&&o| o >= b.base && o <= b.last) {
@@ -260,6 +345,15 @@ impl SharePartition {
             }
             let new_from = b.base.max(self.end);
             if read_new && b.last >= self.end && taken.len() < max_records {
+                match formed.last_mut() {
+                    Some(f)
+                        if mode == AcquireMode::BatchOptimized
+                            && f.1 - f.0 + 1 < batch_size as i64 =>
+                    {
+                        f.1 = b.last
+                    }
+                    _ => formed.push((new_from, b.last)),
+                }
                 if !b.skip {
                     for o in new_from..=b.last {
                         // Past the limit in record_limit mode the rest of the batch is in
@@ -270,6 +364,7 @@ impl SharePartition {
                             InFlight {
                                 lock: if take { lock() } else { Lock::Available },
                                 deliveries: i16::from(take),
+                                batch: (new_from, b.last),
                             },
                         );
                         if take {
@@ -281,6 +376,12 @@ impl SharePartition {
             }
             if taken.len() > before {
                 used = i + 1;
+            }
+        }
+        // Each new record belongs to the in-flight batch that covers it.
+        for &(first, last) in &formed {
+            for (_, r) in self.records.range_mut(first..=last) {
+                r.batch = (first, last);
             }
         }
         taken.sort_unstable();
@@ -393,7 +494,14 @@ impl SharePartition {
 mod tests {
     use super::*;
 
-    const BO: AcquireMode = AcquireMode::BatchOptimized;
+    fn fetch(read_new: bool, max_records: usize) -> Fetch {
+        Fetch {
+            read_new,
+            max_records,
+            batch_size: max_records,
+            mode: AcquireMode::BatchOptimized,
+        }
+    }
     const NO_RENEW: (i16, Renewal) = (3, Renewal::NotInRequest);
 
     fn limits() -> Limits {
@@ -420,7 +528,7 @@ mod tests {
             "a",
             &[],
             &[batch(0, 4), batch(5, 9), batch(10, 14)],
-            (true, 6, BO),
+            fetch(true, 6),
             now,
             &limits(),
         );
@@ -450,11 +558,11 @@ mod tests {
     fn released_and_expired_records_are_redelivered_until_the_limit_then_archived() {
         let mut sp = SharePartition::starting_at(0);
         let t0 = Instant::now();
-        sp.acquire("a", &[], &[batch(0, 1)], (true, 10, BO), t0, &limits());
+        sp.acquire("a", &[], &[batch(0, 1)], fetch(true, 10), t0, &limits());
         sp.acknowledge("a", (0, 1), &[RELEASE, ACCEPT], NO_RENEW)
             .unwrap();
         assert_eq!(sp.available(10), [0]);
-        let (got, _) = sp.acquire("b", &[0], &[batch(0, 1)], (false, 10, BO), t0, &limits());
+        let (got, _) = sp.acquire("b", &[0], &[batch(0, 1)], fetch(false, 10), t0, &limits());
         assert_eq!(
             got,
             [Acquired {
@@ -466,7 +574,14 @@ mod tests {
         // The lock runs out: back to available, then a third delivery, then archived.
         let later = t0 + Duration::from_secs(31);
         assert_eq!(sp.expire_locks(later, 3), 1);
-        let (got, _) = sp.acquire("c", &[0], &[batch(0, 1)], (false, 10, BO), later, &limits());
+        let (got, _) = sp.acquire(
+            "c",
+            &[0],
+            &[batch(0, 1)],
+            fetch(false, 10),
+            later,
+            &limits(),
+        );
         assert_eq!(got[0].deliveries, 3);
         assert_eq!(sp.expire_locks(later + Duration::from_secs(31), 3), 1);
         assert!(sp.available(10).is_empty());
@@ -477,7 +592,7 @@ mod tests {
     fn rejected_records_never_return_and_a_closed_session_gives_records_back_at_once() {
         let mut sp = SharePartition::starting_at(10);
         let now = Instant::now();
-        sp.acquire("a", &[], &[batch(10, 13)], (true, 10, BO), now, &limits());
+        sp.acquire("a", &[], &[batch(10, 13)], fetch(true, 10), now, &limits());
         sp.acknowledge("a", (10, 11), &[REJECT], NO_RENEW).unwrap();
         assert_eq!(sp.release_member("a", 3), 2);
         assert_eq!(sp.available(10), [12, 13]);
@@ -485,7 +600,7 @@ mod tests {
             "b",
             &[12, 13],
             &[batch(10, 13)],
-            (false, 10, BO),
+            fetch(false, 10),
             now,
             &limits(),
         );
@@ -513,7 +628,7 @@ mod tests {
             "a",
             &[],
             &[batch(0, 1), control],
-            (true, 10, BO),
+            fetch(true, 10),
             now,
             &limits(),
         );
@@ -538,8 +653,18 @@ mod tests {
     fn record_limit_splits_a_batch_and_the_rest_waits_undelivered() {
         let mut sp = SharePartition::starting_at(0);
         let now = Instant::now();
-        let fetch = (true, 3, AcquireMode::RecordLimit);
-        let (got, used) = sp.acquire("a", &[], &[batch(0, 4), batch(5, 9)], fetch, now, &limits());
+        let limited = Fetch {
+            mode: AcquireMode::RecordLimit,
+            ..fetch(true, 3)
+        };
+        let (got, used) = sp.acquire(
+            "a",
+            &[],
+            &[batch(0, 4), batch(5, 9)],
+            limited,
+            now,
+            &limits(),
+        );
         assert_eq!(
             got,
             [Acquired {
@@ -551,7 +676,7 @@ mod tests {
         assert_eq!((used, sp.end_offset()), (1, 5));
         // 3 and 4 were read but not delivered: next, and as first deliveries.
         assert_eq!(sp.available(10), [3, 4]);
-        let (got, _) = sp.acquire("b", &[3, 4], &[batch(0, 4)], fetch, now, &limits());
+        let (got, _) = sp.acquire("b", &[3, 4], &[batch(0, 4)], limited, now, &limits());
         assert_eq!(
             got,
             [Acquired {
@@ -568,7 +693,7 @@ mod tests {
     fn renew_restarts_the_lock_of_held_records_only_where_allowed() {
         let mut sp = SharePartition::starting_at(0);
         let t0 = Instant::now();
-        sp.acquire("a", &[], &[batch(0, 3)], (true, 10, BO), t0, &limits());
+        sp.acquire("a", &[], &[batch(0, 3)], fetch(true, 10), t0, &limits());
         let later = t0 + Duration::from_secs(20);
         let renew = (3, Renewal::Until(later + limits().lock_duration));
         // A RENEW is a bad request where the request may not carry it, refused where the
@@ -595,11 +720,97 @@ mod tests {
         assert!(sp.has_acquired());
     }
 
+    /// Delivers what `redeliverable` offers (each of `batches` one record) to "a" and
+    /// releases it: the offsets delivered, and whether new records were held back.
+    fn redeliver_and_release(sp: &mut SharePartition, limits: &Limits) -> (Vec<i64>, bool) {
+        let (offsets, throttled) = sp.redeliverable(500, limits.delivery_count_limit);
+        let batches: Vec<ReadBatch> = offsets.iter().map(|&o| batch(o, o)).collect();
+        let now = Instant::now();
+        sp.acquire("a", &offsets, &batches, fetch(false, 500), now, limits);
+        for &o in &offsets {
+            let release = (limits.delivery_count_limit, Renewal::NotInRequest);
+            sp.acknowledge("a", (o, o), &[RELEASE], release).unwrap();
+        }
+        (offsets, throttled)
+    }
+
+    #[test]
+    fn records_that_keep_coming_back_are_throttled_then_delivered_alone() {
+        // Kafka's default limit 5: throttled from the 4th delivery (max(2, ⌈5/2⌉) = 3 before
+        // it), half of the in-flight batch at a time; the 5th and last delivery one by one.
+        // Offsets are taken in order, so a record on its last delivery goes first.
+        let limits = Limits {
+            delivery_count_limit: 5,
+            ..limits()
+        };
+        let mut sp = SharePartition::starting_at(0);
+        let singles: Vec<ReadBatch> = (0..20).map(|o| batch(o, o)).collect();
+        let now = Instant::now();
+        sp.acquire("a", &[], &singles, fetch(true, 500), now, &limits);
+        sp.acknowledge("a", (0, 19), &[RELEASE], (5, Renewal::NotInRequest))
+            .unwrap();
+        for _ in 2..=3 {
+            let (offsets, throttled) = redeliver_and_release(&mut sp, &limits);
+            assert_eq!((offsets.len(), throttled), (20, false));
+        }
+        // The first half's 4th delivery; then each of those, at its 5th, alone; then the
+        // second half's 4th delivery, and its 5th one by one.
+        let mut sizes = Vec::new();
+        loop {
+            let (offsets, throttled) = redeliver_and_release(&mut sp, &limits);
+            if offsets.is_empty() {
+                break;
+            }
+            assert!(throttled);
+            sizes.push(offsets.len());
+        }
+        let ones = [1; 10];
+        assert_eq!(sizes, [&[10][..], &ones, &[10], &ones].concat());
+        // Delivered five times: archived.
+        assert_eq!(sp.redeliverable(500, 5), (vec![], false));
+        assert_eq!(sp.start_offset(), 20);
+    }
+
+    #[test]
+    fn a_throttled_batch_waits_for_a_fetch_of_its_own() {
+        let limits = Limits {
+            delivery_count_limit: 10,
+            ..limits()
+        };
+        let mut sp = SharePartition::starting_at(0);
+        let now = Instant::now();
+        // Two fetches: in-flight batches 0..=3 and 4..=7.
+        sp.acquire("a", &[], &[batch(0, 3)], fetch(true, 4), now, &limits);
+        sp.acquire("a", &[], &[batch(4, 7)], fetch(true, 4), now, &limits);
+        sp.acknowledge("a", (4, 7), &[RELEASE], (10, Renewal::NotInRequest))
+            .unwrap();
+        // Offset 4 comes back until it has been delivered 5 times (the throttle for 10).
+        for _ in 0..4 {
+            sp.acquire("a", &[4], &[batch(4, 7)], fetch(false, 1), now, &limits);
+            sp.acknowledge("a", (4, 4), &[RELEASE], (10, Renewal::NotInRequest))
+                .unwrap();
+        }
+        sp.acknowledge("a", (0, 3), &[RELEASE], (10, Renewal::NotInRequest))
+            .unwrap();
+        // The first batch is served without the throttled one; then the throttled one alone,
+        // 4 >> (5 - 5 + 1) = 2 of its records.
+        assert_eq!(sp.redeliverable(500, 10), (vec![0, 1, 2, 3], true));
+        sp.acquire(
+            "a",
+            &[0, 1, 2, 3],
+            &[batch(0, 3)],
+            fetch(false, 9),
+            now,
+            &limits,
+        );
+        assert_eq!(sp.redeliverable(500, 10), (vec![4, 5], true));
+    }
+
     #[test]
     fn the_persisted_state_gives_back_the_same_share_partition() {
         let mut sp = SharePartition::starting_at(0);
         let now = Instant::now();
-        sp.acquire("a", &[], &[batch(0, 5)], (true, 10, BO), now, &limits());
+        sp.acquire("a", &[], &[batch(0, 5)], fetch(true, 10), now, &limits());
         sp.acknowledge(
             "a",
             (0, 5),

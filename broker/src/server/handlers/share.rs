@@ -25,7 +25,7 @@ use crate::log::batch::BatchHeader;
 use crate::server::dispatch::{sb, Ctx};
 use crate::share::coordinator::Op;
 use crate::share::partition::SharePartition;
-use crate::share::partition::{AcquireMode, Acquired, ReadBatch, Renewal, RENEW};
+use crate::share::partition::{AcquireMode, Acquired, Fetch, ReadBatch, Renewal, RENEW};
 use crate::share::{AutoReset, Key, SessionStep, Settings, SharePartitions};
 
 /// ShareGroupHeartbeat: joins, heartbeats and leaves a share group.
@@ -380,7 +380,8 @@ fn fetch_partition(
     shares: &SharePartitions,
     (group, member): (&str, &str),
     (key, p): ((Uuid, i32), &Partition),
-    (max_records, max_bytes, mode): (usize, usize, AcquireMode),
+    (max_records, max_bytes): (usize, usize),
+    (batch_size, mode): (usize, AcquireMode),
     settings: &Settings,
 ) -> Result<Fetched, ResponseError> {
     let Some(sp) = shares.get(&(group.to_string(), key.0, key.1)) else {
@@ -401,9 +402,10 @@ fn fetch_partition(
     } else {
         p.high_watermark()
     };
-    let redeliver = sp.available(max_records);
-    let read_new =
-        sp.may_read_new(redeliver.len(), max_records, &limits) && sp.end_offset() < upper;
+    let (redeliver, throttled) = sp.redeliverable(max_records, limits.delivery_count_limit);
+    let read_new = !throttled
+        && sp.may_read_new(redeliver.len(), max_records, &limits)
+        && sp.end_offset() < upper;
     let Some(from) = redeliver
         .first()
         .copied()
@@ -459,7 +461,12 @@ fn fetch_partition(
         member,
         &redeliver,
         &batches,
-        (read_new, max_records, mode),
+        Fetch {
+            read_new,
+            max_records,
+            batch_size,
+            mode,
+        },
         now,
         &limits,
     );
@@ -537,6 +544,55 @@ fn requested(req: &ShareFetchRequest) -> (AcksByPartition, Vec<(Uuid, i32)>) {
     (acks, add)
 }
 
+/// How much a ShareFetch asks for.
+struct FetchLimits {
+    max_records: usize,
+    batch_size: usize,
+    max_bytes: usize,
+}
+
+/// The limits and acquire mode of a ShareFetch, or why it is an invalid request: a renewing
+/// fetch (KIP-1222) asks for nothing, and the mode is one Kafka knows.
+fn fetch_limits(
+    req: &ShareFetchRequest,
+    renew: bool,
+) -> Result<(FetchLimits, AcquireMode), String> {
+    let sizes = [
+        ("maxBytes", req.max_bytes),
+        ("minBytes", req.min_bytes),
+        ("maxRecords", req.max_records),
+        ("maxWaitMs", req.max_wait_ms),
+    ];
+    let set: Vec<&str> = sizes
+        .iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    if renew && !set.is_empty() {
+        return Err(format!(
+            "{} must be set to 0 if isRenewAck is true.",
+            set.join(", ")
+        ));
+    }
+    let mode = match req.share_acquire_mode {
+        0 => AcquireMode::BatchOptimized,
+        1 => AcquireMode::RecordLimit,
+        m => {
+            return Err(format!(
+                "unknown share acquire mode {m} (0: batch_optimized, 1: record_limit)"
+            ))
+        }
+    };
+    let positive = |v: i32| usize::try_from(v).ok().filter(|&v| v > 0);
+    let max_records = positive(req.max_records).unwrap_or(500);
+    let limits = FetchLimits {
+        max_records,
+        batch_size: positive(req.batch_size).unwrap_or(max_records),
+        max_bytes: positive(req.max_bytes).unwrap_or(usize::MAX),
+    };
+    Ok((limits, mode))
+}
+
 /// ShareFetch: acknowledges what the request carries, then acquires records for the member
 /// from every partition of its share session, waiting up to MaxWaitMs for some.
 pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareFetchResponse> {
@@ -554,34 +610,9 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
     };
     let (acks, add) = requested(&req);
     let renew = ctx.version >= 2 && req.is_renew_ack;
-    if renew {
-        let sizes = [
-            ("maxBytes", req.max_bytes),
-            ("minBytes", req.min_bytes),
-            ("maxRecords", req.max_records),
-            ("maxWaitMs", req.max_wait_ms),
-        ];
-        let set: Vec<&str> = sizes
-            .iter()
-            .filter(|(_, v)| *v != 0)
-            .map(|(n, _)| *n)
-            .collect();
-        if !set.is_empty() {
-            return refuse(
-                ResponseError::InvalidRequest,
-                format!("{} must be set to 0 if isRenewAck is true.", set.join(", ")),
-            );
-        }
-    }
-    let mode = match req.share_acquire_mode {
-        0 => AcquireMode::BatchOptimized,
-        1 => AcquireMode::RecordLimit,
-        m => {
-            return refuse(
-                ResponseError::InvalidRequest,
-                format!("unknown share acquire mode {m} (0: batch_optimized, 1: record_limit)"),
-            )
-        }
+    let (limits, mode) = match fetch_limits(&req, renew) {
+        Ok(l) => l,
+        Err(message) => return refuse(ResponseError::InvalidRequest, message),
     };
     if req.share_session_epoch == 0 && !acks.is_empty() {
         return refuse(
@@ -643,16 +674,11 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
     // share consumer takes a coordinator error on a partition as fatal, so none is answered.
     let unloaded = load_states(ctx, &group, &leading, reopen, &settings).await;
     leading.retain(|(k, _)| !unloaded.contains(k));
-    let max_records = if req.max_records > 0 {
-        req.max_records as usize
-    } else {
-        500
-    };
-    let max_bytes = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
+    let FetchLimits {
+        max_records,
+        batch_size,
+        max_bytes,
+    } = limits;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = ctx.broker.cluster.subscribe_appends();
@@ -676,7 +702,8 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
                         &groups.shares,
                         (&g, &m),
                         (*key, p),
-                        (budget.max(1), bytes.max(1), mode),
+                        (budget.max(1), bytes.max(1)),
+                        (batch_size, mode),
                         &settings,
                     );
                     if let Ok(f) = &r {
