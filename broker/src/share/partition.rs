@@ -298,6 +298,11 @@ impl SharePartition {
         (out, false)
     }
 
+    /// The last offset of the in-flight batch `offset` is in, if it is in flight.
+    pub fn batch_end(&self, offset: i64) -> Option<i64> {
+        self.records.get(&offset).map(|r| r.batch.1)
+    }
+
     /// Whether new records may be read from the log: fewer than `max_records` are being
     /// redelivered and the in-flight window has room.
     pub fn may_read_new(&self, redelivering: usize, max_records: usize, limits: &Limits) -> bool {

@@ -54,16 +54,7 @@ fn share_group_apis_answer_at_every_advertised_version() {
 
 /// Creates topic `shv` (one partition) holding "a", "b", "c"; returns its id.
 fn topic_with_three_records(c: &mut Conn) -> Uuid {
-    let r = c.call(
-        7,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic("shv"))
-                .with_num_partitions(1)
-                .with_replication_factor(1)])
-            .with_timeout_ms(5000),
-    );
-    assert_eq!(r.topics[0].error_code, 0);
+    let id = create_topic(c, "shv", 1);
     let p = c.call(
         9,
         &ProduceRequest::default()
@@ -83,12 +74,32 @@ fn topic_with_three_records(c: &mut Conn) -> Uuid {
     // The coordinator first, as a client does (it creates __consumer_offsets).
     let found = c.call(3, &FindCoordinatorRequest::default().with_key(s(GROUP)));
     assert_eq!(found.error_code, 0);
+    id
+}
+
+/// Creates topic `name` with `partitions` partitions (one replica); returns its id.
+fn create_topic(c: &mut Conn, name: &str, partitions: i32) -> Uuid {
+    let r = c.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
     r.topics[0].topic_id
 }
 
 /// Sets a config of the group (a GROUP config resource, as `kafka-configs` sets it): the
 /// error code and message.
 fn set_group_config(c: &mut Conn, name: &str, value: &str) -> (i16, Option<StrBytes>) {
+    set_config_of(c, GROUP, name, value)
+}
+
+/// Sets a config of group `group`: the error code and message.
+fn set_config_of(c: &mut Conn, group: &str, name: &str, value: &str) -> (i16, Option<StrBytes>) {
     use kafka_protocol::messages::incremental_alter_configs_request::{
         AlterConfigsResource, AlterableConfig,
     };
@@ -97,7 +108,7 @@ fn set_group_config(c: &mut Conn, name: &str, value: &str) -> (i16, Option<StrBy
         &IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
                 .with_resource_type(32)
-                .with_resource_name(s(GROUP))
+                .with_resource_name(s(group))
                 .with_configs(vec![AlterableConfig::default()
                     .with_name(s(name))
                     .with_config_operation(0)
@@ -401,4 +412,104 @@ fn a_classic_group_is_no_share_group(c: &mut Conn) {
             .with_subscribed_topic_names(Some(vec![topic("shv")])),
     );
     assert_eq!(refused.error_code, ResponseError::GroupIdNotFound.code());
+}
+
+/// Records acquired per partition in a ShareFetch answer.
+fn acquired_by_partition(r: &ShareFetchResponse) -> Vec<(i32, i64)> {
+    r.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| {
+            let n = p
+                .acquired_records
+                .iter()
+                .map(|a| a.last_offset - a.first_offset + 1)
+                .sum();
+            (p.partition_index, n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[test]
+fn record_limit_counts_the_whole_fetch_and_partitions_take_turns() {
+    let b = Broker::start();
+    let mut c = Conn::connect(b.addr);
+    let topic_id = create_topic(&mut c, "shl", 2);
+    let five = || Some(batch(&["a", "b", "c", "d", "e"], None, Compression::None));
+    let produced = c.call(
+        9,
+        &ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic("shl"))
+                .with_partition_data(
+                    [0, 1]
+                        .map(|i| {
+                            PartitionProduceData::default()
+                                .with_index(i)
+                                .with_records(five())
+                        })
+                        .to_vec(),
+                )]),
+    );
+    assert!(produced.responses[0]
+        .partition_responses
+        .iter()
+        .all(|p| p.error_code == 0));
+    let group = GroupId(s("sg-limit"));
+    let found = c.call(
+        3,
+        &FindCoordinatorRequest::default().with_key(s("sg-limit")),
+    );
+    assert_eq!(found.error_code, 0);
+    let (code, _) = set_config_of(&mut c, "sg-limit", "share.auto.offset.reset", "earliest");
+    assert_eq!(code, 0);
+    let joined = c.call(
+        1,
+        &ShareGroupHeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_member_id(s("m1"))
+            .with_member_epoch(0)
+            .with_subscribed_topic_names(Some(vec![topic("shl")])),
+    );
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    // record_limit (mode 1), three records a fetch over both partitions: the first fetch's
+    // three come from partition 0, the next fetch starts at partition 1.
+    let fetch = |epoch: i32| {
+        ShareFetchRequest::default()
+            .with_group_id(Some(group.clone()))
+            .with_member_id(Some(s("m1")))
+            .with_share_session_epoch(epoch)
+            .with_max_wait_ms(2000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_max_records(3)
+            .with_batch_size(3)
+            .with_share_acquire_mode(1)
+            .with_topics(vec![sf::FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(
+                    [0, 1]
+                        .map(|i| sf::FetchPartition::default().with_partition_index(i))
+                        .to_vec(),
+                )])
+    };
+    let got: Vec<Vec<(i32, i64)>> = (0..4)
+        .map(|epoch| {
+            let r = c.call(2, &fetch(epoch));
+            assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+            acquired_by_partition(&r)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            vec![(0, 3)],
+            vec![(1, 3)],
+            vec![(0, 2), (1, 1)],
+            vec![(1, 1)]
+        ]
+    );
 }

@@ -305,15 +305,20 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
     let leave = |ids: Vec<(String, Option<String>)>| {
         let coordinator = Arc::clone(&ctx.broker.groups);
         let group = req.group_id.0.to_string();
-        let n = ids.len();
         async move {
             blocking(move || coordinator.leave(&group, &ids))
                 .await
-                .unwrap_or_else(|| vec![Some(ResponseError::CoordinatorNotAvailable); n])
+                .ok_or(())
         }
     };
+    // The blocking task failed: the whole request is answered COORDINATOR_NOT_AVAILABLE
+    // (retriable).
+    let unavailable = LeaveGroupResponse::default()
+        .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     if ctx.version < 3 {
-        let e = leave(vec![(req.member_id.to_string(), None)]).await;
+        let Ok(e) = leave(vec![(req.member_id.to_string(), None)]).await else {
+            return Some(unavailable);
+        };
         return Some(
             LeaveGroupResponse::default().with_error_code(code(e.into_iter().next().flatten())),
         );
@@ -326,7 +331,9 @@ pub async fn leave_group(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> Option<LeaveG
             (m.member_id.to_string(), instance)
         })
         .collect();
-    let errors = leave(ids).await;
+    let Ok(errors) = leave(ids).await else {
+        return Some(unavailable);
+    };
     let members = req
         .members
         .into_iter()

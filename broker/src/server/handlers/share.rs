@@ -373,66 +373,43 @@ struct Fetched {
     acquired: Vec<Acquired>,
 }
 
-/// Acquires records of `p` for `member` (blocking: reads the log): redeliveries first, then
-/// new records up to the high watermark (the last stable offset under read_committed), at
-/// most `max_records` (batch-aligned) and about `max_bytes`.
-fn fetch_partition(
-    shares: &SharePartitions,
-    (group, member): (&str, &str),
-    (key, p): ((Uuid, i32), &Partition),
-    (max_records, max_bytes): (usize, usize),
-    (batch_size, mode): (usize, AcquireMode),
-    settings: &Settings,
-) -> Result<Fetched, ResponseError> {
-    let Some(sp) = shares.get(&(group.to_string(), key.0, key.1)) else {
-        // Forgotten meanwhile (reset, or fenced): read again on the next fetch.
-        return Ok(Fetched {
+impl Fetched {
+    /// Nothing.
+    fn none() -> Fetched {
+        Fetched {
             records: Bytes::new(),
             acquired: Vec::new(),
-        });
-    };
-    let mut sp = sp.lock();
-    let now = Instant::now();
-    let limits = settings.limits;
-    sp.expire_locks(now, limits.delivery_count_limit);
-    let log_start = p.log_start_offset();
-    sp.clamp_to_log_start(log_start);
-    let upper = if settings.read_committed {
-        p.last_stable_offset()
+        }
+    }
+}
+
+/// Batches read from a partition's log for a share fetch.
+struct ReadWindow {
+    bytes: Bytes,
+    /// Each batch's offsets, and whether it is never delivered.
+    batches: Vec<ReadBatch>,
+    /// Where each batch ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+/// Reads `p`'s batches in `from..to` (about `max_bytes`); under read_committed, batches of
+/// aborted transactions are marked never to be delivered, as are control batches.
+fn read_batches(
+    p: &Partition,
+    (from, to): (i64, i64),
+    max_bytes: usize,
+    read_committed: bool,
+) -> Result<ReadWindow, ResponseError> {
+    let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
+    let bytes = log
+        .read(from, max_bytes, to)
+        .map_err(|e| super::log_error_code(&e))?;
+    let aborted = if read_committed {
+        log.aborted_transactions(from, to)
     } else {
-        p.high_watermark()
+        Vec::new()
     };
-    let (redeliver, throttled) = sp.redeliverable(max_records, limits.delivery_count_limit);
-    let read_new = !throttled
-        && sp.may_read_new(redeliver.len(), max_records, &limits)
-        && sp.end_offset() < upper;
-    let Some(from) = redeliver
-        .first()
-        .copied()
-        .or(read_new.then(|| sp.end_offset()))
-    else {
-        return Ok(Fetched {
-            records: Bytes::new(),
-            acquired: Vec::new(),
-        });
-    };
-    // Redelivered records lie in batches already read, which end within the in-flight window:
-    // reading stops at its end (a bound short of the end of a redelivered record's batch would
-    // leave that batch out).
-    let to = if read_new { upper } else { sp.end_offset() };
-    let (bytes, aborted) = {
-        let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
-        let bytes = log
-            .read(from, max_bytes, to)
-            .map_err(|e| super::log_error_code(&e))?;
-        let aborted = if settings.read_committed {
-            log.aborted_transactions(from, to)
-        } else {
-            Vec::new()
-        };
-        (bytes, aborted)
-    };
-    // Under read_committed a batch of a transaction that was aborted is never delivered.
+    drop(log);
     let aborted_batch = |h: &BatchHeader| {
         h.is_transactional()
             && aborted.iter().any(|a| {
@@ -457,6 +434,75 @@ fn fetch_partition(
         ends.push(end);
         at = end;
     }
+    Ok(ReadWindow {
+        bytes,
+        batches,
+        ends,
+    })
+}
+
+/// Acquires records of `p` for `member` (blocking: reads the log): redeliveries first, then
+/// new records up to the high watermark (the last stable offset under read_committed), at
+/// most `max_records` (batch-aligned) and about `max_bytes`.
+fn fetch_partition(
+    shares: &SharePartitions,
+    (group, member): (&str, &str),
+    (key, p): ((Uuid, i32), &Partition),
+    (max_records, max_bytes): (usize, usize),
+    (batch_size, mode): (usize, AcquireMode),
+    settings: &Settings,
+) -> Result<Fetched, ResponseError> {
+    let Some(sp) = shares.get(&(group.to_string(), key.0, key.1)) else {
+        // Forgotten meanwhile (reset, or fenced): read again on the next fetch.
+        return Ok(Fetched::none());
+    };
+    let mut sp = sp.lock();
+    let now = Instant::now();
+    let limits = settings.limits;
+    sp.expire_locks(now, limits.delivery_count_limit);
+    let log_start = p.log_start_offset();
+    sp.clamp_to_log_start(log_start);
+    let upper = if settings.read_committed {
+        p.last_stable_offset()
+    } else {
+        p.high_watermark()
+    };
+    let (redeliver, throttled) = sp.redeliverable(max_records, limits.delivery_count_limit);
+    let read_new = !throttled
+        && sp.may_read_new(redeliver.len(), max_records, &limits)
+        && sp.end_offset() < upper;
+    let Some(from) = redeliver
+        .first()
+        .copied()
+        .or(read_new.then(|| sp.end_offset()))
+    else {
+        return Ok(Fetched::none());
+    };
+    let window_end = sp.end_offset();
+    let to = if read_new {
+        upper
+    } else {
+        // Redelivered records lie in batches already read: reading stops at the end of the
+        // last one's in-flight batch (a log batch's end), or else of the in-flight window (a
+        // bound short of a redelivered record's log batch end would leave that batch out).
+        redeliver
+            .last()
+            .and_then(|&o| sp.batch_end(o))
+            .map_or(window_end, |e| (e + 1).min(window_end))
+    };
+    let mut read = read_batches(p, (from, to), max_bytes, settings.read_committed)?;
+    let covered = |batches: &[ReadBatch]| {
+        let last = redeliver.last().copied().unwrap_or(i64::MIN);
+        batches.last().is_some_and(|b| b.last >= last)
+    };
+    if !read_new && to < window_end && !covered(&read.batches) {
+        read = read_batches(p, (from, window_end), max_bytes, settings.read_committed)?;
+    }
+    let ReadWindow {
+        bytes,
+        batches,
+        ends,
+    } = read;
     let (acquired, used) = sp.acquire(
         member,
         &redeliver,
@@ -683,6 +729,7 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = ctx.broker.cluster.subscribe_appends();
     let leading = Arc::new(leading);
+    let rotation = usize::try_from(req.share_session_epoch).unwrap_or(0);
     let (group_arc, member_arc) = (Arc::new(group.clone()), Arc::new(member.clone()));
     loop {
         appends.borrow_and_update();
@@ -696,13 +743,22 @@ pub async fn share_fetch(ctx: &Ctx<'_>, req: ShareFetchRequest) -> Option<ShareF
         let fetched = blocking(move || {
             let mut budget = max_records;
             let mut bytes = max_bytes;
+            // The partitions take turns at going first (Kafka rotates them by the session
+            // epoch), so one with plenty of records cannot starve the others.
             l.iter()
+                .cycle()
+                .skip(rotation % l.len().max(1))
+                .take(l.len())
                 .map(|(key, p)| {
+                    if budget == 0 {
+                        // The fetch has the records it asked for (Kafka passes the rest, 0).
+                        return (*key, Ok(Fetched::none()));
+                    }
                     let r = fetch_partition(
                         &groups.shares,
                         (&g, &m),
                         (*key, p),
-                        (budget.max(1), bytes.max(1)),
+                        (budget, bytes.max(1)),
                         (batch_size, mode),
                         &settings,
                     );
