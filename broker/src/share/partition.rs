@@ -509,6 +509,13 @@ mod tests {
     }
     const NO_RENEW: (i16, Renewal) = (3, Renewal::NotInRequest);
 
+    fn limits_with(delivery_count_limit: i16) -> Limits {
+        Limits {
+            delivery_count_limit,
+            ..limits()
+        }
+    }
+
     fn limits() -> Limits {
         Limits {
             lock_duration: Duration::from_secs(30),
@@ -744,10 +751,7 @@ mod tests {
         // Kafka's default limit 5: throttled from the 4th delivery (max(2, ⌈5/2⌉) = 3 before
         // it), half of the in-flight batch at a time; the 5th and last delivery one by one.
         // Offsets are taken in order, so a record on its last delivery goes first.
-        let limits = Limits {
-            delivery_count_limit: 5,
-            ..limits()
-        };
+        let limits = limits_with(5);
         let mut sp = SharePartition::starting_at(0);
         let singles: Vec<ReadBatch> = (0..20).map(|o| batch(o, o)).collect();
         let now = Instant::now();
@@ -778,10 +782,7 @@ mod tests {
 
     #[test]
     fn a_throttled_batch_waits_for_a_fetch_of_its_own() {
-        let limits = Limits {
-            delivery_count_limit: 10,
-            ..limits()
-        };
+        let limits = limits_with(10);
         let mut sp = SharePartition::starting_at(0);
         let now = Instant::now();
         // Two fetches: in-flight batches 0..=3 and 4..=7.
