@@ -62,15 +62,16 @@ cleanup() {
 trap cleanup EXIT
 
 # --- 1. lint --------------------------------------------------------------------------------
-ns_values=(--set 'watchNamespaces={a,b}' --set metrics.serviceMonitor.enabled=true)
-say "helm lint --strict $chart (defaults; watchNamespaces={a,b} + ServiceMonitor)"
+ns_values=(--set 'watchNamespaces={a,b}' --set metrics.serviceMonitor.enabled=true
+  --set prometheusRule.enabled=true)
+say "helm lint --strict $chart (defaults; watchNamespaces={a,b} + ServiceMonitor + PrometheusRule)"
 "$helm" lint --strict "$chart" --namespace gregor-system
 "$helm" lint --strict "$chart" --namespace gregor-system "${ns_values[@]}"
 
 # --- 2. template and check ------------------------------------------------------------------
 say "helm template: defaults"
 "$helm" template gregor "$chart" --namespace gregor-system >"$work/default.yaml"
-say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true"
+say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true, prometheusRule.enabled=true"
 "$helm" template gregor "$chart" --namespace gregor-system "${ns_values[@]}" >"$work/namespaced.yaml"
 "$helm" template gregor "$chart" --set replicas=2 --set leaderElection.enabled=false \
   >/dev/null 2>&1 && fail "replicas=2 without leader election rendered"
@@ -121,6 +122,7 @@ else:
     expected |= {("Role", ns, full) for ns in watched}
     expected |= {("RoleBinding", ns, full) for ns in watched}
     expected.add(("ServiceMonitor", release_ns, full))
+    expected.add(("PrometheusRule", release_ns, full))
 check(set(objects) == expected,
       f"objects: extra {sorted(set(objects) - expected, key=str)}, "
       f"missing {sorted(expected - set(objects), key=str)}")
@@ -254,6 +256,10 @@ if mode == "namespaced":
     sm = objects.get(("ServiceMonitor", release_ns, full), {})
     check(sm.get("spec", {}).get("endpoints", [{}])[0].get("port") == "metrics",
           "ServiceMonitor scrapes the metrics port")
+    # The PrometheusRule carries the rule file as it is (promtool checks that file).
+    rules = yaml.safe_load(open("charts/gregor/rules/gregor.rules.yaml"))
+    check(objects.get(("PrometheusRule", release_ns, full), {}).get("spec") == rules,
+          "PrometheusRule spec differs from rules/gregor.rules.yaml")
 
 if errors:
     print(f"{path}: {len(errors)} problem(s):")

@@ -169,10 +169,12 @@ impl Node {
         };
         let metrics_addr = match &config.metrics_listener {
             Some(addr) => {
-                let refresh = match &broker {
-                    Some(b) => Arc::clone(&b.refresh),
-                    None => Arc::new(|| {}),
-                };
+                tracker.spawn(crate::metrics::quorum::watch_raft(
+                    quorum.raft().metrics(),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ));
+                let refresh = node_refresh(&config, &quorum, broker.as_ref());
                 serve_metrics(addr, &metrics, refresh, &shutdown, &tracker).await?
             }
             None => None,
@@ -439,7 +441,7 @@ async fn start_broker(
         .with_tls(tls.clone()),
     );
     load_transactions(&broker.txns).await;
-    let refresh = gauge_refresh(&cluster, &groups, metrics);
+    let refresh = gauge_refresh(&cluster, &groups);
 
     tracker.spawn(server::run(
         Arc::clone(&broker),
@@ -554,29 +556,31 @@ async fn bind_client_listeners(
     Ok((listeners, bound))
 }
 
-/// Fills the broker's gauges (partitions, groups, log size, summed high watermarks) before
-/// each scrape.
+/// The node's scrape: the broker's replicas and groups (broker role) and its quorum member,
+/// with the controller gauges on controllers.
+fn node_refresh(
+    config: &Config,
+    quorum: &Arc<QuorumNode>,
+    broker: Option<&BrokerHalf>,
+) -> crate::metrics::Refresh {
+    let quorum = Arc::clone(quorum);
+    let controller = config.is_controller();
+    let broker = broker.map(|b| Arc::clone(&b.refresh));
+    Arc::new(move |out| {
+        if let Some(b) = &broker {
+            b(out);
+        }
+        crate::metrics::quorum::refresh(&quorum, controller, out);
+    })
+}
+
+/// The broker's scrape: its replicas' health, its groups and its logs' size.
 fn gauge_refresh(
     cluster: &Arc<Cluster>,
     groups: &Arc<GroupCoordinator>,
-    metrics: &Arc<Metrics>,
 ) -> crate::metrics::Refresh {
-    let (cl, gr, m) = (Arc::clone(cluster), Arc::clone(groups), Arc::clone(metrics));
-    Arc::new(move || {
-        m.partitions.set(cl.partition_count() as i64);
-        m.groups.set(gr.group_count() as i64);
-        let (mut size, mut leo) = (0i64, 0i64);
-        for t in cl.topics() {
-            for p in t.partitions.read().iter() {
-                leo += p.high_watermark();
-                if let Some(log) = p.try_log() {
-                    size += log.size_bytes() as i64;
-                }
-            }
-        }
-        m.log_size_bytes.set(size);
-        m.log_end_offset_sum.set(leo);
-    })
+    let (cl, gr) = (Arc::clone(cluster), Arc::clone(groups));
+    Arc::new(move |out| crate::metrics::replicas::refresh(&cl, &gr, out))
 }
 
 /// The coordinators that follow the leadership of their internal topics.

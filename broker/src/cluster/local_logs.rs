@@ -61,7 +61,9 @@ impl Cluster {
             p.install_log(&mut slot, log, checkpointed);
             changed = true;
         }
+        let before = p.state();
         changed |= p.apply_state(&mut slot, state)?;
+        self.isr_changes.observe(me, &before, state);
         if moved_off(state, me) {
             if let Some(dir) = p.remove_log(&mut slot) {
                 tracing::info!(topic = %topic.name, partition = p.index, "not a replica any more: deleting the local log");

@@ -181,6 +181,9 @@ pub struct Partition {
     /// The log end when this node last became leader: until the high watermark reaches it,
     /// what is committed is not yet known (ListOffsets answers OFFSET_NOT_AVAILABLE, KIP-207).
     epoch_start: AtomicI64,
+    /// While this node follows: how many messages its log trailed the leader's high watermark
+    /// by at the last replica fetch (Kafka's fetcher lag).
+    follower_lag: AtomicI64,
 }
 
 impl Partition {
@@ -212,6 +215,7 @@ impl Partition {
             node,
             data_arrived,
             epoch_start: AtomicI64::new(0),
+            follower_lag: AtomicI64::new(0),
         }
     }
 
@@ -227,6 +231,12 @@ impl Partition {
         self.log
             .try_lock()
             .and_then(|g| MutexGuard::try_map(g, Option::as_mut).ok())
+    }
+
+    /// How many messages this follower trailed the leader's high watermark by at its last
+    /// replica fetch; 0 while it leads.
+    pub fn follower_lag(&self) -> i64 {
+        self.follower_lag.load(Ordering::Relaxed)
     }
 
     /// Offset below which records are committed and readable by consumers.
@@ -453,7 +463,10 @@ impl Partition {
 
     /// A follower's high watermark: the leader's, as far as this log reaches.
     pub fn set_follower_high_watermark(&self, leader_hw: i64) {
-        let hw = leader_hw.min(self.log_end.load(Ordering::Acquire));
+        let leo = self.log_end.load(Ordering::Acquire);
+        self.follower_lag
+            .store((leader_hw - leo).max(0), Ordering::Relaxed);
+        let hw = leader_hw.min(leo);
         if self.high_watermark.swap(hw, Ordering::AcqRel) != hw {
             self.hw_moved.send_replace(hw);
         }
@@ -775,6 +788,8 @@ pub struct Cluster {
     quotas: RwLock<Arc<crate::quotas::ClientQuotas>>,
     /// The committed group configs (GROUP config resources), by group id.
     group_configs: RwLock<Arc<GroupConfigs>>,
+    /// ISR shrinks and expansions of the partitions this node leads, for metrics.
+    pub isr_changes: crate::metrics::replicas::IsrChanges,
 }
 
 impl Cluster {
@@ -819,6 +834,7 @@ impl Cluster {
             brokers: RwLock::new(image.brokers),
             hw_checkpoints: Mutex::new(hw_checkpoints),
             checkpoint_writer: Mutex::new(()),
+            isr_changes: Default::default(),
         };
         for (name, t) in image.topics {
             let topic = cluster.open_topic(

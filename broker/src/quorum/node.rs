@@ -336,6 +336,11 @@ impl QuorumNode {
         self.applied.borrow().clone()
     }
 
+    /// The applied metadata state, borrowed (hold it briefly: appliers wait for it).
+    pub fn applied_ref(&self) -> watch::Ref<'_, AppliedState> {
+        self.applied.borrow()
+    }
+
     /// A receiver notified whenever the applied state changes.
     pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
         self.applied.clone()

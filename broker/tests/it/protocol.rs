@@ -332,9 +332,22 @@ fn metrics_and_probes_are_served() {
     for needle in [
         "gregor_requests_total{api=\"Produce\"} 1",
         "gregor_messages_in_total 2",
-        "gregor_partitions 3",
         "gregor_connections 1",
         "gregor_request_duration_seconds_bucket{api=\"CreateTopics\"",
+        // One node leads all three partitions, with RF 1: healthy.
+        "gregor_replica_partitions 3",
+        "gregor_leader_partitions 3",
+        "gregor_under_replicated_partitions 0",
+        "gregor_isr_shrinks_total 0",
+        // It is the active controller of a one-voter quorum.
+        "gregor_active_controller 1",
+        "gregor_global_partitions 3",
+        "gregor_offline_partitions 0",
+        "gregor_registered_brokers 1",
+        "gregor_raft_state{state=\"leader\"} 1",
+        "gregor_raft_leader_changes_total 1",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
     }

@@ -118,6 +118,15 @@ mod tests {
     }
 
     #[test]
+    fn the_service_monitor_labels_every_series_with_the_clusters_name() {
+        let sm = monitor::service_monitor(&three_combined());
+        let relabel = &sm["spec"]["endpoints"][0]["relabelings"][0];
+        assert_eq!(relabel["targetLabel"], monitor::CLUSTER_LABEL);
+        assert_eq!(relabel["replacement"], "events");
+        assert_eq!(relabel["action"], "replace");
+    }
+
+    #[test]
     fn three_combined_nodes_render_as_snapshotted() {
         let objects = cluster(&three_combined());
         assert_snapshot("combined-configmap", &objects.config);

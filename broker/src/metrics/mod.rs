@@ -1,6 +1,12 @@
 //! Prometheus metrics and the HTTP endpoint serving them on `metrics.listener`: `/metrics`
 //! (text format), `/healthz` (process alive) and `/readyz` (serving clients). Labels come only
-//! from bounded sets (API names, error categories).
+//! from bounded sets (API names, error categories, Raft states). `docs/metrics.md` lists every
+//! series with the Kafka metric it stands for.
+//!
+//! Counters bumped on the request path live in [`Metrics`]' registry. Gauges that describe
+//! state (the local replicas' health, the quorum, the controller's view) are computed when
+//! scraped, by the node's [`Refresh`] ([`replicas`], [`quorum`]), and the process collector adds
+//! `process_*`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +16,17 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub mod quorum;
+pub mod replicas;
 
 /// Every metric the broker exports.
 #[derive(Debug)]
@@ -44,14 +55,12 @@ pub struct Metrics {
     pub messages_in: IntCounter,
     /// Open client connections.
     pub connections: IntGauge,
-    /// Partitions on this node (refreshed on scrape).
-    pub partitions: IntGauge,
-    /// Consumer groups known (refreshed on scrape).
-    pub groups: IntGauge,
-    /// Total bytes of all partition logs (refreshed on scrape).
-    pub log_size_bytes: IntGauge,
-    /// Sum of log end offsets over partitions (refreshed on scrape).
-    pub log_end_offset_sum: IntGauge,
+    /// Raft elections this node saw start (its term moved on).
+    pub raft_elections: IntCounter,
+    /// Times this node saw the quorum's leader change to another node.
+    pub raft_leader_changes: IntCounter,
+    /// `process_*`: resident memory, CPU seconds, open descriptors.
+    process: prometheus::process_collector::ProcessCollector,
     /// Whether the broker is serving (for `/readyz`).
     pub ready: AtomicBool,
 }
@@ -97,13 +106,15 @@ impl Metrics {
             fetch_bytes: counter("fetch_bytes_total", "Record bytes returned by Fetch")?,
             messages_in: counter("messages_in_total", "Records appended")?,
             connections: gauge("connections", "Open client connections")?,
-            partitions: gauge("partitions", "Partitions on this node")?,
-            groups: gauge("consumer_groups", "Consumer groups known")?,
-            log_size_bytes: gauge("log_size_bytes", "Total bytes of all partition logs")?,
-            log_end_offset_sum: gauge(
-                "log_end_offset_sum",
-                "Sum of log end offsets over partitions",
+            raft_elections: counter(
+                "raft_elections_total",
+                "Raft elections this node saw start (its term moved on)",
             )?,
+            raft_leader_changes: counter(
+                "raft_leader_changes_total",
+                "Times this node saw the metadata quorum's leader change",
+            )?,
+            process: prometheus::process_collector::ProcessCollector::for_self(),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -118,33 +129,92 @@ impl Metrics {
             &m.produce_bytes,
             &m.fetch_bytes,
             &m.messages_in,
+            &m.raft_elections,
+            &m.raft_leader_changes,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }
-        for g in [
-            &m.connections,
-            &m.partitions,
-            &m.groups,
-            &m.log_size_bytes,
-            &m.log_end_offset_sum,
-        ] {
-            m.registry.register(Box::new(g.clone()))?;
-        }
+        m.registry.register(Box::new(m.connections.clone()))?;
         Ok(m)
     }
 
-    /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    /// The text exposition of every metric: the registry's, `scraped` (computed for this
+    /// scrape) and the process collector's, sorted by name.
+    pub fn render(&self, scraped: Scrape) -> String {
+        let mut families = self.registry.gather();
+        families.extend(scraped.families);
+        families.extend(self.process.collect());
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(buf).unwrap_or_default()
     }
 }
 
-/// Refreshes gauges that are computed on scrape.
-pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+/// Metric families computed for one scrape, each named in full (`gregor_...`). A name the
+/// Prometheus library refuses is logged and left out (the names are constants, and a test
+/// renders every one).
+#[derive(Default)]
+pub struct Scrape {
+    families: Vec<MetricFamily>,
+}
+
+impl Scrape {
+    /// One gauge without labels.
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) {
+        match IntGauge::new(name, help) {
+            Ok(g) => {
+                g.set(value);
+                self.families.extend(g.collect());
+            }
+            Err(e) => tracing::warn!(name, error = %e, "metric left out"),
+        }
+    }
+
+    /// One counter without labels, at `value` (a total kept elsewhere).
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        match IntCounter::new(name, help) {
+            Ok(c) => {
+                c.inc_by(value);
+                self.families.extend(c.collect());
+            }
+            Err(e) => tracing::warn!(name, error = %e, "metric left out"),
+        }
+    }
+
+    /// One gauge with labels `names`, a sample per `(values, value)`. A family with no sample
+    /// is left out of the exposition.
+    pub fn gauges<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        names: &[&str],
+        samples: impl IntoIterator<Item = (Vec<&'a str>, i64)>,
+    ) {
+        match IntGaugeVec::new(Opts::new(name, help), names) {
+            Ok(g) => {
+                for (values, value) in samples {
+                    if let Ok(s) = g.get_metric_with_label_values(&values) {
+                        s.set(value);
+                    }
+                }
+                self.families.extend(g.collect());
+            }
+            Err(e) => tracing::warn!(name, error = %e, "metric left out"),
+        }
+    }
+
+    /// The families so far, by name (for tests).
+    pub fn names(&self) -> Vec<&str> {
+        self.families.iter().map(MetricFamily::name).collect()
+    }
+}
+
+/// Computes the node's scrape-time families.
+pub type Refresh = Arc<dyn Fn(&mut Scrape) + Send + Sync>;
 
 fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -180,8 +250,9 @@ pub async fn serve(
             async move {
                 Ok::<_, Infallible>(match req.uri().path() {
                     "/metrics" => {
-                        refresh();
-                        respond(StatusCode::OK, metrics.render())
+                        let mut scraped = Scrape::default();
+                        refresh(&mut scraped);
+                        respond(StatusCode::OK, metrics.render(scraped))
                     }
                     "/healthz" => respond(StatusCode::OK, "ok\n".into()),
                     "/readyz" if metrics.ready.load(Ordering::Acquire) => {
