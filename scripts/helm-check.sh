@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Helm chart charts/gregor:
 #   1. helm lint --strict, with the default values and with watchNamespaces={a,b} plus a
-#      ServiceMonitor;
+#      ServiceMonitor, the PrometheusRule and the Grafana dashboards' ConfigMaps;
 #   2. helm template with both value sets, every document parsed and checked for what it must
 #      hold (kinds and names, the operator's arguments, a non-root read-only container, RBAC
 #      granting exactly the verbs the operator uses, in the scope asked for);
@@ -63,15 +63,15 @@ trap cleanup EXIT
 
 # --- 1. lint --------------------------------------------------------------------------------
 ns_values=(--set 'watchNamespaces={a,b}' --set metrics.serviceMonitor.enabled=true
-  --set prometheusRule.enabled=true)
-say "helm lint --strict $chart (defaults; watchNamespaces={a,b} + ServiceMonitor + PrometheusRule)"
+  --set prometheusRule.enabled=true --set dashboards.enabled=true)
+say "helm lint --strict $chart (defaults; watchNamespaces={a,b} + ServiceMonitor + PrometheusRule + dashboards)"
 "$helm" lint --strict "$chart" --namespace gregor-system
 "$helm" lint --strict "$chart" --namespace gregor-system "${ns_values[@]}"
 
 # --- 2. template and check ------------------------------------------------------------------
 say "helm template: defaults"
 "$helm" template gregor "$chart" --namespace gregor-system >"$work/default.yaml"
-say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true, prometheusRule.enabled=true"
+say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true, prometheusRule.enabled=true, dashboards.enabled=true"
 "$helm" template gregor "$chart" --namespace gregor-system "${ns_values[@]}" >"$work/namespaced.yaml"
 "$helm" template gregor "$chart" --set replicas=2 --set leaderElection.enabled=false \
   >/dev/null 2>&1 && fail "replicas=2 without leader election rendered"
@@ -79,6 +79,7 @@ say "helm template: watchNamespaces={a,b}, metrics.serviceMonitor.enabled=true, 
 cat >"$work/check.py" <<'PY'
 """Checks a rendering of charts/gregor. Args: FILE MODE (cluster | namespaced)."""
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -123,6 +124,10 @@ else:
     expected |= {("RoleBinding", ns, full) for ns in watched}
     expected.add(("ServiceMonitor", release_ns, full))
     expected.add(("PrometheusRule", release_ns, full))
+    # A ConfigMap per Grafana dashboard, whatever files charts/gregor/dashboards holds.
+    dashboards = sorted(Path("charts/gregor/dashboards").glob("*.json"))
+    check(bool(dashboards), "no dashboards in charts/gregor/dashboards")
+    expected |= {("ConfigMap", release_ns, f"{full}-dashboard-{p.stem}") for p in dashboards}
 check(set(objects) == expected,
       f"objects: extra {sorted(set(objects) - expected, key=str)}, "
       f"missing {sorted(expected - set(objects), key=str)}")
@@ -260,6 +265,14 @@ if mode == "namespaced":
     rules = yaml.safe_load(open("charts/gregor/rules/gregor.rules.yaml"))
     check(objects.get(("PrometheusRule", release_ns, full), {}).get("spec") == rules,
           "PrometheusRule spec differs from rules/gregor.rules.yaml")
+    # Each dashboard's ConfigMap holds its file byte for byte, labelled for Grafana's sidecar.
+    for p in dashboards:
+        cm = objects.get(("ConfigMap", release_ns, f"{full}-dashboard-{p.stem}"), {})
+        data = cm.get("data", {})
+        check(set(data) == {p.name} and data[p.name].encode() == p.read_bytes(),
+              f"ConfigMap {full}-dashboard-{p.stem} does not hold {p} as it is")
+        check(cm.get("metadata", {}).get("labels", {}).get("grafana_dashboard") == "1",
+              f"ConfigMap {full}-dashboard-{p.stem} lacks the label grafana_dashboard: \"1\"")
 
 if errors:
     print(f"{path}: {len(errors)} problem(s):")

@@ -182,6 +182,8 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// `metrics.listener`: `HOST:PORT` of the Prometheus endpoint, if any.
     pub metrics_listener: Option<String>,
+    /// How many topics, partitions and groups get series of their own (Gregor keys).
+    pub metrics_limits: crate::metrics::Limits,
     /// `metadata.replication.listener` (a Gregor key): `(host, port)` where a broker-only node
     /// receives the metadata log from the active controller. Unset, it binds the inter-broker
     /// listener's host on a free port and tells the controllers that address on every start.
@@ -253,6 +255,9 @@ const KNOWN_KEYS: &[&str] = &[
     "controller.quota.window.size.seconds",
     "broker.rack",
     "metrics.listener",
+    "metrics.topic.labels.max",
+    "metrics.partition.labels.max",
+    "metrics.group.labels.max",
     "metadata.replication.listener",
     "num.network.threads",
     "num.io.threads",
@@ -807,6 +812,11 @@ impl Config {
             broker_rack: p.get("broker.rack").map(str::to_string),
             replication: ReplicationConfig::from_props(&p)?,
             metrics_listener: p.get("metrics.listener").map(str::to_string),
+            metrics_limits: crate::metrics::Limits {
+                topics: p.num("metrics.topic.labels.max", 200, 0)?,
+                partitions: p.num("metrics.partition.labels.max", 2000, 0)?,
+                groups: p.num("metrics.group.labels.max", 200, 0)?,
+            },
             metadata_replication_listener: p
                 .get("metadata.replication.listener")
                 .map(|v| parse_host_port("metadata.replication.listener", v))

@@ -128,7 +128,7 @@ impl Node {
         let cluster_id = check_storage(&config)?;
         let bootstrap = crate::storage::read_bootstrap(&config.metadata_log_dir)
             .map_err(|e| NodeError::Cluster(error_chain(&e)))?;
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::with_limits(config.metrics_limits)?);
         let liveness = Arc::new(Liveness::default());
         let (transport, quorum_tls) =
             crate::peer::quorum_transport(&config, Arc::clone(&metrics)).await?;
@@ -382,6 +382,7 @@ async fn start_broker(
         }
     }
     let cluster = open_cluster(config, cluster_id, quorum).await?;
+    cluster.log_timings.register(metrics)?;
     // The listener TLS settings this broker was given through AlterConfigs (kept in the
     // metadata log) replace the static ones; material that no longer loads is logged and the
     // static material serves.
@@ -441,7 +442,7 @@ async fn start_broker(
         .with_tls(tls.clone()),
     );
     load_transactions(&broker.txns).await;
-    let refresh = gauge_refresh(&cluster, &groups);
+    let refresh = gauge_refresh(&cluster, &groups, metrics);
 
     tracker.spawn(server::run(
         Arc::clone(&broker),
@@ -574,13 +575,42 @@ fn node_refresh(
     })
 }
 
-/// The broker's scrape: its replicas' health, its groups and its logs' size.
+/// The broker's scrape: its replicas' health and logs, its topics (within the cap) and the
+/// groups it coordinates.
 fn gauge_refresh(
     cluster: &Arc<Cluster>,
     groups: &Arc<GroupCoordinator>,
+    metrics: &Arc<Metrics>,
 ) -> crate::metrics::Refresh {
-    let (cl, gr) = (Arc::clone(cluster), Arc::clone(groups));
-    Arc::new(move |out| crate::metrics::replicas::refresh(&cl, &gr, out))
+    let (cl, gr, m) = (Arc::clone(cluster), Arc::clone(groups), Arc::clone(metrics));
+    Arc::new(move |out| {
+        crate::metrics::replicas::refresh(&cl, out);
+        label_local_topics(&cl, &m);
+        m.topics.scrape(out);
+        crate::metrics::topics::scrape_partitions(&cl, &m.topics, m.limits.partitions, out);
+        let view = gr.metrics_view(m.limits.groups, m.limits.partitions);
+        crate::metrics::groups::scrape(&view, &cl, &m.limits, out);
+    })
+}
+
+/// Frees the topic series of deleted topics and gives topics with a replica here a series of
+/// their own while the cap allows, in name order.
+fn label_local_topics(cluster: &Cluster, metrics: &Metrics) {
+    metrics.topics.retain(|t| cluster.topic(t).is_some());
+    let me = cluster.config.node_id;
+    for t in cluster.topics() {
+        if metrics.topics.is_full() {
+            break;
+        }
+        let local = t
+            .partitions
+            .read()
+            .iter()
+            .any(|p| p.state().replicas.contains(&me));
+        if local {
+            metrics.topics.of(&t.name);
+        }
+    }
 }
 
 /// The coordinators that follow the leadership of their internal topics.

@@ -24,7 +24,7 @@ use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -190,6 +190,18 @@ fn backoff<K: kube::Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
+/// What a controller yields for each reconcile it ran, or could not run.
+type Reconciled<K> =
+    Result<(ObjectRef<K>, Action), controller::Error<ReconcileError, watcher::Error>>;
+
+/// Calls `forget` with the namespace and name of an object a scheduled reconcile (or a
+/// child's event) found deleted: such an object is not reconciled, so its metrics go here.
+fn forget_deleted<K: kube::Resource>(result: &Reconciled<K>, forget: impl FnOnce(&str, &str)) {
+    if let Err(controller::Error::ObjectNotFound(gone)) = result {
+        forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+    }
+}
+
 fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -241,8 +253,16 @@ async fn run_topics(
             topics,
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile_topic, backoff, shared)
-        .for_each(|_| futures::future::ready(()))
+        .run(reconcile_topic, backoff, Arc::clone(&shared))
+        .for_each(|result| {
+            // Its finalizer's cleanup forgets a deleted topic; this catches one deleted
+            // without it.
+            forget_deleted(&result, |namespace, name| {
+                let metrics = &shared.ctx.metrics;
+                metrics.resource_gone(&KafkaTopic::kind(&()), namespace, name);
+            });
+            futures::future::ready(())
+        })
         .await;
 }
 
@@ -271,8 +291,16 @@ async fn run_users(
             users,
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile_user, backoff, shared)
-        .for_each(|_| futures::future::ready(()))
+        .run(reconcile_user, backoff, Arc::clone(&shared))
+        .for_each(|result| {
+            // Its finalizer's cleanup forgets a deleted user; this catches one deleted
+            // without it.
+            forget_deleted(&result, |namespace, name| {
+                let metrics = &shared.ctx.metrics;
+                metrics.resource_gone(&KafkaUser::kind(&()), namespace, name);
+            });
+            futures::future::ready(())
+        })
         .await;
 }
 
@@ -310,10 +338,9 @@ async fn run_clusters(
     .for_each(|result| {
         // A deleted cluster is not reconciled; its next scheduled reconcile (or a child's
         // deletion) finds it gone, and its metrics go with it.
-        if let Err(controller::Error::ObjectNotFound(gone)) = &result {
-            let namespace = gone.namespace.as_deref().unwrap_or_default();
-            shared.ctx.metrics.cluster_gone(namespace, &gone.name);
-        }
+        forget_deleted(&result, |namespace, name| {
+            shared.ctx.metrics.cluster_gone(namespace, name);
+        });
         futures::future::ready(())
     })
     .await;

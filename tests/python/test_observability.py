@@ -10,7 +10,12 @@ package) scraping a three-node cluster:
   fenced-broker alerts go pending, then firing (the rules' `for` shortened to 3 s), the ISR
   shrink counters move, one controller stays active; after the node returns the alerts
   resolve and the ISR expand counters move. The alert's timeline, as Prometheus recorded it in
-  its ALERTS series, is printed.
+  its ALERTS series, is printed;
+- consumer group lag on three nodes, for partitions the coordinator holds a replica of and
+  for partitions led elsewhere (the documented join), equals the client's own lag within a
+  scrape after each commit; consumers stopped while producing fire the lag alert;
+- per-topic series past `metrics.topic.labels.max` share topic="(other)", and with 5,000
+  topics every family stays within its cap.
 
 Fencing is quick here (broker.session.timeout.ms=3000) so the test stays short.
 """
@@ -19,14 +24,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+
+import pytest
 import time
 import urllib.request
 
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from cluster import cluster_fixture
+from cluster import cluster_fixture, running_cluster
 from conftest import wait_for
-from helpers import Stream
+from helpers import Stream, consume_n
 from prometheus import RULES, Prometheus, shortened_rules, tool
 
 FAST_FENCING = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500}
@@ -34,14 +42,30 @@ cluster = cluster_fixture(overrides=FAST_FENCING)
 HOLD = "3s"
 
 
-def create(c, topic: str, partitions: int = 6):
+def create(c, topic: str, partitions: int = 6, rf: int = 3):
     admin = c.admin()
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=3,
-                  config={"min.insync.replicas": "2"})], operation_timeout=30)
+        [NewTopic(topic, num_partitions=partitions, replication_factor=rf,
+                  config={"min.insync.replicas": str(min(2, rf))})], operation_timeout=30)
     futures[topic].result(30)
     wait_for(lambda: len(c.describe(topic)) == partitions
-             and all(len(p.isr) == 3 for p in c.describe(topic).values()), 30, "full ISRs")
+             and all(len(p.isr) == rf for p in c.describe(topic).values()), 30, "full ISRs")
+
+
+def produce(bootstrap: str, topic: str, partitions: int, per_partition: int):
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for q in range(partitions):
+        for i in range(per_partition):
+            p.produce(topic, value=f"{q}-{i}".encode(), partition=q)
+    assert p.flush(30) == 0
+
+# The lag of every group, partition by partition, from any broker: the leader's high
+# watermark minus the coordinator's committed offset (docs/metrics.md).
+LAG_JOIN = """
+max by (topic, partition) (gregor_partition_high_watermark)
+  - on (topic, partition) group_right
+max by (group, topic, partition) (gregor_consumer_group_committed_offset)
+"""
 
 
 def scrape(node) -> str:
@@ -78,6 +102,33 @@ def test_metrics_and_rules_pass_promtool(cluster):
         assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
 
 
+def documented_broker_series() -> set[str]:
+    """The broker series docs/metrics.md lists (the first column of its tables)."""
+    doc = (RULES.parents[3] / "docs" / "metrics.md").read_text()
+    names = set(re.findall(r"^\| `((?:gregor|process)_[a-z_]+)` \|", doc, re.M))
+    return {n for n in names if not n.startswith("gregor_operator_")}
+
+
+def test_every_documented_series_is_exported_and_nothing_else(cluster):
+    create(cluster, "obs-doc", partitions=3)
+    produce(cluster.bootstrap, "obs-doc", 3, 10)
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "obs-doc-group",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe(["obs-doc"])
+        consume_n(consumer, 30, 30)
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    exported = set()
+    for node in cluster.nodes.values():
+        exported |= set(re.findall(r"^# TYPE (\S+) ", scrape(node), re.M))
+    documented = documented_broker_series()
+    assert len(documented) > 60, documented
+    assert documented - exported == set(), "documented but not exported"
+    assert exported - documented == set(), "exported but not in docs/metrics.md"
+
+
 def test_every_alert_expression_evaluates_and_reads_live_series(cluster, tmp_path):
     create(cluster, "obs-exprs")
     with Prometheus(tmp_path, cluster, rules=[shortened_rules(tmp_path, HOLD)]) as prom:
@@ -98,6 +149,66 @@ def test_every_alert_expression_evaluates_and_reads_live_series(cluster, tmp_pat
         wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation"),
                  10, "rules evaluated")
         assert prom.alerts() == [], prom.alerts()
+
+
+DASHBOARDS = RULES.parents[1] / "dashboards"
+
+
+def dashboard_exprs() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, expr) of every broker dashboard's panel targets, Grafana's
+    variables replaced as a user who picks every value would have them."""
+    import json
+
+    def panels(ps):
+        for p in ps:
+            yield p
+            yield from panels(p.get("panels", []))
+    out = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        if path.stem == "gregor-operator":
+            continue  # the operator's: no operator runs here
+        for panel in panels(json.loads(path.read_text())["panels"]):
+            for target in panel.get("targets", []):
+                expr = (target["expr"].replace("$gregor_cluster", "test")
+                        .replace("$__rate_interval", "1m"))
+                expr = re.sub(r'=~"\$[a-z_]+"', '=~".*"', expr)
+                assert "$" not in expr, expr
+                out.append((path.stem, panel["title"], expr))
+    return out
+
+
+def test_every_dashboard_expression_returns_data(cluster, tmp_path):
+    """Each panel of the cluster, topic and group dashboards shows something for a cluster
+    with traffic: produced (acks=all), replicated, consumed and committed by a group."""
+    create(cluster, "obs-dash", partitions=3)
+    group = "obs-dash-group"
+    with Prometheus(tmp_path, cluster) as prom, \
+            Stream(cluster.bootstrap, "obs-dash") as stream:
+        prom.wait_targets_up(3)
+        consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                             "auto.offset.reset": "earliest"})
+        try:
+            consumer.subscribe(["obs-dash"])
+            consume_n(consumer, 200, 30)
+            consumer.commit(asynchronous=False)
+            exprs = dashboard_exprs()
+            assert len(exprs) > 50, len(exprs)
+
+            empty: list[tuple[str, str, str]] = []
+
+            def all_have_data():
+                consume_n(consumer, 10, 10)
+                consumer.commit(asynchronous=False)
+                empty[:] = [(d, t, e) for d, t, e in exprs if not prom.query(e)]
+                return not empty
+            # Rates need two scrapes of each series, a minute's window at most.
+            try:
+                wait_for(all_have_data, 30, "every dashboard expression to return data")
+            except TimeoutError:
+                pytest.fail(f"no data for {empty}")
+        finally:
+            consumer.close()
+        assert stream.failed == []
 
 
 def test_the_gauges_agree_with_the_clusters_metadata(cluster, tmp_path):
@@ -204,3 +315,132 @@ def test_kill_9_fires_the_under_replicated_alert_until_the_node_returns(cluster,
         print(f"  ALERTS{{alertname=GregorUnderReplicatedPartitions, alertstate={state}, "
               f"instance={instance}}}: {first} s .. {last} s")
     assert {s for s, *_ in timeline} == {"pending", "firing"}, timeline
+
+
+def lag_by_partition(prom: Prometheus, expr: str, group: str) -> dict[tuple[str, int], float]:
+    return {(r["metric"]["topic"], int(r["metric"]["partition"])): float(r["value"][1])
+            for r in prom.query(expr) if r["metric"].get("group") == group}
+
+
+def client_lag(c, group: str, topics: dict[str, int]) -> dict[tuple[str, int], int]:
+    """What the client sees: each partition's high watermark minus the group's committed
+    offset (kafka-consumer-groups' LAG), for the partitions the group committed."""
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(t, q) for t, n in topics.items() for q in range(n)]
+        out = {}
+        for tp in consumer.committed(tps, timeout=10):
+            if tp.offset >= 0:
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                out[(tp.topic, tp.partition)] = high - tp.offset
+        return out
+    finally:
+        consumer.close()
+
+
+def test_consumer_lag_on_three_nodes_matches_the_clients_view(cluster, tmp_path):
+    # RF 1: each partition on one node only, so the coordinator holds a replica of one of
+    # three at most; RF 3: every node holds every partition.
+    topics = {"obs-lag-rf1": 3, "obs-lag-rf3": 3}
+    create(cluster, "obs-lag-rf1", partitions=3, rf=1)
+    create(cluster, "obs-lag-rf3", partitions=3, rf=3)
+    for t, n in topics.items():
+        produce(cluster.bootstrap, t, n, 40)
+    group = "obs-lag-group"
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    with Prometheus(tmp_path, cluster) as prom:
+        prom.wait_targets_up(3)
+        try:
+            consumer.subscribe(list(topics))
+            for step in (50, 100):
+                consume_n(consumer, step, 30)
+                consumer.commit(asynchronous=False)
+                expected = client_lag(cluster, group, topics)
+                assert expected, "nothing committed"
+
+                def agrees():
+                    return lag_by_partition(prom, LAG_JOIN, group) == expected
+                wait_for(agrees, 5, f"the joined lag {expected} after a commit")
+                # Where the coordinator holds a replica it reports the lag itself; RF 3
+                # partitions are on every node.
+                local = lag_by_partition(prom, "gregor_consumer_group_lag", group)
+                assert {k: v for k, v in local.items() if k[0] == "obs-lag-rf3"} == {
+                    k: v for k, v in expected.items() if k[0] == "obs-lag-rf3"}, local
+                assert all(expected[k] == v for k, v in local.items()), (local, expected)
+            members = prom.query(f'gregor_consumer_group_members{{group="{group}"}}')
+            assert [float(m["value"][1]) for m in members] == [1.0], members
+            assert prom.value('sum(gregor_consumer_groups_by_state{state="Stable",'
+                              'type="classic"})') >= 1
+        finally:
+            consumer.close()
+
+
+def test_stopped_consumers_fire_the_lag_alert_while_producing(cluster, tmp_path):
+    create(cluster, "obs-lag-alert", partitions=2)
+    group = "obs-lag-alert-group"
+    produce(cluster.bootstrap, "obs-lag-alert", 2, 10)
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["obs-lag-alert"])
+    consume_n(consumer, 20, 30)
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    with Prometheus(tmp_path, cluster, rules=[shortened_rules(tmp_path, HOLD)]) as prom, \
+            Stream(cluster.bootstrap, "obs-lag-alert") as stream:
+        prom.wait_targets_up(3)
+        wait_for(lambda: "firing" in alert_state(prom, "GregorConsumerLagGrowing"), 60,
+                 "lag alert firing")
+        (alert,) = prom.alerts("GregorConsumerLagGrowing")
+        assert alert["labels"]["group"] == group, alert
+        assert stream.failed == []
+
+
+def topic_values(text: str, family: str) -> set[str]:
+    return set(re.findall(rf'^{family}{{[^}}]*topic="([^"]*)"', text, re.M))
+
+
+def test_topics_past_the_cap_share_the_other_series(tmp_path):
+    with running_cluster(tmp_path, size=1, overrides={"metrics.topic.labels.max": 3}) as c:
+        names = [f"cap-{i}" for i in range(6)]
+        for t in names:
+            create(c, t, partitions=1, rf=1)
+            produce(c.bootstrap, t, 1, 5)
+        (node,) = c.nodes.values()
+        text = scrape(node)
+        values = topic_values(text, "gregor_topic_messages_in_total")
+        assert "(other)" in values and len(values - {"(other)"}) == 3, values
+        total = sum(float(v) for v in re.findall(
+            r"^gregor_topic_messages_in_total\{[^}]*\} (\S+)", text, re.M))
+        assert total == 30, text
+        labelled = values - {"(other)"}
+        assert topic_values(text, "gregor_partition_log_end_offset") <= labelled
+
+
+def test_five_thousand_topics_keep_every_family_within_its_cap(tmp_path):
+    caps = {"metrics.topic.labels.max": 100, "metrics.partition.labels.max": 300,
+            "metrics.group.labels.max": 50}
+    with running_cluster(tmp_path, size=3, overrides=caps) as c:
+        admin = c.admin()
+        names = [f"card-{i:04d}" for i in range(5000)]
+        for i in range(0, len(names), 500):
+            batch = [NewTopic(t, num_partitions=1, replication_factor=1) for t in names[i:i + 500]]
+            for f in admin.create_topics(batch, operation_timeout=120).values():
+                f.result(180)
+        with Prometheus(tmp_path, c) as prom:
+            prom.wait_targets_up(3)
+            wait_for(lambda: prom.value("max(gregor_global_topics)") == 5000, 30,
+                     "5,000 topics in the metadata")
+            # Per node: at most the cap's topics plus "(other)", the cap's partitions.
+            for family in ("gregor_topic_bytes_in_total", "gregor_topic_messages_in_total",
+                           "gregor_topic_failed_produce_requests_total"):
+                per_node = prom.query(f"count by (instance) ({family})")
+                assert per_node and all(float(r["value"][1]) <= 101 for r in per_node), \
+                    (family, per_node)
+            for family in ("gregor_partition_log_end_offset", "gregor_partition_size_bytes"):
+                per_node = prom.query(f"count by (instance) ({family})")
+                assert all(float(r["value"][1]) <= 300 for r in per_node), (family, per_node)
+            samples = prom.query("scrape_samples_scraped")
+            assert all(float(r["value"][1]) < 3000 for r in samples), samples
+            print("\nsamples per scrape with 5,000 topics:",
+                  {r["metric"]["instance"]: r["value"][1] for r in samples})

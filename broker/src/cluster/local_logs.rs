@@ -30,7 +30,13 @@ impl Cluster {
             if moved_off(&state, me) {
                 self.remove_stray_dirs(&topic.name, index);
             }
-            let p = Partition::new(&topic.name, index, me, Arc::clone(&self.data_arrived));
+            let p = Partition::new(
+                &topic.name,
+                index,
+                me,
+                Arc::clone(&self.data_arrived),
+                Arc::clone(&self.log_timings),
+            );
             self.apply_partition(topic, &p, &state)?;
             topic.partitions.write().push(Arc::new(p));
         }
@@ -159,7 +165,7 @@ impl Cluster {
     pub fn flush_and_checkpoint(&self) {
         for t in self.topics() {
             for p in t.partitions.read().iter() {
-                if let Err(e) = p.log().map_or(Ok(()), |mut log| log.flush()) {
+                if let Err(e) = p.log().map_or(Ok(()), |mut log| p.flush_log(&mut log)) {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush at shutdown failed");
                 }
             }

@@ -178,6 +178,8 @@ pub struct Partition {
     node: i32,
     /// The cluster's wake-up for long-polling fetches.
     data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The node's append and fsync timings.
+    timings: Arc<crate::metrics::LogTimings>,
     /// The log end when this node last became leader: until the high watermark reaches it,
     /// what is committed is not yet known (ListOffsets answers OFFSET_NOT_AVAILABLE, KIP-207).
     epoch_start: AtomicI64,
@@ -194,6 +196,7 @@ impl Partition {
         index: i32,
         node: i32,
         data_arrived: Arc<tokio::sync::watch::Sender<u64>>,
+        timings: Arc<crate::metrics::LogTimings>,
     ) -> Partition {
         Partition {
             topic: topic.to_string(),
@@ -214,6 +217,7 @@ impl Partition {
             hw_moved: tokio::sync::watch::Sender::new(0),
             node,
             data_arrived,
+            timings,
             epoch_start: AtomicI64::new(0),
             follower_lag: AtomicI64::new(0),
         }
@@ -543,12 +547,14 @@ impl Partition {
         flush_every: Option<u64>,
     ) -> Result<(AppendOutcome, i32), LogError> {
         let (mut log, epoch) = self.led_log()?;
+        let started = std::time::Instant::now();
         let outcome = log.append(records, epoch, now)?;
+        self.timings.append.observe(started.elapsed().as_secs_f64());
         if let AppendOutcome::Appended(info) = &outcome {
             let n = (info.last_offset - info.base_offset + 1).max(0) as u64;
             let pending = self.unflushed.fetch_add(n, Ordering::Relaxed) + n;
             if flush_every.is_some_and(|every| pending >= every) {
-                log.flush()?;
+                self.flush_log(&mut log)?;
                 self.unflushed.store(0, Ordering::Relaxed);
             }
         }
@@ -556,6 +562,14 @@ impl Partition {
         drop(log);
         self.data_arrived.send_modify(|n| *n = n.wrapping_add(1));
         Ok((outcome, epoch))
+    }
+
+    /// fsyncs `log` (this partition's, locked), timed.
+    pub fn flush_log(&self, log: &mut PartitionLog) -> Result<(), LogError> {
+        let started = std::time::Instant::now();
+        let flushed = log.flush();
+        self.timings.flush.observe(started.elapsed().as_secs_f64());
+        flushed
     }
 
     /// Writes a transaction marker for `producer_id` while this node leads (blocking), as
@@ -589,7 +603,8 @@ impl Partition {
         if self.unflushed.swap(0, Ordering::Relaxed) == 0 {
             return Ok(());
         }
-        self.log().map_or(Ok(()), |mut log| log.flush())
+        self.log()
+            .map_or(Ok(()), |mut log| self.flush_log(&mut log))
     }
 
     /// Whether the ISR has at least `min_insync` members.
@@ -790,6 +805,10 @@ pub struct Cluster {
     group_configs: RwLock<Arc<GroupConfigs>>,
     /// ISR shrinks and expansions of the partitions this node leads, for metrics.
     pub isr_changes: crate::metrics::replicas::IsrChanges,
+    /// The partitions' append and fsync timings, which the node registers with its metrics.
+    pub log_timings: Arc<crate::metrics::LogTimings>,
+    /// Record bytes this node's followers fetched from their leaders, for metrics.
+    pub replication_bytes_in: AtomicU64,
 }
 
 impl Cluster {
@@ -835,6 +854,8 @@ impl Cluster {
             hw_checkpoints: Mutex::new(hw_checkpoints),
             checkpoint_writer: Mutex::new(()),
             isr_changes: Default::default(),
+            log_timings: Arc::default(),
+            replication_bytes_in: AtomicU64::new(0),
         };
         for (name, t) in image.topics {
             let topic = cluster.open_topic(

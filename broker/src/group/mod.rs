@@ -71,6 +71,42 @@ pub struct ListedGroup {
     pub group_type: &'static str,
 }
 
+/// The groups as the metrics see them ([`GroupCoordinator::metrics_view`]).
+#[derive(Debug, Default)]
+pub struct GroupsView {
+    /// Every group this node coordinates.
+    pub listed: Vec<ListedGroup>,
+    /// Member counts of the groups within the cap, by id.
+    pub members: Vec<(String, usize)>,
+    /// Committed offsets of those groups: (group, topic, partition, offset), within the cap.
+    pub offsets: Vec<(String, String, i32, i64)>,
+}
+
+/// How ListGroups shows `g`: a share group, a consumer-protocol group (with no classic-only
+/// membership), else a classic one.
+fn listed(id: &str, g: &Group) -> ListedGroup {
+    match &g.consumer {
+        _ if g.share.is_some() => ListedGroup {
+            id: id.to_string(),
+            protocol_type: "share".into(),
+            state: g.share.as_ref().map_or("Empty", |s| s.state()),
+            group_type: "share",
+        },
+        Some(c) if g.members.is_empty() => ListedGroup {
+            id: id.to_string(),
+            protocol_type: "consumer".into(),
+            state: c.state(),
+            group_type: "consumer",
+        },
+        _ => ListedGroup {
+            id: id.to_string(),
+            protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+            state: g.state.as_str(),
+            group_type: "classic",
+        },
+    }
+}
+
 /// A partition of a group request (topic, partition) and its error, if it has one.
 pub type PartitionOutcome = ((String, i32), Option<ResponseError>);
 
@@ -1060,31 +1096,40 @@ impl GroupCoordinator {
     /// Every group: (id, protocol type, state name, group type: "classic" or "consumer").
     pub fn list(&self) -> Vec<ListedGroup> {
         let groups = self.groups.lock();
-        let mut v: Vec<_> = groups
-            .iter()
-            .map(|(id, g)| match &g.consumer {
-                _ if g.share.is_some() => ListedGroup {
-                    id: id.clone(),
-                    protocol_type: "share".into(),
-                    state: g.share.as_ref().map_or("Empty", |s| s.state()),
-                    group_type: "share",
-                },
-                Some(c) if g.members.is_empty() => ListedGroup {
-                    id: id.clone(),
-                    protocol_type: "consumer".into(),
-                    state: c.state(),
-                    group_type: "consumer",
-                },
-                _ => ListedGroup {
-                    id: id.clone(),
-                    protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
-                    state: g.state.as_str(),
-                    group_type: "classic",
-                },
-            })
-            .collect();
+        let mut v: Vec<_> = groups.iter().map(|(id, g)| listed(id, g)).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// What the metrics show of the groups this node coordinates: every group listed, and for
+    /// the first `groups` by id their member counts and up to `offsets` committed offsets in
+    /// all.
+    pub fn metrics_view(&self, groups: usize, offsets: usize) -> GroupsView {
+        let all = self.groups.lock();
+        let mut ids: Vec<&String> = all.keys().collect();
+        ids.sort();
+        let mut view = GroupsView::default();
+        for (i, id) in ids.into_iter().enumerate() {
+            let g = &all[id];
+            let listed = listed(id, g);
+            if i < groups {
+                let members = match (&g.share, &g.consumer) {
+                    (Some(s), _) => s.members.len(),
+                    (None, Some(c)) if listed.group_type == "consumer" => c.members.len(),
+                    _ => g.members.len(),
+                };
+                view.members.push((id.clone(), members));
+                let room = offsets.saturating_sub(view.offsets.len());
+                view.offsets.extend(
+                    g.offsets
+                        .iter()
+                        .take(room)
+                        .map(|((t, p), o)| (id.clone(), t.clone(), *p, o.offset)),
+                );
+            }
+            view.listed.push(listed);
+        }
+        view
     }
 
     /// ConsumerGroupHeartbeat (KIP-848) for `group_id`. A member joining a classic group

@@ -25,8 +25,98 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod groups;
 pub mod quorum;
 pub mod replicas;
+pub mod topics;
+
+/// How many topics, partitions and groups get series of their own: Gregor's
+/// `metrics.topic.labels.max`, `metrics.partition.labels.max` and `metrics.group.labels.max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Topics with a `topic` label value of their own; the rest share `topic="(other)"`.
+    pub topics: usize,
+    /// Partitions with per-partition series (of labelled topics), and group offsets series.
+    pub partitions: usize,
+    /// Groups with per-group series.
+    pub groups: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            topics: 200,
+            partitions: 2000,
+            groups: 200,
+        }
+    }
+}
+
+/// How long partition log appends and fsyncs take on this node (no Kafka MBean for appends;
+/// LogFlushRateAndTimeMs for flushes). Made with the cluster and registered by the node.
+#[derive(Debug, Clone)]
+pub struct LogTimings {
+    /// `gregor_log_append_seconds`: one append of a batch (or marker) to a leader's log.
+    pub append: prometheus::Histogram,
+    /// `gregor_log_flush_seconds`: one fsync of a partition log.
+    pub flush: prometheus::Histogram,
+}
+
+impl LogTimings {
+    /// Unregistered histograms; [`LogTimings::register`] adds them to a node's metrics.
+    pub fn new() -> LogTimings {
+        let histogram = |name: &str, help: &str| {
+            prometheus::Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("constant options are valid")
+        };
+        LogTimings {
+            append: histogram(
+                "log_append_seconds",
+                "How long one append to a partition log takes",
+            ),
+            flush: histogram(
+                "log_flush_seconds",
+                "How long one fsync of a partition log takes",
+            ),
+        }
+    }
+
+    /// Adds both histograms to `metrics`.
+    pub fn register(&self, metrics: &Metrics) -> Result<(), prometheus::Error> {
+        metrics.register(Box::new(self.append.clone()))?;
+        metrics.register(Box::new(self.flush.clone()))
+    }
+}
+
+impl Default for LogTimings {
+    fn default() -> LogTimings {
+        LogTimings::new()
+    }
+}
+
+/// The `category` values of `gregor_request_errors_total`.
+pub const REQUEST_ERROR_CATEGORIES: [&str; 7] = [
+    "frame",
+    "tls",
+    "connection_throttled",
+    "unauthenticated",
+    "unknown_api",
+    "unsupported_version",
+    "decode",
+];
+
+/// Buckets of a latency histogram, seconds: 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Buckets of a size histogram, bytes: 64 B to 64 MiB, by fours.
+const SIZE_BUCKETS: [f64; 11] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
 
 /// Every metric the broker exports.
 #[derive(Debug)]
@@ -36,6 +126,22 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Request latency by API, seconds.
     pub request_latency: HistogramVec,
+    /// How long a request's blocking work waited for a thread, by API.
+    pub request_queue: HistogramVec,
+    /// Request frame sizes by API.
+    pub request_size: HistogramVec,
+    /// Response frame sizes by API.
+    pub response_size: HistogramVec,
+    /// How long acks=all produce requests waited for their ISR.
+    pub acks_all_wait: prometheus::Histogram,
+    /// How long fetches waited for data (long polls), by `kind` (consumer, follower).
+    pub fetch_wait: HistogramVec,
+    /// Record bytes this leader returned to followers (ReplicationBytesOutPerSec).
+    pub replication_bytes_out: IntCounter,
+    /// Per-topic counters, capped.
+    pub topics: topics::TopicSeries,
+    /// The caps of topic, partition and group series.
+    pub limits: Limits,
     /// Requests refused or connections closed, by category.
     pub request_errors: IntCounterVec,
     /// SASL authentications by result (`success`, `failure`): Kafka's
@@ -66,15 +172,31 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric, with the default [`Limits`].
     pub fn new() -> Result<Metrics, prometheus::Error> {
+        Metrics::with_limits(Limits::default())
+    }
+
+    /// Creates and registers every metric.
+    pub fn with_limits(limits: Limits) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("gregor".into()), None)?;
         let requests =
             IntCounterVec::new(Opts::new("requests_total", "Requests by API"), &["api"])?;
-        let request_latency = HistogramVec::new(
-            HistogramOpts::new("request_duration_seconds", "Request latency by API").buckets(vec![
-                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
-            ]),
+        let latency = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        let sizes = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(SIZE_BUCKETS.to_vec()),
+                &["api"],
+            )
+        };
+        let request_latency = latency(
+            "request_duration_seconds",
+            "Request latency by API",
             &["api"],
         )?;
         let request_errors = IntCounterVec::new(
@@ -97,6 +219,31 @@ impl Metrics {
         let m = Metrics {
             requests,
             request_latency,
+            request_queue: latency(
+                "request_queue_seconds",
+                "How long a request's blocking work waited for a thread, by API",
+                &["api"],
+            )?,
+            request_size: sizes("request_size_bytes", "Request frame sizes by API")?,
+            response_size: sizes("response_size_bytes", "Response frame sizes by API")?,
+            acks_all_wait: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "produce_acks_all_wait_seconds",
+                    "How long acks=all produce requests waited for their ISR",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            fetch_wait: latency(
+                "fetch_wait_seconds",
+                "How long fetches waited for data, by kind (consumer, follower)",
+                &["kind"],
+            )?,
+            replication_bytes_out: counter(
+                "replication_bytes_out_total",
+                "Record bytes returned to followers",
+            )?,
+            topics: topics::TopicSeries::new(limits.topics),
+            limits,
             request_errors,
             authentications,
             tls_reloads,
@@ -118,8 +265,26 @@ impl Metrics {
             ready: AtomicBool::new(false),
             registry,
         };
+        // Every value of a bounded label exists from the start, so a rate over it has data
+        // before the first error.
+        for category in REQUEST_ERROR_CATEGORIES {
+            m.request_errors.with_label_values(&[category]);
+        }
+        for result in ["success", "failure"] {
+            m.authentications.with_label_values(&[result]);
+            m.tls_reloads.with_label_values(&[result]);
+        }
         m.registry.register(Box::new(m.requests.clone()))?;
-        m.registry.register(Box::new(m.request_latency.clone()))?;
+        for h in [
+            &m.request_latency,
+            &m.request_queue,
+            &m.request_size,
+            &m.response_size,
+            &m.fetch_wait,
+        ] {
+            m.registry.register(Box::new(h.clone()))?;
+        }
+        m.registry.register(Box::new(m.acks_all_wait.clone()))?;
         m.registry.register(Box::new(m.request_errors.clone()))?;
         m.registry.register(Box::new(m.authentications.clone()))?;
         m.registry.register(Box::new(m.tls_reloads.clone()))?;
@@ -131,11 +296,17 @@ impl Metrics {
             &m.messages_in,
             &m.raft_elections,
             &m.raft_leader_changes,
+            &m.replication_bytes_out,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }
         m.registry.register(Box::new(m.connections.clone()))?;
         Ok(m)
+    }
+
+    /// Registers more of the node's metrics (the partitions' log timings).
+    pub fn register(&self, c: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
     }
 
     /// The text exposition of every metric: the registry's, `scraped` (computed for this
@@ -207,9 +378,41 @@ impl Scrape {
         }
     }
 
-    /// The families so far, by name (for tests).
-    pub fn names(&self) -> Vec<&str> {
-        self.families.iter().map(MetricFamily::name).collect()
+    /// One counter with labels `names`, a sample per `(values, total)`.
+    pub fn counters<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        names: &[&str],
+        samples: impl IntoIterator<Item = (Vec<&'a str>, u64)>,
+    ) {
+        match IntCounterVec::new(Opts::new(name, help), names) {
+            Ok(c) => {
+                for (values, total) in samples {
+                    if let Ok(s) = c.get_metric_with_label_values(&values) {
+                        s.inc_by(total);
+                    }
+                }
+                self.families.extend(c.collect());
+            }
+            Err(e) => tracing::warn!(name, error = %e, "metric left out"),
+        }
+    }
+
+    /// The text exposition of the families so far (for tests).
+    #[cfg(test)]
+    pub fn render_for_test(&self) -> String {
+        let mut buf = Vec::new();
+        let families: Vec<_> = self
+            .families
+            .iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .cloned()
+            .collect();
+        TextEncoder::new()
+            .encode(&families, &mut buf)
+            .expect("encodes");
+        String::from_utf8(buf).expect("utf-8")
     }
 }
 

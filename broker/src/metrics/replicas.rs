@@ -4,11 +4,9 @@
 //! scraped, so a gauge never drifts from what Metadata answers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use crate::cluster::image::PartitionImage;
 use crate::cluster::Cluster;
-use crate::group::GroupCoordinator;
 
 use super::Scrape;
 
@@ -117,8 +115,8 @@ impl ReplicaHealth {
     }
 }
 
-/// The broker's scrape: replica health, ISR changes, groups and log sizes.
-pub fn refresh(cluster: &Arc<Cluster>, groups: &Arc<GroupCoordinator>, out: &mut Scrape) {
+/// The broker's replica scrape: health, ISR changes, log sizes and log dirs.
+pub fn refresh(cluster: &Cluster, out: &mut Scrape) {
     let h = ReplicaHealth::of(cluster);
     out.gauge(
         "gregor_replica_partitions",
@@ -156,14 +154,16 @@ pub fn refresh(cluster: &Arc<Cluster>, groups: &Arc<GroupCoordinator>, out: &mut
         cluster.isr_changes.shrinks(),
     );
     out.counter(
+        "gregor_replication_bytes_in_total",
+        "Record bytes this broker's followers fetched from their leaders",
+        cluster
+            .replication_bytes_in
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    out.counter(
         "gregor_isr_expands_total",
         "ISR expansions of partitions this broker leads",
         cluster.isr_changes.expands(),
-    );
-    out.gauge(
-        "gregor_consumer_groups",
-        "Groups this broker coordinates",
-        groups.group_count() as i64,
     );
     let size: u64 = cluster
         .topics()

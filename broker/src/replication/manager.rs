@@ -356,9 +356,14 @@ impl ReplicaManager {
         let (cluster, me) = (Arc::clone(&self.cluster), self.me);
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
+            let mut bytes = 0;
             for (key, p, d) in work {
+                bytes += d.records.len() as u64;
                 apply_fetched(&key, &p, d, me, now);
             }
+            cluster
+                .replication_bytes_in
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
             cluster.notify_appended();
         })
         .await

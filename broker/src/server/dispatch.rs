@@ -238,6 +238,7 @@ pub async fn handle(
     session: &parking_lot::Mutex<Session>,
     out: &mut BytesMut,
 ) -> Outcome {
+    let request_size = frame.len() as f64;
     let header = match protocol::decode_header(&mut frame) {
         Ok(h) => h,
         Err(e) => return refuse(broker, e, out),
@@ -271,12 +272,19 @@ pub async fn handle(
         client_id = %ctx.client_id
     );
     let outcome = serve(&ctx, &header, frame, out).instrument(span).await;
-    broker.metrics.requests.with_label_values(&[label]).inc();
-    broker
-        .metrics
-        .request_latency
+    let m = &broker.metrics;
+    m.requests.with_label_values(&[label]).inc();
+    m.request_latency
         .with_label_values(&[label])
         .observe(started.elapsed().as_secs_f64());
+    m.request_size
+        .with_label_values(&[label])
+        .observe(request_size);
+    if !out.is_empty() {
+        m.response_size
+            .with_label_values(&[label])
+            .observe(out.len() as f64);
+    }
     outcome
 }
 
@@ -532,8 +540,13 @@ macro_rules! expand_route {
             let exempt = exempt_from_request_quota(&request);
             match request {$(
                 ApiRequest::$key(r) => {
-                    let (response, busy) = super::request_time::timed($handler(ctx, r)).await;
-                    let response = request_quota(ctx, exempt, busy, response);
+                    let (response, time) = super::request_time::timed($handler(ctx, r)).await;
+                    ctx.broker
+                        .metrics
+                        .request_queue
+                        .with_label_values(&[stringify!($key)])
+                        .observe(time.queued.as_secs_f64());
+                    let response = request_quota(ctx, exempt, time.busy, response);
                     respond(ctx, correlation_id, out, response)
                 }
             )*}

@@ -3,6 +3,10 @@
 //! it hands to the blocking pool ([`super::handlers::blocking`]). Time spent waiting (a
 //! fetch's `max_wait_ms`, acks=all replication, a rebalance) does not count, as Kafka's
 //! purgatory time does not.
+//!
+//! It also keeps how long the request's blocking work waited for a thread of the blocking pool:
+//! Gregor's request queue (Kafka's RequestQueueTimeMs), exported as
+//! `gregor_request_queue_seconds`.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -11,30 +15,48 @@ use std::time::{Duration, Instant};
 tokio::task_local! {
     /// The blocking work of the request being timed.
     static BLOCKING: Cell<Duration>;
+    /// How long that work waited for a blocking-pool thread.
+    static QUEUED: Cell<Duration>;
 }
 
-/// Runs `fut` to completion; its output and the time it kept the broker busy.
-pub async fn timed<F: Future>(fut: F) -> (F::Output, Duration) {
+/// What a request cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTime {
+    /// The time it kept the broker busy: polled, plus its blocking work.
+    pub busy: Duration,
+    /// The time its blocking work waited for a thread.
+    pub queued: Duration,
+}
+
+/// Runs `fut` to completion; its output and what it cost.
+pub async fn timed<F: Future>(fut: F) -> (F::Output, RequestTime) {
     let mut polled = Duration::ZERO;
     let mut fut = std::pin::pin!(fut);
-    let (out, blocking) = BLOCKING
-        .scope(Cell::new(Duration::ZERO), async {
-            let out = std::future::poll_fn(|cx| {
-                let start = Instant::now();
-                let poll = fut.as_mut().poll(cx);
-                polled += start.elapsed();
-                poll
-            })
-            .await;
-            (out, BLOCKING.with(Cell::get))
+    let scoped = async {
+        let out = std::future::poll_fn(|cx| {
+            let start = Instant::now();
+            let poll = fut.as_mut().poll(cx);
+            polled += start.elapsed();
+            poll
         })
         .await;
-    (out, polled + blocking)
+        (out, BLOCKING.with(Cell::get), QUEUED.with(Cell::get))
+    };
+    let (out, blocking, queued) = BLOCKING
+        .scope(
+            Cell::new(Duration::ZERO),
+            QUEUED.scope(Cell::new(Duration::ZERO), scoped),
+        )
+        .await;
+    let busy = polled + blocking;
+    (out, RequestTime { busy, queued })
 }
 
-/// Adds `spent` on the blocking pool to the request being timed, if any.
-pub fn add_blocking(spent: Duration) {
+/// Adds `spent` on the blocking pool, after waiting `queued` for a thread, to the request
+/// being timed, if any.
+pub fn add_blocking(spent: Duration, queued: Duration) {
     let _ = BLOCKING.try_with(|b| b.set(b.get() + spent));
+    let _ = QUEUED.try_with(|q| q.set(q.get() + queued));
 }
 
 /// Takes `spent` back from the blocking work of the request being timed: work done for other
@@ -61,7 +83,7 @@ mod tests {
             })
             .await
             .expect("joins");
-            add_blocking(spent);
+            add_blocking(spent, Duration::from_millis(3));
             // Busy on the reactor: counted.
             let start = Instant::now();
             while start.elapsed() < Duration::from_millis(30) {
@@ -69,16 +91,19 @@ mod tests {
             }
         })
         .await;
+        assert_eq!(busy.queued, Duration::from_millis(3));
+        let busy = busy.busy;
         assert!(busy >= Duration::from_millis(70), "{busy:?}");
         let ((), refunded) = timed(async {
-            add_blocking(Duration::from_millis(500));
+            add_blocking(Duration::from_millis(500), Duration::ZERO);
             refund_blocking(Duration::from_millis(400));
             refund_blocking(Duration::from_millis(400));
         })
         .await;
+        let refunded = refunded.busy;
         assert!(refunded < Duration::from_millis(50), "{refunded:?}");
         assert!(busy < Duration::from_millis(800), "{busy:?}");
         // Outside a timed request, blocking time goes nowhere.
-        add_blocking(Duration::from_secs(1));
+        add_blocking(Duration::from_secs(1), Duration::ZERO);
     }
 }

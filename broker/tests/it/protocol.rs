@@ -346,6 +346,18 @@ fn metrics_and_probes_are_served() {
         "gregor_registered_brokers 1",
         "gregor_raft_state{state=\"leader\"} 1",
         "gregor_raft_leader_changes_total 1",
+        // Per topic, and per partition for topics within the cap.
+        "gregor_topic_bytes_in_total{topic=\"m\"} ",
+        "gregor_topic_messages_in_total{topic=\"m\"} 2",
+        "gregor_topic_messages_in_total{topic=\"(other)\"} 0",
+        "gregor_partition_log_end_offset{partition=\"0\",topic=\"m\"} 2",
+        "gregor_partition_high_watermark{partition=\"0\",topic=\"m\"} 2",
+        "gregor_partition_log_end_offset{partition=\"2\",topic=\"m\"} 0",
+        "gregor_request_size_bytes_count{api=\"Produce\"} 1",
+        "gregor_response_size_bytes_count{api=\"Produce\"} 1",
+        "gregor_request_queue_seconds_count{api=\"Produce\"} 1",
+        "gregor_log_append_seconds_count 1",
+        "gregor_log_dir_free_bytes{dir=",
         "process_resident_memory_bytes ",
         "process_open_fds ",
     ] {

@@ -60,6 +60,17 @@ pub enum Which {
 }
 
 impl Which {
+    /// Both CAs.
+    pub const ALL: [Which; 2] = [Which::Cluster, Which::Clients];
+
+    /// The CA's `ca` label in the metrics (one of [`crate::metrics::CA_LABELS`]).
+    pub fn label(self) -> &'static str {
+        match self {
+            Which::Cluster => "cluster",
+            Which::Clients => "clients",
+        }
+    }
+
     fn part(self) -> &'static str {
         match self {
             Which::Cluster => "cluster-ca",
@@ -128,9 +139,20 @@ pub struct Outcome {
     pub expiring: Vec<String>,
     /// The earliest time something is due for renewal (unix seconds).
     pub next_renewal: Option<i64>,
+    /// The notAfter (unix seconds) of each CA's current certificate, for the metrics: every
+    /// CA made, renewed or read this reconcile.
+    pub ca_not_after: Vec<(Which, i64)>,
 }
 
 impl Outcome {
+    /// The notAfter of CA `which`'s current certificate, if this reconcile has that CA.
+    pub fn not_after(&self, which: Which) -> Option<i64> {
+        self.ca_not_after
+            .iter()
+            .find(|(w, _)| *w == which)
+            .map(|(_, at)| *at)
+    }
+
     /// Notes that something is due for renewal at `at`.
     fn due(&mut self, at: i64) {
         self.next_renewal = Some(self.next_renewal.map_or(at, |n| n.min(at)));
@@ -853,6 +875,7 @@ pub async fn authorities(
             continue;
         };
         let status = ca_status(&ca, settings, now);
+        outcome.ca_not_after.push((which, ca.info.not_after));
         outcome.due(renewal_from(&ca.info, settings));
         if let Some(until) = ca.previous_until() {
             // The previous CA goes from the trust, and the cross-signed certificate from the
@@ -1114,4 +1137,14 @@ async fn apply(secrets: &Api<Secret>, secret: &Secret) -> Result<(), kube::Error
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ca_is_labelled_in_the_metrics_as_the_metrics_remove_it() {
+        assert_eq!(Which::ALL.map(Which::label), crate::metrics::CA_LABELS);
+    }
 }

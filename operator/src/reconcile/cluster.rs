@@ -13,7 +13,7 @@
 //! 6. `apply_all`: server-side apply in the written order.
 //! 7. `delete_orphans`: children the spec no longer builds (see [`orphans`]).
 //! 8. `report`: the nodes, the dynamic broker configs, the roll's step (on the pods read again
-//!    once the brokers have answered: they may take seconds), the status.
+//!    once the brokers have answered: they may take seconds), the status and the metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +33,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::access::Access;
-use super::conditions::{merge, Want};
+use super::certificates::Which;
+use super::conditions::{self, merge, Want};
 use super::restart::{self, Restart};
 use super::scale as reconcile_scale;
 use super::{
@@ -45,6 +46,7 @@ use crate::build::{self, ClusterObjects};
 use crate::crd::cluster::KafkaClusterStatus;
 use crate::crd::KafkaCluster;
 use crate::health;
+use crate::metrics::ClusterObservation;
 use crate::roll::{self, Step};
 use crate::scale;
 use crate::validate::{validate, ValidatedCluster, CONTROLLER_ID_BASE};
@@ -129,6 +131,8 @@ struct Sizing {
     quorum_refused: Option<String>,
     /// The broker scale step's outcome.
     scaling: reconcile_scale::Outcome,
+    /// The nodes the spec asks for, every pool, whatever sizes this reconcile takes.
+    desired: i32,
 }
 
 /// Brings the cluster's children and status in line with its spec, in the order
@@ -145,12 +149,13 @@ async fn converge(
     let kc = &observed.kc;
     let validated = match validate_spec(&observed, &ctx.default_image) {
         Ok(v) => v,
-        Err(message) => return invalid(kc, client, &observed.previous, message).await,
+        Err(message) => return invalid(kc, &ctx, &observed.previous, message).await,
     };
     // The CAs and the operator's own certificate first: the brokers of a secured cluster
     // are reached with it.
     let now = ctx.clock.now();
     let mut authorities = certificates::authorities(client, kc, &validated.cluster, now).await?;
+    record_ca_expiry(&ctx, &validated.cluster, &authorities.outcome);
     let access = authorities.access(&ctx, &validated.cluster);
     let sizing = size(client, &observed, &validated.cluster, &access).await;
     // The one step out of order: the external Services are applied before the rest is built,
@@ -287,6 +292,20 @@ async fn size(
         cluster,
         quorum_refused,
         scaling,
+        desired: validated.pools.iter().map(|p| p.replicas).sum(),
+    }
+}
+
+/// Each CA's expiry in the metrics, as the certificates step made, renewed or read it; none
+/// for a CA it has not (a user-supplied one missing or broken).
+fn record_ca_expiry(ctx: &Context, cluster: &ValidatedCluster, outcome: &certificates::Outcome) {
+    for which in Which::ALL {
+        ctx.metrics.certificate_expiry(
+            &cluster.namespace,
+            &cluster.name,
+            which.label(),
+            outcome.not_after(which),
+        );
     }
 }
 
@@ -461,11 +480,20 @@ async fn report(
         kc.metadata.generation.unwrap_or_default(),
         now(),
     ));
-    let rolling = nodes.nodes.iter().any(|n| n.stale.is_some());
-    ctx.metrics
-        .cluster_observed(namespace, name, status.ready_replicas, rolling);
+    let observation = ClusterObservation {
+        ready: status.ready_replicas,
+        desired: sizing.desired,
+        rolling: nodes.nodes.iter().any(|n| n.stale.is_some()),
+        scaling: scaling.status.is_some(),
+        under_replicated: health.as_ref().map(roll::Health::under_replicated),
+    };
     let ready = status.ready_replicas == target.pools.iter().map(|p| p.replicas).sum::<i32>();
-    patch_status(client, kc, status).await?;
+    patch_status(ctx, kc, status).await?;
+    // After the write: a reconcile that raced the cluster's deletion fails it, and brings
+    // back no series of a cluster that is gone.
+    ctx.metrics.cluster_observed(namespace, name, &observation);
+    ctx.metrics
+        .cluster_reconciled(namespace, name, Timestamp::now().as_second());
     let settled = ready && step == Step::Done && scaling.status.is_none() && configs_synced;
     let again = requeue_after(changed_under_the_plan, settled);
     // A certificate due for renewal before then brings the reconcile back in time.
@@ -658,7 +686,7 @@ where
 /// Reports an invalid spec and waits for the user to edit it.
 async fn invalid(
     kc: &KafkaCluster,
-    client: &kube::Client,
+    ctx: &Context,
     previous: &KafkaClusterStatus,
     message: String,
 ) -> Result<Action, ReconcileError> {
@@ -680,7 +708,7 @@ async fn invalid(
         generation,
         now(),
     );
-    patch_status(client, kc, status).await?;
+    patch_status(ctx, kc, status).await?;
     Ok(Action::await_change())
 }
 
@@ -688,14 +716,18 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// Writes the status, and its Ready condition to the metrics once it is written.
 async fn patch_status(
-    client: &kube::Client,
+    ctx: &Context,
     kc: &KafkaCluster,
     status: KafkaClusterStatus,
 ) -> Result<(), ReconcileError> {
-    let api: Api<KafkaCluster> =
-        Api::namespaced(client.clone(), &kc.namespace().unwrap_or_default());
+    let namespace = kc.namespace().unwrap_or_default();
+    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     super::apply_status(&api, kc, &status).await?;
+    let ready = conditions::holds(&status.conditions, "Ready");
+    ctx.metrics
+        .resource_ready(&KafkaCluster::kind(&()), &namespace, &kc.name_any(), ready);
     Ok(())
 }
 

@@ -67,6 +67,13 @@ pub fn merge(
         .collect()
 }
 
+/// Whether the condition `kind` among `conditions` is True (a missing one is not).
+pub fn holds(conditions: &[Condition], kind: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == kind && c.status == "True")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +96,19 @@ mod tests {
         assert_eq!(flipped[0].last_transition_time, t(30));
         assert_eq!(flipped[0].status, "True");
         assert_eq!(flipped[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_condition_holds_only_when_it_is_there_and_true() {
+        let t = Time(Timestamp::from_second(0).unwrap());
+        let wanted = [
+            Want::yes("Ready", "Ready", "3/3"),
+            Want::no("Degraded", "AsExpected", "fine"),
+        ];
+        let conditions = merge(&[], &wanted, 1, t);
+        assert!(holds(&conditions, "Ready"));
+        assert!(!holds(&conditions, "Degraded"));
+        assert!(!holds(&conditions, "Progressing"), "missing");
+        assert!(!holds(&[], "Ready"));
     }
 }

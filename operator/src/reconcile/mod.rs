@@ -57,7 +57,7 @@ pub struct Context {
     /// The ClusterRole (nodes get) the broker pods of a cluster with `spec.rack` are bound to
     /// (`--rack-cluster-role`, installed by the chart).
     pub rack_cluster_role: String,
-    /// The operator's metrics, which a KafkaCluster reconcile updates with what it found.
+    /// The operator's metrics, which each reconcile updates with what it found and wrote.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The time certificates are made and renewed by.
     pub clock: Clock,

@@ -36,6 +36,7 @@ use super::certificates;
 use super::conditions::{merge, Want};
 use super::{record, Context, ReconcileError};
 use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
+use crate::metrics::Metrics;
 
 /// The finalizer that deletes the topic in Kafka before the resource goes.
 pub const FINALIZER: &str = "gregor.dev/topic";
@@ -60,7 +61,13 @@ pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action,
     finalizer(&api, FINALIZER, kt, |event| async {
         match event {
             finalizer::Event::Apply(kt) => apply(&kt, &ctx, &api).await,
-            finalizer::Event::Cleanup(kt) => cleanup(&kt, &ctx, &api).await,
+            finalizer::Event::Cleanup(kt) => {
+                let action = cleanup(&kt, &ctx, &api).await?;
+                // The finalizer goes next, and the resource with it.
+                ctx.metrics
+                    .resource_gone(&KafkaTopic::kind(&()), &namespace, &kt.name_any());
+                Ok(action)
+            }
         }
     })
     .await
@@ -86,7 +93,7 @@ async fn apply(
         Ok(d) => d,
         Err(message) => {
             tracing::warn!(topic = %kt.name_any(), %message, "invalid KafkaTopic spec");
-            not_ready(api, kt, "InvalidSpec", message).await?;
+            not_ready(api, &ctx.metrics, kt, "InvalidSpec", message).await?;
             return Ok(Action::await_change());
         }
     };
@@ -101,15 +108,12 @@ async fn apply(
             desired.name,
             kt.spec.cluster
         );
-        not_ready(api, kt, "TopicConflict", message).await?;
+        not_ready(api, &ctx.metrics, kt, "TopicConflict", message).await?;
         return Ok(Action::requeue(BLOCKED));
     }
-    let session = tokio::time::timeout(
-        KAFKA_TIMEOUT,
-        converge(kt, api, &ctx.client, &access, &desired),
-    )
-    .await
-    .unwrap_or_else(|_| Err(Failure::TimedOut));
+    let session = tokio::time::timeout(KAFKA_TIMEOUT, converge(kt, api, ctx, &access, &desired))
+        .await
+        .unwrap_or_else(|_| Err(Failure::TimedOut));
     match session {
         Ok(action) => Ok(action),
         Err(Failure::Kube(e)) => Err(e.into()),
@@ -118,12 +122,12 @@ async fn apply(
                 bootstrap: access.bootstrap,
                 timeout: KAFKA_TIMEOUT,
             };
-            not_ready(api, kt, error.reason(), error.message()).await?;
+            not_ready(api, &ctx.metrics, kt, error.reason(), error.message()).await?;
             Err(error)
         }
         Err(Failure::Kafka(e)) if e.is_transient() => {
             let error = ReconcileError::from(e);
-            not_ready(api, kt, error.reason(), error.message()).await?;
+            not_ready(api, &ctx.metrics, kt, error.reason(), error.message()).await?;
             Err(error)
         }
         Err(Failure::Kafka(e)) => {
@@ -138,7 +142,7 @@ async fn apply(
             )
             .await;
             let error = ReconcileError::from(e);
-            not_ready(api, kt, error.reason(), error.message()).await?;
+            not_ready(api, &ctx.metrics, kt, error.reason(), error.message()).await?;
             Ok(Action::requeue(BLOCKED))
         }
     }
@@ -173,7 +177,7 @@ async fn locate(
         Api::namespaced(ctx.client.clone(), &kt.namespace().unwrap_or_default());
     let Some(kc) = clusters.get_opt(&kt.spec.cluster).await? else {
         let message = format!("no KafkaCluster {} in this namespace", kt.spec.cluster);
-        not_ready(api, kt, "ClusterNotFound", message).await?;
+        not_ready(api, &ctx.metrics, kt, "ClusterNotFound", message).await?;
         return Ok(None);
     };
     let access = certificates::access_of(ctx, &kc).await?;
@@ -182,7 +186,7 @@ async fn locate(
             "KafkaCluster {} has no bootstrap address (or no operator certificate) yet",
             kt.spec.cluster
         );
-        not_ready(api, kt, "ClusterNotReady", message).await?;
+        not_ready(api, &ctx.metrics, kt, "ClusterNotReady", message).await?;
     }
     Ok(access)
 }
@@ -205,7 +209,7 @@ async fn observe(admin: &mut Admin, name: &str) -> Result<Observed, AdminError> 
 async fn converge(
     kt: &KafkaTopic,
     api: &Api<KafkaTopic>,
-    client: &kube::Client,
+    ctx: &Context,
     access: &Access,
     desired: &Desired,
 ) -> Result<Action, Failure> {
@@ -220,13 +224,13 @@ async fn converge(
                  for {}",
                 desired.name
             );
-            not_ready(api, kt, "TopicRenameUnsupported", message).await?;
+            not_ready(api, &ctx.metrics, kt, "TopicRenameUnsupported", message).await?;
             return Ok(Action::await_change());
         }
     }
     let mut observed = observe(&mut admin, &desired.name).await?;
     if plan::unmanaged(kt) {
-        return report_unmanaged(api, kt, desired, &observed).await;
+        return report_unmanaged(api, &ctx.metrics, kt, desired, &observed).await;
     }
     let mut recorded = plan::parse_keys(
         kt.annotations()
@@ -244,7 +248,14 @@ async fn converge(
     for step in &steps {
         execute(&mut admin, &desired.name, step).await?;
         let (reason, note) = step.describe(&desired.name);
-        record(client, &kt.object_ref(&()), EventType::Normal, reason, note).await;
+        record(
+            &ctx.client,
+            &kt.object_ref(&()),
+            EventType::Normal,
+            reason,
+            note,
+        )
+        .await;
     }
     if !steps.is_empty() {
         observed = observe(&mut admin, &desired.name).await?;
@@ -258,7 +269,7 @@ async fn converge(
         Some(t) => Seen::Present(&desired.name, t),
         None => Seen::Absent,
     };
-    report(api, kt, readiness(desired, &after), seen).await?;
+    report(api, &ctx.metrics, kt, readiness(desired, &after), seen).await?;
     let wait = if after.settled() {
         STEADY
     } else if after.refusals.iter().all(|r| r.may_pass()) {
@@ -332,6 +343,7 @@ fn readiness(desired: &Desired, after: &Plan) -> Want {
 /// Reports a topic the resource says not to manage, changing nothing in Kafka.
 async fn report_unmanaged(
     api: &Api<KafkaTopic>,
+    metrics: &Metrics,
     kt: &KafkaTopic,
     desired: &Desired,
     observed: &Observed,
@@ -358,7 +370,7 @@ async fn report_unmanaged(
             Seen::Absent,
         ),
     };
-    report(api, kt, want, seen).await?;
+    report(api, metrics, kt, want, seen).await?;
     Ok(Action::requeue(STEADY))
 }
 
@@ -403,7 +415,7 @@ async fn cleanup(
                     "{e}; to delete the resource and keep the topic, annotate it {}: \"false\"",
                     crate::crd::topic::MANAGED_ANNOTATION
                 );
-                not_ready(api, kt, "DeleteRefused", message).await?;
+                not_ready(api, &ctx.metrics, kt, "DeleteRefused", message).await?;
             }
             Err(e.into())
         }
@@ -473,20 +485,25 @@ async fn record_keys(
 /// Reports Ready=False for `reason`, the rest of the status as it was.
 async fn not_ready(
     api: &Api<KafkaTopic>,
+    metrics: &Metrics,
     kt: &KafkaTopic,
     reason: &'static str,
     message: impl Into<String>,
 ) -> Result<(), kube::Error> {
-    report(api, kt, Want::no("Ready", reason, message), Seen::Unchanged).await
+    let ready = Want::no("Ready", reason, message);
+    report(api, metrics, kt, ready, Seen::Unchanged).await
 }
 
-/// Writes the status: the Ready condition and, when looked at, the topic.
+/// Writes the status: the Ready condition and, when looked at, the topic; then the Ready
+/// condition to the metrics.
 async fn report(
     api: &Api<KafkaTopic>,
+    metrics: &Metrics,
     kt: &KafkaTopic,
     ready: Want,
     seen: Seen<'_>,
 ) -> Result<(), kube::Error> {
+    let holds = ready.status;
     let previous = kt.status.clone().unwrap_or_default();
     let generation = kt.metadata.generation.unwrap_or_default();
     let mut status = KafkaTopicStatus {
@@ -514,5 +531,8 @@ async fn report(
             status.replicas = topic.partitions.clone();
         }
     }
-    super::apply_status(api, kt, &status).await
+    super::apply_status(api, kt, &status).await?;
+    let namespace = kt.namespace().unwrap_or_default();
+    metrics.resource_ready(&KafkaTopic::kind(&()), &namespace, &kt.name_any(), holds);
+    Ok(())
 }

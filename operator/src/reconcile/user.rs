@@ -34,6 +34,7 @@ use crate::crd::user::UserAuthenticationType;
 use crate::crd::user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, KafkaUser, KafkaUserStatus,
 };
+use crate::metrics::Metrics;
 use crate::pki::{self, Subject, Usage, Validity};
 
 /// The finalizer that removes the user's credentials, ACLs and quotas from the brokers.
@@ -66,7 +67,13 @@ pub async fn reconcile(ku: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action, 
     finalizer(&api, FINALIZER, ku, |event| async {
         match event {
             finalizer::Event::Apply(ku) => apply(&ku, &ctx, &api).await,
-            finalizer::Event::Cleanup(ku) => cleanup(&ku, &ctx).await,
+            finalizer::Event::Cleanup(ku) => {
+                let action = cleanup(&ku, &ctx).await?;
+                // The finalizer goes next, and the resource with it.
+                ctx.metrics
+                    .resource_gone(&KafkaUser::kind(&()), &namespace, &ku.name_any());
+                Ok(action)
+            }
         }
     })
     .await
@@ -250,19 +257,13 @@ async fn apply(
                 "Ready",
                 format!("{principal}: credentials, ACLs and quotas applied"),
             );
-            report(api, ku, ready, &name, &secret).await?;
+            report(api, &ctx.metrics, ku, ready, &name, &secret).await?;
             Ok(Action::requeue(STEADY))
         }
         Err(not) => {
             tracing::info!(user = %ku.name_any(), reason = not.reason, message = %not.message, "KafkaUser not ready");
-            report(
-                api,
-                ku,
-                Want::no("Ready", not.reason, not.message),
-                &name,
-                &secret,
-            )
-            .await?;
+            let ready = Want::no("Ready", not.reason, not.message);
+            report(api, &ctx.metrics, ku, ready, &name, &secret).await?;
             Ok(not.again)
         }
     }
@@ -721,13 +722,17 @@ async fn cleanup(ku: &KafkaUser, ctx: &Context) -> Result<Action, ReconcileError
     Ok(Action::await_change())
 }
 
+/// Writes the status: the Ready condition, the username and the Secret; then the Ready
+/// condition to the metrics.
 async fn report(
     api: &Api<KafkaUser>,
+    metrics: &Metrics,
     ku: &KafkaUser,
     ready: Want,
     username: &str,
     secret: &str,
 ) -> Result<(), kube::Error> {
+    let holds = ready.status;
     let previous = ku.status.clone().unwrap_or_default();
     let generation = ku.metadata.generation.unwrap_or_default();
     let status = KafkaUserStatus {
@@ -741,5 +746,8 @@ async fn report(
         username: Some(username.to_string()),
         secret: ku.spec.authentication.as_ref().map(|_| secret.to_string()),
     };
-    super::apply_status(api, ku, &status).await
+    super::apply_status(api, ku, &status).await?;
+    let namespace = ku.namespace().unwrap_or_default();
+    metrics.resource_ready(&KafkaUser::kind(&()), &namespace, &ku.name_any(), holds);
+    Ok(())
 }

@@ -157,13 +157,23 @@ async fn the_operator_reconciles_as_leader_and_a_standby_takes_over_on_sigterm()
         .await
         .expect("deleting the KafkaCluster");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while reqwest_text(port_b, "/metrics").await.contains(&series) {
+    let after = loop {
+        let metrics = reqwest_text(port_b, "/metrics").await;
+        if !metrics.contains(&series) {
+            break metrics;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the deleted cluster's series stayed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    // Every other series of it went at the same time.
+    assert!(!after.contains(r#"cluster="second""#), "{after}");
+    assert!(
+        !after.contains(r#"kind="KafkaCluster",name="second""#),
+        "{after}"
+    );
 
     // The KafkaTopic controller runs too: a topic of a cluster that does not exist says so.
     use gregor_operator::crd::{KafkaTopic, KafkaTopicSpec};

@@ -486,8 +486,41 @@ async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down()
             .with_label_values(&[ns.as_str(), "events"])
             .get()
     };
+    let before = k8s_openapi::jiff::Timestamp::now().as_second();
     again().await;
     assert_eq!((ready(), ctx.metrics.rolls_in_progress.get()), (3, 0));
+    let of_events =
+        |gauge: &prometheus::IntGaugeVec| gauge.with_label_values(&[ns.as_str(), "events"]).get();
+    let m = &ctx.metrics;
+    assert_eq!(of_events(&m.brokers_desired), 3);
+    assert_eq!(of_events(&m.roll_in_progress), 0);
+    assert_eq!(of_events(&m.scale_in_progress), 0);
+    assert!(of_events(&m.last_success) >= before);
+    let cluster_ready = || {
+        m.resource_ready
+            .with_label_values(&["KafkaCluster", ns.as_str(), "events"])
+            .get()
+    };
+    assert_eq!(cluster_ready(), 1, "every node ready and current");
+    let kc = get(&client, &ns, "events").await;
+    let status = kc.status.as_ref().unwrap();
+    for (ca, recorded) in [
+        ("cluster", &status.cluster_ca),
+        ("clients", &status.clients_ca),
+    ] {
+        let expiry = m
+            .certificate_expiry
+            .with_label_values(&[ns.as_str(), "events", ca])
+            .get();
+        let recorded = recorded.as_ref().expect("a generated CA");
+        assert_eq!(
+            k8s_openapi::jiff::Timestamp::from_second(expiry)
+                .unwrap()
+                .to_string(),
+            recorded.certificate_expiry,
+            "the {ca} CA's notAfter, as the status has it"
+        );
+    }
 
     let config = |value: Option<&str>| {
         patch_spec(
@@ -499,6 +532,8 @@ async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down()
     config(Some("4")).await;
     again().await;
     assert_eq!(ctx.metrics.rolls_in_progress.get(), 1, "every pod is stale");
+    assert_eq!(of_events(&m.roll_in_progress), 1);
+    assert_eq!(cluster_ready(), 0, "no node runs the current spec");
     config(None).await;
     again().await;
     assert_eq!(
@@ -506,9 +541,12 @@ async fn ready_nodes_and_a_roll_under_way_show_in_the_metrics_and_go_back_down()
         0,
         "the config is back: every pod is current again"
     );
+    assert_eq!(of_events(&m.roll_in_progress), 0);
     set_ready(&client, &ns, "events-2", false).await;
     again().await;
     assert_eq!(ready(), 2);
+    assert_eq!(of_events(&m.brokers_desired), 3);
+    assert_eq!(cluster_ready(), 0);
 }
 
 #[tokio::test]
@@ -996,6 +1034,12 @@ async fn with_healthy_brokers_a_follower_restarts_first_and_the_active_controlle
         format!("events-{controller}"),
         "the active controller goes last"
     );
+    // A ready pod restarts only once the health check found nothing under-replicated.
+    let under_replicated = format!(
+        r#"gregor_operator_under_replicated_partitions{{cluster="events",namespace="{ns}"}} 0"#
+    );
+    let metrics = ctx.metrics.render();
+    assert!(metrics.contains(&under_replicated), "{metrics}");
     assert_eq!(
         roll.pending.last(),
         Some(&format!("events-{controller}")),

@@ -139,6 +139,11 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
         ("True", "ScalingUp"),
         "{progressing:?}"
     );
+    let of_events =
+        |gauge: &prometheus::IntGaugeVec| gauge.with_label_values(&[ns.as_str(), "events"]).get();
+    let m = &ctx.metrics;
+    assert_eq!(of_events(&m.scale_in_progress), 1);
+    assert_eq!(of_events(&m.brokers_desired), 6, "3 brokers, 3 controllers");
     reconcile_until(
         &client,
         &ns,
@@ -147,6 +152,7 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
         |kc, _| scaling_done(kc),
     )
     .await;
+    assert_eq!(of_events(&m.scale_in_progress), 0);
     let [replicas, preferred, leaders] = tally(&brokers.bootstrap, "orders").await;
     let even = |n| BTreeMap::from([(0, n), (1, n), (2, n)]);
     assert_eq!(replicas, even(4), "12 replicas over 3 brokers");
@@ -168,6 +174,8 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
     );
     let progressing = condition(&kc, "Progressing");
     assert_eq!(progressing.reason, "DrainingBrokers", "{progressing:?}");
+    assert_eq!(of_events(&m.scale_in_progress), 1);
+    assert_eq!(of_events(&m.brokers_desired), 5, "asked for, not there yet");
     assert!(
         progressing
             .message
@@ -200,6 +208,8 @@ async fn brokers_scale_up_with_partitions_moved_onto_them_and_down_once_drained(
     )
     .await;
     assert!(waited_for_removal);
+    assert_eq!(of_events(&m.scale_in_progress), 0);
+    assert_eq!(of_events(&m.brokers_desired), 5);
     let mut admin = Admin::connect(&brokers.bootstrap).await.expect("admin");
     assert_eq!(
         admin.registrations().await.expect("registrations"),

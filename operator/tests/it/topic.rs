@@ -486,13 +486,26 @@ async fn an_invalid_name_and_a_missing_cluster_are_reported_and_deletion_still_c
     let message = assert_not_ready(&t.settle("orphan").await, "ClusterNotFound");
     assert!(message.contains("nowhere"), "{message}");
 
+    let ready = |name: &str| {
+        format!(
+            r#"gregor_operator_resource_ready{{kind="KafkaTopic",name="{name}",namespace="{}"}}"#,
+            t.ns
+        )
+    };
     for name in ["badly-named", "orphan"] {
+        let metrics = t.ctx.metrics.render();
+        assert!(
+            metrics.contains(&format!("{} 0\n", ready(name))),
+            "{metrics}"
+        );
         t.api
             .delete(name, &DeleteParams::default())
             .await
             .expect("deleting");
         t.reconcile(name).await;
         assert!(t.api.get_opt(name).await.unwrap().is_none(), "{name}");
+        let metrics = t.ctx.metrics.render();
+        assert!(!metrics.contains(&ready(name)), "{metrics}");
     }
 }
 

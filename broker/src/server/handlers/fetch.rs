@@ -226,6 +226,7 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
     // The reads at wake-ups that answer nothing are refunded from the request quota's busy
     // time: the first read and the one answered are this client's, the rest others' appends'.
     let (mut idle_reads, mut last_read, mut reads) = (Duration::ZERO, Duration::ZERO, 0u32);
+    let waited = std::time::Instant::now();
     let (data, _) = loop {
         appends.borrow_and_update();
         let w = Arc::clone(&wants);
@@ -256,6 +257,16 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
         }
     };
     crate::server::request_time::refund_blocking(idle_reads);
+    let kind = if replica.is_some() {
+        "follower"
+    } else {
+        "consumer"
+    };
+    ctx.broker
+        .metrics
+        .fetch_wait
+        .with_label_values(&[kind])
+        .observe(waited.elapsed().as_secs_f64());
     let mut responses: Vec<FetchableTopicResponse> = topics
         .into_iter()
         .zip(req.topics.iter())
@@ -279,11 +290,42 @@ pub async fn fetch(ctx: &Ctx<'_>, req: FetchRequest) -> Option<FetchResponse> {
             return Some(FetchResponse::default().with_throttle_time_ms(throttle_ms));
         }
     }
+    count_fetched(&ctx.broker.metrics, &wants, &data, replica.is_some(), sent);
     for (w, d) in wants.iter().zip(data) {
         responses[w.topic].partitions.push(d);
     }
-    ctx.broker.metrics.fetch_bytes.inc_by(sent);
     Some(FetchResponse::default().with_responses(responses))
+}
+
+/// Counts what a fetch returned: record bytes by topic for consumers (Kafka's BytesOutPerSec)
+/// or in all for followers (ReplicationBytesOutPerSec), and the partitions that failed.
+fn count_fetched(
+    metrics: &crate::metrics::Metrics,
+    wants: &[Want],
+    data: &[PartitionData],
+    follower: bool,
+    sent: u64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    metrics.fetch_bytes.inc_by(sent);
+    if follower {
+        metrics.replication_bytes_out.inc_by(sent);
+    }
+    for (w, d) in wants.iter().zip(data) {
+        let Some(p) = &w.partition else { continue };
+        let bytes = d.records.as_ref().map_or(0, |r| r.len() as u64);
+        let failed = crate::metrics::topics::counts_as_failed(d.error_code);
+        if (bytes == 0 || follower) && !failed {
+            continue;
+        }
+        let counters = metrics.topics.of(&p.topic);
+        if !follower {
+            counters.bytes_out.fetch_add(bytes, Relaxed);
+        }
+        if failed {
+            counters.failed_fetch.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// A ListOffsets answer for partition `index` carrying `error`.

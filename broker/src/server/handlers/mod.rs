@@ -30,16 +30,17 @@ use crate::cluster::AdminError;
 use crate::log::LogError;
 
 /// Runs blocking work (file I/O, fsync) off the reactor; its time counts as the request's
-/// for `request_percentage` quotas.
+/// for `request_percentage` quotas, and its wait for a thread as the request's queue time.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let submitted = std::time::Instant::now();
     let timed = move || {
         let start = std::time::Instant::now();
         let out = f();
-        (out, start.elapsed())
+        (out, start.elapsed(), start - submitted)
     };
     match tokio::task::spawn_blocking(timed).await {
-        Ok((v, spent)) => {
-            super::request_time::add_blocking(spent);
+        Ok((v, spent, queued)) => {
+            super::request_time::add_blocking(spent, queued);
             Some(v)
         }
         Err(e) => {

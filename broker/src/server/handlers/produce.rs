@@ -119,7 +119,15 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         mut responses,
         waits,
     } = run_appends(req, move |req| appends.all(req)).await;
-    await_commits(&mut responses, waits, node, timeout).await;
+    count_failures(&ctx.broker.metrics, &responses);
+    if !waits.is_empty() {
+        let waited = Instant::now();
+        await_commits(&mut responses, waits, node, timeout).await;
+        ctx.broker
+            .metrics
+            .acks_all_wait
+            .observe(waited.elapsed().as_secs_f64());
+    }
     let throttle_ms = ctx.throttle(QuotaKind::Produce, size);
     if acks == ACKS_NONE {
         return None;
@@ -129,6 +137,27 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
             .with_responses(responses)
             .with_throttle_time_ms(throttle_ms),
     )
+}
+
+/// Counts each partition refused by the append itself in its topic's failed produce
+/// requests. As Kafka's FailedProduceRequestsPerSec, the refusals every client expects and
+/// retries or gives up on by itself (leadership, unknown partitions, oversized or corrupt
+/// batches, storage errors) and authorization are not failures of the broker's to count.
+fn count_failures(metrics: &Metrics, responses: &[TopicProduceResponse]) {
+    for t in responses {
+        let failed = t
+            .partition_responses
+            .iter()
+            .filter(|p| crate::metrics::topics::counts_as_failed(p.error_code))
+            .count() as u64;
+        if failed > 0 {
+            metrics
+                .topics
+                .of(&t.name)
+                .failed_produce
+                .fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// KIP-890 verification of a transactional produce, before anything is appended: each
@@ -351,6 +380,7 @@ impl Appends {
                 let messages = (info.last_offset - info.base_offset + 1).max(0) as u64;
                 self.metrics.messages_in.inc_by(messages);
                 self.metrics.produce_bytes.inc_by(bytes);
+                self.metrics.topics.of(&p.topic).produced(bytes, messages);
                 (info, epoch)
             }
             Ok((AppendOutcome::Duplicate(info), epoch)) => (info, epoch),
