@@ -17,7 +17,7 @@ package) scraping a three-node cluster:
 - per-topic series past `metrics.topic.labels.max` share topic="(other)", and with 5,000
   topics every family stays within its cap.
 
-Fencing is quick here (broker.session.timeout.ms=3000) so the test stays short.
+Fencing is quick here (broker.session.timeout.ms=6000) so the test stays short.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from conftest import wait_for
 from helpers import Stream, consume_n
 from prometheus import RULES, Prometheus, shortened_rules, tool
 
-FAST_FENCING = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500}
+FAST_FENCING = {"broker.session.timeout.ms": 6000, "broker.heartbeat.interval.ms": 500}
 cluster = cluster_fixture(overrides=FAST_FENCING)
 HOLD = "3s"
 
@@ -129,8 +129,26 @@ def test_every_documented_series_is_exported_and_nothing_else(cluster):
     assert exported - documented == set(), "exported but not in docs/metrics.md"
 
 
+def commit_some(c, topic: str, group: str, n: int):
+    """A group that consumed and committed `n` records of `topic`."""
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        consume_n(consumer, n, 30)
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def firing(prom: Prometheus) -> list[dict]:
+    return [a for a in prom.alerts() if a["state"] == "firing"]
+
+
 def test_every_alert_expression_evaluates_and_reads_live_series(cluster, tmp_path):
     create(cluster, "obs-exprs")
+    produce(cluster.bootstrap, "obs-exprs", 6, 5)
+    commit_some(cluster, "obs-exprs", "obs-exprs-group", 30)
     with Prometheus(tmp_path, cluster, rules=[shortened_rules(tmp_path, HOLD)]) as prom:
         prom.wait_targets_up(3)
         rules = alert_rules()
@@ -145,10 +163,17 @@ def test_every_alert_expression_evaluates_and_reads_live_series(cluster, tmp_pat
                 if name.startswith("gregor_operator_"):
                     continue  # the operator's, not scraped here
                 wait_for(lambda: prom.query(f"count({name})"), 10, f"{name} scraped")
-        # A healthy cluster fires nothing (Prometheus' own rule evaluation, every second).
-        wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation"),
-                 10, "rules evaluated")
-        assert prom.alerts() == [], prom.alerts()
+        # Every rule evaluates in Prometheus itself, every second, and a healthy cluster fires
+        # nothing over a few evaluations.
+        def evaluated():
+            rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+            return all(r["health"] == "ok" and not r["lastEvaluation"].startswith("0001")
+                       for r in rules)
+        wait_for(evaluated, 15, "every rule evaluated without error")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert firing(prom) == [], firing(prom)
+            time.sleep(0.5)
 
 
 DASHBOARDS = RULES.parents[1] / "dashboards"
@@ -216,18 +241,27 @@ def test_the_gauges_agree_with_the_clusters_metadata(cluster, tmp_path):
     with Prometheus(tmp_path, cluster) as prom:
         prom.wait_targets_up(3)
         ports = {f"{n.host}:{n.metrics_port}": i for i, n in cluster.nodes.items()}
-        md = cluster.metadata()
-        parts = {(t.topic, p.id): p for t in md.topics.values() for p in t.partitions.values()}
-        leaders = {i: sum(1 for p in parts.values() if p.leader == i) for i in cluster.nodes}
-        replicas = {i: sum(1 for p in parts.values() if i in p.replicas) for i in cluster.nodes}
+        seen = {}
 
         def agree():
+            # Metadata read again each time: a leadership may move meanwhile.
+            md = cluster.metadata()
+            parts = [p for t in md.topics.values() for p in t.partitions.values()]
+            seen["md"], seen["parts"] = md, parts
+            leaders = {i: sum(1 for p in parts if p.leader == i) for i in cluster.nodes}
+            replicas = {i: sum(1 for p in parts if i in p.replicas) for i in cluster.nodes}
             led = {ports[k]: v for k, v in by_instance(prom, "gregor_leader_partitions").items()}
             held = {ports[k]: v for k, v in
                     by_instance(prom, "gregor_replica_partitions").items()}
+            seen["want"], seen["got"] = (leaders, replicas), (led, held)
             return led == leaders and held == replicas
-        wait_for(agree, 15, f"leaders {leaders} and replicas {replicas} scraped")
-        assert prom.value("sum(gregor_active_controller)") == 1
+        try:
+            wait_for(agree, 20, "leaders and replicas scraped as Metadata has them")
+        except TimeoutError:
+            pytest.fail(f"Metadata {seen.get('want')}, scraped {seen.get('got')}")
+        md, parts = seen["md"], seen["parts"]
+        wait_for(lambda: prom.value("sum(gregor_active_controller)") == 1, 15,
+                 "one active controller")
         assert prom.value("count(gregor_raft_state{state='leader'} == 1)") == 1
         assert prom.value("count(gregor_raft_state{state='follower'} == 1)") == 2
         assert prom.value("max(gregor_registered_brokers)") == 3
@@ -264,7 +298,7 @@ def test_kill_9_fires_the_under_replicated_alert_until_the_node_returns(cluster,
         prom.wait_targets_up(3)
         wait_for(lambda: len(stream.acked) > 100, 30, "records acknowledged")
         ports = {f"{n.host}:{n.metrics_port}": i for i, n in cluster.nodes.items()}
-        shrinks_before = prom.value("sum(gregor_isr_shrinks_total)")
+        shrinks_before = by_instance(prom, "gregor_isr_shrinks_total")
         changes_before = by_instance(prom, "gregor_raft_leader_changes_total")
         active = [ports[k] for k, v in by_instance(prom, "gregor_active_controller").items()
                   if v == 1]
@@ -282,18 +316,23 @@ def test_kill_9_fires_the_under_replicated_alert_until_the_node_returns(cluster,
                     seen.setdefault(s, round(time.time() - t_kill, 1))
                 return state in states
             return check
-        wait_for(reached("pending"), 30, "under-replicated alert pending")
+        # Pending for 3 s, then firing: a slow poll may see firing first; Prometheus' own
+        # record of both states is checked below.
+        wait_for(lambda: reached("pending")() or reached("firing")(), 30,
+                 "under-replicated alert pending")
         wait_for(reached("firing"), 30, "under-replicated alert firing")
         wait_for(lambda: "firing" in alert_state(prom, "GregorBrokerDown"), 30,
                  "broker-down alert firing")
         wait_for(lambda: "firing" in alert_state(prom, "GregorFencedBrokers"), 30,
                  "fenced-brokers alert firing")
-        assert prom.value("sum(gregor_isr_shrinks_total)") > shrinks_before
+        shrinks_after = by_instance(prom, "gregor_isr_shrinks_total")
+        survivors = [k for k, i in ports.items() if i != victim]
+        assert sum(shrinks_after[k] for k in survivors) > sum(
+            shrinks_before[k] for k in survivors), (shrinks_before, shrinks_after)
         # A new controller, and only one, among the survivors, who saw the leader change.
         wait_for(lambda: prom.value("sum(gregor_active_controller)") == 1, 30,
                  "one active controller")
         changes_after = by_instance(prom, "gregor_raft_leader_changes_total")
-        survivors = [k for k, i in ports.items() if i != victim]
         assert all(changes_after[k] > changes_before[k] for k in survivors), \
             (changes_before, changes_after)
         expands_before = prom.value("sum(gregor_isr_expands_total)")
@@ -303,7 +342,8 @@ def test_kill_9_fires_the_under_replicated_alert_until_the_node_returns(cluster,
         wait_for(lambda: alert_state(prom, "GregorUnderReplicatedPartitions") == set(), 60,
                  "under-replicated alert resolved")
         t_resolved = time.time()
-        wait_for(lambda: prom.alerts() == [], 30, "every alert resolved")
+        wait_for(lambda: firing(prom) == [] and prom.alerts() == [], 30,
+                 "every alert resolved")
         # The expansions were counted by leaders that may since have been restarted (the
         # victim's counters start at 0), so compare the survivors' sums.
         assert prom.value("sum(gregor_isr_expands_total)") > expands_before
@@ -361,7 +401,7 @@ def test_consumer_lag_on_three_nodes_matches_the_clients_view(cluster, tmp_path)
 
                 def agrees():
                     return lag_by_partition(prom, LAG_JOIN, group) == expected
-                wait_for(agrees, 5, f"the joined lag {expected} after a commit")
+                wait_for(agrees, 20, f"the joined lag {expected} after a commit")
                 # Where the coordinator holds a replica it reports the lag itself; RF 3
                 # partitions are on every node.
                 local = lag_by_partition(prom, "gregor_consumer_group_lag", group)
@@ -389,10 +429,13 @@ def test_stopped_consumers_fire_the_lag_alert_while_producing(cluster, tmp_path)
     with Prometheus(tmp_path, cluster, rules=[shortened_rules(tmp_path, HOLD)]) as prom, \
             Stream(cluster.bootstrap, "obs-lag-alert") as stream:
         prom.wait_targets_up(3)
-        wait_for(lambda: "firing" in alert_state(prom, "GregorConsumerLagGrowing"), 60,
-                 "lag alert firing")
-        (alert,) = prom.alerts("GregorConsumerLagGrowing")
-        assert alert["labels"]["group"] == group, alert
+        def group_firing():
+            return any(a["labels"].get("group") == group and a["state"] == "firing"
+                       for a in prom.alerts("GregorConsumerLagGrowing"))
+        wait_for(group_firing, 60, "lag alert firing")
+        groups = {a["labels"]["group"] for a in prom.alerts("GregorConsumerLagGrowing")
+                   if a["state"] == "firing"}
+        assert group in groups, groups
         assert stream.failed == []
 
 
@@ -418,29 +461,54 @@ def test_topics_past_the_cap_share_the_other_series(tmp_path):
 
 
 def test_five_thousand_topics_keep_every_family_within_its_cap(tmp_path):
-    caps = {"metrics.topic.labels.max": 100, "metrics.partition.labels.max": 300,
-            "metrics.group.labels.max": 50}
+    caps = {"metrics.topic.labels.max": 100, "metrics.partition.labels.max": 150,
+            "metrics.group.labels.max": 10}
     with running_cluster(tmp_path, size=3, overrides=caps) as c:
         admin = c.admin()
+        # The first 200 with 5 partitions each: the labelled topics have more partitions
+        # than the partition cap.
         names = [f"card-{i:04d}" for i in range(5000)]
-        for i in range(0, len(names), 500):
-            batch = [NewTopic(t, num_partitions=1, replication_factor=1) for t in names[i:i + 500]]
-            for f in admin.create_topics(batch, operation_timeout=120).values():
-                f.result(180)
+        for i in range(0, len(names), 250):
+            batch = [NewTopic(t, num_partitions=5 if n < 200 else 1, replication_factor=1)
+                     for n, t in enumerate(names[i:i + 250], start=i)]
+            futures = admin.create_topics(batch, operation_timeout=120, request_timeout=180)
+            for f in futures.values():
+                f.result(240)
+        # 60 groups with offsets in 5 partitions each: more groups than the group cap.
+        for g in range(60):
+            consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": f"card-g{g}"})
+            try:
+                consumer.commit(offsets=[TopicPartition(names[g], q, 0) for q in range(5)],
+                                asynchronous=False)
+            finally:
+                consumer.close()
         with Prometheus(tmp_path, c) as prom:
             prom.wait_targets_up(3)
-            wait_for(lambda: prom.value("max(gregor_global_topics)") == 5000, 30,
+            # With __consumer_offsets, which the groups' commits created.
+            wait_for(lambda: prom.value("max(gregor_global_topics)") == 5001, 30,
                      "5,000 topics in the metadata")
-            # Per node: at most the cap's topics plus "(other)", the cap's partitions.
+            wait_for(lambda: prom.value("sum(gregor_consumer_groups)") == 60, 30,
+                     "60 groups coordinated")
+
+            def per_node(expr: str) -> list[float]:
+                return [float(r["value"][1]) for r in prom.query(f"count by (instance) ({expr})")]
+            # Per node: at most the cap's topics plus "(other)", the cap's partitions, the
+            # cap's groups.
             for family in ("gregor_topic_bytes_in_total", "gregor_topic_messages_in_total",
                            "gregor_topic_failed_produce_requests_total"):
-                per_node = prom.query(f"count by (instance) ({family})")
-                assert per_node and all(float(r["value"][1]) <= 101 for r in per_node), \
-                    (family, per_node)
-            for family in ("gregor_partition_log_end_offset", "gregor_partition_size_bytes"):
-                per_node = prom.query(f"count by (instance) ({family})")
-                assert all(float(r["value"][1]) <= 300 for r in per_node), (family, per_node)
+                counts = per_node(family)
+                assert len(counts) == 3 and max(counts) == 101, (family, counts)
+            for family in ("gregor_partition_log_end_offset", "gregor_partition_size_bytes",
+                           "gregor_consumer_group_committed_offset"):
+                counts = per_node(family)
+                assert counts and max(counts) <= 150, (family, counts)
+            assert max(per_node("gregor_partition_log_end_offset")) == 150
+            counts = per_node("gregor_consumer_group_members")
+            assert max(counts) == 10, counts
             samples = prom.query("scrape_samples_scraped")
             assert all(float(r["value"][1]) < 3000 for r in samples), samples
-            print("\nsamples per scrape with 5,000 topics:",
-                  {r["metric"]["instance"]: r["value"][1] for r in samples})
+            durations = prom.query("scrape_duration_seconds")
+            print("\nwith 5,000 topics, samples per scrape:",
+                  {r["metric"]["instance"]: r["value"][1] for r in samples},
+                  "scrape seconds:",
+                  {r["metric"]["instance"]: r["value"][1] for r in durations})

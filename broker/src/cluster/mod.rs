@@ -388,6 +388,10 @@ impl Partition {
         }
         let leads = state.leader == me;
         let new_epoch = old.leader_epoch != state.leader_epoch || old.leader != state.leader;
+        if leads || new_epoch {
+            // Measured again from the next fetch of the new leader, if this node follows.
+            self.follower_lag.store(0, Ordering::Relaxed);
+        }
         if leads && new_epoch {
             if let Some(log) = slot.as_mut() {
                 log.assign_epoch(state.leader_epoch)?;

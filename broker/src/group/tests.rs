@@ -340,3 +340,40 @@ fn a_share_group_outlives_a_load_of_its_offsets_partition() {
     g.share = Some(crate::share::group::ShareGroup::new());
     assert!(g.holds_state());
 }
+
+#[tokio::test]
+async fn the_metrics_view_lists_every_group_but_details_only_those_within_the_caps() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(d.path());
+    let v = |offset| OffsetValue {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 1,
+    };
+    for g in ["a", "b", "c"] {
+        let offsets = (0..3).map(|p| (("t".to_string(), p), v(10 + p as i64)));
+        c.commit(g, offsets.collect()).expect("commit");
+    }
+    let (_, rx) = join_new(&c, 10_000);
+    rx.await.expect("joined");
+    // Groups "a", "b", "c" and "g" (one member); two groups and four offsets in detail.
+    let view = c.metrics_view(2, 4);
+    let ids: Vec<_> = view.listed.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(
+        view.members,
+        vec![("a".to_string(), 0), ("b".to_string(), 0)]
+    );
+    assert_eq!(
+        view.offsets,
+        vec![
+            ("a".into(), "t".into(), 0, 10),
+            ("a".into(), "t".into(), 1, 11),
+            ("a".into(), "t".into(), 2, 12),
+            ("b".into(), "t".into(), 0, 10),
+        ]
+    );
+    let view = c.metrics_view(10, 100);
+    assert!(view.members.contains(&("g".to_string(), 1)), "{view:?}");
+}

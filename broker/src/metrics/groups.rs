@@ -2,9 +2,9 @@
 //! type, members, committed offsets and lag. Only the node coordinating a group reports it,
 //! so summing over the cluster counts each group once.
 //!
-//! Lag is the partition's high watermark minus the committed offset, where this node holds a
-//! replica of the partition (the leader's high watermark, or a follower's, which trails it by
-//! at most one replica fetch). For partitions with no replica here, `docs/metrics.md` gives the
+//! Lag is the partition's high watermark minus the committed offset, where this node leads the
+//! partition or follows it in the ISR (a follower's high watermark trails the leader's by at
+//! most one replica fetch). For partitions with no replica here, `docs/metrics.md` gives the
 //! PromQL joining `gregor_consumer_group_committed_offset` with the leader's
 //! `gregor_partition_high_watermark`.
 
@@ -19,6 +19,13 @@ use super::{Limits, Scrape};
 /// watermark, e.g. after a truncation, is no lag), or `None` without a high watermark.
 pub fn lag(high_watermark: Option<i64>, committed: i64) -> Option<i64> {
     high_watermark.map(|hw| (hw - committed).max(0))
+}
+
+/// Whether this node's high watermark of a partition in `state` is the leader's or trails it
+/// by at most a replica fetch: it leads, or follows in the ISR (an out-of-sync follower's may
+/// be arbitrarily old).
+fn in_sync_here(state: &crate::cluster::image::PartitionImage, me: i32) -> bool {
+    state.leader >= 0 && (state.leader == me || state.isr.contains(&me))
 }
 
 /// Adds the group families of `view` to `out`; the high watermarks come from `cluster`'s local
@@ -55,7 +62,7 @@ pub fn scrape(view: &GroupsView, cluster: &Cluster, limits: &Limits, out: &mut S
         .map(|(group, topic, partition, offset)| {
             let hw = cluster
                 .partition(topic, *partition)
-                .filter(|p| p.state().replicas.contains(&me))
+                .filter(|p| in_sync_here(&p.state(), me))
                 .map(|p| p.high_watermark());
             (
                 group.as_str(),
@@ -76,7 +83,7 @@ pub fn scrape(view: &GroupsView, cluster: &Cluster, limits: &Limits, out: &mut S
     );
     out.gauges(
         "gregor_consumer_group_lag",
-        "High watermark minus committed offset, where this broker holds a replica",
+        "High watermark minus committed offset, where this broker leads or follows in the ISR",
         &labels,
         rows.iter()
             .filter_map(|(g, t, p, _, lag)| Some((vec![*g, *t, p.as_str()], (*lag)?))),
@@ -97,5 +104,23 @@ mod tests {
             "committed past a truncated log"
         );
         assert_eq!(lag(None, 5), None, "no replica here");
+    }
+
+    #[test]
+    fn only_the_leader_and_in_sync_followers_know_the_high_watermark() {
+        let state = crate::cluster::image::PartitionImage {
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            isr: vec![1, 2],
+            ..Default::default()
+        };
+        assert!(in_sync_here(&state, 1));
+        assert!(in_sync_here(&state, 2));
+        assert!(!in_sync_here(&state, 3), "out of the ISR");
+        let offline = crate::cluster::image::PartitionImage {
+            leader: -1,
+            ..state
+        };
+        assert!(!in_sync_here(&offline, 2), "no leader to trail");
     }
 }

@@ -453,9 +453,17 @@ pub async fn serve(
             async move {
                 Ok::<_, Infallible>(match req.uri().path() {
                     "/metrics" => {
-                        let mut scraped = Scrape::default();
-                        refresh(&mut scraped);
-                        respond(StatusCode::OK, metrics.render(scraped))
+                        // Computing the scrape reads every partition and group: off the
+                        // reactor, with a large cluster it takes tens of milliseconds.
+                        let render = move || {
+                            let mut scraped = Scrape::default();
+                            refresh(&mut scraped);
+                            metrics.render(scraped)
+                        };
+                        match tokio::task::spawn_blocking(render).await {
+                            Ok(body) => respond(StatusCode::OK, body),
+                            Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                        }
                     }
                     "/healthz" => respond(StatusCode::OK, "ok\n".into()),
                     "/readyz" if metrics.ready.load(Ordering::Acquire) => {

@@ -89,7 +89,8 @@ pub fn refresh(quorum: &QuorumNode, controller: bool, out: &mut Scrape) {
     );
     let (applied, controller_view) = {
         let state = quorum.applied_ref();
-        let view = (controller && quorum.is_leader()).then(|| ControllerView::of(&state.image));
+        let leads = m.current_leader == Some(m.id);
+        let view = (controller && leads).then(|| ControllerView::of(&state.image));
         (state.last_applied.map_or(0, |l| l.index as i64), view)
     };
     out.gauge(
@@ -100,7 +101,7 @@ pub fn refresh(quorum: &QuorumNode, controller: bool, out: &mut Scrape) {
     let last_log = m.last_log_index.map_or(0, |i| i as i64);
     out.gauge(
         "gregor_metadata_lag_records",
-        "Metadata log entries this node holds but has not applied yet",
+        "Metadata log entries this node holds but has not applied yet (uncommitted ones too)",
         (last_log - applied).max(0),
     );
     if controller {

@@ -74,7 +74,9 @@ impl ReplicaHealth {
     pub fn add(&mut self, me: i32, state: &PartitionImage, min_isr: i32, follower_lag: i64) {
         self.replicas += 1;
         if state.leader != me {
-            self.max_follower_lag = self.max_follower_lag.max(follower_lag);
+            if state.leader >= 0 {
+                self.max_follower_lag = self.max_follower_lag.max(follower_lag);
+            }
             return;
         }
         self.leaders += 1;
@@ -135,12 +137,12 @@ pub fn refresh(cluster: &Cluster, out: &mut Scrape) {
     );
     out.gauge(
         "gregor_under_min_isr_partitions",
-        "Partitions this broker leads whose ISR is below min.insync.replicas",
+        "Partitions this broker leads whose ISR is below min.insync.replicas (capped at the replicas)",
         h.under_min_isr,
     );
     out.gauge(
         "gregor_at_min_isr_partitions",
-        "Partitions this broker leads whose ISR is exactly min.insync.replicas",
+        "Partitions this broker leads whose ISR is exactly min.insync.replicas (capped at the replicas)",
         h.at_min_isr,
     );
     out.gauge(
@@ -311,9 +313,11 @@ mod tests {
                 (state(&[1, 3], 1, &[1, 3]), 1, 4),
                 (state(&[2, 3], 2, &[2]), 1, 90),
                 (state(&[3, 1], 3, &[3, 1]), 1, 500),
+                // Offline: the lag of its last fetch means nothing now.
+                (state(&[4, 3], -1, &[4]), 1, 900),
             ],
         );
-        assert_eq!((h.replicas, h.leaders, h.max_follower_lag), (3, 1, 90));
+        assert_eq!((h.replicas, h.leaders, h.max_follower_lag), (4, 1, 90));
     }
 
     #[test]

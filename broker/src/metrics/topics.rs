@@ -70,8 +70,14 @@ impl TopicSeries {
     /// The counters of `topic`: its own while it holds (or can take) one of the cap's slots,
     /// else the [`OTHER`] bucket's.
     pub fn of(&self, topic: &str) -> Arc<TopicCounters> {
-        if let Some(c) = self.labelled.read().get(topic) {
-            return Arc::clone(c);
+        {
+            let labelled = self.labelled.read();
+            if let Some(c) = labelled.get(topic) {
+                return Arc::clone(c);
+            }
+            if labelled.len() >= self.cap {
+                return Arc::clone(&self.other);
+            }
         }
         let mut labelled = self.labelled.write();
         if labelled.len() >= self.cap && !labelled.contains_key(topic) {
@@ -161,6 +167,15 @@ pub fn counts_as_failed(code: i16) -> bool {
         CorruptMessage,
         KafkaStorageError,
         TopicAuthorizationFailed,
+        InvalidRequiredAcks,
+        InvalidTopicException,
+        ReplicaNotAvailable,
+        InconsistentTopicId,
+        // A transactional produce's verification (KIP-890) refused it before any append.
+        ConcurrentTransactions,
+        NotCoordinator,
+        CoordinatorNotAvailable,
+        InvalidTxnState,
     ];
     code != 0 && !expected.iter().any(|e| e.code() == code)
 }

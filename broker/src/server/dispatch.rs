@@ -541,11 +541,13 @@ macro_rules! expand_route {
             match request {$(
                 ApiRequest::$key(r) => {
                     let (response, time) = super::request_time::timed($handler(ctx, r)).await;
-                    ctx.broker
-                        .metrics
-                        .request_queue
-                        .with_label_values(&[stringify!($key)])
-                        .observe(time.queued.as_secs_f64());
+                    if let Some(queued) = time.queued {
+                        ctx.broker
+                            .metrics
+                            .request_queue
+                            .with_label_values(&[stringify!($key)])
+                            .observe(queued.as_secs_f64());
+                    }
                     let response = request_quota(ctx, exempt, time.busy, response);
                     respond(ctx, correlation_id, out, response)
                 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 tokio::task_local! {
     /// The blocking work of the request being timed.
     static BLOCKING: Cell<Duration>;
-    /// How long that work waited for a blocking-pool thread.
-    static QUEUED: Cell<Duration>;
+    /// How long that work waited for a blocking-pool thread, if it had any.
+    static QUEUED: Cell<Option<Duration>>;
 }
 
 /// What a request cost.
@@ -24,8 +24,8 @@ tokio::task_local! {
 pub struct RequestTime {
     /// The time it kept the broker busy: polled, plus its blocking work.
     pub busy: Duration,
-    /// The time its blocking work waited for a thread.
-    pub queued: Duration,
+    /// The time its blocking work waited for a thread; `None` when it had none.
+    pub queued: Option<Duration>,
 }
 
 /// Runs `fut` to completion; its output and what it cost.
@@ -45,7 +45,7 @@ pub async fn timed<F: Future>(fut: F) -> (F::Output, RequestTime) {
     let (out, blocking, queued) = BLOCKING
         .scope(
             Cell::new(Duration::ZERO),
-            QUEUED.scope(Cell::new(Duration::ZERO), scoped),
+            QUEUED.scope(Cell::new(None), scoped),
         )
         .await;
     let busy = polled + blocking;
@@ -56,7 +56,7 @@ pub async fn timed<F: Future>(fut: F) -> (F::Output, RequestTime) {
 /// being timed, if any.
 pub fn add_blocking(spent: Duration, queued: Duration) {
     let _ = BLOCKING.try_with(|b| b.set(b.get() + spent));
-    let _ = QUEUED.try_with(|q| q.set(q.get() + queued));
+    let _ = QUEUED.try_with(|q| q.set(Some(q.get().unwrap_or_default() + queued)));
 }
 
 /// Takes `spent` back from the blocking work of the request being timed: work done for other
@@ -91,7 +91,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(busy.queued, Duration::from_millis(3));
+        assert_eq!(busy.queued, Some(Duration::from_millis(3)));
         let busy = busy.busy;
         assert!(busy >= Duration::from_millis(70), "{busy:?}");
         let ((), refunded) = timed(async {
@@ -100,6 +100,7 @@ mod tests {
             refund_blocking(Duration::from_millis(400));
         })
         .await;
+        assert_eq!(refunded.queued, Some(Duration::ZERO));
         let refunded = refunded.busy;
         assert!(refunded < Duration::from_millis(50), "{refunded:?}");
         assert!(busy < Duration::from_millis(800), "{busy:?}");

@@ -119,7 +119,7 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         mut responses,
         waits,
     } = run_appends(req, move |req| appends.all(req)).await;
-    count_failures(&ctx.broker.metrics, &responses);
+    count_failures(&ctx.broker.metrics, &ctx.broker.cluster, &responses);
     if !waits.is_empty() {
         let waited = Instant::now();
         await_commits(&mut responses, waits, node, timeout).await;
@@ -143,14 +143,15 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
 /// requests. As Kafka's FailedProduceRequestsPerSec, the refusals every client expects and
 /// retries or gives up on by itself (leadership, unknown partitions, oversized or corrupt
 /// batches, storage errors) and authorization are not failures of the broker's to count.
-fn count_failures(metrics: &Metrics, responses: &[TopicProduceResponse]) {
+fn count_failures(metrics: &Metrics, cluster: &Cluster, responses: &[TopicProduceResponse]) {
     for t in responses {
         let failed = t
             .partition_responses
             .iter()
             .filter(|p| crate::metrics::topics::counts_as_failed(p.error_code))
             .count() as u64;
-        if failed > 0 {
+        // Only existing topics take a series: a request naming others must not fill the cap.
+        if failed > 0 && cluster.topic(&t.name).is_some() {
             metrics
                 .topics
                 .of(&t.name)
