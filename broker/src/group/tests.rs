@@ -20,6 +20,16 @@ fn coordinator(dir: &std::path::Path) -> GroupCoordinator {
     GroupCoordinator::new(Arc::new(cluster))
 }
 
+/// A committed offset with no metadata.
+fn offset(offset: i64) -> OffsetValue {
+    OffsetValue {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 1,
+    }
+}
+
 fn join_req(member: &str, session_ms: i32) -> JoinRequest {
     JoinRequest {
         group_id: "g".into(),
@@ -178,13 +188,7 @@ fn committed_offsets_survive_a_reload() {
 async fn offsets_are_deleted_unless_a_member_subscribes_to_their_topic() {
     let d = tempfile::tempdir().expect("tempdir");
     let c = coordinator(d.path());
-    let v = |offset| OffsetValue {
-        offset,
-        leader_epoch: -1,
-        metadata: String::new(),
-        commit_timestamp: 1,
-    };
-    let offsets = vec![(("t".into(), 0), v(5)), (("u".into(), 0), v(7))];
+    let offsets = vec![(("t".into(), 0), offset(5)), (("u".into(), 0), offset(7))];
     c.commit("g", offsets).expect("commit");
     assert_eq!(
         c.delete_offsets("nope", vec![("t".into(), 0)]).unwrap_err(),
@@ -216,7 +220,7 @@ async fn offsets_are_deleted_unless_a_member_subscribes_to_their_topic() {
     );
     assert_eq!(
         c.fetch_offsets("g", None),
-        vec![(("t".to_string(), 0), Some(v(5)))]
+        vec![(("t".to_string(), 0), Some(offset(5)))]
     );
     // Once the member has left, t's go too, and stay gone after a reload.
     c.leave("g", &[(member.clone(), None)]);
@@ -345,14 +349,8 @@ fn a_share_group_outlives_a_load_of_its_offsets_partition() {
 async fn the_metrics_view_lists_every_group_but_details_only_those_within_the_caps() {
     let d = tempfile::tempdir().expect("tempdir");
     let c = coordinator(d.path());
-    let v = |offset| OffsetValue {
-        offset,
-        leader_epoch: -1,
-        metadata: String::new(),
-        commit_timestamp: 1,
-    };
     for g in ["a", "b", "c"] {
-        let offsets = (0..3).map(|p| (("t".to_string(), p), v(10 + p as i64)));
+        let offsets = (0..3).map(|p| (("t".to_string(), p), offset(10 + p as i64)));
         c.commit(g, offsets.collect()).expect("commit");
     }
     let (_, rx) = join_new(&c, 10_000);
