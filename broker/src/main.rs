@@ -68,8 +68,9 @@ enum StorageCommand {
     RandomUuid,
     /// Writes meta.properties into every log dir of a config.
     Format {
-        /// Cluster id (from `gregor storage random-uuid`).
-        #[arg(short = 't', long = "cluster-id")]
+        /// Cluster id (from `gregor storage random-uuid`). Base64url ids may start with '-'
+        /// (ids from elsewhere than random-uuid): taken as the value, not as a flag.
+        #[arg(short = 't', long = "cluster-id", allow_hyphen_values = true)]
         cluster_id: String,
         /// The server.properties file.
         #[arg(short = 'c', long = "config")]

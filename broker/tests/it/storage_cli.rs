@@ -81,6 +81,21 @@ fn format_is_idempotent_with_ignore_formatted_and_refuses_another_cluster() {
     assert!(!ok && err.contains(&id) && err.contains(&other), "{err}");
 }
 
+/// An id starting with '-' (one in 64 random base64url ids; the operator's and random-uuid
+/// re-roll them, as Kafka's, but a user's may be one) is the flag's value, not a flag, as the
+/// operator passes it: `--cluster-id ID`.
+#[test]
+fn a_cluster_id_starting_with_a_hyphen_is_taken_as_the_value() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    let cfg = write_config(tmp.path(), &logs);
+    let id = "-IgWCu11Sa6cLGnAUQQHbw";
+    let (ok, _, err) = gregor(&["storage", "format", "--cluster-id", id, "--config", &cfg]);
+    assert!(ok, "{err}");
+    let meta = std::fs::read_to_string(logs.join("meta.properties")).expect("meta.properties");
+    assert!(meta.contains(&format!("cluster.id={id}")), "{meta}");
+}
+
 /// In a pod the operator names the container's termination message file: a refused format
 /// writes its error there too, so the pod's status names both cluster ids.
 #[test]

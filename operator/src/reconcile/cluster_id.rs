@@ -21,9 +21,17 @@ pub fn record_name(name: &str) -> String {
     format!("{name}-cluster-id")
 }
 
-/// A new id: 16 random bytes in unpadded base64url, as `kafka-storage random-uuid` prints.
+/// A new id: 16 random bytes in unpadded base64url, as `kafka-storage random-uuid` prints,
+/// and re-rolled as Kafka's `Uuid.randomUuid` is when it starts with '-' (a command line
+/// would take it for a flag).
 pub fn generate() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 /// Which id a cluster has, and whether the record must be written.
@@ -107,6 +115,8 @@ mod tests {
         let id = generate();
         assert!(crate::validate::is_cluster_id(&id), "{id}");
         assert_ne!(id, generate());
+        // One in 64 would start with '-' without the re-roll.
+        assert!((0..2000).all(|_| !generate().starts_with('-')));
     }
 
     #[test]
