@@ -99,27 +99,29 @@ impl ReplicaHealth {
         }
     }
 
-    /// Every partition with a replica on `cluster`'s node, as committed.
-    pub fn of(cluster: &Cluster) -> ReplicaHealth {
+    /// Every partition with a replica on `cluster`'s node, as committed, and the bytes of
+    /// their logs (those not locked at the moment), in one pass.
+    pub fn of(cluster: &Cluster) -> (ReplicaHealth, u64) {
         let me = cluster.config.node_id;
         let default_min_isr = cluster.effective_config().min_insync_replicas;
-        let mut health = ReplicaHealth::default();
+        let (mut health, mut log_bytes) = (ReplicaHealth::default(), 0);
         for t in cluster.topics() {
             let min_isr = t.min_insync_replicas(default_min_isr);
             for p in t.partitions.read().iter() {
                 let state = p.state();
                 if state.replicas.contains(&me) {
                     health.add(me, &state, min_isr, p.follower_lag());
+                    log_bytes += p.try_log().map_or(0, |l| l.size_bytes());
                 }
             }
         }
-        health
+        (health, log_bytes)
     }
 }
 
 /// The broker's replica scrape: health, ISR changes, log sizes and log dirs.
 pub fn refresh(cluster: &Cluster, out: &mut Scrape) {
-    let h = ReplicaHealth::of(cluster);
+    let (h, size) = ReplicaHealth::of(cluster);
     out.gauge(
         "gregor_replica_partitions",
         "Partitions with a replica (a log) on this broker",
@@ -167,12 +169,6 @@ pub fn refresh(cluster: &Cluster, out: &mut Scrape) {
         "ISR expansions of partitions this broker leads",
         cluster.isr_changes.expands(),
     );
-    let size: u64 = cluster
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions.read().clone())
-        .filter_map(|p| p.try_log().map(|l| l.size_bytes()))
-        .sum();
     out.gauge(
         "gregor_log_size_bytes",
         "Bytes of every partition log on this broker",
