@@ -17,7 +17,9 @@
 #      `gregor dev` broker reached through --bootstrap-override, Ready) and deletion (topic
 #      deleted, finalizer removed), and a KafkaUser with a SCRAM password through Ready (its
 #      Secret written) and deletion, so the KafkaTopic and KafkaUser controllers' calls are
-#      checked too.
+#      checked too. During that run a real Prometheus scrapes the operator, and every panel of
+#      the operator's Grafana dashboard and its alert rule must evaluate there with data
+#      (scripts/operator-dashboard-check.py, with the test venv's python: GREGOR_PYTHON).
 #
 # helm: HELM_VERSION from PATH, else built once with `go install` (scripts/go-tool.sh).
 # Env: GREGOR_KUBE_BIN, GREGOR_OPERATOR_BIN (default: cargo build of gregor-operator, debug),
@@ -50,6 +52,15 @@ if ! "$py" -c 'import yaml' 2>/dev/null; then
     "$venv/bin/python" -m pip install -q PyYAML==6.0.3
   fi
   py="$venv/bin/python"
+fi
+
+# --- the test suite's python, for Prometheus and the operator's dashboard -----------------
+# (scripts/operator-dashboard-check.py runs tests/python/prometheus.py; .ci/run makes the venv)
+test_py="${GREGOR_PYTHON:-$cache/venv/bin/python}"
+if ! [[ -x "$test_py" ]] || ! "$test_py" -c 'import pytest, yaml' 2>/dev/null; then
+  [[ "${CI:-}" == true ]] && fail "no test venv at $test_py (.ci/run makes it)"
+  say "skipping the operator dashboard's Prometheus check: no test venv at $test_py"
+  test_py=""
 fi
 
 work="$(mktemp -d)"
@@ -377,6 +388,22 @@ PY
     >"$work/operator-$ns.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
+  # Prometheus scraping this operator, for its dashboard and alert once the resources have
+  # been reconciled (scripts/operator-dashboard-check.py).
+  local check_pid="" dashboard_ok=1
+  if [[ -n "$bootstrap" && -n "$test_py" ]]; then
+    rm -f "$work/dashboard-check".{scraping,go}
+    "$test_py" scripts/operator-dashboard-check.py "127.0.0.1:$metrics_port" \
+      "$work/dashboard-check" "$work/dashboard-check".{scraping,go} \
+      >"$work/dashboard-check.log" 2>&1 &
+    check_pid=$!
+    pids+=("$check_pid")
+    while [[ ! -e "$work/dashboard-check.scraping" ]] && kill -0 "$check_pid" 2>/dev/null; do
+      sleep 0.2
+    done
+    [[ -e "$work/dashboard-check.scraping" ]] ||
+      { cat "$work/dashboard-check.log" >&2; fail "Prometheus did not scrape the operator"; }
+  fi
   # With spec.rack, so the operator binds the broker pods' ServiceAccount (as itself).
   kapi POST "/apis/gregor.dev/v1alpha1/namespaces/$ns/kafkaclusters" \
     "{\"apiVersion\":\"gregor.dev/v1alpha1\",\"kind\":\"KafkaCluster\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"replicas\":1,\"rack\":{\"topologyKey\":\"example.com/rack\"}}}" >/dev/null
@@ -397,6 +424,12 @@ PY
     kafka_topic "$ns" "$name" "$bootstrap" "$pid" && kafka_user "$ns" "$name" "$pid" &&
       topic_ok=1
   fi
+  if [[ -n "$check_pid" ]]; then
+    dashboard_ok=0
+    : >"$work/dashboard-check.go"
+    wait "$check_pid" && dashboard_ok=1
+    cat "$work/dashboard-check.log"
+  fi
   [[ $reconciled == 1 ]] && rack_binding "$ns" "$name" "$pid" && rack_ok=1
   local leading=0
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor 2>/dev/null)" \
@@ -416,6 +449,8 @@ PY
     tail -n 30 "$work/operator-$ns.log" | cut -c1-400 >&2
     fail "the operator, as the chart's ServiceAccount, did not bind and unbind the broker pods of $ns/$name"
   fi
+  [[ $dashboard_ok == 1 ]] ||
+    fail "the operator's dashboard and alert did not evaluate in Prometheus against $ns/$name"
   [[ $leading == 1 ]] || fail "the operator did not hold the Lease gregor-system/gregor"
   [[ "$(kapi GET /apis/coordination.k8s.io/v1/namespaces/gregor-system/leases/gregor)" \
     == *'"holderIdentity"'* ]] && fail "the operator did not hand the Lease back on SIGTERM"

@@ -20,8 +20,16 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::reconcile::ReconcileError;
+
 /// The `ca` label values of [`Metrics::certificate_expiry`]: a KafkaCluster's two CAs.
 pub const CA_LABELS: [&str; 2] = ["cluster", "clients"];
+
+/// The `resource` label values of the reconcile counters: the kinds the operator reconciles.
+pub const RESOURCES: [&str; 3] = ["KafkaCluster", "KafkaTopic", "KafkaUser"];
+
+/// The `result` label values of `gregor_operator_reconciliations_total`.
+pub const RESULTS: [&str; 2] = ["ok", "error"];
 
 /// What one reconcile of a KafkaCluster found, for [`Metrics::cluster_observed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +150,17 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(rolls_in_progress.clone()))?;
         registry.register(Box::new(leading.clone()))?;
+        // Every series of a bounded label set starts at 0, so a rate has data (and an alert on
+        // it a value) before the first reconcile, or the first failure, of its kind.
+        for resource in RESOURCES {
+            duration.with_label_values(&[resource]);
+            for result in RESULTS {
+                reconciliations.with_label_values(&[resource, result]);
+            }
+            for category in ReconcileError::CATEGORIES {
+                failures.with_label_values(&[resource, category]);
+            }
+        }
         let per_cluster = |name: &str, help: &str| gauges(&registry, name, help, &CLUSTER_LABELS);
         Ok(Metrics {
             brokers_ready: per_cluster(
@@ -364,9 +383,46 @@ mod tests {
             r#"gregor_operator_reconciliations_total{resource="KafkaCluster",result="ok"} 1"#
         ));
         assert!(text.contains(
+            r#"gregor_operator_reconciliations_total{resource="KafkaCluster",result="error"} 1"#
+        ));
+        assert!(text.contains(
             r#"gregor_operator_reconcile_failures_total{category="kubernetes",resource="KafkaCluster"} 1"#
         ));
         assert!(text.contains("gregor_operator_reconcile_duration_seconds_count"));
+    }
+
+    #[test]
+    fn the_resource_labels_are_the_kinds_reconciled() {
+        use crate::crd::{KafkaCluster, KafkaTopic, KafkaUser};
+        use kube::Resource;
+        assert_eq!(
+            RESOURCES.map(String::from),
+            [
+                KafkaCluster::kind(&()).to_string(),
+                KafkaTopic::kind(&()).to_string(),
+                KafkaUser::kind(&()).to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bounded_reconcile_series_starts_at_zero() {
+        let text = Metrics::new().unwrap().render();
+        for resource in RESOURCES {
+            for result in RESULTS {
+                assert!(text.contains(&format!(
+                    r#"gregor_operator_reconciliations_total{{resource="{resource}",result="{result}"}} 0"#
+                )));
+            }
+            for category in ReconcileError::CATEGORIES {
+                assert!(text.contains(&format!(
+                    r#"gregor_operator_reconcile_failures_total{{category="{category}",resource="{resource}"}} 0"#
+                )));
+            }
+            assert!(text.contains(&format!(
+                r#"gregor_operator_reconcile_duration_seconds_count{{resource="{resource}"}} 0"#
+            )));
+        }
     }
 
     /// What a reconcile found: `ready` nodes of 3, rolling or not, nothing else under way.

@@ -239,6 +239,11 @@ def test_s2_rolling_restart_under_load(figures):
                     {"spec": {"config": {"group.initial.rebalance.delay.ms": "2000"}}})
     kc = kube.get("kafkacluster", "events")
     assert kube.condition(kc, "Degraded").get("status") == "False", kc["status"]
+    # The roll's health checks read the brokers' under-replicated partitions (the operator
+    # dashboard's panel has data from the first roll on).
+    text = kube.operator_metrics(lease_holder())
+    assert kube.metric(text, "gregor_operator_under_replicated_partitions",
+                       {"namespace": KAFKA_NS, "cluster": "events"}) is not None, text
 
 
 # --- 3. upgrades ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -60,21 +61,24 @@ def shortened_rules(workdir: Path, hold: str) -> Path:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, cluster, rules: list[Path] = (), cluster_name: str = "test"):
+    def __init__(self, workdir: Path, cluster=None, rules: list[Path] = (),
+                 cluster_name: str = "test", targets: list[str] = ()):
+        """Scrapes every node of `cluster`, or else `targets` (host:port of /metrics)."""
         self.workdir = Path(workdir) / "prometheus"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = tool("prometheus")
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "prometheus.log"
-        targets = [f"{n.host}:{n.metrics_port}" for n in cluster.nodes.values()]
+        if cluster is not None:
+            targets = [f"{n.host}:{n.metrics_port}" for n in cluster.nodes.values()]
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "900ms",
                        "evaluation_interval": "1s"},
             "rule_files": [str(r) for r in rules],
             "scrape_configs": [{
                 "job_name": "gregor",
-                "static_configs": [{"targets": targets, "labels": {CLUSTER_LABEL: cluster_name}}],
+                "static_configs": [{"targets": list(targets), "labels": {CLUSTER_LABEL: cluster_name}}],
             }],
         }
         self.config_path = self.workdir / "prometheus.yml"
@@ -157,3 +161,27 @@ class Prometheus:
 
     def wait_targets_up(self, n: int, timeout: float = 30):
         wait_for(lambda: self.targets_up() == n, timeout, f"{n} targets up")
+
+
+DASHBOARDS = RULES.parents[1] / "dashboards"
+
+
+def dashboard_exprs(stems: set[str]) -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, expr) of every panel target of the dashboards named in `stems`
+    (file names without .json), Grafana's variables replaced as a user who picks every value
+    would have them."""
+
+    def panels(ps):
+        for p in ps:
+            yield p
+            yield from panels(p.get("panels", []))
+    out = []
+    for stem in sorted(stems):
+        for panel in panels(json.loads((DASHBOARDS / f"{stem}.json").read_text())["panels"]):
+            for target in panel.get("targets", []):
+                expr = (target["expr"].replace("$gregor_cluster", "test")
+                        .replace("$__rate_interval", "1m"))
+                expr = re.sub(r'=~"\$[a-z_]+"', '=~".*"', expr)
+                assert "$" not in expr, expr
+                out.append((stem, panel["title"], expr))
+    return out

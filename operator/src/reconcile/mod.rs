@@ -160,7 +160,10 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// A bounded label for metrics.
+    /// Every value [`ReconcileError::category`] takes.
+    pub const CATEGORIES: [&'static str; 3] = ["kubernetes", "kafka", "malformed"];
+
+    /// A bounded label for metrics, one of [`ReconcileError::CATEGORIES`].
     pub fn category(&self) -> &'static str {
         match self {
             ReconcileError::Kube(_) => "kubernetes",
@@ -279,5 +282,11 @@ mod tests {
             .message()
             .starts_with("creating topic t: InvalidConfig"));
         assert_eq!(timed_out.category(), rejected.category());
+        let kube = ReconcileError::Kube(kube::Error::LinesCodecMaxLineLengthExceeded);
+        let categories: Vec<_> = [&kube, &timed_out, &malformed]
+            .iter()
+            .map(|e| e.category())
+            .collect();
+        assert_eq!(categories, ReconcileError::CATEGORIES);
     }
 }
