@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 mod durable;
+pub mod fd_limit;
 pub mod group;
 pub mod log;
 pub mod metrics;

@@ -159,6 +159,7 @@ fn dev_config(
 }
 
 async fn run_node(config: Config) -> anyhow::Result<()> {
+    gregor::fd_limit::raise_and_log();
     let node = Node::start(config).await?;
     for a in &node.addrs {
         eprintln!("gregor listening on {a}");

@@ -162,6 +162,8 @@ class GregorBroker(Broker):
         self.port, self.metrics_port = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        # Run in the child before exec (say, to set its resource limits).
+        self.preexec_fn = None
 
     def command(self) -> list[str]:
         listener = f"PLAINTEXT://127.0.0.1:{self.port}"
@@ -190,7 +192,8 @@ class GregorBroker(Broker):
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
 

@@ -55,16 +55,28 @@ impl Cluster {
         let me = self.config.node_id;
         let mut slot = p.log.lock();
         let mut changed = false;
-        if state.replicas.contains(&me) && slot.is_none() {
+        if state.replicas.contains(&me) && slot.is_none() && p.offline_reason().is_none() {
             let config =
                 topic_config::resolve_log_config(&self.effective_config(), &topic.configs.read())
                     .map_err(AdminError::InvalidConfig)?;
-            let log = PartitionLog::open(&self.partition_dir(&topic.name, p.index), config)?;
-            let checkpointed = self
-                .hw_checkpoints
-                .lock()
-                .remove(&(topic.name.clone(), p.index));
-            p.install_log(&mut slot, log, checkpointed);
+            let dir = self.partition_dir(&topic.name, p.index);
+            match PartitionLog::open(&dir, config) {
+                Ok(log) => {
+                    let checkpointed = self
+                        .hw_checkpoints
+                        .lock()
+                        .remove(&(topic.name.clone(), p.index));
+                    p.install_log(&mut slot, log, checkpointed);
+                }
+                // One partition's storage failure takes that replica offline, not the node:
+                // the rest of the metadata still applies and the other partitions serve.
+                Err(e) => {
+                    let reason = error_chain(&e);
+                    tracing::error!(topic = %topic.name, partition = p.index, error = %reason,
+                        "the partition's log cannot be opened: this replica is offline until the node restarts");
+                    p.take_offline(reason);
+                }
+            }
             changed = true;
         }
         let before = p.state();

@@ -25,7 +25,7 @@ mod unregister;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
@@ -186,6 +186,10 @@ pub struct Partition {
     /// While this node follows: how many messages its log trailed the leader's high watermark
     /// by at the last replica fetch (Kafka's fetcher lag).
     follower_lag: AtomicI64,
+    /// Why this node's replica is offline: its log could not be opened (a failing disk, no
+    /// descriptor left). Set once; the replica stays offline until the node restarts, as a
+    /// Kafka replica in a failed log dir does, and its requests answer KAFKA_STORAGE_ERROR.
+    offline: OnceLock<String>,
 }
 
 impl Partition {
@@ -220,6 +224,29 @@ impl Partition {
             timings,
             epoch_start: AtomicI64::new(0),
             follower_lag: AtomicI64::new(0),
+            offline: OnceLock::new(),
+        }
+    }
+
+    /// Why this node's replica of the partition is offline, if it is.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.offline.get().map(String::as_str)
+    }
+
+    /// Takes this node's replica offline for `reason` (the first reason stays).
+    fn take_offline(&self, reason: String) {
+        let _ = self.offline.set(reason);
+    }
+
+    /// The error for a request that needs this node's log and finds none: KAFKA_STORAGE_ERROR
+    /// (naming why) when the replica is offline, else NOT_LEADER_OR_FOLLOWER.
+    pub fn missing_log(&self) -> LogError {
+        match self.offline_reason() {
+            Some(reason) => LogError::Offline(format!(
+                "the replica of {}-{} on this node is offline: {reason}",
+                self.topic, self.index
+            )),
+            None => LogError::NotLeader,
         }
     }
 
@@ -454,7 +481,7 @@ impl Partition {
     /// watermark), which must not pass the high watermark; one at or below the log start
     /// changes nothing. The log start offset after.
     pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
-        let mut log = self.log().ok_or(LogError::NotLeader)?;
+        let mut log = self.log().ok_or_else(|| self.missing_log())?;
         let hw = self.high_watermark();
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
@@ -531,7 +558,7 @@ impl Partition {
     /// This node's log, locked, and the leader epoch, while this node leads; else
     /// NOT_LEADER. Appends hold the lock from this check to their refreshed offsets.
     fn led_log(&self) -> Result<(MappedMutexGuard<'_, PartitionLog>, i32), LogError> {
-        let log = self.log().ok_or(LogError::NotLeader)?;
+        let log = self.log().ok_or_else(|| self.missing_log())?;
         let state = self.state.read();
         if state.leader != self.node {
             return Err(LogError::NotLeader);

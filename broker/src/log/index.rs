@@ -1,12 +1,15 @@
 //! The two sparse indexes of a segment, in Kafka's file formats: the offset index (`.index`,
 //! 8-byte entries: relative offset u32, file position u32) and the time index (`.timeindex`,
 //! 12-byte entries: timestamp i64, relative offset u32, timestamps increasing). Both are kept
-//! in memory and appended to their files as the segment grows; recovery rebuilds them from
-//! the log, so the files are a convenience for tools, never trusted.
+//! in memory and written to their files in batches as the segment grows ([`IndexFiles`]);
+//! recovery rebuilds them from the log, so the files are a convenience for tools, never
+//! trusted.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
 
 use super::LogError;
 
@@ -88,68 +91,107 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), LogError
     std::fs::write(path, bytes).map_err(io_err(path))
 }
 
-/// The open index files of the active segment, appended to as entries are added.
+/// Index bytes of one file kept before they are written.
+const WRITE_BATCH: usize = 1024;
+
+/// The index files of the active segment. New entries are kept in memory and written (the file
+/// opened for just that) once [`WRITE_BATCH`] bytes of them build up, at an fsync, and when the
+/// segment closes. A segment's indexes are rebuilt from its log whenever it is opened, so what
+/// a crash loses of them costs nothing, and a partition holds one descriptor per segment
+/// rather than three.
 #[derive(Debug)]
 pub(crate) struct IndexFiles {
-    /// `.index` path, for errors.
+    /// `.index` path.
     offset_path: PathBuf,
-    /// `.index`, opened for append.
-    offset_file: File,
-    /// `.timeindex` path, for errors.
+    /// `.timeindex` path.
     time_path: PathBuf,
-    /// `.timeindex`, opened for append.
-    time_file: File,
+    /// Serialised entries not yet written: offsets, times. A mutex only so an fsync can write
+    /// them through `&self`; the segment is only used under its partition's log lock.
+    pending: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
 impl IndexFiles {
-    /// Opens both files for append, creating them if missing.
+    /// The index files at these paths, created if missing.
     pub fn open(offset_path: PathBuf, time_path: PathBuf) -> Result<IndexFiles, LogError> {
-        let open = |path: &Path| {
+        for path in [&offset_path, &time_path] {
             OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(io_err(path))
-        };
+                .map_err(io_err(path))?;
+        }
         Ok(IndexFiles {
-            offset_file: open(&offset_path)?,
-            time_file: open(&time_path)?,
             offset_path,
             time_path,
+            pending: Mutex::new((Vec::new(), Vec::new())),
         })
     }
 
-    /// Appends serialised entries to both files (either may be empty).
+    /// Adds serialised entries to both files (either may be empty).
     pub fn append(&mut self, offsets: &[u8], times: &[u8]) -> Result<(), LogError> {
-        if !offsets.is_empty() {
-            self.offset_file
-                .write_all(offsets)
-                .map_err(io_err(&self.offset_path))?;
+        let pending = self.pending.get_mut();
+        pending.0.extend_from_slice(offsets);
+        pending.1.extend_from_slice(times);
+        if pending.0.len() >= WRITE_BATCH || pending.1.len() >= WRITE_BATCH {
+            self.write_pending()?;
         }
-        if !times.is_empty() {
-            self.time_file
-                .write_all(times)
-                .map_err(io_err(&self.time_path))?;
+        Ok(())
+    }
+
+    /// Appends the entries not yet written to their files (which must exist: a file deleted
+    /// with its segment is not made again).
+    fn write_pending(&self) -> Result<(), LogError> {
+        let mut pending = self.pending.lock();
+        let (offsets, times) = &mut *pending;
+        for (path, bytes) in [(&self.offset_path, offsets), (&self.time_path, times)] {
+            if bytes.is_empty() {
+                continue;
+            }
+            OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(bytes))
+                .map_err(io_err(path))?;
+            bytes.clear();
         }
         Ok(())
     }
 
     /// Cuts both files to the given entry counts.
     pub fn truncate(&mut self, offset_entries: usize, time_entries: usize) -> Result<(), LogError> {
-        self.offset_file
-            .set_len(offset_entries as u64 * 8)
-            .map_err(io_err(&self.offset_path))?;
-        self.time_file
-            .set_len(time_entries as u64 * 12)
-            .map_err(io_err(&self.time_path))
+        self.write_pending()?;
+        for (path, len) in [
+            (&self.offset_path, offset_entries as u64 * 8),
+            (&self.time_path, time_entries as u64 * 12),
+        ] {
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(len))
+                .map_err(io_err(path))?;
+        }
+        Ok(())
     }
 
-    /// fsyncs both files.
+    /// Writes what is pending and fsyncs both files.
     pub fn sync(&self) -> Result<(), LogError> {
-        self.offset_file
-            .sync_data()
-            .map_err(io_err(&self.offset_path))?;
-        self.time_file.sync_data().map_err(io_err(&self.time_path))
+        self.write_pending()?;
+        for path in [&self.offset_path, &self.time_path] {
+            File::open(path)
+                .and_then(|f| f.sync_data())
+                .map_err(io_err(path))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IndexFiles {
+    /// A closing segment writes what is pending, as far as it can: a failure here only costs
+    /// a rebuild of the index at the next open.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_pending() {
+            tracing::debug!(error = %e, "writing the last index entries of a closing segment");
+        }
     }
 }
 

@@ -95,6 +95,10 @@ pub enum LogError {
     /// leadership since the request was routed): NOT_LEADER_OR_FOLLOWER.
     #[error("this broker does not lead the partition")]
     NotLeader,
+    /// This node's replica of the partition is offline: its log could not be opened
+    /// (KAFKA_STORAGE_ERROR).
+    #[error("{0}")]
+    Offline(String),
     /// File system failure.
     #[error("i/o error on {path}")]
     Io {
@@ -155,6 +159,20 @@ pub enum LogError {
         /// Log end offset.
         end: i64,
     },
+}
+
+impl From<checkpoint::CheckpointError> for LogError {
+    /// A checkpoint file's failure, with the OS's reason kept as the source (a storage error
+    /// names it: "Too many open files", "No space left on device").
+    fn from(e: checkpoint::CheckpointError) -> LogError {
+        match e {
+            checkpoint::CheckpointError::Io { path, source } => LogError::Io { path, source },
+            checkpoint::CheckpointError::Malformed { ref path, .. } => LogError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            },
+        }
+    }
 }
 
 /// Result of appending a produce request's records to the log.
@@ -591,10 +609,7 @@ impl PartitionLog {
     }
 
     fn write_epochs(&self) -> Result<(), LogError> {
-        self.epochs.write(&self.dir).map_err(|e| LogError::Io {
-            path: self.dir.join(epoch_cache::CHECKPOINT_FILE),
-            source: std::io::Error::other(e.to_string()),
-        })
+        self.epochs.write(&self.dir).map_err(LogError::from)
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`

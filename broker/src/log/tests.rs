@@ -708,3 +708,53 @@ fn truncating_away_a_marker_reopens_its_transaction() {
     assert_eq!(log.first_unstable_offset(), None);
     assert!(log.aborted_transactions(0, 3).is_empty());
 }
+
+#[test]
+fn a_checkpoint_write_failure_names_the_os_reason() {
+    let failed = checkpoint::CheckpointError::Io {
+        path: "/data/t-0/leader-epoch-checkpoint".into(),
+        source: std::io::Error::from_raw_os_error(24),
+    };
+    let e = LogError::from(failed);
+    assert!(matches!(e, LogError::Io { .. }));
+    assert_eq!(
+        gregor_client::error_chain(&e),
+        "i/o error on /data/t-0/leader-epoch-checkpoint: Too many open files (os error 24)"
+    );
+}
+
+/// Descriptors this process holds on files in `dir`.
+fn open_files_in(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn a_log_holds_one_descriptor_per_segment_and_writes_its_indexes_by_the_time_it_closes() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let dir = d.path().join("t-0");
+    let mut log = log_with(&dir, 40, 3);
+    let segments = segment_files(&dir);
+    assert!(segments.len() >= 3, "{segments:?}");
+    assert_eq!(open_files_in(&dir), segments.len());
+
+    // Entries of the active segment are on disk once it is flushed...
+    let active = dir.join(segments.last().expect("active").replace(".log", ".index"));
+    appended(log.append(batch_of(3, 40), 3, 0).expect("append"));
+    log.flush().expect("flush");
+    let flushed = std::fs::read(&active).expect("index");
+    assert!(!flushed.is_empty());
+    // ...and at close, exactly what a reopen rebuilds from the log.
+    for i in 41..44 {
+        appended(log.append(batch_of(3, i), 3, 0).expect("append"));
+    }
+    drop(log);
+    let closed = std::fs::read(&active).expect("index");
+    assert!(closed.len() > flushed.len());
+    let reopened = PartitionLog::open(&dir, small_config()).expect("reopen");
+    assert_eq!(std::fs::read(&active).expect("index"), closed);
+    assert_eq!(reopened.log_end_offset(), 44 * 3);
+}

@@ -62,6 +62,8 @@ pub struct ReplicaHealth {
     pub at_min_isr: i64,
     /// The most messages a follower here trails its leader's high watermark by (MaxLag).
     pub max_follower_lag: i64,
+    /// Replicas here whose log could not be opened (OfflineReplicaCount).
+    pub offline: i64,
 }
 
 impl ReplicaHealth {
@@ -111,6 +113,7 @@ impl ReplicaHealth {
                 let state = p.state();
                 if state.replicas.contains(&me) {
                     health.add(me, &state, min_isr, p.follower_lag());
+                    health.offline += i64::from(p.offline_reason().is_some());
                     log_bytes += p.try_log().map_or(0, |l| l.size_bytes());
                 }
             }
@@ -151,6 +154,11 @@ pub fn refresh(cluster: &Cluster, out: &mut Scrape) {
         "gregor_replica_max_lag_messages",
         "Most messages a follower on this broker trails its leader's high watermark by",
         h.max_follower_lag,
+    );
+    out.gauge(
+        "gregor_offline_replicas",
+        "Replicas on this broker whose log could not be opened (offline until it restarts)",
+        h.offline,
     );
     out.counter(
         "gregor_isr_shrinks_total",

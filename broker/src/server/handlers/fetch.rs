@@ -137,7 +137,7 @@ fn read_all(
         let result = {
             // Led here, so held here, unless the leadership moved off this node just now.
             let Some(log) = p.log() else {
-                out.push(refused(w.index, ResponseError::NotLeaderOrFollower));
+                out.push(refused(w.index, log_error_code(&p.missing_log())));
                 continue;
             };
             let upper = match reader {

@@ -97,10 +97,9 @@ pub fn authorization_failed(kind: ResourceType) -> ResponseError {
     }
 }
 
-/// The Kafka error code for a log failure.
 /// The partition `index` of `topic` when this node (`node`) leads it, else the error Kafka
 /// answers for it, in Kafka's order: the topic's authorization `denied`, no such topic or
-/// partition, another node leading it.
+/// partition, another node leading it, this node's replica offline.
 pub fn led_partition(
     topic: Option<&std::sync::Arc<crate::cluster::Topic>>,
     denied: bool,
@@ -116,13 +115,17 @@ pub fn led_partition(
     if !p.is_led_by(node) {
         return Err(ResponseError::NotLeaderOrFollower);
     }
+    if p.offline_reason().is_some() {
+        return Err(ResponseError::KafkaStorageError);
+    }
     Ok(p)
 }
 
+/// The Kafka error code for a log failure.
 pub fn log_error_code(e: &LogError) -> ResponseError {
     match e {
         LogError::NotLeader => ResponseError::NotLeaderOrFollower,
-        LogError::Io { .. } => ResponseError::KafkaStorageError,
+        LogError::Io { .. } | LogError::Offline(_) => ResponseError::KafkaStorageError,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::NoOpenTransaction(_) => ResponseError::InvalidTxnState,
