@@ -215,15 +215,23 @@ impl Node {
         }
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+        let finished = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !finished {
             tracing::warn!("some connections did not finish within 10s");
         }
         if let Some(c) = self.cluster {
             let c_keep = Arc::clone(&c);
-            let _ = tokio::task::spawn_blocking(move || c.flush_and_checkpoint()).await;
+            // Only with every task done can nothing write a log after the flush.
+            let _ = tokio::task::spawn_blocking(move || {
+                if finished {
+                    c.close_cleanly();
+                } else {
+                    c.flush_and_checkpoint();
+                }
+            })
+            .await;
             // The cluster held the last other handle to the quorum member (its metadata store).
             drop(c_keep);
         }

@@ -1,10 +1,11 @@
-"""A node under storage limits: the open-file limit it raises at start-up, and a partition
-whose log cannot be opened, which goes offline alone while the node applies the rest of the
-metadata and serves every other partition.
+"""A node's storage at its limits and across restarts: the open-file limit it raises at
+start-up; a partition whose log cannot be opened, which goes offline alone while the node
+applies the rest of the metadata and serves every other partition; the clean-shutdown marker,
+which lets a cleanly stopped node open its logs without recovery.
 
 Gregor's own behaviour, not Kafka's: Kafka takes a whole log dir offline when one partition's
 directory fails (and stops when it was the last one), and leaves the open-file limit to the
-service manager.
+service manager. (Kafka has the marker too, `.kafka_cleanshutdown`.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from conftest import GregorBroker, gregor_binary, wait_for
-from helpers import create_topic
+from helpers import create_topic, read_all
 
 if not gregor_binary().exists():
     pytest.skip("no gregor binary", allow_module_level=True)
@@ -93,3 +94,34 @@ def test_a_partition_whose_log_cannot_be_opened_goes_offline_alone(node):
     node.start()
     wait_for(lambda: produce_one(node.bootstrap, "offl", 2) is None, 30, "partition 2 back")
     assert metric(node, "gregor_offline_replicas") == 0
+
+
+MARKER = ".gregor_cleanshutdown"
+
+
+def this_start(node: GregorBroker) -> str:
+    """The log of the node's latest start."""
+    return node.log_path.read_text().rsplit("=== starting:", 1)[-1]
+
+
+def test_a_clean_stop_marks_the_log_dir_for_a_start_without_recovery_and_a_kill_does_not(node):
+    marker = node.data_dir / MARKER
+    node.start()
+    create_topic(node.bootstrap, "clean", 2)
+    for partition in (0, 1):
+        assert produce_one(node.bootstrap, "clean", partition) is None
+    assert not marker.exists()
+    assert node.stop() == 0
+    assert marker.exists()
+
+    node.start()
+    assert not marker.exists(), "taken as the node starts"
+    assert "shut down cleanly: its logs open without recovery" in this_start(node)
+    assert {p: len(m) for p, m in read_all(node.bootstrap, "clean", 2).items()} == {0: 1, 1: 1}
+    assert produce_one(node.bootstrap, "clean", 0) is None
+
+    node.kill()
+    assert not marker.exists()
+    node.start()
+    assert "shut down cleanly" not in this_start(node)
+    assert {p: len(m) for p, m in read_all(node.bootstrap, "clean", 2).items()} == {0: 2, 1: 1}

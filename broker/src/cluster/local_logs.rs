@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::log::checkpoint::CheckpointError;
+use crate::log::clean_shutdown;
 
 impl Cluster {
     /// Adds partitions `current..count` of `topic` with their committed states in
@@ -60,7 +61,8 @@ impl Cluster {
                 topic_config::resolve_log_config(&self.effective_config(), &topic.configs.read())
                     .map_err(AdminError::InvalidConfig)?;
             let dir = self.partition_dir(&topic.name, p.index);
-            match PartitionLog::open(&dir, config) {
+            let shutdown = clean_shutdown::of(&dir, &self.clean_dirs);
+            match PartitionLog::open_after(&dir, config, shutdown) {
                 Ok(log) => {
                     let checkpointed = self
                         .hw_checkpoints
@@ -174,16 +176,34 @@ impl Cluster {
 
     /// The last writes of a clean shutdown: fsyncs every local log, then checkpoints the high
     /// watermarks (blocking).
-    pub fn flush_and_checkpoint(&self) {
+    /// Returns whether every log (and checkpoint) was flushed.
+    pub fn flush_and_checkpoint(&self) -> bool {
+        let mut all = true;
         for t in self.topics() {
             for p in t.partitions.read().iter() {
                 if let Err(e) = p.log().map_or(Ok(()), |mut log| p.flush_log(&mut log)) {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %error_chain(&e), "flush at shutdown failed");
+                    all = false;
                 }
             }
         }
         if let Err(e) = self.checkpoint_high_watermarks() {
             tracing::warn!(error = %error_chain(&e), "high-watermark checkpoint at shutdown failed");
+            all = false;
+        }
+        all
+    }
+
+    /// The last step of a clean stop, once nothing writes the logs any more: flushes them and
+    /// marks the log dirs shut down cleanly, so the next start opens them without recovery. A
+    /// log that could not be flushed leaves no marker.
+    pub fn close_cleanly(&self) {
+        if !self.flush_and_checkpoint() {
+            return;
+        }
+        match clean_shutdown::mark(&self.config.log_dirs) {
+            Ok(()) => tracing::info!("logs flushed: log dirs marked shut down cleanly"),
+            Err(e) => tracing::warn!(error = %e, "writing the clean-shutdown markers failed"),
         }
     }
 }

@@ -819,6 +819,8 @@ pub struct Cluster {
     /// High watermarks read from the log dirs' checkpoints at start-up, each taken by the
     /// first log opened for its partition.
     hw_checkpoints: Mutex<hw_checkpoint::HighWatermarks>,
+    /// The log dirs this node's last run shut down cleanly (their markers taken at start).
+    clean_dirs: Vec<PathBuf>,
     /// Held while the checkpoints are written: the periodic task and the shutdown share the
     /// temp files.
     checkpoint_writer: Mutex<()>,
@@ -863,6 +865,11 @@ impl Cluster {
     ) -> Result<Cluster, AdminError> {
         let next_pid = image.next_producer_id;
         let hw_checkpoints = local_logs::read_checkpoints(&config.log_dirs);
+        let clean_dirs = crate::log::clean_shutdown::take(&config.log_dirs)
+            .map_err(|e| AdminError::Storage(format!("removing a clean-shutdown marker: {e}")))?;
+        for dir in &clean_dirs {
+            tracing::info!(dir = %dir.display(), "shut down cleanly: its logs open without recovery");
+        }
         let (tx, _) = tokio::sync::watch::channel(0);
         let dynamic = broker_configs::DynamicConfigs::new(&config, image.broker_configs);
         let cluster = Cluster {
@@ -883,6 +890,7 @@ impl Cluster {
             data_arrived: Arc::new(tx),
             brokers: RwLock::new(image.brokers),
             hw_checkpoints: Mutex::new(hw_checkpoints),
+            clean_dirs,
             checkpoint_writer: Mutex::new(()),
             isr_changes: Default::default(),
             log_timings: Arc::default(),

@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 
 use batch::BatchHeader;
+use clean_shutdown::Shutdown;
 use control::Marker;
 
 pub mod batch;
 pub mod checkpoint;
+pub mod clean_shutdown;
 mod compaction;
 pub(crate) mod control;
 pub mod epoch_cache;
@@ -234,8 +236,20 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    /// Opens (creating if missing) and recovers the log in `dir`.
+    /// Opens (creating if missing) and recovers the log in `dir`, as after a crash.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        PartitionLog::open_after(dir, config, Shutdown::Unclean)
+    }
+
+    /// Opens (creating if missing) the log in `dir`, which the node's last run left as
+    /// `shutdown` says: after a crash the newest segment is verified batch by batch (CRCs) and
+    /// cut at the first invalid one; after a clean shutdown its headers are only read, and its
+    /// files count as flushed.
+    pub fn open_after(
+        dir: &Path,
+        config: LogConfig,
+        shutdown: Shutdown,
+    ) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -264,7 +278,8 @@ impl PartitionLog {
         let mut txns = Transactions::default();
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
-            let recovery = if i + 1 == bases.len() {
+            let newest = i + 1 == bases.len();
+            let recovery = if newest && shutdown == Shutdown::Unclean {
                 Recovery::Verify
             } else {
                 Recovery::Trust
@@ -283,11 +298,11 @@ impl PartitionLog {
                     position += h.total_len() as u64;
                 })?;
             let index = segment_path(dir, base, "txnindex");
-            if recovery == Recovery::Trust {
+            if !newest {
                 txns.adopt_aborted(txn::read_index(&index)?);
             } else {
-                // The newest segment's index may lag its log after a crash: rebuilt from the
-                // markers themselves.
+                // The newest segment's index is appended to without an fsync (not even at a
+                // clean shutdown), so it may lag its log: rebuilt from the markers themselves.
                 let mut aborted = Vec::new();
                 for (event, position, len) in ended {
                     let bytes = segment.read_bytes(position, len)?;
@@ -297,6 +312,9 @@ impl PartitionLog {
                 }
                 txn::write_index(&index, &aborted)?;
                 txns.adopt_aborted(aborted);
+            }
+            if shutdown == Shutdown::Clean {
+                segment.mark_synced();
             }
             segments.insert(base, segment);
         }
@@ -315,9 +333,12 @@ impl PartitionLog {
             last_compaction: None,
         };
         log.active_mut()?.activate(dir)?;
-        // Epochs recorded past a cut tail belong to records that are gone.
+        // Epochs recorded past a cut tail belong to records that are gone. One starting at the
+        // log end stays: its leader has appended nothing yet (every partition that has taken
+        // no records since its election), and dropping it would rewrite the checkpoint of
+        // every such partition at each start.
         let end = log.log_end_offset();
-        log.epochs.truncate_from_end(end);
+        log.epochs.truncate_from_end(end.saturating_add(1));
         let first_base = log.first_base();
         log.log_start = persisted_start
             .unwrap_or(first_base)

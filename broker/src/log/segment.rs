@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::index::{self, io_err, IndexFiles, OffsetEntry, TimeEntry};
@@ -55,6 +56,9 @@ pub(crate) struct Segment {
     roll_base_ms: Option<i64>,
     /// Open index files; only the active segment writes them.
     index_files: Option<IndexFiles>,
+    /// Whether everything written to the segment has been fsynced (so a flush of an idle
+    /// log costs no fsync).
+    synced: AtomicBool,
 }
 
 impl Segment {
@@ -86,7 +90,13 @@ impl Segment {
             max_timestamp: None,
             roll_base_ms: None,
             index_files: None,
+            synced: AtomicBool::new(false),
         }
+    }
+
+    /// Counts what the segment holds as flushed (its log dir was shut down cleanly).
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
     }
 
     /// Opens an existing segment, scanning its batches (see [`Recovery`]) and rewriting its
@@ -270,6 +280,7 @@ impl Segment {
         index_interval: u32,
         now_ms: i64,
     ) -> Result<(), LogError> {
+        self.synced.store(false, Ordering::Relaxed);
         (&self.file)
             .write_all(data)
             .map_err(io_err(&self.log_path))?;
@@ -442,6 +453,7 @@ impl Segment {
     /// Cuts the segment before the batch at `position` (a batch boundary), rebuilding the
     /// in-memory state from what remains.
     pub fn truncate_at(&mut self, position: u64, index_interval: u32) -> Result<(), LogError> {
+        self.synced.store(false, Ordering::Relaxed);
         self.file
             .set_len(position)
             .map_err(io_err(&self.log_path))?;
@@ -459,12 +471,17 @@ impl Segment {
         Ok(())
     }
 
-    /// fsyncs the `.log` file and, if open, the indexes.
+    /// fsyncs the `.log` file and, if open, the indexes, unless nothing was written since the
+    /// last time.
     pub fn sync(&self) -> Result<(), LogError> {
+        if self.synced.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         self.file.sync_data().map_err(io_err(&self.log_path))?;
         if let Some(files) = &self.index_files {
             files.sync()?;
         }
+        self.synced.store(true, Ordering::Relaxed);
         Ok(())
     }
 
