@@ -118,10 +118,15 @@ impl Cluster {
 impl Partition {
     /// Hands every record of this node's log of the partition to `f`, in offset order
     /// (blocking), control records (transaction markers) included; nothing when this node
-    /// holds no replica. Undecodable data ends the walk with a warning.
+    /// holds no replica, and KAFKA_STORAGE_ERROR when its replica is offline (a coordinator
+    /// must not load an offline partition as empty). Undecodable data ends the walk with a
+    /// warning.
     pub fn each_record(&self, mut f: impl FnMut(Record)) -> Result<(), LogError> {
         let Some(log) = self.log() else {
-            return Ok(());
+            return match self.offline_reason() {
+                Some(_) => Err(self.missing_log()),
+                None => Ok(()),
+            };
         };
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();

@@ -167,8 +167,32 @@ impl Cluster {
     /// partition.
     pub fn checkpoint_high_watermarks(&self) -> Result<(), CheckpointError> {
         let _writer = self.checkpoint_writer.lock();
-        let by_dir =
+        let mut by_dir =
             self.by_log_dir(|t, p, _| Some(((t.name.clone(), p.index), p.high_watermark())));
+        // An offline replica keeps the high watermark it was checkpointed with, for the start
+        // that opens it again. (Its key is taken first: the checkpoints' lock is never held
+        // while taking a partition list's.)
+        let offline: Vec<(String, i32)> = self
+            .topics()
+            .iter()
+            .flat_map(|t| {
+                let partitions = t.partitions.read();
+                partitions
+                    .iter()
+                    .filter(|p| p.offline_reason().is_some())
+                    .map(|p| (t.name.clone(), p.index))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for key in offline {
+            let Some(hw) = self.hw_checkpoints.lock().get(&key).copied() else {
+                continue;
+            };
+            let dir = self.partition_dir(&key.0, key.1);
+            if let Some(held) = dir.parent().and_then(|root| by_dir.get_mut(root)) {
+                held.push((key, hw));
+            }
+        }
         let mut failed = None;
         for (dir, hws) in by_dir {
             if let Err(e) = hw_checkpoint::write(&dir, &hws.into_iter().collect()) {
@@ -203,6 +227,18 @@ impl Cluster {
     /// log that could not be flushed leaves no marker.
     pub fn close_cleanly(&self) {
         if !self.flush_and_checkpoint() {
+            return;
+        }
+        // An offline replica's log was never opened (so never recovered) in this run: it may
+        // still hold a crash's torn tail, which only a recovering open checks.
+        let offline = self.topics().iter().any(|t| {
+            t.partitions
+                .read()
+                .iter()
+                .any(|p| p.offline_reason().is_some())
+        });
+        if offline {
+            tracing::info!("an offline replica: no clean-shutdown marker");
             return;
         }
         match clean_shutdown::mark(&self.config.log_dirs) {

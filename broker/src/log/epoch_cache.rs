@@ -75,6 +75,11 @@ impl EpochCache {
         Some((self.entries[i].epoch, end))
     }
 
+    /// The start offset of the latest epoch, if any.
+    pub fn latest_start(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.start_offset)
+    }
+
     /// Drops entries at or after `offset` (the log was truncated to end there).
     pub fn truncate_from_end(&mut self, offset: i64) {
         self.entries.retain(|e| e.start_offset < offset);

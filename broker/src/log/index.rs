@@ -94,11 +94,15 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), LogError
 /// Index bytes of one file kept before they are written.
 const WRITE_BATCH: usize = 1024;
 
+/// Index bytes of one file kept at most while writing them fails; past it they are dropped.
+const MAX_PENDING: usize = 1 << 20;
+
 /// The index files of the active segment. New entries are kept in memory and written (the file
 /// opened for just that) once [`WRITE_BATCH`] bytes of them build up, at an fsync, and when the
 /// segment closes. A segment's indexes are rebuilt from its log whenever it is opened, so what
 /// a crash loses of them costs nothing, and a partition holds one descriptor per segment
-/// rather than three.
+/// rather than three. For the same reason a failure to write them (no descriptor left, a full
+/// disk) fails nothing: it is logged, and the entries wait for the next write.
 #[derive(Debug)]
 pub(crate) struct IndexFiles {
     /// `.index` path.
@@ -128,70 +132,73 @@ impl IndexFiles {
     }
 
     /// Adds serialised entries to both files (either may be empty).
-    pub fn append(&mut self, offsets: &[u8], times: &[u8]) -> Result<(), LogError> {
+    pub fn append(&mut self, offsets: &[u8], times: &[u8]) {
         let pending = self.pending.get_mut();
         pending.0.extend_from_slice(offsets);
         pending.1.extend_from_slice(times);
         if pending.0.len() >= WRITE_BATCH || pending.1.len() >= WRITE_BATCH {
-            self.write_pending()?;
+            self.write_pending();
         }
-        Ok(())
     }
 
     /// Appends the entries not yet written to their files (which must exist: a file deleted
-    /// with its segment is not made again).
-    fn write_pending(&self) -> Result<(), LogError> {
+    /// with its segment is not made again). A failure is logged; the entries stay pending,
+    /// up to [`MAX_PENDING`] bytes.
+    fn write_pending(&self) {
         let mut pending = self.pending.lock();
         let (offsets, times) = &mut *pending;
         for (path, bytes) in [(&self.offset_path, offsets), (&self.time_path, times)] {
             if bytes.is_empty() {
                 continue;
             }
-            OpenOptions::new()
+            let written = OpenOptions::new()
                 .append(true)
                 .open(path)
-                .and_then(|mut f| f.write_all(bytes))
-                .map_err(io_err(path))?;
-            bytes.clear();
+                .and_then(|mut f| f.write_all(bytes));
+            match written {
+                Ok(()) => bytes.clear(),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "writing index entries failed (the index is rebuilt from the log at the next open)");
+                    if bytes.len() > MAX_PENDING {
+                        bytes.clear();
+                    }
+                }
+            }
         }
-        Ok(())
     }
 
-    /// Cuts both files to the given entry counts.
-    pub fn truncate(&mut self, offset_entries: usize, time_entries: usize) -> Result<(), LogError> {
-        self.write_pending()?;
+    /// Cuts both files to the given entry counts (a failure is logged, as for writes).
+    pub fn truncate(&mut self, offset_entries: usize, time_entries: usize) {
+        self.write_pending();
         for (path, len) in [
             (&self.offset_path, offset_entries as u64 * 8),
             (&self.time_path, time_entries as u64 * 12),
         ] {
-            OpenOptions::new()
+            let cut = OpenOptions::new()
                 .write(true)
                 .open(path)
-                .and_then(|f| f.set_len(len))
-                .map_err(io_err(path))?;
+                .and_then(|f| f.set_len(len));
+            if let Err(e) = cut {
+                tracing::warn!(file = %path.display(), error = %e, "truncating an index failed (the index is rebuilt from the log at the next open)");
+            }
         }
-        Ok(())
     }
 
-    /// Writes what is pending and fsyncs both files.
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.write_pending()?;
+    /// Writes what is pending and fsyncs both files (a failure is logged, as for writes).
+    pub fn sync(&self) {
+        self.write_pending();
         for path in [&self.offset_path, &self.time_path] {
-            File::open(path)
-                .and_then(|f| f.sync_data())
-                .map_err(io_err(path))?;
+            if let Err(e) = File::open(path).and_then(|f| f.sync_data()) {
+                tracing::warn!(file = %path.display(), error = %e, "fsync of an index failed (the index is rebuilt from the log at the next open)");
+            }
         }
-        Ok(())
     }
 }
 
 impl Drop for IndexFiles {
-    /// A closing segment writes what is pending, as far as it can: a failure here only costs
-    /// a rebuild of the index at the next open.
+    /// A closing segment writes what is pending, as far as it can.
     fn drop(&mut self) {
-        if let Err(e) = self.write_pending() {
-            tracing::debug!(error = %e, "writing the last index entries of a closing segment");
-        }
+        self.write_pending();
     }
 }
 

@@ -848,7 +848,15 @@ impl PartitionLog {
     /// Drops every record at or after `offset` (replica truncation). A batch straddling
     /// `offset` goes whole, as in Kafka, so the log end may land below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        if offset >= self.log_end_offset() {
+        let end = self.log_end_offset();
+        if offset >= end {
+            // Nothing to cut, but an epoch starting at the log end goes, as in Kafka: this
+            // node led it and appended nothing before another leader was elected, and the
+            // records it is about to fetch belong to the new leader's epochs.
+            if self.epochs.latest_start().is_some_and(|s| s >= end) {
+                self.epochs.truncate_from_end(end);
+                self.write_epochs()?;
+            }
             return Ok(());
         }
         let offset = offset.max(0);

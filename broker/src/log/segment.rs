@@ -200,6 +200,8 @@ impl Segment {
                 "truncating invalid or torn tail of log segment"
             );
             self.file.set_len(pos).map_err(io_err(&self.log_path))?;
+            // Durable at once: a segment may count as flushed right after its open.
+            self.file.sync_data().map_err(io_err(&self.log_path))?;
         }
         let mut position = 0u64;
         for header in &headers {
@@ -296,7 +298,7 @@ impl Segment {
         self.size = position;
         self.roll_base_ms.get_or_insert(now_ms);
         if let Some(files) = &mut self.index_files {
-            files.append(&offsets, &times)?;
+            files.append(&offsets, &times);
         }
         Ok(())
     }
@@ -464,10 +466,10 @@ impl Segment {
         );
         rebuilt.scan(Recovery::Trust, index_interval, &mut |_| {})?;
         rebuilt.index_files = self.index_files.take();
-        if let Some(files) = &mut rebuilt.index_files {
-            files.truncate(rebuilt.offsets.len(), rebuilt.times.len())?;
-        }
         *self = rebuilt;
+        if let Some(files) = &mut self.index_files {
+            files.truncate(self.offsets.len(), self.times.len());
+        }
         Ok(())
     }
 
@@ -479,7 +481,7 @@ impl Segment {
         }
         self.file.sync_data().map_err(io_err(&self.log_path))?;
         if let Some(files) = &self.index_files {
-            files.sync()?;
+            files.sync();
         }
         self.synced.store(true, Ordering::Relaxed);
         Ok(())

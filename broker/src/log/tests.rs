@@ -800,3 +800,38 @@ fn after_a_clean_shutdown_the_newest_segment_is_trusted_and_after_a_crash_verifi
     let recovered = PartitionLog::open(&dir, small_config()).expect("recovering open");
     assert_eq!(recovered.log_end_offset(), 4, "the corrupt batch is cut");
 }
+
+#[test]
+fn a_follower_truncating_to_its_end_drops_an_epoch_it_led_without_appending() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut log = log_with(&d.path().join("t-0"), 2, 3);
+    assert_eq!(log.latest_epoch(), Some(3));
+    log.assign_epoch(5)
+        .expect("led epoch 5 from offset 6, appended nothing");
+    log.truncate_to(6)
+        .expect("the new leader's end for epoch 3 is past ours");
+    assert_eq!(log.latest_epoch(), Some(3));
+    assert_eq!(log.log_end_offset(), 6);
+    // Reopened, the cache is what was written.
+    drop(log);
+    let log = PartitionLog::open(&d.path().join("t-0"), small_config()).expect("reopen");
+    assert_eq!(log.latest_epoch(), Some(3));
+}
+
+#[test]
+fn an_index_file_that_cannot_be_written_fails_no_append_or_flush() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let dir = d.path().join("t-0");
+    let mut log = log_with(&dir, 2, 3);
+    let active = segment_files(&dir).pop().expect("segment");
+    std::fs::remove_file(dir.join(active.replace(".log", ".index"))).expect("remove index");
+    for i in 2..6 {
+        appended(log.append(batch_of(3, i), 3, 0).expect("append"));
+    }
+    log.flush()
+        .expect("flush: the log is synced, the index failure only logged");
+    drop(log);
+    let log = PartitionLog::open(&dir, small_config()).expect("reopen rebuilds the index");
+    assert_eq!(log.log_end_offset(), 18);
+    assert!(dir.join(active.replace(".log", ".index")).exists());
+}

@@ -85,7 +85,13 @@ impl ReplicaManager {
         for t in self.cluster.topics() {
             for p in t.partitions.read().iter() {
                 let s = p.state();
-                if s.leader >= 0 && s.leader != self.me && s.replicas.contains(&self.me) {
+                // An offline replica has no log to fetch into: it is left out, so the other
+                // partitions followed from the same leader keep replicating.
+                if s.leader >= 0
+                    && s.leader != self.me
+                    && s.replicas.contains(&self.me)
+                    && p.offline_reason().is_none()
+                {
                     wanted.insert(
                         (t.name.clone(), p.index),
                         (s.leader, s.leader_epoch, Arc::clone(p)),

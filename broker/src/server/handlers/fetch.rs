@@ -107,6 +107,11 @@ fn read_all(
             out.push(refused(w.index, e));
             continue;
         }
+        if p.offline_reason().is_some() {
+            // Before the follower's progress: an offline leader must not look healthy.
+            out.push(refused(w.index, ResponseError::KafkaStorageError));
+            continue;
+        }
         if let Reader::Replica(follower) = reader {
             // A follower's fetch offset is its log end: it has everything before it.
             if !p.on_replica_fetch(follower, w.offset, crate::cluster::now_ms()) {
@@ -483,7 +488,7 @@ pub async fn offset_for_leader_epoch(
                         Some(p) => {
                             match p.log().map(|log| log.end_offset_for_epoch(op.leader_epoch)) {
                                 None => undefined(
-                                    base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                                    base.with_error_code(log_error_code(&p.missing_log()).code()),
                                 ),
                                 Some(Some((epoch, end))) => {
                                     base.with_leader_epoch(epoch).with_end_offset(end)

@@ -99,7 +99,7 @@ pub fn authorization_failed(kind: ResourceType) -> ResponseError {
 
 /// The partition `index` of `topic` when this node (`node`) leads it, else the error Kafka
 /// answers for it, in Kafka's order: the topic's authorization `denied`, no such topic or
-/// partition, another node leading it, this node's replica offline.
+/// partition, this node's replica offline, another node leading it.
 pub fn led_partition(
     topic: Option<&std::sync::Arc<crate::cluster::Topic>>,
     denied: bool,
@@ -112,11 +112,12 @@ pub fn led_partition(
     let p = topic
         .and_then(|t| t.partition(index))
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
-    if !p.is_led_by(node) {
-        return Err(ResponseError::NotLeaderOrFollower);
-    }
+    // Kafka answers an offline replica so whether it leads or not (HostedPartition.Offline).
     if p.offline_reason().is_some() {
         return Err(ResponseError::KafkaStorageError);
+    }
+    if !p.is_led_by(node) {
+        return Err(ResponseError::NotLeaderOrFollower);
     }
     Ok(p)
 }

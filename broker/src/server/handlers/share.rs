@@ -219,6 +219,9 @@ fn share_partition_of(
     let p = topic
         .partition(index)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if p.offline_reason().is_some() {
+        return Err(ResponseError::KafkaStorageError);
+    }
     if !p.is_led_by(ctx.broker.node_id()) {
         return Err(ResponseError::NotLeaderOrFollower);
     }
@@ -400,7 +403,9 @@ fn read_batches(
     max_bytes: usize,
     read_committed: bool,
 ) -> Result<ReadWindow, ResponseError> {
-    let log = p.log().ok_or(ResponseError::NotLeaderOrFollower)?;
+    let log = p
+        .log()
+        .ok_or_else(|| super::log_error_code(&p.missing_log()))?;
     let bytes = log
         .read(from, max_bytes, to)
         .map_err(|e| super::log_error_code(&e))?;
