@@ -150,6 +150,8 @@ class GregorBroker(Broker):
     host = "127.0.0.1"
     # Whether it has a Kafka listener to probe (a controller-only node has none).
     serves_clients = True
+    # Run in the child before exec (say, to set its resource limits); set on an instance.
+    preexec_fn = None
 
     def __init__(self, binary: Path, workdir: Path, extra_props: dict[str, str] | None = None,
                  extra_args: list[str] | None = None):
@@ -162,8 +164,6 @@ class GregorBroker(Broker):
         self.port, self.metrics_port = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
-        # Run in the child before exec (say, to set its resource limits).
-        self.preexec_fn = None
 
     def command(self) -> list[str]:
         listener = f"PLAINTEXT://127.0.0.1:{self.port}"
