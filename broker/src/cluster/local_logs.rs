@@ -172,19 +172,7 @@ impl Cluster {
         // An offline replica keeps the high watermark it was checkpointed with, for the start
         // that opens it again. (Its key is taken first: the checkpoints' lock is never held
         // while taking a partition list's.)
-        let offline: Vec<(String, i32)> = self
-            .topics()
-            .iter()
-            .flat_map(|t| {
-                let partitions = t.partitions.read();
-                partitions
-                    .iter()
-                    .filter(|p| p.offline_reason().is_some())
-                    .map(|p| (t.name.clone(), p.index))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for key in offline {
+        for key in self.offline_replicas() {
             let Some(hw) = self.hw_checkpoints.lock().get(&key).copied() else {
                 continue;
             };
@@ -202,9 +190,19 @@ impl Cluster {
         failed.map_or(Ok(()), Err)
     }
 
+    /// The (topic, partition) of every replica on this node that is offline.
+    fn offline_replicas(&self) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        for t in self.topics() {
+            let partitions = t.partitions.read();
+            let offline = partitions.iter().filter(|p| p.offline_reason().is_some());
+            out.extend(offline.map(|p| (t.name.clone(), p.index)));
+        }
+        out
+    }
+
     /// The last writes of a clean shutdown: fsyncs every local log, then checkpoints the high
-    /// watermarks (blocking).
-    /// Returns whether every log (and checkpoint) was flushed.
+    /// watermarks (blocking). Returns whether every log (and checkpoint) was flushed.
     pub fn flush_and_checkpoint(&self) -> bool {
         let mut all = true;
         for t in self.topics() {
@@ -231,13 +229,7 @@ impl Cluster {
         }
         // An offline replica's log was never opened (so never recovered) in this run: it may
         // still hold a crash's torn tail, which only a recovering open checks.
-        let offline = self.topics().iter().any(|t| {
-            t.partitions
-                .read()
-                .iter()
-                .any(|p| p.offline_reason().is_some())
-        });
-        if offline {
+        if !self.offline_replicas().is_empty() {
             tracing::info!("an offline replica: no clean-shutdown marker");
             return;
         }
