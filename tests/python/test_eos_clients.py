@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -146,12 +147,20 @@ def confluent_copy(argv: list[str]):
     log(f"copier {a.txn_id}: {a.count} records of {a.src} to {a.dst} in group {a.group}, "
         f"aborts {a.aborts}, seed {a.seed}")
 
+    # EOS_COPIER_DEBUG: librdkafka's debug contexts for both clients (e.g. "eos,cgrp"), to
+    # stderr, which the test keeps in its workdir.
+    debug = {"debug": os.environ["EOS_COPIER_DEBUG"]} if os.environ.get("EOS_COPIER_DEBUG") else {}
+    # connections.max.idle.ms guards against a librdkafka defect (issues #5456 and #5511, open
+    # in 2.16): send_offsets_to_transaction waits for a broker state change before it asks again
+    # for a cached group coordinator that is down, and once the cluster's metadata no longer
+    # lists that broker (it was fenced) its connection thread is gone, so no change comes and
+    # the call hangs past its timeout. An idle connection closing is such a change.
     producer = Producer({"bootstrap.servers": a.bootstrap, "transactional.id": a.txn_id,
-                         "linger.ms": 5})
+                         "linger.ms": 5, "connections.max.idle.ms": 2000, **debug})
     retrying(lambda: producer.init_transactions(TIMEOUT), "init_transactions")
     consumer = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group,
                          "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
+                         "auto.offset.reset": "earliest", **debug})
     consumer.subscribe([a.src])
     status = {"totalProcessed": 0, "remaining": a.count, "transactions": 0, "aborted": 0,
               "failed": 0}
