@@ -26,13 +26,10 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +43,9 @@ except ImportError:
         os.execv(VENV_PY, [str(VENV_PY), *sys.argv])
     raise
 
+from brokers import (GREGOR_BIN, KAFKA_HEAP, READY_TIMEOUT, broker, loadavg, logger,
+                     machine_env, open_fds, rss_mib, wait)
+
 TOPICS = int(os.environ.get("BENCH_TOPICS", "100"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "100"))
 # The open-file limit of the broker process, soft and hard: the hard limit this script runs
@@ -53,117 +53,11 @@ PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "100"))
 NOFILE = int(os.environ.get("BENCH_NOFILE", resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 BROKERS = os.environ.get("BENCH_BROKERS", "gregor kafka").split()
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "results" / "partitions-latest.md"))
-GREGOR_BIN = Path(os.environ.get("GREGOR_BIN", ROOT / "target" / "release" / "gregor"))
-KAFKA_HEAP = os.environ.get("BENCH_KAFKA_HEAP", "-Xms1G -Xmx1G")
-READY_TIMEOUT = 600
-
-
-def log(msg: str):
-    print(f"[{time.strftime('%H:%M:%S')}] partitions: {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(n: int) -> list[int]:
-    out = subprocess.run([str(ROOT / "scripts" / "free-port.py"), str(n)], check=True,
-                         capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out]
+log = logger("partitions")
 
 
 def limit_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-
-
-def rss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def loadavg() -> str:
-    return "/".join(open("/proc/loadavg").read().split()[:3])
-
-
-def wait(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except Exception:  # noqa: BLE001 - not yet
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(interval)
-
-
-class Gregor:
-    name = "gregor"
-
-    def __init__(self, work: Path):
-        self.data = work / "data"
-        self.port, self.mport = free_ports(2)
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.log_path = work / "gregor.log"
-        self.proc = None
-        listener = f"PLAINTEXT://{self.bootstrap}"
-        self.command = [str(GREGOR_BIN), "dev", "--data-dir", str(self.data),
-                        "--override", f"listeners={listener}",
-                        "--override", f"advertised.listeners={listener}",
-                        "--override", f"metrics.listener=127.0.0.1:{self.mport}"]
-
-    def start(self):
-        self.proc = subprocess.Popen(self.command, stdout=open(self.log_path, "ab"),
-                                     stderr=subprocess.STDOUT, preexec_fn=limit_files)
-
-        def ready():
-            assert self.proc.poll() is None, "gregor exited"
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.mport}/readyz", timeout=2) as r:
-                return r.status == 200
-        wait(ready, READY_TIMEOUT, "gregor ready")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(120)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class Kafka:
-    name = "kafka"
-
-    def __init__(self, work: Path):
-        self.dir = work / "node"
-        self.script = str(ROOT / "scripts" / "kafka-single-node.sh")
-        self.bootstrap = ""
-        self.command = ["env", f"KAFKA_HEAP_OPTS={KAFKA_HEAP}", self.script, "start",
-                        str(self.dir)]
-
-    def start(self):
-        env = dict(os.environ, KAFKA_HEAP_OPTS=KAFKA_HEAP, KAFKA_READY_TIMEOUT=str(READY_TIMEOUT))
-        out = subprocess.run([self.script, "start", str(self.dir)], check=True, env=env,
-                             capture_output=True, text=True, preexec_fn=limit_files)
-        self.bootstrap = out.stdout.strip().splitlines()[-1]
-
-    @property
-    def pid(self) -> int:
-        return int((self.dir / "kafka.pid").read_text())
-
-    def stop(self):
-        subprocess.run([self.script, "stop", str(self.dir)], check=True, capture_output=True)
-
-    def kill(self):
-        subprocess.run([self.script, "kill", str(self.dir)], capture_output=True)
 
 
 def topic_names() -> list[str]:
@@ -221,7 +115,7 @@ def all_have_their_record(bootstrap: str) -> bool:
 
 
 def run(kind: str, work: Path) -> dict:
-    b = Gregor(work) if kind == "gregor" else Kafka(work)
+    b = broker(kind, work, preexec=limit_files)
     try:
         return measure(b)
     finally:
@@ -291,8 +185,7 @@ ROWS = [
 
 def report(figs: dict[str, dict]) -> str:
     kinds = list(figs)
-    env = subprocess.run(["bash", "-c", f"source {ROOT}/bench/lib.sh; work=/tmp; "
-                          f"machine_env {GREGOR_BIN} {ROOT}"], capture_output=True, text=True).stdout
+    env = machine_env(Path("/tmp"))
     lines = [f"# {TOPICS * PARTITIONS:,} partitions on one node ({TOPICS} topics x {PARTITIONS})",
              "", "`bench/partitions.py`; the broker's open-file limit "
              f"{NOFILE}. Kafka heap `{KAFKA_HEAP}`.", "",
@@ -308,7 +201,7 @@ def report(figs: dict[str, dict]) -> str:
         elif len(kinds) == 2:
             ratio = " |"
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + ratio)
-    lines += ["", "Machine:", "", "```", env.strip(), "```", "", "Commands:", ""]
+    lines += ["", "Machine:", "", "```", env, "```", "", "Commands:", ""]
     lines += [f"- {k}: `{figs[k]['command']}`" for k in kinds]
     return "\n".join(lines) + "\n"
 
