@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Produce latency at fixed rates, end-to-end latency, CPU per GiB and the machine's ceiling:
-Gregor and Apache Kafka 4.3.1 measured the same way, with Kafka's own tools as the load.
+"""Produce throughput and latency at fixed rates with two load generators, end-to-end latency,
+broker CPU per GiB and the machine's ceiling: Gregor and Apache Kafka 4.3.1 measured the same way.
 
-    bench/latency.py                                  # both brokers, ~12 min on 2 cores
+    bench/latency.py                                  # both brokers, ~15 min on 2 cores
     BENCH_RATE_SECONDS=5 BENCH_MAX_RECORDS=200000 bench/latency.py   # a quick pass
+
+The generators: Kafka's ProducerPerformance (what Kafka users run; a JVM that shares the two
+cores and saturates first) and librdkafka's rdkafka_performance (native, built by
+bench/rdkafka-perf.sh from Debian's librdkafka source package; BENCH_GENERATORS picks).
 
 1. Ceiling of this machine: loopback TCP (one socket, 256 KiB writes, BENCH_CEILING_SECONDS)
    and a sequential write of BENCH_DD_MIB MiB to the scratch dir with `dd conv=fdatasync`.
 2. Maximum: for each broker in turn (never both at once; fresh data dir each), a warm-up,
-   then ProducerPerformance unthrottled, BENCH_MAX_RECORDS records of BENCH_RECORD_SIZE bytes,
-   acks=1 and acks=all, each to its own topic of BENCH_PARTITIONS partitions; the broker's CPU
-   seconds per GiB produced (from /proc).
-3. Fixed rates: the lower of the two brokers' maxima, per acks, times each of BENCH_FRACTIONS
-   (default 0.25 0.5 0.75): ProducerPerformance --throughput at that rate for
-   BENCH_RATE_SECONDS, its p50/p99/p99.9 latency (ms, as the producer times each record from
-   send to acknowledgement), against a freshly started broker (again one at a time).
+   then each generator unthrottled, BENCH_MAX_RECORDS records of BENCH_RECORD_SIZE bytes,
+   acks=1 and acks=all, each run to its own topic of BENCH_PARTITIONS partitions; the broker's
+   and the generator's CPU seconds per GiB produced (from /proc and getrusage).
+3. Fixed rates: per generator and acks, the lower of the two brokers' maxima times each of
+   BENCH_FRACTIONS (default 0.25 0.5 0.75), for BENCH_RATE_SECONDS each: p50/p99/p99.9 of
+   each record's time from send to acknowledgement (ProducerPerformance: whole ms;
+   rdkafka_performance: every record's latency in µs, from its -A file), against a freshly
+   started broker (again one at a time).
 4. End to end: Kafka's EndToEndLatency (one record at a time, produce then consume,
    BENCH_E2E_RECORDS records, acks=1 and acks=all, a one-partition topic) on the same broker.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -51,11 +57,12 @@ from brokers import GREGOR_BIN, KAFKA_HEAP, KAFKA_SH, broker, cpu_seconds, loada
 from brokers import machine_env
 
 BROKERS = os.environ.get("BENCH_BROKERS", "gregor kafka").split()
+GENERATORS = os.environ.get("BENCH_GENERATORS", "kafka-perf rdkafka-perf").split()
 SIZE = int(os.environ.get("BENCH_RECORD_SIZE", "1024"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "6"))
 MAX_RECORDS = int(os.environ.get("BENCH_MAX_RECORDS", "1000000"))
 WARMUP_RECORDS = int(os.environ.get("BENCH_WARMUP_RECORDS", "200000"))
-RATE_SECONDS = float(os.environ.get("BENCH_RATE_SECONDS", "20"))
+RATE_SECONDS = float(os.environ.get("BENCH_RATE_SECONDS", "15"))
 FRACTIONS = [float(f) for f in os.environ.get("BENCH_FRACTIONS", "0.25 0.5 0.75").split()]
 E2E_RECORDS = int(os.environ.get("BENCH_E2E_RECORDS", "10000"))
 CEILING_SECONDS = float(os.environ.get("BENCH_CEILING_SECONDS", "5"))
@@ -72,6 +79,12 @@ PERF = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)
                   r"(\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th")
 E2E_AVG = re.compile(r"Avg latency: ([\d.]+) ms")
 E2E_PCT = re.compile(r"Percentiles: 50th = (\d+), 99th = (\d+), 99.9th = (\d+)")
+# rdkafka_performance's summary line (the last one it prints).
+RDKAFKA = re.compile(r"(\d+) messages produced \(\d+ bytes\), (\d+) delivered "
+                     r"\(offset -?\d+, (\d+) failed\) in (\d+)ms")
+RDKAFKA_PERF: list[str] = []
+# Kafka deletes a topic's files a minute after the topic by default: at once, like Gregor.
+os.environ["KAFKA_SERVER_PROPS"] = "file.delete.delay.ms=1000"
 
 commands: list[str] = []
 
@@ -98,9 +111,37 @@ def create_topics(bootstrap: str, names: dict[str, int]):
         f.result(timeout=120)
 
 
-def produce(b, topic: str, records: int, acks: str, throughput: int, logfile: Path) -> dict:
-    """ProducerPerformance to `topic`; its summary, and the broker's CPU seconds per GiB."""
-    cpu = cpu_seconds(b.pid)
+def children_cpu() -> float:
+    """CPU seconds of this script's finished child processes (the load generators)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q` quantile of sorted `values` (nearest rank)."""
+    return values[min(len(values) - 1, max(0, int(round(q * len(values))) - 1))]
+
+
+def produce(gen: str, b, topic: str, records: int, acks: str, throughput: int,
+            logfile: Path) -> dict:
+    """`records` records to `topic` with generator `gen` (unthrottled when `throughput` is -1):
+    records/s, latency percentiles in ms, and the broker's and the generator's CPU s/GiB."""
+    cpu, gen_cpu = cpu_seconds(b.pid), children_cpu()
+    if gen == "kafka-perf":
+        r = kafka_perf(b, topic, records, acks, throughput, logfile)
+    else:
+        r = rdkafka_perf(b, topic, records, acks, throughput, logfile)
+    gib = records * SIZE / GIB
+    r["mb_s"] = r["records_s"] * SIZE / 1e6
+    # Each run's records go at once: a full run writes tens of GB otherwise.
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.delete_topics([topic])[topic].result(60)
+    r["cpu_s_gib"] = (cpu_seconds(b.pid) - cpu) / gib
+    r["gen_cpu_s_gib"] = (children_cpu() - gen_cpu) / gib
+    return r
+
+
+def kafka_perf(b, topic: str, records: int, acks: str, throughput: int, logfile: Path) -> dict:
     out = tool(["producer-perf-test", "--bootstrap-server", b.bootstrap, "--topic", topic,
                 "--num-records", str(records), "--record-size", str(SIZE),
                 "--throughput", str(throughput),
@@ -108,11 +149,44 @@ def produce(b, topic: str, records: int, acks: str, throughput: int, logfile: Pa
     m = PERF.findall(out)
     if not m:
         raise RuntimeError(f"no ProducerPerformance summary in {logfile}")
-    sent, rate, mbs, avg, mx, p50, p95, p99, p999 = m[-1]
-    gib = int(sent) * SIZE / GIB
-    return {"records_s": float(rate), "mb_s": float(mbs), "avg": float(avg), "max": float(mx),
-            "p50": int(p50), "p95": int(p95), "p99": int(p99), "p999": int(p999),
-            "cpu_s_gib": (cpu_seconds(b.pid) - cpu) / gib}
+    sent, rate, _, avg, mx, p50, p95, p99, p999 = m[-1]
+    if int(sent) != records:
+        raise RuntimeError(f"ProducerPerformance sent {sent} of {records}: {logfile}")
+    return {"records_s": float(rate), "avg": float(avg), "max": float(mx), "p50": int(p50),
+            "p95": int(p95), "p99": int(p99), "p999": int(p999)}
+
+
+def rdkafka_perf(b, topic: str, records: int, acks: str, throughput: int,
+                 logfile: Path) -> dict:
+    latencies = logfile.with_suffix(".latency")
+    # linger.ms=5, librdkafka's and the Java client's default (rdkafka_performance sets 1000,
+    # which at a fixed rate would measure its own lingering).
+    command = [RDKAFKA_PERF[0], "-P", "-t", topic, "-b", b.bootstrap, "-s", str(SIZE),
+               "-c", str(records), "-a", "-1" if acks == "all" else acks, "-q",
+               "-X", "linger.ms=5"]
+    if throughput > 0:
+        # Every record's latency, from its send time written into its payload (a copy each).
+        command += ["-r", str(throughput), "-l", "-A", str(latencies)]
+    commands.append(" ".join(command))
+    with open(logfile, "w") as f:
+        rc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT,
+                            timeout=STEP_TIMEOUT).returncode
+    out = logfile.read_text()
+    m = RDKAFKA.findall(out)
+    if rc != 0 or not m:
+        raise RuntimeError(f"rdkafka_performance failed ({rc}): {out[-2000:]}")
+    produced, delivered, failed, ms = (int(v) for v in m[-1])
+    if delivered != records or failed:
+        raise RuntimeError(f"rdkafka_performance delivered {delivered} of {records}, "
+                           f"{failed} failed: {logfile}")
+    r = {"records_s": delivered / (ms / 1000)}
+    if throughput > 0:
+        lat = sorted(int(line) / 1000 for line in latencies.read_text().split())
+        latencies.unlink()
+        r |= {"avg": sum(lat) / len(lat), "max": lat[-1], "p50": percentile(lat, 0.5),
+              "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
+              "p999": percentile(lat, 0.999)}
+    return r
 
 
 def end_to_end(b, topic: str, acks: str, logfile: Path) -> dict:
@@ -148,34 +222,43 @@ def with_broker(kind: str, phase: str, body) -> dict:
 
 def warm_up(b, work: Path):
     if WARMUP_RECORDS:
-        produce(b, "warmup", WARMUP_RECORDS, "1", -1, work / "warmup.log")
+        produce("kafka-perf", b, "warmup", WARMUP_RECORDS, "1", -1, work / "warmup.log")
 
 
 def maximum(b, work: Path) -> dict:
-    create_topics(b.bootstrap, {"warmup": PARTITIONS, **{f"max-{a}": PARTITIONS for a in ACKS}})
+    create_topics(b.bootstrap, {"warmup": PARTITIONS, **{f"max-{g}-{a}": PARTITIONS
+                                                          for g in GENERATORS for a in ACKS}})
     warm_up(b, work)
-    figs = {}
-    for acks in ACKS:
-        figs[acks] = produce(b, f"max-{acks}", MAX_RECORDS, acks, -1, work / f"max-{acks}.log")
-        log(f"{b.name} max acks={acks}: {figs[acks]}")
+    figs: dict = {}
+    for gen in GENERATORS:
+        for acks in ACKS:
+            r = produce(gen, b, f"max-{gen}-{acks}", MAX_RECORDS, acks, -1,
+                        work / f"max-{gen}-{acks}.log")
+            figs[(gen, acks)] = r
+            log(f"{b.name} {gen} max acks={acks}: {r['records_s']:,.0f} rec/s, broker "
+                f"{r['cpu_s_gib']:.2f} CPU s/GiB, generator {r['gen_cpu_s_gib']:.2f}")
     return figs
 
 
-def fixed_rates(rates: dict[str, int]):
+def fixed_rates(rates: dict):
     def body(b, work: Path) -> dict:
         topics = {"warmup": PARTITIONS, "e2e-1": 1, "e2e-all": 1}
-        topics |= {f"rate-{a}-{i}": PARTITIONS for a in ACKS for i in range(len(FRACTIONS))}
+        topics |= {f"rate-{g}-{a}-{i}": PARTITIONS for g in GENERATORS for a in ACKS
+                   for i in range(len(FRACTIONS))}
         create_topics(b.bootstrap, topics)
         warm_up(b, work)
         figs: dict = {"rate": {}, "e2e": {}}
+        for gen in GENERATORS:
+            for acks in ACKS:
+                for i, f in enumerate(FRACTIONS):
+                    rate = max(1, int(rates[(gen, acks)] * f))
+                    name = f"rate-{gen}-{acks}-{i}"
+                    r = produce(gen, b, name, int(rate * RATE_SECONDS), acks, rate,
+                                work / f"{name}.log")
+                    figs["rate"][(gen, acks, f)] = r
+                    log(f"{b.name} {gen} acks={acks} at {rate}/s: p50 {r['p50']} "
+                        f"p99 {r['p99']} p99.9 {r['p999']} ms")
         for acks in ACKS:
-            for i, f in enumerate(FRACTIONS):
-                rate = max(1, int(rates[acks] * f))
-                r = produce(b, f"rate-{acks}-{i}", int(rate * RATE_SECONDS), acks, rate,
-                            work / f"rate-{acks}-{i}.log")
-                figs["rate"][(acks, f)] = r
-                log(f"{b.name} acks={acks} at {rate}/s: p50 {r['p50']} p99 {r['p99']} "
-                    f"p99.9 {r['p999']} ms")
             figs["e2e"][acks] = end_to_end(b, f"e2e-{acks}", acks, work / f"e2e-{acks}.log")
             log(f"{b.name} end to end acks={acks}: {figs['e2e'][acks]}")
         return figs
@@ -223,55 +306,76 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}" if b else "-"
 
 
+def ms(v) -> str:
+    """A latency in ms as a tool gave it: whole ms as is, µs-precise ones to 0.1 ms."""
+    return str(v) if isinstance(v, int) else f"{v:.1f}"
+
+
+GENERATOR_NAMES = {"kafka-perf": "ProducerPerformance", "rdkafka-perf": "rdkafka_performance"}
+
+
+def table(head: list[str], kinds: list[str]) -> list[str]:
+    """A Markdown table's first two lines: `head` columns, one per broker, and the ratio."""
+    cols = head + kinds + (["Gregor/Kafka"] if len(kinds) == 2 else [])
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
+def row(cells: list[str], values: list, pair: tuple | None) -> str:
+    """A table row: `cells`, then `values` (one per broker), then the ratio of `pair`."""
+    extra = [ratio(*pair)] if pair and len(values) == 2 else []
+    return "| " + " | ".join(cells + values + extra) + " |"
+
+
 def report(ceiling: dict, maxima: dict, rated: dict, rates: dict) -> str:
     kinds = list(maxima)
-    both = len(kinds) == 2
-    head = "| " + " | ".join(kinds) + (" | Gregor/Kafka |" if both else " |")
-    rule = "|---" * (len(kinds) + both) + "|"
-    lines = [f"# Latency at fixed rates, end to end, CPU and the machine's ceiling "
-             f"({SIZE} B records)", "",
-             f"`bench/latency.py`: Kafka's ProducerPerformance and EndToEndLatency against one "
-             f"node at a time, {PARTITIONS} partitions per topic, RF 1; Kafka heap "
-             f"`{KAFKA_HEAP}`. Latencies are in ms as the tools report them (whole ms).", "",
-             "## The machine's ceiling", "",
-             "| | MB/s |", "|---|---|",
-             f"| loopback TCP, one connection, 256 KiB writes | {ceiling['loopback']:.0f} |",
+    loop = ceiling["loopback"]
+    lines = [f"# Produce throughput and latency with two generators, end to end, CPU and the "
+             f"machine's ceiling ({SIZE} B records)", "",
+             f"`bench/latency.py` against one node at a time, {PARTITIONS} partitions per topic, "
+             f"RF 1; Kafka heap `{KAFKA_HEAP}`. Generators: Kafka's ProducerPerformance (a JVM "
+             f"on the same two cores) and librdkafka's rdkafka_performance (native).", "",
+             "## The machine's ceiling", "", "| | MB/s |", "|---|---|",
+             f"| loopback TCP, one connection, 256 KiB writes | {loop:.0f} |",
              f"| sequential write of {DD_MIB} MiB, fdatasync (`dd`) | {ceiling['disk']:.0f} |",
              "", "## Maximum produce throughput (unthrottled)", "",
-             "| acks | " + head[2:], "|---" + rule]
-    for acks in ACKS:
-        cells = [f"{maxima[k][acks]['records_s']:,.0f} rec/s, {maxima[k][acks]['mb_s']:.1f} MB/s"
-                 for k in kinds]
-        r = f" {ratio(*(maxima[k][acks]['records_s'] for k in kinds))} |" if both else ""
-        lines.append(f"| {acks} | " + " | ".join(cells) + " |" + r)
-    lines += ["", "Share of the loopback ceiling (MB/s over loopback MB/s), and broker CPU "
-              "seconds per GiB produced:", "", "| acks | " + head[2:], "|---" + rule]
-    for acks in ACKS:
-        cells = [f"{maxima[k][acks]['mb_s'] / ceiling['loopback']:.0%} of loopback, "
-                 f"{maxima[k][acks]['cpu_s_gib']:.1f} CPU s/GiB" for k in kinds]
-        r = f" {ratio(*(maxima[k][acks]['cpu_s_gib'] for k in kinds))} (CPU) |" if both else ""
-        lines.append(f"| {acks} | " + " | ".join(cells) + " |" + r)
+             "MB/s are 10^6 bytes of record values; the share is of the loopback ceiling.", "",
+             *table(["generator", "acks"], kinds)]
+    for gen in GENERATORS:
+        for acks in ACKS:
+            rs = [maxima[k][(gen, acks)] for k in kinds]
+            values = [f"{r['records_s']:,.0f} rec/s, {r['mb_s']:.0f} MB/s "
+                      f"({r['mb_s'] / loop:.0%})" for r in rs]
+            lines.append(row([GENERATOR_NAMES[gen], acks], values,
+                             tuple(r["records_s"] for r in rs)))
+    lines += ["", "CPU seconds per GiB produced in those runs: the broker's (the ratio is of "
+              "these), and the generator's:", "", *table(["generator", "acks"], kinds)]
+    for gen in GENERATORS:
+        for acks in ACKS:
+            rs = [maxima[k][(gen, acks)] for k in kinds]
+            values = [f"broker {r['cpu_s_gib']:.1f}, generator {r['gen_cpu_s_gib']:.1f}"
+                      for r in rs]
+            lines.append(row([GENERATOR_NAMES[gen], acks], values,
+                             tuple(r["cpu_s_gib"] for r in rs)))
     lines += ["", "## Produce latency at fixed rates (p50 / p99 / p99.9 ms)", "",
-              "Each rate is a fraction of the lower of the brokers' maxima above, for "
-              f"{RATE_SECONDS:.0f} s; the ratio column is Gregor's p99 over Kafka's.", "",
-              "| acks | rate | " + head[2:], "|---|---" + rule]
-    for acks in ACKS:
-        for f in FRACTIONS:
-            rs = [rated[k]["rate"][(acks, f)] for k in kinds]
-            cells = [f"{r['p50']} / {r['p99']} / {r['p999']} ({r['records_s']:,.0f} rec/s)"
-                     for r in rs]
-            r = f" {ratio(rs[0]['p99'], rs[1]['p99'])} |" if both else ""
-            lines.append(f"| {acks} | {f:.0%}: {int(rates[acks] * f):,}/s | "
-                         + " | ".join(cells) + " |" + r)
+              "Each rate is a fraction of the lower of the two brokers' maxima with that "
+              f"generator, for {RATE_SECONDS:.0f} s; the ratio is Gregor's p99 over Kafka's.", "",
+              *table(["generator", "acks", "rate"], kinds)]
+    for gen in GENERATORS:
+        for acks in ACKS:
+            for f in FRACTIONS:
+                rs = [rated[k]["rate"][(gen, acks, f)] for k in kinds]
+                values = [f"{ms(r['p50'])} / {ms(r['p99'])} / {ms(r['p999'])}" for r in rs]
+                rate = f"{f:.0%}: {int(rates[(gen, acks)] * f):,}/s"
+                lines.append(row([GENERATOR_NAMES[gen], acks, rate], values,
+                                 tuple(r["p99"] for r in rs)))
     lines += ["", f"## End to end (EndToEndLatency, {E2E_RECORDS:,} records one at a time; "
-              "avg, p50 / p99 / p99.9 ms)", "", "| acks | " + head[2:], "|---" + rule]
+              "avg, p50 / p99 / p99.9 ms)", "", *table(["acks"], kinds)]
     for acks in ACKS:
         es = [rated[k]["e2e"][acks] for k in kinds]
-        cells = [f"{e['avg']:.2f}, {e['p50']} / {e['p99']} / {e['p999']}" for e in es]
-        r = f" {ratio(es[0]['p99'], es[1]['p99'])} |" if both else ""
-        lines.append(f"| {acks} | " + " | ".join(cells) + " |" + r)
-    lines += ["", "Load average (1/5/15 min) at the end of each broker's run: "
-              + "; ".join(f"{k} max {maxima[k]['load']}, rates {rated[k]['load']}"
+        values = [f"{e['avg']:.2f}, {e['p50']} / {e['p99']} / {e['p999']}" for e in es]
+        lines.append(row([acks], values, tuple(e["p99"] for e in es)))
+    lines += ["", "Load average (1/5/15 min) at the end of each broker's runs: "
+              + "; ".join(f"{k} maxima {maxima[k]['load']}, rates {rated[k]['load']}"
                           for k in kinds) + ".",
               "", "Machine:", "", "```", machine_env(Path(tempfile.gettempdir())), "```", "",
               "Commands (in order):", "", "```", *dict.fromkeys(commands), "```"]
@@ -282,12 +386,17 @@ def main() -> int:
     if "gregor" in BROKERS and not GREGOR_BIN.exists():
         log(f"no gregor binary at {GREGOR_BIN}: cargo build --release -p gregor")
         return 1
+    if "rdkafka-perf" in GENERATORS:
+        built = subprocess.run([str(ROOT / "bench" / "rdkafka-perf.sh")], check=True,
+                               capture_output=True, text=True)
+        RDKAFKA_PERF.append(built.stdout.strip().splitlines()[-1])
     scratch = Path(tempfile.mkdtemp(prefix="gregor-latency-ceiling."))
     ceiling = {"loopback": loopback_mb_s(), "disk": disk_mb_s(scratch)}
     shutil.rmtree(scratch, ignore_errors=True)
     log(f"ceiling: {ceiling}")
     maxima = {kind: with_broker(kind, "max", maximum) for kind in BROKERS}
-    rates = {a: int(min(maxima[k][a]["records_s"] for k in BROKERS)) for a in ACKS}
+    rates = {(g, a): int(min(maxima[k][(g, a)]["records_s"] for k in BROKERS))
+             for g in GENERATORS for a in ACKS}
     log(f"fixed rates from {rates}")
     rated = {kind: with_broker(kind, "rates", fixed_rates(rates)) for kind in BROKERS}
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
-//! One client connection: read size-prefixed frames, answer each request in order. Like
-//! Kafka, a connection handles one request at a time, so responses go out in request order.
-//! Only framing errors, unknown API keys and undecodable headers close the connection. The
+//! One client connection: read size-prefixed frames, answer each request in order. Requests
+//! are handled one at a time, in order (so a producer's appends land in the order it sent
+//! them), but an acks=all produce waiting for its in-sync replicas does not hold up the
+//! requests behind it: they are served meanwhile and their answers queued behind its, so
+//! responses still go out strictly in request order. Only framing errors, unknown API keys
+//! and undecodable headers close the connection. The
 //! stream is a plain TCP socket or a TLS session over one (`server::tls`): both are served the
 //! same way. A peer that speaks the wrong protocol (garbage, or TLS on a PLAINTEXT listener) is
 //! closed with one rate-limited log line ([`CloseLog`]).
@@ -9,11 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::dispatch::{self, Outcome};
+use super::dispatch::{self, Outcome, PendingResponse};
 use super::session::Session;
 use super::{Broker, ListenerInfo};
 use crate::protocol::frame::{self, FrameCheck};
@@ -34,6 +38,41 @@ fn refuse_frame(broker: &Broker, peer: SocketAddr, listener: &str, reason: &dyn 
         .request_errors
         .with_label_values(&["frame"])
         .inc();
+}
+
+/// The most answers a connection holds back before it stops reading: requests behind an acks=all
+/// produce waiting for its ISR are served meanwhile (Kafka clients send at most five at a time
+/// by default), their answers queued in request order.
+const MAX_PENDING: usize = 32;
+
+/// How long a connection closing for shutdown may spend sending the answers it holds back.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes one response frame (flushed: a TLS session buffers what it encrypts); false when
+/// the connection is gone.
+async fn send<S: AsyncWrite + Unpin>(broker: &Broker, stream: &mut S, frame: &[u8]) -> bool {
+    broker.metrics.bytes_out.inc_by(frame.len() as u64);
+    let written = match stream.write_all(frame).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &written {
+        tracing::debug!(error = %e, "write failed");
+    }
+    written.is_ok()
+}
+
+/// Sends every pending answer, in order, before the connection closes.
+async fn drain<S: AsyncWrite + Unpin>(
+    broker: &Broker,
+    stream: &mut S,
+    pending: &mut FuturesOrdered<PendingResponse>,
+) {
+    while let Some(Ok(frame)) = pending.next().await {
+        if !send(broker, stream, &frame).await {
+            return;
+        }
+    }
 }
 
 /// Serves one connection, accepted on the listener called `listener`, until the peer closes
@@ -58,6 +97,11 @@ pub async fn serve<S>(
         // Buffers start empty: an idle connection holds only the 4 KiB reserved for its next read.
         let mut buf = BytesMut::new();
         let mut out = BytesMut::new();
+        // Answers still being made (acks=all produces waiting for their ISR), oldest first, with
+        // the answers of the requests served behind them: sent strictly in request order.
+        let mut pending: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
+        // A client over its quota: nothing more is read until then (answers still go out).
+        let mut muted: Option<tokio::time::Instant> = None;
         let mut first = true;
         loop {
             if first && buf.len() >= 3 {
@@ -68,73 +112,102 @@ pub async fn serve<S>(
                     return;
                 }
             }
-            let max = session.lock().frame_limit(request_max);
-            let size = match frame::check(&buf, max) {
-                Ok(FrameCheck::Ready(size)) => size,
-                Ok(FrameCheck::Incomplete(want)) => {
-                    if let Some(want) = want {
-                        // Grow toward the declared size, never more than it (it is capped).
-                        buf.reserve((want + 4).saturating_sub(buf.len()).min(1 << 20));
-                    } else {
-                        buf.reserve(4096);
+            let reading = muted.is_none() && pending.len() < MAX_PENDING;
+            if reading {
+                let max = session.lock().frame_limit(request_max);
+                match frame::check(&buf, max) {
+                    Ok(FrameCheck::Ready(size)) => {
+                        let body = frame::take(&mut buf, size).freeze();
+                        broker.metrics.bytes_in.inc_by(size as u64 + 4);
+                        out.clear();
+                        let outcome =
+                            dispatch::handle(&broker, body, peer, &listener, &session, &mut out)
+                                .await;
+                        let answer = match outcome {
+                            Outcome::Respond if pending.is_empty() => {
+                                if !send(&broker, &mut stream, &out).await {
+                                    return;
+                                }
+                                None
+                            }
+                            Outcome::Respond => {
+                                Some(Box::pin(std::future::ready(Ok(out.split()))) as _)
+                            }
+                            Outcome::Pending(answer) => Some(answer),
+                            Outcome::NoResponse => None,
+                            Outcome::Close(reason) => {
+                                tracing::info!(%reason, "closing connection");
+                                drain(&broker, &mut stream, &mut pending).await;
+                                return;
+                            }
+                        };
+                        if let Some(answer) = answer {
+                            pending.push_back(answer);
+                        }
+                        if session.lock().closing() {
+                            drain(&broker, &mut stream, &mut pending).await;
+                            return;
+                        }
+                        muted = session.lock().take_mute().map(Into::into);
+                        if buf.capacity() > (4 << 20) && buf.is_empty() {
+                            // Do not keep a large buffer alive for an idle connection.
+                            buf = BytesMut::new();
+                        }
+                        if out.capacity() > (4 << 20) {
+                            out = BytesMut::new();
+                        }
+                        continue;
                     }
-                    let read = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        r = stream.read_buf(&mut buf) => r,
-                    };
-                    match read {
-                        Ok(0) => return,
-                        Ok(_) => continue,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "read failed");
+                    Ok(FrameCheck::Incomplete(want)) => {
+                        if let Some(want) = want {
+                            // Grow toward the declared size, never more than it (it is capped).
+                            buf.reserve((want + 4).saturating_sub(buf.len()).min(1 << 20));
+                        } else {
+                            buf.reserve(4096);
+                        }
+                    }
+                    Err(e) => {
+                        refuse_frame(&broker, peer, &listener, &e);
+                        return;
+                    }
+                }
+            }
+            // No whole request to serve: wait for more bytes, the oldest pending answer, or the
+            // end of a mute.
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Answers already being made still go out, for a little while.
+                    let draining = drain(&broker, &mut stream, &mut pending);
+                    let _ = tokio::time::timeout(SHUTDOWN_DRAIN, draining).await;
+                    return;
+                }
+                Some(answer) = pending.next(), if !pending.is_empty() => {
+                    match answer {
+                        Ok(frame) => {
+                            if !send(&broker, &mut stream, &frame).await {
+                                return;
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::info!(%reason, "closing connection");
                             return;
                         }
                     }
                 }
-                Err(e) => {
-                    refuse_frame(&broker, peer, &listener, &e);
-                    return;
-                }
-            };
-            let body = frame::take(&mut buf, size).freeze();
-            broker.metrics.bytes_in.inc_by(size as u64 + 4);
-            out.clear();
-            match dispatch::handle(&broker, body, peer, &listener, &session, &mut out).await {
-                Outcome::Respond => {
-                    broker.metrics.bytes_out.inc_by(out.len() as u64);
-                    // A TLS session buffers what it encrypts: flush it out with every response.
-                    let written = match stream.write_all(&out).await {
-                        Ok(()) => stream.flush().await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = written {
-                        tracing::debug!(error = %e, "write failed");
+                _ = tokio::time::sleep_until(muted.unwrap_or_else(tokio::time::Instant::now)),
+                    if muted.is_some() => muted = None,
+                read = stream.read_buf(&mut buf), if reading => match read {
+                    Ok(0) => {
+                        // The client sent all it will: its pending answers still go out.
+                        drain(&broker, &mut stream, &mut pending).await;
                         return;
                     }
-                }
-                Outcome::NoResponse => {}
-                Outcome::Close(reason) => {
-                    tracing::info!(%reason, "closing connection");
-                    return;
-                }
-            }
-            if session.lock().closing() {
-                return;
-            }
-            // A client over its quota: read nothing more until its throttle time is over.
-            let muted = session.lock().take_mute();
-            if let Some(until) = muted {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(until.into()) => {}
-                }
-            }
-            if buf.capacity() > (4 << 20) && buf.is_empty() {
-                // Do not keep a large buffer alive for an idle connection.
-                buf = BytesMut::new();
-            }
-            if out.capacity() > (4 << 20) {
-                out = BytesMut::new();
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read failed");
+                        return;
+                    }
+                },
             }
         }
     }

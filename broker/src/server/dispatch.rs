@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
@@ -22,14 +23,31 @@ use crate::config::AuthorizerConfig;
 use crate::protocol::{self, ApiRequest, DecodeError, Header, SUPPORTED_APIS};
 
 /// What the connection does after a request.
-#[derive(Debug)]
 pub enum Outcome {
     /// Write the encoded response in the output buffer.
     Respond,
+    /// The response is still being made (a Produce waiting for the in-sync replicas): the
+    /// future encodes it. The connection may serve the requests behind this one meanwhile, and
+    /// sends their answers after this one.
+    Pending(PendingResponse),
     /// Nothing to send (Produce with acks=0).
     NoResponse,
     /// Close the connection, for this reason.
     Close(String),
+}
+
+/// A response frame still being made; an error closes the connection.
+pub type PendingResponse = BoxFuture<'static, Result<BytesMut, String>>;
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Respond => f.write_str("Respond"),
+            Outcome::Pending(_) => f.write_str("Pending"),
+            Outcome::NoResponse => f.write_str("NoResponse"),
+            Outcome::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+        }
+    }
 }
 
 /// Per-request context handed to handlers.
@@ -274,18 +292,34 @@ pub async fn handle(
     let outcome = serve(&ctx, &header, frame, out).instrument(span).await;
     let m = &broker.metrics;
     m.requests.with_label_values(&[label]).inc();
-    m.request_latency
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
     m.request_size
         .with_label_values(&[label])
         .observe(request_size);
-    if !out.is_empty() {
-        m.response_size
+    let observe = move |m: &crate::metrics::Metrics, out: &BytesMut| {
+        m.request_latency
             .with_label_values(&[label])
-            .observe(out.len() as f64);
+            .observe(started.elapsed().as_secs_f64());
+        if !out.is_empty() {
+            m.response_size
+                .with_label_values(&[label])
+                .observe(out.len() as f64);
+        }
+    };
+    match outcome {
+        // Timed to its answer, like any other request.
+        Outcome::Pending(answer) => {
+            let metrics = Arc::clone(&broker.metrics);
+            Outcome::Pending(Box::pin(async move {
+                let out = answer.await?;
+                observe(&metrics, &out);
+                Ok(out)
+            }))
+        }
+        outcome => {
+            observe(m, out);
+            outcome
+        }
     }
-    outcome
 }
 
 /// The answer to a frame whose header does not decode: close the connection, except that an
@@ -336,7 +370,60 @@ async fn serve(ctx: &Ctx<'_>, header: &Header, body: Bytes, out: &mut BytesMut) 
             return Outcome::Close(e.to_string());
         }
     };
-    route(ctx, header.correlation_id(), request, out).await
+    match request {
+        ApiRequest::Produce(r) => produce(ctx, header.correlation_id(), r, out).await,
+        request => route(ctx, header.correlation_id(), request, out).await,
+    }
+}
+
+/// Produce, outside the table's routing: its appends run now, in request order, and an acks=all
+/// wait for the in-sync replicas becomes a pending response, so that the connection serves the
+/// requests behind it meanwhile instead of waiting on a follower's next fetch.
+async fn produce(
+    ctx: &Ctx<'_>,
+    correlation_id: i32,
+    request: ProduceRequest,
+    out: &mut BytesMut,
+) -> Outcome {
+    // As exempt_from_request_quota says of a Produce.
+    let exempt = request.acks == 0;
+    let (produced, time) =
+        super::request_time::timed(handlers::produce::append(ctx, request)).await;
+    observe_queued(ctx, "Produce", time.queued);
+    match produced {
+        handlers::produce::Produced::Now(response) => {
+            let response = request_quota(ctx, exempt, time.busy, response);
+            respond(ctx, correlation_id, out, response)
+        }
+        handlers::produce::Produced::Later(answer) => {
+            // The request quota counts the time the appends kept the broker busy.
+            let throttle = if exempt {
+                0
+            } else {
+                ctx.throttle_request(time.busy)
+            };
+            let version = ctx.version;
+            Outcome::Pending(Box::pin(async move {
+                let mut response = answer.await;
+                response.throttle_time_ms = response.throttle_time_ms.max(throttle);
+                let mut out = BytesMut::new();
+                let header_version = ProduceResponse::header_version(version);
+                write_response(&mut out, correlation_id, version, header_version, &response)?;
+                Ok(out)
+            }))
+        }
+    }
+}
+
+/// Records how long a request waited for a worker before its handler ran.
+fn observe_queued(ctx: &Ctx<'_>, api: &str, queued: Option<std::time::Duration>) {
+    if let Some(queued) = queued {
+        ctx.broker
+            .metrics
+            .request_queue
+            .with_label_values(&[api])
+            .observe(queued.as_secs_f64());
+    }
 }
 
 /// Writes `response` at the request's version, or nothing when the handler has no answer
@@ -541,13 +628,7 @@ macro_rules! expand_route {
             match request {$(
                 ApiRequest::$key(r) => {
                     let (response, time) = super::request_time::timed($handler(ctx, r)).await;
-                    if let Some(queued) = time.queued {
-                        ctx.broker
-                            .metrics
-                            .request_queue
-                            .with_label_values(&[stringify!($key)])
-                            .observe(queued.as_secs_f64());
-                    }
+                    observe_queued(ctx, stringify!($key), time.queued);
                     let response = request_quota(ctx, exempt, time.busy, response);
                     respond(ctx, correlation_id, out, response)
                 }

@@ -295,6 +295,8 @@ mod acl_tests;
 #[cfg(test)]
 mod config_tests;
 #[cfg(test)]
+mod pipeline_tests;
+#[cfg(test)]
 mod quota_tests;
 #[cfg(test)]
 mod sasl_tests;

@@ -118,7 +118,11 @@ pub(super) async fn call_in<R: Request>(
     req.encode(&mut frame, version).expect("body");
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
     let mut out = BytesMut::new();
-    let outcome = handle(b, frame.freeze(), peer, listener, session, &mut out).await;
+    let mut outcome = handle(b, frame.freeze(), peer, listener, session, &mut out).await;
+    if let Outcome::Pending(answer) = outcome {
+        out = answer.await.expect("an encoded answer");
+        outcome = Outcome::Respond;
+    }
     if !matches!(outcome, Outcome::Respond) {
         return (outcome, None);
     }
@@ -484,7 +488,7 @@ pub(super) fn produce_req(topic: &str, acks: i16) -> ProduceRequest {
                 .with_records(Some(one_record()))])])
 }
 
-fn fetch_req(topic: &str, offset: i64, replica: i32) -> FetchRequest {
+pub(super) fn fetch_req(topic: &str, offset: i64, replica: i32) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(replica))
         .with_max_wait_ms(0)
@@ -497,9 +501,15 @@ fn fetch_req(topic: &str, offset: i64, replica: i32) -> FetchRequest {
 }
 
 /// Node 1 leads `replicated-0` with replicas [1, 2]; `isr` and `min.insync.replicas` vary.
-fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
+pub(super) fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
     let mut image = MetadataImage::default();
     register_two_brokers(&mut image);
+    add_replicated(&mut image, isr, min_insync);
+    b.cluster.reconcile(&image).expect("reconcile");
+}
+
+/// Adds topic `replicated` to `image`: node 1 leads its partition 0, replicas [1, 2].
+pub(super) fn add_replicated(image: &mut MetadataImage, isr: Vec<i32>, min_insync: &str) {
     image.apply(&MetadataRecord::Topic {
         name: "replicated".into(),
         id: uuid::Uuid::new_v4(),
@@ -515,7 +525,6 @@ fn replicated(b: &Arc<Broker>, isr: Vec<i32>, min_insync: &str) {
         leader_epoch: 0,
         isr,
     });
-    b.cluster.reconcile(&image).expect("reconcile");
 }
 
 #[tokio::test]

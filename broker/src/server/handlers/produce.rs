@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::*;
@@ -89,8 +90,28 @@ struct Appends {
     denied: HashSet<String>,
 }
 
-/// Produce.
+/// A produce whose appends are done: its answer, or the wait for the in-sync replicas that
+/// makes it.
+pub enum Produced {
+    /// The answer (none for acks=0).
+    Now(Option<ProduceResponse>),
+    /// acks=all: the answer once the high watermark passed every append (or the request's
+    /// timeout ran out). It borrows nothing from the request: a connection serves the requests
+    /// behind this one while it waits.
+    Later(BoxFuture<'static, ProduceResponse>),
+}
+
+/// Produce, appends and acks=all wait together.
 pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    match append(ctx, req).await {
+        Produced::Now(answer) => answer,
+        Produced::Later(answer) => Some(answer.await),
+    }
+}
+
+/// Produce's appends (in request order: a connection runs one request's at a time); the answer,
+/// or for acks=all the wait for the in-sync replicas that completes it.
+pub async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Produced {
     let acks = req.acks;
     let node = ctx.broker.node_id();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -120,23 +141,27 @@ pub async fn produce(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
         waits,
     } = run_appends(req, move |req| appends.all(req)).await;
     count_failures(&ctx.broker.metrics, &ctx.broker.cluster, &responses);
-    if !waits.is_empty() {
-        let waited = Instant::now();
-        await_commits(&mut responses, waits, node, timeout).await;
-        ctx.broker
-            .metrics
-            .acks_all_wait
-            .observe(waited.elapsed().as_secs_f64());
-    }
     let throttle_ms = ctx.throttle(QuotaKind::Produce, size);
     if acks == ACKS_NONE {
-        return None;
+        return Produced::Now(None);
     }
-    Some(
+    let answer = move |responses| {
         ProduceResponse::default()
             .with_responses(responses)
-            .with_throttle_time_ms(throttle_ms),
-    )
+            .with_throttle_time_ms(throttle_ms)
+    };
+    if waits.is_empty() {
+        return Produced::Now(Some(answer(responses)));
+    }
+    let metrics = Arc::clone(&ctx.broker.metrics);
+    Produced::Later(Box::pin(async move {
+        let waited = Instant::now();
+        await_commits(&mut responses, waits, node, timeout).await;
+        metrics
+            .acks_all_wait
+            .observe(waited.elapsed().as_secs_f64());
+        answer(responses)
+    }))
 }
 
 /// Counts each partition refused by the append itself in its topic's failed produce
