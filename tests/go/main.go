@@ -580,8 +580,12 @@ func (s copyStatus) print() {
 
 // copyLoop is the copy mode (see the package comment). Every transaction that does not commit,
 // whether aborted on purpose or failed (a produce error, a rebalance, a coordinator that moved),
-// is redone from the committed offsets, which GroupTransactSession.End rewinds to; only an error
-// from End itself, which franz-go does not retry, ends the program.
+// is redone from the committed offsets, which GroupTransactSession.End rewinds to. An error from
+// End itself (franz-go gives up on a transaction coordinator it cannot dial: one killed, and
+// not yet fenced, is still named by FindCoordinator) leaves the transaction's outcome to the
+// broker: the copier then does what a restarted application does, a new session, whose
+// producer's InitProducerId ends the old transaction and whose group member reads the offsets
+// the broker really committed (require_stable waits for that outcome).
 func copyLoop(ctx context.Context, args []string) {
 	fs := flag.NewFlagSet("copy", flag.ExitOnError)
 	aborts := fs.Float64("aborts", 0, "fraction of the transactions aborted on purpose")
@@ -608,10 +612,14 @@ func copyLoop(ctx context.Context, args []string) {
 		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.ProducerLinger(5*time.Millisecond),
 	)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		fail("copy: kgo.NewGroupTransactSession: %v", err)
+	newSession := func() *kgo.GroupTransactSession {
+		sess, err := kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			fail("copy: kgo.NewGroupTransactSession: %v", err)
+		}
+		return sess
 	}
+	sess := newSession()
 	status := copyStatus{Remaining: count}
 	step("copier %s: copying %d records of %s to %s in group %s", txnID, count, src, dst, group)
 	for status.TotalProcessed < count {
@@ -656,7 +664,24 @@ func copyLoop(ctx context.Context, args []string) {
 		}
 		committed, err := sess.End(ctx, kgo.TransactionEndTry(commit))
 		if err != nil {
-			fail("copy: End (commit %v) after %d records: %v", commit, status.TotalProcessed, err)
+			if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+				fail("copy: End (commit %v) after %d records: %v", commit, status.TotalProcessed, err)
+			}
+			fmt.Fprintf(os.Stderr, "%s copy: End (commit %v) failed, starting a new session: %v\n",
+				time.Now().Format("15:04:05.000"), commit, err)
+			// The old session leaves the group first (its partitions go to the new one at
+			// once), for as long as the dead broker lets it.
+			closed := make(chan struct{})
+			go func(old *kgo.GroupTransactSession) { old.Close(); close(closed) }(sess)
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+			}
+			sess = newSession()
+			status.Transactions++
+			status.Failed++
+			status.print()
+			continue
 		}
 		status.Transactions++
 		switch {
