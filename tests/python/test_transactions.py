@@ -420,7 +420,9 @@ def test_an_abandoned_transaction_is_aborted_at_its_timeout(bootstrap):
     read_committed readers move past it without seeing its records, and the producer's late
     commit fails."""
     topic = new_topic(bootstrap, "txn-timeout", 1)
-    p = txn_producer(bootstrap, **{"transaction.timeout.ms": 2000})
+    # 5 s: the check just below must run before the timeout on a loaded machine (with 2 s, a
+    # CI run against Kafka had already aborted it there).
+    p = txn_producer(bootstrap, **{"transaction.timeout.ms": 5000})
     log = DeliveryLog()
     p.begin_transaction()
     p.produce(topic, value=b"abandoned", partition=0, on_delivery=log)

@@ -48,6 +48,10 @@ const MAX_PENDING: usize = 32;
 /// How long a connection closing for shutdown may spend sending the answers it holds back.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The most bytes of finished answers a connection holds back behind a pending one before it
+/// stops reading (a fetch answer can be as large as the client asks).
+const MAX_HELD_BYTES: usize = 16 << 20;
+
 /// Writes one response frame (flushed: a TLS session buffers what it encrypts); false when
 /// the connection is gone.
 async fn send<S: AsyncWrite + Unpin>(broker: &Broker, stream: &mut S, frame: &[u8]) -> bool {
@@ -62,13 +66,21 @@ async fn send<S: AsyncWrite + Unpin>(broker: &Broker, stream: &mut S, frame: &[u
     written.is_ok()
 }
 
-/// Sends every pending answer, in order, before the connection closes.
+/// Sends every pending answer, in order, before the connection closes; stops at shutdown.
 async fn drain<S: AsyncWrite + Unpin>(
     broker: &Broker,
     stream: &mut S,
     pending: &mut FuturesOrdered<PendingResponse>,
+    shutdown: &CancellationToken,
 ) {
-    while let Some(Ok(frame)) = pending.next().await {
+    loop {
+        let answer = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            answer = pending.next() => answer,
+        };
+        let Some(Ok(frame)) = answer else {
+            return;
+        };
         if !send(broker, stream, &frame).await {
             return;
         }
@@ -102,6 +114,8 @@ pub async fn serve<S>(
         let mut pending: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
         // A client over its quota: nothing more is read until then (answers still go out).
         let mut muted: Option<tokio::time::Instant> = None;
+        // Bytes of finished answers queued behind a pending one.
+        let mut held = 0usize;
         let mut first = true;
         loop {
             if first && buf.len() >= 3 {
@@ -112,7 +126,7 @@ pub async fn serve<S>(
                     return;
                 }
             }
-            let reading = muted.is_none() && pending.len() < MAX_PENDING;
+            let reading = muted.is_none() && pending.len() < MAX_PENDING && held < MAX_HELD_BYTES;
             if reading {
                 let max = session.lock().frame_limit(request_max);
                 match frame::check(&buf, max) {
@@ -120,9 +134,32 @@ pub async fn serve<S>(
                         let body = frame::take(&mut buf, size).freeze();
                         broker.metrics.bytes_in.inc_by(size as u64 + 4);
                         out.clear();
-                        let outcome =
-                            dispatch::handle(&broker, body, peer, &listener, &session, &mut out)
-                                .await;
+                        // The answers before this request go out as they finish, even while it
+                        // waits (a long-polling fetch behind an acks=all produce).
+                        let outcome = {
+                            let handling = dispatch::handle(
+                                &broker, body, peer, &listener, &session, &mut out,
+                            );
+                            tokio::pin!(handling);
+                            loop {
+                                tokio::select! {
+                                    outcome = &mut handling => break outcome,
+                                    Some(answer) = pending.next(), if !pending.is_empty() => {
+                                        let frame = match answer {
+                                            Ok(frame) => frame,
+                                            Err(reason) => {
+                                                tracing::info!(%reason, "closing connection");
+                                                return;
+                                            }
+                                        };
+                                        held = held.saturating_sub(frame.len());
+                                        if !send(&broker, &mut stream, &frame).await {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        };
                         let answer = match outcome {
                             Outcome::Respond if pending.is_empty() => {
                                 if !send(&broker, &mut stream, &out).await {
@@ -131,13 +168,14 @@ pub async fn serve<S>(
                                 None
                             }
                             Outcome::Respond => {
+                                held += out.len();
                                 Some(Box::pin(std::future::ready(Ok(out.split()))) as _)
                             }
                             Outcome::Pending(answer) => Some(answer),
                             Outcome::NoResponse => None,
                             Outcome::Close(reason) => {
                                 tracing::info!(%reason, "closing connection");
-                                drain(&broker, &mut stream, &mut pending).await;
+                                drain(&broker, &mut stream, &mut pending, &shutdown).await;
                                 return;
                             }
                         };
@@ -145,7 +183,7 @@ pub async fn serve<S>(
                             pending.push_back(answer);
                         }
                         if session.lock().closing() {
-                            drain(&broker, &mut stream, &mut pending).await;
+                            drain(&broker, &mut stream, &mut pending, &shutdown).await;
                             return;
                         }
                         muted = session.lock().take_mute().map(Into::into);
@@ -167,6 +205,8 @@ pub async fn serve<S>(
                         }
                     }
                     Err(e) => {
+                        // The requests before it were served: their answers still go out.
+                        drain(&broker, &mut stream, &mut pending, &shutdown).await;
                         refuse_frame(&broker, peer, &listener, &e);
                         return;
                     }
@@ -177,13 +217,15 @@ pub async fn serve<S>(
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     // Answers already being made still go out, for a little while.
-                    let draining = drain(&broker, &mut stream, &mut pending);
+                    let live = CancellationToken::new();
+                    let draining = drain(&broker, &mut stream, &mut pending, &live);
                     let _ = tokio::time::timeout(SHUTDOWN_DRAIN, draining).await;
                     return;
                 }
                 Some(answer) = pending.next(), if !pending.is_empty() => {
                     match answer {
                         Ok(frame) => {
+                            held = held.saturating_sub(frame.len());
                             if !send(&broker, &mut stream, &frame).await {
                                 return;
                             }
@@ -199,7 +241,7 @@ pub async fn serve<S>(
                 read = stream.read_buf(&mut buf), if reading => match read {
                     Ok(0) => {
                         // The client sent all it will: its pending answers still go out.
-                        drain(&broker, &mut stream, &mut pending).await;
+                        drain(&broker, &mut stream, &mut pending, &shutdown).await;
                         return;
                     }
                     Ok(_) => {}

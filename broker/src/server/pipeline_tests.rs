@@ -179,7 +179,8 @@ async fn an_acks_all_produce_waiting_for_its_isr_does_not_hold_up_the_requests_b
     }
     // The acks=1 produce behind the waiting one is appended at once.
     let here = b.cluster.partition("here", 0).expect("here-0");
-    tokio::time::timeout(Duration::from_secs(10), async {
+    // Well inside the waiting produce's 10 s timeout.
+    tokio::time::timeout(Duration::from_secs(3), async {
         while here.log_end_offset() < 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -208,6 +209,39 @@ async fn an_acks_all_produce_waiting_for_its_isr_does_not_hold_up_the_requests_b
             .high_watermark(),
         1
     );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_finished_before_a_long_poll_behind_it_goes_out_at_once() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let b = broker(d.path());
+    let shutdown = CancellationToken::new();
+    let mut client = connect(&b, &shutdown);
+    client
+        .write_all(&Req::ProduceAll.frame(1).0)
+        .await
+        .expect("send");
+    // A consumer's fetch of the empty `here-0` that long-polls for 5 s.
+    let long_poll = fetch_req("here", 0, -1)
+        .with_max_wait_ms(5_000)
+        .with_min_bytes(1);
+    client
+        .write_all(&frame(2, FETCH_VERSION, &long_poll))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Follower 2 catches up while the fetch waits: the produce's answer goes out now, not after
+    // the fetch's 5 s.
+    call(&b, FETCH_VERSION, fetch_req("replicated", 1, 2)).await;
+    let id = tokio::time::timeout(Duration::from_secs(2), answer(&mut client, ApiKey::Produce))
+        .await
+        .expect("the produce's answer did not wait for the long poll behind it");
+    assert_eq!(id, 1);
+    let id = tokio::time::timeout(Duration::from_secs(10), answer(&mut client, ApiKey::Fetch))
+        .await
+        .expect("the fetch's answer");
+    assert_eq!(id, 2);
     shutdown.cancel();
 }
 

@@ -154,9 +154,12 @@ pub async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Produced {
         return Produced::Now(Some(answer(responses)));
     }
     let metrics = Arc::clone(&ctx.broker.metrics);
+    // Timed from the appends, not from the future's first poll, which a connection may make
+    // only after serving the requests behind this one.
+    let waited = Instant::now();
+    let deadline = waited + timeout;
     Produced::Later(Box::pin(async move {
-        let waited = Instant::now();
-        await_commits(&mut responses, waits, node, timeout).await;
+        await_commits(&mut responses, waits, node, deadline).await;
         metrics
             .acks_all_wait
             .observe(waited.elapsed().as_secs_f64());
@@ -438,9 +441,8 @@ async fn await_commits(
     responses: &mut [TopicProduceResponse],
     waits: Vec<Wait>,
     node: i32,
-    timeout: Duration,
+    deadline: Instant,
 ) {
-    let deadline = Instant::now() + timeout;
     for Wait {
         topic,
         slot,
