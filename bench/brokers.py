@@ -20,6 +20,20 @@ READY_TIMEOUT = 600
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+VENV_PY = Path.home() / ".cache" / "gregor" / "venv" / "bin" / "python"
+
+
+def use_test_venv():
+    """Re-executes the running script with the test venv's python (confluent-kafka) unless this
+    python already has confluent-kafka; call it before importing confluent_kafka."""
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        if VENV_PY.exists() and Path(sys.executable) != VENV_PY:
+            os.execv(VENV_PY, [str(VENV_PY), *sys.argv])
+        raise
+
+
 def logger(name: str):
     """A `log(msg)` printing `[time] name: msg` to stderr."""
     def log(msg: str):

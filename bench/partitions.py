@@ -33,15 +33,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_PY = Path.home() / ".cache" / "gregor" / "venv" / "bin" / "python"
 
-try:
-    from confluent_kafka import Consumer, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
-except ImportError:
-    if VENV_PY.exists() and Path(sys.executable) != VENV_PY:
-        os.execv(VENV_PY, [str(VENV_PY), *sys.argv])
-    raise
+from brokers import use_test_venv  # noqa: E402
+
+use_test_venv()
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from brokers import (GREGOR_BIN, KAFKA_HEAP, READY_TIMEOUT, broker, loadavg, logger,
                      machine_env, open_fds, rss_mib, wait)
